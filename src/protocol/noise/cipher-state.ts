@@ -1,0 +1,98 @@
+/**
+ * CipherState (spec section 5.1): a key k and a 64-bit nonce counter n. Used by SymmetricState
+ * during the handshake, and as the two transport ciphers after Split().
+ */
+import { type CipherFunctions, KEYLEN, MAX_NONCE } from './cipher-functions.js';
+import { NoiseError } from './errors.js';
+
+/**
+ * Past this nonce `nearNonceLimit` turns true, so the transport rekeys or reconnects with 2^63
+ * messages to spare: nobody will reach it by traffic, only by a bug or a forged setNonce.
+ */
+export const DEFAULT_NONCE_SOFT_LIMIT = 1n << 63n;
+
+export class CipherState {
+  readonly cipher: CipherFunctions;
+  readonly nonceSoftLimit: bigint;
+  private k: Buffer | null = null;
+  private n = 0n;
+
+  constructor(cipher: CipherFunctions, options: { nonceSoftLimit?: bigint } = {}) {
+    this.cipher = cipher;
+    this.nonceSoftLimit = options.nonceSoftLimit ?? DEFAULT_NONCE_SOFT_LIMIT;
+  }
+
+  /** InitializeKey(key): sets k (null empties it) and resets n to zero. */
+  initializeKey(key: Buffer | null): void {
+    if (key !== null && key.length !== KEYLEN) {
+      throw new NoiseError('noise_invalid_key', `a Noise cipher key is ${KEYLEN} bytes, got ${key.length}`);
+    }
+    this.k = key === null ? null : Buffer.from(key);
+    this.n = 0n;
+  }
+
+  hasKey(): boolean {
+    return this.k !== null;
+  }
+
+  /** SetNonce(nonce): for tests and for transports with explicit nonces. */
+  setNonce(nonce: bigint): void {
+    if (nonce < 0n || nonce > MAX_NONCE) {
+      throw new NoiseError('noise_invalid_state', `a Noise nonce is a 64-bit unsigned integer, got ${nonce}`);
+    }
+    this.n = nonce;
+  }
+
+  /** The nonce the next message will use. */
+  get nonce(): bigint {
+    return this.n;
+  }
+
+  /** How many more messages this key can protect before the nonce is exhausted. */
+  get noncesRemaining(): bigint {
+    return MAX_NONCE - this.n;
+  }
+
+  /** True once the nonce passed the soft limit: rekey (both sides) or reconnect now. */
+  get nearNonceLimit(): boolean {
+    return this.n >= this.nonceSoftLimit;
+  }
+
+  /** EncryptWithAd(ad, plaintext): returns the plaintext unchanged while there is no key. */
+  encryptWithAd(ad: Buffer, plaintext: Buffer): Buffer {
+    if (this.k === null) return plaintext;
+    this.checkNonce();
+    const ciphertext = this.cipher.encrypt(this.k, this.n, ad, plaintext);
+    this.n += 1n;
+    return ciphertext;
+  }
+
+  /**
+   * DecryptWithAd(ad, ciphertext): throws `noise_decrypt_failed` on a bad tag, and then leaves the
+   * nonce where it was (spec 5.1), so a forged message cannot desynchronise the two sides.
+   */
+  decryptWithAd(ad: Buffer, ciphertext: Buffer): Buffer {
+    if (this.k === null) return ciphertext;
+    this.checkNonce();
+    const plaintext = this.cipher.decrypt(this.k, this.n, ad, ciphertext);
+    this.n += 1n;
+    return plaintext;
+  }
+
+  /** Rekey(): k = REKEY(k); the nonce is kept (spec 11.3). Both sides must rekey at the same message. */
+  rekey(): void {
+    if (this.k === null) {
+      throw new NoiseError('noise_invalid_state', 'Rekey() on a CipherState without a key');
+    }
+    this.k = this.cipher.rekey(this.k);
+  }
+
+  private checkNonce(): void {
+    if (this.n >= MAX_NONCE) {
+      throw new NoiseError(
+        'noise_nonce_exhausted',
+        'this Noise cipher used its last nonce (2^64-2): reconnect to run a fresh handshake; the transport should have rekeyed or reconnected at nearNonceLimit',
+      );
+    }
+  }
+}
