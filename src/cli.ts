@@ -1,0 +1,182 @@
+#!/usr/bin/env node
+import { Command, CommanderError, Option } from 'commander';
+import { realpathSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { loadConfig, type LoadedConfig } from './config/loader.js';
+import { startDaemon } from './daemon.js';
+import { renderReport, runChecks } from './doctor.js';
+import { ConfigError, InteropError, UsageError } from './errors.js';
+import { createLogger } from './observability/logger.js';
+import { generateProviderKey, publicJwks, type ClientTokenAlg } from './protocol/jwt.js';
+import { readProviderKey, writeProviderKey } from './provider-keys.js';
+import { VERSION } from './version.js';
+
+/** Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error. */
+export const EXIT = { ok: 0, failure: 1, usage: 2 } as const;
+
+export interface CliIo {
+  out: (text: string) => void;
+  err: (text: string) => void;
+  env: NodeJS.ProcessEnv;
+  /** Resolves when the daemon should stop (a signal); injected by tests. */
+  waitForStop?: () => Promise<string>;
+}
+
+const defaultIo: CliIo = {
+  out: (t) => process.stdout.write(t),
+  err: (t) => process.stderr.write(t),
+  env: process.env,
+};
+
+interface ConfigOption {
+  config?: string;
+}
+
+/** Runs the command line and resolves to the exit code; never calls process.exit itself. */
+export async function runCli(argv: readonly string[], io: CliIo = defaultIo): Promise<number> {
+  let exitCode: number = EXIT.ok;
+  const program = new Command('interop-bridge');
+  const configOption = () =>
+    new Option(
+      '-c, --config <file>',
+      'the configuration file (default: $INTEROP_BRIDGE_CONFIG, else embedded defaults)',
+    );
+  const load = (opts: ConfigOption): LoadedConfig =>
+    loadConfig({ path: opts.config ?? io.env.INTEROP_BRIDGE_CONFIG, env: io.env });
+
+  const commands: Command[] = [];
+  const command = (parent: Command, name: string, description: string): Command => {
+    const c = parent.command(name).description(description);
+    commands.push(c);
+    return c;
+  };
+
+  program
+    .description(
+      'Bridges Matrix and XMPP users to a gatekeeper messenger through its DMA interop gateway (Noise, JWT, Signal).',
+    )
+    .addHelpText(
+      'after',
+      '\nExit codes: 0 success, 1 runtime failure, 2 usage or configuration error.\nDocumentation: README.md and docs/ in the project.',
+    );
+
+  command(program, 'start', 'run the bridge daemon (until SIGINT or SIGTERM)')
+    .addOption(configOption())
+    .action(async (opts: ConfigOption) => {
+      const loaded = load(opts);
+      const logger = createLogger({
+        level: loaded.config.logging.level,
+        format: loaded.config.logging.format,
+      });
+      const daemon = await startDaemon(loaded, logger);
+      const signal = await (io.waitForStop ?? waitForSignal)();
+      logger.info({ signal }, 'shutting down');
+      await daemon.stop();
+      logger.flush();
+    });
+
+  command(program, 'doctor', 'check the configuration and the database, and say what to fix')
+    .addOption(configOption())
+    .action((opts: ConfigOption) => {
+      const loaded = load(opts);
+      const results = runChecks(loaded);
+      io.out(`${renderReport(loaded.source, results)}\n`);
+      if (results.some((r) => r.status === 'fail')) exitCode = EXIT.failure;
+    });
+
+  const keys = command(program, 'keys', "manage the provider's JWT signing key");
+  command(keys, 'generate', 'create the signing key (a private JWK, mode 0600) and print the public JWKS')
+    .addOption(configOption())
+    .addOption(new Option('--alg <alg>', 'signature algorithm').choices(['EdDSA', 'ES256']).default('EdDSA'))
+    .option('-o, --out <file>', 'write the key here instead of provider.signing_key_file')
+    .option('--force', 'replace an existing key')
+    .action(async (opts: ConfigOption & { alg: ClientTokenAlg; out?: string; force?: boolean }) => {
+      const file = opts.out ?? load(opts).paths.signingKey;
+      const jwk = await generateProviderKey(opts.alg);
+      writeProviderKey(file, jwk, { force: opts.force === true });
+      io.err(
+        `wrote the ${opts.alg} signing key ${jwk.kid} to ${file}\nthe provider's JWKS (give it to the gatekeeper):\n`,
+      );
+      io.out(`${JSON.stringify(publicJwks([jwk]), null, 2)}\n`);
+    });
+  command(keys, 'jwks', 'print the public JWKS of the existing signing key')
+    .addOption(configOption())
+    .action((opts: ConfigOption) => {
+      const jwk = readProviderKey(load(opts).paths.signingKey);
+      io.out(`${JSON.stringify(publicJwks([jwk]), null, 2)}\n`);
+    });
+
+  command(program, 'generate-registration', 'write the Matrix application service registration file')
+    .addOption(configOption())
+    .action(() => {
+      throw new InteropError(
+        'not_available',
+        'generate-registration is not available in this version: the Matrix adapter has not landed yet',
+      );
+    });
+
+  command(program, 'emulator', 'run the bundled interop gateway emulator')
+    .addOption(configOption())
+    .action(() => {
+      throw new InteropError(
+        'not_available',
+        'the gateway emulator is not available in this version: it has not landed yet',
+      );
+    });
+
+  for (const c of [program, ...commands]) {
+    c.version(VERSION, '-V, --version', 'print the version');
+    c.exitOverride();
+    c.configureOutput({ writeOut: io.out, writeErr: io.err });
+    c.showHelpAfterError('(run with --help for usage)');
+  }
+
+  try {
+    await program.parseAsync(argv as string[], { from: 'user' });
+  } catch (err) {
+    return reportError(err, io);
+  }
+  return exitCode;
+}
+
+function reportError(err: unknown, io: CliIo): number {
+  if (err instanceof CommanderError) {
+    // Help and version are "errors" to commander; their text is already printed.
+    // (`commander.help` is help shown because no command was given: a usage error.)
+    return ['commander.helpDisplayed', 'commander.version'].includes(err.code) ? EXIT.ok : EXIT.usage;
+  }
+  if (err instanceof ConfigError || err instanceof UsageError) {
+    io.err(`${err.message}\n`);
+    return EXIT.usage;
+  }
+  if (err instanceof InteropError) {
+    io.err(`error (${err.code}): ${err.message}\n`);
+    return EXIT.failure;
+  }
+  io.err(`unexpected error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  return EXIT.failure;
+}
+
+function waitForSignal(): Promise<string> {
+  return new Promise((resolve) => {
+    const stop = (signal: string) => {
+      // A second signal while shutting down means "now".
+      process.once(signal, () => process.exit(EXIT.failure));
+      resolve(signal);
+    };
+    process.once('SIGINT', () => stop('SIGINT'));
+    process.once('SIGTERM', () => stop('SIGTERM'));
+  });
+}
+
+const invokedDirectly = (() => {
+  try {
+    return process.argv[1] !== undefined && realpathSync(process.argv[1]) === fileURLToPath(import.meta.url);
+  } catch {
+    return false;
+  }
+})();
+
+if (invokedDirectly) {
+  process.exitCode = await runCli(process.argv.slice(2));
+}

@@ -1,0 +1,153 @@
+import { z } from 'zod';
+
+/**
+ * The configuration schema. Every leaf carries the phrase that completes "expected ...", so the
+ * loader can turn any mistake into "key: expected <phrase>, found <value>".
+ * Keys are snake_case as in config.sample.yaml, which documents each of them.
+ */
+
+const expecting = (phrase: string) => ({ error: () => phrase });
+
+const str = (phrase = 'a non-empty string') => z.string(expecting(phrase)).min(1, expecting(phrase));
+const int = (min: number, max: number, phrase = `an integer from ${min} to ${max}`) =>
+  z.number(expecting(phrase)).int(expecting(phrase)).min(min, expecting(phrase)).max(max, expecting(phrase));
+const bool = () => z.boolean(expecting('true or false'));
+const oneOf = <T extends readonly [string, ...string[]]>(values: T) =>
+  z.enum(values, expecting(`one of ${values.map((v) => `"${v}"`).join(', ')}`));
+const httpUrl = (phrase = 'an http:// or https:// URL') =>
+  z.url({ protocol: /^https?$/, ...expecting(phrase) });
+const host = () => str('a host name or IP address');
+const port = () => int(1, 65535, 'a port number from 1 to 65535');
+const base64Key = (bytes: number) =>
+  z
+    .string(expecting(`a base64-encoded ${bytes}-byte key`))
+    .refine(
+      (v) => /^[A-Za-z0-9+/_-]+={0,2}$/.test(v) && Buffer.from(v, 'base64').length === bytes,
+      expecting(`a base64-encoded ${bytes}-byte key`),
+    );
+
+/** Options whose value may instead be read from a file named by `<key>_file`. */
+export const SECRET_KEYS = ['matrix.as_token', 'matrix.hs_token', 'xmpp.secret'] as const;
+
+const httpSchema = z.strictObject({
+  host: host().default('127.0.0.1'),
+  port: port().default(29330),
+  public_url: httpUrl().optional(),
+});
+
+const bridgeSchema = z.strictObject({
+  provider_id: str('a provider id such as "example.org"').default('localhost'),
+  data_dir: str('a directory path').default('./data'),
+  database: str('a file path').default('interop-bridge.db'),
+  lifecycle: oneOf(['always', 'presence'] as const).default('always'),
+  identity_change_policy: oneOf(['trust_on_first_use', 'block_until_confirmed'] as const).default(
+    'trust_on_first_use',
+  ),
+  http: httpSchema.default(httpSchema.parse({})),
+});
+
+const providerSchema = z.strictObject({
+  signing_key_file: str('a file path').default('provider-signing-key.jwk'),
+  jwt_ttl_seconds: int(30, 3600).default(300),
+});
+
+const reconnectSchema = z.strictObject({
+  initial_delay_ms: int(10, 600_000).default(1000),
+  max_delay_ms: int(100, 3_600_000).default(60_000),
+});
+
+const gatewaySchema = z.strictObject({
+  host: host().default('127.0.0.1'),
+  port: port().default(29400),
+  gateway_id: str('the gateway id (the JWT audience)').default('emulator.interop'),
+  root_key: base64Key(32).optional(),
+  static_key: base64Key(32).optional(),
+  max_frame_bytes: int(1024, 16_777_215).default(1_048_576),
+  handshake_timeout_seconds: int(1, 300).default(10),
+  keepalive_seconds: int(5, 3600).default(30),
+  reconnect: reconnectSchema.default(reconnectSchema.parse({})),
+});
+
+const signalSchema = z.strictObject({
+  prekey_batch_size: int(10, 1000).default(100),
+  prekey_low_water: int(1, 500).default(20),
+  signed_prekey_rotation_days: int(1, 90).default(7),
+});
+
+const mediaSchema = z.strictObject({
+  max_bytes: int(1024, 2 ** 40).default(100 * 1024 * 1024),
+  allowed_fetch_hosts: z.array(host(), expecting('a list of host names')).default([]),
+});
+
+const permissionLevel = oneOf(['none', 'user', 'admin'] as const);
+
+const matrixSchema = z
+  .strictObject({
+    enabled: bool().default(false),
+    homeserver_url: httpUrl().default('http://127.0.0.1:8008'),
+    server_name: str('the homeserver\'s server name, such as "example.org"').default('localhost'),
+    as_token: str('the application service token').optional(),
+    hs_token: str('the homeserver token').optional(),
+    bot_localpart: str('a Matrix localpart such as "interop"').default('interop'),
+    ghost_localpart_prefix: str('a localpart prefix such as "wa_"').default('wa_'),
+    listen_host: host().default('127.0.0.1'),
+    listen_port: port().default(29331),
+    permissions: z
+      .record(
+        z.string(),
+        permissionLevel,
+        expecting('a map of "*", server names or user ids to none/user/admin'),
+      )
+      .default({}),
+  })
+  .superRefine((m, ctx) => {
+    if (!m.enabled) return;
+    for (const key of ['as_token', 'hs_token'] as const) {
+      if (m[key] === undefined) {
+        ctx.addIssue({
+          code: 'custom',
+          path: [key],
+          message: `the ${key === 'as_token' ? 'application service' : 'homeserver'} token (or ${key}_file) when matrix.enabled is true; run "interop-bridge generate-registration"`,
+        });
+      }
+    }
+  });
+
+const xmppSchema = z
+  .strictObject({
+    enabled: bool().default(false),
+    server_host: host().default('127.0.0.1'),
+    server_port: port().default(5347),
+    component_domain: str('the component\'s domain, such as "wa.example.org"').default('wa.localhost'),
+    secret: str('the component secret shared with the XMPP server').optional(),
+    upload_service: str('the JID of an XEP-0363 upload service').optional(),
+  })
+  .superRefine((x, ctx) => {
+    if (x.enabled && x.secret === undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['secret'],
+        message: 'the component secret (or secret_file) when xmpp.enabled is true',
+      });
+    }
+  });
+
+const loggingSchema = z.strictObject({
+  level: oneOf(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const).default('info'),
+  format: oneOf(['auto', 'json', 'pretty'] as const).default('auto'),
+});
+
+const section = <T extends z.ZodType>(schema: T) => schema.default(schema.parse({}) as never);
+
+export const configSchema = z.strictObject({
+  bridge: section(bridgeSchema),
+  provider: section(providerSchema),
+  gateway: section(gatewaySchema),
+  signal: section(signalSchema),
+  media: section(mediaSchema),
+  matrix: section(matrixSchema),
+  xmpp: section(xmppSchema),
+  logging: section(loggingSchema),
+});
+
+export type Config = z.infer<typeof configSchema>;

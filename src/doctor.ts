@@ -1,0 +1,170 @@
+import Database from 'better-sqlite3';
+import { accessSync, constants, existsSync, statSync } from 'node:fs';
+import path from 'node:path';
+import type { LoadedConfig } from './config/loader.js';
+import { readMigrations } from './store/database.js';
+import { providerKeyTooOpen, readProviderKey } from './provider-keys.js';
+
+export type CheckStatus = 'ok' | 'warn' | 'fail';
+
+export interface CheckResult {
+  name: string;
+  status: CheckStatus;
+  detail: string;
+  /** What to do about a warning or failure. */
+  hint?: string;
+}
+
+/** Checks what can be checked without changing anything. Reachability checks join as layers land. */
+export function runChecks(loaded: LoadedConfig): CheckResult[] {
+  return [checkDataDir(loaded), checkDatabase(loaded), checkProviderKey(loaded), checkGateway(loaded)];
+}
+
+function checkDataDir({ paths }: LoadedConfig): CheckResult {
+  const name = 'data directory';
+  let dir = paths.dataDir;
+  if (!existsSync(dir)) {
+    // It will be created: what matters is that its nearest existing parent is writable.
+    while (!existsSync(dir)) dir = path.dirname(dir);
+    try {
+      accessSync(dir, constants.W_OK);
+      return { name, status: 'ok', detail: `${paths.dataDir} does not exist yet; it will be created` };
+    } catch {
+      return {
+        name,
+        status: 'fail',
+        detail: `${paths.dataDir} cannot be created: ${dir} is not writable`,
+        hint: 'set bridge.data_dir to a directory the bridge user can write',
+      };
+    }
+  }
+  if (!statSync(dir).isDirectory()) {
+    return {
+      name,
+      status: 'fail',
+      detail: `${dir} is not a directory`,
+      hint: 'set bridge.data_dir to a directory',
+    };
+  }
+  try {
+    accessSync(dir, constants.W_OK);
+  } catch {
+    return { name, status: 'fail', detail: `${dir} is not writable`, hint: `chown it to the bridge's user` };
+  }
+  return { name, status: 'ok', detail: `${dir} is writable` };
+}
+
+function checkDatabase({ paths }: LoadedConfig): CheckResult {
+  const name = 'database';
+  const file = paths.database;
+  const latest = readMigrations().length;
+  if (!existsSync(file)) {
+    return { name, status: 'ok', detail: `${file} does not exist yet; "interop-bridge start" creates it` };
+  }
+  let db: Database.Database | undefined;
+  try {
+    db = new Database(file, { readonly: true, fileMustExist: true });
+    const integrity = (db.pragma('quick_check', { simple: true }) as string) ?? 'unknown';
+    if (integrity !== 'ok') {
+      return {
+        name,
+        status: 'fail',
+        detail: `${file} is damaged: ${integrity}`,
+        hint: 'restore it from a backup',
+      };
+    }
+    const hasVersions =
+      db.prepare("SELECT 1 FROM sqlite_master WHERE name = 'schema_version'").get() !== undefined;
+    const version = hasVersions
+      ? ((db.prepare('SELECT max(version) AS v FROM schema_version').get() as { v: number | null }).v ?? 0)
+      : 0;
+    if (version > latest) {
+      return {
+        name,
+        status: 'fail',
+        detail: `${file} has schema version ${version}, newer than this interop-bridge knows (${latest})`,
+        hint: 'upgrade interop-bridge, or restore a backup taken before the upgrade',
+      };
+    }
+    const mode = statSync(file).mode & 0o777;
+    const pending = latest - version;
+    return {
+      name,
+      status: (mode & 0o077) !== 0 ? 'warn' : 'ok',
+      detail: `${file}: schema version ${version}${pending > 0 ? ` (${pending} migration(s) will run at start)` : ' (current)'}, mode ${mode.toString(8)}`,
+      ...((mode & 0o077) !== 0
+        ? { hint: `others can read it: run "chmod 600 ${file}" (start does this too)` }
+        : {}),
+    };
+  } catch (err) {
+    return {
+      name,
+      status: 'fail',
+      detail: `${file} cannot be read as a database: ${(err as Error).message}`,
+      hint: 'check bridge.database, or restore the file from a backup',
+    };
+  } finally {
+    db?.close();
+  }
+}
+
+function checkProviderKey({ paths }: LoadedConfig): CheckResult {
+  const name = 'provider signing key';
+  const file = paths.signingKey;
+  if (!existsSync(file)) {
+    return {
+      name,
+      status: 'warn',
+      detail: `${file} does not exist yet`,
+      hint: '"interop-bridge keys generate" creates it (start does too), and prints the JWKS for the gatekeeper',
+    };
+  }
+  try {
+    const jwk = readProviderKey(file);
+    if (providerKeyTooOpen(file)) {
+      return {
+        name,
+        status: 'fail',
+        detail: `${file} is readable by others`,
+        hint: `run "chmod 600 ${file}"`,
+      };
+    }
+    return { name, status: 'ok', detail: `${file}: ${jwk.alg} key, kid ${jwk.kid}` };
+  } catch (err) {
+    return {
+      name,
+      status: 'fail',
+      detail: (err as Error).message,
+      hint: 'replace it with "interop-bridge keys generate --force"',
+    };
+  }
+}
+
+function checkGateway({ config }: LoadedConfig): CheckResult {
+  const name = 'gateway';
+  if (!config.gateway.root_key) {
+    return {
+      name,
+      status: 'warn',
+      detail: `gateway.root_key is not set: the bridge will not connect to ${config.gateway.host}:${config.gateway.port}`,
+      hint: 'set gateway.root_key to the gateway root key (the emulator prints it at "interop-bridge emulator init")',
+    };
+  }
+  return {
+    name,
+    status: 'ok',
+    detail: `${config.gateway.host}:${config.gateway.port} (gateway id ${config.gateway.gateway_id}), root key pinned`,
+  };
+}
+
+export function renderReport(source: string, results: readonly CheckResult[]): string {
+  const width = Math.max(...results.map((r) => r.name.length));
+  const lines = [`interop-bridge doctor: configuration from ${source} is valid`];
+  for (const r of results) {
+    lines.push(`  ${r.status.padEnd(4)}  ${r.name.padEnd(width)}  ${r.detail}`);
+    if (r.hint && r.status !== 'ok') lines.push(`        ${' '.repeat(width)}  -> ${r.hint}`);
+  }
+  const count = (s: CheckStatus) => results.filter((r) => r.status === s).length;
+  lines.push(`checks: ${count('ok')} ok, ${count('warn')} with warnings, ${count('fail')} failing`);
+  return lines.join('\n');
+}

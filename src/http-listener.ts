@@ -1,0 +1,63 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Logger } from './observability/logger.js';
+
+export type Handler = (req: http.IncomingMessage, res: http.ServerResponse) => void | Promise<void>;
+
+/**
+ * The bridge's own HTTP listener: health, the provider's JWKS, and (in later layers) metrics and
+ * hosted media. Routes are exact paths; anything else is a JSON 404.
+ */
+export class HttpListener {
+  private readonly routes = new Map<string, Handler>();
+  private readonly server: http.Server;
+
+  constructor(private readonly log: Logger) {
+    this.server = http.createServer((req, res) => void this.dispatch(req, res));
+    this.server.keepAliveTimeout = 5_000;
+    this.server.headersTimeout = 10_000;
+    this.server.requestTimeout = 30_000;
+  }
+
+  route(method: string, path: string, handler: Handler): void {
+    this.routes.set(`${method} ${path}`, handler);
+  }
+
+  async listen(host: string, port: number): Promise<AddressInfo> {
+    await new Promise<void>((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(port, host, () => {
+        this.server.off('error', reject);
+        resolve();
+      });
+    });
+    return this.server.address() as AddressInfo;
+  }
+
+  /** Stops accepting connections and waits for open requests to finish. */
+  async close(): Promise<void> {
+    if (!this.server.listening) return;
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    this.server.closeIdleConnections();
+    await closed;
+  }
+
+  private async dispatch(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const path = (req.url ?? '/').split('?')[0] as string;
+    const handler = this.routes.get(`${req.method} ${path}`);
+    try {
+      if (handler) await handler(req, res);
+      else sendJson(res, 404, { error: 'not_found', message: `no route for ${req.method} ${path}` });
+    } catch (err) {
+      this.log.error({ err, path }, 'HTTP handler failed');
+      if (!res.headersSent) sendJson(res, 500, { error: 'internal', message: 'internal error' });
+      else res.destroy();
+    }
+  }
+}
+
+export function sendJson(res: http.ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+}

@@ -1,0 +1,359 @@
+import type { Statement } from 'better-sqlite3';
+import { openDatabase, schemaVersion, type Db, type OpenOptions } from './database.js';
+import type {
+  AppserviceTransactionRepository,
+  InboxEntry,
+  InboxRepository,
+  MessageMapping,
+  MessageMapRepository,
+  NewInboxEntry,
+  NewOutboxEntry,
+  NewPuppet,
+  OutboxEntry,
+  OutboxRepository,
+  Portal,
+  PortalRepository,
+  Puppet,
+  PuppetRepository,
+  PuppetState,
+  SignalSessionRepository,
+  Store,
+} from './repositories.js';
+
+type Row = Record<string, unknown>;
+
+const bytes = (v: unknown): Uint8Array => new Uint8Array(v as Buffer);
+
+/** Prepares each statement once, on first use. */
+function statements(db: Db) {
+  const cache = new Map<string, Statement>();
+  return (sql: string): Statement => {
+    let stmt = cache.get(sql);
+    if (!stmt) {
+      stmt = db.prepare(sql);
+      cache.set(sql, stmt);
+    }
+    return stmt;
+  };
+}
+
+const toPuppet = (r: Row): Puppet => ({
+  id: r.id as number,
+  localId: r.local_id as string,
+  network: r.network as Puppet['network'],
+  accountId: r.account_id as string,
+  deviceId: r.device_id as number,
+  registrationId: r.registration_id as number,
+  identityPublic: bytes(r.identity_public),
+  identityPrivate: bytes(r.identity_private),
+  noisePublic: bytes(r.noise_public),
+  noisePrivate: bytes(r.noise_private),
+  gatewayStatic: r.gateway_static === null ? null : bytes(r.gateway_static),
+  state: r.state as PuppetState,
+  createdAt: r.created_at as number,
+});
+
+const toPortal = (r: Row): Portal => ({
+  id: r.id as number,
+  puppetId: r.puppet_id as number,
+  remoteJid: r.remote_jid as string,
+  localChat: (r.local_chat as string | null) ?? null,
+  name: (r.name as string | null) ?? null,
+  createdAt: r.created_at as number,
+});
+
+const toOutbox = (r: Row): OutboxEntry => ({
+  id: r.id as string,
+  puppetId: r.puppet_id as number,
+  portalId: r.portal_id as number,
+  seq: r.seq as number,
+  kind: r.kind as string,
+  payload: bytes(r.payload),
+  state: r.state as OutboxEntry['state'],
+  attempts: r.attempts as number,
+  error: (r.error as string | null) ?? null,
+  createdAt: r.created_at as number,
+  updatedAt: r.updated_at as number,
+});
+
+const toInbox = (r: Row): InboxEntry => ({
+  puppetId: r.puppet_id as number,
+  sender: r.sender as string,
+  messageId: r.message_id as string,
+  portalId: (r.portal_id as number | null) ?? null,
+  payload: bytes(r.payload),
+  state: r.state as InboxEntry['state'],
+  receivedAt: r.received_at as number,
+});
+
+const toMapping = (r: Row): MessageMapping => ({
+  portalId: r.portal_id as number,
+  remoteId: r.remote_id as string,
+  localId: r.local_id as string,
+  sender: r.sender as string,
+});
+
+function puppetRepository(q: ReturnType<typeof statements>, now: () => number): PuppetRepository {
+  const byId = (id: number) => {
+    const r = q('SELECT * FROM puppets WHERE id = ?').get(id) as Row | undefined;
+    return r && toPuppet(r);
+  };
+  return {
+    create(p: NewPuppet) {
+      const t = now();
+      const info = q(
+        `INSERT INTO puppets (local_id, network, account_id, device_id, registration_id, identity_public,
+           identity_private, noise_public, noise_private, created_at, updated_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      ).run(
+        p.localId,
+        p.network,
+        p.accountId,
+        p.deviceId,
+        p.registrationId,
+        Buffer.from(p.identityPublic),
+        Buffer.from(p.identityPrivate),
+        Buffer.from(p.noisePublic),
+        Buffer.from(p.noisePrivate),
+        t,
+        t,
+      );
+      return byId(Number(info.lastInsertRowid)) as Puppet;
+    },
+    byId,
+    byLocalId(localId) {
+      const r = q('SELECT * FROM puppets WHERE local_id = ?').get(localId) as Row | undefined;
+      return r && toPuppet(r);
+    },
+    byAccountId(accountId) {
+      const r = q('SELECT * FROM puppets WHERE account_id = ?').get(accountId) as Row | undefined;
+      return r && toPuppet(r);
+    },
+    list() {
+      return (q('SELECT * FROM puppets ORDER BY id').all() as Row[]).map(toPuppet);
+    },
+    setState(id, state) {
+      q('UPDATE puppets SET state = ?, updated_at = ? WHERE id = ?').run(state, now(), id);
+    },
+    setGatewayStatic(id, key) {
+      q('UPDATE puppets SET gateway_static = ?, updated_at = ? WHERE id = ?').run(
+        Buffer.from(key),
+        now(),
+        id,
+      );
+    },
+    delete(id) {
+      q('DELETE FROM puppets WHERE id = ?').run(id);
+    },
+  };
+}
+
+function portalRepository(q: ReturnType<typeof statements>, now: () => number): PortalRepository {
+  const byRemote = (puppetId: number, remoteJid: string) => {
+    const r = q('SELECT * FROM portals WHERE puppet_id = ? AND remote_jid = ?').get(puppetId, remoteJid) as
+      Row | undefined;
+    return r && toPortal(r);
+  };
+  return {
+    ensure(puppetId, remoteJid) {
+      q(
+        'INSERT INTO portals (puppet_id, remote_jid, created_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING',
+      ).run(puppetId, remoteJid, now());
+      return byRemote(puppetId, remoteJid) as Portal;
+    },
+    byId(id) {
+      const r = q('SELECT * FROM portals WHERE id = ?').get(id) as Row | undefined;
+      return r && toPortal(r);
+    },
+    byRemote,
+    byLocalChat(puppetId, localChat) {
+      const r = q('SELECT * FROM portals WHERE puppet_id = ? AND local_chat = ?').get(puppetId, localChat) as
+        Row | undefined;
+      return r && toPortal(r);
+    },
+    setLocalChat(id, localChat) {
+      q('UPDATE portals SET local_chat = ? WHERE id = ?').run(localChat, id);
+    },
+    setName(id, name) {
+      q('UPDATE portals SET name = ? WHERE id = ?').run(name, id);
+    },
+    listForPuppet(puppetId) {
+      return (q('SELECT * FROM portals WHERE puppet_id = ? ORDER BY id').all(puppetId) as Row[]).map(
+        toPortal,
+      );
+    },
+  };
+}
+
+function sessionRepository(q: ReturnType<typeof statements>, now: () => number): SignalSessionRepository {
+  return {
+    loadSession(puppetId, address) {
+      const r = q('SELECT record FROM signal_sessions WHERE puppet_id = ? AND address = ?').get(
+        puppetId,
+        address,
+      ) as Row | undefined;
+      return r && bytes(r.record);
+    },
+    storeSession(puppetId, address, record) {
+      q(
+        `INSERT INTO signal_sessions (puppet_id, address, record, updated_at) VALUES (?, ?, ?, ?)
+         ON CONFLICT (puppet_id, address) DO UPDATE SET record = excluded.record, updated_at = excluded.updated_at`,
+      ).run(puppetId, address, Buffer.from(record), now());
+    },
+    deleteSession(puppetId, address) {
+      q('DELETE FROM signal_sessions WHERE puppet_id = ? AND address = ?').run(puppetId, address);
+    },
+    sessionAddresses(puppetId, remoteUser) {
+      // Range scan on the primary key: addresses are "user.device".
+      const rows = q(
+        'SELECT address FROM signal_sessions WHERE puppet_id = ? AND address >= ? AND address < ? ORDER BY address',
+      ).all(puppetId, `${remoteUser}.`, `${remoteUser}/`) as Row[];
+      return rows.map((r) => r.address as string);
+    },
+  };
+}
+
+function outboxRepository(q: ReturnType<typeof statements>, now: () => number): OutboxRepository {
+  const get = (id: string) => {
+    const r = q('SELECT * FROM outbox WHERE id = ?').get(id) as Row | undefined;
+    return r && toOutbox(r);
+  };
+  return {
+    enqueue(e: NewOutboxEntry) {
+      const t = now();
+      q(
+        `INSERT INTO outbox (id, puppet_id, portal_id, seq, kind, payload, created_at, updated_at)
+         VALUES (?, ?, ?, (SELECT coalesce(max(seq), 0) + 1 FROM outbox WHERE portal_id = ?), ?, ?, ?, ?)
+         ON CONFLICT (id) DO NOTHING`,
+      ).run(e.id, e.puppetId, e.portalId, e.portalId, e.kind, Buffer.from(e.payload), t, t);
+      return get(e.id) as OutboxEntry;
+    },
+    get,
+    queued(puppetId, limit = 1000) {
+      const rows = q(
+        "SELECT * FROM outbox WHERE puppet_id = ? AND state = 'queued' ORDER BY portal_id, seq LIMIT ?",
+      ).all(puppetId, limit) as Row[];
+      return rows.map(toOutbox);
+    },
+    countQueued() {
+      return (q("SELECT count(*) AS n FROM outbox WHERE state = 'queued'").get() as { n: number }).n;
+    },
+    recordAttempt(id) {
+      q('UPDATE outbox SET attempts = attempts + 1, updated_at = ? WHERE id = ?').run(now(), id);
+    },
+    advance(id, state) {
+      const from = {
+        sent: "('queued')",
+        delivered: "('queued', 'sent')",
+        read: "('queued', 'sent', 'delivered')",
+      }[state];
+      return (
+        q(`UPDATE outbox SET state = ?, updated_at = ? WHERE id = ? AND state IN ${from}`).run(
+          state,
+          now(),
+          id,
+        ).changes > 0
+      );
+    },
+    fail(id, reason) {
+      q(
+        "UPDATE outbox SET state = 'failed', error = ?, updated_at = ? WHERE id = ? AND state = 'queued'",
+      ).run(reason, now(), id);
+    },
+  };
+}
+
+function inboxRepository(q: ReturnType<typeof statements>, now: () => number): InboxRepository {
+  return {
+    record(e: NewInboxEntry) {
+      return (
+        q(
+          `INSERT INTO inbox (puppet_id, sender, message_id, portal_id, payload, received_at)
+           VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+        ).run(e.puppetId, e.sender, e.messageId, e.portalId, Buffer.from(e.payload), now()).changes > 0
+      );
+    },
+    has(puppetId, sender, messageId) {
+      return (
+        q('SELECT 1 FROM inbox WHERE puppet_id = ? AND sender = ? AND message_id = ?').get(
+          puppetId,
+          sender,
+          messageId,
+        ) !== undefined
+      );
+    },
+    pending(puppetId, limit = 1000) {
+      const rows = q(
+        "SELECT * FROM inbox WHERE puppet_id = ? AND state = 'pending' ORDER BY seq LIMIT ?",
+      ).all(puppetId, limit) as Row[];
+      return rows.map(toInbox);
+    },
+    markDelivered(puppetId, sender, messageId) {
+      q("UPDATE inbox SET state = 'delivered' WHERE puppet_id = ? AND sender = ? AND message_id = ?").run(
+        puppetId,
+        sender,
+        messageId,
+      );
+    },
+  };
+}
+
+function messageMapRepository(q: ReturnType<typeof statements>, now: () => number): MessageMapRepository {
+  return {
+    put(m) {
+      q(
+        `INSERT INTO message_map (portal_id, remote_id, local_id, sender, created_at) VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT DO NOTHING`,
+      ).run(m.portalId, m.remoteId, m.localId, m.sender, now());
+    },
+    byRemote(portalId, remoteId) {
+      const r = q('SELECT * FROM message_map WHERE portal_id = ? AND remote_id = ?').get(
+        portalId,
+        remoteId,
+      ) as Row | undefined;
+      return r && toMapping(r);
+    },
+    byLocal(portalId, localId) {
+      const r = q('SELECT * FROM message_map WHERE portal_id = ? AND local_id = ?').get(portalId, localId) as
+        Row | undefined;
+      return r && toMapping(r);
+    },
+  };
+}
+
+function transactionRepository(
+  q: ReturnType<typeof statements>,
+  now: () => number,
+): AppserviceTransactionRepository {
+  return {
+    isDone(txnId) {
+      return q('SELECT 1 FROM appservice_transactions WHERE txn_id = ?').get(txnId) !== undefined;
+    },
+    markDone(txnId) {
+      q(
+        'INSERT INTO appservice_transactions (txn_id, completed_at) VALUES (?, ?) ON CONFLICT DO NOTHING',
+      ).run(txnId, now());
+    },
+  };
+}
+
+/** The SQLite-backed store: one file, one process. */
+export function openSqliteStore(file: string, options: OpenOptions & { now?: () => number } = {}): Store {
+  const db = openDatabase(file, options);
+  const q = statements(db);
+  const now = options.now ?? Date.now;
+  return {
+    puppets: puppetRepository(q, now),
+    portals: portalRepository(q, now),
+    sessions: sessionRepository(q, now),
+    outbox: outboxRepository(q, now),
+    inbox: inboxRepository(q, now),
+    messages: messageMapRepository(q, now),
+    transactions: transactionRepository(q, now),
+    atomically: (work) => db.transaction(work)(),
+    schemaVersion: () => schemaVersion(db),
+    close: () => {
+      if (db.open) db.close();
+    },
+  };
+}

@@ -1,0 +1,21 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+
+/** A fresh temporary directory, removed by the returned cleanup. */
+export function tempDir(prefix = 'interop-bridge-'): {
+  dir: string;
+  file: (name: string, contents?: string) => string;
+  cleanup: () => void;
+} {
+  const dir = mkdtempSync(path.join(tmpdir(), prefix));
+  return {
+    dir,
+    file(name, contents) {
+      const p = path.join(dir, name);
+      if (contents !== undefined) writeFileSync(p, contents);
+      return p;
+    },
+    cleanup: () => rmSync(dir, { recursive: true, force: true }),
+  };
+}

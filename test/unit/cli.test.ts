@@ -1,0 +1,151 @@
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import path from 'node:path';
+import { EXIT, runCli } from '../../src/cli.js';
+import { tempDir } from '../support/tmp.js';
+
+async function run(args: string[], env: NodeJS.ProcessEnv = {}) {
+  let out = '';
+  let err = '';
+  const code = await runCli(args, { out: (t) => (out += t), err: (t) => (err += t), env });
+  return { code, out, err };
+}
+
+describe('command line', () => {
+  let tmp: ReturnType<typeof tempDir>;
+  beforeEach(() => (tmp = tempDir()));
+  afterEach(() => tmp.cleanup());
+
+  it('lists every command in --help and exits 0', async () => {
+    const { code, out } = await run(['--help']);
+    expect(code).toBe(EXIT.ok);
+    for (const command of ['start', 'doctor', 'keys', 'generate-registration', 'emulator']) {
+      expect(out).toMatch(new RegExp(`^  ${command} `, 'm'));
+    }
+    expect(out).toContain('Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.');
+  });
+
+  it('offers --config and --version on every command', async () => {
+    for (const command of [
+      ['start'],
+      ['doctor'],
+      ['keys', 'generate'],
+      ['generate-registration'],
+      ['emulator'],
+    ]) {
+      const { code, out } = await run([...command, '--help']);
+      expect(code).toBe(EXIT.ok);
+      expect(out).toContain('--config <file>');
+      expect(out).toContain('--version');
+    }
+    const version = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')).version;
+    expect(await run(['doctor', '--version'])).toMatchObject({ code: EXIT.ok, out: `${version}\n` });
+  });
+
+  it('exits 2 on a usage error: no command, unknown command or unknown option', async () => {
+    expect((await run([])).code).toBe(EXIT.usage);
+    const unknown = await run(['frobnicate']);
+    expect(unknown.code).toBe(EXIT.usage);
+    expect(unknown.err).toContain("unknown command 'frobnicate'");
+    expect((await run(['doctor', '--bogus'])).code).toBe(EXIT.usage);
+  });
+
+  it('exits 2 with every configuration problem listed', async () => {
+    const config = tmp.file('config.yaml', 'gateway:\n  port: -1\nlogging:\n  level: loud\n');
+    const { code, err } = await run(['doctor', '--config', config]);
+    expect(code).toBe(EXIT.usage);
+    expect(err).toContain(`2 problems in ${config}:`);
+    expect(err).toContain('gateway.port: expected a port number from 1 to 65535, found -1');
+    expect(err).toContain('logging.level: expected one of');
+  });
+
+  it('takes the config file from INTEROP_BRIDGE_CONFIG too', async () => {
+    const config = tmp.file('config.yaml', 'gateway:\n  port: nope\n');
+    expect((await run(['doctor'], { INTEROP_BRIDGE_CONFIG: config })).code).toBe(EXIT.usage);
+  });
+
+  it('doctor prints a readable report and exits 0 when nothing fails', async () => {
+    const config = tmp.file('config.yaml', 'bridge:\n  data_dir: state\n');
+    const { code, out } = await run(['doctor', '--config', config]);
+    expect(code).toBe(EXIT.ok);
+    expect(out).toContain(`interop-bridge doctor: configuration from ${config} is valid`);
+    expect(out).toMatch(/^ {2}ok {4}database +.*does not exist yet/m);
+    expect(out).toMatch(
+      /^ {2}warn {2}provider signing key .*\n.*-> "interop-bridge keys generate" creates it/m,
+    );
+    expect(out).toMatch(/^checks: \d+ ok, \d+ with warnings, 0 failing$/m);
+  });
+
+  it('doctor exits 1 when a check fails', async () => {
+    const config = tmp.file('config.yaml', 'bridge:\n  data_dir: state\n');
+    tmp.file('state', 'a file, not a directory');
+    const { code, out } = await run(['doctor', '--config', config]);
+    expect(code).toBe(EXIT.failure);
+    expect(out).toMatch(/^ {2}fail {2}data directory +.*state is not a directory/m);
+  });
+
+  it('keys generate writes a private JWK with mode 0600, prints only the public JWKS, and will not overwrite', async () => {
+    const config = tmp.file('config.yaml', 'bridge:\n  data_dir: state\n');
+    const first = await run(['keys', 'generate', '--config', config]);
+    expect(first.code).toBe(EXIT.ok);
+    const file = path.join(tmp.dir, 'state', 'provider-signing-key.jwk');
+    expect(statSync(file).mode & 0o777).toBe(0o600);
+    const jwk = JSON.parse(readFileSync(file, 'utf8'));
+    expect(jwk).toMatchObject({ kty: 'OKP', crv: 'Ed25519', alg: 'EdDSA', use: 'sig' });
+    const jwks = JSON.parse(first.out);
+    expect(jwks.keys).toEqual([
+      { kty: 'OKP', crv: 'Ed25519', x: jwk.x, kid: jwk.kid, alg: 'EdDSA', use: 'sig' },
+    ]);
+    expect(first.out + first.err).not.toContain(jwk.d);
+
+    const again = await run(['keys', 'generate', '--config', config]);
+    expect(again.code).toBe(EXIT.failure);
+    expect(again.err).toContain('already exists: keep it, or pass --force');
+    expect(JSON.parse(readFileSync(file, 'utf8')).kid).toBe(jwk.kid);
+
+    const es = await run(['keys', 'generate', '--alg', 'ES256', '--out', path.join(tmp.dir, 'es.jwk')]);
+    expect(es.code).toBe(EXIT.ok);
+    expect(JSON.parse(es.out).keys[0]).toMatchObject({ kty: 'EC', crv: 'P-256', alg: 'ES256' });
+    expect(
+      (await run(['keys', 'generate', '--alg', 'RS256', '--out', path.join(tmp.dir, 'rs.jwk')])).code,
+    ).toBe(EXIT.usage);
+    expect(existsSync(path.join(tmp.dir, 'rs.jwk'))).toBe(false);
+  });
+
+  it('keys jwks prints the public half of the existing key, or says how to create one', async () => {
+    const config = tmp.file('config.yaml', 'bridge:\n  data_dir: state\n');
+    const missing = await run(['keys', 'jwks', '--config', config]);
+    expect(missing.code).toBe(EXIT.failure);
+    expect(missing.err).toContain('create it with "interop-bridge keys generate"');
+    const generated = await run(['keys', 'generate', '--config', config]);
+    expect((await run(['keys', 'jwks', '--config', config])).out).toBe(generated.out);
+  });
+
+  it('start serves health and the JWKS, then shuts down cleanly when told to stop', async () => {
+    const config = tmp.file(
+      'config.yaml',
+      'bridge:\n  data_dir: state\n  http:\n    port: 29399\nlogging:\n  level: silent\n',
+    );
+    let stop!: (signal: string) => void;
+    const stopped = new Promise<string>((resolve) => (stop = resolve));
+    const running = runCli(['start', '--config', config], {
+      out: () => undefined,
+      err: () => undefined,
+      env: {},
+      waitForStop: () => stopped,
+    });
+    let health: Response | undefined;
+    for (let i = 0; i < 100 && !health; i++) {
+      health = await fetch('http://127.0.0.1:29399/health').catch(() => undefined);
+      if (!health) await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(await health!.json()).toMatchObject({ status: 'ok', puppets: 0, outbox_queued: 0 });
+    const jwks = (await (await fetch('http://127.0.0.1:29399/_interop/jwks.json')).json()) as {
+      keys: Record<string, unknown>[];
+    };
+    expect(jwks.keys[0]).toMatchObject({ kty: 'OKP', alg: 'EdDSA' });
+    expect(jwks.keys[0].d).toBeUndefined();
+    stop('SIGTERM');
+    expect(await running).toBe(EXIT.ok);
+    await expect(fetch('http://127.0.0.1:29399/health')).rejects.toThrow();
+  });
+});
