@@ -143,7 +143,7 @@ describe('command line', () => {
       keys: Record<string, unknown>[];
     };
     expect(jwks.keys[0]).toMatchObject({ kty: 'OKP', alg: 'EdDSA' });
-    expect(jwks.keys[0].d).toBeUndefined();
+    expect(jwks.keys[0]!.d).toBeUndefined();
     stop('SIGTERM');
     expect(await running).toBe(EXIT.ok);
     await expect(fetch('http://127.0.0.1:29399/health')).rejects.toThrow();
