@@ -208,6 +208,34 @@ describe('gateway certificate chain', () => {
     expect(() => gateway({ leaf: { notBefore: NOW, notAfter: NOW - 1 } })).toThrow(RangeError);
   });
 
+  it('reproduces the example chain of docs/protocol/30-certificates-and-jwt.md byte for byte', () => {
+    const hex = (h: string): Uint8Array => new Uint8Array(Buffer.from(h, 'hex'));
+    const intermediate = issueIntermediate({
+      rootPrivateKey: new Uint8Array(32).fill(1),
+      serial: 1,
+      key: hex('8139770ea87d175f56a35466c34c7ecccb8d8a91b4ee37a25df60f5b8fc9b394'),
+      notBefore: 1767225600,
+      notAfter: 1830297600,
+    });
+    const leaf = issueLeaf({
+      intermediatePrivateKey: new Uint8Array(32).fill(2),
+      serial: 1001,
+      issuerSerial: 1,
+      key: hex('5dfedd3b6bd47f6fa28ee15d969d5bb0ea53774d488bdaf9df1c6e0124b3ef22'),
+      notBefore: 1767225600,
+      notAfter: 1798761600,
+    });
+    const bytes = encodeCertChain({ leaf, intermediate });
+    expect(Buffer.from(bytes).toString('hex')).toBe(DOCUMENTED_CHAIN);
+    expect(() =>
+      verifyCertChain(hex(DOCUMENTED_CHAIN), {
+        rootPublicKey: hex('8a88e3dd7409f195fd52db2d3cba5d72ca6709bf1d94121bf3748801b40f6f5c'),
+        serverStaticKey: hex('5dfedd3b6bd47f6fa28ee15d969d5bb0ea53774d488bdaf9df1c6e0124b3ef22'),
+        now: 1780000000,
+      }),
+    ).not.toThrow();
+  });
+
   it('turns any bytes into either a decoded chain or a CertError, never another exception', () => {
     const g = gateway();
     fc.assert(
@@ -248,3 +276,10 @@ describe('gateway certificate chain', () => {
     );
   });
 });
+
+const DOCUMENTED_CHAIN =
+  '0a770a3308e90710011a205dfedd3b6bd47f6fa28ee15d969d5bb0ea53774d488bdaf9df1c6e0124b3ef222080f2d6ca062880d9dbd906' +
+  '12405205aa0b1f3402acb4e70b8531a500454446193873869bcc3d53b489982e0bf55c1e642939769044b93d892add4ab0856ec0c51e09' +
+  '4654bc1a52f3a35a2c5e0612740a3008011a208139770ea87d175f56a35466c34c7ecccb8d8a91b4ee37a25df60f5b8fc9b3942080f2d6' +
+  'ca062880c0e0e80612403bb63bee3e0df7b736877477a16e66a5a761986790c7a41947cd8011aa9489bfc34cdfe08e7af15bfe18f3d7f4' +
+  'faebc73a508783219e76316f45647cdee87004';

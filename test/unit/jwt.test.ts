@@ -302,6 +302,31 @@ describe('client token (JWT)', () => {
     });
   });
 
+  it('accepts the example token of docs/protocol/30-certificates-and-jwt.md with the documented key', async () => {
+    const claims = await verifyClientToken(DOCUMENTED_TOKEN, {
+      keyResolver: jwksKeyResolver({
+        keys: [
+          {
+            kty: 'OKP',
+            crv: 'Ed25519',
+            x: 'ypOsFwUYcHHWe4PH_w7-gQjo7EUwV113JoeTM9vavnw',
+            kid: 'provider-key-1',
+            alg: 'EdDSA',
+            use: 'sig',
+          },
+        ],
+      }),
+      issuer: 'example-provider',
+      audience: 'gw.example',
+      noiseStaticKey: new Uint8Array(
+        Buffer.from('50a61409b1ddd0325e9b16b700e719e9772c07000b1bd7786e907c653d20495d', 'hex'),
+      ),
+      replayCache: new ReplayCache(),
+      now: 1780000010,
+    });
+    expect(claims.sub).toBe('alice');
+  });
+
   it('turns any string into a TokenError, never another exception or an acceptance', async () => {
     const header = b64json({ alg: 'EdDSA', kid: edKey.kid });
     const tokenish = fc.oneof(
@@ -393,3 +418,10 @@ describe('replay cache', () => {
     );
   });
 });
+
+const DOCUMENTED_TOKEN =
+  'eyJhbGciOiJFZERTQSIsImtpZCI6InByb3ZpZGVyLWtleS0xIiwidHlwIjoiSldUIn0.' +
+  'eyJpc3MiOiJleGFtcGxlLXByb3ZpZGVyIiwic3ViIjoiYWxpY2UiLCJhdWQiOiJndy5leGFtcGxlIiwiaWF0IjoxNzgwMDAwMDAwLCJuYmYiOjE3' +
+  'ODAwMDAwMDAsImV4cCI6MTc4MDAwMDMwMCwianRpIjoicTJjMG1DOG80VHExZDVoWWwzVmI5dyIsImNuZiI6eyJ4MjU1MTkiOiJVS1lVQ2JIZDBE' +
+  'SmVteGEzQU9jWjZYY3NCd0FMRzlkNGJwQjhaVDBnU1YwIn19.' +
+  'Jvnnd2Q_CrQz8UQAypop1WSGtIiW2Qsfx5JrSSHyZezbeFyFJVrJXIbzPqt2x-lL0gxj7ufjmFNYgo4wj6_QAA';
