@@ -31,6 +31,8 @@ export const ED25519_KEY_LENGTH = 32;
 export const ED25519_SIGNATURE_LENGTH = 64;
 export const X25519_KEY_LENGTH = 32;
 const UINT32_MAX = 0xffff_ffff;
+/** RFC 8410 PrivateKeyInfo header for a 32-byte Ed25519 seed. */
+const ED25519_PKCS8_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex');
 
 export type CertErrorCode =
   | 'cert_malformed'
@@ -314,10 +316,10 @@ function ed25519PublicKey(raw: Uint8Array): KeyObject {
 
 function ed25519PrivateKey(seed: Uint8Array): KeyObject {
   requireLength(seed, ED25519_KEY_LENGTH, 'Ed25519 private key');
-  // A JWK private key needs `x`; deriving it once per issue is cheap and issuing is rare.
-  const pkcs8 = Buffer.concat([Buffer.from('302e020100300506032b657004220420', 'hex'), seed]);
-  const key = createPrivateKey({ key: pkcs8, format: 'der', type: 'pkcs8' });
-  return key;
+  // Node's JWK import of a private key also wants `x`, which the caller does not pass; PKCS#8 is
+  // slower but issuing is rare (verification, the hot path, only imports public keys).
+  const pkcs8 = Buffer.concat([ED25519_PKCS8_PREFIX, seed]);
+  return createPrivateKey({ key: pkcs8, format: 'der', type: 'pkcs8' });
 }
 
 function malformed(message: string, cause?: unknown): CertError {

@@ -155,7 +155,7 @@ export async function verifyClientToken(
   const maxTtl = options.maxTtlSeconds ?? DEFAULT_MAX_TOKEN_TTL_SECONDS;
   const now = options.now ?? Date.now() / 1000;
 
-  const { header, unverifiedPayload } = splitToken(token);
+  const { compact, header, unverifiedPayload } = splitToken(token);
   const alg = header['alg'];
   if (typeof alg !== 'string') throw malformed('the token header has no "alg"');
   if (!isAllowedAlg(alg)) {
@@ -188,7 +188,7 @@ export async function verifyClientToken(
 
   let payloadBytes: Uint8Array;
   try {
-    ({ payload: payloadBytes } = await compactVerify(token as string, key, { algorithms: [alg] }));
+    ({ payload: payloadBytes } = await compactVerify(compact, key, { algorithms: [alg] }));
   } catch (cause) {
     throw signatureFailure(cause, kid, alg);
   }
@@ -352,6 +352,7 @@ function indexJwks(jwks: JwksLike): Map<string, JWK> {
 const BASE64URL = /^[A-Za-z0-9_-]*$/;
 
 function splitToken(token: unknown): {
+  compact: string;
   header: Record<string, unknown>;
   unverifiedPayload: Record<string, unknown>;
 } {
@@ -366,6 +367,7 @@ function splitToken(token: unknown): {
     throw malformed('the token has characters outside base64url');
   }
   return {
+    compact: token,
     header: parseJsonObject(Buffer.from(h, 'base64url'), 'header'),
     unverifiedPayload: parseJsonObject(Buffer.from(p, 'base64url'), 'payload'),
   };
