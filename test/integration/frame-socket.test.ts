@@ -265,6 +265,18 @@ describe('FrameSocket over TCP', () => {
     expect(await rawClosed).toBe(true);
   });
 
+  it('reports a refused connection as transport_socket_error, without an uncaught exception', async () => {
+    const server = await listen();
+    const { port } = server;
+    await servers.pop()!.close();
+    const client = connectFrames(port);
+    const pending = rejection(client.receive());
+    const close = await client.closed;
+    expect(close).toMatchObject({ error: { code: 'transport_socket_error' }, initiator: 'peer' });
+    expect(close.error?.message).toMatch(/ECONNREFUSED/);
+    expect(await pending).toBe(close.error);
+  });
+
   it('delivers everything to a slow reader when the sender waits for drain', async () => {
     const server = await listen();
     const client = connectFrames(server.port);
