@@ -166,7 +166,7 @@ function scan(s: string, limits: StanzaLimits): ScanResult {
   let pos = 0;
   const decl = XML_DECLARATION.exec(s);
   if (decl !== null) pos = decl[0].length;
-  else if (s.startsWith('<?xml'))
+  else if (/^<\?xml[ \t\n?]/.test(s))
     throw malformed('the XML declaration must say version="1.0" and, if anything, encoding="UTF-8"');
 
   const open: string[] = [];
