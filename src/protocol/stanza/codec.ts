@@ -33,13 +33,14 @@ export interface StanzaLimits {
 }
 
 /**
- * Defaults: a 1 MiB stanza (the frame maximum); depth 16 (the deepest stanza has 6 levels);
+ * Defaults: 1,048,560 bytes (the plaintext that fits the default 1 MiB frame after the 16-byte
+ * AES-GCM tag, so the encoder refuses exactly what the transport could not carry); depth 16 (the deepest stanza has 6 levels);
  * 32 attributes (the most any stanza uses is 6); 20,000 elements (an upload of 812 one-time
- * prekeys has about 2,450, a key fetch for 1,000 devices about 12,000); 512 KiB of text (a
+ * prekeys has about 2,450, a key fetch for 1,000 devices about 9,000); 512 KiB of text (a
  * 65,536-character text message, encrypted and base64-encoded, stays well below).
  */
 export const DEFAULT_STANZA_LIMITS: StanzaLimits = Object.freeze({
-  maxBytes: 1024 * 1024,
+  maxBytes: 1024 * 1024 - 16,
   maxDepth: 16,
   maxAttributes: 32,
   maxElements: 20_000,
