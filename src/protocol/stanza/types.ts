@@ -114,6 +114,7 @@ export interface SuccessStanza {
   readonly kind: 'success';
   /** Server time. */
   readonly t: number;
+  /** The interop account id, as in the token's `sub`. */
   readonly account: string;
   readonly device: number;
 }
