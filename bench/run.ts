@@ -1,0 +1,47 @@
+/**
+ * `npm run bench` runs every benchmark in bench/*.bench.ts; `npm run bench -- <name> [...]` only
+ * those named. Results: a table on stdout and JSON in bench/results/<name>.json.
+ */
+import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { renderTable, runBenchmark, type Benchmark } from './harness.js';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+
+export async function loadBenchmarks(dir = here): Promise<Benchmark[]> {
+  const files = readdirSync(dir).filter((f) => /\.bench\.(js|ts)$/.test(f) && !f.endsWith('.d.ts'));
+  const benches: Benchmark[] = [];
+  for (const f of files.sort()) {
+    const mod = (await import(path.join(dir, f))) as {
+      default?: Benchmark | (() => Benchmark | Promise<Benchmark>);
+    };
+    const b = typeof mod.default === 'function' ? await mod.default() : mod.default;
+    if (b) benches.push(b);
+  }
+  return benches;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const all = await loadBenchmarks();
+  const wanted = argv.filter((a) => !a.startsWith('-'));
+  const unknown = wanted.filter((w) => !all.some((b) => b.name === w));
+  if (unknown.length) {
+    process.stderr.write(
+      `unknown benchmark(s): ${unknown.join(', ')}; available: ${all.map((b) => b.name).join(', ')}\n`,
+    );
+    return 2;
+  }
+  const resultsDir = path.resolve(here, '..', '..', 'bench', 'results');
+  mkdirSync(resultsDir, { recursive: true });
+  for (const bench of all.filter((b) => wanted.length === 0 || wanted.includes(b.name))) {
+    const result = await runBenchmark(bench, (l) => process.stderr.write(`${l}\n`));
+    process.stdout.write(`\n${renderTable(result)}\n`);
+    writeFileSync(path.join(resultsDir, `${bench.name}.json`), `${JSON.stringify(result, null, 2)}\n`);
+  }
+  return 0;
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === path.resolve(process.argv[1])) {
+  process.exitCode = await main(process.argv.slice(2));
+}
