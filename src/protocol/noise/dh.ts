@@ -29,19 +29,14 @@ const PLACEHOLDER_X = Buffer.alloc(DHLEN).toString('base64url');
 /** PKCS#8 PrivateKeyInfo header for an X25519 key (OID 1.3.101.110), followed by the 32 raw bytes. */
 const PKCS8_X25519_PREFIX = Buffer.from('302e020100300506032b656e04220420', 'hex');
 
-/** GENERATE_KEYPAIR(). */
+/**
+ * GENERATE_KEYPAIR(): 32 random bytes as the private key (X25519 clamps any 32 bytes), imported
+ * like a fixed key. Not crypto.generateKeyPairSync: on Node 20 exporting a freshly generated key
+ * as JWK can deadlock when the GC destroys the key-generation job mid-export (seen here in about
+ * one run in three of a handshake loop). The cost is the same, about 40 µs.
+ */
 export function generateKeyPair(): KeyPair {
-  const { publicKey, privateKey } = crypto.generateKeyPairSync('x25519');
-  const jwk = privateKey.export({ format: 'jwk' });
-  if (jwk.d === undefined || jwk.x === undefined) {
-    throw new NoiseError('noise_invalid_key', 'node:crypto exported an X25519 key without d or x');
-  }
-  return {
-    publicKey: Buffer.from(jwk.x, 'base64url'),
-    privateKey: Buffer.from(jwk.d, 'base64url'),
-    publicKeyObject: publicKey,
-    privateKeyObject: privateKey,
-  };
+  return keyPairFromPrivateKey(crypto.randomBytes(DHLEN));
 }
 
 /** The key pair of a fixed 32-byte private key (a configured static key, or a test vector's). */

@@ -26,8 +26,9 @@ export interface HandshakeOptions {
   readonly s?: KeyPair;
   /** Local ephemeral key pair: a pre-message key (XXfallback responder) or fixed by tests. */
   readonly e?: KeyPair;
-  /** Remote static public key known in advance (IK, NK, XK, KK...). */
-  readonly rs?: Buffer;
+  /** Remote static public key known in advance (IK, NK, XK, KK...). Pass a PublicKey from
+   * importPublicKey() to skip re-importing a pinned key on every connection. */
+  readonly rs?: Buffer | PublicKey;
   /** Remote ephemeral public key known in advance (XXfallback initiator). */
   readonly re?: Buffer;
 }
@@ -61,7 +62,12 @@ export class HandshakeState {
     this.initiator = options.initiator;
     this.s = options.s ?? null;
     this.e = options.e ?? null;
-    this.rs = options.rs === undefined ? null : importPublicKey(options.rs);
+    this.rs =
+      options.rs === undefined
+        ? null
+        : Buffer.isBuffer(options.rs)
+          ? importPublicKey(options.rs)
+          : options.rs;
     this.re = options.re === undefined ? null : importPublicKey(options.re);
     this.symmetricState = SymmetricState.initializeSymmetric(protocol.name, protocol.cipher, protocol.hash);
   }

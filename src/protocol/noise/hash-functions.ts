@@ -19,11 +19,9 @@ function hashFunction(name: HashName, algorithm: string, hashLen: number): HashF
   return {
     name,
     hashLen,
-    hash(...data) {
-      const h = crypto.createHash(algorithm);
-      for (const d of data) h.update(d);
-      return h.digest();
-    },
+    // One-shot crypto.hash skips the Hash object: MixHash runs a dozen times per handshake.
+    hash: (...data) =>
+      crypto.hash(algorithm, data.length === 1 && data[0] ? data[0] : Buffer.concat(data), 'buffer'),
     hmac(key, ...data) {
       const h = crypto.createHmac(algorithm, key);
       for (const d of data) h.update(d);
