@@ -137,6 +137,20 @@ describe('Noise IK handshake', () => {
     expect(server.getTransport().receive.decryptWithAd(EMPTY, ct2).toString()).toBe('hi');
   });
 
+  it('accepts the pinned server key already imported, as a PublicKey', () => {
+    const s = generateKeyPair();
+    const pinned = importPublicKey(s.publicKey);
+    const client = HandshakeState.initialize({
+      protocol: IK_PROTOCOL,
+      initiator: true,
+      s: generateKeyPair(),
+      rs: pinned,
+    });
+    const server = HandshakeState.initialize({ protocol: IK_PROTOCOL, initiator: false, s });
+    handshake(client, server);
+    expect(client.getTransport().remoteStaticKey).toEqual(s.publicKey);
+  });
+
   it('needs the remote static key up front', () => {
     expect(
       codeOf(() =>
