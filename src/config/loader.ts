@@ -64,7 +64,8 @@ export function loadConfig(options: LoadOptions = {}): LoadedConfig {
   };
 }
 
-function readYaml(file: string): Tree {
+/** Reads a YAML mapping; syntax errors become a ConfigError with line and column. (Also used by emulator/config.ts.) */
+export function readYaml(file: string): Tree {
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
@@ -159,17 +160,27 @@ function resolveSecretFiles(raw: Tree, baseDir: string, problems: string[]): Set
   return failed;
 }
 
-function describeIssue(issue: z.core.$ZodIssue, raw: Tree, origins: Map<string, string>): string[] {
+/** One zod issue as "key: expected X, found Y" lines; `schema` gives the known keys for suggestions. */
+export function describeIssue(
+  issue: z.core.$ZodIssue,
+  raw: Tree,
+  origins: Map<string, string>,
+  schema: unknown = configSchema,
+): string[] {
   const key = issue.path.map(String).join('.');
   if (issue.code === 'unrecognized_keys') {
     return issue.keys.map((unknown) => {
       const full = key ? `${key}.${unknown}` : unknown;
-      const hint = suggest(unknown, knownKeysAt(issue.path.map(String)));
+      const hint = suggest(unknown, knownKeysAt(issue.path.map(String), schema));
       return `${full}: unknown option${hint ? `; did you mean "${hint}"?` : ''}${from(origins, full)}`;
     });
   }
   const secret = (SECRET_KEYS as readonly string[]).includes(key);
-  const found = issue.path.reduce<unknown>((node, k) => (isTree(node) ? node[String(k)] : undefined), raw);
+  const found = issue.path.reduce<unknown>(
+    (node, k) =>
+      isTree(node) ? node[String(k)] : Array.isArray(node) ? (node as unknown[])[Number(k)] : undefined,
+    raw,
+  );
   return [
     `${key || '(top level)'}: expected ${issue.message}, found ${render(found, secret)}${from(origins, key)}`,
   ];
@@ -204,11 +215,11 @@ function systemReason(err: unknown): string {
   }
 }
 
-function knownKeysAt(pathKeys: string[]): string[] {
-  let schema: unknown = configSchema;
+function knownKeysAt(pathKeys: string[], root: unknown): string[] {
+  let schema: unknown = root;
   for (const key of pathKeys) {
-    const shape = shapeOf(schema);
-    schema = shape?.[key];
+    // A list's items: "providers.0.jwks_fil" suggests from the item schema.
+    schema = /^\d+$/.test(key) ? elementOf(schema) : shapeOf(schema)?.[key];
   }
   return Object.keys(shapeOf(schema) ?? {});
 }
@@ -219,6 +230,16 @@ function shapeOf(schema: unknown): Record<string, unknown> | undefined {
     { shape?: Record<string, unknown>; def?: { innerType?: unknown; in?: unknown } } | undefined;
   for (let i = 0; i < 5 && current; i++) {
     if (current.shape) return current.shape;
+    current = (current.def?.innerType ?? current.def?.in) as typeof current;
+  }
+  return undefined;
+}
+
+/** Unwraps defaults/optionals to reach an array schema's element. */
+function elementOf(schema: unknown): unknown {
+  let current = schema as { def?: { innerType?: unknown; in?: unknown; element?: unknown } } | undefined;
+  for (let i = 0; i < 5 && current; i++) {
+    if (current.def?.element) return current.def.element;
     current = (current.def?.innerType ?? current.def?.in) as typeof current;
   }
   return undefined;

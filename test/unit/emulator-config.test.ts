@@ -1,0 +1,146 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { emulatorConfigSchema, loadEmulatorConfig } from '../../emulator/config.js';
+import { ConfigError } from '../../src/errors.js';
+import { tempDir } from '../support/tmp.js';
+
+const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+
+function problemsOf(run: () => unknown): readonly string[] {
+  try {
+    run();
+  } catch (err) {
+    if (err instanceof ConfigError) return err.problems;
+    throw err;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+describe('emulator configuration', () => {
+  let tmp: ReturnType<typeof tempDir>;
+  beforeEach(() => (tmp = tempDir()));
+  afterEach(() => tmp.cleanup());
+
+  const load = (yaml: string) => loadEmulatorConfig(tmp.file('emulator.yaml', yaml));
+
+  it('has the documented defaults without a file', () => {
+    const { config, paths, providers } = loadEmulatorConfig();
+    expect(config.gateway).toMatchObject({ host: '127.0.0.1', port: 29400, gateway_id: 'emulator.interop' });
+    expect(config.media).toMatchObject({ host: '127.0.0.1', port: 29401 });
+    expect(paths.dataDir).toBe(path.resolve('emulator-data'));
+    expect(providers).toEqual([]);
+  });
+
+  it('accepts the documented sample, and the sample documents every option', () => {
+    const samplePath = path.join(repoRoot, 'emulator.sample.yaml');
+    const sample = readFileSync(samplePath, 'utf8');
+    tmp.file('provider-jwks.json', '{"keys": []}');
+    const copy = tmp.file('emulator.yaml', sample);
+    expect(() => loadEmulatorConfig(copy)).not.toThrow();
+    const shape = emulatorConfigSchema.shape;
+    for (const [section, schema] of Object.entries(shape)) {
+      expect(sample).toMatch(new RegExp(`^${section}:`, 'm'));
+      const inner = (schema as { def: { innerType: { shape?: Record<string, unknown> } } }).def.innerType;
+      for (const key of Object.keys(inner.shape ?? {})) {
+        expect(sample).toMatch(new RegExp(`^\\s*#?\\s*${key}:`, 'm'));
+      }
+    }
+    for (const key of ['id', 'jwks_file', 'jwks_url', 'jwks_refresh_seconds', 'allowed_media_hosts']) {
+      expect(sample).toMatch(new RegExp(`^\\s*#?\\s*(- )?${key}:`, 'm'));
+    }
+  });
+
+  it('resolves the data directory and JWKS files against the configuration file', () => {
+    tmp.file('jwks.json', '{"keys": []}');
+    const loaded = load('emulator:\n  data_dir: state\nproviders:\n  - id: acme\n    jwks_file: jwks.json\n');
+    expect(loaded.paths.dataDir).toBe(path.join(tmp.dir, 'state'));
+    expect(loaded.paths.media).toBe(path.join(tmp.dir, 'state', 'media'));
+    expect(loaded.providers[0]?.jwks).toEqual({ file: path.join(tmp.dir, 'jwks.json') });
+  });
+
+  it('lists every mistake at once, each as "key: expected X, found Y"', () => {
+    const problems = problemsOf(() =>
+      load(
+        [
+          'gateway:',
+          '  port: 70000',
+          'media:',
+          '  max_bytes: ten',
+          'providers:',
+          '  - id: Acme',
+          '    jwks_url: ftp://acme.example/jwks',
+          '  - id: beta',
+          '    allowed_media_hosts: [ok.example, "not a host"]',
+          'logging:',
+          '  level: loud',
+        ].join('\n'),
+      ),
+    );
+    expect(problems).toEqual(
+      expect.arrayContaining([
+        'gateway.port: expected a port number from 1 to 65535 (0: any free port), found 70000',
+        'media.max_bytes: expected an integer from 1024 to 1099511627776, found "ten"',
+        'providers.0.id: expected a provider id: 1-63 lower-case letters, digits and inner hyphens, not "wa", found "Acme"',
+        'providers.0.jwks_url: expected an http:// or https:// URL, found "ftp://acme.example/jwks"',
+        'providers.1.allowed_media_hosts.1: expected a host name or host:port, such as "media.provider.example" or "127.0.0.1:29330", found "not a host"',
+        expect.stringMatching(/^providers\.1\.jwks_file: expected jwks_file or jwks_url/),
+        expect.stringMatching(/^logging\.level: expected one of "trace"/),
+      ]),
+    );
+    expect(problems).toHaveLength(7);
+  });
+
+  it('suggests the intended key for a misspelt one, also inside the provider list', () => {
+    const problems = problemsOf(() =>
+      load(
+        'gateway:\n  gateway_di: x\nproviders:\n  - id: acme\n    jwks_url: http://a.example/j\n    jwks_refresh_second: 60\n',
+      ),
+    );
+    expect(problems).toEqual([
+      'gateway.gateway_di: unknown option; did you mean "gateway_id"?',
+      'providers.0.jwks_refresh_second: unknown option; did you mean "jwks_refresh_seconds"?',
+    ]);
+  });
+
+  it('refuses a provider with both a JWKS file and URL, a repeated id, and an unreadable JWKS file', () => {
+    tmp.file('bad.json', 'not json');
+    const problems = problemsOf(() =>
+      load(
+        [
+          'providers:',
+          '  - id: acme',
+          '    jwks_file: bad.json',
+          '  - id: acme',
+          '    jwks_file: missing.json',
+          '  - id: beta',
+          '    jwks_file: bad.json',
+          '    jwks_url: http://beta.example/jwks',
+        ].join('\n'),
+      ),
+    );
+    expect(problems).toEqual(
+      expect.arrayContaining([
+        expect.stringMatching(
+          /^providers\.1\.id: expected a provider id not already listed \("acme" appears twice\)/,
+        ),
+        expect.stringMatching(/^providers\.2\.jwks_url: expected nothing here when jwks_file is given/),
+      ]),
+    );
+    // File contents are checked once the structure is right.
+    const fileProblems = problemsOf(() =>
+      load('providers:\n  - id: acme\n    jwks_file: bad.json\n  - id: beta\n    jwks_file: missing.json\n'),
+    );
+    expect(fileProblems).toEqual([
+      `providers.0.jwks_file: expected a JWKS (JSON with a "keys" list) in ${path.join(tmp.dir, 'bad.json')}, found text that is not JSON`,
+      `providers.1.jwks_file: cannot read the JWKS file ${path.join(tmp.dir, 'missing.json')}: no such file`,
+    ]);
+  });
+
+  it('refuses the reserved provider id "wa"', () => {
+    const problems = problemsOf(() => load('providers:\n  - id: wa\n    jwks_url: http://a.example/j\n'));
+    expect(problems).toEqual([
+      expect.stringMatching(/^providers\.0\.id: expected a provider id other than "wa"/),
+    ]);
+  });
+});
