@@ -1,8 +1,20 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { emulatorConfigSchema, loadEmulatorConfig } from '../../emulator/config.js';
-import { ConfigError } from '../../src/errors.js';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { emulatorConfigSchema, loadEmulatorConfig, type ResolvedProvider } from '../../emulator/config.js';
+import { ProviderRegistry } from '../../emulator/providers.js';
+import { ConfigError, type InteropError } from '../../src/errors.js';
+import { createLogger } from '../../src/observability/logger.js';
+import {
+  generateProviderKey,
+  mintClientToken,
+  publicJwks,
+  verifyClientToken,
+  type ProviderPrivateJwk,
+} from '../../src/protocol/jwt.js';
+import { ReplayCache } from '../../src/protocol/replay-cache.js';
 import { tempDir } from '../support/tmp.js';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -142,5 +154,167 @@ describe('emulator configuration', () => {
     expect(problems).toEqual([
       expect.stringMatching(/^providers\.0\.id: expected a provider id other than "wa"/),
     ]);
+  });
+});
+
+describe('emulator provider directory', () => {
+  let tmp: ReturnType<typeof tempDir>;
+  beforeEach(() => (tmp = tempDir()));
+  afterEach(() => tmp.cleanup());
+
+  const logged: { level: number; msg: string }[] = [];
+  const logger = createLogger({
+    level: 'info',
+    format: 'json',
+    destination: {
+      write: (line: string) => void logged.push(JSON.parse(line) as { level: number; msg: string }),
+    },
+  });
+  beforeEach(() => (logged.length = 0));
+
+  const provider = (id: string, jwks: ResolvedProvider['jwks']): ResolvedProvider => ({
+    id,
+    jwks,
+    refreshSeconds: 300,
+    allowedMediaHosts: ['media.acme.example', '127.0.0.1:29330'],
+  });
+
+  /** A provider's JWKS endpoint whose answer the test changes; counts requests. */
+  async function jwksServer() {
+    const state = { jwks: { keys: [] as unknown[] } as unknown, status: 200, requests: 0 };
+    const server = http.createServer((_req, res) => {
+      state.requests++;
+      res.writeHead(state.status, { 'content-type': 'application/json' }).end(JSON.stringify(state.jwks));
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/_interop/jwks.json`;
+    return { state, url, close: () => new Promise<void>((r) => server.close(() => r())) };
+  }
+
+  const token = async (key: ProviderPrivateJwk, iss = 'acme') => {
+    const noiseStaticKey = new Uint8Array(32).fill(7);
+    const compact = await mintClientToken({
+      privateKey: key,
+      kid: key.kid,
+      alg: 'EdDSA',
+      issuer: iss,
+      subject: 'alice',
+      audience: 'emulator.interop',
+      noiseStaticKey,
+    });
+    return { compact, noiseStaticKey };
+  };
+
+  async function verifies(registry: ProviderRegistry, key: ProviderPrivateJwk, iss = 'acme') {
+    const { compact, noiseStaticKey } = await token(key, iss);
+    try {
+      await verifyClientToken(compact, {
+        keyResolver: registry.keyResolver,
+        issuer: (i) => registry.isKnownProvider(i),
+        audience: 'emulator.interop',
+        noiseStaticKey,
+        replayCache: new ReplayCache({ maxEntries: 10 }),
+      });
+      return 'ok';
+    } catch (err) {
+      return (err as InteropError).code;
+    }
+  }
+
+  it('verifies tokens with the keys of a JWKS file, and only for that provider', async () => {
+    const key = await generateProviderKey('EdDSA');
+    const file = tmp.file('jwks.json', JSON.stringify(publicJwks([key])));
+    const registry = await ProviderRegistry.create([provider('acme', { file })], {
+      logger,
+      periodicRefresh: false,
+    });
+    expect(registry.isKnownProvider('acme')).toBe(true);
+    expect(registry.isKnownProvider('other')).toBe(false);
+    expect(await verifies(registry, key)).toBe('ok');
+    expect(await verifies(registry, key, 'other')).toBe('token_wrong_issuer');
+    expect(registry.status()[0]?.kids).toEqual([key.kid]);
+    registry.close();
+  });
+
+  it('fetches the JWKS from the provider URL and re-fetches on an unknown kid, rate-limited', async () => {
+    const first = await generateProviderKey('EdDSA');
+    const rotated = await generateProviderKey('EdDSA');
+    const server = await jwksServer();
+    server.state.jwks = publicJwks([first]);
+    let now = 1_000_000;
+    const registry = await ProviderRegistry.create([provider('acme', { url: server.url })], {
+      logger,
+      periodicRefresh: false,
+      minRefetchSeconds: 30,
+      now: () => now,
+    });
+    expect(await verifies(registry, first)).toBe('ok');
+    expect(server.state.requests).toBe(1);
+
+    server.state.jwks = publicJwks([first, rotated]);
+    now += 5_000; // too soon after the last fetch: no new request
+    expect(await verifies(registry, rotated)).toBe('token_unknown_kid');
+    expect(server.state.requests).toBe(1);
+    now += 30_000;
+    expect(await verifies(registry, rotated)).toBe('ok');
+    expect(server.state.requests).toBe(2);
+    registry.close();
+    await server.close();
+  });
+
+  it('keeps the last good JWKS and logs a clear error when the URL fails', async () => {
+    const key = await generateProviderKey('EdDSA');
+    const server = await jwksServer();
+    server.state.jwks = publicJwks([key]);
+    const registry = await ProviderRegistry.create([provider('acme', { url: server.url })], {
+      logger,
+      periodicRefresh: false,
+    });
+    server.state.status = 500;
+    await registry.refresh('acme');
+    expect(await verifies(registry, key)).toBe('ok');
+    expect(registry.status()[0]?.lastError).toContain('answered HTTP 500');
+    const error = logged.find((l) => l.level === 50); // pino's "error";
+    expect(error?.msg).toContain('cannot load the JWKS of provider acme');
+    expect(error?.msg).toContain('keeping the last good JWKS');
+
+    await server.close();
+    await registry.refresh('acme');
+    expect(await verifies(registry, key)).toBe('ok');
+    registry.close();
+  });
+
+  it('starts with a provider whose JWKS URL is not reachable yet, and loads it later', async () => {
+    const key = await generateProviderKey('EdDSA');
+    const server = await jwksServer();
+    server.state.status = 503;
+    const registry = await ProviderRegistry.create([provider('acme', { url: server.url })], {
+      logger,
+      periodicRefresh: false,
+      minRefetchSeconds: 0,
+    });
+    expect(await verifies(registry, key)).toBe('token_unknown_kid');
+    server.state.status = 200;
+    server.state.jwks = publicJwks([key]);
+    expect(await verifies(registry, key)).toBe('ok');
+    registry.close();
+    await server.close();
+  });
+
+  it('allows media URLs on the listed hosts and ports only', async () => {
+    const registry = await ProviderRegistry.create(
+      [provider('acme', { file: tmp.file('jwks.json', '{"keys": []}') })],
+      { logger, periodicRefresh: false },
+    );
+    const allowed = (u: string) => registry.isAllowedMediaUrl('acme', new URL(u));
+    expect(allowed('https://media.acme.example/m/1')).toBe(true);
+    expect(allowed('http://MEDIA.acme.example/m/1')).toBe(true);
+    expect(allowed('https://media.acme.example:8443/m/1')).toBe(false);
+    expect(allowed('http://127.0.0.1:29330/m/1')).toBe(true);
+    expect(allowed('http://127.0.0.1:29331/m/1')).toBe(false);
+    expect(allowed('http://evil.example/m/1')).toBe(false);
+    expect(allowed('http://media.acme.example.evil.example/m/1')).toBe(false);
+    expect(registry.isAllowedMediaUrl('other', new URL('https://media.acme.example/m/1'))).toBe(false);
+    registry.close();
   });
 });
