@@ -2,7 +2,6 @@ import { Writable } from 'node:stream';
 import { CertError } from '../../src/protocol/cert-chain.js';
 import { createLogger } from '../../src/observability/logger.js';
 import { generateKeyPair } from '../../src/protocol/noise/index.js';
-import type { MessageStanza } from '../../src/protocol/stanza/index.js';
 import { makeChain } from '../support/gateway-fixture.js';
 import {
   EmulatorClient,
@@ -66,7 +65,7 @@ describe('gateway emulator: faults and key rotation', () => {
     const bob = await EmulatorClient.connect(te, { phone: BOB_PHONE });
     expect(te.emulator.faults.replayLastDelivered(BOB)).toBe(false);
     alice.send(message('r1', BOB, { 0: bytes('once') }));
-    const first = await bob.nextOf<MessageStanza>('message');
+    const first = await bob.nextOf('message');
     expect(te.emulator.faults.replayLastDelivered(BOB)).toBe(true);
     expect(await bob.nextOf('message')).toEqual(first);
     alice.close();

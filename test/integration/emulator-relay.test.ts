@@ -1,7 +1,6 @@
 import { readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import type { MessageStanza } from '../../src/protocol/stanza/index.js';
 import {
   EmulatorClient,
   enlistedClient,
@@ -183,7 +182,7 @@ describe('gateway emulator: relay', () => {
     expect(te.emulator.queued(BOB)[0]?.payload).toEqual(ciphertext);
 
     const bob = await EmulatorClient.connect(te, { phone: BOB_PHONE });
-    const got = await bob.nextOf<MessageStanza>('message');
+    const got = await bob.nextOf('message');
     const plain = Buffer.from(
       (got.encs[0]?.ciphertext ?? new Uint8Array()).map((b, i) => b ^ (key[i] as number)),
     );
