@@ -39,6 +39,9 @@ import { Session } from './session.js';
 import { EmulatorStore, type AccountRow, type QueueItem } from './store.js';
 
 export type { MediaAuthority } from './core.js';
+export type { FaultControls } from './faults.js';
+export { NATIVE_PROVIDER_ID, type NativeClientPayloadInput } from './native-auth.js';
+export type { AccountRow, QueueItem } from './store.js';
 
 /** The providers the emulator knows; implemented from configuration by the provider module. */
 export interface ProviderDirectory {
