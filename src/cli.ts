@@ -2,6 +2,9 @@
 import { Command, CommanderError, Option } from 'commander';
 import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { loadEmulatorConfig } from '../emulator/config.js';
+import { initKeys, rootKeyBase64, rotateKeys } from '../emulator/keys.js';
+import { RunningEmulator, serveUntilSignal } from '../emulator/main.js';
 import { loadConfig, type LoadedConfig } from './config/loader.js';
 import { startDaemon } from './daemon.js';
 import { renderReport, runChecks } from './doctor.js';
@@ -115,13 +118,102 @@ export async function runCli(argv: readonly string[], io: CliIo = defaultIo): Pr
       );
     });
 
-  command(program, 'emulator', 'run the bundled interop gateway emulator')
-    .addOption(configOption())
-    .action(() => {
-      throw new InteropError(
-        'not_available',
-        'the gateway emulator is not available in this version: it has not landed yet',
+  // The gateway emulator: `emulator` runs it, `emulator init` / `emulator rotate` manage its keys.
+  const emulatorConfigOption = () =>
+    new Option(
+      '-c, --config <file>',
+      "the emulator's configuration file (default: $INTEROP_EMULATOR_CONFIG, else embedded defaults)",
+    );
+  const loadEmulator = (opts: ConfigOption) =>
+    loadEmulatorConfig(opts.config ?? io.env.INTEROP_EMULATOR_CONFIG);
+  const validityDays = (value: string): number => {
+    const days = Number(value);
+    if (!Number.isInteger(days) || days < 1 || days > 3650) {
+      throw new UsageError(
+        `--validity-days: expected a whole number of days from 1 to 3650, found "${value}"`,
       );
+    }
+    return days;
+  };
+  const emulator = command(
+    program,
+    'emulator',
+    'run the bundled interop gateway emulator (until SIGINT or SIGTERM; SIGHUP reloads rotated keys)',
+  )
+    .addOption(emulatorConfigOption())
+    // `emulator init --config x` gives --config to init, `emulator --config x init` to emulator:
+    // the subcommands read both (optsWithGlobals).
+    .enablePositionalOptions()
+    .action(async (opts: ConfigOption) => {
+      const loaded = loadEmulator(opts);
+      const logger = createLogger({
+        level: loaded.config.logging.level,
+        format: loaded.config.logging.format,
+      });
+      const running = await RunningEmulator.start({ loaded, logger });
+      const signal = await serveUntilSignal(running, logger, io.waitForStop);
+      logger.info({ signal }, 'shutting down');
+      await running.stop();
+      logger.flush();
+    });
+  command(
+    emulator,
+    'init',
+    "create the emulator's root key, certificates and Noise static key, and print what the bridge pins",
+  )
+    .addOption(emulatorConfigOption())
+    .option(
+      '--validity-days <days>',
+      'leaf certificate validity (default: certificates.validity_days)',
+      validityDays,
+    )
+    .option('--force', 'replace existing keys (bridges then need the new gateway.root_key)')
+    .action((_opts: unknown, cmd: Command) => {
+      const opts = cmd.optsWithGlobals<ConfigOption & { validityDays?: number; force?: boolean }>();
+      const loaded = loadEmulator(opts);
+      const keys = initKeys(loaded.paths.dataDir, {
+        validityDays: opts.validityDays ?? loaded.config.certificates.validity_days,
+        intermediateValidityDays: loaded.config.certificates.intermediate_validity_days,
+        force: opts.force === true,
+      });
+      io.err(
+        `wrote the emulator's keys to ${loaded.paths.dataDir}/keys (leaf valid until ${isoSeconds(keys.leaf.notAfter)})\n` +
+          "put these in the bridge's configuration:\n",
+      );
+      io.out(
+        `gateway:\n  gateway_id: ${loaded.config.gateway.gateway_id}\n  root_key: ${rootKeyBase64(keys)}\n` +
+          `  static_key: ${Buffer.from(keys.staticKey.publicKey).toString('base64')}\n`,
+      );
+    });
+  command(
+    emulator,
+    'rotate',
+    'issue a new Noise static key and leaf certificate (same root); a running emulator picks it up on SIGHUP',
+  )
+    .addOption(emulatorConfigOption())
+    .option(
+      '--validity-days <days>',
+      'leaf certificate validity (default: certificates.validity_days)',
+      validityDays,
+    )
+    .option(
+      '--intermediate',
+      'also re-issue the intermediate certificate from the root (when it nears expiry)',
+    )
+    .action((_opts: unknown, cmd: Command) => {
+      const opts = cmd.optsWithGlobals<ConfigOption & { validityDays?: number; intermediate?: boolean }>();
+      const loaded = loadEmulator(opts);
+      const keys = rotateKeys(loaded.paths.dataDir, {
+        validityDays: opts.validityDays ?? loaded.config.certificates.validity_days,
+        intermediate: opts.intermediate === true,
+        intermediateValidityDays: loaded.config.certificates.intermediate_validity_days,
+      });
+      io.err(
+        `new Noise static key and leaf certificate (serial ${keys.leaf.serial}, valid until ${isoSeconds(keys.leaf.notAfter)}); ` +
+          'the previous key is kept as noise-static.json.previous\n' +
+          'send SIGHUP to a running emulator to use it; bridges that pin gateway.static_key should take the new one:\n',
+      );
+      io.out(`gateway:\n  static_key: ${Buffer.from(keys.staticKey.publicKey).toString('base64')}\n`);
     });
 
   for (const c of [program, ...commands]) {
@@ -155,6 +247,10 @@ function reportError(err: unknown, io: CliIo): number {
   }
   io.err(`unexpected error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
   return EXIT.failure;
+}
+
+function isoSeconds(seconds: number): string {
+  return new Date(seconds * 1000).toISOString().replace(/\.\d{3}Z$/, 'Z');
 }
 
 function waitForSignal(): Promise<string> {
