@@ -16,4 +16,6 @@ export default {
     ],
   },
   testTimeout: 30000,
+  // Tests close what they open; this only keeps a leaked handle from hanging CI after the results are in.
+  forceExit: true,
 };

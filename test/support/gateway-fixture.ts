@@ -76,14 +76,20 @@ export interface Fixture {
   providerKey: ProviderPrivateJwk;
   /** Errors the server side saw, in order. */
   serverErrors: unknown[];
-  accepted: AuthenticatedClient[];
+  accepted: (AuthenticatedClient & { pattern: string })[];
+  /** Closes every open client connection (the clients see the gateway drop them). */
+  dropAll(): void;
   setChain(bytes: Uint8Array): void;
   rotateStatic(): void;
   close(): Promise<void>;
 }
 
 export async function startGateway(
-  options: { check?: AccountCheck; onClient?: (socket: NoiseSocket) => void; timeoutMs?: number } = {},
+  options: {
+    check?: AccountCheck;
+    onClient?: (socket: NoiseSocket, client: AuthenticatedClient) => void | Promise<void>;
+    timeoutMs?: number;
+  } = {},
 ): Promise<Fixture> {
   let serverStatic = generateKeyPair();
   let chain = makeChain(serverStatic);
@@ -91,7 +97,7 @@ export async function startGateway(
   const providerKey = await generateProviderKey('EdDSA');
   const replayCache = new ReplayCache({ maxEntries: 1000 });
   const serverErrors: unknown[] = [];
-  const accepted: AuthenticatedClient[] = [];
+  const accepted: (AuthenticatedClient & { pattern: string })[] = [];
   const sockets = new Set<net.Socket>();
 
   const server = net.createServer(async (conn) => {
@@ -115,8 +121,8 @@ export async function startGateway(
         },
         options.check,
       );
-      accepted.push(client);
-      if (options.onClient) options.onClient(hs.socket);
+      accepted.push({ ...client, pattern: hs.pattern });
+      if (options.onClient) await options.onClient(hs.socket, client);
       else for await (const frame of hs.socket) hs.socket.send(frame); // echo
     } catch (err) {
       serverErrors.push(err);
@@ -132,6 +138,9 @@ export async function startGateway(
     providerKey,
     serverErrors,
     accepted,
+    dropAll() {
+      for (const s of sockets) s.destroy();
+    },
     setChain(bytes) {
       chain = { root, bytes };
     },
