@@ -179,15 +179,28 @@ export function identityOf(keys: EmulatorKeys): GatewayIdentity {
   return { staticKey: keys.staticKey, certChain: keys.certChain };
 }
 
+/** Where SIGHUP comes from: the process, or an EventEmitter in tests (Jest's `process` gets no signals). */
+export interface HangupSource {
+  on(event: 'SIGHUP', listener: () => void): unknown;
+  off(event: 'SIGHUP', listener: () => void): unknown;
+}
+
+export interface ServeOptions {
+  /** Replaces the wait for SIGINT/SIGTERM; resolves with the reason to stop. */
+  waitForStop?: (() => Promise<string>) | undefined;
+  hangups?: HangupSource;
+}
+
 /**
- * Runs until SIGINT or SIGTERM (resolving with the signal's name); SIGHUP reloads the keys.
- * `waitForStop` replaces the signal wait (tests).
+ * Runs until SIGINT or SIGTERM (resolving with the signal's name); SIGHUP reloads the keys (after
+ * `interop-bridge emulator rotate`). A failed reload is logged and the current keys stay in use.
  */
 export async function serveUntilSignal(
   running: RunningEmulator,
   log: Logger,
-  waitForStop?: () => Promise<string>,
+  options: ServeOptions = {},
 ): Promise<string> {
+  const hangups = options.hangups ?? process;
   const onHup = () => {
     try {
       running.reloadKeys();
@@ -198,11 +211,11 @@ export async function serveUntilSignal(
       );
     }
   };
-  process.on('SIGHUP', onHup);
+  hangups.on('SIGHUP', onHup);
   try {
-    return await (waitForStop ?? waitForTermination)();
+    return await (options.waitForStop ?? waitForTermination)();
   } finally {
-    process.off('SIGHUP', onHup);
+    hangups.off('SIGHUP', onHup);
   }
 }
 

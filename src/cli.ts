@@ -151,7 +151,7 @@ export async function runCli(argv: readonly string[], io: CliIo = defaultIo): Pr
         format: loaded.config.logging.format,
       });
       const running = await RunningEmulator.start({ loaded, logger });
-      const signal = await serveUntilSignal(running, logger, io.waitForStop);
+      const signal = await serveUntilSignal(running, logger, { waitForStop: io.waitForStop });
       logger.info({ signal }, 'shutting down');
       await running.stop();
       logger.flush();

@@ -1,9 +1,10 @@
-import { readFileSync, statSync } from 'node:fs';
+import { EventEmitter } from 'node:events';
+import { readFileSync, rmSync, statSync } from 'node:fs';
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { keyFiles, loadKeys } from '../../emulator/keys.js';
-import { RunningEmulator } from '../../emulator/main.js';
+import { RunningEmulator, serveUntilSignal } from '../../emulator/main.js';
 import { loadEmulatorConfig } from '../../emulator/config.js';
 import { EXIT, runCli } from '../../src/cli.js';
 import { createLogger } from '../../src/observability/logger.js';
@@ -248,6 +249,33 @@ describe('interop-bridge emulator (command line and main)', () => {
       before.socket.close();
       after.socket.close();
     } finally {
+      await emulator.stop();
+    }
+  });
+
+  it('picks up keys rotated on disk on SIGHUP, and keeps its keys when the reload fails', async () => {
+    await run(['emulator', 'init', '--config', config]);
+    const logger = createLogger({ level: 'silent' });
+    const emulator = await RunningEmulator.start({ loaded: loadEmulatorConfig(config), logger });
+    let stop!: (signal: string) => void;
+    const hangups = new EventEmitter();
+    const serving = serveUntilSignal(emulator, logger, {
+      waitForStop: () => new Promise<string>((resolve) => (stop = resolve)),
+      hangups,
+    });
+    try {
+      const rotated = await run(['emulator', 'rotate', '--config', config]);
+      hangups.emit('SIGHUP');
+      expect(emulator.summary().staticKey).toBe(printed(rotated.out, 'static_key'));
+      expect(emulator.gateway.identity.staticKey.publicKey.toString('base64')).toBe(
+        printed(rotated.out, 'static_key'),
+      );
+      rmSync(keyFiles(path.join(tmp.dir, 'data')).noiseStatic);
+      hangups.emit('SIGHUP');
+      expect(emulator.summary().staticKey).toBe(printed(rotated.out, 'static_key'));
+    } finally {
+      stop('SIGTERM');
+      await serving;
       await emulator.stop();
     }
   });
