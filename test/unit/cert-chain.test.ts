@@ -208,7 +208,7 @@ describe('gateway certificate chain', () => {
     expect(() => gateway({ leaf: { notBefore: NOW, notAfter: NOW - 1 } })).toThrow(RangeError);
   });
 
-  it('reproduces the example chain of docs/protocol/30-certificates-and-jwt.md byte for byte', () => {
+  it('reproduces the example chain of docs/PROTOCOL.md (4.1.3) byte for byte', () => {
     const hex = (h: string): Uint8Array => new Uint8Array(Buffer.from(h, 'hex'));
     const intermediate = issueIntermediate({
       rootPrivateKey: new Uint8Array(32).fill(1),

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import fc from 'fast-check';
 import { CompactSign, SignJWT } from 'jose';
@@ -302,7 +303,9 @@ describe('client token (JWT)', () => {
     });
   });
 
-  it('accepts the example token of docs/protocol/30-certificates-and-jwt.md with the documented key', async () => {
+  it('accepts the example token of docs/PROTOCOL.md (4.2.2) with the documented key', async () => {
+    const doc = readFileSync(new URL('../../docs/PROTOCOL.md', import.meta.url), 'utf8');
+    expect(doc).toContain(DOCUMENTED_TOKEN);
     const claims = await verifyClientToken(DOCUMENTED_TOKEN, {
       keyResolver: jwksKeyResolver({
         keys: [

@@ -6,7 +6,7 @@
  * last of two equal attributes and normalises nothing. So a strict scan runs first and lets through
  * only a well-formed document of the protocol's XML profile, enforcing the limits as it goes, so a
  * hostile stanza is refused before anything is built. The two steps agree on every document the
- * scan accepts, and the peer sees one precisely defined grammar (docs/protocol/40-stanzas.md).
+ * scan accepts, and the peer sees one precisely defined grammar (docs/PROTOCOL.md, section 5).
  *
  * Serialising walks the Element and escapes every value, so any string a caller puts into an
  * attribute or text yields well-formed XML; characters XML 1.0 cannot carry become U+FFFD.

@@ -3,7 +3,7 @@ import { InteropError } from '../../errors.js';
 /**
  * Every failure of the transport layer (preface, frames, encrypted frames). The code is stable
  * (logs, metrics, tests); the message says what happened and what to do. The codes a connection
- * can close with are listed in docs/protocol/10-transport.md.
+ * can close with are listed in docs/PROTOCOL.md, section 1.
  */
 export type TransportErrorCode =
   /** The first bytes from the client are not `IG` + version: not an interop gateway client. */

@@ -4,7 +4,7 @@
  * the structural TransportCipher interface, so any Noise implementation (or a test cipher) fits.
  *
  * Deviation from Noise (rev. 34, section 3): a transport message may exceed 65,535 bytes, up to the
- * frame maximum; AES-GCM and ChaCha20-Poly1305 both allow it. See docs/protocol/10-transport.md.
+ * frame maximum; AES-GCM and ChaCha20-Poly1305 both allow it. See docs/PROTOCOL.md, section 1.
  */
 import { TransportError } from './errors.js';
 import type { FrameSocket, TransportClose } from './frame-socket.js';
