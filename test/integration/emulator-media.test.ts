@@ -138,6 +138,19 @@ describe('emulator media service', () => {
     expect(verified.fileLength).toBe('a photo of the sea'.length);
   });
 
+  it('answers an upload of the documented example blob as docs/protocol/55-media-service.md shows', async () => {
+    const blob = Buffer.from('39dc616360f36e5822563b937c08346066abc42cdd58a415e4e0', 'hex');
+    const res = await upload(blob, auth(NATIVE));
+    const hash = 'cmF6vDX6dRb_enJs1ADrCGoZ6VFvM452WAERTuxZqt8';
+    expect(res.status).toBe(201);
+    expect(await res.json()).toEqual({
+      url: `http://127.0.0.1:${media.port}/media/${hash}`,
+      direct_path: `/media/${hash}`,
+      file_enc_sha256: hash,
+      size: 26,
+    });
+  });
+
   it('refuses a download with no, a wrong or an expired auth (401)', async () => {
     const { blob } = await encrypted('private');
     await upload(blob, auth(NATIVE));
