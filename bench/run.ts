@@ -13,11 +13,14 @@ export async function loadBenchmarks(dir = here): Promise<Benchmark[]> {
   const files = readdirSync(dir).filter((f) => /\.bench\.(js|ts)$/.test(f) && !f.endsWith('.d.ts'));
   const benches: Benchmark[] = [];
   for (const f of files.sort()) {
+    // A file may hold several benchmarks (one per unit): a Benchmark, an array, or a function
+    // returning either.
+    type Exported = Benchmark | Benchmark[];
     const mod = (await import(path.join(dir, f))) as {
-      default?: Benchmark | (() => Benchmark | Promise<Benchmark>);
+      default?: Exported | (() => Exported | Promise<Exported>);
     };
     const b = typeof mod.default === 'function' ? await mod.default() : mod.default;
-    if (b) benches.push(b);
+    if (b) benches.push(...(Array.isArray(b) ? b : [b]));
   }
   return benches;
 }
@@ -25,7 +28,9 @@ export async function loadBenchmarks(dir = here): Promise<Benchmark[]> {
 async function main(argv: string[]): Promise<number> {
   const all = await loadBenchmarks();
   const wanted = argv.filter((a) => !a.startsWith('-'));
-  const unknown = wanted.filter((w) => !all.some((b) => b.name === w));
+  // "noise" selects noise-handshake, noise-transport-64k... (the benchmarks of one file).
+  const selects = (w: string, b: Benchmark) => b.name === w || b.name.startsWith(`${w}-`);
+  const unknown = wanted.filter((w) => !all.some((b) => selects(w, b)));
   if (unknown.length) {
     process.stderr.write(
       `unknown benchmark(s): ${unknown.join(', ')}; available: ${all.map((b) => b.name).join(', ')}\n`,
@@ -34,7 +39,7 @@ async function main(argv: string[]): Promise<number> {
   }
   const resultsDir = path.resolve(here, '..', '..', 'bench', 'results');
   mkdirSync(resultsDir, { recursive: true });
-  for (const bench of all.filter((b) => wanted.length === 0 || wanted.includes(b.name))) {
+  for (const bench of all.filter((b) => wanted.length === 0 || wanted.some((w) => selects(w, b)))) {
     const result = await runBenchmark(bench, (l) => process.stderr.write(`${l}\n`));
     process.stdout.write(`\n${renderTable(result)}\n`);
     writeFileSync(path.join(resultsDir, `${bench.name}.json`), `${JSON.stringify(result, null, 2)}\n`);
