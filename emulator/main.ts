@@ -171,7 +171,6 @@ export class RunningEmulator {
     this.#stopped = true;
     this.providers.close();
     await Promise.all([this.gateway.stop(), this.media.stop()]);
-    this.log.info('gateway emulator stopped');
   }
 }
 
