@@ -15,6 +15,7 @@ import {
   type TokenVerificationKey,
 } from '../src/protocol/jwt.js';
 import type { ResolvedProvider } from './config.js';
+import type { ProviderDirectory } from './gateway.js';
 
 /** A JWKS is a few hundred bytes; this bounds what a misconfigured URL can make us read. */
 export const MAX_JWKS_BYTES = 64 * 1024;
@@ -72,7 +73,7 @@ class ProviderEntry {
  * The emulator's provider directory (the core's `ProviderDirectory`): which providers exist and
  * the key resolver that client-token verification uses.
  */
-export class ProviderRegistry {
+export class ProviderRegistry implements ProviderDirectory {
   readonly #entries = new Map<string, ProviderEntry>();
   readonly #log: Logger;
   readonly #minRefetchMs: number;
