@@ -2,3 +2,4 @@
 import { cpSync } from 'node:fs';
 
 cpSync('src/store/migrations', 'dist/src/store/migrations', { recursive: true });
+cpSync('emulator/migrations', 'dist/emulator/migrations', { recursive: true });

@@ -138,7 +138,7 @@ describe('emulator media service', () => {
     expect(verified.fileLength).toBe('a photo of the sea'.length);
   });
 
-  it('answers an upload of the documented example blob as docs/protocol/55-media-service.md shows', async () => {
+  it('answers an upload of the documented example blob as docs/PROTOCOL.md (section 7) shows', async () => {
     const blob = Buffer.from('39dc616360f36e5822563b937c08346066abc42cdd58a415e4e0', 'hex');
     const res = await upload(blob, auth(NATIVE));
     const hash = 'cmF6vDX6dRb_enJs1ADrCGoZ6VFvM452WAERTuxZqt8';
