@@ -1,0 +1,128 @@
+/**
+ * Canonical events: what adapters hand the core and the core hands adapters. They name local
+ * users (a Matrix user id or an XMPP bare JID) and remote contacts (a gatekeeper user's JID such as
+ * `4915112345678@wa.interop`), never rooms or stanzas: those are the adapters' business. Every event
+ * that can be referred to later carries a stable id on each side (`localId` from the adapter,
+ * `remoteId` on the wire), kept in the message map.
+ */
+
+/** Text with the gatekeeper's lightweight markup (*bold* _italic_ ~strike~ ```mono```). */
+export interface TextBody {
+  readonly kind: 'text';
+  readonly text: string;
+}
+
+export type MediaKind = 'image' | 'video' | 'audio' | 'voice' | 'file';
+
+/** A file, by a local path the core may read (outgoing) or has written (incoming). */
+export interface MediaBody {
+  readonly kind: 'media';
+  readonly media: MediaKind;
+  readonly path: string;
+  readonly mimetype: string;
+  readonly size: number;
+  readonly fileName?: string | undefined;
+  readonly caption?: string | undefined;
+  /** Seconds, for audio, voice and video. */
+  readonly durationSeconds?: number | undefined;
+  readonly width?: number | undefined;
+  readonly height?: number | undefined;
+}
+
+/** A reply quotes an earlier message by its local id (outgoing) or remote id (incoming). */
+export interface ReplyRef {
+  readonly id: string;
+}
+
+export interface MessageEvent {
+  readonly type: 'message';
+  readonly body: TextBody | MediaBody;
+  readonly replyTo?: ReplyRef | undefined;
+}
+
+/** Modelled now so the store and the map carry them; the core routes them in a later version. */
+export interface EditEvent {
+  readonly type: 'edit';
+  readonly target: string;
+  readonly body: TextBody;
+}
+export interface DeleteEvent {
+  readonly type: 'delete';
+  readonly target: string;
+}
+export interface ReactionEvent {
+  readonly type: 'reaction';
+  readonly target: string;
+  /** An emoji; empty removes the reaction. */
+  readonly emoji: string;
+}
+
+export interface ReceiptEvent {
+  readonly type: 'receipt';
+  readonly receipt: 'delivered' | 'read';
+  /** The ids (local when outgoing, remote when incoming) of the messages receipted. */
+  readonly targets: readonly string[];
+}
+
+export interface TypingEvent {
+  readonly type: 'typing';
+  readonly typing: boolean;
+}
+
+export interface PresenceEvent {
+  readonly type: 'presence';
+  readonly available: boolean;
+}
+
+export type ConversationEvent =
+  MessageEvent | EditEvent | DeleteEvent | ReactionEvent | ReceiptEvent | TypingEvent | PresenceEvent;
+
+/** An event from a local user to a remote contact, as an adapter submits it. */
+export interface OutgoingEvent {
+  /** The adapter's id for this event (Matrix event id, XMPP stanza/origin id): the dedupe key. */
+  readonly localId: string;
+  /** Matrix user id or XMPP bare JID. */
+  readonly localUser: string;
+  /** The remote contact's user JID. */
+  readonly remote: string;
+  readonly event: ConversationEvent;
+}
+
+/** An event from a remote contact to a local user, as the core hands it to the adapter. */
+export interface IncomingEvent {
+  /** The sender's wire message id: stable across redeliveries, so the adapter can be idempotent. */
+  readonly remoteId: string;
+  readonly localUser: string;
+  readonly remote: string;
+  /** Sender's time, milliseconds since the epoch. */
+  readonly timestamp: number;
+  readonly event: ConversationEvent;
+}
+
+/** What happened to an outgoing event, for the adapter to show (send status, ticks, errors). */
+export type DeliveryState = 'queued' | 'sent' | 'delivered' | 'read' | 'failed';
+
+export interface DeliveryUpdate {
+  readonly localId: string;
+  readonly localUser: string;
+  readonly remote: string;
+  readonly state: DeliveryState;
+  /** Set when failed: a sentence for the user ("the contact is not on the interop network"). */
+  readonly reason?: string | undefined;
+}
+
+/** Things the user should know that are not messages. */
+export type Notice =
+  | {
+      readonly kind: 'identity_changed';
+      readonly remote: string;
+      readonly safetyNumber: string;
+      readonly blocked: boolean;
+    }
+  | {
+      readonly kind: 'connection';
+      readonly state: 'connected' | 'connecting' | 'disconnected' | 'refused';
+      readonly detail?: string;
+    }
+  | { readonly kind: 'enlisted' }
+  | { readonly kind: 'opted_out' };
