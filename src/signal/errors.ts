@@ -1,0 +1,39 @@
+import { InteropError } from '../errors.js';
+
+/**
+ * Every failure of the Signal layer. The code is stable (logs, metrics, tests, retry receipts);
+ * the message says what to do. A failed decrypt or encrypt never changes the stored session.
+ */
+export type SignalErrorCode =
+  /** No session with that device: fetch its prekey bundle and call processBundle first. */
+  | 'signal_no_session'
+  /** The message did not authenticate or decrypt against any session: ask the sender to retry. */
+  | 'signal_decrypt_failed'
+  /** Not a Signal v3 message at all (wrong version byte, unparseable protobuf, wrong key sizes). */
+  | 'signal_invalid_message'
+  /** The message's counter was already used: a replay or a duplicate delivery; drop it. */
+  | 'signal_duplicate_message'
+  /** A prekey message names a signed prekey this puppet no longer has: the sender used a stale bundle. */
+  | 'signal_unknown_prekey'
+  /** The remote identity changed and the policy blocks sending until the user confirms it. */
+  | 'signal_identity_changed'
+  /** A prekey bundle with bad key sizes or a signed prekey signature that does not verify. */
+  | 'signal_bad_bundle'
+  /** A malformed remote address (expected "user.device"). */
+  | 'signal_bad_address'
+  /** The puppet's own identity (key pair, registration id, signed prekey) is missing from the store. */
+  | 'signal_identity_missing'
+  /** A key of the wrong size handed to the curve (a caller bug or a corrupt store). */
+  | 'signal_invalid_key'
+  /** A stored session record cannot be read: delete the session and fetch a fresh bundle. */
+  | 'signal_session_corrupt'
+  /** Encryption failed for a reason other than a missing session or a blocked identity (a bug). */
+  | 'signal_encrypt_failed';
+
+export class SignalError extends InteropError {
+  declare readonly code: SignalErrorCode;
+
+  constructor(code: SignalErrorCode, message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
+  }
+}

@@ -1,0 +1,602 @@
+/**
+ * The Signal layer as the bridge core sees it: one `SignalSessionManager` per puppet, encrypting to
+ * and decrypting from remote devices ("user.device"), building sessions from prekey bundles, keeping
+ * the puppet's prekeys topped up, and applying the identity-change policy.
+ *
+ * Operations on one address run one at a time, in call order (a per-address queue), so concurrent
+ * encrypts and decrypts from the bridge cannot interleave inside a ratchet step. A failed operation
+ * leaves the stored session exactly as it was.
+ */
+import {
+  SessionBuilder,
+  SessionCipher,
+  SignalProtocolAddress,
+  type DeviceType,
+} from '@privacyresearch/libsignal-protocol-typescript';
+import { SessionLock } from '@privacyresearch/libsignal-protocol-typescript/lib/session-lock.js';
+import type { SessionRecord } from '@privacyresearch/libsignal-protocol-typescript/lib/session-record.js';
+
+import type { PreKey, PreKeyBundle, SignedPreKey } from '../protocol/stanza/types.js';
+import { installNativeCrypto, KEY_LENGTH, SIGNATURE_LENGTH, toArrayBuffer } from './curve.js';
+import { SignalError } from './errors.js';
+import { safetyNumber } from './fingerprint.js';
+import { makePreKeys, makeSignedPreKey } from './keys.js';
+import {
+  MAX_KEY_ID,
+  sameBytes,
+  SignalProtocolStore,
+  withoutTypeByte,
+  withTypeByte,
+  type LocalIdentity,
+  type RemoteIdentity,
+  type SignalBackend,
+  type StoredSignedPreKey,
+  type Trust,
+} from './store.js';
+import { checkWhisperMessage, readPreKeyMessage } from './wire.js';
+
+/**
+ * What happens when a remote device's identity key changes. trust_on_first_use: the new key is
+ * recorded (trust "changed") and sending goes on; the change is reported. block_until_confirmed:
+ * the new key is recorded as "blocked" and encrypting to that device fails with
+ * `signal_identity_changed` until `confirmIdentity` is called; the change is reported.
+ */
+export type IdentityPolicy = 'trust_on_first_use' | 'block_until_confirmed';
+
+/** A remote device presented a new identity key. The bridge shows this to the local user. */
+export interface IdentityChange {
+  /** "user.device". */
+  readonly address: string;
+  readonly user: string;
+  /** 33 bytes (0x05 ‖ key). */
+  readonly previousKey: Uint8Array;
+  readonly newKey: Uint8Array;
+  /** "changed" (trust on first use) or "blocked" (block until confirmed). */
+  readonly trust: Trust;
+  readonly at: number;
+}
+
+/** `pkmsg` starts a session (PreKeyWhisperMessage); `msg` continues one (WhisperMessage). */
+export type SignalMessageType = 'pkmsg' | 'msg';
+
+export interface EncryptedMessage {
+  readonly type: SignalMessageType;
+  readonly body: Uint8Array;
+}
+
+/** The `prekey_upload` iq's content. */
+export interface PreKeyUpload {
+  readonly registrationId: number;
+  /** 32 raw bytes. */
+  readonly identityKey: Uint8Array;
+  readonly preKeys: PreKey[];
+  readonly signedPreKey: SignedPreKey;
+}
+
+export interface SessionManagerOptions {
+  /** Default trust_on_first_use. */
+  policy?: IdentityPolicy;
+  /** This puppet's stable identifier in safety numbers (its interop user id). */
+  localUser: string;
+  now?: () => number;
+  /** Rotate the signed prekey after this long. Default 7 days. */
+  signedPreKeyMaxAgeMs?: number;
+  /** Keep replaced signed prekeys this long, for prekey messages still in flight. Default 30 days. */
+  signedPreKeyGraceMs?: number;
+  /** Replenish when the server holds fewer one-time prekeys than this. Default 20. */
+  preKeyThreshold?: number;
+  /** ...up to this many. Default 100. */
+  preKeyTarget?: number;
+}
+
+const DAY = 24 * 60 * 60 * 1000;
+const ADDRESS = /^([^.\s]+)\.(\d{1,10})$/;
+
+interface Address {
+  readonly text: string;
+  readonly user: string;
+  readonly protocol: SignalProtocolAddress;
+}
+
+function parseAddress(text: string): Address {
+  const m = ADDRESS.exec(text);
+  const device = m ? Number(m[2]) : NaN;
+  if (!m || device > 0x7fffffff) {
+    throw new SignalError(
+      'signal_bad_address',
+      `"${text}" is not a Signal address: expected "<user>.<device>" (user without dots, device a number)`,
+    );
+  }
+  return { text, user: m[1] as string, protocol: new SignalProtocolAddress(m[1] as string, device) };
+}
+
+/** The library's cipher, reading session working copies instead of parsing JSON per message. */
+class WorkingCopyCipher extends SessionCipher {
+  constructor(
+    private readonly live: SignalProtocolStore,
+    address: SignalProtocolAddress,
+  ) {
+    super(live, address);
+  }
+
+  override getRecord(encodedNumber: string): Promise<SessionRecord | undefined> {
+    return Promise.resolve(this.live.workingCopy(encodedNumber));
+  }
+}
+
+/** Runs tasks one at a time per key, in call order. */
+class KeyedQueue {
+  private readonly tails = new Map<string, Promise<unknown>>();
+
+  run<T>(key: string, task: () => Promise<T>): Promise<T> {
+    const previous = this.tails.get(key) ?? Promise.resolve();
+    const result = previous.then(task, task);
+    const tail = result.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.tails.set(key, tail);
+    void tail.then(() => {
+      if (this.tails.get(key) === tail) this.tails.delete(key);
+    });
+    return result;
+  }
+}
+
+/**
+ * The library's SessionLock records every job's promise and every error in static arrays that are
+ * never emptied: a leak of one entry per message. Trim them (nothing in the library reads them but
+ * its own test helper).
+ */
+function trimLibraryLockBookkeeping(): void {
+  if (SessionLock._promises.length > 256) SessionLock._promises = [];
+  if (SessionLock.errors.length > 256) SessionLock.errors = [];
+}
+
+/** Turns the library's plain Errors into typed ones that say what to do. */
+function typedError(err: unknown, op: 'encrypt' | 'decrypt' | 'bundle', address: string): SignalError {
+  if (err instanceof SignalError) {
+    if (op === 'decrypt' && err.code === 'signal_invalid_key') {
+      return new SignalError(
+        'signal_invalid_message',
+        `a message from ${address} carries an unusable key: drop it`,
+        {
+          cause: err,
+        },
+      );
+    }
+    if (op === 'bundle' && err.code === 'signal_invalid_key') {
+      return new SignalError('signal_bad_bundle', `the prekey bundle of ${address} carries an unusable key`, {
+        cause: err,
+      });
+    }
+    return err;
+  }
+  const e = err instanceof Error ? err : new Error(String(err));
+  const m = e.message;
+  const make = (code: ConstructorParameters<typeof SignalError>[0], message: string) =>
+    new SignalError(code, message, { cause: e });
+  if (e.name === 'MessageCounterError') {
+    return make(
+      'signal_duplicate_message',
+      `a message from ${address} reuses a counter already decrypted: a replay or duplicate; drop it`,
+    );
+  }
+  if (/No record for|No session/.test(m)) {
+    return make(
+      'signal_no_session',
+      `no session with ${address}: fetch its prekey bundle and call processBundle`,
+    );
+  }
+  if (/Missing Signed PreKey/.test(m)) {
+    return make(
+      'signal_unknown_prekey',
+      `a prekey message from ${address} names a signed prekey this puppet no longer has: ask the sender to fetch a fresh bundle`,
+    );
+  }
+  if (/Identity key changed|Unknown identity key/.test(m)) {
+    return make(
+      'signal_identity_changed',
+      `the identity key of ${address} changed: confirm it before sending`,
+    );
+  }
+  if (/Incompatible version/.test(m)) {
+    return make('signal_invalid_message', `a message from ${address} has an unsupported version: drop it`);
+  }
+  if (op === 'bundle') {
+    return make(
+      'signal_bad_bundle',
+      /Invalid signature/.test(m)
+        ? `the signed prekey of ${address} is not signed by its identity key: refuse the bundle and fetch it again later`
+        : `the prekey bundle of ${address} is unusable (${m}): fetch it again`,
+    );
+  }
+  if (op === 'encrypt') return make('signal_encrypt_failed', `encrypting to ${address} failed (${m})`);
+  if (/messages into the future/.test(m)) {
+    return make(
+      'signal_decrypt_failed',
+      `a message from ${address} skips more than 2000 messages: ask the sender to retry`,
+    );
+  }
+  return make(
+    'signal_decrypt_failed',
+    `a message from ${address} did not decrypt (${m}): send a retry receipt so the sender re-encrypts it`,
+  );
+}
+
+type IdentityListener = (change: IdentityChange) => void;
+
+export class SignalSessionManager {
+  readonly store: SignalProtocolStore;
+  readonly policy: IdentityPolicy;
+  private readonly queue = new KeyedQueue();
+  private readonly listeners = new Set<IdentityListener>();
+  private readonly now: () => number;
+  private readonly localUser: string;
+  private readonly signedPreKeyMaxAgeMs: number;
+  private readonly signedPreKeyGraceMs: number;
+  private readonly preKeyThreshold: number;
+  private readonly preKeyTarget: number;
+
+  constructor(
+    readonly backend: SignalBackend,
+    options: SessionManagerOptions,
+  ) {
+    installNativeCrypto();
+    this.store = new SignalProtocolStore(backend);
+    this.policy = options.policy ?? 'trust_on_first_use';
+    this.localUser = options.localUser;
+    this.now = options.now ?? Date.now;
+    this.signedPreKeyMaxAgeMs = options.signedPreKeyMaxAgeMs ?? 7 * DAY;
+    this.signedPreKeyGraceMs = options.signedPreKeyGraceMs ?? 30 * DAY;
+    this.preKeyThreshold = options.preKeyThreshold ?? 20;
+    this.preKeyTarget = options.preKeyTarget ?? 100;
+  }
+
+  private identity(): LocalIdentity {
+    const id = this.backend.localIdentity();
+    if (id === undefined) {
+      throw new SignalError(
+        'signal_identity_missing',
+        'this puppet has no Signal identity in the store: create one (createSignalIdentity) when enlisting it',
+      );
+    }
+    return id;
+  }
+
+  /** Called with every identity change, whatever operation found it. Returns an unsubscribe function. */
+  onIdentityChange(listener: IdentityListener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Messages
+
+  /** Encrypts for one remote device. The first messages of a session we started are pkmsg. */
+  async encrypt(address: string, plaintext: Uint8Array): Promise<EncryptedMessage> {
+    const addr = parseAddress(address);
+    return this.queue.run(addr.text, async () => {
+      const open = this.backend.loadSession(addr.text)?.getOpenSession();
+      if (open === undefined) {
+        throw new SignalError(
+          'signal_no_session',
+          `no session with ${addr.text}: fetch its prekey bundle and call processBundle`,
+        );
+      }
+      const trust = this.checkIdentity(addr, new Uint8Array(open.indexInfo.remoteIdentityKey));
+      if (trust === 'blocked') {
+        throw new SignalError(
+          'signal_identity_changed',
+          `the identity key of ${addr.text} changed and the policy blocks sending: ask the user to compare safety numbers and confirm the new key (confirmIdentity)`,
+        );
+      }
+      try {
+        const out = await new WorkingCopyCipher(this.store, addr.protocol).encrypt(toArrayBuffer(plaintext));
+        if (out.body === undefined) throw new Error('the library returned no ciphertext');
+        return {
+          type: out.type === 3 ? 'pkmsg' : 'msg',
+          body: new Uint8Array(Buffer.from(out.body, 'latin1')),
+        };
+      } catch (err) {
+        throw typedError(err, 'encrypt', addr.text);
+      } finally {
+        this.store.discardWorkingCopy(addr.text);
+        trimLibraryLockBookkeeping();
+      }
+    });
+  }
+
+  /**
+   * Decrypts a message from one remote device. A pkmsg may start a new session (consuming a one-time
+   * prekey). Errors: signal_invalid_message, signal_no_session, signal_duplicate_message,
+   * signal_unknown_prekey, signal_decrypt_failed; the stored session is unchanged after any of them.
+   */
+  async decrypt(address: string, type: SignalMessageType, body: Uint8Array): Promise<Uint8Array> {
+    const addr = parseAddress(address);
+    if (type === 'pkmsg') readPreKeyMessage(body);
+    else if (type === 'msg') checkWhisperMessage(body);
+    else
+      throw new SignalError(
+        'signal_invalid_message',
+        `unknown Signal message type "${String(type)}": expected pkmsg or msg`,
+      );
+    return this.queue.run(addr.text, async () => {
+      if (type === 'msg' && this.backend.loadSession(addr.text) === undefined) {
+        throw new SignalError(
+          'signal_no_session',
+          `no session with ${addr.text} to decrypt its message: send a retry receipt so it starts a new one`,
+        );
+      }
+      let plaintext: ArrayBuffer;
+      try {
+        const cipher = new WorkingCopyCipher(this.store, addr.protocol);
+        plaintext =
+          type === 'pkmsg'
+            ? await cipher.decryptPreKeyWhisperMessage(toArrayBuffer(body))
+            : await cipher.decryptWhisperMessage(toArrayBuffer(body));
+      } catch (err) {
+        throw typedError(err, 'decrypt', addr.text);
+      } finally {
+        this.store.discardWorkingCopy(addr.text);
+        trimLibraryLockBookkeeping();
+      }
+      const open = this.backend.loadSession(addr.text)?.getOpenSession();
+      if (open) this.checkIdentity(addr, new Uint8Array(open.indexInfo.remoteIdentityKey));
+      return new Uint8Array(plaintext);
+    });
+  }
+
+  /**
+   * Starts a session with a remote device from its prekey bundle (keys 32 bytes as on the wire, or
+   * 33 with the 0x05 byte). The next encrypt to it is a pkmsg. Reports an identity change if the
+   * bundle's identity key differs from the one known for that device.
+   */
+  async processBundle(address: string, bundle: PreKeyBundle): Promise<{ identityChange?: IdentityChange }> {
+    const addr = parseAddress(address);
+    const device = bundleToDevice(addr.text, bundle);
+    return this.queue.run(addr.text, async () => {
+      try {
+        await new SessionBuilder(this.store, addr.protocol).processPreKey(device);
+      } catch (err) {
+        throw typedError(err, 'bundle', addr.text);
+      } finally {
+        trimLibraryLockBookkeeping();
+      }
+      const change = this.recordIdentity(addr, new Uint8Array(device.identityKey));
+      return change ? { identityChange: change } : {};
+    });
+  }
+
+  hasSession(address: string): boolean {
+    return this.backend.loadSession(parseAddress(address).text)?.haveOpenSession() ?? false;
+  }
+
+  /** Forgets the session with one device (after a reset, or a gateway `<identity/>` notification). */
+  async deleteSession(address: string): Promise<void> {
+    const addr = parseAddress(address);
+    return this.queue.run(addr.text, () => {
+      this.backend.deleteSession(addr.text);
+      return Promise.resolve();
+    });
+  }
+
+  /** Addresses of the devices of `user` this puppet has sessions with. */
+  sessionAddresses(user: string): string[] {
+    return this.backend.sessionAddresses(user);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Identities
+
+  /** Compares a device's identity key with the recorded one and applies the policy; returns the trust. */
+  private checkIdentity(addr: Address, key: Uint8Array): Trust {
+    const known = this.backend.remoteIdentity(addr.text);
+    if (known !== undefined && sameBytes(known.identityKey, key)) return known.trust;
+    this.recordIdentity(addr, key);
+    return this.backend.remoteIdentity(addr.text)?.trust ?? 'trusted';
+  }
+
+  private recordIdentity(addr: Address, key: Uint8Array): IdentityChange | undefined {
+    const known = this.backend.remoteIdentity(addr.text);
+    const now = this.now();
+    if (known === undefined) {
+      this.backend.putRemoteIdentity({
+        address: addr.text,
+        identityKey: key,
+        trust: 'trusted',
+        firstSeen: now,
+        changedAt: now,
+      });
+      return undefined;
+    }
+    if (sameBytes(known.identityKey, key)) return undefined;
+    const trust: Trust = this.policy === 'block_until_confirmed' ? 'blocked' : 'changed';
+    this.backend.putRemoteIdentity({
+      address: addr.text,
+      identityKey: key,
+      trust,
+      firstSeen: known.firstSeen,
+      changedAt: now,
+    });
+    const change: IdentityChange = {
+      address: addr.text,
+      user: addr.user,
+      previousKey: known.identityKey,
+      newKey: key,
+      trust,
+      at: now,
+    };
+    for (const listener of this.listeners) listener(change);
+    return change;
+  }
+
+  /** The recorded identity of a device, if any. */
+  remoteIdentity(address: string): RemoteIdentity | undefined {
+    return this.backend.remoteIdentity(parseAddress(address).text);
+  }
+
+  /** The user accepted the current identity key of `address` (after comparing safety numbers). */
+  confirmIdentity(address: string): void {
+    const addr = parseAddress(address);
+    const known = this.backend.remoteIdentity(addr.text);
+    if (known === undefined) {
+      throw new SignalError(
+        'signal_no_session',
+        `no identity known for ${addr.text}: there is nothing to confirm`,
+      );
+    }
+    this.backend.putRemoteIdentity({ ...known, trust: 'trusted' });
+  }
+
+  /**
+   * The 60-digit safety number between this puppet and a remote device ("user.device"), or a user's
+   * first known device ("user"). Both sides compute the same digits when each uses its own user id as
+   * the local identifier and the other's as the remote one.
+   */
+  safetyNumber(remote: string): string {
+    const address = remote.includes('.')
+      ? parseAddress(remote).text
+      : this.backend.sessionAddresses(remote).find((a) => this.backend.remoteIdentity(a) !== undefined);
+    const known = address === undefined ? undefined : this.backend.remoteIdentity(address);
+    if (address === undefined || known === undefined) {
+      throw new SignalError('signal_no_session', `no identity known for ${remote}: exchange a message first`);
+    }
+    const user = parseAddress(address).user;
+    return safetyNumber(this.localUser, withTypeByte(this.identity().publicKey), user, known.identityKey);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Prekey upkeep
+
+  /** First-time set-up of a new puppet: a signed prekey and `preKeys` one-time prekeys. */
+  setUp(options: { preKeys?: number } = {}): void {
+    if (this.backend.signedPreKeys().length === 0) this.rotateSignedPreKey();
+    const missing = (options.preKeys ?? this.preKeyTarget) - this.backend.preKeyCount();
+    if (missing > 0) this.generatePreKeys(missing);
+  }
+
+  private generatePreKeys(count: number): void {
+    this.backend.putPreKeys(makePreKeys(this.backend.allocatePreKeyIds(count)));
+  }
+
+  /** `count` one-time prekeys not uploaded yet, generating more if needed. Mark them once uploaded. */
+  prekeysToUpload(count: number): PreKey[] {
+    const have = this.backend.preKeysNotUploaded(count);
+    if (have.length < count) {
+      this.generatePreKeys(count - have.length);
+      return this.prekeysToUpload(count);
+    }
+    return have.map((k) => ({ id: k.keyId, publicKey: k.publicKey }));
+  }
+
+  markPrekeysUploaded(keyIds: readonly number[]): void {
+    this.backend.markPreKeysUploaded(keyIds);
+  }
+
+  /** How many one-time prekeys to upload, given how many the server still holds (0: enough). */
+  preKeysNeeded(serverCount: number): number {
+    return serverCount < this.preKeyThreshold ? this.preKeyTarget - serverCount : 0;
+  }
+
+  /** The newest signed prekey (what bundles carry). */
+  currentSignedPreKey(): SignedPreKey {
+    const current = this.backend.signedPreKeys()[0];
+    if (current === undefined) {
+      throw new SignalError(
+        'signal_identity_missing',
+        'this puppet has no signed prekey: call setUp() when enlisting it',
+      );
+    }
+    return publicSignedPreKey(current);
+  }
+
+  signedPreKeyRotationDue(now = this.now()): boolean {
+    const current = this.backend.signedPreKeys()[0];
+    return current === undefined || now - current.createdAt >= this.signedPreKeyMaxAgeMs;
+  }
+
+  /**
+   * Makes a new signed prekey (upload it) and forgets replaced ones older than the grace period;
+   * the newest replaced one is always kept, for prekey messages already in flight.
+   */
+  rotateSignedPreKey(now = this.now()): SignedPreKey {
+    const id = this.identity();
+    const fresh = makeSignedPreKey(id.privateKey, this.backend.allocateSignedPreKeyId(), now);
+    this.backend.atomically(() => {
+      this.backend.putSignedPreKey(fresh);
+      const older = this.backend.signedPreKeys().filter((k) => k.keyId !== fresh.keyId);
+      for (const k of older.slice(1)) {
+        if (now - k.createdAt > this.signedPreKeyGraceMs) this.backend.removeSignedPreKey(k.keyId);
+      }
+    });
+    return publicSignedPreKey(fresh);
+  }
+
+  /** The content of a `prekey_upload` iq: identity, current signed prekey and `count` one-time prekeys. */
+  prekeyUpload(count: number): PreKeyUpload {
+    const id = this.identity();
+    return {
+      registrationId: id.registrationId,
+      identityKey: withoutTypeByte(id.publicKey),
+      preKeys: this.prekeysToUpload(count),
+      signedPreKey: this.currentSignedPreKey(),
+    };
+  }
+}
+
+const publicSignedPreKey = (k: StoredSignedPreKey): SignedPreKey => ({
+  id: k.keyId,
+  publicKey: k.publicKey,
+  signature: k.signature,
+});
+
+/** Checks a bundle's shape and turns it into the library's DeviceType (33-byte keys). */
+function bundleToDevice(address: string, bundle: PreKeyBundle): DeviceType {
+  const bad = (why: string) =>
+    new SignalError(
+      'signal_bad_bundle',
+      `the prekey bundle of ${address} is unusable: ${why}; fetch it again`,
+    );
+  const key = (k: Uint8Array | undefined, what: string): ArrayBuffer => {
+    if (
+      !(k instanceof Uint8Array) ||
+      !(k.length === KEY_LENGTH || (k.length === KEY_LENGTH + 1 && k[0] === 0x05))
+    ) {
+      throw bad(`${what} is not a 32-byte Curve25519 key`);
+    }
+    return toArrayBuffer(withTypeByte(k));
+  };
+  const keyId = (id: number, what: string): number => {
+    if (!Number.isInteger(id) || id < 0 || id > MAX_KEY_ID) throw bad(`${what} id ${id} is out of range`);
+    return id;
+  };
+  if (
+    !Number.isInteger(bundle.registrationId) ||
+    bundle.registrationId < 0 ||
+    bundle.registrationId > 0xffffffff
+  ) {
+    throw bad('the registration id is not a 32-bit number');
+  }
+  const spk = bundle.signedPreKey;
+  if (!(spk.signature instanceof Uint8Array) || spk.signature.length !== SIGNATURE_LENGTH) {
+    throw bad('the signed prekey signature is not 64 bytes');
+  }
+  return {
+    registrationId: bundle.registrationId,
+    identityKey: key(bundle.identityKey, 'the identity key'),
+    signedPreKey: {
+      keyId: keyId(spk.id, 'the signed prekey'),
+      publicKey: key(spk.publicKey, 'the signed prekey'),
+      signature: toArrayBuffer(spk.signature),
+    },
+    ...(bundle.preKey
+      ? {
+          preKey: {
+            keyId: keyId(bundle.preKey.id, 'the one-time prekey'),
+            publicKey: key(bundle.preKey.publicKey, 'the one-time prekey'),
+          },
+        }
+      : {}),
+  };
+}
