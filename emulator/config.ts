@@ -91,10 +91,53 @@ const providerSchema = z
     }
   });
 
+/** 127.0.0.0/8, ::1 (also IPv4-mapped) and "localhost": reachable from this machine only. */
+export function isLoopbackHost(host: string): boolean {
+  const h = host.toLowerCase().replace(/^\[(.*)\]$/, '$1');
+  if (h === 'localhost' || h === '::1' || h === '0:0:0:0:0:0:0:1') return true;
+  const v4 = h.startsWith('::ffff:') ? h.slice('::ffff:'.length) : h;
+  return /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(v4);
+}
+
+/** The admin HTTP API can reset the emulator's state: loopback only, unless deliberately opened with a token. */
+const adminSchema = z
+  .strictObject({
+    enabled: z.boolean(expecting('true or false')).default(true),
+    host: host().default('127.0.0.1'),
+    port: port().default(29402),
+    token: z
+      .string(expecting('a bearer token of at least 16 characters'))
+      .min(16, expecting('a bearer token of at least 16 characters'))
+      .optional(),
+    allow_remote: z.boolean(expecting('true or false')).default(false),
+  })
+  .superRefine((a, ctx) => {
+    if (isLoopbackHost(a.host)) return;
+    if (!a.allow_remote) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['host'],
+        message:
+          'a loopback address such as 127.0.0.1 (the admin API can inject faults and create users: ' +
+          'to listen elsewhere set allow_remote: true and a token)',
+        input: a.host,
+      });
+    } else if (a.token === undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['token'],
+        message: `a bearer token of at least 16 characters (required when the admin API listens on ${a.host})`,
+      });
+    }
+  });
+
 const loggingSchema = z.strictObject({
   level: oneOf(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const).default('info'),
   format: oneOf(['auto', 'json', 'pretty'] as const).default('auto'),
 });
+
+/** Options whose values never appear in a message or a log. */
+const SECRET_KEYS: readonly string[] = ['admin.token'];
 
 const section = <T extends z.ZodType>(schema: T) => schema.default(schema.parse({}) as never);
 
@@ -104,6 +147,7 @@ export const emulatorConfigSchema = z
     emulator: section(emulatorSchema),
     certificates: section(certificatesSchema),
     media: section(mediaSchema),
+    admin: section(adminSchema),
     providers: z.array(providerSchema, expecting('a list of providers')).default([]),
     logging: section(loggingSchema),
   })
@@ -153,6 +197,20 @@ export function loadEmulatorConfig(file?: string): LoadedEmulatorConfig {
   const parsed = emulatorConfigSchema.safeParse(raw);
   if (!parsed.success) {
     for (const issue of parsed.error.issues) {
+      const key = issue.path.map(String).join('.');
+      if (SECRET_KEYS.includes(key)) {
+        // describeIssue would quote the value it found: never show a secret.
+        const given = issue.path.reduce<unknown>(
+          (node, k) =>
+            typeof node === 'object' && node !== null
+              ? (node as Record<string, unknown>)[String(k)]
+              : undefined,
+          raw,
+        );
+        const found = given === undefined ? 'nothing' : 'a value (not shown: it is a secret)';
+        problems.push(`${key}: expected ${issue.message}, found ${found}`);
+        continue;
+      }
       problems.push(...describeIssue(issue, raw, new Map(), emulatorConfigSchema));
     }
   }

@@ -7,8 +7,10 @@ import { mkdirSync } from 'node:fs';
 import { InteropError } from '../src/errors.js';
 import { componentLogger, type Logger } from '../src/observability/logger.js';
 import type { XEdDSAVerify } from '../src/protocol/enlistment.js';
+import { generateProviderKey, type ProviderPrivateJwk } from '../src/protocol/jwt.js';
+import { AdminServer } from './admin.js';
 import type { LoadedEmulatorConfig } from './config.js';
-import { Emulator, type GatewayIdentity } from './gateway.js';
+import { Emulator, type EmulatorOptions, type GatewayIdentity } from './gateway.js';
 import {
   loadKeys,
   rootKeyBase64,
@@ -35,6 +37,8 @@ export interface EmulatorSummary {
   gateway: { host: string; port: number };
   media: { host: string; port: number; hosts: string[] };
   providers: string[];
+  /** The admin HTTP API, when enabled (never its token). */
+  admin?: { host: string; port: number; auth: 'bearer token' | 'loopback only' };
   rootKey: string;
   rootKeyFingerprint: string;
   staticKey: string;
@@ -44,10 +48,17 @@ export interface EmulatorSummary {
 
 export class RunningEmulator {
   #keys: LoadedEmulatorKeys;
+  #gateway: Emulator;
+  /** How the gateway was started, to start it again in place (restartGateway). */
+  readonly #gatewayOptions: EmulatorOptions;
+  #admin: AdminServer | undefined;
+  /** Serializes restarts and stop. */
+  #lifecycle: Promise<unknown> = Promise.resolve();
   #stopped = false;
 
   private constructor(
-    readonly gateway: Emulator,
+    gateway: Emulator,
+    gatewayOptions: EmulatorOptions,
     readonly media: MediaServer,
     readonly mediaTokens: MediaTokens,
     readonly providers: ProviderRegistry,
@@ -55,7 +66,19 @@ export class RunningEmulator {
     private readonly log: Logger,
     keys: LoadedEmulatorKeys,
   ) {
+    this.#gateway = gateway;
+    this.#gatewayOptions = gatewayOptions;
     this.#keys = keys;
+  }
+
+  /** The gateway now running: a new object after `restartGateway()`, so read it each time. */
+  get gateway(): Emulator {
+    return this.#gateway;
+  }
+
+  /** The admin HTTP API, unless `admin.enabled` is false. */
+  get admin(): AdminServer | undefined {
+    return this.#admin;
   }
 
   /** Starts everything; on failure whatever had started is stopped again. */
@@ -76,6 +99,7 @@ export class RunningEmulator {
     });
     const mediaTokens = new MediaTokens({ ttlSeconds: config.media.auth_ttl_seconds });
     let media: MediaServer | undefined;
+    let gateway: Emulator | undefined;
     try {
       media = await MediaServer.start({
         host: config.media.host,
@@ -89,7 +113,7 @@ export class RunningEmulator {
         publicScheme: config.media.public_scheme,
         fetchTimeoutMs: config.media.fetch_timeout_seconds * 1000,
       });
-      const gateway = await Emulator.start({
+      const gatewayOptions: EmulatorOptions = {
         host: config.gateway.host,
         port: config.gateway.port,
         gatewayId: config.gateway.gateway_id,
@@ -103,11 +127,33 @@ export class RunningEmulator {
         handshakeTimeoutMs: config.gateway.handshake_timeout_seconds * 1000,
         logger: options.logger,
         ...(options.verifyXEdDSA ? { verifyXEdDSA: options.verifyXEdDSA } : {}),
-      });
-      const running = new RunningEmulator(gateway, media, mediaTokens, providers, loaded, log, keys);
+        // One native signing key for the process, so native users' tokens survive a gateway restart.
+        nativeSigningKey: await nativeSigningKey(),
+      };
+      gateway = await Emulator.start(gatewayOptions);
+      const running = new RunningEmulator(
+        gateway,
+        gatewayOptions,
+        media,
+        mediaTokens,
+        providers,
+        loaded,
+        log,
+        keys,
+      );
+      if (config.admin.enabled) {
+        running.#admin = await AdminServer.start({
+          target: running.#adminTarget(),
+          host: config.admin.host,
+          port: config.admin.port,
+          ...(config.admin.token !== undefined ? { token: config.admin.token } : {}),
+          logger: options.logger,
+        });
+      }
       log.info(running.summary(), 'gateway emulator started');
       return running;
     } catch (err) {
+      await gateway?.stop();
       await media?.stop();
       providers.close();
       throw err;
@@ -124,6 +170,15 @@ export class RunningEmulator {
       gateway: { host: this.gateway.host, port: this.gateway.port },
       media: { host: this.loaded.config.media.host, port: this.media.port, hosts: this.media.hosts },
       providers: this.providers.providerIds(),
+      ...(this.#admin
+        ? {
+            admin: {
+              host: this.#admin.host,
+              port: this.#admin.port,
+              auth: this.#admin.authenticates ? ('bearer token' as const) : ('loopback only' as const),
+            },
+          }
+        : {}),
       rootKey: rootKeyBase64(this.#keys),
       rootKeyFingerprint: rootKeyFingerprint(this.#keys.rootPublicKey),
       staticKey: Buffer.from(this.#keys.staticKey.publicKey).toString('base64'),
@@ -165,13 +220,70 @@ export class RunningEmulator {
     return this.reloadKeys();
   }
 
-  /** Stops the gateway (closing every connection), the media service and JWKS refreshes. */
+  /**
+   * Stops the gateway listener (closing every connection) and starts it again on the same port,
+   * database, keys and native signing key: queued messages survive (they are in SQLite), clients
+   * reconnect as after a real restart. Faults set on the old gateway are gone (a fresh process).
+   */
+  restartGateway(): Promise<Emulator> {
+    const restart = this.#lifecycle.then(async () => {
+      if (this.#stopped) {
+        throw new InteropError(
+          'emulator_stopped',
+          'the emulator is stopping: start it again instead of restarting',
+        );
+      }
+      const port = this.#gateway.port;
+      await this.#gateway.stop();
+      try {
+        this.#gateway = await Emulator.start({
+          ...this.#gatewayOptions,
+          port,
+          identity: identityOf(this.#keys),
+        });
+      } catch (err) {
+        throw new InteropError(
+          'emulator_restart_failed',
+          `the gateway stopped but could not listen again on port ${port}: ${(err as Error).message}; ` +
+            'restart the emulator process',
+          { cause: err },
+        );
+      }
+      this.log.info({ port: this.#gateway.port }, 'gateway restarted');
+      return this.#gateway;
+    });
+    this.#lifecycle = restart.catch(() => undefined);
+    return restart;
+  }
+
+  /** Stops the admin API, the gateway (closing every connection), the media service and JWKS refreshes. */
   async stop(): Promise<void> {
     if (this.#stopped) return;
     this.#stopped = true;
     this.providers.close();
-    await Promise.all([this.gateway.stop(), this.media.stop()]);
+    await this.#lifecycle;
+    await Promise.all([this.#admin?.stop(), this.#gateway.stop(), this.media.stop()]);
   }
+
+  #adminTarget() {
+    // eslint-disable-next-line @typescript-eslint/no-this-alias -- the target reads the current state each time
+    const running = this;
+    return {
+      get gateway() {
+        return running.gateway;
+      },
+      get keys() {
+        return running.keys;
+      },
+      dataDir: this.loaded.paths.dataDir,
+      restartGateway: () => this.restartGateway(),
+      rotateKeys: (validityDays?: number) => this.rotateKeys(validityDays),
+    };
+  }
+}
+
+function nativeSigningKey(): Promise<ProviderPrivateJwk> {
+  return generateProviderKey('EdDSA', 'wa-native-1');
 }
 
 export function identityOf(keys: EmulatorKeys): GatewayIdentity {
