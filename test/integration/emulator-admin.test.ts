@@ -319,11 +319,17 @@ describe('emulator admin API', () => {
       expect(form.status).toBe(415);
       expect(form.body).toMatchObject({ error: 'admin_unsupported_media_type' });
 
-      const big = await h.api('POST', '/admin/native-users', {
-        body: JSON.stringify({ phone: 'x'.repeat(ADMIN_MAX_BODY_BYTES) }),
+      const body = JSON.stringify({ phone: 'x'.repeat(ADMIN_MAX_BODY_BYTES) });
+      // Streamed (chunked, no length given) and declared up front: both refused.
+      const streamed = await h.api('POST', '/admin/native-users', { body });
+      expect(streamed.status).toBe(413);
+      expect(streamed.body).toMatchObject({ error: 'admin_body_too_large' });
+      const declared = await h.api('POST', '/admin/native-users', {
+        body,
+        headers: { 'content-length': String(Buffer.byteLength(body)) },
       });
-      expect(big.status).toBe(413);
-      expect(big.body).toMatchObject({ error: 'admin_body_too_large' });
+      expect(declared.status).toBe(413);
+      expect(declared.headers.connection).toBe('close');
     });
 
     it('serves only requests that name a loopback host when no token is configured', async () => {
