@@ -107,6 +107,8 @@ describe('interop-bridge emulator (command line and main)', () => {
         '  data_dir: data',
         'media:',
         '  port: 0',
+        'admin:',
+        '  port: 0',
         'providers:',
         '  - id: acme',
         '    jwks_file: acme-jwks.json',
