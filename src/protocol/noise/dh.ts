@@ -30,29 +30,55 @@ const PLACEHOLDER_X = Buffer.alloc(DHLEN).toString('base64url');
 const PKCS8_X25519_PREFIX = Buffer.from('302e020100300506032b656e04220420', 'hex');
 
 /**
+ * Random bytes for private keys, drawn from the CSPRNG a few hundred keys at a time: one
+ * randomFillSync per 256 keys instead of one randomBytes per key. Each 32-byte slice is copied out
+ * and zeroed, so no key material is handed out twice or left behind.
+ */
+const RANDOM_POOL = Buffer.alloc(256 * DHLEN);
+let randomOffset = RANDOM_POOL.length;
+
+function randomPrivateKey(): Buffer {
+  if (randomOffset === RANDOM_POOL.length) {
+    crypto.randomFillSync(RANDOM_POOL);
+    randomOffset = 0;
+  }
+  const end = randomOffset + DHLEN;
+  const key = Buffer.from(RANDOM_POOL.subarray(randomOffset, end));
+  RANDOM_POOL.fill(0, randomOffset, end);
+  randomOffset = end;
+  return key;
+}
+
+/**
  * GENERATE_KEYPAIR(): 32 random bytes as the private key (X25519 clamps any 32 bytes), imported
  * like a fixed key. Not crypto.generateKeyPairSync: on Node 20 exporting a freshly generated key
  * as JWK can deadlock when the GC destroys the key-generation job mid-export (seen here in about
  * one run in three of a handshake loop). The cost is the same, about 40 µs.
  */
 export function generateKeyPair(): KeyPair {
-  return keyPairFromPrivateKey(crypto.randomBytes(DHLEN));
+  return keyPairFromPrivateKey(randomPrivateKey());
 }
 
-/** The key pair of a fixed 32-byte private key (a configured static key, or a test vector's). */
+/**
+ * The key pair of a fixed 32-byte private key (a configured static key, or a test vector's). The
+ * public key comes from the private key's own JWK export (OpenSSL derived it on import); its
+ * KeyObject, which DH never needs, is only created if someone asks for it.
+ */
 export function keyPairFromPrivateKey(privateKey: Buffer): KeyPair {
   checkLength(privateKey, 'private key');
   const privateKeyObject = importPrivateKey(privateKey);
-  const publicKeyObject = crypto.createPublicKey(privateKeyObject);
-  const x = publicKeyObject.export({ format: 'jwk' }).x;
+  const x = privateKeyObject.export({ format: 'jwk' }).x;
   if (x === undefined) {
-    throw new NoiseError('noise_invalid_key', 'node:crypto exported an X25519 public key without x');
+    throw new NoiseError('noise_invalid_key', 'node:crypto exported an X25519 key without its public part x');
   }
+  let publicKeyObject: KeyObject | undefined;
   return {
     publicKey: Buffer.from(x, 'base64url'),
     privateKey: Buffer.from(privateKey),
-    publicKeyObject,
     privateKeyObject,
+    get publicKeyObject(): KeyObject {
+      return (publicKeyObject ??= crypto.createPublicKey(privateKeyObject));
+    },
   };
 }
 
@@ -96,6 +122,35 @@ export function dh(keyPair: KeyPair, publicKey: PublicKey): Buffer {
       { cause },
     );
   }
+}
+
+/** Remote static keys remembered per local key pair; a client pins one or two server keys. */
+const STATIC_DH_CACHE_SIZE = 64;
+const staticDhCache = new WeakMap<KeyPair, Map<string, Buffer>>();
+
+/**
+ * DH(s, rs) for a remote static key this side was given before the handshake (IK's pinned server
+ * key): the result is the same for every handshake between the two keys, so it is computed once per
+ * pair and remembered next to the private key it is derived from (it is no more secret than s).
+ * Only for pre-shared keys: for a key a peer just sent, a cache hit would tell that peer, by timing,
+ * whether the key connected recently.
+ */
+export function preSharedStaticDh(keyPair: KeyPair, publicKey: PublicKey): Buffer {
+  let byRemote = staticDhCache.get(keyPair);
+  if (byRemote === undefined) {
+    byRemote = new Map();
+    staticDhCache.set(keyPair, byRemote);
+  }
+  const id = publicKey.bytes.toString('latin1');
+  const cached = byRemote.get(id);
+  if (cached !== undefined) return Buffer.from(cached);
+  const shared = dh(keyPair, publicKey);
+  if (byRemote.size >= STATIC_DH_CACHE_SIZE) {
+    const oldest = byRemote.keys().next();
+    if (oldest.done !== true) byRemote.delete(oldest.value);
+  }
+  byRemote.set(id, Buffer.from(shared));
+  return shared;
 }
 
 function checkLength(key: Buffer, what: string): void {

@@ -5,7 +5,15 @@
  */
 import { TAGLEN } from './cipher-functions.js';
 import { CipherState } from './cipher-state.js';
-import { DHLEN, dh, generateKeyPair, importPublicKey, type KeyPair, type PublicKey } from './dh.js';
+import {
+  DHLEN,
+  dh,
+  generateKeyPair,
+  importPublicKey,
+  type KeyPair,
+  preSharedStaticDh,
+  type PublicKey,
+} from './dh.js';
 import { NoiseError } from './errors.js';
 import { type HandshakePattern, type KeyToken, type Token } from './patterns.js';
 import { type NoiseProtocol, parseProtocolName } from './protocol-name.js';
@@ -53,6 +61,8 @@ export class HandshakeState {
   private e: KeyPair | null;
   private rs: PublicKey | null;
   private re: PublicKey | null;
+  /** True when rs was given to initialize() (a pinned key), not received in this handshake. */
+  private rsPreShared: boolean;
   private messageIndex = 0;
   private failed: NoiseError | null = null;
   private transport: NoiseTransport | null = null;
@@ -68,6 +78,7 @@ export class HandshakeState {
         : Buffer.isBuffer(options.rs)
           ? importPublicKey(options.rs)
           : options.rs;
+    this.rsPreShared = this.rs !== null;
     this.re = options.re === undefined ? null : importPublicKey(options.re);
     this.symmetricState = SymmetricState.initializeSymmetric(protocol.name, protocol.cipher, protocol.hash);
   }
@@ -196,6 +207,7 @@ export class HandshakeState {
         } else if (token === 's') {
           const length = this.symmetricState.hasKey() ? DHLEN + TAGLEN : DHLEN;
           this.rs = importPublicKey(this.symmetricState.decryptAndHash(take(length, 'static key')));
+          this.rsPreShared = false;
         } else {
           this.mixDh(token);
         }
@@ -270,7 +282,11 @@ export class HandshakeState {
     const remote = this.initiator ? responderKey : initiatorKey;
     const localPair = this.need(local === 'e' ? this.e : this.s, local);
     const remoteKey = this.need(remote === 'e' ? this.re : this.rs, `r${remote}`);
-    this.symmetricState.mixKey(dh(localPair, remoteKey));
+    const shared =
+      local === 's' && remote === 's' && this.rsPreShared
+        ? preSharedStaticDh(localPair, remoteKey)
+        : dh(localPair, remoteKey);
+    this.symmetricState.mixKey(shared);
   }
 
   private mixPreMessage(tokens: readonly KeyToken[], local: boolean): void {

@@ -9,32 +9,56 @@ export type HashName = 'SHA256' | 'SHA512' | 'BLAKE2s' | 'BLAKE2b';
 
 export interface HashFunction {
   readonly name: HashName;
-  /** HASHLEN in bytes. BLOCKLEN is implied by the OpenSSL digest, which HMAC uses. */
+  /** HASHLEN in bytes (BLOCKLEN is internal to HMAC). */
   readonly hashLen: number;
   hash(...data: Buffer[]): Buffer;
   hmac(key: Buffer, ...data: Buffer[]): Buffer;
 }
 
-function hashFunction(name: HashName, algorithm: string, hashLen: number): HashFunction {
+/**
+ * HMAC (RFC 2104) from two one-shot hashes over a reused scratch buffer. node:crypto's createHmac
+ * builds a stream object and a native handle per call; a handshake does about 30 HMACs (three per
+ * HKDF) and those short-lived native objects made the garbage collector the third-largest cost of
+ * a handshake. Same output, byte for byte (the vectors pin it).
+ */
+function hashFunction(name: HashName, algorithm: string, hashLen: number, blockLen: number): HashFunction {
+  const digest = (data: Buffer): Buffer => crypto.hash(algorithm, data, 'buffer');
+  // (key XOR ipad) || message, and (key XOR opad) || inner hash. Zeroed after each use: they hold
+  // key material and live as long as the process.
+  const inner = Buffer.alloc(blockLen + 512);
+  const outer = Buffer.alloc(blockLen + hashLen);
+  const hmac = (key: Buffer, ...data: Buffer[]): Buffer => {
+    const k = key.length > blockLen ? digest(key) : key;
+    let length = blockLen;
+    for (const d of data) length += d.length;
+    const scratch = length <= inner.length ? inner : Buffer.alloc(length);
+    for (let i = 0; i < blockLen; i++) {
+      const byte = i < k.length ? (k[i] as number) : 0;
+      scratch[i] = byte ^ 0x36;
+      outer[i] = byte ^ 0x5c;
+    }
+    let offset = blockLen;
+    for (const d of data) offset += d.copy(scratch, offset);
+    digest(scratch.subarray(0, length)).copy(outer, blockLen);
+    const mac = digest(outer);
+    scratch.fill(0, 0, length);
+    outer.fill(0);
+    return mac;
+  };
   return {
     name,
     hashLen,
     // One-shot crypto.hash skips the Hash object: MixHash runs a dozen times per handshake.
-    hash: (...data) =>
-      crypto.hash(algorithm, data.length === 1 && data[0] ? data[0] : Buffer.concat(data), 'buffer'),
-    hmac(key, ...data) {
-      const h = crypto.createHmac(algorithm, key);
-      for (const d of data) h.update(d);
-      return h.digest();
-    },
+    hash: (...data) => digest(data.length === 1 && data[0] ? data[0] : Buffer.concat(data)),
+    hmac,
   };
 }
 
 export const HASHES: Readonly<Record<HashName, HashFunction>> = {
-  SHA256: hashFunction('SHA256', 'sha256', 32),
-  SHA512: hashFunction('SHA512', 'sha512', 64),
-  BLAKE2s: hashFunction('BLAKE2s', 'blake2s256', 32),
-  BLAKE2b: hashFunction('BLAKE2b', 'blake2b512', 64),
+  SHA256: hashFunction('SHA256', 'sha256', 32, 64),
+  SHA512: hashFunction('SHA512', 'sha512', 64, 128),
+  BLAKE2s: hashFunction('BLAKE2s', 'blake2s256', 32, 64),
+  BLAKE2b: hashFunction('BLAKE2b', 'blake2b512', 64, 128),
 };
 
 const BYTE_1 = Buffer.from([0x01]);
