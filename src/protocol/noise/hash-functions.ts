@@ -5,6 +5,8 @@
  */
 import crypto from 'node:crypto';
 
+import { hkdfSha256 } from './hkdf-sha256.js';
+
 export type HashName = 'SHA256' | 'SHA512' | 'BLAKE2s' | 'BLAKE2b';
 
 export interface HashFunction {
@@ -67,6 +69,10 @@ const BYTE_3 = Buffer.from([0x03]);
 
 /** HKDF(chaining_key, input_key_material, 2) of spec section 4.3. */
 export function hkdf2(hash: HashFunction, chainingKey: Buffer, ikm: Buffer): [Buffer, Buffer] {
+  if (hash === HASHES.SHA256) {
+    const [output1, output2] = hkdfSha256(chainingKey, ikm, 2) as [Buffer, Buffer];
+    return [output1, output2];
+  }
   const tempKey = hash.hmac(chainingKey, ikm);
   const output1 = hash.hmac(tempKey, BYTE_1);
   const output2 = hash.hmac(tempKey, output1, BYTE_2);
@@ -75,6 +81,10 @@ export function hkdf2(hash: HashFunction, chainingKey: Buffer, ikm: Buffer): [Bu
 
 /** HKDF(chaining_key, input_key_material, 3) of spec section 4.3. */
 export function hkdf3(hash: HashFunction, chainingKey: Buffer, ikm: Buffer): [Buffer, Buffer, Buffer] {
+  if (hash === HASHES.SHA256) {
+    const [output1, output2, output3] = hkdfSha256(chainingKey, ikm, 3) as [Buffer, Buffer, Buffer];
+    return [output1, output2, output3];
+  }
   const tempKey = hash.hmac(chainingKey, ikm);
   const output1 = hash.hmac(tempKey, BYTE_1);
   const output2 = hash.hmac(tempKey, output1, BYTE_2);
