@@ -3,6 +3,7 @@
  * gateway (emulator/gateway.ts) and the media service (emulator/media.ts). Used by
  * `interop-bridge emulator` and, in-process, by tests and the demo.
  */
+import { xeddsaVerify } from '../src/signal/curve.js';
 import { mkdirSync } from 'node:fs';
 import { InteropError } from '../src/errors.js';
 import { componentLogger, type Logger } from '../src/observability/logger.js';
@@ -126,7 +127,7 @@ export class RunningEmulator {
         maxFrameSize: config.gateway.max_frame_bytes,
         handshakeTimeoutMs: config.gateway.handshake_timeout_seconds * 1000,
         logger: options.logger,
-        ...(options.verifyXEdDSA ? { verifyXEdDSA: options.verifyXEdDSA } : {}),
+        verifyXEdDSA: options.verifyXEdDSA ?? xeddsaVerify,
         // One native signing key for the process, so native users' tokens survive a gateway restart.
         nativeSigningKey: await nativeSigningKey(),
       };

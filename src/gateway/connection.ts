@@ -101,6 +101,7 @@ export class GatewayConnection extends EventEmitter<GatewayConnectionEvents> {
   /** Starts the connect loop; resolves at once (watch `state` / `connected`). */
   start(): void {
     if (this.loop) return;
+    if (this.stateValue === 'stopped') this.stateValue = 'idle'; // started again after stop()
     this.loop = this.run();
   }
 

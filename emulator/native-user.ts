@@ -1,0 +1,530 @@
+/**
+ * Native users: simulated gatekeeper users with their own Signal identities, connected to the
+ * emulator through the same protocol code as any client (Noise + JWT via GatewayConnection, Signal
+ * sessions via SignalSessionManager, media via src/media/crypto). Scriptable from tests and the
+ * demo: send text or media, wait for messages and receipts, type, and simple behaviours (echo,
+ * answer after a delay). The gateway only ever sees their ciphertext.
+ */
+import { randomBytes } from 'node:crypto';
+import { Readable, Writable } from 'node:stream';
+import { create } from '@bufbuild/protobuf';
+import { InteropError } from '../src/errors.js';
+import { GatewayConnection } from '../src/gateway/connection.js';
+import { decryptMedia, encryptMedia, type MediaType as MediaCryptoType } from '../src/media/crypto.js';
+import type { Logger } from '../src/observability/logger.js';
+import {
+  decodeContent,
+  describeContent,
+  encodeContent,
+  textContent,
+  type DescribedContent,
+} from '../src/protocol/content.js';
+import {
+  ImageMessageSchema,
+  DocumentMessageSchema,
+  AudioMessageSchema,
+  VideoMessageSchema,
+  MessageSchema,
+  type Message,
+} from '../src/protocol/gen/interop/v1/message_pb.js';
+import { generateKeyPair, type KeyPair } from '../src/protocol/noise/index.js';
+import {
+  formatJid,
+  parseJid,
+  type MessageStanza,
+  type ReceiptStanza,
+  type Stanza,
+} from '../src/protocol/stanza/index.js';
+import { signalAddress } from '../src/signal/address.js';
+import { createSignalIdentity, MemorySignalBackend, SignalSessionManager } from '../src/signal/index.js';
+import type { Emulator } from './gateway.js';
+
+export interface ReceivedMessage {
+  /** The sender's user JID (no device). */
+  readonly from: string;
+  readonly fromDevice: number;
+  readonly id: string;
+  readonly t: number;
+  readonly content: DescribedContent;
+  readonly raw: Message;
+}
+
+export interface ReceivedReceipt {
+  readonly from: string;
+  readonly id: string;
+  readonly type: 'delivery' | 'read' | 'retry';
+}
+
+export type NativeMediaKind = 'image' | 'video' | 'audio' | 'voice' | 'document';
+
+export interface NativeUserOptions {
+  emulator: Emulator;
+  /** E.164, with or without "+". */
+  phone: string;
+  /** Where the gateway's certificate chain must lead; the emulator's root key. */
+  rootPublicKey: Uint8Array;
+  device?: number;
+  /** Send a delivery receipt for every message received (as real clients do). Default true. */
+  autoDeliveryReceipts?: boolean;
+  /** One-time prekeys to publish. Default 20. */
+  preKeys?: number;
+  maxMediaBytes?: number;
+  logger?: Logger;
+}
+
+type Waiter<T> = { match: (x: T) => boolean; resolve: (x: T) => void };
+
+export class NativeUser {
+  readonly jid: string;
+  readonly device: number;
+  readonly signal: SignalSessionManager;
+  readonly received: ReceivedMessage[] = [];
+  readonly receipts: ReceivedReceipt[] = [];
+  private readonly connection: GatewayConnection;
+  private readonly knownDevices = new Map<string, Set<number>>();
+  private readonly messageWaiters: Waiter<ReceivedMessage>[] = [];
+  private readonly receiptWaiters: Waiter<ReceivedReceipt>[] = [];
+  private readonly acks = new Map<string, () => void>();
+  private readonly retries = new Map<string, number>();
+  private behaviour: ((m: ReceivedMessage) => Promise<void>) | undefined;
+  private readonly noiseKey: KeyPair = generateKeyPair();
+
+  private constructor(private readonly options: NativeUserOptions) {
+    this.device = options.device ?? 0;
+    this.jid = options.emulator.createNativeUser(options.phone);
+    const identity = createSignalIdentity();
+    const backend = new MemorySignalBackend({
+      registrationId: identity.registrationId,
+      publicKey: identity.identityPublic,
+      privateKey: identity.identityPrivate,
+    });
+    this.signal = new SignalSessionManager(backend, { localUser: this.jid });
+    this.signal.setUp({ preKeys: 0 });
+    const phone = options.phone;
+    this.connection = new GatewayConnection({
+      host: options.emulator.host,
+      port: options.emulator.port,
+      rootPublicKey: options.rootPublicKey,
+      providerId: 'wa',
+      accountId: parseJid(this.jid).user as string,
+      device: this.device,
+      noiseKey: this.noiseKey,
+      mintToken: () => options.emulator.nativeToken(phone, this.noiseKey.publicKey),
+      reconnect: { initialDelayMs: 50, maxDelayMs: 1000 },
+      ...(options.logger ? { logger: options.logger } : {}),
+    });
+    this.connection.on('stanza', (s) => void this.onStanza(s));
+  }
+
+  /** Creates the user at the emulator, connects, and publishes its keys. */
+  static async connect(options: NativeUserOptions): Promise<NativeUser> {
+    const user = new NativeUser(options);
+    const connected = new Promise<void>((resolve) => user.connection.once('connected', () => resolve()));
+    user.connection.start();
+    await connected;
+    await user.publishKeys(options.preKeys ?? 20);
+    return user;
+  }
+
+  get isConnected(): boolean {
+    return this.connection.isConnected;
+  }
+
+  /** Disconnects (messages for it queue at the gateway); `reconnect` comes back. */
+  async disconnect(): Promise<void> {
+    await this.connection.stop();
+  }
+
+  async reconnect(): Promise<void> {
+    const connected = new Promise<void>((resolve) => this.connection.once('connected', () => resolve()));
+    this.connection.start();
+    await connected;
+  }
+
+  async close(): Promise<void> {
+    await this.connection.stop();
+  }
+
+  /** Replies to every text with the same text ("echo: " prefixed), after `delayMs`. */
+  echo(delayMs = 0): void {
+    this.behaviour = async (m) => {
+      if (m.content.kind !== 'text') return;
+      await sleep(delayMs);
+      await this.sendText(m.from, `echo: ${m.content.text}`, { devices: [m.fromDevice] });
+    };
+  }
+
+  /** Answers each message with `answer(message)` after `delayMs`, marking it read first. */
+  respond(answer: (m: ReceivedMessage) => string | undefined, delayMs = 0): void {
+    this.behaviour = async (m) => {
+      await this.sendReceipt(m.from, [m.id], 'read', m.fromDevice);
+      await this.typing(m.from, true);
+      await sleep(delayMs);
+      const text = answer(m);
+      if (text !== undefined) await this.sendText(m.from, text, { devices: [m.fromDevice] });
+    };
+  }
+
+  async sendText(
+    to: string,
+    text: string,
+    options: { devices?: number[]; replyTo?: string } = {},
+  ): Promise<string> {
+    const content = textContent(text, options.replyTo ? { replyTo: { id: options.replyTo } } : {});
+    return this.sendContent(to, content, 'text', options.devices);
+  }
+
+  /** Encrypts the file with a fresh media key, uploads it to the gateway, and sends the media message. */
+  async sendMedia(
+    to: string,
+    media: {
+      kind: NativeMediaKind;
+      bytes: Uint8Array;
+      mimetype: string;
+      caption?: string;
+      fileName?: string;
+    },
+    options: { devices?: number[] } = {},
+  ): Promise<string> {
+    const cryptoType: MediaCryptoType =
+      media.kind === 'voice' ? 'audio' : media.kind === 'document' ? 'document' : media.kind;
+    const chunks: Buffer[] = [];
+    const info = await encryptMedia(
+      Readable.from([media.bytes]),
+      new Writable({
+        write(chunk: Buffer, _e, done) {
+          chunks.push(chunk);
+          done();
+        },
+      }),
+      cryptoType,
+    );
+    const blob = Buffer.concat(chunks);
+    const conn = await this.mediaConn();
+    const hash = Buffer.from(info.fileEncSha256).toString('base64url');
+    const res = await fetch(`http://${conn.host}/media/${hash}`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${conn.auth}`, 'content-type': 'application/octet-stream' },
+      body: blob,
+    });
+    if (res.status !== 201)
+      throw new InteropError('native_upload_failed', `media upload failed: HTTP ${res.status}`);
+    const { url, direct_path: directPath } = (await res.json()) as { url: string; direct_path: string };
+    const common = {
+      url,
+      directPath,
+      mimetype: media.mimetype,
+      fileSha256: info.fileSha256,
+      fileEncSha256: info.fileEncSha256,
+      fileLength: BigInt(info.fileLength),
+      mediaKey: info.mediaKey,
+    };
+    const content =
+      media.kind === 'image'
+        ? create(MessageSchema, {
+            imageMessage: create(ImageMessageSchema, { ...common, caption: media.caption }),
+          })
+        : media.kind === 'video'
+          ? create(MessageSchema, {
+              videoMessage: create(VideoMessageSchema, { ...common, caption: media.caption }),
+            })
+          : media.kind === 'document'
+            ? create(MessageSchema, {
+                documentMessage: create(DocumentMessageSchema, {
+                  ...common,
+                  fileName: media.fileName,
+                  caption: media.caption,
+                }),
+              })
+            : create(MessageSchema, {
+                audioMessage: create(AudioMessageSchema, { ...common, ptt: media.kind === 'voice' }),
+              });
+    return this.sendContent(to, content, 'media', options.devices);
+  }
+
+  /** Downloads, verifies and decrypts a received media message; resolves with the plaintext. */
+  async downloadMedia(message: ReceivedMessage): Promise<Buffer> {
+    const c = message.content;
+    if (!('media' in c)) throw new InteropError('native_not_media', 'this message carries no media');
+    const m = c.media;
+    const type: MediaCryptoType =
+      c.kind === 'voice' ? 'audio' : c.kind === 'document' ? 'document' : (c.kind as MediaCryptoType);
+    if (!m.url || !m.mediaKey || !m.fileEncSha256 || !m.fileSha256) {
+      throw new InteropError('native_media_incomplete', 'the media message lacks its url, key or hashes');
+    }
+    const conn = await this.mediaConn();
+    const res = await fetch(m.url, { headers: { authorization: `Bearer ${conn.auth}` } });
+    if (res.status !== 200 || !res.body)
+      throw new InteropError('native_download_failed', `download failed: HTTP ${res.status}`);
+    const verified = await decryptMedia(
+      Readable.fromWeb(res.body as import('node:stream/web').ReadableStream<Uint8Array>),
+      {
+        type,
+        mediaKey: m.mediaKey,
+        fileEncSha256: m.fileEncSha256,
+        fileSha256: m.fileSha256,
+        ...(m.fileLength !== undefined ? { fileLength: m.fileLength } : {}),
+      },
+      { maxBytes: this.options.maxMediaBytes ?? 100 * 1024 * 1024 },
+    );
+    try {
+      const chunks: Buffer[] = [];
+      for await (const chunk of verified.open()) chunks.push(chunk as Buffer);
+      return Buffer.concat(chunks);
+    } finally {
+      await verified.dispose();
+    }
+  }
+
+  async sendReceipt(
+    to: string,
+    ids: string[],
+    type: 'delivery' | 'read' = 'delivery',
+    device?: number,
+  ): Promise<void> {
+    for (const id of ids) {
+      this.connection.send({
+        kind: 'receipt',
+        id,
+        to: device ? formatJid({ ...parseJid(to), device }) : to,
+        t: nowSeconds(),
+        ...(type === 'read' ? { type: 'read' as const } : {}),
+      });
+    }
+  }
+
+  async typing(to: string, composing: boolean): Promise<void> {
+    this.connection.send({ kind: 'chatstate', to, state: composing ? 'composing' : 'paused' });
+  }
+
+  /** The next received message matching `match` (already received ones count), within `timeoutMs`. */
+  waitForMessage(
+    match: (m: ReceivedMessage) => boolean = () => true,
+    timeoutMs = 10_000,
+  ): Promise<ReceivedMessage> {
+    return waitFor(this.received, this.messageWaiters, match, timeoutMs, 'message');
+  }
+
+  waitForReceipt(
+    id: string,
+    type: ReceivedReceipt['type'] = 'delivery',
+    timeoutMs = 10_000,
+  ): Promise<ReceivedReceipt> {
+    return waitFor(
+      this.receipts,
+      this.receiptWaiters,
+      (r) => r.id === id && r.type === type,
+      timeoutMs,
+      `${type} receipt for ${id}`,
+    );
+  }
+
+  private async publishKeys(count: number): Promise<void> {
+    const upload = this.signal.prekeyUpload(count);
+    await this.connection.request({ op: 'prekey_upload', ...upload });
+    this.signal.markPrekeysUploaded(upload.preKeys.map((k) => k.id));
+  }
+
+  private async mediaConn(): Promise<{ auth: string; host: string }> {
+    const answer = await this.connection.request({ op: 'media_conn' });
+    if (answer.body.op !== 'media_conn_result' || !answer.body.hosts[0]) {
+      throw new InteropError('native_media_conn', 'the gateway gave no media host');
+    }
+    return { auth: answer.body.auth, host: answer.body.hosts[0] };
+  }
+
+  private async devicesOf(to: string): Promise<number[]> {
+    const known = this.knownDevices.get(to);
+    if (known && known.size > 0) return [...known];
+    const { user, server } = parseJid(to);
+    if (server === 'wa.interop' && user) {
+      const answer = await this.connection.request({ op: 'usync_query', contacts: [`+${user}`] });
+      if (answer.body.op === 'usync_result' && answer.body.entries[0]?.onNetwork)
+        return [...answer.body.entries[0].devices];
+    }
+    throw new InteropError(
+      'native_unknown_devices',
+      `no known devices for ${to}: pass devices, or wait for a message from it`,
+    );
+  }
+
+  private async sendContent(
+    to: string,
+    content: Message,
+    type: 'text' | 'media',
+    devices?: number[],
+  ): Promise<string> {
+    const targets = devices ?? (await this.devicesOf(to));
+    const plaintext = encodeContent(content);
+    const encs = [];
+    for (const device of targets) {
+      const address = signalAddress(to, device);
+      if (!this.signal.hasSession(address)) {
+        const deviceJid = formatJid({ ...parseJid(to), device });
+        const answer = await this.connection.request({ op: 'prekey_fetch', jids: [deviceJid] });
+        const entry = answer.body.op === 'prekey_fetch_result' ? answer.body.users[0] : undefined;
+        if (!entry || entry.error) {
+          throw new InteropError(
+            'native_no_keys',
+            `no keys for ${deviceJid}: ${entry?.error?.text ?? 'no answer'}`,
+          );
+        }
+        await this.signal.processBundle(address, entry);
+      }
+      const enc = await this.signal.encrypt(address, plaintext);
+      encs.push({ type: enc.type, device, ciphertext: enc.body });
+    }
+    const id = randomBytes(10).toString('hex').toUpperCase();
+    const acked = new Promise<void>((resolve) => this.acks.set(id, resolve));
+    const stanza: MessageStanza = { kind: 'message', id, to, type, t: nowSeconds(), encs };
+    this.connection.send(stanza);
+    await acked;
+    return id;
+  }
+
+  private async onStanza(stanza: Stanza): Promise<void> {
+    try {
+      if (stanza.kind === 'ack' && stanza.class === 'message') {
+        this.acks.get(stanza.id)?.();
+        this.acks.delete(stanza.id);
+      } else if (stanza.kind === 'message') {
+        await this.onMessage(stanza);
+      } else if (stanza.kind === 'receipt') {
+        this.onReceipt(stanza);
+      } else if (stanza.kind === 'notification') {
+        this.connection.send({ kind: 'ack', class: 'notification', id: stanza.id });
+        if (stanza.body.event === 'prekey_low') await this.publishKeys(20);
+      }
+    } catch (err) {
+      this.options.logger?.warn({ err: (err as Error).message }, 'native user could not handle a stanza');
+    }
+  }
+
+  private async onMessage(m: MessageStanza): Promise<void> {
+    const from = parseJid(m.from ?? '');
+    const fromUser = formatJid({ user: from.user, server: from.server });
+    const fromDevice = from.device ?? 0;
+    const enc = m.encs.find((e) => e.device === undefined || e.device === this.device);
+    let ackLater = true;
+    try {
+      if (!enc || enc.type === 'skmsg')
+        throw new InteropError('native_no_enc', 'no ciphertext for this device');
+      const plaintext = await this.signal.decrypt(
+        signalAddress(fromUser, fromDevice),
+        enc.type,
+        enc.ciphertext,
+      );
+      const raw = decodeContent(plaintext);
+      const received: ReceivedMessage = {
+        from: fromUser,
+        fromDevice,
+        id: m.id,
+        t: m.t,
+        content: describeContent(raw),
+        raw,
+      };
+      this.remember(fromUser, fromDevice);
+      this.ack(m);
+      ackLater = false;
+      if (this.options.autoDeliveryReceipts !== false)
+        await this.sendReceipt(fromUser, [m.id], 'delivery', fromDevice);
+      deliver(this.received, this.messageWaiters, received);
+      if (this.behaviour) void this.behaviour(received).catch(() => undefined);
+    } catch (err) {
+      const code = (err as InteropError).code;
+      if (code === 'signal_duplicate_message') return this.ack(m);
+      // Undecryptable: ask the sender to try again (at most 5 times), as the protocol says.
+      const count = (this.retries.get(m.id) ?? 0) + 1;
+      this.retries.set(m.id, count);
+      if (count <= 5) {
+        const upload = this.signal.prekeyUpload(1);
+        const receipt: ReceiptStanza = {
+          kind: 'receipt',
+          id: m.id,
+          to: m.from,
+          type: 'retry',
+          t: nowSeconds(),
+          retry: {
+            count,
+            id: m.id,
+            t: m.t,
+            registrationId: upload.registrationId,
+            ...(count >= 2
+              ? {
+                  keys: {
+                    identityKey: upload.identityKey,
+                    signedPreKey: upload.signedPreKey,
+                    preKey: upload.preKeys[0],
+                  },
+                }
+              : {}),
+          },
+        };
+        this.connection.send(receipt);
+      }
+    } finally {
+      if (ackLater) this.ack(m);
+    }
+  }
+
+  private onReceipt(r: ReceiptStanza): void {
+    const from = parseJid(r.from ?? '');
+    const type = r.type === 'read' ? 'read' : r.type === 'retry' ? 'retry' : 'delivery';
+    deliver(this.receipts, this.receiptWaiters, {
+      from: formatJid({ user: from.user, server: from.server }),
+      id: r.id,
+      type,
+    });
+  }
+
+  private ack(m: MessageStanza): void {
+    if (this.connection.isConnected)
+      this.connection.send({ kind: 'ack', class: 'message', id: m.id, ...(m.from ? { to: m.from } : {}) });
+  }
+
+  private remember(user: string, device: number): void {
+    const set = this.knownDevices.get(user) ?? new Set<number>();
+    set.add(device);
+    this.knownDevices.set(user, set);
+  }
+}
+
+function deliver<T>(list: T[], waiters: Waiter<T>[], item: T): void {
+  list.push(item);
+  for (let i = waiters.length - 1; i >= 0; i--) {
+    const w = waiters[i] as Waiter<T>;
+    if (w.match(item)) {
+      waiters.splice(i, 1);
+      w.resolve(item);
+    }
+  }
+}
+
+function waitFor<T>(
+  list: T[],
+  waiters: Waiter<T>[],
+  match: (x: T) => boolean,
+  timeoutMs: number,
+  what: string,
+): Promise<T> {
+  const found = list.find(match);
+  if (found !== undefined) return Promise.resolve(found);
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      const i = waiters.indexOf(waiter);
+      if (i >= 0) waiters.splice(i, 1);
+      reject(new InteropError('native_wait_timeout', `no ${what} within ${timeoutMs} ms`));
+    }, timeoutMs);
+    const waiter: Waiter<T> = {
+      match,
+      resolve: (x) => {
+        clearTimeout(timer);
+        resolve(x);
+      },
+    };
+    waiters.push(waiter);
+  });
+}
+
+const nowSeconds = () => Math.floor(Date.now() / 1000);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
