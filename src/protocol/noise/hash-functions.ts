@@ -29,6 +29,7 @@ function hashFunction(name: HashName, algorithm: string, hashLen: number, blockL
   // key material and live as long as the process.
   const inner = Buffer.alloc(blockLen + 512);
   const outer = Buffer.alloc(blockLen + hashLen);
+  const joined = Buffer.alloc(1024);
   const hmac = (key: Buffer, ...data: Buffer[]): Buffer => {
     const k = key.length > blockLen ? digest(key) : key;
     let length = blockLen;
@@ -50,8 +51,17 @@ function hashFunction(name: HashName, algorithm: string, hashLen: number, blockL
   return {
     name,
     hashLen,
-    // One-shot crypto.hash skips the Hash object: MixHash runs a dozen times per handshake.
-    hash: (...data) => digest(data.length === 1 && data[0] ? data[0] : Buffer.concat(data)),
+    // One-shot crypto.hash skips the Hash object: MixHash runs a dozen times per handshake. Its
+    // h || data is assembled in a scratch buffer rather than a new one each time.
+    hash(...data) {
+      if (data.length === 1 && data[0]) return digest(data[0]);
+      let length = 0;
+      for (const d of data) length += d.length;
+      if (length > joined.length) return digest(Buffer.concat(data, length));
+      let offset = 0;
+      for (const d of data) offset += d.copy(joined, offset);
+      return digest(joined.subarray(0, length));
+    },
     hmac,
   };
 }

@@ -27,8 +27,7 @@ const INITIAL_STATE = Int32Array.from([
 const BLOCK_LENGTH = 64;
 const HASH_LENGTH = 32;
 
-// Working memory, reused by every call (all calls are synchronous). Cleared after each HKDF: it
-// holds key material.
+// Working memory, reused by every call (all calls are synchronous).
 const W = new Int32Array(64);
 const state = new Int32Array(8);
 const block = new Uint8Array(BLOCK_LENGTH);
@@ -158,13 +157,10 @@ export function hkdfSha256(chainingKey: Buffer, ikm: Buffer, numOutputs: 2 | 3):
     }
     outputs.push(output);
   }
+  // temp_key is the one secret here that nothing else keeps: wipe it and its pad states. The rest
+  // of the scratch holds the last outputs (returned anyway) and is overwritten by the next call.
   tempKey.fill(0);
-  W.fill(0);
-  state.fill(0);
   innerPad.fill(0);
   outerPad.fill(0);
-  block.fill(0);
-  innerDigest.fill(0);
-  message.fill(0);
   return outputs;
 }
