@@ -131,6 +131,16 @@ const adminSchema = z
     }
   });
 
+/** Native users the emulator runs itself (for the demo and for trying a bridge by hand). */
+const nativeUserSchema = z.strictObject({
+  phone: z
+    .string(expecting('an E.164 phone number such as "+4915100000001"'))
+    .regex(/^\+[1-9]\d{6,14}$/, expecting('an E.164 phone number such as "+4915100000001"')),
+  behaviour: oneOf(['echo', 'answer', 'silent'] as const).default('echo'),
+  delay_ms: int(0, 600_000).default(0),
+  answers: z.array(str(), expecting('a list of answers')).default([]),
+});
+
 const loggingSchema = z.strictObject({
   level: oneOf(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const).default('info'),
   format: oneOf(['auto', 'json', 'pretty'] as const).default('auto'),
@@ -149,6 +159,7 @@ export const emulatorConfigSchema = z
     media: section(mediaSchema),
     admin: section(adminSchema),
     providers: z.array(providerSchema, expecting('a list of providers')).default([]),
+    native_users: z.array(nativeUserSchema, expecting('a list of native users')).default([]),
     logging: section(loggingSchema),
   })
   .superRefine((c, ctx) => {

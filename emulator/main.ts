@@ -4,6 +4,7 @@
  * `interop-bridge emulator` and, in-process, by tests and the demo.
  */
 import { xeddsaVerify } from '../src/signal/curve.js';
+import { NativeUser } from './native-user.js';
 import { mkdirSync } from 'node:fs';
 import { InteropError } from '../src/errors.js';
 import { componentLogger, type Logger } from '../src/observability/logger.js';
@@ -151,6 +152,7 @@ export class RunningEmulator {
           logger: options.logger,
         });
       }
+      await running.#startNatives(options.logger);
       log.info(running.summary(), 'gateway emulator started');
       return running;
     } catch (err) {
@@ -158,6 +160,32 @@ export class RunningEmulator {
       await media?.stop();
       providers.close();
       throw err;
+    }
+  }
+
+  #natives: NativeUser[] = [];
+
+  /** The native users of the configuration, connected with their behaviour (echo or answer). */
+  get natives(): readonly NativeUser[] {
+    return this.#natives;
+  }
+
+  async #startNatives(logger: Logger): Promise<void> {
+    for (const n of this.loaded.config.native_users) {
+      const user = await NativeUser.connect({
+        emulator: this.gateway,
+        phone: n.phone,
+        rootPublicKey: this.#keys.rootPublicKey,
+        logger: componentLogger(logger, 'native-user'),
+      });
+      this.#natives.push(user);
+      if (n.behaviour === 'echo') user.echo(n.delay_ms);
+      if (n.behaviour === 'answer') {
+        let next = 0;
+        const answers = n.answers.length > 0 ? n.answers : ['Nice to hear from you!', 'Sure, talk later.'];
+        user.respond(() => answers[next++ % answers.length], n.delay_ms);
+      }
+      this.log.info({ jid: user.jid, behaviour: n.behaviour }, 'native user connected');
     }
   }
 
@@ -263,6 +291,7 @@ export class RunningEmulator {
     this.#stopped = true;
     this.providers.close();
     await this.#lifecycle;
+    await Promise.all(this.#natives.splice(0).map((n) => n.close()));
     await Promise.all([this.#admin?.stop(), this.#gateway.stop(), this.media.stop()]);
   }
 

@@ -147,3 +147,57 @@ describe('native users through the emulator', () => {
     });
   });
 });
+
+describe('native users from the configuration', () => {
+  it('start with the emulator and behave as configured: an echo and an answering user', async () => {
+    const tmp = tempDir();
+    const config = tmp.file(
+      'emulator.yaml',
+      [
+        'gateway:',
+        '  port: 0',
+        'emulator:',
+        '  data_dir: data',
+        'media:',
+        '  port: 0',
+        'admin:',
+        '  enabled: false',
+        'native_users:',
+        '  - phone: "+4915100000001"',
+        '    behaviour: echo',
+        '  - phone: "+4915100000002"',
+        '    behaviour: answer',
+        '    answers: ["Hi there"]',
+        'logging:',
+        '  level: silent',
+        '',
+      ].join('\n'),
+    );
+    const loaded = loadEmulatorConfig(config);
+    const root = initKeys(loaded.paths.dataDir, {
+      validityDays: 30,
+      intermediateValidityDays: 365,
+    }).rootPublicKey;
+    const running = await RunningEmulator.start({ loaded, logger: createLogger({ level: 'silent' }) });
+    const me = await NativeUser.connect({
+      emulator: running.gateway,
+      phone: '+4915199999999',
+      rootPublicKey: root,
+    });
+    try {
+      const [echo, answerer] = running.natives;
+      await me.sendText(echo!.jid, 'ping?');
+      const echoed = await me.waitForMessage((m) => m.from === echo!.jid);
+      expect(echoed.content).toMatchObject({ kind: 'text', text: 'echo: ping?' });
+
+      const id = await me.sendText(answerer!.jid, 'how are you?');
+      await me.waitForReceipt(id, 'read');
+      const answer = await me.waitForMessage((m) => m.from === answerer!.jid);
+      expect(answer.content).toMatchObject({ kind: 'text', text: 'Hi there' });
+    } finally {
+      await me.close();
+      await running.stop();
+      tmp.cleanup();
+    }
+  });
+});
