@@ -6,7 +6,8 @@
  * resend with the same id is acked again and stored nothing. Each recipient device receives its
  * queue in order; a message leaves the queue only when that device acks it, so whatever was not
  * acked is delivered again on its next connection. Receipts are queued the same way (the gateway
- * acks them with `<ack class="receipt">`) and leave the queue once written to the device.
+ * acks them with `<ack class="receipt">`) and leave the queue once written to the device. A retry
+ * receipt also clears the (sender, id) record, so the sender's re-encrypted resend is delivered.
  * Chatstates and presence are live only: lost when nobody is connected.
  */
 import { randomBytes } from 'node:crypto';
@@ -118,6 +119,9 @@ export function relayReceipt(core: Core, sender: Connection, r: ReceiptStanza): 
   requireAccount(core, recipient);
   const delivered: ReceiptStanza = { ...r, to: undefined, from: sender.deviceJid };
   const payload = Buffer.from(toBytes(delivered));
+  // A retry receipt asks the sender to re-encrypt and resend under the same id: let that resend
+  // through the (sender, id) dedupe once.
+  if (r.type === 'retry') core.store.forgetSeen(recipient, r.id);
   const devices = to.device === undefined ? core.store.devices(recipient) : [to.device];
   const now = core.now();
   for (const device of devices) {

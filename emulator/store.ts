@@ -287,6 +287,13 @@ export class EmulatorStore {
     })();
   }
 
+  /** Forgets that `senderJid` sent `messageId`, so that its re-encrypted resend is relayed. */
+  forgetSeen(senderJid: string, messageId: string): void {
+    this.db
+      .prepare('DELETE FROM seen_messages WHERE sender_jid = ? AND message_id = ?')
+      .run(senderJid, messageId);
+  }
+
   /** Items for one device after `afterSeq`, in order, not expired. */
   pending(jid: string, device: number, afterSeq: number, now: number, limit = 100): QueueItem[] {
     return this.db

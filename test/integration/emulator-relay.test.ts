@@ -125,6 +125,30 @@ describe('gateway emulator: relay', () => {
     bob.close();
   });
 
+  it('delivers the resend that answers a retry receipt, though it carries the same id', async () => {
+    const alice = await enlistedClient(te, 'alice', 1);
+    const bob = await EmulatorClient.connect(te, { phone: BOB_PHONE });
+    alice.send(message('r-1', BOB, { 0: bytes('undecryptable') }));
+    await bob.nextOf('message', (s) => s.id === 'r-1');
+    bob.send({ kind: 'ack', class: 'message', id: 'r-1', to: ALICE });
+    bob.send({
+      kind: 'receipt',
+      id: 'r-1',
+      to: ALICE,
+      type: 'retry',
+      t: 1,
+      retry: { count: 1, id: 'r-1', t: 1, registrationId: 7 },
+    });
+    expect(await alice.nextOf('receipt', (r) => r.id === 'r-1')).toMatchObject({ type: 'retry' });
+    alice.send(message('r-1', BOB, { 0: bytes('re-encrypted') }));
+    const again = await bob.nextOf('message', (s) => s.id === 'r-1');
+    expect(again.kind === 'message' && Buffer.from(again.encs[0]!.ciphertext).toString()).toBe(
+      're-encrypted',
+    );
+    alice.close();
+    bob.close();
+  });
+
   it('keeps one connection per device: a second connection replaces the first', async () => {
     const first = await EmulatorClient.connect(te, { phone: BOB_PHONE, device: 1 });
     const second = await EmulatorClient.connect(te, { phone: BOB_PHONE, device: 1 });
