@@ -141,7 +141,11 @@ export function keyPairFromPrivateKey(privateKey: Uint8Array): RawKeyPair {
   return { publicKey: new Uint8Array(Buffer.from(x, 'base64url')), privateKey: new Uint8Array(clamped) };
 }
 
-/** A fresh random key pair. */
+/**
+ * A fresh random key pair. Not crypto.generateKeyPairSync: on Node 20, exporting a generated key as
+ * JWK can deadlock the process (the export holds the key's mutex while allocating; a GC then runs
+ * the key generation job's destructor, which takes the same mutex). Seen here in benchmarks.
+ */
 export function generateKeyPair(): RawKeyPair {
   return keyPairFromPrivateKey(crypto.randomBytes(KEY_LENGTH));
 }

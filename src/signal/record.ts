@@ -68,6 +68,13 @@ export class LiveSessionRecord extends SessionRecord {
     return record;
   }
 
+  /** A new record sharing this one's sessions (replace, never mutate, the ones you change). */
+  shallowCopy(): LiveSessionRecord {
+    const record = new LiveSessionRecord();
+    record.sessions = { ...this.sessions };
+    return record;
+  }
+
   /** Adopts any library record (a fresh `SessionRecord` built by the library's session builder). */
   static from(record: SessionRecord): LiveSessionRecord {
     if (record instanceof LiveSessionRecord) return record;
@@ -79,15 +86,22 @@ export class LiveSessionRecord extends SessionRecord {
 
 const copyKeyPair = (kp: KeyPairType): KeyPairType => ({ pubKey: kp.pubKey, privKey: kp.privKey });
 
-function copySession(s: SessionType): SessionType {
-  const chains: Record<string, Chain<ArrayBuffer>> = {};
-  for (const k of Object.keys(s.chains)) {
-    const c = s.chains[k] as Chain<ArrayBuffer>;
-    chains[k] = {
-      chainType: c.chainType,
-      chainKey: c.chainKey.key === undefined ? { counter: c.chainKey.counter } : { ...c.chainKey },
-      messageKeys: { ...c.messageKeys },
-    };
+/**
+ * A copy of one session an operation may mutate (key ArrayBuffers are shared: nothing writes into
+ * them). With `deepChains` false the chains map is new but the chain objects are shared: the caller
+ * must replace a chain with a copy before changing it (ratchet.ts does).
+ */
+export function copySession(s: SessionType, deepChains = true): SessionType {
+  const chains: Record<string, Chain<ArrayBuffer>> = deepChains ? {} : { ...s.chains };
+  if (deepChains) {
+    for (const k of Object.keys(s.chains)) {
+      const c = s.chains[k] as Chain<ArrayBuffer>;
+      chains[k] = {
+        chainType: c.chainType,
+        chainKey: c.chainKey.key === undefined ? { counter: c.chainKey.counter } : { ...c.chainKey },
+        messageKeys: { ...c.messageKeys },
+      };
+    }
   }
   const r = s.currentRatchet;
   const copy: SessionType = {
@@ -97,7 +111,8 @@ function copySession(s: SessionType): SessionType {
       ...r,
       ...(r.ephemeralKeyPair ? { ephemeralKeyPair: copyKeyPair(r.ephemeralKeyPair) } : {}),
     },
-    oldRatchetList: s.oldRatchetList.map((o) => ({ ephemeralKey: o.ephemeralKey, added: o.added })),
+    // Entries are never changed in place, only added and removed: copying the list is enough.
+    oldRatchetList: [...s.oldRatchetList],
     chains,
   };
   if (s.pendingPreKey) copy.pendingPreKey = { ...s.pendingPreKey };

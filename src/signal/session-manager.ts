@@ -33,7 +33,9 @@ import {
   type StoredSignedPreKey,
   type Trust,
 } from './store.js';
-import { checkWhisperMessage, readPreKeyMessage } from './wire.js';
+import { readPreKeyMessage, readWhisperMessage } from './wire.js';
+import { ratchetDecrypt, ratchetEncrypt, type LocalParty } from './ratchet.js';
+import type { LiveSessionRecord } from './record.js';
 
 /**
  * What happens when a remote device's identity key changes. trust_on_first_use: the new key is
@@ -253,6 +255,20 @@ export class SignalSessionManager {
     this.preKeyTarget = options.preKeyTarget ?? 100;
   }
 
+  private party: LocalParty | undefined;
+
+  /** Our identity key (33 bytes) and registration id, as the ratchet needs them. */
+  private localParty(): LocalParty {
+    if (this.party === undefined) {
+      const id = this.identity();
+      this.party = {
+        identityKey: toArrayBuffer(withTypeByte(id.publicKey)),
+        registrationId: id.registrationId,
+      };
+    }
+    return this.party;
+  }
+
   private identity(): LocalIdentity {
     const id = this.backend.localIdentity();
     if (id === undefined) {
@@ -291,19 +307,18 @@ export class SignalSessionManager {
           `the identity key of ${addr.text} changed and the policy blocks sending: ask the user to compare safety numbers and confirm the new key (confirmIdentity)`,
         );
       }
+      const committed = this.backend.loadSession(addr.text) as LiveSessionRecord;
+      let out: ReturnType<typeof ratchetEncrypt>;
       try {
-        const out = await new WorkingCopyCipher(this.store, addr.protocol).encrypt(toArrayBuffer(plaintext));
-        if (out.body === undefined) throw new Error('the library returned no ciphertext');
-        return {
-          type: out.type === 3 ? 'pkmsg' : 'msg',
-          body: new Uint8Array(Buffer.from(out.body, 'latin1')),
-        };
+        out = ratchetEncrypt(committed, plaintext, this.localParty());
       } catch (err) {
         throw typedError(err, 'encrypt', addr.text);
-      } finally {
-        this.store.discardWorkingCopy(addr.text);
-        trimLibraryLockBookkeeping();
       }
+      this.backend.saveSession(addr.text, out.record);
+      return {
+        type: out.type === 3 ? 'pkmsg' : 'msg',
+        body: new Uint8Array(out.body.buffer, out.body.byteOffset, out.body.byteLength),
+      };
     });
   }
 
@@ -314,27 +329,42 @@ export class SignalSessionManager {
    */
   async decrypt(address: string, type: SignalMessageType, body: Uint8Array): Promise<Uint8Array> {
     const addr = parseAddress(address);
-    if (type === 'pkmsg') readPreKeyMessage(body);
-    else if (type === 'msg') checkWhisperMessage(body);
-    else
+    if (type === 'msg') {
+      const fields = readWhisperMessage(body);
+      return this.queue.run(addr.text, () => {
+        const committed = this.backend.loadSession(addr.text);
+        if (committed === undefined) {
+          throw new SignalError(
+            'signal_no_session',
+            `no session with ${addr.text} to decrypt its message: send a retry receipt so it starts a new one`,
+          );
+        }
+        let out: ReturnType<typeof ratchetDecrypt>;
+        try {
+          out = ratchetDecrypt(committed, fields, this.localParty());
+        } catch (err) {
+          throw typedError(err, 'decrypt', addr.text);
+        }
+        this.backend.saveSession(addr.text, out.record);
+        this.checkIdentity(addr, new Uint8Array(out.session.indexInfo.remoteIdentityKey));
+        return Promise.resolve(
+          new Uint8Array(out.plaintext.buffer, out.plaintext.byteOffset, out.plaintext.byteLength),
+        );
+      });
+    }
+    if (type !== 'pkmsg') {
       throw new SignalError(
         'signal_invalid_message',
         `unknown Signal message type "${String(type)}": expected pkmsg or msg`,
       );
+    }
+    readPreKeyMessage(body);
     return this.queue.run(addr.text, async () => {
-      if (type === 'msg' && this.backend.loadSession(addr.text) === undefined) {
-        throw new SignalError(
-          'signal_no_session',
-          `no session with ${addr.text} to decrypt its message: send a retry receipt so it starts a new one`,
-        );
-      }
       let plaintext: ArrayBuffer;
       try {
-        const cipher = new WorkingCopyCipher(this.store, addr.protocol);
-        plaintext =
-          type === 'pkmsg'
-            ? await cipher.decryptPreKeyWhisperMessage(toArrayBuffer(body))
-            : await cipher.decryptWhisperMessage(toArrayBuffer(body));
+        plaintext = await new WorkingCopyCipher(this.store, addr.protocol).decryptPreKeyWhisperMessage(
+          toArrayBuffer(body),
+        );
       } catch (err) {
         throw typedError(err, 'decrypt', addr.text);
       } finally {

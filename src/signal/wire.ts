@@ -15,6 +15,8 @@
 import { SignalError } from './errors.js';
 
 const MAC_LENGTH = 8;
+/** (3 << 4) | 3: current and minimum version 3. */
+export const VERSION_BYTE = 0x33;
 const KEY_33 = 33;
 const AES_BLOCK = 16;
 
@@ -100,17 +102,103 @@ const checkKey = (key: Uint8Array | undefined, what: string): Uint8Array => {
   return key;
 };
 
-/** Checks a WhisperMessage's framing ("msg"). */
-export function checkWhisperMessage(bytes: Uint8Array): void {
+export interface WhisperMessageFields {
+  /** 33 bytes: 0x05 ‖ the sender's current ratchet key. */
+  readonly ephemeralKey: Uint8Array;
+  readonly counter: number;
+  readonly previousCounter: number;
+  readonly ciphertext: Uint8Array;
+  /** The protobuf bytes (between the version byte and the MAC): what the MAC covers. */
+  readonly proto: Uint8Array;
+  readonly mac: Uint8Array;
+}
+
+/** Reads a WhisperMessage ("msg"), checking its framing. Absent counters are 0, as in protobuf. */
+export function readWhisperMessage(bytes: Uint8Array): WhisperMessageFields {
   checkVersion(bytes);
   if (bytes.length < 1 + MAC_LENGTH + 1) throw invalid('too short');
-  const f = readProtobuf(bytes.subarray(1, bytes.length - MAC_LENGTH));
-  checkKey(bytesField(f, 1), 'the ratchet key');
-  if (intField(f, 2) === undefined) throw invalid('no counter');
+  const proto = bytes.subarray(1, bytes.length - MAC_LENGTH);
+  const f = readProtobuf(proto);
+  const ephemeralKey = checkKey(bytesField(f, 1), 'the ratchet key');
   const ciphertext = bytesField(f, 4);
   if (ciphertext === undefined || ciphertext.length === 0 || ciphertext.length % AES_BLOCK !== 0) {
     throw invalid('the ciphertext is not whole AES blocks');
   }
+  return {
+    ephemeralKey,
+    counter: intField(f, 2) ?? 0,
+    previousCounter: intField(f, 3) ?? 0,
+    ciphertext,
+    proto,
+    mac: bytes.subarray(bytes.length - MAC_LENGTH),
+  };
+}
+
+/** Checks a WhisperMessage's framing ("msg"). */
+export function checkWhisperMessage(bytes: Uint8Array): void {
+  readWhisperMessage(bytes);
+}
+
+// -- encoding (fields in the order libsignal writes them)
+
+const varintBytes = (n: number): number[] => {
+  const out: number[] = [];
+  let v = n;
+  while (v > 0x7f) {
+    out.push((v & 0x7f) | 0x80);
+    v = Math.floor(v / 128);
+  }
+  out.push(v);
+  return out;
+};
+
+class Writer {
+  private readonly parts: Uint8Array[] = [];
+  varint(field: number, value: number): this {
+    this.parts.push(Uint8Array.from([...varintBytes(field * 8), ...varintBytes(value)]));
+    return this;
+  }
+  bytes(field: number, value: Uint8Array): this {
+    this.parts.push(Uint8Array.from([...varintBytes(field * 8 + 2), ...varintBytes(value.length)]), value);
+    return this;
+  }
+  finish(): Buffer {
+    return Buffer.concat(this.parts);
+  }
+}
+
+/** The protobuf of a WhisperMessage (without version byte and MAC). */
+export function encodeWhisperMessage(m: {
+  ephemeralKey: Uint8Array;
+  counter: number;
+  previousCounter: number;
+  ciphertext: Uint8Array;
+}): Buffer {
+  return new Writer()
+    .bytes(1, m.ephemeralKey)
+    .varint(2, m.counter)
+    .varint(3, m.previousCounter)
+    .bytes(4, m.ciphertext)
+    .finish();
+}
+
+/** A whole PreKeyWhisperMessage (version byte ‖ protobuf) around a whole WhisperMessage. */
+export function encodePreKeyWhisperMessage(m: {
+  registrationId: number;
+  preKeyId: number | undefined;
+  signedPreKeyId: number;
+  baseKey: Uint8Array;
+  identityKey: Uint8Array;
+  message: Uint8Array;
+}): Buffer {
+  const w = new Writer();
+  if (m.preKeyId) w.varint(1, m.preKeyId);
+  w.bytes(2, m.baseKey)
+    .bytes(3, m.identityKey)
+    .bytes(4, m.message)
+    .varint(5, m.registrationId)
+    .varint(6, m.signedPreKeyId);
+  return Buffer.concat([Buffer.from([VERSION_BYTE]), w.finish()]);
 }
 
 /** Checks a PreKeyWhisperMessage's framing ("pkmsg") and returns the fields the manager needs. */
