@@ -151,6 +151,28 @@ describe('Noise IK handshake', () => {
     expect(client.getTransport().remoteStaticKey).toEqual(s.publicKey);
   });
 
+  it('reconnects with the same client key to the same and then to a rotated server key (the remembered ss DH)', () => {
+    const c = generateKeyPair();
+    const first = generateKeyPair();
+    const rotated = generateKeyPair();
+    const connect = (server: typeof first) => {
+      const client = HandshakeState.initialize({
+        protocol: IK_PROTOCOL,
+        initiator: true,
+        s: c,
+        rs: server.publicKey,
+      });
+      const responder = HandshakeState.initialize({ protocol: IK_PROTOCOL, initiator: false, s: server });
+      const { received } = handshake(client, responder, [Buffer.from('jwt'), Buffer.from('certs')]);
+      expect(received.map(String)).toEqual(['jwt', 'certs']);
+      expect(client.getHandshakeHash()).toEqual(responder.getHandshakeHash());
+    };
+    connect(first);
+    connect(first); // the client's DH(s, rs) now comes from memory: it must still agree
+    connect(rotated);
+    connect(first);
+  });
+
   it('needs the remote static key up front', () => {
     expect(
       codeOf(() =>
