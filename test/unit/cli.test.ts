@@ -1,5 +1,6 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { EXIT, runCli } from '../../src/cli.js';
 import { tempDir } from '../support/tmp.js';
 
@@ -73,6 +74,14 @@ describe('command line', () => {
       /^ {2}warn {2}provider signing key .*\n.*-> "interop-bridge keys generate" creates it/m,
     );
     expect(out).toMatch(/^checks: \d+ ok, \d+ with warnings, 0 failing$/m);
+  });
+
+  it('doctor reads the documented sample configuration and prints a readable report', async () => {
+    const sample = fileURLToPath(new URL('../../config.sample.yaml', import.meta.url));
+    const { code, out } = await run(['doctor', '--config', sample]);
+    expect(code).toBe(EXIT.ok);
+    expect(out).toContain(`configuration from ${sample} is valid`);
+    expect(out).toMatch(/^ {2}warn {2}gateway +gateway\.root_key is not set/m);
   });
 
   it('doctor exits 1 when a check fails', async () => {
