@@ -6,16 +6,10 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
+import { expecting, host, int, oneOf, section, str } from '../src/config/fields.js';
 import { describeIssue, readYaml } from '../src/config/loader.js';
 import { ConfigError } from '../src/errors.js';
 
-const expecting = (phrase: string) => ({ error: () => phrase });
-const str = (phrase = 'a non-empty string') => z.string(expecting(phrase)).min(1, expecting(phrase));
-const int = (min: number, max: number, phrase = `an integer from ${min} to ${max}`) =>
-  z.number(expecting(phrase)).int(expecting(phrase)).min(min, expecting(phrase)).max(max, expecting(phrase));
-const oneOf = <T extends readonly [string, ...string[]]>(values: T) =>
-  z.enum(values, expecting(`one of ${values.map((v) => `"${v}"`).join(', ')}`));
-const host = () => str('a host name or IP address');
 const port = () => int(0, 65535, 'a port number from 1 to 65535 (0: any free port)');
 
 /** A provider id is the DNS label of its accounts' server (`<id>.interop`), so JIDs can name it. */
@@ -148,8 +142,6 @@ const loggingSchema = z.strictObject({
 
 /** Options whose values never appear in a message or a log. */
 const SECRET_KEYS: readonly string[] = ['admin.token'];
-
-const section = <T extends z.ZodType>(schema: T) => schema.default(schema.parse({}) as never);
 
 export const emulatorConfigSchema = z
   .strictObject({

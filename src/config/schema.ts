@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { base64Key, bool, expecting, host, httpUrl, int, oneOf, section, str } from './fields.js';
 
 /**
  * The configuration schema. Every leaf carries the phrase that completes "expected ...", so the
@@ -6,25 +7,7 @@ import { z } from 'zod';
  * Keys are snake_case as in config.sample.yaml, which documents each of them.
  */
 
-const expecting = (phrase: string) => ({ error: () => phrase });
-
-const str = (phrase = 'a non-empty string') => z.string(expecting(phrase)).min(1, expecting(phrase));
-const int = (min: number, max: number, phrase = `an integer from ${min} to ${max}`) =>
-  z.number(expecting(phrase)).int(expecting(phrase)).min(min, expecting(phrase)).max(max, expecting(phrase));
-const bool = () => z.boolean(expecting('true or false'));
-const oneOf = <T extends readonly [string, ...string[]]>(values: T) =>
-  z.enum(values, expecting(`one of ${values.map((v) => `"${v}"`).join(', ')}`));
-const httpUrl = (phrase = 'an http:// or https:// URL') =>
-  z.url({ protocol: /^https?$/, ...expecting(phrase) });
-const host = () => str('a host name or IP address');
 const port = () => int(1, 65535, 'a port number from 1 to 65535');
-const base64Key = (bytes: number) =>
-  z
-    .string(expecting(`a base64-encoded ${bytes}-byte key`))
-    .refine(
-      (v) => /^[A-Za-z0-9+/_-]+={0,2}$/.test(v) && Buffer.from(v, 'base64').length === bytes,
-      expecting(`a base64-encoded ${bytes}-byte key`),
-    );
 
 /** Options whose value may instead be read from a file named by `<key>_file`. */
 export const SECRET_KEYS = ['matrix.as_token', 'matrix.hs_token', 'xmpp.secret'] as const;
@@ -136,8 +119,6 @@ const loggingSchema = z.strictObject({
   level: oneOf(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const).default('info'),
   format: oneOf(['auto', 'json', 'pretty'] as const).default('auto'),
 });
-
-const section = <T extends z.ZodType>(schema: T) => schema.default(schema.parse({}) as never);
 
 export const configSchema = z.strictObject({
   bridge: section(bridgeSchema),
