@@ -1,4 +1,5 @@
 import { create, toBinary } from '@bufbuild/protobuf';
+import { documentedHex, protocolDoc } from '../support/doc.js';
 import { generateKeyPairSync } from 'node:crypto';
 import fc from 'fast-check';
 import { InteropError } from '../../src/errors.js';
@@ -227,6 +228,7 @@ describe('gateway certificate chain', () => {
     });
     const bytes = encodeCertChain({ leaf, intermediate });
     expect(Buffer.from(bytes).toString('hex')).toBe(DOCUMENTED_CHAIN);
+    expect(documentedHex(protocolDoc(), '0a 77')).toBe(DOCUMENTED_CHAIN);
     expect(() =>
       verifyCertChain(hex(DOCUMENTED_CHAIN), {
         rootPublicKey: hex('8a88e3dd7409f195fd52db2d3cba5d72ca6709bf1d94121bf3748801b40f6f5c'),
