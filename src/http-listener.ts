@@ -6,10 +6,13 @@ export type Handler = (req: http.IncomingMessage, res: http.ServerResponse) => v
 
 /**
  * The bridge's own HTTP listener: health, the provider's JWKS, and (in later layers) metrics and
- * hosted media. Routes are exact paths; anything else is a JSON 404.
+ * hosted media. Routes are exact paths (per method), or path prefixes (any method, so the handler can
+ * answer 405 itself); an exact route wins over a prefix, a longer prefix over a shorter one.
+ * Anything else is a JSON 404.
  */
 export class HttpListener {
   private readonly routes = new Map<string, Handler>();
+  private readonly prefixes: { prefix: string; handler: Handler }[] = [];
   private readonly server: http.Server;
 
   constructor(private readonly log: Logger) {
@@ -21,6 +24,12 @@ export class HttpListener {
 
   route(method: string, path: string, handler: Handler): void {
     this.routes.set(`${method} ${path}`, handler);
+  }
+
+  /** Every request whose path starts with `prefix` (which should end in "/"), whatever its method. */
+  routePrefix(prefix: string, handler: Handler): void {
+    this.prefixes.push({ prefix, handler });
+    this.prefixes.sort((a, b) => b.prefix.length - a.prefix.length);
   }
 
   async listen(host: string, port: number): Promise<AddressInfo> {
@@ -44,7 +53,9 @@ export class HttpListener {
 
   private async dispatch(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const path = (req.url ?? '/').split('?')[0] as string;
-    const handler = this.routes.get(`${req.method} ${path}`);
+    const handler =
+      this.routes.get(`${req.method} ${path}`) ??
+      this.prefixes.find((p) => path.startsWith(p.prefix))?.handler;
     try {
       if (handler) await handler(req, res);
       else sendJson(res, 404, { error: 'not_found', message: `no route for ${req.method} ${path}` });
