@@ -243,7 +243,8 @@ export class MediaHost {
         res.end();
         return;
       }
-      await pipeline(file.createReadStream({ autoClose: false }), res);
+      // A client that goes away mid-download is normal, not a handler failure worth an error log.
+      await pipeline(file.createReadStream({ autoClose: false }), res).catch(() => res.destroy());
     } finally {
       await file.close().catch(() => undefined);
     }
