@@ -3,7 +3,7 @@
  * methods; the adapter calls the core through `BridgeCore` (below). An adapter never sees Signal,
  * Noise, JWTs or stanzas.
  */
-import type { DeliveryUpdate, IncomingEvent, Notice, OutgoingEvent } from './events.js';
+import type { DeliveryUpdate, EphemeralEvent, IncomingEvent, Notice, OutgoingEvent } from './events.js';
 
 /** What an adapter's network can show; the core does not send what cannot be shown. */
 export interface AdapterCapabilities {
@@ -34,6 +34,12 @@ export interface Adapter {
    */
   deliver(event: IncomingEvent): Promise<string | undefined>;
 
+  /**
+   * Shows a contact's typing or presence. Live only: called when it happens, never repeated, never
+   * after a restart. Must not throw and should not wait for the local network.
+   */
+  showEphemeral(event: EphemeralEvent): void;
+
   /** Shows the state of an outgoing event (send status, ticks, a failure). Must not throw. */
   updateDelivery(update: DeliveryUpdate): void;
 
@@ -46,8 +52,17 @@ export interface BridgeCore {
   /**
    * Accepts an outgoing event: it is durably in the outbox when this resolves (answer the local
    * server only then). Idempotent on `localId`: a resubmission after a crash is not sent twice.
+   * Typing and presence are the exception: sent at once when connected, dropped otherwise.
+   * Rejects with `bridge_not_enlisted` for a user without a puppet and `bridge_bad_remote` for a
+   * remote that is not a user JID.
    */
   submit(event: OutgoingEvent): Promise<void>;
+  /**
+   * The local user came online or went offline on the local network. With the `presence`
+   * lifecycle the puppet is connected only while its user is online (the reference offer asks
+   * proxies to connect for users who are there); with `always` this only sends the presence.
+   */
+  setOnline(localUser: string, online: boolean): void;
   /** Opts the local user in: creates the puppet, its keys, and enlists it at the gateway. */
   enlist(localUser: string): Promise<void>;
   /** Opts the local user out and removes the puppet with everything it owns. */

@@ -29,9 +29,14 @@ export interface MediaBody {
   readonly height?: number | undefined;
 }
 
-/** A reply quotes an earlier message by its local id (outgoing) or remote id (incoming). */
+/**
+ * A reply quotes an earlier message by its local id (outgoing) or remote id (incoming). Incoming,
+ * `localId` is the adapter's own id of the quoted message when the message map knows it (the adapter
+ * never sees the map), so it can render the reply without a look-up of its own.
+ */
 export interface ReplyRef {
   readonly id: string;
+  readonly localId?: string | undefined;
 }
 
 export interface MessageEvent {
@@ -41,18 +46,25 @@ export interface MessageEvent {
 }
 
 /** Modelled now so the store and the map carry them; the core routes them in a later version. */
+/**
+ * `target` is a local id (outgoing) or a remote id (incoming); incoming, `targetLocalId` is the
+ * local id of the target when the message map knows it.
+ */
 export interface EditEvent {
   readonly type: 'edit';
   readonly target: string;
+  readonly targetLocalId?: string | undefined;
   readonly body: TextBody;
 }
 export interface DeleteEvent {
   readonly type: 'delete';
   readonly target: string;
+  readonly targetLocalId?: string | undefined;
 }
 export interface ReactionEvent {
   readonly type: 'reaction';
   readonly target: string;
+  readonly targetLocalId?: string | undefined;
   /** An emoji; empty removes the reaction. */
   readonly emoji: string;
 }
@@ -97,6 +109,16 @@ export interface IncomingEvent {
   /** Sender's time, milliseconds since the epoch. */
   readonly timestamp: number;
   readonly event: ConversationEvent;
+}
+
+/**
+ * Typing and presence of a remote contact: live only, never stored, not acknowledged, no id. Shown
+ * if the local user is there to see it, dropped otherwise.
+ */
+export interface EphemeralEvent {
+  readonly localUser: string;
+  readonly remote: string;
+  readonly event: TypingEvent | PresenceEvent;
 }
 
 /** What happened to an outgoing event, for the adapter to show (send status, ticks, errors). */

@@ -91,7 +91,8 @@ export interface OutboxRepository {
   get(id: string): OutboxEntry | undefined;
   /** Queued entries of a puppet, oldest first within each portal. */
   queued(puppetId: number, limit?: number): OutboxEntry[];
-  countQueued(): number;
+  /** Queued entries, of one puppet when given. */
+  countQueued(puppetId?: number): number;
   recordAttempt(id: string): void;
   /**
    * Moves an entry forward (queued -> sent -> delivered -> read); never backwards, since receipts

@@ -235,7 +235,14 @@ function outboxRepository(q: ReturnType<typeof statements>, now: () => number): 
       ).all(puppetId, limit) as Row[];
       return rows.map(toOutbox);
     },
-    countQueued() {
+    countQueued(puppetId) {
+      if (puppetId !== undefined) {
+        return (
+          q("SELECT count(*) AS n FROM outbox WHERE puppet_id = ? AND state = 'queued'").get(puppetId) as {
+            n: number;
+          }
+        ).n;
+      }
       return (q("SELECT count(*) AS n FROM outbox WHERE state = 'queued'").get() as { n: number }).n;
     },
     recordAttempt(id) {
@@ -337,12 +344,21 @@ function transactionRepository(
   };
 }
 
+/** The SQLite store, with its database handle for layers that keep their own tables in it (Signal). */
+export interface SqliteStore extends Store {
+  readonly db: Db;
+}
+
 /** The SQLite-backed store: one file, one process. */
-export function openSqliteStore(file: string, options: OpenOptions & { now?: () => number } = {}): Store {
+export function openSqliteStore(
+  file: string,
+  options: OpenOptions & { now?: () => number } = {},
+): SqliteStore {
   const db = openDatabase(file, options);
   const q = statements(db);
   const now = options.now ?? Date.now;
   return {
+    db,
     puppets: puppetRepository(q, now),
     portals: portalRepository(q, now),
     sessions: sessionRepository(q, now),

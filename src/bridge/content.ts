@@ -1,0 +1,178 @@
+/**
+ * Translation between canonical events and message contents (the protobuf inside Signal), with the
+ * message map turning local ids into wire ids and back.
+ */
+import type { DescribedContent } from '../protocol/content.js';
+import {
+  contextInfo,
+  editContent,
+  reactionContent,
+  revokeContent,
+  textContent,
+  type TargetKey,
+} from '../protocol/content.js';
+import type { Message } from '../protocol/gen/interop/v1/message_pb.js';
+import type { MediaType } from '../protocol/stanza/index.js';
+import type { Portal, Store } from '../store/repositories.js';
+import { UndeliverableError } from './errors.js';
+import type { ConversationEvent, MediaBody, OutgoingEvent } from './events.js';
+import type { IncomingMedia, MediaHandler } from './media.js';
+
+export interface BuiltContent {
+  readonly content: Message;
+  readonly type: 'text' | 'media';
+  readonly mediaType?: MediaType | undefined;
+}
+
+/** The wire id and author of a message named by its local id (or taken as a wire id if unmapped). */
+function target(store: Store, portal: Portal, accountJid: string, localId: string): TargetKey {
+  const m = store.messages.byLocal(portal.id, localId);
+  const id = m?.remoteId ?? localId;
+  const sender = m?.sender ?? portal.remoteJid;
+  return {
+    remoteJid: portal.remoteJid,
+    fromMe: sender === accountJid,
+    id,
+    ...(sender === accountJid ? {} : { participant: sender }),
+  };
+}
+
+/** The content to send for an outgoing event (message, edit, delete, reaction). */
+export async function buildContent(input: {
+  store: Store;
+  portal: Portal;
+  accountJid: string;
+  outboxId: string;
+  event: OutgoingEvent;
+  media: MediaHandler | undefined;
+}): Promise<BuiltContent> {
+  const { store, portal, accountJid, event } = input;
+  const e = event.event;
+  switch (e.type) {
+    case 'message': {
+      const quoted = e.replyTo ? target(store, portal, accountJid, e.replyTo.id) : undefined;
+      const replyTo = quoted
+        ? { id: quoted.id, ...(quoted.participant ? { participant: quoted.participant } : {}) }
+        : undefined;
+      if (e.body.kind === 'text') {
+        return { content: textContent(e.body.text, replyTo ? { replyTo } : {}), type: 'text' };
+      }
+      if (!input.media) {
+        throw new UndeliverableError(
+          'bridge_media_unsupported',
+          'this bridge cannot send files yet: the message was not sent',
+        );
+      }
+      const prepared = await input.media.prepareOutgoing({
+        localUser: event.localUser,
+        remote: event.remote,
+        outboxId: input.outboxId,
+        body: e.body,
+      });
+      if (replyTo) attachReply(prepared.content, replyTo);
+      return { content: prepared.content, type: 'media', mediaType: prepared.mediaType };
+    }
+    case 'edit':
+      return {
+        content: editContent(
+          target(store, portal, accountJid, e.target),
+          textContent(e.body.text),
+          BigInt(Date.now()),
+        ),
+        type: 'text',
+      };
+    case 'delete':
+      return { content: revokeContent(target(store, portal, accountJid, e.target)), type: 'text' };
+    case 'reaction':
+      return {
+        content: reactionContent(target(store, portal, accountJid, e.target), e.emoji, BigInt(Date.now())),
+        type: 'text',
+      };
+    default:
+      throw new UndeliverableError('bridge_not_a_message', `a ${e.type} event is not sent as a message`);
+  }
+}
+
+function attachReply(content: Message, replyTo: { id: string; participant?: string }): void {
+  const media =
+    content.imageMessage ?? content.videoMessage ?? content.audioMessage ?? content.documentMessage;
+  if (media) media.contextInfo = contextInfo(replyTo);
+}
+
+const MEDIA_LABEL: Record<IncomingMedia['kind'], string> = {
+  image: 'an image',
+  video: 'a video',
+  audio: 'an audio file',
+  voice: 'a voice note',
+  document: 'a file',
+};
+
+const MEDIA_KIND: Record<IncomingMedia['kind'], MediaBody['media']> = {
+  image: 'image',
+  video: 'video',
+  audio: 'audio',
+  voice: 'voice',
+  document: 'file',
+};
+
+/**
+ * The canonical event of an incoming content, or undefined for contents the bridge cannot show
+ * (an unknown kind: delivered to nobody, but acknowledged so the sender stops resending).
+ */
+export async function incomingEvent(input: {
+  store: Store;
+  portal: Portal;
+  localUser: string;
+  remoteId: string;
+  described: DescribedContent;
+  media: MediaHandler | undefined;
+}): Promise<ConversationEvent | undefined> {
+  const { store, portal, described: c } = input;
+  const localOf = (remoteId: string) => store.messages.byRemote(portal.id, remoteId)?.localId;
+  const replyTo =
+    'replyTo' in c && c.replyTo ? { replyTo: { id: c.replyTo.id, localId: localOf(c.replyTo.id) } } : {};
+  switch (c.kind) {
+    case 'text':
+      return { type: 'message', body: { kind: 'text', text: c.text }, ...replyTo };
+    case 'image':
+    case 'video':
+    case 'audio':
+    case 'voice':
+    case 'document': {
+      if (input.media) {
+        const body = await input.media.fetchIncoming({
+          localUser: input.localUser,
+          remote: portal.remoteJid,
+          remoteId: input.remoteId,
+          content: c,
+        });
+        return { type: 'message', body: { ...body, media: MEDIA_KIND[c.kind] }, ...replyTo };
+      }
+      const caption = 'caption' in c && c.caption ? `: ${c.caption}` : '';
+      return {
+        type: 'message',
+        body: {
+          kind: 'text',
+          text: `(sent ${MEDIA_LABEL[c.kind]}, which this bridge cannot show yet${caption})`,
+        },
+        ...replyTo,
+      };
+    }
+    case 'reaction':
+      return { type: 'reaction', target: c.target.id, targetLocalId: localOf(c.target.id), emoji: c.emoji };
+    case 'revoke':
+      return { type: 'delete', target: c.target.id, targetLocalId: localOf(c.target.id) };
+    case 'edit': {
+      const text = c.replacement.conversation || c.replacement.extendedTextMessage?.text;
+      if (!text) return undefined;
+      return {
+        type: 'edit',
+        target: c.target.id,
+        targetLocalId: localOf(c.target.id),
+        body: { kind: 'text', text },
+      };
+    }
+    default:
+      return undefined;
+  }
+}

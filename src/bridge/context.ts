@@ -1,0 +1,22 @@
+/** What the parts of one puppet's runtime share (outbox sender, incoming handler, sessions). */
+import type { GatewayConnection } from '../gateway/connection.js';
+import type { Logger } from '../observability/logger.js';
+import type { SignalSessionManager } from '../signal/index.js';
+import type { Puppet, Store } from '../store/repositories.js';
+import type { Adapter } from './adapter.js';
+import type { MediaHandler } from './media.js';
+
+export interface PuppetContext {
+  readonly puppet: Puppet;
+  /** `<account>@<provider>.interop`. */
+  readonly accountJid: string;
+  readonly store: Store;
+  readonly signal: SignalSessionManager;
+  readonly connection: GatewayConnection;
+  /** The adapter of the puppet's network, if one is attached. */
+  adapter(): Adapter | undefined;
+  readonly media: MediaHandler | undefined;
+  readonly log: Logger | undefined;
+  /** Seconds since the epoch. */
+  nowSeconds(): number;
+}

@@ -1,0 +1,251 @@
+/**
+ * The incoming side of one puppet: decrypts each `<message>`, persists it in the inbox, and only
+ * then acknowledges it to the gateway; hands pending inbox entries to the adapter in order per
+ * conversation; marks them delivered and queues the delivery receipt (durably, in the outbox) once
+ * the adapter has them. Undecryptable messages get a retry receipt.
+ */
+import { decodeContent, describeContent } from '../protocol/content.js';
+import { formatJid, parseJid, type MessageStanza, type ReceiptStanza } from '../protocol/stanza/index.js';
+import { signalAddress } from '../signal/address.js';
+import type { InboxEntry } from '../store/repositories.js';
+import { receiptOutboxId } from './account.js';
+import { incomingEvent } from './content.js';
+import type { PuppetContext } from './context.js';
+import {
+  decodePayload,
+  encodePayload,
+  RECEIPT_KIND,
+  type OutboxSender,
+  type ReceiptPayload,
+} from './outbox.js';
+import type { RemoteDevices } from './sessions.js';
+
+/** What the inbox row holds: the decrypted (still padded) content and what the stanza said. */
+interface InboxPayload {
+  /** The sender's device JID (where the delivery receipt goes). */
+  readonly from: string;
+  /** Sender's time, seconds. */
+  readonly t: number;
+  /** The Signal plaintext, base64. */
+  readonly plaintext: string;
+}
+
+/** A receiver gives up asking for a message after this many retry receipts (the protocol's limit). */
+const MAX_RETRIES = 5;
+/** The adapter refused a delivery: try that conversation again after this long (doubling, capped). */
+const REDELIVER_MIN_MS = 1_000;
+const REDELIVER_MAX_MS = 60_000;
+
+export class IncomingHandler {
+  private readonly retries = new Map<string, number>();
+  private pumping = false;
+  private pumpAgain = false;
+  private stopped = false;
+  private redeliverDelay = REDELIVER_MIN_MS;
+  private redeliverTimer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly ctx: PuppetContext,
+    private readonly devices: RemoteDevices,
+    private readonly outbox: OutboxSender,
+  ) {}
+
+  stop(): void {
+    this.stopped = true;
+    clearTimeout(this.redeliverTimer);
+  }
+
+  /** Handles one delivered message. Called in arrival order, one at a time. */
+  async onMessage(m: MessageStanza): Promise<void> {
+    const { store, puppet } = this.ctx;
+    if (m.from === undefined) return;
+    const fromJid = parseJid(m.from);
+    const sender = formatJid({ user: fromJid.user, server: fromJid.server });
+    const device = fromJid.device ?? 0;
+    // Already persisted (a redelivery after a lost ack): acknowledge again, show nothing twice.
+    if (store.inbox.has(puppet.id, sender, m.id)) return this.ack(m);
+
+    const enc = m.encs.find((e) => e.device === undefined || e.device === puppet.deviceId);
+    let plaintext: Uint8Array;
+    try {
+      if (!enc || enc.type === 'skmsg') throw new Error('no ciphertext for this device');
+      plaintext = await this.ctx.signal.decrypt(signalAddress(sender, device), enc.type, enc.ciphertext);
+      decodeContent(plaintext); // refuses bad padding or protobuf before anything is stored
+    } catch (err) {
+      this.ctx.log?.info(
+        { id: m.id, from: m.from, code: (err as { code?: string }).code },
+        'undecryptable message: asking for a retry',
+      );
+      // Includes signal_duplicate_message for an id not in the inbox: a crash between decryption
+      // and the inbox write consumed the message key, so only a re-encryption can bring it back.
+      this.sendRetry(m);
+      this.ack(m);
+      return;
+    }
+    this.devices.saw(sender, device);
+    const payload: InboxPayload = {
+      from: m.from,
+      t: m.t,
+      plaintext: Buffer.from(plaintext).toString('base64'),
+    };
+    store.atomically(() => {
+      const portal = store.portals.ensure(puppet.id, sender);
+      store.inbox.record({
+        puppetId: puppet.id,
+        sender,
+        messageId: m.id,
+        portalId: portal.id,
+        payload: encodePayload(payload),
+      });
+    });
+    this.retries.delete(`${m.from}/${m.id}`);
+    this.ack(m);
+    this.pump();
+  }
+
+  private ack(m: MessageStanza): void {
+    if (!this.ctx.connection.isConnected) return; // unacked: the gateway delivers it again
+    this.ctx.connection.send({ kind: 'ack', class: 'message', id: m.id, ...(m.from ? { to: m.from } : {}) });
+  }
+
+  private sendRetry(m: MessageStanza): void {
+    const key = `${m.from}/${m.id}`;
+    const count = (this.retries.get(key) ?? 0) + 1;
+    this.retries.set(key, count);
+    if (count > MAX_RETRIES || !this.ctx.connection.isConnected) return;
+    // From the second retry on, the receipt carries a fresh bundle so the sender starts over.
+    const upload = this.ctx.signal.prekeyUpload(count >= 2 ? 1 : 0);
+    const receipt: ReceiptStanza = {
+      kind: 'receipt',
+      id: m.id,
+      to: m.from,
+      type: 'retry',
+      t: this.ctx.nowSeconds(),
+      retry: {
+        count,
+        id: m.id,
+        t: m.t,
+        registrationId: upload.registrationId,
+        ...(count >= 2
+          ? {
+              keys: {
+                identityKey: upload.identityKey,
+                signedPreKey: upload.signedPreKey,
+                ...(upload.preKeys[0] ? { preKey: upload.preKeys[0] } : {}),
+              },
+            }
+          : {}),
+      },
+    };
+    this.ctx.connection.send(receipt);
+  }
+
+  /** Delivers pending inbox entries to the adapter (now, or right after the running pass). */
+  pump(): void {
+    if (this.stopped) return;
+    if (this.pumping) {
+      this.pumpAgain = true;
+      return;
+    }
+    this.pumping = true;
+    void (async () => {
+      try {
+        do {
+          this.pumpAgain = false;
+          await this.pass();
+        } while (this.pumpAgain && !this.stopped);
+      } catch (err) {
+        this.ctx.log?.warn({ err: (err as Error).message }, 'inbox pass interrupted');
+      } finally {
+        this.pumping = false;
+      }
+    })();
+  }
+
+  /** One pass: every conversation delivers its pending entries in order; conversations in parallel. */
+  private async pass(): Promise<void> {
+    const adapter = this.ctx.adapter();
+    if (!adapter) return;
+    const pending = this.ctx.store.inbox.pending(this.ctx.puppet.id, 1000);
+    if (pending.length === 0) return;
+    const byPortal = new Map<number, InboxEntry[]>();
+    for (const e of pending) {
+      const list = byPortal.get(e.portalId ?? 0) ?? [];
+      list.push(e);
+      byPortal.set(e.portalId ?? 0, list);
+    }
+    const results = await Promise.all(
+      [...byPortal.values()].map(async (entries) => {
+        for (const entry of entries) {
+          if (this.stopped) return true;
+          if (!(await this.deliver(entry))) return false;
+        }
+        return true;
+      }),
+    );
+    if (results.every(Boolean)) {
+      this.redeliverDelay = REDELIVER_MIN_MS;
+      if (pending.length === 1000) this.pumpAgain = true;
+      return;
+    }
+    // The adapter refused something: that conversation waits, then starts again where it stopped.
+    clearTimeout(this.redeliverTimer);
+    this.redeliverTimer = setTimeout(() => this.pump(), this.redeliverDelay);
+    this.redeliverTimer.unref();
+    this.redeliverDelay = Math.min(REDELIVER_MAX_MS, this.redeliverDelay * 2);
+  }
+
+  /** Hands one entry to the adapter; false when the adapter refused it (it stays pending). */
+  private async deliver(entry: InboxEntry): Promise<boolean> {
+    const { store, puppet } = this.ctx;
+    const adapter = this.ctx.adapter();
+    const portal = entry.portalId === null ? undefined : store.portals.byId(entry.portalId);
+    if (!adapter || !portal) return false;
+    const payload = decodePayload<InboxPayload>(entry.payload);
+    let localId: string | undefined;
+    try {
+      const described = describeContent(decodeContent(Buffer.from(payload.plaintext, 'base64')));
+      const event = await incomingEvent({
+        store,
+        portal,
+        localUser: puppet.localId,
+        remoteId: entry.messageId,
+        described,
+        media: this.ctx.media,
+      });
+      if (event !== undefined) {
+        localId = await adapter.deliver({
+          remoteId: entry.messageId,
+          localUser: puppet.localId,
+          remote: portal.remoteJid,
+          timestamp: payload.t * 1000,
+          event,
+        });
+      } else {
+        this.ctx.log?.info({ id: entry.messageId }, 'incoming content the bridge cannot show: skipped');
+      }
+    } catch (err) {
+      this.ctx.log?.warn(
+        { id: entry.messageId, err: (err as Error).message },
+        'the adapter did not take an incoming message: will retry',
+      );
+      return false;
+    }
+    const receipt: ReceiptPayload = { receipt: 'delivery', messageId: entry.messageId, to: payload.from };
+    store.atomically(() => {
+      if (localId !== undefined) {
+        store.messages.put({ portalId: portal.id, remoteId: entry.messageId, localId, sender: entry.sender });
+      }
+      store.inbox.markDelivered(puppet.id, entry.sender, entry.messageId);
+      store.outbox.enqueue({
+        id: receiptOutboxId(puppet.accountId, 'delivery', entry.sender, entry.messageId),
+        puppetId: puppet.id,
+        portalId: portal.id,
+        kind: RECEIPT_KIND,
+        payload: encodePayload(receipt),
+      });
+    });
+    this.outbox.kick();
+    return true;
+  }
+}

@@ -1,0 +1,329 @@
+/**
+ * The outbox sender of one puppet: sends what the outbox holds as `queued`, in order per portal,
+ * whenever the puppet is connected, and moves entries forward as the gateway and the recipient
+ * answer. The outbox row is written by `submit` before any of this runs; this only reads it.
+ *
+ * Entries are pipelined: each is encrypted and written without waiting for the previous ack (the
+ * connection is one ordered stream, and the gateway stores in arrival order). An entry stays
+ * `queued` until its `<ack class="message">`; after a reconnect or a restart everything still
+ * queued is encrypted again and resent under the same id, which the gateway deduplicates.
+ */
+import { encodeContent } from '../protocol/content.js';
+import { formatJid, parseJid, type Enc, type ReceiptStanza } from '../protocol/stanza/index.js';
+import { signalAddress } from '../signal/address.js';
+import type { OutboxEntry, Portal } from '../store/repositories.js';
+import { buildContent, type BuiltContent } from './content.js';
+import type { PuppetContext } from './context.js';
+import { UndeliverableError } from './errors.js';
+import type { DeliveryState, OutgoingEvent } from './events.js';
+import type { RemoteDevices } from './sessions.js';
+
+/** The outbox `kind` of a receipt we send; the others are the event types (message, edit, ...). */
+export const RECEIPT_KIND = 'receipt';
+
+/** The payload of a receipt entry. */
+export interface ReceiptPayload {
+  readonly receipt: 'delivery' | 'read';
+  /** The receipted message's wire id. */
+  readonly messageId: string;
+  /** Its sender: the device JID for a delivery receipt, the user JID for a read receipt. */
+  readonly to: string;
+}
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+export const encodePayload = (value: unknown): Uint8Array => encoder.encode(JSON.stringify(value));
+export const decodePayload = <T>(bytes: Uint8Array): T => JSON.parse(decoder.decode(bytes)) as T;
+
+/** Built contents kept for retry receipts, so a resend does not rebuild (or re-upload media). */
+const CONTENT_CACHE_SIZE = 256;
+/** How soon a portal held back by a transient failure (a request timeout) is tried again. */
+const RETRY_HELD_MS = 5_000;
+
+export class OutboxSender {
+  /** Wire ids written on the current connection and not yet acknowledged. */
+  private readonly inFlight = new Set<string>();
+  /** Receipt entries in flight, by the receipted message id (the gateway acks a receipt by it). */
+  private readonly receiptsInFlight = new Map<string, Set<string>>();
+  private readonly contents = new Map<string, BuiltContent>();
+  private running = false;
+  private again = false;
+  private stopped = false;
+
+  constructor(
+    private readonly ctx: PuppetContext,
+    private readonly devices: RemoteDevices,
+  ) {}
+
+  /** A new connection: nothing written on the old one counts as sent; send everything queued. */
+  onConnected(): void {
+    this.inFlight.clear();
+    this.receiptsInFlight.clear();
+    this.kick();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    clearTimeout(this.retryTimer);
+  }
+
+  /** Runs a pass now, or right after the running one. */
+  kick(): void {
+    if (this.stopped) return;
+    if (this.running) {
+      this.again = true;
+      return;
+    }
+    this.running = true;
+    void this.passes().finally(() => {
+      this.running = false;
+    });
+  }
+
+  private async passes(): Promise<void> {
+    do {
+      this.again = false;
+      try {
+        await this.pass();
+      } catch (err) {
+        this.ctx.log?.warn({ err: (err as Error).message }, 'outbox pass interrupted');
+      }
+    } while (this.again && !this.stopped);
+  }
+
+  private retryTimer: NodeJS.Timeout | undefined;
+
+  private async pass(): Promise<void> {
+    const { store, connection, puppet } = this.ctx;
+    /** Portals that hit a transient problem in this pass: nothing later of theirs goes out before it. */
+    const held = new Set<number>();
+    for (;;) {
+      if (!connection.isConnected || this.stopped) return;
+      if (held.size > 0 && this.retryTimer === undefined) {
+        // Nothing else would wake us while connected: try the held portals again a bit later.
+        this.retryTimer = setTimeout(() => {
+          this.retryTimer = undefined;
+          this.kick();
+        }, RETRY_HELD_MS);
+        this.retryTimer.unref();
+      }
+      const batch = store.outbox
+        .queued(puppet.id, 500)
+        .filter((e) => !this.inFlight.has(e.id) && !held.has(e.portalId));
+      if (batch.length === 0) return;
+      for (const entry of batch) {
+        if (!connection.isConnected || this.stopped) return;
+        if (held.has(entry.portalId)) continue;
+        const ok = await this.sendEntry(entry);
+        if (!ok) held.add(entry.portalId);
+      }
+    }
+  }
+
+  /** Sends one entry; false when it must wait (transient), true when written or failed for good. */
+  private async sendEntry(entry: OutboxEntry): Promise<boolean> {
+    const { store } = this.ctx;
+    const portal = store.portals.byId(entry.portalId);
+    if (!portal) return true;
+    try {
+      store.outbox.recordAttempt(entry.id);
+      if (entry.kind === RECEIPT_KIND) {
+        this.sendReceipt(entry, decodePayload<ReceiptPayload>(entry.payload));
+      } else {
+        await this.sendMessage(entry, portal, decodePayload<OutgoingEvent>(entry.payload));
+      }
+      return true;
+    } catch (err) {
+      if (err instanceof UndeliverableError) {
+        this.failEntry(entry, err.reason);
+        return true;
+      }
+      const code = (err as { code?: string }).code;
+      if (code === 'signal_identity_changed') {
+        this.failEntry(
+          entry,
+          `${portal.remoteJid}'s security code changed: compare the safety number and confirm it, then send again`,
+        );
+        return true;
+      }
+      this.inFlight.delete(entry.id);
+      this.ctx.log?.info({ id: entry.id, code, err: (err as Error).message }, 'outbox entry waits');
+      return false;
+    }
+  }
+
+  private sendReceipt(entry: OutboxEntry, r: ReceiptPayload): void {
+    const stanza: ReceiptStanza = {
+      kind: 'receipt',
+      id: r.messageId,
+      to: r.to,
+      t: this.ctx.nowSeconds(),
+      ...(r.receipt === 'read' ? { type: 'read' as const } : {}),
+    };
+    this.inFlight.add(entry.id);
+    const waiting = this.receiptsInFlight.get(r.messageId) ?? new Set<string>();
+    waiting.add(entry.id);
+    this.receiptsInFlight.set(r.messageId, waiting);
+    this.ctx.connection.send(stanza);
+  }
+
+  private async content(entry: OutboxEntry, portal: Portal, event: OutgoingEvent): Promise<BuiltContent> {
+    const cached = this.contents.get(entry.id);
+    if (cached) return cached;
+    const built = await buildContent({
+      store: this.ctx.store,
+      portal,
+      accountJid: this.ctx.accountJid,
+      outboxId: entry.id,
+      event,
+      media: this.ctx.media,
+    });
+    this.contents.set(entry.id, built);
+    if (this.contents.size > CONTENT_CACHE_SIZE) {
+      const oldest = this.contents.keys().next();
+      if (!oldest.done) this.contents.delete(oldest.value);
+    }
+    return built;
+  }
+
+  private async sendMessage(entry: OutboxEntry, portal: Portal, event: OutgoingEvent): Promise<void> {
+    const built = await this.content(entry, portal, event);
+    const remote = portal.remoteJid;
+    const devices = await this.devices.devicesOf(remote);
+    const ready = await this.devices.ensureSessions(remote, devices);
+    if (ready.length === 0) {
+      throw new UndeliverableError(
+        'bridge_contact_no_keys',
+        `${remote} has published no encryption keys the bridge can use: the message was not sent`,
+      );
+    }
+    const plaintext = encodeContent(built.content);
+    const encs: Enc[] = [];
+    let blocked: unknown;
+    for (const device of ready) {
+      try {
+        const enc = await this.ctx.signal.encrypt(signalAddress(remote, device), plaintext);
+        encs.push({
+          type: enc.type,
+          device,
+          ciphertext: enc.body,
+          ...(built.mediaType ? { mediaType: built.mediaType } : {}),
+        });
+      } catch (err) {
+        if ((err as { code?: string }).code !== 'signal_identity_changed') throw err;
+        blocked = err;
+      }
+    }
+    if (encs.length === 0) throw blocked;
+    this.inFlight.add(entry.id);
+    this.ctx.connection.send({
+      kind: 'message',
+      id: entry.id,
+      to: remote,
+      type: built.type,
+      t: Math.floor(entry.createdAt / 1000),
+      encs,
+    });
+  }
+
+  /**
+   * A retry receipt from one device of the recipient: start a new session (from the keys in the
+   * receipt, or a freshly fetched bundle), encrypt the same content again and resend it to that
+   * device under the same id (the gateway lets one resend through after a retry receipt).
+   */
+  async resendAfterRetry(
+    entry: OutboxEntry,
+    deviceJid: string,
+    keys: { bundle?: Parameters<RemoteDevices['processBundle']>[2] },
+  ): Promise<void> {
+    const portal = this.ctx.store.portals.byId(entry.portalId);
+    if (!portal) return;
+    const jid = parseJid(deviceJid);
+    const device = jid.device ?? 0;
+    const remote = portal.remoteJid;
+    if (keys.bundle) await this.devices.processBundle(remote, device, keys.bundle);
+    else if (!(await this.devices.rebuild(remote, device))) {
+      this.ctx.log?.warn({ id: entry.id, deviceJid }, 'retry receipt: no keys for the device, not resent');
+      return;
+    }
+    const built = await this.content(entry, portal, decodePayload<OutgoingEvent>(entry.payload));
+    const enc = await this.ctx.signal.encrypt(signalAddress(remote, device), encodeContent(built.content));
+    this.ctx.connection.send({
+      kind: 'message',
+      id: entry.id,
+      to: formatJid({ user: jid.user, server: jid.server }),
+      type: built.type,
+      t: Math.floor(entry.createdAt / 1000),
+      encs: [
+        {
+          type: enc.type,
+          device,
+          ciphertext: enc.body,
+          ...(built.mediaType ? { mediaType: built.mediaType } : {}),
+        },
+      ],
+    });
+  }
+
+  /** `<ack class="message">`: stored by the gateway (or refused, with an error code). */
+  onMessageAck(id: string, error: number | undefined): void {
+    this.inFlight.delete(id);
+    const entry = this.ctx.store.outbox.get(id);
+    if (!entry || entry.puppetId !== this.ctx.puppet.id) return;
+    if (error !== undefined) {
+      const portal = this.ctx.store.portals.byId(entry.portalId);
+      this.failEntry(
+        entry,
+        error === 404
+          ? `${portal?.remoteJid ?? 'the contact'} does not exist on the interop network: the message was not sent`
+          : `the gateway refused the message (error ${error})`,
+      );
+      return;
+    }
+    if (this.ctx.store.outbox.advance(id, 'sent')) this.report(entry, 'sent');
+  }
+
+  /** `<ack class="receipt">`: our receipt for `messageId` is stored. */
+  onReceiptAck(messageId: string): void {
+    const waiting = this.receiptsInFlight.get(messageId);
+    if (!waiting) return;
+    this.receiptsInFlight.delete(messageId);
+    for (const id of waiting) {
+      this.inFlight.delete(id);
+      this.ctx.store.outbox.advance(id, 'sent');
+    }
+  }
+
+  /** A delivery or read receipt from the recipient for one of our messages. */
+  onReceipt(id: string, state: 'delivered' | 'read'): void {
+    const entry = this.ctx.store.outbox.get(id);
+    if (!entry || entry.puppetId !== this.ctx.puppet.id || entry.kind === RECEIPT_KIND) return;
+    // A receipt proves the gateway stored it, even if its ack was lost with a connection.
+    this.inFlight.delete(id);
+    if (this.ctx.store.outbox.advance(id, state)) this.report(entry, state);
+  }
+
+  private failEntry(entry: OutboxEntry, reason: string): void {
+    this.inFlight.delete(entry.id);
+    this.ctx.store.outbox.fail(entry.id, reason);
+    this.ctx.log?.info({ id: entry.id, reason }, 'outbox entry failed');
+    this.report(entry, 'failed', reason);
+  }
+
+  private report(entry: OutboxEntry, state: DeliveryState, reason?: string): void {
+    if (entry.kind === RECEIPT_KIND) return;
+    const event = decodePayload<OutgoingEvent>(entry.payload);
+    try {
+      this.ctx.adapter()?.updateDelivery({
+        localId: event.localId,
+        localUser: event.localUser,
+        remote: event.remote,
+        state,
+        ...(reason !== undefined ? { reason } : {}),
+      });
+    } catch (err) {
+      this.ctx.log?.warn({ err: (err as Error).message }, 'adapter.updateDelivery threw');
+    }
+  }
+}

@@ -1,0 +1,340 @@
+/**
+ * One enlisted puppet at run time: its gateway connection, its Signal session manager, the outbox
+ * sender and the incoming handler, and the routing of every stanza the gateway sends it.
+ */
+import { GatewayConnection, type GatewayConnectionOptions } from '../gateway/connection.js';
+import type { Logger } from '../observability/logger.js';
+import { mintClientToken, type ProviderPrivateJwk } from '../protocol/jwt.js';
+import { keyPairFromPrivateKey, type KeyPair } from '../protocol/noise/index.js';
+import {
+  formatJid,
+  parseJid,
+  providerServer,
+  type NotificationStanza,
+  type ReceiptStanza,
+  type Stanza,
+} from '../protocol/stanza/index.js';
+import { signalAddress, userJidOfAddress } from '../signal/address.js';
+import { SignalSessionManager, type IdentityPolicy, type SignalBackend } from '../signal/index.js';
+import type { Puppet, Store } from '../store/repositories.js';
+import type { Adapter } from './adapter.js';
+import type { PuppetContext } from './context.js';
+import type { Notice } from './events.js';
+import { IncomingHandler } from './inbox.js';
+import type { MediaHandler } from './media.js';
+import { OutboxSender, RECEIPT_KIND } from './outbox.js';
+import { addressUser, RemoteDevices } from './sessions.js';
+
+/** How to reach and authenticate to the gateway; shared by every puppet. */
+export interface GatewaySettings {
+  host: string;
+  port: number;
+  rootPublicKey: Uint8Array;
+  /** The JWT audience. */
+  gatewayId: string;
+  /** This bridge's provider id: the JWT issuer and the accounts' server `<id>.interop`. */
+  providerId: string;
+  /** The provider's JWT signing key (its public half is in the JWKS the gateway reads). */
+  signingKey: ProviderPrivateJwk;
+  /** Pinned gateway static key (IK from the first connection); else learnt per puppet. */
+  staticKey?: Uint8Array | undefined;
+  /** Connection tuning (tests shorten the reconnect delays). */
+  connection?: Pick<
+    GatewayConnectionOptions,
+    'keepaliveMs' | 'handshakeTimeoutMs' | 'requestTimeoutMs' | 'reconnect' | 'maxFrameSize'
+  >;
+}
+
+export interface PuppetRuntimeOptions {
+  puppet: Puppet;
+  store: Store;
+  signalBackend: SignalBackend;
+  gateway: GatewaySettings;
+  identityPolicy: IdentityPolicy;
+  adapter: () => Adapter | undefined;
+  media: MediaHandler | undefined;
+  log: Logger | undefined;
+  /** The end user's IP address, when the adapter knows it. */
+  endUserIp?: () => string | undefined;
+  /** One-time prekeys kept on the server (replenished below a fifth of this). */
+  preKeyTarget?: number;
+}
+
+export function accountJidOf(accountId: string, providerId: string): string {
+  return formatJid({ user: accountId, server: providerServer(providerId) });
+}
+
+/** A connection for a puppet, minting a fresh token bound to its Noise key for every attempt. */
+export function puppetConnection(
+  puppet: Puppet,
+  store: Store,
+  gateway: GatewaySettings,
+  options: { enlisting?: boolean; log?: Logger | undefined; endUserIp?: () => string | undefined },
+): GatewayConnection {
+  const noiseKey: KeyPair = keyPairFromPrivateKey(Buffer.from(puppet.noisePrivate));
+  return new GatewayConnection({
+    host: gateway.host,
+    port: gateway.port,
+    rootPublicKey: gateway.rootPublicKey,
+    providerId: gateway.providerId,
+    accountId: puppet.accountId,
+    device: puppet.deviceId,
+    noiseKey,
+    serverStaticKey: puppet.gatewayStatic ?? gateway.staticKey,
+    onServerStaticKey: (key) => store.puppets.setGatewayStatic(puppet.id, key),
+    mintToken: () =>
+      mintClientToken({
+        privateKey: gateway.signingKey,
+        kid: gateway.signingKey.kid,
+        alg: gateway.signingKey.alg,
+        issuer: gateway.providerId,
+        subject: puppet.accountId,
+        audience: gateway.gatewayId,
+        noiseStaticKey: puppet.noisePublic,
+      }),
+    ...(options.endUserIp ? { endUserIp: options.endUserIp } : {}),
+    ...(options.enlisting ? { enlisting: true } : {}),
+    ...(options.log ? { logger: options.log } : {}),
+    ...gateway.connection,
+  });
+}
+
+export class PuppetRuntime {
+  readonly ctx: PuppetContext;
+  readonly connection: GatewayConnection;
+  readonly signal: SignalSessionManager;
+  readonly devices: RemoteDevices;
+  readonly outbox: OutboxSender;
+  readonly incoming: IncomingHandler;
+  private chain: Promise<void> = Promise.resolve();
+  private readonly preKeyTarget: number;
+  private started = false;
+  private lastNotified: string | undefined;
+
+  constructor(private readonly options: PuppetRuntimeOptions) {
+    const { puppet, store, gateway } = options;
+    const accountJid = accountJidOf(puppet.accountId, gateway.providerId);
+    this.preKeyTarget = options.preKeyTarget ?? 100;
+    this.signal = new SignalSessionManager(options.signalBackend, {
+      localUser: accountJid,
+      policy: options.identityPolicy,
+      preKeyTarget: this.preKeyTarget,
+      preKeyThreshold: Math.max(1, Math.floor(this.preKeyTarget / 5)),
+    });
+    this.connection = puppetConnection(puppet, store, gateway, {
+      log: options.log,
+      ...(options.endUserIp ? { endUserIp: options.endUserIp } : {}),
+    });
+    this.ctx = {
+      puppet,
+      accountJid,
+      store,
+      signal: this.signal,
+      connection: this.connection,
+      adapter: options.adapter,
+      media: options.media,
+      log: options.log,
+      nowSeconds: () => Math.floor(Date.now() / 1000),
+    };
+    this.devices = new RemoteDevices(this.ctx);
+    this.outbox = new OutboxSender(this.ctx, this.devices);
+    this.incoming = new IncomingHandler(this.ctx, this.devices, this.outbox);
+
+    this.signal.onIdentityChange((change) => {
+      const remote = userJidOfAddress(change.address);
+      let safetyNumber = '';
+      try {
+        safetyNumber = this.signal.safetyNumber(change.address);
+      } catch {
+        // no number without a known key: the notice still says that it changed
+      }
+      this.notify({ kind: 'identity_changed', remote, safetyNumber, blocked: change.trust === 'blocked' });
+    });
+    this.connection.on('stanza', (s) => this.enqueue(s));
+    this.connection.on('connected', () => this.onConnected());
+    this.connection.on('state', (state, detail) => {
+      if (
+        state === 'connected' ||
+        state === 'refused' ||
+        (state === 'waiting' && this.lastNotified === 'connected')
+      ) {
+        const shown = state === 'waiting' ? 'disconnected' : state;
+        if (shown === this.lastNotified) return;
+        this.lastNotified = shown;
+        this.notify({ kind: 'connection', state: shown, ...(detail ? { detail } : {}) });
+      }
+    });
+  }
+
+  get puppet(): Puppet {
+    return this.options.puppet;
+  }
+
+  get isStarted(): boolean {
+    return this.started;
+  }
+
+  /** Connects (and keeps reconnecting); delivers pending inbox entries at once. */
+  start(): void {
+    if (this.started) return;
+    this.started = true;
+    this.connection.start();
+    this.incoming.pump();
+  }
+
+  /** Disconnects; what is queued stays queued. */
+  async disconnect(): Promise<void> {
+    if (!this.started) return;
+    this.started = false;
+    await this.connection.stop();
+  }
+
+  async stop(): Promise<void> {
+    this.outbox.stop();
+    this.incoming.stop();
+    await this.disconnect();
+    await this.chain;
+  }
+
+  notify(notice: Notice): void {
+    try {
+      this.options.adapter()?.notify(this.puppet.localId, notice);
+    } catch (err) {
+      this.options.log?.warn({ err: (err as Error).message }, 'adapter.notify threw');
+    }
+  }
+
+  /** Stanzas are handled one at a time in arrival order (the inbox order is the arrival order). */
+  private enqueue(stanza: Stanza): void {
+    this.chain = this.chain
+      .then(() => this.onStanza(stanza))
+      .catch((err: unknown) => {
+        this.options.log?.warn({ err: (err as Error).message, kind: stanza.kind }, 'stanza not handled');
+      });
+  }
+
+  private onConnected(): void {
+    this.outbox.onConnected();
+    this.incoming.pump();
+    void this.keepPreKeys().catch((err: unknown) =>
+      this.options.log?.warn({ err: (err as Error).message }, 'prekey upkeep failed'),
+    );
+  }
+
+  private async onStanza(stanza: Stanza): Promise<void> {
+    switch (stanza.kind) {
+      case 'message':
+        return this.incoming.onMessage(stanza);
+      case 'ack':
+        if (stanza.class === 'message') this.outbox.onMessageAck(stanza.id, stanza.error);
+        else if (stanza.class === 'receipt') this.outbox.onReceiptAck(stanza.id);
+        return;
+      case 'receipt':
+        return this.onReceipt(stanza);
+      case 'notification':
+        return this.onNotification(stanza);
+      case 'chatstate':
+      case 'presence': {
+        if (stanza.from === undefined) return;
+        const remote = toUser(stanza.from);
+        try {
+          this.options.adapter()?.showEphemeral({
+            localUser: this.puppet.localId,
+            remote,
+            event:
+              stanza.kind === 'chatstate'
+                ? { type: 'typing', typing: stanza.state === 'composing' }
+                : { type: 'presence', available: stanza.type === 'available' },
+          });
+        } catch (err) {
+          this.options.log?.warn({ err: (err as Error).message }, 'adapter.showEphemeral threw');
+        }
+        return;
+      }
+      default:
+        return;
+    }
+  }
+
+  private onReceipt(r: ReceiptStanza): void {
+    if (r.type === 'retry') {
+      const entry = this.ctx.store.outbox.get(r.id);
+      if (!entry || entry.puppetId !== this.puppet.id || entry.kind === RECEIPT_KIND || !r.from) return;
+      if (r.retry && r.retry.count > 5) return;
+      const keys = r.retry?.keys;
+      const bundle = keys
+        ? {
+            registrationId: r.retry?.registrationId ?? 0,
+            identityKey: keys.identityKey,
+            signedPreKey: keys.signedPreKey,
+            ...(keys.preKey ? { preKey: keys.preKey } : {}),
+          }
+        : undefined;
+      const from = r.from;
+      // Off the stanza chain: it waits for a prekey fetch, and later messages need not wait for it.
+      void this.outbox
+        .resendAfterRetry(entry, from, bundle ? { bundle } : {})
+        .catch((err: unknown) =>
+          this.options.log?.warn(
+            { id: r.id, err: (err as Error).message },
+            'resend after a retry receipt failed',
+          ),
+        );
+      return;
+    }
+    this.outbox.onReceipt(r.id, r.type === 'read' ? 'read' : 'delivered');
+  }
+
+  private onNotification(n: NotificationStanza): void {
+    if (this.connection.isConnected) this.connection.send({ kind: 'ack', class: 'notification', id: n.id });
+    if (n.body.event === 'prekey_low') {
+      void this.uploadPreKeys(this.preKeyTarget - n.body.count).catch(() => undefined);
+      return;
+    }
+    // A contact's device has a new identity: its session is useless. Start a new one from its
+    // current bundle, which records the new key and tells the user (onIdentityChange).
+    const jid = parseJid(n.from);
+    if (jid.user === undefined) return;
+    const remote = formatJid({ user: jid.user, server: jid.server });
+    const device = jid.device ?? 0;
+    this.devices.forget(remote);
+    void (async () => {
+      await this.signal.deleteSession(signalAddress(remote, device));
+      await this.devices.rebuild(remote, device);
+    })().catch((err: unknown) =>
+      this.options.log?.warn({ remote, err: (err as Error).message }, 'could not refresh a changed identity'),
+    );
+  }
+
+  /** Tops the server's one-time prekeys up and rotates the signed prekey when due. */
+  private async keepPreKeys(): Promise<void> {
+    const answer = await this.connection.request({ op: 'prekey_count' });
+    const count = answer.body.op === 'prekey_count_result' ? answer.body.count : 0;
+    const needed = this.signal.preKeysNeeded(count);
+    if (this.signal.signedPreKeyRotationDue()) this.signal.rotateSignedPreKey();
+    else if (needed === 0) return;
+    await this.uploadPreKeys(needed);
+  }
+
+  async uploadPreKeys(count: number): Promise<void> {
+    const upload = this.signal.prekeyUpload(Math.max(0, count));
+    await this.connection.request({ op: 'prekey_upload', ...upload });
+    this.signal.markPrekeysUploaded(upload.preKeys.map((k) => k.id));
+  }
+
+  /** The safety number with a contact (its first device we know). */
+  safetyNumber(remote: string): string {
+    return this.signal.safetyNumber(addressUser(remote));
+  }
+
+  confirmIdentity(remote: string): void {
+    for (const address of this.signal.sessionAddresses(addressUser(remote))) {
+      if (this.signal.remoteIdentity(address)) this.signal.confirmIdentity(address);
+    }
+  }
+}
+
+function toUser(jid: string): string {
+  const { user, server } = parseJid(jid);
+  return formatJid({ user, server });
+}

@@ -1,0 +1,345 @@
+/**
+ * The bridge core end to end: a local user's puppet, driven through a test adapter, talks to
+ * simulated gatekeeper users through the emulator over real TCP (Noise, JWT, stanzas, Signal).
+ */
+import { writeFileSync } from 'node:fs';
+import { Bridge } from '../../src/bridge/core.js';
+import type { BridgeCore } from '../../src/bridge/adapter.js';
+import type { OutgoingEvent } from '../../src/bridge/events.js';
+import { accountJidOf } from '../../src/bridge/puppet.js';
+import { loadEmulatorConfig } from '../../emulator/config.js';
+import { initKeys } from '../../emulator/keys.js';
+import { RunningEmulator } from '../../emulator/main.js';
+import { NativeUser } from '../../emulator/native-user.js';
+import { createLogger } from '../../src/observability/logger.js';
+import { generateProviderKey, publicJwks, type ProviderPrivateJwk } from '../../src/protocol/jwt.js';
+import { signalAddress } from '../../src/signal/address.js';
+import { SqliteSignalBackend } from '../../src/signal/index.js';
+import { openSqliteStore, type SqliteStore } from '../../src/store/sqlite-store.js';
+import { TestAdapter } from '../support/test-adapter.js';
+import { tempDir } from '../support/tmp.js';
+
+const PROVIDER = 'testbridge';
+const ALICE = '@alice:example.org';
+
+describe('bridge core against the emulator', () => {
+  let tmp: ReturnType<typeof tempDir>;
+  let running: RunningEmulator;
+  let root: Uint8Array;
+  let signingKey: ProviderPrivateJwk;
+  let store: SqliteStore;
+  let bridge: Bridge;
+  let adapter: TestAdapter;
+  let core: BridgeCore;
+  const natives: NativeUser[] = [];
+
+  const native = async (phone: string) => {
+    const u = await NativeUser.connect({ emulator: running.gateway, phone, rootPublicKey: root });
+    natives.push(u);
+    return u;
+  };
+
+  /** Opens the store and starts a bridge with a fresh test adapter (as after a process restart). */
+  const startBridge = async () => {
+    store = openSqliteStore(tmp.file('bridge.db'));
+    const opened = store;
+    bridge = new Bridge({
+      store: opened,
+      signalBackend: (id) => new SqliteSignalBackend(opened.db, id),
+      gateway: {
+        host: running.gateway.host,
+        port: running.gateway.port,
+        rootPublicKey: root,
+        gatewayId: 'emulator.interop',
+        providerId: PROVIDER,
+        signingKey,
+        connection: { reconnect: { initialDelayMs: 50, maxDelayMs: 500 } },
+      },
+      preKeys: 20,
+    });
+    adapter = new TestAdapter();
+    core = bridge.attach(adapter);
+    await bridge.start();
+  };
+
+  const stopBridge = async () => {
+    await bridge.stop();
+    store.close();
+  };
+
+  const aliceJid = () => accountJidOf(store.puppets.byLocalId(ALICE)!.accountId, PROVIDER);
+
+  const text = (localId: string, remote: string, body: string): OutgoingEvent => ({
+    localId,
+    localUser: ALICE,
+    remote,
+    event: { type: 'message', body: { kind: 'text', text: body } },
+  });
+
+  const connected = () =>
+    adapter.until(() => bridge.puppet(ALICE)?.connection.isConnected === true, 'the puppet to connect');
+
+  beforeEach(async () => {
+    tmp = tempDir();
+    signingKey = await generateProviderKey('EdDSA');
+    const jwks = tmp.file('bridge-jwks.json');
+    writeFileSync(jwks, JSON.stringify(publicJwks([signingKey])));
+    const config = tmp.file(
+      'emulator.yaml',
+      [
+        'gateway:',
+        '  port: 0',
+        'emulator:',
+        '  data_dir: data',
+        'media:',
+        '  port: 0',
+        'admin:',
+        '  enabled: false',
+        'providers:',
+        `  - id: ${PROVIDER}`,
+        `    jwks_file: ${jwks}`,
+        '',
+      ].join('\n'),
+    );
+    const loaded = loadEmulatorConfig(config);
+    root = initKeys(loaded.paths.dataDir, { validityDays: 30, intermediateValidityDays: 365 }).rootPublicKey;
+    running = await RunningEmulator.start({ loaded, logger: createLogger({ level: 'silent' }) });
+    await startBridge();
+  });
+
+  afterEach(async () => {
+    await Promise.all(natives.splice(0).map((u) => u.close()));
+    await stopBridge();
+    await running.stop();
+    tmp.cleanup();
+  });
+
+  it('enlists a local user: the gateway knows the account, the puppet connects, the user is told', async () => {
+    await core.enlist(ALICE);
+    await connected();
+    const account = running.gateway.accounts().find((a) => a.jid === aliceJid());
+    expect(account?.enlisted_identity_key).not.toBeNull();
+    expect(aliceJid()).toMatch(/^alice_example\.org=[0-9a-f]{16}@testbridge\.interop$/);
+    expect(adapter.notices.map((n) => n.notice.kind)).toContain('enlisted');
+    expect(core.status(ALICE)).toMatchObject({ enlisted: true, connection: 'connected', queued: 0 });
+  });
+
+  it('carries text both ways; receipts move the outbox to sent, delivered and read', async () => {
+    await core.enlist(ALICE);
+    const bob = await native('+4915112345678');
+    await connected();
+
+    await core.submit(text('$out1', bob.jid, 'hello bob'));
+    const got = await bob.waitForMessage((m) => m.content.kind === 'text');
+    expect(got).toMatchObject({ from: aliceJid(), content: { kind: 'text', text: 'hello bob' } });
+    await adapter.until(() => adapter.statesOf('$out1').includes('delivered'), 'delivered');
+    await bob.sendReceipt(aliceJid(), [got.id], 'read');
+    await adapter.until(() => adapter.statesOf('$out1').includes('read'), 'read');
+    expect(adapter.statesOf('$out1')).toEqual(['sent', 'delivered', 'read']);
+
+    const reply = await bob.sendText(aliceJid(), 'hi alice', { replyTo: got.id });
+    await adapter.until(() => adapter.textsFrom(bob.jid).length === 1, 'the reply');
+    const incoming = adapter.delivered[0]!;
+    expect(incoming).toMatchObject({
+      remoteId: reply,
+      localUser: ALICE,
+      remote: bob.jid,
+      event: {
+        type: 'message',
+        body: { kind: 'text', text: 'hi alice' },
+        replyTo: { id: got.id, localId: '$out1' },
+      },
+    });
+    await bob.waitForReceipt(reply, 'delivery');
+    await core.submit({
+      localId: '$r1',
+      localUser: ALICE,
+      remote: bob.jid,
+      event: { type: 'receipt', receipt: 'read', targets: ['$local1'] },
+    });
+    await bob.waitForReceipt(reply, 'read');
+  });
+
+  it('resubmitting the same local event does not send it twice', async () => {
+    await core.enlist(ALICE);
+    const bob = await native('+4915112345678');
+    await connected();
+    await core.submit(text('$same', bob.jid, 'once'));
+    await core.submit(text('$same', bob.jid, 'once'));
+    await adapter.until(() => adapter.statesOf('$same').includes('delivered'), 'delivered');
+    await core.submit(text('$after', bob.jid, 'after'));
+    await bob.waitForMessage((m) => m.content.kind === 'text' && m.content.text === 'after');
+    expect(bob.received.map((m) => (m.content.kind === 'text' ? m.content.text : ''))).toEqual([
+      'once',
+      'after',
+    ]);
+  });
+
+  it('fails a message to a number that is not on the network, with a reason for the user', async () => {
+    await core.enlist(ALICE);
+    await connected();
+    await core.submit(text('$nobody', '4915199999999@wa.interop', 'anyone?'));
+    await adapter.until(() => adapter.statesOf('$nobody').includes('failed'), 'failed');
+    const update = adapter.updates.find((u) => u.localId === '$nobody');
+    expect(update?.reason).toMatch(/cannot be reached through interoperability/);
+  });
+
+  it("shows a native user's typing to the local user", async () => {
+    await core.enlist(ALICE);
+    const bob = await native('+4915112345678');
+    await connected();
+    await bob.typing(aliceJid(), true);
+    await adapter.until(() => adapter.ephemeral.length > 0, 'typing');
+    expect(adapter.ephemeral[0]).toEqual({
+      localUser: ALICE,
+      remote: bob.jid,
+      event: { type: 'typing', typing: true },
+    });
+    // Outgoing typing is live only: sent when connected, nothing queued.
+    await core.submit({
+      localId: '$t',
+      localUser: ALICE,
+      remote: bob.jid,
+      event: { type: 'typing', typing: true },
+    });
+    expect(core.status(ALICE).queued).toBe(0);
+  });
+
+  it("tells the local user when a native user's identity key changes", async () => {
+    await core.enlist(ALICE);
+    const bob = await native('+4915112345678');
+    await connected();
+    await core.submit(text('$hi', bob.jid, 'hi'));
+    await adapter.until(() => adapter.statesOf('$hi').includes('delivered'), 'delivered');
+    await bob.close();
+    natives.splice(natives.indexOf(bob), 1);
+    const newBob = await native('+4915112345678'); // same number, new phone: a new identity key
+    await adapter.until(
+      () => adapter.notices.some((n) => n.notice.kind === 'identity_changed'),
+      'the identity change notice',
+    );
+    const notice = adapter.notices.find((n) => n.notice.kind === 'identity_changed')!;
+    expect(notice.localUser).toBe(ALICE);
+    expect(notice.notice).toMatchObject({ remote: newBob.jid, blocked: false });
+    expect((notice.notice as { safetyNumber: string }).safetyNumber).toMatch(/^\d{60}$/);
+    // The new session works: the next message reaches the new phone.
+    await core.submit(text('$again', newBob.jid, 'welcome back'));
+    await newBob.waitForMessage((m) => m.content.kind === 'text' && m.content.text === 'welcome back');
+  });
+
+  it('keeps order per conversation in both directions with many messages', async () => {
+    await core.enlist(ALICE);
+    const bob = await native('+4915112345678');
+    const carol = await native('+4915100000003');
+    await connected();
+    const n = 60;
+    for (let i = 0; i < n; i++) {
+      await core.submit(text(`$b${i}`, bob.jid, `to bob ${i}`));
+      await core.submit(text(`$c${i}`, carol.jid, `to carol ${i}`));
+    }
+    await bob.waitForMessage(
+      (m) => m.content.kind === 'text' && m.content.text === `to bob ${n - 1}`,
+      20_000,
+    );
+    await carol.waitForMessage(
+      (m) => m.content.kind === 'text' && m.content.text === `to carol ${n - 1}`,
+      20_000,
+    );
+    const texts = (u: NativeUser) => u.received.map((m) => (m.content.kind === 'text' ? m.content.text : ''));
+    expect(texts(bob)).toEqual(Array.from({ length: n }, (_, i) => `to bob ${i}`));
+    expect(texts(carol)).toEqual(Array.from({ length: n }, (_, i) => `to carol ${i}`));
+
+    await Promise.all([
+      (async () => {
+        for (let i = 0; i < n; i++) await bob.sendText(aliceJid(), `from bob ${i}`);
+      })(),
+      (async () => {
+        for (let i = 0; i < n; i++) await carol.sendText(aliceJid(), `from carol ${i}`);
+      })(),
+    ]);
+    await adapter.until(
+      () => adapter.textsFrom(bob.jid).length === n && adapter.textsFrom(carol.jid).length === n,
+      'every incoming message',
+      20_000,
+    );
+    expect(adapter.textsFrom(bob.jid)).toEqual(Array.from({ length: n }, (_, i) => `from bob ${i}`));
+    expect(adapter.textsFrom(carol.jid)).toEqual(Array.from({ length: n }, (_, i) => `from carol ${i}`));
+  });
+
+  it('loses and duplicates nothing across a restart with messages queued in both directions', async () => {
+    await core.enlist(ALICE);
+    const bob = await native('+4915112345678');
+    await connected();
+    await core.submit(text('$first', bob.jid, 'out 0'));
+    await bob.waitForMessage((m) => m.content.kind === 'text' && m.content.text === 'out 0');
+
+    // Received and persisted, but the local server is down: pending in the inbox.
+    adapter.refuse = true;
+    for (let i = 0; i < 5; i++) await bob.sendText(aliceJid(), `in ${i}`);
+    await adapter.until(
+      () => store.inbox.pending(store.puppets.byLocalId(ALICE)!.id).length === 5,
+      'five pending inbox entries',
+    );
+    await bridge.stop();
+    // Submitted while the puppet is down: queued in the outbox.
+    for (let i = 1; i <= 5; i++) await core.submit(text(`$q${i}`, bob.jid, `out ${i}`));
+    // Sent by bob while the bridge is down: queued at the gateway.
+    for (let i = 5; i < 10; i++) await bob.sendText(aliceJid(), `in ${i}`);
+    store.close();
+
+    await startBridge();
+    await adapter.until(() => adapter.textsFrom(bob.jid).length === 10, 'all ten incoming messages');
+    await bob.waitForMessage((m) => m.content.kind === 'text' && m.content.text === 'out 5');
+    expect(adapter.textsFrom(bob.jid)).toEqual(Array.from({ length: 10 }, (_, i) => `in ${i}`));
+    expect(bob.received.map((m) => (m.content.kind === 'text' ? m.content.text : ''))).toEqual(
+      Array.from({ length: 6 }, (_, i) => `out ${i}`),
+    );
+    await adapter.until(() => adapter.statesOf('$q5').includes('delivered'), 'the last one delivered');
+    expect(store.outbox.countQueued()).toBe(0);
+  });
+
+  it('recovers a message the recipient could not decrypt through its retry receipt', async () => {
+    await core.enlist(ALICE);
+    const bob = await native('+4915112345678');
+    await connected();
+    await core.submit(text('$1', bob.jid, 'before'));
+    await bob.waitForMessage((m) => m.content.kind === 'text' && m.content.text === 'before');
+    // Bob loses his session (a reinstall without a new identity): our next message is undecryptable.
+    await bob.signal.deleteSession(signalAddress(aliceJid(), 0));
+    await core.submit(text('$2', bob.jid, 'after the loss'));
+    const got = await bob.waitForMessage(
+      (m) => m.content.kind === 'text' && m.content.text === 'after the loss',
+    );
+    expect(got.id).toBe(
+      store.messages.byLocal(store.portals.byRemote(store.puppets.byLocalId(ALICE)!.id, bob.jid)!.id, '$2')!
+        .remoteId,
+    );
+  });
+
+  it('asks the sender for a retry when it cannot decrypt a message', async () => {
+    await core.enlist(ALICE);
+    const bob = await native('+4915112345678');
+    await connected();
+    await core.submit(text('$1', bob.jid, 'hi'));
+    await bob.waitForMessage(() => true);
+    const id0 = await bob.sendText(aliceJid(), 'fine');
+    await adapter.until(() => adapter.textsFrom(bob.jid).length === 1, 'the first message');
+    await bridge.puppet(ALICE)!.signal.deleteSession(signalAddress(bob.jid, 0));
+    const id = await bob.sendText(aliceJid(), 'lost');
+    const retry = await bob.waitForReceipt(id, 'retry');
+    expect(retry.from).toBe(aliceJid());
+    expect(id).not.toBe(id0);
+    expect(adapter.textsFrom(bob.jid)).toEqual(['fine']);
+  });
+
+  it('opts a user out: the gateway forgets the account and the puppet is deleted', async () => {
+    await core.enlist(ALICE);
+    await connected();
+    const jid = aliceJid();
+    await core.optOut(ALICE);
+    expect(running.gateway.accounts().some((a) => a.jid === jid)).toBe(false);
+    expect(store.puppets.byLocalId(ALICE)).toBeUndefined();
+    expect(core.status(ALICE)).toEqual({ enlisted: false, connection: 'none', queued: 0 });
+    expect(adapter.notices.map((n) => n.notice.kind)).toContain('opted_out');
+  });
+});

@@ -1,0 +1,99 @@
+/**
+ * A test adapter: records everything the core hands it and lets a test wait for it. It can be told
+ * to refuse deliveries (as a local server that is down would) and gives each delivery a local id.
+ */
+import type { Adapter, AdapterCapabilities } from '../../src/bridge/adapter.js';
+import type { DeliveryUpdate, EphemeralEvent, IncomingEvent, Notice } from '../../src/bridge/events.js';
+
+type Waiter = { check: () => boolean; resolve: () => void };
+
+export class TestAdapter implements Adapter {
+  readonly network = 'matrix' as const;
+  readonly capabilities: AdapterCapabilities = {
+    media: true,
+    replies: true,
+    edits: true,
+    deletes: true,
+    reactions: true,
+    readReceipts: true,
+    typing: true,
+    presence: true,
+    maxMediaBytes: 100 * 1024 * 1024,
+  };
+  readonly delivered: IncomingEvent[] = [];
+  readonly deliveryCalls: IncomingEvent[] = [];
+  readonly updates: DeliveryUpdate[] = [];
+  readonly notices: { localUser: string; notice: Notice }[] = [];
+  readonly ephemeral: EphemeralEvent[] = [];
+  /** While set, deliveries are refused (they stay pending in the core). */
+  refuse = false;
+  private readonly waiters: Waiter[] = [];
+  private nextLocal = 1;
+
+  deliver(event: IncomingEvent): Promise<string | undefined> {
+    this.deliveryCalls.push(event);
+    if (this.refuse) return Promise.reject(new Error('local server unavailable'));
+    // Idempotent on remoteId, as the contract asks.
+    const seen = this.delivered.findIndex((e) => e.remoteId === event.remoteId && e.remote === event.remote);
+    if (seen < 0) this.delivered.push(event);
+    this.changed();
+    return Promise.resolve(`$local${seen < 0 ? this.nextLocal++ : seen + 1}`);
+  }
+
+  updateDelivery(update: DeliveryUpdate): void {
+    this.updates.push(update);
+    this.changed();
+  }
+
+  notify(localUser: string, notice: Notice): void {
+    this.notices.push({ localUser, notice });
+    this.changed();
+  }
+
+  showEphemeral(event: EphemeralEvent): void {
+    this.ephemeral.push(event);
+    this.changed();
+  }
+
+  /** The texts delivered from `remote`, in delivery order. */
+  textsFrom(remote: string): string[] {
+    return this.delivered
+      .filter((e) => e.remote === remote && e.event.type === 'message' && e.event.body.kind === 'text')
+      .map((e) => (e.event.type === 'message' && e.event.body.kind === 'text' ? e.event.body.text : ''));
+  }
+
+  /** The states reported for one outgoing local id, in order. */
+  statesOf(localId: string): string[] {
+    return this.updates.filter((u) => u.localId === localId).map((u) => u.state);
+  }
+
+  /** Resolves once `check` holds (checked now and after every call into the adapter). */
+  until(check: () => boolean, what: string, timeoutMs = 15_000): Promise<void> {
+    if (check()) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        const i = this.waiters.indexOf(waiter);
+        if (i >= 0) this.waiters.splice(i, 1);
+        reject(new Error(`timed out waiting for ${what}`));
+      }, timeoutMs);
+      const waiter: Waiter = {
+        check,
+        resolve: () => {
+          clearTimeout(timer);
+          resolve();
+        },
+      };
+      this.waiters.push(waiter);
+    });
+  }
+
+  private changed(): void {
+    for (let i = this.waiters.length - 1; i >= 0; i--) {
+      const w = this.waiters[i] as Waiter;
+      if (w.check()) {
+        this.waiters.splice(i, 1);
+        w.resolve();
+      }
+    }
+  }
+}
