@@ -40,7 +40,7 @@ describe('bridge core against the emulator', () => {
   };
 
   /** Opens the store and starts a bridge with a fresh test adapter (as after a process restart). */
-  const startBridge = async () => {
+  const startBridge = async (lifecycle: 'always' | 'presence' = 'always') => {
     store = openSqliteStore(tmp.file('bridge.db'));
     const opened = store;
     bridge = new Bridge({
@@ -56,6 +56,7 @@ describe('bridge core against the emulator', () => {
         connection: { reconnect: { initialDelayMs: 50, maxDelayMs: 500 } },
       },
       preKeys: 20,
+      lifecycle,
     });
     adapter = new TestAdapter();
     core = bridge.attach(adapter);
@@ -330,6 +331,24 @@ describe('bridge core against the emulator', () => {
     expect(retry.from).toBe(aliceJid());
     expect(id).not.toBe(id0);
     expect(adapter.textsFrom(bob.jid)).toEqual(['fine']);
+  });
+
+  it('with the presence lifecycle, connects a puppet only while its user is online', async () => {
+    await stopBridge();
+    await startBridge('presence');
+    await core.enlist(ALICE);
+    const bob = await native('+4915112345678');
+    expect(bridge.puppet(ALICE)?.isStarted).toBe(false);
+    await core.submit(text('$while-away', bob.jid, 'queued while away'));
+    expect(core.status(ALICE).queued).toBe(1);
+    core.setOnline(ALICE, true);
+    await bob.waitForMessage((m) => m.content.kind === 'text' && m.content.text === 'queued while away');
+    core.setOnline(ALICE, false);
+    await adapter.until(
+      () => bridge.puppet(ALICE)?.connection.isConnected === false,
+      'the puppet to disconnect',
+    );
+    expect(bridge.puppet(ALICE)?.isStarted).toBe(false);
   });
 
   it('opts a user out: the gateway forgets the account and the puppet is deleted', async () => {
