@@ -4,6 +4,8 @@ import { HttpListener, sendJson } from './http-listener.js';
 import { componentLogger, type Logger } from './observability/logger.js';
 import { generateProviderKey, publicJwks, type ProviderPrivateJwk } from './protocol/jwt.js';
 import { readProviderKey, writeProviderKey } from './provider-keys.js';
+import { Bridge } from './bridge/core.js';
+import { SqliteSignalBackend } from './signal/index.js';
 import type { Store } from './store/repositories.js';
 import { openSqliteStore } from './store/sqlite-store.js';
 import { VERSION } from './version.js';
@@ -14,6 +16,8 @@ export const HEALTH_PATH = '/health';
 export interface Daemon {
   readonly store: Store;
   readonly http: AddressInfo;
+  /** The bridge core, when the gateway is configured (`gateway.root_key` set); adapters attach to it. */
+  readonly bridge: Bridge | undefined;
   /** Stops accepting work, lets what is in flight finish, then closes the database. */
   stop(): Promise<void>;
 }
@@ -27,6 +31,7 @@ export async function startDaemon(loaded: LoadedConfig, root: Logger): Promise<D
   const { config, paths } = loaded;
   const store = openSqliteStore(paths.database);
   let http: HttpListener | undefined;
+  let bridge: Bridge | undefined;
   try {
     const signingKey = await ensureProviderKey(paths.signingKey, log);
     const jwks = publicJwks([signingKey]);
@@ -42,6 +47,38 @@ export async function startDaemon(loaded: LoadedConfig, root: Logger): Promise<D
       }),
     );
     const address = await http.listen(config.bridge.http.host, config.bridge.http.port);
+
+    if (config.gateway.root_key) {
+      bridge = new Bridge({
+        store,
+        signalBackend: (puppetId) => new SqliteSignalBackend(store.db, puppetId),
+        gateway: {
+          host: config.gateway.host,
+          port: config.gateway.port,
+          rootPublicKey: Buffer.from(config.gateway.root_key, 'base64'),
+          gatewayId: config.gateway.gateway_id,
+          providerId: config.bridge.provider_id,
+          signingKey,
+          ...(config.gateway.static_key
+            ? { staticKey: Buffer.from(config.gateway.static_key, 'base64') }
+            : {}),
+          connection: {
+            keepaliveMs: config.gateway.keepalive_seconds * 1000,
+            handshakeTimeoutMs: config.gateway.handshake_timeout_seconds * 1000,
+            maxFrameSize: config.gateway.max_frame_bytes,
+            reconnect: {
+              initialDelayMs: config.gateway.reconnect.initial_delay_ms,
+              maxDelayMs: config.gateway.reconnect.max_delay_ms,
+            },
+          },
+        },
+        lifecycle: config.bridge.lifecycle,
+        identityPolicy: config.bridge.identity_change_policy,
+        preKeys: config.signal.prekey_batch_size,
+        logger: root,
+      });
+      await bridge.start();
+    }
 
     const publicUrl = config.bridge.http.public_url ?? `http://${address.address}:${address.port}`;
     log.info(
@@ -66,17 +103,21 @@ export async function startDaemon(loaded: LoadedConfig, root: Logger): Promise<D
     );
 
     const listener = http;
+    const core = bridge;
     return {
       store,
       http: address,
+      bridge: core,
       async stop() {
         log.info('stopping: no new work accepted');
         await listener.close();
+        await core?.stop();
         store.close();
         log.info('stopped: database closed');
       },
     };
   } catch (err) {
+    await bridge?.stop();
     await http?.close();
     store.close();
     throw err;
