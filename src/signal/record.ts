@@ -45,6 +45,18 @@ export class LiveSessionRecord extends SessionRecord {
    * step. This keeps the ten most recent old chains, as the library intends.
    */
   override removeOldChains(session: SessionType): void {
+    // Old receiving chains that are closed (no chain key) and hold no skipped message keys can
+    // decrypt nothing: drop them (in ping-pong that is every one of them, which keeps records small).
+    // A replay of a message from such a chain then fails its MAC instead of being recognised as a
+    // duplicate; either way nothing is committed.
+    session.oldRatchetList = session.oldRatchetList.filter((r) => {
+      const key = b64(r.ephemeralKey);
+      const chain = session.chains[key];
+      if (chain && (chain.chainKey.key !== undefined || Object.keys(chain.messageKeys).length > 0))
+        return true;
+      delete session.chains[key];
+      return false;
+    });
     while (session.oldRatchetList.length > OLD_RATCHETS_MAX) {
       let index = 0;
       let oldest = session.oldRatchetList[0] as OldRatchetInfo<ArrayBuffer>;
