@@ -1,0 +1,547 @@
+/**
+ * Real XMPP servers for integration tests: Prosody 0.12 and ejabberd 23.01 (Debian packages), each
+ * started in a fresh temporary directory with a generated configuration, on free loopback ports,
+ * as the current user (root in CI), with one virtual host and one external component (XEP-0114).
+ * No s2s, no TLS: c2s on loopback offers SASL SCRAM without STARTTLS.
+ *
+ * How each server is run (see docs/XMPP.md for the why):
+ * - Prosody: `prosody --config <dir>/prosody.cfg.lua -F` with `run_as_root = true` and
+ *   `daemonize = false`; users through `prosodyctl --config <file> register user host password`.
+ * - ejabberd: `erl` directly (the ejabberdctl wrapper insists on the `ejabberd` user and a fixed node
+ *   name), with `ERL_LIBS=/usr/lib/x86_64-linux-gnu`, `EJABBERD_CONFIG_PATH`, `EJABBERD_LOG_PATH`,
+ *   a unique `-sname` and `-setcookie`, `-mnesia dir <spool>`, and Erlang distribution without epmd
+ *   (`-start_epmd false -erl_epmd_port <port>`, bound to 127.0.0.1); users through a second `erl`
+ *   running `ejabberd_ctl` against that node, the way ejabberdctl itself does it.
+ */
+import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import {
+  accessSync,
+  closeSync,
+  constants,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  writeFileSync,
+} from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { client, type Client } from '@xmpp/client';
+import { xml, type Element } from '@xmpp/xml';
+import { tempDir } from './tmp.js';
+
+export type XmppServerKind = 'prosody' | 'ejabberd';
+
+export interface XmppServerOptions {
+  /** The component's domain, e.g. `wa.localhost`. */
+  componentDomain: string;
+  /** The component secret (XEP-0114 handshake). */
+  componentSecret: string;
+  /** The virtual host users live on; default `localhost`. */
+  host?: string;
+  /** Enable the server's XEP-0363 upload service (Prosody http_file_share, ejabberd mod_http_upload). */
+  httpFileShare?: boolean;
+}
+
+export interface XmppServer {
+  readonly kind: XmppServerKind;
+  /** The virtual host (domain of user JIDs). */
+  readonly host: string;
+  readonly componentDomain: string;
+  readonly c2sPort: number;
+  readonly componentPort: number;
+  /** The HTTP port of the upload service, when `httpFileShare` was asked for. */
+  readonly httpPort: number | undefined;
+  /** The JID of the XEP-0363 upload service, when `httpFileShare` was asked for. */
+  readonly uploadService: string | undefined;
+  /** The temporary directory holding config, data and logs. */
+  readonly dir: string;
+  /** `xmpp://127.0.0.1:<c2s port>`, for @xmpp/client's `service`. */
+  readonly c2sService: string;
+  /** Creates a user account `<user>@<host>`. */
+  register(user: string, password: string): Promise<void>;
+  /** Stops the server and starts it again on the same ports with the same data. */
+  restart(): Promise<void>;
+  /** Stops the server (the whole process group) and removes its directory. */
+  stop(): Promise<void>;
+  /** The server's output so far, for failure messages. */
+  log(): string;
+}
+
+export class XmppServerError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'XmppServerError';
+  }
+}
+
+const STARTUP_TIMEOUT_MS = 20_000;
+const STOP_TIMEOUT_MS = 5_000;
+
+export function startProsody(opts: XmppServerOptions): Promise<XmppServer> {
+  return startServer('prosody', opts);
+}
+
+export function startEjabberd(opts: XmppServerOptions): Promise<XmppServer> {
+  return startServer('ejabberd', opts);
+}
+
+export function startXmppServer(kind: XmppServerKind, opts: XmppServerOptions): Promise<XmppServer> {
+  return startServer(kind, opts);
+}
+
+// ---------------------------------------------------------------------------------------------
+
+interface Ports {
+  c2s: number;
+  component: number;
+  http: number;
+  dist: number;
+}
+
+interface Recipe {
+  /** Writes the config files and returns how to spawn the server. */
+  command: { file: string; args: string[]; env: NodeJS.ProcessEnv };
+  /** Extra readiness condition beyond open ports (ejabberd opens ports before it is ready). */
+  ready?: (log: string) => boolean;
+  register: (user: string, password: string) => Promise<void>;
+}
+
+async function startServer(kind: XmppServerKind, opts: XmppServerOptions): Promise<XmppServer> {
+  const host = opts.host ?? 'localhost';
+  const tmp = tempDir(`interop-bridge-${kind}-`);
+  const ports = await freePorts();
+  const recipe =
+    kind === 'prosody'
+      ? prosodyRecipe(tmp.dir, host, ports, opts)
+      : ejabberdRecipe(tmp.dir, host, ports, opts);
+  const logFile = path.join(tmp.dir, 'server.log');
+  const readLog = () => (existsSync(logFile) ? readFileSync(logFile, 'utf8') : '');
+  const waitPorts = [ports.c2s, ports.component, ...(opts.httpFileShare ? [ports.http] : [])];
+
+  let child: ChildProcess | undefined;
+
+  const launch = async () => {
+    const fd = openSync(logFile, 'a');
+    try {
+      // detached: its own process group, so stop() can kill the server and every helper it forked.
+      child = spawn(recipe.command.file, recipe.command.args, {
+        cwd: tmp.dir,
+        env: recipe.command.env,
+        detached: true,
+        stdio: ['ignore', fd, fd],
+      });
+    } finally {
+      closeSync(fd);
+    }
+    const proc = child;
+    let exited: string | undefined;
+    proc.once('exit', (code, signal) => {
+      exited = `exited with ${signal ?? `code ${String(code)}`}`;
+    });
+    proc.once('error', (err) => {
+      exited = `could not be spawned: ${err.message}`;
+    });
+    const deadline = Date.now() + STARTUP_TIMEOUT_MS;
+    for (;;) {
+      if (exited !== undefined) {
+        throw new XmppServerError(`${kind} ${exited} during start-up; its log:\n${readLog()}`);
+      }
+      if (Date.now() > deadline) {
+        await kill(proc);
+        throw new XmppServerError(
+          `${kind} did not open ports ${waitPorts.join(', ')} within ${STARTUP_TIMEOUT_MS} ms; its log:\n${readLog()}`,
+        );
+      }
+      const logReady = recipe.ready === undefined || recipe.ready(readLog());
+      if (logReady && (await allListening(waitPorts))) return;
+      await delay(50);
+    }
+  };
+
+  const stopChild = async () => {
+    if (child !== undefined) await kill(child);
+    child = undefined;
+  };
+
+  try {
+    await launch();
+  } catch (err) {
+    await stopChild();
+    tmp.cleanup();
+    throw err;
+  }
+
+  return {
+    kind,
+    host,
+    componentDomain: opts.componentDomain,
+    c2sPort: ports.c2s,
+    componentPort: ports.component,
+    httpPort: opts.httpFileShare ? ports.http : undefined,
+    uploadService: opts.httpFileShare ? `upload.${host}` : undefined,
+    dir: tmp.dir,
+    c2sService: `xmpp://127.0.0.1:${ports.c2s}`,
+    register: recipe.register,
+    async restart() {
+      await stopChild();
+      await launch();
+    },
+    async stop() {
+      await stopChild();
+      tmp.cleanup();
+    },
+    log: readLog,
+  };
+}
+
+// --- Prosody ----------------------------------------------------------------------------------
+
+function prosodyRecipe(dir: string, host: string, ports: Ports, opts: XmppServerOptions): Recipe {
+  const prosody = requireBinary('prosody', 'prosody');
+  const prosodyctl = requireBinary('prosodyctl', 'prosody');
+  mkdirSync(path.join(dir, 'data'));
+  mkdirSync(path.join(dir, 'certs'));
+  const configFile = path.join(dir, 'prosody.cfg.lua');
+  const lua = (s: string) => JSON.stringify(s); // a JSON string is a valid Lua string literal here
+  const lines = [
+    '-- Generated by test/support/xmpp-servers.ts',
+    'run_as_root = true',
+    'daemonize = false',
+    `pidfile = ${lua(path.join(dir, 'prosody.pid'))}`,
+    `data_path = ${lua(path.join(dir, 'data'))}`,
+    `certificates = ${lua(path.join(dir, 'certs'))}`,
+    'log = { { levels = { min = "info" }, to = "console" } }',
+    'modules_enabled = { "roster"; "saslauth"; "disco"; "ping"; "offline" }',
+    'modules_disabled = { "s2s" }',
+    'c2s_require_encryption = false',
+    'allow_unencrypted_plain_auth = true',
+    'authentication = "internal_hashed"',
+    'storage = "internal"',
+    'interfaces = { "127.0.0.1" }',
+    `c2s_ports = { ${ports.c2s} }`,
+    'c2s_direct_tls_ports = { }',
+    'legacy_ssl_ports = { }',
+    's2s_ports = { }',
+    `component_ports = { ${ports.component} }`,
+    'component_interfaces = { "127.0.0.1" }',
+    `http_ports = { ${opts.httpFileShare ? ports.http : ''} }`,
+    'http_interfaces = { "127.0.0.1" }',
+    'https_ports = { }',
+    `http_external_url = ${lua(`http://127.0.0.1:${ports.http}/`)}`,
+    '',
+    `VirtualHost ${lua(host)}`,
+    '',
+    `Component ${lua(opts.componentDomain)}`,
+    `  component_secret = ${lua(opts.componentSecret)}`,
+  ];
+  if (opts.httpFileShare) {
+    lines.push(
+      '',
+      `Component ${lua(`upload.${host}`)} "http_file_share"`,
+      '  http_file_share_size_limit = 16 * 1024 * 1024',
+    );
+  }
+  writeConfig(configFile, lines.join('\n') + '\n');
+  return {
+    command: { file: prosody, args: ['--config', configFile, '-F'], env: { ...process.env } },
+    register: (user, password) => run(prosodyctl, ['--config', configFile, 'register', user, host, password]),
+  };
+}
+
+// --- ejabberd ---------------------------------------------------------------------------------
+
+function ejabberdRecipe(dir: string, host: string, ports: Ports, opts: XmppServerOptions): Recipe {
+  requireBinary('ejabberdctl', 'ejabberd');
+  const erl = requireBinary('erl', 'erlang-base');
+  const erlLibs = '/usr/lib/x86_64-linux-gnu';
+  if (!readdirSync(erlLibs).some((d) => d.startsWith('ejabberd-'))) {
+    throw new XmppServerError(
+      `ejabberd's Erlang application is not under ${erlLibs}: install ejabberd with apt-get`,
+    );
+  }
+  const spool = path.join(dir, 'spool');
+  const logs = path.join(dir, 'logs');
+  const upload = path.join(dir, 'upload');
+  for (const d of [spool, logs, upload]) mkdirSync(d);
+  const configFile = path.join(dir, 'ejabberd.yml');
+  const q = (s: string) => JSON.stringify(s); // a JSON string is a valid YAML double-quoted scalar
+  const http = opts.httpFileShare
+    ? [
+        '  -',
+        `    port: ${ports.http}`,
+        '    ip: "127.0.0.1"',
+        '    module: ejabberd_http',
+        '    request_handlers:',
+        '      /upload: mod_http_upload',
+      ]
+    : [];
+  const uploadModule = opts.httpFileShare
+    ? [
+        '  mod_http_upload:',
+        `    host: ${q(`upload.${host}`)}`,
+        `    put_url: ${q(`http://127.0.0.1:${ports.http}/upload`)}`,
+        `    docroot: ${q(upload)}`,
+        '    max_size: 16777216',
+      ]
+    : [];
+  const yml = [
+    '# Generated by test/support/xmpp-servers.ts',
+    `hosts: [${q(host)}]`,
+    'loglevel: info',
+    'certfiles: []',
+    'listen:',
+    '  -',
+    `    port: ${ports.c2s}`,
+    '    ip: "127.0.0.1"',
+    '    module: ejabberd_c2s',
+    '    starttls_required: false',
+    '  -',
+    `    port: ${ports.component}`,
+    '    ip: "127.0.0.1"',
+    '    module: ejabberd_service',
+    '    hosts:',
+    `      ${q(opts.componentDomain)}:`,
+    `        password: ${q(opts.componentSecret)}`,
+    ...http,
+    'auth_method: internal',
+    'auth_password_format: scram',
+    's2s_access: none',
+    'acl:',
+    '  local:',
+    '    user_regexp: ""',
+    'access_rules:',
+    '  local:',
+    '    allow: local',
+    '  c2s:',
+    '    allow: all',
+    'modules:',
+    '  mod_disco: {}',
+    '  mod_ping: {}',
+    '  mod_roster: {}',
+    '  mod_offline: {}',
+    ...uploadModule,
+  ];
+  writeConfig(configFile, yml.join('\n') + '\n');
+
+  const id = randomBytes(6).toString('hex');
+  const node = `ib${id}@localhost`;
+  const cookie = randomBytes(16).toString('hex');
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    HOME: dir, // erl looks for ~/.erlang.cookie; keep it away from the real home
+    ERL_LIBS: erlLibs,
+    EJABBERD_CONFIG_PATH: configFile,
+    EJABBERD_LOG_PATH: path.join(logs, 'ejabberd.log'),
+    ERL_CRASH_DUMP: path.join(logs, 'erl_crash.dump'),
+  };
+  // Distribution without epmd: the node listens on a fixed loopback port that every peer dials.
+  const dist = [
+    '-setcookie',
+    cookie,
+    '-start_epmd',
+    'false',
+    '-erl_epmd_port',
+    String(ports.dist),
+    '-kernel',
+    'inet_dist_use_interface',
+    '{127,0,0,1}',
+  ];
+  let ctlCount = 0;
+  return {
+    command: {
+      file: erl,
+      args: ['-sname', node, ...dist, '-noinput', '-mnesia', 'dir', q(spool), '-s', 'ejabberd'],
+      env,
+    },
+    // The listeners open before ejabberd has finished starting; this line comes last.
+    ready: (log) => log.includes(`is started in the node ${node}`),
+    register: (user, password) =>
+      run(
+        erl,
+        [
+          '-sname',
+          `ctl${id}x${ctlCount++}@localhost`,
+          ...dist,
+          '-dist_listen',
+          'false',
+          '-hidden',
+          '-noinput',
+          '-s',
+          'ejabberd_ctl',
+          '-extra',
+          node,
+          'register',
+          user,
+          host,
+          password,
+        ],
+        env,
+      ),
+  };
+}
+
+// --- helpers ----------------------------------------------------------------------------------
+
+function writeConfig(file: string, contents: string): void {
+  // 0600: the config holds the component secret.
+  writeFileSync(file, contents, { mode: 0o600 });
+}
+
+function requireBinary(name: string, pkg: string): string {
+  for (const dir of ['/usr/bin', '/usr/sbin', ...(process.env.PATH ?? '').split(':')]) {
+    if (dir === '') continue;
+    const p = path.join(dir, name);
+    try {
+      accessSync(p, constants.X_OK);
+      return p;
+    } catch {
+      // keep looking
+    }
+  }
+  throw new XmppServerError(`${name} is not installed: install ${pkg} with apt-get (apt-get install ${pkg})`);
+}
+
+function run(file: string, args: string[], env: NodeJS.ProcessEnv = process.env): Promise<void> {
+  return new Promise((resolve, reject) => {
+    execFile(file, args, { env, timeout: 20_000 }, (err, stdout, stderr) => {
+      if (err) {
+        reject(
+          new XmppServerError(
+            `${path.basename(file)} ${args.join(' ')} failed: ${err.message}\n${stdout}${stderr}`,
+          ),
+        );
+      } else {
+        resolve();
+      }
+    });
+  });
+}
+
+/** Sends SIGTERM to the process group, SIGKILL after a grace period, and waits for the exit. */
+async function kill(child: ChildProcess): Promise<void> {
+  const pid = child.pid;
+  if (pid === undefined) return;
+  const exited =
+    child.exitCode !== null || child.signalCode !== null
+      ? Promise.resolve()
+      : new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  signalGroup(pid, 'SIGTERM');
+  const timer = new Promise<'timeout'>((resolve) => {
+    const t = setTimeout(() => resolve('timeout'), STOP_TIMEOUT_MS);
+    t.unref();
+  });
+  if ((await Promise.race([exited.then(() => 'exited' as const), timer])) === 'timeout') {
+    signalGroup(pid, 'SIGKILL');
+    await exited;
+  }
+  // Helpers the server forked (erl_child_setup, inet_gethost) go with the group.
+  signalGroup(pid, 'SIGKILL');
+}
+
+function signalGroup(pid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(-pid, signal);
+  } catch {
+    // ESRCH: the group is already gone
+  }
+}
+
+/** Reserves distinct free loopback ports (bound together, so no two are the same). */
+async function freePorts(): Promise<Ports> {
+  const servers = await Promise.all(
+    [0, 1, 2, 3].map(
+      () =>
+        new Promise<net.Server>((resolve, reject) => {
+          const s = net.createServer();
+          s.once('error', reject);
+          s.listen(0, '127.0.0.1', () => resolve(s));
+        }),
+    ),
+  );
+  const ports = servers.map((s) => (s.address() as net.AddressInfo).port);
+  await Promise.all(servers.map((s) => new Promise((resolve) => s.close(resolve))));
+  const [c2s, component, http, dist] = ports as [number, number, number, number];
+  return { c2s, component, http, dist };
+}
+
+function allListening(ports: number[]): Promise<boolean> {
+  return Promise.all(ports.map(isListening)).then((r) => r.every(Boolean));
+}
+
+function isListening(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = net.connect({ host: '127.0.0.1', port });
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+// --- users --------------------------------------------------------------------------------------
+
+export interface TestUser {
+  readonly jid: string;
+  readonly client: Client;
+  /** Every message stanza received so far, in order. */
+  readonly messages: Element[];
+  /** Resolves with the received messages once `predicate` holds (checked on each arrival). */
+  waitForMessages(predicate: (messages: Element[]) => boolean, timeoutMs?: number): Promise<Element[]>;
+  stop(): Promise<void>;
+}
+
+/**
+ * Logs `user` in with @xmpp/client (as Conversations would: SCRAM, resource binding), sends
+ * initial presence, and records incoming messages. xmpp.js's automatic reconnect is off.
+ */
+export async function connectUser(server: XmppServer, user: string, password: string): Promise<TestUser> {
+  const c = client({ service: server.c2sService, domain: server.host, username: user, password });
+  c.reconnect.stop();
+  const messages: Element[] = [];
+  const waiters = new Set<() => void>();
+  c.on('error', () => undefined); // a failed start rejects start(); later errors end in offline
+  c.on('stanza', (el) => {
+    if (el.name !== 'message') return;
+    messages.push(el);
+    for (const w of [...waiters]) w();
+  });
+  await c.start();
+  await c.send(xml('presence', {}));
+  return {
+    jid: `${user}@${server.host}`,
+    client: c,
+    messages,
+    waitForMessages(predicate, timeoutMs = 10_000) {
+      return new Promise((resolve, reject) => {
+        const check = () => {
+          if (!predicate(messages)) return;
+          waiters.delete(check);
+          clearTimeout(timer);
+          resolve(messages);
+        };
+        const timer = setTimeout(() => {
+          waiters.delete(check);
+          reject(
+            new Error(
+              `${user} did not receive the expected messages within ${timeoutMs} ms; got:\n` +
+                messages.map((m) => m.toString()).join('\n'),
+            ),
+          );
+        }, timeoutMs);
+        waiters.add(check);
+        check();
+      });
+    },
+    async stop() {
+      await c.stop().catch(() => undefined);
+    },
+  };
+}
