@@ -9,10 +9,11 @@
  * exactly those bytes, so a verifier never re-serializes what it checks.
  */
 import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
+import { ed25519 } from '@noble/curves/ed25519.js';
 import {
   createPrivateKey,
   createPublicKey,
-  generateKeyPairSync,
+  randomBytes,
   sign,
   timingSafeEqual,
   verify,
@@ -120,10 +121,13 @@ export function createIntermediateKey(): Ed25519KeyPair {
   return createEd25519KeyPair();
 }
 
+/**
+ * From 32 random bytes (the RFC 8032 seed), the public key derived by @noble/curves: on Node 20,
+ * exporting a key that generateKeyPairSync just made can deadlock when a GC runs during the export.
+ */
 function createEd25519KeyPair(): Ed25519KeyPair {
-  const { privateKey } = generateKeyPairSync('ed25519');
-  const jwk = privateKey.export({ format: 'jwk' });
-  return { publicKey: fromBase64Url(jwk.x ?? ''), privateKey: fromBase64Url(jwk.d ?? '') };
+  const privateKey = new Uint8Array(randomBytes(32));
+  return { publicKey: ed25519.getPublicKey(privateKey), privateKey };
 }
 
 /** Signs an intermediate certificate with the gateway's root key. */
@@ -351,8 +355,4 @@ function requireSeconds(n: number, what: string): void {
 
 function toBase64Url(bytes: Uint8Array): string {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64url');
-}
-
-function fromBase64Url(text: string): Uint8Array {
-  return new Uint8Array(Buffer.from(text, 'base64url'));
 }

@@ -7,8 +7,17 @@
  * is useless from any other key. Verification runs structure, algorithm, key, signature, claims,
  * and only then the replay cache, so a forged or otherwise invalid token never occupies it.
  */
-import { randomBytes, generateKeyPairSync, timingSafeEqual, type KeyObject } from 'node:crypto';
-import { calculateJwkThumbprint, compactVerify, errors, SignJWT, type CryptoKey, type JWK } from 'jose';
+import { randomBytes, timingSafeEqual, type KeyObject } from 'node:crypto';
+import {
+  calculateJwkThumbprint,
+  compactVerify,
+  errors,
+  exportJWK,
+  generateKeyPair,
+  SignJWT,
+  type CryptoKey,
+  type JWK,
+} from 'jose';
 import { InteropError } from '../errors.js';
 import { ReplayCacheFullError, type ReplayGuard } from './replay-cache.js';
 
@@ -289,9 +298,10 @@ export interface JwksLike {
  * so it is stable and needs no registry.
  */
 export async function generateProviderKey(alg: ClientTokenAlg, kid?: string): Promise<ProviderPrivateJwk> {
-  const { privateKey } =
-    alg === 'EdDSA' ? generateKeyPairSync('ed25519') : generateKeyPairSync('ec', { namedCurve: 'P-256' });
-  const jwk = privateKey.export({ format: 'jwk' });
+  // Through WebCrypto (jose): on Node 20, exporting a key generateKeyPairSync just made can deadlock
+  // when a GC runs during the export.
+  const { privateKey } = await generateKeyPair(alg === 'EdDSA' ? 'Ed25519' : 'ES256', { extractable: true });
+  const jwk = await exportJWK(privateKey);
   const base = {
     kty: alg === 'EdDSA' ? ('OKP' as const) : ('EC' as const),
     crv: alg === 'EdDSA' ? ('Ed25519' as const) : ('P-256' as const),
