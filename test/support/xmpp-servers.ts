@@ -62,7 +62,11 @@ export interface XmppServer {
   readonly c2sService: string;
   /** Creates a user account `<user>@<host>`. */
   register(user: string, password: string): Promise<void>;
-  /** Stops the server and starts it again on the same ports with the same data. */
+  /** Stops the server process but keeps its directory, ports and data, for `start()`. */
+  shutdown(): Promise<void>;
+  /** Starts the server again after `shutdown()`, on the same ports with the same data. */
+  start(): Promise<void>;
+  /** `shutdown()` then `start()`. */
   restart(): Promise<void>;
   /** Stops the server (the whole process group) and removes its directory. */
   stop(): Promise<void>;
@@ -124,6 +128,8 @@ async function startServer(kind: XmppServerKind, opts: XmppServerOptions): Promi
   let child: ChildProcess | undefined;
 
   const launch = async () => {
+    // Readiness is read from this run's output only (a restart appends to the same log).
+    const logStart = readLog().length;
     const fd = openSync(logFile, 'a');
     try {
       // detached: its own process group, so stop() can kill the server and every helper it forked.
@@ -155,7 +161,7 @@ async function startServer(kind: XmppServerKind, opts: XmppServerOptions): Promi
           `${kind} did not open ports ${waitPorts.join(', ')} within ${STARTUP_TIMEOUT_MS} ms; its log:\n${readLog()}`,
         );
       }
-      const logReady = recipe.ready === undefined || recipe.ready(readLog());
+      const logReady = recipe.ready === undefined || recipe.ready(readLog().slice(logStart));
       if (logReady && (await allListening(waitPorts))) return;
       await delay(50);
     }
@@ -185,6 +191,11 @@ async function startServer(kind: XmppServerKind, opts: XmppServerOptions): Promi
     dir: tmp.dir,
     c2sService: `xmpp://127.0.0.1:${ports.c2s}`,
     register: recipe.register,
+    shutdown: stopChild,
+    async start() {
+      if (child !== undefined) throw new XmppServerError(`${kind} is already running`);
+      await launch();
+    },
     async restart() {
       await stopChild();
       await launch();

@@ -1,0 +1,68 @@
+/**
+ * Errors of the XMPP component link. Each has a stable code; the message names the config key or
+ * server setting to check.
+ */
+import { InteropError } from '../../src/errors.js';
+
+/** The server answered the XEP-0114 handshake with <not-authorized/>. */
+export class ComponentSecretRefusedError extends InteropError {
+  constructor(domain: string, detail?: string) {
+    super(
+      'xmpp_secret_refused',
+      `the XMPP server refused the component secret for ${domain}: check xmpp.secret and the server's component config` +
+        (detail ? ` (server said: ${detail})` : ''),
+    );
+  }
+}
+
+/** No TCP connection to the component port, or no stream opened in time. */
+export class XmppServerUnreachableError extends InteropError {
+  constructor(host: string, port: number, reason: string, options?: { cause?: unknown }) {
+    super(
+      'xmpp_server_unreachable',
+      `cannot reach the XMPP server's component port at ${host}:${port} (${reason}): check xmpp.server_host and xmpp.server_port, and that the server is running with a component listener there`,
+      options,
+    );
+  }
+}
+
+/** The server closed the component stream with a stream error other than a bad secret. */
+export class ComponentStreamError extends InteropError {
+  readonly condition: string;
+
+  constructor(domain: string, condition: string, text?: string) {
+    super(
+      'xmpp_stream_error',
+      `the XMPP server closed the component stream for ${domain} with <${condition}/>${text ? ` (${text})` : ''}: ${advice(condition, domain)}`,
+    );
+    this.condition = condition;
+  }
+}
+
+function advice(condition: string, domain: string): string {
+  switch (condition) {
+    case 'host-unknown':
+      return `declare the component ${domain} in the server's config (see config/*.example)`;
+    case 'conflict':
+      return `another process is connected as ${domain}: stop it or use another xmpp.component_domain`;
+    default:
+      return 'see the XMPP server log';
+  }
+}
+
+/** `send()` was given something the server would disconnect the component for. */
+export class InvalidStanzaError extends InteropError {
+  constructor(message: string) {
+    super('xmpp_invalid_stanza', message);
+  }
+}
+
+/** The link was stopped before the stanza was confirmed; the caller keeps it for a later retry. */
+export class ComponentStoppedError extends InteropError {
+  constructor(domain: string) {
+    super(
+      'xmpp_component_stopped',
+      `the XMPP component link for ${domain} was stopped before the stanza was confirmed: it will be retried after the next start`,
+    );
+  }
+}
