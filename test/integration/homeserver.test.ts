@@ -465,6 +465,11 @@ describe('authentication and namespaces', () => {
       username: 'bob',
     });
     expect(outside).toMatchObject({ status: 400, json: { errcode: 'M_EXCLUSIVE' } });
+    const bot = await asCall('POST', '/_matrix/client/v3/register', {
+      type: 'm.login.application_service',
+      username: 'interopbot',
+    });
+    expect(bot).toMatchObject({ status: 400, json: { errcode: 'M_USER_IN_USE' } });
     const res = await fetch(`${hs.url}/_matrix/client/v3/register`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },

@@ -187,7 +187,12 @@ export class TransactionPusher {
       this.ephemeral.splice(0, ephemeral.length);
       if (this.duplicates > 0 && !this.closed) {
         this.duplicates--;
-        await this.attempt(txnId, body, this.attempts.length, 'duplicate');
+        await this.attempt(
+          txnId,
+          body,
+          this.attempts.filter((a) => a.txnId === txnId).length + 1,
+          'duplicate',
+        );
       }
     }
   }

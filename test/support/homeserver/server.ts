@@ -614,6 +614,22 @@ export class StandInHomeserver {
       return ok(c.query.get('format') === 'event' ? e : e.content);
     },
 
+    getOneRoomEvent: (c) => {
+      const room = this.memberRoom(c.params['roomId']!, need(c.auth).userId);
+      const e = room.event(c.params['eventId']!);
+      if (e === undefined) throw new MatrixError('M_NOT_FOUND', 404, 'Event not found');
+      return ok(e);
+    },
+
+    getJoinedRooms: (c) => {
+      const userId = need(c.auth).userId;
+      return ok({
+        joined_rooms: [...this.rooms.values()]
+          .filter((r) => r.membership(userId) === 'join')
+          .map((r) => r.roomId),
+      });
+    },
+
     getRoomState: (c) => ok([...this.memberRoom(c.params['roomId']!, need(c.auth).userId).state.values()]),
 
     getMembersByRoom: (c) => {
@@ -856,7 +872,7 @@ export class StandInHomeserver {
       if (!this.namespaces.ownsUser(userId)) {
         throw new MatrixError('M_EXCLUSIVE', 400, `${userId} is outside the appservice's user namespaces`);
       }
-      if (this.accounts.has(userId) && userId !== this.namespaces.botUserId) {
+      if (this.accounts.has(userId)) {
         throw new MatrixError('M_USER_IN_USE', 400, 'Desired user ID is already taken.');
       }
       this.ensureAccount(userId);
