@@ -31,6 +31,7 @@ import { generateKeyPair, type KeyPair } from '../src/protocol/noise/index.js';
 import {
   formatJid,
   parseJid,
+  providerOf,
   type MessageStanza,
   type ReceiptStanza,
   type Stanza,
@@ -253,7 +254,20 @@ export class NativeUser {
       throw new InteropError('native_media_incomplete', 'the media message lacks its url, key or hashes');
     }
     const conn = await this.mediaConn();
-    const res = await fetch(m.url, { headers: { authorization: `Bearer ${conn.auth}` } });
+    // Media on the gateway's own service is downloaded there; media a third-party provider hosts is
+    // fetched through the gateway's proxy (PROTOCOL.md section 7), which checks the provider's
+    // allowed hosts and fileEncSha256: a gatekeeper client never fetches a provider's URL itself.
+    const sender = providerOf(parseJid(message.from).server);
+    const onGateway = new URL(m.url).host.toLowerCase() === conn.host.toLowerCase();
+    const source =
+      onGateway || sender === undefined
+        ? m.url
+        : `http://${conn.host}/proxy?${new URLSearchParams({
+            provider: sender,
+            url: m.url,
+            file_enc_sha256: Buffer.from(m.fileEncSha256).toString('base64url'),
+          }).toString()}`;
+    const res = await fetch(source, { headers: { authorization: `Bearer ${conn.auth}` } });
     if (res.status !== 200 || !res.body)
       throw new InteropError('native_download_failed', `download failed: HTTP ${res.status}`);
     const verified = await decryptMedia(

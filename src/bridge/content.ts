@@ -16,7 +16,7 @@ import type { MediaType } from '../protocol/stanza/index.js';
 import type { Portal, Store } from '../store/repositories.js';
 import { UndeliverableError } from './errors.js';
 import type { ConversationEvent, MediaBody, OutgoingEvent } from './events.js';
-import type { IncomingMedia, MediaHandler } from './media.js';
+import { MediaUnavailableError, type IncomingMedia, type MediaHandler } from './media.js';
 
 export interface BuiltContent {
   readonly content: Message;
@@ -139,16 +139,29 @@ export async function incomingEvent(input: {
     case 'audio':
     case 'voice':
     case 'document': {
-      if (input.media) {
-        const body = await input.media.fetchIncoming({
-          localUser: input.localUser,
-          remote: portal.remoteJid,
-          remoteId: input.remoteId,
-          content: c,
-        });
-        return { type: 'message', body: { ...body, media: MEDIA_KIND[c.kind] }, ...replyTo };
-      }
       const caption = 'caption' in c && c.caption ? `: ${c.caption}` : '';
+      if (input.media) {
+        try {
+          const body = await input.media.fetchIncoming({
+            localUser: input.localUser,
+            remote: portal.remoteJid,
+            remoteId: input.remoteId,
+            content: c,
+          });
+          return { type: 'message', body: { ...body, media: MEDIA_KIND[c.kind] }, ...replyTo };
+        } catch (err) {
+          if (!(err instanceof MediaUnavailableError)) throw err;
+          // Never showable: a notice in its place, so the user knows something was sent.
+          return {
+            type: 'message',
+            body: {
+              kind: 'text',
+              text: `(sent ${MEDIA_LABEL[c.kind]} that could not be shown: ${err.reason}${caption})`,
+            },
+            ...replyTo,
+          };
+        }
+      }
       return {
         type: 'message',
         body: {

@@ -431,6 +431,19 @@ export class Bridge {
     };
   }
 
+  /**
+   * The puppet's media credential (`<media_conn>` over its own connection): where the gateway's
+   * media service is and the bearer `auth` for it, valid `ttl` seconds. For the MediaHandler, which
+   * downloads incoming media as the puppet. Rejects when the puppet is not connected.
+   */
+  async mediaConn(localUser: string): Promise<{ auth: string; ttl: number; hosts: readonly string[] }> {
+    const answer = await this.runtimeOf(localUser).connection.request({ op: 'media_conn' });
+    if (answer.body.op !== 'media_conn_result') {
+      throw new BridgeError('bridge_not_connected', `the gateway gave ${localUser}'s puppet no media host`);
+    }
+    return { auth: answer.body.auth, ttl: answer.body.ttl, hosts: answer.body.hosts };
+  }
+
   /** The runtime of a puppet, for tests and the daemon's status page. */
   puppet(localUser: string): PuppetRuntime | undefined {
     return this.runtimes.get(localUser);

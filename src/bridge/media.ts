@@ -4,6 +4,7 @@
  * outgoing media fails with a reason the adapter shows, and incoming media reaches the adapter as a
  * short text saying what was not shown.
  */
+import { InteropError } from '../errors.js';
 import type { Message } from '../protocol/gen/interop/v1/message_pb.js';
 import type { DescribedContent } from '../protocol/content.js';
 import type { MediaType } from '../protocol/stanza/index.js';
@@ -30,7 +31,10 @@ export interface MediaHandler {
 
   /**
    * Downloads, verifies and decrypts incoming media to a local file; returns its body for the
-   * adapter. Called again after a restart for a message not yet delivered.
+   * adapter. Called again after a restart for a message not yet delivered. Throw a
+   * MediaUnavailableError for media that can never be shown (too large, failed verification, gone):
+   * the user then gets a notice in its place. Any other error leaves the message pending, to be
+   * tried again.
    */
   fetchIncoming(input: {
     localUser: string;
@@ -38,4 +42,20 @@ export interface MediaHandler {
     remoteId: string;
     content: IncomingMedia;
   }): Promise<MediaBody>;
+}
+
+/**
+ * Incoming media that will never be shown (over the size limit, altered in transit, no longer on
+ * the gateway). The core delivers a notice in its place, with `reason` in words for the user,
+ * rather than holding the conversation up or dropping the message.
+ */
+export class MediaUnavailableError extends InteropError {
+  constructor(
+    code: string,
+    /** Why, for the user: completes "(sent an image that could not be shown: <reason>)". */
+    readonly reason: string,
+    options?: { cause?: unknown },
+  ) {
+    super(code, reason, options);
+  }
 }

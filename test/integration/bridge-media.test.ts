@@ -1,0 +1,307 @@
+/**
+ * Media through the bridge core end to end: a local user's files are encrypted and hosted on the
+ * bridge's HTTP listener and reach native users through the gateway's proxy; native users' uploads
+ * are fetched with the puppet's `<media_conn>` credential, verified and handed to the adapter as
+ * files. The emulator runs over real TCP and HTTP.
+ */
+import { randomBytes } from 'node:crypto';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { Bridge } from '../../src/bridge/core.js';
+import type { BridgeCore } from '../../src/bridge/adapter.js';
+import type { IncomingEvent, MediaBody, MediaKind } from '../../src/bridge/events.js';
+import { BridgeMediaHandler } from '../../src/bridge/media-handler.js';
+import { accountJidOf } from '../../src/bridge/puppet.js';
+import { HttpListener } from '../../src/http-listener.js';
+import { MediaHost } from '../../src/media/host.js';
+import { loadEmulatorConfig } from '../../emulator/config.js';
+import { initKeys } from '../../emulator/keys.js';
+import { RunningEmulator } from '../../emulator/main.js';
+import { NativeUser, type NativeMediaKind } from '../../emulator/native-user.js';
+import { createLogger } from '../../src/observability/logger.js';
+import { generateProviderKey, publicJwks, type ProviderPrivateJwk } from '../../src/protocol/jwt.js';
+import { SqliteSignalBackend } from '../../src/signal/index.js';
+import { openSqliteStore, type SqliteStore } from '../../src/store/sqlite-store.js';
+import { TestAdapter } from '../support/test-adapter.js';
+import { tempDir } from '../support/tmp.js';
+
+const PROVIDER = 'testbridge';
+const ALICE = '@alice:example.org';
+const BOB = '+4915112345678';
+/** The bridge's media.max_bytes in these tests: small, so the over-size case stays small too. */
+const MAX_BYTES = 256 * 1024;
+
+/** One file of each kind, as the local user sends it and as a native user sends it. */
+const SAMPLES: readonly {
+  kind: MediaKind;
+  native: NativeMediaKind;
+  mimetype: string;
+  bytes: Buffer;
+  caption?: string;
+  fileName?: string;
+}[] = [
+  { kind: 'image', native: 'image', mimetype: 'image/jpeg', bytes: randomBytes(70_001), caption: 'the view' },
+  { kind: 'video', native: 'video', mimetype: 'video/mp4', bytes: randomBytes(150_000), caption: 'a clip' },
+  { kind: 'voice', native: 'voice', mimetype: 'audio/ogg; codecs=opus', bytes: randomBytes(12_345) },
+  {
+    kind: 'file',
+    native: 'document',
+    mimetype: 'application/pdf',
+    bytes: randomBytes(40_960),
+    caption: 'as promised',
+    fileName: 'Quarterly report.pdf',
+  },
+];
+
+describe('bridge media against the emulator', () => {
+  let tmp: ReturnType<typeof tempDir>;
+  let running: RunningEmulator;
+  let root: Uint8Array;
+  let signingKey: ProviderPrivateJwk;
+  let http: HttpListener;
+  let host: MediaHost;
+  let media: BridgeMediaHandler;
+  let store: SqliteStore;
+  let bridge: Bridge;
+  let adapter: TestAdapter;
+  let core: BridgeCore;
+  const natives: NativeUser[] = [];
+
+  const native = async (phone: string) => {
+    const u = await NativeUser.connect({ emulator: running.gateway, phone, rootPublicKey: root });
+    natives.push(u);
+    return u;
+  };
+
+  const startBridge = async () => {
+    store = openSqliteStore(tmp.file('bridge.db'));
+    const opened = store;
+    bridge = new Bridge({
+      store: opened,
+      signalBackend: (id) => new SqliteSignalBackend(opened.db, id),
+      gateway: {
+        host: running.gateway.host,
+        port: running.gateway.port,
+        rootPublicKey: root,
+        gatewayId: 'emulator.interop',
+        providerId: PROVIDER,
+        signingKey,
+        connection: { reconnect: { initialDelayMs: 50, maxDelayMs: 500 } },
+      },
+      preKeys: 20,
+      media,
+    });
+    adapter = new TestAdapter();
+    core = bridge.attach(adapter);
+    await bridge.start();
+  };
+
+  const stopBridge = async () => {
+    await bridge.stop();
+    store.close();
+  };
+
+  const aliceJid = () => accountJidOf(store.puppets.byLocalId(ALICE)!.accountId, PROVIDER);
+
+  const connected = () =>
+    adapter.until(() => bridge.puppet(ALICE)?.connection.isConnected === true, 'the puppet to connect');
+
+  /** Enlists Alice, connects Bob, and waits for the puppet. */
+  const aliceAndBob = async () => {
+    await core.enlist(ALICE);
+    const bob = await native(BOB);
+    await connected();
+    return bob;
+  };
+
+  const mediaFrom = (remote: string): (IncomingEvent & { body: MediaBody })[] =>
+    adapter.delivered.flatMap((e) =>
+      e.remote === remote && e.event.type === 'message' && e.event.body.kind === 'media'
+        ? [{ ...e, body: e.event.body }]
+        : [],
+    );
+
+  beforeEach(async () => {
+    tmp = tempDir();
+    signingKey = await generateProviderKey('EdDSA');
+    const jwks = tmp.file('bridge-jwks.json');
+    writeFileSync(jwks, JSON.stringify(publicJwks([signingKey])));
+    // The bridge's listener first: the gateway's proxy may fetch this provider's media from it only.
+    http = new HttpListener(createLogger({ level: 'silent' }));
+    const address = await http.listen('127.0.0.1', 0);
+    const listener = `127.0.0.1:${address.port}`;
+    host = await MediaHost.open({
+      dir: path.join(tmp.dir, 'media'),
+      publicUrl: `http://${listener}`,
+      maxBytes: MAX_BYTES,
+    });
+    host.mount(http);
+    media = await BridgeMediaHandler.open({
+      host,
+      mediaConn: (localUser) => bridge.mediaConn(localUser),
+      receivedDir: path.join(tmp.dir, 'media-received'),
+      maxBytes: MAX_BYTES,
+    });
+    const config = tmp.file(
+      'emulator.yaml',
+      [
+        'gateway:',
+        '  port: 0',
+        'emulator:',
+        '  data_dir: data',
+        'media:',
+        '  port: 0',
+        'admin:',
+        '  enabled: false',
+        'providers:',
+        `  - id: ${PROVIDER}`,
+        `    jwks_file: ${jwks}`,
+        `    allowed_media_hosts: ["${listener}"]`,
+        '',
+      ].join('\n'),
+    );
+    const loaded = loadEmulatorConfig(config);
+    root = initKeys(loaded.paths.dataDir, { validityDays: 30, intermediateValidityDays: 365 }).rootPublicKey;
+    running = await RunningEmulator.start({ loaded, logger: createLogger({ level: 'silent' }) });
+    await startBridge();
+  });
+
+  afterEach(async () => {
+    await Promise.all(natives.splice(0).map((u) => u.close()));
+    await stopBridge();
+    media.close();
+    host.close();
+    await http.close();
+    await running.stop();
+    tmp.cleanup();
+  });
+
+  it('sends an image, a video, a voice note and a document that a native user downloads byte for byte through the gateway proxy', async () => {
+    const bob = await aliceAndBob();
+    for (const [i, s] of SAMPLES.entries()) {
+      const file = tmp.file(`out-${i}`);
+      writeFileSync(file, s.bytes);
+      await core.submit({
+        localId: `$media${i}`,
+        localUser: ALICE,
+        remote: bob.jid,
+        event: {
+          type: 'message',
+          body: {
+            kind: 'media',
+            media: s.kind,
+            path: file,
+            mimetype: s.mimetype,
+            size: s.bytes.length,
+            ...(s.caption ? { caption: s.caption } : {}),
+            ...(s.fileName ? { fileName: s.fileName } : {}),
+          },
+        },
+      });
+    }
+    await bob.waitForMessage(() => bob.received.length === SAMPLES.length);
+
+    expect(bob.received.map((m) => m.content.kind)).toEqual(['image', 'video', 'voice', 'document']);
+    for (const [i, s] of SAMPLES.entries()) {
+      const m = bob.received[i]!;
+      expect(m.from).toBe(aliceJid());
+      expect((await bob.downloadMedia(m)).equals(s.bytes)).toBe(true);
+      const c = m.content;
+      if (!('media' in c)) throw new Error('not media');
+      expect(c.media.mimetype).toBe(s.mimetype);
+      // Hosted by the bridge, not uploaded to the gateway.
+      expect(new URL(c.media.url).pathname).toMatch(/^\/_interop\/media\/[A-Za-z0-9_-]{43}$/);
+      if ('caption' in c) expect(c.caption).toBe(s.caption ?? '');
+    }
+    const doc = bob.received[3]!.content;
+    expect(doc.kind === 'document' && doc.media.fileName).toBe('Quarterly report.pdf');
+    const voice = bob.received[2]!.content;
+    expect(voice.kind === 'voice' && voice.media.ptt).toBe(true);
+    await adapter.until(
+      () => SAMPLES.every((_, i) => adapter.statesOf(`$media${i}`).includes('delivered')),
+      'every file delivered',
+    );
+  });
+
+  it('hands the adapter a file with the same bytes, caption and file name for each kind a native user sends', async () => {
+    const bob = await aliceAndBob();
+    const ids: string[] = [];
+    for (const s of SAMPLES) {
+      ids.push(
+        await bob.sendMedia(
+          aliceJid(),
+          {
+            kind: s.native,
+            bytes: s.bytes,
+            mimetype: s.mimetype,
+            ...(s.caption ? { caption: s.caption } : {}),
+            ...(s.fileName ? { fileName: s.fileName } : {}),
+          },
+          { devices: [0] },
+        ),
+      );
+    }
+    await adapter.until(() => mediaFrom(bob.jid).length === SAMPLES.length, 'every incoming file');
+
+    const got = mediaFrom(bob.jid);
+    expect(got.map((e) => e.remoteId)).toEqual(ids);
+    for (const [i, s] of SAMPLES.entries()) {
+      const { body } = got[i]!;
+      expect(body.media).toBe(s.kind);
+      expect(readFileSync(body.path).equals(s.bytes)).toBe(true);
+      expect(body.size).toBe(s.bytes.length);
+      expect(body.mimetype).toBe(s.mimetype);
+      expect(body.caption).toBe(s.caption);
+      expect(body.fileName).toBe(s.fileName);
+      // Written under the bridge's own directory, not wherever the sender would like.
+      expect(path.dirname(body.path)).toBe(path.join(tmp.dir, 'media-received'));
+    }
+    await bob.waitForReceipt(ids[ids.length - 1]!, 'delivery');
+  });
+
+  it('tells the local user about an incoming file over media.max_bytes instead of losing it', async () => {
+    const bob = await aliceAndBob();
+    const big = await bob.sendMedia(
+      aliceJid(),
+      { kind: 'document', bytes: randomBytes(300_000), mimetype: 'application/zip', caption: 'backup' },
+      { devices: [0] },
+    );
+    await adapter.until(() => adapter.textsFrom(bob.jid).length === 1, 'the notice');
+
+    expect(adapter.delivered[0]?.remoteId).toBe(big);
+    expect(adapter.textsFrom(bob.jid)[0]).toBe(
+      '(sent a file that could not be shown: it is 293.0 KB, and this bridge takes files up to 256.0 KB: backup)',
+    );
+    // The message counts as delivered (the sender is told), and the conversation goes on.
+    await bob.waitForReceipt(big, 'delivery');
+    await bob.sendText(aliceJid(), 'did you get it?', { devices: [0] });
+    await adapter.until(() => adapter.textsFrom(bob.jid).length === 2, 'the next message');
+  });
+
+  it('refuses a blob altered at the gateway and tells the local user', async () => {
+    const bob = await aliceAndBob();
+    const alice = aliceJid();
+    await stopBridge(); // the message waits at the gateway while its blob is altered
+    const id = await bob.sendMedia(
+      alice,
+      { kind: 'image', bytes: randomBytes(30_000), mimetype: 'image/png', caption: 'look' },
+      { devices: [0] },
+    );
+    const storeDir = running.loaded.paths.media;
+    const blobs = readdirSync(storeDir).filter((n) => !n.startsWith('.'));
+    expect(blobs).toHaveLength(1);
+    const blob = readFileSync(path.join(storeDir, blobs[0]!));
+    blob[100] = blob[100]! ^ 0xff;
+    writeFileSync(path.join(storeDir, blobs[0]!), blob);
+
+    await startBridge();
+    await adapter.until(() => adapter.textsFrom(bob.jid).length === 1, 'the notice');
+
+    expect(adapter.delivered[0]?.remoteId).toBe(id);
+    expect(adapter.textsFrom(bob.jid)[0]).toBe(
+      '(sent an image that could not be shown: it failed its integrity check (it was altered or damaged on the way), so it was discarded: look)',
+    );
+    expect(mediaFrom(bob.jid)).toHaveLength(0);
+    expect(readdirSync(path.join(tmp.dir, 'media-received')).filter((n) => !n.startsWith('.'))).toEqual([]);
+  });
+});
