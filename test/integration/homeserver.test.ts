@@ -442,6 +442,15 @@ describe('transactions to the appservice', () => {
   });
 });
 
+test('checks the answers of the appservice to direct calls against the application service API', async () => {
+  appservice.answers.push(403);
+  const r = await hs.callAppservice('PUT', '/_matrix/app/v1/transactions/probe', { events: [] }, 'wrong');
+  expect(r).toMatchObject({ status: 403, body: { errcode: 'M_UNKNOWN' } });
+  expect(appservice.received.at(-1)?.authorization).toBe('Bearer wrong');
+  hs.assertNoViolations();
+  await expect(hs.callAppservice('GET', '/_matrix/app/v1/nowhere')).rejects.toThrow(/not an endpoint/);
+});
+
 describe('authentication and namespaces', () => {
   test('refuse masquerading outside the namespaces, and as a ghost not yet registered', async () => {
     const asAlice = await asCall('GET', '/_matrix/client/v3/account/whoami', undefined, alice.userId);

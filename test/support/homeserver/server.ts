@@ -251,6 +251,52 @@ export class StandInHomeserver {
     this.pusher.duplicateNext();
   }
 
+  /**
+   * A call from the homeserver to the appservice outside the transaction stream (user and room
+   * queries, a transaction with a wrong token): the answer is checked against the application
+   * service API like every other. `token` defaults to the hs_token; pass null to send none.
+   */
+  async callAppservice(
+    method: 'GET' | 'PUT' | 'POST',
+    path: string,
+    body?: unknown,
+    token: string | null = this.registration.hs_token,
+  ): Promise<{ status: number; body: unknown } | { error: string }> {
+    const base = (this.registration.url ?? '').replace(/\/$/, '');
+    const found = this.appserviceApi.match(method, path);
+    if (typeof found === 'string') {
+      throw new Error(`${method} ${path} is not an endpoint of the application service API`);
+    }
+    const operation = found[0]!.operation;
+    let outcome: { status: number; body: unknown } | { error: string };
+    try {
+      const res = await fetch(`${base}${path}`, {
+        method,
+        headers: {
+          ...(token === null ? {} : { authorization: `Bearer ${token}` }),
+          ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+        },
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      });
+      const text = await res.text();
+      let parsed: unknown = text;
+      try {
+        parsed = JSON.parse(text) as unknown;
+      } catch {
+        // reported by the response check below
+      }
+      outcome = { status: res.status, body: parsed };
+    } catch (err) {
+      return { error: (err as Error).message };
+    }
+    this.report(
+      'appservice',
+      `the appservice's answer to ${method} ${path} (${operation.operationId})`,
+      this.appserviceApi.validateResponse(operation, outcome.status, 'application/json', outcome.body),
+    );
+    return outcome;
+  }
+
   // ---- faults -------------------------------------------------------------------------------------
 
   /** The next `count` matching requests get 429 M_LIMIT_EXCEEDED with `retry_after_ms`. */
