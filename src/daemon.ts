@@ -1,10 +1,14 @@
 import type { AddressInfo } from 'node:net';
+import path from 'node:path';
 import type { LoadedConfig } from './config/loader.js';
 import { HttpListener, sendJson } from './http-listener.js';
 import { componentLogger, type Logger } from './observability/logger.js';
 import { generateProviderKey, publicJwks, type ProviderPrivateJwk } from './protocol/jwt.js';
 import { readProviderKey, writeProviderKey } from './provider-keys.js';
 import { Bridge } from './bridge/core.js';
+import { BridgeError } from './bridge/errors.js';
+import { BridgeMediaHandler } from './bridge/media-handler.js';
+import { MediaHost } from './media/host.js';
 import { SqliteSignalBackend } from './signal/index.js';
 import type { Store } from './store/repositories.js';
 import { openSqliteStore } from './store/sqlite-store.js';
@@ -32,6 +36,8 @@ export async function startDaemon(loaded: LoadedConfig, root: Logger): Promise<D
   const store = openSqliteStore(paths.database);
   let http: HttpListener | undefined;
   let bridge: Bridge | undefined;
+  let host: MediaHost | undefined;
+  let media: BridgeMediaHandler | undefined;
   try {
     const signingKey = await ensureProviderKey(paths.signingKey, log);
     const jwks = publicJwks([signingKey]);
@@ -47,8 +53,29 @@ export async function startDaemon(loaded: LoadedConfig, root: Logger): Promise<D
       }),
     );
     const address = await http.listen(config.bridge.http.host, config.bridge.http.port);
+    const publicUrl = config.bridge.http.public_url ?? `http://${address.address}:${address.port}`;
 
     if (config.gateway.root_key) {
+      // Outgoing files are hosted here for the gateway's proxy; incoming ones land beside them.
+      host = await MediaHost.open({
+        dir: path.join(paths.dataDir, 'media'),
+        publicUrl,
+        maxBytes: config.media.max_bytes,
+        logger: componentLogger(root, 'media'),
+      });
+      host.mount(http);
+      media = await BridgeMediaHandler.open({
+        host,
+        mediaConn: (localUser) => {
+          if (!bridge) {
+            throw new BridgeError('bridge_not_connected', 'the bridge core is not running yet: try again');
+          }
+          return bridge.mediaConn(localUser);
+        },
+        receivedDir: path.join(paths.dataDir, 'media-received'),
+        maxBytes: config.media.max_bytes,
+        logger: componentLogger(root, 'media'),
+      });
       bridge = new Bridge({
         store,
         signalBackend: (puppetId) => new SqliteSignalBackend(store.db, puppetId),
@@ -75,12 +102,12 @@ export async function startDaemon(loaded: LoadedConfig, root: Logger): Promise<D
         lifecycle: config.bridge.lifecycle,
         identityPolicy: config.bridge.identity_change_policy,
         preKeys: config.signal.prekey_batch_size,
+        media,
         logger: root,
       });
       await bridge.start();
     }
 
-    const publicUrl = config.bridge.http.public_url ?? `http://${address.address}:${address.port}`;
     log.info(
       {
         version: VERSION,
@@ -104,6 +131,8 @@ export async function startDaemon(loaded: LoadedConfig, root: Logger): Promise<D
 
     const listener = http;
     const core = bridge;
+    const mediaHost = host;
+    const mediaHandler = media;
     return {
       store,
       http: address,
@@ -112,12 +141,16 @@ export async function startDaemon(loaded: LoadedConfig, root: Logger): Promise<D
         log.info('stopping: no new work accepted');
         await listener.close();
         await core?.stop();
+        mediaHandler?.close();
+        mediaHost?.close();
         store.close();
         log.info('stopped: database closed');
       },
     };
   } catch (err) {
     await bridge?.stop();
+    media?.close();
+    host?.close();
     await http?.close();
     store.close();
     throw err;

@@ -5,13 +5,16 @@
  * files. The emulator runs over real TCP and HTTP.
  */
 import { randomBytes } from 'node:crypto';
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
 import path from 'node:path';
 import { Bridge } from '../../src/bridge/core.js';
 import type { BridgeCore } from '../../src/bridge/adapter.js';
 import type { IncomingEvent, MediaBody, MediaKind } from '../../src/bridge/events.js';
 import { BridgeMediaHandler } from '../../src/bridge/media-handler.js';
 import { accountJidOf } from '../../src/bridge/puppet.js';
+import { loadConfig } from '../../src/config/loader.js';
+import { startDaemon, type Daemon } from '../../src/daemon.js';
 import { HttpListener } from '../../src/http-listener.js';
 import { MediaHost } from '../../src/media/host.js';
 import { loadEmulatorConfig } from '../../emulator/config.js';
@@ -20,6 +23,7 @@ import { RunningEmulator } from '../../emulator/main.js';
 import { NativeUser, type NativeMediaKind } from '../../emulator/native-user.js';
 import { createLogger } from '../../src/observability/logger.js';
 import { generateProviderKey, publicJwks, type ProviderPrivateJwk } from '../../src/protocol/jwt.js';
+import { writeProviderKey } from '../../src/provider-keys.js';
 import { SqliteSignalBackend } from '../../src/signal/index.js';
 import { openSqliteStore, type SqliteStore } from '../../src/store/sqlite-store.js';
 import { TestAdapter } from '../support/test-adapter.js';
@@ -303,5 +307,121 @@ describe('bridge media against the emulator', () => {
     );
     expect(mediaFrom(bob.jid)).toHaveLength(0);
     expect(readdirSync(path.join(tmp.dir, 'media-received')).filter((n) => !n.startsWith('.'))).toEqual([]);
+  });
+});
+
+/** A port nobody listens on right now (the emulator must know the bridge's before either starts). */
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+describe('the daemon with a gateway configured', () => {
+  let tmp: ReturnType<typeof tempDir>;
+  let running: RunningEmulator;
+  let daemon: Daemon;
+  const natives: NativeUser[] = [];
+
+  afterEach(async () => {
+    await Promise.all(natives.splice(0).map((u) => u.close()));
+    await daemon?.stop();
+    await running?.stop();
+    tmp.cleanup();
+  });
+
+  it('hosts outgoing media on its listener and writes incoming media under its data directory', async () => {
+    tmp = tempDir();
+    const port = await freePort();
+    const signingKey = await generateProviderKey('EdDSA');
+    writeProviderKey(path.join(tmp.dir, 'state', 'provider-signing-key.jwk'), signingKey);
+    const jwks = tmp.file('bridge-jwks.json', JSON.stringify(publicJwks([signingKey])));
+    const loaded = loadEmulatorConfig(
+      tmp.file(
+        'emulator.yaml',
+        [
+          'gateway:',
+          '  port: 0',
+          'emulator:',
+          '  data_dir: emulator',
+          'media:',
+          '  port: 0',
+          'admin:',
+          '  enabled: false',
+          'providers:',
+          `  - id: ${PROVIDER}`,
+          `    jwks_file: ${jwks}`,
+          `    allowed_media_hosts: ["127.0.0.1:${port}"]`,
+          '',
+        ].join('\n'),
+      ),
+    );
+    const root = initKeys(loaded.paths.dataDir, { validityDays: 30, intermediateValidityDays: 365 });
+    running = await RunningEmulator.start({ loaded, logger: createLogger({ level: 'silent' }) });
+    const config = tmp.file(
+      'bridge.yaml',
+      [
+        'bridge:',
+        `  provider_id: ${PROVIDER}`,
+        '  data_dir: state',
+        '  http:',
+        `    port: ${port}`,
+        'gateway:',
+        `  port: ${running.gateway.port}`,
+        `  root_key: ${Buffer.from(root.rootPublicKey).toString('base64')}`,
+        '  reconnect:',
+        '    initial_delay_ms: 50',
+        '    max_delay_ms: 500',
+        'signal:',
+        '  prekey_batch_size: 20',
+        'media:',
+        `  max_bytes: ${MAX_BYTES}`,
+        '',
+      ].join('\n'),
+    );
+    daemon = await startDaemon(loadConfig({ path: config, env: {} }), createLogger({ level: 'silent' }));
+    const adapter = new TestAdapter();
+    const core = daemon.bridge!.attach(adapter);
+    await core.enlist(ALICE);
+    const bob = await NativeUser.connect({
+      emulator: running.gateway,
+      phone: BOB,
+      rootPublicKey: root.rootPublicKey,
+    });
+    natives.push(bob);
+    await adapter.until(() => daemon.bridge!.puppet(ALICE)?.connection.isConnected === true, 'connected');
+
+    const photo = randomBytes(20_000);
+    const file = tmp.file('photo.jpg');
+    writeFileSync(file, photo);
+    await core.submit({
+      localId: '$photo',
+      localUser: ALICE,
+      remote: bob.jid,
+      event: {
+        type: 'message',
+        body: { kind: 'media', media: 'image', path: file, mimetype: 'image/jpeg', size: photo.length },
+      },
+    });
+    const got = await bob.waitForMessage((m) => m.content.kind === 'image');
+    expect((await bob.downloadMedia(got)).equals(photo)).toBe(true);
+    const url = got.content.kind === 'image' ? new URL(got.content.media.url) : undefined;
+    expect(url?.host).toBe(`127.0.0.1:${port}`);
+
+    const doc = randomBytes(10_000);
+    await bob.sendMedia(
+      got.from,
+      { kind: 'document', bytes: doc, mimetype: 'text/plain', fileName: 'notes.txt' },
+      { devices: [0] },
+    );
+    await adapter.until(() => adapter.delivered.length === 1, 'the incoming document');
+    const event = adapter.delivered[0]!.event;
+    const body = event.type === 'message' && event.body.kind === 'media' ? event.body : undefined;
+    expect(body?.fileName).toBe('notes.txt');
+    expect(path.dirname(body!.path)).toBe(path.join(tmp.dir, 'state', 'media-received'));
+    expect(readFileSync(body!.path).equals(doc)).toBe(true);
+    expect(statSync(path.join(tmp.dir, 'state', 'media')).mode & 0o777).toBe(0o700);
   });
 });
