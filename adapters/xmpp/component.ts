@@ -62,8 +62,12 @@ export interface ComponentLinkEvents {
   offline: [cause: Error | undefined];
   /** A reconnect attempt is scheduled. */
   reconnecting: [info: { attempt: number; delayMs: number; cause: Error }];
-  /** A failure the link cannot repair by itself (a refused secret after a restart of the server). */
-  error: [error: Error];
+  /**
+   * A reconnect was refused by the server (a changed secret, the domain still taken by our previous,
+   * half-dead connection: <conflict/>). The link keeps retrying with backoff; log it. Not named
+   * 'error' so that a missing listener does not crash the process.
+   */
+  failure: [error: Error];
 }
 
 interface Entry {
@@ -312,9 +316,9 @@ export class ComponentLink extends EventEmitter<ComponentLinkEvents> {
       if (this.currentState() === 'stopped') return;
       this.state = 'offline';
       const error = err instanceof Error ? err : new Error(String(err));
-      // A refused secret or an unknown host will not fix itself; say so, and keep trying slowly
-      // so that the link comes back once the operator has fixed the server's config.
-      if (!(error instanceof XmppServerUnreachableError)) this.emit('error', error);
+      // A refused secret will not fix itself, a <conflict/> will once the server drops our old
+      // connection: say so, and keep trying with backoff either way.
+      if (!(error instanceof XmppServerUnreachableError)) this.emit('failure', error);
       this.scheduleReconnect(error);
       return;
     }

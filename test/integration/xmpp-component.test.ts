@@ -190,6 +190,26 @@ describe.each(KINDS)('component link on %s', (kind) => {
     expect(bodies(dedupe(a.messages))).toEqual(Array.from({ length: n }, (_, i) => `m${i}`));
     expect(proxy.connections).toBeGreaterThanOrEqual(2);
   });
+
+  test('a connection that stops answering is dropped by the ping timeout, and what was sent on it arrives', async () => {
+    const proxy = await cuttableProxy(server.componentPort);
+    proxies.push(proxy);
+    const l = link({ port: proxy.port, pingTimeoutMs: 300 });
+    await l.start();
+    const a = await alice();
+    const dropped = once(l, 'offline');
+
+    proxy.freeze(); // TCP stays up; nothing gets through any more
+    const sent = l.send(chat('alice@localhost', 'through the silence'));
+    await dropped;
+    // The server would notice the dead peer in time; until then it answers <conflict/> to the
+    // reconnect, and the link retries.
+    proxy.cut();
+    await sent;
+    await a.waitForMessages((m) => bodies(m).includes('through the silence'));
+
+    expect(bodies(dedupe(a.messages))).toEqual(['through the silence']);
+  });
 });
 
 // --- helpers ------------------------------------------------------------------------------------
@@ -231,12 +251,15 @@ interface CuttableProxy {
   connections: number;
   /** Destroys every open connection on both sides, as a network failure would. */
   cut(): void;
+  /** Stops relaying on the open connections without closing them, as a dead link would. */
+  freeze(): void;
   close(): Promise<void>;
 }
 
 /** A TCP relay to the server's component port that a test can cut. */
 async function cuttableProxy(targetPort: number): Promise<CuttableProxy> {
   const open = new Set<net.Socket>();
+  const pairs: [net.Socket, net.Socket][] = [];
   let connections = 0;
   const srv = net.createServer((inbound) => {
     connections++;
@@ -252,6 +275,7 @@ async function cuttableProxy(targetPort: number): Promise<CuttableProxy> {
     }
     inbound.pipe(outbound);
     outbound.pipe(inbound);
+    pairs.push([inbound, outbound]);
   });
   await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
   return {
@@ -261,6 +285,14 @@ async function cuttableProxy(targetPort: number): Promise<CuttableProxy> {
     },
     cut() {
       for (const s of open) s.destroy();
+    },
+    freeze() {
+      for (const [inbound, outbound] of pairs.splice(0)) {
+        inbound.unpipe(outbound);
+        outbound.unpipe(inbound);
+        inbound.pause();
+        outbound.pause();
+      }
     },
     close() {
       for (const s of open) s.destroy();
