@@ -282,6 +282,34 @@ describe('bridge media against the emulator', () => {
     await adapter.until(() => adapter.textsFrom(bob.jid).length === 2, 'the next message');
   });
 
+  it('tells the local user when a download keeps failing, after the configured attempts', async () => {
+    const bob = await aliceAndBob();
+    const alice = aliceJid();
+    await stopBridge();
+    const id = await bob.sendMedia(
+      alice,
+      { kind: 'voice', bytes: randomBytes(5_000), mimetype: 'audio/ogg' },
+      { devices: [0] },
+    );
+    await running.media.stop(); // the gateway's media service is down for good
+    media.close();
+    media = await BridgeMediaHandler.open({
+      host,
+      mediaConn: (localUser) => bridge.mediaConn(localUser),
+      receivedDir: path.join(tmp.dir, 'media-received'),
+      maxBytes: MAX_BYTES,
+      maxAttempts: 2,
+    });
+
+    await startBridge();
+    await adapter.until(() => adapter.textsFrom(bob.jid).length === 1, 'the notice');
+
+    expect(adapter.delivered[0]?.remoteId).toBe(id);
+    expect(adapter.textsFrom(bob.jid)[0]).toMatch(
+      /^\(sent a voice note that could not be shown: it could not be downloaded after 2 attempts \(cannot reach the media host 127\.0\.0\.1:\d+/,
+    );
+  });
+
   it('refuses a blob altered at the gateway and tells the local user', async () => {
     const bob = await aliceAndBob();
     const alice = aliceJid();
