@@ -87,6 +87,14 @@ export class NativeUser {
   private readonly receiptWaiters: Waiter<ReceivedReceipt>[] = [];
   private readonly acks = new Map<string, () => void>();
   private readonly retries = new Map<string, number>();
+  private readonly sent = new Map<
+    string,
+    { to: string; type: 'text' | 'media'; plaintext: Uint8Array; t: number }
+  >();
+  /** Chat states received: who, and whether they are composing. */
+  readonly chatstates: { from: string; composing: boolean }[] = [];
+  /** Whether a retry receipt makes this user re-encrypt and resend (real clients do). Default true. */
+  resendOnRetry = true;
   private behaviour: ((m: ReceivedMessage) => Promise<void>) | undefined;
   private readonly noiseKey: KeyPair = generateKeyPair();
 
@@ -391,9 +399,41 @@ export class NativeUser {
     const id = randomBytes(10).toString('hex').toUpperCase();
     const acked = new Promise<void>((resolve) => this.acks.set(id, resolve));
     const stanza: MessageStanza = { kind: 'message', id, to, type, t: nowSeconds(), encs };
+    this.sent.set(id, { to, type, plaintext, t: stanza.t });
     this.connection.send(stanza);
     await acked;
     return id;
+  }
+
+  /**
+   * Answers a retry receipt as a real client does: rebuild the session from the keys in the receipt
+   * when it carries them, re-encrypt the same content for that device, and resend under the same id.
+   */
+  private async resendAfterRetry(r: ReceiptStanza): Promise<void> {
+    const original = this.sent.get(r.id);
+    if (!original || !r.retry || !r.from) return;
+    const from = parseJid(r.from);
+    const device = from.device ?? 0;
+    const address = signalAddress(original.to, device);
+    const keys = r.retry.keys;
+    if (keys) {
+      await this.signal.deleteSession(address);
+      await this.signal.processBundle(address, {
+        registrationId: r.retry.registrationId,
+        identityKey: keys.identityKey,
+        signedPreKey: keys.signedPreKey,
+        ...(keys.preKey ? { preKey: keys.preKey } : {}),
+      });
+    }
+    const enc = await this.signal.encrypt(address, original.plaintext);
+    this.connection.send({
+      kind: 'message',
+      id: r.id,
+      to: original.to,
+      type: original.type,
+      t: original.t,
+      encs: [{ type: enc.type, device, ciphertext: enc.body }],
+    });
   }
 
   private async onStanza(stanza: Stanza): Promise<void> {
@@ -403,6 +443,12 @@ export class NativeUser {
         this.acks.delete(stanza.id);
       } else if (stanza.kind === 'message') {
         await this.onMessage(stanza);
+      } else if (stanza.kind === 'chatstate') {
+        const from = parseJid(stanza.from ?? '');
+        this.chatstates.push({
+          from: formatJid({ user: from.user, server: from.server }),
+          composing: stanza.state === 'composing',
+        });
       } else if (stanza.kind === 'receipt') {
         this.onReceipt(stanza);
       } else if (stanza.kind === 'notification') {
@@ -482,6 +528,7 @@ export class NativeUser {
   }
 
   private onReceipt(r: ReceiptStanza): void {
+    if (r.type === 'retry' && this.resendOnRetry) void this.resendAfterRetry(r).catch(() => undefined);
     const from = parseJid(r.from ?? '');
     const type = r.type === 'read' ? 'read' : r.type === 'retry' ? 'retry' : 'delivery';
     deliver(this.receipts, this.receiptWaiters, {

@@ -9,6 +9,7 @@ import { initKeys } from '../../emulator/keys.js';
 import { RunningEmulator } from '../../emulator/main.js';
 import { NativeUser } from '../../emulator/native-user.js';
 import { createLogger } from '../../src/observability/logger.js';
+import { signalAddress } from '../../src/signal/address.js';
 import { tempDir } from '../support/tmp.js';
 
 const MARKER = 'marker-7f3a-only-the-two-ends-know-this';
@@ -108,6 +109,29 @@ describe('native users through the emulator', () => {
       .map((m) => (m.content.kind === 'text' ? m.content.text : ''))
       .filter((t) => t.startsWith('offline'));
     expect(texts).toEqual(Array.from({ length: 30 }, (_, i) => `offline ${i}`));
+  });
+
+  it('recover a message the recipient could not decrypt: retry receipts, then a resend from the keys they carry', async () => {
+    const alice = await user('+4915100000001');
+    const bob = await user('+4915112345678');
+    const first = await alice.sendText(bob.jid, 'session start');
+    await bob.waitForMessage((m) => m.id === first);
+    // Bob loses his session (a reinstall would): alice's next message cannot be decrypted.
+    await bob.signal.deleteSession(signalAddress(alice.jid, 0));
+    const id = await alice.sendText(bob.jid, 'after the loss');
+    await alice.waitForReceipt(id, 'retry');
+    const got = await bob.waitForMessage((m) => m.id === id);
+    expect(got.content).toMatchObject({ kind: 'text', text: 'after the loss' });
+  });
+
+  it('see each other type', async () => {
+    const alice = await user('+4915100000001');
+    const bob = await user('+4915112345678');
+    await alice.typing(bob.jid, true);
+    const started = Date.now();
+    while (bob.chatstates.length === 0 && Date.now() - started < 5000)
+      await new Promise((r) => setTimeout(r, 10));
+    expect(bob.chatstates[0]).toEqual({ from: alice.jid, composing: true });
   });
 
   it('keeps the plaintext out of the database, the logs and the media store', async () => {
