@@ -5,6 +5,7 @@ import type { SignalSessionManager } from '../signal/index.js';
 import type { Puppet, Store } from '../store/repositories.js';
 import type { Adapter } from './adapter.js';
 import type { MediaHandler } from './media.js';
+import type { SessionWriteGate } from './session-gate.js';
 
 export interface PuppetContext {
   readonly puppet: Puppet;
@@ -12,6 +13,8 @@ export interface PuppetContext {
   readonly accountJid: string;
   readonly store: Store;
   readonly signal: SignalSessionManager;
+  /** The Signal backend under `signal`: decryption and the inbox row commit together through it. */
+  readonly sessionGate: SessionWriteGate;
   readonly connection: GatewayConnection;
   /** The adapter of the puppet's network, if one is attached. */
   adapter(): Adapter | undefined;

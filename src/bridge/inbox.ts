@@ -67,11 +67,16 @@ export class IncomingHandler {
 
     const enc = m.encs.find((e) => e.device === undefined || e.device === puppet.deviceId);
     let plaintext: Uint8Array;
+    // What decryption changes in the Signal state is committed with the inbox row, not before: a
+    // crash in between would spend the message key of a message that is in no inbox.
+    const gate = this.ctx.sessionGate;
+    gate.hold();
     try {
       if (!enc || enc.type === 'skmsg') throw new Error('no ciphertext for this device');
       plaintext = await this.ctx.signal.decrypt(signalAddress(sender, device), enc.type, enc.ciphertext);
       decodeContent(plaintext); // refuses bad padding or protobuf before anything is stored
     } catch (err) {
+      gate.commit();
       this.ctx.log?.info(
         { id: m.id, from: m.from, code: (err as { code?: string }).code },
         'undecryptable message: asking for a retry',
@@ -88,7 +93,7 @@ export class IncomingHandler {
       t: m.t,
       plaintext: Buffer.from(plaintext).toString('base64'),
     };
-    store.atomically(() => {
+    gate.commit(() => {
       const portal = store.portals.ensure(puppet.id, sender);
       store.inbox.record({
         puppetId: puppet.id,

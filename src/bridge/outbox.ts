@@ -216,6 +216,9 @@ export class OutboxSender {
       }
     }
     if (encs.length === 0) throw blocked;
+    // The ratchet steps of these encryptions may still be held with a decryption's inbox commit:
+    // nothing made from uncommitted state leaves (a crash would make the bridge reuse its keys).
+    await this.ctx.sessionGate.flushed();
     this.inFlight.add(entry.id);
     this.ctx.connection.send({
       kind: 'message',
@@ -249,6 +252,7 @@ export class OutboxSender {
     }
     const built = await this.content(entry, portal, decodePayload<OutgoingEvent>(entry.payload));
     const enc = await this.ctx.signal.encrypt(signalAddress(remote, device), encodeContent(built.content));
+    await this.ctx.sessionGate.flushed();
     this.ctx.connection.send({
       kind: 'message',
       id: entry.id,

@@ -23,6 +23,7 @@ import type { Notice } from './events.js';
 import { IncomingHandler } from './inbox.js';
 import type { MediaHandler } from './media.js';
 import { OutboxSender, RECEIPT_KIND } from './outbox.js';
+import { SessionWriteGate } from './session-gate.js';
 import { addressUser, RemoteDevices } from './sessions.js';
 
 /** How to reach and authenticate to the gateway; shared by every puppet. */
@@ -115,7 +116,8 @@ export class PuppetRuntime {
     const { puppet, store, gateway } = options;
     const accountJid = accountJidOf(puppet.accountId, gateway.providerId);
     this.preKeyTarget = options.preKeyTarget ?? 100;
-    this.signal = new SignalSessionManager(options.signalBackend, {
+    const sessionGate = new SessionWriteGate(options.signalBackend);
+    this.signal = new SignalSessionManager(sessionGate, {
       localUser: accountJid,
       policy: options.identityPolicy,
       preKeyTarget: this.preKeyTarget,
@@ -130,6 +132,7 @@ export class PuppetRuntime {
       accountJid,
       store,
       signal: this.signal,
+      sessionGate,
       connection: this.connection,
       adapter: options.adapter,
       media: options.media,

@@ -1,0 +1,146 @@
+/**
+ * Makes "decrypted" and "in the inbox" one commit. Decrypting a message advances the Signal session
+ * (and a pkmsg consumes a one-time prekey); if that were committed on its own and the process died
+ * before the inbox row was written, the gateway's redelivery could no longer be decrypted (its
+ * message key is spent): only a retry receipt brings it back, after the messages that followed it,
+ * so the conversation's order is broken (the crash test finds this).
+ *
+ * The gate wraps a puppet's `SignalBackend`. While a hold is open (the incoming handler opens one
+ * around each decryption; it handles one message at a time), the Signal state's writes are kept in
+ * memory, readable at once, and `commit(extra)` writes them together with `extra` (the inbox row)
+ * in one transaction. Writes by other operations during the hold (an encryption for the outbox) are
+ * kept and committed with it too: never dropped, so the state the session manager saw is the state
+ * that lands. A ciphertext made from kept state must not leave before that commit: the outbox
+ * waits for `flushed()` before it writes a message.
+ */
+import type { RemoteIdentity, SignalBackend, StoredPreKey } from '../signal/index.js';
+import type { LiveSessionRecord } from '../signal/record.js';
+
+type Write =
+  | { kind: 'session'; address: string; record: LiveSessionRecord | undefined }
+  | { kind: 'prekey'; keyId: number }
+  | { kind: 'identity'; identity: RemoteIdentity };
+
+export class SessionWriteGate implements SignalBackend {
+  private held: Write[] | undefined;
+  private readonly sessions = new Map<string, LiveSessionRecord | undefined>();
+  private readonly removedPreKeys = new Set<number>();
+  private readonly identities = new Map<string, RemoteIdentity>();
+  private waiting: (() => void)[] = [];
+
+  constructor(private readonly inner: SignalBackend) {}
+
+  /** Starts keeping writes in memory until `commit`. One hold at a time. */
+  hold(): void {
+    if (this.held) throw new Error('a Signal write hold is already open');
+    this.held = [];
+  }
+
+  /**
+   * Writes what the hold kept, and `extra` (store writes on the same database), in one transaction;
+   * then lets waiting senders go. Called on success and failure alike (kept writes are never lost).
+   */
+  commit(extra?: () => void): void {
+    const writes = this.held ?? [];
+    this.held = undefined;
+    try {
+      this.inner.atomically(() => {
+        for (const w of writes) {
+          if (w.kind === 'session') {
+            if (w.record === undefined) this.inner.deleteSession(w.address);
+            else this.inner.saveSession(w.address, w.record);
+          } else if (w.kind === 'prekey') this.inner.removePreKey(w.keyId);
+          else this.inner.putRemoteIdentity(w.identity);
+        }
+        extra?.();
+      });
+    } finally {
+      this.sessions.clear();
+      this.removedPreKeys.clear();
+      this.identities.clear();
+      const waiting = this.waiting;
+      this.waiting = [];
+      for (const go of waiting) go();
+    }
+  }
+
+  /** Resolves once nothing is held: what was encrypted so far is committed. */
+  flushed(): Promise<void> {
+    if (!this.held) return Promise.resolve();
+    return new Promise((resolve) => this.waiting.push(resolve));
+  }
+
+  // -- SignalBackend: the writes a decryption makes are kept while held; everything else passes.
+
+  loadSession(address: string): LiveSessionRecord | undefined {
+    return this.sessions.has(address) ? this.sessions.get(address) : this.inner.loadSession(address);
+  }
+
+  saveSession(address: string, record: LiveSessionRecord): void {
+    if (!this.held) return this.inner.saveSession(address, record);
+    this.sessions.set(address, record);
+    this.held.push({ kind: 'session', address, record });
+  }
+
+  deleteSession(address: string): void {
+    if (!this.held) return this.inner.deleteSession(address);
+    this.sessions.set(address, undefined);
+    this.held.push({ kind: 'session', address, record: undefined });
+  }
+
+  sessionAddresses(user: string): string[] {
+    const addresses = new Set(this.inner.sessionAddresses(user));
+    for (const [address, record] of this.sessions) {
+      if (!address.startsWith(`${user}.`)) continue;
+      if (record === undefined) addresses.delete(address);
+      else addresses.add(address);
+    }
+    return [...addresses];
+  }
+
+  preKey(keyId: number): StoredPreKey | undefined {
+    return this.removedPreKeys.has(keyId) ? undefined : this.inner.preKey(keyId);
+  }
+
+  removePreKey(keyId: number): void {
+    if (!this.held) return this.inner.removePreKey(keyId);
+    this.removedPreKeys.add(keyId);
+    this.held.push({ kind: 'prekey', keyId });
+  }
+
+  preKeysNotUploaded(limit: number): StoredPreKey[] {
+    return this.inner
+      .preKeysNotUploaded(limit + this.removedPreKeys.size)
+      .filter((k) => !this.removedPreKeys.has(k.keyId))
+      .slice(0, limit);
+  }
+
+  preKeyCount(): number {
+    let removed = 0;
+    for (const id of this.removedPreKeys) if (this.inner.preKey(id) !== undefined) removed++;
+    return this.inner.preKeyCount() - removed;
+  }
+
+  remoteIdentity(address: string): RemoteIdentity | undefined {
+    return this.identities.get(address) ?? this.inner.remoteIdentity(address);
+  }
+
+  putRemoteIdentity(identity: RemoteIdentity): void {
+    if (!this.held) return this.inner.putRemoteIdentity(identity);
+    this.identities.set(identity.address, identity);
+    this.held.push({ kind: 'identity', identity });
+  }
+
+  localIdentity = () => this.inner.localIdentity();
+  putPreKeys = (keys: readonly StoredPreKey[]) => this.inner.putPreKeys(keys);
+  markPreKeysUploaded = (keyIds: readonly number[]) => this.inner.markPreKeysUploaded(keyIds);
+  allocatePreKeyIds = (count: number) => this.inner.allocatePreKeyIds(count);
+  allocateSignedPreKeyId = () => this.inner.allocateSignedPreKeyId();
+  signedPreKey: SignalBackend['signedPreKey'] = (keyId) => this.inner.signedPreKey(keyId);
+  signedPreKeys: SignalBackend['signedPreKeys'] = () => this.inner.signedPreKeys();
+  putSignedPreKey: SignalBackend['putSignedPreKey'] = (key) => this.inner.putSignedPreKey(key);
+  removeSignedPreKey = (keyId: number) => this.inner.removeSignedPreKey(keyId);
+  atomically<T>(work: () => T): T {
+    return this.inner.atomically(work);
+  }
+}
