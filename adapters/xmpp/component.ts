@@ -94,7 +94,10 @@ export class ComponentLink extends EventEmitter<ComponentLinkEvents> {
   private state: LinkStatus = 'offline';
   private seq = 0;
   private ping: Ping | undefined;
-  private flushing = false;
+  /** The connection generation whose writer is running, if any. */
+  private flushing: number | undefined;
+  /** Counts connections, so that work for a dead one stops. */
+  private generation = 0;
   private lastError: Error | undefined;
   private reconnectTimer: NodeJS.Timeout | undefined;
   private keepaliveTimer: NodeJS.Timeout | undefined;
@@ -280,6 +283,7 @@ export class ComponentLink extends EventEmitter<ComponentLinkEvents> {
   }
 
   private onOnline(): void {
+    this.generation++;
     this.state = 'online';
     this.backoff.reset();
     this.emit('online');
@@ -332,11 +336,14 @@ export class ComponentLink extends EventEmitter<ComponentLinkEvents> {
   // --- queue -----------------------------------------------------------------------------------
 
   private async flush(): Promise<void> {
-    if (this.flushing) return;
-    this.flushing = true;
+    // One writer per connection. A writer stuck on a write to a dead socket must not block the
+    // next connection's, hence the generation rather than a plain flag.
+    const generation = this.generation;
+    if (this.flushing === generation) return;
+    this.flushing = generation;
     try {
       for (;;) {
-        if (this.state !== 'online') return;
+        if (this.state !== 'online' || this.generation !== generation) return;
         const entry = this.queue.find((e) => e.writtenSeq === undefined);
         if (!entry) break;
         entry.writtenSeq = ++this.seq;
@@ -348,7 +355,7 @@ export class ComponentLink extends EventEmitter<ComponentLinkEvents> {
       }
       this.confirmWrites();
     } finally {
-      this.flushing = false;
+      if (this.flushing === generation) this.flushing = undefined;
     }
   }
 
