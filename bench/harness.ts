@@ -15,9 +15,24 @@ export interface BenchCase {
   baseline?: boolean;
   /** Runs before warm-up; may be slow (key generation, session set-up). */
   setup?: () => void | Promise<void>;
-  /** Does some work and returns how many operations it did (messages, handshakes, bytes...). */
-  round: () => number | Promise<number>;
+  /**
+   * Does some work and returns how many operations it did (messages, handshakes, bytes...), or a
+   * `RoundReport` when the round measures more than one rate (see there).
+   */
+  round: () => number | RoundReport | Promise<number | RoundReport>;
   teardown?: () => void | Promise<void>;
+}
+
+/**
+ * What a round reports when a single rate is not the whole story (the scale benchmark: time until
+ * all connected, memory per puppet, the reconnect after a restart).
+ */
+export interface RoundReport {
+  ops: number;
+  /** The seconds the `ops` took, when the round also does untimed work (default: the whole round). */
+  seconds?: number;
+  /** Further figures of the round, by name (the name says the unit: `rss_per_puppet_kib`). */
+  metrics?: Record<string, number>;
 }
 
 export interface Benchmark {
@@ -26,8 +41,11 @@ export interface Benchmark {
   description: string;
   /** What one operation is, plural: "msgs", "handshakes", "bytes". */
   unit: string;
-  /** An optional goal per case name pattern, shown in the table. */
-  goals?: { case: RegExp; atLeast: number; text: string }[];
+  /**
+   * An optional goal per case name pattern, shown in the table: on the median rate, or on the
+   * median of one of the case's `metrics` when `metric` is given.
+   */
+  goals?: { case: RegExp; metric?: string; atLeast?: number; atMost?: number; text: string }[];
   cases: BenchCase[];
   /** Timed rounds per case (default 7) and warm-up rounds (default 2). */
   samples?: number;
@@ -44,6 +62,8 @@ export interface CaseResult {
   max: number;
   /** Median absolute deviation divided by the median. */
   relativeSpread: number;
+  /** The median of each metric over the timed rounds (only when rounds report metrics). */
+  metrics?: Record<string, number>;
   error?: string;
 }
 
@@ -73,15 +93,19 @@ export async function runBenchmark(
   for (const c of bench.cases) {
     log(`  ${bench.name}: ${c.name} ...`);
     const rates: number[] = [];
+    const metrics = new Map<string, number[]>();
     let error: string | undefined;
     try {
       await c.setup?.();
       for (let i = 0; i < warmup; i++) await c.round();
       for (let i = 0; i < samples; i++) {
         const start = process.hrtime.bigint();
-        const ops = await c.round();
-        const seconds = Number(process.hrtime.bigint() - start) / 1e9;
-        rates.push(ops / seconds);
+        const out = await c.round();
+        const elapsed = Number(process.hrtime.bigint() - start) / 1e9;
+        const report = typeof out === 'number' ? { ops: out } : out;
+        rates.push(report.ops / (report.seconds ?? elapsed));
+        for (const [k, v] of Object.entries(report.metrics ?? {}))
+          metrics.set(k, [...(metrics.get(k) ?? []), v]);
       }
     } catch (err) {
       error = err instanceof Error ? err.message : String(err);
@@ -97,13 +121,24 @@ export async function runBenchmark(
       min: rates.length ? Math.min(...rates) : 0,
       max: rates.length ? Math.max(...rates) : 0,
       relativeSpread: m ? median(rates.map((r) => Math.abs(r - m))) / m : 0,
+      ...(metrics.size
+        ? { metrics: Object.fromEntries([...metrics].map(([k, vs]) => [k, median(vs)])) }
+        : {}),
       ...(error ? { error } : {}),
     });
   }
   const goals = (bench.goals ?? []).flatMap((g) =>
     cases
       .filter((c) => g.case.test(c.name))
-      .map((c) => ({ text: g.text, case: c.name, met: !c.error && c.median >= g.atLeast })),
+      .map((c) => {
+        const value = g.metric === undefined ? c.median : c.metrics?.[g.metric];
+        const met =
+          !c.error &&
+          value !== undefined &&
+          (g.atLeast === undefined || value >= g.atLeast) &&
+          (g.atMost === undefined || value <= g.atMost);
+        return { text: g.text, case: c.name, met };
+      }),
   );
   return {
     name: bench.name,
@@ -124,6 +159,9 @@ const fmt = (n: number): string =>
       : n >= 1e4
         ? `${(n / 1e3).toFixed(1)} k`
         : n.toFixed(n >= 100 ? 0 : 1);
+
+const fmtMetric = (n: number): string =>
+  Number.isInteger(n) ? n.toLocaleString('en-US') : n.toLocaleString('en-US', { maximumFractionDigits: 2 });
 
 /** A readable table: rate, spread, and the ratio to the best baseline. */
 export function renderTable(r: BenchmarkResult): string {
@@ -147,6 +185,9 @@ export function renderTable(r: BenchmarkResult): string {
     line(widths.map((w) => '-'.repeat(w))),
     ...rows.map(line),
   ];
+  for (const c of r.cases) {
+    for (const [k, v] of Object.entries(c.metrics ?? {})) out.push(`  ${c.name}: ${k} = ${fmtMetric(v)}`);
+  }
   for (const g of r.goals) out.push(`goal ${g.met ? 'met' : 'NOT met'}: ${g.case}: ${g.text}`);
   return out.join('\n');
 }
