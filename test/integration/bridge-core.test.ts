@@ -196,7 +196,7 @@ describe('bridge core against the emulator', () => {
       remote: bob.jid,
       event: { type: 'typing', typing: true },
     });
-    // Outgoing typing is live only: sent when connected, nothing queued.
+    // Outgoing typing is live only: sent when connected, nothing queued; the native user sees it.
     await core.submit({
       localId: '$t',
       localUser: ALICE,
@@ -204,6 +204,8 @@ describe('bridge core against the emulator', () => {
       event: { type: 'typing', typing: true },
     });
     expect(core.status(ALICE).queued).toBe(0);
+    for (let i = 0; i < 500 && bob.chatstates.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(bob.chatstates[0]).toEqual({ from: aliceJid(), composing: true });
   });
 
   it("tells the local user when a native user's identity key changes", async () => {
@@ -317,7 +319,7 @@ describe('bridge core against the emulator', () => {
     );
   });
 
-  it('asks the sender for a retry when it cannot decrypt a message', async () => {
+  it('asks the sender for a retry when it cannot decrypt a message, and shows the resend once', async () => {
     await core.enlist(ALICE);
     const bob = await native('+4915112345678');
     await connected();
@@ -330,7 +332,9 @@ describe('bridge core against the emulator', () => {
     const retry = await bob.waitForReceipt(id, 'retry');
     expect(retry.from).toBe(aliceJid());
     expect(id).not.toBe(id0);
-    expect(adapter.textsFrom(bob.jid)).toEqual(['fine']);
+    // The native user re-encrypts (from the keys of the second retry receipt) and resends under the same id.
+    await adapter.until(() => adapter.textsFrom(bob.jid).length === 2, 'the resent message');
+    expect(adapter.textsFrom(bob.jid)).toEqual(['fine', 'lost']);
   });
 
   it('with the presence lifecycle, connects a puppet only while its user is online', async () => {
