@@ -40,7 +40,10 @@ describe('bridge core against the emulator', () => {
   };
 
   /** Opens the store and starts a bridge with a fresh test adapter (as after a process restart). */
-  const startBridge = async (lifecycle: 'always' | 'presence' = 'always') => {
+  const startBridge = async (
+    lifecycle: 'always' | 'presence' = 'always',
+    identityPolicy: 'trust_on_first_use' | 'block_until_confirmed' = 'trust_on_first_use',
+  ) => {
     store = openSqliteStore(tmp.file('bridge.db'));
     const opened = store;
     bridge = new Bridge({
@@ -57,6 +60,7 @@ describe('bridge core against the emulator', () => {
       },
       preKeys: 20,
       lifecycle,
+      identityPolicy,
     });
     adapter = new TestAdapter();
     core = bridge.attach(adapter);
@@ -228,6 +232,32 @@ describe('bridge core against the emulator', () => {
     // The new session works: the next message reaches the new phone.
     await core.submit(text('$again', newBob.jid, 'welcome back'));
     await newBob.waitForMessage((m) => m.content.kind === 'text' && m.content.text === 'welcome back');
+  });
+
+  it('under block_until_confirmed, holds back messages to a changed identity until the user confirms it', async () => {
+    await stopBridge();
+    await startBridge('always', 'block_until_confirmed');
+    await core.enlist(ALICE);
+    const bob = await native('+4915112345678');
+    await connected();
+    await core.submit(text('$hi', bob.jid, 'hi'));
+    await adapter.until(() => adapter.statesOf('$hi').includes('delivered'), 'delivered');
+    await bob.close();
+    natives.splice(natives.indexOf(bob), 1);
+    const newBob = await native('+4915112345678');
+    await adapter.until(
+      () => adapter.notices.some((n) => n.notice.kind === 'identity_changed'),
+      'the identity change notice',
+    );
+    expect(adapter.notices.find((n) => n.notice.kind === 'identity_changed')!.notice).toMatchObject({
+      blocked: true,
+    });
+    await core.submit(text('$blocked', newBob.jid, 'not yet'));
+    await adapter.until(() => adapter.statesOf('$blocked').includes('failed'), 'the refusal');
+    await core.confirmIdentity(ALICE, newBob.jid);
+    await core.submit(text('$confirmed', newBob.jid, 'now'));
+    await newBob.waitForMessage((m) => m.content.kind === 'text' && m.content.text === 'now');
+    expect(newBob.received.map((m) => (m.content.kind === 'text' ? m.content.text : ''))).toEqual(['now']);
   });
 
   it('keeps order per conversation in both directions with many messages', async () => {
