@@ -89,6 +89,15 @@ describe('a puppet connection to the gateway', () => {
     expect(conn.state).toBe('stopped');
   });
 
+  it("passes on the end user's IP address as a proxy connection, when it is known", async () => {
+    const { conn } = connection(fx, { endUserIp: () => '198.51.100.7' });
+    conn.start();
+    await until(() => conn.isConnected);
+    expect(fx.accepted[0]!.payload.endUserIp).toBe('198.51.100.7');
+    expect(fx.accepted[0]!.payload.connectType).toBe(200); // CONNECT_TYPE_PROXY
+    await conn.stop();
+  });
+
   it('answers requests with the gateway result', async () => {
     const { conn } = connection(fx);
     conn.start();
