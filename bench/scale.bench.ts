@@ -104,7 +104,13 @@ class BridgeChild {
   static start(specFile: string): BridgeChild {
     return new BridgeChild(
       fork(builtFile('bench/scale/bridge-child.js'), [specFile], {
-        execArgv: ['--expose-gc'],
+        // BENCH_SCALE_CPU_PROF=<dir>: a CPU profile of the measured bridge (see docs/BENCHMARKS.md).
+        execArgv: [
+          '--expose-gc',
+          ...(process.env.BENCH_SCALE_CPU_PROF
+            ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_SCALE_CPU_PROF}`]
+            : []),
+        ],
         stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
       }),
     );
