@@ -1,6 +1,7 @@
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import type { LoadedConfig } from './config/loader.js';
+import { ConnectionGate } from './gateway/gate.js';
 import { HttpListener, sendJson } from './http-listener.js';
 import { componentLogger, type Logger } from './observability/logger.js';
 import { generateProviderKey, publicJwks, type ProviderPrivateJwk } from './protocol/jwt.js';
@@ -93,6 +94,10 @@ export async function startDaemon(loaded: LoadedConfig, root: Logger): Promise<D
             keepaliveMs: config.gateway.keepalive_seconds * 1000,
             handshakeTimeoutMs: config.gateway.handshake_timeout_seconds * 1000,
             maxFrameSize: config.gateway.max_frame_bytes,
+            gate: new ConnectionGate({
+              maxConcurrent: config.gateway.max_concurrent_handshakes,
+              perSecond: config.gateway.max_connects_per_second,
+            }),
             reconnect: {
               initialDelayMs: config.gateway.reconnect.initial_delay_ms,
               maxDelayMs: config.gateway.reconnect.max_delay_ms,

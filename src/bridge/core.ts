@@ -7,6 +7,7 @@
  */
 import type { Logger } from '../observability/logger.js';
 import { componentLogger } from '../observability/logger.js';
+import { ConnectionGate } from '../gateway/gate.js';
 import { enlistmentStatement } from '../protocol/enlistment.js';
 import { generateKeyPair } from '../protocol/noise/index.js';
 import { parseJid, toUserJid } from '../protocol/stanza/index.js';
@@ -54,9 +55,22 @@ export class Bridge {
   private readonly lifecycle: Lifecycle;
   private started = false;
 
-  constructor(private readonly options: BridgeOptions) {
+  private readonly options: BridgeOptions;
+
+  constructor(options: BridgeOptions) {
+    this.options = options;
     this.log = options.logger ? componentLogger(options.logger, 'bridge') : undefined;
     this.lifecycle = options.lifecycle ?? 'always';
+    // Every puppet dials through one gate, so a start or a gateway restart is not a stampede.
+    if (!options.gateway.connection?.gate) {
+      this.options = {
+        ...options,
+        gateway: {
+          ...options.gateway,
+          connection: { ...options.gateway.connection, gate: new ConnectionGate() },
+        },
+      };
+    }
   }
 
   /** Connects the adapter for its network; returns what it calls. */
@@ -85,7 +99,10 @@ export class Bridge {
    */
   async start(): Promise<void> {
     this.started = true;
+    let n = 0;
     for (const puppet of this.options.store.puppets.list()) {
+      // Thousands of puppets: let the event loop breathe between slices of set-up work.
+      if (++n % 200 === 0) await new Promise((resolve) => setImmediate(resolve));
       if (puppet.state === 'enlisted') {
         this.runtimeFor(puppet);
         this.applyLifecycle(puppet.localId);
@@ -99,7 +116,6 @@ export class Bridge {
         );
       }
     }
-    return Promise.resolve();
   }
 
   /** Disconnects every puppet. Nothing queued is lost: it is in the store. */

@@ -42,7 +42,7 @@ export interface GatewaySettings {
   /** Connection tuning (tests shorten the reconnect delays). */
   connection?: Pick<
     GatewayConnectionOptions,
-    'keepaliveMs' | 'handshakeTimeoutMs' | 'requestTimeoutMs' | 'reconnect' | 'maxFrameSize'
+    'keepaliveMs' | 'handshakeTimeoutMs' | 'requestTimeoutMs' | 'reconnect' | 'maxFrameSize' | 'gate'
   >;
 }
 

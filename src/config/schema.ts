@@ -48,6 +48,8 @@ const gatewaySchema = z.strictObject({
   max_frame_bytes: int(1024, 16_777_215).default(1_048_576),
   handshake_timeout_seconds: int(1, 300).default(10),
   keepalive_seconds: int(5, 3600).default(30),
+  max_concurrent_handshakes: int(1, 10_000).default(128),
+  max_connects_per_second: int(1, 100_000).default(400),
   reconnect: reconnectSchema.default(reconnectSchema.parse({})),
 });
 

@@ -22,6 +22,7 @@ import {
 } from '../protocol/stanza/index.js';
 import type { NoiseSocket } from '../protocol/transport/index.js';
 import { Backoff } from './backoff.js';
+import type { ConnectionGate } from './gate.js';
 
 export type ConnectionState = 'idle' | 'connecting' | 'connected' | 'waiting' | 'stopped' | 'refused';
 
@@ -51,6 +52,8 @@ export interface GatewayConnectionOptions {
   requestTimeoutMs?: number;
   maxFrameSize?: number;
   reconnect?: { initialDelayMs: number; maxDelayMs: number };
+  /** Shared by all of a bridge's puppets: bounds handshakes in flight and attempts per second. */
+  gate?: ConnectionGate;
   random?: () => number;
   logger?: Logger;
 }
@@ -79,6 +82,7 @@ export class GatewayConnection extends EventEmitter<GatewayConnectionEvents> {
   private wake: (() => void) | undefined;
   private loop: Promise<void> | undefined;
   private reason: ConnectReason = ConnectReason.USER_ACTIVATED;
+  private abort = new AbortController();
 
   constructor(private readonly options: GatewayConnectionOptions) {
     super();
@@ -102,12 +106,14 @@ export class GatewayConnection extends EventEmitter<GatewayConnectionEvents> {
   start(): void {
     if (this.loop) return;
     if (this.stateValue === 'stopped') this.stateValue = 'idle'; // started again after stop()
+    if (this.abort.signal.aborted) this.abort = new AbortController();
     this.loop = this.run();
   }
 
   /** Closes the connection and ends the loop; pending requests fail. */
   async stop(): Promise<void> {
     this.setState('stopped');
+    this.abort.abort();
     this.socket?.close();
     this.wake?.();
     await this.loop;
@@ -213,6 +219,15 @@ export class GatewayConnection extends EventEmitter<GatewayConnectionEvents> {
   }
 
   private async connectOnce(): Promise<NoiseSocket> {
+    const release = await this.options.gate?.acquire(this.abort.signal);
+    try {
+      return await this.dialAndAuthenticate();
+    } finally {
+      release?.();
+    }
+  }
+
+  private async dialAndAuthenticate(): Promise<NoiseSocket> {
     const o = this.options;
     const stream = await new Promise<net.Socket>((resolve, reject) => {
       const s = net.connect(o.port, o.host, () => {
