@@ -170,7 +170,6 @@ export class GatewayConnection extends EventEmitter<GatewayConnectionEvents> {
 
   private async run(): Promise<void> {
     while (!this.stopped) {
-      this.setState('connecting');
       let upSince: number | undefined;
       try {
         const socket = await this.connectOnce();
@@ -220,6 +219,8 @@ export class GatewayConnection extends EventEmitter<GatewayConnectionEvents> {
 
   private async connectOnce(): Promise<NoiseSocket> {
     const release = await this.options.gate?.acquire(this.abort.signal);
+    // 'connecting' means dialling: a connection waiting at the gate is still idle or waiting.
+    this.setState('connecting');
     try {
       return await this.dialAndAuthenticate();
     } finally {
