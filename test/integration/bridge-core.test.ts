@@ -2,21 +2,18 @@
  * The bridge core end to end: a local user's puppet, driven through a test adapter, talks to
  * simulated gatekeeper users through the emulator over real TCP (Noise, JWT, stanzas, Signal).
  */
-import { writeFileSync } from 'node:fs';
 import { Bridge } from '../../src/bridge/core.js';
 import type { BridgeCore } from '../../src/bridge/adapter.js';
 import type { OutgoingEvent } from '../../src/bridge/events.js';
 import { accountJidOf } from '../../src/bridge/puppet.js';
-import { loadEmulatorConfig } from '../../emulator/config.js';
-import { initKeys } from '../../emulator/keys.js';
 import { RunningEmulator } from '../../emulator/main.js';
 import { NativeUser } from '../../emulator/native-user.js';
-import { createLogger } from '../../src/observability/logger.js';
-import { generateProviderKey, publicJwks, type ProviderPrivateJwk } from '../../src/protocol/jwt.js';
+import { generateProviderKey, type ProviderPrivateJwk } from '../../src/protocol/jwt.js';
 import { signalAddress } from '../../src/signal/address.js';
 import { SqliteSignalBackend } from '../../src/signal/index.js';
 import { openSqliteStore, type SqliteStore } from '../../src/store/sqlite-store.js';
 import { TestAdapter } from '../support/test-adapter.js';
+import { startEmulator } from '../support/emulator-process.js';
 import { tempDir } from '../support/tmp.js';
 
 const PROVIDER = 'testbridge';
@@ -87,28 +84,7 @@ describe('bridge core against the emulator', () => {
   beforeEach(async () => {
     tmp = tempDir();
     signingKey = await generateProviderKey('EdDSA');
-    const jwks = tmp.file('bridge-jwks.json');
-    writeFileSync(jwks, JSON.stringify(publicJwks([signingKey])));
-    const config = tmp.file(
-      'emulator.yaml',
-      [
-        'gateway:',
-        '  port: 0',
-        'emulator:',
-        '  data_dir: data',
-        'media:',
-        '  port: 0',
-        'admin:',
-        '  enabled: false',
-        'providers:',
-        `  - id: ${PROVIDER}`,
-        `    jwks_file: ${jwks}`,
-        '',
-      ].join('\n'),
-    );
-    const loaded = loadEmulatorConfig(config);
-    root = initKeys(loaded.paths.dataDir, { validityDays: 30, intermediateValidityDays: 365 }).rootPublicKey;
-    running = await RunningEmulator.start({ loaded, logger: createLogger({ level: 'silent' }) });
+    ({ running, root } = await startEmulator(tmp, { provider: { id: PROVIDER, signingKey } }));
     await startBridge();
   });
 

@@ -16,13 +16,11 @@ import Database from 'better-sqlite3';
 import { transformFile } from '@swc/core';
 import { accountIdFor } from '../../src/bridge/account.js';
 import { accountJidOf } from '../../src/bridge/puppet.js';
-import { loadEmulatorConfig } from '../../emulator/config.js';
-import { initKeys } from '../../emulator/keys.js';
 import { RunningEmulator } from '../../emulator/main.js';
 import { NativeUser } from '../../emulator/native-user.js';
-import { createLogger } from '../../src/observability/logger.js';
-import { generateProviderKey, publicJwks, type ProviderPrivateJwk } from '../../src/protocol/jwt.js';
+import { generateProviderKey, type ProviderPrivateJwk } from '../../src/protocol/jwt.js';
 import type { ChildConfig } from '../support/bridge-child.js';
+import { startEmulator } from '../support/emulator-process.js';
 import { tempDir } from '../support/tmp.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -159,28 +157,7 @@ describe('bridge core crash safety (bridge in a child process, emulator in this 
   beforeEach(async () => {
     tmp = tempDir('interop-crash-');
     signingKey = await generateProviderKey('EdDSA');
-    const jwks = tmp.file('bridge-jwks.json');
-    writeFileSync(jwks, JSON.stringify(publicJwks([signingKey])));
-    const emulatorConfig = tmp.file(
-      'emulator.yaml',
-      [
-        'gateway:',
-        '  port: 0',
-        'emulator:',
-        '  data_dir: data',
-        'media:',
-        '  port: 0',
-        'admin:',
-        '  enabled: false',
-        'providers:',
-        `  - id: ${PROVIDER}`,
-        `    jwks_file: ${jwks}`,
-        '',
-      ].join('\n'),
-    );
-    const loaded = loadEmulatorConfig(emulatorConfig);
-    root = initKeys(loaded.paths.dataDir, { validityDays: 30, intermediateValidityDays: 365 }).rootPublicKey;
-    running = await RunningEmulator.start({ loaded, logger: createLogger({ level: 'silent' }) });
+    ({ running, root } = await startEmulator(tmp, { provider: { id: PROVIDER, signingKey } }));
 
     conversations = [];
     const users: ChildConfig['users'] = [];

@@ -27,6 +27,7 @@ import { writeProviderKey } from '../../src/provider-keys.js';
 import { SqliteSignalBackend } from '../../src/signal/index.js';
 import { openSqliteStore, type SqliteStore } from '../../src/store/sqlite-store.js';
 import { TestAdapter } from '../support/test-adapter.js';
+import { startEmulator } from '../support/emulator-process.js';
 import { tempDir } from '../support/tmp.js';
 
 const PROVIDER = 'testbridge';
@@ -128,8 +129,6 @@ describe('bridge media against the emulator', () => {
   beforeEach(async () => {
     tmp = tempDir();
     signingKey = await generateProviderKey('EdDSA');
-    const jwks = tmp.file('bridge-jwks.json');
-    writeFileSync(jwks, JSON.stringify(publicJwks([signingKey])));
     // The bridge's listener first: the gateway's proxy may fetch this provider's media from it only.
     http = new HttpListener(createLogger({ level: 'silent' }));
     const address = await http.listen('127.0.0.1', 0);
@@ -146,27 +145,9 @@ describe('bridge media against the emulator', () => {
       receivedDir: path.join(tmp.dir, 'media-received'),
       maxBytes: MAX_BYTES,
     });
-    const config = tmp.file(
-      'emulator.yaml',
-      [
-        'gateway:',
-        '  port: 0',
-        'emulator:',
-        '  data_dir: data',
-        'media:',
-        '  port: 0',
-        'admin:',
-        '  enabled: false',
-        'providers:',
-        `  - id: ${PROVIDER}`,
-        `    jwks_file: ${jwks}`,
-        `    allowed_media_hosts: ["${listener}"]`,
-        '',
-      ].join('\n'),
-    );
-    const loaded = loadEmulatorConfig(config);
-    root = initKeys(loaded.paths.dataDir, { validityDays: 30, intermediateValidityDays: 365 }).rootPublicKey;
-    running = await RunningEmulator.start({ loaded, logger: createLogger({ level: 'silent' }) });
+    ({ running, root } = await startEmulator(tmp, {
+      provider: { id: PROVIDER, signingKey, allowedMediaHosts: [listener] },
+    }));
     await startBridge();
   });
 

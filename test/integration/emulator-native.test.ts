@@ -4,12 +4,11 @@
  */
 import { createWriteStream, readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { loadEmulatorConfig } from '../../emulator/config.js';
-import { initKeys } from '../../emulator/keys.js';
 import { RunningEmulator } from '../../emulator/main.js';
 import { NativeUser } from '../../emulator/native-user.js';
 import { createLogger } from '../../src/observability/logger.js';
 import { signalAddress } from '../../src/signal/address.js';
+import { startEmulator } from '../support/emulator-process.js';
 import { tempDir } from '../support/tmp.js';
 
 const MARKER = 'marker-7f3a-only-the-two-ends-know-this';
@@ -29,28 +28,11 @@ describe('native users through the emulator', () => {
 
   beforeEach(async () => {
     tmp = tempDir();
-    const config = tmp.file(
-      'emulator.yaml',
-      [
-        'gateway:',
-        '  port: 0',
-        'emulator:',
-        '  data_dir: data',
-        'media:',
-        '  port: 0',
-        'admin:',
-        '  enabled: false',
-        '',
-      ].join('\n'),
-    );
-    const loaded = loadEmulatorConfig(config);
-    root = initKeys(loaded.paths.dataDir, { validityDays: 30, intermediateValidityDays: 365 }).rootPublicKey;
     logFile = path.join(tmp.dir, 'emulator.log');
     const destination = createWriteStream(logFile);
-    running = await RunningEmulator.start({
-      loaded,
+    ({ running, root } = await startEmulator(tmp, {
       logger: createLogger({ level: 'trace', format: 'json', destination: destination as never }),
-    });
+    }));
   });
 
   afterEach(async () => {
@@ -175,34 +157,16 @@ describe('native users through the emulator', () => {
 describe('native users from the configuration', () => {
   it('start with the emulator and behave as configured: an echo and an answering user', async () => {
     const tmp = tempDir();
-    const config = tmp.file(
-      'emulator.yaml',
-      [
-        'gateway:',
-        '  port: 0',
-        'emulator:',
-        '  data_dir: data',
-        'media:',
-        '  port: 0',
-        'admin:',
-        '  enabled: false',
+    const { running, root } = await startEmulator(tmp, {
+      extraYaml: [
         'native_users:',
         '  - phone: "+4915100000001"',
         '    behaviour: echo',
         '  - phone: "+4915100000002"',
         '    behaviour: answer',
         '    answers: ["Hi there"]',
-        'logging:',
-        '  level: silent',
-        '',
-      ].join('\n'),
-    );
-    const loaded = loadEmulatorConfig(config);
-    const root = initKeys(loaded.paths.dataDir, {
-      validityDays: 30,
-      intermediateValidityDays: 365,
-    }).rootPublicKey;
-    const running = await RunningEmulator.start({ loaded, logger: createLogger({ level: 'silent' }) });
+      ],
+    });
     const me = await NativeUser.connect({
       emulator: running.gateway,
       phone: '+4915199999999',
