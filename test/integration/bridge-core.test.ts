@@ -236,6 +236,28 @@ describe('bridge core against the emulator', () => {
     expect(newBob.received.map((m) => (m.content.kind === 'text' ? m.content.text : ''))).toEqual(['now']);
   });
 
+  it('tops its one-time prekeys up when the gateway says they run low', async () => {
+    await core.enlist(ALICE);
+    await connected();
+    const count = async () => {
+      const answer = await bridge.puppet(ALICE)!.connection.request({ op: 'prekey_count' });
+      return answer.body.op === 'prekey_count_result' ? answer.body.count : -1;
+    };
+    expect(await count()).toBe(20);
+    // Each native user that starts a session takes one one-time prekey; below 10 the gateway notifies.
+    for (let i = 0; i < 11; i++) {
+      const u = await native(`+49151000001${String(i).padStart(2, '0')}`);
+      await u.sendText(aliceJid(), `hello ${i}`, { devices: [store.puppets.byLocalId(ALICE)!.deviceId] });
+    }
+    let now = await count();
+    for (let i = 0; i < 200 && now < 20; i++) {
+      await new Promise((r) => setTimeout(r, 10));
+      now = await count();
+    }
+    expect(now).toBeGreaterThanOrEqual(20);
+    await adapter.until(() => adapter.delivered.length === 11, 'all 11 messages');
+  });
+
   it('keeps order per conversation in both directions with many messages', async () => {
     await core.enlist(ALICE);
     const bob = await native('+4915112345678');
