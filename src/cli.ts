@@ -1,10 +1,12 @@
 #!/usr/bin/env node
 import { Command, CommanderError, Option } from 'commander';
 import { realpathSync } from 'node:fs';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadEmulatorConfig } from '../emulator/config.js';
 import { initKeys, rootKeyBase64, rotateKeys } from '../emulator/keys.js';
 import { RunningEmulator, serveUntilSignal } from '../emulator/main.js';
+import { writeRegistration } from '../adapters/matrix/registration.js';
 import { loadConfig, type LoadedConfig } from './config/loader.js';
 import { startDaemon } from './daemon.js';
 import { renderReport, runChecks } from './doctor.js';
@@ -111,10 +113,25 @@ export async function runCli(argv: readonly string[], io: CliIo = defaultIo): Pr
 
   command(program, 'generate-registration', 'write the Matrix application service registration file')
     .addOption(configOption())
-    .action(() => {
-      throw new InteropError(
-        'not_available',
-        'generate-registration is not available in this version: the Matrix adapter has not landed yet',
+    .option(
+      '-o, --out <dir>',
+      'where to write registration.yaml and the token files (default: <data_dir>/matrix)',
+    )
+    .option('--force', 'replace existing files (new tokens: the homeserver needs the new registration)')
+    .action((opts: ConfigOption & { out?: string; force?: boolean }) => {
+      // The tokens do not exist yet: load the rest of the configuration without requiring them.
+      const loaded = loadConfig({
+        path: opts.config ?? io.env.INTEROP_BRIDGE_CONFIG,
+        env: { ...io.env, INTEROP_BRIDGE_MATRIX__ENABLED: 'false' },
+      });
+      const dir = path.resolve(opts.out ?? path.join(loaded.paths.dataDir, 'matrix'));
+      const files = writeRegistration(loaded.config, dir, { force: opts.force === true });
+      io.err(
+        `wrote ${files.registration}: give it to the homeserver (Synapse: app_service_config_files), then restart it\n` +
+          "and put these in the bridge's configuration:\n",
+      );
+      io.out(
+        `matrix:\n  enabled: true\n  as_token_file: ${files.asTokenFile}\n  hs_token_file: ${files.hsTokenFile}\n`,
       );
     });
 
