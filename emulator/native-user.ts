@@ -5,6 +5,7 @@
  * demo: send text or media, wait for messages and receipts, type, and simple behaviours (echo,
  * answer after a delay). The gateway only ever sees their ciphertext.
  */
+import { MAX_RETRIES, retryReceipt } from '../src/protocol/retry-receipt.js';
 import { randomBytes } from 'node:crypto';
 import { Readable, Writable } from 'node:stream';
 import { create } from '@bufbuild/protobuf';
@@ -496,31 +497,8 @@ export class NativeUser {
       // Undecryptable: ask the sender to try again (at most 5 times), as the protocol says.
       const count = (this.retries.get(m.id) ?? 0) + 1;
       this.retries.set(m.id, count);
-      if (count <= 5) {
-        const upload = this.signal.prekeyUpload(1);
-        const receipt: ReceiptStanza = {
-          kind: 'receipt',
-          id: m.id,
-          to: m.from,
-          type: 'retry',
-          t: nowSeconds(),
-          retry: {
-            count,
-            id: m.id,
-            t: m.t,
-            registrationId: upload.registrationId,
-            ...(count >= 2
-              ? {
-                  keys: {
-                    identityKey: upload.identityKey,
-                    signedPreKey: upload.signedPreKey,
-                    preKey: upload.preKeys[0],
-                  },
-                }
-              : {}),
-          },
-        };
-        this.connection.send(receipt);
+      if (count <= MAX_RETRIES) {
+        this.connection.send(retryReceipt(m, count, (n) => this.signal.prekeyUpload(n), nowSeconds()));
       }
     } finally {
       if (ackLater) this.ack(m);

@@ -4,8 +4,9 @@
  * conversation; marks them delivered and queues the delivery receipt (durably, in the outbox) once
  * the adapter has them. Undecryptable messages get a retry receipt.
  */
+import { MAX_RETRIES, retryReceipt } from '../protocol/retry-receipt.js';
 import { decodeContent, describeContent } from '../protocol/content.js';
-import { formatJid, parseJid, type MessageStanza, type ReceiptStanza } from '../protocol/stanza/index.js';
+import { formatJid, parseJid, type MessageStanza } from '../protocol/stanza/index.js';
 import { signalAddress } from '../signal/address.js';
 import type { InboxEntry } from '../store/repositories.js';
 import { receiptOutboxId } from './account.js';
@@ -31,7 +32,6 @@ interface InboxPayload {
 }
 
 /** A receiver gives up asking for a message after this many retry receipts (the protocol's limit). */
-const MAX_RETRIES = 5;
 /** The adapter refused a delivery: try that conversation again after this long (doubling, capped). */
 const REDELIVER_MIN_MS = 1_000;
 const REDELIVER_MAX_MS = 60_000;
@@ -118,31 +118,9 @@ export class IncomingHandler {
     const count = (this.retries.get(key) ?? 0) + 1;
     this.retries.set(key, count);
     if (count > MAX_RETRIES || !this.ctx.connection.isConnected) return;
-    // From the second retry on, the receipt carries a fresh bundle so the sender starts over.
-    const upload = this.ctx.signal.prekeyUpload(count >= 2 ? 1 : 0);
-    const receipt: ReceiptStanza = {
-      kind: 'receipt',
-      id: m.id,
-      to: m.from,
-      type: 'retry',
-      t: this.ctx.nowSeconds(),
-      retry: {
-        count,
-        id: m.id,
-        t: m.t,
-        registrationId: upload.registrationId,
-        ...(count >= 2
-          ? {
-              keys: {
-                identityKey: upload.identityKey,
-                signedPreKey: upload.signedPreKey,
-                ...(upload.preKeys[0] ? { preKey: upload.preKeys[0] } : {}),
-              },
-            }
-          : {}),
-      },
-    };
-    this.ctx.connection.send(receipt);
+    this.ctx.connection.send(
+      retryReceipt(m, count, (n) => this.ctx.signal.prekeyUpload(n), this.ctx.nowSeconds()),
+    );
   }
 
   /** Delivers pending inbox entries to the adapter (now, or right after the running pass). */
