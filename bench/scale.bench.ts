@@ -14,6 +14,7 @@
  * The emulator counts no attempts, so they are counted on the bridge side: every `connecting`
  * state of a `GatewayConnection` is one TCP connect.
  */
+import { noopAdapter } from './scale/noop-adapter.js';
 import { fork, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -22,7 +23,6 @@ import path from 'node:path';
 import { QUICK, type BenchCase, type Benchmark, type RoundReport } from './harness.js';
 import type { BridgeChildSpec, ChildMessage, ParentMessage } from './scale/bridge-child.js';
 import { builtFile, EmulatorChild } from './scale/emulator-child.js';
-import type { Adapter } from '../src/bridge/adapter.js';
 import { Bridge } from '../src/bridge/core.js';
 import { generateProviderKey, publicJwks } from '../src/protocol/jwt.js';
 import { SqliteSignalBackend } from '../src/signal/index.js';
@@ -42,26 +42,6 @@ const mib = (bytes: number): number => Math.round((bytes / 2 ** 20) * 10) / 10;
 const round2 = (x: number): number => Math.round(x * 100) / 100;
 const log = (line: string): void => {
   if (!QUICK) process.stderr.write(`    scale: ${line}\n`);
-};
-
-/** An adapter that shows nothing: set-up only enlists. */
-const noopAdapter: Adapter = {
-  network: 'matrix',
-  capabilities: {
-    media: false,
-    replies: false,
-    edits: false,
-    deletes: false,
-    reactions: false,
-    readReceipts: false,
-    typing: false,
-    presence: false,
-    maxMediaBytes: 0,
-  },
-  deliver: () => Promise.resolve(undefined),
-  showEphemeral: () => undefined,
-  updateDelivery: () => undefined,
-  notify: () => undefined,
 };
 
 /** CPU seconds (user + system) of a process from /proc, or NaN. */

@@ -10,10 +10,10 @@
  *   child  -> { type: 'back', report }       once every puppet has connected again (or the limit)
  *   parent -> { type: 'stop' }               the child stops the bridge, closes the store, exits
  */
+import { noopAdapter } from './noop-adapter.js';
 import { readFileSync } from 'node:fs';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 
-import type { Adapter } from '../../src/bridge/adapter.js';
 import { Bridge } from '../../src/bridge/core.js';
 import type { GatewayConnection } from '../../src/gateway/connection.js';
 import type { ProviderPrivateJwk } from '../../src/protocol/jwt.js';
@@ -56,25 +56,6 @@ export interface PhaseReport {
 export type ChildMessage =
   { type: 'connected'; report: PhaseReport } | { type: 'watching' } | { type: 'back'; report: PhaseReport };
 export type ParentMessage = { type: 'restart' } | { type: 'stop' };
-
-const noopAdapter: Adapter = {
-  network: 'matrix',
-  capabilities: {
-    media: false,
-    replies: false,
-    edits: false,
-    deletes: false,
-    reactions: false,
-    readReceipts: false,
-    typing: false,
-    presence: false,
-    maxMediaBytes: 0,
-  },
-  deliver: () => Promise.resolve(undefined),
-  showEphemeral: () => undefined,
-  updateDelivery: () => undefined,
-  notify: () => undefined,
-};
 
 const collect = (): void => {
   globalThis.gc?.();
