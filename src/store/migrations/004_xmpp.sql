@@ -1,0 +1,2 @@
+-- Reserved for the XMPP adapter's tables (adapters/xmpp/store.ts).
+SELECT 1;
