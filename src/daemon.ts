@@ -4,6 +4,7 @@ import type { LoadedConfig } from './config/loader.js';
 import { ConnectionGate } from './gateway/gate.js';
 import { HttpListener, sendJson } from './http-listener.js';
 import { componentLogger, type Logger } from './observability/logger.js';
+import { BridgeMetrics, METRICS_CONTENT_TYPE } from './observability/metrics.js';
 import { generateProviderKey, publicJwks, type ProviderPrivateJwk } from './protocol/jwt.js';
 import { readProviderKey, writeProviderKey } from './provider-keys.js';
 import { Bridge } from './bridge/core.js';
@@ -17,12 +18,14 @@ import { VERSION } from './version.js';
 
 export const JWKS_PATH = '/_interop/jwks.json';
 export const HEALTH_PATH = '/health';
+export const METRICS_PATH = '/metrics';
 
 export interface Daemon {
   readonly store: Store;
   readonly http: AddressInfo;
   /** The bridge core, when the gateway is configured (`gateway.root_key` set); adapters attach to it. */
   readonly bridge: Bridge | undefined;
+  readonly metrics: BridgeMetrics;
   /** Stops accepting work, lets what is in flight finish, then closes the database. */
   stop(): Promise<void>;
 }
@@ -43,6 +46,13 @@ export async function startDaemon(loaded: LoadedConfig, root: Logger): Promise<D
     const signingKey = await ensureProviderKey(paths.signingKey, log);
     const jwks = publicJwks([signingKey]);
 
+    const metrics = new BridgeMetrics();
+    metrics.observe({
+      outboxQueued: () => store.outbox.countQueued(),
+      inboxPending: () => store.inbox.countPending(),
+      puppets: () => store.puppets.list().length,
+      connectionStates: () => bridge?.connectionStates() ?? {},
+    });
     http = new HttpListener(componentLogger(root, 'http'));
     http.route('GET', JWKS_PATH, (_req, res) => sendJson(res, 200, jwks));
     http.route('GET', HEALTH_PATH, (_req, res) =>
@@ -51,8 +61,14 @@ export async function startDaemon(loaded: LoadedConfig, root: Logger): Promise<D
         version: VERSION,
         puppets: store.puppets.list().length,
         outbox_queued: store.outbox.countQueued(),
+        inbox_pending: store.inbox.countPending(),
+        gateway: config.gateway.root_key ? (bridge?.connectionStates() ?? {}) : 'not configured',
       }),
     );
+    http.route('GET', METRICS_PATH, async (_req, res) => {
+      const text = await metrics.render();
+      res.writeHead(200, { 'content-type': METRICS_CONTENT_TYPE }).end(text);
+    });
     const address = await http.listen(config.bridge.http.host, config.bridge.http.port);
     const publicUrl = config.bridge.http.public_url ?? `http://${address.address}:${address.port}`;
 
@@ -108,6 +124,7 @@ export async function startDaemon(loaded: LoadedConfig, root: Logger): Promise<D
         identityPolicy: config.bridge.identity_change_policy,
         preKeys: config.signal.prekey_batch_size,
         media,
+        metrics,
         logger: root,
       });
       await bridge.start();
@@ -142,6 +159,7 @@ export async function startDaemon(loaded: LoadedConfig, root: Logger): Promise<D
       store,
       http: address,
       bridge: core,
+      metrics,
       async stop() {
         log.info('stopping: no new work accepted');
         await listener.close();

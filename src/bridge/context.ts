@@ -1,6 +1,7 @@
 /** What the parts of one puppet's runtime share (outbox sender, incoming handler, sessions). */
 import type { GatewayConnection } from '../gateway/connection.js';
 import type { Logger } from '../observability/logger.js';
+import type { BridgeMetrics } from '../observability/metrics.js';
 import type { SignalSessionManager } from '../signal/index.js';
 import type { Puppet, Store } from '../store/repositories.js';
 import type { Adapter } from './adapter.js';
@@ -20,6 +21,7 @@ export interface PuppetContext {
   adapter(): Adapter | undefined;
   readonly media: MediaHandler | undefined;
   readonly log: Logger | undefined;
+  readonly metrics: BridgeMetrics | undefined;
   /** Seconds since the epoch. */
   nowSeconds(): number;
 }

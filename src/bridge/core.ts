@@ -26,6 +26,7 @@ import type { OutgoingEvent } from './events.js';
 import type { MediaHandler } from './media.js';
 import { encodePayload, RECEIPT_KIND, type ReceiptPayload } from './outbox.js';
 import { accountJidOf, PuppetRuntime, puppetConnection, type GatewaySettings } from './puppet.js';
+import type { BridgeMetrics } from '../observability/metrics.js';
 
 export type Lifecycle = 'always' | 'presence';
 
@@ -41,6 +42,8 @@ export interface BridgeOptions {
   logger?: Logger;
   /** One-time prekeys published at enlistment and kept topped up. Default 100. */
   preKeys?: number;
+  /** Prometheus metrics (messages, latency, connection states); none when unset. */
+  metrics?: BridgeMetrics;
   /** How long enlistment and opt-out wait for the gateway. Default 30 s. */
   gatewayWaitMs?: number;
 }
@@ -141,6 +144,7 @@ export class Bridge {
         adapter: () => this.adapterOf(puppet.network),
         media: this.options.media,
         log: this.log?.child({ puppet: puppet.accountId }),
+        metrics: this.options.metrics,
         preKeyTarget: this.options.preKeys ?? 100,
       });
       this.runtimes.set(puppet.localId, runtime);
@@ -421,6 +425,7 @@ export class Bridge {
       });
       store.messages.put({ portalId: portal.id, remoteId: id, localId: event.localId, sender: accountJid });
     });
+    this.options.metrics?.outgoing('queued');
     runtime.outbox.kick();
   }
 
@@ -458,6 +463,16 @@ export class Bridge {
       throw new BridgeError('bridge_not_connected', `the gateway gave ${localUser}'s puppet no media host`);
     }
     return { auth: answer.body.auth, ttl: answer.body.ttl, hosts: answer.body.hosts };
+  }
+
+  /** Puppets by gateway connection state (for metrics and the startup summary). */
+  connectionStates(): Record<string, number> {
+    const counts: Record<string, number> = {};
+    for (const runtime of this.runtimes.values()) {
+      const state = runtime.connection.state;
+      counts[state] = (counts[state] ?? 0) + 1;
+    }
+    return counts;
   }
 
   /** The runtime of a puppet, for tests and the daemon's status page. */

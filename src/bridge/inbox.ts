@@ -83,6 +83,7 @@ export class IncomingHandler {
       );
       // Includes signal_duplicate_message for an id not in the inbox: a crash between decryption
       // and the inbox write consumed the message key, so only a re-encryption can bring it back.
+      this.ctx.metrics?.incoming('undecryptable');
       this.sendRetry(m);
       this.ack(m);
       return;
@@ -104,6 +105,7 @@ export class IncomingHandler {
       });
     });
     this.retries.delete(`${m.from}/${m.id}`);
+    this.ctx.metrics?.incoming('received');
     this.ack(m);
     this.pump();
   }
@@ -228,6 +230,7 @@ export class IncomingHandler {
         payload: encodePayload(receipt),
       });
     });
+    this.ctx.metrics?.incoming('delivered', entry.receivedAt);
     this.outbox.kick();
     return true;
   }

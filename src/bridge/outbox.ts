@@ -317,6 +317,7 @@ export class OutboxSender {
 
   private report(entry: OutboxEntry, state: DeliveryState, reason?: string): void {
     if (entry.kind === RECEIPT_KIND) return;
+    if (state !== 'queued') this.ctx.metrics?.outgoing(state, entry.createdAt);
     const event = decodePayload<OutgoingEvent>(entry.payload);
     try {
       this.ctx.adapter()?.updateDelivery({

@@ -19,6 +19,7 @@ import { SignalSessionManager, type IdentityPolicy, type SignalBackend } from '.
 import type { Puppet, Store } from '../store/repositories.js';
 import type { Adapter } from './adapter.js';
 import type { PuppetContext } from './context.js';
+import type { BridgeMetrics } from '../observability/metrics.js';
 import type { Notice } from './events.js';
 import { IncomingHandler } from './inbox.js';
 import type { MediaHandler } from './media.js';
@@ -55,6 +56,7 @@ export interface PuppetRuntimeOptions {
   adapter: () => Adapter | undefined;
   media: MediaHandler | undefined;
   log: Logger | undefined;
+  metrics?: BridgeMetrics | undefined;
   /** The end user's IP address, when the adapter knows it. */
   endUserIp?: () => string | undefined;
   /** One-time prekeys kept on the server (replenished below a fifth of this). */
@@ -137,6 +139,7 @@ export class PuppetRuntime {
       adapter: options.adapter,
       media: options.media,
       log: options.log,
+      metrics: options.metrics,
       nowSeconds: () => Math.floor(Date.now() / 1000),
     };
     this.devices = new RemoteDevices(this.ctx);
@@ -154,8 +157,10 @@ export class PuppetRuntime {
       this.notify({ kind: 'identity_changed', remote, safetyNumber, blocked: change.trust === 'blocked' });
     });
     this.connection.on('stanza', (s) => this.enqueue(s));
+    this.connection.on('problem', (error) => options.metrics?.gatewayFailure(error.code));
     this.connection.on('connected', () => this.onConnected());
     this.connection.on('state', (state, detail) => {
+      if (state === 'refused') options.metrics?.gatewayFailure(detail ?? 'refused');
       if (
         state === 'connected' ||
         state === 'refused' ||

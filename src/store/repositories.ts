@@ -121,6 +121,8 @@ export interface InboxRepository {
   has(puppetId: number, sender: string, messageId: string): boolean;
   pending(puppetId: number, limit?: number): InboxEntry[];
   markDelivered(puppetId: number, sender: string, messageId: string): void;
+  /** Entries received but not yet accepted by the local network (all puppets). */
+  countPending(): number;
 }
 
 export interface MessageMapping {

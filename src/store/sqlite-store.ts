@@ -302,6 +302,9 @@ function inboxRepository(q: ReturnType<typeof statements>, now: () => number): I
         messageId,
       );
     },
+    countPending() {
+      return (q("SELECT count(*) AS n FROM inbox WHERE state = 'pending'").get() as { n: number }).n;
+    },
   };
 }
 

@@ -341,7 +341,7 @@ describe('the daemon with a gateway configured', () => {
     tmp.cleanup();
   });
 
-  it('hosts outgoing media on its listener and writes incoming media under its data directory', async () => {
+  it('hosts outgoing media on its listener, writes incoming media under its data directory, and counts both in its metrics and health', async () => {
     tmp = tempDir();
     const port = await freePort();
     const signingKey = await generateProviderKey('EdDSA');
@@ -420,7 +420,7 @@ describe('the daemon with a gateway configured', () => {
     expect(url?.host).toBe(`127.0.0.1:${port}`);
 
     const doc = randomBytes(10_000);
-    await bob.sendMedia(
+    const docId = await bob.sendMedia(
       got.from,
       { kind: 'document', bytes: doc, mimetype: 'text/plain', fileName: 'notes.txt' },
       { devices: [0] },
@@ -432,5 +432,26 @@ describe('the daemon with a gateway configured', () => {
     expect(path.dirname(body!.path)).toBe(path.join(tmp.dir, 'state', 'media-received'));
     expect(readFileSync(body!.path).equals(doc)).toBe(true);
     expect(statSync(path.join(tmp.dir, 'state', 'media')).mode & 0o777).toBe(0o700);
+
+    // What crossed shows in the operator's metrics and health.
+    await bob.waitForReceipt(docId);
+    await adapter.until(() => adapter.statesOf('$photo').includes('sent'), 'the photo acknowledged');
+    const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    const sample = (name: string) => {
+      const line = metrics.split('\n').find((l) => l.startsWith(name));
+      return line === undefined ? undefined : Number(line.slice(name.length).trim());
+    };
+    expect(sample('interop_bridge_messages_total{direction="outgoing",outcome="queued"}')).toBe(1);
+    expect(sample('interop_bridge_messages_total{direction="outgoing",outcome="sent"}')).toBe(1);
+    expect(sample('interop_bridge_messages_total{direction="incoming",outcome="received"}')).toBe(1);
+    expect(sample('interop_bridge_messages_total{direction="incoming",outcome="delivered"}')).toBe(1);
+    expect(sample('interop_bridge_message_latency_seconds_count{direction="outgoing"}')).toBe(1);
+    expect(sample('interop_bridge_message_latency_seconds_count{direction="incoming"}')).toBe(1);
+    expect(sample('interop_bridge_gateway_connections{state="connected"}')).toBe(1);
+    expect(sample('interop_bridge_puppets')).toBe(1);
+    expect(sample('interop_bridge_inbox_pending')).toBe(0);
+    expect(metrics).toContain('interop_bridge_process_resident_memory_bytes');
+    const health = (await (await fetch(`http://127.0.0.1:${port}/health`)).json()) as Record<string, unknown>;
+    expect(health).toMatchObject({ status: 'ok', puppets: 1, inbox_pending: 0, gateway: { connected: 1 } });
   });
 });

@@ -1,0 +1,131 @@
+/**
+ * Prometheus metrics, served at `/metrics` on the bridge's HTTP listener. One registry per daemon
+ * (not prom-client's global one), so tests and benchmarks can run several bridges in one process.
+ *
+ * What an operator watches (docs/OPERATING.md, "Metrics"):
+ * - `interop_bridge_messages_total{direction,outcome}`: outgoing queued/sent/delivered/read/failed,
+ *   incoming received/delivered/undecryptable;
+ * - `interop_bridge_outbox_queued`, `interop_bridge_inbox_pending`: work waiting (read at scrape time);
+ * - `interop_bridge_gateway_connections{state}`, `interop_bridge_puppets`: connection states now;
+ * - `interop_bridge_gateway_failures_total{reason}`: failed handshakes and connections by reason code;
+ * - `interop_bridge_message_latency_seconds{direction}`: outgoing from accepted to acknowledged by
+ *   the gateway, incoming from received from the gateway to accepted by the local server;
+ * - process metrics (memory, CPU, event loop lag) under `interop_bridge_process_*` / `nodejs_*`.
+ */
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+
+export type MessageDirection = 'outgoing' | 'incoming';
+export type OutgoingOutcome = 'queued' | 'sent' | 'delivered' | 'read' | 'failed';
+export type IncomingOutcome = 'received' | 'delivered' | 'undecryptable';
+
+/** What the metrics read at scrape time from the running bridge. */
+export interface MetricsSources {
+  outboxQueued(): number;
+  inboxPending(): number;
+  puppets(): number;
+  /** Count of puppets per gateway connection state. */
+  connectionStates(): Record<string, number>;
+}
+
+export const METRICS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
+
+export class BridgeMetrics {
+  readonly registry = new Registry();
+  private readonly messages: Counter<'direction' | 'outcome'>;
+  private readonly failures: Counter<'reason'>;
+  private readonly latency: Histogram<'direction'>;
+  private sources: MetricsSources | undefined;
+
+  constructor(options: { processMetrics?: boolean } = {}) {
+    const registers = [this.registry];
+    if (options.processMetrics !== false) {
+      collectDefaultMetrics({ register: this.registry, prefix: 'interop_bridge_' });
+    }
+    this.messages = new Counter({
+      name: 'interop_bridge_messages_total',
+      help: 'Messages by direction and outcome (outgoing: queued, sent, delivered, read, failed; incoming: received, delivered, undecryptable).',
+      labelNames: ['direction', 'outcome'],
+      registers,
+    });
+    this.failures = new Counter({
+      name: 'interop_bridge_gateway_failures_total',
+      help: 'Failed gateway handshakes and connections, by reason code (for example cert_untrusted_root, auth_rejected, connect_timeout).',
+      labelNames: ['reason'],
+      registers,
+    });
+    this.latency = new Histogram({
+      name: 'interop_bridge_message_latency_seconds',
+      help: 'Outgoing: from accepted by the bridge to acknowledged by the gateway. Incoming: from received from the gateway to accepted by the local server.',
+      labelNames: ['direction'],
+      buckets: [0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 15, 60],
+      registers,
+    });
+    const read = (f: (s: MetricsSources) => number) => () => (this.sources ? f(this.sources) : 0);
+    const outbox = read((s) => s.outboxQueued());
+    const inbox = read((s) => s.inboxPending());
+    const puppets = read((s) => s.puppets());
+    new Gauge({
+      name: 'interop_bridge_outbox_queued',
+      help: 'Outgoing messages and receipts waiting to be sent to the gateway.',
+      registers,
+      collect() {
+        this.set(outbox());
+      },
+    });
+    new Gauge({
+      name: 'interop_bridge_inbox_pending',
+      help: 'Incoming messages received and decrypted but not yet accepted by the local server.',
+      registers,
+      collect() {
+        this.set(inbox());
+      },
+    });
+    new Gauge({
+      name: 'interop_bridge_puppets',
+      help: 'Enlisted puppets (local users who opted in).',
+      registers,
+      collect() {
+        this.set(puppets());
+      },
+    });
+    const states = () => this.sources?.connectionStates() ?? {};
+    new Gauge({
+      name: 'interop_bridge_gateway_connections',
+      help: 'Puppet gateway connections by state (idle, connecting, handshaking, connected, waiting, refused, stopped).',
+      labelNames: ['state'],
+      registers,
+      collect() {
+        this.reset();
+        for (const [state, n] of Object.entries(states())) this.set({ state }, n);
+      },
+    });
+  }
+
+  /** Where the gauges read from; set once the bridge is running. */
+  observe(sources: MetricsSources): void {
+    this.sources = sources;
+  }
+
+  outgoing(outcome: OutgoingOutcome, acceptedAtMs?: number): void {
+    this.messages.inc({ direction: 'outgoing', outcome });
+    if (outcome === 'sent' && acceptedAtMs !== undefined) {
+      this.latency.observe({ direction: 'outgoing' }, Math.max(0, Date.now() - acceptedAtMs) / 1000);
+    }
+  }
+
+  incoming(outcome: IncomingOutcome, receivedAtMs?: number): void {
+    this.messages.inc({ direction: 'incoming', outcome });
+    if (outcome === 'delivered' && receivedAtMs !== undefined) {
+      this.latency.observe({ direction: 'incoming' }, Math.max(0, Date.now() - receivedAtMs) / 1000);
+    }
+  }
+
+  gatewayFailure(reason: string): void {
+    this.failures.inc({ reason });
+  }
+
+  /** The exposition text for `GET /metrics`. */
+  render(): Promise<string> {
+    return this.registry.metrics();
+  }
+}
