@@ -10,6 +10,7 @@ import { writeRegistration } from '../adapters/matrix/registration.js';
 import { loadConfig, type LoadedConfig } from './config/loader.js';
 import { startDaemon } from './daemon.js';
 import { renderReport, runChecks } from './doctor.js';
+import { runLiveChecks } from './doctor-live.js';
 import { ConfigError, InteropError, UsageError } from './errors.js';
 import { createLogger } from './observability/logger.js';
 import { generateProviderKey, publicJwks, type ClientTokenAlg } from './protocol/jwt.js';
@@ -80,11 +81,16 @@ export async function runCli(argv: readonly string[], io: CliIo = defaultIo): Pr
       logger.flush();
     });
 
-  command(program, 'doctor', 'check the configuration and the database, and say what to fix')
+  command(
+    program,
+    'doctor',
+    'check the configuration, the database, the gateway, the Matrix homeserver and the XMPP server, and say what to fix',
+  )
     .addOption(configOption())
-    .action((opts: ConfigOption) => {
+    .option('--offline', 'skip the checks that connect to the gateway, the homeserver and the XMPP server')
+    .action(async (opts: ConfigOption & { offline?: boolean }) => {
       const loaded = load(opts);
-      const results = runChecks(loaded);
+      const results = [...runChecks(loaded), ...(opts.offline ? [] : await runLiveChecks(loaded))];
       io.out(`${renderReport(loaded.source, results)}\n`);
       if (results.some((r) => r.status === 'fail')) exitCode = EXIT.failure;
     });

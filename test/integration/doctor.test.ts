@@ -1,0 +1,156 @@
+/**
+ * `interop-bridge doctor` against real peers: the emulator (gateway) and a real Prosody (XMPP
+ * component). Each failure it can report is provoked for real and must come with its fix.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { EXIT, runCli } from '../../src/cli.js';
+import { generateProviderKey, type ProviderPrivateJwk } from '../../src/protocol/jwt.js';
+import { writeProviderKey } from '../../src/provider-keys.js';
+import { startEmulator, type StartedEmulator } from '../support/emulator-process.js';
+import { tempDir } from '../support/tmp.js';
+import { startProsody, type XmppServer } from '../support/xmpp-servers.js';
+
+const PROVIDER = 'doctorbridge';
+const DOMAIN = 'wa.localhost';
+const SECRET = 'doctor-component-secret';
+
+async function doctor(config: string): Promise<{ code: number; out: string }> {
+  let out = '';
+  const code = await runCli(['doctor', '--config', config], {
+    out: (t) => (out += t),
+    err: (t) => (out += t),
+    env: {},
+  });
+  return { code, out };
+}
+
+/** The report line of one check, and the hint line under it when there is one. */
+function lineOf(out: string, check: string): string {
+  const lines = out.split('\n');
+  const i = lines.findIndex((l) => l.includes(`  ${check}  `));
+  if (i < 0) throw new Error(`no "${check}" line in:\n${out}`);
+  const hint = lines[i + 1]?.includes('->') ? `\n${lines[i + 1]}` : '';
+  return `${lines[i]}${hint}`;
+}
+
+function closedPort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = net.createServer().listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as net.AddressInfo;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+describe('interop-bridge doctor against real peers', () => {
+  let tmp: ReturnType<typeof tempDir>;
+  let emulator: StartedEmulator;
+  let prosody: XmppServer;
+  let key: ProviderPrivateJwk;
+
+  beforeAll(async () => {
+    tmp = tempDir();
+    key = await generateProviderKey('EdDSA');
+    [emulator, prosody] = await Promise.all([
+      startEmulator(tmp, { provider: { id: PROVIDER, signingKey: key } }),
+      startProsody({ componentDomain: DOMAIN, componentSecret: SECRET }),
+    ]);
+  }, 60_000);
+
+  afterAll(async () => {
+    await emulator?.running.stop();
+    await prosody?.stop();
+    tmp?.cleanup();
+  });
+
+  /** A config with the given overrides, its own data dir, and `signingKey` as the provider key. */
+  let n = 0;
+  const configWith = (
+    o: {
+      gatewayPort?: number;
+      rootKey?: Uint8Array;
+      signingKey?: ProviderPrivateJwk;
+      providerId?: string;
+      xmpp?: { port?: number; secret?: string };
+    } = {},
+  ): string => {
+    const dir = tmp.file(`case-${++n}`);
+    mkdirSync(dir, { recursive: true });
+    writeProviderKey(path.join(dir, 'provider-signing-key.jwk'), o.signingKey ?? key);
+    const lines = [
+      'bridge:',
+      `  provider_id: ${o.providerId ?? PROVIDER}`,
+      `  data_dir: ${dir}`,
+      'gateway:',
+      `  port: ${o.gatewayPort ?? emulator.running.gateway.port}`,
+      `  root_key: ${Buffer.from(o.rootKey ?? emulator.root).toString('base64')}`,
+      'xmpp:',
+      '  enabled: true',
+      `  server_port: ${o.xmpp?.port ?? prosody.componentPort}`,
+      `  component_domain: ${DOMAIN}`,
+      `  secret: ${o.xmpp?.secret ?? SECRET}`,
+      '',
+    ];
+    return tmp.file(`case-${n}.yaml`, lines.join('\n'));
+  };
+
+  it('passes every check and exits 0 when the gateway and the XMPP server accept the bridge', async () => {
+    const { code, out } = await doctor(configWith());
+    expect(lineOf(out, 'gateway connection')).toMatch(
+      /ok .*handshake, certificate chain valid, provider token accepted/,
+    );
+    expect(lineOf(out, 'XMPP component')).toMatch(/ok .*wa\.localhost authenticated/);
+    expect(code).toBe(EXIT.ok);
+  });
+
+  it('says the gateway cannot be reached, and what to check', async () => {
+    const { code, out } = await doctor(configWith({ gatewayPort: await closedPort() }));
+    const line = lineOf(out, 'gateway connection');
+    expect(line).toMatch(/fail .*cannot reach the gateway at 127\.0\.0\.1:\d+/);
+    expect(line).toMatch(/-> check gateway\.host and gateway\.port/);
+    expect(code).toBe(EXIT.failure);
+  });
+
+  it('says the root key is wrong when the certificate chain does not lead to it', async () => {
+    const { code, out } = await doctor(configWith({ rootKey: randomBytes(32) }));
+    const line = lineOf(out, 'gateway connection');
+    expect(line).toMatch(/fail .*certificate chain was refused/);
+    expect(line).toMatch(/-> gateway\.root_key is not the root/);
+    expect(code).toBe(EXIT.failure);
+  });
+
+  it('says the gateway does not know the signing key, and how to give it the JWKS', async () => {
+    const { code, out } = await doctor(configWith({ signingKey: await generateProviderKey('EdDSA') }));
+    const line = lineOf(out, 'gateway connection');
+    expect(line).toMatch(/fail .*refused authentication: token_unknown_kid/);
+    expect(line).toMatch(/interop-bridge keys jwks/);
+    expect(code).toBe(EXIT.failure);
+  });
+
+  it('says the provider id is not one the gateway knows', async () => {
+    const { code, out } = await doctor(configWith({ providerId: 'someone-else' }));
+    const line = lineOf(out, 'gateway connection');
+    expect(line).toMatch(/fail .*refused authentication: token_wrong_issuer/);
+    expect(line).toMatch(/-> bridge\.provider_id is not the provider id the gatekeeper registered/);
+    expect(code).toBe(EXIT.failure);
+  });
+
+  it('says the XMPP server refused the component secret, and where to set it', async () => {
+    const { code, out } = await doctor(configWith({ xmpp: { secret: 'not-the-secret' } }));
+    const line = lineOf(out, 'XMPP component');
+    expect(line).toMatch(/fail .*refused the component secret for wa\.localhost/);
+    expect(line).toMatch(/-> make xmpp\.secret the component secret/);
+    expect(code).toBe(EXIT.failure);
+  });
+
+  it('says the XMPP server has no component listener there', async () => {
+    const { code, out } = await doctor(configWith({ xmpp: { port: await closedPort() } }));
+    const line = lineOf(out, 'XMPP component');
+    expect(line).toMatch(/fail /);
+    expect(line).toMatch(/-> check xmpp\.server_host and xmpp\.server_port/);
+    expect(code).toBe(EXIT.failure);
+  });
+});
