@@ -9,6 +9,7 @@ import { RunningEmulator, serveUntilSignal } from '../emulator/main.js';
 import { writeRegistration } from '../adapters/matrix/registration.js';
 import { loadConfig, type LoadedConfig } from './config/loader.js';
 import { startDaemon } from './daemon.js';
+import { backupState } from './backup.js';
 import { renderReport, runChecks } from './doctor.js';
 import { runLiveChecks } from './doctor-live.js';
 import { ConfigError, InteropError, UsageError } from './errors.js';
@@ -139,6 +140,19 @@ export async function runCli(argv: readonly string[], io: CliIo = defaultIo): Pr
       io.out(
         `matrix:\n  enabled: true\n  as_token_file: ${files.asTokenFile}\n  hs_token_file: ${files.hsTokenFile}\n`,
       );
+    });
+
+  command(
+    program,
+    'backup',
+    "copy the database and the provider's signing key into a directory, safely while the bridge runs",
+  )
+    .addOption(configOption())
+    .requiredOption('-o, --out <dir>', 'the directory to write into (created, mode 0700)')
+    .action(async (opts: ConfigOption & { out: string }) => {
+      const loaded = load(opts);
+      const written = await backupState(loaded, path.resolve(opts.out));
+      io.out(`${written.map((f) => `wrote ${f}`).join('\n')}\n`);
     });
 
   // The gateway emulator: `emulator` runs it, `emulator init` / `emulator rotate` manage its keys.
