@@ -17,6 +17,9 @@ export interface RegistrationFiles {
   hsTokenFile: string;
 }
 
+/** The registration's `id`: the appservice ping names it. */
+export const APPSERVICE_ID = 'interop-bridge';
+
 export const escapeRegex = (s: string): string => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
 /** The registration for this config: the ghosts' and the bot's namespaces, exclusive; ephemeral events on. */
@@ -24,7 +27,7 @@ export function buildRegistration(config: Config, tokens: { asToken: string; hsT
   const m = config.matrix;
   const server = escapeRegex(m.server_name);
   return {
-    id: 'interop-bridge',
+    id: APPSERVICE_ID,
     url: `http://${m.listen_host}:${m.listen_port}`,
     as_token: tokens.asToken,
     hs_token: tokens.hsToken,

@@ -66,6 +66,12 @@ const mediaSchema = z.strictObject({
 
 const permissionLevel = oneOf(['none', 'user', 'admin'] as const);
 
+const matrixRetrySchema = z.strictObject({
+  max_attempts: int(1, 1000).default(10),
+  initial_delay_ms: int(1, 600_000).default(500),
+  max_delay_ms: int(1, 3_600_000).default(30_000),
+});
+
 const matrixSchema = z
   .strictObject({
     enabled: bool().default(false),
@@ -77,6 +83,10 @@ const matrixSchema = z
     ghost_localpart_prefix: str('a localpart prefix such as "wa_"').default('wa_'),
     listen_host: host().default('127.0.0.1'),
     listen_port: port().default(29331),
+    ghost_displayname: str('a display name template with {phone}, such as "{phone} (WhatsApp)"').default(
+      '{phone} (WhatsApp)',
+    ),
+    client_retry: matrixRetrySchema.default(matrixRetrySchema.parse({})),
     permissions: z
       .record(
         z.string(),
@@ -106,6 +116,7 @@ const xmppSchema = z
     component_domain: str('the component\'s domain, such as "wa.example.org"').default('wa.localhost'),
     secret: str('the component secret shared with the XMPP server').optional(),
     upload_service: str('the JID of an XEP-0363 upload service').optional(),
+    name: str('the gateway\'s name shown in service discovery').default('WhatsApp'),
   })
   .superRefine((x, ctx) => {
     if (x.enabled && x.secret === undefined) {

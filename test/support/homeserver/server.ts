@@ -596,7 +596,11 @@ export class StandInHomeserver {
 
     register: (c) => this.register(c),
 
-    createRoom: (c) => this.createRoom(need(c.auth).userId, c.body),
+    createRoom: async (c) => {
+      const invite = Array.isArray(c.body['invite']) ? (c.body['invite'] as unknown[]) : [];
+      for (const userId of invite) if (typeof userId === 'string') await this.queryUnknownUser(userId);
+      return this.createRoom(need(c.auth).userId, c.body);
+    },
 
     sendMessage: (c) =>
       this.idempotent(c, 'send', () => {
@@ -721,10 +725,11 @@ export class StandInHomeserver {
     joinRoomById: (c) => this.join(need(c.auth).userId, c.params['roomId']!),
     joinRoom: (c) => this.join(need(c.auth).userId, c.params['roomIdOrAlias']!),
 
-    inviteUser: (c) => {
+    inviteUser: async (c) => {
       const sender = need(c.auth).userId;
       const room = this.existingRoom(c.params['roomId']!);
       const target = String(c.body['user_id']);
+      await this.queryUnknownUser(target);
       room.authorizeMembership(sender, target, 'invite');
       const content: Record<string, unknown> = { membership: 'invite' };
       if (typeof c.body['reason'] === 'string') content['reason'] = c.body['reason'];
@@ -961,6 +966,16 @@ export class StandInHomeserver {
   }
 
   /** createRoom in the order the spec lists: create, creator's join, power levels, preset, initial_state, name, topic, invites. */
+  /**
+   * An unknown user in the appservice's user namespaces is asked about before an invite (application
+   * service API, "Query user": "such as a room invite"): the appservice creates it, or says 404.
+   */
+  private async queryUnknownUser(userId: string): Promise<void> {
+    if (this.accounts.has(userId) || !this.namespaces.ownsUser(userId) || this.registration.url === null)
+      return;
+    await this.callAppservice('GET', `/_matrix/app/v1/users/${encodeURIComponent(userId)}`);
+  }
+
   private createRoom(creator: string, body: Record<string, unknown>): Reply {
     const version = typeof body['room_version'] === 'string' ? body['room_version'] : ROOM_VERSION;
     if (!/^(?:[1-9]|1[01])$/.test(version)) {

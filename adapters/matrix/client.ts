@@ -1,0 +1,149 @@
+/**
+ * Client-server calls through matrix-bot-sdk's MatrixClient, with what it lacks: every request is
+ * retried with backoff on `M_LIMIT_EXCEEDED` (waiting `retry_after_ms` when the homeserver names
+ * it), on 5xx answers and on network errors (a refused or dropped connection, a timeout). Other
+ * errors (403, 404, 400...) are final and thrown at once.
+ *
+ * Ghosts are separate clients with the same as_token and `impersonateUserId` (the `user_id` query
+ * parameter of the appservice API).
+ */
+import { LogService, MatrixClient, MatrixError, type ILogger } from 'matrix-bot-sdk';
+import type { Logger } from '../../src/observability/logger.js';
+import { MatrixAdapterError } from './errors.js';
+
+export interface RetryPolicy {
+  /** Attempts in all, the first included. */
+  readonly maxAttempts: number;
+  readonly initialDelayMs: number;
+  readonly maxDelayMs: number;
+}
+
+export const DEFAULT_RETRY: RetryPolicy = { maxAttempts: 10, initialDelayMs: 500, maxDelayMs: 30_000 };
+
+/** The status and Matrix error code of a failed call, whatever shape matrix-bot-sdk threw it in. */
+export function describeFailure(err: unknown): { status?: number; errcode?: string; retryAfterMs?: number } {
+  if (err instanceof MatrixError) {
+    return {
+      status: err.statusCode,
+      errcode: err.errcode,
+      ...(typeof err.retryAfterMs === 'number' ? { retryAfterMs: err.retryAfterMs } : {}),
+    };
+  }
+  if (typeof err === 'object' && err !== null && 'statusCode' in err) {
+    const status = (err as { statusCode: unknown }).statusCode;
+    if (typeof status === 'number') return { status };
+  }
+  return {};
+}
+
+/** Whether a failure is worth another attempt, and how long to wait first (undefined: backoff). */
+export function retryable(err: unknown): { retry: boolean; afterMs?: number } {
+  const f = describeFailure(err);
+  if (f.errcode === 'M_LIMIT_EXCEEDED' || f.status === 429) {
+    return f.retryAfterMs === undefined ? { retry: true } : { retry: true, afterMs: f.retryAfterMs };
+  }
+  if (f.status !== undefined) return { retry: f.status >= 500 };
+  // No HTTP answer at all: connection refused, reset, timed out.
+  return { retry: true };
+}
+
+function failureText(err: unknown): string {
+  const f = describeFailure(err);
+  if (f.errcode !== undefined) return `${f.status ?? '?'} ${f.errcode}`;
+  if (f.status !== undefined) return `HTTP ${f.status}`;
+  return (err as Error)?.message ?? String(err);
+}
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/** Runs `call` until it succeeds, fails for good, or the attempts run out. */
+export async function withRetry<T>(
+  what: string,
+  policy: RetryPolicy,
+  call: () => Promise<T>,
+  log?: Logger,
+): Promise<T> {
+  let delay = policy.initialDelayMs;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await call();
+    } catch (err) {
+      const r = retryable(err);
+      if (!r.retry) throw err;
+      if (attempt >= policy.maxAttempts) {
+        throw new MatrixAdapterError(
+          'matrix_unavailable',
+          `${what} failed ${attempt} times (last: ${failureText(err)}): the homeserver is unavailable or overloaded; it will be tried again later`,
+          { cause: err },
+        );
+      }
+      const wait = r.afterMs ?? delay;
+      log?.debug({ what, attempt, waitMs: wait, failure: failureText(err) }, 'retrying a homeserver call');
+      await sleep(Math.min(wait, policy.maxDelayMs));
+      delay = Math.min(delay * 2, policy.maxDelayMs);
+    }
+  }
+}
+
+/** A MatrixClient whose every request goes through `withRetry`. */
+export class RetryingMatrixClient extends MatrixClient {
+  constructor(
+    homeserverUrl: string,
+    accessToken: string,
+    readonly policy: RetryPolicy,
+    private readonly log?: Logger,
+  ) {
+    super(homeserverUrl, accessToken);
+  }
+
+  override doRequest(
+    method: string,
+    endpoint: string,
+    qs?: Record<string, unknown> | null,
+    body?: unknown,
+    timeout?: number,
+    raw?: boolean,
+    contentType?: string,
+    noEncoding?: boolean,
+  ): Promise<unknown> {
+    return withRetry(
+      `${method} ${endpoint.split('?')[0] ?? endpoint}`,
+      this.policy,
+      // A fresh copy of the query each time: the SDK adds user_id to the object it is given.
+      () =>
+        super.doRequest(
+          method,
+          endpoint,
+          qs ? { ...qs } : null,
+          body,
+          timeout,
+          raw,
+          contentType,
+          noEncoding,
+        ) as Promise<unknown>,
+      this.log,
+    );
+  }
+}
+
+/** Sends matrix-bot-sdk's own logging to ours, at debug (it logs every non-2xx answer as an error). */
+export function routeSdkLogs(log: Logger | undefined): void {
+  const to =
+    (level: 'debug' | 'trace') =>
+    (module: string, ...parts: unknown[]) =>
+      log?.[level](
+        { module },
+        parts
+          .map((p) => (p instanceof Error ? p.message : typeof p === 'string' ? p : JSON.stringify(p)))
+          .join(' ')
+          .slice(0, 500),
+      );
+  const logger: ILogger = {
+    info: to('debug'),
+    warn: to('debug'),
+    error: to('debug'),
+    debug: to('trace'),
+    trace: to('trace'),
+  };
+  LogService.setLogger(logger);
+}

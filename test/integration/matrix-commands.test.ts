@@ -1,0 +1,124 @@
+/**
+ * The bridge bot and its management room, through the stand-in homeserver and the emulator:
+ * login after a confirmation, status, list, safety, start-chat, ping, a refused user, logout.
+ */
+import { BOT, MatrixHarness, bodyOf, ghostOf } from './matrix-harness.js';
+
+const BOB = '+4915112345678';
+
+let h: MatrixHarness;
+
+beforeEach(async () => {
+  h = await MatrixHarness.start({ permissions: { 'example.test': 'user', '@mallory:example.test': 'none' } });
+});
+
+afterEach(async () => {
+  await h.close();
+  h.hs.assertNoViolations();
+});
+
+test('the bot joins a direct chat, greets with the commands, and answers ping and help', async () => {
+  const alice = h.user('alice', 'Alice');
+  const room = await h.managementRoom(alice);
+
+  expect(h.hs.room(room)!.membership(BOT)).toBe('join');
+  const greeting = (await alice.readMessages(room)).find((e) => e.sender === BOT)!;
+  expect(bodyOf(greeting)).toMatch(/start-chat \+<number>/);
+  expect(await h.command(alice, room, 'ping')).toMatch(/^pong/);
+  expect(await h.command(alice, room, 'help')).toMatch(/safety \+<number>/);
+  expect(await h.command(alice, room, 'frobnicate')).toMatch(/Unknown command "frobnicate"/);
+});
+
+test('login explains what opting in means and enlists only after the confirmation', async () => {
+  const alice = h.user('alice', 'Alice');
+  const room = await h.managementRoom(alice);
+
+  const explanation = await h.command(alice, room, 'login');
+  expect(explanation).toMatch(/interoperability account/);
+  expect(explanation).toMatch(/login confirm/);
+  expect(h.store.puppets.byLocalId(alice.userId)).toBeUndefined();
+  expect(await h.command(alice, room, 'status')).toMatch(/not opted in yet: reply `login confirm`/);
+
+  await h.command(alice, room, 'login confirm');
+  await alice.waitFor(room, (e) => e.sender === BOT && /You are now connected/.test(bodyOf(e)));
+  expect(h.store.puppets.byLocalId(alice.userId)?.state).toBe('enlisted');
+  await new Promise((r) => setTimeout(r, 0));
+  expect(await h.command(alice, room, 'login')).toMatch(/already opted in/);
+});
+
+test('status, start-chat, list and safety for an enlisted user', async () => {
+  const alice = h.user('alice', 'Alice');
+  const bob = await h.native(BOB);
+  const room = await h.login(alice);
+
+  expect(await h.command(alice, room, 'status')).toMatch(
+    /^Opted in\. Gateway connection: connected\. Messages waiting to be sent: 0\./,
+  );
+  const portal = await h.startChat(alice, room, BOB);
+  const r = h.hs.room(portal)!;
+  expect(r.membership(ghostOf(BOB))).toBe('join');
+  expect(r.membership(alice.userId)).toBe('join');
+  expect(r.membership(BOT)).toBe('join');
+  expect(h.hs.profile(ghostOf(BOB))?.['displayname']).toBe('+4915112345678 (WhatsApp)');
+  const bridgeInfo = [...r.state.values()].find((e) => e.type === 'm.bridge');
+  expect(bridgeInfo?.content['channel']).toEqual({ id: bob.jid, displayname: BOB });
+  // Matrix clients list it as a direct chat with the contact: the ghost invited the user.
+  const invite = r.timeline.find(
+    (e) => e.type === 'm.room.member' && e.state_key === alice.userId && e.content['membership'] === 'invite',
+  );
+  expect(invite?.sender).toBe(ghostOf(BOB));
+  expect(invite?.content['is_direct']).toBe(true);
+
+  expect(await h.command(alice, room, `start-chat ${BOB}`)).toMatch(/already have a chat/);
+  expect(await h.command(alice, room, 'list')).toContain(`${BOB}: ${portal}`);
+  // A safety number needs the contact's identity key: known once a message went through.
+  await alice.sendText(portal, 'hello Bob');
+  await bob.waitForMessage((m) => m.content.kind === 'text');
+  const safety = await h.command(alice, room, `safety ${BOB}`);
+  expect(safety).toMatch(/^Safety number with \+4915112345678:\n(\d{5} ){11}\d{5}\n/);
+  expect(await h.command(alice, room, 'start-chat +4930000000')).toMatch(
+    /cannot be reached through interoperability/,
+  );
+  expect(await h.command(alice, room, 'start-chat hello')).toMatch(/is not a phone number/);
+});
+
+test('a user the permissions do not allow gets a polite refusal and nothing else', async () => {
+  const mallory = h.user('mallory', 'Mallory');
+  const room = await mallory.createDirectRoom(BOT);
+  const refusal = await mallory.waitFor(room, (e) => e.sender === BOT && e.type === 'm.room.message');
+
+  expect(bodyOf(refusal)).toMatch(/^Sorry, @mallory:example\.test: this bridge is not open to your account/);
+  await mallory.waitFor(
+    room,
+    (e) => e.type === 'm.room.member' && e.state_key === BOT && e.content['membership'] === 'leave',
+  );
+  // Inviting a ghost does not work either: it declines.
+  await h.native(BOB);
+  const dm = await mallory.createDirectRoom(ghostOf(BOB));
+  const left = await mallory.waitFor(
+    dm,
+    (e) => e.type === 'm.room.member' && e.state_key === ghostOf(BOB) && e.content['membership'] === 'leave',
+  );
+  expect(left.content['reason']).toMatch(/not open to your account/);
+  expect(h.store.puppets.byLocalId(mallory.userId)).toBeUndefined();
+});
+
+test('logout opts the user out, deletes the puppet and closes the portals', async () => {
+  const alice = h.user('alice', 'Alice');
+  await h.native(BOB);
+  const room = await h.login(alice);
+  const portal = await h.startChat(alice, room, BOB);
+
+  await h.command(alice, room, 'logout');
+  await alice.waitFor(room, (e) => e.sender === BOT && /You have opted out/.test(bodyOf(e)));
+  await alice.waitFor(
+    portal,
+    (e) => e.type === 'm.room.member' && e.state_key === ghostOf(BOB) && e.content['membership'] === 'leave',
+  );
+
+  expect(h.store.puppets.byLocalId(alice.userId)).toBeUndefined();
+  expect(h.adapter.mstore.portalsOf(alice.userId)).toEqual([]);
+  expect(await h.command(alice, room, 'status')).toMatch(/not opted in/);
+  const portalNotice = (await alice.readMessages(portal)).find((e) => /no longer bridged/.test(bodyOf(e)));
+  expect(portalNotice?.sender).toBe(BOT);
+});

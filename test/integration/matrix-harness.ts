@@ -1,0 +1,229 @@
+/**
+ * The Matrix adapter's test set-up: the stand-in homeserver (every request and event checked
+ * against the Matrix specification), the gateway emulator with native users, and the bridge (core,
+ * media, Matrix adapter) started as the daemon would, restartable on the same database.
+ */
+import { createServer, type AddressInfo } from 'node:net';
+import path from 'node:path';
+import { startMatrixAdapter, type MatrixAdapter } from '../../adapters/matrix/index.js';
+import { buildRegistration } from '../../adapters/matrix/registration.js';
+import { Bridge } from '../../src/bridge/core.js';
+import { accountJidOf } from '../../src/bridge/puppet.js';
+import { BridgeMediaHandler } from '../../src/bridge/media-handler.js';
+import { configSchema, type Config } from '../../src/config/schema.js';
+import { HttpListener } from '../../src/http-listener.js';
+import { MediaHost } from '../../src/media/host.js';
+import { createLogger } from '../../src/observability/logger.js';
+import { generateProviderKey, type ProviderPrivateJwk } from '../../src/protocol/jwt.js';
+import { SqliteSignalBackend } from '../../src/signal/index.js';
+import { openSqliteStore, type SqliteStore } from '../../src/store/sqlite-store.js';
+import { RunningEmulator } from '../../emulator/main.js';
+import { NativeUser } from '../../emulator/native-user.js';
+import { LocalUser, StandInHomeserver, type ClientEvent } from '../support/homeserver/index.js';
+import { startEmulator } from '../support/emulator-process.js';
+import { tempDir } from '../support/tmp.js';
+
+export const PROVIDER = 'testbridge';
+export const SERVER = 'example.test';
+export const BOT = `@interop:${SERVER}`;
+export const MAX_BYTES = 512 * 1024;
+
+export interface HarnessOptions {
+  permissions?: Record<string, 'none' | 'user' | 'admin'>;
+}
+
+export const ghostOf = (phone: string) => `@wa_${phone.replace('+', '')}:${SERVER}`;
+
+/** A text from anyone in a room (m.room.message), as a user reads it. */
+export const bodyOf = (e: ClientEvent) => String(e.content['body'] ?? '');
+
+export class MatrixHarness {
+  tmp = tempDir('matrix-');
+  running!: RunningEmulator;
+  root!: Uint8Array;
+  signingKey!: ProviderPrivateJwk;
+  http!: HttpListener;
+  host!: MediaHost;
+  media!: BridgeMediaHandler;
+  store!: SqliteStore;
+  bridge!: Bridge;
+  hs!: StandInHomeserver;
+  config!: Config;
+  adapter!: MatrixAdapter;
+  private stopMatrix: (() => Promise<void>) | undefined;
+  readonly natives: NativeUser[] = [];
+
+  static async start(options: HarnessOptions = {}): Promise<MatrixHarness> {
+    const h = new MatrixHarness();
+    await h.init(options);
+    return h;
+  }
+
+  private async init(options: HarnessOptions): Promise<void> {
+    this.signingKey = await generateProviderKey('EdDSA');
+    this.http = new HttpListener(createLogger({ level: 'silent' }));
+    const address = await this.http.listen('127.0.0.1', 0);
+    const listener = `127.0.0.1:${address.port}`;
+    this.host = await MediaHost.open({
+      dir: path.join(this.tmp.dir, 'media'),
+      publicUrl: `http://${listener}`,
+      maxBytes: MAX_BYTES,
+    });
+    this.host.mount(this.http);
+    ({ running: this.running, root: this.root } = await startEmulator(this.tmp, {
+      provider: { id: PROVIDER, signingKey: this.signingKey, allowedMediaHosts: [listener] },
+    }));
+    const port = await freePort();
+    this.config = configSchema.parse({
+      bridge: { provider_id: PROVIDER, data_dir: this.tmp.dir },
+      media: { max_bytes: MAX_BYTES },
+      matrix: {
+        enabled: true,
+        homeserver_url: 'http://127.0.0.1:1',
+        server_name: SERVER,
+        as_token: 'as-token-for-matrix-tests',
+        hs_token: 'hs-token-for-matrix-tests',
+        listen_host: '127.0.0.1',
+        listen_port: port,
+        client_retry: { max_attempts: 8, initial_delay_ms: 20, max_delay_ms: 400 },
+        permissions: options.permissions ?? { [SERVER]: 'user' },
+      },
+    });
+    const registration = buildRegistration(this.config, {
+      asToken: this.config.matrix.as_token!,
+      hsToken: this.config.matrix.hs_token!,
+    });
+    this.hs = await StandInHomeserver.start({ registration, serverName: SERVER });
+    this.config = { ...this.config, matrix: { ...this.config.matrix, homeserver_url: this.hs.url } };
+    await this.startBridge();
+  }
+
+  async startBridge(): Promise<void> {
+    this.store = openSqliteStore(this.tmp.file('bridge.db'));
+    const store = this.store;
+    this.media = await BridgeMediaHandler.open({
+      host: this.host,
+      mediaConn: (localUser) => this.bridge.mediaConn(localUser),
+      receivedDir: path.join(this.tmp.dir, 'media-received'),
+      maxBytes: MAX_BYTES,
+    });
+    this.bridge = new Bridge({
+      store,
+      signalBackend: (id) => new SqliteSignalBackend(store.db, id),
+      gateway: {
+        host: this.running.gateway.host,
+        port: this.running.gateway.port,
+        rootPublicKey: this.root,
+        gatewayId: 'emulator.interop',
+        providerId: PROVIDER,
+        signingKey: this.signingKey,
+        connection: { reconnect: { initialDelayMs: 50, maxDelayMs: 500 } },
+      },
+      preKeys: 20,
+      media: this.media,
+    });
+    const started = await startMatrixAdapter({
+      config: this.config,
+      bridge: this.bridge,
+      store,
+      dataDir: this.tmp.dir,
+      logger: createLogger({ level: process.env['MATRIX_TEST_LOG'] === '1' ? 'debug' : 'silent' }),
+    });
+    this.adapter = started.adapter;
+    this.stopMatrix = started.stop;
+    await this.bridge.start();
+  }
+
+  async stopBridge(): Promise<void> {
+    await this.stopMatrix?.();
+    this.stopMatrix = undefined;
+    await this.bridge.stop();
+    this.media.close();
+    this.store.close();
+  }
+
+  async native(phone: string): Promise<NativeUser> {
+    const u = await NativeUser.connect({ emulator: this.running.gateway, phone, rootPublicKey: this.root });
+    this.natives.push(u);
+    return u;
+  }
+
+  user(localpart: string, displayname?: string): LocalUser {
+    return LocalUser.create(this.hs, localpart, displayname);
+  }
+
+  /** The user's management room: a direct chat with the bot, which joins and greets. */
+  async managementRoom(user: LocalUser): Promise<string> {
+    const roomId = await user.createDirectRoom(BOT);
+    await user.waitFor(roomId, (e) => e.sender === BOT && e.type === 'm.room.message');
+    return roomId;
+  }
+
+  /** Sends a command and resolves with the bot's reply to it. */
+  async command(user: LocalUser, roomId: string, text: string): Promise<string> {
+    const id = await user.sendText(roomId, text);
+    const reply = await user.waitFor(roomId, (e) => e.sender === BOT && replyTarget(e) === id);
+    return bodyOf(reply);
+  }
+
+  /** Opts the user in through the bot (login, confirm) and waits for the puppet to connect. */
+  async login(user: LocalUser): Promise<string> {
+    const room = await this.managementRoom(user);
+    expect(await this.command(user, room, 'login')).toMatch(/login confirm/);
+    await this.command(user, room, 'login confirm');
+    await user.waitFor(room, (e) => e.sender === BOT && /You are now connected/.test(bodyOf(e)));
+    await until(
+      () => this.bridge.puppet(user.userId)?.connection.isConnected === true,
+      'the puppet to connect',
+    );
+    return room;
+  }
+
+  /** The JID a native user sees for the local user's puppet. */
+  jidOf(user: LocalUser): string {
+    const puppet = this.store.puppets.byLocalId(user.userId);
+    if (!puppet) throw new Error(`${user.userId} has no puppet`);
+    return accountJidOf(puppet.accountId, PROVIDER);
+  }
+
+  /** Opens a portal with a native user through start-chat and joins it; returns the room. */
+  async startChat(user: LocalUser, management: string, phone: string): Promise<string> {
+    const reply = await this.command(user, management, `start-chat ${phone}`);
+    const roomId = /(![^\s:]+:[^\s.]+(?:\.[a-z]+)*)/.exec(reply)?.[1];
+    if (roomId === undefined) throw new Error(`no room in "${reply}"`);
+    await user.join(roomId);
+    return roomId;
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.natives.splice(0).map((u) => u.close()));
+    if (this.stopMatrix) await this.stopBridge();
+    this.host.close();
+    await this.http.close();
+    await this.running.stop();
+    await this.hs.close();
+    this.tmp.cleanup();
+  }
+}
+
+export function replyTarget(e: ClientEvent): string | undefined {
+  const rel = e.content['m.relates_to'] as { 'm.in_reply_to'?: { event_id?: string } } | undefined;
+  return rel?.['m.in_reply_to']?.event_id;
+}
+
+export async function until(check: () => boolean, what: string, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** A port nobody listens on right now (the registration names it before the bridge listens). */
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
