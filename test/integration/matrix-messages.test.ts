@@ -1,0 +1,185 @@
+/**
+ * Text, receipts, typing, portals and failures between a Matrix user (through the stand-in
+ * homeserver) and a native user (through the emulator).
+ */
+import type { NativeUser } from '../../emulator/native-user.js';
+import type { LocalUser } from '../support/homeserver/index.js';
+import { BOT, MatrixHarness, bodyOf, ghostOf, replyTarget, until } from './matrix-harness.js';
+
+const BOB = '+4915112345678';
+const GHOST = ghostOf(BOB);
+
+let h: MatrixHarness;
+let alice: LocalUser;
+let management: string;
+
+beforeEach(async () => {
+  h = await MatrixHarness.start();
+  alice = h.user('alice', 'Alice');
+  management = await h.login(alice);
+});
+
+afterEach(async () => {
+  await h.close();
+  h.hs.assertNoViolations();
+});
+
+/** Alice's portal with Bob, opened with start-chat. */
+async function portalWithBob(): Promise<{ bob: NativeUser; portal: string }> {
+  const bob = await h.native(BOB);
+  const portal = await h.startChat(alice, management, BOB);
+  return { bob, portal };
+}
+
+const fromGhost = (portal: string, text: RegExp) =>
+  alice.waitFor(portal, (e) => e.sender === GHOST && e.type === 'm.room.message' && text.test(bodyOf(e)));
+
+test('a native user’s first message creates the portal: the ghost invites the user and shows the formatted text', async () => {
+  const bob = await h.native(BOB);
+  const id = await bob.sendText(h.jidOf(alice), '*Hello* _Alice_, see ~this~ ```code```\nsecond line', {
+    devices: [0],
+  });
+
+  const portal = await alice.waitForInvite((e) => e.sender === GHOST);
+  await alice.join(portal);
+  const msg = await fromGhost(portal, /Hello/);
+  expect(msg.content['msgtype']).toBe('m.text');
+  expect(msg.content['format']).toBe('org.matrix.custom.html');
+  expect(msg.content['formatted_body']).toMatch(
+    /<strong>Hello<\/strong> <em>Alice<\/em>, see <del>this<\/del> <code>code<\/code><br\s*\/?>second line/,
+  );
+  expect(h.hs.room(portal)!.membership(BOT)).toBe('join');
+  expect(h.adapter.mstore.portalOf(alice.userId, bob.jid)?.roomId).toBe(portal);
+  // The core marks it delivered once the homeserver accepted it: the sender gets the delivery receipt.
+  await bob.waitForReceipt(id, 'delivery');
+});
+
+test('formatted text, notices and emotes from Matrix reach the native user as markup, once each', async () => {
+  const { bob, portal } = await portalWithBob();
+  await alice.sendText(
+    portal,
+    'bold and italic',
+    '<b>bold</b> and <i>italic</i> <a href="https://example.org">link</a>',
+  );
+  await alice.sendText(portal, 'a notice', undefined, 'm.notice');
+  await alice.sendText(portal, 'waves', undefined, 'm.emote');
+  await bob.waitForMessage(() => bob.received.length === 3);
+
+  const texts = bob.received.map((m) => (m.content.kind === 'text' ? m.content.text : m.content.kind));
+  expect(texts[0]).toMatch(/^\*bold\* and _italic_ /);
+  expect(texts[0]).toContain('https://example.org');
+  expect(texts.slice(1)).toEqual(['a notice', '/me waves']);
+  await h.hs.transactionsIdle();
+  await new Promise((r) => setTimeout(r, 200));
+  expect(bob.received).toHaveLength(3);
+});
+
+test('replies are carried both ways', async () => {
+  const { bob, portal } = await portalWithBob();
+  const question = await alice.sendText(portal, 'lunch?');
+  const got = await bob.waitForMessage();
+  await bob.sendText(h.jidOf(alice), 'yes!', { devices: [0], replyTo: got.id });
+  const answer = await fromGhost(portal, /yes!/);
+  expect(replyTarget(answer)).toBe(question);
+
+  await alice.sendEvent(portal, 'm.room.message', {
+    msgtype: 'm.text',
+    body: '> <@wa_4915112345678:example.test> yes!\n\ngreat',
+    'm.relates_to': { 'm.in_reply_to': { event_id: answer.event_id } },
+  });
+  const reply = await bob.waitForMessage((m) => m.content.kind === 'text' && m.content.text === 'great');
+  // The quoted message is Bob's own, by its wire id; the reply fallback is not repeated.
+  expect(reply.content.kind === 'text' && reply.content.replyTo?.id).toBeTruthy();
+  expect(reply.content.kind === 'text' && reply.content.text).toBe('great');
+});
+
+test('read receipts and typing go both ways', async () => {
+  const { bob, portal } = await portalWithBob();
+  // Matrix -> native: Alice types, then reads Bob's two messages with one receipt on the latest.
+  await alice.setTyping(portal, true);
+  await until(() => bob.chatstates.some((c) => c.composing), 'Bob to see Alice typing');
+  const first = await bob.sendText(h.jidOf(alice), 'one', { devices: [0] });
+  const second = await bob.sendText(h.jidOf(alice), 'two', { devices: [0] });
+  const two = await fromGhost(portal, /^two$/);
+  await alice.sendReceipt(portal, two.event_id);
+  await bob.waitForReceipt(first, 'read');
+  await bob.waitForReceipt(second, 'read');
+
+  // Native -> Matrix: Bob types, then reads Alice's message: the ghost's read receipt.
+  await bob.typing(h.jidOf(alice), true);
+  await until(() => h.hs.room(portal)!.typing.has(GHOST), 'the ghost to type');
+  const mine = await alice.sendText(portal, 'did you read this?');
+  const m = await bob.waitForMessage(
+    (x) => x.content.kind === 'text' && x.content.text === 'did you read this?',
+  );
+  await bob.sendReceipt(m.from, [m.id], 'read', m.fromDevice);
+  await until(
+    () => h.hs.room(portal)!.receipts.get('m.read')?.get(GHOST)?.eventId === mine,
+    'the ghost’s read receipt',
+  );
+});
+
+test('a ghost invited to a new direct chat joins it, and the chat is bridged', async () => {
+  const bob = await h.native(BOB);
+  const room = await alice.createDirectRoom(GHOST);
+  await alice.waitFor(
+    room,
+    (e) => e.type === 'm.room.member' && e.state_key === GHOST && e.content['membership'] === 'join',
+  );
+  await alice.waitFor(
+    room,
+    (e) => e.type === 'm.room.member' && e.state_key === BOT && e.content['membership'] === 'join',
+  );
+
+  await alice.sendText(room, 'hi from a room I made');
+  const got = await bob.waitForMessage();
+  expect(got.content.kind === 'text' && got.content.text).toBe('hi from a room I made');
+  await bob.sendText(h.jidOf(alice), 'hi back', { devices: [0] });
+  await fromGhost(room, /hi back/);
+  expect(h.adapter.mstore.portalOf(alice.userId, bob.jid)?.roomId).toBe(room);
+  expect([...h.hs.room(room)!.state.values()].some((e) => e.type === 'm.bridge')).toBe(true);
+});
+
+test('an encrypted room: the bridge says plainly that it cannot read it, instead of dropping messages silently', async () => {
+  const bob = await h.native(BOB);
+  const room = await alice.createDirectRoom(GHOST, {
+    initial_state: [
+      { type: 'm.room.encryption', state_key: '', content: { algorithm: 'm.megolm.v1.aes-sha2' } },
+    ],
+  });
+  const notice = await alice.waitFor(room, (e) => e.type === 'm.room.message' && /encrypted/.test(bodyOf(e)));
+  expect(bodyOf(notice)).toMatch(/cannot read Matrix-encrypted messages/);
+  expect(bodyOf(notice)).toMatch(/Nothing you send here reaches \+4915112345678/);
+
+  // Encryption turned on in a working portal: said once, and nothing more is bridged from it.
+  const portal = await h.startChat(alice, management, BOB);
+  await alice.enableEncryption(portal);
+  await alice.waitFor(
+    portal,
+    (e) => e.sender === BOT && /cannot read Matrix-encrypted messages/.test(bodyOf(e)),
+  );
+  await alice.sendEvent(portal, 'm.room.encrypted', {
+    algorithm: 'm.megolm.v1.aes-sha2',
+    ciphertext: 'AwgAEnAC',
+    sender_key: 'SENDERKEY',
+    session_id: 'SESSION',
+    device_id: 'DEVICE',
+  });
+  await h.hs.transactionsIdle();
+  await new Promise((r) => setTimeout(r, 200));
+  expect(bob.received).toHaveLength(0);
+});
+
+test('a message that cannot be delivered is answered in the room with a notice naming the reason', async () => {
+  // A WhatsApp account with no device: reachable in the directory, but nothing can be sent to it.
+  const jid = h.running.gateway.createNativeUser('+4917600000001');
+  const ghost = ghostOf('+4917600000001');
+  const room = await alice.createDirectRoom(ghost);
+  await alice.waitFor(room, (e) => e.state_key === BOT && e.content['membership'] === 'join');
+  const id = await alice.sendText(room, 'anyone there?');
+
+  const notice = await alice.waitFor(room, (e) => e.sender === BOT && replyTarget(e) === id);
+  expect(notice.content['msgtype']).toBe('m.notice');
+  expect(bodyOf(notice)).toMatch(/^Not delivered to \+4917600000001: /);
+  expect(jid).toBe('4917600000001@wa.interop');
+});
