@@ -1,0 +1,104 @@
+/**
+ * Images, videos, voice messages (MSC3245) and files both ways between a Matrix user and a native
+ * user, through the authenticated media endpoints of the stand-in homeserver.
+ */
+import { randomBytes } from 'node:crypto';
+import type { LocalUser } from '../support/homeserver/index.js';
+import { MatrixHarness, bodyOf, ghostOf } from './matrix-harness.js';
+
+const BOB = '+4915112345678';
+const GHOST = ghostOf(BOB);
+
+let h: MatrixHarness;
+let alice: LocalUser;
+let management: string;
+
+beforeEach(async () => {
+  h = await MatrixHarness.start();
+  alice = h.user('alice', 'Alice');
+  management = await h.login(alice);
+});
+
+afterEach(async () => {
+  await h.close();
+  h.hs.assertNoViolations();
+});
+
+test('an image, a video, a voice message and a file from Matrix reach the native user byte for byte', async () => {
+  const bob = await h.native(BOB);
+  const portal = await h.startChat(alice, management, BOB);
+  const image = randomBytes(40_000);
+  const video = randomBytes(90_000);
+  const voice = randomBytes(9_000);
+  const file = randomBytes(20_000);
+  await alice.sendMedia(portal, 'm.image', {
+    bytes: image,
+    mimetype: 'image/png',
+    filename: 'view.png',
+    caption: 'the view',
+    info: { w: 640, h: 480 },
+  });
+  await alice.sendMedia(portal, 'm.video', {
+    bytes: video,
+    mimetype: 'video/mp4',
+    filename: 'clip.mp4',
+    info: { duration: 4000 },
+  });
+  await alice.sendMedia(portal, 'm.audio', {
+    bytes: voice,
+    mimetype: 'audio/ogg',
+    filename: 'Voice message.ogg',
+    info: { duration: 3000 },
+    extraContent: { 'org.matrix.msc3245.voice': {}, 'org.matrix.msc1767.audio': { duration: 3000 } },
+  });
+  await alice.sendMedia(portal, 'm.file', {
+    bytes: file,
+    mimetype: 'application/pdf',
+    filename: 'Report.pdf',
+    caption: 'as promised',
+  });
+  await bob.waitForMessage(() => bob.received.length === 4, 20_000);
+
+  expect(bob.received.map((m) => m.content.kind)).toEqual(['image', 'video', 'voice', 'document']);
+  const bytes = await Promise.all(bob.received.map((m) => bob.downloadMedia(m)));
+  expect(bytes.map((b, i) => b.equals([image, video, voice, file][i]!))).toEqual([true, true, true, true]);
+  const [img, , vc, doc] = bob.received.map((m) => m.content);
+  expect(img?.kind === 'image' && img.caption).toBe('the view');
+  expect(img?.kind === 'image' && img.media.mimetype).toBe('image/png');
+  expect(vc?.kind === 'voice' && vc.media.ptt).toBe(true);
+  expect(doc?.kind === 'document' && doc.media.fileName).toBe('Report.pdf');
+  expect(doc?.kind === 'document' && doc.caption).toBe('as promised');
+  // Downloaded through the authenticated media API.
+  expect(h.hs.requests.filter((r) => r.viaAppservice && r.operationId === 'getContentAuthed')).toHaveLength(4);
+});
+
+test('an image, a video, a voice note and a document from a native user appear as Matrix media with their info', async () => {
+  const bob = await h.native(BOB);
+  const portal = await h.startChat(alice, management, BOB);
+  const samples = [
+    { kind: 'image' as const, bytes: randomBytes(30_000), mimetype: 'image/jpeg', caption: 'sunset' },
+    { kind: 'video' as const, bytes: randomBytes(60_000), mimetype: 'video/mp4' },
+    { kind: 'voice' as const, bytes: randomBytes(7_000), mimetype: 'audio/ogg; codecs=opus' },
+    { kind: 'document' as const, bytes: randomBytes(15_000), mimetype: 'application/pdf', fileName: 'Plan.pdf', caption: 'the plan' },
+  ];
+  for (const s of samples) await bob.sendMedia(h.jidOf(alice), s, { devices: [0] });
+  await h.hs.waitForEvent(
+    () => h.hs.room(portal)!.timeline.filter((e) => e.sender === GHOST && e.type === 'm.room.message').length === 4,
+  );
+
+  const got = (await alice.readMessages(portal)).filter((e) => e.sender === GHOST);
+  expect(got.map((e) => e.content['msgtype'])).toEqual(['m.image', 'm.video', 'm.audio', 'm.file']);
+  for (const [i, e] of got.entries()) {
+    const s = samples[i]!;
+    const info = e.content['info'] as Record<string, unknown>;
+    expect(info['mimetype']).toBe(s.mimetype);
+    expect(info['size']).toBe(s.bytes.length);
+    const downloaded = await alice.download(String(e.content['url']));
+    expect(downloaded.bytes.equals(s.bytes)).toBe(true);
+  }
+  expect(bodyOf(got[0]!)).toBe('sunset');
+  expect(got[0]!.content['filename']).toBe('image.jpg');
+  expect(got[2]!.content['org.matrix.msc3245.voice']).toEqual({});
+  expect(got[3]!.content['filename']).toBe('Plan.pdf');
+  expect(bodyOf(got[3]!)).toBe('the plan');
+});
