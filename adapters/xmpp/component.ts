@@ -26,6 +26,8 @@ import {
   ComponentStoppedError,
   ComponentStreamError,
   InvalidStanzaError,
+  IqErrorResponse,
+  IqTimeoutError,
   XmppServerUnreachableError,
 } from './errors.js';
 
@@ -102,6 +104,11 @@ export class ComponentLink extends EventEmitter<ComponentLinkEvents> {
   private reconnectTimer: NodeJS.Timeout | undefined;
   private keepaliveTimer: NodeJS.Timeout | undefined;
   private drainWaiters: (() => void)[] = [];
+  /** Our iq requests awaiting their result, by id. */
+  private readonly requests = new Map<
+    string,
+    { resolve: (el: Element) => void; reject: (err: Error) => void; timer: NodeJS.Timeout }
+  >();
 
   constructor(private readonly options: ComponentLinkOptions) {
     super();
@@ -188,6 +195,30 @@ export class ComponentLink extends EventEmitter<ComponentLinkEvents> {
     return done;
   }
 
+  /**
+   * Sends an iq get/set through the queue and resolves with its result stanza; rejects with
+   * `IqErrorResponse` for an error answer, `IqTimeoutError` after `timeoutMs`.
+   */
+  request(iq: Element, timeoutMs = 15_000): Promise<Element> {
+    if (iq.name !== 'iq' || (iq.attrs.type !== 'get' && iq.attrs.type !== 'set')) {
+      throw new InvalidStanzaError('request() takes an <iq type="get|set"/> element');
+    }
+    const id = (iq.attrs.id ??= `iq-${randomUUID()}`) as string;
+    return new Promise<Element>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.requests.delete(id);
+        reject(new IqTimeoutError(String(iq.attrs.to), timeoutMs));
+      }, timeoutMs);
+      timer.unref();
+      this.requests.set(id, { resolve, reject, timer });
+      this.send(iq).catch((err: unknown) => {
+        clearTimeout(timer);
+        this.requests.delete(id);
+        reject(err instanceof Error ? err : new Error(String(err)));
+      });
+    });
+  }
+
   /** Resolves when every queued stanza has been confirmed. */
   drained(): Promise<void> {
     if (this.queue.length === 0) return Promise.resolve();
@@ -211,6 +242,11 @@ export class ComponentLink extends EventEmitter<ComponentLinkEvents> {
     clearTimeout(this.reconnectTimer);
     this.clearTimers();
     for (const entry of this.queue.splice(0)) entry.reject(new ComponentStoppedError(this.options.domain));
+    for (const [id, r] of this.requests) {
+      clearTimeout(r.timer);
+      r.reject(new ComponentStoppedError(this.options.domain));
+      this.requests.delete(id);
+    }
     this.notifyDrained();
     if (wasOnline) {
       await this.entity.stop().catch(() => undefined);
@@ -246,6 +282,10 @@ export class ComponentLink extends EventEmitter<ComponentLinkEvents> {
     this.entity.on('status', onStatus!);
     try {
       await this.entity.connect(`xmpp://${host}:${port}`);
+      // xmpp.js decodes each TCP chunk on its own (`data.toString('utf8')`), which garbles a
+      // multi-byte character split between two chunks (seen with emoji in long messages from
+      // Prosody). A string decoder on the socket keeps split characters whole.
+      this.entity.socket?.setEncoding('utf8');
       await Promise.race([this.entity.open({ domain }), online]);
       await online;
     } catch (err) {
@@ -428,6 +468,15 @@ export class ComponentLink extends EventEmitter<ComponentLinkEvents> {
       if ((type === 'result' || type === 'error') && this.ping && el.attrs.id === this.ping.id) {
         // An error reply also proves the round trip.
         this.onPingAnswer();
+        return;
+      }
+      const pending =
+        type === 'result' || type === 'error' ? this.requests.get(el.attrs.id as string) : undefined;
+      if (pending) {
+        this.requests.delete(el.attrs.id as string);
+        clearTimeout(pending.timer);
+        if (type === 'result') pending.resolve(el);
+        else pending.reject(IqErrorResponse.of(el));
       }
       return; // get/set are answered by the iqCallee middleware
     }

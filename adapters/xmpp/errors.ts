@@ -2,6 +2,7 @@
  * Errors of the XMPP component link. Each has a stable code; the message names the config key or
  * server setting to check.
  */
+import type { Element } from '@xmpp/xml';
 import { InteropError } from '../../src/errors.js';
 
 /** The server answered the XEP-0114 handshake with <not-authorized/>. */
@@ -64,5 +65,44 @@ export class ComponentStoppedError extends InteropError {
       'xmpp_component_stopped',
       `the XMPP component link for ${domain} was stopped before the stanza was confirmed: it will be retried after the next start`,
     );
+  }
+}
+
+/** An iq request of ours was answered with an error. */
+export class IqErrorResponse extends InteropError {
+  constructor(
+    readonly from: string,
+    readonly condition: string,
+    readonly text: string | undefined,
+  ) {
+    super('xmpp_iq_error', `${from} answered with <${condition}/>${text ? `: ${text}` : ''}`);
+  }
+
+  static of(el: Element): IqErrorResponse {
+    const error = el.getChild('error');
+    const condition =
+      error?.children.find((c): c is Element => typeof c !== 'string' && c.name !== 'text')?.name ??
+      'undefined-condition';
+    const text = error?.getChild('text')?.getText() ?? undefined;
+    return new IqErrorResponse(String(el.attrs.from ?? ''), condition, text);
+  }
+}
+
+/** An iq request of ours got no answer in time. */
+export class IqTimeoutError extends InteropError {
+  constructor(to: string, timeoutMs: number) {
+    super('xmpp_iq_timeout', `${to} did not answer within ${timeoutMs} ms`);
+  }
+}
+
+/** Something the adapter tells the local user, as an XMPP error condition and a sentence. */
+export class XmppUserError extends InteropError {
+  constructor(
+    code: string,
+    readonly type: 'cancel' | 'modify' | 'auth' | 'wait',
+    readonly condition: string,
+    message: string,
+  ) {
+    super(code, message);
   }
 }

@@ -292,6 +292,7 @@ function ejabberdRecipe(dir: string, host: string, ports: Ports, opts: XmppServe
         '      /upload: mod_http_upload',
       ]
     : [];
+  const upload_ = ejabberdUploadAccess(opts);
   const uploadModule = opts.httpFileShare
     ? [
         '  mod_http_upload:',
@@ -299,6 +300,7 @@ function ejabberdRecipe(dir: string, host: string, ports: Ports, opts: XmppServe
         `    put_url: ${q(`http://127.0.0.1:${ports.http}/upload`)}`,
         `    docroot: ${q(upload)}`,
         '    max_size: 16777216',
+        `    access: ${upload_.ruleName}`,
       ]
     : [];
   const yml = [
@@ -321,9 +323,12 @@ function ejabberdRecipe(dir: string, host: string, ports: Ports, opts: XmppServe
     'acl:',
     '  local:',
     '    user_regexp: ""',
+    '  # From config/ejabberd.yml.example:',
+    `  ${upload_.aclName}: ${JSON.stringify(upload_.acl)}`,
     'access_rules:',
     '  local:',
     '    allow: local',
+    `  ${upload_.ruleName}: ${JSON.stringify(upload_.rule)}`,
     '  c2s:',
     '    allow: all',
     'modules:',
@@ -422,6 +427,36 @@ function ejabberdListener(port: number, opts: XmppServerOptions): Record<string,
     );
   }
   return { ...service, port, hosts: { [opts.componentDomain]: { password: opts.componentSecret } } };
+}
+
+/**
+ * The ACL and access rule of config/ejabberd.yml.example that let the bridge's domain ask
+ * mod_http_upload for slots, with the test's domain.
+ */
+function ejabberdUploadAccess(opts: XmppServerOptions): {
+  aclName: string;
+  acl: unknown;
+  ruleName: string;
+  rule: unknown;
+} {
+  const doc = parseYaml(readExample('ejabberd.yml.example')) as {
+    acl?: Record<string, { server?: string }>;
+    access_rules?: Record<string, unknown>;
+    modules?: { mod_http_upload?: { access?: string } };
+  } | null;
+  const ruleName = doc?.modules?.mod_http_upload?.access;
+  const aclEntry = Object.entries(doc?.acl ?? {}).find(([, v]) => v.server === EXAMPLE_DOMAIN);
+  if (!ruleName || !doc?.access_rules?.[ruleName] || !aclEntry) {
+    throw new XmppServerError(
+      `config/ejabberd.yml.example has no upload access rule (modules.mod_http_upload.access) with an ACL for ${EXAMPLE_DOMAIN}`,
+    );
+  }
+  return {
+    aclName: aclEntry[0],
+    acl: { server: opts.componentDomain },
+    ruleName,
+    rule: doc.access_rules[ruleName],
+  };
 }
 
 function readExample(name: string): string {
@@ -531,6 +566,12 @@ function delay(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
+/** A stanza for a failure message: long ones cut in the middle. */
+function short(el: Element): string {
+  const s = el.toString();
+  return s.length <= 600 ? s : `${s.slice(0, 300)} …(${s.length - 600} characters)… ${s.slice(-300)}`;
+}
+
 // --- users --------------------------------------------------------------------------------------
 
 export interface TestUser {
@@ -538,6 +579,14 @@ export interface TestUser {
   readonly client: Client;
   /** Every message stanza received so far, in order. */
   readonly messages: Element[];
+  /** Every stanza received so far (messages, presences, iq), in order. */
+  readonly stanzas: Element[];
+  /** Resolves with the first received stanza (already received ones count) matching `predicate`. */
+  waitForStanza(predicate: (stanza: Element) => boolean, timeoutMs?: number): Promise<Element>;
+  /** Sends an iq get/set and resolves with the answer (result or error). */
+  iq(iq: Element, timeoutMs?: number): Promise<Element>;
+  /** Uploads a file through the server's XEP-0363 service; resolves with its GET URL. */
+  upload(service: string, bytes: Buffer, fileName: string, contentType: string): Promise<string>;
   /** Resolves with the received messages once `predicate` holds (checked on each arrival). */
   waitForMessages(predicate: (messages: Element[]) => boolean, timeoutMs?: number): Promise<Element[]>;
   stop(): Promise<void>;
@@ -550,20 +599,83 @@ export interface TestUser {
 export async function connectUser(server: XmppServer, user: string, password: string): Promise<TestUser> {
   const c = client({ service: server.c2sService, domain: server.host, username: user, password });
   c.reconnect.stop();
+  // As in the component link: xmpp.js decodes TCP chunks one by one and would garble a multi-byte
+  // character split between two of them; a string decoder on the socket keeps it whole.
+  const raw = c as unknown as { socket: net.Socket | null; on(event: 'connect', listener: () => void): void };
+  raw.on('connect', () => raw.socket?.setEncoding('utf8'));
   const messages: Element[] = [];
+  const stanzas: Element[] = [];
   const waiters = new Set<() => void>();
+  let nextIq = 1;
   c.on('error', () => undefined); // a failed start rejects start(); later errors end in offline
   c.on('stanza', (el) => {
-    if (el.name !== 'message') return;
-    messages.push(el);
+    stanzas.push(el);
+    if (el.name === 'message') messages.push(el);
     for (const w of [...waiters]) w();
   });
+  const waitForStanza = (predicate: (stanza: Element) => boolean, timeoutMs = 10_000) =>
+    new Promise<Element>((resolve, reject) => {
+      const check = () => {
+        const found = stanzas.find(predicate);
+        if (!found) return;
+        waiters.delete(check);
+        clearTimeout(timer);
+        resolve(found);
+      };
+      const timer = setTimeout(() => {
+        waiters.delete(check);
+        reject(
+          new Error(
+            `${user} did not receive the expected stanza within ${timeoutMs} ms; got:\n` +
+              stanzas.map(short).join('\n'),
+          ),
+        );
+      }, timeoutMs);
+      waiters.add(check);
+      check();
+    });
+  const iq = async (el: Element, timeoutMs = 10_000) => {
+    const id = `t${nextIq++}`;
+    el.attrs.id = id;
+    const answer = waitForStanza(
+      (s) => s.name === 'iq' && s.attrs.id === id && (s.attrs.type === 'result' || s.attrs.type === 'error'),
+      timeoutMs,
+    );
+    await c.send(el);
+    return answer;
+  };
   await c.start();
   await c.send(xml('presence', {}));
   return {
     jid: `${user}@${server.host}`,
     client: c,
     messages,
+    stanzas,
+    waitForStanza,
+    iq,
+    async upload(service, bytes, fileName, contentType) {
+      const answer = await iq(
+        xml(
+          'iq',
+          { type: 'get', to: service },
+          xml('request', {
+            xmlns: 'urn:xmpp:http:upload:0',
+            filename: fileName,
+            size: String(bytes.length),
+            'content-type': contentType,
+          }),
+        ),
+      );
+      const slot = answer.getChild('slot');
+      const put = slot?.getChild('put');
+      const get = slot?.getChild('get');
+      if (!put?.attrs.url || !get?.attrs.url) throw new Error(`no upload slot: ${answer.toString()}`);
+      const headers: Record<string, string> = { 'content-type': contentType };
+      for (const h of put.getChildren('header')) headers[h.attrs.name ?? ''] = h.getText();
+      const res = await fetch(put.attrs.url, { method: 'PUT', headers, body: bytes });
+      if (res.status !== 200 && res.status !== 201) throw new Error(`upload failed: HTTP ${res.status}`);
+      return get.attrs.url;
+    },
     waitForMessages(predicate, timeoutMs = 10_000) {
       return new Promise((resolve, reject) => {
         const check = () => {
@@ -577,7 +689,7 @@ export async function connectUser(server: XmppServer, user: string, password: st
           reject(
             new Error(
               `${user} did not receive the expected messages within ${timeoutMs} ms; got:\n` +
-                messages.map((m) => m.toString()).join('\n'),
+                messages.map(short).join('\n'),
             ),
           );
         }, timeoutMs);

@@ -1,0 +1,311 @@
+/**
+ * Files between XMPP and the core. From XMPP: a file a user shares is a URL (XEP-0066 OOB, usually
+ * an XEP-0363 upload on their own server); the bridge downloads it, only from the configured hosts
+ * and never more than the size limit, into a local file the core encrypts and sends. To XMPP: a
+ * decrypted file gets a URL through an XEP-0363 slot of the configured upload service (Prosody's
+ * http_file_share, ejabberd's mod_http_upload), or on the bridge's own HTTP listener when no
+ * service is configured.
+ */
+import { randomBytes } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { copyFile, mkdir, readdir, rm, stat } from 'node:fs/promises';
+import type http from 'node:http';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { ReadableStream as WebReadableStream } from 'node:stream/web';
+import { xml } from '@xmpp/xml';
+import type { MediaKind } from '../../src/bridge/events.js';
+import type { HttpListener } from '../../src/http-listener.js';
+import type { ComponentLink } from './component.js';
+import { XmppUserError } from './errors.js';
+import { NS } from './stanzas.js';
+
+export const FILE_HOST_PREFIX = '/_interop/xmpp-files/';
+
+export interface FetchedFile {
+  readonly path: string;
+  readonly size: number;
+  readonly mimetype: string;
+  readonly fileName: string;
+}
+
+const MIME_BY_EXT: Readonly<Record<string, string>> = {
+  jpg: 'image/jpeg',
+  jpeg: 'image/jpeg',
+  png: 'image/png',
+  gif: 'image/gif',
+  webp: 'image/webp',
+  mp4: 'video/mp4',
+  webm: 'video/webm',
+  ogg: 'audio/ogg',
+  oga: 'audio/ogg',
+  opus: 'audio/ogg',
+  m4a: 'audio/mp4',
+  mp3: 'audio/mpeg',
+  pdf: 'application/pdf',
+  txt: 'text/plain',
+};
+
+const EXT_BY_MIME: Readonly<Record<string, string>> = {
+  'image/jpeg': 'jpg',
+  'image/png': 'png',
+  'image/gif': 'gif',
+  'image/webp': 'webp',
+  'video/mp4': 'mp4',
+  'video/webm': 'webm',
+  'audio/ogg': 'ogg',
+  'audio/mp4': 'm4a',
+  'audio/mpeg': 'mp3',
+  'application/pdf': 'pdf',
+};
+
+/** What a file of this type is for the core: voice notes are Opus in Ogg (what XMPP clients record). */
+export function mediaKindOf(mimetype: string): MediaKind {
+  const base = mimetype.split(';')[0]!.trim().toLowerCase();
+  if (base.startsWith('image/')) return 'image';
+  if (base.startsWith('video/')) return 'video';
+  if (base === 'audio/ogg' || base === 'audio/opus') return 'voice';
+  if (base.startsWith('audio/')) return 'audio';
+  return 'file';
+}
+
+export function fileNameFor(mimetype: string, given?: string): string {
+  const clean = given
+    ? path
+        .basename(given)
+        .replace(/[^\w.+-]/g, '_')
+        .slice(0, 100)
+    : '';
+  if (clean !== '' && clean !== '.' && clean !== '..') return clean;
+  const ext = EXT_BY_MIME[mimetype.split(';')[0]!.trim().toLowerCase()] ?? 'bin';
+  return `file-${randomBytes(4).toString('hex')}.${ext}`;
+}
+
+function mimeFromName(name: string): string | undefined {
+  const ext = name.toLowerCase().split('.').pop() ?? '';
+  return MIME_BY_EXT[ext];
+}
+
+function humanBytes(n: number): string {
+  if (n >= 1024 * 1024) return `${(n / (1024 * 1024)).toFixed(1)} MiB`;
+  if (n >= 1024) return `${Math.ceil(n / 1024)} KiB`;
+  return `${n} bytes`;
+}
+
+export function fileTooLarge(size: number | undefined, max: number): XmppUserError {
+  return new XmppUserError(
+    'xmpp_file_too_large',
+    'modify',
+    'not-acceptable',
+    `The file is too large to send${size !== undefined ? ` (${humanBytes(size)})` : ''}: the limit is ${humanBytes(max)}. Send a smaller file.`,
+  );
+}
+
+/**
+ * Downloads a file a local user shared, from an allowed host only, stopping at `maxBytes`.
+ * Throws XmppUserError for what the user must fix (host not allowed, too large, gone).
+ */
+export async function fetchUserFile(
+  url: string,
+  options: { maxBytes: number; allowedHosts: readonly string[]; dir: string; timeoutMs?: number },
+): Promise<FetchedFile> {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new XmppUserError('xmpp_file_url_invalid', 'modify', 'bad-request', `"${url}" is not a URL`);
+  }
+  const allowed = options.allowedHosts.map((h) => h.toLowerCase());
+  if (
+    (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') ||
+    !(allowed.includes(parsed.hostname.toLowerCase()) || allowed.includes(parsed.host.toLowerCase()))
+  ) {
+    throw new XmppUserError(
+      'xmpp_file_host_not_allowed',
+      'cancel',
+      'not-allowed',
+      `The bridge may not fetch files from ${parsed.host}: share the file through your server's upload service (the operator lists allowed hosts in media.allowed_fetch_hosts).`,
+    );
+  }
+  const res = await fetch(url, {
+    redirect: 'error',
+    signal: AbortSignal.timeout(options.timeoutMs ?? 60_000),
+  });
+  if (res.status !== 200 || !res.body) {
+    await res.body?.cancel();
+    throw new XmppUserError(
+      'xmpp_file_unavailable',
+      'cancel',
+      'item-not-found',
+      `The file could not be downloaded from ${parsed.host} (HTTP ${res.status}): it was not sent.`,
+    );
+  }
+  const announced = Number(res.headers.get('content-length') ?? NaN);
+  if (Number.isFinite(announced) && announced > options.maxBytes) {
+    await res.body.cancel();
+    throw fileTooLarge(announced, options.maxBytes);
+  }
+  const fileName = fileNameFor('', decodeURIComponent(parsed.pathname.split('/').pop() ?? ''));
+  const header = res.headers.get('content-type') ?? '';
+  const mimetype =
+    header && header !== 'application/octet-stream'
+      ? header
+      : (mimeFromName(fileName) ?? 'application/octet-stream');
+  await mkdir(options.dir, { recursive: true, mode: 0o700 });
+  const file = path.join(options.dir, `${randomBytes(12).toString('hex')}-${fileName}`);
+  let size = 0;
+  const max = options.maxBytes;
+  const body = Readable.fromWeb(res.body as WebReadableStream<Uint8Array>);
+  try {
+    await pipeline(
+      body,
+      async function* (source: AsyncIterable<Buffer>) {
+        for await (const chunk of source) {
+          size += chunk.length;
+          if (size > max) throw fileTooLarge(undefined, max);
+          yield chunk;
+        }
+      },
+      createWriteStream(file, { mode: 0o600 }),
+    );
+  } catch (err) {
+    await rm(file, { force: true });
+    throw err;
+  }
+  return { path: file, size, mimetype, fileName };
+}
+
+/** Gives a local file a URL an XMPP client can download. */
+export interface FilePublisher {
+  publish(file: { path: string; size: number; mimetype: string; fileName: string }): Promise<string>;
+}
+
+/** XEP-0363: a slot from the upload service, then an HTTP PUT of the file. */
+export class UploadSlotPublisher implements FilePublisher {
+  constructor(
+    private readonly link: ComponentLink,
+    private readonly service: string,
+  ) {}
+
+  async publish(file: { path: string; size: number; mimetype: string; fileName: string }): Promise<string> {
+    const contentType = file.mimetype.split(';')[0]!.trim();
+    const answer = await this.link.request(
+      xml(
+        'iq',
+        { type: 'get', to: this.service },
+        xml('request', {
+          xmlns: NS.upload,
+          filename: file.fileName,
+          size: String(file.size),
+          'content-type': contentType,
+        }),
+      ),
+    );
+    const slot = answer.getChild('slot', NS.upload);
+    const put = slot?.getChild('put');
+    const get = slot?.getChild('get');
+    if (!put?.attrs.url || !get?.attrs.url) {
+      throw new Error(`${this.service} answered the upload slot request without put/get URLs`);
+    }
+    const headers: Record<string, string> = {
+      'content-type': contentType,
+      'content-length': String(file.size),
+    };
+    for (const h of put.getChildren('header')) {
+      const name = h.attrs.name ?? '';
+      // XEP-0363 allows only these; anything else from the service is ignored.
+      if (/^(authorization|cookie|expires)$/i.test(name)) headers[name] = h.getText().replace(/[\r\n]/g, '');
+    }
+    const res = await fetch(put.attrs.url, {
+      method: 'PUT',
+      headers,
+      body: Readable.toWeb(createReadStream(file.path)) as unknown as ReadableStream<Uint8Array>,
+      duplex: 'half',
+      signal: AbortSignal.timeout(120_000),
+    } as RequestInit);
+    await res.body?.cancel();
+    if (res.status !== 200 && res.status !== 201) {
+      throw new Error(`the upload to ${new URL(put.attrs.url).host} failed: HTTP ${res.status}`);
+    }
+    return get.attrs.url;
+  }
+}
+
+/**
+ * The bridge's own file host, when no upload service is configured: files are copied under
+ * `dir/<random token>/<name>` and served on the bridge's HTTP listener at
+ * `<publicUrl>/_interop/xmpp-files/<token>/<name>`; the token is the only access control, as with
+ * XEP-0363 GET URLs. Files older than `ttlMs` are deleted.
+ */
+export class OwnFilePublisher implements FilePublisher {
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly dir: string,
+    private readonly publicUrl: string,
+    private readonly ttlMs = 30 * 24 * 3600 * 1000,
+  ) {}
+
+  mount(listener: HttpListener): void {
+    listener.routePrefix(FILE_HOST_PREFIX, (req, res) => this.serve(req, res));
+    this.timer = setInterval(() => void this.sweep().catch(() => undefined), 3_600_000);
+    this.timer.unref();
+  }
+
+  close(): void {
+    clearInterval(this.timer);
+  }
+
+  async publish(file: { path: string; size: number; mimetype: string; fileName: string }): Promise<string> {
+    const token = randomBytes(24).toString('base64url');
+    const name = fileNameFor(file.mimetype, file.fileName);
+    const folder = path.join(this.dir, token);
+    await mkdir(folder, { recursive: true, mode: 0o700 });
+    await copyFile(file.path, path.join(folder, name));
+    const base = this.publicUrl.replace(/\/+$/, '');
+    return `${base}${FILE_HOST_PREFIX}${token}/${encodeURIComponent(name)}`;
+  }
+
+  private async serve(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const rest = (req.url ?? '').split('?')[0]!.slice(FILE_HOST_PREFIX.length);
+    const [token, rawName] = rest.split('/');
+    const name = rawName === undefined ? '' : decodeURIComponent(rawName);
+    if (
+      (req.method !== 'GET' && req.method !== 'HEAD') ||
+      !token ||
+      !/^[A-Za-z0-9_-]{32}$/.test(token) ||
+      name === '' ||
+      name !== path.basename(name)
+    ) {
+      res.writeHead(404).end();
+      return;
+    }
+    const file = path.join(this.dir, token, name);
+    let size: number;
+    try {
+      size = (await stat(file)).size;
+    } catch {
+      res.writeHead(404).end();
+      return;
+    }
+    res.writeHead(200, {
+      'content-type': mimeFromName(name) ?? 'application/octet-stream',
+      'content-length': size,
+    });
+    if (req.method === 'HEAD') {
+      res.end();
+      return;
+    }
+    await pipeline(createReadStream(file), res);
+  }
+
+  private async sweep(): Promise<void> {
+    const cutoff = Date.now() - this.ttlMs;
+    for (const token of await readdir(this.dir).catch(() => [] as string[])) {
+      const folder = path.join(this.dir, token);
+      const s = await stat(folder).catch(() => undefined);
+      if (s && s.mtimeMs < cutoff) await rm(folder, { recursive: true, force: true });
+    }
+  }
+}

@@ -1,0 +1,157 @@
+/**
+ * Conversations through the XMPP adapter on real Prosody and ejabberd: a logged-in XMPP user and a
+ * native user of the emulator exchange text with styling, receipts, displayed markers and chat
+ * states, and a 64 KiB message of markup and emoji, in both directions.
+ */
+import { xml } from '@xmpp/xml';
+import type { XmppServerKind } from '../support/xmpp-servers.js';
+import {
+  bodiesFrom,
+  chat,
+  contactJid,
+  nativeTexts,
+  until,
+  XmppBridgeHarness,
+} from '../support/xmpp-bridge.js';
+
+const KINDS: XmppServerKind[] = ['prosody', 'ejabberd'];
+
+describe.each(KINDS)('XMPP adapter messages on %s', (kind) => {
+  let h: XmppBridgeHarness;
+  let phoneSeq = 0;
+  const phone = () => `+491510000${kind === 'prosody' ? 1 : 2}${String(++phoneSeq).padStart(3, '0')}`;
+
+  beforeAll(async () => {
+    h = await XmppBridgeHarness.start(kind);
+  }, 60_000);
+
+  afterAll(async () => {
+    await h.stop();
+  });
+
+  test('text with styling reaches the native user, and the answer reaches the XMPP user as a contact', async () => {
+    const alice = await h.registeredUser('alice');
+    const bobPhone = phone();
+    const bob = await h.native(bobPhone);
+
+    await alice.client.send(chat(contactJid(bobPhone), 'Hi *Bob*, _really_ ~not~ late', 'm1'));
+    const got = await bob.waitForMessage((m) => m.content.kind === 'text');
+    expect(got.content.kind === 'text' && got.content.text).toBe('Hi *Bob*, _really_ ~not~ late');
+    expect(got.from).toBe(h.puppetJid(alice.jid));
+
+    // The gatekeeper's ```monospace``` is XEP-0393's `monospace`.
+    await bob.sendText(got.from, 'Hello *Alice*, ```v2``` is out', { devices: [0] });
+    const m = await alice.waitForStanza(
+      (s) => s.name === 'message' && s.getChild('body')?.getText() === 'Hello *Alice*, `v2` is out',
+    );
+    expect(m.attrs.from).toBe(contactJid(bobPhone));
+    expect(m.attrs.type).toBe('chat');
+    // Clients are asked for receipts and markers, and the id is kept as the origin-id.
+    expect(m.getChild('request', 'urn:xmpp:receipts')).toBeDefined();
+    expect(m.getChild('markable', 'urn:xmpp:chat-markers:0')).toBeDefined();
+    expect(m.getChild('origin-id', 'urn:xmpp:sid:0')?.attrs.id).toBe(m.attrs.id);
+    // A contact the user did not have yet asks for a subscription, with its number as nick.
+    const ask = await alice.waitForStanza(
+      (s) => s.name === 'presence' && s.attrs.type === 'subscribe' && s.attrs.from === contactJid(bobPhone),
+    );
+    expect(ask.getChild('nick', 'http://jabber.org/protocol/nick')?.getText()).toBe(bobPhone);
+  });
+
+  test('delivery receipts and read markers go both ways', async () => {
+    const alice = await h.registeredUser('alice');
+    const bobPhone = phone();
+    const bob = await h.native(bobPhone);
+
+    // XMPP -> native: the native user's receipts come back as XEP-0184 and XEP-0333.
+    await alice.client.send(chat(contactJid(bobPhone), 'did you get this?', 'ask-1'));
+    const got = await bob.waitForMessage();
+    const received = await alice.waitForStanza(
+      (s) => s.getChild('received', 'urn:xmpp:receipts')?.attrs.id === 'ask-1',
+    );
+    expect(received.attrs.from).toBe(contactJid(bobPhone));
+    await bob.sendReceipt(got.from, [got.id], 'read');
+    const displayed = await alice.waitForStanza(
+      (s) => s.getChild('displayed', 'urn:xmpp:chat-markers:0')?.attrs.id === 'ask-1',
+    );
+    expect(displayed.attrs.from).toBe(contactJid(bobPhone));
+
+    // native -> XMPP: delivered once the server took it; read when the user sends a marker.
+    const id = await bob.sendText(got.from, 'yes', { devices: [0] });
+    const m = await alice.waitForStanza(
+      (s) => s.name === 'message' && s.getChild('body')?.getText() === 'yes',
+    );
+    await bob.waitForReceipt(id, 'delivery');
+    await alice.client.send(
+      xml(
+        'message',
+        { type: 'chat', to: contactJid(bobPhone), id: 'mk-1' },
+        xml('displayed', { xmlns: 'urn:xmpp:chat-markers:0', id: m.attrs.id }),
+      ),
+    );
+    const read = await bob.waitForReceipt(id, 'read');
+    expect(read.from).toBe(got.from);
+  });
+
+  test('chat states become typing and typing becomes chat states', async () => {
+    const alice = await h.registeredUser('alice');
+    const bobPhone = phone();
+    const bob = await h.native(bobPhone);
+    await alice.client.send(chat(contactJid(bobPhone), 'hello', 'cs-0'));
+    const first = await bob.waitForMessage();
+
+    await alice.client.send(
+      xml(
+        'message',
+        { type: 'chat', to: contactJid(bobPhone), id: 'cs-1' },
+        xml('composing', { xmlns: 'http://jabber.org/protocol/chatstates' }),
+      ),
+    );
+    await until(() => bob.chatstates.some((c) => c.composing), 'composing at the native user');
+    expect(bob.chatstates[0]).toEqual({ from: first.from, composing: true });
+    await alice.client.send(
+      xml(
+        'message',
+        { type: 'chat', to: contactJid(bobPhone), id: 'cs-2' },
+        xml('paused', { xmlns: 'http://jabber.org/protocol/chatstates' }),
+      ),
+    );
+    await until(() => bob.chatstates.some((c) => !c.composing), 'paused at the native user');
+
+    await bob.typing(first.from, true);
+    const composing = await alice.waitForStanza(
+      (s) =>
+        s.name === 'message' &&
+        s.getChild('composing', 'http://jabber.org/protocol/chatstates') !== undefined,
+    );
+    expect(composing.attrs.from).toBe(contactJid(bobPhone));
+    await bob.typing(first.from, false);
+    await alice.waitForStanza(
+      (s) =>
+        s.name === 'message' && s.getChild('paused', 'http://jabber.org/protocol/chatstates') !== undefined,
+    );
+  });
+
+  test('a 64 KiB message full of markup characters and emoji arrives intact both ways, and the component stays connected', async () => {
+    const alice = await h.registeredUser('alice');
+    const bobPhone = phone();
+    const bob = await h.native(bobPhone);
+    // Markup that means the same in both syntaxes, so the text must arrive byte for byte.
+    const unit = '*b* _i_ ~s~ `m` <a href="x">&amp;</a> \' " & < > 😀👍🏽🇪🇺 \n> q\n';
+    let big = '';
+    while (Buffer.byteLength(big) < 64 * 1024) big += unit;
+    const dropsBefore = h.linkDrops;
+
+    await alice.client.send(chat(contactJid(bobPhone), big, 'big-1'));
+    const got = await bob.waitForMessage((m) => m.content.kind === 'text', 20_000);
+    expect(got.content.kind === 'text' && got.content.text).toBe(big);
+
+    // Control characters XML forbids are dropped rather than breaking the stream.
+    await bob.sendText(got.from, `${big}\u0001\u0008`, { devices: [0] });
+    await alice.waitForMessages((ms) => ms.some((m) => m.getChild('body')?.getText() === big), 20_000);
+    await bob.sendText(got.from, 'still there?', { devices: [0] });
+    await alice.waitForMessages(() => bodiesFrom(alice, contactJid(bobPhone)).includes('still there?'));
+    expect(h.linkDrops).toBe(dropsBefore);
+    expect(h.xmpp.link.status).toBe('online');
+    expect(nativeTexts(bob)).toEqual([big]);
+  });
+});

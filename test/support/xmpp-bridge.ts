@@ -1,0 +1,273 @@
+/**
+ * The whole XMPP path for integration tests: a real XMPP server (Prosody or ejabberd, with its
+ * upload service), the gateway emulator with native users, and the bridge (core, media handler,
+ * HTTP listener) with the XMPP adapter started the way the daemon starts it (`startXmppAdapter`).
+ * The bridge can be stopped and started again on the same database, and the server restarted.
+ */
+import path from 'node:path';
+import { xml, type Element } from '@xmpp/xml';
+import { startXmppAdapter, type RunningXmppAdapter } from '../../adapters/xmpp/index.js';
+import { Bridge, type Lifecycle } from '../../src/bridge/core.js';
+import { BridgeMediaHandler } from '../../src/bridge/media-handler.js';
+import { configSchema, type Config } from '../../src/config/schema.js';
+import { HttpListener } from '../../src/http-listener.js';
+import { MediaHost } from '../../src/media/host.js';
+import { createLogger } from '../../src/observability/logger.js';
+import { generateProviderKey, type ProviderPrivateJwk } from '../../src/protocol/jwt.js';
+import { SqliteSignalBackend } from '../../src/signal/index.js';
+import { openSqliteStore, type SqliteStore } from '../../src/store/sqlite-store.js';
+import type { RunningEmulator } from '../../emulator/main.js';
+import { NativeUser } from '../../emulator/native-user.js';
+import { startEmulator } from './emulator-process.js';
+import { tempDir } from './tmp.js';
+import {
+  connectUser,
+  startXmppServer,
+  type TestUser,
+  type XmppServer,
+  type XmppServerKind,
+} from './xmpp-servers.js';
+
+export const DOMAIN = 'wa.localhost';
+const SECRET = 'component-secret-for-tests';
+const PROVIDER = 'xmpptest';
+
+export interface HarnessOptions {
+  lifecycle?: Lifecycle;
+  identityPolicy?: 'trust_on_first_use' | 'block_until_confirmed';
+  /** Use the server's XEP-0363 service (default) or the bridge's own file host. */
+  uploadService?: boolean;
+  maxMediaBytes?: number;
+}
+
+export class XmppBridgeHarness {
+  readonly tmp = tempDir('interop-bridge-xmpp-');
+  server!: XmppServer;
+  emulator!: RunningEmulator;
+  root!: Uint8Array;
+  signingKey!: ProviderPrivateJwk;
+  http!: HttpListener;
+  mediaHost!: MediaHost;
+  media!: BridgeMediaHandler;
+  store!: SqliteStore;
+  bridge!: Bridge;
+  xmpp!: RunningXmppAdapter;
+  config!: Config;
+  /** How many times the server dropped the component link. */
+  linkDrops = 0;
+  private listenerUrl = '';
+  private readonly natives: NativeUser[] = [];
+  private readonly users: TestUser[] = [];
+  private userCount = 0;
+
+  private constructor(
+    readonly kind: XmppServerKind,
+    readonly options: HarnessOptions,
+  ) {}
+
+  static async start(kind: XmppServerKind, options: HarnessOptions = {}): Promise<XmppBridgeHarness> {
+    const h = new XmppBridgeHarness(kind, options);
+    await h.setUp();
+    return h;
+  }
+
+  private async setUp(): Promise<void> {
+    this.server = await startXmppServer(this.kind, {
+      componentDomain: DOMAIN,
+      componentSecret: SECRET,
+      httpFileShare: true,
+    });
+    this.signingKey = await generateProviderKey('EdDSA');
+    this.http = new HttpListener(createLogger({ level: 'silent' }));
+    const address = await this.http.listen('127.0.0.1', 0);
+    this.listenerUrl = `http://127.0.0.1:${address.port}`;
+    const maxBytes = this.options.maxMediaBytes ?? 1024 * 1024;
+    this.mediaHost = await MediaHost.open({
+      dir: path.join(this.tmp.dir, 'media'),
+      publicUrl: this.listenerUrl,
+      maxBytes,
+    });
+    this.mediaHost.mount(this.http);
+    ({ running: this.emulator, root: this.root } = await startEmulator(this.tmp, {
+      provider: {
+        id: PROVIDER,
+        signingKey: this.signingKey,
+        allowedMediaHosts: [`127.0.0.1:${address.port}`],
+      },
+    }));
+    this.config = configSchema.parse({
+      bridge: { provider_id: PROVIDER, lifecycle: this.options.lifecycle ?? 'always' },
+      media: { max_bytes: maxBytes, allowed_fetch_hosts: ['127.0.0.1'] },
+      xmpp: {
+        enabled: true,
+        server_host: '127.0.0.1',
+        server_port: this.server.componentPort,
+        component_domain: DOMAIN,
+        secret: SECRET,
+        ...(this.options.uploadService === false ? {} : { upload_service: this.server.uploadService }),
+      },
+    });
+    await this.startBridge();
+  }
+
+  /** Starts the core and the adapter on the database (a restart when it exists already). */
+  async startBridge(): Promise<void> {
+    this.store = openSqliteStore(path.join(this.tmp.dir, 'bridge.db'));
+    const store = this.store;
+    this.media = await BridgeMediaHandler.open({
+      host: this.mediaHost,
+      mediaConn: (localUser) => this.bridge.mediaConn(localUser),
+      receivedDir: path.join(this.tmp.dir, 'media-received'),
+      maxBytes: this.config.media.max_bytes,
+    });
+    this.bridge = new Bridge({
+      store,
+      signalBackend: (id) => new SqliteSignalBackend(store.db, id),
+      gateway: {
+        host: this.emulator.gateway.host,
+        port: this.emulator.gateway.port,
+        rootPublicKey: this.root,
+        gatewayId: 'emulator.interop',
+        providerId: PROVIDER,
+        signingKey: this.signingKey,
+        connection: { reconnect: { initialDelayMs: 50, maxDelayMs: 500 } },
+      },
+      lifecycle: this.options.lifecycle ?? 'always',
+      identityPolicy: this.options.identityPolicy ?? 'trust_on_first_use',
+      preKeys: 20,
+      media: this.media,
+    });
+    this.xmpp = await startXmppAdapter({
+      config: this.config,
+      bridge: this.bridge,
+      store,
+      logger: createLogger({ level: process.env.XMPP_TEST_LOG ? 'debug' : 'silent' }),
+      dataDir: path.join(this.tmp.dir, 'data'),
+      http: this.http,
+      publicUrl: this.listenerUrl,
+      link: { reconnect: { initialDelayMs: 50, maxDelayMs: 500 }, pingTimeoutMs: 3000 },
+    });
+    this.xmpp.link.on('offline', () => this.linkDrops++);
+    await this.bridge.start();
+  }
+
+  async stopBridge(): Promise<void> {
+    await this.xmpp.stop();
+    await this.bridge.stop();
+    this.media.close();
+    this.store.close();
+  }
+
+  /** A registered, logged-in XMPP user (with its own fresh account on the server). */
+  async user(prefix = 'user'): Promise<TestUser> {
+    const name = `${prefix}${++this.userCount}`;
+    await this.server.register(name, `${name}-pw`);
+    const u = await connectUser(this.server, name, `${name}-pw`);
+    this.users.push(u);
+    return u;
+  }
+
+  /** Logs an existing account in again (after a server restart). */
+  async reconnectUser(u: TestUser): Promise<TestUser> {
+    const name = u.jid.split('@')[0]!;
+    await u.stop();
+    const again = await connectUser(this.server, name, `${name}-pw`);
+    this.users.push(again);
+    return again;
+  }
+
+  /** A user who registered with XEP-0077 and whose puppet is connected. */
+  async registeredUser(prefix = 'user'): Promise<TestUser> {
+    const u = await this.user(prefix);
+    await register(u);
+    await this.connected(u.jid);
+    return u;
+  }
+
+  async connected(jid: string, timeoutMs = 15_000): Promise<void> {
+    await until(
+      () => this.bridge.puppet(jid)?.connection.isConnected === true,
+      `${jid}'s puppet to connect`,
+      timeoutMs,
+    );
+  }
+
+  async native(phone: string): Promise<NativeUser> {
+    const n = await NativeUser.connect({ emulator: this.emulator.gateway, phone, rootPublicKey: this.root });
+    this.natives.push(n);
+    return n;
+  }
+
+  /** The interop JID of a local user's puppet (what native users send to). */
+  puppetJid(localUser: string): string {
+    const puppet = this.store.puppets.byLocalId(localUser);
+    if (!puppet) throw new Error(`${localUser} has no puppet`);
+    return `${puppet.accountId}@${PROVIDER}.interop`;
+  }
+
+  async stop(): Promise<void> {
+    for (const u of this.users.splice(0)) await u.stop();
+    for (const n of this.natives.splice(0)) await n.close();
+    await this.stopBridge().catch(() => undefined);
+    this.mediaHost.close();
+    await this.http.close();
+    await this.emulator.stop();
+    await this.server.stop();
+    this.tmp.cleanup();
+  }
+}
+
+/** XEP-0077 registration with the component; resolves with the answer. */
+export async function register(u: TestUser): Promise<Element> {
+  const answer = await u.iq(
+    xml('iq', { type: 'set', to: DOMAIN }, xml('query', { xmlns: 'jabber:iq:register' })),
+    30_000,
+  );
+  if (answer.attrs.type !== 'result') throw new Error(`registration failed: ${answer.toString()}`);
+  return answer;
+}
+
+export function contactJid(phone: string): string {
+  return `${phone}@${DOMAIN}`;
+}
+
+/** A chat message from a user to a contact, as Conversations sends it. */
+export function chat(to: string, body: string, id: string, extra: Element[] = []): Element {
+  return xml(
+    'message',
+    { type: 'chat', to, id },
+    xml('body', {}, body),
+    xml('origin-id', { xmlns: 'urn:xmpp:sid:0', id }),
+    xml('request', { xmlns: 'urn:xmpp:receipts' }),
+    xml('markable', { xmlns: 'urn:xmpp:chat-markers:0' }),
+    ...extra,
+  );
+}
+
+export const bodyOf = (m: Element): string => m.getChild('body')?.getText() ?? '';
+
+/** Messages with a body from `from` (a bare contact JID), first copy of each id only. */
+export function bodiesFrom(u: TestUser, from: string): string[] {
+  const seen = new Set<string>();
+  const out: string[] = [];
+  for (const m of u.messages) {
+    if ((m.attrs.from ?? '').split('/')[0] !== from || m.attrs.type === 'error' || !m.getChild('body'))
+      continue;
+    const id = m.attrs.id ?? '';
+    if (seen.has(id)) continue;
+    seen.add(id);
+    out.push(bodyOf(m));
+  }
+  return out;
+}
+
+export async function until(check: () => boolean, what: string, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+export const nativeTexts = (n: NativeUser): string[] =>
+  n.received.map((m) => (m.content.kind === 'text' ? m.content.text : `[${m.content.kind}]`));
