@@ -82,6 +82,20 @@ export function fileNameFor(mimetype: string, given?: string): string {
   return `file-${randomBytes(4).toString('hex')}.${ext}`;
 }
 
+/**
+ * The type of a downloaded file: the server's Content-Type, unless it is generic. ejabberd's
+ * mod_http_upload serves by extension and calls an Ogg file `application/ogg` whatever the client
+ * uploaded; XMPP clients record voice notes as Ogg/Opus, so that is audio.
+ */
+function mimetypeOf(header: string, fileName: string): string {
+  const base = header.split(';')[0]!.trim().toLowerCase();
+  if (base === 'application/ogg') return 'audio/ogg';
+  if (base === '' || base === 'application/octet-stream' || base === 'binary/octet-stream') {
+    return mimeFromName(fileName) ?? 'application/octet-stream';
+  }
+  return header;
+}
+
 function mimeFromName(name: string): string | undefined {
   const ext = name.toLowerCase().split('.').pop() ?? '';
   return MIME_BY_EXT[ext];
@@ -147,11 +161,7 @@ export async function fetchUserFile(
     throw fileTooLarge(announced, options.maxBytes);
   }
   const fileName = fileNameFor('', decodeURIComponent(parsed.pathname.split('/').pop() ?? ''));
-  const header = res.headers.get('content-type') ?? '';
-  const mimetype =
-    header && header !== 'application/octet-stream'
-      ? header
-      : (mimeFromName(fileName) ?? 'application/octet-stream');
+  const mimetype = mimetypeOf(res.headers.get('content-type') ?? '', fileName);
   await mkdir(options.dir, { recursive: true, mode: 0o700 });
   const file = path.join(options.dir, `${randomBytes(12).toString('hex')}-${fileName}`);
   let size = 0;

@@ -245,6 +245,9 @@ function prosodyRecipe(dir: string, host: string, ports: Ports, opts: XmppServer
     'http_interfaces = { "127.0.0.1" }',
     'https_ports = { }',
     `http_external_url = ${lua(`http://127.0.0.1:${ports.http}/`)}`,
+    // Requests arrive for Host 127.0.0.1, which names no Prosody host: route them to the upload
+    // component (otherwise they go to the first VirtualHost and every PUT is a 404).
+    ...(opts.httpFileShare ? [`http_default_host = ${lua(`upload.${host}`)}`] : []),
     '',
     `VirtualHost ${lua(host)}`,
     '',
