@@ -126,25 +126,24 @@ function urlLength(s: string, pos: number, end: number): number {
   URL.lastIndex = pos;
   const m = URL.exec(s);
   if (!m) return 0;
-  let url = m[0].slice(0, end - pos);
+  let len = Math.min(m[0].length, end - pos);
   let open = 0;
   let close = 0;
-  for (const ch of url) {
-    if (ch === '(') open++;
-    else if (ch === ')') close++;
+  for (let k = pos; k < pos + len; k++) {
+    if (s[k] === '(') open++;
+    else if (s[k] === ')') close++;
   }
-  for (;;) {
-    const last = url[url.length - 1] ?? '';
+  const scheme = s.startsWith('https', pos) ? 8 : 7;
+  while (len > scheme) {
+    const last = s.charAt(pos + len - 1);
     // A closing span marker right after a URL is the span's, when the span opened just before it.
-    if (last !== '' && (".,;:!?'".includes(last) || ('*_~'.includes(last) && s[pos - 1] === last))) {
-      url = url.slice(0, -1);
-    } else if (last === ')' && close > open) {
-      url = url.slice(0, -1);
+    if (".,;:!?'".includes(last) || ('*_~'.includes(last) && s[pos - 1] === last)) len--;
+    else if (last === ')' && close > open) {
+      len--;
       close--;
     } else break;
   }
-  const scheme = url.startsWith('https') ? 8 : 7;
-  return url.length > scheme ? url.length : 0;
+  return len > scheme ? len : 0;
 }
 
 interface Token {

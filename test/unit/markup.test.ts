@@ -176,6 +176,8 @@ describe('markup properties', () => {
       '> '.repeat(50000),
       '_'.repeat(100000),
       '> a\n'.repeat(20000),
+      'https://x.org/' + ')'.repeat(200000),
+      'http://'.repeat(100000),
     ]) {
       expect(renderMarkup(parseMarkup(text))).toBe(text);
     }
