@@ -647,7 +647,10 @@ export class MatrixAdapter implements Adapter {
         this.mstore.markInboundDone(row.seq);
       } catch (err) {
         const max = this.#o.maxEventAttempts ?? 5;
-        const giveUp = row.attempts + 1 >= max;
+        // The homeserver refused for good (4xx other than a rate limit): trying again cannot help.
+        const status = describeFailure(err).status;
+        const final = status !== undefined && status >= 400 && status < 500 && status !== 429;
+        const giveUp = final || row.attempts + 1 >= max;
         const message = (err as Error).message;
         this.mstore.markInboundAttempt(row.seq, message, giveUp);
         this.#log?.warn(

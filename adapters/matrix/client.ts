@@ -33,6 +33,8 @@ export function describeFailure(err: unknown): { status?: number; errcode?: stri
     const status = (err as { statusCode: unknown }).statusCode;
     if (typeof status === 'number') return { status };
   }
+  // Retries ran out: the last answer is the cause.
+  if (err instanceof MatrixAdapterError && err.cause !== undefined) return describeFailure(err.cause);
   return {};
 }
 

@@ -69,7 +69,17 @@ export async function startMatrixAdapter(options: StartMatrixAdapterOptions): Pr
     { maxAttempts: 2, initialDelayMs: 200, maxDelayMs: 1000 },
     log,
   );
-  await checkVersions(checker, m.homeserver_url, log);
+  // /versions needs no token: asked without one, so a wrong token is reported by whoami instead.
+  await checkVersions(
+    new RetryingMatrixClient(
+      m.homeserver_url,
+      '',
+      { maxAttempts: 2, initialDelayMs: 200, maxDelayMs: 1000 },
+      log,
+    ),
+    m.homeserver_url,
+    log,
+  );
   await checkWhoami(checker, `@${m.bot_localpart}:${m.server_name}`, m.homeserver_url);
 
   const adapter = new MatrixAdapter({

@@ -98,7 +98,8 @@ export class MatrixHarness {
     await this.startBridge();
   }
 
-  async startBridge(): Promise<void> {
+  /** Starts the bridge on the same database; `matrix` overrides the adapter's config for this start. */
+  async startBridge(matrix: Partial<Config['matrix']> = {}): Promise<void> {
     this.store = openSqliteStore(this.tmp.file('bridge.db'));
     const store = this.store;
     this.media = await BridgeMediaHandler.open({
@@ -122,13 +123,20 @@ export class MatrixHarness {
       preKeys: 20,
       media: this.media,
     });
-    const started = await startMatrixAdapter({
-      config: this.config,
-      bridge: this.bridge,
-      store,
-      dataDir: this.tmp.dir,
-      logger: createLogger({ level: process.env['MATRIX_TEST_LOG'] === '1' ? 'debug' : 'silent' }),
-    });
+    let started: Awaited<ReturnType<typeof startMatrixAdapter>>;
+    try {
+      started = await startMatrixAdapter({
+        config: { ...this.config, matrix: { ...this.config.matrix, ...matrix } },
+        bridge: this.bridge,
+        store,
+        dataDir: this.tmp.dir,
+        logger: createLogger({ level: process.env['MATRIX_TEST_LOG'] === '1' ? 'debug' : 'silent' }),
+      });
+    } catch (err) {
+      this.media.close();
+      store.close();
+      throw err;
+    }
     this.adapter = started.adapter;
     this.stopMatrix = started.stop;
     await this.bridge.start();

@@ -1,0 +1,229 @@
+/**
+ * The homeserver misbehaving (rate limits, 5xx, dropped connections, transactions resent or
+ * duplicated) and the bridge restarting mid-conversation: no message is lost, none is doubled.
+ */
+import type { NativeUser } from '../../emulator/native-user.js';
+import type { LocalUser } from '../support/homeserver/index.js';
+import { BOT, MatrixHarness, bodyOf, ghostOf, replyTarget, until } from './matrix-harness.js';
+
+const BOB = '+4915112345678';
+const GHOST = ghostOf(BOB);
+
+let h: MatrixHarness;
+let alice: LocalUser;
+let bob: NativeUser;
+let portal: string;
+
+beforeEach(async () => {
+  h = await MatrixHarness.start();
+  alice = h.user('alice', 'Alice');
+  const management = await h.login(alice);
+  bob = await h.native(BOB);
+  portal = await h.startChat(alice, management, BOB);
+});
+
+afterEach(async () => {
+  await h.close();
+  h.hs.assertNoViolations();
+});
+
+const ghostTexts = () =>
+  h.hs
+    .room(portal)!
+    .timeline.filter((e) => e.sender === GHOST && e.type === 'm.room.message')
+    .map(bodyOf);
+
+const bobTexts = () => bob.received.flatMap((m) => (m.content.kind === 'text' ? [m.content.text] : []));
+
+/** Waits a little longer than the stand-in's transaction backoff, for anything late to show. */
+const settle = async () => {
+  await h.hs.transactionsIdle();
+  await new Promise((r) => setTimeout(r, 300));
+};
+
+test('rate limits, 5xx answers and dropped connections cost no message and duplicate none', async () => {
+  h.hs.rateLimitNext(2, 30, { operationId: 'sendMessage' });
+  h.hs.failNext(2, 502, { operationId: 'sendMessage' });
+  h.hs.dropNext(2, { operationId: 'sendMessage' });
+  h.hs.failNext(1, 503, { operationId: 'uploadContent' });
+  h.hs.rateLimitNext(1, 30, { operationId: 'getContentAuthed' });
+  const sent = ['one', 'two', 'three', 'four', 'five'];
+  for (const t of sent) await bob.sendText(h.jidOf(alice), t, { devices: [0] });
+  await bob.sendMedia(
+    h.jidOf(alice),
+    { kind: 'image', bytes: Buffer.alloc(2000, 7), mimetype: 'image/png' },
+    { devices: [0] },
+  );
+  await until(() => ghostTexts().length === 6, 'six messages from the ghost');
+  await alice.sendMedia(portal, 'm.file', {
+    bytes: Buffer.alloc(3000, 9),
+    mimetype: 'text/plain',
+    filename: 'a.txt',
+  });
+  await bob.waitForMessage((m) => m.content.kind === 'document');
+  await settle();
+
+  expect(ghostTexts()).toEqual([...sent, 'image.png']);
+  expect(h.hs.faults.pending()).toBe(0);
+  const faulted = h.hs.requests.filter((r) => r.fault !== undefined).map((r) => r.fault);
+  expect(faulted.sort()).toEqual([
+    'drop',
+    'drop',
+    'rate_limit',
+    'rate_limit',
+    'rate_limit',
+    'status',
+    'status',
+    'status',
+  ]);
+  expect(bob.received.filter((m) => m.content.kind === 'document')).toHaveLength(1);
+});
+
+test('transactions resent after a lost answer, a failed connection or as a duplicate are bridged once', async () => {
+  h.hs.loseTransactionResponses(2);
+  h.hs.failTransactionConnections(1);
+  h.hs.duplicateNextTransaction();
+  for (const t of ['a', 'b', 'c', 'd']) await alice.sendText(portal, t);
+  await until(() => bobTexts().length >= 4, 'four messages at Bob');
+  await settle();
+
+  expect(bobTexts()).toEqual(['a', 'b', 'c', 'd']);
+  const resent = h.hs.transactions.filter((t) => t.attempt > 1);
+  expect(resent.length).toBeGreaterThanOrEqual(3);
+});
+
+test('the appservice endpoints check the hs_token and answer user queries, room queries and pings', async () => {
+  const txn = { events: [] };
+  expect(await h.hs.callAppservice('PUT', '/_matrix/app/v1/transactions/x1', txn, null)).toEqual({
+    status: 401,
+    body: expect.objectContaining({ errcode: 'M_UNAUTHORIZED' }),
+  });
+  expect(await h.hs.callAppservice('PUT', '/_matrix/app/v1/transactions/x1', txn, 'wrong')).toEqual({
+    status: 403,
+    body: expect.objectContaining({ errcode: 'M_FORBIDDEN' }),
+  });
+  const ghost = ghostOf('+4917611112222');
+  expect(await h.hs.callAppservice('GET', `/_matrix/app/v1/users/${encodeURIComponent(ghost)}`)).toEqual({
+    status: 200,
+    body: {},
+  });
+  expect(h.hs.isRegistered(ghost)).toBe(true);
+  expect(
+    await h.hs.callAppservice('GET', `/_matrix/app/v1/users/${encodeURIComponent('@someone:example.test')}`),
+  ).toMatchObject({ status: 404, body: { errcode: 'M_NOT_FOUND' } });
+  expect(
+    await h.hs.callAppservice('GET', `/_matrix/app/v1/rooms/${encodeURIComponent('#wa:example.test')}`),
+  ).toMatchObject({ status: 404 });
+  expect(await h.hs.callAppservice('POST', '/_matrix/app/v1/ping', { transaction_id: 'p1' })).toEqual({
+    status: 200,
+    body: {},
+  });
+});
+
+test('an event that fails is answered with a notice and holds up neither its transaction nor the room', async () => {
+  const broken = await alice.sendEvent(portal, 'm.room.message', {
+    msgtype: 'm.image',
+    body: 'gone.png',
+    url: `mxc://example.test/doesnotexist`,
+    info: { mimetype: 'image/png', size: 10 },
+  });
+  await alice.sendText(portal, 'after the broken one');
+
+  const notice = await alice.waitFor(portal, (e) => e.sender === BOT && replyTarget(e) === broken);
+  expect(bodyOf(notice)).toMatch(/^This message could not be bridged: /);
+  await bob.waitForMessage((m) => m.content.kind === 'text' && m.content.text === 'after the broken one');
+  // Every transaction was answered 200 at the first attempt: the failure stayed with its event.
+  expect(h.hs.transactions.map((t) => ('status' in t.outcome ? t.outcome.status : t.outcome.error))).toEqual(
+    h.hs.transactions.map(() => 200),
+  );
+  expect(h.hs.transactions.every((t) => t.attempt === 1)).toBe(true);
+  expect(bob.received).toHaveLength(1);
+});
+
+test('a second delivery of the same incoming message returns the same event and sends nothing', async () => {
+  const event = {
+    remoteId: 'ABCDEF0123456789',
+    localUser: alice.userId,
+    remote: bob.jid,
+    timestamp: Date.now(),
+    event: { type: 'message' as const, body: { kind: 'text' as const, text: 'only once' } },
+  };
+  const first = await h.adapter.deliver(event);
+  const second = await h.adapter.deliver(event);
+  expect(second).toBe(first);
+  expect(ghostTexts()).toEqual(['only once']);
+});
+
+test('a restart of the bridge in the middle of a conversation loses nothing and doubles nothing', async () => {
+  await bob.sendText(h.jidOf(alice), 'before', { devices: [0] });
+  await alice.sendText(portal, 'before too');
+  await until(() => ghostTexts().length === 1 && bobTexts().length === 1, 'the first exchange');
+
+  const aliceJid = h.jidOf(alice);
+  await h.stopBridge();
+  // While the bridge is down: Bob's messages wait at the gateway, Alice's in the homeserver's
+  // transaction queue (resent until the bridge answers).
+  await bob.sendText(aliceJid, 'while you were away', { devices: [0] });
+  await bob.sendText(aliceJid, 'and this', { devices: [0] });
+  await alice.sendText(portal, 'are you there?');
+  await alice.sendText(portal, 'hello?');
+  await new Promise((r) => setTimeout(r, 200));
+  await h.startBridge();
+
+  await until(() => ghostTexts().length === 3 && bobTexts().length === 3, 'everything after the restart');
+  await settle();
+  expect(ghostTexts()).toEqual(['before', 'while you were away', 'and this']);
+  expect(bobTexts()).toEqual(['before too', 'are you there?', 'hello?']);
+});
+
+describe('startup checks say exactly what is wrong', () => {
+  /** Starts the bridge as it should, and waits for the puppet (a stop while it dials hangs). */
+  const restarted = async () => {
+    await h.startBridge();
+    await until(
+      () => h.bridge.puppet(alice.userId)?.connection.isConnected === true,
+      'the puppet to connect',
+    );
+  };
+
+  beforeEach(async () => {
+    await h.stopBridge();
+  });
+
+  test('a homeserver that cannot be reached', async () => {
+    await expect(h.startBridge({ homeserver_url: 'http://127.0.0.1:1' })).rejects.toMatchObject({
+      code: 'matrix_homeserver_unreachable',
+      message: expect.stringMatching(
+        /cannot reach the homeserver at http:\/\/127\.0\.0\.1:1 \(ECONNREFUSED\): check matrix\.homeserver_url/,
+      ),
+    });
+    await restarted();
+  });
+
+  test('an as_token the homeserver does not know', async () => {
+    await expect(h.startBridge({ as_token: 'not-the-registered-token' })).rejects.toMatchObject({
+      code: 'matrix_as_token_rejected',
+      message: expect.stringMatching(
+        /does not accept matrix\.as_token \(401 M_UNKNOWN_TOKEN\): install the registration file/,
+      ),
+    });
+    await restarted();
+  });
+
+  test('a bot localpart that is not the registration’s', async () => {
+    await expect(h.startBridge({ bot_localpart: 'somebot' })).rejects.toMatchObject({
+      code: 'matrix_bot_mismatch',
+    });
+    await restarted();
+  });
+
+  test('an hs_token that differs from the registration’s fails the appservice ping', async () => {
+    await expect(h.startBridge({ hs_token: 'another-hs-token' })).rejects.toMatchObject({
+      code: 'matrix_ping_failed',
+      message: expect.stringMatching(
+        /M_BAD_STATUS.*hs_token in the homeserver's registration and matrix\.hs_token differ/,
+      ),
+    });
+    await restarted();
+  });
+});
