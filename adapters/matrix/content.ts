@@ -4,7 +4,7 @@
  * (`org.matrix.msc3245.voice` with the duration in `org.matrix.msc1767.audio`).
  */
 import type { MediaBody, MediaKind, TextBody } from '../../src/bridge/events.js';
-import { markupToMatrix, matrixToMarkup } from './format-stub.js';
+import { markupToMatrix, matrixToMarkup } from './format.js';
 
 export type Content = Record<string, unknown>;
 
