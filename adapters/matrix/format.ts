@@ -82,7 +82,7 @@ function paragraphHtml(children: readonly MarkupInline[]): string {
     const child = children[i];
     if (child === undefined) continue;
     if (child.type === 'mono' && child.text.includes('\n')) {
-      html += `<pre><code>${escapeHtml(child.text)}</code></pre>`;
+      html += preHtml(child.text);
       if (children[i + 1]?.type === 'break') i++;
     } else html += inlineHtml(child);
   }
@@ -105,12 +105,19 @@ function inlineHtml(node: MarkupInline): string {
       return `<del>${node.children.map(inlineHtml).join('')}</del>`;
     case 'code':
     case 'mono':
-      return node.text.includes('\n')
-        ? `<pre><code>${escapeHtml(node.text)}</code></pre>`
-        : `<code>${escapeHtml(node.text)}</code>`;
+      return node.text.includes('\n') ? preHtml(node.text) : `<code>${escapeHtml(node.text)}</code>`;
     case 'link':
       return `<a href="${escapeHtml(node.url)}">${escapeHtml(node.url)}</a>`;
   }
+}
+
+/**
+ * A code block. The line feed right after an opening ``` belongs to the fence (a line feed right
+ * after <code> would show as an empty first line), so it is not written; preText puts it back.
+ */
+function preHtml(text: string): string {
+  const body = text.startsWith('\r\n') ? text.slice(2) : text.startsWith('\n') ? text.slice(1) : text;
+  return `<pre><code>${escapeHtml(body)}</code></pre>`;
 }
 
 function listHtml(ordered: boolean, items: readonly MarkupListItem[]): string {
@@ -411,6 +418,12 @@ function textContent(el: HtmlElement): string {
   return out;
 }
 
+/** A <pre>'s text as monospace content: it starts on the line after the opening ```. */
+function preText(el: HtmlElement): string {
+  const text = textContent(el).replace(/\r\n?/g, '\n');
+  return text.startsWith('\n') || !/\S/u.test(text) ? text : '\n' + text;
+}
+
 /** Collects inline spans into paragraphs between blocks. */
 class Blocks {
   readonly nodes: MarkupNode[] = [];
@@ -459,7 +472,7 @@ function blocksOf(children: readonly HtmlNode[]): MarkupNode[] {
       const items = listItems(child);
       if (items.length > 0) out.block([{ type: 'list', ordered: name === 'ol', items }]);
     } else if (name === 'pre')
-      out.block([{ type: 'paragraph', children: [{ type: 'mono', text: textContent(child) }] }]);
+      out.block([{ type: 'paragraph', children: [{ type: 'mono', text: preText(child) }] }]);
     else if (name === 'hr') out.block([{ type: 'paragraph', children: [{ type: 'text', text: '---' }] }]);
     else out.inline(inlineOf(child));
   }
@@ -502,7 +515,7 @@ function inlineOf(el: HtmlElement): MarkupInline[] {
     case 'code':
       return [{ type: 'code', text: layoutText(textContent(el)) }];
     case 'pre':
-      return [{ type: 'mono', text: textContent(el) }];
+      return [{ type: 'mono', text: preText(el) }];
     case 'a':
       return linkOf(el);
     case 'img': {

@@ -45,6 +45,11 @@ describe('markupToMatrix', () => {
     ['inline code and monospace', '`a` ```b```', '<code>a</code> <code>b</code>'],
     ['block monospace', '```a\nb```', '<pre><code>a\nb</code></pre>'],
     ['block monospace then text', '```a\nb```\nc', '<pre><code>a\nb</code></pre>c'],
+    [
+      "the line feed after an opening fence is the fence's",
+      '```\nx = 1\n```',
+      '<pre><code>x = 1\n</code></pre>',
+    ],
     ['line breaks inside formatted text', '*a*\nb', '<strong>a</strong><br>b'],
     ['a quote', '> *q*\nreply', '<blockquote><strong>q</strong></blockquote>reply'],
     ['a bullet list', '- a\n- *b*', '<ul><li>a</li><li><strong>b</strong></li></ul>'],
@@ -81,7 +86,7 @@ describe('matrixToMarkup', () => {
     [
       'a code block',
       '<pre><code class="language-ts">const x = 1;\nconst y = 2;\n</code></pre>',
-      '```const x = 1;\nconst y = 2;\n```',
+      '```\nconst x = 1;\nconst y = 2;\n```',
     ],
     [
       'a link with other text shows its URL',
@@ -170,7 +175,7 @@ describe('markup -> Matrix HTML -> markup', () => {
     '*nested _spans_ ~here~*',
     'line one\nline *two*\n\nafter a blank line',
     '```\nconst x = 1;\n```\nafter the block',
-    'before\n```a\nb```',
+    'before\n```\na\nb```',
     '> a *quote*\n> of two lines\nreply',
     '> a\n\n> b',
     '- one\n- _two_\n\n1. first\n2. second',
@@ -187,6 +192,10 @@ describe('markup -> Matrix HTML -> markup', () => {
     const content = markupToMatrix(text);
     expect(content.formatted_body).toBeDefined();
     expect(matrixToMarkup(content)).toBe(text);
+  });
+
+  it('gives block monospace its canonical form: content from the line after the fence', () => {
+    expect(matrixToMarkup(markupToMatrix('```a\nb```'))).toBe('```\na\nb```');
   });
 });
 
