@@ -183,3 +183,18 @@ test('a message that cannot be delivered is answered in the room with a notice n
   expect(bodyOf(notice)).toMatch(/^Not delivered to \+4917600000001: /);
   expect(jid).toBe('4917600000001@wa.interop');
 });
+
+test('a contact’s identity change is announced in the portal with the new safety number', async () => {
+  const { bob, portal } = await portalWithBob();
+  await alice.sendText(portal, 'hi');
+  await bob.waitForMessage();
+  await bob.close();
+  h.natives.splice(h.natives.indexOf(bob), 1);
+  await h.native(BOB); // same number, new phone: a new identity key
+
+  const notice = await alice.waitFor(portal, (e) => e.sender === BOT && /security code/.test(bodyOf(e)));
+  expect(notice.content['msgtype']).toBe('m.notice');
+  expect(bodyOf(notice)).toMatch(
+    /^The security code of \+4915112345678 changed .* Safety number: (\d{5} ){11}\d{5}\.$/,
+  );
+});
