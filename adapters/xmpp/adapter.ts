@@ -601,8 +601,9 @@ export class XmppAdapter extends EventEmitter<XmppAdapterEvents> implements Adap
     // A refused request is remembered (`asked` stays): the contact does not ask again.
     else if (type === 'unsubscribed') this.o.store.setSubscription(user, local, { subFrom: false });
     else {
+      // RFC 6121 3.3: the contact's side answers an unsubscribe with its unavailable presence.
       this.o.store.setSubscription(user, local, { subTo: false });
-      this.fire(xml('presence', { from: target, to: user, type: 'unsubscribed' }));
+      this.fire(xml('presence', { from: target, to: user, type: 'unavailable' }));
     }
   }
 
@@ -701,7 +702,8 @@ export class XmppAdapter extends EventEmitter<XmppAdapterEvents> implements Adap
     return xml(
       'query',
       { xmlns: NS.discoInfo, ...(node ? { node } : {}) },
-      xml('identity', { ...IDENTITY_CONTACT, name: phoneOfContact(to) ?? to }),
+      // No name: one caps hash serves every contact (the name is in the roster and vCard).
+      xml('identity', { ...IDENTITY_CONTACT }),
       ...CONTACT_FEATURES.map((f) => xml('feature', { var: f })),
     );
   }

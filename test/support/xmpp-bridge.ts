@@ -6,7 +6,7 @@
  */
 import path from 'node:path';
 import { xml, type Element } from '@xmpp/xml';
-import { startXmppAdapter, type RunningXmppAdapter } from '../../adapters/xmpp/index.js';
+import { startXmppAdapter, XmppStore, type RunningXmppAdapter } from '../../adapters/xmpp/index.js';
 import { Bridge, type Lifecycle } from '../../src/bridge/core.js';
 import { BridgeMediaHandler } from '../../src/bridge/media-handler.js';
 import { configSchema, type Config } from '../../src/config/schema.js';
@@ -156,6 +156,11 @@ export class XmppBridgeHarness {
     await this.bridge.stop();
     this.media.close();
     this.store.close();
+  }
+
+  /** The adapter's tables, for assertions. */
+  get xmppStore(): XmppStore {
+    return new XmppStore(this.store.db);
   }
 
   /** A registered, logged-in XMPP user (with its own fresh account on the server). */

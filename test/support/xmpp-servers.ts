@@ -648,6 +648,9 @@ export async function connectUser(server: XmppServer, user: string, password: st
     return answer;
   };
   await c.start();
+  // Clients fetch the roster before going online; servers send roster pushes and subscription
+  // approvals only to resources that did (Prosody's "interested resources").
+  await c.send(xml('iq', { type: 'get', id: 'roster-1' }, xml('query', { xmlns: 'jabber:iq:roster' })));
   await c.send(xml('presence', {}));
   return {
     jid: `${user}@${server.host}`,
