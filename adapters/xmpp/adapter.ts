@@ -116,6 +116,8 @@ export class XmppAdapter extends EventEmitter<XmppAdapterEvents> implements Adap
   private readonly contactPresence = new Map<string, boolean>();
   /** The full JID each outgoing message came from: `${user}\n${localId}`. */
   private readonly senders = new Map<string, string>();
+  /** The full JID each user last sent something from (for errors when presence is unknown). */
+  private readonly lastSeen = new Map<string, string>();
   /** One chain of work per local user, so their messages reach the core in order. */
   private readonly chains = new Map<string, Promise<void>>();
   private readonly gatewayCaps: string;
@@ -220,7 +222,11 @@ export class XmppAdapter extends EventEmitter<XmppAdapterEvents> implements Adap
         );
         return;
       case 'failed': {
-        const to = this.senders.get(`${localUser}\n${localId}`) ?? this.anyResource(localUser) ?? localUser;
+        const to =
+          this.senders.get(`${localUser}\n${localId}`) ??
+          this.anyResource(localUser) ??
+          this.lastSeen.get(localUser) ??
+          localUser;
         this.fire(
           messageError(
             { id: localId, from: to, to: from },
@@ -272,7 +278,11 @@ export class XmppAdapter extends EventEmitter<XmppAdapterEvents> implements Adap
           (notice.blocked
             ? ` Messages to ${who} are held until you confirm: send "confirm ${who}" to ${this.domain}.`
             : ' Compare it with your contact if in doubt.');
-        const online = [...(this.resources.get(localUser) ?? [])];
+        // Resources known from presence, else the one the user last wrote from: an error must go
+        // to a full JID (servers drop errors to a bare JID). Nobody there: a chat message, stored.
+        const known = [...(this.resources.get(localUser) ?? [])];
+        const last = this.lastSeen.get(localUser);
+        const online = known.length > 0 ? known : last ? [last] : [];
         if (online.length === 0) {
           this.fire(xml('message', { type: 'chat', from, to: localUser }, xml('body', {}, xmlSafe(text))));
         }
@@ -333,6 +343,7 @@ export class XmppAdapter extends EventEmitter<XmppAdapterEvents> implements Adap
     const type = el.attrs.type ?? 'normal';
     if (!from || !to || type === 'error' || type === 'headline') return;
     const user = bareJid(from);
+    if (from !== user) this.lastSeen.set(user, from);
     if (bareJid(to) === this.domain) {
       const body = el.getChild('body')?.getText();
       if (body !== undefined && body.trim() !== '') {
