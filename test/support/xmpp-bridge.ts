@@ -151,6 +151,17 @@ export class XmppBridgeHarness {
     await this.bridge.start();
   }
 
+  /** Outgoing messages of a user still waiting for the gateway's ack (read from the database). */
+  bridgeQueued(localUser: string): number {
+    const open = this.store.db.open ? this.store : openSqliteStore(path.join(this.tmp.dir, 'bridge.db'));
+    try {
+      const puppet = open.puppets.byLocalId(localUser);
+      return puppet ? open.outbox.countQueued(puppet.id) : 0;
+    } finally {
+      if (open !== this.store) open.close();
+    }
+  }
+
   async stopBridge(): Promise<void> {
     await this.xmpp.stop();
     await this.bridge.stop();
