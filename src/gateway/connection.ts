@@ -269,6 +269,9 @@ export class GatewayConnection extends EventEmitter<GatewayConnectionEvents> {
         o.onServerStaticKey?.(hs.serverStaticKey);
       }
       const success = await awaitAuthResult(hs.socket);
+      // stop() while dialling found no socket to close: close this one, or serve() would keep it.
+      if (this.stopped)
+        throw new InteropError('gateway_stopped', 'the connection was stopped while connecting');
       this.socket = hs.socket;
       this.backoff.reset();
       this.reason = ConnectReason.USER_ACTIVATED;
