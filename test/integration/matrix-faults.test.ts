@@ -177,14 +177,8 @@ test('a restart of the bridge in the middle of a conversation loses nothing and 
 });
 
 describe('startup checks say exactly what is wrong', () => {
-  /** Starts the bridge as it should, and waits for the puppet (a stop while it dials hangs). */
-  const restarted = async () => {
-    await h.startBridge();
-    await until(
-      () => h.bridge.puppet(alice.userId)?.connection.isConnected === true,
-      'the puppet to connect',
-    );
-  };
+  /** Starts the bridge as it should (the suite's afterEach stops it again, even mid-dial). */
+  const restarted = () => h.startBridge();
 
   beforeEach(async () => {
     await h.stopBridge();

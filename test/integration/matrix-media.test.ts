@@ -69,7 +69,9 @@ test('an image, a video, a voice message and a file from Matrix reach the native
   expect(doc?.kind === 'document' && doc.media.fileName).toBe('Report.pdf');
   expect(doc?.kind === 'document' && doc.caption).toBe('as promised');
   // Downloaded through the authenticated media API.
-  expect(h.hs.requests.filter((r) => r.viaAppservice && r.operationId === 'getContentAuthed')).toHaveLength(4);
+  expect(h.hs.requests.filter((r) => r.viaAppservice && r.operationId === 'getContentAuthed')).toHaveLength(
+    4,
+  );
 });
 
 test('an image, a video, a voice note and a document from a native user appear as Matrix media with their info', async () => {
@@ -79,11 +81,19 @@ test('an image, a video, a voice note and a document from a native user appear a
     { kind: 'image' as const, bytes: randomBytes(30_000), mimetype: 'image/jpeg', caption: 'sunset' },
     { kind: 'video' as const, bytes: randomBytes(60_000), mimetype: 'video/mp4' },
     { kind: 'voice' as const, bytes: randomBytes(7_000), mimetype: 'audio/ogg; codecs=opus' },
-    { kind: 'document' as const, bytes: randomBytes(15_000), mimetype: 'application/pdf', fileName: 'Plan.pdf', caption: 'the plan' },
+    {
+      kind: 'document' as const,
+      bytes: randomBytes(15_000),
+      mimetype: 'application/pdf',
+      fileName: 'Plan.pdf',
+      caption: 'the plan',
+    },
   ];
   for (const s of samples) await bob.sendMedia(h.jidOf(alice), s, { devices: [0] });
   await h.hs.waitForEvent(
-    () => h.hs.room(portal)!.timeline.filter((e) => e.sender === GHOST && e.type === 'm.room.message').length === 4,
+    () =>
+      h.hs.room(portal)!.timeline.filter((e) => e.sender === GHOST && e.type === 'm.room.message').length ===
+      4,
   );
 
   const got = (await alice.readMessages(portal)).filter((e) => e.sender === GHOST);
