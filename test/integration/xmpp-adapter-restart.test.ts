@@ -98,6 +98,10 @@ describe.each(KINDS)('XMPP adapter restarts on %s', (kind) => {
     await h.server.restart();
     await sent;
     await until(() => h.xmpp.link.status === 'online', 'the component to reconnect', 20_000);
+    // Everything for Alice is with her server before she logs back in: ejabberd hands stored
+    // messages over asynchronously, so one delivered live during her login could overtake them.
+    await until(() => h.store.inbox.countPending() === 0, "the bridge to deliver Bob's messages", 20_000);
+    await h.xmpp.link.drained();
     alice = await h.reconnectUser(alice);
 
     await alice.waitForMessages(() => bodiesFrom(alice, contact).length === 6, 20_000);

@@ -651,7 +651,14 @@ export async function connectUser(server: XmppServer, user: string, password: st
   // Clients fetch the roster before going online; servers send roster pushes and subscription
   // approvals only to resources that did (Prosody's "interested resources").
   await c.send(xml('iq', { type: 'get', id: 'roster-1' }, xml('query', { xmlns: 'jabber:iq:roster' })));
+  // The server reflects the initial presence back once it has made the session available: until
+  // then a message for the user goes to offline storage (seen on ejabberd under load), so wait.
+  const self = c.jid?.toString();
+  const online = waitForStanza(
+    (s) => s.name === 'presence' && s.attrs.from === self && s.attrs.type === undefined,
+  );
   await c.send(xml('presence', {}));
+  await online;
   return {
     jid: `${user}@${server.host}`,
     client: c,
