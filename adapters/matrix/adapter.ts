@@ -75,12 +75,14 @@ export class MatrixAdapter implements Adapter {
   readonly #ghostSetUp = new Map<string, Promise<void>>();
   readonly #portalCreation = new Map<string, Promise<string>>();
   readonly #rooms = new Set<string>();
+  /** Rooms whose next event failed: not tried again before this time. */
+  readonly #roomRetryAt = new Map<string, number>();
   readonly #typing = new Map<string, boolean>();
   readonly #commands: CommandHandler;
   #core: BridgeCore | undefined;
   #pumping = false;
   #pumpAgain = false;
-  #retryTimer: NodeJS.Timeout | undefined;
+  readonly #retryTimers = new Set<NodeJS.Timeout>();
   /** Until `start()`: transactions are recorded but not handled yet. */
   #stopped = true;
   readonly #inFlight = new Set<Promise<unknown>>();
@@ -144,7 +146,7 @@ export class MatrixAdapter implements Adapter {
 
   async stop(): Promise<void> {
     this.#stopped = true;
-    if (this.#retryTimer) clearTimeout(this.#retryTimer);
+    for (const t of this.#retryTimers) clearTimeout(t);
     while (this.#inFlight.size > 0) await Promise.allSettled([...this.#inFlight]);
   }
 
@@ -624,8 +626,9 @@ export class MatrixAdapter implements Adapter {
   async #pump(): Promise<void> {
     const rows = this.mstore.pendingInbound();
     const byRoom = new Map<string, InboundRow[]>();
+    const now = Date.now();
     for (const r of rows) {
-      if (this.#rooms.has(r.roomId)) continue;
+      if (this.#rooms.has(r.roomId) || (this.#roomRetryAt.get(r.roomId) ?? 0) > now) continue;
       const list = byRoom.get(r.roomId) ?? [];
       list.push(r);
       byRoom.set(r.roomId, list);
@@ -634,9 +637,17 @@ export class MatrixAdapter implements Adapter {
       this.#rooms.add(roomId);
       void this.#track(this.#runRoom(list)).finally(() => {
         this.#rooms.delete(roomId);
-        if (!this.#stopped && this.mstore.pendingInbound(1).length > 0) this.kick();
+        if (!this.#stopped && this.#hasWork()) this.kick();
       });
     }
+  }
+
+  /** Whether a pending event can be handled now (not in a room that waits to retry). */
+  #hasWork(): boolean {
+    const now = Date.now();
+    return this.mstore
+      .pendingInbound()
+      .some((r) => !this.#rooms.has(r.roomId) && (this.#roomRetryAt.get(r.roomId) ?? 0) <= now);
   }
 
   async #runRoom(rows: readonly InboundRow[]): Promise<void> {
@@ -645,6 +656,7 @@ export class MatrixAdapter implements Adapter {
       try {
         await this.#handleInbound(row);
         this.mstore.markInboundDone(row.seq);
+        this.#roomRetryAt.delete(row.roomId);
       } catch (err) {
         const max = this.#o.maxEventAttempts ?? 5;
         // The homeserver refused for good (4xx other than a rate limit): trying again cannot help.
@@ -660,10 +672,15 @@ export class MatrixAdapter implements Adapter {
         if (!giveUp) {
           // This room waits; the others go on. Try again after a backoff.
           const wait = Math.min((this.#o.eventRetryMs ?? 1000) * 2 ** row.attempts, 60_000);
-          if (this.#retryTimer) clearTimeout(this.#retryTimer);
-          this.#retryTimer = setTimeout(() => this.kick(), wait);
+          this.#roomRetryAt.set(row.roomId, Date.now() + wait);
+          const timer = setTimeout(() => {
+            this.#retryTimers.delete(timer);
+            this.kick();
+          }, wait);
+          this.#retryTimers.add(timer);
           return;
         }
+        this.#roomRetryAt.delete(row.roomId);
         await this.#gaveUp(row, message);
       }
     }

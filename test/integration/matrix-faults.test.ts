@@ -140,6 +140,35 @@ test('an event that fails is answered with a notice and holds up neither its tra
   expect(bob.received).toHaveLength(1);
 });
 
+test('an outage longer than the client retries holds the room’s events and bridges them later, in order', async () => {
+  // 9 failures: more than one event attempt's 8 client attempts; the event is tried again later.
+  h.hs.failNext(9, 502, { operationId: 'getContentAuthed' });
+  await alice.sendMedia(portal, 'm.file', {
+    bytes: Buffer.alloc(500, 1),
+    mimetype: 'text/plain',
+    filename: 'first.txt',
+  });
+  await alice.sendText(portal, 'second');
+  await until(() => bob.received.length === 2, 'both messages at Bob');
+
+  expect(bob.received.map((m) => m.content.kind)).toEqual(['document', 'text']);
+  expect(h.hs.faults.pending()).toBe(0);
+  // Retried, not given up on: no notice in the room.
+  expect(
+    h.hs.room(portal)!.timeline.some((e) => e.sender === BOT && /could not be bridged/.test(bodyOf(e))),
+  ).toBe(false);
+});
+
+test('an incoming message the homeserver refuses for longer than the client retries is delivered later, once', async () => {
+  h.hs.failNext(9, 503, { operationId: 'sendMessage' });
+  const id = await bob.sendText(h.jidOf(alice), 'patience', { devices: [0] });
+  await until(() => ghostTexts().length === 1, 'the message in the portal');
+  // Acknowledged to the sender only once it was on the homeserver.
+  await bob.waitForReceipt(id, 'delivery');
+  await settle();
+  expect(ghostTexts()).toEqual(['patience']);
+});
+
 test('a second delivery of the same incoming message returns the same event and sends nothing', async () => {
   const event = {
     remoteId: 'ABCDEF0123456789',
