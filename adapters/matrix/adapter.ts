@@ -78,6 +78,7 @@ export class MatrixAdapter implements Adapter {
   /** Rooms whose next event failed: not tried again before this time. */
   readonly #roomRetryAt = new Map<string, number>();
   readonly #typing = new Map<string, boolean>();
+  readonly #active = new Set<string>();
   readonly #commands: CommandHandler;
   #core: BridgeCore | undefined;
   #pumping = false;
@@ -606,6 +607,17 @@ export class MatrixAdapter implements Adapter {
     }
   }
 
+  /**
+   * Matrix presence is not followed (many homeservers turn it off): a local user counts as online
+   * from their first activity in a bridged room in this run, which starts the puppet under the
+   * `presence` lifecycle.
+   */
+  #seenActive(userId: string): void {
+    if (this.#active.has(userId) || !this.#core) return;
+    this.#active.add(userId);
+    this.#core.setOnline(userId, true);
+  }
+
   /** Handles pending inbound events: rooms in parallel, each room's events strictly in order. */
   kick(): void {
     if (this.#stopped) return;
@@ -716,6 +728,7 @@ export class MatrixAdapter implements Adapter {
     if (this.isOurs(sender)) return;
     const room = this.mstore.room(roomId);
     if (!room) return;
+    this.#seenActive(sender);
     if (type === 'm.room.encryption' || type === 'm.room.encrypted') {
       await this.tellEncrypted(room);
       return;
