@@ -131,6 +131,42 @@ describe.each(KINDS)('XMPP adapter messages on %s', (kind) => {
     );
   });
 
+  test('a correction, a reaction and a retraction reach the native user as an edit, a reaction and a revoke of that message', async () => {
+    const alice = await h.registeredUser('alice');
+    const bobPhone = phone();
+    const bob = await h.native(bobPhone);
+    await alice.client.send(chat(contactJid(bobPhone), 'see you at 5', 'orig-1'));
+    const original = await bob.waitForMessage();
+
+    await alice.client.send(
+      chat(contactJid(bobPhone), 'see you at 6', 'fix-1', [
+        xml('replace', { xmlns: 'urn:xmpp:message-correct:0', id: 'orig-1' }),
+      ]),
+    );
+    await alice.client.send(
+      xml(
+        'message',
+        { type: 'chat', to: contactJid(bobPhone), id: 'react-1' },
+        xml('reactions', { xmlns: 'urn:xmpp:reactions:0', id: 'orig-1' }, xml('reaction', {}, '👍')),
+      ),
+    );
+    await alice.client.send(
+      xml(
+        'message',
+        { type: 'chat', to: contactJid(bobPhone), id: 'retract-1' },
+        xml('retract', { xmlns: 'urn:xmpp:message-retract:1', id: 'orig-1' }),
+        xml('body', {}, 'This person attempted to retract a previous message.'),
+      ),
+    );
+    await bob.waitForMessage(() => bob.received.length === 4);
+
+    const [, edit, reaction, revoke] = bob.received.map((m) => m.content);
+    expect(edit).toMatchObject({ kind: 'edit', target: { id: original.id } });
+    expect(edit?.kind === 'edit' && edit.replacement.conversation).toBe('see you at 6');
+    expect(reaction).toMatchObject({ kind: 'reaction', emoji: '👍', target: { id: original.id } });
+    expect(revoke).toMatchObject({ kind: 'revoke', target: { id: original.id } });
+  });
+
   test('a 64 KiB message full of markup characters and emoji arrives intact both ways, and the component stays connected', async () => {
     const alice = await h.registeredUser('alice');
     const bobPhone = phone();
