@@ -57,6 +57,8 @@ export interface XmppAdapterOptions {
   publisher: FilePublisher | undefined;
   /** Where files users share are downloaded to before the core sends them. */
   downloadDir: string;
+  /** Domains whose users may use the gateway (`xmpp.allowed_domains`); empty: any. */
+  allowedDomains?: readonly string[] | undefined;
   /** The registered users (XMPP puppets), for presence probes after a (re)connect. */
   registeredUsers: () => string[];
   logger?: Logger | undefined;
@@ -343,6 +345,11 @@ export class XmppAdapter extends EventEmitter<XmppAdapterEvents> implements Adap
     const type = el.attrs.type ?? 'normal';
     if (!from || !to || type === 'error' || type === 'headline') return;
     const user = bareJid(from);
+    if (!this.mayUse(user)) {
+      const e = this.notAllowed(user);
+      this.refuse(el, e.type, e.condition, e.message);
+      return;
+    }
     if (from !== user) this.lastSeen.set(user, from);
     if (bareJid(to) === this.domain) {
       const body = el.getChild('body')?.getText();
@@ -575,6 +582,7 @@ export class XmppAdapter extends EventEmitter<XmppAdapterEvents> implements Adap
       return;
     }
     try {
+      if (!this.mayUse(user)) throw this.notAllowed(user);
       if (!this.isRegistered(user)) {
         throw new XmppUserError(
           'xmpp_not_registered',
@@ -754,6 +762,7 @@ export class XmppAdapter extends EventEmitter<XmppAdapterEvents> implements Adap
 
   private async registerSet({ stanza, element }: IqContext): Promise<Element | boolean> {
     const user = bareJid(stanza.attrs.from ?? '');
+    if (!this.mayUse(user)) return stanzaError('auth', 'forbidden', this.notAllowed(user).message);
     try {
       if (element.getChild('remove')) await this.bridge.optOut(user);
       else await this.bridge.enlist(user);
@@ -788,6 +797,7 @@ export class XmppAdapter extends EventEmitter<XmppAdapterEvents> implements Adap
   private async adhoc({ stanza, element }: IqContext): Promise<Element> {
     const user = bareJid(stanza.attrs.from ?? '');
     const node = element.attrs.node ?? '';
+    if (!this.mayUse(user)) return stanzaError('auth', 'forbidden', this.notAllowed(user).message);
     const command = COMMANDS.find((c) => c.adhoc && c.node === node);
     if (!command) return stanzaError('cancel', 'item-not-found', `There is no command "${node}".`);
     if (element.attrs.action === 'cancel') {
@@ -996,6 +1006,20 @@ export class XmppAdapter extends EventEmitter<XmppAdapterEvents> implements Adap
   private contactOf(user: string, remote: string): string {
     const c = this.o.store.contactByRemote(user, remote);
     return c ? contactJidOfPhone(c.contact, this.domain) : contactJidOfRemote(remote, this.domain);
+  }
+
+  private mayUse(user: string): boolean {
+    const allowed = this.o.allowedDomains ?? [];
+    return allowed.length === 0 || allowed.includes(domainOf(user).toLowerCase());
+  }
+
+  private notAllowed(user: string): XmppUserError {
+    return new XmppUserError(
+      'xmpp_domain_not_allowed',
+      'cancel',
+      'not-allowed',
+      `Users of ${domainOf(user)} may not use this gateway (it serves ${(this.o.allowedDomains ?? []).join(', ')}).`,
+    );
   }
 
   private isRegistered(user: string): boolean {

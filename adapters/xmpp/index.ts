@@ -96,6 +96,7 @@ export async function startXmppAdapter(opts: StartXmppAdapterOptions): Promise<R
     name: x.name,
     maxMediaBytes: config.media.max_bytes,
     allowedFetchHosts: config.media.allowed_fetch_hosts,
+    allowedDomains: x.allowed_domains.map((d) => d.toLowerCase()),
     publisher,
     downloadDir,
     registeredUsers: () =>

@@ -116,7 +116,8 @@ const xmppSchema = z
     component_domain: str('the component\'s domain, such as "wa.example.org"').default('wa.localhost'),
     secret: str('the component secret shared with the XMPP server').optional(),
     upload_service: str('the JID of an XEP-0363 upload service').optional(),
-    name: str('the gateway\'s name shown in service discovery').default('WhatsApp'),
+    name: str("the gateway's name shown in service discovery").default('WhatsApp'),
+    allowed_domains: z.array(host(), expecting('a list of XMPP domains such as ["example.org"]')).default([]),
   })
   .superRefine((x, ctx) => {
     if (x.enabled && x.secret === undefined) {

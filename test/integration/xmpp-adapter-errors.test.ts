@@ -107,3 +107,31 @@ describe.each(KINDS)('XMPP adapter errors on %s', (kind) => {
     await u.waitForStanza((s) => s.getChild('received', 'urn:xmpp:receipts')?.attrs.id === 'idc-2', 20_000);
   });
 });
+
+describe.each(KINDS)('XMPP adapter for other domains only, on %s', (kind) => {
+  let h: XmppBridgeHarness;
+
+  beforeAll(async () => {
+    h = await XmppBridgeHarness.start(kind, { allowedDomains: ['example.org'] });
+  }, 60_000);
+
+  afterAll(async () => {
+    await h.stop();
+  });
+
+  test('a user of a domain not in xmpp.allowed_domains can neither register nor send', async () => {
+    const u = await h.user();
+    const answer = await u.iq(
+      xml('iq', { type: 'set', to: DOMAIN }, xml('query', { xmlns: 'jabber:iq:register' })),
+    );
+    expect(answer.attrs.type).toBe('error');
+    expect(answer.getChild('error')?.getChild('forbidden', STANZAS)).toBeDefined();
+    expect(answer.getChild('error')?.getChild('text')?.getText()).toBe(
+      'Users of localhost may not use this gateway (it serves example.org).',
+    );
+    expect(h.store.puppets.byLocalId(u.jid)).toBeUndefined();
+    await u.client.send(chat(contactJid('+4915500009999'), 'hi', 'denied-1'));
+    const e = await errorFor(u, 'denied-1');
+    expect(e.condition).toBe('not-allowed');
+  });
+});

@@ -38,6 +38,8 @@ export interface HarnessOptions {
   /** Use the server's XEP-0363 service (default) or the bridge's own file host. */
   uploadService?: boolean;
   maxMediaBytes?: number;
+  /** `xmpp.allowed_domains`; default the test server's own domain. */
+  allowedDomains?: string[];
 }
 
 export class XmppBridgeHarness {
@@ -104,6 +106,7 @@ export class XmppBridgeHarness {
         server_port: this.server.componentPort,
         component_domain: DOMAIN,
         secret: SECRET,
+        allowed_domains: this.options.allowedDomains ?? [this.server.host],
         ...(this.options.uploadService === false ? {} : { upload_service: this.server.uploadService }),
       },
     });
