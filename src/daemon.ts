@@ -15,6 +15,8 @@ import { SqliteSignalBackend } from './signal/index.js';
 import type { Store } from './store/repositories.js';
 import { openSqliteStore } from './store/sqlite-store.js';
 import { VERSION } from './version.js';
+import { startMatrixAdapter, type RunningMatrixAdapter } from '../adapters/matrix/index.js';
+import { startXmppAdapter, type RunningXmppAdapter } from '../adapters/xmpp/index.js';
 
 export const JWKS_PATH = '/_interop/jwks.json';
 export const HEALTH_PATH = '/health';
@@ -42,6 +44,8 @@ export async function startDaemon(loaded: LoadedConfig, root: Logger): Promise<D
   let bridge: Bridge | undefined;
   let host: MediaHost | undefined;
   let media: BridgeMediaHandler | undefined;
+  let matrix: RunningMatrixAdapter | undefined;
+  let xmpp: RunningXmppAdapter | undefined;
   try {
     const signingKey = await ensureProviderKey(paths.signingKey, log);
     const jwks = publicJwks([signingKey]);
@@ -127,7 +131,26 @@ export async function startDaemon(loaded: LoadedConfig, root: Logger): Promise<D
         metrics,
         logger: root,
       });
+      // Adapters attach before the core starts, so pending incoming messages find them.
+      if (config.matrix.enabled) {
+        matrix = await startMatrixAdapter({ config, bridge, store, logger: root, dataDir: paths.dataDir });
+      }
+      if (config.xmpp.enabled) {
+        xmpp = await startXmppAdapter({
+          config,
+          bridge,
+          store,
+          logger: root,
+          dataDir: paths.dataDir,
+          http,
+          publicUrl,
+        });
+      }
       await bridge.start();
+    } else if (config.matrix.enabled || config.xmpp.enabled) {
+      log.warn(
+        'gateway.root_key is not set: the Matrix and XMPP adapters are not started (they need the gateway); set it and restart',
+      );
     }
 
     log.info(
@@ -143,16 +166,32 @@ export async function startDaemon(loaded: LoadedConfig, root: Logger): Promise<D
         gateway: config.gateway.root_key
           ? `${config.gateway.host}:${config.gateway.port}`
           : 'not configured (gateway.root_key unset)',
-        matrix: config.matrix.enabled ? config.matrix.homeserver_url : 'disabled',
-        xmpp: config.xmpp.enabled
-          ? `${config.xmpp.component_domain} via ${config.xmpp.server_host}:${config.xmpp.server_port}`
+        matrix: matrix
+          ? `${config.matrix.homeserver_url} (bot @${config.matrix.bot_localpart}:${config.matrix.server_name}, appservice listener ${matrix.address.address}:${matrix.address.port})`
           : 'disabled',
+        xmpp: xmpp
+          ? `${config.xmpp.component_domain} via ${config.xmpp.server_host}:${config.xmpp.server_port} (${xmpp.link.status})`
+          : 'disabled',
+        metrics_url: `http://${address.address}:${address.port}${METRICS_PATH}`,
       },
       'interop-bridge started',
     );
+    // A second line once the puppets have had time to connect: how many made it, and what the
+    // others are doing (the metrics and /health say the same, live).
+    const summary = bridge
+      ? setTimeout(() => {
+          const states = bridge?.connectionStates() ?? {};
+          const total = Object.values(states).reduce((a, b) => a + b, 0);
+          log.info(
+            { puppets: total, connected: states['connected'] ?? 0, states },
+            `gateway: ${states['connected'] ?? 0} of ${total} puppets connected`,
+          );
+        }, 10_000).unref()
+      : undefined;
 
     const listener = http;
     const core = bridge;
+    const adapters = { matrix, xmpp };
     const mediaHost = host;
     const mediaHandler = media;
     return {
@@ -161,8 +200,11 @@ export async function startDaemon(loaded: LoadedConfig, root: Logger): Promise<D
       bridge: core,
       metrics,
       async stop() {
+        clearTimeout(summary);
         log.info('stopping: no new work accepted');
         await listener.close();
+        await adapters.matrix?.stop();
+        await adapters.xmpp?.stop();
         await core?.stop();
         mediaHandler?.close();
         mediaHost?.close();
@@ -171,6 +213,8 @@ export async function startDaemon(loaded: LoadedConfig, root: Logger): Promise<D
       },
     };
   } catch (err) {
+    await matrix?.stop().catch(() => undefined);
+    await xmpp?.stop().catch(() => undefined);
     await bridge?.stop();
     media?.close();
     host?.close();

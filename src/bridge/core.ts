@@ -434,6 +434,9 @@ export class Bridge {
 
   async lookup(localUser: string, phone: string): Promise<{ reachable: boolean; jid?: string }> {
     const runtime = this.runtimeOf(localUser);
+    // Right after enlistment (or a reconnect) the puppet may still be dialling: a user who types
+    // "start-chat" at once waits for it rather than getting an error.
+    await this.waitUntilConnected(runtime, localUser);
     const contact = phone.startsWith('+') ? phone : `+${phone}`;
     const answer = await runtime.connection.request({ op: 'usync_query', contacts: [contact] });
     const entry = answer.body.op === 'usync_result' ? answer.body.entries[0] : undefined;
@@ -458,7 +461,9 @@ export class Bridge {
    * downloads incoming media as the puppet. Rejects when the puppet is not connected.
    */
   async mediaConn(localUser: string): Promise<{ auth: string; ttl: number; hosts: readonly string[] }> {
-    const answer = await this.runtimeOf(localUser).connection.request({ op: 'media_conn' });
+    const runtime = this.runtimeOf(localUser);
+    await this.waitUntilConnected(runtime, localUser);
+    const answer = await runtime.connection.request({ op: 'media_conn' });
     if (answer.body.op !== 'media_conn_result') {
       throw new BridgeError('bridge_not_connected', `the gateway gave ${localUser}'s puppet no media host`);
     }

@@ -1,0 +1,165 @@
+/**
+ * The daemon as an operator runs it: one YAML config with the gateway, Matrix and XMPP enabled;
+ * `startDaemon` starts the core and both adapters. A Matrix user (through the stand-in homeserver)
+ * and an XMPP user (through a real Prosody) each log in and exchange a message with a native user;
+ * the metrics count what crossed.
+ */
+import { writeFileSync } from 'node:fs';
+import { buildRegistration } from '../../adapters/matrix/registration.js';
+import { loadConfig } from '../../src/config/loader.js';
+import { startDaemon, type Daemon } from '../../src/daemon.js';
+import { createLogger } from '../../src/observability/logger.js';
+import { generateProviderKey } from '../../src/protocol/jwt.js';
+import { writeProviderKey } from '../../src/provider-keys.js';
+import { NativeUser } from '../../emulator/native-user.js';
+import { LocalUser, StandInHomeserver } from '../support/homeserver/index.js';
+import { startEmulator, type StartedEmulator } from '../support/emulator-process.js';
+import { tempDir } from '../support/tmp.js';
+import { connectUser, startProsody, type TestUser, type XmppServer } from '../support/xmpp-servers.js';
+import { bodiesFrom, chat, contactJid, register, until } from '../support/xmpp-bridge.js';
+import { freePort } from './matrix-harness.js';
+
+const PROVIDER = 'daemonbridge';
+const SERVER = 'example.test';
+const BOT = `@interop:${SERVER}`;
+const DOMAIN = 'wa.localhost';
+const SECRET = 'daemon-test-component-secret';
+const BOB = '+4915112340001';
+
+describe('the daemon with both adapters', () => {
+  const tmp = tempDir('daemon-');
+  let emulator: StartedEmulator;
+  let prosody: XmppServer;
+  let hs: StandInHomeserver;
+  let daemon: Daemon | undefined;
+  let bob: NativeUser;
+  let xmppUser: TestUser | undefined;
+  let httpPort: number;
+
+  beforeAll(async () => {
+    const key = await generateProviderKey('EdDSA');
+    httpPort = await freePort();
+    const matrixPort = await freePort();
+    [emulator, prosody] = await Promise.all([
+      startEmulator(tmp, {
+        provider: { id: PROVIDER, signingKey: key, allowedMediaHosts: [`127.0.0.1:${httpPort}`] },
+      }),
+      startProsody({ componentDomain: DOMAIN, componentSecret: SECRET }),
+    ]);
+    writeProviderKey(tmp.file('state/provider-signing-key.jwk'), key);
+    const yaml = [
+      'bridge:',
+      `  provider_id: ${PROVIDER}`,
+      `  data_dir: ${tmp.file('state')}`,
+      '  http:',
+      `    port: ${httpPort}`,
+      'gateway:',
+      `  port: ${emulator.running.gateway.port}`,
+      `  root_key: ${Buffer.from(emulator.root).toString('base64')}`,
+      '  reconnect: { initial_delay_ms: 50, max_delay_ms: 500 }',
+      'signal:',
+      '  prekey_batch_size: 20',
+      'matrix:',
+      '  enabled: true',
+      '  homeserver_url: http://127.0.0.1:1',
+      `  server_name: ${SERVER}`,
+      '  as_token: as-token-for-the-daemon-test',
+      '  hs_token: hs-token-for-the-daemon-test',
+      `  listen_port: ${matrixPort}`,
+      `  permissions: { "${SERVER}": user }`,
+      'xmpp:',
+      '  enabled: true',
+      `  server_port: ${prosody.componentPort}`,
+      `  component_domain: ${DOMAIN}`,
+      `  secret: ${SECRET}`,
+      '',
+    ];
+    const file = tmp.file('bridge.yaml', yaml.join('\n'));
+    const loaded = loadConfig({ path: file, env: {} });
+    hs = await StandInHomeserver.start({
+      registration: buildRegistration(loaded.config, {
+        asToken: loaded.config.matrix.as_token!,
+        hsToken: loaded.config.matrix.hs_token!,
+      }),
+      serverName: SERVER,
+    });
+    writeFileSync(file, yaml.join('\n').replace('http://127.0.0.1:1', hs.url));
+    daemon = await startDaemon(
+      loadConfig({ path: file, env: {} }),
+      createLogger({ level: process.env['DAEMON_TEST_LOG'] === '1' ? 'debug' : 'silent' }),
+    );
+    bob = await NativeUser.connect({
+      emulator: emulator.running.gateway,
+      phone: BOB,
+      rootPublicKey: emulator.root,
+    });
+  }, 90_000);
+
+  afterAll(async () => {
+    await xmppUser?.stop();
+    await bob?.close();
+    await daemon?.stop();
+    await hs?.close();
+    await emulator?.running.stop();
+    await prosody?.stop();
+    tmp.cleanup();
+  });
+
+  it('bridges a Matrix user who logs in through the bot to a native user, both ways', async () => {
+    const alice = LocalUser.create(hs, 'alice', 'Alice');
+    const management = await alice.createDirectRoom(BOT);
+    await alice.waitFor(management, (e) => e.sender === BOT && e.type === 'm.room.message');
+    await alice.sendText(management, 'login');
+    await alice.waitFor(
+      management,
+      (e) => e.sender === BOT && /login confirm/.test(String(e.content['body'])),
+    );
+    await alice.sendText(management, 'login confirm');
+    await alice.waitFor(
+      management,
+      (e) => e.sender === BOT && /You are now connected/.test(String(e.content['body'])),
+    );
+    await alice.sendText(management, `start-chat ${BOB}`);
+    const invite = await alice.waitForInvite((e) => e.room_id !== management);
+    await alice.join(invite);
+    await alice.sendText(invite, 'hello from Matrix');
+    const got = await bob.waitForMessage((m) => m.content.kind === 'text');
+    expect(got.content.kind === 'text' && got.content.text).toBe('hello from Matrix');
+    await bob.sendText(got.from, 'hello back, Matrix');
+    const back = await alice.waitFor(invite, (e) => e.type === 'm.room.message' && e.sender !== alice.userId);
+    expect(back.content['body']).toBe('hello back, Matrix');
+    expect(hs.violations).toEqual([]);
+  });
+
+  it('bridges an XMPP user who registers with the component to a native user, both ways', async () => {
+    await prosody.register('carol', 'carol-password');
+    xmppUser = await connectUser(prosody, 'carol', 'carol-password');
+    await register(xmppUser);
+    await until(
+      () => daemon!.bridge!.puppet(xmppUser!.jid.split('/')[0]!)?.connection.isConnected === true,
+      'the puppet',
+    );
+    await xmppUser.client.send(chat(contactJid(BOB), 'hello from XMPP', 'daemon-xmpp-1'));
+    const got = await bob.waitForMessage(
+      (m) => m.content.kind === 'text' && m.content.text === 'hello from XMPP',
+    );
+    await bob.sendText(got.from, 'hello back, XMPP');
+    await until(() => bodiesFrom(xmppUser!, contactJid(BOB)).includes('hello back, XMPP'), 'the answer');
+  });
+
+  it('counts what crossed in its metrics', async () => {
+    const metrics = await (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text();
+    const sample = (name: string) =>
+      Number(
+        metrics
+          .split('\n')
+          .find((l) => l.startsWith(name))
+          ?.slice(name.length)
+          .trim() ?? 'NaN',
+      );
+    expect(sample('interop_bridge_puppets')).toBe(2);
+    expect(sample('interop_bridge_messages_total{direction="outgoing",outcome="queued"}')).toBe(2);
+    expect(sample('interop_bridge_messages_total{direction="incoming",outcome="delivered"}')).toBe(2);
+    expect(sample('interop_bridge_gateway_connections{state="connected"}')).toBe(2);
+  });
+});
