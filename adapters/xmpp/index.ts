@@ -6,6 +6,7 @@ import { mkdir, readdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Bridge } from '../../src/bridge/core.js';
 import type { Config } from '../../src/config/schema.js';
+import { InteropError } from '../../src/errors.js';
 import type { HttpListener } from '../../src/http-listener.js';
 import { componentLogger, type Logger } from '../../src/observability/logger.js';
 import type { SqliteStore } from '../../src/store/sqlite-store.js';
@@ -56,7 +57,12 @@ const DELIVERED_RETENTION_MS = 30 * 24 * 3600 * 1000;
 export async function startXmppAdapter(opts: StartXmppAdapterOptions): Promise<RunningXmppAdapter> {
   const { config, store } = opts;
   const x = config.xmpp;
-  if (x.secret === undefined) throw new Error('xmpp.secret is not set');
+  if (x.secret === undefined) {
+    throw new InteropError(
+      'xmpp_secret_missing',
+      'xmpp.secret is not set: give the component secret (or xmpp.secret_file) that the XMPP server has for the component',
+    );
+  }
   const log = componentLogger(opts.logger, 'xmpp');
   const link = new ComponentLink({
     host: x.server_host,

@@ -135,3 +135,45 @@ describe.each(KINDS)('XMPP adapter for other domains only, on %s', (kind) => {
     expect(e.condition).toBe('not-allowed');
   });
 });
+
+describe.each(KINDS)('XMPP adapter under block_until_confirmed on %s', (kind) => {
+  let h: XmppBridgeHarness;
+
+  beforeAll(async () => {
+    h = await XmppBridgeHarness.start(kind, { identityPolicy: 'block_until_confirmed' });
+  }, 60_000);
+
+  afterAll(async () => {
+    await h.stop();
+  });
+
+  test('messages to a changed identity fail with an error until the user sends "confirm +number"', async () => {
+    const u = await h.registeredUser();
+    const bobPhone = kind === 'prosody' ? '+4915500000901' : '+4915500000902';
+    const bob = await h.native(bobPhone);
+    await u.client.send(chat(contactJid(bobPhone), 'hi', 'blk-1'));
+    await bob.waitForMessage();
+    await u.waitForStanza((s) => s.getChild('received', 'urn:xmpp:receipts')?.attrs.id === 'blk-1');
+    await bob.close();
+    const newBob = await h.native(bobPhone);
+
+    const notice = await u.waitForStanza(
+      (s) => s.name === 'message' && s.attrs.type === 'error' && s.attrs.from === contactJid(bobPhone),
+      20_000,
+    );
+    expect(notice.getChild('error')?.attrs.type).toBe('auth');
+    expect(notice.getChild('error')?.getChild('text')?.getText()).toMatch(
+      /Messages to \+\d+ are held until you confirm: send "confirm \+\d+" to wa\.localhost\.$/,
+    );
+    await u.client.send(chat(contactJid(bobPhone), 'not yet', 'blk-2'));
+    const refused = await errorFor(u, 'blk-2');
+    expect(refused.text).toMatch(/security code changed: compare the safety number and confirm it/);
+
+    await u.client.send(xml('message', { type: 'chat', to: DOMAIN }, xml('body', {}, `confirm ${bobPhone}`)));
+    await u.waitForStanza(
+      (s) => s.attrs.from === DOMAIN && (s.getChild('body')?.getText() ?? '').startsWith('Confirmed'),
+    );
+    await u.client.send(chat(contactJid(bobPhone), 'now', 'blk-3'));
+    await newBob.waitForMessage((m) => m.content.kind === 'text' && m.content.text === 'now');
+  });
+});
