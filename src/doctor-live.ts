@@ -7,7 +7,8 @@
  *   enlistment connect reason, and waits for `<success>`; it then closes without enlisting, so the
  *   gateway keeps nothing.
  * - XMPP: authenticates the component (XEP-0114) with `xmpp.secret`, then disconnects.
- * - Matrix: see `probeMatrix` in the Matrix adapter's startup checks.
+ * - Matrix: the adapter's startup checks (`/versions`, `whoami` as the bot, the appservice ping
+ *   both ways), one line each.
  */
 import net from 'node:net';
 import { randomBytes } from 'node:crypto';
@@ -21,6 +22,7 @@ import { mintClientToken } from './protocol/jwt.js';
 import { keyPairFromPrivateKey } from './protocol/noise/dh.js';
 import { readProviderKey } from './provider-keys.js';
 import { VERSION } from './version.js';
+import { checkHomeserver, type HomeserverCheck } from '../adapters/matrix/index.js';
 import { ComponentLink } from '../adapters/xmpp/component.js';
 
 const PROBE_TIMEOUT_MS = 10_000;
@@ -39,7 +41,34 @@ const AUTH_HINTS: Record<string, string> = {
 
 /** Every network check, in order; `runChecks` (doctor.ts) covers what needs no network. */
 export async function runLiveChecks(loaded: LoadedConfig): Promise<CheckResult[]> {
-  return [await probeGateway(loaded), await probeXmpp(loaded)];
+  return [await probeGateway(loaded), ...(await probeMatrix(loaded)), await probeXmpp(loaded)];
+}
+
+const MATRIX_STEPS: Record<HomeserverCheck['step'], { name: string; hint: string }> = {
+  versions: {
+    name: 'Matrix homeserver',
+    hint: 'set matrix.homeserver_url to the client-server API as this machine reaches it (Synapse: http://127.0.0.1:8008)',
+  },
+  whoami: {
+    name: 'Matrix registration',
+    hint: 'install the registration on the homeserver and restart it (docs/OPERATING.md, "Plug it into your servers")',
+  },
+  ping: {
+    name: 'Matrix appservice ping',
+    hint: "the registration's url must reach matrix.listen_host:listen_port from the homeserver, with the same hs_token",
+  },
+};
+
+export async function probeMatrix({ config }: LoadedConfig): Promise<CheckResult[]> {
+  if (!config.matrix.enabled) {
+    return [{ name: 'Matrix homeserver', status: 'ok', detail: 'disabled (matrix.enabled is false)' }];
+  }
+  return (await checkHomeserver(config)).map((c) => ({
+    name: MATRIX_STEPS[c.step].name,
+    status: c.ok ? ('ok' as const) : ('fail' as const),
+    detail: c.detail,
+    ...(c.ok ? {} : { hint: MATRIX_STEPS[c.step].hint }),
+  }));
 }
 
 export async function probeGateway({ config, paths }: LoadedConfig): Promise<CheckResult> {

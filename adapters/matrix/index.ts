@@ -125,6 +125,78 @@ export async function startMatrixAdapter(options: StartMatrixAdapterOptions): Pr
   };
 }
 
+/** One step of `checkHomeserver`, for `interop-bridge doctor`. */
+export interface HomeserverCheck {
+  readonly step: 'versions' | 'whoami' | 'ping';
+  readonly ok: boolean;
+  readonly detail: string;
+}
+
+/**
+ * The startup checks as a report, for `interop-bridge doctor`: `/versions`, `whoami` as the bot,
+ * and the appservice ping (the homeserver calls the bridge back). When the bridge is not running,
+ * a temporary listener answers the ping on `matrix.listen_host:listen_port` and refuses any
+ * transaction (the homeserver keeps it for the bridge); when the port is taken, the running bridge
+ * answers. Stops at the first failing step.
+ */
+export async function checkHomeserver(config: Config): Promise<HomeserverCheck[]> {
+  const m = config.matrix;
+  const quick: RetryPolicy = { maxAttempts: 1, initialDelayMs: 100, maxDelayMs: 100 };
+  const results: HomeserverCheck[] = [];
+  const step = async (name: HomeserverCheck['step'], run: () => Promise<string>): Promise<boolean> => {
+    try {
+      results.push({ step: name, ok: true, detail: await run() });
+      return true;
+    } catch (err) {
+      results.push({ step: name, ok: false, detail: (err as Error).message });
+      return false;
+    }
+  };
+  if (m.as_token === undefined || m.hs_token === undefined) {
+    return [{ step: 'whoami', ok: false, detail: 'matrix.as_token and matrix.hs_token are not set' }];
+  }
+  const asToken = m.as_token;
+  const hsToken = m.hs_token;
+  const bot = `@${m.bot_localpart}:${m.server_name}`;
+  if (
+    !(await step('versions', async () => {
+      await checkVersions(new RetryingMatrixClient(m.homeserver_url, '', quick), m.homeserver_url, undefined);
+      return `${m.homeserver_url} is a Matrix homeserver`;
+    }))
+  )
+    return results;
+  const client = new RetryingMatrixClient(m.homeserver_url, asToken, quick);
+  if (
+    !(await step('whoami', async () => {
+      await checkWhoami(client, bot, m.homeserver_url);
+      return `the homeserver knows the registration: as_token belongs to ${bot}`;
+    }))
+  )
+    return results;
+  await step('ping', async () => {
+    const listener = new AppserviceListener(hsToken, {
+      recordTransaction: () => {
+        throw new Error('interop-bridge doctor does not take transactions: the bridge will');
+      },
+      afterTransaction: () => undefined,
+      queryUser: () => Promise.resolve(false),
+    });
+    let own = true;
+    try {
+      await listener.listen(m.listen_host, m.listen_port);
+    } catch {
+      own = false; // the port is taken: the running bridge answers the ping
+    }
+    try {
+      await checkPing(client, m.listen_host, m.listen_port);
+    } finally {
+      if (own) await listener.close();
+    }
+    return `the homeserver reached the bridge at http://${m.listen_host}:${m.listen_port}${own ? '' : ' (the running bridge answered)'}`;
+  });
+  return results;
+}
+
 function reasonOf(err: unknown): string {
   const f = describeFailure(err);
   if (f.errcode !== undefined) return `${f.status ?? ''} ${f.errcode}`.trim();

@@ -9,13 +9,20 @@ import path from 'node:path';
 import { EXIT, runCli } from '../../src/cli.js';
 import { generateProviderKey, type ProviderPrivateJwk } from '../../src/protocol/jwt.js';
 import { writeProviderKey } from '../../src/provider-keys.js';
+import { buildRegistration } from '../../adapters/matrix/registration.js';
+import { configSchema } from '../../src/config/schema.js';
+import { StandInHomeserver } from '../support/homeserver/index.js';
 import { startEmulator, type StartedEmulator } from '../support/emulator-process.js';
+import { freePort } from './matrix-harness.js';
 import { tempDir } from '../support/tmp.js';
 import { startProsody, type XmppServer } from '../support/xmpp-servers.js';
 
 const PROVIDER = 'doctorbridge';
 const DOMAIN = 'wa.localhost';
 const SECRET = 'doctor-component-secret';
+const SERVER = 'example.test';
+const AS_TOKEN = 'as-token-for-the-doctor';
+const HS_TOKEN = 'hs-token-for-the-doctor';
 
 async function doctor(config: string): Promise<{ code: number; out: string }> {
   let out = '';
@@ -50,6 +57,8 @@ describe('interop-bridge doctor against real peers', () => {
   let emulator: StartedEmulator;
   let prosody: XmppServer;
   let key: ProviderPrivateJwk;
+  let hs: StandInHomeserver;
+  let listenPort: number;
 
   beforeAll(async () => {
     tmp = tempDir();
@@ -58,11 +67,26 @@ describe('interop-bridge doctor against real peers', () => {
       startEmulator(tmp, { provider: { id: PROVIDER, signingKey: key } }),
       startProsody({ componentDomain: DOMAIN, componentSecret: SECRET }),
     ]);
+    listenPort = await freePort();
+    const registered = configSchema.parse({
+      matrix: {
+        enabled: true,
+        server_name: SERVER,
+        as_token: AS_TOKEN,
+        hs_token: HS_TOKEN,
+        listen_port: listenPort,
+      },
+    });
+    hs = await StandInHomeserver.start({
+      registration: buildRegistration(registered, { asToken: AS_TOKEN, hsToken: HS_TOKEN }),
+      serverName: SERVER,
+    });
   }, 60_000);
 
   afterAll(async () => {
     await emulator?.running.stop();
     await prosody?.stop();
+    await hs?.close();
     tmp?.cleanup();
   });
 
@@ -75,6 +99,7 @@ describe('interop-bridge doctor against real peers', () => {
       signingKey?: ProviderPrivateJwk;
       providerId?: string;
       xmpp?: { port?: number; secret?: string };
+      matrix?: { url?: string; asToken?: string; hsToken?: string };
     } = {},
   ): string => {
     const dir = tmp.file(`case-${++n}`);
@@ -92,18 +117,55 @@ describe('interop-bridge doctor against real peers', () => {
       `  server_port: ${o.xmpp?.port ?? prosody.componentPort}`,
       `  component_domain: ${DOMAIN}`,
       `  secret: ${o.xmpp?.secret ?? SECRET}`,
+      'matrix:',
+      '  enabled: true',
+      `  homeserver_url: ${o.matrix?.url ?? hs.url}`,
+      `  server_name: ${SERVER}`,
+      `  as_token: ${o.matrix?.asToken ?? AS_TOKEN}`,
+      `  hs_token: ${o.matrix?.hsToken ?? HS_TOKEN}`,
+      `  listen_port: ${listenPort}`,
       '',
     ];
     return tmp.file(`case-${n}.yaml`, lines.join('\n'));
   };
 
-  it('passes every check and exits 0 when the gateway and the XMPP server accept the bridge', async () => {
+  it('passes every check and exits 0 when the gateway, the homeserver and the XMPP server accept the bridge', async () => {
     const { code, out } = await doctor(configWith());
     expect(lineOf(out, 'gateway connection')).toMatch(
       /ok .*handshake, certificate chain valid, provider token accepted/,
     );
     expect(lineOf(out, 'XMPP component')).toMatch(/ok .*wa\.localhost authenticated/);
+    expect(lineOf(out, 'Matrix homeserver')).toMatch(/ok .* is a Matrix homeserver/);
+    expect(lineOf(out, 'Matrix registration')).toMatch(/ok .*as_token belongs to @interop:example\.test/);
+    expect(lineOf(out, 'Matrix appservice ping')).toMatch(/ok .*the homeserver reached the bridge/);
+    expect(hs.violations).toEqual([]);
     expect(code).toBe(EXIT.ok);
+  });
+
+  it('says the homeserver cannot be reached, and which option to fix', async () => {
+    const { code, out } = await doctor(
+      configWith({ matrix: { url: `http://127.0.0.1:${await closedPort()}` } }),
+    );
+    const line = lineOf(out, 'Matrix homeserver');
+    expect(line).toMatch(/fail .*cannot reach the homeserver at http:\/\/127\.0\.0\.1:\d+/);
+    expect(line).toMatch(/-> set matrix\.homeserver_url/);
+    expect(code).toBe(EXIT.failure);
+  });
+
+  it('says the homeserver does not know the registration when the as_token is refused', async () => {
+    const { code, out } = await doctor(configWith({ matrix: { asToken: 'not-the-as-token' } }));
+    const line = lineOf(out, 'Matrix registration');
+    expect(line).toMatch(/fail .*does not accept matrix\.as_token/);
+    expect(line).toMatch(/-> install the registration on the homeserver and restart it/);
+    expect(code).toBe(EXIT.failure);
+  });
+
+  it('says the ping failed when the homeserver and the bridge disagree on the hs_token', async () => {
+    const { code, out } = await doctor(configWith({ matrix: { hsToken: 'not-the-hs-token' } }));
+    const line = lineOf(out, 'Matrix appservice ping');
+    expect(line).toMatch(/fail .*the appservice ping failed/);
+    expect(line).toMatch(/hs_token/);
+    expect(code).toBe(EXIT.failure);
   });
 
   it('says the gateway cannot be reached, and what to check', async () => {
