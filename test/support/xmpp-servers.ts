@@ -45,6 +45,8 @@ export interface XmppServerOptions {
   host?: string;
   /** Enable the server's XEP-0363 upload service (Prosody http_file_share, ejabberd mod_http_upload). */
   httpFileShare?: boolean;
+  /** The client (c2s) port; default a free loopback port. The demo asks for 5222 when it is free. */
+  c2sPort?: number;
 }
 
 export interface XmppServer {
@@ -60,6 +62,8 @@ export interface XmppServer {
   readonly uploadService: string | undefined;
   /** The temporary directory holding config, data and logs. */
   readonly dir: string;
+  /** The server process's id (also its process group's), while it runs. */
+  readonly pid: number | undefined;
   /** `xmpp://127.0.0.1:<c2s port>`, for @xmpp/client's `service`. */
   readonly c2sService: string;
   /** Creates a user account `<user>@<host>`. */
@@ -119,6 +123,7 @@ async function startServer(kind: XmppServerKind, opts: XmppServerOptions): Promi
   const host = opts.host ?? 'localhost';
   const tmp = tempDir(`interop-bridge-${kind}-`);
   const ports = await freePorts();
+  if (opts.c2sPort !== undefined) ports.c2s = opts.c2sPort;
   const recipe =
     kind === 'prosody'
       ? prosodyRecipe(tmp.dir, host, ports, opts)
@@ -191,6 +196,9 @@ async function startServer(kind: XmppServerKind, opts: XmppServerOptions): Promi
     httpPort: opts.httpFileShare ? ports.http : undefined,
     uploadService: opts.httpFileShare ? `upload.${host}` : undefined,
     dir: tmp.dir,
+    get pid() {
+      return child?.pid;
+    },
     c2sService: `xmpp://127.0.0.1:${ports.c2s}`,
     register: recipe.register,
     shutdown: stopChild,

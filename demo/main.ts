@@ -1,0 +1,183 @@
+/**
+ * `npm run demo`: a working conversation with simulated WhatsApp users from any XMPP client, in one
+ * command. Starts Prosody, the gateway emulator and the bridge in a temporary directory, prints how
+ * to log in, and streams what crosses the bridge until Ctrl-C, which stops everything.
+ *
+ * `npm run demo -- --check`: the same set-up, one scripted round trip (text and a picture, both
+ * ways, with receipts), then exits 0 when every step passed, 1 otherwise.
+ *
+ * Exit codes: 0 done (or stopped by Ctrl-C / SIGTERM), 1 a failure, 2 Prosody is not installed.
+ */
+import { accessSync, constants } from 'node:fs';
+import path from 'node:path';
+import { CheckFailed, runCheck } from './check.js';
+import { CONTACTS, startStack, type DemoStack } from './stack.js';
+
+const USAGE = `Usage: npm run demo [-- --check]
+
+  (no option)  start the demo and stream what crosses the bridge until Ctrl-C
+  --check      one scripted round trip (text and a picture, both ways, with receipts); exit 0 or 1
+`;
+
+type Stop = { what: string; stop: () => Promise<void> | void };
+
+/** What has started, stopped in reverse order, once. */
+class Shutdown {
+  private readonly stops: Stop[] = [];
+  private running: Promise<void> | undefined;
+
+  /** Registers a stop; once shutting down, a part that finishes starting is stopped at once. */
+  defer = (what: string, stop: () => Promise<void> | void): void => {
+    if (this.running) {
+      void this.running.then(() => this.runOne({ what, stop }));
+      return;
+    }
+    this.stops.push({ what, stop });
+  };
+
+  run(): Promise<void> {
+    this.running ??= (async () => {
+      while (this.stops.length > 0) await this.runOne(this.stops.pop() as Stop);
+    })();
+    return this.running;
+  }
+
+  private async runOne(s: Stop): Promise<void> {
+    try {
+      await s.stop();
+    } catch (err) {
+      process.stderr.write(`could not stop ${s.what}: ${(err as Error).message}\n`);
+    }
+  }
+}
+
+function prosodyInstalled(): boolean {
+  for (const dir of ['/usr/bin', '/usr/sbin', ...(process.env['PATH'] ?? '').split(':')]) {
+    if (dir === '') continue;
+    try {
+      accessSync(path.join(dir, 'prosody'), constants.X_OK);
+      return true;
+    } catch {
+      // keep looking
+    }
+  }
+  return false;
+}
+
+const clock = () => new Date().toTimeString().slice(0, 8);
+const out = (line: string) => process.stdout.write(`${line}\n`);
+
+async function main(argv: string[]): Promise<number> {
+  const unknown = argv.filter((a) => a !== '--check');
+  if (unknown.length > 0) {
+    process.stderr.write(unknown.some((a) => a === '--help' || a === '-h') ? USAGE : `unknown option ${unknown[0]}\n${USAGE}`);
+    return unknown.some((a) => a === '--help' || a === '-h') ? 0 : 1;
+  }
+  const check = argv.includes('--check');
+  if (!prosodyInstalled()) {
+    process.stderr.write(
+      'The demo runs a local Prosody XMPP server, and Prosody is not installed.\n' +
+        'Install it with:  sudo apt-get install prosody   (or run ./scripts/quickstart.sh)\n' +
+        'The demo starts its own Prosody in a temporary directory; the system service can stay stopped.\n',
+    );
+    return 2;
+  }
+
+  const shutdown = new Shutdown();
+  let stopSignal: string | undefined;
+  let wakeUp: () => void = () => undefined;
+  const stopped = new Promise<void>((resolve) => (wakeUp = resolve));
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (stopSignal !== undefined) {
+      process.stderr.write('Stopping already; one moment (Prosody and the bridge are being stopped).\n');
+      return;
+    }
+    stopSignal = signal;
+    wakeUp();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+
+  out(check ? 'Checking the demo: starting Prosody, the gateway emulator and the bridge...' : 'Starting the demo...');
+  const startup = startStack({
+    defer: shutdown.defer,
+    progress: (line) => out(`  ${check ? '✓ ' : ''}${line}`),
+    traffic: check ? () => undefined : (line) => out(`${clock()}  ${line}`),
+  });
+  let code = 0;
+  try {
+    const stack = await Promise.race([startup, stopped.then(() => undefined)]);
+    if (stack === undefined) {
+      out('Stopped during start-up.');
+    } else if (check) {
+      code = await checkRoundTrip(stack, stopped);
+    } else {
+      printInstructions(stack);
+      await stopped;
+    }
+  } catch (err) {
+    process.stderr.write(`The demo could not start: ${(err as Error).message}\n`);
+    code = 1;
+  }
+  if (stopSignal !== undefined) out(`\n${stopSignal}: stopping the bridge, the emulator and Prosody...`);
+  await shutdown.run();
+  // A part still starting when the signal came is stopped as soon as it is up (Shutdown.defer).
+  await startup.then(
+    () => shutdown.run(),
+    () => undefined,
+  );
+  if (stopSignal !== undefined) out('Stopped; nothing is left running and the temporary files are removed.');
+  return code;
+}
+
+async function checkRoundTrip(stack: DemoStack, stopped: Promise<void>): Promise<number> {
+  let n = 0;
+  try {
+    const result = await Promise.race([
+      runCheck(stack, (step) => out(`  ✓ ${++n}. ${step}`)),
+      stopped.then(() => 'stopped' as const),
+    ]);
+    if (result === 'stopped') {
+      out('Check interrupted.');
+      return 1;
+    }
+    out(`Demo check passed: ${n} steps, text and a picture both ways with receipts.`);
+    return 0;
+  } catch (err) {
+    const step = err instanceof CheckFailed ? err.step : 'the check';
+    const reason = err instanceof CheckFailed ? err.reason : (err as Error).message;
+    out(`  ✗ ${n + 1}. ${step}`);
+    out(`Demo check FAILED at "${step}": ${reason}`);
+    out(`(the bridge's and the emulator's warnings were in ${stack.logFile}; removed on exit)`);
+    return 1;
+  }
+}
+
+function printInstructions(stack: DemoStack): void {
+  const { alice, prosody } = stack;
+  const width = Math.max(...CONTACTS.map((c) => stack.contactJid(c.phone).length));
+  const lines = [
+    '',
+    'The demo is running. Log in from any XMPP client (Gajim, Dino, Profanity, ...) on this machine:',
+    `  address   ${alice.jid}`,
+    `  password  ${alice.password}`,
+    `  server    127.0.0.1  port ${prosody.c2sPort}   (no TLS: this Prosody listens on loopback only and offers none)`,
+    'and send a message to:',
+    ...CONTACTS.map((c) => `  ${stack.contactJid(c.phone).padEnd(width)}  ${c.blurb}`),
+    `Both are in ${alice.jid}'s contact list already.`,
+    `Prosody: pid ${String(prosody.pid)}, files in ${prosody.dir}`,
+    `Bridge and emulator logs (warnings only): ${stack.logFile}`,
+    `Everything is in ${stack.dir}, removed when the demo stops. Press Ctrl-C to stop.`,
+    '',
+    'What crosses the bridge:',
+  ];
+  for (const l of lines) out(l);
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    process.stderr.write(`The demo failed: ${(err as Error).stack ?? String(err)}\n`);
+    process.exit(1);
+  },
+);

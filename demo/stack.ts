@@ -1,0 +1,274 @@
+/**
+ * Everything the demo runs, started in one temporary directory: a Prosody with a local account and
+ * the bridge's component (plus its XEP-0363 upload service), the gateway emulator with two native
+ * users, and the bridge daemon from a generated config. The local account is then registered with
+ * the bridge the way a user does it from a client (XEP-0077), and given the two contacts.
+ *
+ * Each part hands its stop function to `defer` as soon as it runs, so a failure or a Ctrl-C in the
+ * middle of start-up stops exactly what had started.
+ */
+import { randomBytes } from 'node:crypto';
+import { createWriteStream, mkdirSync } from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { xml, type Element } from '@xmpp/xml';
+import { loadConfig } from '../src/config/loader.js';
+import { startDaemon, type Daemon } from '../src/daemon.js';
+import { createLogger, type Logger } from '../src/observability/logger.js';
+import { generateProviderKey } from '../src/protocol/jwt.js';
+import { writeProviderKey } from '../src/provider-keys.js';
+import { startEmulator, type StartedEmulator } from '../test/support/emulator-process.js';
+import { tempDir } from '../test/support/tmp.js';
+import { connectUser, startProsody, type TestUser, type XmppServer } from '../test/support/xmpp-servers.js';
+import { DemoContact, type ContactBehaviour } from './contacts.js';
+
+export const PROVIDER = 'demo';
+export const COMPONENT = 'wa.localhost';
+export const ALICE = 'alice';
+
+export interface ContactSpec {
+  phone: string;
+  name: string;
+  behaviour: ContactBehaviour;
+  delayMs: number;
+  answers: string[];
+  /** What the login instructions say about it. */
+  blurb: string;
+}
+
+export const CONTACTS: readonly ContactSpec[] = [
+  {
+    phone: '+15550000001',
+    name: 'Echo (demo)',
+    behaviour: 'echo',
+    delayMs: 0,
+    answers: [],
+    blurb: 'echoes what you send: text, pictures and files',
+  },
+  {
+    phone: '+15550000002',
+    name: 'Sam (demo)',
+    behaviour: 'answer',
+    delayMs: 1500,
+    answers: [
+      'Hi! Good to hear from you 😊',
+      'Ha, that made me laugh.',
+      "Sorry, I'm on the train, can I call you later?",
+      'Sure, sounds good to me.',
+      'Really? Tell me more!',
+    ],
+    blurb: 'answers like a person, after a moment',
+  },
+];
+
+export interface DemoStack {
+  /** The demo's temporary directory (bridge data, emulator data, logs). */
+  readonly dir: string;
+  /** The bridge's and the emulator's log (warnings and errors, JSON lines). */
+  readonly logFile: string;
+  readonly prosody: XmppServer;
+  readonly emulator: StartedEmulator;
+  readonly daemon: Daemon;
+  readonly alice: { user: string; jid: string; password: string };
+  readonly contacts: DemoContact[];
+  contactJid(phone: string): string;
+}
+
+export interface StartStackOptions {
+  /** Registers a stop function; called for each part as soon as it has started. */
+  defer: (what: string, stop: () => Promise<void> | void) => void;
+  /** Progress, one short line per part. */
+  progress: (line: string) => void;
+  /** Where the contacts' traffic lines go. */
+  traffic: (line: string) => void;
+  /** The client port to ask for when free (default 5222, the port every client tries first). */
+  preferredC2sPort?: number;
+}
+
+export async function startStack(o: StartStackOptions): Promise<DemoStack> {
+  const tmp = tempDir('interop-bridge-demo-');
+  o.defer('the temporary directory', () => tmp.cleanup());
+  mkdirSync(path.join(tmp.dir, 'logs'));
+  const logFile = path.join(tmp.dir, 'logs', 'bridge-and-emulator.log');
+  const logStream = createWriteStream(logFile, { flags: 'a', mode: 0o600 });
+  o.defer('the log file', () => new Promise<void>((resolve) => logStream.end(() => resolve())));
+  // Warnings and errors only; the emulator only ever sees ciphertext, and neither logs message text.
+  const logger: Logger = createLogger({ level: 'warn', format: 'json', destination: logStream });
+
+  const secret = randomBytes(24).toString('hex');
+  const preferred = o.preferredC2sPort ?? 5222;
+  const c2sPort = (await portIsFree(preferred)) ? preferred : undefined;
+  let prosody: XmppServer;
+  try {
+    prosody = await startProsody({
+      componentDomain: COMPONENT,
+      componentSecret: secret,
+      httpFileShare: true,
+      ...(c2sPort !== undefined ? { c2sPort } : {}),
+    });
+  } catch (err) {
+    // Someone took the port between the check and Prosody's start: any free port will do.
+    if (c2sPort === undefined || !/did not open ports|exited/.test((err as Error).message)) throw err;
+    prosody = await startProsody({ componentDomain: COMPONENT, componentSecret: secret, httpFileShare: true });
+  }
+  const server = prosody;
+  o.defer('Prosody', () => server.stop());
+  o.progress(`Prosody started (pid ${String(server.pid)}, client port ${server.c2sPort})`);
+
+  const signingKey = await generateProviderKey('EdDSA');
+  const httpPort = await freePort();
+  const natives = CONTACTS.map((c) => [`  - phone: '${c.phone}'`, '    behaviour: silent']).flat();
+  const emulator = await startEmulator(tmp, {
+    provider: { id: PROVIDER, signingKey, allowedMediaHosts: [`127.0.0.1:${httpPort}`] },
+    extraYaml: ['native_users:', ...natives],
+    logger,
+  });
+  o.defer('the emulator', () => emulator.running.stop());
+  o.progress(`gateway emulator started (port ${emulator.running.gateway.port}, ${CONTACTS.length} native users)`);
+
+  const dataDir = path.join(tmp.dir, 'bridge');
+  mkdirSync(dataDir, { mode: 0o700 });
+  writeProviderKey(path.join(dataDir, 'provider-signing-key.jwk'), signingKey);
+  const yaml = [
+    '# Generated by the demo (demo/stack.ts).',
+    'bridge:',
+    `  provider_id: ${PROVIDER}`,
+    `  data_dir: ${JSON.stringify(dataDir)}`,
+    '  http:',
+    `    port: ${httpPort}`,
+    'gateway:',
+    `  port: ${emulator.running.gateway.port}`,
+    `  root_key: ${Buffer.from(emulator.root).toString('base64')}`,
+    '  reconnect: { initial_delay_ms: 100, max_delay_ms: 2000 }',
+    'signal:',
+    '  prekey_batch_size: 20',
+    'media:',
+    // Prosody's upload service serves on 127.0.0.1:<port>.
+    '  allowed_fetch_hosts: ["127.0.0.1"]',
+    'xmpp:',
+    '  enabled: true',
+    `  server_port: ${server.componentPort}`,
+    `  component_domain: ${COMPONENT}`,
+    `  secret: ${secret}`,
+    `  upload_service: ${String(server.uploadService)}`,
+    `  allowed_domains: [${server.host}]`,
+    '',
+  ];
+  const configFile = path.join(tmp.dir, 'bridge.yaml');
+  tmp.file('bridge.yaml', yaml.join('\n'));
+  const daemon = await startDaemon(loadConfig({ path: configFile, env: {} }), logger);
+  o.defer('the bridge', () => daemon.stop());
+  o.progress(`bridge started (component ${COMPONENT}, HTTP port ${httpPort})`);
+
+  const password = randomBytes(9).toString('base64url');
+  const jid = `${ALICE}@${server.host}`;
+  await server.register(ALICE, password);
+  await registerWithBridge(server, password, daemon);
+  o.progress(`${jid} registered with the bridge and has the demo contacts in its roster`);
+
+  const nameOf = (interopJid: string) =>
+    daemon.store.puppets.list().find((p) => `${p.accountId}@${PROVIDER}.interop` === interopJid)?.localId ??
+    interopJid;
+  const contacts = CONTACTS.map((spec, i) => {
+    const user = emulator.running.natives[i];
+    if (!user) throw new Error(`the emulator did not start native user ${spec.phone}`);
+    return new DemoContact({ user, ...spec, nameOf, log: o.traffic });
+  });
+  for (const c of contacts) c.start();
+  o.defer('the demo contacts', async () => {
+    for (const c of contacts) await c.stop();
+  });
+
+  return {
+    dir: tmp.dir,
+    logFile,
+    prosody: server,
+    emulator,
+    daemon,
+    alice: { user: ALICE, jid, password },
+    contacts,
+    contactJid: (phone) => `${phone}@${COMPONENT}`,
+  };
+}
+
+/**
+ * What a user does in a client: log in, register with the gateway (XEP-0077), accept the gateway's
+ * presence subscription, add the two contacts (named) and accept theirs, then log out.
+ */
+async function registerWithBridge(server: XmppServer, password: string, daemon: Daemon): Promise<void> {
+  const alice = await connectUser(server, ALICE, password);
+  try {
+    const approve = (el: Element) => {
+      const from = el.attrs.from ?? '';
+      if (el.name === 'presence' && el.attrs.type === 'subscribe' && from.endsWith(COMPONENT)) {
+        void alice.client.send(xml('presence', { to: from, type: 'subscribed' }));
+      }
+    };
+    alice.client.on('stanza', approve);
+    const answer = await alice.iq(
+      xml('iq', { type: 'set', to: COMPONENT }, xml('query', { xmlns: 'jabber:iq:register' })),
+      30_000,
+    );
+    if (answer.attrs.type !== 'result') {
+      throw new Error(`the bridge refused the registration: ${answer.toString()}`);
+    }
+    const bare = `${ALICE}@${server.host}`;
+    await until(() => daemon.bridge?.puppet(bare)?.connection.isConnected === true, 20_000);
+    for (const c of CONTACTS) {
+      const contact = `${c.phone}@${COMPONENT}`;
+      await alice.iq(
+        xml(
+          'iq',
+          { type: 'set' },
+          xml(
+            'query',
+            { xmlns: 'jabber:iq:roster' },
+            xml('item', { jid: contact, name: c.name }, xml('group', {}, 'WhatsApp demo')),
+          ),
+        ),
+      );
+      await alice.client.send(xml('presence', { to: contact, type: 'subscribe' }));
+      await alice.waitForStanza(
+        (s) => s.name === 'presence' && s.attrs.type === 'subscribed' && bareOf(s.attrs.from) === contact,
+        20_000,
+      );
+      await alice.waitForStanza(
+        (s) => s.name === 'presence' && s.attrs.type === 'subscribe' && bareOf(s.attrs.from) === contact,
+        20_000,
+      );
+    }
+  } finally {
+    await alice.stop();
+  }
+}
+
+export const bareOf = (jid: string | undefined): string => (jid ?? '').split('/')[0] ?? '';
+
+/** Logs in as the demo's local user with a real XMPP client (@xmpp/client). */
+export function loginAlice(stack: DemoStack): Promise<TestUser> {
+  return connectUser(stack.prosody, stack.alice.user, stack.alice.password);
+}
+
+async function until(check: () => boolean, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error('the puppet did not connect to the gateway in time');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+function portIsFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.createServer();
+    s.once('error', () => resolve(false));
+    s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
+  });
+}
+
+async function freePort(): Promise<number> {
+  const s = net.createServer();
+  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
+  const { port } = s.address() as net.AddressInfo;
+  await new Promise<void>((resolve) => s.close(() => resolve()));
+  return port;
+}
