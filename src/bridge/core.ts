@@ -86,8 +86,10 @@ export class Bridge {
       enlist: (localUser) => this.enlist(network, localUser),
       optOut: (localUser) => this.optOut(localUser),
       lookup: (localUser, phone) => this.lookup(localUser, phone),
-      safetyNumber: (localUser, remote) =>
-        Promise.resolve(this.runtimeOf(localUser).safetyNumber(toUserJid(remote))),
+      safetyNumber: (localUser, remote) => {
+        const runtime = this.runtimeOf(localUser);
+        return runtime.safetyNumber(toUserJid(remote), () => this.waitUntilConnected(runtime, localUser));
+      },
       confirmIdentity: (localUser, remote) => {
         this.runtimeOf(localUser).confirmIdentity(toUserJid(remote));
         return Promise.resolve();

@@ -9,7 +9,8 @@ export type BridgeErrorCode =
   | 'bridge_enlist_failed'
   | 'bridge_opt_out_failed'
   | 'bridge_not_connected'
-  | 'bridge_unknown_adapter';
+  | 'bridge_unknown_adapter'
+  | 'bridge_no_identity';
 
 export class BridgeError extends InteropError {
   declare readonly code: BridgeErrorCode;

@@ -21,6 +21,7 @@ import type { Adapter } from './adapter.js';
 import type { PuppetContext } from './context.js';
 import type { BridgeMetrics } from '../observability/metrics.js';
 import type { Notice } from './events.js';
+import { BridgeError } from './errors.js';
 import { IncomingHandler } from './inbox.js';
 import type { MediaHandler } from './media.js';
 import { OutboxSender, RECEIPT_KIND } from './outbox.js';
@@ -331,8 +332,32 @@ export class PuppetRuntime {
   }
 
   /** The safety number with a contact (its first device we know). */
-  safetyNumber(remote: string): string {
-    return this.signal.safetyNumber(addressUser(remote));
+  /**
+   * The safety number with a contact. Before any message was exchanged no identity key is known:
+   * then `connected` is awaited and a session is started from the contact's published keys, as a
+   * first message would, so `safety +number` works at once.
+   */
+  async safetyNumber(remote: string, connected: () => Promise<void>): Promise<string> {
+    const known = (): string | undefined => {
+      try {
+        return this.signal.safetyNumber(addressUser(remote));
+      } catch (err) {
+        if ((err as { code?: string }).code === 'signal_no_session') return undefined;
+        throw err;
+      }
+    };
+    const now = known();
+    if (now !== undefined) return now;
+    await connected();
+    await this.devices.ensureSessions(remote, await this.devices.devicesOf(remote));
+    const fetched = known();
+    if (fetched === undefined) {
+      throw new BridgeError(
+        'bridge_no_identity',
+        `${remote} has published no keys the bridge could fetch: there is no safety number yet; try again after a first message`,
+      );
+    }
+    return fetched;
   }
 
   confirmIdentity(remote: string): void {

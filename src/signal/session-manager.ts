@@ -19,6 +19,7 @@ import type { SessionRecord } from '@privacyresearch/libsignal-protocol-typescri
 import type { PreKey, PreKeyBundle, SignedPreKey } from '../protocol/stanza/types.js';
 import { installNativeCrypto, KEY_LENGTH, SIGNATURE_LENGTH, toArrayBuffer } from './curve.js';
 import { SignalError } from './errors.js';
+import { userJidOfAddress } from './address.js';
 import { safetyNumber } from './fingerprint.js';
 import { makePreKeys, makeSignedPreKey } from './keys.js';
 import {
@@ -492,7 +493,9 @@ export class SignalSessionManager {
     if (address === undefined || known === undefined) {
       throw new SignalError('signal_no_session', `no identity known for ${remote}: exchange a message first`);
     }
-    const user = parseAddress(address).user;
+    // Both sides must use the same identifiers: each its own user JID and the other's, so the
+    // remote's address user part is decoded back to its JID (a native's local user is its JID).
+    const user = userJidOfAddress(address);
     return safetyNumber(this.localUser, withTypeByte(this.identity().publicKey), user, known.identityKey);
   }
 

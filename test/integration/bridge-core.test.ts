@@ -6,6 +6,7 @@ import { Bridge } from '../../src/bridge/core.js';
 import type { BridgeCore } from '../../src/bridge/adapter.js';
 import type { OutgoingEvent } from '../../src/bridge/events.js';
 import { accountJidOf } from '../../src/bridge/puppet.js';
+import { addressUser } from '../../src/bridge/sessions.js';
 import { RunningEmulator } from '../../emulator/main.js';
 import { NativeUser } from '../../emulator/native-user.js';
 import { generateProviderKey, type ProviderPrivateJwk } from '../../src/protocol/jwt.js';
@@ -103,6 +104,18 @@ describe('bridge core against the emulator', () => {
     expect(aliceJid()).toMatch(/^alice_example\.org=[0-9a-f]{16}@testbridge\.interop$/);
     expect(adapter.notices.map((n) => n.notice.kind)).toContain('enlisted');
     expect(core.status(ALICE)).toMatchObject({ enlisted: true, connection: 'connected', queued: 0 });
+  });
+
+  it('gives the safety number of a contact before any message, the same digits the contact computes', async () => {
+    await core.enlist(ALICE);
+    const bob = await native('+4915112345678');
+    const number = await core.safetyNumber(ALICE, bob.jid);
+    expect(number).toMatch(/^\d{60}$/);
+    // Bob learns Alice's identity from her first message; his number must then match hers.
+    await core.submit(text('$first', bob.jid, 'hi'));
+    await bob.waitForMessage((m) => m.content.kind === 'text');
+    expect(bob.signal.safetyNumber(addressUser(aliceJid()))).toBe(number);
+    await expect(core.safetyNumber(ALICE, '4915100000000@wa.interop')).rejects.toThrow(/cannot be reached/);
   });
 
   it('carries text both ways; receipts move the outbox to sent, delivered and read', async () => {
