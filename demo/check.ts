@@ -189,4 +189,3 @@ function crc32(buf: Buffer): number {
   }
   return ~c >>> 0;
 }
-

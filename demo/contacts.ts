@@ -66,9 +66,11 @@ export class DemoContact {
       this.o.log(`${this.o.nameOf(m.from)} -> ${this.o.phone}  ${what}`);
       // Native users send their delivery receipt on arrival (as real phones do).
       this.o.log(`${this.o.nameOf(m.from)} -> ${this.o.phone}  ✓ delivered  ${short(what)}`);
-      this.chain = this.chain.then(() => this.react(m)).catch((err: unknown) => {
-        this.o.log(`${this.o.phone} could not answer: ${(err as Error).message}`);
-      });
+      this.chain = this.chain
+        .then(() => this.react(m))
+        .catch((err: unknown) => {
+          this.o.log(`${this.o.phone} could not answer: ${(err as Error).message}`);
+        });
     }
     while (this.receiptsSeen < user.receipts.length) {
       const r = user.receipts[this.receiptsSeen++];
@@ -84,7 +86,9 @@ export class DemoContact {
     if (this.o.behaviour === 'echo') return this.echo(m);
     const { user } = this.o;
     await user.sendReceipt(m.from, [m.id], 'read', m.fromDevice);
-    this.o.log(`${this.o.nameOf(m.from)} -> ${this.o.phone}  ✓✓ read  ${short(this.described.get(m.id) ?? '')}`);
+    this.o.log(
+      `${this.o.nameOf(m.from)} -> ${this.o.phone}  ✓✓ read  ${short(this.described.get(m.id) ?? '')}`,
+    );
     await user.typing(m.from, true);
     await sleep(this.o.delayMs);
     if (this.stopped) return;
@@ -98,7 +102,13 @@ export class DemoContact {
   private async echo(m: ReceivedMessage): Promise<void> {
     const c = m.content;
     if (c.kind === 'text') return this.sendText(m, `echo: ${c.text}`);
-    if (c.kind === 'image' || c.kind === 'video' || c.kind === 'audio' || c.kind === 'voice' || c.kind === 'document') {
+    if (
+      c.kind === 'image' ||
+      c.kind === 'video' ||
+      c.kind === 'audio' ||
+      c.kind === 'voice' ||
+      c.kind === 'document'
+    ) {
       const bytes = await this.o.user.downloadMedia(m);
       if (this.stopped) return;
       const kind: NativeMediaKind = c.kind;

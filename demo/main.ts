@@ -70,7 +70,9 @@ const out = (line: string) => process.stdout.write(`${line}\n`);
 async function main(argv: string[]): Promise<number> {
   const unknown = argv.filter((a) => a !== '--check');
   if (unknown.length > 0) {
-    process.stderr.write(unknown.some((a) => a === '--help' || a === '-h') ? USAGE : `unknown option ${unknown[0]}\n${USAGE}`);
+    process.stderr.write(
+      unknown.some((a) => a === '--help' || a === '-h') ? USAGE : `unknown option ${unknown[0]}\n${USAGE}`,
+    );
     return unknown.some((a) => a === '--help' || a === '-h') ? 0 : 1;
   }
   const check = argv.includes('--check');
@@ -98,7 +100,11 @@ async function main(argv: string[]): Promise<number> {
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
 
-  out(check ? 'Checking the demo: starting Prosody, the gateway emulator and the bridge...' : 'Starting the demo...');
+  out(
+    check
+      ? 'Checking the demo: starting Prosody, the gateway emulator and the bridge...'
+      : 'Starting the demo...',
+  );
   const startup = startStack({
     defer: shutdown.defer,
     progress: (line) => out(`  ${check ? '✓ ' : ''}${line}`),

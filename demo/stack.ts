@@ -109,7 +109,11 @@ export async function startStack(o: StartStackOptions): Promise<DemoStack> {
   } catch (err) {
     // Someone took the port between the check and Prosody's start: any free port will do.
     if (c2sPort === undefined || !/did not open ports|exited/.test((err as Error).message)) throw err;
-    prosody = await startProsody({ componentDomain: COMPONENT, componentSecret: secret, httpFileShare: true });
+    prosody = await startProsody({
+      componentDomain: COMPONENT,
+      componentSecret: secret,
+      httpFileShare: true,
+    });
   }
   const server = prosody;
   o.defer('Prosody', () => server.stop());
@@ -124,7 +128,9 @@ export async function startStack(o: StartStackOptions): Promise<DemoStack> {
     logger,
   });
   o.defer('the emulator', () => emulator.running.stop());
-  o.progress(`gateway emulator started (port ${emulator.running.gateway.port}, ${CONTACTS.length} native users)`);
+  o.progress(
+    `gateway emulator started (port ${emulator.running.gateway.port}, ${CONTACTS.length} native users)`,
+  );
 
   const dataDir = path.join(tmp.dir, 'bridge');
   mkdirSync(dataDir, { mode: 0o700 });
