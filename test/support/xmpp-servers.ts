@@ -410,7 +410,12 @@ function ejabberdRecipe(dir: string, host: string, ports: Ports, opts: XmppServe
 
 // --- the operator snippets in config/, used as they are -----------------------------------------
 
-const CONFIG_DIR = fileURLToPath(new URL('../../config/', import.meta.url));
+// config/ from test/support/; from dist/test/support/ (the demo) dist/config/ or else the repository's.
+const CONFIG_DIR =
+  ['../../config/', '../../../config/']
+    .map((rel) => fileURLToPath(new URL(rel, import.meta.url)))
+    .find((dir) => existsSync(path.join(dir, 'prosody.cfg.lua.example'))) ??
+  fileURLToPath(new URL('../../config/', import.meta.url));
 const EXAMPLE_DOMAIN = 'wa.example.org';
 const EXAMPLE_SECRET = 'REPLACE-WITH-A-LONG-RANDOM-SECRET';
 const EXAMPLE_PORT = 5347;
