@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# One command from a fresh Debian/Ubuntu checkout to a running bridge on embedded defaults:
-# installs what is missing (Debian packages the tests use, npm dependencies), builds, starts.
+# One command from a fresh Debian/Ubuntu checkout to a built bridge: installs what is missing
+# (Prosody and ejabberd from Debian, the npm dependencies) and builds. Then `npm run demo` tries it
+# end to end. With --start, it also starts the bridge on embedded defaults (Ctrl-C stops it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,4 +24,12 @@ done
 
 bash scripts/install-system-deps.sh
 npm ci
-exec node dist/src/cli.js start "$@"
+if [ "${1:-}" = "--start" ]; then
+  shift
+  exec node dist/src/cli.js start "$@"
+fi
+echo
+echo "interop-bridge is built. Next:"
+echo "  npm run demo      a private Prosody, the gateway emulator with two simulated WhatsApp users, and the bridge"
+echo "  npm test          the whole test suite"
+echo "  docs/OPERATING.md to run it next to your own Synapse, Prosody or ejabberd"
