@@ -3,3 +3,5 @@ import { cpSync } from 'node:fs';
 
 cpSync('src/store/migrations', 'dist/src/store/migrations', { recursive: true });
 cpSync('emulator/migrations', 'dist/emulator/migrations', { recursive: true });
+// The operator snippets (config/*.example), read by test/support/xmpp-servers.ts in the e2e benchmark.
+cpSync('config', 'dist/config', { recursive: true });

@@ -10,8 +10,13 @@ import { parse } from 'yaml';
  */
 export function matrixSpecDir(): string {
   const fromEnv = process.env['MATRIX_SPEC_DIR'];
-  const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
-  const dir = fromEnv ?? path.resolve(repoRoot, '../shared/specs/matrix/data');
+  const here = path.dirname(fileURLToPath(import.meta.url));
+  // test/support/homeserver in the repository, or dist/test/support/homeserver once built (bench).
+  const candidates = ['../../..', '../../../..'].map((up) =>
+    path.resolve(here, up, '../shared/specs/matrix/data'),
+  );
+  const dir =
+    fromEnv ?? candidates.find((c) => existsSync(path.join(c, 'api/client-server'))) ?? candidates[0]!;
   if (!existsSync(path.join(dir, 'api/client-server'))) {
     throw new Error(
       `Matrix specification data not found at ${dir}: check out the shared specs beside the repository ` +
