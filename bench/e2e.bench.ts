@@ -116,6 +116,9 @@ function e2eCase(path: PathId, last: boolean): BenchCase {
         metrics['bridge_cpu_ms_per_msg_at_100'] = r2(((bridgeCpu1 - bridgeCpu0) * 1000) / lat.messages);
         metrics['bridge_cpu_ms_per_msg_flood'] = r2(((bridgeCpu2 - bridgeCpu1) * 1000) / thr.messages);
         metrics['bridge_cpu_utilisation_flood'] = r2((bridgeCpu2 - bridgeCpu1) / thr.seconds);
+        // What one core of the bridge would sustain at that cost (the flood is bound by whichever
+        // process saturates first; on 2 cores that is often the world, not the bridge).
+        metrics['bridge_msgs_per_cpu_second'] = Math.round(thr.messages / (bridgeCpu2 - bridgeCpu1));
         if (baseline.p50.length > 0) {
           // The share of the latency the bridge adds (the rest is what the baseline path costs too).
           metrics['bridge_share_of_p50_pct'] = Math.round((100 * (p50 - median(baseline.p50))) / p50);
@@ -146,7 +149,8 @@ const e2e: Benchmark = {
   name: 'e2e',
   description: `end to end over loopback with durable stores, ${CONVERSATIONS} ordered conversations in parallel: sustained rate (at most ${WINDOW} in flight per conversation); latency at a steady ${LATENCY_RATE} msgs/s`,
   unit: 'msgs',
-  samples: 3,
+  // BENCH_E2E_ROUNDS=1 for a quicker look (profiling, experiments).
+  samples: Number(process.env.BENCH_E2E_ROUNDS ?? 3),
   warmup: 1,
   cases: paths.map((p, i) => e2eCase(p, i === paths.length - 1)),
   goals: [

@@ -246,6 +246,8 @@ export class Emulator {
       return;
     }
     this.#sockets.add(conn);
+    // Stanzas are small and latency matters: no Nagle delay (a real gateway sets TCP_NODELAY too).
+    conn.setNoDelay(true);
     conn.on('close', () => this.#sockets.delete(conn));
     conn.on('error', () => undefined); // reported through the transport's close reason
     void this.#serve(conn).catch((err: unknown) => {

@@ -119,6 +119,30 @@ export class MatrixStore {
     }));
   }
 
+  /** Rooms with pending inbound events (answered from the partial index, no payload read). */
+  pendingInboundRooms(): string[] {
+    return (
+      this.#q(`SELECT DISTINCT room_id FROM matrix_inbound WHERE state = 'pending'`).all() as Row[]
+    ).map((r) => r.room_id as string);
+  }
+
+  /** One room's pending inbound events, oldest first. */
+  pendingInboundOf(roomId: string, limit = 500): InboundRow[] {
+    return (
+      this.#q(
+        `SELECT seq, key, room_id, kind, payload, attempts FROM matrix_inbound
+         WHERE state = 'pending' AND room_id = ? ORDER BY seq LIMIT ?`,
+      ).all(roomId, limit) as Row[]
+    ).map((r) => ({
+      seq: r.seq as number,
+      key: r.key as string,
+      roomId: r.room_id as string,
+      kind: r.kind as InboundRow['kind'],
+      payload: JSON.parse(r.payload as string) as Record<string, unknown>,
+      attempts: r.attempts as number,
+    }));
+  }
+
   markInboundDone(seq: number): void {
     this.#q(`UPDATE matrix_inbound SET state = 'done', payload = '{}' WHERE seq = ?`).run(seq);
   }

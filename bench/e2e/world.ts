@@ -16,6 +16,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import type { Socket } from 'node:net';
 import type { Element } from '@xmpp/xml';
 
 import { buildRegistration } from '../../adapters/matrix/registration.js';
@@ -306,6 +307,8 @@ export class World {
     const name = `xbench${i}`;
     await this.prosody.register(name, `${name}-password`);
     const user = await connectUser(this.prosody, name, `${name}-password`);
+    // As chat clients do (Conversations, Gajim, Dino): small stanzas go out at once, no Nagle delay.
+    (user.client as unknown as { socket: Socket | null }).socket?.setNoDelay(true);
     this.xmppUsers.push(user);
     await register(user);
     const contact = contactJid(phone(2, i));
