@@ -12,6 +12,7 @@
  * fails is retried a few times and then set aside with a notice, never holding up the others.
  */
 import { createHash } from 'node:crypto';
+import { readdirSync } from 'node:fs';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Adapter, AdapterCapabilities, BridgeCore } from '../../src/bridge/adapter.js';
@@ -81,6 +82,11 @@ export class MatrixAdapter implements Adapter {
   readonly #active = new Set<string>();
   readonly #commands: CommandHandler;
   #core: BridgeCore | undefined;
+  /**
+   * Names of the files in the media spool (listed from disk once, then kept up to date), so that
+   * the delivery update of a text message costs no file system call.
+   */
+  #spooled: Set<string> | undefined;
   #pumping = false;
   #pumpAgain = false;
   readonly #retryTimers = new Set<NodeJS.Timeout>();
@@ -490,7 +496,9 @@ export class MatrixAdapter implements Adapter {
   updateDelivery(update: DeliveryUpdate): void {
     const portal = this.mstore.portalOf(update.localUser, update.remote);
     if (update.state === 'failed' || update.state === 'delivered' || update.state === 'read') {
-      void rm(this.#spoolPath(update.localId), { force: true }).catch(() => undefined);
+      const file = this.#spoolPath(update.localId);
+      if (this.#spoolNames().delete(path.basename(file)))
+        void rm(file, { force: true }).catch(() => undefined);
     }
     if (!portal) return;
     if (update.state === 'failed') {
@@ -818,6 +826,17 @@ export class MatrixAdapter implements Adapter {
     return { type: 'message', body: { kind: 'text', text: markupOf(content) }, ...reply };
   }
 
+  #spoolNames(): Set<string> {
+    if (this.#spooled === undefined) {
+      try {
+        this.#spooled = new Set(readdirSync(path.join(this.#o.dataDir, 'matrix-media')));
+      } catch {
+        this.#spooled = new Set();
+      }
+    }
+    return this.#spooled;
+  }
+
   #spoolPath(eventId: string): string {
     return path.join(
       this.#o.dataDir,
@@ -847,6 +866,7 @@ export class MatrixAdapter implements Adapter {
     if (bytes.length > this.#o.maxMediaBytes) return 'too_large';
     const file = this.#spoolPath(eventId);
     await mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
+    this.#spoolNames().add(path.basename(file));
     await writeFile(file, bytes, { mode: 0o600 });
     return { path: file, size: bytes.length, contentType: res.headers['content-type'] };
   }

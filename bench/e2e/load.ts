@@ -162,7 +162,8 @@ export async function paced(
 /**
  * As fast as the path goes: every conversation sends its next message as soon as its client has
  * sent the previous one, with at most `window` messages of a conversation sent and not yet
- * received (so queues stay bounded and the rate is one the path sustains).
+ * received (so queues stay bounded and the rate is one the path sustains). No message is sent
+ * after `maxSeconds`, so a slow path costs a bounded time.
  */
 export async function flood(
   world: World,
@@ -170,25 +171,30 @@ export async function flood(
   conversations: number,
   perConversation: number,
   window: number,
+  maxSeconds: number,
 ): Promise<LoadResult> {
   const t = new Tracker(`f${++rounds}`, path, conversations);
   const detach = attach(world, t);
   try {
     let error: unknown;
     const start = performance.now();
+    const deadline = start + maxSeconds * 1000;
+    const sent = new Array<number>(conversations).fill(0);
     const sender = async (c: number) => {
       for (let seq = 0; seq < perConversation; seq++) {
-        while (seq - (t.next[c] as number) >= window) await t.progress(1000);
+        while (seq - (t.next[c] as number) >= window && performance.now() < deadline) await t.progress(1000);
+        // A slow path gets a bounded phase: what was sent by then is drained and counted.
+        if (performance.now() >= deadline) return;
         t.sentAt[c]![seq] = performance.now();
         await world.send(path, c, t.text(c, seq), `${t.tag}-${c}-${seq}`);
+        sent[c] = seq + 1;
       }
     };
-    const senders = Array.from({ length: conversations }, (_, c) =>
-      sender(c).catch((err: unknown) => (error ??= err)),
+    await Promise.all(
+      Array.from({ length: conversations }, (_, c) => sender(c).catch((err: unknown) => (error ??= err))),
     );
-    const total = conversations * perConversation;
+    const total = sent.reduce((a, b) => a + b, 0);
     await drain(t, total, 20_000, `${path} flood`, () => error);
-    await Promise.all(senders);
     return { messages: total, seconds: (t.lastAt - start) / 1000, latencies: t.latencies };
   } finally {
     detach();
