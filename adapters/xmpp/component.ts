@@ -286,6 +286,9 @@ export class ComponentLink extends EventEmitter<ComponentLinkEvents> {
       // multi-byte character split between two chunks (seen with emoji in long messages from
       // Prosody). A string decoder on the socket keeps split characters whole.
       this.entity.socket?.setEncoding('utf8');
+      // Delivery is confirmed by a ping written after the stanzas: Nagle's algorithm would hold
+      // that small ping back until the previous segment is acknowledged (tens of ms per message).
+      this.entity.socket?.setNoDelay(true);
       await Promise.race([this.entity.open({ domain }), online]);
       await online;
     } catch (err) {
