@@ -127,7 +127,9 @@ export class OutboxSender {
     const portal = store.portals.byId(entry.portalId);
     if (!portal) return true;
     try {
-      store.outbox.recordAttempt(entry.id);
+      // Attempts are a diagnostic for messages; for receipts (one per incoming message) the write
+      // would be a transaction per message for nothing.
+      if (entry.kind !== RECEIPT_KIND) store.outbox.recordAttempt(entry.id);
       if (entry.kind === RECEIPT_KIND) {
         this.sendReceipt(entry, decodePayload<ReceiptPayload>(entry.payload));
       } else {
