@@ -915,15 +915,14 @@ export class MatrixAdapter implements Adapter {
       await this.bot.joinRoom(roomId);
       return;
     }
-    await this.bot.joinRoom(roomId);
     if (this.permissionOf(sender) === 'none') {
-      await this.botNotice(
-        roomId,
-        `Sorry, ${sender}: this bridge is not open to your account. If you think it should be, ask the operator of ${this.#o.config.server_name}.`,
-      );
-      await this.bot.leaveRoom(roomId);
+      // Rejected without joining: an invite must not make the homeserver join arbitrary rooms.
+      await this.bot.doRequest('POST', `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/leave`, null, {
+        reason: `this bridge is not open to your account; ask the operator of ${this.#o.config.server_name}`,
+      });
       return;
     }
+    await this.bot.joinRoom(roomId);
     if (content['is_direct'] === false) {
       await this.botNotice(roomId, 'I only take commands in a direct chat: start one with me.');
       return;

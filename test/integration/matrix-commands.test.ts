@@ -82,16 +82,18 @@ test('status, start-chat, list and safety for an enlisted user', async () => {
   expect(await h.command(alice, room, 'start-chat hello')).toMatch(/is not a phone number/);
 });
 
-test('a user the permissions do not allow gets a polite refusal and nothing else', async () => {
+test('a user the permissions do not allow has the invite rejected without the bot joining', async () => {
   const mallory = h.user('mallory', 'Mallory');
   const room = await mallory.createDirectRoom(BOT);
-  const refusal = await mallory.waitFor(room, (e) => e.sender === BOT && e.type === 'm.room.message');
-
-  expect(bodyOf(refusal)).toMatch(/^Sorry, @mallory:example\.test: this bridge is not open to your account/);
-  await mallory.waitFor(
+  const rejected = await mallory.waitFor(
     room,
     (e) => e.type === 'm.room.member' && e.state_key === BOT && e.content['membership'] === 'leave',
   );
+
+  expect(rejected.content['reason']).toMatch(/not open to your account/);
+  const events = await mallory.messages(room);
+  expect(events.some((e) => e.state_key === BOT && e.content['membership'] === 'join')).toBe(false);
+  expect(events.some((e) => e.sender === BOT && e.type === 'm.room.message')).toBe(false);
   // Inviting a ghost does not work either: it declines.
   await h.native(BOB);
   const dm = await mallory.createDirectRoom(ghostOf(BOB));
