@@ -14,6 +14,7 @@
  * docs/MARKUP.md for the mapping and what is lossy.
  */
 import {
+  MAX_QUOTE_DEPTH,
   parseMarkup,
   renderMarkup,
   type MarkupInline,
@@ -452,7 +453,12 @@ class Blocks {
   }
 }
 
-function blocksOf(children: readonly HtmlNode[]): MarkupNode[] {
+/**
+ * `quoteDepth` counts enclosing <blockquote>s: past MAX_QUOTE_DEPTH their contents are kept but not
+ * quoted again, since each level prefixes every line below it ("> " per level) and 64 nested quotes
+ * around many lines would blow a 64 KiB body up to megabytes of markup.
+ */
+function blocksOf(children: readonly HtmlNode[], quoteDepth = 0): MarkupNode[] {
   const out = new Blocks();
   for (const child of children) {
     if (child.kind === 'text') {
@@ -463,12 +469,14 @@ function blocksOf(children: readonly HtmlNode[]): MarkupNode[] {
     const name = child.name;
     if (SKIP.has(name)) continue;
     if (PARAGRAPH.has(name)) {
-      const inner = blocksOf(child.children);
+      const inner = blocksOf(child.children, quoteDepth);
       const nodes = name === 'p' ? inner : inner.map(boldBlock);
       out.block(nodes.length > 0 ? nodes : [{ type: 'paragraph', children: [] }], true);
-    } else if (BLOCK.has(name)) out.block(blocksOf(child.children));
-    else if (name === 'blockquote') out.block([{ type: 'quote', children: blocksOf(child.children) }]);
-    else if (name === 'ul' || name === 'ol') {
+    } else if (BLOCK.has(name)) out.block(blocksOf(child.children, quoteDepth));
+    else if (name === 'blockquote') {
+      const inner = blocksOf(child.children, quoteDepth + 1);
+      out.block(quoteDepth < MAX_QUOTE_DEPTH ? [{ type: 'quote', children: inner }] : inner);
+    } else if (name === 'ul' || name === 'ol') {
       const items = listItems(child);
       if (items.length > 0) out.block([{ type: 'list', ordered: name === 'ol', items }]);
     } else if (name === 'pre')

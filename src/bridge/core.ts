@@ -49,6 +49,8 @@ export interface BridgeOptions {
 }
 
 const DEVICE = 0;
+/** The longest text accepted for sending, in UTF-16 code units (the gatekeeper's own limit is 65,536 characters). */
+export const MAX_TEXT_LENGTH = 65_536;
 
 export class Bridge {
   private readonly adapters = new Map<Network, Adapter>();
@@ -192,7 +194,19 @@ export class Bridge {
    * prekeys, and marks it `enlisted`; then connects it for good. Re-running it after a crash
    * resumes with the keys already stored. Idempotent for an enlisted user.
    */
-  async enlist(network: Network, localUser: string): Promise<void> {
+  enlist(network: Network, localUser: string): Promise<void> {
+    // One enlistment per user at a time: a second request (a double click, two clients) waits for
+    // the first instead of opening a second enlisting connection that the gateway would refuse.
+    const running = this.enlisting.get(localUser);
+    if (running) return running;
+    const work = this.enlistOnce(network, localUser).finally(() => this.enlisting.delete(localUser));
+    this.enlisting.set(localUser, work);
+    return work;
+  }
+
+  private readonly enlisting = new Map<string, Promise<void>>();
+
+  private async enlistOnce(network: Network, localUser: string): Promise<void> {
     const { store } = this.options;
     if (localUser.trim() === '') throw new BridgeError('bridge_bad_local_user', 'the local user is empty');
     let puppet = store.puppets.byLocalId(localUser);
@@ -413,6 +427,20 @@ export class Bridge {
       });
       runtime.outbox.kick();
       return;
+    }
+    const textLength =
+      e.type === 'message'
+        ? e.body.kind === 'text'
+          ? e.body.text.length
+          : (e.body.caption?.length ?? 0)
+        : e.type === 'edit'
+          ? e.body.text.length
+          : 0;
+    if (textLength > MAX_TEXT_LENGTH) {
+      throw new BridgeError(
+        'bridge_text_too_long',
+        `the message is ${textLength} characters long; the interop network takes at most ${MAX_TEXT_LENGTH}: send it in parts`,
+      );
     }
     const id = wireIdFor(puppet.accountId, event.localId);
     const accountJid = accountJidOf(puppet.accountId, this.options.gateway.providerId);

@@ -10,7 +10,8 @@ export type BridgeErrorCode =
   | 'bridge_opt_out_failed'
   | 'bridge_not_connected'
   | 'bridge_unknown_adapter'
-  | 'bridge_no_identity';
+  | 'bridge_no_identity'
+  | 'bridge_text_too_long';
 
 export class BridgeError extends InteropError {
   declare readonly code: BridgeErrorCode;

@@ -19,6 +19,9 @@ import type { DeliveryState, OutgoingEvent } from './events.js';
 import type { RemoteDevices } from './sessions.js';
 
 /** The outbox `kind` of a receipt we send; the others are the event types (message, edit, ...). */
+/** Encoding failures no retry can fix: the stanza or its frame exceeds the wire's limits. */
+const TOO_LARGE = new Set(['stanza_too_large', 'stanza_text_too_long', 'transport_outgoing_frame_too_large']);
+
 export const RECEIPT_KIND = 'receipt';
 
 /** The payload of a receipt entry. */
@@ -142,6 +145,14 @@ export class OutboxSender {
         return true;
       }
       const code = (err as { code?: string }).code;
+      if (code !== undefined && TOO_LARGE.has(code)) {
+        // Retrying cannot make it smaller: waiting would hold every later message of the portal.
+        this.failEntry(
+          entry,
+          'the message is too large for the interop gateway (once encrypted for every device of the contact): send it in parts',
+        );
+        return true;
+      }
       if (code === 'signal_identity_changed') {
         this.failEntry(
           entry,

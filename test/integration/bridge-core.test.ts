@@ -41,6 +41,7 @@ describe('bridge core against the emulator', () => {
   const startBridge = async (
     lifecycle: 'always' | 'presence' = 'always',
     identityPolicy: 'trust_on_first_use' | 'block_until_confirmed' = 'trust_on_first_use',
+    maxFrameSize?: number,
   ) => {
     store = openSqliteStore(tmp.file('bridge.db'));
     const opened = store;
@@ -54,7 +55,10 @@ describe('bridge core against the emulator', () => {
         gatewayId: 'emulator.interop',
         providerId: PROVIDER,
         signingKey,
-        connection: { reconnect: { initialDelayMs: 50, maxDelayMs: 500 } },
+        connection: {
+          reconnect: { initialDelayMs: 50, maxDelayMs: 500 },
+          ...(maxFrameSize !== undefined ? { maxFrameSize } : {}),
+        },
       },
       preKeys: 20,
       lifecycle,
@@ -106,6 +110,13 @@ describe('bridge core against the emulator', () => {
     expect(core.status(ALICE)).toMatchObject({ enlisted: true, connection: 'connected', queued: 0 });
   });
 
+  it('takes several enlistments of one user at once as one: all succeed, one account', async () => {
+    await Promise.all([core.enlist(ALICE), core.enlist(ALICE), core.enlist(ALICE)]);
+    await connected();
+    expect(running.gateway.accounts().filter((a) => a.jid === aliceJid())).toHaveLength(1);
+    expect(core.status(ALICE)).toMatchObject({ enlisted: true });
+  });
+
   it('gives the safety number of a contact before any message, the same digits the contact computes', async () => {
     await core.enlist(ALICE);
     const bob = await native('+4915112345678');
@@ -116,6 +127,34 @@ describe('bridge core against the emulator', () => {
     await bob.waitForMessage((m) => m.content.kind === 'text');
     expect(bob.signal.safetyNumber(addressUser(aliceJid()))).toBe(number);
     await expect(core.safetyNumber(ALICE, '4915100000000@wa.interop')).rejects.toThrow(/cannot be reached/);
+  });
+
+  it('refuses a text longer than the network takes, with a clear error, before queueing it', async () => {
+    await core.enlist(ALICE);
+    const bob = await native('+4915112345678');
+    await expect(core.submit(text('$long', bob.jid, 'x'.repeat(65_537)))).rejects.toMatchObject({
+      code: 'bridge_text_too_long',
+      message: expect.stringMatching(/65537 characters long; the interop network takes at most 65536/),
+    });
+    expect(core.status(ALICE).queued).toBe(0);
+  });
+
+  it('fails a message too large for a gateway frame at once, and the next message to that contact still goes', async () => {
+    await stopBridge();
+    await startBridge('always', 'trust_on_first_use', 8192);
+    await core.enlist(ALICE);
+    const bob = await native('+4915112345678');
+    await connected();
+    await core.submit(text('$huge', bob.jid, 'y'.repeat(20_000)));
+    await adapter.until(() => adapter.statesOf('$huge').includes('failed'), 'the large message failed');
+    expect(adapter.updates.find((u) => u.localId === '$huge')?.reason).toMatch(
+      /too large for the interop gateway/,
+    );
+    await core.submit(text('$after', bob.jid, 'hello after'));
+    const got = await bob.waitForMessage((m) => m.content.kind === 'text');
+    expect(got.content.kind === 'text' && got.content.text).toBe('hello after');
+    await adapter.until(() => adapter.statesOf('$after').includes('sent'), 'the next message acknowledged');
+    expect(core.status(ALICE).queued).toBe(0);
   });
 
   it('carries text both ways; receipts move the outbox to sent, delivered and read', async () => {

@@ -319,3 +319,16 @@ describe('Matrix format properties', () => {
     expect(matrixToMarkup(html('<span>'.repeat(10000) + 'deep' + '</span>'.repeat(10000)))).toBe('deep');
   });
 });
+
+describe('matrixToMarkup on deeply nested quotes', () => {
+  it('quotes at most MAX_QUOTE_DEPTH levels deep, so 64 nested quotes cannot blow a body up to megabytes', () => {
+    const html = `${'<blockquote>'.repeat(64)}${'<p>x</p>'.repeat(7000)}${'</blockquote>'.repeat(64)}`;
+    const text = matrixToMarkup({ body: 'x', format: 'org.matrix.custom.html', formatted_body: html });
+    const deepest = Math.max(
+      ...text.split('\n').map((l) => /^(?:> ?)*/.exec(l)![0].replace(/ /g, '').length),
+    );
+    expect(deepest).toBe(16);
+    expect(text.length).toBeLessThan(html.length * 10);
+    expect(text.split('\n').filter((l) => l.endsWith('x'))).toHaveLength(7000);
+  });
+});
