@@ -105,6 +105,8 @@ const CONTACT_FEATURES = [
 const LOOKUP_WAIT_MS = 10_000;
 /** Full JIDs remembered per outgoing message, for its error reply. */
 const SENDERS_KEPT = 2048;
+/** Available resources tracked per user (a client cannot have more in any real use). */
+const RESOURCES_KEPT = 32;
 
 export class XmppAdapter extends EventEmitter<XmppAdapterEvents> implements Adapter {
   readonly network = 'xmpp' as const;
@@ -271,6 +273,7 @@ export class XmppAdapter extends EventEmitter<XmppAdapterEvents> implements Adap
         }
         this.fire(xml('presence', { from: this.domain, to: localUser, type: 'unavailable' }));
         this.o.store.forgetUser(localUser);
+        this.resources.delete(localUser);
         return;
       case 'identity_changed': {
         const from = this.contactOf(localUser, notice.remote);
@@ -541,15 +544,22 @@ export class XmppAdapter extends EventEmitter<XmppAdapterEvents> implements Adap
 
   private setResource(user: string, full: string, available: boolean): void {
     if (domainOf(user) === this.domain) return;
+    // Presence of anyone else (another domain, a user not registered) is none of the bridge's business.
+    if (available && (!this.mayUse(user) || !this.isRegistered(user))) return;
     let set = this.resources.get(user);
     const wasOnline = (set?.size ?? 0) > 0;
     if (available) {
       if (!set) this.resources.set(user, (set = new Set()));
+      if (!set.has(full) && set.size >= RESOURCES_KEPT) {
+        const oldest = set.values().next().value;
+        if (oldest !== undefined) set.delete(oldest);
+      }
       set.add(full);
     } else {
       set?.delete(full);
       // A bare-JID unavailable (the server's answer to a probe for a user who is offline).
       if (full === user) set?.clear();
+      if (set?.size === 0) this.resources.delete(user);
     }
     const online = (set?.size ?? 0) > 0;
     if (online !== wasOnline && this.core) this.bridge.setOnline(user, online);

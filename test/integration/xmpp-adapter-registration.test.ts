@@ -287,6 +287,26 @@ describe.each(KINDS)('XMPP adapter presence lifecycle on %s', (kind) => {
     await u.client.send(xml('presence', {}));
     await h.connected(u.jid);
   });
+
+  test('presence from a user who is not registered is ignored: the bridge is not told they are online', async () => {
+    const seen: string[] = [];
+    const setOnline = h.bridge.setOnline.bind(h.bridge);
+    h.bridge.setOnline = (user, online) => {
+      seen.push(user);
+      setOnline(user, online);
+    };
+    try {
+      const u = await h.user();
+      await u.client.send(xml('presence', { to: DOMAIN }));
+      await u.client.send(xml('presence', { to: contactJid('+4915112345678') }));
+      // Stanzas reach the component in order: once the ping is answered, the presence was handled.
+      const pong = await u.iq(iq('get', DOMAIN, xml('ping', { xmlns: 'urn:xmpp:ping' })));
+      expect(pong.attrs.type).toBe('result');
+      expect(seen).not.toContain(u.jid);
+    } finally {
+      h.bridge.setOnline = setOnline;
+    }
+  });
 });
 
 function contactRow(h: XmppBridgeHarness, user: string, phone: string) {
