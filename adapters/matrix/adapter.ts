@@ -743,7 +743,12 @@ export class MatrixAdapter implements Adapter {
       return;
     }
     if (room.kind === 'management') {
-      if (type === 'm.room.message' && typeof content['body'] === 'string') {
+      // Only m.text is a command: never m.notice (another bot's answer would start a reply loop).
+      if (
+        type === 'm.room.message' &&
+        content['msgtype'] === 'm.text' &&
+        typeof content['body'] === 'string'
+      ) {
         await this.#commands.handle(room, sender, String(content['body']), String(e['event_id']));
       }
       return;
@@ -923,7 +928,7 @@ export class MatrixAdapter implements Adapter {
       return;
     }
     await this.bot.joinRoom(roomId);
-    if (content['is_direct'] === false) {
+    if (content['is_direct'] !== true) {
       await this.botNotice(roomId, 'I only take commands in a direct chat: start one with me.');
       return;
     }

@@ -2,7 +2,7 @@
  * The bridge bot and its management room, through the stand-in homeserver and the emulator:
  * login after a confirmation, status, list, safety, start-chat, ping, a refused user, logout.
  */
-import { BOT, MatrixHarness, bodyOf, ghostOf } from './matrix-harness.js';
+import { BOT, MatrixHarness, bodyOf, ghostOf, replyTarget } from './matrix-harness.js';
 
 const BOB = '+4915112345678';
 
@@ -123,4 +123,26 @@ test('logout opts the user out, deletes the puppet and closes the portals', asyn
   expect(await h.command(alice, room, 'status')).toMatch(/not opted in/);
   const portalNotice = (await alice.readMessages(portal)).find((e) => /no longer bridged/.test(bodyOf(e)));
   expect(portalNotice?.sender).toBe(BOT);
+});
+
+test('the bot takes commands only as m.text in a direct chat and never answers a notice', async () => {
+  const alice = h.user('alice', 'Alice');
+  const room = await h.managementRoom(alice);
+  const notice = await alice.sendText(room, 'ping', undefined, 'm.notice');
+  const emote = await alice.sendText(room, 'ping', undefined, 'm.emote');
+  expect(await h.command(alice, room, 'ping')).toMatch(/^pong/);
+  const answered = (await alice.readMessages(room)).filter((e) => e.sender === BOT).map(replyTarget);
+  expect(answered).not.toContain(notice);
+  expect(answered).not.toContain(emote);
+
+  // A room invite without is_direct is no management room: the bot says so and takes no command.
+  const group = await alice.createRoom({ preset: 'private_chat', invite: [BOT] });
+  await alice.waitFor(
+    group,
+    (e) => e.sender === BOT && /only take commands in a direct chat/.test(bodyOf(e)),
+  );
+  const ping = await alice.sendText(group, 'ping');
+  expect(await h.command(alice, room, 'ping')).toMatch(/^pong/);
+  expect(h.adapter.mstore.room(group)).toBeUndefined();
+  expect((await alice.readMessages(group)).some((e) => replyTarget(e) === ping)).toBe(false);
 });
