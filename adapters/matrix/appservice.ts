@@ -74,11 +74,9 @@ export class AppserviceListener {
 
   async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://appservice');
-    const body = await readBody(req);
-    if (body === undefined) {
-      json(res, 413, { errcode: 'M_TOO_LARGE', error: 'request body too large' });
-      return;
-    }
+    // Authorized from the headers and query before a byte of the body is read: an unauthenticated
+    // caller must not make the bridge buffer anything. The connection is closed after the answer
+    // (Node discards the unread rest of the body without keeping it).
     const auth = this.#authorize(req, url);
     if (auth !== 'ok') {
       json(
@@ -87,7 +85,13 @@ export class AppserviceListener {
         auth === 'missing'
           ? { errcode: 'M_UNAUTHORIZED', error: 'no hs_token: send Authorization: Bearer <hs_token>' }
           : { errcode: 'M_FORBIDDEN', error: 'wrong hs_token' },
+        true,
       );
+      return;
+    }
+    const body = await readBody(req);
+    if (body === undefined) {
+      json(res, 413, { errcode: 'M_TOO_LARGE', error: 'request body too large' }, true);
       return;
     }
     const p = url.pathname.replace(/^\/_matrix\/app\/v1/, '');
@@ -192,9 +196,13 @@ function receiptRecords(roomId: string, e: Record<string, unknown>): NewInbound[
 const isObject = (v: unknown): v is Record<string, unknown> =>
   typeof v === 'object' && v !== null && !Array.isArray(v);
 
-function json(res: ServerResponse, status: number, body: unknown): void {
+function json(res: ServerResponse, status: number, body: unknown, close = false): void {
   const text = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+  res.writeHead(status, {
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(text),
+    ...(close ? { connection: 'close' } : {}),
+  });
   res.end(text);
 }
 

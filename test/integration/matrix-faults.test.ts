@@ -2,6 +2,7 @@
  * The homeserver misbehaving (rate limits, 5xx, dropped connections, transactions resent or
  * duplicated) and the bridge restarting mid-conversation: no message is lost, none is doubled.
  */
+import { request } from 'node:http';
 import type { NativeUser } from '../../emulator/native-user.js';
 import type { LocalUser } from '../support/homeserver/index.js';
 import { BOT, MatrixHarness, bodyOf, ghostOf, replyTarget, until } from './matrix-harness.js';
@@ -118,6 +119,38 @@ test('the appservice endpoints check the hs_token and answer user queries, room 
     status: 200,
     body: {},
   });
+});
+
+test('a transaction with a missing or wrong hs_token is refused before its body is read', async () => {
+  const port = h.config.matrix.listen_port;
+  for (const [auth, status] of [
+    [undefined, 401],
+    ['Bearer wrong', 403],
+  ] as const) {
+    // The body is never finished: the answer must come without waiting for it.
+    const answer = await new Promise<number>((resolve, reject) => {
+      const req = request({
+        host: '127.0.0.1',
+        port,
+        method: 'PUT',
+        path: '/_matrix/app/v1/transactions/big',
+        headers: {
+          'content-type': 'application/json',
+          'content-length': String(31 * 1024 * 1024),
+          ...(auth === undefined ? {} : { authorization: auth }),
+        },
+      });
+      req.on('response', (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+        req.destroy();
+      });
+      req.on('error', reject);
+      req.write(Buffer.alloc(64 * 1024, 0x20));
+    });
+    expect(answer).toBe(status);
+  }
+  expect(h.adapter.mstore.pendingInboundRooms()).toEqual([]);
 });
 
 test('an event that fails is answered with a notice and holds up neither its transaction nor the room', async () => {
