@@ -150,7 +150,7 @@ export async function startStack(o: StartStackOptions): Promise<DemoStack> {
     '  prekey_batch_size: 20',
     'media:',
     // Prosody's upload service serves on 127.0.0.1:<port>.
-    '  allowed_fetch_hosts: ["127.0.0.1"]',
+    `  allowed_fetch_hosts: ["127.0.0.1:${String(server.httpPort)}"]`,
     'xmpp:',
     '  enabled: true',
     `  server_port: ${server.componentPort}`,

@@ -117,6 +117,21 @@ export function fileTooLarge(size: number | undefined, max: number): XmppUserErr
 }
 
 /**
+ * Whether `media.allowed_fetch_hosts` allows a URL: an entry `host` allows the scheme's default
+ * port only (80 for http, 443 for https); any other port must be listed as `host:port`.
+ */
+function fetchAllowed(url: URL, allowedHosts: readonly string[]): boolean {
+  const allowed = allowedHosts.map((h) => h.toLowerCase());
+  const hostname = url.hostname.toLowerCase();
+  // The URL parser drops a default port: `url.port` is empty for http://h:80/ and https://h:443/.
+  if (url.port === '') {
+    const standard = url.protocol === 'https:' ? '443' : '80';
+    return allowed.includes(hostname) || allowed.includes(`${hostname}:${standard}`);
+  }
+  return allowed.includes(`${hostname}:${url.port}`);
+}
+
+/**
  * Downloads a file a local user shared, from an allowed host only, stopping at `maxBytes`.
  * Throws XmppUserError for what the user must fix (host not allowed, too large, gone).
  */
@@ -130,16 +145,15 @@ export async function fetchUserFile(
   } catch {
     throw new XmppUserError('xmpp_file_url_invalid', 'modify', 'bad-request', `"${url}" is not a URL`);
   }
-  const allowed = options.allowedHosts.map((h) => h.toLowerCase());
   if (
     (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') ||
-    !(allowed.includes(parsed.hostname.toLowerCase()) || allowed.includes(parsed.host.toLowerCase()))
+    !fetchAllowed(parsed, options.allowedHosts)
   ) {
     throw new XmppUserError(
       'xmpp_file_host_not_allowed',
       'cancel',
       'not-allowed',
-      `The bridge may not fetch files from ${parsed.host}: share the file through your server's upload service (the operator lists allowed hosts in media.allowed_fetch_hosts).`,
+      `The bridge may not fetch files from ${parsed.host}: share the file through your server's upload service (the operator lists allowed hosts, as host:port for a port other than 80 or 443, in media.allowed_fetch_hosts).`,
     );
   }
   const res = await fetch(url, {

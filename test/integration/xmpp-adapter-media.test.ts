@@ -5,7 +5,10 @@
  * upload service is configured.
  */
 import { randomBytes } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
 import { xml, type Element } from '@xmpp/xml';
+import { fetchUserFile } from '../../adapters/xmpp/media.js';
 import type { TestUser, XmppServerKind } from '../support/xmpp-servers.js';
 import { bodyOf, contactJid, XmppBridgeHarness } from '../support/xmpp-bridge.js';
 
@@ -130,6 +133,23 @@ describe.each(KINDS)('XMPP adapter media on %s', (kind) => {
     const e = error.getChild('error')!;
     expect(e.getChild('not-acceptable', 'urn:ietf:params:xml:ns:xmpp-stanzas')).toBeDefined();
     expect(e.getChild('text')?.getText()).toMatch(/too large .*the limit is 256 KiB/);
+  });
+
+  test('a bare host in media.allowed_fetch_hosts allows only its default port: another port must be listed as host:port', async () => {
+    const alice = await h.user('alice');
+    const bytes = randomBytes(2_000);
+    const url = await alice.upload(h.server.uploadService!, bytes, 'doc.bin', 'application/octet-stream');
+    const { hostname, port } = new URL(url);
+    expect(port).not.toBe('');
+    const fetchWith = (allowedHosts: string[]) =>
+      fetchUserFile(url, { maxBytes: MAX_BYTES, allowedHosts, dir: path.join(h.tmp.dir, 'fetch-test') });
+
+    await expect(fetchWith([hostname])).rejects.toMatchObject({ code: 'xmpp_file_host_not_allowed' });
+    await expect(fetchWith([`${hostname}:80`, `${hostname}:443`])).rejects.toMatchObject({
+      code: 'xmpp_file_host_not_allowed',
+    });
+    const file = await fetchWith([`${hostname}:${port}`]);
+    expect((await readFile(file.path)).equals(bytes)).toBe(true);
   });
 });
 

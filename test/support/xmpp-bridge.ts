@@ -99,7 +99,11 @@ export class XmppBridgeHarness {
     }));
     this.config = configSchema.parse({
       bridge: { provider_id: PROVIDER, lifecycle: this.options.lifecycle ?? 'always' },
-      media: { max_bytes: maxBytes, allowed_fetch_hosts: ['127.0.0.1'] },
+      media: {
+        max_bytes: maxBytes,
+        // The upload service's HTTP port (a bare host would allow port 80 only).
+        allowed_fetch_hosts: this.server.httpPort !== undefined ? [`127.0.0.1:${this.server.httpPort}`] : [],
+      },
       xmpp: {
         enabled: true,
         server_host: '127.0.0.1',
