@@ -396,14 +396,24 @@ export class MatrixAdapter implements Adapter {
       this.#log?.warn({ contact: remote, err: (err as Error).message }, 'incoming event not shown');
       return undefined;
     }
-    const roomId = await this.ensurePortal(localUser, remote);
-    const sent = await this.#send(
-      ghostId,
-      roomId,
-      e,
-      event.timestamp,
-      `${localUser}\n${remote}\n${remoteId}`,
-    );
+    let roomId = await this.ensurePortal(localUser, remote);
+    const seed = `${localUser}\n${remote}\n${remoteId}`;
+    let sent: string | undefined;
+    try {
+      sent = await this.#send(ghostId, roomId, e, event.timestamp, seed);
+    } catch (err) {
+      // The ghost is no longer in the portal (it left or was kicked or banned unseen): forget the
+      // room and send in a new portal, once, instead of failing every delivery for good.
+      const f = describeFailure(err);
+      if (f.status !== 403 || f.errcode !== 'M_FORBIDDEN' || this.mstore.room(roomId)?.kind !== 'portal') {
+        throw err;
+      }
+      this.#log?.warn({ room: roomId, contact: remote }, 'the ghost cannot send in its portal: new portal');
+      this.mstore.forgetRoom(roomId);
+      await this.bot.leaveRoom(roomId).catch(() => undefined);
+      roomId = await this.ensurePortal(localUser, remote);
+      sent = await this.#send(ghostId, roomId, e, event.timestamp, `${seed}\nnew-portal`);
+    }
     if (sent === undefined) return undefined;
     this.mstore.putSent(localUser, remote, remoteId, { roomId, eventId: sent });
     return sent;
@@ -909,6 +919,16 @@ export class MatrixAdapter implements Adapter {
             .leaveRoom(roomId)
             .catch(() => undefined);
         }
+        await this.bot.leaveRoom(roomId).catch(() => undefined);
+      }
+    } else if (
+      (membership === 'leave' || membership === 'ban') &&
+      this.#ghostDigits(stateKey) !== undefined
+    ) {
+      const room = this.mstore.room(roomId);
+      if (room?.kind === 'portal' && room.remoteJid !== null && this.ghostIdOf(room.remoteJid) === stateKey) {
+        // Our ghost left or was removed: the next message makes a new portal.
+        this.mstore.forgetRoom(roomId);
         await this.bot.leaveRoom(roomId).catch(() => undefined);
       }
     }

@@ -198,3 +198,28 @@ test('a contact’s identity change is announced in the portal with the new safe
     /^The security code of \+4915112345678 changed .* Safety number: (\d{5} ){11}\d{5}\.$/,
   );
 });
+
+test('a ghost kicked from its portal, seen or unseen, gets a new portal for the next message', async () => {
+  const { bob, portal } = await portalWithBob();
+  // Alice kicks the ghost: the bridge forgets the portal.
+  await alice.setState(portal, 'm.room.member', GHOST, { membership: 'leave' });
+  await until(() => h.adapter.mstore.room(portal) === undefined, 'the portal to be forgotten');
+  await bob.sendText(h.jidOf(alice), 'after the kick', { devices: [0] });
+  const second = await alice.waitForInvite((e) => e.sender === GHOST && e.room_id !== portal);
+  await alice.join(second);
+  await fromGhost(second, /after the kick/);
+
+  // A portal the bridge still maps although the ghost is gone (a removal it never saw): the
+  // homeserver's M_FORBIDDEN makes the bridge forget it and open a new one, once.
+  await alice.setState(second, 'm.room.member', GHOST, { membership: 'leave' });
+  await until(() => h.adapter.mstore.room(second) === undefined, 'the second portal to be forgotten');
+  h.adapter.mstore.putRoom({ roomId: second, kind: 'portal', localUser: alice.userId, remoteJid: bob.jid });
+  const id = await bob.sendText(h.jidOf(alice), 'after the unseen kick', { devices: [0] });
+  const third = await alice.waitForInvite(
+    (e) => e.sender === GHOST && e.room_id !== portal && e.room_id !== second,
+  );
+  await alice.join(third);
+  await fromGhost(third, /after the unseen kick/);
+  await bob.waitForReceipt(id, 'delivery');
+  expect(h.adapter.mstore.portalOf(alice.userId, bob.jid)?.roomId).toBe(third);
+});
