@@ -184,7 +184,8 @@ export class MatrixAdapter implements Adapter {
     const suffix = `:${m.server_name}`;
     if (!userId.startsWith(prefix) || !userId.endsWith(suffix)) return undefined;
     const digits = userId.slice(prefix.length, userId.length - suffix.length);
-    return /^[0-9]+$/.test(digits) ? digits : undefined;
+    // A phone number as E.164 allows it: no account for any string of digits queried.
+    return /^[1-9]\d{6,14}$/.test(digits) ? digits : undefined;
   }
 
   /** The ghost of a contact (`4915112345678@wa.interop` -> `@wa_4915112345678:<server>`). */

@@ -153,6 +153,24 @@ test('a transaction with a missing or wrong hs_token is refused before its body 
   expect(h.adapter.mstore.pendingInboundRooms()).toEqual([]);
 });
 
+test('a user query registers a ghost only for an id that can be a phone number', async () => {
+  for (const digits of ['123', '0491511234567', '1234567890123456789', '49151x2345678']) {
+    const ghost = `@wa_${digits}:example.test`;
+    expect(
+      await h.hs.callAppservice('GET', `/_matrix/app/v1/users/${encodeURIComponent(ghost)}`),
+    ).toMatchObject({
+      status: 404,
+      body: { errcode: 'M_NOT_FOUND' },
+    });
+    expect(h.hs.isRegistered(ghost)).toBe(false);
+  }
+  const ghost = ghostOf('+4917611112222');
+  expect(await h.hs.callAppservice('GET', `/_matrix/app/v1/users/${encodeURIComponent(ghost)}`)).toEqual({
+    status: 200,
+    body: {},
+  });
+});
+
 test('an event that fails is answered with a notice and holds up neither its transaction nor the room', async () => {
   const broken = await alice.sendEvent(portal, 'm.room.message', {
     msgtype: 'm.image',
