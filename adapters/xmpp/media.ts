@@ -131,6 +131,16 @@ function fetchAllowed(url: URL, allowedHosts: readonly string[]): boolean {
   return allowed.includes(`${hostname}:${url.port}`);
 }
 
+/** The URL's file name (percent-decoded; left as it is when its escapes are malformed). */
+function lastPathSegment(url: URL): string {
+  const raw = url.pathname.split('/').pop() ?? '';
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    return raw;
+  }
+}
+
 /**
  * Downloads a file a local user shared, from an allowed host only, stopping at `maxBytes`.
  * Throws XmppUserError for what the user must fix (host not allowed, too large, gone).
@@ -160,27 +170,36 @@ export async function fetchUserFile(
     redirect: 'error',
     signal: AbortSignal.timeout(options.timeoutMs ?? 60_000),
   });
-  if (res.status !== 200 || !res.body) {
-    await res.body?.cancel();
-    throw new XmppUserError(
-      'xmpp_file_unavailable',
-      'cancel',
-      'item-not-found',
-      `The file could not be downloaded from ${parsed.host} (HTTP ${res.status}): it was not sent.`,
-    );
+  let stream: WebReadableStream<Uint8Array>;
+  let fileName: string;
+  let mimetype: string;
+  let file: string;
+  try {
+    if (res.status !== 200 || !res.body) {
+      throw new XmppUserError(
+        'xmpp_file_unavailable',
+        'cancel',
+        'item-not-found',
+        `The file could not be downloaded from ${parsed.host} (HTTP ${res.status}): it was not sent.`,
+      );
+    }
+    const announced = Number(res.headers.get('content-length') ?? NaN);
+    if (Number.isFinite(announced) && announced > options.maxBytes) {
+      throw fileTooLarge(announced, options.maxBytes);
+    }
+    stream = res.body as WebReadableStream<Uint8Array>;
+    fileName = fileNameFor('', lastPathSegment(parsed));
+    mimetype = mimetypeOf(res.headers.get('content-type') ?? '', fileName);
+    await mkdir(options.dir, { recursive: true, mode: 0o700 });
+    file = path.join(options.dir, `${randomBytes(12).toString('hex')}-${fileName}`);
+  } catch (err) {
+    // Nothing reads the response: close it, or the connection stays open.
+    await res.body?.cancel().catch(() => undefined);
+    throw err;
   }
-  const announced = Number(res.headers.get('content-length') ?? NaN);
-  if (Number.isFinite(announced) && announced > options.maxBytes) {
-    await res.body.cancel();
-    throw fileTooLarge(announced, options.maxBytes);
-  }
-  const fileName = fileNameFor('', decodeURIComponent(parsed.pathname.split('/').pop() ?? ''));
-  const mimetype = mimetypeOf(res.headers.get('content-type') ?? '', fileName);
-  await mkdir(options.dir, { recursive: true, mode: 0o700 });
-  const file = path.join(options.dir, `${randomBytes(12).toString('hex')}-${fileName}`);
   let size = 0;
   const max = options.maxBytes;
-  const body = Readable.fromWeb(res.body as WebReadableStream<Uint8Array>);
+  const body = Readable.fromWeb(stream);
   try {
     await pipeline(
       body,
@@ -194,6 +213,7 @@ export async function fetchUserFile(
       createWriteStream(file, { mode: 0o600 }),
     );
   } catch (err) {
+    body.destroy(); // pipeline does on its errors; this cancels the response on any other
     await rm(file, { force: true });
     throw err;
   }

@@ -6,6 +6,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { xml, type Element } from '@xmpp/xml';
 import { fetchUserFile } from '../../adapters/xmpp/media.js';
@@ -150,6 +152,29 @@ describe.each(KINDS)('XMPP adapter media on %s', (kind) => {
     });
     const file = await fetchWith([`${hostname}:${port}`]);
     expect((await readFile(file.path)).equals(bytes)).toBe(true);
+  });
+
+  test('a file URL whose name has a malformed percent-escape is fetched under a safe file name', async () => {
+    const bytes = randomBytes(3_000);
+    const server = http.createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'image/jpeg', 'content-length': String(bytes.length) });
+      res.end(bytes);
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as AddressInfo;
+    try {
+      const file = await fetchUserFile(`http://127.0.0.1:${port}/files/100%zz%E0%A4%A.jpg`, {
+        maxBytes: MAX_BYTES,
+        allowedHosts: [`127.0.0.1:${port}`],
+        dir: path.join(h.tmp.dir, 'fetch-test'),
+      });
+      expect(file.fileName).toMatch(/^[\w.+-]+\.jpg$/);
+      expect(file.mimetype).toMatch(/^image\/jpeg/);
+      expect((await readFile(file.path)).equals(bytes)).toBe(true);
+    } finally {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    }
   });
 });
 
