@@ -63,6 +63,15 @@ export interface MatrixAdapterOptions {
 
 const BRIDGE_PROTOCOL = { id: 'whatsapp', displayname: 'WhatsApp (interoperability)' };
 const TYPING_TIMEOUT_MS = 30_000;
+/** Failures that no later attempt can mend: the event is set aside with a notice at once. */
+const FINAL_CODES = new Set([
+  'matrix_bad_mxc',
+  'matrix_contact_unsupported',
+  'bridge_bad_remote',
+  'bridge_bad_local_user',
+  'bridge_not_a_message',
+  'bridge_text_too_long',
+]);
 
 export class MatrixAdapter implements Adapter {
   readonly network = 'matrix' as const;
@@ -70,6 +79,8 @@ export class MatrixAdapter implements Adapter {
   readonly botUserId: string;
   readonly mstore: MatrixStore;
   readonly bot: RetryingMatrixClient;
+  /** The bot, for media downloads: two attempts per event attempt, not the patient policy. */
+  readonly #media: RetryingMatrixClient;
   readonly #o: MatrixAdapterOptions;
   readonly #log: Logger | undefined;
   readonly #ghosts = new Map<string, RetryingMatrixClient>();
@@ -101,6 +112,12 @@ export class MatrixAdapter implements Adapter {
     this.botUserId = `@${m.bot_localpart}:${m.server_name}`;
     this.mstore = new MatrixStore(options.store.db);
     this.bot = new RetryingMatrixClient(m.homeserver_url, this.#asToken, options.retry, this.#log);
+    this.#media = new RetryingMatrixClient(
+      m.homeserver_url,
+      this.#asToken,
+      { ...options.retry, maxAttempts: Math.min(2, options.retry.maxAttempts) },
+      this.#log,
+    );
     this.capabilities = {
       media: true,
       replies: true,
@@ -693,7 +710,9 @@ export class MatrixAdapter implements Adapter {
         const max = this.#o.maxEventAttempts ?? 5;
         // The homeserver refused for good (4xx other than a rate limit): trying again cannot help.
         const status = describeFailure(err).status;
-        const final = status !== undefined && status >= 400 && status < 500 && status !== 429;
+        const final =
+          (status !== undefined && status >= 400 && status < 500 && status !== 429) ||
+          (err instanceof InteropError && FINAL_CODES.has(err.code));
         const giveUp = final || row.attempts + 1 >= max;
         const message = (err as Error).message;
         this.mstore.markInboundAttempt(row.seq, message, giveUp);
@@ -827,7 +846,12 @@ export class MatrixAdapter implements Adapter {
         await this.botNotice(room.roomId, 'Not sent: encrypted or missing files cannot be bridged.', eventId);
         return undefined;
       }
-      const file = await this.#download(url, eventId);
+      const info = content['info'];
+      const announced = typeof info === 'object' && info !== null ? (info as Content)['size'] : undefined;
+      const file =
+        typeof announced === 'number' && announced > this.#o.maxMediaBytes
+          ? 'too_large'
+          : await this.#download(url, eventId);
       if (file === 'too_large') {
         await this.botNotice(
           room.roomId,
@@ -868,7 +892,7 @@ export class MatrixAdapter implements Adapter {
   ): Promise<{ path: string; size: number; contentType: string | undefined } | 'too_large'> {
     const m = /^mxc:\/\/([^/]+)\/([A-Za-z0-9_-]+)$/.exec(mxc);
     if (m === null) throw new MatrixAdapterError('matrix_bad_mxc', `not an mxc URI: ${mxc}`);
-    const res = (await this.bot.doRequest(
+    const res = (await this.#media.doRequest(
       'GET',
       `/_matrix/client/v1/media/download/${encodeURIComponent(m[1]!)}/${encodeURIComponent(m[2]!)}`,
       null,

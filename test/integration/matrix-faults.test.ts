@@ -192,8 +192,8 @@ test('an event that fails is answered with a notice and holds up neither its tra
 });
 
 test('an outage longer than the client retries holds the room’s events and bridges them later, in order', async () => {
-  // 9 failures: more than one event attempt's 8 client attempts; the event is tried again later.
-  h.hs.failNext(9, 502, { operationId: 'getContentAuthed' });
+  // 3 failures: more than one event attempt's 2 download attempts; the event is tried again later.
+  h.hs.failNext(3, 502, { operationId: 'getContentAuthed' });
   await alice.sendMedia(portal, 'm.file', {
     bytes: Buffer.alloc(500, 1),
     mimetype: 'text/plain',

@@ -4,7 +4,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { LocalUser } from '../support/homeserver/index.js';
-import { MatrixHarness, bodyOf, ghostOf } from './matrix-harness.js';
+import { BOT, MatrixHarness, bodyOf, ghostOf, replyTarget, until } from './matrix-harness.js';
 
 const BOB = '+4915112345678';
 const GHOST = ghostOf(BOB);
@@ -111,4 +111,45 @@ test('an image, a video, a voice note and a document from a native user appear a
   expect(got[2]!.content['org.matrix.msc3245.voice']).toEqual({});
   expect(got[3]!.content['filename']).toBe('Plan.pdf');
   expect(bodyOf(got[3]!)).toBe('the plan');
+});
+
+test('a file announced too large or missing gets a notice at once, and a download is tried twice per attempt', async () => {
+  const bob = await h.native(BOB);
+  const portal = await h.startChat(alice, management, BOB);
+  const downloads = () => h.hs.requests.filter((r) => r.operationId === 'getContentAuthed').length;
+  const noticeFor = (id: string) => alice.waitFor(portal, (e) => e.sender === BOT && replyTarget(e) === id);
+
+  // Announced larger than the limit: refused before any download.
+  const big = await alice.sendMedia(portal, 'm.file', {
+    bytes: Buffer.alloc(100, 1),
+    mimetype: 'text/plain',
+    filename: 'big.txt',
+    info: { size: 64 * 1024 * 1024 },
+  });
+  expect(bodyOf(await noticeFor(big))).toMatch(/larger than this bridge's limit/);
+  expect(downloads()).toBe(0);
+
+  // Missing (404): final after one event attempt.
+  const missing = await alice.sendEvent(portal, 'm.room.message', {
+    msgtype: 'm.file',
+    body: 'gone.txt',
+    url: 'mxc://example.test/doesnotexist',
+    info: { mimetype: 'text/plain', size: 10 },
+  });
+  expect(bodyOf(await noticeFor(missing))).toMatch(/could not be bridged/);
+  expect(h.adapter.mstore.inboundState(missing)).toMatchObject({ state: 'failed', attempts: 1 });
+  expect(downloads()).toBe(1);
+
+  // A failing download: two tries in the first event attempt, then the event is tried again.
+  h.hs.failNext(3, 502, { operationId: 'getContentAuthed' });
+  const flaky = await alice.sendMedia(portal, 'm.file', {
+    bytes: Buffer.alloc(300, 2),
+    mimetype: 'text/plain',
+    filename: 'flaky.txt',
+  });
+  await until(() => (h.adapter.mstore.inboundState(flaky)?.attempts ?? 0) >= 1, 'the first event attempt');
+  expect(downloads()).toBe(3);
+  await bob.waitForMessage((m) => m.content.kind === 'document');
+  expect(downloads()).toBe(5);
+  expect(bob.received).toHaveLength(1);
 });
