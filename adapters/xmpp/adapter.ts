@@ -773,13 +773,15 @@ export class XmppAdapter extends EventEmitter<XmppAdapterEvents> implements Adap
   private async registerSet({ stanza, element }: IqContext): Promise<Element | boolean> {
     const user = bareJid(stanza.attrs.from ?? '');
     if (!this.mayUse(user)) return stanzaError('auth', 'forbidden', this.notAllowed(user).message);
-    try {
-      if (element.getChild('remove')) await this.bridge.optOut(user);
-      else await this.bridge.enlist(user);
-      return true;
-    } catch (err) {
-      return stanzaError('wait', 'remote-server-timeout', (err as Error).message);
-    }
+    return this.inChain(user, async () => {
+      try {
+        if (element.getChild('remove')) await this.bridge.optOut(user);
+        else await this.bridge.enlist(user);
+        return true;
+      } catch (err) {
+        return stanzaError('wait', 'remote-server-timeout', (err as Error).message);
+      }
+    });
   }
 
   private gatewayPrompt(): Element {
@@ -818,7 +820,7 @@ export class XmppAdapter extends EventEmitter<XmppAdapterEvents> implements Adap
         status: 'canceled',
       });
     }
-    const reply = await runCommand(this.commandContext(user), command.name, []);
+    const reply = await this.inChain(user, () => runCommand(this.commandContext(user), command.name, []));
     return xml(
       'command',
       {
@@ -1083,6 +1085,13 @@ export class XmppAdapter extends EventEmitter<XmppAdapterEvents> implements Adap
     // A file downloaded for a message that was refused is of no further use.
     const path = (err as { path?: string }).path;
     if (path) void rm(path, { force: true });
+  }
+
+  /** Runs `work` in the user's chain (after their earlier stanzas) and resolves with its result. */
+  private inChain<T>(user: string, work: () => Promise<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.chain(user, () => work().then(resolve, reject));
+    });
   }
 
   private chain(user: string, work: () => Promise<void>): void {

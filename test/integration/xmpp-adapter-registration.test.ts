@@ -111,6 +111,28 @@ describe.each(KINDS)('XMPP adapter registration and contacts on %s', (kind) => {
     expect(status.getChild('note')?.getText()).toMatch(/^Registered as .* Gateway connection: connected\./);
   });
 
+  test("a user's registration requests and commands are handled in order: a status sent right after registering reports it", async () => {
+    const u = await h.user();
+    const adhoc = (node: string) =>
+      u.iq(
+        iq(
+          'set',
+          DOMAIN,
+          xml('command', { xmlns: 'http://jabber.org/protocol/commands', node, action: 'execute' }),
+        ),
+        30_000,
+      );
+    // XEP-0077, then a chat command without waiting for the answer.
+    const registering = register(u);
+    expect(await command(u, 'status', /^(Registered as|Not registered)/)).toMatch(/^Registered as /);
+    await registering;
+    // Ad-hoc unregister, then ad-hoc status without waiting.
+    const [removed, status] = await Promise.all([adhoc('unregister'), adhoc('status')]);
+    expect(removed.attrs.type).toBe('result');
+    expect(status.getChild('command')?.getChild('note')?.getText()).toMatch(/^Not registered/);
+    expect(h.store.puppets.byLocalId(u.jid)).toBeUndefined();
+  });
+
   test('chat commands: help, register, status, add, safety and unregister', async () => {
     const u = await h.user();
     expect(await command(u, 'help', /^Commands/)).toMatch(/add \+4915112345678: adds a WhatsApp contact/);
