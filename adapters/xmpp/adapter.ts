@@ -1022,7 +1022,7 @@ export class XmppAdapter extends EventEmitter<XmppAdapterEvents> implements Adap
 
   private mayUse(user: string): boolean {
     const allowed = this.o.allowedDomains ?? [];
-    return allowed.length === 0 || allowed.includes(domainOf(user).toLowerCase());
+    return allowed.length === 0 || allowed.includes('*') || allowed.includes(domainOf(user).toLowerCase());
   }
 
   private notAllowed(user: string): XmppUserError {

@@ -102,7 +102,7 @@ export async function startXmppAdapter(opts: StartXmppAdapterOptions): Promise<R
     name: x.name,
     maxMediaBytes: config.media.max_bytes,
     allowedFetchHosts: config.media.allowed_fetch_hosts,
-    allowedDomains: x.allowed_domains.map((d) => d.toLowerCase()),
+    allowedDomains: allowedDomainsOf(x.allowed_domains, x.component_domain),
     publisher,
     downloadDir,
     registeredUsers: () =>
@@ -125,6 +125,17 @@ export async function startXmppAdapter(opts: StartXmppAdapterOptions): Promise<R
       await link.stop();
     },
   };
+}
+
+/**
+ * Who may use the gateway: the configured domains; by default the domain the component belongs to
+ * (wa.example.org serves example.org), so other servers' users reaching it over s2s cannot enlist
+ * puppets. `"*"` lets anyone the server routes to the component in.
+ */
+export function allowedDomainsOf(configured: readonly string[], componentDomain: string): string[] {
+  if (configured.length > 0) return configured.map((d) => d.toLowerCase());
+  const dot = componentDomain.indexOf('.');
+  return dot > 0 ? [componentDomain.slice(dot + 1).toLowerCase()] : ['*'];
 }
 
 async function sweepDownloads(dir: string): Promise<void> {
