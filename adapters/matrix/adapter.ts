@@ -723,9 +723,13 @@ export class MatrixAdapter implements Adapter {
         if (!giveUp) {
           // This room waits; the others go on. Try again after a backoff.
           const wait = Math.min((this.#o.eventRetryMs ?? 1000) * 2 ** row.attempts, 60_000);
-          this.#roomRetryAt.set(row.roomId, Date.now() + wait);
+          const at = Date.now() + wait;
+          this.#roomRetryAt.set(row.roomId, at);
           const timer = setTimeout(() => {
             this.#retryTimers.delete(timer);
+            // The wait is over when this fires: a timer can fire a millisecond before Date.now()
+            // reaches `at`, and the pump would then skip the room with nothing left to wake it.
+            if (this.#roomRetryAt.get(row.roomId) === at) this.#roomRetryAt.delete(row.roomId);
             this.kick();
           }, wait);
           this.#retryTimers.add(timer);

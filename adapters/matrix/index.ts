@@ -141,6 +141,7 @@ export interface HomeserverCheck {
  */
 export async function checkHomeserver(config: Config): Promise<HomeserverCheck[]> {
   const m = config.matrix;
+  routeSdkLogs(undefined); // matrix-bot-sdk logs failed calls to the console: the report says it all
   const quick: RetryPolicy = { maxAttempts: 1, initialDelayMs: 100, maxDelayMs: 100 };
   const results: HomeserverCheck[] = [];
   const step = async (name: HomeserverCheck['step'], run: () => Promise<string>): Promise<boolean> => {
