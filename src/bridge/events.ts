@@ -45,8 +45,10 @@ export interface MessageEvent {
   readonly replyTo?: ReplyRef | undefined;
 }
 
-/** Modelled now so the store and the map carry them; the core routes them in a later version. */
 /**
+ * Edits, deletes and reactions travel both ways (`content.ts` maps them to and from the wire's
+ * protocolMessage and reactionMessage); the message map resolves their targets.
+ *
  * `target` is a local id (outgoing) or a remote id (incoming); incoming, `targetLocalId` is the
  * local id of the target when the message map knows it.
  */
