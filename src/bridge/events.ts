@@ -46,8 +46,8 @@ export interface MessageEvent {
 }
 
 /**
- * Edits, deletes and reactions travel both ways (`content.ts` maps them to and from the wire's
- * protocolMessage and reactionMessage); the message map resolves their targets.
+ * Edits, deletes (revokes) and reactions travel both ways: `content.ts` maps them to and from the
+ * wire's contents; the message map resolves their targets.
  *
  * `target` is a local id (outgoing) or a remote id (incoming); incoming, `targetLocalId` is the
  * local id of the target when the message map knows it.
