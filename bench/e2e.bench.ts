@@ -23,9 +23,9 @@
  *
  * BENCH_E2E_CPU_PROF=<dir> writes a CPU profile of the bridge process (see docs/BENCHMARKS.md).
  */
-import { readFileSync } from 'node:fs';
 
 import { QUICK, type BenchCase, type Benchmark, type RoundReport } from './harness.js';
+import { cpuSecondsOf, ownCpuSeconds } from './proc.js';
 import { flood, paced, percentile } from './e2e/load.js';
 import { World, type PathId } from './e2e/world.js';
 
@@ -47,20 +47,6 @@ const NAMES: Record<PathId, string> = {
   'native-to-xmpp': 'native -> bridge -> XMPP (Prosody)',
 };
 
-/** CPU seconds (user + system) of a process from /proc, or NaN. */
-function cpuSecondsOf(pid: number | undefined): number {
-  if (pid === undefined) return Number.NaN;
-  try {
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
-    return (Number(fields[11]) + Number(fields[12])) / 100;
-  } catch {
-    return Number.NaN;
-  }
-}
-const ownCpuSeconds = (): number => {
-  const u = process.cpuUsage();
-  return (u.user + u.system) / 1e6;
-};
 const r2 = (x: number): number => Math.round(x * 100) / 100;
 
 let world: Promise<World> | undefined;

@@ -16,11 +16,12 @@
  */
 import { noopAdapter } from './scale/noop-adapter.js';
 import { fork, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 
 import { QUICK, type BenchCase, type Benchmark, type RoundReport } from './harness.js';
+import { cpuSecondsOf, ownCpuSeconds } from './proc.js';
 import type { BridgeChildSpec, ChildMessage, ParentMessage } from './scale/bridge-child.js';
 import { builtFile, EmulatorChild } from './scale/emulator-child.js';
 import { Bridge } from '../src/bridge/core.js';
@@ -42,23 +43,6 @@ const mib = (bytes: number): number => Math.round((bytes / 2 ** 20) * 10) / 10;
 const round2 = (x: number): number => Math.round(x * 100) / 100;
 const log = (line: string): void => {
   if (!QUICK) process.stderr.write(`    scale: ${line}\n`);
-};
-
-/** CPU seconds (user + system) of a process from /proc, or NaN. */
-function cpuSecondsOf(pid: number | undefined): number {
-  if (pid === undefined) return Number.NaN;
-  try {
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
-    // After "pid (comm) ": state is field 0, utime 11, stime 12 (clock ticks, 100 per second).
-    return (Number(fields[11]) + Number(fields[12])) / 100;
-  } catch {
-    return Number.NaN;
-  }
-}
-
-const ownCpuSeconds = (): number => {
-  const u = process.cpuUsage();
-  return (u.user + u.system) / 1e6;
 };
 
 const secs = (xs: number[]): string => xs.map((x) => x.toFixed(2)).join(' / ');

@@ -29,6 +29,7 @@ import { openSqliteStore, type SqliteStore } from '../../src/store/sqlite-store.
 import { TestAdapter } from '../support/test-adapter.js';
 import { startEmulator } from '../support/emulator-process.js';
 import { tempDir } from '../support/tmp.js';
+import { metricSample } from '../support/wait.js';
 
 const PROVIDER = 'testbridge';
 const ALICE = '@alice:example.org';
@@ -437,10 +438,7 @@ describe('the daemon with a gateway configured', () => {
     await bob.waitForReceipt(docId);
     await adapter.until(() => adapter.statesOf('$photo').includes('sent'), 'the photo acknowledged');
     const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-    const sample = (name: string) => {
-      const line = metrics.split('\n').find((l) => l.startsWith(name));
-      return line === undefined ? undefined : Number(line.slice(name.length).trim());
-    };
+    const sample = (name: string) => metricSample(metrics, name);
     expect(sample('interop_bridge_messages_total{direction="outgoing",outcome="queued"}')).toBe(1);
     expect(sample('interop_bridge_messages_total{direction="outgoing",outcome="sent"}')).toBe(1);
     expect(sample('interop_bridge_messages_total{direction="incoming",outcome="received"}')).toBe(1);

@@ -17,7 +17,7 @@ import { startEmulator, type StartedEmulator } from '../support/emulator-process
 import { tempDir } from '../support/tmp.js';
 import { connectUser, startProsody, type TestUser, type XmppServer } from '../support/xmpp-servers.js';
 import { bodiesFrom, chat, contactJid, register, until } from '../support/xmpp-bridge.js';
-import { freePort } from './matrix-harness.js';
+import { freePort, metricSample } from '../support/wait.js';
 
 const PROVIDER = 'daemonbridge';
 const SERVER = 'example.test';
@@ -149,14 +149,7 @@ describe('the daemon with both adapters', () => {
 
   it('counts what crossed in its metrics', async () => {
     const metrics = await (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text();
-    const sample = (name: string) =>
-      Number(
-        metrics
-          .split('\n')
-          .find((l) => l.startsWith(name))
-          ?.slice(name.length)
-          .trim() ?? 'NaN',
-      );
+    const sample = (name: string) => metricSample(metrics, name);
     expect(sample('interop_bridge_puppets')).toBe(2);
     expect(sample('interop_bridge_messages_total{direction="outgoing",outcome="queued"}')).toBe(2);
     expect(sample('interop_bridge_messages_total{direction="incoming",outcome="delivered"}')).toBe(2);

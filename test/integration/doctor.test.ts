@@ -4,7 +4,6 @@
  */
 import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import { EXIT, runCli } from '../../src/cli.js';
 import { generateProviderKey, type ProviderPrivateJwk } from '../../src/protocol/jwt.js';
@@ -13,8 +12,8 @@ import { buildRegistration } from '../../adapters/matrix/registration.js';
 import { configSchema } from '../../src/config/schema.js';
 import { StandInHomeserver } from '../support/homeserver/index.js';
 import { startEmulator, type StartedEmulator } from '../support/emulator-process.js';
-import { freePort } from './matrix-harness.js';
 import { tempDir } from '../support/tmp.js';
+import { doctorLine, freePort } from '../support/wait.js';
 import { startProsody, type XmppServer } from '../support/xmpp-servers.js';
 
 const PROVIDER = 'doctorbridge';
@@ -34,23 +33,7 @@ async function doctor(config: string): Promise<{ code: number; out: string }> {
   return { code, out };
 }
 
-/** The report line of one check, and the hint line under it when there is one. */
-function lineOf(out: string, check: string): string {
-  const lines = out.split('\n');
-  const i = lines.findIndex((l) => l.includes(`  ${check}  `));
-  if (i < 0) throw new Error(`no "${check}" line in:\n${out}`);
-  const hint = lines[i + 1]?.includes('->') ? `\n${lines[i + 1]}` : '';
-  return `${lines[i]}${hint}`;
-}
-
-function closedPort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
+const lineOf = doctorLine;
 
 describe('interop-bridge doctor against real peers', () => {
   let tmp: ReturnType<typeof tempDir>;
@@ -144,7 +127,7 @@ describe('interop-bridge doctor against real peers', () => {
 
   it('says the homeserver cannot be reached, and which option to fix', async () => {
     const { code, out } = await doctor(
-      configWith({ matrix: { url: `http://127.0.0.1:${await closedPort()}` } }),
+      configWith({ matrix: { url: `http://127.0.0.1:${await freePort()}` } }),
     );
     const line = lineOf(out, 'Matrix homeserver');
     expect(line).toMatch(/fail .*cannot reach the homeserver at http:\/\/127\.0\.0\.1:\d+/);
@@ -169,7 +152,7 @@ describe('interop-bridge doctor against real peers', () => {
   });
 
   it('says the gateway cannot be reached, and what to check', async () => {
-    const { code, out } = await doctor(configWith({ gatewayPort: await closedPort() }));
+    const { code, out } = await doctor(configWith({ gatewayPort: await freePort() }));
     const line = lineOf(out, 'gateway connection');
     expect(line).toMatch(/fail .*cannot reach the gateway at 127\.0\.0\.1:\d+/);
     expect(line).toMatch(/-> check gateway\.host and gateway\.port/);
@@ -209,7 +192,7 @@ describe('interop-bridge doctor against real peers', () => {
   });
 
   it('says the XMPP server has no component listener there', async () => {
-    const { code, out } = await doctor(configWith({ xmpp: { port: await closedPort() } }));
+    const { code, out } = await doctor(configWith({ xmpp: { port: await freePort() } }));
     const line = lineOf(out, 'XMPP component');
     expect(line).toMatch(/fail /);
     expect(line).toMatch(/-> check xmpp\.server_host and xmpp\.server_port/);

@@ -3,7 +3,7 @@
  * against the Matrix specification), the gateway emulator with native users, and the bridge (core,
  * media, Matrix adapter) started as the daemon would, restartable on the same database.
  */
-import { createServer, type AddressInfo } from 'node:net';
+import { freePort, until } from '../support/wait.js';
 import path from 'node:path';
 import { startMatrixAdapter, type MatrixAdapter } from '../../adapters/matrix/index.js';
 import { buildRegistration } from '../../adapters/matrix/registration.js';
@@ -219,19 +219,4 @@ export function replyTarget(e: ClientEvent): string | undefined {
   return rel?.['m.in_reply_to']?.event_id;
 }
 
-export async function until(check: () => boolean, what: string, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
-/** A port nobody listens on right now (the registration names it before the bridge listens). */
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
+export { freePort, until } from '../support/wait.js';

@@ -20,6 +20,7 @@ import type { RunningEmulator } from '../../emulator/main.js';
 import { NativeUser } from '../../emulator/native-user.js';
 import { startEmulator } from './emulator-process.js';
 import { tempDir } from './tmp.js';
+import { until } from './wait.js';
 import {
   connectUser,
   startXmppServer,
@@ -284,13 +285,7 @@ export function bodiesFrom(u: TestUser, from: string): string[] {
   return out;
 }
 
-export async function until(check: () => boolean, what: string, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
+export { until };
 
 export const nativeTexts = (n: NativeUser): string[] =>
   n.received.map((m) => (m.content.kind === 'text' ? m.content.text : `[${m.content.kind}]`));

@@ -8,6 +8,7 @@ import path from 'node:path';
 import { EXIT, runCli } from '../../src/cli.js';
 import { openSqliteStore } from '../../src/store/sqlite-store.js';
 import { tempDir } from '../support/tmp.js';
+import { doctorLine } from '../support/wait.js';
 
 async function doctor(config: string): Promise<{ code: number; out: string }> {
   let out = '';
@@ -19,13 +20,7 @@ async function doctor(config: string): Promise<{ code: number; out: string }> {
   return { code, out };
 }
 
-/** The report line of one check and the hint under it. */
-function lineOf(out: string, check: string): string {
-  const lines = out.split('\n');
-  const i = lines.findIndex((l) => l.includes(`  ${check}  `));
-  if (i < 0) throw new Error(`no "${check}" line in:\n${out}`);
-  return lines[i + 1]?.includes('->') ? `${lines[i]}\n${lines[i + 1]}` : lines[i]!;
-}
+const lineOf = doctorLine;
 
 describe('interop-bridge doctor --offline', () => {
   let tmp: ReturnType<typeof tempDir>;
@@ -109,6 +104,8 @@ describe('interop-bridge doctor --offline', () => {
 
   it('warns that the bridge will not connect without the gateway root key', async () => {
     const { out } = await doctor(config);
-    expect(lineOf(out, 'gateway')).toMatch(/warn .*gateway\.root_key is not set.*\n.*-> set gateway\.root_key/);
+    expect(lineOf(out, 'gateway')).toMatch(
+      /warn .*gateway\.root_key is not set.*\n.*-> set gateway\.root_key/,
+    );
   });
 });

@@ -1,0 +1,34 @@
+/** Small helpers the integration tests share: polling for a condition, and a free loopback port. */
+import { createServer, type AddressInfo } from 'node:net';
+
+/** Resolves once `check()` holds, polling every 20 ms; rejects naming `what` after `timeoutMs`. */
+export async function until(check: () => boolean, what: string, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** A loopback port nobody listens on right now (a config names it before its server listens). */
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+/** The value of one sample (`name{labels}` exactly) in Prometheus text, or undefined. */
+export function metricSample(text: string, name: string): number | undefined {
+  const line = text.split('\n').find((l) => l.startsWith(`${name} `));
+  return line === undefined ? undefined : Number(line.slice(name.length).trim());
+}
+
+/** A check's line in an `interop-bridge doctor` report, with the hint line under it if any. */
+export function doctorLine(out: string, check: string): string {
+  const lines = out.split('\n');
+  const i = lines.findIndex((l) => l.includes(`  ${check}  `));
+  if (i < 0) throw new Error(`no "${check}" line in:\n${out}`);
+  return lines[i + 1]?.includes('->') ? `${lines[i]}\n${lines[i + 1]}` : lines[i]!;
+}
