@@ -1,5 +1,6 @@
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
+import layers from './eslint/layers.js';
 
 export default tseslint.config(
   { ignores: ['dist/**', 'node_modules/**', 'src/protocol/gen/**', 'coverage/**'] },
@@ -10,6 +11,13 @@ export default tseslint.config(
       '@typescript-eslint/no-explicit-any': 'error',
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
     },
+  },
+  {
+    // The layers of docs/ARCHITECTURE.md: the core never imports adapters, the emulator or the
+    // composition root; adapters import only the bridge contract and shared utilities.
+    files: ['**/*.ts'],
+    plugins: { layers },
+    rules: { 'layers/boundaries': 'error' },
   },
   {
     // The CommonJS stand-in for the Matrix crypto library (required by matrix-bot-sdk).

@@ -13,7 +13,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { xml, type Element } from '@xmpp/xml';
 import { loadConfig } from '../src/config/loader.js';
-import { startDaemon, type Daemon } from '../src/daemon.js';
+import { startDaemon, type Daemon } from '../app/daemon.js';
 import { createLogger, type Logger } from '../src/observability/logger.js';
 import { generateProviderKey } from '../src/protocol/jwt.js';
 import { writeProviderKey } from '../src/provider-keys.js';

@@ -26,7 +26,7 @@ bash scripts/install-system-deps.sh
 npm ci
 if [ "${1:-}" = "--start" ]; then
   shift
-  exec node dist/src/cli.js start "$@"
+  exec node dist/app/cli.js start "$@"
 fi
 echo
 echo "interop-bridge is built. Next:"

@@ -158,14 +158,15 @@ export class MatrixAdapter implements Adapter {
     return this.#core;
   }
 
-  setCore(core: BridgeCore): void {
+  attach(core: BridgeCore): void {
     this.#core = core;
   }
 
   /** Handles whatever was recorded but not handled before (a restart), then follows new transactions. */
-  start(): void {
+  start(): Promise<void> {
     this.#stopped = false;
     this.kick();
+    return Promise.resolve();
   }
 
   async stop(): Promise<void> {

@@ -109,8 +109,8 @@ export async function startMatrixAdapter(options: StartMatrixAdapterOptions): Pr
     await listener.close();
     throw err;
   }
-  adapter.setCore(options.bridge.attach(adapter));
-  adapter.start();
+  options.bridge.attach(adapter);
+  await adapter.start();
   log?.info(
     { homeserver: m.homeserver_url, bot: adapter.botUserId, listen: `${address.address}:${address.port}` },
     'Matrix adapter started',

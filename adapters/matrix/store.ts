@@ -4,7 +4,7 @@
  * for incoming messages, so a redelivery is not sent twice.
  */
 import type { Statement } from 'better-sqlite3';
-import type { Db } from '../../src/store/database.js';
+import type { Db } from '../../src/store/sql.js';
 
 export interface InboundRow {
   seq: number;

@@ -155,6 +155,16 @@ export class XmppAdapter extends EventEmitter<XmppAdapterEvents> implements Adap
     this.registerIqHandlers();
   }
 
+  /** Opens the component stream; rejects when the server refuses it or cannot be reached. */
+  async start(): Promise<void> {
+    await this.o.link.start();
+  }
+
+  /** Closes the component stream; unconfirmed deliveries are retried by the core after a restart. */
+  async stop(): Promise<void> {
+    await this.o.link.stop();
+  }
+
   private get bridge(): BridgeCore {
     if (!this.core) throw new Error('XmppAdapter used before attach()');
     return this.core;

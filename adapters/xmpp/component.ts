@@ -20,7 +20,7 @@ import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { component, type Component, type IqHandler, type XMPPError } from '@xmpp/component';
 import { Element, xml } from '@xmpp/xml';
-import { Backoff } from '../../src/gateway/backoff.js';
+import { Backoff } from '../../src/util/backoff.js';
 import {
   ComponentSecretRefusedError,
   ComponentStoppedError,

@@ -7,7 +7,7 @@ import path from 'node:path';
 import type { Bridge } from '../../src/bridge/core.js';
 import type { Config } from '../../src/config/schema.js';
 import { InteropError } from '../../src/errors.js';
-import type { HttpListener } from '../../src/http-listener.js';
+import type { HttpListener } from '../../src/util/http-listener.js';
 import { componentLogger, type Logger } from '../../src/observability/logger.js';
 import type { SqliteStore } from '../../src/store/sqlite-store.js';
 import { XmppAdapter } from './adapter.js';
@@ -112,8 +112,8 @@ export async function startXmppAdapter(opts: StartXmppAdapterOptions): Promise<R
         .map((p) => p.localId),
     logger: log,
   });
-  adapter.attach(opts.bridge.attach(adapter));
-  await link.start();
+  opts.bridge.attach(adapter);
+  await adapter.start();
   const sweeper = setInterval(() => void sweepDownloads(downloadDir).catch(() => undefined), 3_600_000);
   sweeper.unref();
   return {
@@ -122,7 +122,7 @@ export async function startXmppAdapter(opts: StartXmppAdapterOptions): Promise<R
     async stop() {
       clearInterval(sweeper);
       own?.close();
-      await link.stop();
+      await adapter.stop();
     },
   };
 }

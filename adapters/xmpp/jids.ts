@@ -4,7 +4,7 @@
  * the core's `remote`. A contact that is not a phone-number user (another provider's account,
  * `alice=1f2e@other.interop`) gets its whole JID as an XEP-0106 escaped local part.
  */
-import { NATIVE_SERVER } from '../../src/protocol/stanza/index.js';
+import { NATIVE_REMOTE_SERVER as NATIVE_SERVER } from '../../src/bridge/phone.js';
 
 /** E.164: a plus, a non-zero first digit, 7 to 15 digits in all. */
 const E164 = /^\+[1-9]\d{6,14}$/;

@@ -16,7 +16,7 @@ import { pipeline } from 'node:stream/promises';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { xml } from '@xmpp/xml';
 import type { MediaKind } from '../../src/bridge/events.js';
-import type { HttpListener } from '../../src/http-listener.js';
+import type { HttpListener } from '../../src/util/http-listener.js';
 import type { ComponentLink } from './component.js';
 import { XmppUserError } from './errors.js';
 import { NS } from './stanzas.js';

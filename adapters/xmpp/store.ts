@@ -2,7 +2,7 @@
  * The XMPP adapter's repository (tables of src/store/migrations/004_xmpp.sql): the users' contacts
  * with their subscription state, and the stanza ids of delivered incoming events.
  */
-import type { Db } from '../../src/store/database.js';
+import type { Db } from '../../src/store/sql.js';
 
 export interface XmppContact {
   readonly localUser: string;

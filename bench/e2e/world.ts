@@ -2,7 +2,7 @@
  * The end-to-end benchmark's world: everything around the bridge, plus the bridge itself as an
  * operator runs it.
  *
- * - The bridge: the daemon (`interop-bridge start --config bridge.yaml`, dist/src/cli.js) in a
+ * - The bridge: the daemon (`interop-bridge start --config bridge.yaml`, dist/app/cli.js) in a
  *   child process, with its SQLite store in a temporary directory (WAL, synchronous=NORMAL, as in
  *   production), the Matrix adapter and the XMPP adapter enabled.
  * - This process: the gateway emulator (its own SQLite store) and the native users, the stand-in
@@ -228,7 +228,7 @@ export class World {
       process.execPath,
       [
         ...(prof ? ['--cpu-prof', `--cpu-prof-dir=${prof}`] : []),
-        builtFile('src/cli.js'),
+        builtFile('app/cli.js'),
         'start',
         '--config',
         configFile,

@@ -16,7 +16,7 @@ import { initKeys } from '../../emulator/keys.js';
 const here = path.dirname(fileURLToPath(import.meta.url));
 
 /**
- * A built file by its path under dist/ (such as `src/cli.js`): relative to this file once compiled
+ * A built file by its path under dist/ (such as `app/cli.js`): relative to this file once compiled
  * (dist/bench/scale/..), or in dist/ when this file runs as TypeScript (the test suite).
  */
 export function builtFile(rel: string): string {
@@ -118,7 +118,7 @@ export class EmulatorChild {
     const log = openSync(path.join(this.dir, 'emulator.log'), 'a');
     const child = spawn(
       process.execPath,
-      [builtFile('src/cli.js'), 'emulator', '--config', this.configFile],
+      [builtFile('app/cli.js'), 'emulator', '--config', this.configFile],
       {
         stdio: ['ignore', log, log],
       },

@@ -1,35 +1,83 @@
 /**
- * The contract between the core and one local network (Matrix or XMPP). The core calls these
- * methods; the adapter calls the core through `BridgeCore` (below). An adapter never sees Signal,
- * Noise, JWTs or stanzas.
+ * The contract between the core and one local network (Matrix or XMPP), in the manner of
+ * mautrix-go bridgev2's `NetworkConnector`: the core calls `Adapter`, the adapter calls `BridgeCore`.
+ * An adapter never sees Signal, Noise, JWTs, stanzas or the core's tables.
+ *
+ * Life of an adapter, the same for every network (the wiring in app/ does exactly this):
+ *
+ *   const adapter = createXyzAdapter(context, ownStore);   // an AdapterFactory: no I/O yet
+ *   bridge.attach(adapter);                                // the core calls adapter.attach(core)
+ *   await adapter.start();                                 // connects to the local network
+ *   await bridge.start();                                  // puppets connect, pending events flow
+ *   ...
+ *   await adapter.stop();  await bridge.stop();
  */
+import type { Config } from '../config/schema.js';
+import type { Logger } from '../observability/logger.js';
+import type { HttpListener } from '../util/http-listener.js';
 import type { DeliveryUpdate, EphemeralEvent, IncomingEvent, Notice, OutgoingEvent } from './events.js';
 
-/** What an adapter's network can show; the core does not send what cannot be shown. */
+export type Network = 'matrix' | 'xmpp';
+
+/**
+ * What an adapter's network can show. The core reads these before every call (fallbacks.ts):
+ * content the network cannot show arrives as a readable text instead (an edit as "✎ new text", a
+ * reaction as a short line, a file over `maxMediaBytes` or without `media` as a notice naming it),
+ * never as nothing; status signals it cannot show (receipts, typing, presence) are not sent.
+ */
 export interface AdapterCapabilities {
+  /** Files (images, video, audio, documents); without it each arrives as a notice naming it. */
   readonly media: boolean;
+  /** Replies that point at the quoted message; without it the message arrives without the link. */
   readonly replies: boolean;
+  /** Edits of earlier messages; without it an edit arrives as a new message "✎ new text". */
   readonly edits: boolean;
+  /** Deletions of earlier messages; without it a deletion arrives as a short notice. */
   readonly deletes: boolean;
+  /** Reactions; without it a reaction arrives as a short line ("reacted 👍"). */
   readonly reactions: boolean;
+  /** Delivered and read ticks on the user's own messages; without it only failures are shown. */
   readonly readReceipts: boolean;
+  /** Contacts' typing; without it never sent. */
   readonly typing: boolean;
+  /** Contacts' presence; without it never sent. */
   readonly presence: boolean;
-  /** Largest file the network accepts, in bytes; larger incoming files get a notice instead. */
+  /** Largest file the network accepts, in bytes; a larger incoming file arrives as a notice. */
   readonly maxMediaBytes: number;
 }
 
 export interface Adapter {
-  /** 'matrix' or 'xmpp': the namespace of `localUser` values. */
-  readonly network: 'matrix' | 'xmpp';
+  /** The namespace of `localUser` values: Matrix user ids or XMPP bare JIDs. */
+  readonly network: Network;
+  /** Read by the core before every call; may change only while the adapter is stopped. */
   readonly capabilities: AdapterCapabilities;
+
+  /**
+   * Called once, by `Bridge.attach`, before `start()`: the core this adapter calls. Must not do
+   * I/O or call the core yet.
+   */
+  attach(core: BridgeCore): void;
+
+  /**
+   * Connects to the local network (the appservice listener, the component stream) and starts
+   * handling its traffic, including what was stored before a restart. Rejects with a typed error
+   * that says what to do when the first connection fails; later drops are the adapter's to retry.
+   */
+  start(): Promise<void>;
+
+  /**
+   * Stops taking new work, lets work in flight finish and closes the connection to the local
+   * network. Nothing accepted is lost: what the core has not confirmed is delivered again later.
+   */
+  stop(): Promise<void>;
 
   /**
    * Shows an incoming event to the local user. Called in order per (localUser, remote), at least
    * once: after a crash the same `remoteId` can come again, so the adapter must make the second
    * delivery a no-op (it may look itself up by `remoteId`). Resolve only once the event is safely
    * on the local network (the homeserver or XMPP server accepted it): the core then marks it
-   * delivered and sends the delivery receipt. Reject to have it retried later.
+   * delivered and sends the delivery receipt. Reject to have it retried later. Never called with
+   * an event the capabilities say the network cannot show.
    * Returns the local id of what was created, for the message map.
    */
   deliver(event: IncomingEvent): Promise<string | undefined>;
@@ -47,7 +95,16 @@ export interface Adapter {
   notify(localUser: string, notice: Notice): void;
 }
 
-/** What the core offers adapters. */
+/** The status of a local user's puppet, for `status` commands. */
+export interface PuppetStatus {
+  readonly enlisted: boolean;
+  /** The gateway connection's state ('connected', 'connecting', ...), or 'none' without a puppet. */
+  readonly connection: string;
+  /** Outgoing events waiting to be sent. */
+  readonly queued: number;
+}
+
+/** What the core offers adapters, bound to the adapter's network. */
 export interface BridgeCore {
   /**
    * Accepts an outgoing event: it is durably in the outbox when this resolves (answer the local
@@ -67,12 +124,34 @@ export interface BridgeCore {
   enlist(localUser: string): Promise<void>;
   /** Opts the local user out and removes the puppet with everything it owns. */
   optOut(localUser: string): Promise<void>;
-  /** Whether a phone number is reachable, and its JID. */
+  /** Whether a phone number (`+4915112345678`) is reachable, and its remote. */
   lookup(localUser: string, phone: string): Promise<{ reachable: boolean; jid?: string }>;
-  /** The safety number between the local user and a contact, for `safety +number`. */
+  /** The safety number (60 digits) between the local user and a contact, for `safety +number`. */
   safetyNumber(localUser: string, remote: string): Promise<string>;
   /** Confirms a changed identity (block_until_confirmed policy). */
   confirmIdentity(localUser: string, remote: string): Promise<void>;
   /** The local user's puppet and connection state, for `status`. */
-  status(localUser: string): { enlisted: boolean; connection: string; queued: number };
+  status(localUser: string): PuppetStatus;
+  /** Whether the local user has an enlisted puppet (cheap: no I/O). */
+  isEnlisted(localUser: string): boolean;
+  /** The enlisted local users of this adapter's network. */
+  enlistedUsers(): readonly string[];
 }
+
+/** What every adapter factory gets from the wiring. */
+export interface AdapterContext {
+  readonly config: Config;
+  readonly logger: Logger;
+  /** `bridge.data_dir`: the adapter keeps its files (downloads, spools) in a folder of its own there. */
+  readonly dataDir: string;
+  /** The daemon's HTTP listener, for adapters that serve files or endpoints of their own. */
+  readonly http?: HttpListener | undefined;
+  /** The listener's public base URL (`bridge.http.public_url` or its address). */
+  readonly publicUrl?: string | undefined;
+}
+
+/**
+ * How the wiring makes an adapter: from the context and the adapter's own storage (an interface the
+ * adapter declares, implemented per backend, chosen by the wiring). Does no I/O: `start()` does.
+ */
+export type AdapterFactory<S, A extends Adapter = Adapter> = (context: AdapterContext, store: S) => A;

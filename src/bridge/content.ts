@@ -16,7 +16,10 @@ import type { MediaType } from '../protocol/stanza/index.js';
 import type { Portal, Store } from '../store/repositories.js';
 import { UndeliverableError } from './errors.js';
 import type { ConversationEvent, MediaBody, OutgoingEvent } from './events.js';
+import type { AdapterCapabilities } from './adapter.js';
+import { mediaNotice, mediaUnshowable } from './fallbacks.js';
 import { MediaUnavailableError, type IncomingMedia, type MediaHandler } from './media.js';
+import { announcedLength } from './media-handler.js';
 
 export interface BuiltContent {
   readonly content: Message;
@@ -126,6 +129,8 @@ export async function incomingEvent(input: {
   remoteId: string;
   described: DescribedContent;
   media: MediaHandler | undefined;
+  /** What the adapter shows: a file it cannot take is not downloaded, a notice names it. */
+  capabilities: AdapterCapabilities;
 }): Promise<ConversationEvent | undefined> {
   const { store, portal, described: c } = input;
   const localOf = (remoteId: string) => store.messages.byRemote(portal.id, remoteId)?.localId;
@@ -140,6 +145,30 @@ export async function incomingEvent(input: {
     case 'voice':
     case 'document': {
       const caption = 'caption' in c && c.caption ? `: ${c.caption}` : '';
+      const announced = announcedLength(c);
+      const unshowable = mediaUnshowable(
+        input.capabilities,
+        announced === undefined ? undefined : Number(announced),
+      );
+      if (unshowable !== undefined) {
+        const fileName = c.kind === 'document' ? c.media.fileName || c.media.title : undefined;
+        return {
+          type: 'message',
+          body: {
+            kind: 'text',
+            text: mediaNotice(
+              MEDIA_KIND[c.kind],
+              {
+                fileName,
+                size: announced === undefined ? undefined : Number(announced),
+                caption: 'caption' in c ? c.caption : undefined,
+              },
+              unshowable,
+            ),
+          },
+          ...replyTo,
+        };
+      }
       if (input.media) {
         try {
           const body = await input.media.fetchIncoming({

@@ -78,10 +78,19 @@ export class Bridge {
     }
   }
 
-  /** Connects the adapter for its network; returns what it calls. */
+  /**
+   * Connects the adapter for its network: incoming traffic of that network's puppets goes to it,
+   * and it gets (through `adapter.attach`) the core it calls, which is also returned.
+   */
   attach(adapter: Adapter): BridgeCore {
     this.adapters.set(adapter.network, adapter);
-    const network = adapter.network;
+    const core = this.coreFor(adapter.network);
+    adapter.attach(core);
+    return core;
+  }
+
+  private coreFor(network: Network): BridgeCore {
+    const { store } = this.options;
     return {
       submit: (event) => this.submit(network, event),
       setOnline: (localUser, online) => this.setOnline(localUser, online),
@@ -97,6 +106,15 @@ export class Bridge {
         return Promise.resolve();
       },
       status: (localUser) => this.status(localUser),
+      isEnlisted: (localUser) => {
+        const p = store.puppets.byLocalId(localUser);
+        return p !== undefined && p.state === 'enlisted' && p.network === network;
+      },
+      enlistedUsers: () =>
+        store.puppets
+          .list()
+          .filter((p) => p.network === network && p.state === 'enlisted')
+          .map((p) => p.localId),
     };
   }
 

@@ -11,6 +11,7 @@ import { signalAddress } from '../signal/address.js';
 import type { InboxEntry } from '../store/repositories.js';
 import { receiptOutboxId } from './account.js';
 import { incomingEvent } from './content.js';
+import { fitToCapabilities } from './fallbacks.js';
 import type { PuppetContext } from './context.js';
 import {
   decodePayload,
@@ -197,6 +198,7 @@ export class IncomingHandler {
         remoteId: entry.messageId,
         described,
         media: this.ctx.media,
+        capabilities: adapter.capabilities,
       });
       if (event !== undefined) {
         localId = await adapter.deliver({
@@ -204,7 +206,7 @@ export class IncomingHandler {
           localUser: puppet.localId,
           remote: portal.remoteJid,
           timestamp: payload.t * 1000,
-          event,
+          event: fitToCapabilities(event, adapter.capabilities),
         });
       } else {
         this.ctx.log?.info({ id: entry.messageId }, 'incoming content the bridge cannot show: skipped');

@@ -382,7 +382,8 @@ function outgoingFailure(err: unknown, body: MediaBody, maxBytes: number): Error
 }
 
 /** The plaintext length the message announces, when it sets one. */
-function announcedLength(c: IncomingMedia): bigint | undefined {
+/** The file size the sender announced, when it did. */
+export function announcedLength(c: IncomingMedia): bigint | undefined {
   switch (c.kind) {
     case 'image':
       return isFieldSet(c.media, ImageMessageSchema.field.fileLength) ? c.media.fileLength : undefined;

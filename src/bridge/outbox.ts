@@ -8,6 +8,7 @@
  * `queued` until its `<ack class="message">`; after a reconnect or a restart everything still
  * queued is encrypted again and resent under the same id, which the gateway deduplicates.
  */
+import { showsDelivery } from './fallbacks.js';
 import { encodeContent } from '../protocol/content.js';
 import { formatJid, parseJid, type Enc, type ReceiptStanza } from '../protocol/stanza/index.js';
 import { signalAddress } from '../signal/address.js';
@@ -331,9 +332,11 @@ export class OutboxSender {
   private report(entry: OutboxEntry, state: DeliveryState, reason?: string): void {
     if (entry.kind === RECEIPT_KIND) return;
     if (state !== 'queued') this.ctx.metrics?.outgoing(state, entry.createdAt);
+    const adapter = this.ctx.adapter();
+    if (!adapter || !showsDelivery(adapter.capabilities, state)) return;
     const event = decodePayload<OutgoingEvent>(entry.payload);
     try {
-      this.ctx.adapter()?.updateDelivery({
+      adapter.updateDelivery({
         localId: event.localId,
         localUser: event.localUser,
         remote: event.remote,

@@ -2,6 +2,8 @@
  * One enlisted puppet at run time: its gateway connection, its Signal session manager, the outbox
  * sender and the incoming handler, and the routing of every stanza the gateway sends it.
  */
+import { showsEphemeral } from './fallbacks.js';
+import type { EphemeralEvent } from './events.js';
 import { GatewayConnection, type GatewayConnectionOptions } from '../gateway/connection.js';
 import type { Logger } from '../observability/logger.js';
 import { mintClientToken, type ProviderPrivateJwk } from '../protocol/jwt.js';
@@ -246,15 +248,14 @@ export class PuppetRuntime {
       case 'presence': {
         if (stanza.from === undefined) return;
         const remote = toUser(stanza.from);
+        const adapter = this.options.adapter();
+        const event: EphemeralEvent['event'] =
+          stanza.kind === 'chatstate'
+            ? { type: 'typing', typing: stanza.state === 'composing' }
+            : { type: 'presence', available: stanza.type === 'available' };
+        if (!adapter || !showsEphemeral(adapter.capabilities, event)) return;
         try {
-          this.options.adapter()?.showEphemeral({
-            localUser: this.puppet.localId,
-            remote,
-            event:
-              stanza.kind === 'chatstate'
-                ? { type: 'typing', typing: stanza.state === 'composing' }
-                : { type: 'presence', available: stanza.type === 'available' },
-          });
+          adapter.showEphemeral({ localUser: this.puppet.localId, remote, event });
         } catch (err) {
           this.options.log?.warn({ err: (err as Error).message }, 'adapter.showEphemeral threw');
         }

@@ -21,7 +21,7 @@ import {
   type SuccessStanza,
 } from '../protocol/stanza/index.js';
 import type { NoiseSocket } from '../protocol/transport/index.js';
-import { Backoff } from './backoff.js';
+import { Backoff } from '../util/backoff.js';
 import type { ConnectionGate } from './gate.js';
 
 export type ConnectionState = 'idle' | 'connecting' | 'connected' | 'waiting' | 'stopped' | 'refused';

@@ -21,7 +21,7 @@ import type { FileHandle } from 'node:fs/promises';
 import type http from 'node:http';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import type { HttpListener } from '../http-listener.js';
+import type { HttpListener } from '../util/http-listener.js';
 import type { Logger } from '../observability/logger.js';
 import { encryptMedia, MediaError } from './crypto.js';
 import type { EncryptedMediaInfo, MediaSource, MediaType } from './crypto.js';

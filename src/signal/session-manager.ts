@@ -34,6 +34,7 @@ import {
   type StoredSignedPreKey,
   type Trust,
 } from './store.js';
+import { KeyedQueue } from '../util/keyed-queue.js';
 import { readPreKeyMessage, readWhisperMessage } from './wire.js';
 import { ratchetDecrypt, ratchetEncrypt, type LocalParty } from './ratchet.js';
 import type { LiveSessionRecord } from './record.js';
@@ -124,25 +125,6 @@ class WorkingCopyCipher extends SessionCipher {
 
   override getRecord(encodedNumber: string): Promise<SessionRecord | undefined> {
     return Promise.resolve(this.live.workingCopy(encodedNumber));
-  }
-}
-
-/** Runs tasks one at a time per key, in call order. */
-class KeyedQueue {
-  private readonly tails = new Map<string, Promise<unknown>>();
-
-  run<T>(key: string, task: () => Promise<T>): Promise<T> {
-    const previous = this.tails.get(key) ?? Promise.resolve();
-    const result = previous.then(task, task);
-    const tail = result.then(
-      () => undefined,
-      () => undefined,
-    );
-    this.tails.set(key, tail);
-    void tail.then(() => {
-      if (this.tails.get(key) === tail) this.tails.delete(key);
-    });
-    return result;
   }
 }
 

@@ -3,8 +3,7 @@
  * signal_prekeys, signal_signed_prekeys, signal_identities). Rows in, rows out, as bytes: the Signal
  * layer (src/signal/sqlite-store.ts) decides what they mean and caches decoded sessions in front.
  */
-import type { Statement } from 'better-sqlite3';
-import type { Db } from './database.js';
+import { preparedStatements, type Db, type Prepared, type Statement } from './sql.js';
 
 type Row = Record<string, unknown>;
 const bytes = (v: unknown): Uint8Array => new Uint8Array(v as Buffer);
@@ -44,21 +43,18 @@ export interface IdentityRow {
 
 /** The Signal tables of one puppet. Statements are prepared once per instance. */
 export class SignalTables {
-  private readonly cache = new Map<string, Statement>();
+  private readonly prepared: Prepared;
 
   constructor(
     readonly db: Db,
     readonly puppetId: number,
     private readonly now: () => number = Date.now,
-  ) {}
+  ) {
+    this.prepared = preparedStatements(db);
+  }
 
   private q(sql: string): Statement {
-    let stmt = this.cache.get(sql);
-    if (!stmt) {
-      stmt = this.db.prepare(sql);
-      this.cache.set(sql, stmt);
-    }
-    return stmt;
+    return this.prepared(sql);
   }
 
   atomically<T>(work: () => T): T {

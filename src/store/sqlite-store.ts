@@ -1,5 +1,5 @@
-import type { Statement } from 'better-sqlite3';
 import { openDatabase, schemaVersion, type Db, type OpenOptions } from './database.js';
+import { preparedStatements as statements } from './sql.js';
 import type {
   AppserviceTransactionRepository,
   InboxEntry,
@@ -24,18 +24,6 @@ type Row = Record<string, unknown>;
 
 const bytes = (v: unknown): Uint8Array => new Uint8Array(v as Buffer);
 
-/** Prepares each statement once, on first use. */
-function statements(db: Db) {
-  const cache = new Map<string, Statement>();
-  return (sql: string): Statement => {
-    let stmt = cache.get(sql);
-    if (!stmt) {
-      stmt = db.prepare(sql);
-      cache.set(sql, stmt);
-    }
-    return stmt;
-  };
-}
 
 const toPuppet = (r: Row): Puppet => ({
   id: r.id as number,

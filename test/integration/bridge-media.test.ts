@@ -14,8 +14,8 @@ import type { IncomingEvent, MediaBody, MediaKind } from '../../src/bridge/event
 import { BridgeMediaHandler } from '../../src/bridge/media-handler.js';
 import { accountJidOf } from '../../src/bridge/puppet.js';
 import { loadConfig } from '../../src/config/loader.js';
-import { startDaemon, type Daemon } from '../../src/daemon.js';
-import { HttpListener } from '../../src/http-listener.js';
+import { startDaemon, type Daemon } from '../../app/daemon.js';
+import { HttpListener } from '../../src/util/http-listener.js';
 import { MediaHost } from '../../src/media/host.js';
 import { loadEmulatorConfig } from '../../emulator/config.js';
 import { initKeys } from '../../emulator/keys.js';

@@ -7,7 +7,7 @@
 import { writeFileSync } from 'node:fs';
 import { buildRegistration } from '../../adapters/matrix/registration.js';
 import { loadConfig } from '../../src/config/loader.js';
-import { startDaemon, type Daemon } from '../../src/daemon.js';
+import { startDaemon, type Daemon } from '../../app/daemon.js';
 import { createLogger } from '../../src/observability/logger.js';
 import { generateProviderKey } from '../../src/protocol/jwt.js';
 import { writeProviderKey } from '../../src/provider-keys.js';

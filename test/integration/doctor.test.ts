@@ -5,7 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
-import { EXIT, runCli } from '../../src/cli.js';
+import { EXIT, runCli } from '../../app/cli.js';
 import { generateProviderKey, type ProviderPrivateJwk } from '../../src/protocol/jwt.js';
 import { writeProviderKey } from '../../src/provider-keys.js';
 import { buildRegistration } from '../../adapters/matrix/registration.js';

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { keyFiles, loadKeys } from '../../emulator/keys.js';
 import { RunningEmulator, serveUntilSignal } from '../../emulator/main.js';
 import { loadEmulatorConfig } from '../../emulator/config.js';
-import { EXIT, runCli } from '../../src/cli.js';
+import { EXIT, runCli } from '../../app/cli.js';
 import { createLogger } from '../../src/observability/logger.js';
 import { awaitAuthResult, ConnectReason, encodeClientPayload } from '../../src/protocol/auth.js';
 import { verifyCertChain } from '../../src/protocol/cert-chain.js';

@@ -11,7 +11,7 @@ import { Bridge } from '../../src/bridge/core.js';
 import { accountJidOf } from '../../src/bridge/puppet.js';
 import { BridgeMediaHandler } from '../../src/bridge/media-handler.js';
 import { configSchema, type Config } from '../../src/config/schema.js';
-import { HttpListener } from '../../src/http-listener.js';
+import { HttpListener } from '../../src/util/http-listener.js';
 import { MediaHost } from '../../src/media/host.js';
 import { createLogger } from '../../src/observability/logger.js';
 import { generateProviderKey, type ProviderPrivateJwk } from '../../src/protocol/jwt.js';

@@ -5,7 +5,7 @@
 import { readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { parse } from 'yaml';
-import { EXIT, runCli } from '../../src/cli.js';
+import { EXIT, runCli } from '../../app/cli.js';
 import { loadConfig } from '../../src/config/loader.js';
 import { StandInHomeserver, type Registration } from '../support/homeserver/index.js';
 import { tempDir } from '../support/tmp.js';

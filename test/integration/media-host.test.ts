@@ -14,7 +14,7 @@ import { RunningEmulator } from '../../emulator/main.js';
 import { MediaServer, MediaTokens } from '../../emulator/media.js';
 import { NativeUser } from '../../emulator/native-user.js';
 import { ProviderRegistry } from '../../emulator/providers.js';
-import { HttpListener, sendJson } from '../../src/http-listener.js';
+import { HttpListener, sendJson } from '../../src/util/http-listener.js';
 import { decryptMedia, encryptMedia, MediaError } from '../../src/media/crypto.js';
 import type { EncryptedMediaInfo, MediaType, VerifiedMedia } from '../../src/media/crypto.js';
 import { fetchMedia, MediaFetchError } from '../../src/media/fetch.js';

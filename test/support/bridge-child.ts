@@ -95,6 +95,16 @@ class DurableAdapter implements Adapter {
     this.fail = db.prepare('INSERT INTO failed (local_id, reason) VALUES (?, ?) ON CONFLICT DO NOTHING');
   }
 
+  attach(): void {}
+
+  start(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  stop(): Promise<void> {
+    return Promise.resolve();
+  }
+
   bump(name: string): void {
     this.count.run(name);
   }

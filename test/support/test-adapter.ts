@@ -2,7 +2,7 @@
  * A test adapter: records everything the core hands it and lets a test wait for it. It can be told
  * to refuse deliveries (as a local server that is down would) and gives each delivery a local id.
  */
-import type { Adapter, AdapterCapabilities } from '../../src/bridge/adapter.js';
+import type { Adapter, AdapterCapabilities, BridgeCore } from '../../src/bridge/adapter.js';
 import type { DeliveryUpdate, EphemeralEvent, IncomingEvent, Notice } from '../../src/bridge/events.js';
 
 type Waiter = { check: () => boolean; resolve: () => void };
@@ -29,6 +29,24 @@ export class TestAdapter implements Adapter {
   refuse = false;
   private readonly waiters: Waiter[] = [];
   private nextLocal = 1;
+
+  /** The core, once attached. */
+  core: BridgeCore | undefined;
+  started = false;
+
+  attach(core: BridgeCore): void {
+    this.core = core;
+  }
+
+  start(): Promise<void> {
+    this.started = true;
+    return Promise.resolve();
+  }
+
+  stop(): Promise<void> {
+    this.started = false;
+    return Promise.resolve();
+  }
 
   deliver(event: IncomingEvent): Promise<string | undefined> {
     this.deliveryCalls.push(event);

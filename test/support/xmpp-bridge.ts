@@ -10,7 +10,7 @@ import { startXmppAdapter, XmppStore, type RunningXmppAdapter } from '../../adap
 import { Bridge, type Lifecycle } from '../../src/bridge/core.js';
 import { BridgeMediaHandler } from '../../src/bridge/media-handler.js';
 import { configSchema, type Config } from '../../src/config/schema.js';
-import { HttpListener } from '../../src/http-listener.js';
+import { HttpListener } from '../../src/util/http-listener.js';
 import { MediaHost } from '../../src/media/host.js';
 import { createLogger } from '../../src/observability/logger.js';
 import { generateProviderKey, type ProviderPrivateJwk } from '../../src/protocol/jwt.js';

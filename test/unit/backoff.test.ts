@@ -1,4 +1,4 @@
-import { Backoff } from '../../src/gateway/backoff.js';
+import { Backoff } from '../../src/util/backoff.js';
 
 describe('reconnect backoff', () => {
   it('doubles the bound up to the maximum, with the delay drawn below the bound', () => {

@@ -1,6 +1,6 @@
 import { statSync } from 'node:fs';
 import path from 'node:path';
-import { EXIT, runCli } from '../../src/cli.js';
+import { EXIT, runCli } from '../../app/cli.js';
 import { openSqliteStore } from '../../src/store/sqlite-store.js';
 import { tempDir } from '../support/tmp.js';
 

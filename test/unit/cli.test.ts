@@ -1,7 +1,7 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { EXIT, runCli } from '../../src/cli.js';
+import { EXIT, runCli } from '../../app/cli.js';
 import { tempDir } from '../support/tmp.js';
 
 async function run(args: string[], env: NodeJS.ProcessEnv = {}) {

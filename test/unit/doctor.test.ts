@@ -5,7 +5,7 @@
 import Database from 'better-sqlite3';
 import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { EXIT, runCli } from '../../src/cli.js';
+import { EXIT, runCli } from '../../app/cli.js';
 import { openSqliteStore } from '../../src/store/sqlite-store.js';
 import { tempDir } from '../support/tmp.js';
 import { doctorLine } from '../support/wait.js';

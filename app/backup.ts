@@ -7,8 +7,8 @@
 import Database from 'better-sqlite3';
 import { chmodSync, copyFileSync, existsSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
-import type { LoadedConfig } from './config/loader.js';
-import { InteropError } from './errors.js';
+import type { LoadedConfig } from '../src/config/loader.js';
+import { InteropError } from '../src/errors.js';
 
 export async function backupState({ paths }: LoadedConfig, outDir: string): Promise<string[]> {
   if (!existsSync(paths.database)) {

@@ -1,9 +1,9 @@
 import Database from 'better-sqlite3';
 import { accessSync, constants, existsSync, statSync } from 'node:fs';
 import path from 'node:path';
-import type { LoadedConfig } from './config/loader.js';
-import { readMigrations } from './store/database.js';
-import { providerKeyTooOpen, readProviderKey } from './provider-keys.js';
+import type { LoadedConfig } from '../src/config/loader.js';
+import { readMigrations } from '../src/store/database.js';
+import { providerKeyTooOpen, readProviderKey } from '../src/provider-keys.js';
 
 export type CheckStatus = 'ok' | 'warn' | 'fail';
 

@@ -7,16 +7,16 @@ import { loadEmulatorConfig } from '../emulator/config.js';
 import { initKeys, rootKeyBase64, rotateKeys } from '../emulator/keys.js';
 import { RunningEmulator, serveUntilSignal } from '../emulator/main.js';
 import { writeRegistration } from '../adapters/matrix/registration.js';
-import { loadConfig, type LoadedConfig } from './config/loader.js';
+import { loadConfig, type LoadedConfig } from '../src/config/loader.js';
 import { startDaemon } from './daemon.js';
 import { backupState } from './backup.js';
 import { renderReport, runChecks } from './doctor.js';
 import { runLiveChecks } from './doctor-live.js';
-import { ConfigError, InteropError, UsageError } from './errors.js';
-import { createLogger } from './observability/logger.js';
-import { generateProviderKey, publicJwks, type ClientTokenAlg } from './protocol/jwt.js';
-import { readProviderKey, writeProviderKey } from './provider-keys.js';
-import { VERSION } from './version.js';
+import { ConfigError, InteropError, UsageError } from '../src/errors.js';
+import { createLogger } from '../src/observability/logger.js';
+import { generateProviderKey, publicJwks, type ClientTokenAlg } from '../src/protocol/jwt.js';
+import { readProviderKey, writeProviderKey } from '../src/provider-keys.js';
+import { VERSION } from '../src/version.js';
 
 /** Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error. */
 export const EXIT = { ok: 0, failure: 1, usage: 2 } as const;

@@ -12,16 +12,16 @@
  */
 import net from 'node:net';
 import { randomBytes } from 'node:crypto';
-import type { LoadedConfig } from './config/loader.js';
+import type { LoadedConfig } from '../src/config/loader.js';
 import type { CheckResult } from './doctor.js';
-import { accountIdFor } from './bridge/account.js';
-import { AuthRejectedError, awaitAuthResult, ConnectReason, encodeClientPayload } from './protocol/auth.js';
-import { CertError } from './protocol/cert-chain.js';
-import { clientHandshake } from './protocol/handshake/index.js';
-import { mintClientToken } from './protocol/jwt.js';
-import { keyPairFromPrivateKey } from './protocol/noise/dh.js';
-import { readProviderKey } from './provider-keys.js';
-import { VERSION } from './version.js';
+import { accountIdFor } from '../src/bridge/account.js';
+import { AuthRejectedError, awaitAuthResult, ConnectReason, encodeClientPayload } from '../src/protocol/auth.js';
+import { CertError } from '../src/protocol/cert-chain.js';
+import { clientHandshake } from '../src/protocol/handshake/index.js';
+import { mintClientToken } from '../src/protocol/jwt.js';
+import { keyPairFromPrivateKey } from '../src/protocol/noise/dh.js';
+import { readProviderKey } from '../src/provider-keys.js';
+import { VERSION } from '../src/version.js';
 import { checkHomeserver, type HomeserverCheck } from '../adapters/matrix/index.js';
 import { ComponentLink } from '../adapters/xmpp/component.js';
 
