@@ -54,18 +54,18 @@ export async function startDaemon(loaded: LoadedConfig, root: Logger): Promise<D
     metrics.observe({
       outboxQueued: () => store.outbox.countQueued(),
       inboxPending: () => store.inbox.countPending(),
-      puppets: () => store.puppets.list().length,
+      puppets: () => store.puppets.count(),
       connectionStates: () => bridge?.connectionStates() ?? {},
     });
     http = new HttpListener(componentLogger(root, 'http'));
     http.route('GET', JWKS_PATH, (_req, res) => sendJson(res, 200, jwks));
-    http.route('GET', HEALTH_PATH, (_req, res) =>
+    http.route('GET', HEALTH_PATH, async (_req, res) =>
       sendJson(res, 200, {
         status: 'ok',
         version: VERSION,
-        puppets: store.puppets.list().length,
-        outbox_queued: store.outbox.countQueued(),
-        inbox_pending: store.inbox.countPending(),
+        puppets: await store.puppets.count(),
+        outbox_queued: await store.outbox.countQueued(),
+        inbox_pending: await store.inbox.countPending(),
         gateway: config.gateway.root_key ? (bridge?.connectionStates() ?? {}) : 'not configured',
       }),
     );
@@ -158,9 +158,9 @@ export async function startDaemon(loaded: LoadedConfig, root: Logger): Promise<D
         version: VERSION,
         config: loaded.source,
         database: paths.database,
-        schema_version: store.schemaVersion(),
+        schema_version: await store.schemaVersion(),
         provider_id: config.bridge.provider_id,
-        puppets: store.puppets.list().length,
+        puppets: await store.puppets.count(),
         http: `${address.address}:${address.port}`,
         jwks_url: `${publicUrl.replace(/\/$/, '')}${JWKS_PATH}`,
         gateway: config.gateway.root_key
@@ -208,7 +208,7 @@ export async function startDaemon(loaded: LoadedConfig, root: Logger): Promise<D
         await core?.stop();
         mediaHandler?.close();
         mediaHost?.close();
-        store.close();
+        await store.close();
         log.info('stopped: database closed');
       },
     };
@@ -219,7 +219,7 @@ export async function startDaemon(loaded: LoadedConfig, root: Logger): Promise<D
     media?.close();
     host?.close();
     await http?.close();
-    store.close();
+    await store.close();
     throw err;
   }
 }

@@ -165,7 +165,7 @@ class ScaleRun {
     );
     // The set-up bridge was never started: its puppets never connected for good. Close it all.
     await bridge.stop();
-    store.close();
+    await store.close();
 
     const spec: BridgeChildSpec = {
       storeFile,

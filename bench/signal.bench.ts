@@ -53,9 +53,11 @@ function check(plaintext: Uint8Array | ArrayBuffer): void {
 // interop-bridge
 
 async function projectDuo(
-  makeBackends: () => { a: SignalBackend; b: SignalBackend; close?: () => void },
+  makeBackends: () =>
+    | { a: SignalBackend; b: SignalBackend; close?: () => void }
+    | Promise<{ a: SignalBackend; b: SignalBackend; close?: () => void }>,
 ): Promise<Duo> {
-  const { a, b, close } = makeBackends();
+  const { a, b, close } = await makeBackends();
   const alice = new SignalSessionManager(a, { localUser: 'alice' });
   const bob = new SignalSessionManager(b, { localUser: 'bob' });
   bob.setUp({ preKeys: 1 });
@@ -93,13 +95,13 @@ function memoryBackends() {
   return { a: backend(), b: backend() };
 }
 
-function sqliteBackends() {
+async function sqliteBackends() {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'signal-bench-'));
   const file = path.join(dir, 'bridge.db');
   const store = openSqliteStore(file);
-  const puppet = (localId: string) => {
+  const puppet = async (localId: string) => {
     const id = createSignalIdentity();
-    return store.puppets.create({
+    const created = await store.puppets.create({
       localId,
       network: 'matrix',
       accountId: localId,
@@ -109,11 +111,12 @@ function sqliteBackends() {
       identityPrivate: id.identityPrivate,
       noisePublic: new Uint8Array(32),
       noisePrivate: new Uint8Array(32),
-    }).id;
+    });
+    return created.id;
   };
-  const a = puppet('@alice:example.org');
-  const b = puppet('@bob:example.org');
-  store.close();
+  const a = await puppet('@alice:example.org');
+  const b = await puppet('@bob:example.org');
+  await store.close();
   const db: Db = openDatabase(file);
   return {
     a: new SqliteSignalBackend(db, a),

@@ -172,9 +172,9 @@ export async function startStack(o: StartStackOptions): Promise<DemoStack> {
   await registerWithBridge(server, password, daemon);
   o.progress(`${jid} registered with the bridge and has the demo contacts in its roster`);
 
+  const puppets = await daemon.store.puppets.list();
   const nameOf = (interopJid: string) =>
-    daemon.store.puppets.list().find((p) => `${p.accountId}@${PROVIDER}.interop` === interopJid)?.localId ??
-    interopJid;
+    puppets.find((p) => `${p.accountId}@${PROVIDER}.interop` === interopJid)?.localId ?? interopJid;
   const contacts = CONTACTS.map((spec, i) => {
     const user = emulator.running.natives[i];
     if (!user) throw new Error(`the emulator did not start native user ${spec.phone}`);

@@ -170,9 +170,7 @@ function nextMessage(): Promise<ParentMessage> {
 async function main(specFile: string): Promise<void> {
   const spec = JSON.parse(readFileSync(specFile, 'utf8')) as BridgeChildSpec;
   const store = openSqliteStore(spec.storeFile);
-  const users = store.puppets
-    .list()
-    .filter((p) => p.state === 'enlisted')
+  const users = (await store.puppets.list()).filter((p) => p.state === 'enlisted')
     .map((p) => p.localId);
   const n = users.length;
   const bridge = new Bridge({
@@ -225,7 +223,7 @@ async function main(specFile: string): Promise<void> {
     await nextMessage();
   }
   await bridge.stop();
-  store.close();
+  await store.close();
   process.disconnect?.();
 }
 

@@ -131,11 +131,11 @@ export interface BridgeCore {
   /** Confirms a changed identity (block_until_confirmed policy). */
   confirmIdentity(localUser: string, remote: string): Promise<void>;
   /** The local user's puppet and connection state, for `status`. */
-  status(localUser: string): PuppetStatus;
-  /** Whether the local user has an enlisted puppet (cheap: no I/O). */
-  isEnlisted(localUser: string): boolean;
+  status(localUser: string): Promise<PuppetStatus>;
+  /** Whether the local user has an enlisted puppet of this adapter's network. */
+  isEnlisted(localUser: string): Promise<boolean>;
   /** The enlisted local users of this adapter's network. */
-  enlistedUsers(): readonly string[];
+  enlistedUsers(): Promise<readonly string[]>;
 }
 
 /** What every adapter factory gets from the wiring. */

@@ -20,7 +20,7 @@ export type ContactLookup =
 export async function lookUpContact(core: BridgeCore, user: string, input: string): Promise<ContactLookup> {
   const phone = normalisePhone(input);
   if (phone === undefined) return { ok: false, reason: 'not_a_number' };
-  if (!core.isEnlisted(user)) return { ok: false, reason: 'not_enlisted' };
+  if (!(await core.isEnlisted(user))) return { ok: false, reason: 'not_enlisted' };
   const found = await core.lookup(user, phone);
   if (!found.reachable || found.jid === undefined) return { ok: false, reason: 'not_reachable', phone };
   return { ok: true, phone, remote: found.jid };
@@ -28,14 +28,14 @@ export async function lookUpContact(core: BridgeCore, user: string, input: strin
 
 /** Opts the user in; `already` when the user was opted in before. */
 export async function optIn(core: BridgeCore, user: string): Promise<'done' | 'already'> {
-  if (core.isEnlisted(user)) return 'already';
+  if (await core.isEnlisted(user)) return 'already';
   await core.enlist(user);
   return 'done';
 }
 
 /** Opts the user out; `not_enlisted` when there was nothing to opt out of. */
 export async function optOut(core: BridgeCore, user: string): Promise<'done' | 'not_enlisted'> {
-  if (!core.status(user).enlisted) return 'not_enlisted';
+  if (!(await core.isEnlisted(user))) return 'not_enlisted';
   await core.optOut(user);
   return 'done';
 }
@@ -46,6 +46,6 @@ export async function safetyNumberWith(core: BridgeCore, user: string, remote: s
 }
 
 /** The user's puppet status. */
-export function statusOf(core: BridgeCore, user: string): PuppetStatus {
+export function statusOf(core: BridgeCore, user: string): Promise<PuppetStatus> {
   return core.status(user);
 }

@@ -28,8 +28,8 @@ export interface BuiltContent {
 }
 
 /** The wire id and author of a message named by its local id (or taken as a wire id if unmapped). */
-function target(store: Store, portal: Portal, accountJid: string, localId: string): TargetKey {
-  const m = store.messages.byLocal(portal.id, localId);
+async function target(store: Store, portal: Portal, accountJid: string, localId: string): Promise<TargetKey> {
+  const m = await store.messages.byLocal(portal.id, localId);
   const id = m?.remoteId ?? localId;
   const sender = m?.sender ?? portal.remoteJid;
   return {
@@ -53,7 +53,7 @@ export async function buildContent(input: {
   const e = event.event;
   switch (e.type) {
     case 'message': {
-      const quoted = e.replyTo ? target(store, portal, accountJid, e.replyTo.id) : undefined;
+      const quoted = e.replyTo ? await target(store, portal, accountJid, e.replyTo.id) : undefined;
       const replyTo = quoted
         ? { id: quoted.id, ...(quoted.participant ? { participant: quoted.participant } : {}) }
         : undefined;
@@ -78,17 +78,17 @@ export async function buildContent(input: {
     case 'edit':
       return {
         content: editContent(
-          target(store, portal, accountJid, e.target),
+          await target(store, portal, accountJid, e.target),
           textContent(e.body.text),
           BigInt(Date.now()),
         ),
         type: 'text',
       };
     case 'delete':
-      return { content: revokeContent(target(store, portal, accountJid, e.target)), type: 'text' };
+      return { content: revokeContent(await target(store, portal, accountJid, e.target)), type: 'text' };
     case 'reaction':
       return {
-        content: reactionContent(target(store, portal, accountJid, e.target), e.emoji, BigInt(Date.now())),
+        content: reactionContent(await target(store, portal, accountJid, e.target), e.emoji, BigInt(Date.now())),
         type: 'text',
       };
     default:
@@ -133,9 +133,9 @@ export async function incomingEvent(input: {
   capabilities: AdapterCapabilities;
 }): Promise<ConversationEvent | undefined> {
   const { store, portal, described: c } = input;
-  const localOf = (remoteId: string) => store.messages.byRemote(portal.id, remoteId)?.localId;
+  const localOf = async (remoteId: string) => (await store.messages.byRemote(portal.id, remoteId))?.localId;
   const replyTo =
-    'replyTo' in c && c.replyTo ? { replyTo: { id: c.replyTo.id, localId: localOf(c.replyTo.id) } } : {};
+    'replyTo' in c && c.replyTo ? { replyTo: { id: c.replyTo.id, localId: await localOf(c.replyTo.id) } } : {};
   switch (c.kind) {
     case 'text':
       return { type: 'message', body: { kind: 'text', text: c.text }, ...replyTo };
@@ -201,16 +201,16 @@ export async function incomingEvent(input: {
       };
     }
     case 'reaction':
-      return { type: 'reaction', target: c.target.id, targetLocalId: localOf(c.target.id), emoji: c.emoji };
+      return { type: 'reaction', target: c.target.id, targetLocalId: await localOf(c.target.id), emoji: c.emoji };
     case 'revoke':
-      return { type: 'delete', target: c.target.id, targetLocalId: localOf(c.target.id) };
+      return { type: 'delete', target: c.target.id, targetLocalId: await localOf(c.target.id) };
     case 'edit': {
       const text = c.replacement.conversation || c.replacement.extendedTextMessage?.text;
       if (!text) return undefined;
       return {
         type: 'edit',
         target: c.target.id,
-        targetLocalId: localOf(c.target.id),
+        targetLocalId: await localOf(c.target.id),
         body: { kind: 'text', text },
       };
     }

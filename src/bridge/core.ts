@@ -8,24 +8,17 @@
 import type { Logger } from '../observability/logger.js';
 import { componentLogger } from '../observability/logger.js';
 import { ConnectionGate } from '../gateway/gate.js';
-import { enlistmentStatement } from '../protocol/enlistment.js';
-import { generateKeyPair } from '../protocol/noise/index.js';
 import { parseJid, toUserJid } from '../protocol/stanza/index.js';
-import {
-  createSignalIdentity,
-  xeddsaSign,
-  SignalSessionManager,
-  type IdentityPolicy,
-  type SignalBackend,
-} from '../signal/index.js';
+import type { IdentityPolicy, SignalBackend } from '../signal/index.js';
 import type { Network, Puppet, Store } from '../store/repositories.js';
-import { accountIdFor, receiptOutboxId, wireIdFor } from './account.js';
-import type { Adapter, BridgeCore } from './adapter.js';
+import { receiptOutboxId, wireIdFor } from './account.js';
+import { Enlistment } from './enlistment.js';
+import type { Adapter, BridgeCore, PuppetStatus } from './adapter.js';
 import { BridgeError } from './errors.js';
 import type { OutgoingEvent } from './events.js';
 import type { MediaHandler } from './media.js';
 import { encodePayload, RECEIPT_KIND, type ReceiptPayload } from './outbox.js';
-import { accountJidOf, PuppetRuntime, puppetConnection, type GatewaySettings } from './puppet.js';
+import { accountJidOf, PuppetRuntime, type GatewaySettings } from './puppet.js';
 import type { BridgeMetrics } from '../observability/metrics.js';
 
 export type Lifecycle = 'always' | 'presence';
@@ -48,7 +41,6 @@ export interface BridgeOptions {
   gatewayWaitMs?: number;
 }
 
-const DEVICE = 0;
 /** The longest text accepted for sending, in UTF-16 code units (the gatekeeper's own limit is 65,536 characters). */
 export const MAX_TEXT_LENGTH = 65_536;
 
@@ -61,6 +53,7 @@ export class Bridge {
   private started = false;
 
   private readonly options: BridgeOptions;
+  private readonly enlistment: Enlistment;
 
   constructor(options: BridgeOptions) {
     this.options = options;
@@ -76,6 +69,22 @@ export class Bridge {
         },
       };
     }
+    const self = this;
+    this.enlistment = new Enlistment({
+      store: this.options.store,
+      gateway: this.options.gateway,
+      log: this.log,
+      preKeys: this.options.preKeys ?? 100,
+      gatewayWaitMs: this.options.gatewayWaitMs ?? 30_000,
+      signalBackend: (puppetId) => self.options.signalBackend(puppetId),
+      runtimeFor: (puppet) => self.runtimeFor(puppet),
+      forget: (localUser) => {
+        self.runtimes.delete(localUser);
+        self.online.delete(localUser);
+      },
+      applyLifecycle: (localUser) => self.applyLifecycle(localUser),
+      adapterOf: (network) => self.adapterOf(network),
+    });
   }
 
   /**
@@ -99,20 +108,19 @@ export class Bridge {
       lookup: (localUser, phone) => this.lookup(localUser, phone),
       safetyNumber: (localUser, remote) => {
         const runtime = this.runtimeOf(localUser);
-        return runtime.safetyNumber(toUserJid(remote), () => this.waitUntilConnected(runtime, localUser));
+        return runtime.safetyNumber(toUserJid(remote), () => this.waitUntilConnected(runtime));
       },
       confirmIdentity: (localUser, remote) => {
         this.runtimeOf(localUser).confirmIdentity(toUserJid(remote));
         return Promise.resolve();
       },
       status: (localUser) => this.status(localUser),
-      isEnlisted: (localUser) => {
-        const p = store.puppets.byLocalId(localUser);
+      isEnlisted: async (localUser) => {
+        const p = await store.puppets.byLocalId(localUser);
         return p !== undefined && p.state === 'enlisted' && p.network === network;
       },
-      enlistedUsers: () =>
-        store.puppets
-          .list()
+      enlistedUsers: async () =>
+        (await store.puppets.list())
           .filter((p) => p.network === network && p.state === 'enlisted')
           .map((p) => p.localId),
     };
@@ -125,7 +133,7 @@ export class Bridge {
   async start(): Promise<void> {
     this.started = true;
     let n = 0;
-    for (const puppet of this.options.store.puppets.list()) {
+    for (const puppet of await this.options.store.puppets.list()) {
       // Thousands of puppets: let the event loop breathe between slices of set-up work.
       if (++n % 200 === 0) await new Promise((resolve) => setImmediate(resolve));
       if (puppet.state === 'enlisted') {
@@ -204,190 +212,20 @@ export class Bridge {
   }
 
   // ---------------------------------------------------------------------------------------------
-  // Puppets
+  // Puppets (enlistment.ts)
 
-  /**
-   * Creates the puppet (account id, Signal identity and prekeys, Noise key; state `enlisting`),
-   * connects with connect reason ENLISTMENT, sends `<enlist>` with the XEdDSA proof, publishes its
-   * prekeys, and marks it `enlisted`; then connects it for good. Re-running it after a crash
-   * resumes with the keys already stored. Idempotent for an enlisted user.
-   */
+  /** Opts the local user in (see Enlistment.enlist). */
   enlist(network: Network, localUser: string): Promise<void> {
-    // One enlistment per user at a time: a second request (a double click, two clients) waits for
-    // the first instead of opening a second enlisting connection that the gateway would refuse.
-    const running = this.enlisting.get(localUser);
-    if (running) return running;
-    const work = this.enlistOnce(network, localUser).finally(() => this.enlisting.delete(localUser));
-    this.enlisting.set(localUser, work);
-    return work;
+    return this.enlistment.enlist(network, localUser);
   }
 
-  private readonly enlisting = new Map<string, Promise<void>>();
-
-  private async enlistOnce(network: Network, localUser: string): Promise<void> {
-    const { store } = this.options;
-    if (localUser.trim() === '') throw new BridgeError('bridge_bad_local_user', 'the local user is empty');
-    let puppet = store.puppets.byLocalId(localUser);
-    if (puppet?.state === 'enlisted') {
-      this.runtimeFor(puppet);
-      this.applyLifecycle(localUser);
-      return;
-    }
-    if (puppet?.state === 'opting_out') {
-      throw new BridgeError(
-        'bridge_enlist_failed',
-        `${localUser} is being opted out: wait until that has finished, then enlist again`,
-      );
-    }
-    if (!puppet) {
-      const identity = createSignalIdentity();
-      const noise = generateKeyPair();
-      puppet = store.puppets.create({
-        localId: localUser,
-        network,
-        accountId: accountIdFor(network, localUser),
-        deviceId: DEVICE,
-        registrationId: identity.registrationId,
-        identityPublic: identity.identityPublic,
-        identityPrivate: identity.identityPrivate,
-        noisePublic: noise.publicKey,
-        noisePrivate: noise.privateKey,
-      });
-    }
-    const accountJid = accountJidOf(puppet.accountId, this.options.gateway.providerId);
-    const signal = new SignalSessionManager(this.options.signalBackend(puppet.id), {
-      localUser: accountJid,
-    });
-    const preKeys = this.options.preKeys ?? 100;
-    signal.setUp({ preKeys });
-
-    const connection = puppetConnection(puppet, store, this.options.gateway, {
-      enlisting: true,
-      log: this.log,
-    });
-    try {
-      await this.waitConnected(connection, localUser);
-      const t = Math.floor(Date.now() / 1000);
-      const signature = xeddsaSign(
-        puppet.identityPrivate,
-        enlistmentStatement(accountJid, t, puppet.identityPublic),
-      );
-      await connection.request({ op: 'enlist', t, identityKey: puppet.identityPublic, signature });
-      const upload = signal.prekeyUpload(preKeys);
-      await connection.request({ op: 'prekey_upload', ...upload });
-      signal.markPrekeysUploaded(upload.preKeys.map((k) => k.id));
-    } catch (err) {
-      throw err instanceof BridgeError
-        ? err
-        : new BridgeError(
-            'bridge_enlist_failed',
-            `enlisting ${localUser} at the gateway failed (${(err as Error).message}): try again; the keys are kept`,
-            { cause: err },
-          );
-    } finally {
-      await connection.stop();
-    }
-    store.puppets.setState(puppet.id, 'enlisted');
-    const enlisted = store.puppets.byId(puppet.id) as Puppet;
-    this.log?.info({ user: localUser, account: accountJid }, 'puppet enlisted');
-    const runtime = this.runtimeFor(enlisted);
-    runtime.notify({ kind: 'enlisted' });
-    this.applyLifecycle(localUser);
+  /** Opts the local user out and deletes the puppet (see Enlistment.optOut). */
+  optOut(localUser: string): Promise<void> {
+    return this.enlistment.optOut(localUser);
   }
 
-  private waitConnected(connection: ReturnType<typeof puppetConnection>, localUser: string): Promise<void> {
-    const waitMs = this.options.gatewayWaitMs ?? 30_000;
-    return new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        cleanup();
-        reject(
-          new BridgeError(
-            'bridge_enlist_failed',
-            `could not reach the gateway within ${waitMs} ms to enlist ${localUser}: check gateway.host/port and try again`,
-          ),
-        );
-      }, waitMs);
-      const onConnected = () => {
-        cleanup();
-        resolve();
-      };
-      const onState = (state: string, detail?: string) => {
-        if (state !== 'refused') return;
-        cleanup();
-        reject(
-          new BridgeError(
-            'bridge_enlist_failed',
-            `the gateway refused ${localUser}'s enlistment connection (${detail ?? 'no reason'})`,
-          ),
-        );
-      };
-      const cleanup = () => {
-        clearTimeout(timer);
-        connection.off('connected', onConnected);
-        connection.off('state', onState);
-      };
-      connection.on('connected', onConnected);
-      connection.on('state', onState);
-      connection.start();
-    });
-  }
-
-  /**
-   * Opts the user out: `<unenlist/>` at the gateway (which drops the account, its keys and its
-   * queue), then deletes the puppet and everything it owns. The state `opting_out` is stored
-   * first, so a crash in between finishes the opt-out at the next start.
-   */
-  async optOut(localUser: string): Promise<void> {
-    const { store } = this.options;
-    const puppet = store.puppets.byLocalId(localUser);
-    if (!puppet) return;
-    store.puppets.setState(puppet.id, 'opting_out');
-    const runtime = this.runtimeFor({ ...puppet, state: 'opting_out' });
-    runtime.outbox.stop();
-    runtime.incoming.stop();
-    runtime.start();
-    try {
-      await this.waitUntilConnected(runtime, localUser);
-      await runtime.connection.request({ op: 'unenlist' });
-    } catch (err) {
-      throw new BridgeError(
-        'bridge_opt_out_failed',
-        `opting ${localUser} out at the gateway failed (${(err as Error).message}): it will be retried at the next start, or call optOut again`,
-        { cause: err },
-      );
-    }
-    const adapter = this.adapterOf(puppet.network);
-    await runtime.stop();
-    this.runtimes.delete(localUser);
-    store.puppets.delete(puppet.id);
-    this.online.delete(localUser);
-    this.log?.info({ user: localUser }, 'puppet opted out and deleted');
-    try {
-      adapter?.notify(localUser, { kind: 'opted_out' });
-    } catch {
-      // must not throw; nothing to do if it does
-    }
-  }
-
-  private async waitUntilConnected(runtime: PuppetRuntime, localUser: string): Promise<void> {
-    if (runtime.connection.isConnected) return;
-    const waitMs = this.options.gatewayWaitMs ?? 30_000;
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        runtime.connection.off('connected', onConnected);
-        reject(
-          new BridgeError(
-            'bridge_not_connected',
-            `${localUser}'s puppet did not connect to the gateway within ${waitMs} ms`,
-          ),
-        );
-      }, waitMs);
-      const onConnected = () => {
-        clearTimeout(timer);
-        resolve();
-      };
-      runtime.connection.once('connected', onConnected);
-    });
+  private waitUntilConnected(runtime: PuppetRuntime): Promise<void> {
+    return runtime.untilConnected(this.options.gatewayWaitMs ?? 30_000);
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -395,7 +233,7 @@ export class Bridge {
 
   async submit(network: Network, event: OutgoingEvent): Promise<void> {
     const { store } = this.options;
-    const puppet = store.puppets.byLocalId(event.localUser);
+    const puppet = await store.puppets.byLocalId(event.localUser);
     if (!puppet || puppet.state !== 'enlisted' || puppet.network !== network) {
       throw new BridgeError(
         'bridge_not_enlisted',
@@ -425,16 +263,18 @@ export class Bridge {
       return;
     }
     if (e.type === 'receipt') {
-      store.atomically(() => {
-        const portal = store.portals.ensure(puppet.id, remote);
-        for (const target of e.targets) {
-          const messageId = store.messages.byLocal(portal.id, target)?.remoteId ?? target;
+      const portal = await store.portals.ensure(puppet.id, remote);
+      const messageIds = await Promise.all(
+        e.targets.map(async (target) => (await store.messages.byLocal(portal.id, target))?.remoteId ?? target),
+      );
+      await store.atomically((w) => {
+        for (const messageId of messageIds) {
           const payload: ReceiptPayload = {
             receipt: e.receipt === 'read' ? 'read' : 'delivery',
             messageId,
             to: remote,
           };
-          store.outbox.enqueue({
+          w.enqueueOutbox({
             id: receiptOutboxId(puppet.accountId, payload.receipt, remote, messageId),
             puppetId: puppet.id,
             portalId: portal.id,
@@ -462,16 +302,16 @@ export class Bridge {
     }
     const id = wireIdFor(puppet.accountId, event.localId);
     const accountJid = accountJidOf(puppet.accountId, this.options.gateway.providerId);
-    store.atomically(() => {
-      const portal = store.portals.ensure(puppet.id, remote);
-      store.outbox.enqueue({
+    const portal = await store.portals.ensure(puppet.id, remote);
+    await store.atomically((w) => {
+      w.enqueueOutbox({
         id,
         puppetId: puppet.id,
         portalId: portal.id,
         kind: e.type,
         payload: encodePayload({ ...event, remote }),
       });
-      store.messages.put({ portalId: portal.id, remoteId: id, localId: event.localId, sender: accountJid });
+      w.putMessage({ portalId: portal.id, remoteId: id, localId: event.localId, sender: accountJid });
     });
     this.options.metrics?.outgoing('queued');
     runtime.outbox.kick();
@@ -484,7 +324,7 @@ export class Bridge {
     const runtime = this.runtimeOf(localUser);
     // Right after enlistment (or a reconnect) the puppet may still be dialling: a user who types
     // "start-chat" at once waits for it rather than getting an error.
-    await this.waitUntilConnected(runtime, localUser);
+    await this.waitUntilConnected(runtime);
     const contact = phone.startsWith('+') ? phone : `+${phone}`;
     const answer = await runtime.connection.request({ op: 'usync_query', contacts: [contact] });
     const entry = answer.body.op === 'usync_result' ? answer.body.entries[0] : undefined;
@@ -492,14 +332,14 @@ export class Bridge {
     return { reachable: true, ...(entry.jid ? { jid: entry.jid } : {}) };
   }
 
-  status(localUser: string): { enlisted: boolean; connection: string; queued: number } {
-    const puppet = this.options.store.puppets.byLocalId(localUser);
+  async status(localUser: string): Promise<PuppetStatus> {
+    const puppet = await this.options.store.puppets.byLocalId(localUser);
     if (!puppet) return { enlisted: false, connection: 'none', queued: 0 };
     const runtime = this.runtimes.get(localUser);
     return {
       enlisted: puppet.state === 'enlisted',
       connection: runtime?.connection.state ?? 'idle',
-      queued: this.options.store.outbox.countQueued(puppet.id),
+      queued: await this.options.store.outbox.countQueued(puppet.id),
     };
   }
 
@@ -510,7 +350,7 @@ export class Bridge {
    */
   async mediaConn(localUser: string): Promise<{ auth: string; ttl: number; hosts: readonly string[] }> {
     const runtime = this.runtimeOf(localUser);
-    await this.waitUntilConnected(runtime, localUser);
+    await this.waitUntilConnected(runtime);
     const answer = await runtime.connection.request({ op: 'media_conn' });
     if (answer.body.op !== 'media_conn_result') {
       throw new BridgeError('bridge_not_connected', `the gateway gave ${localUser}'s puppet no media host`);

@@ -64,7 +64,7 @@ export class IncomingHandler {
     const sender = formatJid({ user: fromJid.user, server: fromJid.server });
     const device = fromJid.device ?? 0;
     // Already persisted (a redelivery after a lost ack): acknowledge again, show nothing twice.
-    if (store.inbox.has(puppet.id, sender, m.id)) return this.ack(m);
+    if (await store.inbox.has(puppet.id, sender, m.id)) return this.ack(m);
 
     const enc = m.encs.find((e) => e.device === undefined || e.device === puppet.deviceId);
     let plaintext: Uint8Array;
@@ -77,7 +77,7 @@ export class IncomingHandler {
       plaintext = await this.ctx.signal.decrypt(signalAddress(sender, device), enc.type, enc.ciphertext);
       decodeContent(plaintext); // refuses bad padding or protobuf before anything is stored
     } catch (err) {
-      gate.commit();
+      await gate.commit();
       this.ctx.log?.info(
         { id: m.id, from: m.from, code: (err as { code?: string }).code },
         'undecryptable message: asking for a retry',
@@ -95,16 +95,17 @@ export class IncomingHandler {
       t: m.t,
       plaintext: Buffer.from(plaintext).toString('base64'),
     };
-    gate.commit(() => {
-      const portal = store.portals.ensure(puppet.id, sender);
-      store.inbox.record({
+    // Awaited with the hold open: the commit that follows only writes.
+    const portal = await store.portals.ensure(puppet.id, sender);
+    await gate.commit((w) =>
+      w.recordInbox({
         puppetId: puppet.id,
         sender,
         messageId: m.id,
         portalId: portal.id,
         payload: encodePayload(payload),
-      });
-    });
+      }),
+    );
     this.retries.delete(`${m.from}/${m.id}`);
     this.ctx.metrics?.incoming('received');
     this.ack(m);
@@ -152,7 +153,7 @@ export class IncomingHandler {
   private async pass(): Promise<void> {
     const adapter = this.ctx.adapter();
     if (!adapter) return;
-    const pending = this.ctx.store.inbox.pending(this.ctx.puppet.id, 1000);
+    const pending = await this.ctx.store.inbox.pending(this.ctx.puppet.id, 1000);
     if (pending.length === 0) return;
     const byPortal = new Map<number, InboxEntry[]>();
     for (const e of pending) {
@@ -185,7 +186,7 @@ export class IncomingHandler {
   private async deliver(entry: InboxEntry): Promise<boolean> {
     const { store, puppet } = this.ctx;
     const adapter = this.ctx.adapter();
-    const portal = entry.portalId === null ? undefined : store.portals.byId(entry.portalId);
+    const portal = entry.portalId === null ? undefined : await store.portals.byId(entry.portalId);
     if (!adapter || !portal) return false;
     const payload = decodePayload<InboxPayload>(entry.payload);
     let localId: string | undefined;
@@ -219,12 +220,12 @@ export class IncomingHandler {
       return false;
     }
     const receipt: ReceiptPayload = { receipt: 'delivery', messageId: entry.messageId, to: payload.from };
-    store.atomically(() => {
+    await store.atomically((w) => {
       if (localId !== undefined) {
-        store.messages.put({ portalId: portal.id, remoteId: entry.messageId, localId, sender: entry.sender });
+        w.putMessage({ portalId: portal.id, remoteId: entry.messageId, localId, sender: entry.sender });
       }
-      store.inbox.markDelivered(puppet.id, entry.sender, entry.messageId);
-      store.outbox.enqueue({
+      w.markInboxDelivered(puppet.id, entry.sender, entry.messageId);
+      w.enqueueOutbox({
         id: receiptOutboxId(puppet.accountId, 'delivery', entry.sender, entry.messageId),
         puppetId: puppet.id,
         portalId: portal.id,

@@ -80,20 +80,23 @@ export class OutboxSender {
       return;
     }
     this.running = true;
-    void this.passes().finally(() => {
-      this.running = false;
-    });
+    void this.passes();
   }
 
   private async passes(): Promise<void> {
-    do {
-      this.again = false;
-      try {
-        await this.pass();
-      } catch (err) {
-        this.ctx.log?.warn({ err: (err as Error).message }, 'outbox pass interrupted');
-      }
-    } while (this.again && !this.stopped);
+    try {
+      do {
+        this.again = false;
+        try {
+          await this.pass();
+        } catch (err) {
+          this.ctx.log?.warn({ err: (err as Error).message }, 'outbox pass interrupted');
+        }
+      } while (this.again && !this.stopped);
+    } finally {
+      // In the same turn as the last check of `again`: a kick after it starts a new run, none is lost.
+      this.running = false;
+    }
   }
 
   private retryTimer: NodeJS.Timeout | undefined;
@@ -112,9 +115,7 @@ export class OutboxSender {
         }, RETRY_HELD_MS);
         this.retryTimer.unref();
       }
-      const batch = store.outbox
-        .queued(puppet.id, 500)
-        .filter((e) => !this.inFlight.has(e.id) && !held.has(e.portalId));
+      const batch = (await store.outbox.queued(puppet.id, 500)).filter((e) => !this.inFlight.has(e.id) && !held.has(e.portalId));
       if (batch.length === 0) return;
       for (const entry of batch) {
         if (!connection.isConnected || this.stopped) return;
@@ -128,12 +129,12 @@ export class OutboxSender {
   /** Sends one entry; false when it must wait (transient), true when written or failed for good. */
   private async sendEntry(entry: OutboxEntry): Promise<boolean> {
     const { store } = this.ctx;
-    const portal = store.portals.byId(entry.portalId);
+    const portal = await store.portals.byId(entry.portalId);
     if (!portal) return true;
     try {
       // Attempts are a diagnostic for messages; for receipts (one per incoming message) the write
       // would be a transaction per message for nothing.
-      if (entry.kind !== RECEIPT_KIND) store.outbox.recordAttempt(entry.id);
+      if (entry.kind !== RECEIPT_KIND) await store.outbox.recordAttempt(entry.id);
       if (entry.kind === RECEIPT_KIND) {
         this.sendReceipt(entry, decodePayload<ReceiptPayload>(entry.payload));
       } else {
@@ -142,20 +143,20 @@ export class OutboxSender {
       return true;
     } catch (err) {
       if (err instanceof UndeliverableError) {
-        this.failEntry(entry, err.reason);
+        await this.failEntry(entry, err.reason);
         return true;
       }
       const code = (err as { code?: string }).code;
       if (code !== undefined && TOO_LARGE.has(code)) {
         // Retrying cannot make it smaller: waiting would hold every later message of the portal.
-        this.failEntry(
+        await this.failEntry(
           entry,
           'the message is too large for the interop gateway (once encrypted for every device of the contact): send it in parts',
         );
         return true;
       }
       if (code === 'signal_identity_changed') {
-        this.failEntry(
+        await this.failEntry(
           entry,
           `${portal.remoteJid}'s security code changed: compare the safety number and confirm it, then send again`,
         );
@@ -254,7 +255,7 @@ export class OutboxSender {
     deviceJid: string,
     keys: { bundle?: Parameters<RemoteDevices['processBundle']>[2] },
   ): Promise<void> {
-    const portal = this.ctx.store.portals.byId(entry.portalId);
+    const portal = await this.ctx.store.portals.byId(entry.portalId);
     if (!portal) return;
     const jid = parseJid(deviceJid);
     const device = jid.device ?? 0;
@@ -285,13 +286,13 @@ export class OutboxSender {
   }
 
   /** `<ack class="message">`: stored by the gateway (or refused, with an error code). */
-  onMessageAck(id: string, error: number | undefined): void {
+  async onMessageAck(id: string, error: number | undefined): Promise<void> {
     this.inFlight.delete(id);
-    const entry = this.ctx.store.outbox.get(id);
+    const entry = await this.ctx.store.outbox.get(id);
     if (!entry || entry.puppetId !== this.ctx.puppet.id) return;
     if (error !== undefined) {
-      const portal = this.ctx.store.portals.byId(entry.portalId);
-      this.failEntry(
+      const portal = await this.ctx.store.portals.byId(entry.portalId);
+      await this.failEntry(
         entry,
         error === 404
           ? `${portal?.remoteJid ?? 'the contact'} does not exist on the interop network: the message was not sent`
@@ -299,32 +300,32 @@ export class OutboxSender {
       );
       return;
     }
-    if (this.ctx.store.outbox.advance(id, 'sent')) this.report(entry, 'sent');
+    if (await this.ctx.store.outbox.advance(id, 'sent')) this.report(entry, 'sent');
   }
 
   /** `<ack class="receipt">`: our receipt for `messageId` is stored. */
-  onReceiptAck(messageId: string): void {
+  async onReceiptAck(messageId: string): Promise<void> {
     const waiting = this.receiptsInFlight.get(messageId);
     if (!waiting) return;
     this.receiptsInFlight.delete(messageId);
     for (const id of waiting) {
       this.inFlight.delete(id);
-      this.ctx.store.outbox.advance(id, 'sent');
+      await this.ctx.store.outbox.advance(id, 'sent');
     }
   }
 
   /** A delivery or read receipt from the recipient for one of our messages. */
-  onReceipt(id: string, state: 'delivered' | 'read'): void {
-    const entry = this.ctx.store.outbox.get(id);
+  async onReceipt(id: string, state: 'delivered' | 'read'): Promise<void> {
+    const entry = await this.ctx.store.outbox.get(id);
     if (!entry || entry.puppetId !== this.ctx.puppet.id || entry.kind === RECEIPT_KIND) return;
     // A receipt proves the gateway stored it, even if its ack was lost with a connection.
     this.inFlight.delete(id);
-    if (this.ctx.store.outbox.advance(id, state)) this.report(entry, state);
+    if (await this.ctx.store.outbox.advance(id, state)) this.report(entry, state);
   }
 
-  private failEntry(entry: OutboxEntry, reason: string): void {
+  private async failEntry(entry: OutboxEntry, reason: string): Promise<void> {
     this.inFlight.delete(entry.id);
-    this.ctx.store.outbox.fail(entry.id, reason);
+    await this.ctx.store.outbox.fail(entry.id, reason);
     this.ctx.log?.info({ id: entry.id, reason }, 'outbox entry failed');
     this.report(entry, 'failed', reason);
   }

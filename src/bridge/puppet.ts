@@ -87,7 +87,12 @@ export function puppetConnection(
     device: puppet.deviceId,
     noiseKey,
     serverStaticKey: puppet.gatewayStatic ?? gateway.staticKey,
-    onServerStaticKey: (key) => store.puppets.setGatewayStatic(puppet.id, key),
+    onServerStaticKey: (key) => {
+      // Pinned for the next connection's IK handshake; without it the next one is XX again.
+      store.puppets
+        .setGatewayStatic(puppet.id, key)
+        .catch((err: unknown) => options.log?.warn({ err: (err as Error).message }, 'gateway key not stored'));
+    },
     mintToken: () =>
       mintClientToken({
         privateKey: gateway.signingKey,
@@ -121,7 +126,7 @@ export class PuppetRuntime {
     const { puppet, store, gateway } = options;
     const accountJid = accountJidOf(puppet.accountId, gateway.providerId);
     this.preKeyTarget = options.preKeyTarget ?? 100;
-    const sessionGate = new SessionWriteGate(options.signalBackend);
+    const sessionGate = new SessionWriteGate(options.signalBackend, store);
     this.signal = new SignalSessionManager(sessionGate, {
       localUser: accountJid,
       policy: options.identityPolicy,
@@ -207,6 +212,27 @@ export class PuppetRuntime {
     await this.chain;
   }
 
+  /** Resolves once the puppet is connected; rejects after `waitMs` (`bridge_not_connected`). */
+  async untilConnected(waitMs: number): Promise<void> {
+    if (this.connection.isConnected) return;
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.connection.off('connected', onConnected);
+        reject(
+          new BridgeError(
+            'bridge_not_connected',
+            `${this.puppet.localId}'s puppet did not connect to the gateway within ${waitMs} ms`,
+          ),
+        );
+      }, waitMs);
+      const onConnected = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      this.connection.once('connected', onConnected);
+    });
+  }
+
   notify(notice: Notice): void {
     try {
       this.options.adapter()?.notify(this.puppet.localId, notice);
@@ -237,8 +263,8 @@ export class PuppetRuntime {
       case 'message':
         return this.incoming.onMessage(stanza);
       case 'ack':
-        if (stanza.class === 'message') this.outbox.onMessageAck(stanza.id, stanza.error);
-        else if (stanza.class === 'receipt') this.outbox.onReceiptAck(stanza.id);
+        if (stanza.class === 'message') return this.outbox.onMessageAck(stanza.id, stanza.error);
+        if (stanza.class === 'receipt') return this.outbox.onReceiptAck(stanza.id);
         return;
       case 'receipt':
         return this.onReceipt(stanza);
@@ -266,9 +292,9 @@ export class PuppetRuntime {
     }
   }
 
-  private onReceipt(r: ReceiptStanza): void {
+  private async onReceipt(r: ReceiptStanza): Promise<void> {
     if (r.type === 'retry') {
-      const entry = this.ctx.store.outbox.get(r.id);
+      const entry = await this.ctx.store.outbox.get(r.id);
       if (!entry || entry.puppetId !== this.puppet.id || entry.kind === RECEIPT_KIND || !r.from) return;
       if (r.retry && r.retry.count > 5) return;
       const keys = r.retry?.keys;
@@ -292,7 +318,7 @@ export class PuppetRuntime {
         );
       return;
     }
-    this.outbox.onReceipt(r.id, r.type === 'read' ? 'read' : 'delivered');
+    await this.outbox.onReceipt(r.id, r.type === 'read' ? 'read' : 'delivered');
   }
 
   private onNotification(n: NotificationStanza): void {

@@ -15,6 +15,7 @@
  */
 import type { RemoteIdentity, SignalBackend, StoredPreKey } from '../signal/index.js';
 import type { LiveSessionRecord } from '../signal/record.js';
+import type { Store, StoreWrites } from '../store/repositories.js';
 
 type Write =
   | { kind: 'session'; address: string; record: LiveSessionRecord | undefined }
@@ -28,7 +29,10 @@ export class SessionWriteGate implements SignalBackend {
   private readonly identities = new Map<string, RemoteIdentity>();
   private waiting: (() => void)[] = [];
 
-  constructor(private readonly inner: SignalBackend) {}
+  constructor(
+    private readonly inner: SignalBackend,
+    private readonly store: Pick<Store, 'atomically'>,
+  ) {}
 
   /** Starts keeping writes in memory until `commit`. One hold at a time. */
   hold(): void {
@@ -37,14 +41,17 @@ export class SessionWriteGate implements SignalBackend {
   }
 
   /**
-   * Writes what the hold kept, and `extra` (store writes on the same database), in one transaction;
-   * then lets waiting senders go. Called on success and failure alike (kept writes are never lost).
+   * Writes what the hold kept, and what `extra` records (the inbox row), in one transaction of the
+   * store; then lets waiting senders go. Called on success and failure alike (kept writes are never
+   * lost). The store must be on the Signal backend's database.
    */
-  commit(extra?: () => void): void {
+  commit(extra?: (writes: StoreWrites) => void): Promise<void> {
     const writes = this.held ?? [];
     this.held = undefined;
     try {
-      this.inner.atomically(() => {
+      // The store's unit runs synchronously on its database, which is the Signal backend's (the
+      // SQLite store): the Signal writes made in it join its transaction.
+      return this.store.atomically((unit) => {
         for (const w of writes) {
           if (w.kind === 'session') {
             if (w.record === undefined) this.inner.deleteSession(w.address);
@@ -52,7 +59,7 @@ export class SessionWriteGate implements SignalBackend {
           } else if (w.kind === 'prekey') this.inner.removePreKey(w.keyId);
           else this.inner.putRemoteIdentity(w.identity);
         }
-        extra?.();
+        extra?.(unit);
       });
     } finally {
       this.sessions.clear();

@@ -20,9 +20,9 @@ export type IncomingOutcome = 'received' | 'delivered' | 'undecryptable';
 
 /** What the metrics read at scrape time from the running bridge. */
 export interface MetricsSources {
-  outboxQueued(): number;
-  inboxPending(): number;
-  puppets(): number;
+  outboxQueued(): Promise<number>;
+  inboxPending(): Promise<number>;
+  puppets(): Promise<number>;
   /** Count of puppets per gateway connection state. */
   connectionStates(): Record<string, number>;
 }
@@ -60,7 +60,8 @@ export class BridgeMetrics {
       buckets: [0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 15, 60],
       registers,
     });
-    const read = (f: (s: MetricsSources) => number) => () => (this.sources ? f(this.sources) : 0);
+    const read = (f: (s: MetricsSources) => Promise<number>) => () =>
+      this.sources ? f(this.sources) : Promise.resolve(0);
     const outbox = read((s) => s.outboxQueued());
     const inbox = read((s) => s.inboxPending());
     const puppets = read((s) => s.puppets());
@@ -68,24 +69,24 @@ export class BridgeMetrics {
       name: 'interop_bridge_outbox_queued',
       help: 'Outgoing messages and receipts waiting to be sent to the gateway.',
       registers,
-      collect() {
-        this.set(outbox());
+      async collect() {
+        this.set(await outbox());
       },
     });
     new Gauge({
       name: 'interop_bridge_inbox_pending',
       help: 'Incoming messages received and decrypted but not yet accepted by the local server.',
       registers,
-      collect() {
-        this.set(inbox());
+      async collect() {
+        this.set(await inbox());
       },
     });
     new Gauge({
       name: 'interop_bridge_puppets',
       help: 'Enlisted puppets (local users who opted in).',
       registers,
-      collect() {
-        this.set(puppets());
+      async collect() {
+        this.set(await puppets());
       },
     });
     const states = () => this.sources?.connectionStates() ?? {};

@@ -1,7 +1,13 @@
 /**
- * The store's contract with the rest of the bridge. Callers see only these interfaces, so a
- * PostgreSQL backend can be added beside the SQLite one without touching them. All methods are
- * synchronous (better-sqlite3); a networked backend would wrap them in a unit-of-work queue.
+ * The core's storage contract. Callers see only these interfaces, so a PostgreSQL backend can be
+ * added beside the SQLite one (sqlite-store.ts) without touching them.
+ *
+ * Shaped for an asynchronous backend: every read and every single write returns a Promise. What
+ * must land together is an *atomic unit*: `Store.atomically(work)` hands `work` a `StoreWrites`,
+ * whose methods record writes and return nothing, and commits them all or none. A unit makes no
+ * reads, so it never holds a transaction open across a round trip; callers read first (awaiting),
+ * then write the unit. SQLite runs the unit synchronously inside one transaction; a networked
+ * backend sends it as one transaction.
  */
 
 export type Network = 'matrix' | 'xmpp';
@@ -27,15 +33,17 @@ export interface Puppet extends NewPuppet {
 }
 
 export interface PuppetRepository {
-  create(puppet: NewPuppet): Puppet;
-  byId(id: number): Puppet | undefined;
-  byLocalId(localId: string): Puppet | undefined;
-  byAccountId(accountId: string): Puppet | undefined;
-  list(): Puppet[];
-  setState(id: number, state: PuppetState): void;
-  setGatewayStatic(id: number, key: Uint8Array): void;
+  create(puppet: NewPuppet): Promise<Puppet>;
+  byId(id: number): Promise<Puppet | undefined>;
+  byLocalId(localId: string): Promise<Puppet | undefined>;
+  byAccountId(accountId: string): Promise<Puppet | undefined>;
+  list(): Promise<Puppet[]>;
+  /** How many puppets there are, in any state. */
+  count(): Promise<number>;
+  setState(id: number, state: PuppetState): Promise<void>;
+  setGatewayStatic(id: number, key: Uint8Array): Promise<void>;
   /** Removes the puppet and, by cascade, everything it owns. */
-  delete(id: number): void;
+  delete(id: number): Promise<void>;
 }
 
 export interface Portal {
@@ -49,21 +57,13 @@ export interface Portal {
 
 export interface PortalRepository {
   /** The portal for (puppet, remote chat), created if missing. */
-  ensure(puppetId: number, remoteJid: string): Portal;
-  byId(id: number): Portal | undefined;
-  byRemote(puppetId: number, remoteJid: string): Portal | undefined;
-  byLocalChat(puppetId: number, localChat: string): Portal | undefined;
-  setLocalChat(id: number, localChat: string): void;
-  setName(id: number, name: string): void;
-  listForPuppet(puppetId: number): Portal[];
-}
-
-export interface SignalSessionRepository {
-  loadSession(puppetId: number, address: string): Uint8Array | undefined;
-  storeSession(puppetId: number, address: string, record: Uint8Array): void;
-  deleteSession(puppetId: number, address: string): void;
-  /** Every device session of one remote user (address prefix "user."). */
-  sessionAddresses(puppetId: number, remoteUser: string): string[];
+  ensure(puppetId: number, remoteJid: string): Promise<Portal>;
+  byId(id: number): Promise<Portal | undefined>;
+  byRemote(puppetId: number, remoteJid: string): Promise<Portal | undefined>;
+  byLocalChat(puppetId: number, localChat: string): Promise<Portal | undefined>;
+  setLocalChat(id: number, localChat: string): Promise<void>;
+  setName(id: number, name: string): Promise<void>;
+  listForPuppet(puppetId: number): Promise<Portal[]>;
 }
 
 export type OutboxState = 'queued' | 'sent' | 'delivered' | 'read' | 'failed';
@@ -87,19 +87,19 @@ export interface OutboxEntry extends NewOutboxEntry {
 
 export interface OutboxRepository {
   /** Appends at the end of the portal's order. An id already present is returned unchanged. */
-  enqueue(entry: NewOutboxEntry): OutboxEntry;
-  get(id: string): OutboxEntry | undefined;
+  enqueue(entry: NewOutboxEntry): Promise<OutboxEntry>;
+  get(id: string): Promise<OutboxEntry | undefined>;
   /** Queued entries of a puppet, oldest first within each portal. */
-  queued(puppetId: number, limit?: number): OutboxEntry[];
+  queued(puppetId: number, limit?: number): Promise<OutboxEntry[]>;
   /** Queued entries, of one puppet when given. */
-  countQueued(puppetId?: number): number;
-  recordAttempt(id: string): void;
+  countQueued(puppetId?: number): Promise<number>;
+  recordAttempt(id: string): Promise<void>;
   /**
    * Moves an entry forward (queued -> sent -> delivered -> read); never backwards, since receipts
    * can overtake acks. Returns whether the state changed.
    */
-  advance(id: string, state: 'sent' | 'delivered' | 'read'): boolean;
-  fail(id: string, reason: string): void;
+  advance(id: string, state: 'sent' | 'delivered' | 'read'): Promise<boolean>;
+  fail(id: string, reason: string): Promise<void>;
 }
 
 export interface NewInboxEntry {
@@ -117,12 +117,12 @@ export interface InboxEntry extends NewInboxEntry {
 
 export interface InboxRepository {
   /** Persists a decrypted message; false when (puppet, sender, message id) is already there. */
-  record(entry: NewInboxEntry): boolean;
-  has(puppetId: number, sender: string, messageId: string): boolean;
-  pending(puppetId: number, limit?: number): InboxEntry[];
-  markDelivered(puppetId: number, sender: string, messageId: string): void;
+  record(entry: NewInboxEntry): Promise<boolean>;
+  has(puppetId: number, sender: string, messageId: string): Promise<boolean>;
+  pending(puppetId: number, limit?: number): Promise<InboxEntry[]>;
+  markDelivered(puppetId: number, sender: string, messageId: string): Promise<void>;
   /** Entries received but not yet accepted by the local network (all puppets). */
-  countPending(): number;
+  countPending(): Promise<number>;
 }
 
 export interface MessageMapping {
@@ -133,26 +133,34 @@ export interface MessageMapping {
 }
 
 export interface MessageMapRepository {
-  put(mapping: MessageMapping): void;
-  byRemote(portalId: number, remoteId: string): MessageMapping | undefined;
-  byLocal(portalId: number, localId: string): MessageMapping | undefined;
+  put(mapping: MessageMapping): Promise<void>;
+  byRemote(portalId: number, remoteId: string): Promise<MessageMapping | undefined>;
+  byLocal(portalId: number, localId: string): Promise<MessageMapping | undefined>;
 }
 
-export interface AppserviceTransactionRepository {
-  isDone(txnId: string): boolean;
-  markDone(txnId: string): void;
+/** The writes an atomic unit can make: recorded, committed together by `Store.atomically`. */
+export interface StoreWrites {
+  /** As `OutboxRepository.enqueue`: appended at the end of its portal's order; a known id is kept. */
+  enqueueOutbox(entry: NewOutboxEntry): void;
+  /** As `MessageMapRepository.put`. */
+  putMessage(mapping: MessageMapping): void;
+  /** As `InboxRepository.record`: a (puppet, sender, message id) already there is kept. */
+  recordInbox(entry: NewInboxEntry): void;
+  /** As `InboxRepository.markDelivered`. */
+  markInboxDelivered(puppetId: number, sender: string, messageId: string): void;
 }
 
 export interface Store {
   readonly puppets: PuppetRepository;
   readonly portals: PortalRepository;
-  readonly sessions: SignalSessionRepository;
   readonly outbox: OutboxRepository;
   readonly inbox: InboxRepository;
   readonly messages: MessageMapRepository;
-  readonly transactions: AppserviceTransactionRepository;
-  /** Runs `work` atomically: all of its writes land, or none. */
-  atomically<T>(work: () => T): T;
-  schemaVersion(): number;
-  close(): void;
+  /**
+   * Commits the writes `work` records, all or none; rejects (with nothing written) if `work`
+   * throws. `work` must not wait for anything: it only records.
+   */
+  atomically(work: (writes: StoreWrites) => void): Promise<void>;
+  schemaVersion(): Promise<number>;
+  close(): Promise<void>;
 }

@@ -1,7 +1,12 @@
+/**
+ * The core's repositories on SQLite (better-sqlite3). Each repository is written synchronously,
+ * as better-sqlite3 is, and offered through the asynchronous contract of repositories.ts by
+ * `promised`; an atomic unit runs synchronously inside one transaction, so nothing else can
+ * interleave with it.
+ */
 import { openDatabase, schemaVersion, type Db, type OpenOptions } from './database.js';
 import { preparedStatements as statements } from './sql.js';
 import type {
-  AppserviceTransactionRepository,
   InboxEntry,
   InboxRepository,
   MessageMapping,
@@ -16,9 +21,27 @@ import type {
   Puppet,
   PuppetRepository,
   PuppetState,
-  SignalSessionRepository,
   Store,
+  StoreWrites,
 } from './repositories.js';
+
+/** A repository's methods as better-sqlite3 runs them: the same signatures, without the Promise. */
+type Sync<R> = { [K in keyof R]: R[K] extends (...args: infer A) => Promise<infer T> ? (...args: A) => T : never };
+
+/** Offers a synchronous repository through the asynchronous contract (a throw becomes a rejection). */
+function promised<R>(sync: Sync<R>): R {
+  const out: Record<string, unknown> = {};
+  for (const [name, fn] of Object.entries(sync as Record<string, (...args: unknown[]) => unknown>)) {
+    out[name] = (...args: unknown[]) => {
+      try {
+        return Promise.resolve(fn(...args));
+      } catch (err) {
+        return Promise.reject(err);
+      }
+    };
+  }
+  return out as R;
+}
 
 type Row = Record<string, unknown>;
 
@@ -81,7 +104,7 @@ const toMapping = (r: Row): MessageMapping => ({
   sender: r.sender as string,
 });
 
-function puppetRepository(q: ReturnType<typeof statements>, now: () => number): PuppetRepository {
+function puppetRepository(q: ReturnType<typeof statements>, now: () => number): Sync<PuppetRepository> {
   const byId = (id: number) => {
     const r = q('SELECT * FROM puppets WHERE id = ?').get(id) as Row | undefined;
     return r && toPuppet(r);
@@ -120,6 +143,9 @@ function puppetRepository(q: ReturnType<typeof statements>, now: () => number): 
     list() {
       return (q('SELECT * FROM puppets ORDER BY id').all() as Row[]).map(toPuppet);
     },
+    count() {
+      return (q('SELECT count(*) AS n FROM puppets').get() as { n: number }).n;
+    },
     setState(id, state) {
       q('UPDATE puppets SET state = ?, updated_at = ? WHERE id = ?').run(state, now(), id);
     },
@@ -136,7 +162,7 @@ function puppetRepository(q: ReturnType<typeof statements>, now: () => number): 
   };
 }
 
-function portalRepository(q: ReturnType<typeof statements>, now: () => number): PortalRepository {
+function portalRepository(q: ReturnType<typeof statements>, now: () => number): Sync<PortalRepository> {
   const byRemote = (puppetId: number, remoteJid: string) => {
     const r = q('SELECT * FROM portals WHERE puppet_id = ? AND remote_jid = ?').get(puppetId, remoteJid) as
       Row | undefined;
@@ -173,47 +199,24 @@ function portalRepository(q: ReturnType<typeof statements>, now: () => number): 
   };
 }
 
-function sessionRepository(q: ReturnType<typeof statements>, now: () => number): SignalSessionRepository {
-  return {
-    loadSession(puppetId, address) {
-      const r = q('SELECT record FROM signal_sessions WHERE puppet_id = ? AND address = ?').get(
-        puppetId,
-        address,
-      ) as Row | undefined;
-      return r && bytes(r.record);
-    },
-    storeSession(puppetId, address, record) {
-      q(
-        `INSERT INTO signal_sessions (puppet_id, address, record, updated_at) VALUES (?, ?, ?, ?)
-         ON CONFLICT (puppet_id, address) DO UPDATE SET record = excluded.record, updated_at = excluded.updated_at`,
-      ).run(puppetId, address, Buffer.from(record), now());
-    },
-    deleteSession(puppetId, address) {
-      q('DELETE FROM signal_sessions WHERE puppet_id = ? AND address = ?').run(puppetId, address);
-    },
-    sessionAddresses(puppetId, remoteUser) {
-      // Range scan on the primary key: addresses are "user.device".
-      const rows = q(
-        'SELECT address FROM signal_sessions WHERE puppet_id = ? AND address >= ? AND address < ? ORDER BY address',
-      ).all(puppetId, `${remoteUser}.`, `${remoteUser}/`) as Row[];
-      return rows.map((r) => r.address as string);
-    },
-  };
+/** Appends an outbox row at the end of its portal's order; a known id is left as it is. */
+function insertOutbox(q: ReturnType<typeof statements>, now: () => number, e: NewOutboxEntry): void {
+  const t = now();
+  q(
+    `INSERT INTO outbox (id, puppet_id, portal_id, seq, kind, payload, created_at, updated_at)
+     VALUES (?, ?, ?, (SELECT coalesce(max(seq), 0) + 1 FROM outbox WHERE portal_id = ?), ?, ?, ?, ?)
+     ON CONFLICT (id) DO NOTHING`,
+  ).run(e.id, e.puppetId, e.portalId, e.portalId, e.kind, Buffer.from(e.payload), t, t);
 }
 
-function outboxRepository(q: ReturnType<typeof statements>, now: () => number): OutboxRepository {
+function outboxRepository(q: ReturnType<typeof statements>, now: () => number): Sync<OutboxRepository> {
   const get = (id: string) => {
     const r = q('SELECT * FROM outbox WHERE id = ?').get(id) as Row | undefined;
     return r && toOutbox(r);
   };
   return {
     enqueue(e: NewOutboxEntry) {
-      const t = now();
-      q(
-        `INSERT INTO outbox (id, puppet_id, portal_id, seq, kind, payload, created_at, updated_at)
-         VALUES (?, ?, ?, (SELECT coalesce(max(seq), 0) + 1 FROM outbox WHERE portal_id = ?), ?, ?, ?, ?)
-         ON CONFLICT (id) DO NOTHING`,
-      ).run(e.id, e.puppetId, e.portalId, e.portalId, e.kind, Buffer.from(e.payload), t, t);
+      insertOutbox(q, now, e);
       return get(e.id) as OutboxEntry;
     },
     get,
@@ -258,7 +261,7 @@ function outboxRepository(q: ReturnType<typeof statements>, now: () => number): 
   };
 }
 
-function inboxRepository(q: ReturnType<typeof statements>, now: () => number): InboxRepository {
+function inboxRepository(q: ReturnType<typeof statements>, now: () => number): Sync<InboxRepository> {
   return {
     record(e: NewInboxEntry) {
       return (
@@ -296,7 +299,7 @@ function inboxRepository(q: ReturnType<typeof statements>, now: () => number): I
   };
 }
 
-function messageMapRepository(q: ReturnType<typeof statements>, now: () => number): MessageMapRepository {
+function messageMapRepository(q: ReturnType<typeof statements>, now: () => number): Sync<MessageMapRepository> {
   return {
     put(m) {
       q(
@@ -319,23 +322,10 @@ function messageMapRepository(q: ReturnType<typeof statements>, now: () => numbe
   };
 }
 
-function transactionRepository(
-  q: ReturnType<typeof statements>,
-  now: () => number,
-): AppserviceTransactionRepository {
-  return {
-    isDone(txnId) {
-      return q('SELECT 1 FROM appservice_transactions WHERE txn_id = ?').get(txnId) !== undefined;
-    },
-    markDone(txnId) {
-      q(
-        'INSERT INTO appservice_transactions (txn_id, completed_at) VALUES (?, ?) ON CONFLICT DO NOTHING',
-      ).run(txnId, now());
-    },
-  };
-}
-
-/** The SQLite store, with its database handle for layers that keep their own tables in it (Signal). */
+/**
+ * The SQLite store, with its database handle for the layers that keep their own tables in the same
+ * file (the Signal state, each adapter's tables).
+ */
 export interface SqliteStore extends Store {
   readonly db: Db;
 }
@@ -348,19 +338,39 @@ export function openSqliteStore(
   const db = openDatabase(file, options);
   const q = statements(db);
   const now = options.now ?? Date.now;
+  const puppets = puppetRepository(q, now);
+  const portals = portalRepository(q, now);
+  const outbox = outboxRepository(q, now);
+  const inbox = inboxRepository(q, now);
+  const messages = messageMapRepository(q, now);
+  const writes: StoreWrites = {
+    enqueueOutbox: (e) => insertOutbox(q, now, e),
+    putMessage: (m) => messages.put(m),
+    recordInbox: (e) => void inbox.record(e),
+    markInboxDelivered: (puppetId, sender, messageId) => inbox.markDelivered(puppetId, sender, messageId),
+  };
+  // Synchronous inside one transaction: the work runs before this returns, so Signal writes made
+  // in it (the same database) join the transaction, and nothing else can run in between.
+  const unit = db.transaction((work: (w: StoreWrites) => void) => work(writes));
   return {
     db,
-    puppets: puppetRepository(q, now),
-    portals: portalRepository(q, now),
-    sessions: sessionRepository(q, now),
-    outbox: outboxRepository(q, now),
-    inbox: inboxRepository(q, now),
-    messages: messageMapRepository(q, now),
-    transactions: transactionRepository(q, now),
-    atomically: (work) => db.transaction(work)(),
-    schemaVersion: () => schemaVersion(db),
+    puppets: promised(puppets),
+    portals: promised(portals),
+    outbox: promised(outbox),
+    inbox: promised(inbox),
+    messages: promised(messages),
+    atomically: (work) => {
+      try {
+        unit(work);
+        return Promise.resolve();
+      } catch (err) {
+        return Promise.reject(err);
+      }
+    },
+    schemaVersion: () => Promise.resolve(schemaVersion(db)),
     close: () => {
       if (db.open) db.close();
+      return Promise.resolve();
     },
   };
 }

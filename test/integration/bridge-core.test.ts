@@ -16,6 +16,7 @@ import { openSqliteStore, type SqliteStore } from '../../src/store/sqlite-store.
 import { TestAdapter } from '../support/test-adapter.js';
 import { startEmulator } from '../support/emulator-process.js';
 import { tempDir } from '../support/tmp.js';
+import { until } from '../support/wait.js';
 
 const PROVIDER = 'testbridge';
 const ALICE = '@alice:example.org';
@@ -71,10 +72,10 @@ describe('bridge core against the emulator', () => {
 
   const stopBridge = async () => {
     await bridge.stop();
-    store.close();
+    await store.close();
   };
 
-  const aliceJid = () => accountJidOf(store.puppets.byLocalId(ALICE)!.accountId, PROVIDER);
+  const aliceJid = async () => accountJidOf((await store.puppets.byLocalId(ALICE))!.accountId, PROVIDER);
 
   const text = (localId: string, remote: string, body: string): OutgoingEvent => ({
     localId,
@@ -103,18 +104,20 @@ describe('bridge core against the emulator', () => {
   it('enlists a local user: the gateway knows the account, the puppet connects, the user is told', async () => {
     await core.enlist(ALICE);
     await connected();
-    const account = running.gateway.accounts().find((a) => a.jid === aliceJid());
+    const jid = await aliceJid();
+    const account = running.gateway.accounts().find((a) => a.jid === jid);
     expect(account?.enlisted_identity_key).not.toBeNull();
-    expect(aliceJid()).toMatch(/^alice_example\.org=[0-9a-f]{16}@testbridge\.interop$/);
+    expect((await aliceJid())).toMatch(/^alice_example\.org=[0-9a-f]{16}@testbridge\.interop$/);
     expect(adapter.notices.map((n) => n.notice.kind)).toContain('enlisted');
-    expect(core.status(ALICE)).toMatchObject({ enlisted: true, connection: 'connected', queued: 0 });
+    expect(await core.status(ALICE)).toMatchObject({ enlisted: true, connection: 'connected', queued: 0 });
   });
 
   it('takes several enlistments of one user at once as one: all succeed, one account', async () => {
     await Promise.all([core.enlist(ALICE), core.enlist(ALICE), core.enlist(ALICE)]);
     await connected();
-    expect(running.gateway.accounts().filter((a) => a.jid === aliceJid())).toHaveLength(1);
-    expect(core.status(ALICE)).toMatchObject({ enlisted: true });
+    const jid = await aliceJid();
+    expect(running.gateway.accounts().filter((a) => a.jid === jid)).toHaveLength(1);
+    expect(await core.status(ALICE)).toMatchObject({ enlisted: true });
   });
 
   it('gives the safety number of a contact before any message, the same digits the contact computes', async () => {
@@ -125,7 +128,7 @@ describe('bridge core against the emulator', () => {
     // Bob learns Alice's identity from her first message; his number must then match hers.
     await core.submit(text('$first', bob.jid, 'hi'));
     await bob.waitForMessage((m) => m.content.kind === 'text');
-    expect(bob.signal.safetyNumber(addressUser(aliceJid()))).toBe(number);
+    expect(bob.signal.safetyNumber(addressUser((await aliceJid())))).toBe(number);
     await expect(core.safetyNumber(ALICE, '4915100000000@wa.interop')).rejects.toThrow(/cannot be reached/);
   });
 
@@ -136,7 +139,7 @@ describe('bridge core against the emulator', () => {
       code: 'bridge_text_too_long',
       message: expect.stringMatching(/65537 characters long; the interop network takes at most 65536/),
     });
-    expect(core.status(ALICE).queued).toBe(0);
+    expect((await core.status(ALICE)).queued).toBe(0);
   });
 
   it('fails a message too large for a gateway frame at once, and the next message to that contact still goes', async () => {
@@ -154,7 +157,7 @@ describe('bridge core against the emulator', () => {
     const got = await bob.waitForMessage((m) => m.content.kind === 'text');
     expect(got.content.kind === 'text' && got.content.text).toBe('hello after');
     await adapter.until(() => adapter.statesOf('$after').includes('sent'), 'the next message acknowledged');
-    expect(core.status(ALICE).queued).toBe(0);
+    expect((await core.status(ALICE)).queued).toBe(0);
   });
 
   it('carries text both ways; receipts move the outbox to sent, delivered and read', async () => {
@@ -164,13 +167,13 @@ describe('bridge core against the emulator', () => {
 
     await core.submit(text('$out1', bob.jid, 'hello bob'));
     const got = await bob.waitForMessage((m) => m.content.kind === 'text');
-    expect(got).toMatchObject({ from: aliceJid(), content: { kind: 'text', text: 'hello bob' } });
+    expect(got).toMatchObject({ from: (await aliceJid()), content: { kind: 'text', text: 'hello bob' } });
     await adapter.until(() => adapter.statesOf('$out1').includes('delivered'), 'delivered');
-    await bob.sendReceipt(aliceJid(), [got.id], 'read');
+    await bob.sendReceipt((await aliceJid()), [got.id], 'read');
     await adapter.until(() => adapter.statesOf('$out1').includes('read'), 'read');
     expect(adapter.statesOf('$out1')).toEqual(['sent', 'delivered', 'read']);
 
-    const reply = await bob.sendText(aliceJid(), 'hi alice', { replyTo: got.id });
+    const reply = await bob.sendText((await aliceJid()), 'hi alice', { replyTo: got.id });
     await adapter.until(() => adapter.textsFrom(bob.jid).length === 1, 'the reply');
     const incoming = adapter.delivered[0]!;
     expect(incoming).toMatchObject({
@@ -221,7 +224,7 @@ describe('bridge core against the emulator', () => {
     await core.enlist(ALICE);
     const bob = await native('+4915112345678');
     await connected();
-    await bob.typing(aliceJid(), true);
+    await bob.typing((await aliceJid()), true);
     await adapter.until(() => adapter.ephemeral.length > 0, 'typing');
     expect(adapter.ephemeral[0]).toEqual({
       localUser: ALICE,
@@ -235,9 +238,9 @@ describe('bridge core against the emulator', () => {
       remote: bob.jid,
       event: { type: 'typing', typing: true },
     });
-    expect(core.status(ALICE).queued).toBe(0);
+    expect((await core.status(ALICE)).queued).toBe(0);
     for (let i = 0; i < 500 && bob.chatstates.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
-    expect(bob.chatstates[0]).toEqual({ from: aliceJid(), composing: true });
+    expect(bob.chatstates[0]).toEqual({ from: (await aliceJid()), composing: true });
   });
 
   it("tells the local user when a native user's identity key changes", async () => {
@@ -299,7 +302,7 @@ describe('bridge core against the emulator', () => {
     // Each native user that starts a session takes one one-time prekey; below 10 the gateway notifies.
     for (let i = 0; i < 11; i++) {
       const u = await native(`+49151000001${String(i).padStart(2, '0')}`);
-      await u.sendText(aliceJid(), `hello ${i}`, { devices: [store.puppets.byLocalId(ALICE)!.deviceId] });
+      await u.sendText((await aliceJid()), `hello ${i}`, { devices: [(await store.puppets.byLocalId(ALICE))!.deviceId] });
     }
     let now = await count();
     for (let i = 0; i < 200 && now < 20; i++) {
@@ -334,10 +337,10 @@ describe('bridge core against the emulator', () => {
 
     await Promise.all([
       (async () => {
-        for (let i = 0; i < n; i++) await bob.sendText(aliceJid(), `from bob ${i}`);
+        for (let i = 0; i < n; i++) await bob.sendText((await aliceJid()), `from bob ${i}`);
       })(),
       (async () => {
-        for (let i = 0; i < n; i++) await carol.sendText(aliceJid(), `from carol ${i}`);
+        for (let i = 0; i < n; i++) await carol.sendText((await aliceJid()), `from carol ${i}`);
       })(),
     ]);
     await adapter.until(
@@ -358,17 +361,15 @@ describe('bridge core against the emulator', () => {
 
     // Received and persisted, but the local server is down: pending in the inbox.
     adapter.refuse = true;
-    for (let i = 0; i < 5; i++) await bob.sendText(aliceJid(), `in ${i}`);
-    await adapter.until(
-      () => store.inbox.pending(store.puppets.byLocalId(ALICE)!.id).length === 5,
-      'five pending inbox entries',
-    );
+    for (let i = 0; i < 5; i++) await bob.sendText((await aliceJid()), `in ${i}`);
+    const alice = (await store.puppets.byLocalId(ALICE))!;
+    await until(async () => (await store.inbox.pending(alice.id)).length === 5, 'five pending inbox entries');
     await bridge.stop();
     // Submitted while the puppet is down: queued in the outbox.
     for (let i = 1; i <= 5; i++) await core.submit(text(`$q${i}`, bob.jid, `out ${i}`));
     // Sent by bob while the bridge is down: queued at the gateway.
-    for (let i = 5; i < 10; i++) await bob.sendText(aliceJid(), `in ${i}`);
-    store.close();
+    for (let i = 5; i < 10; i++) await bob.sendText((await aliceJid()), `in ${i}`);
+    await store.close();
 
     await startBridge();
     await adapter.until(() => adapter.textsFrom(bob.jid).length === 10, 'all ten incoming messages');
@@ -378,7 +379,7 @@ describe('bridge core against the emulator', () => {
       Array.from({ length: 6 }, (_, i) => `out ${i}`),
     );
     await adapter.until(() => adapter.statesOf('$q5').includes('delivered'), 'the last one delivered');
-    expect(store.outbox.countQueued()).toBe(0);
+    expect(await store.outbox.countQueued()).toBe(0);
   });
 
   it('recovers a message the recipient could not decrypt through its retry receipt', async () => {
@@ -388,14 +389,16 @@ describe('bridge core against the emulator', () => {
     await core.submit(text('$1', bob.jid, 'before'));
     await bob.waitForMessage((m) => m.content.kind === 'text' && m.content.text === 'before');
     // Bob loses his session (a reinstall without a new identity): our next message is undecryptable.
-    await bob.signal.deleteSession(signalAddress(aliceJid(), 0));
+    await bob.signal.deleteSession(signalAddress((await aliceJid()), 0));
     await core.submit(text('$2', bob.jid, 'after the loss'));
     const got = await bob.waitForMessage(
       (m) => m.content.kind === 'text' && m.content.text === 'after the loss',
     );
     expect(got.id).toBe(
-      store.messages.byLocal(store.portals.byRemote(store.puppets.byLocalId(ALICE)!.id, bob.jid)!.id, '$2')!
-        .remoteId,
+      (await store.messages.byLocal(
+        (await store.portals.byRemote((await store.puppets.byLocalId(ALICE))!.id, bob.jid))!.id,
+        '$2',
+      ))!.remoteId,
     );
   });
 
@@ -405,12 +408,12 @@ describe('bridge core against the emulator', () => {
     await connected();
     await core.submit(text('$1', bob.jid, 'hi'));
     await bob.waitForMessage(() => true);
-    const id0 = await bob.sendText(aliceJid(), 'fine');
+    const id0 = await bob.sendText((await aliceJid()), 'fine');
     await adapter.until(() => adapter.textsFrom(bob.jid).length === 1, 'the first message');
     await bridge.puppet(ALICE)!.signal.deleteSession(signalAddress(bob.jid, 0));
-    const id = await bob.sendText(aliceJid(), 'lost');
+    const id = await bob.sendText((await aliceJid()), 'lost');
     const retry = await bob.waitForReceipt(id, 'retry');
-    expect(retry.from).toBe(aliceJid());
+    expect(retry.from).toBe((await aliceJid()));
     expect(id).not.toBe(id0);
     // The native user re-encrypts (from the keys of the second retry receipt) and resends under the same id.
     await adapter.until(() => adapter.textsFrom(bob.jid).length === 2, 'the resent message');
@@ -424,7 +427,7 @@ describe('bridge core against the emulator', () => {
     const bob = await native('+4915112345678');
     expect(bridge.puppet(ALICE)?.isStarted).toBe(false);
     await core.submit(text('$while-away', bob.jid, 'queued while away'));
-    expect(core.status(ALICE).queued).toBe(1);
+    expect((await core.status(ALICE)).queued).toBe(1);
     core.setOnline(ALICE, true);
     await bob.waitForMessage((m) => m.content.kind === 'text' && m.content.text === 'queued while away');
     core.setOnline(ALICE, false);
@@ -438,11 +441,11 @@ describe('bridge core against the emulator', () => {
   it('opts a user out: the gateway forgets the account and the puppet is deleted', async () => {
     await core.enlist(ALICE);
     await connected();
-    const jid = aliceJid();
+    const jid = (await aliceJid());
     await core.optOut(ALICE);
     expect(running.gateway.accounts().some((a) => a.jid === jid)).toBe(false);
-    expect(store.puppets.byLocalId(ALICE)).toBeUndefined();
-    expect(core.status(ALICE)).toEqual({ enlisted: false, connection: 'none', queued: 0 });
+    expect(await store.puppets.byLocalId(ALICE)).toBeUndefined();
+    expect(await core.status(ALICE)).toEqual({ enlisted: false, connection: 'none', queued: 0 });
     expect(adapter.notices.map((n) => n.notice.kind)).toContain('opted_out');
   });
 });

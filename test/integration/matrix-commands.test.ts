@@ -36,12 +36,12 @@ test('login explains what opting in means and enlists only after the confirmatio
   const explanation = await h.command(alice, room, 'login');
   expect(explanation).toMatch(/interoperability account/);
   expect(explanation).toMatch(/login confirm/);
-  expect(h.store.puppets.byLocalId(alice.userId)).toBeUndefined();
+  expect(await h.store.puppets.byLocalId(alice.userId)).toBeUndefined();
   expect(await h.command(alice, room, 'status')).toMatch(/not opted in yet: reply `login confirm`/);
 
   await h.command(alice, room, 'login confirm');
   await alice.waitFor(room, (e) => e.sender === BOT && /You are now connected/.test(bodyOf(e)));
-  expect(h.store.puppets.byLocalId(alice.userId)?.state).toBe('enlisted');
+  expect((await h.store.puppets.byLocalId(alice.userId))?.state).toBe('enlisted');
   await new Promise((r) => setTimeout(r, 0));
   expect(await h.command(alice, room, 'login')).toMatch(/already opted in/);
 });
@@ -102,7 +102,7 @@ test('a user the permissions do not allow has the invite rejected without the bo
     (e) => e.type === 'm.room.member' && e.state_key === ghostOf(BOB) && e.content['membership'] === 'leave',
   );
   expect(left.content['reason']).toMatch(/not open to your account/);
-  expect(h.store.puppets.byLocalId(mallory.userId)).toBeUndefined();
+  expect(await h.store.puppets.byLocalId(mallory.userId)).toBeUndefined();
 });
 
 test('logout opts the user out, deletes the puppet and closes the portals', async () => {
@@ -118,7 +118,7 @@ test('logout opts the user out, deletes the puppet and closes the portals', asyn
     (e) => e.type === 'm.room.member' && e.state_key === ghostOf(BOB) && e.content['membership'] === 'leave',
   );
 
-  expect(h.store.puppets.byLocalId(alice.userId)).toBeUndefined();
+  expect(await h.store.puppets.byLocalId(alice.userId)).toBeUndefined();
   expect(h.adapter.mstore.portalsOf(alice.userId)).toEqual([]);
   expect(await h.command(alice, room, 'status')).toMatch(/not opted in/);
   const portalNotice = (await alice.readMessages(portal)).find((e) => /no longer bridged/.test(bodyOf(e)));

@@ -129,7 +129,7 @@ describe.each(KINDS)('XMPP adapter for other domains only, on %s', (kind) => {
     expect(answer.getChild('error')?.getChild('text')?.getText()).toBe(
       'Users of localhost may not use this gateway (it serves example.org).',
     );
-    expect(h.store.puppets.byLocalId(u.jid)).toBeUndefined();
+    expect(await h.store.puppets.byLocalId(u.jid)).toBeUndefined();
     await u.client.send(chat(contactJid('+4915500009999'), 'hi', 'denied-1'));
     const e = await errorFor(u, 'denied-1');
     expect(e.condition).toBe('not-allowed');

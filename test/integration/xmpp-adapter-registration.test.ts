@@ -58,7 +58,7 @@ describe.each(KINDS)('XMPP adapter registration and contacts on %s', (kind) => {
     expect(query.getChild('registered')).toBeUndefined();
 
     await register(u);
-    expect(h.store.puppets.byLocalId(u.jid)?.state).toBe('enlisted');
+    expect((await h.store.puppets.byLocalId(u.jid))?.state).toBe('enlisted');
     // XEP-0100: the gateway asks for the user's presence.
     await u.waitForStanza(
       (s) => s.name === 'presence' && s.attrs.from === DOMAIN && s.attrs.type === 'subscribe',
@@ -71,7 +71,7 @@ describe.each(KINDS)('XMPP adapter registration and contacts on %s', (kind) => {
       30_000,
     );
     expect(removed.attrs.type).toBe('result');
-    expect(h.store.puppets.byLocalId(u.jid)).toBeUndefined();
+    expect(await h.store.puppets.byLocalId(u.jid)).toBeUndefined();
   });
 
   test('XEP-0050: the component lists its ad-hoc commands, and register and status run', async () => {
@@ -105,7 +105,7 @@ describe.each(KINDS)('XMPP adapter registration and contacts on %s', (kind) => {
     const registered = (await run('register')).getChild('command')!;
     expect(registered.attrs.status).toBe('completed');
     expect(registered.getChild('note')?.getText()).toBe('You are registered.');
-    expect(h.store.puppets.byLocalId(u.jid)?.state).toBe('enlisted');
+    expect((await h.store.puppets.byLocalId(u.jid))?.state).toBe('enlisted');
     await h.connected(u.jid);
     const status = (await run('status')).getChild('command')!;
     expect(status.getChild('note')?.getText()).toMatch(/^Registered as .* Gateway connection: connected\./);
@@ -130,7 +130,7 @@ describe.each(KINDS)('XMPP adapter registration and contacts on %s', (kind) => {
     const [removed, status] = await Promise.all([adhoc('unregister'), adhoc('status')]);
     expect(removed.attrs.type).toBe('result');
     expect(status.getChild('command')?.getChild('note')?.getText()).toMatch(/^Not registered/);
-    expect(h.store.puppets.byLocalId(u.jid)).toBeUndefined();
+    expect(await h.store.puppets.byLocalId(u.jid)).toBeUndefined();
   });
 
   test('chat commands: help, register, status, add, safety and unregister', async () => {
@@ -168,7 +168,7 @@ describe.each(KINDS)('XMPP adapter registration and contacts on %s', (kind) => {
     );
 
     expect(await command(u, 'unregister', /^You are unregistered/)).toMatch(/keys are deleted/);
-    expect(h.store.puppets.byLocalId(u.jid)).toBeUndefined();
+    expect(await h.store.puppets.byLocalId(u.jid)).toBeUndefined();
     expect(await command(u, 'bogus', /^Unknown command/)).toBe(
       'Unknown command "bogus". Send "help" for the list.',
     );

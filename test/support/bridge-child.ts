@@ -174,8 +174,8 @@ async function main(): Promise<void> {
     stopping = true;
     void bridge
       .stop()
+      .then(() => store.close())
       .then(() => {
-        store.close();
         adb.close();
         process.exit(0);
       })

@@ -20,7 +20,7 @@ describe('interop-bridge backup', () => {
     const config = tmp.file('bridge.yaml', 'bridge:\n  data_dir: state\n');
     expect((await run(['keys', 'generate', '--config', config])).code).toBe(EXIT.ok);
     const live = openSqliteStore(path.join(tmp.dir, 'state', 'interop-bridge.db'));
-    live.puppets.create({
+    await live.puppets.create({
       localId: '@alice:example.org',
       network: 'matrix',
       accountId: 'alice=0123',
@@ -41,10 +41,10 @@ describe('interop-bridge backup', () => {
       expect(statSync(path.join(out, 'interop-bridge.db')).mode & 0o777).toBe(0o600);
       expect(statSync(path.join(out, 'provider-signing-key.jwk')).mode & 0o777).toBe(0o600);
       const restored = openSqliteStore(path.join(out, 'interop-bridge.db'));
-      expect(restored.puppets.byLocalId('@alice:example.org')?.accountId).toBe('alice=0123');
-      restored.close();
+      expect((await restored.puppets.byLocalId('@alice:example.org'))?.accountId).toBe('alice=0123');
+      await restored.close();
     } finally {
-      live.close();
+      await live.close();
     }
   });
 

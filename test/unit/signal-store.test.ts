@@ -24,10 +24,10 @@ beforeEach(() => {
 });
 afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
-function createPuppet(localId: string): number {
+async function createPuppet(localId: string): Promise<number> {
   const store = openSqliteStore(file);
   const id = createSignalIdentity();
-  const puppet = store.puppets.create({
+  const puppet = await store.puppets.create({
     localId,
     network: 'xmpp',
     accountId: localId,
@@ -38,7 +38,7 @@ function createPuppet(localId: string): number {
     noisePublic: new Uint8Array(32),
     noisePrivate: new Uint8Array(32),
   });
-  store.close();
+  await store.close();
   return puppet.id;
 }
 
@@ -65,7 +65,7 @@ function open(db: Db, puppetId: number, now?: () => number) {
 
 describe('Signal state in SQLite', () => {
   it('keeps a session across closing and reopening the database', async () => {
-    const puppetId = createPuppet('alice@example.org');
+    const puppetId = await createPuppet('alice@example.org');
     const remote = remotePeer();
     let db = openDatabase(file);
     let me = open(db, puppetId);
@@ -91,7 +91,7 @@ describe('Signal state in SQLite', () => {
   });
 
   it('answers a first pkmsg after a restart, with the prekeys it stored', async () => {
-    const puppetId = createPuppet('bob@example.org');
+    const puppetId = await createPuppet('bob@example.org');
     let db = openDatabase(file);
     const first = open(db, puppetId);
     first.setUp({ preKeys: 3 });
@@ -107,8 +107,8 @@ describe('Signal state in SQLite', () => {
     db.close();
   });
 
-  it('consumes one-time prekeys, replenishes below the threshold, never reuses an id', () => {
-    const puppetId = createPuppet('carol@example.org');
+  it('consumes one-time prekeys, replenishes below the threshold, never reuses an id', async () => {
+    const puppetId = await createPuppet('carol@example.org');
     const db = openDatabase(file);
     const me = open(db, puppetId);
     me.setUp({ preKeys: 10 });
@@ -124,8 +124,8 @@ describe('Signal state in SQLite', () => {
     db.close();
   });
 
-  it('rotates the signed prekey when due and forgets old ones after the grace period', () => {
-    const puppetId = createPuppet('dave@example.org');
+  it('rotates the signed prekey when due and forgets old ones after the grace period', async () => {
+    const puppetId = await createPuppet('dave@example.org');
     const db = openDatabase(file);
     let now = 1_000_000_000_000;
     const me = open(db, puppetId, () => now);

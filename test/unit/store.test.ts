@@ -2,8 +2,9 @@ import Database from 'better-sqlite3';
 import { chmodSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { openDatabase, readMigrations } from '../../src/store/database.js';
-import type { NewPuppet, Store } from '../../src/store/repositories.js';
-import { openSqliteStore } from '../../src/store/sqlite-store.js';
+import type { NewPuppet } from '../../src/store/repositories.js';
+import { openSqliteStore, type SqliteStore } from '../../src/store/sqlite-store.js';
+import { SignalTables } from '../../src/store/signal-store-sqlite.js';
 import { StoreError } from '../../src/errors.js';
 import { tempDir } from '../support/tmp.js';
 
@@ -21,10 +22,10 @@ const puppet = (n: number): NewPuppet => ({
 
 describe('embedded store', () => {
   let tmp: ReturnType<typeof tempDir>;
-  let store: Store | undefined;
+  let store: SqliteStore | undefined;
   beforeEach(() => (tmp = tempDir()));
-  afterEach(() => {
-    store?.close();
+  afterEach(async () => {
+    await store?.close();
     store = undefined;
     tmp.cleanup();
   });
@@ -76,17 +77,18 @@ describe('embedded store', () => {
     );
   });
 
-  it('keeps puppets and removes everything a puppet owns when it opts out', () => {
-    store = openSqliteStore(path.join(tmp.dir, 'bridge.db'));
-    const p = store.puppets.create(puppet(1));
-    expect(store.puppets.byLocalId('@user1:example.org')).toMatchObject({
+  it('keeps puppets and removes everything a puppet owns when it opts out', async () => {
+    const s = (store = openSqliteStore(path.join(tmp.dir, 'bridge.db')));
+    const p = await s.puppets.create(puppet(1));
+    expect(await s.puppets.byLocalId('@user1:example.org')).toMatchObject({
       accountId: 'acct-1',
       state: 'enlisting',
     });
-    const portal = store.portals.ensure(p.id, '4915112345678@wa.interop');
-    expect(store.portals.ensure(p.id, '4915112345678@wa.interop').id).toBe(portal.id);
-    store.sessions.storeSession(p.id, '4915112345678.1', new Uint8Array([1, 2, 3]));
-    store.outbox.enqueue({
+    const portal = await s.portals.ensure(p.id, '4915112345678@wa.interop');
+    expect((await s.portals.ensure(p.id, '4915112345678@wa.interop')).id).toBe(portal.id);
+    const signal = new SignalTables(s.db, p.id);
+    signal.putSession('4915112345678.1', new Uint8Array([1, 2, 3]));
+    await s.outbox.enqueue({
       id: 'm1',
       puppetId: p.id,
       portalId: portal.id,
@@ -94,18 +96,18 @@ describe('embedded store', () => {
       payload: new Uint8Array([9]),
     });
 
-    store.puppets.delete(p.id);
-    expect(store.portals.byId(portal.id)).toBeUndefined();
-    expect(store.sessions.loadSession(p.id, '4915112345678.1')).toBeUndefined();
-    expect(store.outbox.get('m1')).toBeUndefined();
+    await s.puppets.delete(p.id);
+    expect(await s.portals.byId(portal.id)).toBeUndefined();
+    expect(signal.session('4915112345678.1')).toBeUndefined();
+    expect(await s.outbox.get('m1')).toBeUndefined();
   });
 
-  it('orders the outbox per portal, deduplicates by message id and survives a reopen', () => {
+  it('orders the outbox per portal, deduplicates by message id and survives a reopen', async () => {
     const file = path.join(tmp.dir, 'bridge.db');
     store = openSqliteStore(file);
-    const p = store.puppets.create(puppet(1));
-    const a = store.portals.ensure(p.id, 'a@wa.interop');
-    const b = store.portals.ensure(p.id, 'b@wa.interop');
+    const p = await store.puppets.create(puppet(1));
+    const a = await store.portals.ensure(p.id, 'a@wa.interop');
+    const b = await store.portals.ensure(p.id, 'b@wa.interop');
     const put = (id: string, portalId: number) =>
       store!.outbox.enqueue({
         id,
@@ -114,41 +116,41 @@ describe('embedded store', () => {
         kind: 'text',
         payload: new TextEncoder().encode(id),
       });
-    put('a1', a.id);
-    put('b1', b.id);
-    put('a2', a.id);
-    expect(put('a1', a.id).seq).toBe(1);
-    store.close();
+    await put('a1', a.id);
+    await put('b1', b.id);
+    await put('a2', a.id);
+    expect((await put('a1', a.id)).seq).toBe(1);
+    await store.close();
 
     store = openSqliteStore(file);
-    expect(store.outbox.queued(p.id).map((e) => [e.id, e.seq])).toEqual([
+    expect((await store.outbox.queued(p.id)).map((e) => [e.id, e.seq])).toEqual([
       ['a1', 1],
       ['a2', 2],
       ['b1', 1],
     ]);
   });
 
-  it('moves outbox entries forward only, since receipts can overtake acks', () => {
+  it('moves outbox entries forward only, since receipts can overtake acks', async () => {
     store = openSqliteStore(path.join(tmp.dir, 'bridge.db'));
-    const p = store.puppets.create(puppet(1));
-    const portal = store.portals.ensure(p.id, 'a@wa.interop');
-    store.outbox.enqueue({
+    const p = await store.puppets.create(puppet(1));
+    const portal = await store.portals.ensure(p.id, 'a@wa.interop');
+    await store.outbox.enqueue({
       id: 'm1',
       puppetId: p.id,
       portalId: portal.id,
       kind: 'text',
       payload: new Uint8Array(),
     });
-    expect(store.outbox.advance('m1', 'read')).toBe(true);
-    expect(store.outbox.advance('m1', 'sent')).toBe(false);
-    expect(store.outbox.advance('m1', 'delivered')).toBe(false);
-    expect(store.outbox.get('m1')!.state).toBe('read');
-    expect(store.outbox.countQueued()).toBe(0);
+    expect(await store.outbox.advance('m1', 'read')).toBe(true);
+    expect(await store.outbox.advance('m1', 'sent')).toBe(false);
+    expect(await store.outbox.advance('m1', 'delivered')).toBe(false);
+    expect((await store.outbox.get('m1'))!.state).toBe('read');
+    expect(await store.outbox.countQueued()).toBe(0);
   });
 
-  it('records an incoming message once, however often it is redelivered', () => {
+  it('records an incoming message once, however often it is redelivered', async () => {
     store = openSqliteStore(path.join(tmp.dir, 'bridge.db'));
-    const p = store.puppets.create(puppet(1));
+    const p = await store.puppets.create(puppet(1));
     const entry = {
       puppetId: p.id,
       sender: 'a@wa.interop',
@@ -156,42 +158,57 @@ describe('embedded store', () => {
       portalId: null,
       payload: new Uint8Array([1]),
     };
-    expect(store.inbox.record(entry)).toBe(true);
-    expect(store.inbox.record(entry)).toBe(false);
-    expect(store.inbox.pending(p.id)).toHaveLength(1);
-    store.inbox.markDelivered(p.id, 'a@wa.interop', 'X1');
-    expect(store.inbox.pending(p.id)).toHaveLength(0);
-    expect(store.inbox.has(p.id, 'a@wa.interop', 'X1')).toBe(true);
+    expect(await store.inbox.record(entry)).toBe(true);
+    expect(await store.inbox.record(entry)).toBe(false);
+    expect(await store.inbox.pending(p.id)).toHaveLength(1);
+    await store.inbox.markDelivered(p.id, 'a@wa.interop', 'X1');
+    expect(await store.inbox.pending(p.id)).toHaveLength(0);
+    expect(await store.inbox.has(p.id, 'a@wa.interop', 'X1')).toBe(true);
   });
 
-  it('maps message ids both ways and remembers appservice transactions', () => {
+  it('maps message ids both ways', async () => {
     store = openSqliteStore(path.join(tmp.dir, 'bridge.db'));
-    const p = store.puppets.create(puppet(1));
-    const portal = store.portals.ensure(p.id, 'a@wa.interop');
-    store.messages.put({ portalId: portal.id, remoteId: 'R1', localId: '$event1', sender: 'a@wa.interop' });
-    expect(store.messages.byLocal(portal.id, '$event1')?.remoteId).toBe('R1');
-    expect(store.messages.byRemote(portal.id, 'R1')?.localId).toBe('$event1');
-    expect(store.transactions.isDone('txn1')).toBe(false);
-    store.transactions.markDone('txn1');
-    expect(store.transactions.isDone('txn1')).toBe(true);
+    const p = await store.puppets.create(puppet(1));
+    const portal = await store.portals.ensure(p.id, 'a@wa.interop');
+    await store.messages.put({ portalId: portal.id, remoteId: 'R1', localId: '$event1', sender: 'a@wa.interop' });
+    expect((await store.messages.byLocal(portal.id, '$event1'))?.remoteId).toBe('R1');
+    expect((await store.messages.byRemote(portal.id, 'R1'))?.localId).toBe('$event1');
   });
 
-  it('rolls back every write of a failed atomic unit', () => {
+  it('rolls back every write of a failed atomic unit', async () => {
     store = openSqliteStore(path.join(tmp.dir, 'bridge.db'));
-    expect(() =>
-      store!.atomically(() => {
-        store!.puppets.create(puppet(1));
+    const p = await store.puppets.create(puppet(1));
+    const portal = await store.portals.ensure(p.id, 'a@wa.interop');
+    await expect(
+      store.atomically((w) => {
+        w.enqueueOutbox({ id: 'm1', puppetId: p.id, portalId: portal.id, kind: 'text', payload: new Uint8Array() });
+        w.putMessage({ portalId: portal.id, remoteId: 'm1', localId: '$e1', sender: 'me' });
         throw new Error('boom');
       }),
-    ).toThrow('boom');
-    expect(store.puppets.list()).toEqual([]);
+    ).rejects.toThrow('boom');
+    expect(await store.outbox.get('m1')).toBeUndefined();
+    expect(await store.messages.byLocal(portal.id, '$e1')).toBeUndefined();
   });
 
-  it('lists the sessions of one remote user only', () => {
+  it('commits every write of an atomic unit together', async () => {
     store = openSqliteStore(path.join(tmp.dir, 'bridge.db'));
-    const p = store.puppets.create(puppet(1));
-    for (const a of ['491.1', '491.2', '4910.1', '49.1'])
-      store.sessions.storeSession(p.id, a, new Uint8Array([1]));
-    expect(store.sessions.sessionAddresses(p.id, '491')).toEqual(['491.1', '491.2']);
+    const p = await store.puppets.create(puppet(1));
+    const portal = await store.portals.ensure(p.id, 'a@wa.interop');
+    await store.atomically((w) => {
+      w.recordInbox({ puppetId: p.id, sender: 'a@wa.interop', messageId: 'X1', portalId: portal.id, payload: new Uint8Array([1]) });
+      w.markInboxDelivered(p.id, 'a@wa.interop', 'X1');
+      w.enqueueOutbox({ id: 'r1', puppetId: p.id, portalId: portal.id, kind: 'receipt', payload: new Uint8Array() });
+    });
+    expect(await store.inbox.pending(p.id)).toHaveLength(0);
+    expect(await store.inbox.has(p.id, 'a@wa.interop', 'X1')).toBe(true);
+    expect((await store.outbox.get('r1'))?.seq).toBe(1);
+  });
+
+  it('lists the sessions of one remote user only', async () => {
+    const s = (store = openSqliteStore(path.join(tmp.dir, 'bridge.db')));
+    const p = await s.puppets.create(puppet(1));
+    const signal = new SignalTables(s.db, p.id);
+    for (const a of ['491.1', '491.2', '4910.1', '49.1']) signal.putSession(a, new Uint8Array([1]));
+    expect(signal.sessionAddresses('491')).toEqual(['491.1', '491.2']);
   });
 });
