@@ -16,7 +16,10 @@ import type { Logger } from '../src/observability/logger.js';
 import {
   decodeContent,
   describeContent,
+  editContent,
   encodeContent,
+  reactionContent,
+  revokeContent,
   textContent,
   type DescribedContent,
 } from '../src/protocol/content.js';
@@ -181,6 +184,26 @@ export class NativeUser {
     options: { devices?: number[]; replyTo?: string } = {},
   ): Promise<string> {
     const content = textContent(text, options.replyTo ? { replyTo: { id: options.replyTo } } : {});
+    return this.sendContent(to, content, 'text', options.devices);
+  }
+
+  /**
+   * Edits (new text) or deletes (`null`) one of this user's own earlier messages to `to`, or reacts
+   * (`{ emoji }`, empty to take it back) to a message of the conversation, as its apps do.
+   */
+  async sendChange(
+    to: string,
+    target: { id: string; fromMe: boolean },
+    change: string | null | { emoji: string },
+    options: { devices?: number[] } = {},
+  ): Promise<string> {
+    const key = { remoteJid: to, fromMe: target.fromMe, id: target.id };
+    const content =
+      change === null
+        ? revokeContent(key)
+        : typeof change === 'string'
+          ? editContent(key, textContent(change), BigInt(Date.now()))
+          : reactionContent(key, change.emoji, BigInt(Date.now()));
     return this.sendContent(to, content, 'text', options.devices);
   }
 

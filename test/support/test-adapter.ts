@@ -9,17 +9,23 @@ type Waiter = { check: () => boolean; resolve: () => void };
 
 export class TestAdapter implements Adapter {
   readonly network = 'matrix' as const;
-  readonly capabilities: AdapterCapabilities = {
-    media: true,
-    replies: true,
-    edits: true,
-    deletes: true,
-    reactions: true,
-    readReceipts: true,
-    typing: true,
-    presence: true,
-    maxMediaBytes: 100 * 1024 * 1024,
-  };
+  readonly capabilities: AdapterCapabilities;
+
+  /** A network that shows everything, unless `lacks` says otherwise. */
+  constructor(lacks: Partial<AdapterCapabilities> = {}) {
+    this.capabilities = {
+      media: true,
+      replies: true,
+      edits: true,
+      deletes: true,
+      reactions: true,
+      readReceipts: true,
+      typing: true,
+      presence: true,
+      maxMediaBytes: 100 * 1024 * 1024,
+      ...lacks,
+    };
+  }
   readonly delivered: IncomingEvent[] = [];
   readonly deliveryCalls: IncomingEvent[] = [];
   readonly updates: DeliveryUpdate[] = [];

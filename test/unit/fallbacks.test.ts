@@ -1,0 +1,120 @@
+import type { AdapterCapabilities } from '../../src/bridge/adapter.js';
+import type { ConversationEvent, MediaBody } from '../../src/bridge/events.js';
+import {
+  fitToCapabilities,
+  humanSize,
+  mediaUnshowable,
+  showsDelivery,
+  showsEphemeral,
+} from '../../src/bridge/fallbacks.js';
+
+const ALL: AdapterCapabilities = {
+  media: true,
+  replies: true,
+  edits: true,
+  deletes: true,
+  reactions: true,
+  readReceipts: true,
+  typing: true,
+  presence: true,
+  maxMediaBytes: 10 * 1024 * 1024,
+};
+const lacking = (lacks: Partial<AdapterCapabilities>): AdapterCapabilities => ({ ...ALL, ...lacks });
+
+const photo: MediaBody = {
+  kind: 'media',
+  media: 'image',
+  path: '/tmp/x.jpg',
+  mimetype: 'image/jpeg',
+  size: 2 * 1024 * 1024,
+  caption: 'the view',
+};
+const reply = { id: 'W1', localId: '$e1' };
+const line = (text: string, replyTo?: typeof reply): ConversationEvent => ({
+  type: 'message',
+  body: { kind: 'text', text },
+  ...(replyTo ? { replyTo } : {}),
+});
+
+describe('fitToCapabilities: what a network lacks becomes readable text', () => {
+  const edit: ConversationEvent = { type: 'edit', target: 'W1', targetLocalId: '$e1', body: { kind: 'text', text: 'at 1' } };
+  const del: ConversationEvent = { type: 'delete', target: 'W1', targetLocalId: '$e1' };
+  const react: ConversationEvent = { type: 'reaction', target: 'W1', targetLocalId: '$e1', emoji: '🎉' };
+
+  it('passes every event unchanged to a network that shows everything', () => {
+    for (const e of [edit, del, react, line('hi', reply), { type: 'message', body: photo } as ConversationEvent]) {
+      expect(fitToCapabilities(e, ALL)).toBe(e);
+    }
+  });
+
+  it('edits: a new message "✎ text" replying to the edited one', () => {
+    expect(fitToCapabilities(edit, lacking({ edits: false }))).toEqual(line('✎ at 1', reply));
+  });
+
+  it('deletes: a notice replying to the deleted message', () => {
+    expect(fitToCapabilities(del, lacking({ deletes: false }))).toEqual(line('(deleted a message)', reply));
+  });
+
+  it('reactions: a line with the emoji, or that it was taken back', () => {
+    expect(fitToCapabilities(react, lacking({ reactions: false }))).toEqual(line('(reacted 🎉)', reply));
+    expect(fitToCapabilities({ ...react, emoji: '' }, lacking({ reactions: false }))).toEqual(
+      line('(took back a reaction)', reply),
+    );
+  });
+
+  it('replies: the text arrives without the link, and fallbacks do not link either', () => {
+    expect(fitToCapabilities(line('yes', reply), lacking({ replies: false }))).toEqual(line('yes'));
+    expect(fitToCapabilities(edit, lacking({ replies: false, edits: false }))).toEqual(line('✎ at 1'));
+  });
+
+  it('media: a notice naming the kind, size and caption instead of the file', () => {
+    expect(fitToCapabilities({ type: 'message', body: photo, replyTo: reply }, lacking({ media: false }))).toEqual(
+      line('(sent an image (2 MB), which this chat cannot show: the view)', reply),
+    );
+  });
+
+  it('maxMediaBytes: a larger file becomes a notice with the limit; a file at the limit passes', () => {
+    expect(fitToCapabilities({ type: 'message', body: photo }, lacking({ maxMediaBytes: 1024 * 1024 }))).toEqual(
+      line('(sent an image (2 MB), larger than this chat takes (1 MB): the view)'),
+    );
+    const atLimit = { type: 'message', body: { ...photo, size: 1024 * 1024 } } as ConversationEvent;
+    expect(fitToCapabilities(atLimit, lacking({ maxMediaBytes: 1024 * 1024 }))).toBe(atLimit);
+  });
+
+  it('names a file by its name when it has one', () => {
+    const doc: MediaBody = { ...photo, media: 'file', fileName: 'minutes.pdf', size: 1500, caption: undefined };
+    expect(fitToCapabilities({ type: 'message', body: doc }, lacking({ media: false }))).toEqual(
+      line('(sent a file "minutes.pdf" (1.5 KB), which this chat cannot show)'),
+    );
+  });
+});
+
+describe('status signals a network lacks are not sent', () => {
+  it('read receipts: failures and sent are shown, delivered and read ticks only with read receipts', () => {
+    const none = lacking({ readReceipts: false });
+    expect(['queued', 'sent', 'failed'].every((s) => showsDelivery(none, s as 'sent'))).toBe(true);
+    expect(showsDelivery(none, 'delivered')).toBe(false);
+    expect(showsDelivery(none, 'read')).toBe(false);
+    expect(showsDelivery(ALL, 'read')).toBe(true);
+  });
+
+  it('typing and presence, each on its own flag', () => {
+    const typing = { type: 'typing', typing: true } as const;
+    const presence = { type: 'presence', available: true } as const;
+    expect(showsEphemeral(lacking({ typing: false }), typing)).toBe(false);
+    expect(showsEphemeral(lacking({ typing: false }), presence)).toBe(true);
+    expect(showsEphemeral(lacking({ presence: false }), presence)).toBe(false);
+    expect(showsEphemeral(lacking({ presence: false }), typing)).toBe(true);
+  });
+
+  it('an incoming file is not downloaded when the network cannot take it', () => {
+    expect(mediaUnshowable(lacking({ media: false }), 10)).toBe('which this chat cannot show');
+    expect(mediaUnshowable(lacking({ maxMediaBytes: 100 }), 101)).toBe('larger than this chat takes (100 bytes)');
+    expect(mediaUnshowable(lacking({ maxMediaBytes: 100 }), undefined)).toBeUndefined();
+    expect(mediaUnshowable(ALL, 100)).toBeUndefined();
+  });
+
+  it('sizes read as a person would write them', () => {
+    expect([humanSize(512), humanSize(1536), humanSize(3 * 1024 * 1024)]).toEqual(['512 bytes', '1.5 KB', '3 MB']);
+  });
+});
