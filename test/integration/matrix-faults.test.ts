@@ -150,7 +150,7 @@ test('a transaction with a missing or wrong hs_token is refused before its body 
     });
     expect(answer).toBe(status);
   }
-  expect(h.adapter.mstore.pendingInboundRooms()).toEqual([]);
+  expect(await h.adapter.store.pendingInboundRooms()).toEqual([]);
 });
 
 test('a user query registers a ghost only for an id that can be a phone number', async () => {

@@ -49,7 +49,7 @@ test('a native user’s first message creates the portal: the ghost invites the 
     /<strong>Hello<\/strong> <em>Alice<\/em>, see <del>this<\/del> <code>code<\/code><br\s*\/?>second line/,
   );
   expect(h.hs.room(portal)!.membership(BOT)).toBe('join');
-  expect(h.adapter.mstore.portalOf(alice.userId, bob.jid)?.roomId).toBe(portal);
+  expect((await h.adapter.store.portalOf(alice.userId, bob.jid))?.roomId).toBe(portal);
   // The core marks it delivered once the homeserver accepted it: the sender gets the delivery receipt.
   await bob.waitForReceipt(id, 'delivery');
 });
@@ -136,7 +136,7 @@ test('a ghost invited to a new direct chat joins it, and the chat is bridged', a
   expect(got.content.kind === 'text' && got.content.text).toBe('hi from a room I made');
   await bob.sendText(h.jidOf(alice), 'hi back', { devices: [0] });
   await fromGhost(room, /hi back/);
-  expect(h.adapter.mstore.portalOf(alice.userId, bob.jid)?.roomId).toBe(room);
+  expect((await h.adapter.store.portalOf(alice.userId, bob.jid))?.roomId).toBe(room);
   expect([...h.hs.room(room)!.state.values()].some((e) => e.type === 'm.bridge')).toBe(true);
 });
 
@@ -203,7 +203,7 @@ test('a ghost kicked from its portal, seen or unseen, gets a new portal for the 
   const { bob, portal } = await portalWithBob();
   // Alice kicks the ghost: the bridge forgets the portal.
   await alice.setState(portal, 'm.room.member', GHOST, { membership: 'leave' });
-  await until(() => h.adapter.mstore.room(portal) === undefined, 'the portal to be forgotten');
+  await until(async () => (await h.adapter.store.room(portal)) === undefined, 'the portal to be forgotten');
   await bob.sendText(h.jidOf(alice), 'after the kick', { devices: [0] });
   const second = await alice.waitForInvite((e) => e.sender === GHOST && e.room_id !== portal);
   await alice.join(second);
@@ -212,8 +212,16 @@ test('a ghost kicked from its portal, seen or unseen, gets a new portal for the 
   // A portal the bridge still maps although the ghost is gone (a removal it never saw): the
   // homeserver's M_FORBIDDEN makes the bridge forget it and open a new one, once.
   await alice.setState(second, 'm.room.member', GHOST, { membership: 'leave' });
-  await until(() => h.adapter.mstore.room(second) === undefined, 'the second portal to be forgotten');
-  h.adapter.mstore.putRoom({ roomId: second, kind: 'portal', localUser: alice.userId, remoteJid: bob.jid });
+  await until(
+    async () => (await h.adapter.store.room(second)) === undefined,
+    'the second portal to be forgotten',
+  );
+  await h.adapter.store.putRoom({
+    roomId: second,
+    kind: 'portal',
+    localUser: alice.userId,
+    remoteJid: bob.jid,
+  });
   const id = await bob.sendText(h.jidOf(alice), 'after the unseen kick', { devices: [0] });
   const third = await alice.waitForInvite(
     (e) => e.sender === GHOST && e.room_id !== portal && e.room_id !== second,
@@ -221,5 +229,5 @@ test('a ghost kicked from its portal, seen or unseen, gets a new portal for the 
   await alice.join(third);
   await fromGhost(third, /after the unseen kick/);
   await bob.waitForReceipt(id, 'delivery');
-  expect(h.adapter.mstore.portalOf(alice.userId, bob.jid)?.roomId).toBe(third);
+  expect((await h.adapter.store.portalOf(alice.userId, bob.jid))?.roomId).toBe(third);
 });
