@@ -15,7 +15,7 @@ import { SqliteSignalBackend } from '../src/signal/index.js';
 import type { Store } from '../src/store/repositories.js';
 import { openSqliteStore } from '../src/store/sqlite-store.js';
 import { VERSION } from '../src/version.js';
-import { startMatrixAdapter, type RunningMatrixAdapter } from '../adapters/matrix/index.js';
+import { createMatrixAdapter, SqliteMatrixStore, type MatrixAdapter } from '../adapters/matrix/index.js';
 import { startXmppAdapter, type RunningXmppAdapter } from '../adapters/xmpp/index.js';
 
 export const JWKS_PATH = '/_interop/jwks.json';
@@ -44,7 +44,7 @@ export async function startDaemon(loaded: LoadedConfig, root: Logger): Promise<D
   let bridge: Bridge | undefined;
   let host: MediaHost | undefined;
   let media: BridgeMediaHandler | undefined;
-  let matrix: RunningMatrixAdapter | undefined;
+  let matrix: MatrixAdapter | undefined;
   let xmpp: RunningXmppAdapter | undefined;
   try {
     const signingKey = await ensureProviderKey(paths.signingKey, log);
@@ -133,7 +133,12 @@ export async function startDaemon(loaded: LoadedConfig, root: Logger): Promise<D
       });
       // Adapters attach before the core starts, so pending incoming messages find them.
       if (config.matrix.enabled) {
-        matrix = await startMatrixAdapter({ config, bridge, store, logger: root, dataDir: paths.dataDir });
+        matrix = createMatrixAdapter(
+          { config, logger: root, dataDir: paths.dataDir },
+          new SqliteMatrixStore(store.db),
+        );
+        bridge.attach(matrix);
+        await matrix.start();
       }
       if (config.xmpp.enabled) {
         xmpp = await startXmppAdapter({
@@ -166,7 +171,7 @@ export async function startDaemon(loaded: LoadedConfig, root: Logger): Promise<D
         gateway: config.gateway.root_key
           ? `${config.gateway.host}:${config.gateway.port}`
           : 'not configured (gateway.root_key unset)',
-        matrix: matrix
+        matrix: matrix?.address
           ? `${config.matrix.homeserver_url} (bot @${config.matrix.bot_localpart}:${config.matrix.server_name}, appservice listener ${matrix.address.address}:${matrix.address.port})`
           : 'disabled',
         xmpp: xmpp

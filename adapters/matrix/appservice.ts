@@ -2,9 +2,9 @@
  * The application service API the homeserver calls (node:http, not matrix-bot-sdk's Appservice,
  * which keeps its transaction dedupe in memory and wedges a transaction on an exception):
  *
- * - `PUT /_matrix/app/v1/transactions/{txnId}`: the events are written to SQLite together with the
- *   txnId, in one transaction, and only then answered 200; a resent txnId is answered 200 without
- *   recording anything again. Handling happens afterwards, per event (see inbound.ts), so one event
+ * - `PUT /_matrix/app/v1/transactions/{txnId}`: the events are recorded together with the txnId,
+ *   atomically (MatrixStore.recordTransaction), and only then answered 200; a resent txnId is answered 200 without
+ *   recording anything again. Handling happens afterwards, per event (inbound-queue.ts), so one event
  *   that fails can never hold up the transaction. Ephemeral events are read from `ephemeral` or,
  *   from older homeservers, `de.sorunome.msc2409.ephemeral`.
  * - `GET /_matrix/app/v1/users/{userId}`: a ghost id is created on demand; anything else 404.
@@ -22,8 +22,8 @@ import { MatrixAdapterError } from './errors.js';
 import type { NewInbound } from './store.js';
 
 export interface AppserviceHandlers {
-  /** Durably records a transaction; false if the txnId was done before. Must throw only if nothing was written. */
-  recordTransaction(txnId: string, events: readonly NewInbound[]): boolean;
+  /** Durably records a transaction; false if the txnId was done before. Must reject only if nothing was written. */
+  recordTransaction(txnId: string, events: readonly NewInbound[]): Promise<boolean>;
   /** Called after a transaction is recorded and answered: typing (live only) and a kick of the worker. */
   afterTransaction(typing: readonly Record<string, unknown>[]): void;
   /** Whether the user id is one of ours that can be created on demand (a ghost); creates it. */
@@ -98,7 +98,7 @@ export class AppserviceListener {
     const method = req.method ?? 'GET';
     let m: RegExpExecArray | null;
     if (method === 'PUT' && (m = /^\/transactions\/([^/]+)$/.exec(p)) !== null) {
-      this.#transaction(decodeURIComponent(m[1]!), body, res);
+      await this.#transaction(decodeURIComponent(m[1]!), body, res);
     } else if (method === 'GET' && (m = /^\/users\/([^/]+)$/.exec(p)) !== null) {
       const ours = await this.handlers.queryUser(decodeURIComponent(m[1]!));
       if (ours) json(res, 200, {});
@@ -125,7 +125,7 @@ export class AppserviceListener {
     return a.length === b.length && timingSafeEqual(a, b) ? 'ok' : 'wrong';
   }
 
-  #transaction(txnId: string, raw: Buffer, res: ServerResponse): void {
+  async #transaction(txnId: string, raw: Buffer, res: ServerResponse): Promise<void> {
     let parsed: unknown;
     try {
       parsed = JSON.parse(raw.toString('utf8'));
@@ -165,7 +165,7 @@ export class AppserviceListener {
       else if (e['type'] === 'm.receipt') records.push(...receiptRecords(roomId, e));
     }
     // Durable first: the answer says "recorded", never "received".
-    const fresh = this.handlers.recordTransaction(txnId, records);
+    const fresh = await this.handlers.recordTransaction(txnId, records);
     json(res, 200, {});
     this.log?.debug({ txnId, events: records.length, fresh }, 'transaction recorded');
     this.handlers.afterTransaction(fresh ? typing : []);

@@ -1,13 +1,15 @@
 /**
  * The bridge bot's commands, in a user's management room (a direct chat with the bot): help, login
  * (after saying what opting in means, and a confirmation), logout, start-chat, list, status, safety,
- * confirm, ping. Users the permissions do not allow get a polite refusal.
+ * confirm, ping. Users the permissions do not allow get a polite refusal. The names, syntax and
+ * wording are Matrix's own; the work is src/bridge/commands.ts, shared with the XMPP adapter.
  */
-import type { MatrixAdapter } from './adapter.js';
-import { groupSafetyNumber } from './adapter.js';
-import type { MatrixRoom } from './store.js';
-
-const PHONE = /^\+?[1-9][0-9]{6,14}$/;
+import type { BridgeCore } from '../../src/bridge/adapter.js';
+import { lookUpContact, optIn, optOut, safetyNumberWith, statusOf } from '../../src/bridge/commands.js';
+import type { MatrixIds } from './ids.js';
+import type { ManagementRooms } from './management-room.js';
+import type { Portals } from './portals.js';
+import type { MatrixRoom, MatrixStore } from './store.js';
 
 const HELP = [
   'Commands:',
@@ -31,22 +33,33 @@ const OPT_IN = [
   'Reply `login confirm` to opt in, or ignore this to stay out.',
 ].join('\n');
 
+/** The bot's greeting in a new management room. */
+export function welcome(): string {
+  return `Hello! I connect Matrix with WhatsApp through interoperability.\n${HELP}`;
+}
+
+export interface CommandContext {
+  readonly core: BridgeCore;
+  readonly ids: Pick<MatrixIds, 'permissionOf' | 'phoneOf' | 'serverName'>;
+  readonly store: Pick<MatrixStore, 'portalOf' | 'portalsOf'>;
+  readonly portals: Pick<Portals, 'ensure'>;
+  readonly rooms: Pick<ManagementRooms, 'notice'>;
+}
+
+type Reply = (text: string) => Promise<string>;
+
 export class CommandHandler {
   /** Users who asked to log in and were told what it means (a confirmation is due). */
   readonly #pendingLogin = new Set<string>();
 
-  constructor(private readonly adapter: MatrixAdapter) {}
+  constructor(private readonly c: CommandContext) {}
 
-  welcome(): string {
-    return `Hello! I connect Matrix with WhatsApp through interoperability.\n${HELP}`;
-  }
-
+  /** Answers one command (an m.text message) in the sender's management room. */
   async handle(room: MatrixRoom, sender: string, body: string, eventId: string): Promise<void> {
-    const a = this.adapter;
-    const reply = (text: string) => a.botNotice(room.roomId, text, eventId);
-    if (a.permissionOf(sender) === 'none') {
+    const reply: Reply = (text) => this.c.rooms.notice(room.roomId, text, eventId);
+    if (this.c.ids.permissionOf(sender) === 'none') {
       await reply(
-        `Sorry, ${sender}: this bridge is not open to your account. If you think it should be, ask the operator of ${a.config.server_name}.`,
+        `Sorry, ${sender}: this bridge is not open to your account. If you think it should be, ask the operator of ${this.c.ids.serverName}.`,
       );
       return;
     }
@@ -94,9 +107,8 @@ export class CommandHandler {
     }
   }
 
-  async #login(sender: string, arg: string, reply: (t: string) => Promise<string>): Promise<void> {
-    const a = this.adapter;
-    if (a.core.status(sender).enlisted) {
+  async #login(sender: string, arg: string, reply: Reply): Promise<void> {
+    if (await this.c.core.isEnlisted(sender)) {
       await reply('You are already opted in. Send `status` to see your connection.');
       return;
     }
@@ -108,72 +120,65 @@ export class CommandHandler {
     this.#pendingLogin.delete(sender);
     await reply('Opting you in: creating your keys and enlisting at the gateway…');
     // The core tells the adapter when it is done (notify enlisted), which posts the welcome.
-    await a.core.enlist(sender);
+    await optIn(this.c.core, sender);
   }
 
-  async #logout(sender: string, reply: (t: string) => Promise<string>): Promise<void> {
-    const a = this.adapter;
-    if (!a.core.status(sender).enlisted) {
+  async #logout(sender: string, reply: Reply): Promise<void> {
+    if (!(await statusOf(this.c.core, sender)).enlisted) {
       await reply('You are not opted in: there is nothing to log out of.');
       return;
     }
     await reply('Opting you out: your interop account, keys and queued messages are being deleted…');
-    await a.core.optOut(sender);
+    await optOut(this.c.core, sender);
   }
 
-  async #contact(
-    sender: string,
-    arg: string,
-    reply: (t: string) => Promise<string>,
-  ): Promise<string | undefined> {
-    const a = this.adapter;
-    const phone = arg.replace(/[\s()-]/g, '');
-    if (!PHONE.test(phone)) {
-      await reply(`"${arg}" is not a phone number: give it with the country code, such as +4915112345678.`);
-      return undefined;
+  /** The contact the user named by phone number, or undefined after telling them why not. */
+  async #contact(sender: string, arg: string, reply: Reply): Promise<string | undefined> {
+    const found = await lookUpContact(this.c.core, sender, arg);
+    if (found.ok) return found.remote;
+    switch (found.reason) {
+      case 'not_a_number':
+        await reply(`"${arg}" is not a phone number: give it with the country code, such as +4915112345678.`);
+        return undefined;
+      case 'not_enlisted':
+        await reply('You have not opted in yet: send `login` first.');
+        return undefined;
+      case 'not_reachable':
+        await reply(
+          `${found.phone} cannot be reached through interoperability (not on WhatsApp, or not accepting interop chats).`,
+        );
+        return undefined;
     }
-    if (!a.core.status(sender).enlisted) {
-      await reply('You have not opted in yet: send `login` first.');
-      return undefined;
-    }
-    const e164 = phone.startsWith('+') ? phone : `+${phone}`;
-    const found = await a.core.lookup(sender, e164);
-    if (!found.reachable || found.jid === undefined) {
-      await reply(
-        `${e164} cannot be reached through interoperability (not on WhatsApp, or not accepting interop chats).`,
-      );
-      return undefined;
-    }
-    return found.jid;
   }
 
-  async #startChat(sender: string, arg: string, reply: (t: string) => Promise<string>): Promise<void> {
-    const a = this.adapter;
-    const jid = await this.#contact(sender, arg, reply);
-    if (jid === undefined) return;
-    const existed = a.mstore.portalOf(sender, jid) !== undefined;
-    const roomId = await a.ensurePortal(sender, jid);
+  async #startChat(sender: string, arg: string, reply: Reply): Promise<void> {
+    const remote = await this.#contact(sender, arg, reply);
+    if (remote === undefined) return;
+    const existed = (await this.c.store.portalOf(sender, remote)) !== undefined;
+    const roomId = await this.c.portals.ensure(sender, remote);
+    const phone = this.c.ids.phoneOf(remote);
     await reply(
       existed
-        ? `You already have a chat with ${a.phoneOf(jid)}: ${roomId}`
-        : `Started a chat with ${a.phoneOf(jid)}: accept the invitation to ${roomId}.`,
+        ? `You already have a chat with ${phone}: ${roomId}`
+        : `Started a chat with ${phone}: accept the invitation to ${roomId}.`,
     );
   }
 
-  async #list(sender: string, reply: (t: string) => Promise<string>): Promise<void> {
-    const a = this.adapter;
-    const portals = a.mstore.portalsOf(sender);
+  async #list(sender: string, reply: Reply): Promise<void> {
+    const portals = await this.c.store.portalsOf(sender);
     if (portals.length === 0) {
       await reply('You have no bridged chats yet. Send `start-chat +<number>` to open one.');
       return;
     }
     await reply(
-      ['Your chats:', ...portals.map((p) => `- ${a.phoneOf(p.remoteJid ?? '?')}: ${p.roomId}`)].join('\n'),
+      ['Your chats:', ...portals.map((p) => `- ${this.c.ids.phoneOf(p.remoteJid ?? '?')}: ${p.roomId}`)].join(
+        '\n',
+      ),
     );
   }
 
-  async #status(sender: string, reply: (t: string) => Promise<string>): Promise<void> {
-    const s = this.adapter.core.status(sender);
+  async #status(sender: string, reply: Reply): Promise<void> {
+    const s = await statusOf(this.c.core, sender);
     if (!s.enlisted) {
       await reply(
         this.#pendingLogin.has(sender)
@@ -185,21 +190,19 @@ export class CommandHandler {
     await reply(`Opted in. Gateway connection: ${s.connection}. Messages waiting to be sent: ${s.queued}.`);
   }
 
-  async #safety(sender: string, arg: string, reply: (t: string) => Promise<string>): Promise<void> {
-    const a = this.adapter;
-    const jid = await this.#contact(sender, arg, reply);
-    if (jid === undefined) return;
-    const n = await a.core.safetyNumber(sender, jid);
+  async #safety(sender: string, arg: string, reply: Reply): Promise<void> {
+    const remote = await this.#contact(sender, arg, reply);
+    if (remote === undefined) return;
+    const n = await safetyNumberWith(this.c.core, sender, remote);
     await reply(
-      `Safety number with ${a.phoneOf(jid)}:\n${groupSafetyNumber(n)}\nCompare it with what their phone shows.`,
+      `Safety number with ${this.c.ids.phoneOf(remote)}:\n${n}\nCompare it with what their phone shows.`,
     );
   }
 
-  async #confirm(sender: string, arg: string, reply: (t: string) => Promise<string>): Promise<void> {
-    const a = this.adapter;
-    const jid = await this.#contact(sender, arg, reply);
-    if (jid === undefined) return;
-    await a.core.confirmIdentity(sender, jid);
-    await reply(`Confirmed the security code of ${a.phoneOf(jid)}: held messages are sent now.`);
+  async #confirm(sender: string, arg: string, reply: Reply): Promise<void> {
+    const remote = await this.#contact(sender, arg, reply);
+    if (remote === undefined) return;
+    await this.c.core.confirmIdentity(sender, remote);
+    await reply(`Confirmed the security code of ${this.c.ids.phoneOf(remote)}: held messages are sent now.`);
   }
 }

@@ -4,6 +4,7 @@
  * (`org.matrix.msc3245.voice` with the duration in `org.matrix.msc1767.audio`).
  */
 import type { MediaBody, MediaKind, TextBody } from '../../src/bridge/events.js';
+import { extensionOf } from '../../src/util/mime.js';
 import { markupToMatrix, matrixToMarkup } from './format.js';
 
 export type Content = Record<string, unknown>;
@@ -24,19 +25,6 @@ const DEFAULT_NAME: Record<MediaKind, string> = {
   file: 'file',
 };
 
-const EXTENSION: Readonly<Record<string, string>> = {
-  'image/jpeg': '.jpg',
-  'image/png': '.png',
-  'image/gif': '.gif',
-  'image/webp': '.webp',
-  'video/mp4': '.mp4',
-  'video/webm': '.webm',
-  'audio/ogg': '.ogg',
-  'audio/mpeg': '.mp3',
-  'audio/mp4': '.m4a',
-  'application/pdf': '.pdf',
-};
-
 /** A contact's text as a Matrix message (m.text, with HTML when the markup has any). */
 export function textContent(body: TextBody, msgtype = 'm.text'): Content {
   const m = markupToMatrix(body.text);
@@ -52,8 +40,8 @@ export function textContent(body: TextBody, msgtype = 'm.text'): Content {
 /** The file name a Matrix client shows for a contact's file. */
 export function mediaFileName(body: MediaBody): string {
   if (body.fileName !== undefined && body.fileName !== '') return body.fileName;
-  const base = body.mimetype.split(';')[0]!.trim().toLowerCase();
-  return `${DEFAULT_NAME[body.media]}${EXTENSION[base] ?? ''}`;
+  const ext = extensionOf(body.mimetype);
+  return `${DEFAULT_NAME[body.media]}${ext === undefined ? '' : `.${ext}`}`;
 }
 
 /** A contact's file as a Matrix media message referring to `mxc`. */

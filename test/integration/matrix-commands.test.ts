@@ -119,7 +119,7 @@ test('logout opts the user out, deletes the puppet and closes the portals', asyn
   );
 
   expect(await h.store.puppets.byLocalId(alice.userId)).toBeUndefined();
-  expect(h.adapter.mstore.portalsOf(alice.userId)).toEqual([]);
+  expect(await h.adapter.store.portalsOf(alice.userId)).toEqual([]);
   expect(await h.command(alice, room, 'status')).toMatch(/not opted in/);
   const portalNotice = (await alice.readMessages(portal)).find((e) => /no longer bridged/.test(bodyOf(e)));
   expect(portalNotice?.sender).toBe(BOT);
@@ -143,6 +143,6 @@ test('the bot takes commands only as m.text in a direct chat and never answers a
   );
   const ping = await alice.sendText(group, 'ping');
   expect(await h.command(alice, room, 'ping')).toMatch(/^pong/);
-  expect(h.adapter.mstore.room(group)).toBeUndefined();
+  expect(await h.adapter.store.room(group)).toBeUndefined();
   expect((await alice.readMessages(group)).some((e) => replyTarget(e) === ping)).toBe(false);
 });

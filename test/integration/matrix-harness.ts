@@ -5,7 +5,7 @@
  */
 import { freePort, until } from '../support/wait.js';
 import path from 'node:path';
-import { startMatrixAdapter, type MatrixAdapter } from '../../adapters/matrix/index.js';
+import { createMatrixAdapter, SqliteMatrixStore, type MatrixAdapter } from '../../adapters/matrix/index.js';
 import { buildRegistration } from '../../adapters/matrix/registration.js';
 import { Bridge } from '../../src/bridge/core.js';
 import { accountJidOf } from '../../src/bridge/puppet.js';
@@ -50,7 +50,7 @@ export class MatrixHarness {
   hs!: StandInHomeserver;
   config!: Config;
   adapter!: MatrixAdapter;
-  private stopMatrix: (() => Promise<void>) | undefined;
+  private started = false;
   readonly natives: NativeUser[] = [];
 
   static async start(options: HarnessOptions = {}): Promise<MatrixHarness> {
@@ -123,31 +123,33 @@ export class MatrixHarness {
       preKeys: 20,
       media: this.media,
     });
-    let started: Awaited<ReturnType<typeof startMatrixAdapter>>;
-    try {
-      started = await startMatrixAdapter({
+    const adapter = createMatrixAdapter(
+      {
         config: { ...this.config, matrix: { ...this.config.matrix, ...matrix } },
-        bridge: this.bridge,
-        store,
         dataDir: this.tmp.dir,
         logger: createLogger({ level: process.env['MATRIX_TEST_LOG'] === '1' ? 'debug' : 'silent' }),
-      });
+      },
+      new SqliteMatrixStore(store.db),
+    );
+    this.bridge.attach(adapter);
+    try {
+      await adapter.start();
     } catch (err) {
       this.media.close();
-      store.close();
+      await store.close();
       throw err;
     }
-    this.adapter = started.adapter;
-    this.stopMatrix = started.stop;
+    this.adapter = adapter;
+    this.started = true;
     await this.bridge.start();
   }
 
   async stopBridge(): Promise<void> {
-    await this.stopMatrix?.();
-    this.stopMatrix = undefined;
+    if (this.started) await this.adapter.stop();
+    this.started = false;
     await this.bridge.stop();
     this.media.close();
-    this.store.close();
+    await this.store.close();
   }
 
   async native(phone: string): Promise<NativeUser> {
@@ -188,8 +190,8 @@ export class MatrixHarness {
   }
 
   /** The JID a native user sees for the local user's puppet. */
-  jidOf(user: LocalUser): string {
-    const puppet = this.store.puppets.byLocalId(user.userId);
+  async jidOf(user: LocalUser): Promise<string> {
+    const puppet = await this.store.puppets.byLocalId(user.userId);
     if (!puppet) throw new Error(`${user.userId} has no puppet`);
     return accountJidOf(puppet.accountId, PROVIDER);
   }
@@ -205,7 +207,7 @@ export class MatrixHarness {
 
   async close(): Promise<void> {
     await Promise.all(this.natives.splice(0).map((u) => u.close()));
-    if (this.stopMatrix) await this.stopBridge();
+    if (this.started) await this.stopBridge();
     this.host.close();
     await this.http.close();
     await this.running.stop();

@@ -89,7 +89,7 @@ test('an image, a video, a voice note and a document from a native user appear a
       caption: 'the plan',
     },
   ];
-  for (const s of samples) await bob.sendMedia(h.jidOf(alice), s, { devices: [0] });
+  for (const s of samples) await bob.sendMedia((await (await h.jidOf(alice))), s, { devices: [0] });
   await h.hs.waitForEvent(
     () =>
       h.hs.room(portal)!.timeline.filter((e) => e.sender === GHOST && e.type === 'm.room.message').length ===
@@ -137,7 +137,7 @@ test('a file announced too large or missing gets a notice at once, and a downloa
     info: { mimetype: 'text/plain', size: 10 },
   });
   expect(bodyOf(await noticeFor(missing))).toMatch(/could not be bridged/);
-  expect(h.adapter.mstore.inboundState(missing)).toMatchObject({ state: 'failed', attempts: 1 });
+  expect(await h.adapter.store.inboundState(missing)).toMatchObject({ state: 'failed', attempts: 1 });
   expect(downloads()).toBe(1);
 
   // A failing download: two tries in the first event attempt, then the event is tried again.
@@ -147,7 +147,10 @@ test('a file announced too large or missing gets a notice at once, and a downloa
     mimetype: 'text/plain',
     filename: 'flaky.txt',
   });
-  await until(() => (h.adapter.mstore.inboundState(flaky)?.attempts ?? 0) >= 1, 'the first event attempt');
+  await until(
+    async () => ((await h.adapter.store.inboundState(flaky))?.attempts ?? 0) >= 1,
+    'the first event attempt',
+  );
   expect(downloads()).toBe(3);
   await bob.waitForMessage((m) => m.content.kind === 'document');
   expect(downloads()).toBe(5);

@@ -1,0 +1,68 @@
+/**
+ * Who is who on the Matrix side, from the config alone: the bridge bot, the ghosts
+ * (`@wa_<digits>:<server>`, one per gatekeeper contact) and the permission of everyone else.
+ */
+import { isE164Digits } from '../../src/bridge/phone.js';
+import type { Config } from '../../src/config/schema.js';
+import { MatrixAdapterError } from './errors.js';
+
+export type MatrixConfig = Config['matrix'];
+export type PermissionLevel = 'none' | 'user' | 'admin';
+
+export class MatrixIds {
+  readonly botUserId: string;
+  readonly serverName: string;
+  readonly #config: MatrixConfig;
+
+  constructor(config: MatrixConfig) {
+    this.#config = config;
+    this.serverName = config.server_name;
+    this.botUserId = `@${config.bot_localpart}:${config.server_name}`;
+  }
+
+  /** The permission of a Matrix user: by user id, then server name, then "*"; none when unlisted. */
+  permissionOf(userId: string): PermissionLevel {
+    const p = this.#config.permissions;
+    const server = userId.slice(userId.indexOf(':') + 1);
+    return p[userId] ?? p[server] ?? p['*'] ?? 'none';
+  }
+
+  /** Whether a user id is one of the bridge's (the bot or a ghost). */
+  isOurs(userId: string): boolean {
+    return userId === this.botUserId || this.ghostDigits(userId) !== undefined;
+  }
+
+  /**
+   * The phone number digits of a ghost id; undefined for any other id. Only an E.164 number makes
+   * a ghost: no account for any string of digits queried.
+   */
+  ghostDigits(userId: string): string | undefined {
+    const prefix = `@${this.#config.ghost_localpart_prefix}`;
+    const suffix = `:${this.#config.server_name}`;
+    if (!userId.startsWith(prefix) || !userId.endsWith(suffix)) return undefined;
+    const digits = userId.slice(prefix.length, userId.length - suffix.length);
+    return isE164Digits(digits) ? digits : undefined;
+  }
+
+  /** The ghost of a contact (`4915112345678@wa.interop` -> `@wa_4915112345678:<server>`). */
+  ghostIdOf(remote: string): string {
+    const user = remote.split('@')[0] ?? '';
+    if (!/^[0-9]+$/.test(user)) {
+      throw new MatrixAdapterError(
+        'matrix_contact_unsupported',
+        `${remote} is not a phone-numbered contact: this bridge shows gatekeeper users only`,
+      );
+    }
+    return `@${this.#config.ghost_localpart_prefix}${user}:${this.#config.server_name}`;
+  }
+
+  /** A contact's phone number, for people: `+4915112345678`. */
+  phoneOf(remote: string): string {
+    return `+${remote.split('@')[0] ?? remote}`;
+  }
+
+  /** A ghost's display name (`matrix.ghost_displayname` with the phone number). */
+  displaynameOf(phone: string): string {
+    return this.#config.ghost_displayname.replace('{phone}', phone);
+  }
+}

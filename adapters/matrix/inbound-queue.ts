@@ -1,0 +1,175 @@
+/**
+ * The durable queue of appservice events: recorded before their transaction is answered, handled
+ * here in order per room and rooms in parallel, each event on its own. One that fails holds up only
+ * its room: it is tried again after a backoff (the room's own timer wakes the pump), and after a
+ * few attempts, or at once when no attempt can mend it, set aside with a notice.
+ */
+import { InteropError } from '../../src/errors.js';
+import type { Logger } from '../../src/observability/logger.js';
+import { describeFailure } from './client.js';
+import type { InFlight } from './in-flight.js';
+import type { ManagementRooms } from './management-room.js';
+import type { InboundRow, MatrixStore } from './store.js';
+
+/** Failures that no later attempt can mend: the event is set aside with a notice at once. */
+const FINAL_CODES = new Set([
+  'matrix_bad_mxc',
+  'matrix_contact_unsupported',
+  'bridge_bad_remote',
+  'bridge_bad_local_user',
+  'bridge_not_a_message',
+  'bridge_text_too_long',
+]);
+
+export interface InboundQueueContext {
+  readonly store: Pick<
+    MatrixStore,
+    'pendingInboundRooms' | 'pendingInboundOf' | 'markInboundDone' | 'markInboundAttempt'
+  >;
+  /** Handles one event; a rejection counts as a failed attempt. */
+  handle(row: InboundRow): Promise<void>;
+  readonly rooms: Pick<ManagementRooms, 'notice'>;
+  readonly inFlight: Pick<InFlight, 'track'>;
+  readonly log: Logger;
+  /** Failed attempts at one event before it is set aside. Default 5. */
+  readonly maxEventAttempts?: number | undefined;
+  /** First wait before an event is tried again; doubles up to 60 s. Default 1000 ms. */
+  readonly eventRetryMs?: number | undefined;
+}
+
+export class InboundQueue {
+  /** Rooms whose events are being handled now. */
+  readonly #rooms = new Set<string>();
+  /** Rooms whose next event failed: not tried again before this time. */
+  readonly #roomRetryAt = new Map<string, number>();
+  readonly #retryTimers = new Set<NodeJS.Timeout>();
+  #pumping = false;
+  #pumpAgain = false;
+  /** Until `start()`: events are recorded but not handled yet. */
+  #stopped = true;
+
+  constructor(private readonly c: InboundQueueContext) {}
+
+  /** Whether events are being handled (between `start()` and `stop()`). */
+  get running(): boolean {
+    return !this.#stopped;
+  }
+
+  /** Handles whatever was recorded but not handled before (a restart), then follows new events. */
+  start(): void {
+    this.#stopped = false;
+    this.kick();
+  }
+
+  /** Takes no new event; the caller waits for the work in flight (`InFlight.settled`). */
+  stop(): void {
+    this.#stopped = true;
+    for (const t of this.#retryTimers) clearTimeout(t);
+  }
+
+  /** Handles pending events: rooms in parallel, each room's events strictly in order. */
+  kick(): void {
+    if (this.#stopped) return;
+    if (this.#pumping) {
+      this.#pumpAgain = true;
+      return;
+    }
+    this.#pumping = true;
+    void this.c.inFlight
+      .track(this.#pump())
+      .catch((err: unknown) => this.c.log.warn({ err: (err as Error).message }, 'inbound events not read'))
+      .finally(() => {
+        this.#pumping = false;
+        if (this.#pumpAgain) {
+          this.#pumpAgain = false;
+          this.kick();
+        }
+      });
+  }
+
+  async #pump(): Promise<void> {
+    // Only the rooms free to run now are read (with their payloads): under load most pending
+    // events belong to rooms already running, and reading them again on every pass was the
+    // adapter's largest cost (bench/e2e.bench.ts).
+    const now = Date.now();
+    const byRoom = new Map<string, InboundRow[]>();
+    for (const roomId of await this.c.store.pendingInboundRooms()) {
+      if (this.#rooms.has(roomId) || (this.#roomRetryAt.get(roomId) ?? 0) > now) continue;
+      const list = await this.c.store.pendingInboundOf(roomId);
+      if (list.length > 0) byRoom.set(roomId, list);
+    }
+    for (const [roomId, list] of byRoom) {
+      this.#rooms.add(roomId);
+      const run = this.#runRoom(list).finally(async () => {
+        this.#rooms.delete(roomId);
+        if (!this.#stopped && (await this.#hasWork())) this.kick();
+      });
+      void this.c.inFlight
+        .track(run)
+        .catch((err: unknown) => this.c.log.warn({ err: (err as Error).message }, 'inbound room stopped'));
+    }
+  }
+
+  /** Whether a pending event can be handled now (not in a room that waits to retry). */
+  async #hasWork(): Promise<boolean> {
+    const rooms = await this.c.store.pendingInboundRooms();
+    const now = Date.now();
+    return rooms.some((roomId) => !this.#rooms.has(roomId) && (this.#roomRetryAt.get(roomId) ?? 0) <= now);
+  }
+
+  async #runRoom(rows: readonly InboundRow[]): Promise<void> {
+    for (const row of rows) {
+      if (this.#stopped) return;
+      try {
+        await this.c.handle(row);
+        await this.c.store.markInboundDone(row.seq);
+        this.#roomRetryAt.delete(row.roomId);
+      } catch (err) {
+        const max = this.c.maxEventAttempts ?? 5;
+        // The homeserver refused for good (4xx other than a rate limit): trying again cannot help.
+        const status = describeFailure(err).status;
+        const final =
+          (status !== undefined && status >= 400 && status < 500 && status !== 429) ||
+          (err instanceof InteropError && FINAL_CODES.has(err.code));
+        const giveUp = final || row.attempts + 1 >= max;
+        const message = (err as Error).message;
+        await this.c.store.markInboundAttempt(row.seq, message, giveUp);
+        this.c.log.warn(
+          { room: row.roomId, key: row.key, attempt: row.attempts + 1, err: message },
+          'inbound event failed',
+        );
+        if (!giveUp) {
+          this.#retryLater(row);
+          return;
+        }
+        this.#roomRetryAt.delete(row.roomId);
+        await this.#gaveUp(row, message);
+      }
+    }
+  }
+
+  /** The room waits; the others go on. Its event is tried again after a backoff. */
+  #retryLater(row: InboundRow): void {
+    const wait = Math.min((this.c.eventRetryMs ?? 1000) * 2 ** row.attempts, 60_000);
+    const at = Date.now() + wait;
+    this.#roomRetryAt.set(row.roomId, at);
+    const timer = setTimeout(() => {
+      this.#retryTimers.delete(timer);
+      // The wait is over when this fires: a timer can fire a millisecond before Date.now()
+      // reaches `at`, and the pump would then skip the room with nothing left to wake it.
+      if (this.#roomRetryAt.get(row.roomId) === at) this.#roomRetryAt.delete(row.roomId);
+      this.kick();
+    }, wait);
+    this.#retryTimers.add(timer);
+  }
+
+  async #gaveUp(row: InboundRow, message: string): Promise<void> {
+    const e = row.payload;
+    if (row.kind !== 'event' || e['type'] !== 'm.room.message' || typeof e['event_id'] !== 'string') return;
+    try {
+      await this.c.rooms.notice(row.roomId, `This message could not be bridged: ${message}`, e['event_id']);
+    } catch {
+      // the homeserver is down too; the log has it
+    }
+  }
+}

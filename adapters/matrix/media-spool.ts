@@ -1,0 +1,85 @@
+/**
+ * The spool of local users' files (`<data_dir>/matrix-media/`): a file of a media message is
+ * downloaded through the authenticated media API before the event goes to the core, and removed
+ * once the core reports the message delivered, read or failed.
+ */
+import { createHash } from 'node:crypto';
+import { readdirSync } from 'node:fs';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { RetryingMatrixClient } from './client.js';
+import { MatrixAdapterError } from './errors.js';
+
+/** A downloaded file, for the core's MediaBody. */
+export interface SpooledFile {
+  readonly path: string;
+  readonly size: number;
+  readonly contentType: string | undefined;
+}
+
+export interface MediaSpoolContext {
+  /** `bridge.data_dir`: the spool is its `matrix-media/` folder. */
+  readonly dataDir: string;
+  /** Largest file (`media.max_bytes`). */
+  readonly maxBytes: number;
+  /** The bot, for downloads (with few attempts: the event is tried again later). */
+  readonly client: Pick<RetryingMatrixClient, 'doRequest'>;
+}
+
+export class MediaSpool {
+  /**
+   * Names of the files in the spool (listed from disk once, then kept up to date), so that the
+   * delivery update of a text message costs no file system call.
+   */
+  #names: Set<string> | undefined;
+
+  constructor(private readonly c: MediaSpoolContext) {}
+
+  /** Downloads a local user's file (an `mxc://` URI) into the spool, under a name from the event id. */
+  async download(mxc: string, eventId: string): Promise<SpooledFile | 'too_large'> {
+    const m = /^mxc:\/\/([^/]+)\/([A-Za-z0-9_-]+)$/.exec(mxc);
+    if (m === null) throw new MatrixAdapterError('matrix_bad_mxc', `not an mxc URI: ${mxc}`);
+    const res = (await this.c.client.doRequest(
+      'GET',
+      `/_matrix/client/v1/media/download/${encodeURIComponent(m[1]!)}/${encodeURIComponent(m[2]!)}`,
+      null,
+      null,
+      120_000,
+      true,
+      undefined,
+      true,
+    )) as { body: Buffer; headers: Record<string, string | undefined> };
+    const bytes = Buffer.isBuffer(res.body) ? res.body : Buffer.from(res.body);
+    if (bytes.length > this.c.maxBytes) return 'too_large';
+    const file = this.#pathOf(eventId);
+    await mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
+    this.#spooled().add(path.basename(file));
+    await writeFile(file, bytes, { mode: 0o600 });
+    return { path: file, size: bytes.length, contentType: res.headers['content-type'] };
+  }
+
+  /** Removes the file of the event `eventId` if there is one (in the background, never throwing). */
+  release(eventId: string): void {
+    const file = this.#pathOf(eventId);
+    if (this.#spooled().delete(path.basename(file))) void rm(file, { force: true }).catch(() => undefined);
+  }
+
+  #spooled(): Set<string> {
+    if (this.#names === undefined) {
+      try {
+        this.#names = new Set(readdirSync(path.join(this.c.dataDir, 'matrix-media')));
+      } catch {
+        this.#names = new Set();
+      }
+    }
+    return this.#names;
+  }
+
+  #pathOf(eventId: string): string {
+    return path.join(
+      this.c.dataDir,
+      'matrix-media',
+      createHash('sha256').update(eventId).digest('base64url').slice(0, 32),
+    );
+  }
+}

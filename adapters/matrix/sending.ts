@@ -1,0 +1,238 @@
+/**
+ * What the core calls: incoming events shown in the portal as the contact's ghost (`deliver`), the
+ * state of the local user's messages (`updateDelivery`), the contact's typing (`showEphemeral`) and
+ * notices (`notify`). A delivery is sent with a transaction id derived from the core's remote id and
+ * remembered: a second delivery of the same remote id returns the same event and sends nothing.
+ */
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import type {
+  ConversationEvent,
+  DeliveryUpdate,
+  EphemeralEvent,
+  IncomingEvent,
+  Notice,
+} from '../../src/bridge/events.js';
+import { formatSafetyNumber } from '../../src/bridge/phone.js';
+import type { Logger } from '../../src/observability/logger.js';
+import { describeFailure, type RetryingMatrixClient } from './client.js';
+import { mediaContent, textContent, type Content } from './content.js';
+import type { Ghosts } from './ghosts.js';
+import type { MatrixIds } from './ids.js';
+import type { InFlight } from './in-flight.js';
+import type { ManagementRooms } from './management-room.js';
+import type { MediaSpool } from './media-spool.js';
+import type { Portals } from './portals.js';
+import type { MatrixStore } from './store.js';
+
+const TYPING_TIMEOUT_MS = 30_000;
+
+export interface SendingContext {
+  readonly ids: Pick<MatrixIds, 'ghostIdOf' | 'phoneOf'>;
+  readonly store: Pick<MatrixStore, 'sent' | 'putSent' | 'room' | 'forgetRoom' | 'portalOf'>;
+  readonly ghosts: Pick<Ghosts, 'client'>;
+  readonly portals: Pick<Portals, 'ensure' | 'close'>;
+  readonly rooms: Pick<ManagementRooms, 'ensure' | 'notice'>;
+  readonly bot: Pick<RetryingMatrixClient, 'leaveRoom'>;
+  readonly spool: Pick<MediaSpool, 'release'>;
+  readonly inFlight: Pick<InFlight, 'background'>;
+  readonly log: Logger;
+}
+
+export class Sending {
+  constructor(private readonly c: SendingContext) {}
+
+  /** Shows an incoming event in the portal as the ghost; resolves with the Matrix event id. */
+  async deliver(event: IncomingEvent): Promise<string | undefined> {
+    const { store } = this.c;
+    const { localUser, remote, remoteId } = event;
+    const done = await store.sent(localUser, remote, remoteId);
+    if (done) return done.eventId;
+    const e = event.event;
+    if (e.type === 'receipt' || e.type === 'typing' || e.type === 'presence') return undefined;
+    let ghostId: string;
+    try {
+      ghostId = this.c.ids.ghostIdOf(remote);
+    } catch (err) {
+      this.c.log.warn({ contact: remote, err: (err as Error).message }, 'incoming event not shown');
+      return undefined;
+    }
+    let roomId = await this.c.portals.ensure(localUser, remote);
+    const seed = `${localUser}\n${remote}\n${remoteId}`;
+    let sent: string | undefined;
+    try {
+      sent = await this.#send(ghostId, roomId, e, event.timestamp, seed);
+    } catch (err) {
+      // The ghost is no longer in the portal (it left or was kicked or banned unseen): forget the
+      // room and send in a new portal, once, instead of failing every delivery for good.
+      const f = describeFailure(err);
+      if (f.status !== 403 || f.errcode !== 'M_FORBIDDEN' || (await store.room(roomId))?.kind !== 'portal') {
+        throw err;
+      }
+      this.c.log.warn({ room: roomId, contact: remote }, 'the ghost cannot send in its portal: new portal');
+      await store.forgetRoom(roomId);
+      await this.c.bot.leaveRoom(roomId).catch(() => undefined);
+      roomId = await this.c.portals.ensure(localUser, remote);
+      sent = await this.#send(ghostId, roomId, e, event.timestamp, `${seed}\nnew-portal`);
+    }
+    if (sent === undefined) return undefined;
+    await store.putSent(localUser, remote, remoteId, { roomId, eventId: sent });
+    return sent;
+  }
+
+  /** Sends one incoming event as the ghost; the txnId is a function of the remote id. */
+  async #send(
+    ghostId: string,
+    roomId: string,
+    e: ConversationEvent,
+    ts: number,
+    idSeed: string,
+  ): Promise<string | undefined> {
+    const ghost = this.c.ghosts.client(ghostId);
+    const txnId = `in.${createHash('sha256').update(idSeed).digest('base64url').slice(0, 32)}`;
+    const send = async (type: string, content: Content): Promise<string> => {
+      const res = (await ghost.doRequest(
+        'PUT',
+        `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/send/${encodeURIComponent(type)}/${txnId}`,
+        { ts },
+        content,
+      )) as { event_id: string };
+      return res.event_id;
+    };
+    switch (e.type) {
+      case 'message': {
+        let content: Content;
+        if (e.body.kind === 'text') {
+          content = textContent(e.body);
+        } else {
+          const bytes = await readFile(e.body.path);
+          const mxc = await ghost.uploadContent(bytes, e.body.mimetype, e.body.fileName ?? undefined);
+          content = mediaContent(e.body, mxc);
+        }
+        if (e.replyTo?.localId !== undefined) {
+          content['m.relates_to'] = { 'm.in_reply_to': { event_id: e.replyTo.localId } };
+        }
+        return send('m.room.message', content);
+      }
+      case 'edit': {
+        const text = textContent(e.body);
+        if (e.targetLocalId === undefined) return send('m.room.message', text);
+        return send('m.room.message', {
+          ...text,
+          body: `* ${String(text['body'])}`,
+          ...(typeof text['formatted_body'] === 'string'
+            ? { formatted_body: `* ${text['formatted_body']}` }
+            : {}),
+          'm.new_content': text,
+          'm.relates_to': { rel_type: 'm.replace', event_id: e.targetLocalId },
+        });
+      }
+      case 'delete': {
+        if (e.targetLocalId === undefined) return undefined;
+        const res = (await ghost.doRequest(
+          'PUT',
+          `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/redact/${encodeURIComponent(e.targetLocalId)}/${txnId}`,
+          null,
+          {},
+        )) as { event_id: string };
+        return res.event_id;
+      }
+      case 'reaction': {
+        if (e.targetLocalId === undefined || e.emoji === '') return undefined;
+        return send('m.reaction', {
+          'm.relates_to': { rel_type: 'm.annotation', event_id: e.targetLocalId, key: e.emoji },
+        });
+      }
+      default:
+        return undefined;
+    }
+  }
+
+  /** The contact's typing, shown by the ghost in the portal (if there is one). */
+  showEphemeral(event: EphemeralEvent): void {
+    if (event.event.type !== 'typing') return;
+    let ghostId: string;
+    try {
+      ghostId = this.c.ids.ghostIdOf(event.remote);
+    } catch {
+      return;
+    }
+    const typing = event.event.typing;
+    this.c.inFlight.background('typing', async () => {
+      const portal = await this.c.store.portalOf(event.localUser, event.remote);
+      if (portal) await this.c.ghosts.client(ghostId).setTyping(portal.roomId, typing, TYPING_TIMEOUT_MS);
+    });
+  }
+
+  /** A failure as a notice replying to the message, a read receipt as the ghost's; the file leaves the spool. */
+  updateDelivery(update: DeliveryUpdate): void {
+    if (update.state === 'failed' || update.state === 'delivered' || update.state === 'read') {
+      this.c.spool.release(update.localId);
+    }
+    if (update.state === 'failed') {
+      const reason = update.reason ?? 'the reason is unknown';
+      this.c.inFlight.background('failure notice', async () => {
+        const portal = await this.c.store.portalOf(update.localUser, update.remote);
+        if (!portal) return;
+        await this.c.rooms.notice(
+          portal.roomId,
+          `Not delivered to ${this.c.ids.phoneOf(update.remote)}: ${reason}`,
+          update.localId,
+        );
+      });
+    } else if (update.state === 'read') {
+      let ghostId: string;
+      try {
+        ghostId = this.c.ids.ghostIdOf(update.remote);
+      } catch {
+        return;
+      }
+      this.c.inFlight.background('read receipt', async () => {
+        const portal = await this.c.store.portalOf(update.localUser, update.remote);
+        if (portal) await this.c.ghosts.client(ghostId).sendReadReceipt(portal.roomId, update.localId);
+      });
+    }
+  }
+
+  /** A notice for the local user: in the portal it concerns, or in the management room. */
+  notify(localUser: string, notice: Notice): void {
+    const { rooms, inFlight } = this.c;
+    switch (notice.kind) {
+      case 'identity_changed': {
+        const phone = this.c.ids.phoneOf(notice.remote);
+        const text =
+          `The security code of ${phone} changed (a new phone or a reinstall, or someone else). ` +
+          `Safety number: ${formatSafetyNumber(notice.safetyNumber)}.` +
+          (notice.blocked
+            ? ` Messages to ${phone} are held until you confirm: compare the number with them, then send "confirm ${phone}" to the bridge bot.`
+            : '');
+        inFlight.background('identity notice', async () => {
+          const portal = await this.c.store.portalOf(localUser, notice.remote);
+          await rooms.notice(portal?.roomId ?? (await rooms.ensure(localUser)), text);
+        });
+        return;
+      }
+      case 'enlisted':
+        inFlight.background('enlisted notice', async () =>
+          rooms.notice(
+            await rooms.ensure(localUser),
+            'You are now connected to WhatsApp through interoperability. Send "start-chat +<number>" to talk to someone.',
+          ),
+        );
+        return;
+      case 'opted_out':
+        inFlight.background('opt-out', () => this.c.portals.close(localUser));
+        return;
+      case 'connection':
+        if (notice.state === 'refused') {
+          inFlight.background('connection notice', async () =>
+            rooms.notice(
+              await rooms.ensure(localUser),
+              `The gateway refused your connection${notice.detail ? ` (${notice.detail})` : ''}. Send "status" to check, or ask the bridge's operator.`,
+            ),
+          );
+        }
+        return;
+    }
+  }
+}

@@ -1,0 +1,229 @@
+/**
+ * The Matrix adapter's store on SQLite (the tables of migration 003_matrix.sql). better-sqlite3 is
+ * synchronous: each method does its work at once and returns a settled Promise; what must be atomic
+ * (a transaction's events with its id, a room replacing another, read receipts) runs in one SQLite
+ * transaction.
+ */
+import { preparedStatements, type Db, type Prepared } from '../../src/store/sql.js';
+import type {
+  Ghost,
+  InboundRow,
+  InboundState,
+  MatrixRoom,
+  MatrixStore,
+  NewInbound,
+  SentEvent,
+} from './store.js';
+
+type Row = Record<string, unknown>;
+
+const toRoom = (r: Row): MatrixRoom => ({
+  roomId: r.room_id as string,
+  kind: r.kind as MatrixRoom['kind'],
+  localUser: r.local_user as string,
+  remoteJid: (r.remote_jid as string | null) ?? null,
+  encryptionTold: r.encryption_told === 1,
+});
+
+const toGhost = (r: Row): Ghost => ({
+  userId: r.user_id as string,
+  jid: r.jid as string,
+  displayname: (r.displayname as string | null) ?? null,
+  registered: r.registered === 1,
+});
+
+const toInbound = (r: Row): InboundRow => ({
+  seq: r.seq as number,
+  key: r.key as string,
+  roomId: r.room_id as string,
+  kind: r.kind as InboundRow['kind'],
+  payload: JSON.parse(r.payload as string) as Record<string, unknown>,
+  attempts: r.attempts as number,
+});
+
+export class SqliteMatrixStore implements MatrixStore {
+  readonly #db: Db;
+  readonly #q: Prepared;
+  readonly #now: () => number;
+
+  constructor(db: Db, now: () => number = Date.now) {
+    this.#db = db;
+    this.#q = preparedStatements(db);
+    this.#now = now;
+  }
+
+  // ---- transactions and inbound events ----------------------------------------------------------
+
+  async recordTransaction(txnId: string, events: readonly NewInbound[]): Promise<boolean> {
+    return this.#db.transaction(() => {
+      if (this.#q('SELECT 1 FROM appservice_transactions WHERE txn_id = ?').get(txnId) !== undefined) {
+        return false;
+      }
+      const insert = this.#q(
+        `INSERT INTO matrix_inbound (key, room_id, kind, payload, received_at) VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT (key) DO NOTHING`,
+      );
+      const t = this.#now();
+      for (const e of events) insert.run(e.key, e.roomId, e.kind, JSON.stringify(e.payload), t);
+      this.#q(
+        'INSERT INTO appservice_transactions (txn_id, completed_at) VALUES (?, ?) ON CONFLICT DO NOTHING',
+      ).run(txnId, t);
+      return true;
+    })();
+  }
+
+  async pendingInboundRooms(): Promise<string[]> {
+    // Answered from the partial index: no payload is read.
+    return (
+      this.#q(`SELECT DISTINCT room_id FROM matrix_inbound WHERE state = 'pending'`).all() as Row[]
+    ).map((r) => r.room_id as string);
+  }
+
+  async pendingInboundOf(roomId: string, limit = 500): Promise<InboundRow[]> {
+    return (
+      this.#q(
+        `SELECT seq, key, room_id, kind, payload, attempts FROM matrix_inbound
+         WHERE state = 'pending' AND room_id = ? ORDER BY seq LIMIT ?`,
+      ).all(roomId, limit) as Row[]
+    ).map(toInbound);
+  }
+
+  async markInboundDone(seq: number): Promise<void> {
+    this.#q(`UPDATE matrix_inbound SET state = 'done', payload = '{}' WHERE seq = ?`).run(seq);
+  }
+
+  async markInboundAttempt(seq: number, error: string, giveUp: boolean): Promise<void> {
+    this.#q(
+      `UPDATE matrix_inbound SET attempts = attempts + 1, error = ?, state = CASE WHEN ? THEN 'failed' ELSE state END
+       WHERE seq = ?`,
+    ).run(error, giveUp ? 1 : 0, seq);
+  }
+
+  async inboundState(key: string): Promise<InboundState | undefined> {
+    const r = this.#q('SELECT state, attempts, error FROM matrix_inbound WHERE key = ?').get(key) as
+      Row | undefined;
+    return r === undefined
+      ? undefined
+      : {
+          state: r.state as string,
+          attempts: r.attempts as number,
+          error: (r.error as string | null) ?? null,
+        };
+  }
+
+  // ---- rooms --------------------------------------------------------------------------------------
+
+  async room(roomId: string): Promise<MatrixRoom | undefined> {
+    const r = this.#q('SELECT * FROM matrix_rooms WHERE room_id = ?').get(roomId) as Row | undefined;
+    return r === undefined ? undefined : toRoom(r);
+  }
+
+  async portalOf(localUser: string, remoteJid: string): Promise<MatrixRoom | undefined> {
+    const r = this.#q(
+      `SELECT * FROM matrix_rooms WHERE kind = 'portal' AND local_user = ? AND remote_jid = ?`,
+    ).get(localUser, remoteJid) as Row | undefined;
+    return r === undefined ? undefined : toRoom(r);
+  }
+
+  async portalsOf(localUser: string): Promise<MatrixRoom[]> {
+    return (
+      this.#q(`SELECT * FROM matrix_rooms WHERE kind = 'portal' AND local_user = ? ORDER BY created_at`).all(
+        localUser,
+      ) as Row[]
+    ).map(toRoom);
+  }
+
+  async managementRoomOf(localUser: string): Promise<MatrixRoom | undefined> {
+    const r = this.#q(`SELECT * FROM matrix_rooms WHERE kind = 'management' AND local_user = ?`).get(
+      localUser,
+    ) as Row | undefined;
+    return r === undefined ? undefined : toRoom(r);
+  }
+
+  async putRoom(room: {
+    roomId: string;
+    kind: MatrixRoom['kind'];
+    localUser: string;
+    remoteJid?: string;
+  }): Promise<void> {
+    this.#db.transaction(() => {
+      if (room.kind === 'portal') {
+        this.#q(`DELETE FROM matrix_rooms WHERE kind = 'portal' AND local_user = ? AND remote_jid = ?`).run(
+          room.localUser,
+          room.remoteJid ?? null,
+        );
+      } else {
+        this.#q(`DELETE FROM matrix_rooms WHERE kind = 'management' AND local_user = ?`).run(room.localUser);
+      }
+      this.#q(
+        `INSERT INTO matrix_rooms (room_id, kind, local_user, remote_jid, created_at) VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT (room_id) DO UPDATE SET kind = excluded.kind, local_user = excluded.local_user,
+           remote_jid = excluded.remote_jid`,
+      ).run(room.roomId, room.kind, room.localUser, room.remoteJid ?? null, this.#now());
+    })();
+  }
+
+  async forgetRoom(roomId: string): Promise<void> {
+    this.#q('DELETE FROM matrix_rooms WHERE room_id = ?').run(roomId);
+  }
+
+  async markEncryptionTold(roomId: string): Promise<boolean> {
+    return (
+      this.#q('UPDATE matrix_rooms SET encryption_told = 1 WHERE room_id = ? AND encryption_told = 0').run(
+        roomId,
+      ).changes === 1
+    );
+  }
+
+  // ---- ghosts -------------------------------------------------------------------------------------
+
+  async ghost(userId: string): Promise<Ghost | undefined> {
+    const r = this.#q('SELECT * FROM matrix_ghosts WHERE user_id = ?').get(userId) as Row | undefined;
+    return r === undefined ? undefined : toGhost(r);
+  }
+
+  async putGhost(userId: string, jid: string): Promise<void> {
+    this.#q(
+      'INSERT INTO matrix_ghosts (user_id, jid) VALUES (?, ?) ON CONFLICT (user_id) DO UPDATE SET jid = excluded.jid',
+    ).run(userId, jid);
+  }
+
+  async markGhostRegistered(userId: string, displayname: string): Promise<void> {
+    this.#q('UPDATE matrix_ghosts SET registered = 1, displayname = ? WHERE user_id = ?').run(
+      displayname,
+      userId,
+    );
+  }
+
+  // ---- sent events --------------------------------------------------------------------------------
+
+  async sent(localUser: string, remoteJid: string, remoteId: string): Promise<SentEvent | undefined> {
+    const r = this.#q(
+      'SELECT room_id, event_id FROM matrix_sent WHERE local_user = ? AND remote_jid = ? AND remote_id = ?',
+    ).get(localUser, remoteJid, remoteId) as Row | undefined;
+    return r === undefined ? undefined : { roomId: r.room_id as string, eventId: r.event_id as string };
+  }
+
+  async putSent(localUser: string, remoteJid: string, remoteId: string, sent: SentEvent): Promise<void> {
+    this.#q(
+      `INSERT INTO matrix_sent (local_user, remote_jid, remote_id, room_id, event_id, created_at)
+       VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+    ).run(localUser, remoteJid, remoteId, sent.roomId, sent.eventId, this.#now());
+  }
+
+  async markReadUpTo(roomId: string, eventId: string): Promise<string[]> {
+    return this.#db.transaction(() => {
+      const at = this.#q('SELECT rowid AS r FROM matrix_sent WHERE room_id = ? AND event_id = ?').get(
+        roomId,
+        eventId,
+      ) as Row | undefined;
+      if (at === undefined) return [];
+      const rows = this.#q(
+        'SELECT rowid AS r, event_id FROM matrix_sent WHERE room_id = ? AND read = 0 AND rowid <= ? ORDER BY rowid',
+      ).all(roomId, at.r) as Row[];
+      const mark = this.#q('UPDATE matrix_sent SET read = 1 WHERE rowid = ?');
+      for (const r of rows) mark.run(r.r);
+      return rows.map((r) => r.event_id as string);
+    })();
+  }
+}
