@@ -14,6 +14,7 @@ import { MediaHost } from '../src/media/host.js';
 import { SqliteSignalBackend } from '../src/signal/index.js';
 import type { Store } from '../src/store/repositories.js';
 import { openSqliteStore } from '../src/store/sqlite-store.js';
+import { bridgeMigrations } from './migrations.js';
 import { VERSION } from '../src/version.js';
 import { createMatrixAdapter, SqliteMatrixStore, type MatrixAdapter } from '../adapters/matrix/index.js';
 import { startXmppAdapter, type RunningXmppAdapter } from '../adapters/xmpp/index.js';
@@ -39,7 +40,7 @@ export interface Daemon {
 export async function startDaemon(loaded: LoadedConfig, root: Logger): Promise<Daemon> {
   const log = componentLogger(root, 'daemon');
   const { config, paths } = loaded;
-  const store = openSqliteStore(paths.database);
+  const store = openSqliteStore(paths.database, { migrations: bridgeMigrations() });
   let http: HttpListener | undefined;
   let bridge: Bridge | undefined;
   let host: MediaHost | undefined;

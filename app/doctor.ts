@@ -2,7 +2,7 @@ import Database from 'better-sqlite3';
 import { accessSync, constants, existsSync, statSync } from 'node:fs';
 import path from 'node:path';
 import type { LoadedConfig } from '../src/config/loader.js';
-import { readMigrations } from '../src/store/database.js';
+import { bridgeMigrations } from './migrations.js';
 import { providerKeyTooOpen, readProviderKey } from '../src/provider-keys.js';
 
 export type CheckStatus = 'ok' | 'warn' | 'fail';
@@ -57,7 +57,7 @@ function checkDataDir({ paths }: LoadedConfig): CheckResult {
 function checkDatabase({ paths }: LoadedConfig): CheckResult {
   const name = 'database';
   const file = paths.database;
-  const latest = readMigrations().length;
+  const latest = bridgeMigrations().length;
   if (!existsSync(file)) {
     return { name, status: 'ok', detail: `${file} does not exist yet; "interop-bridge start" creates it` };
   }

@@ -13,7 +13,7 @@ import type { MatrixStore } from './store.js';
 export { MatrixAdapter, type MatrixAdapterOptions } from './adapter.js';
 export { MatrixAdapterError } from './errors.js';
 export type { MatrixStore } from './store.js';
-export { SqliteMatrixStore } from './sqlite-store.js';
+export { matrixMigrations, SqliteMatrixStore } from './sqlite-store.js';
 export { checkHomeserver, type HomeserverCheck } from './homeserver-checks.js';
 export { withRetry, RetryingMatrixClient } from './client.js';
 export type { RetryPolicy } from './client.js';

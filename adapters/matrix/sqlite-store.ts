@@ -4,7 +4,8 @@
  * (a transaction's events with its id, a room replacing another, read receipts) runs in one SQLite
  * transaction.
  */
-import { preparedStatements, type Db, type Prepared } from '../../src/store/sql.js';
+import { fileURLToPath } from 'node:url';
+import { preparedStatements, readMigrations, type Db, type Migration, type Prepared } from '../../src/store/sql.js';
 import type {
   Ghost,
   InboundRow,
@@ -40,6 +41,11 @@ const toInbound = (r: Row): InboundRow => ({
   payload: JSON.parse(r.payload as string) as Record<string, unknown>,
   attempts: r.attempts as number,
 });
+
+/** The migrations of the Matrix adapter's tables (migrations/, beside this file). */
+export function matrixMigrations(): Migration[] {
+  return readMigrations(fileURLToPath(new URL('./migrations/', import.meta.url)));
+}
 
 export class SqliteMatrixStore implements MatrixStore {
   readonly #db: Db;

@@ -13,16 +13,23 @@ export interface Migration {
 }
 
 export interface OpenOptions {
-  /** Defaults to the migrations shipped with this version. */
+  /**
+   * The whole sequence, from version 1 (`mergeMigrations` of every owner's list). Defaults to the
+   * core's own migrations: enough for the core, not for the adapters' tables (app/ passes all).
+   */
   migrations?: readonly Migration[];
 }
 
 const MIGRATION_FILE = /^(\d{3,})_([a-z0-9_]+)\.sql$/;
 const bundledMigrationsDir = fileURLToPath(new URL('./migrations/', import.meta.url));
 
-/** Reads `NNN_name.sql` files in version order; a gap or a duplicate is a packaging bug. */
+/**
+ * Reads the `NNN_name.sql` files of one folder in version order. The bridge's database has one
+ * numbered sequence of migrations whose files live with their owners (the core's here, each
+ * adapter's next to it); `mergeMigrations` puts the folders' lists together.
+ */
 export function readMigrations(dir: string = bundledMigrationsDir): Migration[] {
-  const migrations = readdirSync(dir)
+  return readdirSync(dir)
     .map((file) => MIGRATION_FILE.exec(file))
     .filter((m): m is RegExpExecArray => m !== null)
     .map((m) => ({
@@ -31,15 +38,24 @@ export function readMigrations(dir: string = bundledMigrationsDir): Migration[] 
       sql: readFileSync(path.join(dir, m[0]), 'utf8'),
     }))
     .sort((a, b) => a.version - b.version);
+}
+
+/** One sequence from the lists of several owners; a gap or a duplicate is a packaging bug. */
+export function mergeMigrations(...lists: readonly (readonly Migration[])[]): Migration[] {
+  const merged = lists.flat().sort((a, b) => a.version - b.version);
+  checkSequence(merged);
+  return merged;
+}
+
+function checkSequence(migrations: readonly Migration[]): void {
   migrations.forEach((m, i) => {
     if (m.version !== i + 1) {
       throw new StoreError(
         'store_migrations_broken',
-        `migration ${m.version}_${m.name} out of sequence in ${dir}`,
+        `migration ${m.version}_${m.name} out of sequence (expected version ${i + 1})`,
       );
     }
   });
-  return migrations;
 }
 
 /**
@@ -52,6 +68,7 @@ export function readMigrations(dir: string = bundledMigrationsDir): Migration[] 
  */
 export function openDatabase(file: string, options: OpenOptions = {}): Db {
   const migrations = options.migrations ?? readMigrations();
+  checkSequence(migrations);
   createPrivateFile(file);
   let db: Db;
   try {

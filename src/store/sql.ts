@@ -6,7 +6,8 @@
 import type { Statement } from 'better-sqlite3';
 import type { Db } from './database.js';
 
-export type { Db } from './database.js';
+export type { Db, Migration } from './database.js';
+export { readMigrations } from './database.js';
 export type { Statement } from 'better-sqlite3';
 
 /** A function that prepares each SQL text once, on first use, and returns the statement after. */

@@ -17,6 +17,7 @@ import { createLogger } from '../../src/observability/logger.js';
 import { generateProviderKey, type ProviderPrivateJwk } from '../../src/protocol/jwt.js';
 import { SqliteSignalBackend } from '../../src/signal/index.js';
 import { openSqliteStore, type SqliteStore } from '../../src/store/sqlite-store.js';
+import { bridgeMigrations } from '../../app/migrations.js';
 import { RunningEmulator } from '../../emulator/main.js';
 import { NativeUser } from '../../emulator/native-user.js';
 import { LocalUser, StandInHomeserver, type ClientEvent } from '../support/homeserver/index.js';
@@ -100,7 +101,7 @@ export class MatrixHarness {
 
   /** Starts the bridge on the same database; `matrix` overrides the adapter's config for this start. */
   async startBridge(matrix: Partial<Config['matrix']> = {}): Promise<void> {
-    this.store = openSqliteStore(this.tmp.file('bridge.db'));
+    this.store = openSqliteStore(this.tmp.file('bridge.db'), { migrations: bridgeMigrations() });
     const store = this.store;
     this.media = await BridgeMediaHandler.open({
       host: this.host,

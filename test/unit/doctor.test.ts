@@ -7,6 +7,7 @@ import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { EXIT, runCli } from '../../app/cli.js';
 import { openSqliteStore } from '../../src/store/sqlite-store.js';
+import { bridgeMigrations } from '../../app/migrations.js';
 import { tempDir } from '../support/tmp.js';
 import { doctorLine } from '../support/wait.js';
 
@@ -36,7 +37,7 @@ describe('interop-bridge doctor --offline', () => {
   afterEach(() => tmp.cleanup());
 
   it('passes with a fresh database and key', async () => {
-    openSqliteStore(path.join(state, 'interop-bridge.db')).close();
+    await openSqliteStore(path.join(state, 'interop-bridge.db'), { migrations: bridgeMigrations() }).close();
     const { code, out } = await doctor(config);
     expect(lineOf(out, 'database')).toMatch(/ok .*schema version \d+ \(current\), mode 600/);
     expect(lineOf(out, 'provider signing key')).toMatch(/ok .*EdDSA key, kid /);

@@ -1,4 +1,4 @@
--- The Matrix adapter's state (adapters/matrix/store.ts). Times are milliseconds since the epoch.
+-- The Matrix adapter's state (adapters/matrix/store.ts, on SQLite in sqlite-store.ts). Times are milliseconds since the epoch.
 
 -- Events from appservice transactions, written before the transaction is acknowledged, then
 -- handled in order per room. `key` is the event id (or a synthetic key for receipts).

@@ -1,0 +1,12 @@
+/**
+ * The bridge database's whole migration sequence: the core's (src/store/migrations) and each
+ * adapter's own (beside it). Everything in app/ that opens the database passes this, so a database
+ * always has every table, whichever adapters are enabled.
+ */
+import { matrixMigrations } from '../adapters/matrix/index.js';
+import { xmppMigrations } from '../adapters/xmpp/index.js';
+import { mergeMigrations, readMigrations, type Migration } from '../src/store/database.js';
+
+export function bridgeMigrations(): Migration[] {
+  return mergeMigrations(readMigrations(), matrixMigrations(), xmppMigrations());
+}
