@@ -21,6 +21,7 @@ import type {
   Notice,
   OutgoingEvent,
 } from '../../src/bridge/events.js';
+import { formatSafetyNumber, normalisePhone, phoneOfRemote } from '../../src/bridge/phone.js';
 import type { Logger } from '../../src/observability/logger.js';
 import { VERSION } from '../../src/version.js';
 import { runCommand, COMMANDS, type CommandContext } from './commands.js';
@@ -32,9 +33,7 @@ import {
   contactJidOfRemote,
   domainOf,
   localPartOf,
-  normalisePhone,
   phoneOfContact,
-  phoneOfRemote,
   remoteOfContact,
 } from './jids.js';
 import { fetchUserFile, fileNameFor, mediaKindOf, type FilePublisher } from './media.js';
@@ -289,7 +288,7 @@ export class XmppAdapter extends EventEmitter<XmppAdapterEvents> implements Adap
         const from = this.contactOf(localUser, notice.remote);
         const who = phoneOfRemote(notice.remote) ?? notice.remote;
         const text =
-          `The security code of ${who} changed (a new phone or a reinstall). Safety number: ${groupDigits(notice.safetyNumber)}.` +
+          `The security code of ${who} changed (a new phone or a reinstall). Safety number: ${formatSafetyNumber(notice.safetyNumber)}.` +
           (notice.blocked
             ? ` Messages to ${who} are held until you confirm: send "confirm ${who}" to ${this.domain}.`
             : ' Compare it with your contact if in doubt.');
@@ -1172,8 +1171,4 @@ function stripReplyFallback(el: Element, body: string): string {
   if (!Number.isInteger(start) || !Number.isInteger(end) || end <= start) return body;
   const cps = [...body];
   return [...cps.slice(0, start), ...cps.slice(end)].join('');
-}
-
-function groupDigits(n: string): string {
-  return n.replace(/(\d{5})(?=\d)/g, '$1 ');
 }

@@ -5,6 +5,7 @@
  * unregister, status).
  */
 import type { BridgeCore } from '../../src/bridge/adapter.js';
+import { formatSafetyNumber } from '../../src/bridge/phone.js';
 import { NS } from './stanzas.js';
 
 export interface CommandContext {
@@ -119,7 +120,7 @@ export async function runCommand(
           return { text: `Confirmed the security code of ${arg}: messages flow again.` };
         }
         const n = await ctx.core.safetyNumber(ctx.user, remote);
-        return { text: `Safety number with ${arg}:\n${n.replace(/(\d{5})(?=\d)/g, '$1 ')}` };
+        return { text: `Safety number with ${arg}:\n${formatSafetyNumber(n)}` };
       }
       default:
         return { text: `Unknown command "${name}". Send "help" for the list.`, error: true };
