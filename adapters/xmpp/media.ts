@@ -319,3 +319,13 @@ export class OwnFilePublisher implements FilePublisher {
     }
   }
 }
+
+/** Deletes what is older than `maxAgeMs` in `dir` (downloaded files the core no longer needs). */
+export async function sweepOldFiles(dir: string, maxAgeMs: number): Promise<void> {
+  const cutoff = Date.now() - maxAgeMs;
+  for (const name of await readdir(dir)) {
+    const file = path.join(dir, name);
+    const s = await stat(file).catch(() => undefined);
+    if (s && s.mtimeMs < cutoff) await rm(file, { recursive: true, force: true });
+  }
+}

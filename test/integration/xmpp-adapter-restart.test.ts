@@ -59,7 +59,7 @@ describe.each(KINDS)('XMPP adapter restarts on %s', (kind) => {
     const puppet = h.puppetJid(alice.jid);
     faults.delay(puppet, 3000);
     const submitted = new Set<string>();
-    h.xmpp.adapter.on('submitted', (e: OutgoingEvent) => submitted.add(e.localId));
+    h.xmpp.on('submitted', (e: OutgoingEvent) => submitted.add(e.localId));
     for (const [i, text] of range('a', 5).entries())
       await alice.client.send(chat(contact, text, `ra${i + 1}`));
     await until(() => submitted.size === 5, 'the burst to be accepted');

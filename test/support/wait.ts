@@ -2,9 +2,13 @@
 import { createServer, type AddressInfo } from 'node:net';
 
 /** Resolves once `check()` holds, polling every 20 ms; rejects naming `what` after `timeoutMs`. */
-export async function until(check: () => boolean, what: string, timeoutMs = 15_000): Promise<void> {
+export async function until(
+  check: () => boolean | Promise<boolean>,
+  what: string,
+  timeoutMs = 15_000,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  while (!check()) {
+  while (!(await check())) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 20));
   }

@@ -1,12 +1,18 @@
 /**
  * The whole XMPP path for integration tests: a real XMPP server (Prosody or ejabberd, with its
  * upload service), the gateway emulator with native users, and the bridge (core, media handler,
- * HTTP listener) with the XMPP adapter started the way the daemon starts it (`startXmppAdapter`).
+ * HTTP listener) with the XMPP adapter made and started the way the daemon does it
+ * (`createXmppAdapter`, `bridge.attach`, `start`).
  * The bridge can be stopped and started again on the same database, and the server restarted.
  */
 import path from 'node:path';
 import { xml, type Element } from '@xmpp/xml';
-import { startXmppAdapter, XmppStore, type RunningXmppAdapter } from '../../adapters/xmpp/index.js';
+import {
+  createXmppAdapter,
+  SqliteXmppStore,
+  type XmppAdapter,
+  type XmppStore,
+} from '../../adapters/xmpp/index.js';
 import { Bridge, type Lifecycle } from '../../src/bridge/core.js';
 import { BridgeMediaHandler } from '../../src/bridge/media-handler.js';
 import { configSchema, type Config } from '../../src/config/schema.js';
@@ -54,7 +60,7 @@ export class XmppBridgeHarness {
   media!: BridgeMediaHandler;
   store!: SqliteStore;
   bridge!: Bridge;
-  xmpp!: RunningXmppAdapter;
+  xmpp!: XmppAdapter;
   config!: Config;
   /** How many times the server dropped the component link. */
   linkDrops = 0;
@@ -145,16 +151,19 @@ export class XmppBridgeHarness {
       preKeys: 20,
       media: this.media,
     });
-    this.xmpp = await startXmppAdapter({
-      config: this.config,
-      bridge: this.bridge,
-      store,
-      logger: createLogger({ level: process.env.XMPP_TEST_LOG ? 'debug' : 'silent' }),
-      dataDir: path.join(this.tmp.dir, 'data'),
-      http: this.http,
-      publicUrl: this.listenerUrl,
-      link: { reconnect: { initialDelayMs: 50, maxDelayMs: 500 }, pingTimeoutMs: 3000 },
-    });
+    this.xmpp = createXmppAdapter(
+      {
+        config: this.config,
+        logger: createLogger({ level: process.env.XMPP_TEST_LOG ? 'debug' : 'silent' }),
+        dataDir: path.join(this.tmp.dir, 'data'),
+        http: this.http,
+        publicUrl: this.listenerUrl,
+      },
+      new SqliteXmppStore(store.db),
+      { reconnect: { initialDelayMs: 50, maxDelayMs: 500 }, pingTimeoutMs: 3000 },
+    );
+    this.bridge.attach(this.xmpp);
+    await this.xmpp.start();
     this.xmpp.link.on('offline', () => this.linkDrops++);
     await this.bridge.start();
   }
@@ -179,7 +188,7 @@ export class XmppBridgeHarness {
 
   /** The adapter's tables, for assertions. */
   get xmppStore(): XmppStore {
-    return new XmppStore(this.store.db);
+    return new SqliteXmppStore(this.store.db);
   }
 
   /** A registered, logged-in XMPP user (with its own fresh account on the server). */
