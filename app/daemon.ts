@@ -17,7 +17,7 @@ import { openSqliteStore } from '../src/store/sqlite-store.js';
 import { bridgeMigrations } from './migrations.js';
 import { VERSION } from '../src/version.js';
 import { createMatrixAdapter, SqliteMatrixStore, type MatrixAdapter } from '../adapters/matrix/index.js';
-import { startXmppAdapter, type RunningXmppAdapter } from '../adapters/xmpp/index.js';
+import { createXmppAdapter, SqliteXmppStore, type XmppAdapter } from '../adapters/xmpp/index.js';
 
 export const JWKS_PATH = '/_interop/jwks.json';
 export const HEALTH_PATH = '/health';
@@ -46,7 +46,7 @@ export async function startDaemon(loaded: LoadedConfig, root: Logger): Promise<D
   let host: MediaHost | undefined;
   let media: BridgeMediaHandler | undefined;
   let matrix: MatrixAdapter | undefined;
-  let xmpp: RunningXmppAdapter | undefined;
+  let xmpp: XmppAdapter | undefined;
   try {
     const signingKey = await ensureProviderKey(paths.signingKey, log);
     const jwks = publicJwks([signingKey]);
@@ -142,15 +142,12 @@ export async function startDaemon(loaded: LoadedConfig, root: Logger): Promise<D
         await matrix.start();
       }
       if (config.xmpp.enabled) {
-        xmpp = await startXmppAdapter({
-          config,
-          bridge,
-          store,
-          logger: root,
-          dataDir: paths.dataDir,
-          http,
-          publicUrl,
-        });
+        xmpp = createXmppAdapter(
+          { config, logger: root, dataDir: paths.dataDir, http, publicUrl },
+          new SqliteXmppStore(store.db),
+        );
+        bridge.attach(xmpp);
+        await xmpp.start();
       }
       await bridge.start();
     } else if (config.matrix.enabled || config.xmpp.enabled) {

@@ -23,7 +23,7 @@ import { keyPairFromPrivateKey } from '../src/protocol/noise/dh.js';
 import { readProviderKey } from '../src/provider-keys.js';
 import { VERSION } from '../src/version.js';
 import { checkHomeserver, type HomeserverCheck } from '../adapters/matrix/index.js';
-import { ComponentLink } from '../adapters/xmpp/component.js';
+import { ComponentLink } from '../adapters/xmpp/index.js';
 
 const PROBE_TIMEOUT_MS = 10_000;
 

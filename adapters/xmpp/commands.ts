@@ -2,26 +2,31 @@
  * The gateway's commands, one implementation for both ways of giving them: chat messages to the
  * component JID (`help`, `register`, `unregister`, `status`, `add +number`, `safety +number`,
  * `confirm +number`), for clients without ad-hoc support, and XEP-0050 ad-hoc commands (register,
- * unregister, status).
+ * unregister, status; iq/adhoc.ts). The work is src/bridge/commands.ts's; the names, syntax and
+ * wording are XMPP's own.
  */
 import type { BridgeCore } from '../../src/bridge/adapter.js';
+import { optIn, optOut, safetyNumberWith, statusOf } from '../../src/bridge/commands.js';
+import { normalisePhone } from '../../src/bridge/phone.js';
+import type { Contacts } from './contacts.js';
+import { bareJid, contactJidOfPhone } from './jids.js';
 import { NS } from './stanzas.js';
+import type { XmppStore } from './store.js';
 
 export interface CommandContext {
-  readonly user: string;
   readonly domain: string;
   readonly core: BridgeCore;
-  registered(): boolean;
-  contacts(): number;
-  /** Looks the number up and sends the contact request; resolves with the contact JID. */
-  addContact(phone: string): Promise<string>;
-  /** The core's remote for a phone number, looked up if needed; undefined if not a number. */
-  remoteOf(phone: string): Promise<string | undefined>;
+  readonly store: Pick<XmppStore, 'contact' | 'contacts'>;
+  readonly contacts: Pick<Contacts, 'lookUp'>;
+  /** The contact asks the user for a subscription (presence.ts). */
+  readonly roster: { ask(user: string, local: string): Promise<void> };
 }
 
 export interface CommandReply {
   readonly text: string;
   readonly error?: boolean;
+  /** The core's notice tells the user in chat already (a registration, an unregistration). */
+  readonly announced?: boolean;
 }
 
 export interface CommandInfo {
@@ -75,11 +80,14 @@ const NOT_REGISTERED: CommandReply = {
   error: true,
 };
 
+/** Runs a command for `user` (a bare JID); a failure is a reply too. */
 export async function runCommand(
   ctx: CommandContext,
+  user: string,
   name: string,
   args: readonly string[],
 ): Promise<CommandReply> {
+  const { core } = ctx;
   const arg = args.join(' ');
   try {
     switch (name) {
@@ -87,39 +95,42 @@ export async function runCommand(
       case '?':
         return { text: helpText(ctx.domain) };
       case 'register':
-        if (ctx.registered()) return { text: 'You are already registered.' };
-        await ctx.core.enlist(ctx.user);
+        if ((await optIn(core, user)) === 'already') return { text: 'You are already registered.' };
         // The core's 'enlisted' notice tells the user in chat; the ad-hoc reply needs its own text.
-        return { text: 'You are registered.' };
+        return { text: 'You are registered.', announced: true };
       case 'unregister':
-        if (!ctx.registered()) return { text: 'You are not registered.' };
-        await ctx.core.optOut(ctx.user);
-        return { text: 'You are unregistered.' };
+        if ((await optOut(core, user)) === 'not_enlisted') return { text: 'You are not registered.' };
+        return { text: 'You are unregistered.', announced: true };
       case 'status': {
-        const s = ctx.core.status(ctx.user);
+        const s = await statusOf(core, user);
         if (!s.enlisted) return { text: 'Not registered. Send "register" to opt in.' };
+        const contacts = (await ctx.store.contacts(user)).length;
         return {
-          text: `Registered as ${ctx.user}. Gateway connection: ${s.connection}. Messages waiting to be sent: ${s.queued}. Contacts: ${ctx.contacts()}.`,
+          text: `Registered as ${user}. Gateway connection: ${s.connection}. Messages waiting to be sent: ${s.queued}. Contacts: ${contacts}.`,
         };
       }
       case 'add': {
-        if (!ctx.registered()) return NOT_REGISTERED;
+        if (!core.isEnlisted(user)) return NOT_REGISTERED;
         if (arg === '') return { text: 'Usage: add +4915112345678', error: true };
-        const jid = await ctx.addContact(arg);
+        const { phone } = await ctx.contacts.lookUp(user, arg);
+        const c = await ctx.store.contact(user, phone);
+        if (c && !c.subFrom) await ctx.roster.ask(user, phone);
+        const jid = contactJidOfPhone(phone, ctx.domain);
         return { text: `${jid} is on WhatsApp: accept its contact request to see it in your contact list.` };
       }
       case 'safety':
       case 'confirm': {
-        if (!ctx.registered()) return NOT_REGISTERED;
+        if (!core.isEnlisted(user)) return NOT_REGISTERED;
         if (arg === '') return { text: `Usage: ${name} +4915112345678`, error: true };
-        const remote = await ctx.remoteOf(arg);
-        if (!remote) return { text: `"${arg}" is not a phone number in international format.`, error: true };
+        const phone = normalisePhone(arg);
+        if (!phone) return { text: `"${arg}" is not a phone number in international format.`, error: true };
+        const remote =
+          (await ctx.store.contact(user, phone))?.remote ?? (await ctx.contacts.lookUp(user, phone)).remote;
         if (name === 'confirm') {
-          await ctx.core.confirmIdentity(ctx.user, remote);
+          await core.confirmIdentity(user, remote);
           return { text: `Confirmed the security code of ${arg}: messages flow again.` };
         }
-        const n = await ctx.core.safetyNumber(ctx.user, remote);
-        return { text: `Safety number with ${arg}:\n${n.replace(/(\d{5})(?=\d)/g, '$1 ')}` };
+        return { text: `Safety number with ${arg}:\n${await safetyNumberWith(core, user, remote)}` };
       }
       default:
         return { text: `Unknown command "${name}". Send "help" for the list.`, error: true };
@@ -127,4 +138,15 @@ export async function runCommand(
   } catch (err) {
     return { text: `${name} failed: ${(err as Error).message}`, error: true };
   }
+}
+
+/** A chat message to the component JID, from a full JID: runs it and answers in chat. */
+export async function answerChatCommand(
+  ctx: CommandContext & { say(to: string, text: string): void },
+  from: string,
+  body: string,
+): Promise<void> {
+  const [name = '', ...args] = body.trim().split(/\s+/);
+  const reply = await runCommand(ctx, bareJid(from), name.toLowerCase(), args);
+  if (!reply.announced) ctx.say(from, reply.text);
 }

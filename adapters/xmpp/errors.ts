@@ -1,6 +1,7 @@
 /**
- * Errors of the XMPP component link. Each has a stable code; the message names the config key or
- * server setting to check.
+ * Errors of the XMPP adapter. Those of the component link name the config key or server setting to
+ * check; `XmppUserError`s are what a local user is told, as an XMPP error condition and a sentence.
+ * Each has a stable code.
  */
 import type { Element } from '@xmpp/xml';
 import { InteropError } from '../../src/errors.js';
@@ -105,4 +106,72 @@ export class XmppUserError extends InteropError {
   ) {
     super(code, message);
   }
+}
+
+// --- what the user is told ---------------------------------------------------------------------
+
+/** The user has not opted in; `then` says what to do (`send "register" to wa.example.org first.`). */
+export function notRegistered(then: string): XmppUserError {
+  return new XmppUserError(
+    'xmpp_not_registered',
+    'auth',
+    'registration-required',
+    `You are not registered with the bridge: ${then}`,
+  );
+}
+
+/** A contact JID that names neither a phone number nor an escaped interop JID. */
+export function notAContact(contactJid: string, domain: string): XmppUserError {
+  return new XmppUserError(
+    'xmpp_bad_contact',
+    'modify',
+    'jid-malformed',
+    `${contactJid} is not a contact of this gateway: contacts are +<phone number in international format>@${domain}.`,
+  );
+}
+
+/** What the user typed is not a phone number. */
+export function notAPhoneNumber(input: string): XmppUserError {
+  return new XmppUserError(
+    'xmpp_bad_phone',
+    'modify',
+    'bad-request',
+    `"${input}" is not a phone number in international format, such as +4915112345678.`,
+  );
+}
+
+/** The number is not reachable through interoperability. */
+export function notOnNetwork(phone: string): XmppUserError {
+  return new XmppUserError(
+    'xmpp_not_on_network',
+    'cancel',
+    'item-not-found',
+    `${phone} is not on the interop network (not a WhatsApp user, or not reachable through interoperability): the message was not sent.`,
+  );
+}
+
+/** A user of a domain outside `xmpp.allowed_domains`. */
+export function domainNotAllowed(domain: string, allowed: readonly string[]): XmppUserError {
+  return new XmppUserError(
+    'xmpp_domain_not_allowed',
+    'cancel',
+    'not-allowed',
+    `Users of ${domain} may not use this gateway (it serves ${allowed.join(', ')}).`,
+  );
+}
+
+/** What to tell the user about an error: itself if it is for them, else the core's error in their words. */
+export function userErrorOf(err: unknown): XmppUserError {
+  if (err instanceof XmppUserError) return err;
+  const code = (err as { code?: string }).code;
+  if (code === 'bridge_not_enlisted') return notRegistered('send "register" to the gateway first.');
+  if (code === 'bridge_bad_remote') {
+    return new XmppUserError('xmpp_bad_contact', 'modify', 'jid-malformed', (err as Error).message);
+  }
+  return new XmppUserError(
+    'xmpp_bridge_failed',
+    'wait',
+    'internal-server-error',
+    `The bridge could not take the message (${(err as Error).message}): send it again.`,
+  );
 }

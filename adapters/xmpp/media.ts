@@ -17,6 +17,7 @@ import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { xml } from '@xmpp/xml';
 import type { MediaKind } from '../../src/bridge/events.js';
 import type { HttpListener } from '../../src/util/http-listener.js';
+import { baseMime, extensionOf, mimeOfFileName } from '../../src/util/mime.js';
 import type { ComponentLink } from './component.js';
 import { XmppUserError } from './errors.js';
 import { NS } from './stanzas.js';
@@ -30,39 +31,9 @@ export interface FetchedFile {
   readonly fileName: string;
 }
 
-const MIME_BY_EXT: Readonly<Record<string, string>> = {
-  jpg: 'image/jpeg',
-  jpeg: 'image/jpeg',
-  png: 'image/png',
-  gif: 'image/gif',
-  webp: 'image/webp',
-  mp4: 'video/mp4',
-  webm: 'video/webm',
-  ogg: 'audio/ogg',
-  oga: 'audio/ogg',
-  opus: 'audio/ogg',
-  m4a: 'audio/mp4',
-  mp3: 'audio/mpeg',
-  pdf: 'application/pdf',
-  txt: 'text/plain',
-};
-
-const EXT_BY_MIME: Readonly<Record<string, string>> = {
-  'image/jpeg': 'jpg',
-  'image/png': 'png',
-  'image/gif': 'gif',
-  'image/webp': 'webp',
-  'video/mp4': 'mp4',
-  'video/webm': 'webm',
-  'audio/ogg': 'ogg',
-  'audio/mp4': 'm4a',
-  'audio/mpeg': 'mp3',
-  'application/pdf': 'pdf',
-};
-
 /** What a file of this type is for the core: voice notes are Opus in Ogg (what XMPP clients record). */
 export function mediaKindOf(mimetype: string): MediaKind {
-  const base = mimetype.split(';')[0]!.trim().toLowerCase();
+  const base = baseMime(mimetype);
   if (base.startsWith('image/')) return 'image';
   if (base.startsWith('video/')) return 'video';
   if (base === 'audio/ogg' || base === 'audio/opus') return 'voice';
@@ -78,7 +49,7 @@ export function fileNameFor(mimetype: string, given?: string): string {
         .slice(0, 100)
     : '';
   if (clean !== '' && clean !== '.' && clean !== '..') return clean;
-  const ext = EXT_BY_MIME[mimetype.split(';')[0]!.trim().toLowerCase()] ?? 'bin';
+  const ext = extensionOf(mimetype) ?? 'bin';
   return `file-${randomBytes(4).toString('hex')}.${ext}`;
 }
 
@@ -88,17 +59,12 @@ export function fileNameFor(mimetype: string, given?: string): string {
  * uploaded; XMPP clients record voice notes as Ogg/Opus, so that is audio.
  */
 function mimetypeOf(header: string, fileName: string): string {
-  const base = header.split(';')[0]!.trim().toLowerCase();
+  const base = baseMime(header);
   if (base === 'application/ogg') return 'audio/ogg';
   if (base === '' || base === 'application/octet-stream' || base === 'binary/octet-stream') {
-    return mimeFromName(fileName) ?? 'application/octet-stream';
+    return mimeOfFileName(fileName) ?? 'application/octet-stream';
   }
   return header;
-}
-
-function mimeFromName(name: string): string | undefined {
-  const ext = name.toLowerCase().split('.').pop() ?? '';
-  return MIME_BY_EXT[ext];
 }
 
 function humanBytes(n: number): string {
@@ -334,7 +300,7 @@ export class OwnFilePublisher implements FilePublisher {
       return;
     }
     res.writeHead(200, {
-      'content-type': mimeFromName(name) ?? 'application/octet-stream',
+      'content-type': mimeOfFileName(name) ?? 'application/octet-stream',
       'content-length': size,
     });
     if (req.method === 'HEAD') {
@@ -351,5 +317,15 @@ export class OwnFilePublisher implements FilePublisher {
       const s = await stat(folder).catch(() => undefined);
       if (s && s.mtimeMs < cutoff) await rm(folder, { recursive: true, force: true });
     }
+  }
+}
+
+/** Deletes what is older than `maxAgeMs` in `dir` (downloaded files the core no longer needs). */
+export async function sweepOldFiles(dir: string, maxAgeMs: number): Promise<void> {
+  const cutoff = Date.now() - maxAgeMs;
+  for (const name of await readdir(dir)) {
+    const file = path.join(dir, name);
+    const s = await stat(file).catch(() => undefined);
+    if (s && s.mtimeMs < cutoff) await rm(file, { recursive: true, force: true });
   }
 }

@@ -69,21 +69,20 @@ export class Bridge {
         },
       };
     }
-    const self = this;
     this.enlistment = new Enlistment({
       store: this.options.store,
       gateway: this.options.gateway,
       log: this.log,
       preKeys: this.options.preKeys ?? 100,
       gatewayWaitMs: this.options.gatewayWaitMs ?? 30_000,
-      signalBackend: (puppetId) => self.options.signalBackend(puppetId),
-      runtimeFor: (puppet) => self.runtimeFor(puppet),
+      signalBackend: (puppetId) => this.options.signalBackend(puppetId),
+      runtimeFor: (puppet) => this.runtimeFor(puppet),
       forget: (localUser) => {
-        self.runtimes.delete(localUser);
-        self.online.delete(localUser);
+        this.runtimes.delete(localUser);
+        this.online.delete(localUser);
       },
-      applyLifecycle: (localUser) => self.applyLifecycle(localUser),
-      adapterOf: (network) => self.adapterOf(network),
+      applyLifecycle: (localUser) => this.applyLifecycle(localUser),
+      adapterOf: (network) => this.adapterOf(network),
     });
   }
 

@@ -37,7 +37,7 @@ describe.each(KINDS)('XMPP adapter messages on %s', (kind) => {
     await alice.client.send(chat(contactJid(bobPhone), 'Hi *Bob*, _really_ ~not~ late', 'm1'));
     const got = await bob.waitForMessage((m) => m.content.kind === 'text');
     expect(got.content.kind === 'text' && got.content.text).toBe('Hi *Bob*, _really_ ~not~ late');
-    expect(got.from).toBe(h.puppetJid(alice.jid));
+    expect(got.from).toBe(await h.puppetJid(alice.jid));
 
     // The gatekeeper's ```monospace``` is XEP-0393's `monospace`.
     await bob.sendText(got.from, 'Hello *Alice*, ```v2``` is out', { devices: [0] });

@@ -212,10 +212,10 @@ describe.each(KINDS)('XMPP adapter registration and contacts on %s', (kind) => {
     expect(ask.getChild('nick')?.getText()).toBe(bobPhone);
     await u.client.send(xml('presence', { to: bob, type: 'subscribed' }));
     await until(
-      () => h.xmpp.adapter !== undefined && contactRow(h, u.jid, bobPhone)?.subFrom === true,
+      async () => h.xmpp !== undefined && (await contactRow(h, u.jid, bobPhone))?.subFrom === true,
       'the subscription',
     );
-    expect(contactRow(h, u.jid, bobPhone)).toMatchObject({
+    expect(await contactRow(h, u.jid, bobPhone)).toMatchObject({
       subTo: true,
       subFrom: true,
       remote: `${bobPhone.slice(1)}@wa.interop`,
@@ -239,7 +239,7 @@ describe.each(KINDS)('XMPP adapter registration and contacts on %s', (kind) => {
     await u.waitForStanza(
       (s) => s.name === 'presence' && s.attrs.from === bob && s.attrs.type === 'unavailable',
     );
-    expect(contactRow(h, u.jid, bobPhone)?.subTo).toBe(false);
+    expect((await contactRow(h, u.jid, bobPhone))?.subTo).toBe(false);
   });
 
   test('subscribing to a number that is not on the interop network is refused with an error', async () => {
@@ -305,7 +305,7 @@ describe.each(KINDS)('XMPP adapter presence lifecycle on %s', (kind) => {
     await h.connected(u.jid);
 
     await u.client.send(xml('presence', { type: 'unavailable' }));
-    await until(() => h.bridge.status(u.jid).connection !== 'connected', 'the puppet to disconnect');
+    await until(async () => (await h.bridge.status(u.jid)).connection !== 'connected', 'the puppet to disconnect');
     await u.client.send(xml('presence', {}));
     await h.connected(u.jid);
   });

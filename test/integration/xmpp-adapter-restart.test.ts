@@ -56,15 +56,15 @@ describe.each(KINDS)('XMPP adapter restarts on %s', (kind) => {
     // Alice's burst is taken by the bridge, which stops before the gateway's acks come back (they
     // are held up): after the restart it sends the burst again, and the gateway drops the repeats.
     const faults = h.emulator.gateway.faults;
-    const puppet = h.puppetJid(alice.jid);
+    const puppet = await h.puppetJid(alice.jid);
     faults.delay(puppet, 3000);
     const submitted = new Set<string>();
-    h.xmpp.adapter.on('submitted', (e: OutgoingEvent) => submitted.add(e.localId));
+    h.xmpp.on('submitted', (e: OutgoingEvent) => submitted.add(e.localId));
     for (const [i, text] of range('a', 5).entries())
       await alice.client.send(chat(contact, text, `ra${i + 1}`));
     await until(() => submitted.size === 5, 'the burst to be accepted');
     await h.stopBridge();
-    expect(h.bridgeQueued(alice.jid)).toBeGreaterThan(0);
+    expect(await h.bridgeQueued(alice.jid)).toBeGreaterThan(0);
     faults.delay(puppet, 0);
     // Bob writes while the bridge is down: the gateway keeps it.
     for (const text of range('b', 5)) await bob.sendText(first.from, text, { devices: [0] });
@@ -100,7 +100,7 @@ describe.each(KINDS)('XMPP adapter restarts on %s', (kind) => {
     await until(() => h.xmpp.link.status === 'online', 'the component to reconnect', 20_000);
     // Everything for Alice is with her server before she logs back in: ejabberd hands stored
     // messages over asynchronously, so one delivered live during her login could overtake them.
-    await until(() => h.store.inbox.countPending() === 0, "the bridge to deliver Bob's messages", 20_000);
+    await until(async () => (await h.store.inbox.countPending()) === 0, "the bridge to deliver Bob's messages", 20_000);
     await h.xmpp.link.drained();
     alice = await h.reconnectUser(alice);
 

@@ -1,12 +1,18 @@
 /**
  * The whole XMPP path for integration tests: a real XMPP server (Prosody or ejabberd, with its
  * upload service), the gateway emulator with native users, and the bridge (core, media handler,
- * HTTP listener) with the XMPP adapter started the way the daemon starts it (`startXmppAdapter`).
+ * HTTP listener) with the XMPP adapter made and started the way the daemon does it
+ * (`createXmppAdapter`, `bridge.attach`, `start`).
  * The bridge can be stopped and started again on the same database, and the server restarted.
  */
 import path from 'node:path';
 import { xml, type Element } from '@xmpp/xml';
-import { startXmppAdapter, XmppStore, type RunningXmppAdapter } from '../../adapters/xmpp/index.js';
+import {
+  createXmppAdapter,
+  SqliteXmppStore,
+  type XmppAdapter,
+  type XmppStore,
+} from '../../adapters/xmpp/index.js';
 import { Bridge, type Lifecycle } from '../../src/bridge/core.js';
 import { BridgeMediaHandler } from '../../src/bridge/media-handler.js';
 import { configSchema, type Config } from '../../src/config/schema.js';
@@ -16,6 +22,7 @@ import { createLogger } from '../../src/observability/logger.js';
 import { generateProviderKey, type ProviderPrivateJwk } from '../../src/protocol/jwt.js';
 import { SqliteSignalBackend } from '../../src/signal/index.js';
 import { openSqliteStore, type SqliteStore } from '../../src/store/sqlite-store.js';
+import { bridgeMigrations } from '../../app/migrations.js';
 import type { RunningEmulator } from '../../emulator/main.js';
 import { NativeUser } from '../../emulator/native-user.js';
 import { startEmulator } from './emulator-process.js';
@@ -54,7 +61,7 @@ export class XmppBridgeHarness {
   media!: BridgeMediaHandler;
   store!: SqliteStore;
   bridge!: Bridge;
-  xmpp!: RunningXmppAdapter;
+  xmpp!: XmppAdapter;
   config!: Config;
   /** How many times the server dropped the component link. */
   linkDrops = 0;
@@ -120,7 +127,7 @@ export class XmppBridgeHarness {
 
   /** Starts the core and the adapter on the database (a restart when it exists already). */
   async startBridge(): Promise<void> {
-    this.store = openSqliteStore(path.join(this.tmp.dir, 'bridge.db'));
+    this.store = openSqliteStore(path.join(this.tmp.dir, 'bridge.db'), { migrations: bridgeMigrations() });
     const store = this.store;
     this.media = await BridgeMediaHandler.open({
       host: this.mediaHost,
@@ -145,28 +152,33 @@ export class XmppBridgeHarness {
       preKeys: 20,
       media: this.media,
     });
-    this.xmpp = await startXmppAdapter({
-      config: this.config,
-      bridge: this.bridge,
-      store,
-      logger: createLogger({ level: process.env.XMPP_TEST_LOG ? 'debug' : 'silent' }),
-      dataDir: path.join(this.tmp.dir, 'data'),
-      http: this.http,
-      publicUrl: this.listenerUrl,
-      link: { reconnect: { initialDelayMs: 50, maxDelayMs: 500 }, pingTimeoutMs: 3000 },
-    });
+    this.xmpp = createXmppAdapter(
+      {
+        config: this.config,
+        logger: createLogger({ level: process.env.XMPP_TEST_LOG ? 'debug' : 'silent' }),
+        dataDir: path.join(this.tmp.dir, 'data'),
+        http: this.http,
+        publicUrl: this.listenerUrl,
+      },
+      new SqliteXmppStore(store.db),
+      { reconnect: { initialDelayMs: 50, maxDelayMs: 500 }, pingTimeoutMs: 3000 },
+    );
+    this.bridge.attach(this.xmpp);
+    await this.xmpp.start();
     this.xmpp.link.on('offline', () => this.linkDrops++);
     await this.bridge.start();
   }
 
   /** Outgoing messages of a user still waiting for the gateway's ack (read from the database). */
-  bridgeQueued(localUser: string): number {
-    const open = this.store.db.open ? this.store : openSqliteStore(path.join(this.tmp.dir, 'bridge.db'));
+  async bridgeQueued(localUser: string): Promise<number> {
+    const open = this.store.db.open
+      ? this.store
+      : openSqliteStore(path.join(this.tmp.dir, 'bridge.db'), { migrations: bridgeMigrations() });
     try {
-      const puppet = open.puppets.byLocalId(localUser);
-      return puppet ? open.outbox.countQueued(puppet.id) : 0;
+      const puppet = await open.puppets.byLocalId(localUser);
+      return puppet ? await open.outbox.countQueued(puppet.id) : 0;
     } finally {
-      if (open !== this.store) open.close();
+      if (open !== this.store) await open.close();
     }
   }
 
@@ -179,7 +191,7 @@ export class XmppBridgeHarness {
 
   /** The adapter's tables, for assertions. */
   get xmppStore(): XmppStore {
-    return new XmppStore(this.store.db);
+    return new SqliteXmppStore(this.store.db);
   }
 
   /** A registered, logged-in XMPP user (with its own fresh account on the server). */
@@ -223,8 +235,8 @@ export class XmppBridgeHarness {
   }
 
   /** The interop JID of a local user's puppet (what native users send to). */
-  puppetJid(localUser: string): string {
-    const puppet = this.store.puppets.byLocalId(localUser);
+  async puppetJid(localUser: string): Promise<string> {
+    const puppet = await this.store.puppets.byLocalId(localUser);
     if (!puppet) throw new Error(`${localUser} has no puppet`);
     return `${puppet.accountId}@${PROVIDER}.interop`;
   }

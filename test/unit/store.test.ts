@@ -1,7 +1,8 @@
 import Database from 'better-sqlite3';
 import { chmodSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { openDatabase, readMigrations } from '../../src/store/database.js';
+import { mergeMigrations, openDatabase, readMigrations } from '../../src/store/database.js';
+import { bridgeMigrations } from '../../app/migrations.js';
 import type { NewPuppet } from '../../src/store/repositories.js';
 import { openSqliteStore, type SqliteStore } from '../../src/store/sqlite-store.js';
 import { SignalTables } from '../../src/store/signal-store-sqlite.js';
@@ -40,6 +41,20 @@ describe('embedded store', () => {
     db.close();
     expect(statSync(file).mode & 0o777).toBe(0o600);
     expect(statSync(path.dirname(file)).mode & 0o777).toBe(0o700);
+  });
+
+  it("merges every owner's migrations into one sequence and refuses a gap or a duplicate", () => {
+    const all = bridgeMigrations();
+    expect(all.map((m) => m.version)).toEqual(all.map((_, i) => i + 1));
+    expect(all.map((m) => m.name)).toEqual(expect.arrayContaining(['initial', 'matrix', 'xmpp']));
+    const core = readMigrations();
+    const extra = { version: core.length + 2, name: 'gap', sql: '' };
+    expect(() => mergeMigrations(core, [extra])).toThrow(/migration \d+_gap out of sequence/);
+    expect(() => mergeMigrations(core, core.slice(-1))).toThrow(StoreError);
+    const db = openDatabase(path.join(tmp.dir, 'all.db'), { migrations: all });
+    const tables = db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").pluck().all();
+    expect(tables).toEqual(expect.arrayContaining(['puppets', 'outbox', 'matrix_inbound', 'xmpp_contacts']));
+    db.close();
   });
 
   it('narrows a restored database file that others could read', () => {

@@ -1,0 +1,233 @@
+/**
+ * What the core shows through the adapter (core -> XMPP): incoming events as messages from contact
+ * JIDs (each stanza id derived from the event, so a redelivery is recognised), contacts' typing and
+ * presence, the ticks and failures of the user's own messages, and the core's notices.
+ */
+import type { Element } from '@xmpp/xml';
+import type {
+  ConversationEvent,
+  DeliveryUpdate,
+  EphemeralEvent,
+  IncomingEvent,
+  MediaBody,
+  Notice,
+} from '../../src/bridge/events.js';
+import { formatSafetyNumber, phoneOfRemote } from '../../src/bridge/phone.js';
+import type { Contacts } from './contacts.js';
+import type { CapsVersions, Outbound } from './context.js';
+import { contactJidOfPhone } from './jids.js';
+import { fileNameFor, type FilePublisher } from './media.js';
+import type { UserResources } from './resources.js';
+import {
+  chatMessage,
+  chatState,
+  contactPresence,
+  deliveryReceipt,
+  derivedId,
+  errorMessageWithBody,
+  gatewayPresence,
+  incomingCaption,
+  incomingEdit,
+  incomingFile,
+  incomingReaction,
+  incomingRetraction,
+  incomingText,
+  incomingUnshownFile,
+  messageError,
+  presence,
+  readMarker,
+  type IncomingEnvelope,
+} from './stanzas.js';
+import type { XmppStore } from './store.js';
+import { markupToStyling } from './styling.js';
+
+/** An event shown later than this after it happened carries its time (XEP-0203). */
+const DELAY_SHOWN_AFTER_MS = 5_000;
+
+export interface DeliveryContext {
+  readonly domain: string;
+  readonly store: XmppStore;
+  readonly out: Outbound;
+  readonly contacts: Pick<Contacts, 'jidOf' | 'setPresence'>;
+  /** Contact requests on the first message with a contact (presence.ts). */
+  readonly roster: { offer(user: string, remote: string): Promise<void> };
+  readonly resources: Pick<UserResources, 'of' | 'lastSeenOf' | 'errorAddressOf' | 'clear'>;
+  /** Gives incoming files a URL; none: a file arrives as a line saying what it was. */
+  readonly publisher: FilePublisher | undefined;
+  readonly caps: CapsVersions;
+}
+
+export class Delivery {
+  constructor(private readonly ctx: DeliveryContext) {}
+
+  /** `Adapter.deliver`: resolves with the stanza id once the server has taken every stanza. */
+  async deliver(event: IncomingEvent): Promise<string | undefined> {
+    const { store, out } = this.ctx;
+    const { localUser, remote, remoteId } = event;
+    const e = event.event;
+    if (e.type === 'typing' || e.type === 'presence' || e.type === 'receipt') return undefined;
+    const done = await store.deliveredStanza(localUser, remote, remoteId);
+    if (done !== undefined) return done;
+    const contact = await this.ctx.contacts.jidOf(localUser, remote);
+    const id = derivedId('wa', localUser, remote, remoteId);
+    await this.ctx.roster.offer(localUser, remote);
+    const delay =
+      Date.now() - event.timestamp > DELAY_SHOWN_AFTER_MS
+        ? { from: this.ctx.domain, stamp: new Date(event.timestamp).toISOString() }
+        : undefined;
+    const stanzas = await this.stanzasOf({ id, from: contact, to: localUser, delay }, e);
+    await Promise.all(stanzas.map((s) => out.send(s)));
+    await store.markDelivered(localUser, remote, remoteId, id);
+    return id;
+  }
+
+  /** `Adapter.showEphemeral`: a contact's typing, or presence (shown if the user subscribed to it). */
+  async showEphemeral(event: EphemeralEvent): Promise<void> {
+    const { localUser, remote } = event;
+    const e = event.event;
+    if (e.type === 'presence') this.ctx.contacts.setPresence(localUser, remote, e.available);
+    const from = await this.ctx.contacts.jidOf(localUser, remote);
+    if (e.type === 'typing') {
+      this.ctx.out.fire(chatState(from, localUser, e.typing));
+      return;
+    }
+    const c = await this.ctx.store.contactByRemote(localUser, remote);
+    if (c?.subTo) this.ctx.out.fire(contactPresence(from, localUser, e.available, this.ctx.caps.contact));
+  }
+
+  /** `Adapter.updateDelivery`: delivered and read ticks, and a failure as an error on the message. */
+  async updateDelivery(update: DeliveryUpdate): Promise<void> {
+    const { localUser, remote, localId, state } = update;
+    const from = await this.ctx.contacts.jidOf(localUser, remote);
+    const { out } = this.ctx;
+    switch (state) {
+      case 'delivered':
+        out.fire(deliveryReceipt(from, localUser, derivedId('rcpt', localUser, localId), localId));
+        return;
+      case 'read':
+        out.fire(readMarker(from, localUser, derivedId('read', localUser, localId), localId));
+        return;
+      case 'failed': {
+        const to = this.ctx.resources.errorAddressOf(localUser, localId);
+        out.fire(
+          messageError(
+            { id: localId, from: to, to: from },
+            'cancel',
+            'recipient-unavailable',
+            `Not delivered: ${update.reason ?? 'the message could not be sent'}`,
+          ),
+        );
+        return;
+      }
+      default:
+        return;
+    }
+  }
+
+  /** `Adapter.notify`. */
+  async notify(localUser: string, notice: Notice): Promise<void> {
+    const { domain, out, store } = this.ctx;
+    switch (notice.kind) {
+      case 'enlisted':
+        this.say(
+          localUser,
+          `You are registered. Your WhatsApp contacts appear as +<phone number>@${domain}: add one with "add +4915112345678" or from your client's contact list.`,
+        );
+        out.fire(presence(domain, localUser, 'subscribe'));
+        return;
+      case 'opted_out':
+        this.say(localUser, 'You are unregistered: your interop account and its keys are deleted.');
+        for (const c of await store.contacts(localUser)) {
+          const from = contactJidOfPhone(c.contact, domain);
+          out.fire(presence(from, localUser, 'unavailable'));
+          out.fire(presence(from, localUser, 'unsubscribed'));
+          out.fire(presence(from, localUser, 'unsubscribe'));
+        }
+        out.fire(presence(domain, localUser, 'unavailable'));
+        await store.forgetUser(localUser);
+        this.ctx.resources.clear(localUser);
+        return;
+      case 'identity_changed': {
+        const from = await this.ctx.contacts.jidOf(localUser, notice.remote);
+        const who = phoneOfRemote(notice.remote) ?? notice.remote;
+        const text =
+          `The security code of ${who} changed (a new phone or a reinstall). Safety number: ${formatSafetyNumber(notice.safetyNumber)}.` +
+          (notice.blocked
+            ? ` Messages to ${who} are held until you confirm: send "confirm ${who}" to ${domain}.`
+            : ' Compare it with your contact if in doubt.');
+        // Resources known from presence, else the one the user last wrote from: an error must go
+        // to a full JID (servers drop errors to a bare JID). Nobody there: a chat message, stored.
+        const known = this.ctx.resources.of(localUser);
+        const last = this.ctx.resources.lastSeenOf(localUser);
+        const online = known.length > 0 ? known : last ? [last] : [];
+        if (online.length === 0) out.fire(chatMessage(from, localUser, text));
+        const id = derivedId('idc', localUser, notice.remote, notice.safetyNumber);
+        for (const full of online) {
+          out.fire(
+            errorMessageWithBody(from, full, id, text, notice.blocked ? 'auth' : 'cancel', 'not-acceptable'),
+          );
+        }
+        return;
+      }
+      case 'connection': {
+        const text =
+          notice.state === 'connected'
+            ? 'Connected to the interop gateway'
+            : notice.state === 'refused'
+              ? `The interop gateway refused the connection${notice.detail ? ` (${notice.detail})` : ''}`
+              : 'Disconnected from the interop gateway: reconnecting';
+        const show = notice.state === 'connected' ? undefined : notice.state === 'refused' ? 'dnd' : 'xa';
+        out.fire(gatewayPresence(domain, localUser, this.ctx.caps.gateway, { show, text }));
+        return;
+      }
+    }
+  }
+
+  /** A chat message from the component to the user (or one resource). */
+  say(to: string, text: string): void {
+    this.ctx.out.fire(chatMessage(this.ctx.domain, to, text));
+  }
+
+  private async stanzasOf(env: IncomingEnvelope, e: ConversationEvent): Promise<Element[]> {
+    switch (e.type) {
+      case 'message':
+        if (e.body.kind === 'text')
+          return [incomingText(env, markupToStyling(e.body.text), e.replyTo?.localId)];
+        return this.fileStanzas(env, e.body, e.replyTo?.localId);
+      case 'edit':
+        return [incomingEdit(env, markupToStyling(e.body.text), e.targetLocalId ?? e.target)];
+      case 'delete':
+        return [incomingRetraction(env, e.targetLocalId ?? e.target)];
+      case 'reaction':
+        return [incomingReaction(env, e.targetLocalId ?? e.target, e.emoji)];
+      default:
+        return [];
+    }
+  }
+
+  /** A file by the URL the publisher gives it, and its caption as a message of its own. */
+  private async fileStanzas(
+    env: IncomingEnvelope,
+    media: MediaBody,
+    replyTo: string | undefined,
+  ): Promise<Element[]> {
+    const { publisher } = this.ctx;
+    if (!publisher) return [incomingUnshownFile(env, labelOf(media))];
+    const url = await publisher.publish({
+      path: media.path,
+      size: media.size,
+      mimetype: media.mimetype,
+      fileName: fileNameFor(media.mimetype, media.fileName),
+    });
+    const out = [incomingFile(env, url, media.caption, replyTo)];
+    if (media.caption) out.push(incomingCaption(env, markupToStyling(media.caption)));
+    return out;
+  }
+}
+
+/** `a voice note`, `an image`, `a video`, `a file`. */
+function labelOf(media: MediaBody): string {
+  if (media.media === 'voice') return 'a voice note';
+  if (media.media === 'file') return 'a file';
+  return `a${media.media === 'image' ? 'n' : ''} ${media.media}`;
+}

@@ -1,0 +1,211 @@
+/**
+ * What users send (XMPP -> core): chat messages to contact JIDs become outgoing events (text,
+ * corrections XEP-0308, retractions XEP-0424, reactions XEP-0444, replies XEP-0461, files by URL
+ * XEP-0066), chat markers XEP-0333 and chat states XEP-0085 become receipts and typing; messages to
+ * the component JID are commands. What cannot be sent is refused with an error the client shows on
+ * the message.
+ */
+import { rm } from 'node:fs/promises';
+import type { Element } from '@xmpp/xml';
+import type { BridgeCore } from '../../src/bridge/adapter.js';
+import type { ConversationEvent, MediaBody, OutgoingEvent } from '../../src/bridge/events.js';
+import type { Logger } from '../../src/observability/logger.js';
+import type { Contacts } from './contacts.js';
+import type { Access, Outbound, UserChain } from './context.js';
+import { notRegistered, userErrorOf, XmppUserError } from './errors.js';
+import { bareJid, localPartOf, remoteOfContact } from './jids.js';
+import { fetchUserFile, mediaKindOf } from './media.js';
+import type { UserResources } from './resources.js';
+import { derivedId, messageError, NS, type ErrorType } from './stanzas.js';
+import type { XmppStore } from './store.js';
+import { stylingToMarkup } from './styling.js';
+
+export interface InboundContext {
+  readonly domain: string;
+  readonly store: XmppStore;
+  readonly core: Pick<BridgeCore, 'submit'>;
+  readonly out: Outbound;
+  readonly access: Access;
+  readonly chain: UserChain;
+  readonly resources: Pick<UserResources, 'seen' | 'rememberSender'>;
+  readonly contacts: Pick<Contacts, 'resolve'>;
+  /** Contact requests on the first message with a contact (presence.ts). */
+  readonly roster: { offer(user: string, remote: string): Promise<void> };
+  /** A chat command to the component JID (commands.ts), from a full JID. */
+  command(from: string, body: string): Promise<void>;
+  /** Files users share by URL. */
+  readonly files: {
+    readonly maxBytes: number;
+    readonly allowedHosts: readonly string[];
+    /** Where they are downloaded to before the core sends them. */
+    readonly dir: string;
+  };
+  /** The core took an outgoing event. */
+  submitted(event: OutgoingEvent): void;
+  /** Something the user sent was refused, with the error stanza they got. */
+  refused(error: Element): void;
+  readonly log: Logger | undefined;
+}
+
+export class Inbound {
+  constructor(private readonly ctx: InboundContext) {}
+
+  /** A message stanza from a user's server. */
+  handle(el: Element): void {
+    const { access, chain, domain } = this.ctx;
+    const from = el.attrs.from;
+    const to = el.attrs.to;
+    const type = el.attrs.type ?? 'normal';
+    if (!from || !to || type === 'error' || type === 'headline') return;
+    const user = bareJid(from);
+    if (!access.mayUse(user)) {
+      const e = access.notAllowed(user);
+      this.refuse(el, e.type, e.condition, e.message);
+      return;
+    }
+    if (from !== user) this.ctx.resources.seen(user, from);
+    if (bareJid(to) === domain) {
+      const body = el.getChild('body')?.getText();
+      if (body !== undefined && body.trim() !== '') chain.queue(user, () => this.ctx.command(from, body));
+      return;
+    }
+    if (type === 'groupchat') {
+      this.refuse(el, 'cancel', 'feature-not-implemented', 'Group chats are not bridged yet.');
+      return;
+    }
+    chain.queue(user, () => this.onChatMessage(el, from, to));
+  }
+
+  private async onChatMessage(el: Element, from: string, to: string): Promise<void> {
+    const { access, core, store } = this.ctx;
+    const user = bareJid(from);
+    const contactJid = bareJid(to);
+    const base = {
+      localUser: user,
+      localId:
+        el.getChild('origin-id', NS.sid)?.attrs.id ?? el.attrs.id ?? derivedId('x', from, el.toString()),
+    };
+    try {
+      // Receipts and chat states need no look-up: a contact we never resolved has nothing to mark.
+      const displayed = el.getChild('displayed', NS.markers)?.attrs.id;
+      const body = el.getChild('body')?.getText();
+      const oob = el.getChild('x', NS.oob)?.getChild('url')?.getText();
+      const retract = el.getChild('retract', NS.retract)?.attrs.id;
+      const reactions = el.getChild('reactions', NS.reactions);
+      const known = await store.contact(user, localPartOf(contactJid) ?? '');
+      if (displayed) {
+        const remote = known?.remote ?? remoteOfContact(contactJid);
+        if (remote && (await access.isRegistered(user))) {
+          await core.submit({
+            ...base,
+            localId: `read-${displayed}`,
+            remote,
+            event: { type: 'receipt', receipt: 'read', targets: [displayed] },
+          });
+        }
+      }
+      const hasContent = (body !== undefined && body !== '') || oob || retract || reactions;
+      if (!hasContent) {
+        const state = el.getChildElements().find((c) => c.attrs.xmlns === NS.chatstates)?.name;
+        const remote = known?.remote ?? remoteOfContact(contactJid);
+        if (state && remote && (await access.isRegistered(user))) {
+          await core.submit({
+            ...base,
+            localId: `typing-${base.localId}`,
+            remote,
+            event: { type: 'typing', typing: state === 'composing' },
+          });
+        }
+        return;
+      }
+      if (!(await access.isRegistered(user))) {
+        throw notRegistered(
+          `send "register" to ${this.ctx.domain} (or register through your client's service discovery), then send this again.`,
+        );
+      }
+      this.ctx.resources.rememberSender(user, base.localId, from);
+      const remote = known?.remote ?? (await this.ctx.contacts.resolve(user, contactJid));
+      const event = await this.outgoingEvent(el, body ?? '', oob, retract, reactions);
+      const outgoing: OutgoingEvent = { ...base, remote, event };
+      await core.submit(outgoing);
+      await this.ctx.roster.offer(user, remote);
+      this.ctx.submitted(outgoing);
+    } catch (err) {
+      this.refuseFor(el, err);
+    }
+  }
+
+  private async outgoingEvent(
+    el: Element,
+    body: string,
+    oob: string | undefined,
+    retract: string | undefined,
+    reactions: Element | undefined,
+  ): Promise<ConversationEvent> {
+    if (retract) return { type: 'delete', target: retract };
+    if (reactions?.attrs.id) {
+      const emoji = reactions.getChildren('reaction').map((r) => r.getText())[0] ?? '';
+      return { type: 'reaction', target: reactions.attrs.id, emoji };
+    }
+    const replace = el.getChild('replace', NS.correct)?.attrs.id;
+    if (replace)
+      return { type: 'edit', target: replace, body: { kind: 'text', text: stylingToMarkup(body) } };
+    const replyId = el.getChild('reply', NS.reply)?.attrs.id;
+    const replyTo = replyId ? { replyTo: { id: replyId } } : {};
+    if (oob && (body.trim() === '' || body.trim() === oob.trim())) {
+      const { files } = this.ctx;
+      const file = await fetchUserFile(oob.trim(), {
+        maxBytes: files.maxBytes,
+        allowedHosts: files.allowedHosts,
+        dir: files.dir,
+      });
+      const desc = el.getChild('x', NS.oob)?.getChild('desc')?.getText();
+      const media: MediaBody = {
+        kind: 'media',
+        media: mediaKindOf(file.mimetype),
+        path: file.path,
+        mimetype: file.mimetype,
+        size: file.size,
+        fileName: file.fileName,
+        ...(desc ? { caption: stylingToMarkup(desc) } : {}),
+      };
+      return { type: 'message', body: media, ...replyTo };
+    }
+    const text = replyId ? stripReplyFallback(el, body) : body;
+    return { type: 'message', body: { kind: 'text', text: stylingToMarkup(text) }, ...replyTo };
+  }
+
+  private refuse(el: Element, type: ErrorType, condition: string, text: string): void {
+    const error = messageError(
+      { id: el.attrs.id, from: el.attrs.from ?? '', to: el.attrs.to ?? this.ctx.domain },
+      type,
+      condition,
+      text,
+    );
+    this.ctx.out.fire(error);
+    this.ctx.refused(error);
+  }
+
+  private refuseFor(el: Element, err: unknown): void {
+    const e = userErrorOf(err);
+    if (!(err instanceof XmppUserError))
+      this.ctx.log?.warn({ err: (err as Error).message }, 'message refused');
+    this.refuse(el, e.type, e.condition, e.message);
+    // A file downloaded for a message that was refused is of no further use.
+    const path = (err as { path?: string }).path;
+    if (path) void rm(path, { force: true });
+  }
+}
+
+/** Removes the quoted part of a reply (XEP-0461 with an XEP-0428 fallback range). */
+function stripReplyFallback(el: Element, body: string): string {
+  const fb = el
+    .getChildren('fallback', NS.fallback)
+    .find((f) => f.attrs.for === NS.reply)
+    ?.getChild('body');
+  const start = Number(fb?.attrs.start);
+  const end = Number(fb?.attrs.end);
+  if (!Number.isInteger(start) || !Number.isInteger(end) || end <= start) return body;
+  const cps = [...body];
+  return [...cps.slice(0, start), ...cps.slice(end)].join('');
+}

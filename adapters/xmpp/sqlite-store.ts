@@ -1,0 +1,128 @@
+/**
+ * `XmppStore` on the bridge's SQLite database (tables of migrations/004_xmpp.sql, beside it).
+ * better-sqlite3 is synchronous: each method does its work at once and resolves with the result.
+ */
+import { fileURLToPath } from 'node:url';
+import { preparedStatements, type Db, type Prepared, readMigrations, type Migration } from '../../src/store/sql.js';
+import type { SubscriptionChange, XmppContact, XmppStore } from './store.js';
+
+interface ContactRow {
+  local_user: string;
+  contact: string;
+  remote: string;
+  name: string | null;
+  sub_to: number;
+  sub_from: number;
+  asked: number;
+}
+
+const toContact = (r: ContactRow): XmppContact => ({
+  localUser: r.local_user,
+  contact: r.contact,
+  remote: r.remote,
+  name: r.name,
+  subTo: r.sub_to === 1,
+  subFrom: r.sub_from === 1,
+  asked: r.asked === 1,
+});
+
+const SUBSCRIPTION_COLUMNS = { subTo: 'sub_to', subFrom: 'sub_from', asked: 'asked' } as const;
+
+/** The migrations of the XMPP adapter's tables (migrations/, beside this file). */
+export function xmppMigrations(): Migration[] {
+  return readMigrations(fileURLToPath(new URL('./migrations/', import.meta.url)));
+}
+
+export class SqliteXmppStore implements XmppStore {
+  private readonly sql: Prepared;
+
+  constructor(
+    private readonly db: Db,
+    private readonly now: () => number = Date.now,
+  ) {
+    this.sql = preparedStatements(db);
+  }
+
+  async contact(localUser: string, contact: string): Promise<XmppContact | undefined> {
+    return this.contactNow(localUser, contact);
+  }
+
+  async contactByRemote(localUser: string, remote: string): Promise<XmppContact | undefined> {
+    const row = this.sql('SELECT * FROM xmpp_contacts WHERE local_user = ? AND remote = ?').get(
+      localUser,
+      remote,
+    ) as ContactRow | undefined;
+    return row ? toContact(row) : undefined;
+  }
+
+  async contacts(localUser: string): Promise<XmppContact[]> {
+    const rows = this.sql('SELECT * FROM xmpp_contacts WHERE local_user = ? ORDER BY contact').all(
+      localUser,
+    ) as ContactRow[];
+    return rows.map(toContact);
+  }
+
+  async ensureContact(
+    localUser: string,
+    contact: string,
+    remote: string,
+    name?: string,
+  ): Promise<XmppContact> {
+    this.sql(
+      `INSERT INTO xmpp_contacts (local_user, contact, remote, name, created_at) VALUES (?, ?, ?, ?, ?)
+       ON CONFLICT (local_user, contact) DO UPDATE SET remote = excluded.remote,
+         name = COALESCE(excluded.name, xmpp_contacts.name)`,
+    ).run(localUser, contact, remote, name ?? null, this.now());
+    return this.contactNow(localUser, contact)!;
+  }
+
+  async setSubscription(localUser: string, contact: string, change: SubscriptionChange): Promise<void> {
+    const set: string[] = [];
+    const values: number[] = [];
+    for (const [key, column] of Object.entries(SUBSCRIPTION_COLUMNS)) {
+      const value = change[key as keyof SubscriptionChange];
+      if (value === undefined) continue;
+      set.push(`${column} = ?`);
+      values.push(value ? 1 : 0);
+    }
+    if (set.length === 0) return;
+    this.sql(`UPDATE xmpp_contacts SET ${set.join(', ')} WHERE local_user = ? AND contact = ?`).run(
+      ...values,
+      localUser,
+      contact,
+    );
+  }
+
+  async deliveredStanza(localUser: string, remote: string, remoteId: string): Promise<string | undefined> {
+    const row = this.sql(
+      'SELECT stanza_id FROM xmpp_delivered WHERE local_user = ? AND remote = ? AND remote_id = ?',
+    ).get(localUser, remote, remoteId) as { stanza_id: string } | undefined;
+    return row?.stanza_id;
+  }
+
+  async markDelivered(localUser: string, remote: string, remoteId: string, stanzaId: string): Promise<void> {
+    this.sql(
+      `INSERT INTO xmpp_delivered (local_user, remote, remote_id, stanza_id, created_at) VALUES (?, ?, ?, ?, ?)
+       ON CONFLICT DO NOTHING`,
+    ).run(localUser, remote, remoteId, stanzaId, this.now());
+  }
+
+  async pruneDelivered(maxAgeMs: number): Promise<number> {
+    return this.sql('DELETE FROM xmpp_delivered WHERE created_at < ?').run(this.now() - maxAgeMs).changes;
+  }
+
+  async forgetUser(localUser: string): Promise<void> {
+    this.db.transaction(() => {
+      this.sql('DELETE FROM xmpp_contacts WHERE local_user = ?').run(localUser);
+      this.sql('DELETE FROM xmpp_delivered WHERE local_user = ?').run(localUser);
+    })();
+  }
+
+  private contactNow(localUser: string, contact: string): XmppContact | undefined {
+    const row = this.sql('SELECT * FROM xmpp_contacts WHERE local_user = ? AND contact = ?').get(
+      localUser,
+      contact,
+    ) as ContactRow | undefined;
+    return row ? toContact(row) : undefined;
+  }
+}
