@@ -10,6 +10,7 @@
  * receipt also clears the (sender, id) record, so the sender's re-encrypted resend is delivered.
  * Chatstates and presence are live only: lost when nobody is connected.
  */
+import { InteropError } from '../src/errors.js';
 import { randomBytes } from 'node:crypto';
 import {
   formatJid,
@@ -28,12 +29,12 @@ import type { Connection, Core } from './core.js';
 import type { NewQueueItem, QueueItem } from './store.js';
 
 /** Why a stanza from a client was not accepted: the code goes into `<ack error>`. */
-export class RelayRefusal extends Error {
+export class RelayRefusal extends InteropError {
   constructor(
     readonly errorCode: number,
     message: string,
   ) {
-    super(message);
+    super('relay_refused', message);
   }
 }
 

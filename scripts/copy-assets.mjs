@@ -1,5 +1,10 @@
 // tsc compiles TypeScript only: copy the files the code reads at run time next to it in dist/.
-import { cpSync } from 'node:fs';
+import { cpSync, rmSync } from 'node:fs';
+
+// A file removed from the sources must not linger in dist/ (a stale migration breaks the sequence).
+for (const dir of ['dist/src/store/migrations', 'dist/emulator/migrations', 'dist/adapters/matrix/migrations', 'dist/adapters/xmpp/migrations']) {
+  rmSync(dir, { recursive: true, force: true });
+}
 
 cpSync('src/store/migrations', 'dist/src/store/migrations', { recursive: true });
 cpSync('emulator/migrations', 'dist/emulator/migrations', { recursive: true });
