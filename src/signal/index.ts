@@ -28,7 +28,7 @@ export {
   type EncryptedMessage,
   type IdentityChange,
   type IdentityPolicy,
-  type PreKeyUpload,
   type SessionManagerOptions,
   type SignalMessageType,
 } from './session-manager.js';
+export { type PreKeyUpload } from './prekeys.js';

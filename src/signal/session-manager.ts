@@ -6,6 +6,9 @@
  * Operations on one address run one at a time, in call order (a per-address queue), so concurrent
  * encrypts and decrypts from the bridge cannot interleave inside a ratchet step. A failed operation
  * leaves the stored session exactly as it was.
+ *
+ * The puppet's own prekeys are kept by `PrekeyUpkeep` (prekeys.ts), whose calls the manager passes
+ * on so callers keep one Signal object per puppet; library-errors.ts reads the library's errors.
  */
 import {
   SessionBuilder,
@@ -21,17 +24,15 @@ import { installNativeCrypto, KEY_LENGTH, SIGNATURE_LENGTH, toArrayBuffer } from
 import { SignalError } from './errors.js';
 import { userJidOfAddress } from './address.js';
 import { safetyNumber } from './fingerprint.js';
-import { makePreKeys, makeSignedPreKey } from './keys.js';
+import { typedError } from './library-errors.js';
+import { localIdentity, PrekeyUpkeep, type PrekeyUpkeepOptions, type PreKeyUpload } from './prekeys.js';
 import {
   MAX_KEY_ID,
   sameBytes,
   SignalProtocolStore,
-  withoutTypeByte,
   withTypeByte,
-  type LocalIdentity,
   type RemoteIdentity,
   type SignalBackend,
-  type StoredSignedPreKey,
   type Trust,
 } from './store.js';
 import { KeyedQueue } from '../util/keyed-queue.js';
@@ -68,32 +69,14 @@ export interface EncryptedMessage {
   readonly body: Uint8Array;
 }
 
-/** The `prekey_upload` iq's content. */
-export interface PreKeyUpload {
-  readonly registrationId: number;
-  /** 32 raw bytes. */
-  readonly identityKey: Uint8Array;
-  readonly preKeys: PreKey[];
-  readonly signedPreKey: SignedPreKey;
-}
-
-export interface SessionManagerOptions {
+/** Prekey timings and counts (see PrekeyUpkeepOptions), plus the manager's own settings. */
+export interface SessionManagerOptions extends PrekeyUpkeepOptions {
   /** Default trust_on_first_use. */
   policy?: IdentityPolicy;
   /** This puppet's stable identifier in safety numbers (its interop user id). */
   localUser: string;
-  now?: () => number;
-  /** Rotate the signed prekey after this long. Default 7 days. */
-  signedPreKeyMaxAgeMs?: number;
-  /** Keep replaced signed prekeys this long, for prekey messages still in flight. Default 30 days. */
-  signedPreKeyGraceMs?: number;
-  /** Replenish when the server holds fewer one-time prekeys than this. Default 20. */
-  preKeyThreshold?: number;
-  /** ...up to this many. Default 100. */
-  preKeyTarget?: number;
 }
 
-const DAY = 24 * 60 * 60 * 1000;
 const ADDRESS = /^([^.\s]+)\.(\d{1,10})$/;
 
 interface Address {
@@ -138,77 +121,6 @@ function trimLibraryLockBookkeeping(): void {
   if (SessionLock.errors.length > 256) SessionLock.errors = [];
 }
 
-/** Turns the library's plain Errors into typed ones that say what to do. */
-function typedError(err: unknown, op: 'encrypt' | 'decrypt' | 'bundle', address: string): SignalError {
-  if (err instanceof SignalError) {
-    if (op === 'decrypt' && err.code === 'signal_invalid_key') {
-      return new SignalError(
-        'signal_invalid_message',
-        `a message from ${address} carries an unusable key: drop it`,
-        {
-          cause: err,
-        },
-      );
-    }
-    if (op === 'bundle' && err.code === 'signal_invalid_key') {
-      return new SignalError('signal_bad_bundle', `the prekey bundle of ${address} carries an unusable key`, {
-        cause: err,
-      });
-    }
-    return err;
-  }
-  const e = err instanceof Error ? err : new Error(String(err));
-  const m = e.message;
-  const make = (code: ConstructorParameters<typeof SignalError>[0], message: string) =>
-    new SignalError(code, message, { cause: e });
-  if (e.name === 'MessageCounterError') {
-    return make(
-      'signal_duplicate_message',
-      `a message from ${address} reuses a counter already decrypted: a replay or duplicate; drop it`,
-    );
-  }
-  if (/No record for|No session/.test(m)) {
-    return make(
-      'signal_no_session',
-      `no session with ${address}: fetch its prekey bundle and call processBundle`,
-    );
-  }
-  if (/Missing Signed PreKey/.test(m)) {
-    return make(
-      'signal_unknown_prekey',
-      `a prekey message from ${address} names a signed prekey this puppet no longer has: ask the sender to fetch a fresh bundle`,
-    );
-  }
-  if (/Identity key changed|Unknown identity key/.test(m)) {
-    return make(
-      'signal_identity_changed',
-      `the identity key of ${address} changed: confirm it before sending`,
-    );
-  }
-  if (/Incompatible version/.test(m)) {
-    return make('signal_invalid_message', `a message from ${address} has an unsupported version: drop it`);
-  }
-  if (op === 'bundle') {
-    return make(
-      'signal_bad_bundle',
-      /Invalid signature/.test(m)
-        ? `the signed prekey of ${address} is not signed by its identity key: refuse the bundle and fetch it again later`
-        : `the prekey bundle of ${address} is unusable (${m}): fetch it again`,
-    );
-  }
-  if (op === 'encrypt') return make('signal_encrypt_failed', `encrypting to ${address} failed (${m})`);
-  if (/messages into the future/.test(m)) {
-    return make(
-      'signal_decrypt_failed',
-      `a message from ${address} skips more than 2000 messages: ask the sender to retry`,
-    );
-  }
-  return make(
-    'signal_decrypt_failed',
-    `a message from ${address} did not decrypt (${m}): send a retry receipt so the sender re-encrypts it`,
-  );
-}
-
 type IdentityListener = (change: IdentityChange) => void;
 
 export class SignalSessionManager {
@@ -218,10 +130,7 @@ export class SignalSessionManager {
   private readonly listeners = new Set<IdentityListener>();
   private readonly now: () => number;
   private readonly localUser: string;
-  private readonly signedPreKeyMaxAgeMs: number;
-  private readonly signedPreKeyGraceMs: number;
-  private readonly preKeyThreshold: number;
-  private readonly preKeyTarget: number;
+  private readonly prekeys: PrekeyUpkeep;
 
   constructor(
     readonly backend: SignalBackend,
@@ -232,10 +141,7 @@ export class SignalSessionManager {
     this.policy = options.policy ?? 'trust_on_first_use';
     this.localUser = options.localUser;
     this.now = options.now ?? Date.now;
-    this.signedPreKeyMaxAgeMs = options.signedPreKeyMaxAgeMs ?? 7 * DAY;
-    this.signedPreKeyGraceMs = options.signedPreKeyGraceMs ?? 30 * DAY;
-    this.preKeyThreshold = options.preKeyThreshold ?? 20;
-    this.preKeyTarget = options.preKeyTarget ?? 100;
+    this.prekeys = new PrekeyUpkeep(backend, options);
   }
 
   private party: LocalParty | undefined;
@@ -243,24 +149,13 @@ export class SignalSessionManager {
   /** Our identity key (33 bytes) and registration id, as the ratchet needs them. */
   private localParty(): LocalParty {
     if (this.party === undefined) {
-      const id = this.identity();
+      const id = localIdentity(this.backend);
       this.party = {
         identityKey: toArrayBuffer(withTypeByte(id.publicKey)),
         registrationId: id.registrationId,
       };
     }
     return this.party;
-  }
-
-  private identity(): LocalIdentity {
-    const id = this.backend.localIdentity();
-    if (id === undefined) {
-      throw new SignalError(
-        'signal_identity_missing',
-        'this puppet has no Signal identity in the store: create one (createSignalIdentity) when enlisting it',
-      );
-    }
-    return id;
   }
 
   /** Called with every identity change, whatever operation found it. Returns an unsubscribe function. */
@@ -478,93 +373,49 @@ export class SignalSessionManager {
     // Both sides must use the same identifiers: each its own user JID and the other's, so the
     // remote's address user part is decoded back to its JID (a native's local user is its JID).
     const user = userJidOfAddress(address);
-    return safetyNumber(this.localUser, withTypeByte(this.identity().publicKey), user, known.identityKey);
+    return safetyNumber(
+      this.localUser,
+      withTypeByte(localIdentity(this.backend).publicKey),
+      user,
+      known.identityKey,
+    );
   }
 
   // -------------------------------------------------------------------------------------------
-  // Prekey upkeep
+  // Prekey upkeep: PrekeyUpkeep's (prekeys.ts), documented there.
 
-  /** First-time set-up of a new puppet: a signed prekey and `preKeys` one-time prekeys. */
   setUp(options: { preKeys?: number } = {}): void {
-    if (this.backend.signedPreKeys().length === 0) this.rotateSignedPreKey();
-    const missing = (options.preKeys ?? this.preKeyTarget) - this.backend.preKeyCount();
-    if (missing > 0) this.generatePreKeys(missing);
+    this.prekeys.setUp(options);
   }
 
-  private generatePreKeys(count: number): void {
-    this.backend.putPreKeys(makePreKeys(this.backend.allocatePreKeyIds(count)));
-  }
-
-  /** `count` one-time prekeys not uploaded yet, generating more if needed. Mark them once uploaded. */
   prekeysToUpload(count: number): PreKey[] {
-    const have = this.backend.preKeysNotUploaded(count);
-    if (have.length < count) {
-      this.generatePreKeys(count - have.length);
-      return this.prekeysToUpload(count);
-    }
-    return have.map((k) => ({ id: k.keyId, publicKey: k.publicKey }));
+    return this.prekeys.prekeysToUpload(count);
   }
 
   markPrekeysUploaded(keyIds: readonly number[]): void {
-    this.backend.markPreKeysUploaded(keyIds);
+    this.prekeys.markPrekeysUploaded(keyIds);
   }
 
-  /** How many one-time prekeys to upload, given how many the server still holds (0: enough). */
   preKeysNeeded(serverCount: number): number {
-    return serverCount < this.preKeyThreshold ? this.preKeyTarget - serverCount : 0;
+    return this.prekeys.preKeysNeeded(serverCount);
   }
 
-  /** The newest signed prekey (what bundles carry). */
   currentSignedPreKey(): SignedPreKey {
-    const current = this.backend.signedPreKeys()[0];
-    if (current === undefined) {
-      throw new SignalError(
-        'signal_identity_missing',
-        'this puppet has no signed prekey: call setUp() when enlisting it',
-      );
-    }
-    return publicSignedPreKey(current);
+    return this.prekeys.currentSignedPreKey();
   }
 
-  signedPreKeyRotationDue(now = this.now()): boolean {
-    const current = this.backend.signedPreKeys()[0];
-    return current === undefined || now - current.createdAt >= this.signedPreKeyMaxAgeMs;
+  signedPreKeyRotationDue(now?: number): boolean {
+    return this.prekeys.signedPreKeyRotationDue(now);
   }
 
-  /**
-   * Makes a new signed prekey (upload it) and forgets replaced ones older than the grace period;
-   * the newest replaced one is always kept, for prekey messages already in flight.
-   */
-  rotateSignedPreKey(now = this.now()): SignedPreKey {
-    const id = this.identity();
-    const fresh = makeSignedPreKey(id.privateKey, this.backend.allocateSignedPreKeyId(), now);
-    this.backend.atomically(() => {
-      this.backend.putSignedPreKey(fresh);
-      const older = this.backend.signedPreKeys().filter((k) => k.keyId !== fresh.keyId);
-      for (const k of older.slice(1)) {
-        if (now - k.createdAt > this.signedPreKeyGraceMs) this.backend.removeSignedPreKey(k.keyId);
-      }
-    });
-    return publicSignedPreKey(fresh);
+  rotateSignedPreKey(now?: number): SignedPreKey {
+    return this.prekeys.rotateSignedPreKey(now);
   }
 
-  /** The content of a `prekey_upload` iq: identity, current signed prekey and `count` one-time prekeys. */
   prekeyUpload(count: number): PreKeyUpload {
-    const id = this.identity();
-    return {
-      registrationId: id.registrationId,
-      identityKey: withoutTypeByte(id.publicKey),
-      preKeys: this.prekeysToUpload(count),
-      signedPreKey: this.currentSignedPreKey(),
-    };
+    return this.prekeys.prekeyUpload(count);
   }
 }
-
-const publicSignedPreKey = (k: StoredSignedPreKey): SignedPreKey => ({
-  id: k.keyId,
-  publicKey: k.publicKey,
-  signature: k.signature,
-});
 
 /** Checks a bundle's shape and turns it into the library's DeviceType (33-byte keys). */
 function bundleToDevice(address: string, bundle: PreKeyBundle): DeviceType {
