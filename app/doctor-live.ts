@@ -15,7 +15,12 @@ import { randomBytes } from 'node:crypto';
 import type { LoadedConfig } from '../src/config/loader.js';
 import type { CheckResult } from './doctor.js';
 import { accountIdFor } from '../src/bridge/account.js';
-import { AuthRejectedError, awaitAuthResult, ConnectReason, encodeClientPayload } from '../src/protocol/auth.js';
+import {
+  AuthRejectedError,
+  awaitAuthResult,
+  ConnectReason,
+  encodeClientPayload,
+} from '../src/protocol/auth.js';
 import { CertError } from '../src/protocol/cert-chain.js';
 import { clientHandshake } from '../src/protocol/handshake/index.js';
 import { mintClientToken } from '../src/protocol/jwt.js';

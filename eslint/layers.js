@@ -45,7 +45,9 @@ export function violation(from, to) {
           : `one adapter never imports another (adapters/${fromSecond} -> adapters/${toSecond}): shared terms belong in src/bridge or src/util`;
       }
       if (toTop === 'src') {
-        return ADAPTER_MAY_IMPORT_FROM_SRC.some((allowed) => to === allowed || (allowed.endsWith('/') && to.startsWith(allowed)))
+        return ADAPTER_MAY_IMPORT_FROM_SRC.some(
+          (allowed) => to === allowed || (allowed.endsWith('/') && to.startsWith(allowed)),
+        )
           ? undefined
           : `an adapter imports only the bridge contract (src/bridge/adapter, events, markup, phone, commands), config, observability, util, errors, version and src/store/sql.ts: ask the core through BridgeCore`;
       }
@@ -56,7 +58,8 @@ export function violation(from, to) {
       if (to === 'src/store/database.ts' || to === 'src/store/sql.ts') return undefined;
       return `the emulator is the gateway's side of the wire: it uses src/protocol, src/signal, src/media and utilities, never ${to}`;
     case 'app':
-      if (['test', 'bench', 'demo', 'scripts', 'eslint'].includes(toTop)) return `the composition root never imports ${toTop}/`;
+      if (['test', 'bench', 'demo', 'scripts', 'eslint'].includes(toTop))
+        return `the composition root never imports ${toTop}/`;
       return undefined;
     default:
       return undefined;

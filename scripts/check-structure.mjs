@@ -8,7 +8,8 @@ import { fileURLToPath } from 'node:url';
 export const PRODUCTION = ['app', 'src', 'adapters', 'emulator'];
 export const MAX_LINES = 600;
 const GENERATED = /(^|\/)src\/protocol\/gen\//;
-const IMPORT = /(?:^|[^\w.])(?:import|export)\s[^'"]*?from\s*['"]([^'"]+)['"]|import\(\s*['"]([^'"]+)['"]\s*\)/g;
+const IMPORT =
+  /(?:^|[^\w.])(?:import|export)\s[^'"]*?from\s*['"]([^'"]+)['"]|import\(\s*['"]([^'"]+)['"]\s*\)/g;
 
 function walk(dir, out) {
   for (const name of readdirSync(dir)) {
@@ -40,7 +41,9 @@ export function importsOf(root, file) {
   for (const m of text.matchAll(IMPORT)) {
     const spec = m[1] ?? m[2];
     if (!spec?.startsWith('.')) continue;
-    const target = path.posix.normalize(path.posix.join(path.posix.dirname(file), spec)).replace(/\.js$/, '.ts');
+    const target = path.posix
+      .normalize(path.posix.join(path.posix.dirname(file), spec))
+      .replace(/\.js$/, '.ts');
     found.add(target);
   }
   return [...found];
@@ -95,7 +98,9 @@ if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.me
   const files = productionFiles(root);
   const problems = [
     ...importCycles(root, files).map((c) => `import cycle: ${c.join(' -> ')}`),
-    ...oversizeFiles(root, files).map((f) => `${f.file} has ${f.lines} lines (at most ${MAX_LINES}): split it by concern`),
+    ...oversizeFiles(root, files).map(
+      (f) => `${f.file} has ${f.lines} lines (at most ${MAX_LINES}): split it by concern`,
+    ),
   ];
   if (problems.length > 0) {
     for (const p of problems) console.error(p);

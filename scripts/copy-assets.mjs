@@ -2,7 +2,12 @@
 import { cpSync, rmSync } from 'node:fs';
 
 // A file removed from the sources must not linger in dist/ (a stale migration breaks the sequence).
-for (const dir of ['dist/src/store/migrations', 'dist/emulator/migrations', 'dist/adapters/matrix/migrations', 'dist/adapters/xmpp/migrations']) {
+for (const dir of [
+  'dist/src/store/migrations',
+  'dist/emulator/migrations',
+  'dist/adapters/matrix/migrations',
+  'dist/adapters/xmpp/migrations',
+]) {
   rmSync(dir, { recursive: true, force: true });
 }
 

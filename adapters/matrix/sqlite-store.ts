@@ -5,7 +5,13 @@
  * transaction.
  */
 import { fileURLToPath } from 'node:url';
-import { preparedStatements, readMigrations, type Db, type Migration, type Prepared } from '../../src/store/sql.js';
+import {
+  preparedStatements,
+  readMigrations,
+  type Db,
+  type Migration,
+  type Prepared,
+} from '../../src/store/sql.js';
 import type {
   Ghost,
   InboundRow,

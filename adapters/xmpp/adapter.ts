@@ -147,7 +147,11 @@ export class XmppAdapter extends EventEmitter<XmppAdapterEvents> implements Adap
       }
     });
     link.on('online', () => {
-      f.presence.announce().catch((err: unknown) => this.log?.warn({ err: (err as Error).message }, 'presence announcement failed'));
+      f.presence
+        .announce()
+        .catch((err: unknown) =>
+          this.log?.warn({ err: (err as Error).message }, 'presence announcement failed'),
+        );
     });
 
     // IQs, by (type, namespace, child element); anything else gets <service-unavailable/>.

@@ -3,7 +3,13 @@
  * better-sqlite3 is synchronous: each method does its work at once and resolves with the result.
  */
 import { fileURLToPath } from 'node:url';
-import { preparedStatements, type Db, type Prepared, readMigrations, type Migration } from '../../src/store/sql.js';
+import {
+  preparedStatements,
+  type Db,
+  type Prepared,
+  readMigrations,
+  type Migration,
+} from '../../src/store/sql.js';
 import type { SubscriptionChange, XmppContact, XmppStore } from './store.js';
 
 interface ContactRow {

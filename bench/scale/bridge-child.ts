@@ -170,8 +170,7 @@ function nextMessage(): Promise<ParentMessage> {
 async function main(specFile: string): Promise<void> {
   const spec = JSON.parse(readFileSync(specFile, 'utf8')) as BridgeChildSpec;
   const store = openSqliteStore(spec.storeFile);
-  const users = (await store.puppets.list()).filter((p) => p.state === 'enlisted')
-    .map((p) => p.localId);
+  const users = (await store.puppets.list()).filter((p) => p.state === 'enlisted').map((p) => p.localId);
   const n = users.length;
   const bridge = new Bridge({
     store,

@@ -88,7 +88,11 @@ export async function buildContent(input: {
       return { content: revokeContent(await target(store, portal, accountJid, e.target)), type: 'text' };
     case 'reaction':
       return {
-        content: reactionContent(await target(store, portal, accountJid, e.target), e.emoji, BigInt(Date.now())),
+        content: reactionContent(
+          await target(store, portal, accountJid, e.target),
+          e.emoji,
+          BigInt(Date.now()),
+        ),
         type: 'text',
       };
     default:
@@ -135,7 +139,9 @@ export async function incomingEvent(input: {
   const { store, portal, described: c } = input;
   const localOf = async (remoteId: string) => (await store.messages.byRemote(portal.id, remoteId))?.localId;
   const replyTo =
-    'replyTo' in c && c.replyTo ? { replyTo: { id: c.replyTo.id, localId: await localOf(c.replyTo.id) } } : {};
+    'replyTo' in c && c.replyTo
+      ? { replyTo: { id: c.replyTo.id, localId: await localOf(c.replyTo.id) } }
+      : {};
   switch (c.kind) {
     case 'text':
       return { type: 'message', body: { kind: 'text', text: c.text }, ...replyTo };
@@ -201,7 +207,12 @@ export async function incomingEvent(input: {
       };
     }
     case 'reaction':
-      return { type: 'reaction', target: c.target.id, targetLocalId: await localOf(c.target.id), emoji: c.emoji };
+      return {
+        type: 'reaction',
+        target: c.target.id,
+        targetLocalId: await localOf(c.target.id),
+        emoji: c.emoji,
+      };
     case 'revoke':
       return { type: 'delete', target: c.target.id, targetLocalId: await localOf(c.target.id) };
     case 'edit': {

@@ -264,7 +264,9 @@ export class Bridge {
     if (e.type === 'receipt') {
       const portal = await store.portals.ensure(puppet.id, remote);
       const messageIds = await Promise.all(
-        e.targets.map(async (target) => (await store.messages.byLocal(portal.id, target))?.remoteId ?? target),
+        e.targets.map(
+          async (target) => (await store.messages.byLocal(portal.id, target))?.remoteId ?? target,
+        ),
       );
       await store.atomically((w) => {
         for (const messageId of messageIds) {

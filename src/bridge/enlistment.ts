@@ -6,7 +6,12 @@
 import type { Logger } from '../observability/logger.js';
 import { enlistmentStatement } from '../protocol/enlistment.js';
 import { generateKeyPair } from '../protocol/noise/index.js';
-import { createSignalIdentity, xeddsaSign, SignalSessionManager, type SignalBackend } from '../signal/index.js';
+import {
+  createSignalIdentity,
+  xeddsaSign,
+  SignalSessionManager,
+  type SignalBackend,
+} from '../signal/index.js';
 import type { Network, Puppet, Store } from '../store/repositories.js';
 import { accountIdFor } from './account.js';
 import type { Adapter } from './adapter.js';

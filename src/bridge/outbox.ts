@@ -115,7 +115,9 @@ export class OutboxSender {
         }, RETRY_HELD_MS);
         this.retryTimer.unref();
       }
-      const batch = (await store.outbox.queued(puppet.id, 500)).filter((e) => !this.inFlight.has(e.id) && !held.has(e.portalId));
+      const batch = (await store.outbox.queued(puppet.id, 500)).filter(
+        (e) => !this.inFlight.has(e.id) && !held.has(e.portalId),
+      );
       if (batch.length === 0) return;
       for (const entry of batch) {
         if (!connection.isConnected || this.stopped) return;

@@ -91,7 +91,9 @@ export function puppetConnection(
       // Pinned for the next connection's IK handshake; without it the next one is XX again.
       store.puppets
         .setGatewayStatic(puppet.id, key)
-        .catch((err: unknown) => options.log?.warn({ err: (err as Error).message }, 'gateway key not stored'));
+        .catch((err: unknown) =>
+          options.log?.warn({ err: (err as Error).message }, 'gateway key not stored'),
+        );
     },
     mintToken: () =>
       mintClientToken({

@@ -26,7 +26,9 @@ import type {
 } from './repositories.js';
 
 /** A repository's methods as better-sqlite3 runs them: the same signatures, without the Promise. */
-type Sync<R> = { [K in keyof R]: R[K] extends (...args: infer A) => Promise<infer T> ? (...args: A) => T : never };
+type Sync<R> = {
+  [K in keyof R]: R[K] extends (...args: infer A) => Promise<infer T> ? (...args: A) => T : never;
+};
 
 /** Offers a synchronous repository through the asynchronous contract (a throw becomes a rejection). */
 function promised<R>(sync: Sync<R>): R {
@@ -46,7 +48,6 @@ function promised<R>(sync: Sync<R>): R {
 type Row = Record<string, unknown>;
 
 const bytes = (v: unknown): Uint8Array => new Uint8Array(v as Buffer);
-
 
 const toPuppet = (r: Row): Puppet => ({
   id: r.id as number,
@@ -299,7 +300,10 @@ function inboxRepository(q: ReturnType<typeof statements>, now: () => number): S
   };
 }
 
-function messageMapRepository(q: ReturnType<typeof statements>, now: () => number): Sync<MessageMapRepository> {
+function messageMapRepository(
+  q: ReturnType<typeof statements>,
+  now: () => number,
+): Sync<MessageMapRepository> {
   return {
     put(m) {
       q(

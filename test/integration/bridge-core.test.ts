@@ -107,7 +107,7 @@ describe('bridge core against the emulator', () => {
     const jid = await aliceJid();
     const account = running.gateway.accounts().find((a) => a.jid === jid);
     expect(account?.enlisted_identity_key).not.toBeNull();
-    expect((await aliceJid())).toMatch(/^alice_example\.org=[0-9a-f]{16}@testbridge\.interop$/);
+    expect(await aliceJid()).toMatch(/^alice_example\.org=[0-9a-f]{16}@testbridge\.interop$/);
     expect(adapter.notices.map((n) => n.notice.kind)).toContain('enlisted');
     expect(await core.status(ALICE)).toMatchObject({ enlisted: true, connection: 'connected', queued: 0 });
   });
@@ -128,7 +128,7 @@ describe('bridge core against the emulator', () => {
     // Bob learns Alice's identity from her first message; his number must then match hers.
     await core.submit(text('$first', bob.jid, 'hi'));
     await bob.waitForMessage((m) => m.content.kind === 'text');
-    expect(bob.signal.safetyNumber(addressUser((await aliceJid())))).toBe(number);
+    expect(bob.signal.safetyNumber(addressUser(await aliceJid()))).toBe(number);
     await expect(core.safetyNumber(ALICE, '4915100000000@wa.interop')).rejects.toThrow(/cannot be reached/);
   });
 
@@ -167,13 +167,13 @@ describe('bridge core against the emulator', () => {
 
     await core.submit(text('$out1', bob.jid, 'hello bob'));
     const got = await bob.waitForMessage((m) => m.content.kind === 'text');
-    expect(got).toMatchObject({ from: (await aliceJid()), content: { kind: 'text', text: 'hello bob' } });
+    expect(got).toMatchObject({ from: await aliceJid(), content: { kind: 'text', text: 'hello bob' } });
     await adapter.until(() => adapter.statesOf('$out1').includes('delivered'), 'delivered');
-    await bob.sendReceipt((await aliceJid()), [got.id], 'read');
+    await bob.sendReceipt(await aliceJid(), [got.id], 'read');
     await adapter.until(() => adapter.statesOf('$out1').includes('read'), 'read');
     expect(adapter.statesOf('$out1')).toEqual(['sent', 'delivered', 'read']);
 
-    const reply = await bob.sendText((await aliceJid()), 'hi alice', { replyTo: got.id });
+    const reply = await bob.sendText(await aliceJid(), 'hi alice', { replyTo: got.id });
     await adapter.until(() => adapter.textsFrom(bob.jid).length === 1, 'the reply');
     const incoming = adapter.delivered[0]!;
     expect(incoming).toMatchObject({
@@ -224,7 +224,7 @@ describe('bridge core against the emulator', () => {
     await core.enlist(ALICE);
     const bob = await native('+4915112345678');
     await connected();
-    await bob.typing((await aliceJid()), true);
+    await bob.typing(await aliceJid(), true);
     await adapter.until(() => adapter.ephemeral.length > 0, 'typing');
     expect(adapter.ephemeral[0]).toEqual({
       localUser: ALICE,
@@ -240,7 +240,7 @@ describe('bridge core against the emulator', () => {
     });
     expect((await core.status(ALICE)).queued).toBe(0);
     for (let i = 0; i < 500 && bob.chatstates.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
-    expect(bob.chatstates[0]).toEqual({ from: (await aliceJid()), composing: true });
+    expect(bob.chatstates[0]).toEqual({ from: await aliceJid(), composing: true });
   });
 
   it("tells the local user when a native user's identity key changes", async () => {
@@ -302,7 +302,9 @@ describe('bridge core against the emulator', () => {
     // Each native user that starts a session takes one one-time prekey; below 10 the gateway notifies.
     for (let i = 0; i < 11; i++) {
       const u = await native(`+49151000001${String(i).padStart(2, '0')}`);
-      await u.sendText((await aliceJid()), `hello ${i}`, { devices: [(await store.puppets.byLocalId(ALICE))!.deviceId] });
+      await u.sendText(await aliceJid(), `hello ${i}`, {
+        devices: [(await store.puppets.byLocalId(ALICE))!.deviceId],
+      });
     }
     let now = await count();
     for (let i = 0; i < 200 && now < 20; i++) {
@@ -337,10 +339,10 @@ describe('bridge core against the emulator', () => {
 
     await Promise.all([
       (async () => {
-        for (let i = 0; i < n; i++) await bob.sendText((await aliceJid()), `from bob ${i}`);
+        for (let i = 0; i < n; i++) await bob.sendText(await aliceJid(), `from bob ${i}`);
       })(),
       (async () => {
-        for (let i = 0; i < n; i++) await carol.sendText((await aliceJid()), `from carol ${i}`);
+        for (let i = 0; i < n; i++) await carol.sendText(await aliceJid(), `from carol ${i}`);
       })(),
     ]);
     await adapter.until(
@@ -361,14 +363,14 @@ describe('bridge core against the emulator', () => {
 
     // Received and persisted, but the local server is down: pending in the inbox.
     adapter.refuse = true;
-    for (let i = 0; i < 5; i++) await bob.sendText((await aliceJid()), `in ${i}`);
+    for (let i = 0; i < 5; i++) await bob.sendText(await aliceJid(), `in ${i}`);
     const alice = (await store.puppets.byLocalId(ALICE))!;
     await until(async () => (await store.inbox.pending(alice.id)).length === 5, 'five pending inbox entries');
     await bridge.stop();
     // Submitted while the puppet is down: queued in the outbox.
     for (let i = 1; i <= 5; i++) await core.submit(text(`$q${i}`, bob.jid, `out ${i}`));
     // Sent by bob while the bridge is down: queued at the gateway.
-    for (let i = 5; i < 10; i++) await bob.sendText((await aliceJid()), `in ${i}`);
+    for (let i = 5; i < 10; i++) await bob.sendText(await aliceJid(), `in ${i}`);
     await store.close();
 
     await startBridge();
@@ -389,7 +391,7 @@ describe('bridge core against the emulator', () => {
     await core.submit(text('$1', bob.jid, 'before'));
     await bob.waitForMessage((m) => m.content.kind === 'text' && m.content.text === 'before');
     // Bob loses his session (a reinstall without a new identity): our next message is undecryptable.
-    await bob.signal.deleteSession(signalAddress((await aliceJid()), 0));
+    await bob.signal.deleteSession(signalAddress(await aliceJid(), 0));
     await core.submit(text('$2', bob.jid, 'after the loss'));
     const got = await bob.waitForMessage(
       (m) => m.content.kind === 'text' && m.content.text === 'after the loss',
@@ -408,12 +410,12 @@ describe('bridge core against the emulator', () => {
     await connected();
     await core.submit(text('$1', bob.jid, 'hi'));
     await bob.waitForMessage(() => true);
-    const id0 = await bob.sendText((await aliceJid()), 'fine');
+    const id0 = await bob.sendText(await aliceJid(), 'fine');
     await adapter.until(() => adapter.textsFrom(bob.jid).length === 1, 'the first message');
     await bridge.puppet(ALICE)!.signal.deleteSession(signalAddress(bob.jid, 0));
-    const id = await bob.sendText((await aliceJid()), 'lost');
+    const id = await bob.sendText(await aliceJid(), 'lost');
     const retry = await bob.waitForReceipt(id, 'retry');
-    expect(retry.from).toBe((await aliceJid()));
+    expect(retry.from).toBe(await aliceJid());
     expect(id).not.toBe(id0);
     // The native user re-encrypts (from the keys of the second retry receipt) and resends under the same id.
     await adapter.until(() => adapter.textsFrom(bob.jid).length === 2, 'the resent message');
@@ -441,7 +443,7 @@ describe('bridge core against the emulator', () => {
   it('opts a user out: the gateway forgets the account and the puppet is deleted', async () => {
     await core.enlist(ALICE);
     await connected();
-    const jid = (await aliceJid());
+    const jid = await aliceJid();
     await core.optOut(ALICE);
     expect(running.gateway.accounts().some((a) => a.jid === jid)).toBe(false);
     expect(await store.puppets.byLocalId(ALICE)).toBeUndefined();

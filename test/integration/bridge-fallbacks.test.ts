@@ -60,7 +60,11 @@ describe('the core shows what the local network cannot as readable text', () => 
     const puppet = (await opened.puppets.byLocalId(ALICE))!;
     aliceJid = accountJidOf(puppet.accountId, PROVIDER);
     dev = { devices: [puppet.deviceId] };
-    bob = await NativeUser.connect({ emulator: running.gateway, phone: '+4915112345678', rootPublicKey: root });
+    bob = await NativeUser.connect({
+      emulator: running.gateway,
+      phone: '+4915112345678',
+      rootPublicKey: root,
+    });
     return bob;
   };
 
@@ -141,7 +145,11 @@ describe('the core shows what the local network cannot as readable text', () => 
   it('without files, an image arrives as a notice naming it, with its caption', async () => {
     const b = await start({ media: false });
     const bytes = new Uint8Array(3000).fill(7);
-    const id = await b.sendMedia(aliceJid, { kind: 'image', bytes, mimetype: 'image/png', caption: 'the view' }, dev);
+    const id = await b.sendMedia(
+      aliceJid,
+      { kind: 'image', bytes, mimetype: 'image/png', caption: 'the view' },
+      dev,
+    );
     await delivered(id);
     expect(from(id).event).toEqual({
       type: 'message',
@@ -151,16 +159,23 @@ describe('the core shows what the local network cannot as readable text', () => 
 
   it('a file larger than the network takes arrives as a notice that says so', async () => {
     const b = await start({ maxMediaBytes: 1024 });
-    const id = await b.sendMedia(aliceJid, {
-      kind: 'document',
-      bytes: new Uint8Array(5000).fill(1),
-      mimetype: 'application/pdf',
-      fileName: 'minutes.pdf',
-    }, dev);
+    const id = await b.sendMedia(
+      aliceJid,
+      {
+        kind: 'document',
+        bytes: new Uint8Array(5000).fill(1),
+        mimetype: 'application/pdf',
+        fileName: 'minutes.pdf',
+      },
+      dev,
+    );
     await delivered(id);
     expect(from(id).event).toEqual({
       type: 'message',
-      body: { kind: 'text', text: '(sent a file "minutes.pdf" (4.9 KB), larger than this chat takes (1 KB))' },
+      body: {
+        kind: 'text',
+        text: '(sent a file "minutes.pdf" (4.9 KB), larger than this chat takes (1 KB))',
+      },
     });
   });
 

@@ -190,7 +190,7 @@ describe('bridge media against the emulator', () => {
     expect(bob.received.map((m) => m.content.kind)).toEqual(['image', 'video', 'voice', 'document']);
     for (const [i, s] of SAMPLES.entries()) {
       const m = bob.received[i]!;
-      expect(m.from).toBe((await aliceJid()));
+      expect(m.from).toBe(await aliceJid());
       expect((await bob.downloadMedia(m)).equals(s.bytes)).toBe(true);
       const c = m.content;
       if (!('media' in c)) throw new Error('not media');
@@ -215,7 +215,7 @@ describe('bridge media against the emulator', () => {
     for (const s of SAMPLES) {
       ids.push(
         await bob.sendMedia(
-          (await aliceJid()),
+          await aliceJid(),
           {
             kind: s.native,
             bytes: s.bytes,
@@ -248,7 +248,7 @@ describe('bridge media against the emulator', () => {
   it('tells the local user about an incoming file over media.max_bytes instead of losing it', async () => {
     const bob = await aliceAndBob();
     const big = await bob.sendMedia(
-      (await aliceJid()),
+      await aliceJid(),
       { kind: 'document', bytes: randomBytes(300_000), mimetype: 'application/zip', caption: 'backup' },
       { devices: [0] },
     );
@@ -260,13 +260,13 @@ describe('bridge media against the emulator', () => {
     );
     // The message counts as delivered (the sender is told), and the conversation goes on.
     await bob.waitForReceipt(big, 'delivery');
-    await bob.sendText((await aliceJid()), 'did you get it?', { devices: [0] });
+    await bob.sendText(await aliceJid(), 'did you get it?', { devices: [0] });
     await adapter.until(() => adapter.textsFrom(bob.jid).length === 2, 'the next message');
   });
 
   it('tells the local user when a download keeps failing, after the configured attempts', async () => {
     const bob = await aliceAndBob();
-    const alice = (await aliceJid());
+    const alice = await aliceJid();
     await stopBridge();
     const id = await bob.sendMedia(
       alice,
@@ -294,7 +294,7 @@ describe('bridge media against the emulator', () => {
 
   it('refuses a blob altered at the gateway and tells the local user', async () => {
     const bob = await aliceAndBob();
-    const alice = (await aliceJid());
+    const alice = await aliceJid();
     await stopBridge(); // the message waits at the gateway while its blob is altered
     const id = await bob.sendMedia(
       alice,

@@ -305,7 +305,10 @@ describe.each(KINDS)('XMPP adapter presence lifecycle on %s', (kind) => {
     await h.connected(u.jid);
 
     await u.client.send(xml('presence', { type: 'unavailable' }));
-    await until(async () => (await h.bridge.status(u.jid)).connection !== 'connected', 'the puppet to disconnect');
+    await until(
+      async () => (await h.bridge.status(u.jid)).connection !== 'connected',
+      'the puppet to disconnect',
+    );
     await u.client.send(xml('presence', {}));
     await h.connected(u.jid);
   });

@@ -100,7 +100,11 @@ describe.each(KINDS)('XMPP adapter restarts on %s', (kind) => {
     await until(() => h.xmpp.link.status === 'online', 'the component to reconnect', 20_000);
     // Everything for Alice is with her server before she logs back in: ejabberd hands stored
     // messages over asynchronously, so one delivered live during her login could overtake them.
-    await until(async () => (await h.store.inbox.countPending()) === 0, "the bridge to deliver Bob's messages", 20_000);
+    await until(
+      async () => (await h.store.inbox.countPending()) === 0,
+      "the bridge to deliver Bob's messages",
+      20_000,
+    );
     await h.xmpp.link.drained();
     alice = await h.reconnectUser(alice);
 

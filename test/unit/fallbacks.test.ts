@@ -37,12 +37,23 @@ const line = (text: string, replyTo?: typeof reply): ConversationEvent => ({
 });
 
 describe('fitToCapabilities: what a network lacks becomes readable text', () => {
-  const edit: ConversationEvent = { type: 'edit', target: 'W1', targetLocalId: '$e1', body: { kind: 'text', text: 'at 1' } };
+  const edit: ConversationEvent = {
+    type: 'edit',
+    target: 'W1',
+    targetLocalId: '$e1',
+    body: { kind: 'text', text: 'at 1' },
+  };
   const del: ConversationEvent = { type: 'delete', target: 'W1', targetLocalId: '$e1' };
   const react: ConversationEvent = { type: 'reaction', target: 'W1', targetLocalId: '$e1', emoji: '🎉' };
 
   it('passes every event unchanged to a network that shows everything', () => {
-    for (const e of [edit, del, react, line('hi', reply), { type: 'message', body: photo } as ConversationEvent]) {
+    for (const e of [
+      edit,
+      del,
+      react,
+      line('hi', reply),
+      { type: 'message', body: photo } as ConversationEvent,
+    ]) {
       expect(fitToCapabilities(e, ALL)).toBe(e);
     }
   });
@@ -68,21 +79,27 @@ describe('fitToCapabilities: what a network lacks becomes readable text', () => 
   });
 
   it('media: a notice naming the kind, size and caption instead of the file', () => {
-    expect(fitToCapabilities({ type: 'message', body: photo, replyTo: reply }, lacking({ media: false }))).toEqual(
-      line('(sent an image (2 MB), which this chat cannot show: the view)', reply),
-    );
+    expect(
+      fitToCapabilities({ type: 'message', body: photo, replyTo: reply }, lacking({ media: false })),
+    ).toEqual(line('(sent an image (2 MB), which this chat cannot show: the view)', reply));
   });
 
   it('maxMediaBytes: a larger file becomes a notice with the limit; a file at the limit passes', () => {
-    expect(fitToCapabilities({ type: 'message', body: photo }, lacking({ maxMediaBytes: 1024 * 1024 }))).toEqual(
-      line('(sent an image (2 MB), larger than this chat takes (1 MB): the view)'),
-    );
+    expect(
+      fitToCapabilities({ type: 'message', body: photo }, lacking({ maxMediaBytes: 1024 * 1024 })),
+    ).toEqual(line('(sent an image (2 MB), larger than this chat takes (1 MB): the view)'));
     const atLimit = { type: 'message', body: { ...photo, size: 1024 * 1024 } } as ConversationEvent;
     expect(fitToCapabilities(atLimit, lacking({ maxMediaBytes: 1024 * 1024 }))).toBe(atLimit);
   });
 
   it('names a file by its name when it has one', () => {
-    const doc: MediaBody = { ...photo, media: 'file', fileName: 'minutes.pdf', size: 1500, caption: undefined };
+    const doc: MediaBody = {
+      ...photo,
+      media: 'file',
+      fileName: 'minutes.pdf',
+      size: 1500,
+      caption: undefined,
+    };
     expect(fitToCapabilities({ type: 'message', body: doc }, lacking({ media: false }))).toEqual(
       line('(sent a file "minutes.pdf" (1.5 KB), which this chat cannot show)'),
     );
@@ -109,12 +126,18 @@ describe('status signals a network lacks are not sent', () => {
 
   it('an incoming file is not downloaded when the network cannot take it', () => {
     expect(mediaUnshowable(lacking({ media: false }), 10)).toBe('which this chat cannot show');
-    expect(mediaUnshowable(lacking({ maxMediaBytes: 100 }), 101)).toBe('larger than this chat takes (100 bytes)');
+    expect(mediaUnshowable(lacking({ maxMediaBytes: 100 }), 101)).toBe(
+      'larger than this chat takes (100 bytes)',
+    );
     expect(mediaUnshowable(lacking({ maxMediaBytes: 100 }), undefined)).toBeUndefined();
     expect(mediaUnshowable(ALL, 100)).toBeUndefined();
   });
 
   it('sizes read as a person would write them', () => {
-    expect([humanSize(512), humanSize(1536), humanSize(3 * 1024 * 1024)]).toEqual(['512 bytes', '1.5 KB', '3 MB']);
+    expect([humanSize(512), humanSize(1536), humanSize(3 * 1024 * 1024)]).toEqual([
+      '512 bytes',
+      '1.5 KB',
+      '3 MB',
+    ]);
   });
 });

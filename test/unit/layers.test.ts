@@ -23,18 +23,42 @@ async function boundaryErrors(file: string, code: string): Promise<string[]> {
 
 describe('layer boundaries (npm run lint)', () => {
   it.each([
-    ['src/bridge/planted.ts', "import { createXmppAdapter } from '../../adapters/xmpp/index.js';", /the core \(src\/\) never imports adapters\//],
-    ['src/store/planted.ts', "export { startEmulator } from '../../emulator/main.js';", /the core \(src\/\) never imports emulator\//],
+    [
+      'src/bridge/planted.ts',
+      "import { createXmppAdapter } from '../../adapters/xmpp/index.js';",
+      /the core \(src\/\) never imports adapters\//,
+    ],
+    [
+      'src/store/planted.ts',
+      "export { startEmulator } from '../../emulator/main.js';",
+      /the core \(src\/\) never imports emulator\//,
+    ],
     ['src/planted.ts', "const cli = await import('../app/cli.js');", /never imports app\//],
     [
       'adapters/xmpp/planted.ts',
       "import { openSqliteStore } from '../../src/store/sqlite-store.js';",
       /an adapter imports only the bridge contract/,
     ],
-    ['adapters/matrix/planted.ts', "import type { Bridge } from '../../src/bridge/core.js';", /only the bridge contract/],
-    ['adapters/matrix/planted.ts', "import { parseJid } from '../../src/protocol/stanza/index.js';", /only the bridge contract/],
-    ['adapters/xmpp/planted.ts', "import { MatrixAdapter } from '../matrix/adapter.js';", /one adapter never imports another/],
-    ['emulator/planted.ts', "import { Bridge } from '../src/bridge/core.js';", /the emulator is the gateway's side/],
+    [
+      'adapters/matrix/planted.ts',
+      "import type { Bridge } from '../../src/bridge/core.js';",
+      /only the bridge contract/,
+    ],
+    [
+      'adapters/matrix/planted.ts',
+      "import { parseJid } from '../../src/protocol/stanza/index.js';",
+      /only the bridge contract/,
+    ],
+    [
+      'adapters/xmpp/planted.ts',
+      "import { MatrixAdapter } from '../matrix/adapter.js';",
+      /one adapter never imports another/,
+    ],
+    [
+      'emulator/planted.ts',
+      "import { Bridge } from '../src/bridge/core.js';",
+      /the emulator is the gateway's side/,
+    ],
   ])('refuses %s: %s', async (file, code, why) => {
     const errors = await boundaryErrors(file, code);
     expect(errors).toHaveLength(1);
@@ -42,11 +66,23 @@ describe('layer boundaries (npm run lint)', () => {
   });
 
   it.each([
-    ['adapters/xmpp/planted.ts', "import type { Adapter } from '../../src/bridge/adapter.js';\nimport { bareJid } from './jids.js';"],
-    ['adapters/matrix/planted.ts', "import { KeyedQueue } from '../../src/util/keyed-queue.js';\nimport { preparedStatements } from '../../src/store/sql.js';"],
-    ['app/planted.ts', "import { createXmppAdapter } from '../adapters/xmpp/index.js';\nimport { Bridge } from '../src/bridge/core.js';"],
+    [
+      'adapters/xmpp/planted.ts',
+      "import type { Adapter } from '../../src/bridge/adapter.js';\nimport { bareJid } from './jids.js';",
+    ],
+    [
+      'adapters/matrix/planted.ts',
+      "import { KeyedQueue } from '../../src/util/keyed-queue.js';\nimport { preparedStatements } from '../../src/store/sql.js';",
+    ],
+    [
+      'app/planted.ts',
+      "import { createXmppAdapter } from '../adapters/xmpp/index.js';\nimport { Bridge } from '../src/bridge/core.js';",
+    ],
     ['emulator/planted.ts', "import { parseJid } from '../src/protocol/stanza/index.js';"],
-    ['src/bridge/planted.ts', "import { parseJid } from '../protocol/stanza/index.js';\nimport pino from 'pino';"],
+    [
+      'src/bridge/planted.ts',
+      "import { parseJid } from '../protocol/stanza/index.js';\nimport pino from 'pino';",
+    ],
   ])('allows %s', async (file, code) => {
     expect(await boundaryErrors(file, code)).toEqual([]);
   });

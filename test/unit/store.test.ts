@@ -185,7 +185,12 @@ describe('embedded store', () => {
     store = openSqliteStore(path.join(tmp.dir, 'bridge.db'));
     const p = await store.puppets.create(puppet(1));
     const portal = await store.portals.ensure(p.id, 'a@wa.interop');
-    await store.messages.put({ portalId: portal.id, remoteId: 'R1', localId: '$event1', sender: 'a@wa.interop' });
+    await store.messages.put({
+      portalId: portal.id,
+      remoteId: 'R1',
+      localId: '$event1',
+      sender: 'a@wa.interop',
+    });
     expect((await store.messages.byLocal(portal.id, '$event1'))?.remoteId).toBe('R1');
     expect((await store.messages.byRemote(portal.id, 'R1'))?.localId).toBe('$event1');
   });
@@ -196,7 +201,13 @@ describe('embedded store', () => {
     const portal = await store.portals.ensure(p.id, 'a@wa.interop');
     await expect(
       store.atomically((w) => {
-        w.enqueueOutbox({ id: 'm1', puppetId: p.id, portalId: portal.id, kind: 'text', payload: new Uint8Array() });
+        w.enqueueOutbox({
+          id: 'm1',
+          puppetId: p.id,
+          portalId: portal.id,
+          kind: 'text',
+          payload: new Uint8Array(),
+        });
         w.putMessage({ portalId: portal.id, remoteId: 'm1', localId: '$e1', sender: 'me' });
         throw new Error('boom');
       }),
@@ -210,9 +221,21 @@ describe('embedded store', () => {
     const p = await store.puppets.create(puppet(1));
     const portal = await store.portals.ensure(p.id, 'a@wa.interop');
     await store.atomically((w) => {
-      w.recordInbox({ puppetId: p.id, sender: 'a@wa.interop', messageId: 'X1', portalId: portal.id, payload: new Uint8Array([1]) });
+      w.recordInbox({
+        puppetId: p.id,
+        sender: 'a@wa.interop',
+        messageId: 'X1',
+        portalId: portal.id,
+        payload: new Uint8Array([1]),
+      });
       w.markInboxDelivered(p.id, 'a@wa.interop', 'X1');
-      w.enqueueOutbox({ id: 'r1', puppetId: p.id, portalId: portal.id, kind: 'receipt', payload: new Uint8Array() });
+      w.enqueueOutbox({
+        id: 'r1',
+        puppetId: p.id,
+        portalId: portal.id,
+        kind: 'receipt',
+        payload: new Uint8Array(),
+      });
     });
     expect(await store.inbox.pending(p.id)).toHaveLength(0);
     expect(await store.inbox.has(p.id, 'a@wa.interop', 'X1')).toBe(true);

@@ -22,7 +22,9 @@ describe('SqliteXmppStore', () => {
   let store: SqliteXmppStore;
 
   beforeEach(() => {
-    db = openDatabase(path.join(tmp.dir, `${Date.now()}-${Math.random()}.db`), { migrations: bridgeMigrations() });
+    db = openDatabase(path.join(tmp.dir, `${Date.now()}-${Math.random()}.db`), {
+      migrations: bridgeMigrations(),
+    });
     clock = 10 * DAY;
     store = new SqliteXmppStore(db, () => clock);
   });
