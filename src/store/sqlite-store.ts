@@ -171,6 +171,10 @@ function portalRepository(q: ReturnType<typeof statements>, now: () => number): 
   };
   return {
     ensure(puppetId, remoteJid) {
+      // Read first: nearly every message is in a portal that exists, and a read is no write
+      // transaction (the unit that follows is the message's one write transaction).
+      const known = byRemote(puppetId, remoteJid);
+      if (known) return known;
       q(
         'INSERT INTO portals (puppet_id, remote_jid, created_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING',
       ).run(puppetId, remoteJid, now());
