@@ -109,9 +109,8 @@ export class Bridge {
         const runtime = this.runtimeOf(localUser);
         return runtime.safetyNumber(toUserJid(remote), () => this.waitUntilConnected(runtime));
       },
-      confirmIdentity: (localUser, remote) => {
-        this.runtimeOf(localUser).confirmIdentity(toUserJid(remote));
-        return Promise.resolve();
+      confirmIdentity: async (localUser, remote) => {
+        await this.runtimeOf(localUser).confirmIdentity(toUserJid(remote));
       },
       status: (localUser) => this.status(localUser),
       isEnlisted: async (localUser) => {

@@ -93,6 +93,7 @@ export class Enlistment {
     const accountJid = accountJidOf(puppet.accountId, gateway.providerId);
     const signal = new SignalSessionManager(this.host.signalBackend(puppet.id), { localUser: accountJid });
     const preKeys = this.host.preKeys;
+    await signal.prepare();
     signal.setUp({ preKeys });
 
     const connection = puppetConnection(puppet, store, gateway, { enlisting: true, log: this.host.log });
@@ -105,6 +106,7 @@ export class Enlistment {
       );
       await connection.request({ op: 'enlist', t, identityKey: puppet.identityPublic, signature });
       const upload = signal.prekeyUpload(preKeys);
+      await signal.flush();
       await connection.request({ op: 'prekey_upload', ...upload });
       signal.markPrekeysUploaded(upload.preKeys.map((k) => k.id));
     } catch (err) {

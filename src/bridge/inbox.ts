@@ -85,7 +85,7 @@ export class IncomingHandler {
       // Includes signal_duplicate_message for an id not in the inbox: a crash between decryption
       // and the inbox write consumed the message key, so only a re-encryption can bring it back.
       this.ctx.metrics?.incoming('undecryptable');
-      this.sendRetry(m);
+      await this.sendRetry(m);
       this.ack(m);
       return;
     }
@@ -117,14 +117,16 @@ export class IncomingHandler {
     this.ctx.connection.send({ kind: 'ack', class: 'message', id: m.id, ...(m.from ? { to: m.from } : {}) });
   }
 
-  private sendRetry(m: MessageStanza): void {
+  private async sendRetry(m: MessageStanza): Promise<void> {
     const key = `${m.from}/${m.id}`;
     const count = (this.retries.get(key) ?? 0) + 1;
     this.retries.set(key, count);
     if (count > MAX_RETRIES || !this.ctx.connection.isConnected) return;
-    this.ctx.connection.send(
-      retryReceipt(m, count, (n) => this.ctx.signal.prekeyUpload(n), this.ctx.nowSeconds()),
-    );
+    await this.ctx.signal.prepare();
+    const receipt = retryReceipt(m, count, (n) => this.ctx.signal.prekeyUpload(n), this.ctx.nowSeconds());
+    // The prekey it may carry must be durable before a contact can use it.
+    await this.ctx.signal.flush();
+    if (this.ctx.connection.isConnected) this.ctx.connection.send(receipt);
   }
 
   /** Delivers pending inbox entries to the adapter (now, or right after the running pass). */

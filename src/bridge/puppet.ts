@@ -346,6 +346,7 @@ export class PuppetRuntime {
 
   /** Tops the server's one-time prekeys up and rotates the signed prekey when due. */
   private async keepPreKeys(): Promise<void> {
+    await this.signal.prepare();
     const answer = await this.connection.request({ op: 'prekey_count' });
     const count = answer.body.op === 'prekey_count_result' ? answer.body.count : 0;
     const needed = this.signal.preKeysNeeded(count);
@@ -355,7 +356,9 @@ export class PuppetRuntime {
   }
 
   async uploadPreKeys(count: number): Promise<void> {
+    await this.signal.prepare();
     const upload = this.signal.prekeyUpload(Math.max(0, count));
+    await this.signal.flush();
     await this.connection.request({ op: 'prekey_upload', ...upload });
     this.signal.markPrekeysUploaded(upload.preKeys.map((k) => k.id));
   }
@@ -375,10 +378,12 @@ export class PuppetRuntime {
         throw err;
       }
     };
+    await this.signal.prepare(addressUser(remote));
     const now = known();
     if (now !== undefined) return now;
     await connected();
     await this.devices.ensureSessions(remote, await this.devices.devicesOf(remote));
+    await this.signal.prepare(addressUser(remote));
     const fetched = known();
     if (fetched === undefined) {
       throw new BridgeError(
@@ -389,7 +394,8 @@ export class PuppetRuntime {
     return fetched;
   }
 
-  confirmIdentity(remote: string): void {
+  async confirmIdentity(remote: string): Promise<void> {
+    await this.signal.prepare(addressUser(remote));
     for (const address of this.signal.sessionAddresses(addressUser(remote))) {
       if (this.signal.remoteIdentity(address)) this.signal.confirmIdentity(address);
     }

@@ -71,10 +71,18 @@ export class SessionWriteGate implements SignalBackend {
     }
   }
 
-  /** Resolves once nothing is held: what was encrypted so far is committed. */
-  flushed(): Promise<void> {
-    if (!this.held) return Promise.resolve();
-    return new Promise((resolve) => this.waiting.push(resolve));
+  /** Resolves once nothing is held and the backend has made every write durable. */
+  async flushed(): Promise<void> {
+    if (this.held) await new Promise<void>((resolve) => this.waiting.push(resolve));
+    await this.inner.flush();
+  }
+
+  prepare(user?: string): Promise<void> {
+    return this.inner.prepare(user);
+  }
+
+  flush(): Promise<void> {
+    return this.flushed();
   }
 
   // -- SignalBackend: the writes a decryption makes are kept while held; everything else passes.

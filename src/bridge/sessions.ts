@@ -60,6 +60,7 @@ export class RemoteDevices {
         );
       }
     } else {
+      await this.ctx.signal.prepare(addressUser(remote));
       const known = this.ctx.signal
         .sessionAddresses(addressUser(remote))
         .map((a) => Number(a.slice(a.lastIndexOf('.') + 1)));
@@ -74,6 +75,7 @@ export class RemoteDevices {
    * prekey server knows nothing about are left out (and the device list is refreshed next time).
    */
   async ensureSessions(remote: string, devices: readonly number[]): Promise<number[]> {
+    await this.ctx.signal.prepare(addressUser(remote));
     const missing = devices.filter((d) => !this.ctx.signal.hasSession(signalAddress(remote, d)));
     if (missing.length > 0) {
       const jids = missing.map((device) => formatJid({ ...parseJid(remote), device }));
@@ -112,6 +114,7 @@ export class RemoteDevices {
     const entry = answer.body.op === 'prekey_fetch_result' ? answer.body.users[0] : undefined;
     if (!entry || entry.error !== undefined) return false;
     await this.processBundle(remote, device, entry);
+    await this.ctx.signal.prepare(addressUser(remote));
     return this.ctx.signal.hasSession(signalAddress(remote, device));
   }
 }

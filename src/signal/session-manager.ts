@@ -171,6 +171,7 @@ export class SignalSessionManager {
   async encrypt(address: string, plaintext: Uint8Array): Promise<EncryptedMessage> {
     const addr = parseAddress(address);
     return this.queue.run(addr.text, async () => {
+      await this.backend.prepare(addr.user);
       const open = this.backend.loadSession(addr.text)?.getOpenSession();
       if (open === undefined) {
         throw new SignalError(
@@ -209,7 +210,8 @@ export class SignalSessionManager {
     const addr = parseAddress(address);
     if (type === 'msg') {
       const fields = readWhisperMessage(body);
-      return this.queue.run(addr.text, () => {
+      return this.queue.run(addr.text, async () => {
+        await this.backend.prepare(addr.user);
         const committed = this.backend.loadSession(addr.text);
         if (committed === undefined) {
           throw new SignalError(
@@ -225,9 +227,7 @@ export class SignalSessionManager {
         }
         this.backend.saveSession(addr.text, out.record);
         this.checkIdentity(addr, new Uint8Array(out.session.indexInfo.remoteIdentityKey));
-        return Promise.resolve(
-          new Uint8Array(out.plaintext.buffer, out.plaintext.byteOffset, out.plaintext.byteLength),
-        );
+        return new Uint8Array(out.plaintext.buffer, out.plaintext.byteOffset, out.plaintext.byteLength);
       });
     }
     if (type !== 'pkmsg') {
@@ -238,6 +238,7 @@ export class SignalSessionManager {
     }
     readPreKeyMessage(body);
     return this.queue.run(addr.text, async () => {
+      await this.backend.prepare(addr.user);
       let plaintext: ArrayBuffer;
       try {
         plaintext = await new WorkingCopyCipher(this.store, addr.protocol).decryptPreKeyWhisperMessage(
@@ -264,6 +265,7 @@ export class SignalSessionManager {
     const addr = parseAddress(address);
     const device = bundleToDevice(addr.text, bundle);
     return this.queue.run(addr.text, async () => {
+      await this.backend.prepare(addr.user);
       try {
         await new SessionBuilder(this.store, addr.protocol).processPreKey(device);
       } catch (err) {
@@ -283,10 +285,25 @@ export class SignalSessionManager {
   /** Forgets the session with one device (after a reset, or a gateway `<identity/>` notification). */
   async deleteSession(address: string): Promise<void> {
     const addr = parseAddress(address);
-    return this.queue.run(addr.text, () => {
+    return this.queue.run(addr.text, async () => {
+      await this.backend.prepare(addr.user);
       this.backend.deleteSession(addr.text);
-      return Promise.resolve();
     });
+  }
+
+  /**
+   * Makes the own keys and, with `user` (an address's user part), that user's sessions and
+   * identities readable by the synchronous methods here (`hasSession`, `sessionAddresses`,
+   * `remoteIdentity`, `confirmIdentity`, `safetyNumber`, the prekey methods). `encrypt`,
+   * `decrypt`, `processBundle` and `deleteSession` prepare by themselves.
+   */
+  prepare(user?: string): Promise<void> {
+    return this.backend.prepare(user);
+  }
+
+  /** Resolves once every write made so far is durable: await it before what was made leaves. */
+  flush(): Promise<void> {
+    return this.backend.flush();
   }
 
   /** Addresses of the devices of `user` this puppet has sessions with. */

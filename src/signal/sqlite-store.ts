@@ -33,6 +33,15 @@ export class SqliteSignalBackend implements SignalBackend {
     this.tables = new SignalTables(db, puppetId, options.now);
     this.cacheSize = options.sessionCacheSize ?? 512;
   }
+  /** Everything is readable at once: SQLite is read synchronously (behind the session cache). */
+  prepare(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  /** Every write is durable when it returns (a SQLite transaction of its own, or the caller's). */
+  flush(): Promise<void> {
+    return Promise.resolve();
+  }
 
   localIdentity(): LocalIdentity | undefined {
     if (this.identity === undefined) {

@@ -61,8 +61,25 @@ export interface RemoteIdentity {
   readonly changedAt: number;
 }
 
-/** Where a puppet's Signal state lives. Synchronous, like better-sqlite3. */
+/**
+ * Where a puppet's Signal state lives. One ratchet step per message runs on synchronous reads and
+ * writes of a working set (a round trip per step would cost more than the step); what an
+ * asynchronous database needs has two places of its own, which every caller goes through:
+ *
+ * - `prepare(user)` before reading: makes the puppet's own keys and, with `user`, that remote
+ *   user's sessions and identities readable by the synchronous methods. A networked backend loads
+ *   them here; the SQLite and memory backends have them at hand and resolve at once.
+ * - `flush()` before anything made from the state leaves (a ciphertext, an upload of prekeys):
+ *   resolves once every write made so far is durable. Writes that must be atomic with the core's
+ *   rows (a decryption with its inbox row) are committed inside the store's unit instead
+ *   (`SessionWriteGate` in src/bridge).
+ */
 export interface SignalBackend {
+  /** Makes the own keys and, with `user` (an address's user part, as in `sessionAddresses`), that user's state readable. */
+  prepare(user?: string): Promise<void>;
+  /** Resolves once every write made so far is durable. */
+  flush(): Promise<void>;
+
   localIdentity(): LocalIdentity | undefined;
 
   /** The committed record, or undefined. Callers must not mutate it (copy it first). */
@@ -141,6 +158,14 @@ export class MemorySignalBackend implements SignalBackend {
   private signedCounter = 0;
 
   constructor(private readonly identity: LocalIdentity) {}
+
+  prepare(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  flush(): Promise<void> {
+    return Promise.resolve();
+  }
 
   localIdentity(): LocalIdentity {
     return this.identity;

@@ -14,6 +14,7 @@ import { signalAddress } from '../../src/signal/address.js';
 import { SqliteSignalBackend } from '../../src/signal/index.js';
 import { openSqliteStore, type SqliteStore } from '../../src/store/sqlite-store.js';
 import { TestAdapter } from '../support/test-adapter.js';
+import { PreparedOnlySignalBackend } from '../support/prepared-only-backend.js';
 import { startEmulator } from '../support/emulator-process.js';
 import { tempDir } from '../support/tmp.js';
 import { until } from '../support/wait.js';
@@ -21,7 +22,14 @@ import { until } from '../support/wait.js';
 const PROVIDER = 'testbridge';
 const ALICE = '@alice:example.org';
 
-describe('bridge core against the emulator', () => {
+// Once on the SQLite Signal backend as the daemon runs it, once behind a backend that refuses any
+// read not prepared first (as an asynchronous database would need): the core must not care.
+describe.each([
+  ['SQLite', false],
+  ['Signal state read only after prepare()', true],
+])('bridge core against the emulator (%s)', (_backend, preparedOnly) => {
+  /** The prepare-only backends of this test, whose refused reads must stay none. */
+  const strict: PreparedOnlySignalBackend[] = [];
   let tmp: ReturnType<typeof tempDir>;
   let running: RunningEmulator;
   let root: Uint8Array;
@@ -48,7 +56,13 @@ describe('bridge core against the emulator', () => {
     const opened = store;
     bridge = new Bridge({
       store: opened,
-      signalBackend: (id) => new SqliteSignalBackend(opened.db, id),
+      signalBackend: (id) => {
+        const sqlite = new SqliteSignalBackend(opened.db, id);
+        if (!preparedOnly) return sqlite;
+        const b = new PreparedOnlySignalBackend(sqlite);
+        strict.push(b);
+        return b;
+      },
       gateway: {
         host: running.gateway.host,
         port: running.gateway.port,
@@ -95,6 +109,7 @@ describe('bridge core against the emulator', () => {
   });
 
   afterEach(async () => {
+    for (const b of strict.splice(0)) expect(b.refused).toEqual([]);
     await Promise.all(natives.splice(0).map((u) => u.close()));
     await stopBridge();
     await running.stop();
