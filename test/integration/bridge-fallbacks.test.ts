@@ -73,6 +73,18 @@ describe('the core shows what the local network cannot as readable text', () => 
     if (!e) throw new Error(`nothing delivered for ${remoteId}`);
     return e;
   };
+  /** Alice sends "hi" ($hi); bob reads it and starts typing. */
+  const hiReadWhileTyping = async (b: NativeUser) => {
+    await core.submit({
+      localId: '$hi',
+      localUser: ALICE,
+      remote: b.jid,
+      event: { type: 'message', body: { kind: 'text', text: 'hi' } },
+    });
+    const got = await b.waitForMessage((m) => m.content.kind === 'text' && m.content.text === 'hi');
+    await b.sendReceipt(aliceJid, [got.id], 'read', got.fromDevice);
+    await b.typing(aliceJid, true);
+  };
   const delivered = (remoteId: string) =>
     adapter.until(() => adapter.delivered.some((d) => d.remoteId === remoteId), `delivery of ${remoteId}`);
 
@@ -181,15 +193,7 @@ describe('the core shows what the local network cannot as readable text', () => 
 
   it('without read receipts and typing, the user sees sent but no ticks and no typing', async () => {
     const b = await start({ readReceipts: false, typing: false });
-    await core.submit({
-      localId: '$hi',
-      localUser: ALICE,
-      remote: b.jid,
-      event: { type: 'message', body: { kind: 'text', text: 'hi' } },
-    });
-    const got = await b.waitForMessage((m) => m.content.kind === 'text' && m.content.text === 'hi');
-    await b.sendReceipt(aliceJid, [got.id], 'read', got.fromDevice);
-    await b.typing(aliceJid, true);
+    await hiReadWhileTyping(b);
     // Stanzas of one connection are handled in order: once this arrives, the receipt and the typing have.
     const marker = await b.sendText(aliceJid, 'marker', dev);
     await delivered(marker);
@@ -200,16 +204,7 @@ describe('the core shows what the local network cannot as readable text', () => 
   });
 
   it('with read receipts and typing, the same receipt and typing are shown', async () => {
-    const b = await start({});
-    await core.submit({
-      localId: '$hi',
-      localUser: ALICE,
-      remote: b.jid,
-      event: { type: 'message', body: { kind: 'text', text: 'hi' } },
-    });
-    const got = await b.waitForMessage((m) => m.content.kind === 'text' && m.content.text === 'hi');
-    await b.sendReceipt(aliceJid, [got.id], 'read', got.fromDevice);
-    await b.typing(aliceJid, true);
+    await hiReadWhileTyping(await start({}));
     await adapter.until(() => adapter.statesOf('$hi').includes('read'), 'the read tick');
     await adapter.until(() => adapter.ephemeral.some((e) => e.event.type === 'typing'), 'the typing');
   });
