@@ -3,8 +3,9 @@
  * which keeps its transaction dedupe in memory and wedges a transaction on an exception):
  *
  * - `PUT /_matrix/app/v1/transactions/{txnId}`: the events are recorded together with the txnId,
- *   atomically (MatrixStore.recordTransaction), and only then answered 200; a resent txnId is answered 200 without
- *   recording anything again. Handling happens afterwards, per event (inbound-queue.ts), so one event
+ *   atomically (MatrixStore.recordTransaction), and only then answered 200. Each event is recorded
+ *   once, by its event id (receipts by room, user and event): a resent transaction records nothing
+ *   again, and a transaction id the homeserver uses again after a restart still brings its events. Handling happens afterwards, per event (inbound-queue.ts), so one event
  *   that fails can never hold up the transaction. Ephemeral events are read from `ephemeral` or,
  *   from older homeservers, `de.sorunome.msc2409.ephemeral`.
  * - `GET /_matrix/app/v1/users/{userId}`: a ghost id is created on demand; anything else 404.
@@ -22,8 +23,8 @@ import { MatrixAdapterError } from './errors.js';
 import type { NewInbound } from './store.js';
 
 export interface AppserviceHandlers {
-  /** Durably records a transaction; false if the txnId was done before. Must reject only if nothing was written. */
-  recordTransaction(txnId: string, events: readonly NewInbound[]): Promise<boolean>;
+  /** Durably records a transaction's events, each once; resolves with how many were new. Must reject only if nothing was written. */
+  recordTransaction(txnId: string, events: readonly NewInbound[]): Promise<number>;
   /** Called after a transaction is recorded and answered: typing (live only) and a kick of the worker. */
   afterTransaction(typing: readonly Record<string, unknown>[]): void;
   /** Whether the user id is one of ours that can be created on demand (a ghost); creates it. */

@@ -66,21 +66,23 @@ export class SqliteMatrixStore implements MatrixStore {
 
   // ---- transactions and inbound events ----------------------------------------------------------
 
-  async recordTransaction(txnId: string, events: readonly NewInbound[]): Promise<boolean> {
+  async recordTransaction(txnId: string, events: readonly NewInbound[]): Promise<number> {
     return this.#db.transaction(() => {
-      if (this.#q('SELECT 1 FROM appservice_transactions WHERE txn_id = ?').get(txnId) !== undefined) {
-        return false;
-      }
+      // Each event once, by its key: that, not the transaction id, makes a resent transaction
+      // harmless. Synapse numbers transactions from 1 again after a restart with nothing unsent,
+      // so a known id can carry new events.
       const insert = this.#q(
         `INSERT INTO matrix_inbound (key, room_id, kind, payload, received_at) VALUES (?, ?, ?, ?, ?)
          ON CONFLICT (key) DO NOTHING`,
       );
       const t = this.#now();
-      for (const e of events) insert.run(e.key, e.roomId, e.kind, JSON.stringify(e.payload), t);
+      let fresh = 0;
+      for (const e of events)
+        fresh += insert.run(e.key, e.roomId, e.kind, JSON.stringify(e.payload), t).changes;
       this.#q(
         'INSERT INTO appservice_transactions (txn_id, completed_at) VALUES (?, ?) ON CONFLICT DO NOTHING',
       ).run(txnId, t);
-      return true;
+      return fresh;
     })();
   }
 

@@ -55,10 +55,11 @@ export interface MatrixStore {
   // ---- transactions and inbound events ----------------------------------------------------------
 
   /**
-   * Records a transaction's events and marks it done, atomically; false when the transaction was
-   * already done (a resend): nothing is recorded again. Rejects only if nothing was written.
+   * Records a transaction's events, each once by its key, atomically; resolves with how many were
+   * new (none for a resent transaction). The transaction id decides nothing: homeservers number
+   * transactions from 1 again after a restart. Rejects only if nothing was written.
    */
-  recordTransaction(txnId: string, events: readonly NewInbound[]): Promise<boolean>;
+  recordTransaction(txnId: string, events: readonly NewInbound[]): Promise<number>;
   /** Rooms with pending inbound events (without reading any payload). */
   pendingInboundRooms(): Promise<string[]>;
   /** One room's pending inbound events, oldest first. */

@@ -49,9 +49,9 @@ test('rate limits, 5xx answers and dropped connections cost no message and dupli
   h.hs.failNext(1, 503, { operationId: 'uploadContent' });
   h.hs.rateLimitNext(1, 30, { operationId: 'getContentAuthed' });
   const sent = ['one', 'two', 'three', 'four', 'five'];
-  for (const t of sent) await bob.sendText(await await h.jidOf(alice), t, { devices: [0] });
+  for (const t of sent) await bob.sendText(await h.jidOf(alice), t, { devices: [0] });
   await bob.sendMedia(
-    await await h.jidOf(alice),
+    await h.jidOf(alice),
     { kind: 'image', bytes: Buffer.alloc(2000, 7), mimetype: 'image/png' },
     { devices: [0] },
   );
@@ -91,6 +91,19 @@ test('transactions resent after a lost answer, a failed connection or as a dupli
   expect(bobTexts()).toEqual(['a', 'b', 'c', 'd']);
   const resent = h.hs.transactions.filter((t) => t.attempt > 1);
   expect(resent.length).toBeGreaterThanOrEqual(3);
+});
+
+test('after a homeserver restart that numbers transactions from 1 again, new events are all bridged', async () => {
+  for (const t of ['before 1', 'before 2']) await alice.sendText(portal, t);
+  await until(() => bobTexts().length >= 2, 'the first messages at Bob');
+  await h.hs.transactionsIdle();
+  h.hs.restartTransactionNumbering();
+  for (const t of ['after 1', 'after 2', 'after 3']) await alice.sendText(portal, t);
+  await until(() => bobTexts().length >= 5, 'the messages after the restart at Bob');
+  await settle();
+  expect(bobTexts()).toEqual(['before 1', 'before 2', 'after 1', 'after 2', 'after 3']);
+  const ids = h.hs.transactions.map((t) => t.txnId);
+  expect(new Set(ids).size).toBeLessThan(ids.length); // ids were used again
 });
 
 test('the appservice endpoints check the hs_token and answer user queries, room queries and pings', async () => {
@@ -212,7 +225,7 @@ test('an outage longer than the client retries holds the room’s events and bri
 
 test('an incoming message the homeserver refuses for longer than the client retries is delivered later, once', async () => {
   h.hs.failNext(9, 503, { operationId: 'sendMessage' });
-  const id = await bob.sendText(await await h.jidOf(alice), 'patience', { devices: [0] });
+  const id = await bob.sendText(await h.jidOf(alice), 'patience', { devices: [0] });
   await until(() => ghostTexts().length === 1, 'the message in the portal');
   // Acknowledged to the sender only once it was on the homeserver.
   await bob.waitForReceipt(id, 'delivery');
@@ -235,11 +248,11 @@ test('a second delivery of the same incoming message returns the same event and 
 });
 
 test('a restart of the bridge in the middle of a conversation loses nothing and doubles nothing', async () => {
-  await bob.sendText(await await h.jidOf(alice), 'before', { devices: [0] });
+  await bob.sendText(await h.jidOf(alice), 'before', { devices: [0] });
   await alice.sendText(portal, 'before too');
   await until(() => ghostTexts().length === 1 && bobTexts().length === 1, 'the first exchange');
 
-  const aliceJid = await await h.jidOf(alice);
+  const aliceJid = await h.jidOf(alice);
   await h.stopBridge();
   // While the bridge is down: Bob's messages wait at the gateway, Alice's in the homeserver's
   // transaction queue (resent until the bridge answers).

@@ -89,7 +89,7 @@ test('an image, a video, a voice note and a document from a native user appear a
       caption: 'the plan',
     },
   ];
-  for (const s of samples) await bob.sendMedia(await await h.jidOf(alice), s, { devices: [0] });
+  for (const s of samples) await bob.sendMedia(await h.jidOf(alice), s, { devices: [0] });
   await h.hs.waitForEvent(
     () =>
       h.hs.room(portal)!.timeline.filter((e) => e.sender === GHOST && e.type === 'm.room.message').length ===

@@ -37,7 +37,7 @@ const fromGhost = (portal: string, text: RegExp) =>
 test('a native user’s first message creates the portal: the ghost invites the user and shows the formatted text', async () => {
   const bob = await h.native(BOB);
   const id = await bob.sendText(
-    await await h.jidOf(alice),
+    await h.jidOf(alice),
     '*Hello* _Alice_, see ~this~ ```code```\nsecond line',
     {
       devices: [0],
@@ -82,7 +82,7 @@ test('replies are carried both ways', async () => {
   const { bob, portal } = await portalWithBob();
   const question = await alice.sendText(portal, 'lunch?');
   const got = await bob.waitForMessage();
-  await bob.sendText(await await h.jidOf(alice), 'yes!', { devices: [0], replyTo: got.id });
+  await bob.sendText(await h.jidOf(alice), 'yes!', { devices: [0], replyTo: got.id });
   const answer = await fromGhost(portal, /yes!/);
   expect(replyTarget(answer)).toBe(question);
 
@@ -102,15 +102,15 @@ test('read receipts and typing go both ways', async () => {
   // Matrix -> native: Alice types, then reads Bob's two messages with one receipt on the latest.
   await alice.setTyping(portal, true);
   await until(() => bob.chatstates.some((c) => c.composing), 'Bob to see Alice typing');
-  const first = await bob.sendText(await await h.jidOf(alice), 'one', { devices: [0] });
-  const second = await bob.sendText(await await h.jidOf(alice), 'two', { devices: [0] });
+  const first = await bob.sendText(await h.jidOf(alice), 'one', { devices: [0] });
+  const second = await bob.sendText(await h.jidOf(alice), 'two', { devices: [0] });
   const two = await fromGhost(portal, /^two$/);
   await alice.sendReceipt(portal, two.event_id);
   await bob.waitForReceipt(first, 'read');
   await bob.waitForReceipt(second, 'read');
 
   // Native -> Matrix: Bob types, then reads Alice's message: the ghost's read receipt.
-  await bob.typing(await await h.jidOf(alice), true);
+  await bob.typing(await h.jidOf(alice), true);
   await until(() => h.hs.room(portal)!.typing.has(GHOST), 'the ghost to type');
   const mine = await alice.sendText(portal, 'did you read this?');
   const m = await bob.waitForMessage(
@@ -138,7 +138,7 @@ test('a ghost invited to a new direct chat joins it, and the chat is bridged', a
   await alice.sendText(room, 'hi from a room I made');
   const got = await bob.waitForMessage();
   expect(got.content.kind === 'text' && got.content.text).toBe('hi from a room I made');
-  await bob.sendText(await await h.jidOf(alice), 'hi back', { devices: [0] });
+  await bob.sendText(await h.jidOf(alice), 'hi back', { devices: [0] });
   await fromGhost(room, /hi back/);
   expect((await h.adapter.store.portalOf(alice.userId, bob.jid))?.roomId).toBe(room);
   expect([...h.hs.room(room)!.state.values()].some((e) => e.type === 'm.bridge')).toBe(true);
@@ -208,7 +208,7 @@ test('a ghost kicked from its portal, seen or unseen, gets a new portal for the 
   // Alice kicks the ghost: the bridge forgets the portal.
   await alice.setState(portal, 'm.room.member', GHOST, { membership: 'leave' });
   await until(async () => (await h.adapter.store.room(portal)) === undefined, 'the portal to be forgotten');
-  await bob.sendText(await await h.jidOf(alice), 'after the kick', { devices: [0] });
+  await bob.sendText(await h.jidOf(alice), 'after the kick', { devices: [0] });
   const second = await alice.waitForInvite((e) => e.sender === GHOST && e.room_id !== portal);
   await alice.join(second);
   await fromGhost(second, /after the kick/);
@@ -226,7 +226,7 @@ test('a ghost kicked from its portal, seen or unseen, gets a new portal for the 
     localUser: alice.userId,
     remoteJid: bob.jid,
   });
-  const id = await bob.sendText(await await h.jidOf(alice), 'after the unseen kick', { devices: [0] });
+  const id = await bob.sendText(await h.jidOf(alice), 'after the unseen kick', { devices: [0] });
   const third = await alice.waitForInvite(
     (e) => e.sender === GHOST && e.room_id !== portal && e.room_id !== second,
   );

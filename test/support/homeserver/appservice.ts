@@ -122,6 +122,11 @@ export class TransactionPusher {
     this.kick();
   }
 
+  /** The next transaction is numbered 1 again (a homeserver restart with nothing unsent). */
+  restartNumbering(): void {
+    this.nextTxnId = 1;
+  }
+
   /** The appservice's next N answers are treated as lost: the same transaction is sent again. */
   ignoreNextResponses(n: number): void {
     this.ignoreResponses += n;

@@ -265,6 +265,14 @@ export class StandInHomeserver {
   }
 
   /**
+   * Transaction ids start from 1 again, as Synapse's do after a restart with nothing left unsent
+   * (it keeps the counter only with its queue): new events come under ids the appservice has seen.
+   */
+  restartTransactionNumbering(): void {
+    this.pusher.restartNumbering();
+  }
+
+  /**
    * A call from the homeserver to the appservice outside the transaction stream (user and room
    * queries, a transaction with a wrong token): the answer is checked against the application
    * service API like every other. `token` defaults to the hs_token; pass null to send none.
