@@ -20,11 +20,11 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import type { Logger } from '../../src/observability/logger.js';
 import { MatrixAdapterError } from './errors.js';
-import type { NewInbound } from './store.js';
+import type { NewInbound, RecordedTransaction } from './store.js';
 
 export interface AppserviceHandlers {
-  /** Durably records a transaction's events, each once; resolves with how many were new. Must reject only if nothing was written. */
-  recordTransaction(txnId: string, events: readonly NewInbound[]): Promise<number>;
+  /** Durably records a transaction's events, each once. Must reject only if nothing was written. */
+  recordTransaction(txnId: string, events: readonly NewInbound[]): Promise<RecordedTransaction>;
   /** Called after a transaction is recorded and answered: typing (live only) and a kick of the worker. */
   afterTransaction(typing: readonly Record<string, unknown>[]): void;
   /** Whether the user id is one of ours that can be created on demand (a ghost); creates it. */
@@ -166,9 +166,11 @@ export class AppserviceListener {
       else if (e['type'] === 'm.receipt') records.push(...receiptRecords(roomId, e));
     }
     // Durable first: the answer says "recorded", never "received".
-    const fresh = await this.handlers.recordTransaction(txnId, records);
+    const recorded = await this.handlers.recordTransaction(txnId, records);
     json(res, 200, {});
-    this.log?.debug({ txnId, events: records.length, fresh }, 'transaction recorded');
+    this.log?.debug({ txnId, events: records.length, ...recorded }, 'transaction recorded');
+    // Typing is live only: shown from a transaction that is new, not from a resend.
+    const fresh = recorded.newTransaction || recorded.newEvents > 0;
     this.handlers.afterTransaction(fresh ? typing : []);
   }
 }

@@ -87,10 +87,14 @@ export class Invites {
       await this.c.rooms.notice(roomId, 'I only take commands in a direct chat: start one with me.');
       return;
     }
+    // Checked before the room is recorded: an encrypted DM must not replace the user's working
+    // management room (the bridge cannot read it, and the user's commands would go unanswered).
+    if (await this.#isEncrypted(bot, roomId)) {
+      await this.#declineEncrypted(bot, roomId, 'management', null);
+      return;
+    }
     await this.c.store.putRoom({ roomId, kind: 'management', localUser: sender });
     await this.c.rooms.notice(roomId, welcome());
-    const room = await this.c.store.room(roomId);
-    if (room && (await this.#isEncrypted(bot, roomId))) await this.tellEncrypted(room);
   }
 
   async #ghostInvited(roomId: string, sender: string, ghostId: string): Promise<void> {
@@ -116,8 +120,13 @@ export class Invites {
     }
     await this.c.ghosts.ensure(remote);
     await ghost.joinRoom(roomId);
+    // Checked before the room is recorded: an encrypted DM must not replace the user's working
+    // portal with this contact (whose messages would then be dropped).
+    if (await this.#isEncrypted(ghost, roomId)) {
+      await this.#declineEncrypted(ghost, roomId, 'portal', remote);
+      return;
+    }
     await this.c.store.putRoom({ roomId, kind: 'portal', localUser: sender, remoteJid: remote });
-    const room = (await this.c.store.room(roomId))!;
     try {
       await ghost.inviteUser(ids.botUserId, roomId);
     } catch (err) {
@@ -129,8 +138,23 @@ export class Invites {
     } catch (err) {
       log.debug({ room: roomId, err: (err as Error).message }, 'no m.bridge state in the portal');
     }
-    if (await this.#isEncrypted(ghost, roomId)) await this.tellEncrypted(room);
     log.info({ room: roomId, user: sender, contact: remote }, 'portal created by an invite');
+  }
+
+  /** An encrypted room offered as a new portal or management room: said plainly, then left. */
+  async #declineEncrypted(
+    client: Pick<RetryingMatrixClient, 'sendMessage' | 'leaveRoom'>,
+    roomId: string,
+    kind: MatrixRoom['kind'],
+    remoteJid: string | null,
+  ): Promise<void> {
+    const text = encryptedRoomText(kind, remoteJid === null ? 'the bridge' : this.c.ids.phoneOf(remoteJid));
+    await client.sendMessage(roomId, textContent({ kind: 'text', text }, 'm.notice'));
+    await client.leaveRoom(roomId).catch(() => undefined);
+    this.c.log.info(
+      { room: roomId, kind },
+      'an encrypted room was offered: declined, the existing room stays',
+    );
   }
 
   async #isEncrypted(client: Client, roomId: string): Promise<boolean> {
@@ -148,12 +172,7 @@ export class Invites {
     const { ids } = this.c;
     if (!(await this.c.store.markEncryptionTold(room.roomId))) return;
     const who = room.remoteJid === null ? 'the bridge' : ids.phoneOf(room.remoteJid);
-    const text =
-      `This room is end-to-end encrypted, and this bridge cannot read Matrix-encrypted messages ` +
-      `(Matrix encryption is not available in it). Nothing you send here reaches ${who}. ` +
-      (room.kind === 'portal'
-        ? `Send "start-chat ${who}" to the bridge bot for an unencrypted chat.`
-        : 'Start a new direct chat with me without encryption to use the commands.');
+    const text = encryptedRoomText(room.kind, who);
     const sender =
       room.kind === 'portal' && room.remoteJid !== null && !(await this.#botIn(room.roomId))
         ? this.c.ghosts.client(ids.ghostIdOf(room.remoteJid))
@@ -170,4 +189,15 @@ export class Invites {
       return false;
     }
   }
+}
+
+/** What the user is told in a room the bridge cannot read. */
+function encryptedRoomText(kind: MatrixRoom['kind'], who: string): string {
+  return (
+    `This room is end-to-end encrypted, and this bridge cannot read Matrix-encrypted messages ` +
+    `(Matrix encryption is not available in it). Nothing you send here reaches ${who}. ` +
+    (kind === 'portal'
+      ? `Send "start-chat ${who}" to the bridge bot for an unencrypted chat.`
+      : 'Start a new direct chat with me without encryption to use the commands.')
+  );
 }

@@ -13,6 +13,7 @@ import {
   type Prepared,
 } from '../../src/store/sql.js';
 import type {
+  RecordedTransaction,
   Ghost,
   InboundRow,
   InboundState,
@@ -66,7 +67,7 @@ export class SqliteMatrixStore implements MatrixStore {
 
   // ---- transactions and inbound events ----------------------------------------------------------
 
-  async recordTransaction(txnId: string, events: readonly NewInbound[]): Promise<number> {
+  async recordTransaction(txnId: string, events: readonly NewInbound[]): Promise<RecordedTransaction> {
     return this.#db.transaction(() => {
       // Each event once, by its key: that, not the transaction id, makes a resent transaction
       // harmless. Synapse numbers transactions from 1 again after a restart with nothing unsent,
@@ -79,10 +80,11 @@ export class SqliteMatrixStore implements MatrixStore {
       let fresh = 0;
       for (const e of events)
         fresh += insert.run(e.key, e.roomId, e.kind, JSON.stringify(e.payload), t).changes;
-      this.#q(
-        'INSERT INTO appservice_transactions (txn_id, completed_at) VALUES (?, ?) ON CONFLICT DO NOTHING',
-      ).run(txnId, t);
-      return fresh;
+      const newTransaction =
+        this.#q(
+          'INSERT INTO appservice_transactions (txn_id, completed_at) VALUES (?, ?) ON CONFLICT DO NOTHING',
+        ).run(txnId, t).changes > 0;
+      return { newTransaction, newEvents: fresh };
     })();
   }
 

@@ -51,15 +51,23 @@ export interface InboundState {
   error: string | null;
 }
 
+/** What recording a transaction found. */
+export interface RecordedTransaction {
+  /** The transaction id was not seen before. */
+  readonly newTransaction: boolean;
+  /** Events (and receipts) not recorded before. */
+  readonly newEvents: number;
+}
+
 export interface MatrixStore {
   // ---- transactions and inbound events ----------------------------------------------------------
 
   /**
-   * Records a transaction's events, each once by its key, atomically; resolves with how many were
-   * new (none for a resent transaction). The transaction id decides nothing: homeservers number
-   * transactions from 1 again after a restart. Rejects only if nothing was written.
+   * Records a transaction's events, each once by its key, atomically. The transaction id decides
+   * nothing about the events (homeservers number transactions from 1 again after a restart); it
+   * only tells a resend apart (for live-only typing). Rejects only if nothing was written.
    */
-  recordTransaction(txnId: string, events: readonly NewInbound[]): Promise<number>;
+  recordTransaction(txnId: string, events: readonly NewInbound[]): Promise<RecordedTransaction>;
   /** Rooms with pending inbound events (without reading any payload). */
   pendingInboundRooms(): Promise<string[]>;
   /** One room's pending inbound events, oldest first. */

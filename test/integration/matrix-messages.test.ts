@@ -36,13 +36,9 @@ const fromGhost = (portal: string, text: RegExp) =>
 
 test('a native user’s first message creates the portal: the ghost invites the user and shows the formatted text', async () => {
   const bob = await h.native(BOB);
-  const id = await bob.sendText(
-    await h.jidOf(alice),
-    '*Hello* _Alice_, see ~this~ ```code```\nsecond line',
-    {
-      devices: [0],
-    },
-  );
+  const id = await bob.sendText(await h.jidOf(alice), '*Hello* _Alice_, see ~this~ ```code```\nsecond line', {
+    devices: [0],
+  });
 
   const portal = await alice.waitForInvite((e) => e.sender === GHOST);
   await alice.join(portal);
@@ -172,6 +168,34 @@ test('an encrypted room: the bridge says plainly that it cannot read it, instead
   await h.hs.transactionsIdle();
   await new Promise((r) => setTimeout(r, 200));
   expect(bob.received).toHaveLength(0);
+});
+
+test('an encrypted DM with a ghost or with the bot is declined, and the working portal and management room stay', async () => {
+  const { bob, portal } = await portalWithBob();
+  const encrypted = {
+    initial_state: [
+      { type: 'm.room.encryption', state_key: '', content: { algorithm: 'm.megolm.v1.aes-sha2' } },
+    ],
+  };
+  const withGhost = await alice.createDirectRoom(GHOST, encrypted);
+  await alice.waitFor(
+    withGhost,
+    (e) => e.sender === GHOST && /cannot read Matrix-encrypted messages/.test(bodyOf(e)),
+  );
+  const withBot = await alice.createDirectRoom(BOT, encrypted);
+  await alice.waitFor(
+    withBot,
+    (e) => e.sender === BOT && /cannot read Matrix-encrypted messages/.test(bodyOf(e)),
+  );
+  await alice.waitFor(withBot, (e) => e.state_key === BOT && e.content['membership'] === 'leave');
+
+  // The old portal still carries messages both ways, and the old management room takes commands.
+  await alice.sendText(portal, 'still here?');
+  await bob.waitForMessage((m) => m.content.kind === 'text' && m.content.text === 'still here?');
+  await bob.sendText(await h.jidOf(alice), 'yes', { devices: [0] });
+  await fromGhost(portal, /^yes$/);
+  expect(await h.command(alice, management, 'status')).toMatch(/Opted in/);
+  expect((await h.adapter.store.portalOf(alice.userId, bob.jid))?.roomId).toBe(portal);
 });
 
 test('a message that cannot be delivered is answered in the room with a notice naming the reason', async () => {
