@@ -194,7 +194,9 @@ export class MatrixAdapter implements Adapter {
     );
     const address: AddressInfo = await listener.listen(m.listen_host, m.listen_port);
     try {
-      if (this.#options.skipPing !== true) await checkPing(checker, m.listen_host, address.port);
+      if (this.#options.skipPing !== true) {
+        await checkPing(checker, m.listen_host, address.port, (id) => listener.heardPing(id), log);
+      }
     } catch (err) {
       await listener.close();
       throw err;

@@ -35,12 +35,19 @@ const MAX_BODY = 32 * 1024 * 1024;
 
 export class AppserviceListener {
   #server: Server | undefined;
+  /** The last pings' transaction ids: the startup check asks whether its ping arrived. */
+  readonly #pings: string[] = [];
 
   constructor(
     private readonly hsToken: string,
     private readonly handlers: AppserviceHandlers,
     private readonly log?: Logger,
   ) {}
+
+  /** Whether a ping with this transaction id reached the listener. */
+  heardPing(transactionId: string): boolean {
+    return this.#pings.includes(transactionId);
+  }
 
   async listen(host: string, port: number): Promise<AddressInfo> {
     const server = createServer((req, res) => {
@@ -107,6 +114,11 @@ export class AppserviceListener {
     } else if (method === 'GET' && /^\/rooms\/[^/]+$/.test(p)) {
       json(res, 404, { errcode: 'M_NOT_FOUND', error: 'this bridge has no room aliases' });
     } else if (method === 'POST' && p === '/ping') {
+      const id = pingId(body);
+      if (id !== undefined) {
+        this.#pings.push(id);
+        if (this.#pings.length > 16) this.#pings.shift();
+      }
       json(res, 200, {});
     } else if (method === 'GET' && p.startsWith('/thirdparty/')) {
       json(res, 404, { errcode: 'M_NOT_FOUND', error: 'this bridge offers no third-party lookups' });
@@ -172,6 +184,17 @@ export class AppserviceListener {
     // Typing is live only: shown from a transaction that is new, not from a resend.
     const fresh = recorded.newTransaction || recorded.newEvents > 0;
     this.handlers.afterTransaction(fresh ? typing : []);
+  }
+}
+
+/** The `transaction_id` of a ping body, if it has one. */
+function pingId(body: Buffer): string | undefined {
+  try {
+    const parsed: unknown = JSON.parse(body.toString('utf8'));
+    const id = isObject(parsed) ? parsed['transaction_id'] : undefined;
+    return typeof id === 'string' ? id : undefined;
+  } catch {
+    return undefined;
   }
 }
 

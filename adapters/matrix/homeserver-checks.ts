@@ -76,7 +76,7 @@ export async function checkHomeserver(config: Config): Promise<HomeserverCheck[]
       own = false; // the port is taken: the running bridge answers the ping
     }
     try {
-      await checkPing(client, m.listen_host, m.listen_port);
+      await checkPing(client, m.listen_host, m.listen_port, own ? (id) => listener.heardPing(id) : undefined);
     } finally {
       if (own) await listener.close();
     }
@@ -154,12 +154,28 @@ export async function checkWhoami(client: RetryingMatrixClient, bot: string, url
 }
 
 /** The appservice ping: the homeserver reaches the bridge's listener with the right hs_token. */
-export async function checkPing(client: RetryingMatrixClient, host: string, port: number): Promise<void> {
+export async function checkPing(
+  client: RetryingMatrixClient,
+  host: string,
+  port: number,
+  heard?: (transactionId: string) => boolean,
+  log?: Logger,
+): Promise<void> {
+  const transactionId = `startup-${Date.now()}`;
   try {
     await client.doRequest('POST', `/_matrix/client/v1/appservice/${APPSERVICE_ID}/ping`, null, {
-      transaction_id: `startup-${Date.now()}`,
+      transaction_id: transactionId,
     });
   } catch (err) {
+    // The ping did reach the bridge, so the path works; the homeserver answered an error anyway
+    // (Synapse does when its own retry of the appservice fires at the same moment: 502).
+    if (heard?.(transactionId)) {
+      log?.warn(
+        { err: reasonOf(err) },
+        'the homeserver reported the appservice ping as failed, but it reached the bridge: starting',
+      );
+      return;
+    }
     const f = describeFailure(err);
     const where = `http://${host}:${port}`;
     const what: Record<string, string> = {

@@ -106,6 +106,14 @@ test('after a homeserver restart that numbers transactions from 1 again, new eve
   expect(new Set(ids).size).toBeLessThan(ids.length); // ids were used again
 });
 
+test('a startup ping the homeserver reports failed although it reached the bridge does not stop the bridge', async () => {
+  await h.stopBridge();
+  h.hs.failNextPingsAfterDelivery(3); // every attempt of the startup check
+  await h.startBridge();
+  await alice.sendText(portal, 'after the restart');
+  await bob.waitForMessage((m) => m.content.kind === 'text' && m.content.text === 'after the restart');
+});
+
 test('the appservice endpoints check the hs_token and answer user queries, room queries and pings', async () => {
   const txn = { events: [] };
   expect(await h.hs.callAppservice('PUT', '/_matrix/app/v1/transactions/x1', txn, null)).toEqual({

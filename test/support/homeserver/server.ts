@@ -265,6 +265,17 @@ export class StandInHomeserver {
   }
 
   /**
+   * The next `n` appservice pings reach the appservice, and are then answered 502
+   * `M_CONNECTION_FAILED` all the same, as Synapse does when its retry of the appservice fires at
+   * the same moment (`AlreadyCalled`).
+   */
+  failNextPingsAfterDelivery(n: number): void {
+    this.pingFaults += n;
+  }
+
+  private pingFaults = 0;
+
+  /**
    * Transaction ids start from 1 again, as Synapse's do after a restart with nothing left unsent
    * (it keeps the counter only with its queue): new events come under ids the appservice has seen.
    */
@@ -915,6 +926,10 @@ export class StandInHomeserver {
           outcome.body,
         ),
       );
+      if (this.pingFaults > 0) {
+        this.pingFaults--;
+        throw new MatrixError('M_CONNECTION_FAILED', 502, 'AlreadyCalled (injected: the ping was delivered)');
+      }
       if (outcome.status !== 200) {
         throw new MatrixError(
           'M_BAD_STATUS',
