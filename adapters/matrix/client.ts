@@ -126,7 +126,57 @@ export class RetryingMatrixClient extends MatrixClient {
       this.log,
     );
   }
+
+  /**
+   * Sends an event under `txnId`, once. The same txnId makes a resend harmless only while the
+   * homeserver remembers it (Synapse forgets on a restart), so before each attempt after a failure
+   * the room's recent events are searched for this one (marked with the txnId in its content).
+   */
+  async sendEventOnce(
+    roomId: string,
+    type: string,
+    txnId: string,
+    content: Record<string, unknown>,
+    qs?: Record<string, unknown>,
+  ): Promise<string> {
+    const room = encodeURIComponent(roomId);
+    const path = `/_matrix/client/v3/rooms/${room}/send/${encodeURIComponent(type)}/${encodeURIComponent(txnId)}`;
+    const marked = { ...content, [TXN_MARKER]: txnId };
+    let first = true;
+    return withRetry(
+      `PUT /_matrix/client/v3/rooms/{roomId}/send`,
+      this.policy,
+      async () => {
+        if (!first) {
+          const found = await this.#findSent(room, txnId);
+          if (found !== undefined) return found;
+        }
+        first = false;
+        const res = (await super.doRequest('PUT', path, qs ? { ...qs } : null, marked)) as {
+          event_id: string;
+        };
+        return res.event_id;
+      },
+      this.log,
+    );
+  }
+
+  /** The id of a recent event of the room marked with `txnId`, if there is one. */
+  async #findSent(room: string, txnId: string): Promise<string | undefined> {
+    const res = (await super.doRequest('GET', `/_matrix/client/v3/rooms/${room}/messages`, {
+      dir: 'b',
+      limit: 50,
+    })) as { chunk?: { event_id?: unknown; content?: Record<string, unknown> }[] };
+    const hit = (res.chunk ?? []).find((e) => e.content?.[TXN_MARKER] === txnId);
+    return typeof hit?.event_id === 'string' ? hit.event_id : undefined;
+  }
 }
+
+/**
+ * Where the bridge marks the events it sends with their transaction id, so that it can find one it
+ * sent before sending again (a custom key in the event content, ignored by clients).
+ */
+export const TXN_MARKER = 'org.interop_bridge.txn_id';
 
 /** Sends matrix-bot-sdk's own logging to ours, at debug (it logs every non-2xx answer as an error). */
 export function routeSdkLogs(log: Logger | undefined): void {

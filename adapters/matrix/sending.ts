@@ -90,15 +90,8 @@ export class Sending {
   ): Promise<string | undefined> {
     const ghost = this.c.ghosts.client(ghostId);
     const txnId = `in.${createHash('sha256').update(idSeed).digest('base64url').slice(0, 32)}`;
-    const send = async (type: string, content: Content): Promise<string> => {
-      const res = (await ghost.doRequest(
-        'PUT',
-        `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/send/${encodeURIComponent(type)}/${txnId}`,
-        { ts },
-        content,
-      )) as { event_id: string };
-      return res.event_id;
-    };
+    const send = (type: string, content: Content): Promise<string> =>
+      ghost.sendEventOnce(roomId, type, txnId, content, { ts });
     switch (e.type) {
       case 'message': {
         let content: Content;

@@ -114,6 +114,17 @@ test('a startup ping the homeserver reports failed although it reached the bridg
   await bob.waitForMessage((m) => m.content.kind === 'text' && m.content.text === 'after the restart');
 });
 
+test('a message stored by the homeserver but unanswered across its restart appears once', async () => {
+  h.hs.restartAfterNextSends(1);
+  await bob.sendText(await h.jidOf(alice), 'only once', { devices: [0] });
+  await until(() => ghostTexts().includes('only once'), 'the message in the portal');
+  await bob.sendText(await h.jidOf(alice), 'and the next', { devices: [0] });
+  await until(() => ghostTexts().includes('and the next'), 'the next message in the portal');
+  await settle();
+  expect(ghostTexts().filter((t) => t === 'only once')).toHaveLength(1);
+  expect(h.hs.requests.some((r) => r.operationId === 'sendMessage' && r.fault === 'drop')).toBe(true);
+});
+
 test('the appservice endpoints check the hs_token and answer user queries, room queries and pings', async () => {
   const txn = { events: [] };
   expect(await h.hs.callAppservice('PUT', '/_matrix/app/v1/transactions/x1', txn, null)).toEqual({

@@ -562,8 +562,28 @@ export class StandInHomeserver {
         reply = errorReply(err);
       }
     }
+    if (operation.operationId === 'sendMessage' && reply.status === 200 && this.restartsAfterSend > 0) {
+      // Stored, then the server went down before answering, and came back without its memory of
+      // transaction ids (Synapse keeps them in memory only).
+      this.restartsAfterSend--;
+      this.txnResults.clear();
+      record({ status: 0 }, operation.operationId, auth, 'drop');
+      res.socket?.destroy();
+      return;
+    }
     record(reply, operation.operationId, auth);
     this.sendValidated(res, operation, reply);
+  }
+
+  private restartsAfterSend = 0;
+
+  /**
+   * The next `n` sends are stored, then answered by a dropped connection and forgotten by
+   * transaction id, as when Synapse restarts between storing an event and answering: a resend
+   * under the same transaction id makes a second event unless the sender looks first.
+   */
+  restartAfterNextSends(n: number): void {
+    this.restartsAfterSend += n;
   }
 
   private sendValidated(res: ServerResponse, operation: Operation, reply: Reply): void {
