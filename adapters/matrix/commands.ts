@@ -5,7 +5,7 @@
  * wording are Matrix's own; the work is src/bridge/commands.ts, shared with the XMPP adapter.
  */
 import type { BridgeCore } from '../../src/bridge/adapter.js';
-import { lookUpContact, optIn, optOut, safetyNumberWith, statusOf } from '../../src/bridge/commands.js';
+import { lookUpContact, optIn, optOut, safetyNumberWith } from '../../src/bridge/commands.js';
 import type { MatrixIds } from './ids.js';
 import type { ManagementRooms } from './management-room.js';
 import type { Portals } from './portals.js';
@@ -124,7 +124,7 @@ export class CommandHandler {
   }
 
   async #logout(sender: string, reply: Reply): Promise<void> {
-    if (!(await statusOf(this.c.core, sender)).enlisted) {
+    if (!(await this.c.core.status(sender)).enlisted) {
       await reply('You are not opted in: there is nothing to log out of.');
       return;
     }
@@ -178,7 +178,7 @@ export class CommandHandler {
   }
 
   async #status(sender: string, reply: Reply): Promise<void> {
-    const s = await statusOf(this.c.core, sender);
+    const s = await this.c.core.status(sender);
     if (!s.enlisted) {
       await reply(
         this.#pendingLogin.has(sender)

@@ -6,7 +6,7 @@
  * wording are XMPP's own.
  */
 import type { BridgeCore } from '../../src/bridge/adapter.js';
-import { optIn, optOut, safetyNumberWith, statusOf } from '../../src/bridge/commands.js';
+import { optIn, optOut, safetyNumberWith } from '../../src/bridge/commands.js';
 import { normalisePhone } from '../../src/bridge/phone.js';
 import type { Contacts } from './contacts.js';
 import { bareJid, contactJidOfPhone } from './jids.js';
@@ -102,7 +102,7 @@ export async function runCommand(
         if ((await optOut(core, user)) === 'not_enlisted') return { text: 'You are not registered.' };
         return { text: 'You are unregistered.', announced: true };
       case 'status': {
-        const s = await statusOf(core, user);
+        const s = await core.status(user);
         if (!s.enlisted) return { text: 'Not registered. Send "register" to opt in.' };
         const contacts = (await ctx.store.contacts(user)).length;
         return {

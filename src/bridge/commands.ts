@@ -3,7 +3,7 @@
  * syntax and wording (Matrix `login`, XMPP `register`), and calls these for the work. Results are
  * structured, not sentences, so each network says them its own way.
  */
-import type { BridgeCore, PuppetStatus } from './adapter.js';
+import type { BridgeCore } from './adapter.js';
 import { formatSafetyNumber, normalisePhone } from './phone.js';
 
 /** A phone number a user typed, resolved to a contact on the interop network. */
@@ -43,9 +43,4 @@ export async function optOut(core: BridgeCore, user: string): Promise<'done' | '
 /** The safety number with a contact, in groups of five digits. */
 export async function safetyNumberWith(core: BridgeCore, user: string, remote: string): Promise<string> {
   return formatSafetyNumber(await core.safetyNumber(user, remote));
-}
-
-/** The user's puppet status. */
-export function statusOf(core: BridgeCore, user: string): Promise<PuppetStatus> {
-  return core.status(user);
 }

@@ -15,7 +15,7 @@ import { SqliteSignalBackend } from '../../src/signal/index.js';
 import { openSqliteStore, type SqliteStore } from '../../src/store/sqlite-store.js';
 import { TestAdapter } from '../support/test-adapter.js';
 import { PreparedOnlySignalBackend } from '../support/prepared-only-backend.js';
-import { startEmulator } from '../support/emulator-process.js';
+import { emulatorGateway, startEmulator } from '../support/emulator-process.js';
 import { tempDir } from '../support/tmp.js';
 import { until } from '../support/wait.js';
 
@@ -63,18 +63,12 @@ describe.each([
         strict.push(b);
         return b;
       },
-      gateway: {
-        host: running.gateway.host,
-        port: running.gateway.port,
-        rootPublicKey: root,
-        gatewayId: 'emulator.interop',
-        providerId: PROVIDER,
-        signingKey,
-        connection: {
-          reconnect: { initialDelayMs: 50, maxDelayMs: 500 },
-          ...(maxFrameSize !== undefined ? { maxFrameSize } : {}),
-        },
-      },
+      gateway: emulatorGateway(
+        running.gateway,
+        root,
+        { id: PROVIDER, signingKey },
+        maxFrameSize !== undefined ? { maxFrameSize } : {},
+      ),
       preKeys: 20,
       lifecycle,
       identityPolicy,

@@ -14,7 +14,7 @@ import { generateProviderKey, type ProviderPrivateJwk } from '../../src/protocol
 import { SqliteSignalBackend } from '../../src/signal/index.js';
 import { openSqliteStore, type SqliteStore } from '../../src/store/sqlite-store.js';
 import { TestAdapter } from '../support/test-adapter.js';
-import { startEmulator } from '../support/emulator-process.js';
+import { emulatorGateway, startEmulator } from '../support/emulator-process.js';
 import { tempDir } from '../support/tmp.js';
 
 const PROVIDER = 'testbridge';
@@ -40,15 +40,7 @@ describe('the core shows what the local network cannot as readable text', () => 
     bridge = new Bridge({
       store: opened,
       signalBackend: (id) => new SqliteSignalBackend(opened.db, id),
-      gateway: {
-        host: running.gateway.host,
-        port: running.gateway.port,
-        rootPublicKey: root,
-        gatewayId: 'emulator.interop',
-        providerId: PROVIDER,
-        signingKey,
-        connection: { reconnect: { initialDelayMs: 50, maxDelayMs: 500 } },
-      },
+      gateway: emulatorGateway(running.gateway, root, { id: PROVIDER, signingKey }),
       preKeys: 20,
     });
     adapter = new TestAdapter(lacks);

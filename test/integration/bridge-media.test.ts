@@ -27,7 +27,7 @@ import { writeProviderKey } from '../../src/provider-keys.js';
 import { SqliteSignalBackend } from '../../src/signal/index.js';
 import { openSqliteStore, type SqliteStore } from '../../src/store/sqlite-store.js';
 import { TestAdapter } from '../support/test-adapter.js';
-import { startEmulator } from '../support/emulator-process.js';
+import { emulatorGateway, startEmulator } from '../support/emulator-process.js';
 import { tempDir } from '../support/tmp.js';
 import { metricSample } from '../support/wait.js';
 
@@ -85,15 +85,7 @@ describe('bridge media against the emulator', () => {
     bridge = new Bridge({
       store: opened,
       signalBackend: (id) => new SqliteSignalBackend(opened.db, id),
-      gateway: {
-        host: running.gateway.host,
-        port: running.gateway.port,
-        rootPublicKey: root,
-        gatewayId: 'emulator.interop',
-        providerId: PROVIDER,
-        signingKey,
-        connection: { reconnect: { initialDelayMs: 50, maxDelayMs: 500 } },
-      },
+      gateway: emulatorGateway(running.gateway, root, { id: PROVIDER, signingKey }),
       preKeys: 20,
       media,
     });

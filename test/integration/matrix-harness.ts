@@ -21,7 +21,7 @@ import { bridgeMigrations } from '../../app/migrations.js';
 import { RunningEmulator } from '../../emulator/main.js';
 import { NativeUser } from '../../emulator/native-user.js';
 import { LocalUser, StandInHomeserver, type ClientEvent } from '../support/homeserver/index.js';
-import { startEmulator } from '../support/emulator-process.js';
+import { emulatorGateway, startEmulator } from '../support/emulator-process.js';
 import { tempDir } from '../support/tmp.js';
 
 export const PROVIDER = 'testbridge';
@@ -112,15 +112,10 @@ export class MatrixHarness {
     this.bridge = new Bridge({
       store,
       signalBackend: (id) => new SqliteSignalBackend(store.db, id),
-      gateway: {
-        host: this.running.gateway.host,
-        port: this.running.gateway.port,
-        rootPublicKey: this.root,
-        gatewayId: 'emulator.interop',
-        providerId: PROVIDER,
+      gateway: emulatorGateway(this.running.gateway, this.root, {
+        id: PROVIDER,
         signingKey: this.signingKey,
-        connection: { reconnect: { initialDelayMs: 50, maxDelayMs: 500 } },
-      },
+      }),
       preKeys: 20,
       media: this.media,
     });

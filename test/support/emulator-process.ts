@@ -8,6 +8,7 @@ import { initKeys } from '../../emulator/keys.js';
 import { RunningEmulator } from '../../emulator/main.js';
 import { createLogger, type Logger } from '../../src/observability/logger.js';
 import { publicJwks, type ProviderPrivateJwk } from '../../src/protocol/jwt.js';
+import type { GatewaySettings } from '../../src/bridge/puppet.js';
 import type { tempDir } from './tmp.js';
 
 export interface EmulatorSetup {
@@ -58,4 +59,25 @@ export async function startEmulator(
     logger: setup.logger ?? createLogger({ level: 'silent' }),
   });
   return { running, root, loaded };
+}
+
+/**
+ * How a bridge in a test reaches the emulator: its address and root key, the provider's signing
+ * key, and reconnect delays short enough for tests (`connection` adds to them).
+ */
+export function emulatorGateway(
+  gateway: { readonly host: string; readonly port: number },
+  root: Uint8Array,
+  provider: { readonly id: string; readonly signingKey: ProviderPrivateJwk },
+  connection: NonNullable<GatewaySettings['connection']> = {},
+): GatewaySettings {
+  return {
+    host: gateway.host,
+    port: gateway.port,
+    rootPublicKey: root,
+    gatewayId: 'emulator.interop',
+    providerId: provider.id,
+    signingKey: provider.signingKey,
+    connection: { reconnect: { initialDelayMs: 50, maxDelayMs: 500 }, ...connection },
+  };
 }

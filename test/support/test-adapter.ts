@@ -5,6 +5,19 @@
 import type { Adapter, AdapterCapabilities, BridgeCore } from '../../src/bridge/adapter.js';
 import type { DeliveryUpdate, EphemeralEvent, IncomingEvent, Notice } from '../../src/bridge/events.js';
 
+/** A network that can show every kind of event, files up to 100 MB. */
+export const SHOWS_EVERYTHING: AdapterCapabilities = {
+  media: true,
+  replies: true,
+  edits: true,
+  deletes: true,
+  reactions: true,
+  readReceipts: true,
+  typing: true,
+  presence: true,
+  maxMediaBytes: 100 * 1024 * 1024,
+};
+
 type Waiter = { check: () => boolean; resolve: () => void };
 
 export class TestAdapter implements Adapter {
@@ -13,18 +26,7 @@ export class TestAdapter implements Adapter {
 
   /** A network that shows everything, unless `lacks` says otherwise. */
   constructor(lacks: Partial<AdapterCapabilities> = {}) {
-    this.capabilities = {
-      media: true,
-      replies: true,
-      edits: true,
-      deletes: true,
-      reactions: true,
-      readReceipts: true,
-      typing: true,
-      presence: true,
-      maxMediaBytes: 100 * 1024 * 1024,
-      ...lacks,
-    };
+    this.capabilities = { ...SHOWS_EVERYTHING, ...lacks };
   }
   readonly delivered: IncomingEvent[] = [];
   readonly deliveryCalls: IncomingEvent[] = [];

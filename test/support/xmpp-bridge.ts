@@ -25,7 +25,7 @@ import { openSqliteStore, type SqliteStore } from '../../src/store/sqlite-store.
 import { bridgeMigrations } from '../../app/migrations.js';
 import type { RunningEmulator } from '../../emulator/main.js';
 import { NativeUser } from '../../emulator/native-user.js';
-import { startEmulator } from './emulator-process.js';
+import { emulatorGateway, startEmulator } from './emulator-process.js';
 import { tempDir } from './tmp.js';
 import { until } from './wait.js';
 import {
@@ -138,15 +138,10 @@ export class XmppBridgeHarness {
     this.bridge = new Bridge({
       store,
       signalBackend: (id) => new SqliteSignalBackend(store.db, id),
-      gateway: {
-        host: this.emulator.gateway.host,
-        port: this.emulator.gateway.port,
-        rootPublicKey: this.root,
-        gatewayId: 'emulator.interop',
-        providerId: PROVIDER,
+      gateway: emulatorGateway(this.emulator.gateway, this.root, {
+        id: PROVIDER,
         signingKey: this.signingKey,
-        connection: { reconnect: { initialDelayMs: 50, maxDelayMs: 500 } },
-      },
+      }),
       lifecycle: this.options.lifecycle ?? 'always',
       identityPolicy: this.options.identityPolicy ?? 'trust_on_first_use',
       preKeys: 20,

@@ -7,18 +7,9 @@ import {
   showsDelivery,
   showsEphemeral,
 } from '../../src/bridge/fallbacks.js';
+import { SHOWS_EVERYTHING } from '../support/test-adapter.js';
 
-const ALL: AdapterCapabilities = {
-  media: true,
-  replies: true,
-  edits: true,
-  deletes: true,
-  reactions: true,
-  readReceipts: true,
-  typing: true,
-  presence: true,
-  maxMediaBytes: 10 * 1024 * 1024,
-};
+const ALL: AdapterCapabilities = { ...SHOWS_EVERYTHING, maxMediaBytes: 10 * 1024 * 1024 };
 const lacking = (lacks: Partial<AdapterCapabilities>): AdapterCapabilities => ({ ...ALL, ...lacks });
 
 const photo: MediaBody = {
