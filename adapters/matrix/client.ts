@@ -129,8 +129,10 @@ export class RetryingMatrixClient extends MatrixClient {
 
   /**
    * Sends an event under `txnId`, once. The same txnId makes a resend harmless only while the
-   * homeserver remembers it (Synapse forgets on a restart), so before each attempt after a failure
-   * the room's recent events are searched for this one (marked with the txnId in its content).
+   * homeserver remembers it (Synapse forgets on a restart), so before each attempt after a failure,
+   * and before the first when the core says the event may be a repeat (`mayBeRepeat`: an earlier
+   * delivery failed after its retries, or a previous run stopped first), the room's recent events
+   * are searched for this one (marked with the txnId in its content).
    */
   async sendEventOnce(
     roomId: string,
@@ -138,20 +140,23 @@ export class RetryingMatrixClient extends MatrixClient {
     txnId: string,
     content: Record<string, unknown>,
     qs?: Record<string, unknown>,
+    mayBeRepeat = false,
   ): Promise<string> {
     const room = encodeURIComponent(roomId);
     const path = `/_matrix/client/v3/rooms/${room}/send/${encodeURIComponent(type)}/${encodeURIComponent(txnId)}`;
     const marked = { ...content, [TXN_MARKER]: txnId };
-    let first = true;
+    // A retry, or a send the core may have asked for before (in this run or the last): Synapse
+    // forgets transaction ids when it restarts, so look for the event before sending it again.
+    let look = mayBeRepeat;
     return withRetry(
       `PUT /_matrix/client/v3/rooms/{roomId}/send`,
       this.policy,
       async () => {
-        if (!first) {
+        if (look) {
           const found = await this.#findSent(room, txnId);
           if (found !== undefined) return found;
         }
-        first = false;
+        look = true;
         const res = (await super.doRequest('PUT', path, qs ? { ...qs } : null, marked)) as {
           event_id: string;
         };

@@ -61,7 +61,7 @@ export class Sending {
     const seed = `${localUser}\n${remote}\n${remoteId}`;
     let sent: string | undefined;
     try {
-      sent = await this.#send(ghostId, roomId, e, event.timestamp, seed);
+      sent = await this.#send(ghostId, roomId, e, event.timestamp, seed, event.mayBeRepeat === true);
     } catch (err) {
       // The ghost is no longer in the portal (it left or was kicked or banned unseen): forget the
       // room and send in a new portal, once, instead of failing every delivery for good.
@@ -87,11 +87,12 @@ export class Sending {
     e: ConversationEvent,
     ts: number,
     idSeed: string,
+    mayBeRepeat = false,
   ): Promise<string | undefined> {
     const ghost = this.c.ghosts.client(ghostId);
     const txnId = `in.${createHash('sha256').update(idSeed).digest('base64url').slice(0, 32)}`;
     const send = (type: string, content: Content): Promise<string> =>
-      ghost.sendEventOnce(roomId, type, txnId, content, { ts });
+      ghost.sendEventOnce(roomId, type, txnId, content, { ts }, mayBeRepeat);
     switch (e.type) {
       case 'message': {
         let content: Content;

@@ -111,6 +111,12 @@ export interface IncomingEvent {
   /** Sender's time, milliseconds since the epoch. */
   readonly timestamp: number;
   readonly event: ConversationEvent;
+  /**
+   * The adapter may have been handed this event before without the core hearing back (an earlier
+   * attempt failed, or the bridge stopped first): an adapter whose network does not make a resend
+   * idempotent by itself looks for what it sent before sending again. False for a first attempt.
+   */
+  readonly mayBeRepeat?: boolean;
 }
 
 /**

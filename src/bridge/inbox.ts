@@ -44,6 +44,10 @@ export class IncomingHandler {
   private stopped = false;
   private redeliverDelay = REDELIVER_MIN_MS;
   private redeliverTimer: NodeJS.Timeout | undefined;
+  /** Entries recorded before this handler existed may have been handed to the adapter by a previous run. */
+  private readonly since = Date.now();
+  /** Entries handed to the adapter in this run whose delivery was not recorded yet. */
+  private readonly attempted = new Set<string>();
 
   constructor(
     private readonly ctx: PuppetContext,
@@ -204,12 +208,16 @@ export class IncomingHandler {
         capabilities: adapter.capabilities,
       });
       if (event !== undefined) {
+        const key = `${entry.sender}\n${entry.messageId}`;
+        const mayBeRepeat = this.attempted.has(key) || entry.receivedAt < this.since;
+        this.attempted.add(key);
         localId = await adapter.deliver({
           remoteId: entry.messageId,
           localUser: puppet.localId,
           remote: portal.remoteJid,
           timestamp: payload.t * 1000,
           event: fitToCapabilities(event, adapter.capabilities),
+          ...(mayBeRepeat ? { mayBeRepeat } : {}),
         });
       } else {
         this.ctx.log?.info({ id: entry.messageId }, 'incoming content the bridge cannot show: skipped');
@@ -235,6 +243,7 @@ export class IncomingHandler {
         payload: encodePayload(receipt),
       });
     });
+    this.attempted.delete(`${entry.sender}\n${entry.messageId}`);
     this.ctx.metrics?.incoming('delivered', entry.receivedAt);
     this.outbox.kick();
     return true;

@@ -1,27 +1,31 @@
 /**
- * The bridge bot and its management room, through the stand-in homeserver and the emulator:
+ * The bridge bot and its management room, with matrix-js-sdk on Synapse and the emulator:
  * login after a confirmation, status, list, safety, start-chat, ping, a refused user, logout.
  */
-import { BOT, MatrixHarness, bodyOf, ghostOf, replyTarget } from './matrix-harness.js';
+import { BOT, MatrixHarness, bodyOf, ghostOf, replyTarget, useSynapse } from './matrix-harness.js';
 
 const BOB = '+4915112345678';
 
 let h: MatrixHarness;
+const synapse = useSynapse();
 
 beforeEach(async () => {
-  h = await MatrixHarness.start({ permissions: { 'example.test': 'user', '@mallory:example.test': 'none' } });
+  h = await MatrixHarness.start({
+    synapse: synapse(),
+    permissions: { 'example.test': 'user', '@mallory:example.test': 'none' },
+  });
 });
 
 afterEach(async () => {
   await h.close();
-  h.hs.assertNoViolations();
+  h.assertNoViolations();
 });
 
 test('the bot joins a direct chat, greets with the commands, and answers ping and help', async () => {
-  const alice = h.user('alice', 'Alice');
+  const alice = await h.user('alice', 'Alice');
   const room = await h.managementRoom(alice);
 
-  expect(h.hs.room(room)!.membership(BOT)).toBe('join');
+  expect(await alice.membership(room, BOT)).toBe('join');
   const greeting = (await alice.readMessages(room)).find((e) => e.sender === BOT)!;
   expect(bodyOf(greeting)).toMatch(/start-chat \+<number>/);
   expect(await h.command(alice, room, 'ping')).toMatch(/^pong/);
@@ -30,7 +34,7 @@ test('the bot joins a direct chat, greets with the commands, and answers ping an
 });
 
 test('login explains what opting in means and enlists only after the confirmation', async () => {
-  const alice = h.user('alice', 'Alice');
+  const alice = await h.user('alice', 'Alice');
   const room = await h.managementRoom(alice);
 
   const explanation = await h.command(alice, room, 'login');
@@ -47,7 +51,7 @@ test('login explains what opting in means and enlists only after the confirmatio
 });
 
 test('status, start-chat, list and safety for an enlisted user', async () => {
-  const alice = h.user('alice', 'Alice');
+  const alice = await h.user('alice', 'Alice');
   const bob = await h.native(BOB);
   const room = await h.login(alice);
 
@@ -55,15 +59,14 @@ test('status, start-chat, list and safety for an enlisted user', async () => {
     /^Opted in\. Gateway connection: connected\. Messages waiting to be sent: 0\./,
   );
   const portal = await h.startChat(alice, room, BOB);
-  const r = h.hs.room(portal)!;
-  expect(r.membership(ghostOf(BOB))).toBe('join');
-  expect(r.membership(alice.userId)).toBe('join');
-  expect(r.membership(BOT)).toBe('join');
-  expect(h.hs.profile(ghostOf(BOB))?.['displayname']).toBe('+4915112345678 (WhatsApp)');
-  const bridgeInfo = [...r.state.values()].find((e) => e.type === 'm.bridge');
+  expect(await alice.membership(portal, ghostOf(BOB))).toBe('join');
+  expect(await alice.membership(portal, alice.userId)).toBe('join');
+  expect(await alice.membership(portal, BOT)).toBe('join');
+  expect((await alice.profile(ghostOf(BOB)))['displayname']).toBe('+4915112345678 (WhatsApp)');
+  const bridgeInfo = (await alice.state(portal)).find((e) => e.type === 'm.bridge');
   expect(bridgeInfo?.content['channel']).toEqual({ id: bob.jid, displayname: BOB });
   // Matrix clients list it as a direct chat with the contact: the ghost invited the user.
-  const invite = r.timeline.find(
+  const invite = (await alice.messages(portal)).find(
     (e) => e.type === 'm.room.member' && e.state_key === alice.userId && e.content['membership'] === 'invite',
   );
   expect(invite?.sender).toBe(ghostOf(BOB));
@@ -83,7 +86,7 @@ test('status, start-chat, list and safety for an enlisted user', async () => {
 });
 
 test('a user the permissions do not allow has the invite rejected without the bot joining', async () => {
-  const mallory = h.user('mallory', 'Mallory');
+  const mallory = await h.user('mallory', 'Mallory', { exact: true });
   const room = await mallory.createDirectRoom(BOT);
   const rejected = await mallory.waitFor(
     room,
@@ -106,7 +109,7 @@ test('a user the permissions do not allow has the invite rejected without the bo
 });
 
 test('logout opts the user out, deletes the puppet and closes the portals', async () => {
-  const alice = h.user('alice', 'Alice');
+  const alice = await h.user('alice', 'Alice');
   await h.native(BOB);
   const room = await h.login(alice);
   const portal = await h.startChat(alice, room, BOB);
@@ -126,7 +129,7 @@ test('logout opts the user out, deletes the puppet and closes the portals', asyn
 });
 
 test('the bot takes commands only as m.text in a direct chat and never answers a notice', async () => {
-  const alice = h.user('alice', 'Alice');
+  const alice = await h.user('alice', 'Alice');
   const room = await h.managementRoom(alice);
   const notice = await alice.sendText(room, 'ping', undefined, 'm.notice');
   const emote = await alice.sendText(room, 'ping', undefined, 'm.emote');

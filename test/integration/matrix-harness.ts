@@ -1,7 +1,9 @@
 /**
- * The Matrix adapter's test set-up: the stand-in homeserver (every request and event checked
- * against the Matrix specification), the gateway emulator with native users, and the bridge (core,
- * media, Matrix adapter) started as the daemon would, restartable on the same database.
+ * The Matrix adapter's test set-up: the homeserver (real Synapse behind the validating proxy, one
+ * per test file, or the stand-in homeserver for the stand-in's own tests), the gateway emulator
+ * with native users, and the bridge (core, media, Matrix adapter) started as the daemon would,
+ * restartable on the same database. Every request and event of the bridge is checked against the
+ * Matrix specification either way.
  */
 import { freePort, until } from '../support/wait.js';
 import path from 'node:path';
@@ -23,14 +25,67 @@ import { NativeUser } from '../../emulator/native-user.js';
 import { LocalUser, StandInHomeserver, type ClientEvent } from '../support/homeserver/index.js';
 import { emulatorGateway, startEmulator } from '../support/emulator-process.js';
 import { tempDir } from '../support/tmp.js';
+import { SynapseSuite } from '../support/synapse/suite.js';
+import type { SdkUser } from '../support/synapse/sdk-user.js';
+import type { SpecProxy } from '../support/synapse/spec-proxy.js';
 
 export const PROVIDER = 'testbridge';
 export const SERVER = 'example.test';
 export const BOT = `@interop:${SERVER}`;
 export const MAX_BYTES = 512 * 1024;
 
+export const AS_TOKEN = 'as-token-for-matrix-tests';
+export const HS_TOKEN = 'hs-token-for-matrix-tests';
+
 export interface HarnessOptions {
   permissions?: Record<string, 'none' | 'user' | 'admin'>;
+  /** Run against this file's Synapse (see `useSynapse`); the stand-in homeserver otherwise. */
+  synapse?: SynapseSuite;
+}
+
+/** What a test's Matrix user does, on either homeserver (the SDK user or the stand-in's LocalUser). */
+export type MatrixUser = Pick<
+  LocalUser & SdkUser,
+  'userId' | 'createDirectRoom' | 'waitFor' | 'sendText' | 'join'
+>;
+
+/** The config the Matrix tests run the adapter with (before the homeserver's URL is known). */
+function baseConfig(dataDir: string, port: number, permissions: HarnessOptions['permissions']): Config {
+  return configSchema.parse({
+    bridge: { provider_id: PROVIDER, data_dir: dataDir },
+    media: { max_bytes: MAX_BYTES },
+    matrix: {
+      enabled: true,
+      homeserver_url: 'http://127.0.0.1:1',
+      server_name: SERVER,
+      as_token: AS_TOKEN,
+      hs_token: HS_TOKEN,
+      listen_host: '127.0.0.1',
+      listen_port: port,
+      client_retry: { max_attempts: 8, initial_delay_ms: 20, max_delay_ms: 400 },
+      permissions: permissions ?? { [SERVER]: 'user' },
+    },
+  });
+}
+
+/**
+ * Starts Synapse for the calling test file (before its first test, stopped after its last) with
+ * the bridge's registration; pass the returned getter's value as `synapse` to `MatrixHarness.start`.
+ */
+export function useSynapse(): () => SynapseSuite {
+  let suite: SynapseSuite | undefined;
+  beforeAll(async () => {
+    suite = await SynapseSuite.start({ asToken: AS_TOKEN, hsToken: HS_TOKEN }, (port) =>
+      buildRegistration(baseConfig('/unused', port, undefined), { asToken: AS_TOKEN, hsToken: HS_TOKEN }),
+    );
+  }, 60_000);
+  afterAll(async () => {
+    await suite?.close();
+  });
+  return () => {
+    if (suite === undefined) throw new Error('Synapse did not start (see beforeAll)');
+    return suite;
+  };
 }
 
 export const ghostOf = (phone: string) => `@wa_${phone.replace('+', '')}:${SERVER}`;
@@ -48,7 +103,8 @@ export class MatrixHarness {
   media!: BridgeMediaHandler;
   store!: SqliteStore;
   bridge!: Bridge;
-  hs!: StandInHomeserver;
+  private standIn: StandInHomeserver | undefined;
+  synapse: SynapseSuite | undefined;
   config!: Config;
   adapter!: MatrixAdapter;
   private started = false;
@@ -74,29 +130,43 @@ export class MatrixHarness {
     ({ running: this.running, root: this.root } = await startEmulator(this.tmp, {
       provider: { id: PROVIDER, signingKey: this.signingKey, allowedMediaHosts: [listener] },
     }));
-    const port = await freePort();
-    this.config = configSchema.parse({
-      bridge: { provider_id: PROVIDER, data_dir: this.tmp.dir },
-      media: { max_bytes: MAX_BYTES },
-      matrix: {
-        enabled: true,
-        homeserver_url: 'http://127.0.0.1:1',
-        server_name: SERVER,
-        as_token: 'as-token-for-matrix-tests',
-        hs_token: 'hs-token-for-matrix-tests',
-        listen_host: '127.0.0.1',
-        listen_port: port,
-        client_retry: { max_attempts: 8, initial_delay_ms: 20, max_delay_ms: 400 },
-        permissions: options.permissions ?? { [SERVER]: 'user' },
-      },
-    });
-    const registration = buildRegistration(this.config, {
-      asToken: this.config.matrix.as_token!,
-      hsToken: this.config.matrix.hs_token!,
-    });
-    this.hs = await StandInHomeserver.start({ registration, serverName: SERVER });
-    this.config = { ...this.config, matrix: { ...this.config.matrix, homeserver_url: this.hs.url } };
+    this.synapse = options.synapse;
+    const port = this.synapse?.bridgePort ?? (await freePort());
+    this.config = baseConfig(this.tmp.dir, port, options.permissions);
+    let url: string;
+    if (this.synapse !== undefined) {
+      this.synapse.proxy.reset();
+      url = this.synapse.proxy.clientUrl;
+    } else {
+      const registration = buildRegistration(this.config, { asToken: AS_TOKEN, hsToken: HS_TOKEN });
+      this.standIn = await StandInHomeserver.start({ registration, serverName: SERVER });
+      url = this.standIn.url;
+    }
+    this.config = { ...this.config, matrix: { ...this.config.matrix, homeserver_url: url } };
     await this.startBridge();
+  }
+
+  /** The stand-in homeserver (only in its own tests). */
+  get hs(): StandInHomeserver {
+    if (this.standIn === undefined) throw new Error('this test runs on Synapse, not the stand-in');
+    return this.standIn;
+  }
+
+  /** The validating proxy in front of Synapse. */
+  get proxy(): SpecProxy {
+    if (this.synapse === undefined) throw new Error('this test runs on the stand-in homeserver');
+    return this.synapse.proxy;
+  }
+
+  /** No request or event of the bridge departed from the Matrix specification. */
+  assertNoViolations(): void {
+    if (this.synapse !== undefined) this.synapse.proxy.assertNoViolations();
+    else this.hs.assertNoViolations();
+  }
+
+  /** The homeserver has nothing more for the bridge (no transaction in flight, none for a moment). */
+  transactionsIdle(): Promise<void> {
+    return this.synapse !== undefined ? this.synapse.proxy.transactionsIdle() : this.hs.transactionsIdle();
   }
 
   /** Starts the bridge on the same database; `matrix` overrides the adapter's config for this start. */
@@ -154,26 +224,37 @@ export class MatrixHarness {
     return u;
   }
 
-  user(localpart: string, displayname?: string): LocalUser {
+  private readonly sdkUsers: SdkUser[] = [];
+
+  /** A new user on the stand-in homeserver. */
+  standInUser(localpart: string, displayname?: string): LocalUser {
     return LocalUser.create(this.hs, localpart, displayname);
   }
 
+  /** A new user on Synapse (unique localpart), syncing with matrix-js-sdk as Element does. */
+  async user(localpart: string, displayname?: string, options: { exact?: boolean } = {}): Promise<SdkUser> {
+    if (this.synapse === undefined) throw new Error('user() is for Synapse: use standInUser()');
+    const u = await this.synapse.user(localpart, displayname, options);
+    this.sdkUsers.push(u);
+    return u;
+  }
+
   /** The user's management room: a direct chat with the bot, which joins and greets. */
-  async managementRoom(user: LocalUser): Promise<string> {
+  async managementRoom(user: MatrixUser): Promise<string> {
     const roomId = await user.createDirectRoom(BOT);
     await user.waitFor(roomId, (e) => e.sender === BOT && e.type === 'm.room.message');
     return roomId;
   }
 
   /** Sends a command and resolves with the bot's reply to it. */
-  async command(user: LocalUser, roomId: string, text: string): Promise<string> {
+  async command(user: MatrixUser, roomId: string, text: string): Promise<string> {
     const id = await user.sendText(roomId, text);
     const reply = await user.waitFor(roomId, (e) => e.sender === BOT && replyTarget(e) === id);
     return bodyOf(reply);
   }
 
   /** Opts the user in through the bot (login, confirm) and waits for the puppet to connect. */
-  async login(user: LocalUser): Promise<string> {
+  async login(user: MatrixUser): Promise<string> {
     const room = await this.managementRoom(user);
     expect(await this.command(user, room, 'login')).toMatch(/login confirm/);
     await this.command(user, room, 'login confirm');
@@ -186,16 +267,17 @@ export class MatrixHarness {
   }
 
   /** The JID a native user sees for the local user's puppet. */
-  async jidOf(user: LocalUser): Promise<string> {
+  async jidOf(user: Pick<MatrixUser, 'userId'>): Promise<string> {
     const puppet = await this.store.puppets.byLocalId(user.userId);
     if (!puppet) throw new Error(`${user.userId} has no puppet`);
     return accountJidOf(puppet.accountId, PROVIDER);
   }
 
   /** Opens a portal with a native user through start-chat and joins it; returns the room. */
-  async startChat(user: LocalUser, management: string, phone: string): Promise<string> {
+  async startChat(user: MatrixUser, management: string, phone: string): Promise<string> {
     const reply = await this.command(user, management, `start-chat ${phone}`);
-    const roomId = /(![^\s:]+:[^\s.]+(?:\.[a-z]+)*)/.exec(reply)?.[1];
+    // Room ids of room version 12 (Synapse's default) have no `:server` part.
+    const roomId = /(![A-Za-z0-9_\-+/=]+(?::[^\s.]+(?:\.[a-z]+)*)?)/.exec(reply)?.[1];
     if (roomId === undefined) throw new Error(`no room in "${reply}"`);
     await user.join(roomId);
     return roomId;
@@ -203,11 +285,12 @@ export class MatrixHarness {
 
   async close(): Promise<void> {
     await Promise.all(this.natives.splice(0).map((u) => u.close()));
+    for (const u of this.sdkUsers.splice(0)) u.stop();
     if (this.started) await this.stopBridge();
     this.host.close();
     await this.http.close();
     await this.running.stop();
-    await this.hs.close();
+    await this.standIn?.close();
     this.tmp.cleanup();
   }
 }

@@ -1,27 +1,28 @@
 /**
  * Images, videos, voice messages (MSC3245) and files both ways between a Matrix user and a native
- * user, through the authenticated media endpoints of the stand-in homeserver.
+ * user, through Synapse's authenticated media endpoints (matrix-js-sdk as the Matrix user).
  */
 import { randomBytes } from 'node:crypto';
-import type { LocalUser } from '../support/homeserver/index.js';
-import { BOT, MatrixHarness, bodyOf, ghostOf, replyTarget, until } from './matrix-harness.js';
+import type { SdkUser } from '../support/synapse/sdk-user.js';
+import { BOT, MatrixHarness, bodyOf, ghostOf, replyTarget, until, useSynapse } from './matrix-harness.js';
 
 const BOB = '+4915112345678';
 const GHOST = ghostOf(BOB);
 
 let h: MatrixHarness;
-let alice: LocalUser;
+let alice: SdkUser;
+const synapse = useSynapse();
 let management: string;
 
 beforeEach(async () => {
-  h = await MatrixHarness.start();
-  alice = h.user('alice', 'Alice');
+  h = await MatrixHarness.start({ synapse: synapse() });
+  alice = await h.user('alice', 'Alice');
   management = await h.login(alice);
 });
 
 afterEach(async () => {
   await h.close();
-  h.hs.assertNoViolations();
+  h.assertNoViolations();
 });
 
 test('an image, a video, a voice message and a file from Matrix reach the native user byte for byte', async () => {
@@ -69,9 +70,9 @@ test('an image, a video, a voice message and a file from Matrix reach the native
   expect(doc?.kind === 'document' && doc.media.fileName).toBe('Report.pdf');
   expect(doc?.kind === 'document' && doc.caption).toBe('as promised');
   // Downloaded through the authenticated media API.
-  expect(h.hs.requests.filter((r) => r.viaAppservice && r.operationId === 'getContentAuthed')).toHaveLength(
-    4,
-  );
+  expect(
+    h.proxy.requests.filter((r) => r.viaAppservice && r.operationId === 'getContentAuthed'),
+  ).toHaveLength(4);
 });
 
 test('an image, a video, a voice note and a document from a native user appear as Matrix media with their info', async () => {
@@ -90,10 +91,9 @@ test('an image, a video, a voice note and a document from a native user appear a
     },
   ];
   for (const s of samples) await bob.sendMedia(await h.jidOf(alice), s, { devices: [0] });
-  await h.hs.waitForEvent(
-    () =>
-      h.hs.room(portal)!.timeline.filter((e) => e.sender === GHOST && e.type === 'm.room.message').length ===
-      4,
+  await until(
+    async () => (await alice.readMessages(portal)).filter((e) => e.sender === GHOST).length === 4,
+    'the four media messages',
   );
 
   const got = (await alice.readMessages(portal)).filter((e) => e.sender === GHOST);
@@ -116,7 +116,8 @@ test('an image, a video, a voice note and a document from a native user appear a
 test('a file announced too large or missing gets a notice at once, and a download is tried twice per attempt', async () => {
   const bob = await h.native(BOB);
   const portal = await h.startChat(alice, management, BOB);
-  const downloads = () => h.hs.requests.filter((r) => r.operationId === 'getContentAuthed').length;
+  const downloads = () =>
+    h.proxy.requests.filter((r) => r.viaAppservice && r.operationId === 'getContentAuthed').length;
   const noticeFor = (id: string) => alice.waitFor(portal, (e) => e.sender === BOT && replyTarget(e) === id);
 
   // Announced larger than the limit: refused before any download.
@@ -133,7 +134,7 @@ test('a file announced too large or missing gets a notice at once, and a downloa
   const missing = await alice.sendEvent(portal, 'm.room.message', {
     msgtype: 'm.file',
     body: 'gone.txt',
-    url: 'mxc://example.test/doesnotexist',
+    url: 'mxc://example.test/doesnotexistdoesnotexist',
     info: { mimetype: 'text/plain', size: 10 },
   });
   expect(bodyOf(await noticeFor(missing))).toMatch(/could not be bridged/);
@@ -141,7 +142,7 @@ test('a file announced too large or missing gets a notice at once, and a downloa
   expect(downloads()).toBe(1);
 
   // A failing download: two tries in the first event attempt, then the event is tried again.
-  h.hs.failNext(3, 502, { operationId: 'getContentAuthed' });
+  h.proxy.failNext(3, 502, { operationId: 'getContentAuthed' });
   const flaky = await alice.sendMedia(portal, 'm.file', {
     bytes: Buffer.alloc(300, 2),
     mimetype: 'text/plain',

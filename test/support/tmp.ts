@@ -19,3 +19,4 @@ export function tempDir(prefix = 'interop-bridge-'): {
     cleanup: () => rmSync(dir, { recursive: true, force: true }),
   };
 }
+export type TempDir = ReturnType<typeof tempDir>;

@@ -1,0 +1,94 @@
+/**
+ * One Synapse per test file: started before the file's first test with the bridge's registration
+ * loaded (its `url` is the spec proxy's appservice side), stopped after the last. Tests share it,
+ * never its users (each registration gets a unique localpart), and point the proxy at the bridge
+ * they start.
+ */
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { stringify } from 'yaml';
+import { tempDir, type TempDir } from '../tmp.js';
+import { freePort } from '../wait.js';
+import { SdkUser } from './sdk-user.js';
+import { SpecProxy } from './spec-proxy.js';
+import { Synapse, type RegisteredUser } from './synapse.js';
+
+export interface SuiteRegistration {
+  readonly id: string;
+  readonly url: string;
+  readonly as_token: string;
+  readonly hs_token: string;
+  readonly [key: string]: unknown;
+}
+
+export class SynapseSuite {
+  private constructor(
+    readonly tmp: TempDir,
+    readonly synapse: Synapse,
+    readonly proxy: SpecProxy,
+    /** The port the bridges of this file listen on (the proxy forwards Synapse's pushes there). */
+    readonly bridgePort: number,
+  ) {}
+
+  /**
+   * Starts Synapse with the registration `build(proxyUrl)` returns (the bridge's own
+   * `buildRegistration`, its `url` replaced by the proxy's appservice side).
+   */
+  static async start(
+    tokens: { asToken: string; hsToken: string },
+    build: (bridgePort: number) => SuiteRegistration,
+    serverName = 'example.test',
+  ): Promise<SynapseSuite> {
+    const tmp = tempDir('synapse-');
+    const bridgePort = await freePort();
+    const registration = build(bridgePort);
+    // Synapse starts after the proxy, which needs Synapse's address: the proxy learns it below.
+    const proxy = await SpecProxy.start({
+      upstream: 'http://127.0.0.1:1',
+      asToken: tokens.asToken,
+      hsToken: tokens.hsToken,
+    });
+    const file = path.join(tmp.dir, 'registration.yaml');
+    writeFileSync(file, stringify({ ...registration, url: proxy.appserviceUrl }), { mode: 0o600 });
+    const synapse = await Synapse.start({
+      dir: path.join(tmp.dir, 'synapse'),
+      serverName,
+      appserviceFiles: [file],
+    });
+    proxy.setUpstream(synapse.url);
+    proxy.setBridge(`http://127.0.0.1:${bridgePort}`);
+    proxy.onRestart(() => synapse.restart());
+    return new SynapseSuite(tmp, synapse, proxy, bridgePort);
+  }
+
+  /** A new local user (unique localpart), syncing with matrix-js-sdk through the proxy. */
+  async user(localpart: string, displayname?: string, options: { exact?: boolean } = {}): Promise<SdkUser> {
+    const registered = await this.synapse.registerUser(localpart, options);
+    return SdkUser.start({
+      baseUrl: this.proxy.clientUrl,
+      userId: registered.userId,
+      accessToken: registered.accessToken,
+      deviceId: registered.deviceId,
+      ...(displayname === undefined ? {} : { displayname }),
+    });
+  }
+
+  /** The homeserver knows this user (Synapse's admin API, as an operator would look). */
+  async isRegistered(userId: string): Promise<boolean> {
+    this.admin ??= await this.synapse.registerUser('admin', { admin: true });
+    const res = await fetch(`${this.synapse.url}/_synapse/admin/v2/users/${encodeURIComponent(userId)}`, {
+      headers: { authorization: `Bearer ${this.admin.accessToken}` },
+    });
+    if (res.status === 404) return false;
+    if (!res.ok) throw new Error(`admin lookup of ${userId}: ${res.status} ${await res.text()}`);
+    return true;
+  }
+
+  private admin: RegisteredUser | undefined;
+
+  async close(): Promise<void> {
+    await this.proxy.close();
+    await this.synapse.close();
+    this.tmp.cleanup();
+  }
+}
