@@ -1,6 +1,6 @@
 /**
  * The daemon as an operator runs it: one YAML config with the gateway, Matrix and XMPP enabled;
- * `startDaemon` starts the core and both adapters. A Matrix user (through the stand-in homeserver)
+ * `startDaemon` starts the core and both adapters. A Matrix user (matrix-js-sdk on Synapse)
  * and an XMPP user (through a real Prosody) each log in and exchange a message with a native user;
  * the metrics count what crossed.
  */
@@ -12,7 +12,7 @@ import { createLogger } from '../../src/observability/logger.js';
 import { generateProviderKey } from '../../src/protocol/jwt.js';
 import { writeProviderKey } from '../../src/provider-keys.js';
 import { NativeUser } from '../../emulator/native-user.js';
-import { LocalUser, StandInHomeserver } from '../support/homeserver/index.js';
+import { SynapseSuite } from '../support/synapse/suite.js';
 import { startEmulator, type StartedEmulator } from '../support/emulator-process.js';
 import { tempDir } from '../support/tmp.js';
 import { connectUser, startProsody, type TestUser, type XmppServer } from '../support/xmpp-servers.js';
@@ -30,7 +30,7 @@ describe('the daemon with both adapters', () => {
   const tmp = tempDir('daemon-');
   let emulator: StartedEmulator;
   let prosody: XmppServer;
-  let hs: StandInHomeserver;
+  let synapse: SynapseSuite;
   let daemon: Daemon | undefined;
   let bob: NativeUser;
   let xmppUser: TestUser | undefined;
@@ -39,7 +39,8 @@ describe('the daemon with both adapters', () => {
   beforeAll(async () => {
     const key = await generateProviderKey('EdDSA');
     httpPort = await freePort();
-    const matrixPort = await freePort();
+    const asToken = 'as-token-for-the-daemon-test';
+    const hsToken = 'hs-token-for-the-daemon-test';
     [emulator, prosody] = await Promise.all([
       startEmulator(tmp, {
         provider: { id: PROVIDER, signingKey: key, allowedMediaHosts: [`127.0.0.1:${httpPort}`] },
@@ -47,7 +48,7 @@ describe('the daemon with both adapters', () => {
       startProsody({ componentDomain: DOMAIN, componentSecret: SECRET }),
     ]);
     writeProviderKey(tmp.file('state/provider-signing-key.jwk'), key);
-    const yaml = [
+    const lines = (matrixPort: number, homeserver: string): string[] => [
       'bridge:',
       `  provider_id: ${PROVIDER}`,
       `  data_dir: ${tmp.file('state')}`,
@@ -61,10 +62,10 @@ describe('the daemon with both adapters', () => {
       '  prekey_batch_size: 20',
       'matrix:',
       '  enabled: true',
-      '  homeserver_url: http://127.0.0.1:1',
+      `  homeserver_url: ${homeserver}`,
       `  server_name: ${SERVER}`,
-      '  as_token: as-token-for-the-daemon-test',
-      '  hs_token: hs-token-for-the-daemon-test',
+      `  as_token: ${asToken}`,
+      `  hs_token: ${hsToken}`,
       `  listen_port: ${matrixPort}`,
       `  permissions: { "${SERVER}": user }`,
       'xmpp:',
@@ -74,16 +75,12 @@ describe('the daemon with both adapters', () => {
       `  secret: ${SECRET}`,
       '',
     ];
-    const file = tmp.file('bridge.yaml', yaml.join('\n'));
-    const loaded = loadConfig({ path: file, env: {} });
-    hs = await StandInHomeserver.start({
-      registration: buildRegistration(loaded.config, {
-        asToken: loaded.config.matrix.as_token!,
-        hsToken: loaded.config.matrix.hs_token!,
-      }),
-      serverName: SERVER,
+    const file = tmp.file('bridge.yaml');
+    synapse = await SynapseSuite.start({ asToken, hsToken }, (port) => {
+      writeFileSync(file, lines(port, 'http://127.0.0.1:1').join('\n'), { mode: 0o600 });
+      return buildRegistration(loadConfig({ path: file, env: {} }).config, { asToken, hsToken });
     });
-    writeFileSync(file, yaml.join('\n').replace('http://127.0.0.1:1', hs.url));
+    writeFileSync(file, lines(synapse.bridgePort, synapse.proxy.clientUrl).join('\n'), { mode: 0o600 });
     daemon = await startDaemon(
       loadConfig({ path: file, env: {} }),
       createLogger({ level: process.env['DAEMON_TEST_LOG'] === '1' ? 'debug' : 'silent' }),
@@ -99,14 +96,14 @@ describe('the daemon with both adapters', () => {
     await xmppUser?.stop();
     await bob?.close();
     await daemon?.stop();
-    await hs?.close();
+    await synapse?.close();
     await emulator?.running.stop();
     await prosody?.stop();
     tmp.cleanup();
   });
 
   it('bridges a Matrix user who logs in through the bot to a native user, both ways', async () => {
-    const alice = LocalUser.create(hs, 'alice', 'Alice');
+    const alice = await synapse.user('alice', 'Alice');
     const management = await alice.createDirectRoom(BOT);
     await alice.waitFor(management, (e) => e.sender === BOT && e.type === 'm.room.message');
     await alice.sendText(management, 'login');
@@ -128,7 +125,8 @@ describe('the daemon with both adapters', () => {
     await bob.sendText(got.from, 'hello back, Matrix');
     const back = await alice.waitFor(invite, (e) => e.type === 'm.room.message' && e.sender !== alice.userId);
     expect(back.content['body']).toBe('hello back, Matrix');
-    expect(hs.violations).toEqual([]);
+    expect(synapse.proxy.violations).toEqual([]);
+    alice.stop();
   });
 
   it('bridges an XMPP user who registers with the component to a native user, both ways', async () => {

@@ -1,6 +1,7 @@
 /**
- * `interop-bridge doctor` against real peers: the emulator (gateway) and a real Prosody (XMPP
- * component). Each failure it can report is provoked for real and must come with its fix.
+ * `interop-bridge doctor` against real peers: the emulator (gateway), a real Prosody (XMPP
+ * component) and a real Synapse (behind the validating proxy) with the bridge's registration. Each
+ * failure it can report is provoked for real and must come with its fix.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
@@ -10,7 +11,7 @@ import { generateProviderKey, type ProviderPrivateJwk } from '../../src/protocol
 import { writeProviderKey } from '../../src/provider-keys.js';
 import { buildRegistration } from '../../adapters/matrix/registration.js';
 import { configSchema } from '../../src/config/schema.js';
-import { StandInHomeserver } from '../support/homeserver/index.js';
+import { SynapseSuite } from '../support/synapse/suite.js';
 import { startEmulator, type StartedEmulator } from '../support/emulator-process.js';
 import { tempDir } from '../support/tmp.js';
 import { doctorLine, freePort } from '../support/wait.js';
@@ -40,7 +41,7 @@ describe('interop-bridge doctor against real peers', () => {
   let emulator: StartedEmulator;
   let prosody: XmppServer;
   let key: ProviderPrivateJwk;
-  let hs: StandInHomeserver;
+  let synapse: SynapseSuite;
   let listenPort: number;
 
   beforeAll(async () => {
@@ -50,26 +51,27 @@ describe('interop-bridge doctor against real peers', () => {
       startEmulator(tmp, { provider: { id: PROVIDER, signingKey: key } }),
       startProsody({ componentDomain: DOMAIN, componentSecret: SECRET }),
     ]);
-    listenPort = await freePort();
-    const registered = configSchema.parse({
-      matrix: {
-        enabled: true,
-        server_name: SERVER,
-        as_token: AS_TOKEN,
-        hs_token: HS_TOKEN,
-        listen_port: listenPort,
-      },
-    });
-    hs = await StandInHomeserver.start({
-      registration: buildRegistration(registered, { asToken: AS_TOKEN, hsToken: HS_TOKEN }),
-      serverName: SERVER,
-    });
+    synapse = await SynapseSuite.start({ asToken: AS_TOKEN, hsToken: HS_TOKEN }, (port) =>
+      buildRegistration(
+        configSchema.parse({
+          matrix: {
+            enabled: true,
+            server_name: SERVER,
+            as_token: AS_TOKEN,
+            hs_token: HS_TOKEN,
+            listen_port: port,
+          },
+        }),
+        { asToken: AS_TOKEN, hsToken: HS_TOKEN },
+      ),
+    );
+    listenPort = synapse.bridgePort;
   }, 60_000);
 
   afterAll(async () => {
     await emulator?.running.stop();
     await prosody?.stop();
-    await hs?.close();
+    await synapse?.close();
     tmp?.cleanup();
   });
 
@@ -102,7 +104,7 @@ describe('interop-bridge doctor against real peers', () => {
       `  secret: ${o.xmpp?.secret ?? SECRET}`,
       'matrix:',
       '  enabled: true',
-      `  homeserver_url: ${o.matrix?.url ?? hs.url}`,
+      `  homeserver_url: ${o.matrix?.url ?? synapse.proxy.clientUrl}`,
       `  server_name: ${SERVER}`,
       `  as_token: ${o.matrix?.asToken ?? AS_TOKEN}`,
       `  hs_token: ${o.matrix?.hsToken ?? HS_TOKEN}`,
@@ -121,7 +123,7 @@ describe('interop-bridge doctor against real peers', () => {
     expect(lineOf(out, 'Matrix homeserver')).toMatch(/ok .* is a Matrix homeserver/);
     expect(lineOf(out, 'Matrix registration')).toMatch(/ok .*as_token belongs to @interop:example\.test/);
     expect(lineOf(out, 'Matrix appservice ping')).toMatch(/ok .*the homeserver reached the bridge/);
-    expect(hs.violations).toEqual([]);
+    expect(synapse.proxy.violations).toEqual([]);
     expect(code).toBe(EXIT.ok);
   });
 

@@ -1,6 +1,7 @@
 /**
  * `interop-bridge generate-registration`: what a homeserver operator installs. The registration is
- * checked by the stand-in homeserver against the spec's registration schema.
+ * checked against the spec's registration schema (by the stand-in homeserver) and loaded by a real
+ * Synapse, which then knows the bridge's bot by its as_token.
  */
 import { readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
@@ -8,6 +9,7 @@ import { parse } from 'yaml';
 import { EXIT, runCli } from '../../app/cli.js';
 import { loadConfig } from '../../src/config/loader.js';
 import { StandInHomeserver, type Registration } from '../support/homeserver/index.js';
+import { Synapse } from '../support/synapse/synapse.js';
 import { tempDir } from '../support/tmp.js';
 
 async function run(args: string[]) {
@@ -54,6 +56,19 @@ describe('generate-registration', () => {
       hs.assertNoViolations();
     } finally {
       await hs.close();
+    }
+    // Synapse loads it as written (app_service_config_files) and knows the bot by its as_token.
+    const synapse = await Synapse.start({
+      dir: path.join(tmp.dir, 'synapse'),
+      appserviceFiles: [path.join(dir, 'registration.yaml')],
+    });
+    try {
+      const whoami = await fetch(`${synapse.url}/_matrix/client/v3/account/whoami`, {
+        headers: { authorization: `Bearer ${registration.as_token}` },
+      });
+      expect(await whoami.json()).toMatchObject({ user_id: '@interop:example.test' });
+    } finally {
+      await synapse.close();
     }
 
     // The printed lines make a valid Matrix section: the tokens come from the files.
