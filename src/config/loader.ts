@@ -64,6 +64,9 @@ export function loadConfig(options: LoadOptions = {}): LoadedConfig {
   };
 }
 
+/** How many aliases a configuration may resolve (yaml's own default, stated here). */
+const MAX_ALIAS_COUNT = 100;
+
 /** Reads a YAML mapping; syntax errors become a ConfigError with line and column. (Also used by emulator/config.ts.) */
 export function readYaml(file: string): Tree {
   let text: string;
@@ -83,7 +86,21 @@ export function readYaml(file: string): Tree {
       file,
     );
   }
-  const value: unknown = doc.toJS();
+  let value: unknown;
+  try {
+    value = doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT });
+  } catch (err) {
+    // yaml refuses an alias expansion out of proportion to the document (a "billion laughs").
+    if (err instanceof ReferenceError && /alias/i.test(err.message)) {
+      throw new ConfigError(
+        [
+          `YAML aliases expand to too much (more than ${MAX_ALIAS_COUNT} alias uses, or aliases nested to multiply the document): write the values out, or use fewer anchors and aliases`,
+        ],
+        file,
+      );
+    }
+    throw err;
+  }
   if (value === null || value === undefined) return {};
   if (!isTree(value)) {
     throw new ConfigError([`expected a mapping of sections (bridge:, gateway:, ...) at the top level`], file);

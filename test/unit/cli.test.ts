@@ -11,6 +11,11 @@ async function run(args: string[], env: NodeJS.ProcessEnv = {}) {
   return { code, out, err };
 }
 
+const ALIAS_BOMB = [
+  'a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]',
+  ...'bcdefghi'.split('').map((k, i) => `${k}: &${k} [${Array(9).fill(`*${'abcdefghi'[i]}`).join(', ')}]`),
+].join('\n');
+
 describe('command line', () => {
   let tmp: ReturnType<typeof tempDir>;
   beforeEach(() => (tmp = tempDir()));
@@ -57,6 +62,18 @@ describe('command line', () => {
     expect(err).toContain(`2 problems in ${config}:`);
     expect(err).toContain('gateway.port: expected a port number from 1 to 65535, found -1');
     expect(err).toContain('logging.level: expected one of');
+  });
+
+  it('exits 2 with a clear configuration error, not a stack, on a YAML alias bomb', async () => {
+    const config = tmp.file('config.yaml', ALIAS_BOMB);
+    for (const command of [['doctor', '--offline'], ['start'], ['emulator']]) {
+      const { code, err } = await run([...command, '--config', config]);
+      expect(code).toBe(EXIT.usage);
+      expect(err).toContain(`invalid configuration in ${config}:`);
+      expect(err).toContain('YAML aliases expand to too much');
+      expect(err).not.toContain('unexpected error');
+      expect(err).not.toMatch(/^\s+at /m);
+    }
   });
 
   it('takes the config file from INTEROP_BRIDGE_CONFIG too', async () => {
