@@ -79,7 +79,7 @@ export class AppserviceListener {
           else res.destroy();
           return;
         }
-        if (req.destroyed && !res.headersSent) {
+        if ((req.readableAborted || req.socket.destroyed) && !res.headersSent) {
           // The caller went away mid-request: nothing to answer.
           this.log?.warn({ method: req.method, path }, 'appservice request aborted by the caller');
           return;

@@ -15,6 +15,7 @@ export const REDACTED_FIELDS = [
   'hs_token',
   'secret',
   'password',
+  'auth',
   'authorization',
   'Authorization',
   'cookie',
