@@ -8,6 +8,7 @@ import { initKeys, rootKeyBase64, rotateKeys } from '../emulator/keys.js';
 import { RunningEmulator, serveUntilSignal } from '../emulator/main.js';
 import { writeRegistration } from '../adapters/matrix/registration.js';
 import { loadConfig, type LoadedConfig } from '../src/config/loader.js';
+import { describeExposed, exposedSecretFiles, refuseExposedSecretFiles } from '../src/config/secret-files.js';
 import { startDaemon } from './daemon.js';
 import { backupState } from './backup.js';
 import { renderReport, runChecks } from './doctor.js';
@@ -27,6 +28,8 @@ export interface CliIo {
   env: NodeJS.ProcessEnv;
   /** Resolves when the daemon should stop (a signal); injected by tests. */
   waitForStop?: () => Promise<string>;
+  /** Where the daemon's log goes (standard output when absent); injected by tests. */
+  logDestination?: NonNullable<Parameters<typeof createLogger>[0]>['destination'];
 }
 
 const defaultIo: CliIo = {
@@ -69,12 +72,25 @@ export async function runCli(argv: readonly string[], io: CliIo = defaultIo): Pr
 
   command(program, 'start', 'run the bridge daemon (until SIGINT or SIGTERM)')
     .addOption(configOption())
-    .action(async (opts: ConfigOption) => {
+    .option(
+      '--allow-insecure-secrets',
+      'start even if a secret file (token files, the signing key, a config file with secrets) is open to group or others; warns instead',
+    )
+    .action(async (opts: ConfigOption & { allowInsecureSecrets?: boolean }) => {
       const loaded = load(opts);
+      const exposed = exposedSecretFiles(loaded);
+      if (opts.allowInsecureSecrets !== true) refuseExposedSecretFiles(loaded, exposed);
       const logger = createLogger({
         level: loaded.config.logging.level,
         format: loaded.config.logging.format,
+        ...(io.logDestination ? { destination: io.logDestination } : {}),
       });
+      for (const f of exposed) {
+        logger.warn(
+          { file: f.file, mode: `0${f.mode.toString(8)}` },
+          `INSECURE: ${describeExposed(f)} (started anyway: --allow-insecure-secrets)`,
+        );
+      }
       const daemon = await startDaemon(loaded, logger);
       const signal = await (io.waitForStop ?? waitForSignal)();
       logger.info({ signal }, 'shutting down');

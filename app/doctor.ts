@@ -4,6 +4,7 @@ import path from 'node:path';
 import type { LoadedConfig } from '../src/config/loader.js';
 import { bridgeMigrations } from './migrations.js';
 import { providerKeyTooOpen, readProviderKey } from '../src/provider-keys.js';
+import { describeExposed, exposedSecretFiles } from '../src/config/secret-files.js';
 
 export type CheckStatus = 'ok' | 'warn' | 'fail';
 
@@ -17,7 +18,25 @@ export interface CheckResult {
 
 /** Checks what can be checked without changing anything. Reachability checks join as layers land. */
 export function runChecks(loaded: LoadedConfig): CheckResult[] {
-  return [checkDataDir(loaded), checkDatabase(loaded), checkProviderKey(loaded), checkGateway(loaded)];
+  return [
+    checkDataDir(loaded),
+    checkDatabase(loaded),
+    checkProviderKey(loaded),
+    ...checkSecretFiles(loaded),
+    checkGateway(loaded),
+  ];
+}
+
+/** One failed check per secret file open to group or others (the signing key has its own check). */
+function checkSecretFiles(loaded: LoadedConfig): CheckResult[] {
+  return exposedSecretFiles(loaded)
+    .filter((f) => f.file !== loaded.paths.signingKey)
+    .map((f) => ({
+      name: 'secret file',
+      status: 'fail' as const,
+      detail: describeExposed(f).replace(/: run "chmod 600 .*"$/, ''),
+      hint: `run "chmod 600 ${f.file}" (start refuses it otherwise)`,
+    }));
 }
 
 function checkDataDir({ paths }: LoadedConfig): CheckResult {

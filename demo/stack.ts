@@ -161,7 +161,7 @@ export async function startStack(o: StartStackOptions): Promise<DemoStack> {
     '',
   ];
   const configFile = path.join(tmp.dir, 'bridge.yaml');
-  tmp.file('bridge.yaml', yaml.join('\n'));
+  tmp.file('bridge.yaml', yaml.join('\n'), 0o600); // it holds the component secret
   const daemon = await startDaemon(loadConfig({ path: configFile, env: {} }), logger);
   o.defer('the bridge', () => daemon.stop());
   o.progress(`bridge started (component ${COMPONENT}, HTTP port ${httpPort})`);

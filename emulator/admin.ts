@@ -21,6 +21,8 @@ import type { AddressInfo } from 'node:net';
 import { pino } from 'pino';
 import { InteropError } from '../src/errors.js';
 import { componentLogger, type Logger } from '../src/observability/logger.js';
+import { requestUrl } from '../src/util/http-listener.js';
+import { jsonDepthExceeds, MAX_JSON_DEPTH } from '../src/util/json.js';
 import { isLoopbackHost } from './config.js';
 import {
   AdminError,
@@ -143,7 +145,7 @@ export class AdminServer {
     let pathname = '/';
     let reply: Reply;
     try {
-      const url = new URL(req.url ?? '/', 'http://admin.invalid');
+      const url = requestUrl(req.url, 'http://admin.invalid');
       pathname = url.pathname;
       this.#authorize(req);
       const methods = ROUTES.get(pathname);
@@ -221,6 +223,13 @@ export class AdminServer {
       );
     }
     const text = Buffer.concat(chunks).toString('utf8');
+    if (jsonDepthExceeds(text, MAX_JSON_DEPTH)) {
+      throw new AdminError(
+        400,
+        'admin_bad_json',
+        `the request body nests deeper than ${MAX_JSON_DEPTH} levels`,
+      );
+    }
     try {
       return JSON.parse(text) as unknown;
     } catch (err) {

@@ -27,7 +27,6 @@ import type { XEdDSAVerify } from '../src/protocol/enlistment.js';
 import { serverHandshake } from '../src/protocol/handshake/index.js';
 import type { ProviderPrivateJwk, TokenKeyResolver } from '../src/protocol/jwt.js';
 import type { KeyPair } from '../src/protocol/noise/index.js';
-import { ReplayCache } from '../src/protocol/replay-cache.js';
 import { DEFAULT_STANZA_LIMITS, MAX_DEVICE, type StanzaLimits } from '../src/protocol/stanza/index.js';
 import { DEFAULT_MAX_FRAME_SIZE } from '../src/protocol/transport/frame-codec.js';
 import { NOISE_TAG_SIZE } from '../src/protocol/transport/noise-socket.js';
@@ -35,6 +34,7 @@ import { Connections, type Core, type CoreSettings, type MediaAuthority } from '
 import { accountOf, createNativeUser } from './directory.js';
 import { FaultState, type FaultControls } from './faults.js';
 import { NATIVE_PROVIDER_ID, NativeTokenIssuer, type NativeClientPayloadInput } from './native-auth.js';
+import { PersistentReplayGuard } from './replay-guard.js';
 import { Session } from './session.js';
 import { EmulatorStore, type AccountRow, type QueueItem } from './store.js';
 
@@ -106,7 +106,7 @@ export class Emulator {
   readonly #core: Core;
   readonly #faultState: FaultState;
   readonly #natives: NativeTokenIssuer;
-  readonly #replayCache = new ReplayCache();
+  readonly #replayGuard: PersistentReplayGuard;
   readonly #sockets = new Set<net.Socket>();
   readonly #options: EmulatorOptions;
   readonly #limits: StanzaLimits;
@@ -140,6 +140,7 @@ export class Emulator {
       verifyXEdDSA: options.verifyXEdDSA,
       now: clock,
     };
+    this.#replayGuard = new PersistentReplayGuard(store, clock());
     this.faults = this.#faultControls();
     this.#server = net.createServer((conn) => this.#accept(conn));
   }
@@ -317,7 +318,7 @@ export class Emulator {
           keyResolver,
           issuer: (iss) => iss === NATIVE_PROVIDER_ID || providers.isKnownProvider(iss),
           audience: this.gatewayId,
-          replayCache: this.#replayCache,
+          replayCache: this.#replayGuard,
         },
         check,
         this.#core.now,

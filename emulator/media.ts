@@ -22,6 +22,7 @@ import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { InteropError } from '../src/errors.js';
 import type { Logger } from '../src/observability/logger.js';
+import { requestUrl } from '../src/util/http-listener.js';
 import { NATIVE_SERVER, parseJid } from '../src/protocol/stanza/index.js';
 import type { MediaAuthority } from './core.js';
 
@@ -232,7 +233,7 @@ export class MediaServer {
   }
 
   async #dispatch(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-    const url = new URL(req.url ?? '/', 'http://media.invalid');
+    const url = requestUrl(req.url, 'http://media.invalid');
     try {
       const media = /^\/media\/([A-Za-z0-9_-]+)$/.exec(url.pathname);
       if (media && req.method === 'POST') return await this.#upload(req, res, url, media[1] as string);

@@ -328,9 +328,26 @@ export class EmulatorStore {
   }
 
   /** Drops what outlived the retention period. */
-  purgeExpired(now: number): { queue: number; seen: number } {
+  purgeExpired(now: number): { queue: number; seen: number; tokens: number } {
     const queue = this.db.prepare('DELETE FROM queue WHERE expires_at <= ?').run(now).changes;
     const seen = this.db.prepare('DELETE FROM seen_messages WHERE expires_at <= ?').run(now).changes;
-    return { queue, seen };
+    const tokens = this.db.prepare('DELETE FROM used_tokens WHERE expires_at <= ?').run(now).changes;
+    return { queue, seen, tokens };
+  }
+
+  /** Records an accepted token id until it expires (replay-guard.ts). */
+  recordUsedToken(id: string, expiresAt: number): void {
+    this.db
+      .prepare(
+        'INSERT INTO used_tokens (id, expires_at) VALUES (?, ?) ON CONFLICT (id) DO UPDATE SET expires_at = excluded.expires_at',
+      )
+      .run(id, expiresAt);
+  }
+
+  /** The token ids accepted before and not yet expired at `now`. */
+  usedTokens(now: number): { id: string; expires_at: number }[] {
+    return this.db
+      .prepare('SELECT id, expires_at FROM used_tokens WHERE expires_at > ? ORDER BY expires_at')
+      .all(now) as { id: string; expires_at: number }[];
   }
 }

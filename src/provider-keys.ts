@@ -1,4 +1,13 @@
-import { constants, mkdirSync, openSync, readFileSync, writeSync, closeSync, statSync } from 'node:fs';
+import {
+  constants,
+  mkdirSync,
+  fchmodSync,
+  openSync,
+  readFileSync,
+  writeSync,
+  closeSync,
+  statSync,
+} from 'node:fs';
 import path from 'node:path';
 import { InteropError } from './errors.js';
 import type { ProviderPrivateJwk } from './protocol/jwt.js';
@@ -27,6 +36,8 @@ export function writeProviderKey(
     throw new ProviderKeyError('provider_key_unwritable', `cannot write ${file}: ${(err as Error).message}`);
   }
   try {
+    // A replaced file (--force) keeps its old mode otherwise: the secret goes into an owner-only file.
+    fchmodSync(fd, 0o600);
     writeSync(fd, `${JSON.stringify(jwk, null, 2)}\n`);
   } finally {
     closeSync(fd);

@@ -14,11 +14,18 @@
  *
  * Every call needs `Authorization: Bearer <hs_token>` (or the legacy `access_token` query
  * parameter): none is 401 `M_UNAUTHORIZED`, a wrong one 403 `M_FORBIDDEN`.
+ *
+ * A request that is the caller's fault is refused with a 400 the homeserver need not retry, logged
+ * once at warn: a path with a malformed percent escape (`M_UNRECOGNIZED`), a body that is not JSON
+ * (`M_NOT_JSON`), or JSON nested deeper than any event (`M_BAD_JSON`). Only the bridge's own
+ * failures are 500. A logged path never carries its query (where the token may be).
  */
 import { timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from '../../src/observability/logger.js';
+import { redactUrl } from '../../src/observability/redact.js';
+import { parseJsonBounded } from '../../src/util/json.js';
 import { MatrixAdapterError } from './errors.js';
 import type { NewInbound, RecordedTransaction } from './store.js';
 
@@ -32,6 +39,16 @@ export interface AppserviceHandlers {
 }
 
 const MAX_BODY = 32 * 1024 * 1024;
+
+/** A request the bridge refuses because it is malformed: answered 400 with `errcode`. */
+class BadRequest extends Error {
+  constructor(
+    readonly errcode: 'M_UNRECOGNIZED' | 'M_NOT_JSON' | 'M_BAD_JSON',
+    message: string,
+  ) {
+    super(message);
+  }
+}
 
 export class AppserviceListener {
   #server: Server | undefined;
@@ -52,7 +69,25 @@ export class AppserviceListener {
   async listen(host: string, port: number): Promise<AddressInfo> {
     const server = createServer((req, res) => {
       this.#handle(req, res).catch((err: unknown) => {
-        this.log?.error({ err: (err as Error).message, path: req.url }, 'appservice request failed');
+        const path = redactUrl(req.url);
+        if (err instanceof BadRequest) {
+          this.log?.warn(
+            { method: req.method, path, errcode: err.errcode },
+            `appservice request refused: ${err.message}`,
+          );
+          if (!res.headersSent) json(res, 400, { errcode: err.errcode, error: err.message }, true);
+          else res.destroy();
+          return;
+        }
+        if ((req.readableAborted || req.socket.destroyed) && !res.headersSent) {
+          // The caller went away mid-request: nothing to answer.
+          this.log?.warn({ method: req.method, path }, 'appservice request aborted by the caller');
+          return;
+        }
+        this.log?.error(
+          { err: (err as Error).message, method: req.method, path },
+          'appservice request failed',
+        );
         if (!res.headersSent) json(res, 500, { errcode: 'M_UNKNOWN', error: 'internal error, try again' });
         else res.destroy();
       });
@@ -81,7 +116,13 @@ export class AppserviceListener {
   }
 
   async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const url = new URL(req.url ?? '/', 'http://appservice');
+    // Split by hand: `new URL` throws on a target such as "//" and reads "//host/x" as a host.
+    const target = req.url ?? '/';
+    const q = target.indexOf('?');
+    const url = {
+      pathname: q >= 0 ? target.slice(0, q) : target,
+      searchParams: new URLSearchParams(q >= 0 ? target.slice(q + 1) : ''),
+    };
     // Authorized from the headers and query before a byte of the body is read: an unauthenticated
     // caller must not make the bridge buffer anything. The connection is closed after the answer
     // (Node discards the unread rest of the body without keeping it).
@@ -106,9 +147,9 @@ export class AppserviceListener {
     const method = req.method ?? 'GET';
     let m: RegExpExecArray | null;
     if (method === 'PUT' && (m = /^\/transactions\/([^/]+)$/.exec(p)) !== null) {
-      await this.#transaction(decodeURIComponent(m[1]!), body, res);
+      await this.#transaction(decodeSegment(m[1]!), body, res);
     } else if (method === 'GET' && (m = /^\/users\/([^/]+)$/.exec(p)) !== null) {
-      const ours = await this.handlers.queryUser(decodeURIComponent(m[1]!));
+      const ours = await this.handlers.queryUser(decodeSegment(m[1]!));
       if (ours) json(res, 200, {});
       else json(res, 404, { errcode: 'M_NOT_FOUND', error: 'not a user of this bridge' });
     } else if (method === 'GET' && /^\/rooms\/[^/]+$/.test(p)) {
@@ -127,7 +168,7 @@ export class AppserviceListener {
     }
   }
 
-  #authorize(req: IncomingMessage, url: URL): 'ok' | 'missing' | 'wrong' {
+  #authorize(req: IncomingMessage, url: { searchParams: URLSearchParams }): 'ok' | 'missing' | 'wrong' {
     const header = req.headers.authorization;
     const given = header?.startsWith('Bearer ')
       ? header.slice(7).trim()
@@ -139,13 +180,13 @@ export class AppserviceListener {
   }
 
   async #transaction(txnId: string, raw: Buffer, res: ServerResponse): Promise<void> {
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(raw.toString('utf8'));
-    } catch {
-      json(res, 400, { errcode: 'M_NOT_JSON', error: 'the transaction is not JSON' });
-      return;
+    const read = parseJsonBounded(raw.toString('utf8'));
+    if (!read.ok) {
+      throw read.reason === 'too_deep'
+        ? new BadRequest('M_BAD_JSON', 'the transaction is nested too deeply to be Matrix events')
+        : new BadRequest('M_NOT_JSON', 'the transaction is not JSON');
     }
+    const parsed = read.value;
     if (
       typeof parsed !== 'object' ||
       parsed === null ||
@@ -187,15 +228,20 @@ export class AppserviceListener {
   }
 }
 
+/** A path segment, percent-decoded; a malformed escape is the caller's mistake. */
+function decodeSegment(segment: string): string {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    throw new BadRequest('M_UNRECOGNIZED', 'the path has a malformed percent escape');
+  }
+}
+
 /** The `transaction_id` of a ping body, if it has one. */
 function pingId(body: Buffer): string | undefined {
-  try {
-    const parsed: unknown = JSON.parse(body.toString('utf8'));
-    const id = isObject(parsed) ? parsed['transaction_id'] : undefined;
-    return typeof id === 'string' ? id : undefined;
-  } catch {
-    return undefined;
-  }
+  const read = parseJsonBounded(body.toString('utf8'));
+  const id = read.ok && isObject(read.value) ? read.value['transaction_id'] : undefined;
+  return typeof id === 'string' ? id : undefined;
 }
 
 /** One record per (user, event) read receipt: `content[eventId]['m.read'][userId]`. */

@@ -5,7 +5,7 @@
  * need to be pasted into the config itself.
  */
 import { randomBytes } from 'node:crypto';
-import { closeSync, constants, mkdirSync, openSync, writeSync } from 'node:fs';
+import { closeSync, constants, mkdirSync, fchmodSync, openSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { stringify } from 'yaml';
 import type { Config } from '../../src/config/schema.js';
@@ -86,6 +86,8 @@ function write(file: string, text: string, force: boolean): void {
     throw new InteropError('registration_unwritable', `cannot write ${file}: ${(err as Error).message}`);
   }
   try {
+    // A replaced file (--force) keeps its old mode otherwise: the secret goes into an owner-only file.
+    fchmodSync(fd, 0o600);
     writeSync(fd, text);
   } finally {
     closeSync(fd);

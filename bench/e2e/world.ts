@@ -174,7 +174,8 @@ export class World {
         '  level: warn',
         '',
       ].join('\n');
-    const configFile = this.tmp.file('bridge.yaml', yaml('http://127.0.0.1:1'));
+    // It holds the tokens and the component secret inline: owner-only, as start requires.
+    const configFile = this.tmp.file('bridge.yaml', yaml('http://127.0.0.1:1'), 0o600);
     const loaded = loadConfig({ path: configFile, env: {} });
     this.hs = await StandInHomeserver.start({
       registration: buildRegistration(loaded.config, {
@@ -184,7 +185,7 @@ export class World {
       serverName: SERVER,
       validate: this.options.validate,
     });
-    writeFileSync(configFile, yaml(this.hs.url));
+    writeFileSync(configFile, yaml(this.hs.url), { mode: 0o600 });
     await this.startDaemon(configFile);
 
     // Receivers: every user hands what it observes to the sink.

@@ -21,6 +21,18 @@ export interface LoadedConfig {
   source: string;
   /** Absolute paths derived from the configuration. */
   paths: { dataDir: string; database: string; signingKey: string };
+  /**
+   * The files secrets were read from: each `<secret>_file`, and the configuration file itself when
+   * it holds a secret inline (secret-files.ts checks their modes).
+   */
+  secretFiles: SecretFile[];
+}
+
+export interface SecretFile {
+  /** Absolute path. */
+  file: string;
+  /** The option it stands for, for messages: "matrix.as_token_file", "the configuration file". */
+  what: string;
 }
 
 type Tree = Record<string, unknown>;
@@ -38,8 +50,20 @@ export function loadConfig(options: LoadOptions = {}): LoadedConfig {
   const problems: string[] = [];
 
   const raw = options.path ? readYaml(options.path) : {};
+  const secretFiles: SecretFile[] = [];
+  const inline = SECRET_KEYS.filter((key) => {
+    const [sectionName, leaf] = key.split('.') as [string, string];
+    const section = raw[sectionName];
+    return isTree(section) && section[leaf] !== undefined;
+  });
+  if (options.path && inline.length > 0) {
+    secretFiles.push({
+      file: path.resolve(options.path),
+      what: `the configuration file (it holds ${inline.join(', ')} inline)`,
+    });
+  }
   const origins = applyEnvOverrides(raw, env, problems);
-  const unreadableSecrets = resolveSecretFiles(raw, baseDir, problems);
+  const unreadableSecrets = resolveSecretFiles(raw, baseDir, problems, secretFiles);
 
   const parsed = configSchema.safeParse(raw);
   if (!parsed.success) {
@@ -61,8 +85,12 @@ export function loadConfig(options: LoadOptions = {}): LoadedConfig {
       database: path.resolve(dataDir, config.bridge.database),
       signingKey: path.resolve(dataDir, config.provider.signing_key_file),
     },
+    secretFiles,
   };
 }
+
+/** How many aliases a configuration may resolve (yaml's own default, stated here). */
+const MAX_ALIAS_COUNT = 100;
 
 /** Reads a YAML mapping; syntax errors become a ConfigError with line and column. (Also used by emulator/config.ts.) */
 export function readYaml(file: string): Tree {
@@ -83,7 +111,21 @@ export function readYaml(file: string): Tree {
       file,
     );
   }
-  const value: unknown = doc.toJS();
+  let value: unknown;
+  try {
+    value = doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT });
+  } catch (err) {
+    // yaml refuses an alias expansion out of proportion to the document (a "billion laughs").
+    if (err instanceof ReferenceError && /alias/i.test(err.message)) {
+      throw new ConfigError(
+        [
+          `YAML aliases expand to too much (more than ${MAX_ALIAS_COUNT} alias uses, or aliases nested to multiply the document): write the values out, or use fewer anchors and aliases`,
+        ],
+        file,
+      );
+    }
+    throw err;
+  }
   if (value === null || value === undefined) return {};
   if (!isTree(value)) {
     throw new ConfigError([`expected a mapping of sections (bridge:, gateway:, ...) at the top level`], file);
@@ -126,7 +168,7 @@ function applyEnvOverrides(raw: Tree, env: NodeJS.ProcessEnv, problems: string[]
 }
 
 /** `matrix.as_token_file: /etc/interop-bridge/as_token` stands for `matrix.as_token: <the file's contents>`. */
-function resolveSecretFiles(raw: Tree, baseDir: string, problems: string[]): Set<string> {
+function resolveSecretFiles(raw: Tree, baseDir: string, problems: string[], read: SecretFile[]): Set<string> {
   const failed = new Set<string>();
   for (const key of SECRET_KEYS) {
     const [sectionName, leaf] = key.split('.') as [string, string];
@@ -152,6 +194,7 @@ function resolveSecretFiles(raw: Tree, baseDir: string, problems: string[]): Set
       } else {
         section[leaf] = contents;
         failed.delete(key);
+        read.push({ file: resolved, what: fileKey });
       }
     } catch (err) {
       problems.push(`${fileKey}: cannot read the secret file ${resolved}: ${systemReason(err)}`);

@@ -53,14 +53,16 @@ export class HttpListener {
 
   private async dispatch(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const path = (req.url ?? '/').split('?')[0] as string;
-    const handler =
-      this.routes.get(`${req.method} ${path}`) ??
-      this.prefixes.find((p) => path.startsWith(p.prefix))?.handler;
+    const exact = this.routes.get(`${req.method} ${path}`);
+    const prefix = exact ? undefined : this.prefixes.find((p) => path.startsWith(p.prefix));
+    const handler = exact ?? prefix?.handler;
     try {
       if (handler) await handler(req, res);
       else sendJson(res, 404, { error: 'not_found', message: `no route for ${req.method} ${path}` });
     } catch (err) {
-      this.log.error({ err, path }, 'HTTP handler failed');
+      // The route, not the path: under a prefix the rest of the path can be a capability (a media token).
+      const route = prefix ? `${prefix.prefix}…` : path;
+      this.log.error({ err, method: req.method, route }, 'HTTP handler failed');
       if (!res.headersSent) sendJson(res, 500, { error: 'internal', message: 'internal error' });
       else res.destroy();
     }
@@ -71,4 +73,17 @@ export function sendJson(res: http.ServerResponse, status: number, body: unknown
   const text = JSON.stringify(body);
   res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
   res.end(text);
+}
+
+/**
+ * The request target as a URL, never throwing: appended to the base rather than resolved against it,
+ * so "//x" stays a path instead of naming a host (or making `new URL` throw).
+ */
+export function requestUrl(target: string | undefined, base: string): URL {
+  const t = target ?? '/';
+  try {
+    return new URL(`${base}${t.startsWith('/') ? '' : '/'}${t}`);
+  } catch {
+    return new URL(`${base}/`);
+  }
 }

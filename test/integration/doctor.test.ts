@@ -111,7 +111,8 @@ describe('interop-bridge doctor against real peers', () => {
       `  listen_port: ${listenPort}`,
       '',
     ];
-    return tmp.file(`case-${n}.yaml`, lines.join('\n'));
+    // It holds secrets inline: owner-only, as doctor requires.
+    return tmp.file(`case-${n}.yaml`, lines.join('\n'), 0o600);
   };
 
   it('passes every check and exits 0 when the gateway, the homeserver and the XMPP server accept the bridge', async () => {

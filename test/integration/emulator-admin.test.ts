@@ -280,6 +280,26 @@ describe('emulator admin API', () => {
       expect(r.body.message).toMatch(/^the request body is not valid JSON: /);
     });
 
+    it('answers a request target that is not a path, or JSON nested too deep, with a 4xx, never a 500', async () => {
+      for (const target of ['//', '//[::1', '///admin/stats']) {
+        const r = await h.api('GET', target);
+        expect(r.status).toBe(404);
+        expect(r.body.error).toBe('admin_not_found');
+      }
+      // The media service too: the same target used to reject outside its handler.
+      const media = await request(h.running.media.port, 'GET', '//');
+      expect(media.status).toBe(404);
+      expect(media.body['error']).toBe('not_found');
+      const deep = await h.api('POST', '/admin/faults/drop', {
+        body: `{"account": ${'['.repeat(10_000)}${']'.repeat(10_000)}}`,
+      });
+      expect(deep.status).toBe(400);
+      expect(deep.body).toEqual({
+        error: 'admin_bad_json',
+        message: 'the request body nests deeper than 128 levels',
+      });
+    });
+
     it('names unknown fields, wrong types and missing fields in one 400', async () => {
       const r = await h.api('POST', '/admin/faults/drop', { body: { account: BOB, count: '3', extra: 1 } });
       expect(r.status).toBe(400);

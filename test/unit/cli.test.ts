@@ -1,4 +1,5 @@
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { chmodSync, existsSync, readFileSync, statSync } from 'node:fs';
+import { Writable } from 'node:stream';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { EXIT, runCli } from '../../app/cli.js';
@@ -10,6 +11,11 @@ async function run(args: string[], env: NodeJS.ProcessEnv = {}) {
   const code = await runCli(args, { out: (t) => (out += t), err: (t) => (err += t), env });
   return { code, out, err };
 }
+
+const ALIAS_BOMB = [
+  'a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]',
+  ...'bcdefghi'.split('').map((k, i) => `${k}: &${k} [${Array(9).fill(`*${'abcdefghi'[i]}`).join(', ')}]`),
+].join('\n');
 
 describe('command line', () => {
   let tmp: ReturnType<typeof tempDir>;
@@ -57,6 +63,18 @@ describe('command line', () => {
     expect(err).toContain(`2 problems in ${config}:`);
     expect(err).toContain('gateway.port: expected a port number from 1 to 65535, found -1');
     expect(err).toContain('logging.level: expected one of');
+  });
+
+  it('exits 2 with a clear configuration error, not a stack, on a YAML alias bomb', async () => {
+    const config = tmp.file('config.yaml', ALIAS_BOMB);
+    for (const command of [['doctor', '--offline'], ['start'], ['emulator']]) {
+      const { code, err } = await run([...command, '--config', config]);
+      expect(code).toBe(EXIT.usage);
+      expect(err).toContain(`invalid configuration in ${config}:`);
+      expect(err).toContain('YAML aliases expand to too much');
+      expect(err).not.toContain('unexpected error');
+      expect(err).not.toMatch(/^\s+at /m);
+    }
   });
 
   it('takes the config file from INTEROP_BRIDGE_CONFIG too', async () => {
@@ -156,5 +174,118 @@ describe('command line', () => {
     stop('SIGTERM');
     expect(await running).toBe(EXIT.ok);
     await expect(fetch('http://127.0.0.1:29399/health')).rejects.toThrow();
+  });
+
+  describe('secret files open to group or others', () => {
+    /** A config holding the XMPP secret inline and naming two token files, every file mode 0644. */
+    const exposedSetup = (port: number) => {
+      const asToken = tmp.file('as_token', 'as-secret\n', 0o644);
+      const hsToken = tmp.file('hs_token', 'hs-secret\n', 0o644);
+      const config = tmp.file(
+        'config.yaml',
+        [
+          'bridge:',
+          '  data_dir: state',
+          '  http:',
+          `    port: ${port}`,
+          'matrix:',
+          '  as_token_file: as_token',
+          '  hs_token_file: hs_token',
+          'xmpp:',
+          '  secret: inline-component-secret',
+          'logging:',
+          '  level: warn',
+          '  format: json',
+          '',
+        ].join('\n'),
+        0o644,
+      );
+      for (const f of [asToken, hsToken, config]) chmodSync(f, 0o644); // whatever the umask
+      return { asToken, hsToken, config };
+    };
+
+    it('start refuses them (exit 2), naming each file and the exact chmod to run', async () => {
+      const { asToken, hsToken, config } = exposedSetup(29397);
+      const { code, err } = await run(['start', '--config', config]);
+      expect(code).toBe(EXIT.usage);
+      for (const file of [asToken, hsToken, config]) expect(err).toContain(`run "chmod 600 ${file}"`);
+      expect(err).toContain(
+        `matrix.as_token_file: ${asToken} is open to its group and other users (mode 0644)`,
+      );
+      expect(err).toContain('the configuration file (it holds xmpp.secret inline)');
+      expect(err).toContain('--allow-insecure-secrets');
+      expect(err).not.toContain('unexpected error');
+      // Nothing was started: no data directory, no signing key.
+      expect(existsSync(path.join(tmp.dir, 'state'))).toBe(false);
+
+      for (const f of [asToken, hsToken, config]) chmodSync(f, 0o600);
+      const fixed = await runCli(['start', '--config', config], {
+        out: () => undefined,
+        err: () => undefined,
+        env: {},
+        waitForStop: async () => 'SIGTERM',
+      });
+      expect(fixed).toBe(EXIT.ok);
+    });
+
+    it('start --allow-insecure-secrets starts anyway with a loud warning per file', async () => {
+      const { asToken, config } = exposedSetup(29396);
+      let log = '';
+      const logDestination = new Writable({
+        write(chunk, _enc, done) {
+          log += String(chunk);
+          done();
+        },
+      }) as unknown as NonNullable<Parameters<typeof runCli>[1]>['logDestination'];
+      const code = await runCli(['start', '--config', config, '--allow-insecure-secrets'], {
+        out: () => undefined,
+        err: () => undefined,
+        env: {},
+        waitForStop: async () => 'SIGTERM',
+        logDestination,
+      });
+      expect(code).toBe(EXIT.ok);
+      const warnings = log
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as { level: number; msg: string })
+        .filter((l) => l.level === 40 && l.msg.startsWith('INSECURE: '));
+      expect(warnings).toHaveLength(3);
+      expect(warnings.map((w) => w.msg)).toContainEqual(
+        expect.stringContaining(`run "chmod 600 ${asToken}"`),
+      );
+    });
+
+    it('doctor lists each one as a failed check with its chmod, and the signing key too', async () => {
+      const { asToken, hsToken, config } = exposedSetup(29395);
+      expect((await run(['keys', 'generate', '--config', config])).code).toBe(EXIT.ok);
+      const key = path.join(tmp.dir, 'state', 'provider-signing-key.jwk');
+      chmodSync(key, 0o640);
+      const { code, out } = await run(['doctor', '--offline', '--config', config]);
+      expect(code).toBe(EXIT.failure);
+      for (const file of [asToken, hsToken, config]) {
+        expect(out).toMatch(new RegExp(`fail {2}secret file .*${file.replace(/[.]/g, '\\.')}.*mode 0644`));
+        expect(out).toContain(`-> run "chmod 600 ${file}"`);
+      }
+      expect(out).toContain(`-> run "chmod 600 ${key}"`);
+    });
+
+    it('keys generate --force and generate-registration --force leave owner-only files, whatever was there', async () => {
+      const config = tmp.file('config.yaml', 'bridge:\n  data_dir: state\n');
+      expect((await run(['keys', 'generate', '--config', config])).code).toBe(EXIT.ok);
+      const key = path.join(tmp.dir, 'state', 'provider-signing-key.jwk');
+      chmodSync(key, 0o644);
+      expect((await run(['keys', 'generate', '--config', config, '--force'])).code).toBe(EXIT.ok);
+      expect(statSync(key).mode & 0o777).toBe(0o600);
+      const out = path.join(tmp.dir, 'reg');
+      expect((await run(['generate-registration', '--config', config, '--out', out])).code).toBe(EXIT.ok);
+      for (const f of ['registration.yaml', 'as_token', 'hs_token']) chmodSync(path.join(out, f), 0o644);
+      expect((await run(['generate-registration', '--config', config, '--out', out, '--force'])).code).toBe(
+        EXIT.ok,
+      );
+      for (const f of ['registration.yaml', 'as_token', 'hs_token']) {
+        expect(statSync(path.join(out, f)).mode & 0o777).toBe(0o600);
+      }
+    });
   });
 });

@@ -36,6 +36,18 @@ describe('emulator configuration', () => {
 
   const load = (yaml: string) => loadEmulatorConfig(tmp.file('emulator.yaml', yaml));
 
+  it('refuses a YAML alias bomb with a configuration error', () => {
+    const bomb = [
+      'a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]',
+      ...'bcdefghi'
+        .split('')
+        .map((k, i) => `${k}: &${k} [${Array(9).fill(`*${'abcdefghi'[i]}`).join(', ')}]`),
+    ].join('\n');
+    expect(problemsOf(() => load(bomb))).toEqual([
+      expect.stringContaining('YAML aliases expand to too much'),
+    ]);
+  });
+
   it('has the documented defaults without a file', () => {
     const { config, paths, providers } = loadEmulatorConfig();
     expect(config.gateway).toMatchObject({ host: '127.0.0.1', port: 29400, gateway_id: 'emulator.interop' });

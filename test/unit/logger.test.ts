@@ -56,4 +56,38 @@ describe('logger', () => {
     }
     expect(JSON.parse(text).jwk).toEqual({ kty: 'OKP', d: '[redacted]' });
   });
+
+  it('never writes a URL query, a Bearer credential or a JWT, in fields, errors or the message line', () => {
+    const { lines, destination } = capture();
+    const log = createLogger({ destination, format: 'json' });
+    const jwt = 'eyJhbGciOiJFZERTQSJ9.eyJpc3MiOiJNQVJLRVIifQ.c2lnbmF0dXJlTUFSS0VS';
+    const err = Object.assign(
+      new Error(`GET http://hs.test/_matrix/app/v1/users/x?access_token=MARKER-1 failed`),
+      {
+        code: 'ECONNRESET',
+        options: { headers: { Authorization: 'Bearer MARKER-2' }, uri: 'http://u:MARKER-3@hs.test/' },
+      },
+    );
+    log.error(
+      { err, path: '/_matrix/app/v1/ping?access_token=MARKER-4', url: 'https://x.test/a?sig=MARKER-5' },
+      'request failed',
+    );
+    log.warn(`refused: Authorization: Bearer MARKER-6, token ${jwt}, as_token=MARKER-7`);
+    log.info(
+      {
+        req: {
+          method: 'GET',
+          url: '/x?access_token=MARKER-8',
+          headers: { authorization: 'Bearer MARKER-9' },
+        },
+      },
+      'req',
+    );
+    const text = lines.join('');
+    expect(text).not.toContain('MARKER');
+    const first = JSON.parse(lines[0]!);
+    expect(first.err).toMatchObject({ type: 'Error', code: 'ECONNRESET' });
+    expect(first.err.message).toBe('GET http://hs.test/_matrix/app/v1/users/x?[redacted] failed');
+    expect(first.path).toBe('/_matrix/app/v1/ping?[redacted]');
+  });
 });
