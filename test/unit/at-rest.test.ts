@@ -63,7 +63,7 @@ describe('at-rest key and payload sealing', () => {
       /cannot be opened: it was sealed under another at-rest key, or altered/,
     );
     const altered = Buffer.from(a);
-    altered[20] ^= 1;
+    altered[20] = altered[20]! ^ 1;
     expect(() => vault.open(outboxRowId('m1'), altered)).toThrow(PayloadUnreadableError);
     // Written before sealing (JSON) or cleared: read as they are.
     expect(Buffer.from(openPayload(undefined, 'x', plain)).equals(plain)).toBe(true);
