@@ -1,8 +1,9 @@
 /**
  * `interop-bridge backup`: a consistent copy of the bridge's state while it runs. SQLite's online
  * backup API copies the database page by page under a read transaction, so the copy is a
- * snapshot even with the daemon writing (WAL mode); the provider's signing key is copied as is.
- * Both land with mode 0600 in a 0700 directory: they hold every puppet's identity keys.
+ * snapshot even with the daemon writing (WAL mode); the provider's signing key and the at-rest key
+ * (without which the messages waiting in the copy cannot be opened) are copied as they are.
+ * All land with mode 0600 in a 0700 directory: they hold every puppet's identity keys.
  */
 import Database from 'better-sqlite3';
 import { chmodSync, copyFileSync, existsSync, mkdirSync } from 'node:fs';
@@ -32,9 +33,10 @@ export async function backupState({ paths }: LoadedConfig, outDir: string): Prom
   }
   chmodSync(dbCopy, 0o600);
   written.push(dbCopy);
-  if (existsSync(paths.signingKey)) {
-    const keyCopy = path.join(outDir, path.basename(paths.signingKey));
-    copyFileSync(paths.signingKey, keyCopy);
+  for (const key of [paths.signingKey, paths.atRestKey]) {
+    if (!existsSync(key)) continue;
+    const keyCopy = path.join(outDir, path.basename(key));
+    copyFileSync(key, keyCopy);
     chmodSync(keyCopy, 0o600);
     written.push(keyCopy);
   }

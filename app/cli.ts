@@ -17,6 +17,7 @@ import { ConfigError, InteropError, UsageError } from '../src/errors.js';
 import { createLogger } from '../src/observability/logger.js';
 import { generateProviderKey, publicJwks, type ClientTokenAlg } from '../src/protocol/jwt.js';
 import { readProviderKey, writeProviderKey } from '../src/provider-keys.js';
+import { ensureAtRestKey, writeAtRestKey } from '../src/store/at-rest.js';
 import { VERSION } from '../src/version.js';
 
 /** Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error. */
@@ -112,21 +113,43 @@ export async function runCli(argv: readonly string[], io: CliIo = defaultIo): Pr
       if (results.some((r) => r.status === 'fail')) exitCode = EXIT.failure;
     });
 
-  const keys = command(program, 'keys', "manage the provider's JWT signing key");
-  command(keys, 'generate', 'create the signing key (a private JWK, mode 0600) and print the public JWKS')
+  const keys = command(program, 'keys', "manage the provider's JWT signing key and the at-rest key");
+  command(
+    keys,
+    'generate',
+    'create the signing key (a private JWK, mode 0600) and print the public JWKS; create the at-rest key (32 bytes, mode 0600) if missing',
+  )
     .addOption(configOption())
     .addOption(new Option('--alg <alg>', 'signature algorithm').choices(['EdDSA', 'ES256']).default('EdDSA'))
-    .option('-o, --out <file>', 'write the key here instead of provider.signing_key_file')
-    .option('--force', 'replace an existing key')
-    .action(async (opts: ConfigOption & { alg: ClientTokenAlg; out?: string; force?: boolean }) => {
-      const file = opts.out ?? load(opts).paths.signingKey;
-      const jwk = await generateProviderKey(opts.alg);
-      writeProviderKey(file, jwk, { force: opts.force === true });
-      io.err(
-        `wrote the ${opts.alg} signing key ${jwk.kid} to ${file}\nthe provider's JWKS (give it to the gatekeeper):\n`,
-      );
-      io.out(`${JSON.stringify(publicJwks([jwk]), null, 2)}\n`);
-    });
+    .option(
+      '-o, --out <file>',
+      'write the key here instead of provider.signing_key_file (or bridge.at_rest_key_file with --at-rest)',
+    )
+    .option('--at-rest', 'create only the at-rest key (bridge.at_rest_key_file)')
+    .option('--force', 'replace an existing key (an at-rest key: what waits under the old one is lost)')
+    .action(
+      async (
+        opts: ConfigOption & { alg: ClientTokenAlg; out?: string; force?: boolean; atRest?: boolean },
+      ) => {
+        if (opts.atRest) {
+          const file = opts.out ?? load(opts).paths.atRestKey;
+          writeAtRestKey(file, { force: opts.force === true });
+          io.err(`wrote a new at-rest key to ${file} (mode 0600): include it in backups\n`);
+          return;
+        }
+        const loaded = opts.out === undefined ? load(opts) : undefined;
+        const file = opts.out ?? (loaded as LoadedConfig).paths.signingKey;
+        const jwk = await generateProviderKey(opts.alg);
+        writeProviderKey(file, jwk, { force: opts.force === true });
+        if (loaded && ensureAtRestKey(loaded.paths.atRestKey).created) {
+          io.err(`wrote the at-rest key to ${loaded.paths.atRestKey} (mode 0600)\n`);
+        }
+        io.err(
+          `wrote the ${opts.alg} signing key ${jwk.kid} to ${file}\nthe provider's JWKS (give it to the gatekeeper):\n`,
+        );
+        io.out(`${JSON.stringify(publicJwks([jwk]), null, 2)}\n`);
+      },
+    );
   command(keys, 'jwks', 'print the public JWKS of the existing signing key')
     .addOption(configOption())
     .action((opts: ConfigOption) => {

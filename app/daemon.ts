@@ -12,6 +12,7 @@ import { BridgeError } from '../src/bridge/errors.js';
 import { BridgeMediaHandler } from '../src/bridge/media-handler.js';
 import { MediaHost } from '../src/media/host.js';
 import { SqliteSignalBackend } from '../src/signal/index.js';
+import { ensureAtRestKey, PayloadVault } from '../src/store/at-rest.js';
 import type { Store } from '../src/store/repositories.js';
 import { openSqliteStore } from '../src/store/sqlite-store.js';
 import { bridgeMigrations } from './migrations.js';
@@ -40,6 +41,15 @@ export interface Daemon {
 export async function startDaemon(loaded: LoadedConfig, root: Logger): Promise<Daemon> {
   const log = componentLogger(root, 'daemon');
   const { config, paths } = loaded;
+  // The key waiting content is sealed with; created at the first start (before the database, so
+  // a key file that cannot be written stops the start before anything is stored).
+  const atRest = ensureAtRestKey(paths.atRestKey);
+  if (atRest.created) {
+    log.info(
+      { file: paths.atRestKey },
+      'created the at-rest key (messages waiting for delivery are sealed with it): include it in backups',
+    );
+  }
   const store = openSqliteStore(paths.database, { migrations: bridgeMigrations() });
   let http: HttpListener | undefined;
   let bridge: Bridge | undefined;
@@ -131,6 +141,8 @@ export async function startDaemon(loaded: LoadedConfig, root: Logger): Promise<D
         media,
         metrics,
         logger: root,
+        vault: new PayloadVault(atRest.key),
+        queueMaxAgeMs: config.bridge.queue_max_age_hours * 3600_000,
       });
       // Adapters attach before the core starts, so pending incoming messages find them.
       if (config.matrix.enabled) {

@@ -3,6 +3,7 @@ import type { GatewayConnection } from '../gateway/connection.js';
 import type { Logger } from '../observability/logger.js';
 import type { BridgeMetrics } from '../observability/metrics.js';
 import type { SignalSessionManager } from '../signal/index.js';
+import type { PayloadVault } from '../store/at-rest.js';
 import type { Puppet, Store } from '../store/repositories.js';
 import type { Adapter } from './adapter.js';
 import type { MediaHandler } from './media.js';
@@ -24,4 +25,11 @@ export interface PuppetContext {
   readonly metrics: BridgeMetrics | undefined;
   /** Seconds since the epoch. */
   nowSeconds(): number;
+  /**
+   * Seals the content that waits in the outbox and inbox with the operator's at-rest key, bound to
+   * its row (src/store/at-rest.ts); none in tests and tools that run without a key.
+   */
+  readonly vault: PayloadVault | undefined;
+  /** An outgoing message still queued after this long (ms) fails with a notice. */
+  readonly queueMaxAgeMs: number;
 }

@@ -10,6 +10,7 @@ import { componentLogger } from '../observability/logger.js';
 import { ConnectionGate } from '../gateway/gate.js';
 import { parseJid, toUserJid } from '../protocol/stanza/index.js';
 import type { IdentityPolicy, SignalBackend } from '../signal/index.js';
+import { outboxRowId, sealPayload, type PayloadVault } from '../store/at-rest.js';
 import type { Network, Puppet, Store } from '../store/repositories.js';
 import { receiptOutboxId, wireIdFor } from './account.js';
 import { Enlistment } from './enlistment.js';
@@ -39,6 +40,18 @@ export interface BridgeOptions {
   metrics?: BridgeMetrics;
   /** How long enlistment and opt-out wait for the gateway. Default 30 s. */
   gatewayWaitMs?: number;
+  /**
+   * The operator's at-rest key: seals the content that waits in the outbox and inbox. The daemon
+   * always passes one; without it (tests, tools) waiting content is kept as it is.
+   */
+  vault?: PayloadVault;
+  /** An outgoing message not sent within this long (ms) fails with a notice. Default 7 days. */
+  queueMaxAgeMs?: number;
+  /**
+   * How often (ms) messages over the age limit are failed and the store scrubbed (its WAL
+   * checkpointed and truncated). Default 5 minutes.
+   */
+  maintenanceIntervalMs?: number;
 }
 
 /** The longest text accepted for sending, in UTF-16 code units (the gatekeeper's own limit is 65,536 characters). */
@@ -51,6 +64,7 @@ export class Bridge {
   private readonly log: Logger | undefined;
   private readonly lifecycle: Lifecycle;
   private started = false;
+  private maintenanceTimer: NodeJS.Timeout | undefined;
 
   private readonly options: BridgeOptions;
   private readonly enlistment: Enlistment;
@@ -130,6 +144,11 @@ export class Bridge {
    */
   async start(): Promise<void> {
     this.started = true;
+    this.maintenanceTimer = setInterval(
+      () => void this.maintain(),
+      this.options.maintenanceIntervalMs ?? 300_000,
+    );
+    this.maintenanceTimer.unref();
     let n = 0;
     for (const puppet of await this.options.store.puppets.list()) {
       // Thousands of puppets: let the event loop breathe between slices of set-up work.
@@ -147,13 +166,29 @@ export class Bridge {
         );
       }
     }
+    void this.maintain();
   }
 
   /** Disconnects every puppet. Nothing queued is lost: it is in the store. */
   async stop(): Promise<void> {
     this.started = false;
+    clearInterval(this.maintenanceTimer);
     await Promise.all([...this.runtimes.values()].map((r) => r.stop()));
     this.runtimes.clear();
+    await this.options.store.scrub().catch(() => undefined);
+  }
+
+  /**
+   * Fails the outgoing messages that waited longer than the age limit (each with its notice to the
+   * user), then scrubs the store so that content cleared since the last time is gone from its files.
+   */
+  async maintain(): Promise<void> {
+    try {
+      for (const runtime of this.runtimes.values()) await runtime.outbox.expire();
+      await this.options.store.scrub();
+    } catch (err) {
+      this.log?.warn({ err: (err as Error).message }, 'store maintenance failed');
+    }
   }
 
   private adapterOf(network: Network): Adapter | undefined {
@@ -174,6 +209,8 @@ export class Bridge {
         log: this.log?.child({ puppet: puppet.accountId }),
         metrics: this.options.metrics,
         preKeyTarget: this.options.preKeys ?? 100,
+        vault: this.options.vault,
+        queueMaxAgeMs: this.options.queueMaxAgeMs,
       });
       this.runtimes.set(puppet.localId, runtime);
     }
@@ -309,7 +346,8 @@ export class Bridge {
         puppetId: puppet.id,
         portalId: portal.id,
         kind: e.type,
-        payload: encodePayload({ ...event, remote }),
+        payload: sealPayload(this.options.vault, outboxRowId(id), encodePayload({ ...event, remote })),
+        localId: event.localId,
       });
       w.putMessage({ portalId: portal.id, remoteId: id, localId: event.localId, sender: accountJid });
     });

@@ -8,7 +8,9 @@ import { MAX_RETRIES, retryReceipt } from '../protocol/retry-receipt.js';
 import { decodeContent, describeContent } from '../protocol/content.js';
 import { formatJid, parseJid, type MessageStanza } from '../protocol/stanza/index.js';
 import { signalAddress } from '../signal/address.js';
+import { inboxRowId, openPayload, PayloadUnreadableError, sealPayload } from '../store/at-rest.js';
 import type { InboxEntry } from '../store/repositories.js';
+import type { ConversationEvent } from './events.js';
 import { receiptOutboxId } from './account.js';
 import { incomingEvent } from './content.js';
 import { fitToCapabilities } from './fallbacks.js';
@@ -22,7 +24,10 @@ import {
 } from './outbox.js';
 import type { RemoteDevices } from './sessions.js';
 
-/** What the inbox row holds: the decrypted (still padded) content and what the stanza said. */
+/**
+ * What the inbox row holds (sealed with the at-rest key while pending, cleared once delivered): the
+ * decrypted (still padded) content and what the stanza said.
+ */
 interface InboxPayload {
   /** The sender's device JID (where the delivery receipt goes). */
   readonly from: string;
@@ -36,6 +41,10 @@ interface InboxPayload {
 /** The adapter refused a delivery: try that conversation again after this long (doubling, capped). */
 const REDELIVER_MIN_MS = 1_000;
 const REDELIVER_MAX_MS = 60_000;
+
+/** Shown in place of a message whose waiting content cannot be opened (the at-rest key was lost). */
+export const LOST_INCOMING_TEXT =
+  '(sent a message that could not be shown: the bridge lost the key it was kept under while it waited for you)';
 
 export class IncomingHandler {
   private readonly retries = new Map<string, number>();
@@ -107,7 +116,7 @@ export class IncomingHandler {
         sender,
         messageId: m.id,
         portalId: portal.id,
-        payload: encodePayload(payload),
+        payload: sealPayload(this.ctx.vault, inboxRowId(puppet.id, sender, m.id), encodePayload(payload)),
       }),
     );
     this.retries.delete(`${m.from}/${m.id}`);
@@ -194,19 +203,32 @@ export class IncomingHandler {
     const adapter = this.ctx.adapter();
     const portal = entry.portalId === null ? undefined : await store.portals.byId(entry.portalId);
     if (!adapter || !portal) return false;
-    const payload = decodePayload<InboxPayload>(entry.payload);
-    let localId: string | undefined;
+    let payload: InboxPayload | undefined;
     try {
-      const described = describeContent(decodeContent(Buffer.from(payload.plaintext, 'base64')));
-      const event = await incomingEvent({
-        store,
-        portal,
-        localUser: puppet.localId,
-        remoteId: entry.messageId,
-        described,
-        media: this.ctx.media,
-        capabilities: adapter.capabilities,
-      });
+      payload = decodePayload<InboxPayload>(
+        openPayload(this.ctx.vault, inboxRowId(puppet.id, entry.sender, entry.messageId), entry.payload),
+      );
+    } catch (err) {
+      if (!(err instanceof PayloadUnreadableError)) throw err;
+      this.ctx.log?.warn(
+        { id: entry.messageId, err: err.message },
+        'incoming message unreadable: at-rest key lost; the user gets a notice in its place',
+      );
+    }
+    let localId: string | undefined;
+    let event: ConversationEvent | undefined;
+    try {
+      event = payload
+        ? await incomingEvent({
+            store,
+            portal,
+            localUser: puppet.localId,
+            remoteId: entry.messageId,
+            described: describeContent(decodeContent(Buffer.from(payload.plaintext, 'base64'))),
+            media: this.ctx.media,
+            capabilities: adapter.capabilities,
+          })
+        : { type: 'message', body: { kind: 'text', text: LOST_INCOMING_TEXT } };
       if (event !== undefined) {
         const key = `${entry.sender}\n${entry.messageId}`;
         const mayBeRepeat = this.attempted.has(key) || entry.receivedAt < this.since;
@@ -215,7 +237,7 @@ export class IncomingHandler {
           remoteId: entry.messageId,
           localUser: puppet.localId,
           remote: portal.remoteJid,
-          timestamp: payload.t * 1000,
+          timestamp: payload ? payload.t * 1000 : entry.receivedAt,
           event: fitToCapabilities(event, adapter.capabilities),
           ...(mayBeRepeat ? { mayBeRepeat } : {}),
         });
@@ -228,20 +250,31 @@ export class IncomingHandler {
         'the adapter did not take an incoming message: will retry',
       );
       return false;
+    } finally {
+      // A received file does not wait on disk: taken, or fetched again at the next attempt.
+      if (event?.type === 'message' && 'path' in event.body) await this.ctx.media?.release?.(event.body);
     }
-    const receipt: ReceiptPayload = { receipt: 'delivery', messageId: entry.messageId, to: payload.from };
+    // Without the payload the sender's device is unknown: no delivery receipt (the message was
+    // not shown, only a notice about it).
+    const receipt: ReceiptPayload | undefined = payload && {
+      receipt: 'delivery',
+      messageId: entry.messageId,
+      to: payload.from,
+    };
     await store.atomically((w) => {
       if (localId !== undefined) {
         w.putMessage({ portalId: portal.id, remoteId: entry.messageId, localId, sender: entry.sender });
       }
       w.markInboxDelivered(puppet.id, entry.sender, entry.messageId);
-      w.enqueueOutbox({
-        id: receiptOutboxId(puppet.accountId, 'delivery', entry.sender, entry.messageId),
-        puppetId: puppet.id,
-        portalId: portal.id,
-        kind: RECEIPT_KIND,
-        payload: encodePayload(receipt),
-      });
+      if (receipt) {
+        w.enqueueOutbox({
+          id: receiptOutboxId(puppet.accountId, 'delivery', entry.sender, entry.messageId),
+          puppetId: puppet.id,
+          portalId: portal.id,
+          kind: RECEIPT_KIND,
+          payload: encodePayload(receipt),
+        });
+      }
     });
     this.attempted.delete(`${entry.sender}\n${entry.messageId}`);
     this.ctx.metrics?.incoming('delivered', entry.receivedAt);

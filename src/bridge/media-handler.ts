@@ -121,7 +121,8 @@ export class BridgeMediaHandler implements MediaHandler {
     await rm(spool, { recursive: true, force: true });
     await mkdir(spool, { recursive: true, mode: 0o700 });
     await chmod(options.receivedDir, 0o700);
-    await handler.sweep();
+    // Left by a run that stopped during a delivery: a pending message fetches its file again.
+    await handler.sweep(Number.POSITIVE_INFINITY);
     handler.#timer = setInterval(() => {
       handler
         .sweep()
@@ -300,9 +301,21 @@ export class BridgeMediaHandler implements MediaHandler {
     return err as Error; // not connected, a request timeout: tried again when the inbox retries
   }
 
-  /** Deletes received files older than the retention (the adapter has long re-uploaded them). */
-  async sweep(): Promise<number> {
-    const limit = Date.now() - (this.#o.retentionSeconds ?? 86_400) * 1000;
+  /** Deletes a received file once the core is done with it (see MediaHandler.release). */
+  async release(body: MediaBody): Promise<void> {
+    const file = path.resolve(body.path);
+    if (path.dirname(file) !== path.resolve(this.#o.receivedDir)) return; // not one of ours
+    await rm(file, { force: true }).catch((err: unknown) =>
+      this.#o.logger?.warn({ err: (err as Error).message }, 'received media not deleted'),
+    );
+  }
+
+  /**
+   * Deletes received files older than the retention (by default a day; what `release` missed, a
+   * crash in the middle of a delivery); at start-up, all of them (`ageMs` infinite).
+   */
+  async sweep(ageMs?: number): Promise<number> {
+    const limit = Date.now() - (ageMs ?? (this.#o.retentionSeconds ?? 86_400) * 1000);
     let removed = 0;
     for (const name of await readdir(this.#o.receivedDir)) {
       if (name === SPOOL) continue;

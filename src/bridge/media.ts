@@ -42,6 +42,13 @@ export interface MediaHandler {
     remoteId: string;
     content: IncomingMedia;
   }): Promise<MediaBody>;
+
+  /**
+   * The core is done with a body `fetchIncoming` returned: the adapter took the message (it has
+   * re-uploaded or copied the file), or refused it (the next attempt fetches it again). The file
+   * can go: received plaintext does not wait on disk.
+   */
+  release?(body: MediaBody): Promise<void>;
 }
 
 /**

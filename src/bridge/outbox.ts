@@ -12,6 +12,7 @@ import { showsDelivery } from './fallbacks.js';
 import { encodeContent } from '../protocol/content.js';
 import { formatJid, parseJid, type Enc, type ReceiptStanza } from '../protocol/stanza/index.js';
 import { signalAddress } from '../signal/address.js';
+import { openPayload, outboxRowId, PayloadUnreadableError } from '../store/at-rest.js';
 import type { OutboxEntry, Portal } from '../store/repositories.js';
 import { buildContent, type BuiltContent } from './content.js';
 import type { PuppetContext } from './context.js';
@@ -40,6 +41,22 @@ const decoder = new TextDecoder();
 export const encodePayload = (value: unknown): Uint8Array => encoder.encode(JSON.stringify(value));
 export const decodePayload = <T>(bytes: Uint8Array): T => JSON.parse(decoder.decode(bytes)) as T;
 
+/** Why a message fails when what it waited under cannot be opened any more. */
+export const LOST_KEY_REASON =
+  'the bridge lost the key this message was kept under while it waited (its at-rest key file was replaced): it was not sent; send it again';
+
+/** Why a message fails when it waited longer than the queue age limit. */
+export const tooOldReason = (maxAgeMs: number): string =>
+  `it could not be sent within ${describeAge(maxAgeMs)} (the interop gateway could not be reached for this account): it was not sent; send it again`;
+
+function describeAge(ms: number): string {
+  const hours = ms / 3600_000;
+  if (hours >= 48 && Number.isInteger(hours / 24)) return `${hours / 24} days`;
+  if (hours >= 1 && Number.isInteger(hours)) return `${hours} hour${hours === 1 ? '' : 's'}`;
+  const seconds = Math.max(1, Math.round(ms / 1000));
+  return `${seconds} second${seconds === 1 ? '' : 's'}`;
+}
+
 /** Built contents kept for retry receipts, so a resend does not rebuild (or re-upload media). */
 const CONTENT_CACHE_SIZE = 256;
 /** How soon a portal held back by a transient failure (a request timeout) is tried again. */
@@ -51,6 +68,8 @@ export class OutboxSender {
   /** Receipt entries in flight, by the receipted message id (the gateway acks a receipt by it). */
   private readonly receiptsInFlight = new Map<string, Set<string>>();
   private readonly contents = new Map<string, BuiltContent>();
+  /** Each portal's remote JID (never changes), for delivery reports once the payload is cleared. */
+  private readonly remotes = new Map<number, string>();
   private running = false;
   private again = false;
   private stopped = false;
@@ -133,6 +152,11 @@ export class OutboxSender {
     const { store } = this.ctx;
     const portal = await store.portals.byId(entry.portalId);
     if (!portal) return true;
+    this.remotes.set(portal.id, portal.remoteJid);
+    if (entry.createdAt < Date.now() - this.ctx.queueMaxAgeMs) {
+      await this.failEntry(entry, tooOldReason(this.ctx.queueMaxAgeMs));
+      return true;
+    }
     try {
       // Attempts are a diagnostic for messages; for receipts (one per incoming message) the write
       // would be a transaction per message for nothing.
@@ -140,10 +164,15 @@ export class OutboxSender {
       if (entry.kind === RECEIPT_KIND) {
         this.sendReceipt(entry, decodePayload<ReceiptPayload>(entry.payload));
       } else {
-        await this.sendMessage(entry, portal, decodePayload<OutgoingEvent>(entry.payload));
+        await this.sendMessage(entry, portal, this.eventOf(entry));
       }
       return true;
     } catch (err) {
+      if (err instanceof PayloadUnreadableError) {
+        this.ctx.log?.warn({ id: entry.id, err: err.message }, 'outbox entry unreadable: at-rest key lost');
+        await this.failEntry(entry, LOST_KEY_REASON);
+        return true;
+      }
       if (err instanceof UndeliverableError) {
         await this.failEntry(entry, err.reason);
         return true;
@@ -168,6 +197,25 @@ export class OutboxSender {
       this.ctx.log?.info({ id: entry.id, code, err: (err as Error).message }, 'outbox entry waits');
       return false;
     }
+  }
+
+  /** The event a queued entry holds, opened with the at-rest key. */
+  private eventOf(entry: OutboxEntry): OutgoingEvent {
+    return decodePayload<OutgoingEvent>(openPayload(this.ctx.vault, outboxRowId(entry.id), entry.payload));
+  }
+
+  /**
+   * Fails every entry of this puppet queued longer than the age limit, each with its notice. Run
+   * now and then by the core, so a message of a puppet that never reconnects does not wait for ever.
+   */
+  async expire(): Promise<number> {
+    const { store, puppet, queueMaxAgeMs } = this.ctx;
+    const old = await store.outbox.queuedBefore(puppet.id, Date.now() - queueMaxAgeMs, 500);
+    for (const entry of old) {
+      if (this.inFlight.has(entry.id)) continue; // written on this connection: its ack decides
+      await this.failEntry(entry, tooOldReason(queueMaxAgeMs));
+    }
+    return old.length;
   }
 
   private sendReceipt(entry: OutboxEntry, r: ReceiptPayload): void {
@@ -262,12 +310,22 @@ export class OutboxSender {
     const jid = parseJid(deviceJid);
     const device = jid.device ?? 0;
     const remote = portal.remoteJid;
+    if (!this.contents.has(entry.id) && entry.payload.length === 0) {
+      // Acknowledged long ago (or before a restart): its content is gone from the bridge, as it
+      // should be; the recipient's device shows the message as not decryptable.
+      this.ctx.log?.info(
+        { id: entry.id, deviceJid },
+        'retry receipt: the content is no longer kept, not resent',
+      );
+      return;
+    }
     if (keys.bundle) await this.devices.processBundle(remote, device, keys.bundle);
     else if (!(await this.devices.rebuild(remote, device))) {
       this.ctx.log?.warn({ id: entry.id, deviceJid }, 'retry receipt: no keys for the device, not resent');
       return;
     }
-    const built = await this.content(entry, portal, decodePayload<OutgoingEvent>(entry.payload));
+    const cached = this.contents.get(entry.id);
+    const built = cached ?? (await this.content(entry, portal, this.eventOf(entry)));
     const enc = await this.ctx.signal.encrypt(signalAddress(remote, device), encodeContent(built.content));
     await this.ctx.sessionGate.flushed();
     this.ctx.connection.send({
@@ -302,7 +360,7 @@ export class OutboxSender {
       );
       return;
     }
-    if (await this.ctx.store.outbox.advance(id, 'sent')) this.report(entry, 'sent');
+    if (await this.ctx.store.outbox.advance(id, 'sent')) await this.report(entry, 'sent');
   }
 
   /** `<ack class="receipt">`: our receipt for `messageId` is stored. */
@@ -322,27 +380,33 @@ export class OutboxSender {
     if (!entry || entry.puppetId !== this.ctx.puppet.id || entry.kind === RECEIPT_KIND) return;
     // A receipt proves the gateway stored it, even if its ack was lost with a connection.
     this.inFlight.delete(id);
-    if (await this.ctx.store.outbox.advance(id, state)) this.report(entry, state);
+    if (await this.ctx.store.outbox.advance(id, state)) await this.report(entry, state);
   }
 
   private async failEntry(entry: OutboxEntry, reason: string): Promise<void> {
     this.inFlight.delete(entry.id);
     await this.ctx.store.outbox.fail(entry.id, reason);
     this.ctx.log?.info({ id: entry.id, reason }, 'outbox entry failed');
-    this.report(entry, 'failed', reason);
+    await this.report(entry, 'failed', reason);
   }
 
-  private report(entry: OutboxEntry, state: DeliveryState, reason?: string): void {
+  /** Shown from what outlives the payload: the entry's local id, the puppet and the portal. */
+  private async report(entry: OutboxEntry, state: DeliveryState, reason?: string): Promise<void> {
     if (entry.kind === RECEIPT_KIND) return;
     if (state !== 'queued') this.ctx.metrics?.outgoing(state, entry.createdAt);
     const adapter = this.ctx.adapter();
-    if (!adapter || !showsDelivery(adapter.capabilities, state)) return;
-    const event = decodePayload<OutgoingEvent>(entry.payload);
+    if (!adapter || !showsDelivery(adapter.capabilities, state) || entry.localId === null) return;
+    let remote = this.remotes.get(entry.portalId);
+    if (remote === undefined) {
+      remote = (await this.ctx.store.portals.byId(entry.portalId))?.remoteJid;
+      if (remote === undefined) return;
+      this.remotes.set(entry.portalId, remote);
+    }
     try {
       adapter.updateDelivery({
-        localId: event.localId,
-        localUser: event.localUser,
-        remote: event.remote,
+        localId: entry.localId,
+        localUser: this.ctx.puppet.localId,
+        remote,
         state,
         ...(reason !== undefined ? { reason } : {}),
       });

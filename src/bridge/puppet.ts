@@ -18,6 +18,7 @@ import {
 } from '../protocol/stanza/index.js';
 import { signalAddress, userJidOfAddress } from '../signal/address.js';
 import { SignalSessionManager, type IdentityPolicy, type SignalBackend } from '../signal/index.js';
+import type { PayloadVault } from '../store/at-rest.js';
 import type { Puppet, Store } from '../store/repositories.js';
 import type { Adapter } from './adapter.js';
 import type { PuppetContext } from './context.js';
@@ -64,7 +65,14 @@ export interface PuppetRuntimeOptions {
   endUserIp?: () => string | undefined;
   /** One-time prekeys kept on the server (replenished below a fifth of this). */
   preKeyTarget?: number;
+  /** Seals what waits in the outbox and inbox (none: kept as it is, for tests and tools). */
+  vault?: PayloadVault | undefined;
+  /** How long an outgoing message may wait before it fails. Default 7 days. */
+  queueMaxAgeMs?: number | undefined;
 }
+
+/** How long an outgoing message may wait for its puppet's connection before it fails: 7 days. */
+export const DEFAULT_QUEUE_MAX_AGE_MS = 7 * 24 * 3600_000;
 
 export function accountJidOf(accountId: string, providerId: string): string {
   return formatJid({ user: accountId, server: providerServer(providerId) });
@@ -151,6 +159,8 @@ export class PuppetRuntime {
       log: options.log,
       metrics: options.metrics,
       nowSeconds: () => Math.floor(Date.now() / 1000),
+      vault: options.vault,
+      queueMaxAgeMs: options.queueMaxAgeMs ?? DEFAULT_QUEUE_MAX_AGE_MS,
     };
     this.devices = new RemoteDevices(this.ctx);
     this.outbox = new OutboxSender(this.ctx, this.devices);

@@ -20,7 +20,7 @@ export interface LoadedConfig {
   /** What the configuration came from, for messages: the file path or "embedded defaults". */
   source: string;
   /** Absolute paths derived from the configuration. */
-  paths: { dataDir: string; database: string; signingKey: string };
+  paths: { dataDir: string; database: string; signingKey: string; atRestKey: string };
   /**
    * The files secrets were read from: each `<secret>_file`, and the configuration file itself when
    * it holds a secret inline (secret-files.ts checks their modes).
@@ -84,6 +84,7 @@ export function loadConfig(options: LoadOptions = {}): LoadedConfig {
       dataDir,
       database: path.resolve(dataDir, config.bridge.database),
       signingKey: path.resolve(dataDir, config.provider.signing_key_file),
+      atRestKey: path.resolve(dataDir, config.bridge.at_rest_key_file),
     },
     secretFiles,
   };

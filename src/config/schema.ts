@@ -22,6 +22,8 @@ const bridgeSchema = z.strictObject({
   provider_id: str('a provider id such as "example.org"').default('localhost'),
   data_dir: str('a directory path').default('./data'),
   database: str('a file path').default('interop-bridge.db'),
+  at_rest_key_file: str('a file path').default('at-rest.key'),
+  queue_max_age_hours: int(1, 8760, 'a number of hours from 1 to 8760').default(168),
   lifecycle: oneOf(['always', 'presence'] as const).default('always'),
   identity_change_policy: oneOf(['trust_on_first_use', 'block_until_confirmed'] as const).default(
     'trust_on_first_use',

@@ -73,10 +73,17 @@ export interface NewOutboxEntry {
   puppetId: number;
   portalId: number;
   kind: string;
+  /**
+   * The content, as the core wrote it (sealed with the at-rest key while it waits). Cleared (empty)
+   * as the entry leaves `queued`: acknowledged, receipted or failed.
+   */
   payload: Uint8Array;
+  /** The adapter's id of the event (none for receipts): kept after the payload is cleared. */
+  localId?: string | undefined;
 }
 
-export interface OutboxEntry extends NewOutboxEntry {
+export interface OutboxEntry extends Omit<NewOutboxEntry, 'localId'> {
+  localId: string | null;
   seq: number;
   state: OutboxState;
   attempts: number;
@@ -91,14 +98,17 @@ export interface OutboxRepository {
   get(id: string): Promise<OutboxEntry | undefined>;
   /** Queued entries of a puppet, oldest first within each portal. */
   queued(puppetId: number, limit?: number): Promise<OutboxEntry[]>;
+  /** Queued entries of a puppet written before `before` (ms), oldest first: too old to wait on. */
+  queuedBefore(puppetId: number, before: number, limit?: number): Promise<OutboxEntry[]>;
   /** Queued entries, of one puppet when given. */
   countQueued(puppetId?: number): Promise<number>;
   recordAttempt(id: string): Promise<void>;
   /**
    * Moves an entry forward (queued -> sent -> delivered -> read); never backwards, since receipts
-   * can overtake acks. Returns whether the state changed.
+   * can overtake acks. The payload is cleared with the move. Returns whether the state changed.
    */
   advance(id: string, state: 'sent' | 'delivered' | 'read'): Promise<boolean>;
+  /** A queued entry fails for good; its payload is cleared. */
   fail(id: string, reason: string): Promise<void>;
 }
 
@@ -107,6 +117,7 @@ export interface NewInboxEntry {
   sender: string;
   messageId: string;
   portalId: number | null;
+  /** The decrypted message (sealed with the at-rest key while pending); cleared once delivered. */
   payload: Uint8Array;
 }
 
@@ -120,6 +131,7 @@ export interface InboxRepository {
   record(entry: NewInboxEntry): Promise<boolean>;
   has(puppetId: number, sender: string, messageId: string): Promise<boolean>;
   pending(puppetId: number, limit?: number): Promise<InboxEntry[]>;
+  /** The local network took it: delivered, and its payload cleared in the same statement. */
   markDelivered(puppetId: number, sender: string, messageId: string): Promise<void>;
   /** Entries received but not yet accepted by the local network (all puppets). */
   countPending(): Promise<number>;
@@ -162,5 +174,11 @@ export interface Store {
    */
   atomically(work: (writes: StoreWrites) => void): Promise<void>;
   schemaVersion(): Promise<number>;
+  /**
+   * Pushes what was cleared out of the backend's files (SQLite: checkpoints the WAL into the
+   * database and truncates it; freed content is already zeroed by secure_delete). Called now and
+   * then, and by `close`.
+   */
+  scrub(): Promise<void>;
   close(): Promise<void>;
 }

@@ -4,7 +4,7 @@
  * `promised`; an atomic unit runs synchronously inside one transaction, so nothing else can
  * interleave with it.
  */
-import { openDatabase, schemaVersion, type Db, type OpenOptions } from './database.js';
+import { checkpoint, openDatabase, schemaVersion, type Db, type OpenOptions } from './database.js';
 import { preparedStatements as statements } from './sql.js';
 import type {
   InboxEntry,
@@ -81,6 +81,7 @@ const toOutbox = (r: Row): OutboxEntry => ({
   seq: r.seq as number,
   kind: r.kind as string,
   payload: bytes(r.payload),
+  localId: (r.local_id as string | null) ?? null,
   state: r.state as OutboxEntry['state'],
   attempts: r.attempts as number,
   error: (r.error as string | null) ?? null,
@@ -208,10 +209,10 @@ function portalRepository(q: ReturnType<typeof statements>, now: () => number): 
 function insertOutbox(q: ReturnType<typeof statements>, now: () => number, e: NewOutboxEntry): void {
   const t = now();
   q(
-    `INSERT INTO outbox (id, puppet_id, portal_id, seq, kind, payload, created_at, updated_at)
-     VALUES (?, ?, ?, (SELECT coalesce(max(seq), 0) + 1 FROM outbox WHERE portal_id = ?), ?, ?, ?, ?)
+    `INSERT INTO outbox (id, puppet_id, portal_id, seq, kind, payload, local_id, created_at, updated_at)
+     VALUES (?, ?, ?, (SELECT coalesce(max(seq), 0) + 1 FROM outbox WHERE portal_id = ?), ?, ?, ?, ?, ?)
      ON CONFLICT (id) DO NOTHING`,
-  ).run(e.id, e.puppetId, e.portalId, e.portalId, e.kind, Buffer.from(e.payload), t, t);
+  ).run(e.id, e.puppetId, e.portalId, e.portalId, e.kind, Buffer.from(e.payload), e.localId ?? null, t, t);
 }
 
 function outboxRepository(q: ReturnType<typeof statements>, now: () => number): Sync<OutboxRepository> {
@@ -229,6 +230,12 @@ function outboxRepository(q: ReturnType<typeof statements>, now: () => number): 
       const rows = q(
         "SELECT * FROM outbox WHERE puppet_id = ? AND state = 'queued' ORDER BY portal_id, seq LIMIT ?",
       ).all(puppetId, limit) as Row[];
+      return rows.map(toOutbox);
+    },
+    queuedBefore(puppetId, before, limit = 1000) {
+      const rows = q(
+        "SELECT * FROM outbox WHERE puppet_id = ? AND state = 'queued' AND created_at < ? ORDER BY created_at LIMIT ?",
+      ).all(puppetId, before, limit) as Row[];
       return rows.map(toOutbox);
     },
     countQueued(puppetId) {
@@ -251,7 +258,7 @@ function outboxRepository(q: ReturnType<typeof statements>, now: () => number): 
         read: "('queued', 'sent', 'delivered')",
       }[state];
       return (
-        q(`UPDATE outbox SET state = ?, updated_at = ? WHERE id = ? AND state IN ${from}`).run(
+        q(`UPDATE outbox SET state = ?, payload = X'', updated_at = ? WHERE id = ? AND state IN ${from}`).run(
           state,
           now(),
           id,
@@ -260,7 +267,7 @@ function outboxRepository(q: ReturnType<typeof statements>, now: () => number): 
     },
     fail(id, reason) {
       q(
-        "UPDATE outbox SET state = 'failed', error = ?, updated_at = ? WHERE id = ? AND state = 'queued'",
+        "UPDATE outbox SET state = 'failed', payload = X'', error = ?, updated_at = ? WHERE id = ? AND state = 'queued'",
       ).run(reason, now(), id);
     },
   };
@@ -292,11 +299,9 @@ function inboxRepository(q: ReturnType<typeof statements>, now: () => number): S
       return rows.map(toInbox);
     },
     markDelivered(puppetId, sender, messageId) {
-      q("UPDATE inbox SET state = 'delivered' WHERE puppet_id = ? AND sender = ? AND message_id = ?").run(
-        puppetId,
-        sender,
-        messageId,
-      );
+      q(
+        "UPDATE inbox SET state = 'delivered', payload = X'' WHERE puppet_id = ? AND sender = ? AND message_id = ?",
+      ).run(puppetId, sender, messageId);
     },
     countPending() {
       return (q("SELECT count(*) AS n FROM inbox WHERE state = 'pending'").get() as { n: number }).n;
@@ -376,8 +381,25 @@ export function openSqliteStore(
       }
     },
     schemaVersion: () => Promise.resolve(schemaVersion(db)),
+    scrub: () => {
+      try {
+        checkpoint(db);
+        return Promise.resolve();
+      } catch (err) {
+        return Promise.reject(err);
+      }
+    },
     close: () => {
-      if (db.open) db.close();
+      if (db.open) {
+        // The last connection's close checkpoints and removes the WAL too; done first explicitly
+        // so a close that cannot remove it (another reader) still leaves no old content in it.
+        try {
+          checkpoint(db);
+        } catch {
+          // busy: the close below does what it can
+        }
+        db.close();
+      }
       return Promise.resolve();
     },
   };

@@ -15,6 +15,7 @@
  * SIGTERM: stops the bridge and closes both databases.
  */
 import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import Database from 'better-sqlite3';
 import { Bridge } from '../../src/bridge/core.js';
 import type { Adapter, AdapterCapabilities } from '../../src/bridge/adapter.js';
@@ -22,6 +23,7 @@ import type { DeliveryUpdate, IncomingEvent, Notice } from '../../src/bridge/eve
 import { createLogger } from '../../src/observability/logger.js';
 import type { ProviderPrivateJwk } from '../../src/protocol/jwt.js';
 import { SqliteSignalBackend } from '../../src/signal/index.js';
+import { ensureAtRestKey, PayloadVault } from '../../src/store/at-rest.js';
 import { openSqliteStore } from '../../src/store/sqlite-store.js';
 import pino from 'pino';
 
@@ -151,8 +153,11 @@ async function main(): Promise<void> {
     destination: pino.destination({ dest: config.logFile, append: true, sync: true }),
   });
   const store = openSqliteStore(config.storeFile);
+  // As the daemon runs: what waits is sealed with an at-rest key that survives the kills.
+  const atRest = ensureAtRestKey(path.join(path.dirname(config.storeFile), 'at-rest.key'));
   const bridge = new Bridge({
     store,
+    vault: new PayloadVault(atRest.key),
     signalBackend: (id) => new SqliteSignalBackend(store.db, id),
     gateway: {
       host: config.gateway.host,

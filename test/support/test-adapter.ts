@@ -2,6 +2,7 @@
  * A test adapter: records everything the core hands it and lets a test wait for it. It can be told
  * to refuse deliveries (as a local server that is down would) and gives each delivery a local id.
  */
+import { readFileSync } from 'node:fs';
 import type { Adapter, AdapterCapabilities, BridgeCore } from '../../src/bridge/adapter.js';
 import type { DeliveryUpdate, EphemeralEvent, IncomingEvent, Notice } from '../../src/bridge/events.js';
 
@@ -33,6 +34,11 @@ export class TestAdapter implements Adapter {
   readonly updates: DeliveryUpdate[] = [];
   readonly notices: { localUser: string; notice: Notice }[] = [];
   readonly ephemeral: EphemeralEvent[] = [];
+  /**
+   * The bytes of each media file delivered, by remote id, read during `deliver` as a real adapter
+   * re-uploads them: the core deletes its received file once the delivery is over.
+   */
+  readonly files = new Map<string, Buffer>();
   /** While set, deliveries are refused (they stay pending in the core). */
   refuse = false;
   private readonly waiters: Waiter[] = [];
@@ -59,6 +65,9 @@ export class TestAdapter implements Adapter {
   deliver(event: IncomingEvent): Promise<string | undefined> {
     this.deliveryCalls.push(event);
     if (this.refuse) return Promise.reject(new Error('local server unavailable'));
+    const e = event.event;
+    if (e.type === 'message' && e.body.kind === 'media')
+      this.files.set(event.remoteId, readFileSync(e.body.path));
     // Idempotent on remoteId, as the contract asks.
     const seen = this.delivered.findIndex((e) => e.remoteId === event.remoteId && e.remote === event.remote);
     if (seen < 0) this.delivered.push(event);

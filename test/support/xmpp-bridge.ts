@@ -5,6 +5,7 @@
  * (`createXmppAdapter`, `bridge.attach`, `start`).
  * The bridge can be stopped and started again on the same database, and the server restarted.
  */
+import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { xml, type Element } from '@xmpp/xml';
 import {
@@ -21,6 +22,7 @@ import { MediaHost } from '../../src/media/host.js';
 import { createLogger } from '../../src/observability/logger.js';
 import { generateProviderKey, type ProviderPrivateJwk } from '../../src/protocol/jwt.js';
 import { SqliteSignalBackend } from '../../src/signal/index.js';
+import { PayloadVault } from '../../src/store/at-rest.js';
 import { openSqliteStore, type SqliteStore } from '../../src/store/sqlite-store.js';
 import { bridgeMigrations } from '../../app/migrations.js';
 import type { RunningEmulator } from '../../emulator/main.js';
@@ -52,6 +54,8 @@ export interface HarnessOptions {
 
 export class XmppBridgeHarness {
   readonly tmp = tempDir('interop-bridge-xmpp-');
+  /** The at-rest key, as the daemon has one: the same across restarts of the bridge. */
+  readonly atRestKey = randomBytes(32);
   server!: XmppServer;
   emulator!: RunningEmulator;
   root!: Uint8Array;
@@ -146,6 +150,7 @@ export class XmppBridgeHarness {
       identityPolicy: this.options.identityPolicy ?? 'trust_on_first_use',
       preKeys: 20,
       media: this.media,
+      vault: new PayloadVault(this.atRestKey),
     });
     this.xmpp = createXmppAdapter(
       {

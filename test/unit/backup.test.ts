@@ -1,4 +1,4 @@
-import { statSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { EXIT, runCli } from '../../app/cli.js';
 import { openSqliteStore } from '../../src/store/sqlite-store.js';
@@ -40,6 +40,14 @@ describe('interop-bridge backup', () => {
       expect(statSync(out).mode & 0o777).toBe(0o700);
       expect(statSync(path.join(out, 'interop-bridge.db')).mode & 0o777).toBe(0o600);
       expect(statSync(path.join(out, 'provider-signing-key.jwk')).mode & 0o777).toBe(0o600);
+      // The at-rest key (made by keys generate) goes with it: without it, what waits in the copy is lost.
+      expect(printed).toContain(`wrote ${path.join(out, 'at-rest.key')}`);
+      expect(
+        readFileSync(path.join(out, 'at-rest.key')).equals(
+          readFileSync(path.join(tmp.dir, 'state', 'at-rest.key')),
+        ),
+      ).toBe(true);
+      expect(statSync(path.join(out, 'at-rest.key')).mode & 0o777).toBe(0o600);
       const restored = openSqliteStore(path.join(out, 'interop-bridge.db'));
       expect((await restored.puppets.byLocalId('@alice:example.org'))?.accountId).toBe('alice=0123');
       await restored.close();

@@ -110,6 +110,20 @@ describe('command line', () => {
     expect(out).toMatch(/^ {2}fail {2}data directory +.*state is not a directory/m);
   });
 
+  it('keys generate --at-rest writes a 32-byte key with mode 0600, and replaces it only with --force', async () => {
+    const config = tmp.file('bridge.yaml', 'bridge:\n  data_dir: state\n');
+    const file = path.join(tmp.dir, 'state', 'at-rest.key');
+    const first = await run(['keys', 'generate', '--at-rest', '--config', config]);
+    expect(first.code).toBe(EXIT.ok);
+    expect(first.err).toContain(`wrote a new at-rest key to ${file}`);
+    expect(statSync(file).size).toBe(32);
+    expect(statSync(file).mode & 0o777).toBe(0o600);
+    const again = await run(['keys', 'generate', '--at-rest', '--config', config]);
+    expect(again.code).not.toBe(EXIT.ok);
+    expect(again.err).toContain('already exists: keep it, or pass --force');
+    expect((await run(['keys', 'generate', '--at-rest', '--force', '--config', config])).code).toBe(EXIT.ok);
+  });
+
   it('keys generate writes a private JWK with mode 0600, prints only the public JWKS, and will not overwrite', async () => {
     const config = tmp.file('config.yaml', 'bridge:\n  data_dir: state\n');
     const first = await run(['keys', 'generate', '--config', config]);

@@ -48,8 +48,8 @@ describe('embedded store', () => {
     expect(all.map((m) => m.version)).toEqual(all.map((_, i) => i + 1));
     expect(all.map((m) => m.name)).toEqual(expect.arrayContaining(['initial', 'matrix', 'xmpp']));
     const core = readMigrations();
-    const extra = { version: core.length + 2, name: 'gap', sql: '' };
-    expect(() => mergeMigrations(core, [extra])).toThrow(/migration \d+_gap out of sequence/);
+    const extra = { version: all.length + 2, name: 'gap', sql: '' };
+    expect(() => mergeMigrations(all, [extra])).toThrow(/migration \d+_gap out of sequence/);
     expect(() => mergeMigrations(core, core.slice(-1))).toThrow(StoreError);
     const db = openDatabase(path.join(tmp.dir, 'all.db'), { migrations: all });
     const tables = db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").pluck().all();
@@ -73,7 +73,7 @@ describe('embedded store', () => {
       migrations: [
         first!,
         ...rest,
-        { version: rest.length + 2, name: 'extra', sql: 'CREATE TABLE extra (x)' },
+        { version: rest.at(-1)!.version + 1, name: 'extra', sql: 'CREATE TABLE extra (x)' },
       ],
     });
     expect(db.prepare('SELECT count(*) FROM schema_version').pluck().get()).toBe(rest.length + 2);

@@ -75,9 +75,8 @@ export class SynapseSuite {
 
   /** The homeserver knows this user (Synapse's admin API, as an operator would look). */
   async isRegistered(userId: string): Promise<boolean> {
-    this.admin ??= await this.synapse.registerUser('admin', { admin: true });
     const res = await fetch(`${this.synapse.url}/_synapse/admin/v2/users/${encodeURIComponent(userId)}`, {
-      headers: { authorization: `Bearer ${this.admin.accessToken}` },
+      headers: { authorization: `Bearer ${await this.adminToken()}` },
     });
     if (res.status === 404) return false;
     if (!res.ok) throw new Error(`admin lookup of ${userId}: ${res.status} ${await res.text()}`);
@@ -85,6 +84,24 @@ export class SynapseSuite {
   }
 
   private admin: RegisteredUser | undefined;
+
+  private async adminToken(): Promise<string> {
+    this.admin ??= await this.synapse.registerUser('admin', { admin: true });
+    return this.admin.accessToken;
+  }
+
+  /** Lifts Synapse's message rate limit for the user (the admin API's ratelimit override). */
+  async exemptFromRateLimits(userId: string): Promise<void> {
+    const res = await fetch(
+      `${this.synapse.url}/_synapse/admin/v1/users/${encodeURIComponent(userId)}/override_ratelimit`,
+      {
+        method: 'POST',
+        headers: { authorization: `Bearer ${await this.adminToken()}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ messages_per_second: 0, burst_count: 0 }),
+      },
+    );
+    if (!res.ok) throw new Error(`ratelimit override for ${userId}: ${res.status} ${await res.text()}`);
+  }
 
   async close(): Promise<void> {
     await this.proxy.close();
