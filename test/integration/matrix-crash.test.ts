@@ -52,9 +52,13 @@ describe('a bridge SIGKILL and a Synapse restart in the middle of a conversation
     child.stderr!.on('data', (d: Buffer) => (daemonLog += d.toString()));
     daemon = child;
     await until(async () => {
-      if (child.exitCode !== null) throw new Error(`the daemon exited ${child.exitCode}:\n${daemonLog.slice(-3000)}`);
+      if (child.exitCode !== null)
+        throw new Error(`the daemon exited ${child.exitCode}:\n${daemonLog.slice(-3000)}`);
       try {
-        return (await fetch(`http://127.0.0.1:${synapse.bridgePort}/_matrix/app/v1/ping`, { method: 'POST' })).status === 401;
+        return (
+          (await fetch(`http://127.0.0.1:${synapse.bridgePort}/_matrix/app/v1/ping`, { method: 'POST' }))
+            .status === 401
+        );
       } catch {
         return false;
       }
@@ -76,7 +80,13 @@ describe('a bridge SIGKILL and a Synapse restart in the middle of a conversation
     synapse = await SynapseSuite.start({ asToken: AS_TOKEN, hsToken: HS_TOKEN }, (port) =>
       buildRegistration(
         configSchema.parse({
-          matrix: { enabled: true, server_name: SERVER, as_token: AS_TOKEN, hs_token: HS_TOKEN, listen_port: port },
+          matrix: {
+            enabled: true,
+            server_name: SERVER,
+            as_token: AS_TOKEN,
+            hs_token: HS_TOKEN,
+            listen_port: port,
+          },
         }),
         { asToken: AS_TOKEN, hsToken: HS_TOKEN },
       ),
@@ -122,7 +132,11 @@ describe('a bridge SIGKILL and a Synapse restart in the middle of a conversation
     const alice: SdkUser = await synapse.user('alice', 'Alice');
     // A load test's account: exempt from Synapse's message rate limit, as an operator exempts one.
     await synapse.exemptFromRateLimits(alice.userId);
-    const bob = await NativeUser.connect({ emulator: emulator.running.gateway, phone: BOB, rootPublicKey: emulator.root });
+    const bob = await NativeUser.connect({
+      emulator: emulator.running.gateway,
+      phone: BOB,
+      rootPublicKey: emulator.root,
+    });
     try {
       const management = await alice.createDirectRoom(BOT);
       await alice.waitFor(management, (e) => e.sender === BOT && e.type === 'm.room.message');
@@ -141,7 +155,10 @@ describe('a bridge SIGKILL and a Synapse restart in the middle of a conversation
       const fromBob = Array.from({ length: N }, (_, i) => `bob ${i}`);
       const sending = (async () => {
         for (let i = 0; i < N; i++) {
-          await Promise.all([alice.sendText(portal, fromAlice[i]!), bob.sendText(aliceJid, fromBob[i]!, { devices: [0] })]);
+          await Promise.all([
+            alice.sendText(portal, fromAlice[i]!),
+            bob.sendText(aliceJid, fromBob[i]!, { devices: [0] }),
+          ]);
           await sleep(PACE_MS);
         }
       })();
@@ -154,7 +171,8 @@ describe('a bridge SIGKILL and a Synapse restart in the middle of a conversation
       await sending;
 
       const bobTexts = () => bob.received.flatMap((m) => (m.content.kind === 'text' ? [m.content.text] : []));
-      const ghostTexts = async () => (await alice.readMessages(portal)).filter((e) => e.sender === GHOST).map(bodyOf);
+      const ghostTexts = async () =>
+        (await alice.readMessages(portal)).filter((e) => e.sender === GHOST).map(bodyOf);
       await until(
         async () => bobTexts().length >= N + 1 && (await ghostTexts()).length >= N,
         'every message on both sides',
