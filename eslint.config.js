@@ -3,7 +3,7 @@ import tseslint from 'typescript-eslint';
 import layers from './eslint/layers.js';
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'node_modules/**', 'src/protocol/gen/**', 'coverage/**'] },
+  { ignores: ['dist/**', 'node_modules/**', '.synapse/**', 'src/protocol/gen/**', 'coverage/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
