@@ -24,6 +24,7 @@ import { InboundHandlers, type RoomEvent } from './handlers.js';
 import { checkPing, checkVersions, checkWhoami } from './homeserver-checks.js';
 import { MatrixIds, type MatrixConfig } from './ids.js';
 import { InFlight } from './in-flight.js';
+import { globalState } from './bridge-state.js';
 import { InboundQueue } from './inbound-queue.js';
 import { Invites } from './invites.js';
 import { ManagementRooms } from './management-room.js';
@@ -189,6 +190,8 @@ export class MatrixAdapter implements Adapter {
           this.#queue.kick();
         },
         queryUser: (userId) => this.#ghosts.queryUser(userId),
+        bridgeState: async (userId) =>
+          globalState(userId, userId === undefined ? undefined : await this.#core!.status(userId)),
       },
       log,
     );

@@ -36,6 +36,8 @@ export interface AppserviceHandlers {
   afterTransaction(typing: readonly Record<string, unknown>[]): void;
   /** Whether the user id is one of ours that can be created on demand (a ghost); creates it. */
   queryUser(userId: string): Promise<boolean>;
+  /** The bridge's state and the user's connection state (mautrix's bridge-state format). */
+  bridgeState?(userId: string | undefined): Promise<unknown>;
 }
 
 const MAX_BODY = 32 * 1024 * 1024;
@@ -161,6 +163,15 @@ export class AppserviceListener {
         if (this.#pings.length > 16) this.#pings.shift();
       }
       json(res, 200, {});
+    } else if (
+      method === 'POST' &&
+      url.pathname === '/_matrix/app/com.beeper.bridge_state' &&
+      this.handlers.bridgeState !== undefined
+    ) {
+      const parsed = body.length === 0 ? undefined : parseJsonBounded(body.toString('utf8'));
+      const given = parsed?.ok === true && isRecord(parsed.value) ? parsed.value['user_id'] : undefined;
+      const userId = typeof given === 'string' ? given : (url.searchParams.get('user_id') ?? undefined);
+      json(res, 200, await this.handlers.bridgeState(userId));
     } else if (method === 'GET' && p.startsWith('/thirdparty/')) {
       json(res, 404, { errcode: 'M_NOT_FOUND', error: 'this bridge offers no third-party lookups' });
     } else {
@@ -287,4 +298,8 @@ async function readBody(req: IncomingMessage): Promise<Buffer | undefined> {
     chunks.push(chunk as Buffer);
   }
   return Buffer.concat(chunks);
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }

@@ -12,7 +12,7 @@ import { textContent, type Content } from './content.js';
 import type { Ghosts } from './ghosts.js';
 import type { MatrixIds } from './ids.js';
 import type { ManagementRooms } from './management-room.js';
-import { bridgeState } from './portals.js';
+import { bridgeStates } from './portals.js';
 import type { MatrixRoom, MatrixStore } from './store.js';
 
 export interface InvitesContext {
@@ -133,8 +133,9 @@ export class Invites {
       log.debug({ room: roomId, err: (err as Error).message }, 'the bot was not invited to the portal');
     }
     try {
-      const s = bridgeState(ids, remote, ghostId);
-      await ghost.sendStateEvent(roomId, s.type, s.state_key, s.content);
+      for (const s of bridgeStates(ids, remote, ghostId)) {
+        await ghost.sendStateEvent(roomId, s.type, s.state_key, s.content);
+      }
     } catch (err) {
       log.debug({ room: roomId, err: (err as Error).message }, 'no m.bridge state in the portal');
     }

@@ -14,23 +14,24 @@ import type { MatrixStore } from './store.js';
 
 const BRIDGE_PROTOCOL = { id: 'whatsapp', displayname: 'WhatsApp (interoperability)' };
 
-/** The `m.bridge` state event of a portal with `remote`, whose ghost is `ghostId`. */
-export function bridgeState(
+/**
+ * The bridge-info state of a portal with `remote`, whose ghost is `ghostId` (MSC2346): `m.bridge`
+ * and, with the same key and content, `uk.half-shot.bridge`, the name clients read before the MSC.
+ */
+export function bridgeStates(
   ids: Pick<MatrixIds, 'botUserId' | 'phoneOf'>,
   remote: string,
   ghostId: string,
-): { type: string; state_key: string; content: Content } {
-  return {
-    type: 'm.bridge',
-    state_key: `net.interop.bridge://whatsapp/${remote}`,
-    content: {
-      bridgebot: ids.botUserId,
-      creator: ids.botUserId,
-      protocol: BRIDGE_PROTOCOL,
-      channel: { id: remote, displayname: ids.phoneOf(remote) },
-      'net.interop.ghost': ghostId,
-    },
+): { type: string; state_key: string; content: Content }[] {
+  const state_key = `net.interop.bridge://whatsapp/${remote}`;
+  const content = {
+    bridgebot: ids.botUserId,
+    creator: ids.botUserId,
+    protocol: BRIDGE_PROTOCOL,
+    channel: { id: remote, displayname: ids.phoneOf(remote) },
+    'net.interop.ghost': ghostId,
   };
+  return ['m.bridge', 'uk.half-shot.bridge'].map((type) => ({ type, state_key, content }));
 }
 
 export interface PortalsContext {
@@ -68,7 +69,7 @@ export class Portals {
       preset: 'trusted_private_chat',
       is_direct: true,
       invite: [localUser, this.c.ids.botUserId],
-      initial_state: [bridgeState(this.c.ids, remote, ghostId)],
+      initial_state: bridgeStates(this.c.ids, remote, ghostId),
     });
     await this.c.store.putRoom({ roomId, kind: 'portal', localUser, remoteJid: remote });
     await this.c.bot.joinRoom(roomId);

@@ -40,6 +40,9 @@ export interface SendingContext {
 }
 
 export class Sending {
+  /** Each user's last connection state in this run (bridge state notices). */
+  readonly #connection = new Map<string, string>();
+
   constructor(private readonly c: SendingContext) {}
 
   /** Shows an incoming event in the portal as the ghost; resolves with the Matrix event id. */
@@ -217,16 +220,28 @@ export class Sending {
       case 'opted_out':
         inFlight.background('opt-out', () => this.c.portals.close(localUser));
         return;
-      case 'connection':
+      case 'connection': {
+        // The user's bridge state, said in the management room when it changes for the worse and
+        // when it is good again (not at every start: the first `connected` of a run is silent).
+        const before = this.#connection.get(localUser);
+        this.#connection.set(localUser, notice.state);
+        let text: string | undefined;
         if (notice.state === 'refused') {
+          text = `The gateway refused your connection${notice.detail ? ` (${notice.detail})` : ''}. Send "status" to check, or ask the bridge's operator.`;
+        } else if (notice.state === 'disconnected') {
+          text =
+            'The connection to WhatsApp was lost: reconnecting. Your messages wait and go once it is back.';
+        } else if (notice.state === 'connected' && (before === 'disconnected' || before === 'refused')) {
+          text = 'Connected to WhatsApp again.';
+        }
+        if (text !== undefined) {
+          const body = text;
           inFlight.background('connection notice', async () =>
-            rooms.notice(
-              await rooms.ensure(localUser),
-              `The gateway refused your connection${notice.detail ? ` (${notice.detail})` : ''}. Send "status" to check, or ask the bridge's operator.`,
-            ),
+            rooms.notice(await rooms.ensure(localUser), body),
           );
         }
         return;
+      }
     }
   }
 }

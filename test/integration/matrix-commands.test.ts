@@ -2,7 +2,7 @@
  * The bridge bot and its management room, with matrix-js-sdk on Synapse and the emulator:
  * login after a confirmation, status, list, safety, start-chat, ping, a refused user, logout.
  */
-import { BOT, MatrixHarness, bodyOf, ghostOf, replyTarget, useSynapse } from './matrix-harness.js';
+import { BOT, HS_TOKEN, MatrixHarness, bodyOf, ghostOf, replyTarget, useSynapse } from './matrix-harness.js';
 
 const BOB = '+4915112345678';
 
@@ -148,4 +148,52 @@ test('the bot takes commands only as m.text in a direct chat and never answers a
   expect(await h.command(alice, room, 'ping')).toMatch(/^pong/);
   expect(await h.adapter.store.room(group)).toBeUndefined();
   expect((await alice.readMessages(group)).some((e) => replyTarget(e) === ping)).toBe(false);
+});
+
+test('bridge state: portals carry m.bridge and uk.half-shot.bridge; the connection state is answered and said in the management room when it changes', async () => {
+  const alice = await h.user('alice', 'Alice');
+  const bob = await h.native(BOB);
+  const room = await h.login(alice);
+  const portal = await h.startChat(alice, room, BOB);
+  const state = await alice.state(portal);
+  for (const type of ['m.bridge', 'uk.half-shot.bridge']) {
+    const s = state.find((e) => e.type === type);
+    expect(s?.state_key).toBe(`net.interop.bridge://whatsapp/${bob.jid}`);
+    expect(s?.content['bridgebot']).toBe(BOT);
+  }
+
+  const bridgeState = async (userId: string) => {
+    const res = await fetch(
+      `http://127.0.0.1:${h.config.matrix.listen_port}/_matrix/app/com.beeper.bridge_state`,
+      {
+        method: 'POST',
+        headers: { authorization: `Bearer ${HS_TOKEN}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ user_id: userId }),
+      },
+    );
+    expect(res.status).toBe(200);
+    return (await res.json()) as {
+      bridgeState: { state_event: string };
+      remoteState: Record<string, { state_event: string; user_id: string }>;
+    };
+  };
+  const connected = await bridgeState(alice.userId);
+  expect(connected.bridgeState.state_event).toBe('RUNNING');
+  expect(connected.remoteState[alice.userId]).toMatchObject({
+    state_event: 'CONNECTED',
+    user_id: alice.userId,
+  });
+  expect((await bridgeState('@nobody:example.test')).remoteState['@nobody:example.test']?.state_event).toBe(
+    'UNCONFIGURED',
+  );
+
+  // The gateway drops the connection and refuses new ones for a moment: said, then said again when back.
+  const jid = await h.jidOf(alice);
+  h.running.gateway.faults.refuseConnections(true);
+  expect(h.running.gateway.faults.disconnect(jid)).toBeGreaterThan(0);
+  await alice.waitFor(room, (e) => e.sender === BOT && /connection to WhatsApp was lost/.test(bodyOf(e)));
+  expect((await bridgeState(alice.userId)).remoteState[alice.userId]?.state_event).not.toBe('CONNECTED');
+  h.running.gateway.faults.refuseConnections(false);
+  await alice.waitFor(room, (e) => e.sender === BOT && /Connected to WhatsApp again/.test(bodyOf(e)));
+  expect((await bridgeState(alice.userId)).remoteState[alice.userId]?.state_event).toBe('CONNECTED');
 });

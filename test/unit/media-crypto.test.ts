@@ -408,7 +408,7 @@ describe('media streaming memory', () => {
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
-  });
+  }, 120_000);
 
   it('exposes the encryptor as a Transform whose result is readable after it finishes', async () => {
     const encryptor = new MediaEncryptor('audio', { mediaKey: fixedKey });
