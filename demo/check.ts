@@ -132,17 +132,21 @@ function oobUrl(s: Element): string | undefined {
   return s.getChild('x', 'jabber:x:oob')?.getChild('url')?.getText() ?? undefined;
 }
 
-/** Waits for the delivery receipt of a message the contact sent (found by what it was). */
-async function waitForSentReceipt(contact: DemoContact, sent: (what: string) => boolean): Promise<void> {
+/** Waits for the delivery (or read) receipt of a message the contact sent (found by what it was). */
+export async function waitForSentReceipt(
+  contact: DemoContact,
+  sent: (what: string) => boolean,
+  type: 'delivery' | 'read' = 'delivery',
+): Promise<void> {
   const deadline = Date.now() + TIMEOUT_MS;
   for (;;) {
     const ids = [...contact.sent.entries()].filter(([, what]) => sent(what)).map(([id]) => id);
-    if (contact.user.receipts.some((r) => r.type === 'delivery' && ids.includes(r.id))) return;
+    if (contact.user.receipts.some((r) => r.type === type && ids.includes(r.id))) return;
     if (Date.now() > deadline) {
       throw new Error(
         ids.length === 0
           ? `the contact sent no such message within ${TIMEOUT_MS} ms`
-          : `no delivery receipt within ${TIMEOUT_MS} ms`,
+          : `no ${type} receipt within ${TIMEOUT_MS} ms`,
       );
     }
     await new Promise((r) => setTimeout(r, 50));

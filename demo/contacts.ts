@@ -1,8 +1,9 @@
 /**
  * The demo's two simulated WhatsApp users, driven here rather than by the emulator's built-in
  * behaviours so that the demo sees (and prints) everything they send and receive: the echo user
- * sends back every text ("echo: ...") and every picture or file (the same bytes), the other answers
- * like a person (reads, types, then answers after a moment with the next of a few answers).
+ * reads and sends back every text ("echo: ...") and every picture or file (the same bytes), the
+ * other answers like a person (reads, types, then answers after a moment with the next of a few
+ * answers).
  *
  * What the log shows comes from the native users' own view (what they received and sent, the
  * receipts they got and gave), never from the bridge's logs.
@@ -83,12 +84,13 @@ export class DemoContact {
 
   private async react(m: ReceivedMessage): Promise<void> {
     if (this.stopped) return;
-    if (this.o.behaviour === 'echo') return this.echo(m);
     const { user } = this.o;
+    // Both read what they get (blue ticks; a Matrix client shows the contact's read receipt).
     await user.sendReceipt(m.from, [m.id], 'read', m.fromDevice);
     this.o.log(
       `${this.o.nameOf(m.from)} -> ${this.o.phone}  ✓✓ read  ${short(this.described.get(m.id) ?? '')}`,
     );
+    if (this.o.behaviour === 'echo') return this.echo(m);
     await user.typing(m.from, true);
     await sleep(this.o.delayMs);
     if (this.stopped) return;

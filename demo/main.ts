@@ -3,19 +3,27 @@
  * command. Starts Prosody, the gateway emulator and the bridge in a temporary directory, prints how
  * to log in, and streams what crosses the bridge until Ctrl-C, which stops everything.
  *
- * `npm run demo -- --check`: the same set-up, one scripted round trip (text and a picture, both
- * ways, with receipts), then exits 0 when every step passed, 1 otherwise.
+ * `npm run demo -- --matrix`: the same with a private Synapse instead of Prosody, for any Matrix
+ * client (the user talks to the bridge bot to opt in and open chats).
  *
- * Exit codes: 0 done (or stopped by Ctrl-C / SIGTERM), 1 a failure, 2 Prosody is not installed.
+ * `--check` (with or without `--matrix`): the same set-up, one scripted round trip (text and a
+ * picture, both ways, with receipts), then exits 0 when every step passed, 1 otherwise.
+ *
+ * Exit codes: 0 done (or stopped by Ctrl-C / SIGTERM), 1 a failure, 2 Prosody (or, with
+ * `--matrix`, Synapse) is not installed.
  */
-import { accessSync, constants } from 'node:fs';
+import { accessSync, constants, existsSync } from 'node:fs';
 import path from 'node:path';
 import { CheckFailed, runCheck } from './check.js';
+import { startMatrixStack, type MatrixDemoStack } from './matrix-stack.js';
 import { CONTACTS, startStack, type DemoStack } from './stack.js';
+import { synapsePython } from './synapse.js';
 
-const USAGE = `Usage: npm run demo [-- --check]
+const USAGE = `Usage: npm run demo [-- [--matrix] [--check]]
 
-  (no option)  start the demo and stream what crosses the bridge until Ctrl-C
+  (no option)  start the demo for XMPP clients (a private Prosody) and stream what crosses the
+               bridge until Ctrl-C
+  --matrix     the same for Matrix clients (a private Synapse)
   --check      one scripted round trip (text and a picture, both ways, with receipts); exit 0 or 1
 `;
 
@@ -68,7 +76,7 @@ const clock = () => new Date().toTimeString().slice(0, 8);
 const out = (line: string) => process.stdout.write(`${line}\n`);
 
 async function main(argv: string[]): Promise<number> {
-  const unknown = argv.filter((a) => a !== '--check');
+  const unknown = argv.filter((a) => a !== '--check' && a !== '--matrix');
   if (unknown.length > 0) {
     process.stderr.write(
       unknown.some((a) => a === '--help' || a === '-h') ? USAGE : `unknown option ${unknown[0]}\n${USAGE}`,
@@ -76,7 +84,17 @@ async function main(argv: string[]): Promise<number> {
     return unknown.some((a) => a === '--help' || a === '-h') ? 0 : 1;
   }
   const check = argv.includes('--check');
-  if (!prosodyInstalled()) {
+  const matrix = argv.includes('--matrix');
+  if (matrix && !existsSync(synapsePython())) {
+    process.stderr.write(
+      `The Matrix demo runs a local Synapse homeserver, and Synapse is not installed (no ${synapsePython()}).\n` +
+        'Install it with:  scripts/install-synapse.sh   (or run ./scripts/quickstart.sh)\n' +
+        'It goes into a virtual environment in .synapse/ in this checkout (Python 3 with venv, and the\n' +
+        "network to reach Python's package index); the demo starts its own Synapse in a temporary directory.\n",
+    );
+    return 2;
+  }
+  if (!matrix && !prosodyInstalled()) {
     process.stderr.write(
       'The demo runs a local Prosody XMPP server, and Prosody is not installed.\n' +
         'Install it with:  sudo apt-get install prosody   (or run ./scripts/quickstart.sh)\n' +
@@ -85,13 +103,14 @@ async function main(argv: string[]): Promise<number> {
     return 2;
   }
 
+  const server = matrix ? 'Synapse' : 'Prosody';
   const shutdown = new Shutdown();
   let stopSignal: string | undefined;
   let wakeUp: () => void = () => undefined;
   const stopped = new Promise<void>((resolve) => (wakeUp = resolve));
   const onSignal = (signal: NodeJS.Signals) => {
     if (stopSignal !== undefined) {
-      process.stderr.write('Stopping already; one moment (Prosody and the bridge are being stopped).\n');
+      process.stderr.write(`Stopping already; one moment (${server} and the bridge are being stopped).\n`);
       return;
     }
     stopSignal = signal;
@@ -102,30 +121,45 @@ async function main(argv: string[]): Promise<number> {
 
   out(
     check
-      ? 'Checking the demo: starting Prosody, the gateway emulator and the bridge...'
-      : 'Starting the demo...',
+      ? `Checking the ${matrix ? 'Matrix ' : ''}demo: starting ${server}, the gateway emulator and the bridge...`
+      : `Starting the ${matrix ? 'Matrix ' : ''}demo...`,
   );
-  const startup = startStack({
+  const options = {
     defer: shutdown.defer,
-    progress: (line) => out(`  ${check ? '✓ ' : ''}${line}`),
-    traffic: check ? () => undefined : (line) => out(`${clock()}  ${line}`),
-  });
+    progress: (line: string) => out(`  ${check ? '✓ ' : ''}${line}`),
+    traffic: check ? () => undefined : (line: string) => out(`${clock()}  ${line}`),
+  };
+  const startup: Promise<{ xmpp: DemoStack } | { matrix: MatrixDemoStack }> = matrix
+    ? startMatrixStack(options).then((s) => ({ matrix: s }))
+    : startStack(options).then((s) => ({ xmpp: s }));
   let code = 0;
   try {
-    const stack = await Promise.race([startup, stopped.then(() => undefined)]);
-    if (stack === undefined) {
+    const started = await Promise.race([startup, stopped.then(() => undefined)]);
+    if (started === undefined) {
       out('Stopped during start-up.');
+    } else if ('matrix' in started) {
+      if (check) {
+        const { runMatrixCheck } = await import('./matrix-check.js');
+        code = await checkRoundTrip(
+          (passed) => runMatrixCheck(started.matrix, passed),
+          started.matrix,
+          stopped,
+        );
+      } else {
+        printMatrixInstructions(started.matrix);
+        await stopped;
+      }
     } else if (check) {
-      code = await checkRoundTrip(stack, stopped);
+      code = await checkRoundTrip((passed) => runCheck(started.xmpp, passed), started.xmpp, stopped);
     } else {
-      printInstructions(stack);
+      printInstructions(started.xmpp);
       await stopped;
     }
   } catch (err) {
     process.stderr.write(`The demo could not start: ${(err as Error).message}\n`);
     code = 1;
   }
-  if (stopSignal !== undefined) out(`\n${stopSignal}: stopping the bridge, the emulator and Prosody...`);
+  if (stopSignal !== undefined) out(`\n${stopSignal}: stopping the bridge, the emulator and ${server}...`);
   await shutdown.run();
   // A part still starting when the signal came is stopped as soon as it is up (Shutdown.defer).
   await startup.then(
@@ -136,11 +170,15 @@ async function main(argv: string[]): Promise<number> {
   return code;
 }
 
-async function checkRoundTrip(stack: DemoStack, stopped: Promise<void>): Promise<number> {
+async function checkRoundTrip(
+  run: (passed: (step: string) => void) => Promise<void>,
+  stack: { logFile: string },
+  stopped: Promise<void>,
+): Promise<number> {
   let n = 0;
   try {
     const result = await Promise.race([
-      runCheck(stack, (step) => out(`  ✓ ${++n}. ${step}`)),
+      run((step) => out(`  ✓ ${++n}. ${step}`)),
       stopped.then(() => 'stopped' as const),
     ]);
     if (result === 'stopped') {
@@ -172,6 +210,31 @@ function printInstructions(stack: DemoStack): void {
     ...CONTACTS.map((c) => `  ${stack.contactJid(c.phone).padEnd(width)}  ${c.blurb}`),
     `Both are in ${alice.jid}'s contact list already.`,
     `Prosody: pid ${String(prosody.pid)}, files in ${prosody.dir}`,
+    `Bridge and emulator logs (warnings only): ${stack.logFile}`,
+    `Everything is in ${stack.dir}, removed when the demo stops. Press Ctrl-C to stop.`,
+    '',
+    'What crosses the bridge:',
+  ];
+  for (const l of lines) out(l);
+}
+
+function printMatrixInstructions(stack: MatrixDemoStack): void {
+  const { alice, synapse, bot } = stack;
+  const ghosts = CONTACTS.map((c) => stack.ghostOf(c.phone));
+  const width = Math.max(...ghosts.map((g) => g.length));
+  const lines = [
+    '',
+    'The demo is running. Log in from any Matrix client (Element, Cinny, nheko, ...) on this machine:',
+    `  homeserver  ${synapse.url}   (plain HTTP: this Synapse listens on loopback only)`,
+    `  user        ${alice.user}   (${alice.userId})`,
+    `  password    ${alice.password}`,
+    `Then start a direct chat with the bridge bot ${bot} and send it:`,
+    '  login              (it explains what opting in means)',
+    '  login confirm      (your interop account is made; the bot says when you are connected)',
+    `  start-chat ${CONTACTS[0]?.phone ?? ''}   (the contact invites you to a chat: accept it)`,
+    'or, once connected, start a direct chat with (invite) a contact yourself:',
+    ...CONTACTS.map((c, i) => `  ${(ghosts[i] ?? '').padEnd(width)}  ${c.phone}: ${c.blurb}`),
+    `Synapse: pid ${String(synapse.pid)}, files in ${synapse.dir} (its log: ${synapse.logFile})`,
     `Bridge and emulator logs (warnings only): ${stack.logFile}`,
     `Everything is in ${stack.dir}, removed when the demo stops. Press Ctrl-C to stop.`,
     '',

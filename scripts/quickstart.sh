@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One command from a fresh Debian/Ubuntu checkout to a built bridge: installs what is missing
-# (Prosody and ejabberd from Debian, the npm dependencies) and builds. Then `npm run demo` tries it
-# end to end. With --start, it also starts the bridge on embedded defaults (Ctrl-C stops it).
+# (Prosody and ejabberd from Debian, Synapse into .synapse/, the npm dependencies) and builds. Then
+# `npm run demo` (XMPP) or `npm run demo -- --matrix` tries it end to end. With --start, it also starts the bridge on embedded defaults (Ctrl-C stops it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,6 +23,7 @@ for tool in make g++ python3; do
 done
 
 bash scripts/install-system-deps.sh
+bash scripts/install-synapse.sh
 npm ci
 if [ "${1:-}" = "--start" ]; then
   shift
@@ -31,5 +32,6 @@ fi
 echo
 echo "interop-bridge is built. Next:"
 echo "  npm run demo      a private Prosody, the gateway emulator with two simulated WhatsApp users, and the bridge"
+echo "  npm run demo -- --matrix   the same with a private Synapse, for any Matrix client"
 echo "  npm test          the whole test suite"
 echo "  docs/OPERATING.md to run it next to your own Synapse, Prosody or ejabberd"

@@ -2,11 +2,15 @@
  * `npm run demo` as a newcomer runs it: the built demo (dist/demo/main.js, built by `npm test`
  * before the suite; run `npm run build` first when running this file alone) as a child process.
  * The check mode passes its round trip; the interactive mode prints credentials an XMPP client can
- * log in with, bridges a chat with the echo user, and on SIGINT stops everything it started.
+ * log in with, bridges a chat with the echo user, and on SIGINT stops everything it started. The
+ * same for `--matrix` (a private Synapse; a Matrix client logging in with the printed password),
+ * and `--matrix` without Synapse exits 2 saying how to install it.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import net from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { client } from '@xmpp/client';
 import { xml, type Element } from '@xmpp/xml';
@@ -21,9 +25,13 @@ interface Run {
   waitForOutput: (pattern: RegExp, timeoutMs?: number) => Promise<RegExpMatchArray>;
 }
 
-function runDemo(args: string[]): Run {
+function runDemo(args: string[], env: NodeJS.ProcessEnv = {}): Run {
   if (!existsSync(`${ROOT}${MAIN}`)) throw new Error(`${MAIN} is missing: run "npm run build" first`);
-  const child = spawn(process.execPath, [MAIN, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [MAIN, ...args], {
+    cwd: ROOT,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, ...env },
+  });
   let out = '';
   const listeners = new Set<() => void>();
   const onData = (chunk: Buffer) => {
@@ -88,14 +96,15 @@ function processExists(pid: number): boolean {
 
 describe('npm run demo', () => {
   const running: Run[] = [];
-  afterEach(async () => {
+  const stopAll = async () => {
     for (const r of running.splice(0)) {
       if (r.child.exitCode === null && r.child.signalCode === null) {
         r.child.kill('SIGTERM');
         await r.exited;
       }
     }
-  });
+  };
+  afterEach(stopAll);
 
   it('--check passes a round trip of a text and a picture with receipts both ways, and exits 0', async () => {
     const run = runDemo(['--check']);
@@ -176,4 +185,176 @@ describe('npm run demo', () => {
     expect(existsSync(demoDir)).toBe(false);
     expect(existsSync(prosodyDir)).toBe(false);
   }, 90_000);
+
+  describe('--matrix', () => {
+    /** A TMPDIR of the test's own: the demo's temporary directory (Synapse's inside it) goes there. */
+    let tmp: string;
+    beforeEach(() => {
+      tmp = mkdtempSync(path.join(tmpdir(), 'demo-test-'));
+    });
+    afterEach(async () => {
+      await stopAll(); // before its TMPDIR goes
+      rmSync(tmp, { recursive: true, force: true });
+    });
+
+    it('--check passes the round trip with matrix-js-sdk, exits 0 and leaves nothing behind', async () => {
+      const run = runDemo(['--matrix', '--check'], { TMPDIR: tmp });
+      running.push(run);
+      await run.waitForOutput(/Synapse started \(pid \d+/, 60_000);
+      expect(readdirSync(tmp)).toEqual([expect.stringMatching(/^interop-bridge-demo-/)]);
+      const code = await run.exited;
+      const out = run.output();
+      expect({ code, out }).toEqual({ code: 0, out: expect.stringContaining('Demo check passed') });
+      for (const step of [
+        /✓ 1\. @alice:localhost logs in with the password \(m\.login\.password\) at http:\/\/127\.0\.0\.1:\d+/,
+        /✓ \d+\. "login": the bot says what opting in means/,
+        /✓ \d+\. "login confirm": the bot says the account is connected/,
+        /✓ \d+\. "start-chat \+15550000001": @wa_15550000001:localhost invites @alice:localhost/,
+        /✓ \d+\. the echo user received the text/,
+        /✓ \d+\. @alice:localhost sees @wa_15550000001:localhost's read receipt for it/,
+        /✓ \d+\. @alice:localhost got the echo "echo: /,
+        /✓ \d+\. the echo user got a delivery receipt for its echo/,
+        /✓ \d+\. @alice:localhost marks the echo read; the echo user got the read receipt/,
+        /✓ \d+\. the picture the echo user decrypted is the one sent/,
+        /✓ \d+\. @alice:localhost sees @wa_15550000001:localhost's read receipt for the picture/,
+        /✓ \d+\. the picture that came back is the one sent, byte for byte/,
+        /✓ \d+\. @alice:localhost marks the picture read; the echo user got the read receipt/,
+      ]) {
+        expect(out).toMatch(step);
+      }
+      expect(out).not.toMatch(/✗/);
+      const synapsePid = Number(out.match(/Synapse started \(pid (\d+)/)?.[1]);
+      expect(processExists(synapsePid)).toBe(false);
+      expect(readdirSync(tmp)).toEqual([]);
+    }, 120_000);
+
+    it('prints a homeserver, user and password a Matrix client logs in with; chats; SIGINT stops everything', async () => {
+      const run = runDemo(['--matrix'], { TMPDIR: tmp });
+      running.push(run);
+      await run.waitForOutput(/What crosses the bridge:/, 60_000);
+      const out = run.output();
+      const homeserver = out.match(/homeserver +(http:\/\/127\.0\.0\.1:\d+)/)?.[1] ?? '';
+      const user = out.match(/ user +(\S+)/)?.[1];
+      const password = out.match(/password +(\S+)/)?.[1] ?? '';
+      const synapsePid = Number(out.match(/Synapse: pid (\d+)/)?.[1]);
+      const demoDir = out.match(/Everything is in (\S+), removed/)?.[1] ?? '';
+      expect(user).toBe('alice');
+      expect(out).toContain('@interop:localhost');
+      expect(out).toContain('start-chat +15550000001');
+      expect(out).toContain('@wa_15550000001:localhost');
+      expect(out).toContain('@wa_15550000002:localhost');
+      expect(existsSync(demoDir) && processExists(synapsePid)).toBe(true);
+
+      // A Matrix client, by hand: password login, a direct chat with the bot, login, confirm, start-chat.
+      const client = await MatrixByHand.login(homeserver, 'alice', password);
+      const bot = '@interop:localhost';
+      const echo = '@wa_15550000001:localhost';
+      const management = await client.directChat(bot);
+      await client.waitFor(management, (e) => e.sender === bot);
+      await client.send(management, 'login');
+      await client.waitFor(management, (e) => e.sender === bot && /login confirm/.test(bodyOf(e)));
+      await client.send(management, 'login confirm');
+      await client.waitFor(management, (e) => e.sender === bot && /You are now connected/.test(bodyOf(e)));
+      await client.send(management, 'start-chat +15550000001');
+      const started = await client.waitFor(management, (e) => /Started a chat/.test(bodyOf(e)));
+      const portal = /(![A-Za-z0-9_\-+/=]+)/.exec(bodyOf(started))?.[1] ?? '';
+      await client.join(portal);
+      await client.send(portal, 'Hi from the Matrix demo test');
+      await client.waitFor(
+        portal,
+        (e) => e.sender === echo && bodyOf(e) === 'echo: Hi from the Matrix demo test',
+      );
+      await run.waitForOutput(/@alice:localhost -> \+15550000001 +"Hi from the Matrix demo test"/);
+      await run.waitForOutput(/\+15550000001 -> @alice:localhost +"echo: Hi from the Matrix demo test"/);
+
+      run.child.kill('SIGINT');
+      expect(await run.exited).toBe(0);
+      expect(run.output()).toContain('Stopped; nothing is left running');
+      expect(processExists(synapsePid)).toBe(false);
+      expect(await isListening(Number(new URL(homeserver).port))).toBe(false);
+      expect(existsSync(demoDir)).toBe(false);
+      expect(readdirSync(tmp)).toEqual([]);
+    }, 120_000);
+
+    it('without Synapse installed, says how to install it and exits 2', async () => {
+      const run = runDemo(['--matrix'], { SYNAPSE_PYTHON: path.join(tmp, 'no-synapse', 'bin', 'python') });
+      running.push(run);
+      expect(await run.exited).toBe(2);
+      expect(run.output()).toMatch(/Synapse is not installed/);
+      expect(run.output()).toContain('scripts/install-synapse.sh');
+    }, 30_000);
+  });
 });
+
+interface RoomEvent {
+  type: string;
+  sender: string;
+  event_id: string;
+  content: Record<string, unknown>;
+}
+
+const bodyOf = (e: RoomEvent) => String(e.content['body'] ?? '');
+
+/** What a Matrix client sends, as plain client-server API calls (the demo test needs no SDK). */
+class MatrixByHand {
+  private txn = 0;
+  private constructor(
+    private readonly homeserver: string,
+    private readonly token: string,
+  ) {}
+
+  static async login(homeserver: string, user: string, password: string): Promise<MatrixByHand> {
+    const res = await fetch(`${homeserver}/_matrix/client/v3/login`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ type: 'm.login.password', identifier: { type: 'm.id.user', user }, password }),
+    });
+    const body = (await res.json()) as { access_token?: string };
+    if (!res.ok || body.access_token === undefined)
+      throw new Error(`login: ${res.status} ${JSON.stringify(body)}`);
+    return new MatrixByHand(homeserver, body.access_token);
+  }
+
+  private async call<T>(method: string, path: string, body?: unknown): Promise<T> {
+    const res = await fetch(`${this.homeserver}/_matrix/client/v3${path}`, {
+      method,
+      headers: { authorization: `Bearer ${this.token}`, 'content-type': 'application/json' },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    });
+    const parsed = (await res.json()) as T;
+    if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${JSON.stringify(parsed)}`);
+    return parsed;
+  }
+
+  async directChat(invitee: string): Promise<string> {
+    const body = { preset: 'trusted_private_chat', is_direct: true, invite: [invitee] };
+    return (await this.call<{ room_id: string }>('POST', '/createRoom', body)).room_id;
+  }
+
+  async join(roomId: string): Promise<void> {
+    await this.call('POST', `/join/${encodeURIComponent(roomId)}`, {});
+  }
+
+  async send(roomId: string, text: string): Promise<void> {
+    const txn = `demo-test-${Date.now()}-${++this.txn}`;
+    await this.call('PUT', `/rooms/${encodeURIComponent(roomId)}/send/m.room.message/${txn}`, {
+      msgtype: 'm.text',
+      body: text,
+    });
+  }
+
+  /** The first message of the room (latest 50, polled) that satisfies `match`. */
+  async waitFor(roomId: string, match: (e: RoomEvent) => boolean, timeoutMs = 30_000): Promise<RoomEvent> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const { chunk } = await this.call<{ chunk: RoomEvent[] }>(
+        'GET',
+        `/rooms/${encodeURIComponent(roomId)}/messages?dir=b&limit=50`,
+      );
+      const hit = chunk.reverse().find((e) => e.type === 'm.room.message' && match(e));
+      if (hit !== undefined) return hit;
+      if (Date.now() > deadline) throw new Error(`no such message in ${roomId} within ${timeoutMs} ms`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+}
