@@ -97,6 +97,8 @@ export class NativeUser {
   >();
   /** Chat states received: who, and whether they are composing. */
   readonly chatstates: { from: string; composing: boolean }[] = [];
+  /** Presence received from other users, in arrival order (bare JIDs). */
+  readonly presences: { from: string; available: boolean }[] = [];
   /** Whether a retry receipt makes this user re-encrypt and resend (real clients do). Default true. */
   resendOnRetry = true;
   private behaviour: ((m: ReceivedMessage) => Promise<void>) | undefined;
@@ -339,6 +341,15 @@ export class NativeUser {
     }
   }
 
+  /** Announces this user's presence: to one user, or without `to` to every contact watching. */
+  presence(available: boolean, to?: string): void {
+    this.connection.send({
+      kind: 'presence',
+      type: available ? 'available' : 'unavailable',
+      ...(to === undefined ? {} : { to }),
+    });
+  }
+
   async typing(to: string, composing: boolean): Promise<void> {
     this.connection.send({ kind: 'chatstate', to, state: composing ? 'composing' : 'paused' });
   }
@@ -472,6 +483,12 @@ export class NativeUser {
         this.chatstates.push({
           from: formatJid({ user: from.user, server: from.server }),
           composing: stanza.state === 'composing',
+        });
+      } else if (stanza.kind === 'presence') {
+        const from = parseJid(stanza.from ?? '');
+        this.presences.push({
+          from: formatJid({ user: from.user, server: from.server }),
+          available: stanza.type === 'available',
         });
       } else if (stanza.kind === 'receipt') {
         this.onReceipt(stanza);

@@ -117,7 +117,7 @@ export class MatrixAdapter implements Adapter {
       reactions: true,
       readReceipts: true,
       typing: true,
-      presence: false,
+      presence: true,
       maxMediaBytes,
     };
     const ids = new MatrixIds(m);
@@ -142,7 +142,7 @@ export class MatrixAdapter implements Adapter {
     const spool = new MediaSpool({ dataDir: context.dataDir, maxBytes: maxMediaBytes, client: media });
     this.#commands = new CommandHandler({ core, ids, store, portals, rooms });
     this.#invites = new Invites({ ids, store, core, bot, ghosts, rooms, log });
-    this.#handlers = new InboundHandlers({ core, store, rooms, spool, inFlight, maxMediaBytes, log });
+    this.#handlers = new InboundHandlers({ core, store, rooms, ids, spool, inFlight, maxMediaBytes, log });
     this.#sending = new Sending({ ids, store, ghosts, portals, rooms, bot, spool, inFlight, log });
     this.#queue = new InboundQueue({
       store,
@@ -185,8 +185,11 @@ export class MatrixAdapter implements Adapter {
       this.#tokens.hs,
       {
         recordTransaction: (txnId, events) => this.store.recordTransaction(txnId, events),
-        afterTransaction: (typing) => {
-          if (this.#queue.running) this.#handlers.typing(typing);
+        afterTransaction: (typing, presence) => {
+          if (this.#queue.running) {
+            this.#handlers.typing(typing);
+            this.#handlers.presence(presence ?? []);
+          }
           this.#queue.kick();
         },
         queryUser: (userId) => this.#ghosts.queryUser(userId),

@@ -32,8 +32,14 @@ import type { NewInbound, RecordedTransaction } from './store.js';
 export interface AppserviceHandlers {
   /** Durably records a transaction's events, each once. Must reject only if nothing was written. */
   recordTransaction(txnId: string, events: readonly NewInbound[]): Promise<RecordedTransaction>;
-  /** Called after a transaction is recorded and answered: typing (live only) and a kick of the worker. */
-  afterTransaction(typing: readonly Record<string, unknown>[]): void;
+  /**
+   * Called after a transaction is recorded and answered: typing and presence (live only, from a
+   * transaction that is new) and a kick of the worker.
+   */
+  afterTransaction(
+    typing: readonly Record<string, unknown>[],
+    presence?: readonly Record<string, unknown>[],
+  ): void;
   /** Whether the user id is one of ours that can be created on demand (a ghost); creates it. */
   queryUser(userId: string): Promise<boolean>;
   /** The bridge's state and the user's connection state (mautrix's bridge-state format). */
@@ -223,7 +229,13 @@ export class AppserviceListener {
       records.push({ key: eventId, roomId, kind: 'event', payload: e });
     }
     const typing: Record<string, unknown>[] = [];
+    const presence: Record<string, unknown>[] = [];
     for (const e of ephemeral) {
+      // m.presence has no room: it is about its sender.
+      if (e['type'] === 'm.presence') {
+        presence.push(e);
+        continue;
+      }
       const roomId = e['room_id'];
       if (typeof roomId !== 'string') continue;
       if (e['type'] === 'm.typing') typing.push(e);
@@ -233,9 +245,9 @@ export class AppserviceListener {
     const recorded = await this.handlers.recordTransaction(txnId, records);
     json(res, 200, {});
     this.log?.debug({ txnId, events: records.length, ...recorded }, 'transaction recorded');
-    // Typing is live only: shown from a transaction that is new, not from a resend.
+    // Typing and presence are live only: taken from a transaction that is new, not from a resend.
     const fresh = recorded.newTransaction || recorded.newEvents > 0;
-    this.handlers.afterTransaction(fresh ? typing : []);
+    this.handlers.afterTransaction(fresh ? typing : [], fresh ? presence : []);
   }
 }
 

@@ -9,6 +9,7 @@ import { InteropError } from '../../src/errors.js';
 import type { Logger } from '../../src/observability/logger.js';
 import { KeyedQueue } from '../../src/util/keyed-queue.js';
 import { inReplyTo, markupOf, mediaBodyOf, mediaKindOf, replaces, type Content } from './content.js';
+import type { MatrixIds } from './ids.js';
 import type { InFlight } from './in-flight.js';
 import type { ManagementRooms } from './management-room.js';
 import type { MediaSpool } from './media-spool.js';
@@ -29,6 +30,7 @@ export interface HandlersContext {
   readonly core: Pick<BridgeCore, 'submit' | 'setOnline'>;
   readonly store: Pick<MatrixStore, 'room' | 'markReadUpTo'>;
   readonly rooms: Pick<ManagementRooms, 'notice'>;
+  readonly ids: Pick<MatrixIds, 'isOurs' | 'permissionOf'>;
   readonly spool: Pick<MediaSpool, 'download'>;
   readonly inFlight: Pick<InFlight, 'track'>;
   /** Largest file (`media.max_bytes`). */
@@ -160,6 +162,26 @@ export class InboundHandlers {
       remote: room.remoteJid,
       event: { type: 'receipt', receipt: 'read', targets },
     });
+  }
+
+  /**
+   * Matrix presence (`m.presence` ephemeral events, pushed by homeservers that have presence on):
+   * the user's puppet follows it, online or unavailable counting as there. Where presence is off,
+   * nothing comes and a user's first activity counts (`seenActive`).
+   */
+  presence(events: readonly Record<string, unknown>[]): void {
+    for (const e of events) {
+      const sender = e['sender'];
+      const content = e['content'];
+      if (typeof sender !== 'string' || typeof content !== 'object' || content === null) continue;
+      const state = (content as Content)['presence'];
+      if (state !== 'online' && state !== 'unavailable' && state !== 'offline') continue;
+      if (this.c.ids.isOurs(sender) || this.c.ids.permissionOf(sender) === 'none') continue;
+      const online = state !== 'offline';
+      if (online) this.#active.add(sender);
+      else this.#active.delete(sender);
+      this.c.core.setOnline(sender, online);
+    }
   }
 
   /** Typing from a transaction (`m.typing` ephemeral events): live only, sent when it changes. */

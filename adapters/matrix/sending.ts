@@ -147,11 +147,22 @@ export class Sending {
 
   /** The contact's typing, shown by the ghost in the portal (if there is one). */
   showEphemeral(event: EphemeralEvent): void {
-    if (event.event.type !== 'typing') return;
     let ghostId: string;
     try {
       ghostId = this.c.ids.ghostIdOf(event.remote);
     } catch {
+      return;
+    }
+    if (event.event.type === 'presence') {
+      // The contact's presence is the ghost's: Matrix clients show it in the portal and member list.
+      const presence = event.event.available ? 'online' : 'offline';
+      this.c.inFlight.background('presence', () =>
+        this.c.ghosts
+          .client(ghostId)
+          .doRequest('PUT', `/_matrix/client/v3/presence/${encodeURIComponent(ghostId)}/status`, null, {
+            presence,
+          }),
+      );
       return;
     }
     const typing = event.event.typing;

@@ -268,3 +268,24 @@ test('a ghost removed from its portal, seen or unseen, gets a new portal for the
   await bob.waitForReceipt(id, 'delivery');
   expect((await h.adapter.store.portalOf(alice.userId, bob.jid))?.roomId).toBe(fourth);
 });
+
+test('presence goes both ways: the puppet follows the Matrix user, the ghost shows the contact', async () => {
+  const { bob, portal } = await portalWithBob();
+  await alice.sendText(portal, 'hi');
+  await bob.waitForMessage();
+  const aliceJid = await h.jidOf(alice);
+
+  // Native -> Matrix: Bob's presence is the ghost's.
+  bob.presence(true, aliceJid);
+  await alice.waitUntil(() => alice.presenceOf(GHOST) === 'online', 'the ghost online');
+  bob.presence(false, aliceJid);
+  await alice.waitUntil(() => alice.presenceOf(GHOST) === 'offline', 'the ghost offline');
+
+  // Matrix -> native: Alice goes away and comes back; her puppet says so.
+  const last = () => bob.presences.filter((p) => p.from === aliceJid).at(-1);
+  await alice.setPresence('offline');
+  await until(() => last()?.available === false, 'Bob to see Alice gone');
+  // (Synapse's presence rate limit, one change per 10 s, makes this one wait.)
+  await alice.setPresence('online');
+  await until(() => last()?.available === true, 'Bob to see Alice back', 30_000);
+});

@@ -12,6 +12,7 @@ import {
   Preset,
   ReceiptType,
   RoomEvent,
+  SetPresence,
   SyncState,
   createClient,
   type MatrixClient,
@@ -351,6 +352,24 @@ export class SdkUser {
   /** A user's global profile. */
   async profile(userId: string): Promise<Record<string, unknown>> {
     return this.call('GET', `/_matrix/client/v3/profile/${enc(userId)}`);
+  }
+
+  /** Sets the user's presence, as a client does when the user goes away or comes back. */
+  async setPresence(presence: 'online' | 'unavailable' | 'offline'): Promise<void> {
+    // A syncing client counts as online unless it says otherwise in its syncs too.
+    this.client.setSyncPresence(
+      presence === 'online'
+        ? SetPresence.Online
+        : presence === 'offline'
+          ? SetPresence.Offline
+          : SetPresence.Unavailable,
+    );
+    await this.sdk('presence', () => this.client.setPresence({ presence }));
+  }
+
+  /** A user's presence as the client's sync last said (`online`, `offline`...), if it said. */
+  presenceOf(userId: string): string | undefined {
+    return this.client.getUser(userId)?.presence;
   }
 
   /** Who the client's sync says is typing in the room now. */
