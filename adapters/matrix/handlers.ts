@@ -28,7 +28,7 @@ export interface RoomEvent {
 
 export interface HandlersContext {
   readonly core: Pick<BridgeCore, 'submit' | 'setOnline'>;
-  readonly store: Pick<MatrixStore, 'room' | 'markReadUpTo'>;
+  readonly store: Pick<MatrixStore, 'room' | 'markReadUpTo' | 'putReaction' | 'reaction'>;
   readonly rooms: Pick<ManagementRooms, 'notice'>;
   readonly ids: Pick<MatrixIds, 'isOurs' | 'permissionOf'>;
   readonly spool: Pick<MediaSpool, 'download'>;
@@ -93,7 +93,11 @@ export class InboundHandlers {
   }: RoomEvent): Promise<OutgoingEvent['event'] | undefined> {
     if (type === 'm.room.redaction') {
       const target = typeof raw['redacts'] === 'string' ? raw['redacts'] : content['redacts'];
-      return typeof target === 'string' ? { type: 'delete', target } : undefined;
+      if (typeof target !== 'string') return undefined;
+      // Redacting one's own reaction takes it back: an empty reaction to the same message.
+      const reaction = await this.c.store.reaction(target);
+      if (reaction !== undefined) return { type: 'reaction', target: reaction.target, emoji: '' };
+      return { type: 'delete', target };
     }
     if (type === 'm.reaction') {
       const rel = content['m.relates_to'] as Content | undefined;
@@ -104,6 +108,7 @@ export class InboundHandlers {
       ) {
         return undefined;
       }
+      await this.c.store.putReaction(room.roomId, eventId, rel['event_id'], rel['key']);
       return { type: 'reaction', target: rel['event_id'], emoji: rel['key'] };
     }
     if (type !== 'm.room.message') return undefined;

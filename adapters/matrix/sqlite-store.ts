@@ -242,4 +242,17 @@ export class SqliteMatrixStore implements MatrixStore {
       return rows.map((r) => r.event_id as string);
     })();
   }
+
+  async putReaction(roomId: string, eventId: string, target: string, emoji: string): Promise<void> {
+    this.#q(
+      `INSERT INTO matrix_reactions (event_id, room_id, target, emoji, created_at) VALUES (?, ?, ?, ?, ?)
+       ON CONFLICT DO NOTHING`,
+    ).run(eventId, roomId, target, emoji, this.#now());
+  }
+
+  async reaction(eventId: string): Promise<{ target: string; emoji: string } | undefined> {
+    const r = this.#q('SELECT target, emoji FROM matrix_reactions WHERE event_id = ?').get(eventId) as
+      Row | undefined;
+    return r === undefined ? undefined : { target: r.target as string, emoji: r.emoji as string };
+  }
 }

@@ -121,4 +121,11 @@ export interface MatrixStore {
    * read yet (a Matrix read receipt covers everything before it), atomically marked read.
    */
   markReadUpTo(roomId: string, eventId: string): Promise<string[]>;
+
+  // ---- the local users' reactions -------------------------------------------------------------------
+
+  /** Remembers a local user's reaction (its event id), what it reacted to and with what. */
+  putReaction(roomId: string, eventId: string, target: string, emoji: string): Promise<void>;
+  /** A reaction remembered by `putReaction`, if `eventId` is one. */
+  reaction(eventId: string): Promise<{ target: string; emoji: string } | undefined>;
 }

@@ -289,3 +289,62 @@ test('presence goes both ways: the puppet follows the Matrix user, the ghost sho
   await alice.setPresence('online');
   await until(() => last()?.available === true, 'Bob to see Alice back', 30_000);
 });
+
+test('edits, reactions and redactions go both ways, each as itself', async () => {
+  const { bob, portal } = await portalWithBob();
+  const aliceJid = await h.jidOf(alice);
+
+  // Matrix -> native: Alice edits her message, reacts to Bob's, and redacts her message.
+  const mine = await alice.sendText(portal, 'lunch at 12?');
+  const wire = await bob.waitForMessage(
+    (m) => m.content.kind === 'text' && m.content.text === 'lunch at 12?',
+  );
+  await alice.sendEvent(portal, 'm.room.message', {
+    msgtype: 'm.text',
+    body: '* lunch at 1?',
+    'm.new_content': { msgtype: 'm.text', body: 'lunch at 1?' },
+    'm.relates_to': { rel_type: 'm.replace', event_id: mine },
+  });
+  const edit = await bob.waitForMessage((m) => m.content.kind === 'edit');
+  expect(edit.content.kind === 'edit' && edit.content.target.id).toBe(wire.id);
+  expect(edit.content.kind === 'edit' && edit.content.replacement.conversation).toBe('lunch at 1?');
+
+  const theirs = await bob.sendText(aliceJid, 'sure', { devices: [0] });
+  const shown = await fromGhost(portal, /^sure$/);
+  const reaction = await alice.sendEvent(portal, 'm.reaction', {
+    'm.relates_to': { rel_type: 'm.annotation', event_id: shown.event_id, key: '👍' },
+  });
+  const reacted = await bob.waitForMessage((m) => m.content.kind === 'reaction');
+  expect(reacted.content.kind === 'reaction' && reacted.content).toMatchObject({
+    emoji: '👍',
+    target: { id: theirs },
+  });
+  await alice.redact(portal, reaction);
+  await bob.waitForMessage((m) => m.content.kind === 'reaction' && m.content.emoji === '');
+  await alice.redact(portal, mine);
+  const revoked = await bob.waitForMessage((m) => m.content.kind === 'revoke');
+  expect(revoked.content.kind === 'revoke' && revoked.content.target.id).toBe(wire.id);
+
+  // Native -> Matrix: Bob edits, reacts to Alice's message, and deletes his message.
+  await bob.sendChange(aliceJid, { id: theirs, fromMe: true }, 'sure, 1 it is', { devices: [0] });
+  const replaced = await alice.waitFor(
+    portal,
+    (e) =>
+      e.sender === GHOST &&
+      (e.content['m.relates_to'] as { rel_type?: string } | undefined)?.rel_type === 'm.replace',
+  );
+  expect((replaced.content['m.relates_to'] as { event_id: string }).event_id).toBe(shown.event_id);
+  expect((replaced.content['m.new_content'] as { body: string }).body).toBe('sure, 1 it is');
+  const another = await alice.sendText(portal, 'see you');
+  const onWire = await bob.waitForMessage((m) => m.content.kind === 'text' && m.content.text === 'see you');
+  await bob.sendChange(aliceJid, { id: onWire.id, fromMe: false }, { emoji: '🙂' }, { devices: [0] });
+  const annotation = await alice.waitFor(portal, (e) => e.sender === GHOST && e.type === 'm.reaction');
+  expect(annotation.content['m.relates_to']).toMatchObject({
+    rel_type: 'm.annotation',
+    event_id: another,
+    key: '🙂',
+  });
+  await bob.sendChange(aliceJid, { id: theirs, fromMe: true }, null, { devices: [0] });
+  const redaction = await alice.waitFor(portal, (e) => e.sender === GHOST && e.type === 'm.room.redaction');
+  expect(redaction['redacts'] ?? (redaction.content['redacts'] as string | undefined)).toBe(shown.event_id);
+});
