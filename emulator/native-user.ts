@@ -43,6 +43,7 @@ import {
 import { signalAddress } from '../src/signal/address.js';
 import { createSignalIdentity, MemorySignalBackend, SignalSessionManager } from '../src/signal/index.js';
 import type { Emulator } from './gateway.js';
+import { deliver, waitFor, type Waiter } from './native-waiters.js';
 
 export interface ReceivedMessage {
   /** The sender's user JID (no device). */
@@ -76,8 +77,6 @@ export interface NativeUserOptions {
   maxMediaBytes?: number;
   logger?: Logger;
 }
-
-type Waiter<T> = { match: (x: T) => boolean; resolve: (x: T) => void };
 
 export class NativeUser {
   readonly jid: string;
@@ -566,43 +565,6 @@ export class NativeUser {
     set.add(device);
     this.knownDevices.set(user, set);
   }
-}
-
-function deliver<T>(list: T[], waiters: Waiter<T>[], item: T): void {
-  list.push(item);
-  for (let i = waiters.length - 1; i >= 0; i--) {
-    const w = waiters[i] as Waiter<T>;
-    if (w.match(item)) {
-      waiters.splice(i, 1);
-      w.resolve(item);
-    }
-  }
-}
-
-function waitFor<T>(
-  list: T[],
-  waiters: Waiter<T>[],
-  match: (x: T) => boolean,
-  timeoutMs: number,
-  what: string,
-): Promise<T> {
-  const found = list.find(match);
-  if (found !== undefined) return Promise.resolve(found);
-  return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => {
-      const i = waiters.indexOf(waiter);
-      if (i >= 0) waiters.splice(i, 1);
-      reject(new InteropError('native_wait_timeout', `no ${what} within ${timeoutMs} ms`));
-    }, timeoutMs);
-    const waiter: Waiter<T> = {
-      match,
-      resolve: (x) => {
-        clearTimeout(timer);
-        resolve(x);
-      },
-    };
-    waiters.push(waiter);
-  });
 }
 
 const nowSeconds = () => Math.floor(Date.now() / 1000);
