@@ -58,6 +58,10 @@ const MATRIX_STEPS: Record<HomeserverCheck['step'], { name: string; hint: string
     name: 'Matrix registration',
     hint: 'install the registration on the homeserver and restart it (docs/OPERATING.md, "Plug it into your servers")',
   },
+  namespace: {
+    name: 'Matrix namespaces',
+    hint: 'the registration the homeserver loaded must hold the ghosts\' namespace as exclusive: generate it again ("interop-bridge generate-registration --force") and give it to the homeserver',
+  },
   ping: {
     name: 'Matrix appservice ping',
     hint: "the registration's url must reach matrix.listen_host:listen_port from the homeserver, with the same hs_token",

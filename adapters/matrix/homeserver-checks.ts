@@ -15,7 +15,7 @@ const AUTHENTICATED_MEDIA = /^v1\.(1[1-9]|[2-9][0-9])$/;
 
 /** One step of `checkHomeserver`, for `interop-bridge doctor`. */
 export interface HomeserverCheck {
-  readonly step: 'versions' | 'whoami' | 'ping';
+  readonly step: 'versions' | 'whoami' | 'namespace' | 'ping';
   readonly ok: boolean;
   readonly detail: string;
 }
@@ -62,6 +62,27 @@ export async function checkHomeserver(config: Config): Promise<HomeserverCheck[]
     }))
   )
     return results;
+  await step('namespace', async () => {
+    // A ghost's localpart nobody else may take: a homeserver that holds the registration's
+    // namespace as exclusive refuses it (Synapse: 400 M_EXCLUSIVE) even before it exists.
+    const probe = `${m.ghost_localpart_prefix}0`;
+    const res = await fetch(
+      `${m.homeserver_url.replace(/\/$/, '')}/_matrix/client/v3/register/available?username=${encodeURIComponent(probe)}`,
+    );
+    const body = (await res.json().catch(() => ({}))) as { errcode?: string; available?: boolean };
+    if (body.errcode === 'M_EXCLUSIVE' || body.errcode === 'M_USER_IN_USE') {
+      return `@${probe}:${m.server_name} is reserved for the bridge (its namespace is exclusive)`;
+    }
+    if (res.ok && body.available === true) {
+      throw new Error(
+        `the homeserver would let anyone register @${probe}:${m.server_name}: the ghosts' namespace is not exclusive in the registration it loaded`,
+      );
+    }
+    if (res.status === 403) {
+      return "not checked live: registration is closed on the homeserver, so nobody can take a ghost's name by registering";
+    }
+    return `not checked: the homeserver answered ${res.status} ${body.errcode ?? ''}`.trim();
+  });
   await step('ping', async () => {
     const listener = new AppserviceListener(hsToken, {
       recordTransaction: () =>

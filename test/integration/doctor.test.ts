@@ -123,9 +123,54 @@ describe('interop-bridge doctor against real peers', () => {
     expect(lineOf(out, 'XMPP component')).toMatch(/ok .*wa\.localhost authenticated/);
     expect(lineOf(out, 'Matrix homeserver')).toMatch(/ok .* is a Matrix homeserver/);
     expect(lineOf(out, 'Matrix registration')).toMatch(/ok .*as_token belongs to @interop:example\.test/);
+    expect(lineOf(out, 'Matrix namespaces')).toMatch(/ok .*registration is closed on the homeserver/);
     expect(lineOf(out, 'Matrix appservice ping')).toMatch(/ok .*the homeserver reached the bridge/);
     expect(synapse.proxy.violations).toEqual([]);
     expect(code).toBe(EXIT.ok);
+  });
+
+  it("tells, on a homeserver open to registration, an exclusive ghosts' namespace from one that is not", async () => {
+    const open = { enable_registration: true, enable_registration_without_verification: true };
+    const withNamespace = (exclusive: boolean) =>
+      SynapseSuite.start(
+        { asToken: AS_TOKEN, hsToken: HS_TOKEN },
+        (port) => {
+          const r = buildRegistration(
+            configSchema.parse({
+              matrix: {
+                enabled: true,
+                server_name: SERVER,
+                as_token: AS_TOKEN,
+                hs_token: HS_TOKEN,
+                listen_port: port,
+              },
+            }),
+            { asToken: AS_TOKEN, hsToken: HS_TOKEN },
+          );
+          return {
+            ...r,
+            namespaces: { ...r.namespaces, users: r.namespaces.users.map((u) => ({ ...u, exclusive })) },
+          };
+        },
+        SERVER,
+        open,
+      );
+    for (const exclusive of [true, false]) {
+      const hs = await withNamespace(exclusive);
+      try {
+        const { code, out } = await doctor(configWith({ matrix: { url: hs.proxy.clientUrl } }));
+        const line = lineOf(out, 'Matrix namespaces');
+        if (exclusive) {
+          expect(line).toMatch(/ok .*@wa_0:example\.test is reserved for the bridge/);
+        } else {
+          expect(line).toMatch(/fail .*would let anyone register @wa_0:example\.test/);
+          expect(line).toMatch(/-> .*generate-registration --force/);
+          expect(code).toBe(EXIT.failure);
+        }
+      } finally {
+        await hs.close();
+      }
+    }
   });
 
   it('says the homeserver cannot be reached, and which option to fix', async () => {

@@ -38,6 +38,7 @@ export class SynapseSuite {
     tokens: { asToken: string; hsToken: string },
     build: (bridgePort: number) => SuiteRegistration,
     serverName = 'example.test',
+    extra?: Record<string, unknown>,
   ): Promise<SynapseSuite> {
     const tmp = tempDir('synapse-');
     const bridgePort = await freePort();
@@ -54,6 +55,7 @@ export class SynapseSuite {
       dir: path.join(tmp.dir, 'synapse'),
       serverName,
       appserviceFiles: [file],
+      ...(extra === undefined ? {} : { extra }),
     });
     proxy.setUpstream(synapse.url);
     proxy.setBridge(`http://127.0.0.1:${bridgePort}`);
