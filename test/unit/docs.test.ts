@@ -78,3 +78,13 @@ describe('documentation', () => {
     expect(missing).toEqual([]);
   });
 });
+
+describe('the Synapse configuration docs/MATRIX.md gives operators', () => {
+  it('is a YAML block the Matrix tests run Synapse with: the registration file, presence on', async () => {
+    const { documentedSynapseConfig } = await import('../support/synapse/synapse.js');
+    const config = documentedSynapseConfig();
+    expect(config['app_service_config_files']).toEqual(['/etc/matrix-synapse/interop-bridge.yaml']);
+    expect(config['presence']).toEqual({ enabled: true });
+    expect(Object.keys(config).sort()).toEqual(['app_service_config_files', 'presence']);
+  });
+});

@@ -10,7 +10,7 @@ import { createHmac, generateKeyPairSync, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { stringify } from 'yaml';
+import { parse, stringify } from 'yaml';
 import { freePort } from '../wait.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -47,13 +47,12 @@ export interface RegisteredUser {
   readonly password: string;
 }
 
-/** The homeserver.yaml an operator would write for a small server, on loopback. */
+/** The rest of a homeserver.yaml for a small server on loopback (what `generate-config` would write). */
 export function homeserverConfig(
   dir: string,
   serverName: string,
   port: number,
   secret: string,
-  appserviceFiles: readonly string[],
 ): Record<string, unknown> {
   return {
     server_name: serverName,
@@ -81,9 +80,20 @@ export function homeserverConfig(
     trusted_key_servers: [],
     suppress_key_server_warning: true,
     federation_domain_whitelist: [],
-    presence: { enabled: true },
-    app_service_config_files: [...appserviceFiles],
   };
+}
+
+/**
+ * The `homeserver.yaml` settings docs/MATRIX.md gives operators (the YAML block after its
+ * `synapse-config` marker): the tests run Synapse with exactly these, so the documented snippet is
+ * the tested one.
+ */
+export function documentedSynapseConfig(): Record<string, unknown> {
+  const doc = readFileSync(path.join(root, 'docs/MATRIX.md'), 'utf8');
+  const m = /<!-- synapse-config:[^>]*-->\s*```yaml\n([\s\S]*?)```/.exec(doc);
+  if (m === null) throw new Error('docs/MATRIX.md has no synapse-config block');
+  const text = m[1]!.replace(/^ {3}/gm, '');
+  return parse(text) as Record<string, unknown>;
 }
 
 /** Synapse's signing key file: `ed25519 <version> <unpadded base64 seed>`. */
@@ -126,7 +136,9 @@ export class Synapse {
     const port = await freePort();
     const secret = randomBytes(24).toString('hex');
     const config = {
-      ...homeserverConfig(options.dir, serverName, port, secret, options.appserviceFiles ?? []),
+      ...homeserverConfig(options.dir, serverName, port, secret),
+      ...documentedSynapseConfig(),
+      app_service_config_files: [...(options.appserviceFiles ?? [])],
       ...options.extra,
     };
     writeFileSync(path.join(options.dir, 'homeserver.yaml'), stringify(config), { mode: 0o600 });
