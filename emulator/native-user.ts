@@ -7,11 +7,9 @@
  */
 import { MAX_RETRIES, retryReceipt } from '../src/protocol/retry-receipt.js';
 import { randomBytes } from 'node:crypto';
-import { Readable, Writable } from 'node:stream';
 import { create } from '@bufbuild/protobuf';
 import { InteropError } from '../src/errors.js';
 import { GatewayConnection } from '../src/gateway/connection.js';
-import { decryptMedia, encryptMedia, type MediaType as MediaCryptoType } from '../src/media/crypto.js';
 import type { Logger } from '../src/observability/logger.js';
 import {
   decodeContent,
@@ -21,21 +19,16 @@ import {
   reactionContent,
   revokeContent,
   textContent,
-  type DescribedContent,
 } from '../src/protocol/content.js';
 import {
-  ImageMessageSchema,
-  DocumentMessageSchema,
-  AudioMessageSchema,
-  VideoMessageSchema,
   MessageSchema,
+  DeviceSentMessageSchema,
   type Message,
 } from '../src/protocol/gen/interop/v1/message_pb.js';
 import { generateKeyPair, type KeyPair } from '../src/protocol/noise/index.js';
 import {
   formatJid,
   parseJid,
-  providerOf,
   type MessageStanza,
   type ReceiptStanza,
   type Stanza,
@@ -44,29 +37,30 @@ import { signalAddress } from '../src/signal/address.js';
 import { createSignalIdentity, MemorySignalBackend, SignalSessionManager } from '../src/signal/index.js';
 import type { Emulator } from './gateway.js';
 import { deliver, waitFor, type Waiter } from './native-waiters.js';
+import { downloadMedia, uploadMedia, type NativeMedia } from './native-media.js';
 
-export interface ReceivedMessage {
-  /** The sender's user JID (no device). */
-  readonly from: string;
-  readonly fromDevice: number;
-  readonly id: string;
-  readonly t: number;
-  readonly content: DescribedContent;
-  readonly raw: Message;
+export type { ReceivedMessage, ReceivedReceipt, NativeMediaKind } from './native-types.js';
+import type { ReceivedMessage, ReceivedReceipt } from './native-types.js';
+
+/** An enlisted third-party account that a test connects another device of (a companion). */
+export interface CompanionAccount {
+  /** The account's JID (`<account id>@<provider>.interop`). */
+  readonly jid: string;
+  readonly providerId: string;
+  /** The provider's token for this account, bound to the device's Noise static key. */
+  readonly mintToken: (noiseStaticKey: Uint8Array) => Promise<string>;
 }
-
-export interface ReceivedReceipt {
-  readonly from: string;
-  readonly id: string;
-  readonly type: 'delivery' | 'read' | 'retry';
-}
-
-export type NativeMediaKind = 'image' | 'video' | 'audio' | 'voice' | 'document';
 
 export interface NativeUserOptions {
   emulator: Emulator;
-  /** E.164, with or without "+". */
+  /** E.164, with or without "+" (ignored with `account`). */
   phone: string;
+  /**
+   * Connect as another device of this enlisted third-party account instead of as a native user:
+   * the user's other device on the gatekeeper's side, whose messages reach the account's other
+   * devices (the bridge's puppet) as `DeviceSentMessage` copies (`sendFromThisDevice`).
+   */
+  account?: CompanionAccount;
   /** Where the gateway's certificate chain must lead; the emulator's root key. */
   rootPublicKey: Uint8Array;
   device?: number;
@@ -105,7 +99,8 @@ export class NativeUser {
 
   private constructor(private readonly options: NativeUserOptions) {
     this.device = options.device ?? 0;
-    this.jid = options.emulator.createNativeUser(options.phone);
+    const account = options.account;
+    this.jid = account?.jid ?? options.emulator.createNativeUser(options.phone);
     const identity = createSignalIdentity();
     const backend = new MemorySignalBackend({
       registrationId: identity.registrationId,
@@ -119,11 +114,14 @@ export class NativeUser {
       host: options.emulator.host,
       port: options.emulator.port,
       rootPublicKey: options.rootPublicKey,
-      providerId: 'wa',
+      providerId: account?.providerId ?? 'wa',
       accountId: parseJid(this.jid).user as string,
       device: this.device,
       noiseKey: this.noiseKey,
-      mintToken: () => options.emulator.nativeToken(phone, this.noiseKey.publicKey),
+      mintToken: () =>
+        account
+          ? account.mintToken(this.noiseKey.publicKey)
+          : options.emulator.nativeToken(phone, this.noiseKey.publicKey),
       reconnect: { initialDelayMs: 50, maxDelayMs: 1000 },
       ...(options.logger ? { logger: options.logger } : {}),
     });
@@ -192,6 +190,35 @@ export class NativeUser {
    * Edits (new text) or deletes (`null`) one of this user's own earlier messages to `to`, or reacts
    * (`{ emoji }`, empty to take it back) to a message of the conversation, as its apps do.
    */
+  /**
+   * As a companion (`account`): sends a text to `to` from this device, and its copy to the
+   * account's `ownDevices` (a `DeviceSentMessage` naming the destination and the id it got), as
+   * a multi-device client does. Returns the id the destination got.
+   */
+  async sendFromThisDevice(
+    to: string,
+    text: string,
+    ownDevices: number[],
+    devices?: number[],
+  ): Promise<string> {
+    const content = textContent(text);
+    const id = randomBytes(10).toString('hex').toUpperCase();
+    await this.sendContent(
+      this.jid,
+      create(MessageSchema, {
+        deviceSentMessage: create(DeviceSentMessageSchema, {
+          destinationJid: to,
+          message: content,
+          messageId: id,
+        }),
+      }),
+      'text',
+      ownDevices,
+      `${id}.SYNC`,
+    );
+    return this.sendContent(to, content, 'text', devices, id);
+  }
+
   async sendChange(
     to: string,
     target: { id: string; fromMe: boolean },
@@ -209,118 +236,14 @@ export class NativeUser {
   }
 
   /** Encrypts the file with a fresh media key, uploads it to the gateway, and sends the media message. */
-  async sendMedia(
-    to: string,
-    media: {
-      kind: NativeMediaKind;
-      bytes: Uint8Array;
-      mimetype: string;
-      caption?: string;
-      fileName?: string;
-    },
-    options: { devices?: number[] } = {},
-  ): Promise<string> {
-    const cryptoType: MediaCryptoType =
-      media.kind === 'voice' ? 'audio' : media.kind === 'document' ? 'document' : media.kind;
-    const chunks: Buffer[] = [];
-    const info = await encryptMedia(
-      Readable.from([media.bytes]),
-      new Writable({
-        write(chunk: Buffer, _e, done) {
-          chunks.push(chunk);
-          done();
-        },
-      }),
-      cryptoType,
-    );
-    const blob = Buffer.concat(chunks);
-    const conn = await this.mediaConn();
-    const hash = Buffer.from(info.fileEncSha256).toString('base64url');
-    const res = await fetch(`http://${conn.host}/media/${hash}`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${conn.auth}`, 'content-type': 'application/octet-stream' },
-      body: blob,
-    });
-    if (res.status !== 201)
-      throw new InteropError('native_upload_failed', `media upload failed: HTTP ${res.status}`);
-    const { url, direct_path: directPath } = (await res.json()) as { url: string; direct_path: string };
-    const common = {
-      url,
-      directPath,
-      mimetype: media.mimetype,
-      fileSha256: info.fileSha256,
-      fileEncSha256: info.fileEncSha256,
-      fileLength: BigInt(info.fileLength),
-      mediaKey: info.mediaKey,
-    };
-    const content =
-      media.kind === 'image'
-        ? create(MessageSchema, {
-            imageMessage: create(ImageMessageSchema, { ...common, caption: media.caption }),
-          })
-        : media.kind === 'video'
-          ? create(MessageSchema, {
-              videoMessage: create(VideoMessageSchema, { ...common, caption: media.caption }),
-            })
-          : media.kind === 'document'
-            ? create(MessageSchema, {
-                documentMessage: create(DocumentMessageSchema, {
-                  ...common,
-                  fileName: media.fileName,
-                  caption: media.caption,
-                }),
-              })
-            : create(MessageSchema, {
-                audioMessage: create(AudioMessageSchema, { ...common, ptt: media.kind === 'voice' }),
-              });
+  async sendMedia(to: string, media: NativeMedia, options: { devices?: number[] } = {}): Promise<string> {
+    const content = await uploadMedia(media, await this.mediaConn());
     return this.sendContent(to, content, 'media', options.devices);
   }
 
   /** Downloads, verifies and decrypts a received media message; resolves with the plaintext. */
   async downloadMedia(message: ReceivedMessage): Promise<Buffer> {
-    const c = message.content;
-    if (!('media' in c)) throw new InteropError('native_not_media', 'this message carries no media');
-    const m = c.media;
-    const type: MediaCryptoType =
-      c.kind === 'voice' ? 'audio' : c.kind === 'document' ? 'document' : (c.kind as MediaCryptoType);
-    if (!m.url || !m.mediaKey || !m.fileEncSha256 || !m.fileSha256) {
-      throw new InteropError('native_media_incomplete', 'the media message lacks its url, key or hashes');
-    }
-    const conn = await this.mediaConn();
-    // Media on the gateway's own service is downloaded there; media a third-party provider hosts is
-    // fetched through the gateway's proxy (PROTOCOL.md section 7), which checks the provider's
-    // allowed hosts and fileEncSha256: a gatekeeper client never fetches a provider's URL itself.
-    const sender = providerOf(parseJid(message.from).server);
-    const onGateway = new URL(m.url).host.toLowerCase() === conn.host.toLowerCase();
-    const source =
-      onGateway || sender === undefined
-        ? m.url
-        : `http://${conn.host}/proxy?${new URLSearchParams({
-            provider: sender,
-            url: m.url,
-            file_enc_sha256: Buffer.from(m.fileEncSha256).toString('base64url'),
-          }).toString()}`;
-    const res = await fetch(source, { headers: { authorization: `Bearer ${conn.auth}` } });
-    if (res.status !== 200 || !res.body)
-      throw new InteropError('native_download_failed', `download failed: HTTP ${res.status}`);
-    const verified = await decryptMedia(
-      Readable.fromWeb(res.body as import('node:stream/web').ReadableStream<Uint8Array>),
-      {
-        type,
-        mediaKey: m.mediaKey,
-        fileEncSha256: m.fileEncSha256,
-        fileSha256: m.fileSha256,
-        ...(m.fileLength !== undefined ? { fileLength: m.fileLength } : {}),
-      },
-      { maxBytes: this.options.maxMediaBytes ?? 100 * 1024 * 1024 },
-    );
-    try {
-      const chunks: Buffer[] = [];
-      for await (const chunk of verified.open()) chunks.push(chunk as Buffer);
-      return Buffer.concat(chunks);
-    } finally {
-      await verified.dispose();
-    }
+    return downloadMedia(message, await this.mediaConn(), this.options.maxMediaBytes ?? 100 * 1024 * 1024);
   }
 
   async sendReceipt(
@@ -409,6 +332,7 @@ export class NativeUser {
     content: Message,
     type: 'text' | 'media',
     devices?: number[],
+    stanzaId?: string,
   ): Promise<string> {
     const targets = devices ?? (await this.devicesOf(to));
     const plaintext = encodeContent(content);
@@ -430,7 +354,7 @@ export class NativeUser {
       const enc = await this.signal.encrypt(address, plaintext);
       encs.push({ type: enc.type, device, ciphertext: enc.body });
     }
-    const id = randomBytes(10).toString('hex').toUpperCase();
+    const id = stanzaId ?? randomBytes(10).toString('hex').toUpperCase();
     const acked = new Promise<void>((resolve) => this.acks.set(id, resolve));
     const stanza: MessageStanza = { kind: 'message', id, to, type, t: nowSeconds(), encs };
     this.sent.set(id, { to, type, plaintext, t: stanza.t });

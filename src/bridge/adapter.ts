@@ -26,6 +26,11 @@ export type Network = 'matrix' | 'xmpp';
  * never as nothing; status signals it cannot show (receipts, typing, presence) are not sent.
  */
 export interface AdapterCapabilities {
+  /**
+   * The local user's own messages sent from another of their devices on the gatekeeper's side
+   * (`IncomingEvent.fromSelf`); without it they are not shown.
+   */
+  readonly fromOtherDevices?: boolean;
   /** Files (images, video, audio, documents); without it each arrives as a notice naming it. */
   readonly media: boolean;
   /** Replies that point at the quoted message; without it the message arrives without the link. */

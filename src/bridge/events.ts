@@ -117,6 +117,12 @@ export interface IncomingEvent {
    * idempotent by itself looks for what it sent before sending again. False for a first attempt.
    */
   readonly mayBeRepeat?: boolean;
+  /**
+   * The local user sent this themselves, to `remote`, from another of their devices on the
+   * gatekeeper's side (multi-device sync): shown as theirs, not the contact's. Only for adapters
+   * with the `fromOtherDevices` capability.
+   */
+  readonly fromSelf?: boolean;
 }
 
 /**

@@ -6,6 +6,7 @@
  */
 import { MAX_RETRIES, retryReceipt } from '../protocol/retry-receipt.js';
 import { decodeContent, describeContent } from '../protocol/content.js';
+import type { Message } from '../protocol/gen/interop/v1/message_pb.js';
 import { formatJid, parseJid, type MessageStanza } from '../protocol/stanza/index.js';
 import { signalAddress } from '../signal/address.js';
 import { inboxRowId, openPayload, PayloadUnreadableError, sealPayload } from '../store/at-rest.js';
@@ -81,6 +82,7 @@ export class IncomingHandler {
 
     const enc = m.encs.find((e) => e.device === undefined || e.device === puppet.deviceId);
     let plaintext: Uint8Array;
+    let content: Message;
     // What decryption changes in the Signal state is committed with the inbox row, not before: a
     // crash in between would spend the message key of a message that is in no inbox.
     const gate = this.ctx.sessionGate;
@@ -88,7 +90,7 @@ export class IncomingHandler {
     try {
       if (!enc || enc.type === 'skmsg') throw new Error('no ciphertext for this device');
       plaintext = await this.ctx.signal.decrypt(signalAddress(sender, device), enc.type, enc.ciphertext);
-      decodeContent(plaintext); // refuses bad padding or protobuf before anything is stored
+      content = decodeContent(plaintext); // refuses bad padding or protobuf before anything is stored
     } catch (err) {
       await gate.commit();
       this.ctx.log?.info(
@@ -108,8 +110,22 @@ export class IncomingHandler {
       t: m.t,
       plaintext: Buffer.from(plaintext).toString('base64'),
     };
+    // From another device of this same account: a message the user sent from there, copied to
+    // this device (multi-device sync). It belongs to the conversation with its destination.
+    let conversation = sender;
+    if (sender === this.ctx.accountJid) {
+      const destination = content.deviceSentMessage?.destinationJid;
+      if (destination === undefined || content.deviceSentMessage?.message === undefined) {
+        await gate.commit();
+        this.ctx.log?.info({ id: m.id }, 'a message from another device of this account without a destination: not shown');
+        this.ack(m);
+        return;
+      }
+      const d = parseJid(destination);
+      conversation = formatJid({ user: d.user, server: d.server });
+    }
     // Awaited with the hold open: the commit that follows only writes.
-    const portal = await store.portals.ensure(puppet.id, sender);
+    const portal = await store.portals.ensure(puppet.id, conversation);
     await gate.commit((w) =>
       w.recordInbox({
         puppetId: puppet.id,
@@ -217,29 +233,39 @@ export class IncomingHandler {
     }
     let localId: string | undefined;
     let event: ConversationEvent | undefined;
+    const message = payload ? decodeContent(Buffer.from(payload.plaintext, 'base64')) : undefined;
+    // The user's own message from another of their devices: shown as theirs, under the id the
+    // destination got (so the contact's receipts and replies find it).
+    const sent = entry.sender === this.ctx.accountJid ? message?.deviceSentMessage : undefined;
+    const fromSelf = sent?.message !== undefined;
+    const remoteId = fromSelf && sent?.messageId ? sent.messageId : entry.messageId;
     try {
-      event = payload
-        ? await incomingEvent({
-            store,
-            portal,
-            localUser: puppet.localId,
-            remoteId: entry.messageId,
-            described: describeContent(decodeContent(Buffer.from(payload.plaintext, 'base64'))),
-            media: this.ctx.media,
-            capabilities: adapter.capabilities,
-          })
-        : { type: 'message', body: { kind: 'text', text: LOST_INCOMING_TEXT } };
+      event =
+        message === undefined
+          ? { type: 'message', body: { kind: 'text', text: LOST_INCOMING_TEXT } }
+          : fromSelf && !adapter.capabilities.fromOtherDevices
+            ? undefined
+            : await incomingEvent({
+                store,
+                portal,
+                localUser: puppet.localId,
+                remoteId,
+                described: describeContent(fromSelf ? sent!.message! : message),
+                media: this.ctx.media,
+                capabilities: adapter.capabilities,
+              });
       if (event !== undefined) {
         const key = `${entry.sender}\n${entry.messageId}`;
         const mayBeRepeat = this.attempted.has(key) || entry.receivedAt < this.since;
         this.attempted.add(key);
         localId = await adapter.deliver({
-          remoteId: entry.messageId,
+          remoteId,
           localUser: puppet.localId,
           remote: portal.remoteJid,
           timestamp: payload ? payload.t * 1000 : entry.receivedAt,
           event: fitToCapabilities(event, adapter.capabilities),
           ...(mayBeRepeat ? { mayBeRepeat } : {}),
+          ...(fromSelf ? { fromSelf } : {}),
         });
       } else {
         this.ctx.log?.info({ id: entry.messageId }, 'incoming content the bridge cannot show: skipped');
@@ -256,14 +282,12 @@ export class IncomingHandler {
     }
     // Without the payload the sender's device is unknown: no delivery receipt (the message was
     // not shown, only a notice about it).
-    const receipt: ReceiptPayload | undefined = payload && {
-      receipt: 'delivery',
-      messageId: entry.messageId,
-      to: payload.from,
-    };
+    // Nor for the user's own message from another device: it was not sent to this one.
+    const receipt: ReceiptPayload | undefined =
+      payload && !fromSelf ? { receipt: 'delivery', messageId: entry.messageId, to: payload.from } : undefined;
     await store.atomically((w) => {
       if (localId !== undefined) {
-        w.putMessage({ portalId: portal.id, remoteId: entry.messageId, localId, sender: entry.sender });
+        w.putMessage({ portalId: portal.id, remoteId, localId, sender: entry.sender });
       }
       w.markInboxDelivered(puppet.id, entry.sender, entry.messageId);
       if (receipt) {

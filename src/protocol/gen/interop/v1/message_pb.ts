@@ -14,7 +14,7 @@ import type { Message as Message$1 } from "@bufbuild/protobuf";
  * Describes the file interop/v1/message.proto.
  */
 export const file_interop_v1_message: GenFile = /*@__PURE__*/
-  fileDesc("ChhpbnRlcm9wL3YxL21lc3NhZ2UucHJvdG8SCmludGVyb3AudjEilwMKB01lc3NhZ2USFAoMY29udmVyc2F0aW9uGAEgASgJEi8KDWltYWdlX21lc3NhZ2UYAyABKAsyGC5pbnRlcm9wLnYxLkltYWdlTWVzc2FnZRI+ChVleHRlbmRlZF90ZXh0X21lc3NhZ2UYBiABKAsyHy5pbnRlcm9wLnYxLkV4dGVuZGVkVGV4dE1lc3NhZ2USNQoQZG9jdW1lbnRfbWVzc2FnZRgHIAEoCzIbLmludGVyb3AudjEuRG9jdW1lbnRNZXNzYWdlEi8KDWF1ZGlvX21lc3NhZ2UYCCABKAsyGC5pbnRlcm9wLnYxLkF1ZGlvTWVzc2FnZRIvCg12aWRlb19tZXNzYWdlGAkgASgLMhguaW50ZXJvcC52MS5WaWRlb01lc3NhZ2USNQoQcHJvdG9jb2xfbWVzc2FnZRgMIAEoCzIbLmludGVyb3AudjEuUHJvdG9jb2xNZXNzYWdlEjUKEHJlYWN0aW9uX21lc3NhZ2UYLiABKAsyGy5pbnRlcm9wLnYxLlJlYWN0aW9uTWVzc2FnZSJSCgpNZXNzYWdlS2V5EhIKCnJlbW90ZV9qaWQYASABKAkSDwoHZnJvbV9tZRgCIAEoCBIKCgJpZBgDIAEoCRITCgtwYXJ0aWNpcGFudBgEIAEoCSKNAQoLQ29udGV4dEluZm8SEQoJc3RhbnphX2lkGAEgASgJEhMKC3BhcnRpY2lwYW50GAIgASgJEisKDnF1b3RlZF9tZXNzYWdlGAMgASgLMhMuaW50ZXJvcC52MS5NZXNzYWdlEhIKCnJlbW90ZV9qaWQYBCABKAkSFQoNbWVudGlvbmVkX2ppZBgPIAMoCSKjAQoTRXh0ZW5kZWRUZXh0TWVzc2FnZRIMCgR0ZXh0GAEgASgJEhQKDG1hdGNoZWRfdGV4dBgCIAEoCRIVCg1jYW5vbmljYWxfdXJsGAQgASgJEhMKC2Rlc2NyaXB0aW9uGAUgASgJEg0KBXRpdGxlGAYgASgJEi0KDGNvbnRleHRfaW5mbxgRIAEoCzIXLmludGVyb3AudjEuQ29udGV4dEluZm8irAIKDEltYWdlTWVzc2FnZRILCgN1cmwYASABKAkSEAoIbWltZXR5cGUYAiABKAkSDwoHY2FwdGlvbhgDIAEoCRITCgtmaWxlX3NoYTI1NhgEIAEoDBITCgtmaWxlX2xlbmd0aBgFIAEoBBIOCgZoZWlnaHQYBiABKA0SDQoFd2lkdGgYByABKA0SEQoJbWVkaWFfa2V5GAggASgMEhcKD2ZpbGVfZW5jX3NoYTI1NhgJIAEoDBITCgtkaXJlY3RfcGF0aBgLIAEoCRIbChNtZWRpYV9rZXlfdGltZXN0YW1wGAwgASgDEhYKDmpwZWdfdGh1bWJuYWlsGBAgASgMEi0KDGNvbnRleHRfaW5mbxgRIAEoCzIXLmludGVyb3AudjEuQ29udGV4dEluZm8ixgIKD0RvY3VtZW50TWVzc2FnZRILCgN1cmwYASABKAkSEAoIbWltZXR5cGUYAiABKAkSDQoFdGl0bGUYAyABKAkSEwoLZmlsZV9zaGEyNTYYBCABKAwSEwoLZmlsZV9sZW5ndGgYBSABKAQSEgoKcGFnZV9jb3VudBgGIAEoDRIRCgltZWRpYV9rZXkYByABKAwSEQoJZmlsZV9uYW1lGAggASgJEhcKD2ZpbGVfZW5jX3NoYTI1NhgJIAEoDBITCgtkaXJlY3RfcGF0aBgKIAEoCRIbChNtZWRpYV9rZXlfdGltZXN0YW1wGAsgASgDEhYKDmpwZWdfdGh1bWJuYWlsGBAgASgMEi0KDGNvbnRleHRfaW5mbxgRIAEoCzIXLmludGVyb3AudjEuQ29udGV4dEluZm8SDwoHY2FwdGlvbhgUIAEoCSKUAgoMQXVkaW9NZXNzYWdlEgsKA3VybBgBIAEoCRIQCghtaW1ldHlwZRgCIAEoCRITCgtmaWxlX3NoYTI1NhgDIAEoDBITCgtmaWxlX2xlbmd0aBgEIAEoBBIPCgdzZWNvbmRzGAUgASgNEgsKA3B0dBgGIAEoCBIRCgltZWRpYV9rZXkYByABKAwSFwoPZmlsZV9lbmNfc2hhMjU2GAggASgMEhMKC2RpcmVjdF9wYXRoGAkgASgJEhsKE21lZGlhX2tleV90aW1lc3RhbXAYCiABKAMSLQoMY29udGV4dF9pbmZvGBEgASgLMhcuaW50ZXJvcC52MS5Db250ZXh0SW5mbxIQCgh3YXZlZm9ybRgTIAEoDCLTAgoMVmlkZW9NZXNzYWdlEgsKA3VybBgBIAEoCRIQCghtaW1ldHlwZRgCIAEoCRITCgtmaWxlX3NoYTI1NhgDIAEoDBITCgtmaWxlX2xlbmd0aBgEIAEoBBIPCgdzZWNvbmRzGAUgASgNEhEKCW1lZGlhX2tleRgGIAEoDBIPCgdjYXB0aW9uGAcgASgJEhQKDGdpZl9wbGF5YmFjaxgIIAEoCBIOCgZoZWlnaHQYCSABKA0SDQoFd2lkdGgYCiABKA0SFwoPZmlsZV9lbmNfc2hhMjU2GAsgASgMEhMKC2RpcmVjdF9wYXRoGA0gASgJEhsKE21lZGlhX2tleV90aW1lc3RhbXAYDiABKAMSFgoOanBlZ190aHVtYm5haWwYECABKAwSLQoMY29udGV4dF9pbmZvGBEgASgLMhcuaW50ZXJvcC52MS5Db250ZXh0SW5mbyLmAQoPUHJvdG9jb2xNZXNzYWdlEiMKA2tleRgBIAEoCzIWLmludGVyb3AudjEuTWVzc2FnZUtleRIuCgR0eXBlGAIgASgOMiAuaW50ZXJvcC52MS5Qcm90b2NvbE1lc3NhZ2UuVHlwZRIrCg5lZGl0ZWRfbWVzc2FnZRgOIAEoCzITLmludGVyb3AudjEuTWVzc2FnZRIUCgx0aW1lc3RhbXBfbXMYDyABKAMiOwoEVHlwZRIKCgZSRVZPS0UQABIVChFFUEhFTUVSQUxfU0VUVElORxADEhAKDE1FU1NBR0VfRURJVBAOIncKD1JlYWN0aW9uTWVzc2FnZRIjCgNrZXkYASABKAsyFi5pbnRlcm9wLnYxLk1lc3NhZ2VLZXkSDAoEdGV4dBgCIAEoCRIUCgxncm91cGluZ19rZXkYAyABKAkSGwoTc2VuZGVyX3RpbWVzdGFtcF9tcxgEIAEoAw");
+  fileDesc("ChhpbnRlcm9wL3YxL21lc3NhZ2UucHJvdG8SCmludGVyb3AudjEi0wMKB01lc3NhZ2USFAoMY29udmVyc2F0aW9uGAEgASgJEi8KDWltYWdlX21lc3NhZ2UYAyABKAsyGC5pbnRlcm9wLnYxLkltYWdlTWVzc2FnZRI+ChVleHRlbmRlZF90ZXh0X21lc3NhZ2UYBiABKAsyHy5pbnRlcm9wLnYxLkV4dGVuZGVkVGV4dE1lc3NhZ2USNQoQZG9jdW1lbnRfbWVzc2FnZRgHIAEoCzIbLmludGVyb3AudjEuRG9jdW1lbnRNZXNzYWdlEi8KDWF1ZGlvX21lc3NhZ2UYCCABKAsyGC5pbnRlcm9wLnYxLkF1ZGlvTWVzc2FnZRIvCg12aWRlb19tZXNzYWdlGAkgASgLMhguaW50ZXJvcC52MS5WaWRlb01lc3NhZ2USNQoQcHJvdG9jb2xfbWVzc2FnZRgMIAEoCzIbLmludGVyb3AudjEuUHJvdG9jb2xNZXNzYWdlEjoKE2RldmljZV9zZW50X21lc3NhZ2UYHyABKAsyHS5pbnRlcm9wLnYxLkRldmljZVNlbnRNZXNzYWdlEjUKEHJlYWN0aW9uX21lc3NhZ2UYLiABKAsyGy5pbnRlcm9wLnYxLlJlYWN0aW9uTWVzc2FnZSJmChFEZXZpY2VTZW50TWVzc2FnZRIXCg9kZXN0aW5hdGlvbl9qaWQYASABKAkSJAoHbWVzc2FnZRgCIAEoCzITLmludGVyb3AudjEuTWVzc2FnZRISCgptZXNzYWdlX2lkGAQgASgJIlIKCk1lc3NhZ2VLZXkSEgoKcmVtb3RlX2ppZBgBIAEoCRIPCgdmcm9tX21lGAIgASgIEgoKAmlkGAMgASgJEhMKC3BhcnRpY2lwYW50GAQgASgJIo0BCgtDb250ZXh0SW5mbxIRCglzdGFuemFfaWQYASABKAkSEwoLcGFydGljaXBhbnQYAiABKAkSKwoOcXVvdGVkX21lc3NhZ2UYAyABKAsyEy5pbnRlcm9wLnYxLk1lc3NhZ2USEgoKcmVtb3RlX2ppZBgEIAEoCRIVCg1tZW50aW9uZWRfamlkGA8gAygJIqMBChNFeHRlbmRlZFRleHRNZXNzYWdlEgwKBHRleHQYASABKAkSFAoMbWF0Y2hlZF90ZXh0GAIgASgJEhUKDWNhbm9uaWNhbF91cmwYBCABKAkSEwoLZGVzY3JpcHRpb24YBSABKAkSDQoFdGl0bGUYBiABKAkSLQoMY29udGV4dF9pbmZvGBEgASgLMhcuaW50ZXJvcC52MS5Db250ZXh0SW5mbyKsAgoMSW1hZ2VNZXNzYWdlEgsKA3VybBgBIAEoCRIQCghtaW1ldHlwZRgCIAEoCRIPCgdjYXB0aW9uGAMgASgJEhMKC2ZpbGVfc2hhMjU2GAQgASgMEhMKC2ZpbGVfbGVuZ3RoGAUgASgEEg4KBmhlaWdodBgGIAEoDRINCgV3aWR0aBgHIAEoDRIRCgltZWRpYV9rZXkYCCABKAwSFwoPZmlsZV9lbmNfc2hhMjU2GAkgASgMEhMKC2RpcmVjdF9wYXRoGAsgASgJEhsKE21lZGlhX2tleV90aW1lc3RhbXAYDCABKAMSFgoOanBlZ190aHVtYm5haWwYECABKAwSLQoMY29udGV4dF9pbmZvGBEgASgLMhcuaW50ZXJvcC52MS5Db250ZXh0SW5mbyLGAgoPRG9jdW1lbnRNZXNzYWdlEgsKA3VybBgBIAEoCRIQCghtaW1ldHlwZRgCIAEoCRINCgV0aXRsZRgDIAEoCRITCgtmaWxlX3NoYTI1NhgEIAEoDBITCgtmaWxlX2xlbmd0aBgFIAEoBBISCgpwYWdlX2NvdW50GAYgASgNEhEKCW1lZGlhX2tleRgHIAEoDBIRCglmaWxlX25hbWUYCCABKAkSFwoPZmlsZV9lbmNfc2hhMjU2GAkgASgMEhMKC2RpcmVjdF9wYXRoGAogASgJEhsKE21lZGlhX2tleV90aW1lc3RhbXAYCyABKAMSFgoOanBlZ190aHVtYm5haWwYECABKAwSLQoMY29udGV4dF9pbmZvGBEgASgLMhcuaW50ZXJvcC52MS5Db250ZXh0SW5mbxIPCgdjYXB0aW9uGBQgASgJIpQCCgxBdWRpb01lc3NhZ2USCwoDdXJsGAEgASgJEhAKCG1pbWV0eXBlGAIgASgJEhMKC2ZpbGVfc2hhMjU2GAMgASgMEhMKC2ZpbGVfbGVuZ3RoGAQgASgEEg8KB3NlY29uZHMYBSABKA0SCwoDcHR0GAYgASgIEhEKCW1lZGlhX2tleRgHIAEoDBIXCg9maWxlX2VuY19zaGEyNTYYCCABKAwSEwoLZGlyZWN0X3BhdGgYCSABKAkSGwoTbWVkaWFfa2V5X3RpbWVzdGFtcBgKIAEoAxItCgxjb250ZXh0X2luZm8YESABKAsyFy5pbnRlcm9wLnYxLkNvbnRleHRJbmZvEhAKCHdhdmVmb3JtGBMgASgMItMCCgxWaWRlb01lc3NhZ2USCwoDdXJsGAEgASgJEhAKCG1pbWV0eXBlGAIgASgJEhMKC2ZpbGVfc2hhMjU2GAMgASgMEhMKC2ZpbGVfbGVuZ3RoGAQgASgEEg8KB3NlY29uZHMYBSABKA0SEQoJbWVkaWFfa2V5GAYgASgMEg8KB2NhcHRpb24YByABKAkSFAoMZ2lmX3BsYXliYWNrGAggASgIEg4KBmhlaWdodBgJIAEoDRINCgV3aWR0aBgKIAEoDRIXCg9maWxlX2VuY19zaGEyNTYYCyABKAwSEwoLZGlyZWN0X3BhdGgYDSABKAkSGwoTbWVkaWFfa2V5X3RpbWVzdGFtcBgOIAEoAxIWCg5qcGVnX3RodW1ibmFpbBgQIAEoDBItCgxjb250ZXh0X2luZm8YESABKAsyFy5pbnRlcm9wLnYxLkNvbnRleHRJbmZvIuYBCg9Qcm90b2NvbE1lc3NhZ2USIwoDa2V5GAEgASgLMhYuaW50ZXJvcC52MS5NZXNzYWdlS2V5Ei4KBHR5cGUYAiABKA4yIC5pbnRlcm9wLnYxLlByb3RvY29sTWVzc2FnZS5UeXBlEisKDmVkaXRlZF9tZXNzYWdlGA4gASgLMhMuaW50ZXJvcC52MS5NZXNzYWdlEhQKDHRpbWVzdGFtcF9tcxgPIAEoAyI7CgRUeXBlEgoKBlJFVk9LRRAAEhUKEUVQSEVNRVJBTF9TRVRUSU5HEAMSEAoMTUVTU0FHRV9FRElUEA4idwoPUmVhY3Rpb25NZXNzYWdlEiMKA2tleRgBIAEoCzIWLmludGVyb3AudjEuTWVzc2FnZUtleRIMCgR0ZXh0GAIgASgJEhQKDGdyb3VwaW5nX2tleRgDIAEoCRIbChNzZW5kZXJfdGltZXN0YW1wX21zGAQgASgD");
 
 /**
  * @generated from message interop.v1.Message
@@ -56,6 +56,11 @@ export type Message = Message$1<"interop.v1.Message"> & {
   protocolMessage?: ProtocolMessage | undefined;
 
   /**
+   * @generated from field: optional interop.v1.DeviceSentMessage device_sent_message = 31;
+   */
+  deviceSentMessage?: DeviceSentMessage | undefined;
+
+  /**
    * @generated from field: optional interop.v1.ReactionMessage reaction_message = 46;
    */
   reactionMessage?: ReactionMessage | undefined;
@@ -67,6 +72,39 @@ export type Message = Message$1<"interop.v1.Message"> & {
  */
 export const MessageSchema: GenMessage<Message> = /*@__PURE__*/
   messageDesc(file_interop_v1_message, 0);
+
+/**
+ * A message the account sent from another of its devices, as the gateway's multi-device sync
+ * carries it to the account's other devices (WhatsApp's field numbers): whom it went to, and what.
+ * WhatsApp sends the copies to the account's own devices in the same stanza, under the same id;
+ * in this protocol a stanza has one recipient, so the copy is its own stanza and names the id the
+ * destination got (field 4, this protocol's own).
+ *
+ * @generated from message interop.v1.DeviceSentMessage
+ */
+export type DeviceSentMessage = Message$1<"interop.v1.DeviceSentMessage"> & {
+  /**
+   * @generated from field: optional string destination_jid = 1;
+   */
+  destinationJid: string;
+
+  /**
+   * @generated from field: optional interop.v1.Message message = 2;
+   */
+  message?: Message | undefined;
+
+  /**
+   * @generated from field: optional string message_id = 4;
+   */
+  messageId: string;
+};
+
+/**
+ * Describes the message interop.v1.DeviceSentMessage.
+ * Use `create(DeviceSentMessageSchema)` to create a new message.
+ */
+export const DeviceSentMessageSchema: GenMessage<DeviceSentMessage> = /*@__PURE__*/
+  messageDesc(file_interop_v1_message, 1);
 
 /**
  * @generated from message interop.v1.MessageKey
@@ -98,7 +136,7 @@ export type MessageKey = Message$1<"interop.v1.MessageKey"> & {
  * Use `create(MessageKeySchema)` to create a new message.
  */
 export const MessageKeySchema: GenMessage<MessageKey> = /*@__PURE__*/
-  messageDesc(file_interop_v1_message, 1);
+  messageDesc(file_interop_v1_message, 2);
 
 /**
  * @generated from message interop.v1.ContextInfo
@@ -139,7 +177,7 @@ export type ContextInfo = Message$1<"interop.v1.ContextInfo"> & {
  * Use `create(ContextInfoSchema)` to create a new message.
  */
 export const ContextInfoSchema: GenMessage<ContextInfo> = /*@__PURE__*/
-  messageDesc(file_interop_v1_message, 2);
+  messageDesc(file_interop_v1_message, 3);
 
 /**
  * @generated from message interop.v1.ExtendedTextMessage
@@ -181,7 +219,7 @@ export type ExtendedTextMessage = Message$1<"interop.v1.ExtendedTextMessage"> & 
  * Use `create(ExtendedTextMessageSchema)` to create a new message.
  */
 export const ExtendedTextMessageSchema: GenMessage<ExtendedTextMessage> = /*@__PURE__*/
-  messageDesc(file_interop_v1_message, 3);
+  messageDesc(file_interop_v1_message, 4);
 
 /**
  * @generated from message interop.v1.ImageMessage
@@ -258,7 +296,7 @@ export type ImageMessage = Message$1<"interop.v1.ImageMessage"> & {
  * Use `create(ImageMessageSchema)` to create a new message.
  */
 export const ImageMessageSchema: GenMessage<ImageMessage> = /*@__PURE__*/
-  messageDesc(file_interop_v1_message, 4);
+  messageDesc(file_interop_v1_message, 5);
 
 /**
  * @generated from message interop.v1.DocumentMessage
@@ -340,7 +378,7 @@ export type DocumentMessage = Message$1<"interop.v1.DocumentMessage"> & {
  * Use `create(DocumentMessageSchema)` to create a new message.
  */
 export const DocumentMessageSchema: GenMessage<DocumentMessage> = /*@__PURE__*/
-  messageDesc(file_interop_v1_message, 5);
+  messageDesc(file_interop_v1_message, 6);
 
 /**
  * @generated from message interop.v1.AudioMessage
@@ -414,7 +452,7 @@ export type AudioMessage = Message$1<"interop.v1.AudioMessage"> & {
  * Use `create(AudioMessageSchema)` to create a new message.
  */
 export const AudioMessageSchema: GenMessage<AudioMessage> = /*@__PURE__*/
-  messageDesc(file_interop_v1_message, 6);
+  messageDesc(file_interop_v1_message, 7);
 
 /**
  * @generated from message interop.v1.VideoMessage
@@ -501,7 +539,7 @@ export type VideoMessage = Message$1<"interop.v1.VideoMessage"> & {
  * Use `create(VideoMessageSchema)` to create a new message.
  */
 export const VideoMessageSchema: GenMessage<VideoMessage> = /*@__PURE__*/
-  messageDesc(file_interop_v1_message, 7);
+  messageDesc(file_interop_v1_message, 8);
 
 /**
  * @generated from message interop.v1.ProtocolMessage
@@ -533,7 +571,7 @@ export type ProtocolMessage = Message$1<"interop.v1.ProtocolMessage"> & {
  * Use `create(ProtocolMessageSchema)` to create a new message.
  */
 export const ProtocolMessageSchema: GenMessage<ProtocolMessage> = /*@__PURE__*/
-  messageDesc(file_interop_v1_message, 8);
+  messageDesc(file_interop_v1_message, 9);
 
 /**
  * @generated from enum interop.v1.ProtocolMessage.Type
@@ -559,7 +597,7 @@ export enum ProtocolMessage_Type {
  * Describes the enum interop.v1.ProtocolMessage.Type.
  */
 export const ProtocolMessage_TypeSchema: GenEnum<ProtocolMessage_Type> = /*@__PURE__*/
-  enumDesc(file_interop_v1_message, 8, 0);
+  enumDesc(file_interop_v1_message, 9, 0);
 
 /**
  * @generated from message interop.v1.ReactionMessage
@@ -593,5 +631,5 @@ export type ReactionMessage = Message$1<"interop.v1.ReactionMessage"> & {
  * Use `create(ReactionMessageSchema)` to create a new message.
  */
 export const ReactionMessageSchema: GenMessage<ReactionMessage> = /*@__PURE__*/
-  messageDesc(file_interop_v1_message, 9);
+  messageDesc(file_interop_v1_message, 10);
 
