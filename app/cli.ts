@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { loadEmulatorConfig } from '../emulator/config.js';
 import { initKeys, rootKeyBase64, rotateKeys } from '../emulator/keys.js';
 import { RunningEmulator, serveUntilSignal } from '../emulator/main.js';
-import { writeRegistration } from '../adapters/matrix/registration.js';
+import { writeDoublePuppetRegistration, writeRegistration } from '../adapters/matrix/registration.js';
 import { loadConfig, type LoadedConfig } from '../src/config/loader.js';
 import { describeExposed, exposedSecretFiles, refuseExposedSecretFiles } from '../src/config/secret-files.js';
 import { startDaemon } from './daemon.js';
@@ -164,13 +164,26 @@ export async function runCli(argv: readonly string[], io: CliIo = defaultIo): Pr
       'where to write registration.yaml and the token files (default: <data_dir>/matrix)',
     )
     .option('--force', 'replace existing files (new tokens: the homeserver needs the new registration)')
-    .action((opts: ConfigOption & { out?: string; force?: boolean }) => {
+    .option(
+      '--double-puppet',
+      'write the double-puppet registration instead (doublepuppet.yaml: lets the bridge act as your users)',
+    )
+    .action((opts: ConfigOption & { out?: string; force?: boolean; doublePuppet?: boolean }) => {
       // The tokens do not exist yet: load the rest of the configuration without requiring them.
       const loaded = loadConfig({
         path: opts.config ?? io.env.INTEROP_BRIDGE_CONFIG,
         env: { ...io.env, INTEROP_BRIDGE_MATRIX__ENABLED: 'false' },
       });
       const dir = path.resolve(opts.out ?? path.join(loaded.paths.dataDir, 'matrix'));
+      if (opts.doublePuppet === true) {
+        const dp = writeDoublePuppetRegistration(loaded.config, dir, { force: opts.force === true });
+        io.err(
+          `wrote ${dp.registration}: give it to the homeserver as well (Synapse: app_service_config_files), then restart it\n` +
+            "and put this in the bridge's configuration:\n",
+        );
+        io.out(`matrix:\n  double_puppet_as_token_file: ${dp.asTokenFile}\n`);
+        return;
+      }
       const files = writeRegistration(loaded.config, dir, { force: opts.force === true });
       io.err(
         `wrote ${files.registration}: give it to the homeserver (Synapse: app_service_config_files), then restart it\n` +

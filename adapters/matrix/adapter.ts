@@ -25,6 +25,7 @@ import { checkPing, checkVersions, checkWhoami } from './homeserver-checks.js';
 import { MatrixIds, type MatrixConfig } from './ids.js';
 import { InFlight } from './in-flight.js';
 import { globalState } from './bridge-state.js';
+import { DoublePuppets } from './double-puppet.js';
 import { InboundQueue } from './inbound-queue.js';
 import { Invites } from './invites.js';
 import { ManagementRooms } from './management-room.js';
@@ -118,6 +119,7 @@ export class MatrixAdapter implements Adapter {
       readReceipts: true,
       typing: true,
       presence: true,
+      fromOtherDevices: true,
       maxMediaBytes,
     };
     const ids = new MatrixIds(m);
@@ -140,10 +142,27 @@ export class MatrixAdapter implements Adapter {
     this.#ghosts = ghosts;
     const portals = new Portals({ ids, store, ghosts, bot, rooms, log });
     const spool = new MediaSpool({ dataDir: context.dataDir, maxBytes: maxMediaBytes, client: media });
-    this.#commands = new CommandHandler({ core, ids, store, portals, rooms });
+    const doublePuppets = new DoublePuppets({
+      token: m.double_puppet_as_token,
+      newClient: (token) => new RetryingMatrixClient(m.homeserver_url, token, retry, log),
+      store,
+      log,
+    });
+    this.#commands = new CommandHandler({ core, ids, store, portals, rooms, doublePuppets });
     this.#invites = new Invites({ ids, store, core, bot, ghosts, rooms, log });
     this.#handlers = new InboundHandlers({ core, store, rooms, ids, spool, inFlight, maxMediaBytes, log });
-    this.#sending = new Sending({ ids, store, ghosts, portals, rooms, bot, spool, inFlight, log });
+    this.#sending = new Sending({
+      ids,
+      store,
+      ghosts,
+      portals,
+      rooms,
+      bot,
+      doublePuppets,
+      spool,
+      inFlight,
+      log,
+    });
     this.#queue = new InboundQueue({
       store,
       handle: (row) => this.#handle(row),

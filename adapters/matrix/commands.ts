@@ -6,6 +6,7 @@
  */
 import type { BridgeCore } from '../../src/bridge/adapter.js';
 import { lookUpContact, optIn, optOut, safetyNumberWith } from '../../src/bridge/commands.js';
+import type { DoublePuppets } from './double-puppet.js';
 import type { MatrixIds } from './ids.js';
 import type { ManagementRooms } from './management-room.js';
 import type { Portals } from './portals.js';
@@ -20,6 +21,7 @@ const HELP = [
   '- `status`: your interop account and its connection',
   '- `safety +<number>`: the safety number of a contact, to compare with them',
   "- `confirm +<number>`: accept a contact's changed security code",
+  '- `double-puppet on|off`: what you send from your other WhatsApp devices appears as sent by you',
   '- `ping`: check that the bridge answers',
   '- `help`: this list',
 ].join('\n');
@@ -44,6 +46,7 @@ export interface CommandContext {
   readonly store: Pick<MatrixStore, 'portalOf' | 'portalsOf'>;
   readonly portals: Pick<Portals, 'ensure'>;
   readonly rooms: Pick<ManagementRooms, 'notice'>;
+  readonly doublePuppets: Pick<DoublePuppets, 'enable' | 'disable'>;
 }
 
 type Reply = (text: string) => Promise<string>;
@@ -99,6 +102,19 @@ export class CommandHandler {
         case 'confirm':
           await this.#confirm(sender, arg, reply);
           return;
+        case 'double-puppet': {
+          const on = arg.toLowerCase();
+          if (on !== 'on' && on !== 'off') {
+            await reply('Send `double-puppet on` or `double-puppet off`.');
+            return;
+          }
+          await reply(
+            on === 'on'
+              ? await this.c.doublePuppets.enable(sender)
+              : await this.c.doublePuppets.disable(sender),
+          );
+          return;
+        }
         default:
           await reply(`Unknown command "${command}". Send \`help\` for the list.`);
       }

@@ -8,6 +8,7 @@ import type { OutgoingEvent } from '../../src/bridge/events.js';
 import { InteropError } from '../../src/errors.js';
 import type { Logger } from '../../src/observability/logger.js';
 import { KeyedQueue } from '../../src/util/keyed-queue.js';
+import { TXN_MARKER } from './client.js';
 import { inReplyTo, markupOf, mediaBodyOf, mediaKindOf, replaces, type Content } from './content.js';
 import type { MatrixIds } from './ids.js';
 import type { InFlight } from './in-flight.js';
@@ -61,6 +62,8 @@ export class InboundHandlers {
   async portalEvent(e: RoomEvent): Promise<void> {
     const { room } = e;
     if (room.kind !== 'portal' || e.sender !== room.localUser || room.remoteJid === null) return;
+    // Sent by the bridge itself as the user (double puppeting): already on the other side.
+    if (e.content[TXN_MARKER] !== undefined) return;
     const outgoing = await this.#outgoing(e);
     if (outgoing === undefined) return;
     try {

@@ -48,6 +48,55 @@ export function buildRegistration(config: Config, tokens: { asToken: string; hsT
 
 const token = () => randomBytes(32).toString('base64url');
 
+/**
+ * The double-puppet registration (mautrix's appservice method): its as_token may act as any user
+ * of the server (`user_id` masquerading); not exclusive, no url (the homeserver sends it nothing).
+ */
+export function buildDoublePuppetRegistration(config: Config, asToken: string) {
+  return {
+    id: `${APPSERVICE_ID}-doublepuppet`,
+    url: null,
+    as_token: asToken,
+    hs_token: token(),
+    sender_localpart: `${config.matrix.bot_localpart}-doublepuppet-${randomBytes(4).toString('hex')}`,
+    namespaces: {
+      users: [{ regex: `@.*:${escapeRegex(config.matrix.server_name)}`, exclusive: false }],
+      aliases: [],
+      rooms: [],
+    },
+    rate_limited: false,
+  };
+}
+
+export interface DoublePuppetFiles {
+  registration: string;
+  asTokenFile: string;
+}
+
+/** Writes `doublepuppet.yaml` and its token file; refuses to overwrite unless `force`. */
+export function writeDoublePuppetRegistration(
+  config: Config,
+  dir: string,
+  options: { force?: boolean } = {},
+): DoublePuppetFiles {
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const files = {
+    registration: path.join(dir, 'doublepuppet.yaml'),
+    asTokenFile: path.join(dir, 'double_puppet_as_token'),
+  };
+  const asToken = token();
+  const header =
+    '# interop-bridge double-puppet registration: give this file to the homeserver (Synapse:\n' +
+    '# app_service_config_files). Its token may act as any user of the server: keep it private.\n';
+  write(files.asTokenFile, `${asToken}\n`, options.force === true);
+  write(
+    files.registration,
+    header + stringify(buildDoublePuppetRegistration(config, asToken)),
+    options.force === true,
+  );
+  return files;
+}
+
 /** Writes the registration YAML and the two token files; refuses to overwrite unless `force`. */
 export function writeRegistration(
   config: Config,

@@ -17,6 +17,7 @@ import { formatSafetyNumber } from '../../src/bridge/phone.js';
 import type { Logger } from '../../src/observability/logger.js';
 import { describeFailure, type RetryingMatrixClient } from './client.js';
 import { mediaContent, textContent, type Content } from './content.js';
+import type { DoublePuppets } from './double-puppet.js';
 import type { Ghosts } from './ghosts.js';
 import type { MatrixIds } from './ids.js';
 import type { InFlight } from './in-flight.js';
@@ -33,7 +34,8 @@ export interface SendingContext {
   readonly ghosts: Pick<Ghosts, 'client'>;
   readonly portals: Pick<Portals, 'ensure' | 'close'>;
   readonly rooms: Pick<ManagementRooms, 'ensure' | 'notice'>;
-  readonly bot: Pick<RetryingMatrixClient, 'leaveRoom'>;
+  readonly bot: RetryingMatrixClient;
+  readonly doublePuppets: Pick<DoublePuppets, 'client'>;
   readonly spool: Pick<MediaSpool, 'release'>;
   readonly inFlight: Pick<InFlight, 'background'>;
   readonly log: Logger;
@@ -62,9 +64,21 @@ export class Sending {
     }
     let roomId = await this.c.portals.ensure(localUser, remote);
     const seed = `${localUser}\n${remote}\n${remoteId}`;
+    if (event.fromSelf === true) {
+      const sent = await this.#deliverOwn(event, roomId, seed);
+      if (sent !== undefined) await store.putSent(localUser, remote, remoteId, { roomId, eventId: sent });
+      return sent;
+    }
     let sent: string | undefined;
     try {
-      sent = await this.#send(ghostId, roomId, e, event.timestamp, seed, event.mayBeRepeat === true);
+      sent = await this.#send(
+        this.c.ghosts.client(ghostId),
+        roomId,
+        e,
+        event.timestamp,
+        seed,
+        event.mayBeRepeat === true,
+      );
     } catch (err) {
       // The ghost is no longer in the portal (it left or was kicked or banned unseen): forget the
       // room and send in a new portal, once, instead of failing every delivery for good.
@@ -76,23 +90,29 @@ export class Sending {
       await store.forgetRoom(roomId);
       await this.c.bot.leaveRoom(roomId).catch(() => undefined);
       roomId = await this.c.portals.ensure(localUser, remote);
-      sent = await this.#send(ghostId, roomId, e, event.timestamp, `${seed}\nnew-portal`);
+      sent = await this.#send(
+        this.c.ghosts.client(ghostId),
+        roomId,
+        e,
+        event.timestamp,
+        `${seed}\nnew-portal`,
+      );
     }
     if (sent === undefined) return undefined;
     await store.putSent(localUser, remote, remoteId, { roomId, eventId: sent });
     return sent;
   }
 
-  /** Sends one incoming event as the ghost; the txnId is a function of the remote id. */
+  /** Sends one incoming event as `sender` (the ghost, or the user); the txnId is a function of the remote id. */
   async #send(
-    ghostId: string,
+    sender: RetryingMatrixClient,
     roomId: string,
     e: ConversationEvent,
     ts: number,
     idSeed: string,
     mayBeRepeat = false,
   ): Promise<string | undefined> {
-    const ghost = this.c.ghosts.client(ghostId);
+    const ghost = sender;
     const txnId = `in.${createHash('sha256').update(idSeed).digest('base64url').slice(0, 32)}`;
     const send = (type: string, content: Content): Promise<string> =>
       ghost.sendEventOnce(roomId, type, txnId, content, { ts }, mayBeRepeat);
@@ -143,6 +163,33 @@ export class Sending {
       default:
         return undefined;
     }
+  }
+
+  /**
+   * The local user's own message, sent from another of their devices: as them, through double
+   * puppeting when they turned it on (their read receipt then moves to it: they have seen it), or
+   * by the bot, saying whose it is.
+   */
+  async #deliverOwn(event: IncomingEvent, roomId: string, seed: string): Promise<string | undefined> {
+    const repeat = event.mayBeRepeat === true;
+    const user = await this.c.doublePuppets.client(event.localUser);
+    if (user !== undefined) {
+      const sent = await this.#send(user, roomId, event.event, event.timestamp, seed, repeat);
+      if (sent !== undefined) {
+        await user
+          .sendReadReceipt(roomId, sent)
+          .catch((err: unknown) =>
+            this.c.log.debug({ err: (err as Error).message }, 'own read receipt not set'),
+          );
+      }
+      return sent;
+    }
+    const e = event.event;
+    const shown: ConversationEvent =
+      e.type === 'message' && e.body.kind === 'text'
+        ? { ...e, body: { ...e.body, text: `You, from another device: ${e.body.text}` } }
+        : e;
+    return this.#send(this.c.bot, roomId, shown, event.timestamp, seed, repeat);
   }
 
   /** The contact's typing, shown by the ghost in the portal (if there is one). */

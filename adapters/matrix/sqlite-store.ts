@@ -255,4 +255,18 @@ export class SqliteMatrixStore implements MatrixStore {
       Row | undefined;
     return r === undefined ? undefined : { target: r.target as string, emoji: r.emoji as string };
   }
+
+  async doublePuppet(userId: string): Promise<boolean> {
+    return this.#q('SELECT 1 FROM matrix_double_puppets WHERE user_id = ?').get(userId) !== undefined;
+  }
+
+  async setDoublePuppet(userId: string, enabled: boolean): Promise<void> {
+    if (enabled) {
+      this.#q(
+        'INSERT INTO matrix_double_puppets (user_id, enabled_at) VALUES (?, ?) ON CONFLICT DO NOTHING',
+      ).run(userId, this.#now());
+    } else {
+      this.#q('DELETE FROM matrix_double_puppets WHERE user_id = ?').run(userId);
+    }
+  }
 }

@@ -128,4 +128,10 @@ export interface MatrixStore {
   putReaction(roomId: string, eventId: string, target: string, emoji: string): Promise<void>;
   /** A reaction remembered by `putReaction`, if `eventId` is one. */
   reaction(eventId: string): Promise<{ target: string; emoji: string } | undefined>;
+
+  // ---- double puppeting ---------------------------------------------------------------------------
+
+  /** Whether the user turned double puppeting on. */
+  doublePuppet(userId: string): Promise<boolean>;
+  setDoublePuppet(userId: string, enabled: boolean): Promise<void>;
 }

@@ -117,7 +117,10 @@ export class IncomingHandler {
       const destination = content.deviceSentMessage?.destinationJid;
       if (destination === undefined || content.deviceSentMessage?.message === undefined) {
         await gate.commit();
-        this.ctx.log?.info({ id: m.id }, 'a message from another device of this account without a destination: not shown');
+        this.ctx.log?.info(
+          { id: m.id },
+          'a message from another device of this account without a destination: not shown',
+        );
         this.ack(m);
         return;
       }
@@ -284,7 +287,9 @@ export class IncomingHandler {
     // not shown, only a notice about it).
     // Nor for the user's own message from another device: it was not sent to this one.
     const receipt: ReceiptPayload | undefined =
-      payload && !fromSelf ? { receipt: 'delivery', messageId: entry.messageId, to: payload.from } : undefined;
+      payload && !fromSelf
+        ? { receipt: 'delivery', messageId: entry.messageId, to: payload.from }
+        : undefined;
     await store.atomically((w) => {
       if (localId !== undefined) {
         w.putMessage({ portalId: portal.id, remoteId, localId, sender: entry.sender });

@@ -374,13 +374,42 @@ export class OutboxSender {
     }
   }
 
-  /** A delivery or read receipt from the recipient for one of our messages. */
-  async onReceipt(id: string, state: 'delivered' | 'read'): Promise<void> {
+  /**
+   * A delivery or read receipt from the recipient (`from`) for one of our messages, or for one the
+   * user sent from another of their devices (in the message map as the account's own, not in the
+   * outbox: shown, nothing to advance).
+   */
+  async onReceipt(id: string, state: 'delivered' | 'read', from?: string): Promise<void> {
     const entry = await this.ctx.store.outbox.get(id);
+    if (!entry && from !== undefined) return this.onReceiptForOtherDevice(id, state, from);
     if (!entry || entry.puppetId !== this.ctx.puppet.id || entry.kind === RECEIPT_KIND) return;
     // A receipt proves the gateway stored it, even if its ack was lost with a connection.
     this.inFlight.delete(id);
     if (await this.ctx.store.outbox.advance(id, state)) await this.report(entry, state);
+  }
+
+  private async onReceiptForOtherDevice(
+    id: string,
+    state: 'delivered' | 'read',
+    from: string,
+  ): Promise<void> {
+    const { store, puppet } = this.ctx;
+    const portal = await store.portals.byRemote(puppet.id, from);
+    if (!portal) return;
+    const mapped = await store.messages.byRemote(portal.id, id);
+    if (!mapped || mapped.sender !== this.ctx.accountJid) return;
+    const adapter = this.ctx.adapter();
+    if (!adapter || !showsDelivery(adapter.capabilities, state)) return;
+    try {
+      adapter.updateDelivery({
+        localId: mapped.localId,
+        localUser: puppet.localId,
+        remote: portal.remoteJid,
+        state,
+      });
+    } catch (err) {
+      this.ctx.log?.warn({ err: (err as Error).message }, 'adapter.updateDelivery threw');
+    }
   }
 
   private async failEntry(entry: OutboxEntry, reason: string): Promise<void> {

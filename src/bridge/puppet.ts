@@ -330,7 +330,11 @@ export class PuppetRuntime {
         );
       return;
     }
-    await this.outbox.onReceipt(r.id, r.type === 'read' ? 'read' : 'delivered');
+    await this.outbox.onReceipt(
+      r.id,
+      r.type === 'read' ? 'read' : 'delivered',
+      r.from === undefined ? undefined : toUser(r.from),
+    );
   }
 
   private onNotification(n: NotificationStanza): void {

@@ -10,7 +10,12 @@ import { base64Key, bool, expecting, host, httpUrl, int, oneOf, section, str } f
 const port = () => int(1, 65535, 'a port number from 1 to 65535');
 
 /** Options whose value may instead be read from a file named by `<key>_file`. */
-export const SECRET_KEYS = ['matrix.as_token', 'matrix.hs_token', 'xmpp.secret'] as const;
+export const SECRET_KEYS = [
+  'matrix.as_token',
+  'matrix.hs_token',
+  'matrix.double_puppet_as_token',
+  'xmpp.secret',
+] as const;
 
 const httpSchema = z.strictObject({
   host: host().default('127.0.0.1'),
@@ -81,6 +86,8 @@ const matrixSchema = z
     server_name: str('the homeserver\'s server name, such as "example.org"').default('localhost'),
     as_token: str('the application service token').optional(),
     hs_token: str('the homeserver token').optional(),
+    /** The double-puppet registration's as_token (`generate-registration --double-puppet`). */
+    double_puppet_as_token: str("the double-puppet registration's as_token").optional(),
     bot_localpart: str('a Matrix localpart such as "interop"').default('interop'),
     ghost_localpart_prefix: str('a localpart prefix such as "wa_"').default('wa_'),
     listen_host: host().default('127.0.0.1'),

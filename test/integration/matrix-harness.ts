@@ -8,7 +8,7 @@
 import { freePort, until } from '../support/wait.js';
 import path from 'node:path';
 import { createMatrixAdapter, SqliteMatrixStore, type MatrixAdapter } from '../../adapters/matrix/index.js';
-import { buildRegistration } from '../../adapters/matrix/registration.js';
+import { buildDoublePuppetRegistration, buildRegistration } from '../../adapters/matrix/registration.js';
 import { Bridge } from '../../src/bridge/core.js';
 import { accountJidOf } from '../../src/bridge/puppet.js';
 import { BridgeMediaHandler } from '../../src/bridge/media-handler.js';
@@ -16,7 +16,7 @@ import { configSchema, type Config } from '../../src/config/schema.js';
 import { HttpListener } from '../../src/util/http-listener.js';
 import { MediaHost } from '../../src/media/host.js';
 import { createLogger } from '../../src/observability/logger.js';
-import { generateProviderKey, type ProviderPrivateJwk } from '../../src/protocol/jwt.js';
+import { generateProviderKey, mintClientToken, type ProviderPrivateJwk } from '../../src/protocol/jwt.js';
 import { SqliteSignalBackend } from '../../src/signal/index.js';
 import { openSqliteStore, type SqliteStore } from '../../src/store/sqlite-store.js';
 import { bridgeMigrations } from '../../app/migrations.js';
@@ -36,6 +36,8 @@ export const MAX_BYTES = 512 * 1024;
 
 export const AS_TOKEN = 'as-token-for-matrix-tests';
 export const HS_TOKEN = 'hs-token-for-matrix-tests';
+/** The double-puppet registration's token: Synapse loads it beside the bridge's own. */
+export const DOUBLE_PUPPET_TOKEN = 'double-puppet-token-for-matrix-tests';
 
 export interface HarnessOptions {
   permissions?: Record<string, 'none' | 'user' | 'admin'>;
@@ -60,6 +62,7 @@ function baseConfig(dataDir: string, port: number, permissions: HarnessOptions['
       server_name: SERVER,
       as_token: AS_TOKEN,
       hs_token: HS_TOKEN,
+      double_puppet_as_token: DOUBLE_PUPPET_TOKEN,
       listen_host: '127.0.0.1',
       listen_port: port,
       client_retry: { max_attempts: 8, initial_delay_ms: 20, max_delay_ms: 400 },
@@ -75,8 +78,14 @@ function baseConfig(dataDir: string, port: number, permissions: HarnessOptions['
 export function useSynapse(): () => SynapseSuite {
   let suite: SynapseSuite | undefined;
   beforeAll(async () => {
-    suite = await SynapseSuite.start({ asToken: AS_TOKEN, hsToken: HS_TOKEN }, (port) =>
-      buildRegistration(baseConfig('/unused', port, undefined), { asToken: AS_TOKEN, hsToken: HS_TOKEN }),
+    const config = baseConfig('/unused', 1, undefined);
+    suite = await SynapseSuite.start(
+      { asToken: AS_TOKEN, hsToken: HS_TOKEN },
+      (port) =>
+        buildRegistration(baseConfig('/unused', port, undefined), { asToken: AS_TOKEN, hsToken: HS_TOKEN }),
+      SERVER,
+      undefined,
+      [buildDoublePuppetRegistration(config, DOUBLE_PUPPET_TOKEN)],
     );
   }, 60_000);
   afterAll(async () => {
@@ -264,6 +273,37 @@ export class MatrixHarness {
       'the puppet to connect',
     );
     return room;
+  }
+
+  /**
+   * Another device of the local user's interop account (device 1): their phone on the gatekeeper's
+   * side, whose messages reach the puppet as copies (`sendFromThisDevice`).
+   */
+  async companion(user: Pick<MatrixUser, 'userId'>): Promise<NativeUser> {
+    const puppet = await this.store.puppets.byLocalId(user.userId);
+    if (!puppet) throw new Error(`${user.userId} has no puppet`);
+    const u = await NativeUser.connect({
+      emulator: this.running.gateway,
+      phone: '',
+      rootPublicKey: this.root,
+      device: 1,
+      account: {
+        jid: accountJidOf(puppet.accountId, PROVIDER),
+        providerId: PROVIDER,
+        mintToken: (noiseStaticKey) =>
+          mintClientToken({
+            privateKey: this.signingKey,
+            kid: this.signingKey.kid,
+            alg: this.signingKey.alg,
+            issuer: PROVIDER,
+            subject: puppet.accountId,
+            audience: 'emulator.interop',
+            noiseStaticKey,
+          }),
+      },
+    });
+    this.natives.push(u);
+    return u;
   }
 
   /** The JID a native user sees for the local user's puppet. */

@@ -348,3 +348,45 @@ test('edits, reactions and redactions go both ways, each as itself', async () =>
   const redaction = await alice.waitFor(portal, (e) => e.sender === GHOST && e.type === 'm.room.redaction');
   expect(redaction['redacts'] ?? (redaction.content['redacts'] as string | undefined)).toBe(shown.event_id);
 });
+
+test('double puppeting: what the user sends from another device appears as theirs, with their read receipt, and goes to the contact once', async () => {
+  const { bob, portal } = await portalWithBob();
+  await alice.sendText(portal, 'hi');
+  await bob.waitForMessage();
+  const aliceJid = await h.jidOf(alice);
+  // Alice's other device on the gatekeeper's side (device 1 of her interop account).
+  const phone = await h.companion(alice);
+
+  // Not turned on: the bot shows it, saying whose it is.
+  await phone.sendFromThisDevice(bob.jid, 'from my phone', [0], [0]);
+  await bob.waitForMessage((m) => m.content.kind === 'text' && m.content.text === 'from my phone');
+  await alice.waitFor(
+    portal,
+    (e) => e.sender === BOT && bodyOf(e) === 'You, from another device: from my phone',
+  );
+
+  // Turned on: as Alice herself, and her read receipt moves to it.
+  expect(await h.command(alice, management, 'double-puppet on')).toMatch(/Double puppeting is on/);
+  const id = await phone.sendFromThisDevice(bob.jid, 'from my phone again', [0], [0]);
+  const mine = await alice.waitFor(
+    portal,
+    (e) => e.sender === alice.userId && e.type === 'm.room.message' && bodyOf(e) === 'from my phone again',
+  );
+  await alice.waitUntil(() => alice.readUpTo(portal, alice.userId) === mine.event_id, 'her own read receipt');
+  // Bob reads it (his receipt goes to every device of her account): the ghost's receipt shows it.
+  const got = await bob.waitForMessage(
+    (m) => m.content.kind === 'text' && m.content.text === 'from my phone again',
+  );
+  expect(got.id).toBe(id);
+  await bob.sendReceipt(aliceJid, [id], 'read');
+  await alice.waitUntil(() => alice.readUpTo(portal, GHOST) === mine.event_id, 'Bob’s read receipt on it');
+
+  // What the bridge sent as Alice is not taken for a new message of hers: Bob has each once.
+  await alice.sendText(portal, 'and from Matrix');
+  await bob.waitForMessage((m) => m.content.kind === 'text' && m.content.text === 'and from Matrix');
+  await h.transactionsIdle();
+  const texts = bob.received.flatMap((m) => (m.content.kind === 'text' ? [m.content.text] : []));
+  expect(texts).toEqual(['hi', 'from my phone', 'from my phone again', 'and from Matrix']);
+
+  expect(await h.command(alice, management, 'double-puppet off')).toMatch(/Double puppeting is off/);
+});

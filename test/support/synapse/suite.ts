@@ -39,6 +39,7 @@ export class SynapseSuite {
     build: (bridgePort: number) => SuiteRegistration,
     serverName = 'example.test',
     extra?: Record<string, unknown>,
+    others: readonly Record<string, unknown>[] = [],
   ): Promise<SynapseSuite> {
     const tmp = tempDir('synapse-');
     const bridgePort = await freePort();
@@ -54,7 +55,14 @@ export class SynapseSuite {
     const synapse = await Synapse.start({
       dir: path.join(tmp.dir, 'synapse'),
       serverName,
-      appserviceFiles: [file],
+      appserviceFiles: [
+        file,
+        ...others.map((r, i) => {
+          const other = path.join(tmp.dir, `registration-${i + 2}.yaml`);
+          writeFileSync(other, stringify(r), { mode: 0o600 });
+          return other;
+        }),
+      ],
       ...(extra === undefined ? {} : { extra }),
     });
     proxy.setUpstream(synapse.url);
