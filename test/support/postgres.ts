@@ -62,7 +62,9 @@ function serverAccount(): { uid: number; gid: number } | undefined {
     const fields = passwd.find((l) => l.startsWith(`${name}:`))?.split(':');
     if (fields) return { uid: Number(fields[2]), gid: Number(fields[3]) };
   }
-  throw new Error('the tests run as root and there is neither a postgres nor a nobody user to run PostgreSQL as');
+  throw new Error(
+    'the tests run as root and there is neither a postgres nor a nobody user to run PostgreSQL as',
+  );
 }
 
 function freePort(): Promise<number> {
@@ -106,7 +108,9 @@ async function ready(url: string, child: ChildProcess, log: () => string): Promi
       return;
     } catch (err) {
       await c.end().catch(() => undefined);
-      if (Date.now() > deadline) throw new Error(`postgres did not accept connections: ${String(err)}\n${log()}`);
+      if (Date.now() > deadline) {
+        throw new Error(`postgres did not accept connections: ${String(err)}\n${log()}`, { cause: err });
+      }
       await new Promise((r) => setTimeout(r, 50));
     }
   }
@@ -137,9 +141,24 @@ export async function startPostgres(): Promise<PostgresServer> {
     child = spawn(
       path.join(bin, 'postgres'),
       [
-        '-D', data, '-p', String(port), '-k', socketDir, '-h', '127.0.0.1',
-        '-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off',
-        '-c', 'max_connections=200', '-c', 'shared_buffers=32MB',
+        '-D',
+        data,
+        '-p',
+        String(port),
+        '-k',
+        socketDir,
+        '-h',
+        '127.0.0.1',
+        '-c',
+        'fsync=off',
+        '-c',
+        'synchronous_commit=off',
+        '-c',
+        'full_page_writes=off',
+        '-c',
+        'max_connections=200',
+        '-c',
+        'shared_buffers=32MB',
       ],
       { ...account, stdio: ['ignore', 'pipe', 'pipe'], env: pgEnv() },
     );
