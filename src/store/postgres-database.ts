@@ -41,8 +41,8 @@ export interface PgConnectOptions {
 }
 
 export interface PgOpenOptions extends PgConnectOptions {
-  /** The sequence to apply; default the core's own, in PostgreSQL's dialect. */
-  migrations?: readonly Migration[];
+  /** The sequence to apply; default the core's own, in PostgreSQL's dialect; false: none. */
+  migrations?: readonly Migration[] | false;
 }
 
 /** bigint (int8) as a JavaScript number: times in ms, counts, sequence numbers all fit. */
@@ -128,7 +128,7 @@ export class PgDatabase {
     pool.on('error', () => undefined); // an idle connection lost: the pool replaces it
     const db = new PgDatabase(pool, writer, options, label);
     try {
-      await db.migrate(options.migrations ?? readPgMigrations());
+      if (options.migrations !== false) await db.migrate(options.migrations ?? readPgMigrations());
       return db;
     } catch (err) {
       await db.close();
