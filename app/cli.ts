@@ -9,6 +9,7 @@ import { RunningEmulator, serveUntilSignal } from '../emulator/main.js';
 import { writeDoublePuppetRegistration, writeRegistration } from '../adapters/matrix/registration.js';
 import { loadConfig, type LoadedConfig } from '../src/config/loader.js';
 import { describeExposed, exposedSecretFiles, refuseExposedSecretFiles } from '../src/config/secret-files.js';
+import { migrateBridgeDatabase } from './database.js';
 import { startDaemon } from './daemon.js';
 import { backupState } from './backup.js';
 import { renderReport, runChecks } from './doctor.js';
@@ -97,6 +98,21 @@ export async function runCli(argv: readonly string[], io: CliIo = defaultIo): Pr
       logger.info({ signal }, 'shutting down');
       await daemon.stop();
       logger.flush();
+    });
+
+  const db = command(program, 'db', "the bridge's database (bridge.database: SQLite or PostgreSQL)");
+  command(
+    db,
+    'migrate',
+    'apply the pending migrations to the configured database (refused while a bridge runs on it)',
+  )
+    .addOption(configOption())
+    .action(async (_opts: unknown, cmd: Command) => {
+      const loaded = load(cmd.optsWithGlobals<ConfigOption>());
+      const exposed = exposedSecretFiles(loaded);
+      refuseExposedSecretFiles(loaded, exposed);
+      const { label, version } = await migrateBridgeDatabase(loaded);
+      io.out(`${label}: schema version ${version}\n`);
     });
 
   command(

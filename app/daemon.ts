@@ -11,11 +11,9 @@ import { Bridge } from '../src/bridge/core.js';
 import { BridgeError } from '../src/bridge/errors.js';
 import { BridgeMediaHandler } from '../src/bridge/media-handler.js';
 import { MediaHost } from '../src/media/host.js';
-import { SqliteSignalBackend } from '../src/signal/index.js';
 import { ensureAtRestKey, PayloadVault } from '../src/store/at-rest.js';
 import type { Store } from '../src/store/repositories.js';
-import { openSqliteStore } from '../src/store/sqlite-store.js';
-import { bridgeMigrations } from './migrations.js';
+import { openBridgeDatabase } from './database.js';
 import { VERSION } from '../src/version.js';
 import { createMatrixAdapter, SqliteMatrixStore, type MatrixAdapter } from '../adapters/matrix/index.js';
 import { createXmppAdapter, SqliteXmppStore, type XmppAdapter } from '../adapters/xmpp/index.js';
@@ -50,7 +48,9 @@ export async function startDaemon(loaded: LoadedConfig, root: Logger): Promise<D
       'created the at-rest key (messages waiting for delivery are sealed with it): include it in backups',
     );
   }
-  const store = openSqliteStore(paths.database, { migrations: bridgeMigrations() });
+  // The one-process lock is taken here: a second start on a database in use refuses.
+  const database = await openBridgeDatabase(loaded);
+  const store = database.store;
   let http: HttpListener | undefined;
   let bridge: Bridge | undefined;
   let host: MediaHost | undefined;
@@ -110,7 +110,7 @@ export async function startDaemon(loaded: LoadedConfig, root: Logger): Promise<D
       });
       bridge = new Bridge({
         store,
-        signalBackend: (puppetId) => new SqliteSignalBackend(store.db, puppetId),
+        signalBackend: (puppetId) => database.signalBackend(puppetId),
         gateway: {
           host: config.gateway.host,
           port: config.gateway.port,
@@ -148,7 +148,7 @@ export async function startDaemon(loaded: LoadedConfig, root: Logger): Promise<D
       if (config.matrix.enabled) {
         matrix = createMatrixAdapter(
           { config, logger: root, dataDir: paths.dataDir },
-          new SqliteMatrixStore(store.db),
+          new SqliteMatrixStore(database.adapterDb),
         );
         bridge.attach(matrix);
         await matrix.start();
@@ -156,7 +156,7 @@ export async function startDaemon(loaded: LoadedConfig, root: Logger): Promise<D
       if (config.xmpp.enabled) {
         xmpp = createXmppAdapter(
           { config, logger: root, dataDir: paths.dataDir, http, publicUrl },
-          new SqliteXmppStore(store.db),
+          new SqliteXmppStore(database.adapterDb),
         );
         bridge.attach(xmpp);
         await xmpp.start();
@@ -172,7 +172,7 @@ export async function startDaemon(loaded: LoadedConfig, root: Logger): Promise<D
       {
         version: VERSION,
         config: loaded.source,
-        database: paths.database,
+        database: database.label,
         schema_version: await store.schemaVersion(),
         provider_id: config.bridge.provider_id,
         puppets: await store.puppets.count(),
@@ -223,7 +223,7 @@ export async function startDaemon(loaded: LoadedConfig, root: Logger): Promise<D
         await core?.stop();
         mediaHandler?.close();
         mediaHost?.close();
-        await store.close();
+        await database.close();
         log.info('stopped: database closed');
       },
     };
@@ -234,7 +234,7 @@ export async function startDaemon(loaded: LoadedConfig, root: Logger): Promise<D
     media?.close();
     host?.close();
     await http?.close();
-    await store.close();
+    await database.close();
     throw err;
   }
 }

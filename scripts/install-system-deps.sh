@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the tests use: Prosody and ejabberd (the tests start their own
-# instances on loopback with generated configs, so the packaged services are kept from starting).
+# Installs the Debian packages the tests use: Prosody, ejabberd and PostgreSQL (the tests start
+# their own instances on loopback with generated configs, so the packaged services are kept from
+# starting; test/support/postgres.ts runs PostgreSQL's binaries as the `postgres` user the package
+# creates).
 set -euo pipefail
 
-packages=(prosody ejabberd)
+packages=(prosody ejabberd postgresql)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

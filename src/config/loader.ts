@@ -82,13 +82,18 @@ export function loadConfig(options: LoadOptions = {}): LoadedConfig {
     source,
     paths: {
       dataDir,
-      database: path.resolve(dataDir, config.bridge.database),
+      database: isPostgresUrl(config.bridge.database)
+        ? config.bridge.database
+        : path.resolve(dataDir, config.bridge.database),
       signingKey: path.resolve(dataDir, config.provider.signing_key_file),
       atRestKey: path.resolve(dataDir, config.bridge.at_rest_key_file),
     },
     secretFiles,
   };
 }
+
+/** `bridge.database` names a PostgreSQL database rather than a SQLite file. */
+export const isPostgresUrl = (database: string): boolean => /^postgres(ql)?:\/\//.test(database);
 
 /** How many aliases a configuration may resolve (yaml's own default, stated here). */
 const MAX_ALIAS_COUNT = 100;

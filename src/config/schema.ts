@@ -15,6 +15,7 @@ export const SECRET_KEYS = [
   'matrix.hs_token',
   'matrix.double_puppet_as_token',
   'xmpp.secret',
+  'bridge.database_password',
 ] as const;
 
 const httpSchema = z.strictObject({
@@ -26,7 +27,14 @@ const httpSchema = z.strictObject({
 const bridgeSchema = z.strictObject({
   provider_id: str('a provider id such as "example.org"').default('localhost'),
   data_dir: str('a directory path').default('./data'),
-  database: str('a file path').default('interop-bridge.db'),
+  /** A SQLite file (relative to data_dir), or postgres://user@host:port/database. */
+  database: str('a file path or a postgres://user@host:port/database URL').default('interop-bridge.db'),
+  /** PostgreSQL's password (better: database_password_file, mode 0600). */
+  database_password: str('the PostgreSQL password').optional(),
+  /** PostgreSQL TLS: disable, require (encrypted, not verified) or verify-full. */
+  database_sslmode: oneOf(['disable', 'require', 'verify-full'] as const).optional(),
+  /** The CA certificate (PEM file) to verify the PostgreSQL server with under verify-full. */
+  database_sslrootcert: str('a file path').optional(),
   at_rest_key_file: str('a file path').default('at-rest.key'),
   queue_max_age_hours: int(1, 8760, 'a number of hours from 1 to 8760').default(168),
   lifecycle: oneOf(['always', 'presence'] as const).default('always'),

@@ -27,6 +27,8 @@ export type SignalErrorCode =
   | 'signal_invalid_key'
   /** A stored session record cannot be read: delete the session and fetch a fresh bundle. */
   | 'signal_session_corrupt'
+  /** A networked backend was read without `prepare()` first (a caller bug: the state is not loaded). */
+  | 'signal_not_prepared'
   /** Encryption failed for a reason other than a missing session or a blocked identity (a bug). */
   | 'signal_encrypt_failed';
 

@@ -23,6 +23,7 @@ export {
   type Trust,
 } from './store.js';
 export { SqliteSignalBackend, type SqliteSignalBackendOptions } from './sqlite-store.js';
+export { PostgresSignalBackend } from './postgres-store.js';
 export {
   SignalSessionManager,
   type EncryptedMessage,

@@ -1,31 +1,21 @@
-/** The SQLite store: sessions survive a reopen; prekey upkeep; stored records stay library-readable. */
-import { mkdtempSync, rmSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
+/**
+ * The Signal state on each store backend (SQLite, PostgreSQL): sessions survive a reopen; prekey
+ * upkeep; stored records stay library-readable.
+ */
 import { SessionRecord } from '@privacyresearch/libsignal-protocol-typescript/lib/session-record.js';
 
-import { openDatabase, type Db } from '../../src/store/database.js';
-import { openSqliteStore } from '../../src/store/sqlite-store.js';
 import { createSignalIdentity } from '../../src/signal/keys.js';
 import { SignalSessionManager } from '../../src/signal/session-manager.js';
-import { SqliteSignalBackend } from '../../src/signal/sqlite-store.js';
 import { MemorySignalBackend } from '../../src/signal/store.js';
 import { encodeRecord } from '../../src/signal/record.js';
+import { storeBackends, type StoreBackend } from '../support/store-backends.js';
 
 const text = (s: string) => new TextEncoder().encode(s);
 const str = (b: Uint8Array) => new TextDecoder().decode(b);
 const DAY = 24 * 3600 * 1000;
 
-let dir: string;
-let file: string;
-beforeEach(() => {
-  dir = mkdtempSync(path.join(os.tmpdir(), 'signal-store-'));
-  file = path.join(dir, 'bridge.db');
-});
-afterEach(() => rmSync(dir, { recursive: true, force: true }));
-
-async function createPuppet(localId: string): Promise<number> {
-  const store = openSqliteStore(file);
+async function createPuppet(backend: StoreBackend, localId: string): Promise<number> {
+  const store = await backend.open();
   const id = createSignalIdentity();
   const puppet = await store.puppets.create({
     localId,
@@ -38,7 +28,7 @@ async function createPuppet(localId: string): Promise<number> {
     noisePublic: new Uint8Array(32),
     noisePrivate: new Uint8Array(32),
   });
-  await store.close();
+  await backend.closeAll();
   return puppet.id;
 }
 
@@ -56,19 +46,33 @@ function remotePeer() {
   return m;
 }
 
-function open(db: Db, puppetId: number, now?: () => number) {
-  return new SignalSessionManager(new SqliteSignalBackend(db, puppetId), {
+/** Opens the database (again) and the puppet's session manager, its own keys prepared. */
+async function open(backend: StoreBackend, puppetId: number, now?: () => number) {
+  const store = await backend.open();
+  const m = new SignalSessionManager(backend.signal(store, puppetId, now), {
     localUser: 'puppet',
     ...(now ? { now } : {}),
   });
+  await m.prepare();
+  return m;
 }
 
-describe('Signal state in SQLite', () => {
+/** Everything written is durable, then the database is closed (a restart). */
+async function close(backend: StoreBackend, m: SignalSessionManager): Promise<void> {
+  await m.flush();
+  await backend.closeAll();
+}
+
+describe.each(storeBackends())('Signal state on $name', (backend) => {
+  beforeAll(() => backend.setUp());
+  afterAll(() => backend.tearDown());
+  beforeEach(() => backend.fresh());
+  afterEach(() => backend.closeAll());
+
   it('keeps a session across closing and reopening the database', async () => {
-    const puppetId = await createPuppet('alice@example.org');
+    const puppetId = await createPuppet(backend, 'alice@example.org');
     const remote = remotePeer();
-    let db = openDatabase(file);
-    let me = open(db, puppetId);
+    let me = await open(backend, puppetId);
     me.setUp({ preKeys: 5 });
     const up = remote.prekeyUpload(1);
     await me.processBundle('remote.1', { ...up, preKey: up.preKeys[0] });
@@ -76,10 +80,10 @@ describe('Signal state in SQLite', () => {
     expect(str(await remote.decrypt('puppet.1', first.type, first.body))).toBe('before restart');
     const reply = await remote.encrypt('puppet.1', text('reply'));
     expect(str(await me.decrypt('remote.1', reply.type, reply.body))).toBe('reply');
-    db.close();
+    await close(backend, me);
 
-    db = openDatabase(file);
-    me = open(db, puppetId);
+    me = await open(backend, puppetId);
+    await me.prepare('remote');
     expect(me.hasSession('remote.1')).toBe(true);
     const after = await me.encrypt('remote.1', text('after restart'));
     expect(after.type).toBe('msg');
@@ -87,30 +91,27 @@ describe('Signal state in SQLite', () => {
     const again = await remote.encrypt('puppet.1', text('welcome back'));
     expect(str(await me.decrypt('remote.1', again.type, again.body))).toBe('welcome back');
     expect(me.remoteIdentity('remote.1')?.trust).toBe('trusted');
-    db.close();
+    await close(backend, me);
   });
 
   it('answers a first pkmsg after a restart, with the prekeys it stored', async () => {
-    const puppetId = await createPuppet('bob@example.org');
-    let db = openDatabase(file);
-    const first = open(db, puppetId);
+    const puppetId = await createPuppet(backend, 'bob@example.org');
+    const first = await open(backend, puppetId);
     first.setUp({ preKeys: 3 });
     const upload = first.prekeyUpload(3);
-    db.close();
-    db = openDatabase(file);
-    const me = open(db, puppetId);
+    await close(backend, first);
+    const me = await open(backend, puppetId);
     const remote = remotePeer();
     await remote.processBundle('puppet.1', { ...upload, preKey: upload.preKeys[1] });
     const m = await remote.encrypt('puppet.1', text('hi'));
     expect(str(await me.decrypt('remote.1', m.type, m.body))).toBe('hi');
     expect(me.prekeysToUpload(10).map((k) => k.id)).not.toContain(upload.preKeys[1]!.id);
-    db.close();
+    await close(backend, me);
   });
 
   it('consumes one-time prekeys, replenishes below the threshold, never reuses an id', async () => {
-    const puppetId = await createPuppet('carol@example.org');
-    const db = openDatabase(file);
-    const me = open(db, puppetId);
+    const puppetId = await createPuppet(backend, 'carol@example.org');
+    let me = await open(backend, puppetId);
     me.setUp({ preKeys: 10 });
     const batch = me.prekeysToUpload(10);
     me.markPrekeysUploaded(batch.map((k) => k.id));
@@ -121,14 +122,20 @@ describe('Signal state in SQLite', () => {
     expect(more).toHaveLength(95);
     const ids = new Set([...batch, ...more].map((k) => k.id));
     expect(ids.size).toBe(105);
-    db.close();
+    await close(backend, me);
+    // After a restart: the keys not uploaded yet are still waiting, and the id counter goes on.
+    me = await open(backend, puppetId);
+    expect(me.prekeysToUpload(95).map((k) => k.id)).toEqual(more.map((k) => k.id));
+    me.markPrekeysUploaded(more.map((k) => k.id));
+    const fresh = me.prekeysToUpload(1);
+    expect(fresh).toHaveLength(1);
+    expect(ids.has(fresh[0]!.id)).toBe(false);
   });
 
   it('rotates the signed prekey when due and forgets old ones after the grace period', async () => {
-    const puppetId = await createPuppet('dave@example.org');
-    const db = openDatabase(file);
+    const puppetId = await createPuppet(backend, 'dave@example.org');
     let now = 1_000_000_000_000;
-    const me = open(db, puppetId, () => now);
+    let me = await open(backend, puppetId, () => now);
     me.setUp({ preKeys: 1 });
     const first = me.currentSignedPreKey();
     expect(me.signedPreKeyRotationDue()).toBe(false);
@@ -141,12 +148,14 @@ describe('Signal state in SQLite', () => {
     const third = me.rotateSignedPreKey();
     now += 40 * DAY;
     me.rotateSignedPreKey();
-    const backend = me.backend;
-    expect(backend.signedPreKey(first.id)).toBeUndefined();
-    expect(backend.signedPreKey(third.id)).toBeDefined();
-    db.close();
+    await close(backend, me);
+    me = await open(backend, puppetId, () => now);
+    expect(me.backend.signedPreKey(first.id)).toBeUndefined();
+    expect(me.backend.signedPreKey(third.id)).toBeDefined();
   });
+});
 
+describe('Signal session records', () => {
   it('stores session records in the library format (the stock library can read them)', async () => {
     const a = remotePeer();
     const b = remotePeer();

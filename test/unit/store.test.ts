@@ -4,9 +4,9 @@ import path from 'node:path';
 import { mergeMigrations, openDatabase, readMigrations } from '../../src/store/database.js';
 import { bridgeMigrations } from '../../app/migrations.js';
 import type { NewPuppet } from '../../src/store/repositories.js';
-import { openSqliteStore, type SqliteStore } from '../../src/store/sqlite-store.js';
-import { SignalTables } from '../../src/store/signal-store-sqlite.js';
+import { LiveSessionRecord } from '../../src/signal/record.js';
 import { StoreError } from '../../src/errors.js';
+import { storeBackends } from '../support/store-backends.js';
 import { tempDir } from '../support/tmp.js';
 
 const puppet = (n: number): NewPuppet => ({
@@ -21,15 +21,10 @@ const puppet = (n: number): NewPuppet => ({
   noisePrivate: new Uint8Array(32).fill(n + 2),
 });
 
-describe('embedded store', () => {
+describe('the SQLite database (files, WAL, migrations)', () => {
   let tmp: ReturnType<typeof tempDir>;
-  let store: SqliteStore | undefined;
   beforeEach(() => (tmp = tempDir()));
-  afterEach(async () => {
-    await store?.close();
-    store = undefined;
-    tmp.cleanup();
-  });
+  afterEach(() => tmp.cleanup());
 
   it('creates the database from empty with every migration applied, WAL and foreign keys on, mode 0600', () => {
     const file = path.join(tmp.dir, 'nested', 'bridge.db');
@@ -91,9 +86,56 @@ describe('embedded store', () => {
       /written by a newer interop-bridge \(schema version 99; this version knows up to \d+\): upgrade interop-bridge/,
     );
   });
+});
+
+describe.each(storeBackends())('the store contract on $name', (backend) => {
+  beforeAll(() => backend.setUp());
+  afterAll(() => backend.tearDown());
+  beforeEach(() => backend.fresh());
+  afterEach(() => backend.closeAll());
+
+  it("applies the core's migrations, numbered and named as SQLite's", async () => {
+    const store = await backend.open();
+    const sqlite = readMigrations().map((m) => [m.version, m.name]);
+    expect(backend.migrations().map((m) => [m.version, m.name])).toEqual(sqlite);
+    expect(await store.schemaVersion()).toBe(sqlite.at(-1)![0]);
+    await store.close();
+    expect(await (await backend.open()).schemaVersion()).toBe(sqlite.at(-1)![0]);
+  });
+
+  it('commits the Signal writes made inside a unit with it, and drops them with a failed one', async () => {
+    const store = await backend.open();
+    const p = await store.puppets.create(puppet(1));
+    const signal = backend.signal(store, p.id);
+    await signal.prepare('491');
+    const inbox = (messageId: string) => ({
+      puppetId: p.id,
+      sender: '491@wa.interop',
+      messageId,
+      portalId: null,
+      payload: new Uint8Array([1]),
+    });
+    await expect(
+      store.atomically((w) => {
+        signal.saveSession('491.1', new LiveSessionRecord());
+        w.recordInbox(inbox('X1'));
+        throw new Error('boom');
+      }),
+    ).rejects.toThrow('boom');
+    await store.atomically((w) => {
+      signal.saveSession('491.2', new LiveSessionRecord());
+      w.recordInbox(inbox('X2'));
+    });
+    await signal.flush();
+    const fresh = backend.signal(store, p.id);
+    await fresh.prepare('491');
+    expect(fresh.sessionAddresses('491')).toEqual(['491.2']);
+    expect(await store.inbox.has(p.id, '491@wa.interop', 'X1')).toBe(false);
+    expect(await store.inbox.has(p.id, '491@wa.interop', 'X2')).toBe(true);
+  });
 
   it('keeps puppets and removes everything a puppet owns when it opts out', async () => {
-    const s = (store = openSqliteStore(path.join(tmp.dir, 'bridge.db')));
+    const s = await backend.open();
     const p = await s.puppets.create(puppet(1));
     expect(await s.puppets.byLocalId('@user1:example.org')).toMatchObject({
       accountId: 'acct-1',
@@ -101,8 +143,10 @@ describe('embedded store', () => {
     });
     const portal = await s.portals.ensure(p.id, '4915112345678@wa.interop');
     expect((await s.portals.ensure(p.id, '4915112345678@wa.interop')).id).toBe(portal.id);
-    const signal = new SignalTables(s.db, p.id);
-    signal.putSession('4915112345678.1', new Uint8Array([1, 2, 3]));
+    const signal = backend.signal(s, p.id);
+    await signal.prepare('4915112345678');
+    signal.saveSession('4915112345678.1', new LiveSessionRecord());
+    await signal.flush();
     await s.outbox.enqueue({
       id: 'm1',
       puppetId: p.id,
@@ -113,18 +157,19 @@ describe('embedded store', () => {
 
     await s.puppets.delete(p.id);
     expect(await s.portals.byId(portal.id)).toBeUndefined();
-    expect(signal.session('4915112345678.1')).toBeUndefined();
+    const after = backend.signal(s, p.id);
+    await after.prepare('4915112345678');
+    expect(after.loadSession('4915112345678.1')).toBeUndefined();
     expect(await s.outbox.get('m1')).toBeUndefined();
   });
 
   it('orders the outbox per portal, deduplicates by message id and survives a reopen', async () => {
-    const file = path.join(tmp.dir, 'bridge.db');
-    store = openSqliteStore(file);
+    let store = await backend.open();
     const p = await store.puppets.create(puppet(1));
     const a = await store.portals.ensure(p.id, 'a@wa.interop');
     const b = await store.portals.ensure(p.id, 'b@wa.interop');
     const put = (id: string, portalId: number) =>
-      store!.outbox.enqueue({
+      store.outbox.enqueue({
         id,
         puppetId: p.id,
         portalId,
@@ -137,7 +182,7 @@ describe('embedded store', () => {
     expect((await put('a1', a.id)).seq).toBe(1);
     await store.close();
 
-    store = openSqliteStore(file);
+    store = await backend.open();
     expect((await store.outbox.queued(p.id)).map((e) => [e.id, e.seq])).toEqual([
       ['a1', 1],
       ['a2', 2],
@@ -146,7 +191,7 @@ describe('embedded store', () => {
   });
 
   it('moves outbox entries forward only, since receipts can overtake acks', async () => {
-    store = openSqliteStore(path.join(tmp.dir, 'bridge.db'));
+    const store = await backend.open();
     const p = await store.puppets.create(puppet(1));
     const portal = await store.portals.ensure(p.id, 'a@wa.interop');
     await store.outbox.enqueue({
@@ -164,7 +209,7 @@ describe('embedded store', () => {
   });
 
   it('records an incoming message once, however often it is redelivered', async () => {
-    store = openSqliteStore(path.join(tmp.dir, 'bridge.db'));
+    const store = await backend.open();
     const p = await store.puppets.create(puppet(1));
     const entry = {
       puppetId: p.id,
@@ -182,7 +227,7 @@ describe('embedded store', () => {
   });
 
   it('maps message ids both ways', async () => {
-    store = openSqliteStore(path.join(tmp.dir, 'bridge.db'));
+    const store = await backend.open();
     const p = await store.puppets.create(puppet(1));
     const portal = await store.portals.ensure(p.id, 'a@wa.interop');
     await store.messages.put({
@@ -196,7 +241,7 @@ describe('embedded store', () => {
   });
 
   it('rolls back every write of a failed atomic unit', async () => {
-    store = openSqliteStore(path.join(tmp.dir, 'bridge.db'));
+    const store = await backend.open();
     const p = await store.puppets.create(puppet(1));
     const portal = await store.portals.ensure(p.id, 'a@wa.interop');
     await expect(
@@ -217,7 +262,7 @@ describe('embedded store', () => {
   });
 
   it('commits every write of an atomic unit together', async () => {
-    store = openSqliteStore(path.join(tmp.dir, 'bridge.db'));
+    const store = await backend.open();
     const p = await store.puppets.create(puppet(1));
     const portal = await store.portals.ensure(p.id, 'a@wa.interop');
     await store.atomically((w) => {
@@ -243,10 +288,13 @@ describe('embedded store', () => {
   });
 
   it('lists the sessions of one remote user only', async () => {
-    const s = (store = openSqliteStore(path.join(tmp.dir, 'bridge.db')));
+    const s = await backend.open();
     const p = await s.puppets.create(puppet(1));
-    const signal = new SignalTables(s.db, p.id);
-    for (const a of ['491.1', '491.2', '4910.1', '49.1']) signal.putSession(a, new Uint8Array([1]));
-    expect(signal.sessionAddresses('491')).toEqual(['491.1', '491.2']);
+    const signal = backend.signal(s, p.id);
+    for (const a of ['491.1', '491.2', '4910.1', '49.1']) signal.saveSession(a, new LiveSessionRecord());
+    await signal.flush();
+    const reopened = backend.signal(s, p.id);
+    await reopened.prepare('491');
+    expect(reopened.sessionAddresses('491')).toEqual(['491.1', '491.2']);
   });
 });

@@ -1,0 +1,377 @@
+/**
+ * The core's repositories on PostgreSQL (postgres-database.ts): the same contract as
+ * sqlite-store.ts, the same SQL in PostgreSQL's dialect. Reads go to the pool; every write goes
+ * through the database's one ordered writer; an atomic unit is collected synchronously (its writes
+ * and the Signal state's writes made in it) and sent as one transaction.
+ */
+import { PgDatabase, sql, type PgOpenOptions, type Row, type Sql } from './postgres-database.js';
+import type {
+  InboxEntry,
+  InboxRepository,
+  MessageMapping,
+  MessageMapRepository,
+  NewInboxEntry,
+  NewOutboxEntry,
+  NewPuppet,
+  OutboxEntry,
+  OutboxRepository,
+  Portal,
+  PortalRepository,
+  Puppet,
+  PuppetRepository,
+  PuppetState,
+  Store,
+  StoreWrites,
+} from './repositories.js';
+
+const bytes = (v: unknown): Uint8Array => new Uint8Array(v as Buffer);
+const bin = (b: Uint8Array): Buffer => Buffer.from(b.buffer, b.byteOffset, b.byteLength);
+const EMPTY = Buffer.alloc(0);
+
+const toPuppet = (r: Row): Puppet => ({
+  id: r.id as number,
+  localId: r.local_id as string,
+  network: r.network as Puppet['network'],
+  accountId: r.account_id as string,
+  deviceId: r.device_id as number,
+  registrationId: r.registration_id as number,
+  identityPublic: bytes(r.identity_public),
+  identityPrivate: bytes(r.identity_private),
+  noisePublic: bytes(r.noise_public),
+  noisePrivate: bytes(r.noise_private),
+  gatewayStatic: r.gateway_static === null ? null : bytes(r.gateway_static),
+  state: r.state as PuppetState,
+  createdAt: r.created_at as number,
+});
+
+const toPortal = (r: Row): Portal => ({
+  id: r.id as number,
+  puppetId: r.puppet_id as number,
+  remoteJid: r.remote_jid as string,
+  localChat: (r.local_chat as string | null) ?? null,
+  name: (r.name as string | null) ?? null,
+  createdAt: r.created_at as number,
+});
+
+const toOutbox = (r: Row): OutboxEntry => ({
+  id: r.id as string,
+  puppetId: r.puppet_id as number,
+  portalId: r.portal_id as number,
+  seq: r.seq as number,
+  kind: r.kind as string,
+  payload: bytes(r.payload),
+  localId: (r.local_id as string | null) ?? null,
+  state: r.state as OutboxEntry['state'],
+  attempts: r.attempts as number,
+  error: (r.error as string | null) ?? null,
+  createdAt: r.created_at as number,
+  updatedAt: r.updated_at as number,
+});
+
+const toInbox = (r: Row): InboxEntry => ({
+  puppetId: r.puppet_id as number,
+  sender: r.sender as string,
+  messageId: r.message_id as string,
+  portalId: (r.portal_id as number | null) ?? null,
+  payload: bytes(r.payload),
+  state: r.state as InboxEntry['state'],
+  receivedAt: r.received_at as number,
+});
+
+const toMapping = (r: Row): MessageMapping => ({
+  portalId: r.portal_id as number,
+  remoteId: r.remote_id as string,
+  localId: r.local_id as string,
+  sender: r.sender as string,
+});
+
+const one = async <T>(rows: Promise<Row[]>, map: (r: Row) => T): Promise<T | undefined> => {
+  const r = (await rows)[0];
+  return r && map(r);
+};
+
+function puppetRepository(db: PgDatabase, now: () => number): PuppetRepository {
+  return {
+    async create(p: NewPuppet) {
+      const t = now();
+      const r = await db.exec(
+        sql(
+          `INSERT INTO puppets (local_id, network, account_id, device_id, registration_id, identity_public,
+             identity_private, noise_public, noise_private, created_at, updated_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING *`,
+          p.localId,
+          p.network,
+          p.accountId,
+          p.deviceId,
+          p.registrationId,
+          bin(p.identityPublic),
+          bin(p.identityPrivate),
+          bin(p.noisePublic),
+          bin(p.noisePrivate),
+          t,
+          t,
+        ),
+      );
+      return toPuppet(r.rows[0] as Row);
+    },
+    byId: (id) => one(db.query('SELECT * FROM puppets WHERE id = $1', [id]), toPuppet),
+    byLocalId: (localId) => one(db.query('SELECT * FROM puppets WHERE local_id = $1', [localId]), toPuppet),
+    byAccountId: (accountId) =>
+      one(db.query('SELECT * FROM puppets WHERE account_id = $1', [accountId]), toPuppet),
+    list: async () => (await db.query('SELECT * FROM puppets ORDER BY id')).map(toPuppet),
+    count: async () => (await db.queryOne('SELECT count(*) AS n FROM puppets'))!.n as number,
+    async setState(id, state) {
+      await db.exec(sql('UPDATE puppets SET state = $1, updated_at = $2 WHERE id = $3', state, now(), id));
+    },
+    async setGatewayStatic(id, key) {
+      await db.exec(
+        sql('UPDATE puppets SET gateway_static = $1, updated_at = $2 WHERE id = $3', bin(key), now(), id),
+      );
+    },
+    async delete(id) {
+      await db.exec(sql('DELETE FROM puppets WHERE id = $1', id));
+    },
+  };
+}
+
+function portalRepository(db: PgDatabase, now: () => number): PortalRepository {
+  const byRemote = (puppetId: number, remoteJid: string) =>
+    one(
+      db.query('SELECT * FROM portals WHERE puppet_id = $1 AND remote_jid = $2', [puppetId, remoteJid]),
+      toPortal,
+    );
+  return {
+    async ensure(puppetId, remoteJid) {
+      const known = await byRemote(puppetId, remoteJid);
+      if (known) return known;
+      await db.exec(
+        sql(
+          'INSERT INTO portals (puppet_id, remote_jid, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING',
+          puppetId,
+          remoteJid,
+          now(),
+        ),
+      );
+      return (await byRemote(puppetId, remoteJid)) as Portal;
+    },
+    byId: (id) => one(db.query('SELECT * FROM portals WHERE id = $1', [id]), toPortal),
+    byRemote,
+    byLocalChat: (puppetId, localChat) =>
+      one(
+        db.query('SELECT * FROM portals WHERE puppet_id = $1 AND local_chat = $2', [puppetId, localChat]),
+        toPortal,
+      ),
+    async setLocalChat(id, localChat) {
+      await db.exec(sql('UPDATE portals SET local_chat = $1 WHERE id = $2', localChat, id));
+    },
+    async setName(id, name) {
+      await db.exec(sql('UPDATE portals SET name = $1 WHERE id = $2', name, id));
+    },
+    listForPuppet: async (puppetId) =>
+      (await db.query('SELECT * FROM portals WHERE puppet_id = $1 ORDER BY id', [puppetId])).map(toPortal),
+  };
+}
+
+/** Appends an outbox row at the end of its portal's order; a known id is left as it is. */
+function insertOutbox(now: () => number, e: NewOutboxEntry): Sql {
+  const t = now();
+  return sql(
+    `INSERT INTO outbox (id, puppet_id, portal_id, seq, kind, payload, local_id, created_at, updated_at)
+     VALUES ($1, $2, $3, (SELECT coalesce(max(seq), 0) + 1 FROM outbox WHERE portal_id = $3), $4, $5, $6, $7, $8)
+     ON CONFLICT (id) DO NOTHING`,
+    e.id,
+    e.puppetId,
+    e.portalId,
+    e.kind,
+    bin(e.payload),
+    e.localId ?? null,
+    t,
+    t,
+  );
+}
+
+const ADVANCE_FROM = {
+  sent: ['queued'],
+  delivered: ['queued', 'sent'],
+  read: ['queued', 'sent', 'delivered'],
+} as const;
+
+function outboxRepository(db: PgDatabase, now: () => number): OutboxRepository {
+  const get = (id: string) => one(db.query('SELECT * FROM outbox WHERE id = $1', [id]), toOutbox);
+  return {
+    async enqueue(e) {
+      await db.exec(insertOutbox(now, e));
+      return (await get(e.id)) as OutboxEntry;
+    },
+    get,
+    queued: async (puppetId, limit = 1000) =>
+      (
+        await db.query(
+          "SELECT * FROM outbox WHERE puppet_id = $1 AND state = 'queued' ORDER BY portal_id, seq LIMIT $2",
+          [puppetId, limit],
+        )
+      ).map(toOutbox),
+    queuedBefore: async (puppetId, before, limit = 1000) =>
+      (
+        await db.query(
+          "SELECT * FROM outbox WHERE puppet_id = $1 AND state = 'queued' AND created_at < $2 ORDER BY created_at LIMIT $3",
+          [puppetId, before, limit],
+        )
+      ).map(toOutbox),
+    async countQueued(puppetId) {
+      const r =
+        puppetId !== undefined
+          ? await db.queryOne("SELECT count(*) AS n FROM outbox WHERE puppet_id = $1 AND state = 'queued'", [
+              puppetId,
+            ])
+          : await db.queryOne("SELECT count(*) AS n FROM outbox WHERE state = 'queued'");
+      return r!.n as number;
+    },
+    async recordAttempt(id) {
+      await db.exec(
+        sql('UPDATE outbox SET attempts = attempts + 1, updated_at = $1 WHERE id = $2', now(), id),
+      );
+    },
+    async advance(id, state) {
+      const r = await db.exec(
+        sql(
+          `UPDATE outbox SET state = $1, payload = $2, updated_at = $3 WHERE id = $4 AND state = ANY($5)`,
+          state,
+          EMPTY,
+          now(),
+          id,
+          ADVANCE_FROM[state],
+        ),
+      );
+      return (r.rowCount ?? 0) > 0;
+    },
+    async fail(id, reason) {
+      await db.exec(
+        sql(
+          "UPDATE outbox SET state = 'failed', payload = $1, error = $2, updated_at = $3 WHERE id = $4 AND state = 'queued'",
+          EMPTY,
+          reason,
+          now(),
+          id,
+        ),
+      );
+    },
+  };
+}
+
+const recordInbox = (now: () => number, e: NewInboxEntry): Sql =>
+  sql(
+    `INSERT INTO inbox (puppet_id, sender, message_id, portal_id, payload, received_at)
+     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING`,
+    e.puppetId,
+    e.sender,
+    e.messageId,
+    e.portalId,
+    bin(e.payload),
+    now(),
+  );
+
+const markDelivered = (puppetId: number, sender: string, messageId: string): Sql =>
+  sql(
+    "UPDATE inbox SET state = 'delivered', payload = $1 WHERE puppet_id = $2 AND sender = $3 AND message_id = $4",
+    EMPTY,
+    puppetId,
+    sender,
+    messageId,
+  );
+
+function inboxRepository(db: PgDatabase, now: () => number): InboxRepository {
+  return {
+    record: async (e) => ((await db.exec(recordInbox(now, e))).rowCount ?? 0) > 0,
+    has: async (puppetId, sender, messageId) =>
+      (
+        await db.query('SELECT 1 FROM inbox WHERE puppet_id = $1 AND sender = $2 AND message_id = $3', [
+          puppetId,
+          sender,
+          messageId,
+        ])
+      ).length > 0,
+    pending: async (puppetId, limit = 1000) =>
+      (
+        await db.query(
+          "SELECT * FROM inbox WHERE puppet_id = $1 AND state = 'pending' ORDER BY seq LIMIT $2",
+          [puppetId, limit],
+        )
+      ).map(toInbox),
+    async markDelivered(puppetId, sender, messageId) {
+      await db.exec(markDelivered(puppetId, sender, messageId));
+    },
+    countPending: async () =>
+      (await db.queryOne("SELECT count(*) AS n FROM inbox WHERE state = 'pending'"))!.n as number,
+  };
+}
+
+const putMessage = (now: () => number, m: MessageMapping): Sql =>
+  sql(
+    `INSERT INTO message_map (portal_id, remote_id, local_id, sender, created_at) VALUES ($1, $2, $3, $4, $5)
+     ON CONFLICT DO NOTHING`,
+    m.portalId,
+    m.remoteId,
+    m.localId,
+    m.sender,
+    now(),
+  );
+
+function messageMapRepository(db: PgDatabase, now: () => number): MessageMapRepository {
+  return {
+    async put(m) {
+      await db.exec(putMessage(now, m));
+    },
+    byRemote: (portalId, remoteId) =>
+      one(
+        db.query('SELECT * FROM message_map WHERE portal_id = $1 AND remote_id = $2', [portalId, remoteId]),
+        toMapping,
+      ),
+    byLocal: (portalId, localId) =>
+      one(
+        db.query('SELECT * FROM message_map WHERE portal_id = $1 AND local_id = $2', [portalId, localId]),
+        toMapping,
+      ),
+  };
+}
+
+/** The PostgreSQL store, with its database for the Signal state (`PostgresSignalBackend`). */
+export interface PostgresStore extends Store {
+  readonly pg: PgDatabase;
+}
+
+/** Connects, applies pending migrations, and offers the core's repositories. */
+export async function openPostgresStore(
+  options: PgOpenOptions & { now?: () => number },
+): Promise<PostgresStore> {
+  const db = await PgDatabase.open(options);
+  const now = options.now ?? Date.now;
+  const writes: StoreWrites = {
+    enqueueOutbox: (e) => db.write(insertOutbox(now, e)),
+    putMessage: (m) => db.write(putMessage(now, m)),
+    recordInbox: (e) => db.write(recordInbox(now, e)),
+    markInboxDelivered: (puppetId, sender, messageId) => db.write(markDelivered(puppetId, sender, messageId)),
+  };
+  return {
+    pg: db,
+    puppets: puppetRepository(db, now),
+    portals: portalRepository(db, now),
+    outbox: outboxRepository(db, now),
+    inbox: inboxRepository(db, now),
+    messages: messageMapRepository(db, now),
+    atomically: (work) => {
+      let statements: Sql[];
+      try {
+        // Synchronous: the Signal state's writes made in `work` (on this database) join the unit.
+        statements = db.collect(() => work(writes));
+      } catch (err) {
+        return Promise.reject(err);
+      }
+      return db.commit(statements);
+    },
+    schemaVersion: () => db.schemaVersion(),
+    // Nothing lingers in files of ours: PostgreSQL's own VACUUM reclaims what was cleared.
+    scrub: () => Promise.resolve(),
+    close: () => db.close(),
+  };
+}
