@@ -154,14 +154,14 @@ export async function startContacts(
   o: Pick<StartStackOptions, 'defer' | 'traffic'>,
 ): Promise<DemoContact[]> {
   // Local users opt in while the demo runs (the Matrix demo's user does it from the client): the
-  // names are read again every second.
+  // names are read again five times a second (a message can follow the opt-in within a second).
   const names = new Map<string, string>();
   const refresh = async () => {
     for (const p of await daemon.store.puppets.list())
       names.set(`${p.accountId}@${PROVIDER}.interop`, p.localId);
   };
   await refresh();
-  const timer = setInterval(() => void refresh().catch(() => undefined), 1000);
+  const timer = setInterval(() => void refresh().catch(() => undefined), 200);
   o.defer('the name lookup', () => clearInterval(timer));
   const nameOf = (interopJid: string) => names.get(interopJid) ?? interopJid;
   const contacts = CONTACTS.map((spec, i) => {
