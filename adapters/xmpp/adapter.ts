@@ -114,6 +114,8 @@ export class XmppAdapter extends EventEmitter<XmppAdapterEvents> implements Adap
   /** What users send, journaled as it is parsed (crash safety, journal.ts). */
   private readonly journal: StanzaJournal;
   private opened = false;
+  /** After an unclean stop, until its notices are confirmed: a stop then leaves the run open. */
+  private noticesPending = false;
 
   constructor(options: XmppAdapterOptions) {
     super();
@@ -191,6 +193,7 @@ export class XmppAdapter extends EventEmitter<XmppAdapterEvents> implements Adap
     await store.pruneDelivered(DELIVERED_RETENTION_MS);
     const opening = await this.journal.open();
     this.opened = true;
+    this.noticesPending = opening.unclean !== undefined && opening.senders.length > 0;
     // Ahead of anything new on each user's chain.
     for (const row of opening.pending) this.wired.inbound.replay(row);
     ownFiles?.publisher.mount(ownFiles.http);
@@ -220,7 +223,8 @@ export class XmppAdapter extends EventEmitter<XmppAdapterEvents> implements Adap
       new Promise((resolve) => (timer = setTimeout(resolve, STOP_WAIT_MS))),
     ]);
     clearTimeout(timer);
-    await this.journal.close();
+    // Crash notices not yet given: the run stays open, so the next start gives them.
+    await this.journal.close({ clean: !this.noticesPending });
   }
 
   /**
@@ -240,7 +244,10 @@ export class XmppAdapter extends EventEmitter<XmppAdapterEvents> implements Adap
       'the bridge did not stop cleanly: telling the XMPP users who were sending what was taken',
     );
     void Promise.all(senders.map((s) => this.link.send(crashNotice(this.o.domain, s, run.run))))
-      .then(() => this.journal.noticesGiven(run.run))
+      .then(async () => {
+        await this.journal.noticesGiven(run.run);
+        this.noticesPending = false;
+      })
       .catch((err: unknown) =>
         this.log?.warn(
           { err: (err as Error).message },

@@ -71,14 +71,14 @@ export class Inbound {
       this.ctx.journal.settle(row.seq);
       return;
     }
-    if (!this.dispatch(el, row.seq)) this.ctx.journal.settle(row.seq);
+    if (!this.dispatch(el, row)) this.ctx.journal.settle(row.seq);
   }
 
   /**
    * Routes a message; a chat message to a contact is journaled (unless it comes from the journal,
    * as `journaled`) and queued on the user's chain. True when it was queued so.
    */
-  private dispatch(el: Element, journaled: number | undefined): boolean {
+  private dispatch(el: Element, journaled: Pick<JournaledStanza, 'seq' | 'localId'> | undefined): boolean {
     const { access, chain, domain } = this.ctx;
     const from = el.attrs.from;
     const to = el.attrs.to;
@@ -102,11 +102,14 @@ export class Inbound {
       return false;
     }
     const localId =
-      el.getChild('origin-id', NS.sid)?.attrs.id ?? el.attrs.id ?? derivedId('x', from, el.toString());
+      journaled?.localId ??
+      el.getChild('origin-id', NS.sid)?.attrs.id ??
+      el.attrs.id ??
+      derivedId('x', from, el.toString());
     // Chat states alone are worth nothing later: not journaled.
     const entry =
       journaled !== undefined
-        ? Promise.resolve(journaled)
+        ? Promise.resolve(journaled.seq)
         : worthJournaling(el)
           ? this.ctx.journal.append({ localUser: user, contact, localId, stanza: el.toString() })
           : undefined;

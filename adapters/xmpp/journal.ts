@@ -139,10 +139,13 @@ export class StanzaJournal {
     return this.writing;
   }
 
-  /** Flushes and closes the run (a clean stop); the content-free rows go. */
-  async close(): Promise<void> {
+  /**
+   * Flushes and, for a clean stop, closes the run (the content-free rows go). `clean: false` leaves
+   * it open, as a crash would: the next start tells the users again (notices not yet given).
+   */
+  async close({ clean }: { clean: boolean } = { clean: true }): Promise<void> {
     await this.flush();
-    if (this.run !== undefined) await this.store.endRun(this.run);
+    if (clean && this.run !== undefined) await this.store.endRun(this.run);
     this.run = undefined;
   }
 

@@ -190,9 +190,9 @@ export class SqliteXmppStore implements XmppStore {
 
   async journaled(): Promise<JournaledStanza[]> {
     const rows = this.sql(
-      'SELECT seq, local_user, stanza FROM xmpp_journal WHERE stanza IS NOT NULL ORDER BY seq',
-    ).all() as { seq: number; local_user: string; stanza: string }[];
-    return rows.map((r) => ({ seq: r.seq, localUser: r.local_user, stanza: r.stanza }));
+      'SELECT seq, local_user, local_id, stanza FROM xmpp_journal WHERE stanza IS NOT NULL ORDER BY seq',
+    ).all() as { seq: number; local_user: string; local_id: string; stanza: string }[];
+    return rows.map((r) => ({ seq: r.seq, localUser: r.local_user, localId: r.local_id, stanza: r.stanza }));
   }
 
   async journalSummary(beforeRun: number): Promise<JournalSummary[]> {

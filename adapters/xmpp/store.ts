@@ -42,6 +42,8 @@ export interface JournalAppend {
 export interface JournaledStanza {
   readonly seq: number;
   readonly localUser: string;
+  /** The local id it was journaled under (kept: an id-less stanza's is derived from its text). */
+  readonly localId: string;
   readonly stanza: string;
 }
 
