@@ -415,6 +415,7 @@ export class NativeUser {
         });
       } else if (stanza.kind === 'receipt') {
         this.onReceipt(stanza);
+        this.connection.send({ kind: 'ack', class: 'receipt', id: stanza.id });
       } else if (stanza.kind === 'notification') {
         this.connection.send({ kind: 'ack', class: 'notification', id: stanza.id });
         if (stanza.body.event === 'prekey_low') await this.publishKeys(20);

@@ -6,7 +6,8 @@
  * resend with the same id is acked again and stored nothing. Each recipient device receives its
  * queue in order; a message leaves the queue only when that device acks it, so whatever was not
  * acked is delivered again on its next connection. Receipts are queued the same way (the gateway
- * acks them with `<ack class="receipt">`) and leave the queue once written to the device. A retry
+ * acks them with `<ack class="receipt">`) and leave the queue once the recipient device acks them
+ * (`<ack class="receipt" id>`, the receipted message's id), as a gatekeeper's server keeps them. A retry
  * receipt also clears the (sender, id) record, so the sender's re-encrypted resend is delivered.
  * Chatstates and presence are live only: lost when nobody is connected.
  */

@@ -152,8 +152,8 @@ export class Session implements Connection {
         const bytes = deliveryBytes(item);
         this.sendBytes(bytes);
         if (item.kind === 'message') this.#lastDelivered = bytes;
-        // Receipts need no ack from the device: once written they are done.
-        if (item.kind === 'receipt') store.remove(item.seq);
+        // Receipts, like messages, stay queued until the device acks them: one written into a
+        // connection that dies with the device is delivered again on its next connection.
       }
     }
   }
@@ -282,8 +282,8 @@ export class Session implements Connection {
     }
   }
 
+  /** A device's ack of something it was sent: a message, a receipt (by its message id), a notification. */
   #onAck(cls: AckClass, id: string): void {
-    if (cls === 'receipt') return;
     const store = this.#core.store;
     const seq = store.findForAck(this.accountJid, this.device, cls, id);
     // Only what this device was actually sent can be acknowledged.

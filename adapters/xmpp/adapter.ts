@@ -36,6 +36,7 @@ import type { Access, CapsVersions, Outbound, UserChain } from './context.js';
 import { Delivery } from './delivery.js';
 import { domainNotAllowed } from './errors.js';
 import { Inbound } from './inbound.js';
+import { crashNotice, StanzaJournal, type JournalOpening } from './journal.js';
 import { AdhocCommands } from './iq/adhoc.js';
 import { capsVersions, Disco } from './iq/disco.js';
 import { Registration } from './iq/register.js';
@@ -81,6 +82,8 @@ const DOWNLOAD_RETENTION_MS = 7 * 24 * 3600 * 1000;
 /** Delivery records older than this are pruned. */
 const DELIVERED_RETENTION_MS = 30 * 24 * 3600 * 1000;
 const SWEEP_EVERY_MS = 3_600_000;
+/** A clean stop waits this long for the users' chains (what they sent) to reach the core. */
+const STOP_WAIT_MS = 10_000;
 
 /** What `attach` builds: the handlers, wired to the core. */
 interface Features {
@@ -108,6 +111,11 @@ export class XmppAdapter extends EventEmitter<XmppAdapterEvents> implements Adap
   private readonly shown = new KeyedQueue();
   private features: Features | undefined;
   private sweeper: NodeJS.Timeout | undefined;
+  /** What users send, journaled as it is parsed (crash safety, journal.ts). */
+  private readonly journal: StanzaJournal;
+  private opened = false;
+  /** After an unclean stop, until its notices are confirmed: a stop then leaves the run open. */
+  private noticesPending = false;
 
   constructor(options: XmppAdapterOptions) {
     super();
@@ -126,6 +134,7 @@ export class XmppAdapter extends EventEmitter<XmppAdapterEvents> implements Adap
       maxMediaBytes: options.maxMediaBytes,
     };
     this.caps = capsVersions(options.name);
+    this.journal = new StanzaJournal(options.store, options.logger);
   }
 
   /** Called by `bridge.attach(adapter)`: builds the handlers on `core` and routes the link's traffic to them. */
@@ -170,8 +179,10 @@ export class XmppAdapter extends EventEmitter<XmppAdapterEvents> implements Adap
   }
 
   /**
-   * Prepares the download folder (removing old files), prunes old delivery records, serves the own
-   * file host, and opens the component stream. Rejects (with `ComponentSecretRefusedError`,
+   * Prepares the download folder (removing old files), prunes old delivery records, replays what
+   * users sent that was journaled but not yet handed to the core, serves the own file host, and
+   * opens the component stream; after an unclean stop, tells the users who were sending just
+   * before it what was taken (journal.ts). Rejects (with `ComponentSecretRefusedError`,
    * `XmppServerUnreachableError` or `ComponentStreamError`) if the first connection to the server
    * fails; later drops reconnect.
    */
@@ -180,8 +191,14 @@ export class XmppAdapter extends EventEmitter<XmppAdapterEvents> implements Adap
     await mkdir(downloadDir, { recursive: true, mode: 0o700 });
     await sweepOldFiles(downloadDir, DOWNLOAD_RETENTION_MS);
     await store.pruneDelivered(DELIVERED_RETENTION_MS);
+    const opening = await this.journal.open();
+    this.opened = true;
+    this.noticesPending = opening.unclean !== undefined && opening.senders.length > 0;
+    // Ahead of anything new on each user's chain.
+    for (const row of opening.pending) this.wired.inbound.replay(row);
     ownFiles?.publisher.mount(ownFiles.http);
     await this.link.start();
+    if (opening.unclean) this.afterCrash(opening);
     this.sweeper = setInterval(
       () => void sweepOldFiles(downloadDir, DOWNLOAD_RETENTION_MS).catch(() => undefined),
       SWEEP_EVERY_MS,
@@ -189,11 +206,54 @@ export class XmppAdapter extends EventEmitter<XmppAdapterEvents> implements Adap
     this.sweeper.unref();
   }
 
-  /** Closes the component stream; unconfirmed deliveries are retried by the core after a restart. */
+  /**
+   * Closes the component stream, lets what users sent reach the core (up to STOP_WAIT_MS) and closes
+   * the run (a clean stop: the next start tells nobody). Unconfirmed deliveries are retried by the
+   * core after a restart; journaled stanzas that did not reach the core are replayed.
+   */
   async stop(): Promise<void> {
     clearInterval(this.sweeper);
     this.o.ownFiles?.publisher.close();
     await this.link.stop();
+    if (!this.opened) return;
+    this.opened = false;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      this.chains.idle(),
+      new Promise((resolve) => (timer = setTimeout(resolve, STOP_WAIT_MS))),
+    ]);
+    clearTimeout(timer);
+    // Crash notices not yet given: the run stays open, so the next start gives them.
+    await this.journal.close({ clean: !this.noticesPending });
+  }
+
+  /**
+   * The bridge did not stop cleanly: what the server wrote into the socket just before may be lost
+   * without a trace (XEP-0114 has no acknowledgement). Each user who was sending then is told, by
+   * each contact concerned, up to which message theirs were taken.
+   */
+  private afterCrash(opening: JournalOpening): void {
+    const { unclean, senders, run } = opening;
+    this.log?.warn(
+      {
+        startedAt: unclean && new Date(unclean.startedAt).toISOString(),
+        users: new Set(senders.map((s) => s.localUser)).size,
+        conversations: senders.length,
+        replayed: opening.pending.length,
+      },
+      'the bridge did not stop cleanly: telling the XMPP users who were sending what was taken',
+    );
+    void Promise.all(senders.map((s) => this.link.send(crashNotice(this.o.domain, s, run.run))))
+      .then(async () => {
+        await this.journal.noticesGiven(run.run);
+        this.noticesPending = false;
+      })
+      .catch((err: unknown) =>
+        this.log?.warn(
+          { err: (err as Error).message },
+          'crash notices not confirmed: given again at the next start',
+        ),
+      );
   }
 
   deliver(event: IncomingEvent): Promise<string | undefined> {
@@ -208,12 +268,17 @@ export class XmppAdapter extends EventEmitter<XmppAdapterEvents> implements Adap
     );
   }
 
-  updateDelivery(update: DeliveryUpdate): void {
-    this.inOrder(
-      update.localUser,
-      () => this.wired.delivery.updateDelivery(update),
-      'delivery state not shown',
+  /** Shown in order; resolves once the server has a tick (the link's confirmation), rejects if not. */
+  updateDelivery(update: DeliveryUpdate): Promise<void> {
+    let confirmed: Promise<void> | undefined;
+    const queued = this.shown.run(update.localUser, async () => {
+      ({ confirmed } = await this.wired.delivery.updateDelivery(update));
+    });
+    const shown = queued.then(() => confirmed);
+    shown.catch((err: unknown) =>
+      this.log?.debug({ err: (err as Error).message }, 'delivery state not shown'),
     );
+    return shown;
   }
 
   notify(localUser: string, notice: Notice): void {
@@ -274,6 +339,7 @@ export class XmppAdapter extends EventEmitter<XmppAdapterEvents> implements Adap
       resources,
       contacts,
       roster,
+      journal: this.journal,
       command: (from, body) => answerChatCommand({ ...commands, say }, from, body),
       files: {
         maxBytes: this.o.maxMediaBytes,

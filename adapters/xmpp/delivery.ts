@@ -95,18 +95,26 @@ export class Delivery {
     if (c?.subTo) this.ctx.out.fire(contactPresence(from, localUser, e.available, this.ctx.caps.contact));
   }
 
-  /** `Adapter.updateDelivery`: delivered and read ticks, and a failure as an error on the message. */
-  async updateDelivery(update: DeliveryUpdate): Promise<void> {
+  /**
+   * `Adapter.updateDelivery`: delivered and read ticks, and a failure as an error on the message.
+   * Resolves once the stanza is queued on the link, with the link's confirmation of a tick (the
+   * core acknowledges the contact's receipt to the gateway once the server has it).
+   */
+  async updateDelivery(update: DeliveryUpdate): Promise<{ confirmed?: Promise<void> }> {
     const { localUser, remote, localId, state } = update;
     const from = await this.ctx.contacts.jidOf(localUser, remote);
     const { out } = this.ctx;
     switch (state) {
       case 'delivered':
-        out.fire(deliveryReceipt(from, localUser, derivedId('rcpt', localUser, localId), localId));
-        return;
+        return {
+          confirmed: out.send(
+            deliveryReceipt(from, localUser, derivedId('rcpt', localUser, localId), localId),
+          ),
+        };
       case 'read':
-        out.fire(readMarker(from, localUser, derivedId('read', localUser, localId), localId));
-        return;
+        return {
+          confirmed: out.send(readMarker(from, localUser, derivedId('read', localUser, localId), localId)),
+        };
       case 'failed': {
         const to = this.ctx.resources.errorAddressOf(localUser, localId);
         out.fire(
@@ -117,10 +125,10 @@ export class Delivery {
             `Not delivered: ${update.reason ?? 'the message could not be sent'}`,
           ),
         );
-        return;
+        return {};
       }
       default:
-        return;
+        return {};
     }
   }
 

@@ -13,11 +13,12 @@ import type { Logger } from '../../src/observability/logger.js';
 import type { Contacts } from './contacts.js';
 import type { Access, Outbound, UserChain } from './context.js';
 import { notRegistered, userErrorOf, XmppUserError } from './errors.js';
+import { parseStanza, type StanzaJournal } from './journal.js';
 import { bareJid, localPartOf, remoteOfContact } from './jids.js';
 import { fetchUserFile, mediaKindOf } from './media.js';
 import type { UserResources } from './resources.js';
 import { derivedId, messageError, NS, type ErrorType } from './stanzas.js';
-import type { XmppStore } from './store.js';
+import type { JournaledStanza, XmppStore } from './store.js';
 import { stylingToMarkup } from './styling.js';
 
 export interface InboundContext {
@@ -27,6 +28,8 @@ export interface InboundContext {
   readonly out: Outbound;
   readonly access: Access;
   readonly chain: UserChain;
+  /** Where messages are journaled as they are parsed (journal.ts), and settled once submitted. */
+  readonly journal: Pick<StanzaJournal, 'append' | 'settle'>;
   readonly resources: Pick<UserResources, 'seen' | 'rememberSender'>;
   readonly contacts: Pick<Contacts, 'resolve'>;
   /** Contact requests on the first message with a contact (presence.ts). */
@@ -52,39 +55,84 @@ export class Inbound {
 
   /** A message stanza from a user's server. */
   handle(el: Element): void {
+    this.dispatch(el, undefined);
+  }
+
+  /**
+   * A stanza journaled before a crash and not yet handed to the core: handled again, on the user's
+   * chain ahead of anything new (call before the link is up).
+   */
+  replay(row: JournaledStanza): void {
+    let el: Element;
+    try {
+      el = parseStanza(row.stanza);
+    } catch (err) {
+      this.ctx.log?.warn({ err: (err as Error).message, seq: row.seq }, 'journaled stanza unreadable');
+      this.ctx.journal.settle(row.seq);
+      return;
+    }
+    if (!this.dispatch(el, row)) this.ctx.journal.settle(row.seq);
+  }
+
+  /**
+   * Routes a message; a chat message to a contact is journaled (unless it comes from the journal,
+   * as `journaled`) and queued on the user's chain. True when it was queued so.
+   */
+  private dispatch(el: Element, journaled: Pick<JournaledStanza, 'seq' | 'localId'> | undefined): boolean {
     const { access, chain, domain } = this.ctx;
     const from = el.attrs.from;
     const to = el.attrs.to;
     const type = el.attrs.type ?? 'normal';
-    if (!from || !to || type === 'error' || type === 'headline') return;
+    if (!from || !to || type === 'error' || type === 'headline') return false;
     const user = bareJid(from);
     if (!access.mayUse(user)) {
       const e = access.notAllowed(user);
       this.refuse(el, e.type, e.condition, e.message);
-      return;
+      return false;
     }
     if (from !== user) this.ctx.resources.seen(user, from);
-    if (bareJid(to) === domain) {
+    const contact = bareJid(to);
+    if (contact === domain) {
       const body = el.getChild('body')?.getText();
       if (body !== undefined && body.trim() !== '') chain.queue(user, () => this.ctx.command(from, body));
-      return;
+      return false;
     }
     if (type === 'groupchat') {
       this.refuse(el, 'cancel', 'feature-not-implemented', 'Group chats are not bridged yet.');
-      return;
+      return false;
     }
-    chain.queue(user, () => this.onChatMessage(el, from, to));
+    const localId =
+      journaled?.localId ??
+      el.getChild('origin-id', NS.sid)?.attrs.id ??
+      el.attrs.id ??
+      derivedId('x', from, el.toString());
+    // Chat states alone are worth nothing later: not journaled.
+    const entry =
+      journaled !== undefined
+        ? Promise.resolve(journaled.seq)
+        : worthJournaling(el)
+          ? this.ctx.journal.append({ localUser: user, contact, localId, stanza: el.toString() })
+          : undefined;
+    entry?.catch(() => undefined); // a failed write is logged by the journal; the message still goes
+    chain.queue(user, async () => {
+      try {
+        await this.onChatMessage(el, from, to, localId);
+      } finally {
+        if (entry)
+          void entry.then(
+            (seq) => this.ctx.journal.settle(seq),
+            () => undefined,
+          );
+      }
+    });
+    return true;
   }
 
-  private async onChatMessage(el: Element, from: string, to: string): Promise<void> {
+  private async onChatMessage(el: Element, from: string, to: string, localId: string): Promise<void> {
     const { access, core, store } = this.ctx;
     const user = bareJid(from);
     const contactJid = bareJid(to);
-    const base = {
-      localUser: user,
-      localId:
-        el.getChild('origin-id', NS.sid)?.attrs.id ?? el.attrs.id ?? derivedId('x', from, el.toString()),
-    };
+    const base = { localUser: user, localId };
     try {
       // Receipts and chat states need no look-up: a contact we never resolved has nothing to mark.
       const displayed = el.getChild('displayed', NS.markers)?.attrs.id;
@@ -195,6 +243,17 @@ export class Inbound {
     const path = (err as { path?: string }).path;
     if (path) void rm(path, { force: true });
   }
+}
+
+/** Whether a message carries something the user would miss if it were lost (not a chat state alone). */
+function worthJournaling(el: Element): boolean {
+  return (
+    (el.getChild('body')?.getText() ?? '') !== '' ||
+    el.getChild('x', NS.oob) !== undefined ||
+    el.getChild('retract', NS.retract) !== undefined ||
+    el.getChild('reactions', NS.reactions) !== undefined ||
+    el.getChild('displayed', NS.markers) !== undefined
+  );
 }
 
 /** Removes the quoted part of a reply (XEP-0461 with an XEP-0428 fallback range). */

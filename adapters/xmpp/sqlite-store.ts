@@ -10,7 +10,15 @@ import {
   readMigrations,
   type Migration,
 } from '../../src/store/sql.js';
-import type { SubscriptionChange, XmppContact, XmppStore } from './store.js';
+import type {
+  JournaledStanza,
+  JournalSummary,
+  JournalWrite,
+  SubscriptionChange,
+  XmppContact,
+  XmppRun,
+  XmppStore,
+} from './store.js';
 
 interface ContactRow {
   local_user: string;
@@ -30,6 +38,18 @@ const toContact = (r: ContactRow): XmppContact => ({
   subTo: r.sub_to === 1,
   subFrom: r.sub_from === 1,
   asked: r.asked === 1,
+});
+
+interface RunRow {
+  run: number;
+  started_at: number;
+  stopped_at: number | null;
+}
+
+const toRun = (r: RunRow): XmppRun => ({
+  run: r.run,
+  startedAt: r.started_at,
+  stoppedAt: r.stopped_at ?? undefined,
 });
 
 const SUBSCRIPTION_COLUMNS = { subTo: 'sub_to', subFrom: 'sub_from', asked: 'asked' } as const;
@@ -117,10 +137,91 @@ export class SqliteXmppStore implements XmppStore {
     return this.sql('DELETE FROM xmpp_delivered WHERE created_at < ?').run(this.now() - maxAgeMs).changes;
   }
 
+  async beginRun(): Promise<{ run: XmppRun; previous: XmppRun | undefined }> {
+    return this.db.transaction(() => {
+      const last = this.sql('SELECT * FROM xmpp_runs ORDER BY run DESC LIMIT 1').get() as RunRow | undefined;
+      const startedAt = this.now();
+      const run = Number(
+        this.sql('INSERT INTO xmpp_runs (started_at) VALUES (?)').run(startedAt).lastInsertRowid,
+      );
+      // Only the latest run is ever read.
+      this.sql('DELETE FROM xmpp_runs WHERE run < ?').run(last?.run ?? 0);
+      return { run: { run, startedAt, stoppedAt: undefined }, previous: last && toRun(last) };
+    })();
+  }
+
+  async endRun(run: number): Promise<void> {
+    this.db.transaction(() => {
+      this.sql('UPDATE xmpp_runs SET stopped_at = ? WHERE run = ?').run(this.now(), run);
+      this.sql('DELETE FROM xmpp_journal WHERE stanza IS NULL').run();
+    })();
+  }
+
+  async writeJournal(write: JournalWrite): Promise<number[]> {
+    return this.db.transaction(() => {
+      const seqs: number[] = [];
+      if (write.append.length > 0) {
+        const insert = this.sql(
+          `INSERT INTO xmpp_journal (run, local_user, contact, local_id, stanza, received_at)
+           VALUES (?, ?, ?, ?, ?, ?)`,
+        );
+        for (const a of write.append) {
+          seqs.push(
+            Number(
+              insert.run(write.run, a.localUser, a.contact, a.localId, a.stanza, a.receivedAt)
+                .lastInsertRowid,
+            ),
+          );
+        }
+      }
+      if (write.settle.length > 0) {
+        const settle = this.sql('UPDATE xmpp_journal SET stanza = NULL WHERE seq = ?');
+        for (const seq of write.settle) settle.run(seq);
+      }
+      if (write.pruneBelow !== undefined) {
+        this.sql('DELETE FROM xmpp_journal WHERE seq < ? AND stanza IS NULL AND run = ?').run(
+          write.pruneBelow,
+          write.run,
+        );
+      }
+      return seqs;
+    })();
+  }
+
+  async journaled(): Promise<JournaledStanza[]> {
+    const rows = this.sql(
+      'SELECT seq, local_user, local_id, stanza FROM xmpp_journal WHERE stanza IS NOT NULL ORDER BY seq',
+    ).all() as { seq: number; local_user: string; local_id: string; stanza: string }[];
+    return rows.map((r) => ({ seq: r.seq, localUser: r.local_user, localId: r.local_id, stanza: r.stanza }));
+  }
+
+  async journalSummary(beforeRun: number): Promise<JournalSummary[]> {
+    const rows = this.sql(
+      `SELECT local_user, contact, count(*) AS n, max(seq) AS last FROM xmpp_journal WHERE run < ?
+       GROUP BY local_user, contact ORDER BY local_user, contact`,
+    ).all(beforeRun) as { local_user: string; contact: string; n: number; last: number }[];
+    const at = this.sql('SELECT local_id, received_at FROM xmpp_journal WHERE seq = ?');
+    return rows.map((r) => {
+      const last = at.get(r.last) as { local_id: string; received_at: number };
+      return {
+        localUser: r.local_user,
+        contact: r.contact,
+        count: r.n,
+        lastLocalId: last.local_id,
+        lastAt: last.received_at,
+      };
+    });
+  }
+
+  async forgetJournal(beforeRun: number): Promise<void> {
+    this.sql('DELETE FROM xmpp_journal WHERE run < ? AND stanza IS NULL').run(beforeRun);
+  }
+
   async forgetUser(localUser: string): Promise<void> {
     this.db.transaction(() => {
       this.sql('DELETE FROM xmpp_contacts WHERE local_user = ?').run(localUser);
       this.sql('DELETE FROM xmpp_delivered WHERE local_user = ?').run(localUser);
+      this.sql('DELETE FROM xmpp_journal WHERE local_user = ?').run(localUser);
     })();
   }
 

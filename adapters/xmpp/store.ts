@@ -1,6 +1,6 @@
 /**
- * What the XMPP adapter keeps: the users' contacts with their subscription state, and the stanza ids
- * of delivered incoming events. Every method returns a promise, so that an asynchronous backend
+ * What the XMPP adapter keeps: the users' contacts with their subscription state, the stanza ids
+ * of delivered incoming events, and the journal of what users sent (crash safety, journal.ts). Every method returns a promise, so that an asynchronous backend
  * fits; the wiring picks the implementation (sqlite-store.ts on the bridge's SQLite database).
  */
 
@@ -26,6 +26,56 @@ export interface SubscriptionChange {
   readonly asked?: boolean;
 }
 
+/** A message stanza a user sent, as journaled when it was parsed. */
+export interface JournalAppend {
+  readonly localUser: string;
+  /** The contact's bare JID. */
+  readonly contact: string;
+  /** XEP-0359 origin-id, else the stanza id. */
+  readonly localId: string;
+  /** The stanza as received (serialised). */
+  readonly stanza: string;
+  readonly receivedAt: number;
+}
+
+/** A journaled stanza not yet handed to the core (to be replayed). */
+export interface JournaledStanza {
+  readonly seq: number;
+  readonly localUser: string;
+  /** The local id it was journaled under (kept: an id-less stanza's is derived from its text). */
+  readonly localId: string;
+  readonly stanza: string;
+}
+
+/** One write of the journal: every part lands in one transaction. */
+export interface JournalWrite {
+  /** The run the appended rows belong to. */
+  readonly run: number;
+  readonly append: readonly JournalAppend[];
+  /** Rows the core now has: their content is cleared (the row is kept for the crash notice). */
+  readonly settle: readonly number[];
+  /** Removes content-free rows with a seq below this (those older than the notice window). */
+  readonly pruneBelow?: number | undefined;
+}
+
+/** What a user had sent to one contact in the runs before the current one. */
+export interface JournalSummary {
+  readonly localUser: string;
+  readonly contact: string;
+  /** How many of their messages the journal holds (the last minute's before the stop). */
+  readonly count: number;
+  /** The last of them: its local id and when it was received. */
+  readonly lastLocalId: string;
+  readonly lastAt: number;
+}
+
+/** A start of the adapter; `stoppedAt` is unset until it stops cleanly. */
+export interface XmppRun {
+  readonly run: number;
+  readonly startedAt: number;
+  readonly stoppedAt: number | undefined;
+}
+
 export interface XmppStore {
   /** The user's contact with this JID local part, if there is one. */
   contact(localUser: string, contact: string): Promise<XmppContact | undefined>;
@@ -43,6 +93,25 @@ export interface XmppStore {
   markDelivered(localUser: string, remote: string, remoteId: string, stanzaId: string): Promise<void>;
   /** Forgets delivery records older than `maxAgeMs` and resolves with how many there were. */
   pruneDelivered(maxAgeMs: number): Promise<number>;
+  /**
+   * Records a new run (a start of the adapter) and resolves with it and the one before, whose
+   * `stoppedAt` is unset if the bridge did not stop cleanly.
+   */
+  beginRun(): Promise<{ run: XmppRun; previous: XmppRun | undefined }>;
+  /** Marks the run as cleanly stopped and removes the content-free journal rows. */
+  endRun(run: number): Promise<void>;
+  /**
+   * Appends, settles and prunes journal rows in one transaction and resolves with the new rows'
+   * seqs, in order. The append must be durable when this resolves (the SQLite backend writes before
+   * it returns).
+   */
+  writeJournal(write: JournalWrite): Promise<number[]>;
+  /** The journaled stanzas not yet handed to the core, in the order they were received. */
+  journaled(): Promise<JournaledStanza[]>;
+  /** Per user and contact, what the journal holds from runs before `run`. */
+  journalSummary(beforeRun: number): Promise<JournalSummary[]>;
+  /** Removes the content-free journal rows of runs before `run` (their notice was given). */
+  forgetJournal(beforeRun: number): Promise<void>;
   /** Removes everything kept for a user (on unregistration). */
   forgetUser(localUser: string): Promise<void>;
 }

@@ -93,8 +93,13 @@ export interface Adapter {
    */
   showEphemeral(event: EphemeralEvent): void;
 
-  /** Shows the state of an outgoing event (send status, ticks, a failure). Must not throw. */
-  updateDelivery(update: DeliveryUpdate): void;
+  /**
+   * Shows the state of an outgoing event (send status, ticks, a failure). Must not throw. May return
+   * a promise that resolves once the local network has the state for good (rejects if it could not
+   * be shown): the core acknowledges a contact's receipt to the gateway only then, so that a crash
+   * before it makes the gateway deliver the receipt again.
+   */
+  updateDelivery(update: DeliveryUpdate): void | Promise<void>;
 
   /** Tells the local user something that is not a message. Must not throw. */
   notify(localUser: string, notice: Notice): void;

@@ -377,38 +377,52 @@ export class OutboxSender {
   /**
    * A delivery or read receipt from the recipient (`from`) for one of our messages, or for one the
    * user sent from another of their devices (in the message map as the account's own, not in the
-   * outbox: shown, nothing to advance).
+   * outbox: shown, nothing to advance). Resolves once recorded, with (when the adapter says when)
+   * the promise that the local network has it: the receipt is acknowledged to the gateway after that.
    */
-  async onReceipt(id: string, state: 'delivered' | 'read', from?: string): Promise<void> {
+  async onReceipt(
+    id: string,
+    state: 'delivered' | 'read',
+    from?: string,
+  ): Promise<{ shown?: Promise<void> }> {
     const entry = await this.ctx.store.outbox.get(id);
     if (!entry && from !== undefined) return this.onReceiptForOtherDevice(id, state, from);
-    if (!entry || entry.puppetId !== this.ctx.puppet.id || entry.kind === RECEIPT_KIND) return;
+    if (!entry || entry.puppetId !== this.ctx.puppet.id || entry.kind === RECEIPT_KIND) return {};
     // A receipt proves the gateway stored it, even if its ack was lost with a connection.
     this.inFlight.delete(id);
-    if (await this.ctx.store.outbox.advance(id, state)) await this.report(entry, state);
+    // The same state again is the gateway's redelivery of a receipt not acknowledged before a
+    // crash: it may not have been shown, so it is shown again (a repeat is harmless).
+    if ((await this.ctx.store.outbox.advance(id, state)) || entry.state === state) {
+      return await this.report(entry, state);
+    }
+    return {};
   }
 
   private async onReceiptForOtherDevice(
     id: string,
     state: 'delivered' | 'read',
     from: string,
-  ): Promise<void> {
+  ): Promise<{ shown?: Promise<void> }> {
     const { store, puppet } = this.ctx;
     const portal = await store.portals.byRemote(puppet.id, from);
-    if (!portal) return;
+    if (!portal) return {};
     const mapped = await store.messages.byRemote(portal.id, id);
-    if (!mapped || mapped.sender !== this.ctx.accountJid) return;
+    if (!mapped || mapped.sender !== this.ctx.accountJid) return {};
     const adapter = this.ctx.adapter();
-    if (!adapter || !showsDelivery(adapter.capabilities, state)) return;
+    if (!adapter || !showsDelivery(adapter.capabilities, state)) return {};
     try {
-      adapter.updateDelivery({
+      const shown = adapter.updateDelivery({
         localId: mapped.localId,
         localUser: puppet.localId,
         remote: portal.remoteJid,
         state,
       });
+      if (!shown) return {};
+      shown.catch(() => undefined);
+      return { shown };
     } catch (err) {
       this.ctx.log?.warn({ err: (err as Error).message }, 'adapter.updateDelivery threw');
+      return {};
     }
   }
 
@@ -419,28 +433,39 @@ export class OutboxSender {
     await this.report(entry, 'failed', reason);
   }
 
-  /** Shown from what outlives the payload: the entry's local id, the puppet and the portal. */
-  private async report(entry: OutboxEntry, state: DeliveryState, reason?: string): Promise<void> {
-    if (entry.kind === RECEIPT_KIND) return;
+  /**
+   * Shown from what outlives the payload: the entry's local id, the puppet and the portal. Resolves
+   * with the adapter's promise that it is shown, when it gives one.
+   */
+  private async report(
+    entry: OutboxEntry,
+    state: DeliveryState,
+    reason?: string,
+  ): Promise<{ shown?: Promise<void> }> {
+    if (entry.kind === RECEIPT_KIND) return {};
     if (state !== 'queued') this.ctx.metrics?.outgoing(state, entry.createdAt);
     const adapter = this.ctx.adapter();
-    if (!adapter || !showsDelivery(adapter.capabilities, state) || entry.localId === null) return;
+    if (!adapter || !showsDelivery(adapter.capabilities, state) || entry.localId === null) return {};
     let remote = this.remotes.get(entry.portalId);
     if (remote === undefined) {
       remote = (await this.ctx.store.portals.byId(entry.portalId))?.remoteJid;
-      if (remote === undefined) return;
+      if (remote === undefined) return {};
       this.remotes.set(entry.portalId, remote);
     }
     try {
-      adapter.updateDelivery({
+      const shown = adapter.updateDelivery({
         localId: entry.localId,
         localUser: this.ctx.puppet.localId,
         remote,
         state,
         ...(reason !== undefined ? { reason } : {}),
       });
+      if (!shown) return {};
+      shown.catch(() => undefined); // the adapter logs why; unacknowledged, it comes again
+      return { shown };
     } catch (err) {
       this.ctx.log?.warn({ err: (err as Error).message }, 'adapter.updateDelivery threw');
+      return {};
     }
   }
 }

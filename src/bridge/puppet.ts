@@ -278,8 +278,18 @@ export class PuppetRuntime {
         if (stanza.class === 'message') return this.outbox.onMessageAck(stanza.id, stanza.error);
         if (stanza.class === 'receipt') return this.outbox.onReceiptAck(stanza.id);
         return;
-      case 'receipt':
-        return this.onReceipt(stanza);
+      case 'receipt': {
+        // Acknowledged only once recorded and shown: the gateway keeps it (and delivers it again
+        // after a crash) until then. Later stanzas do not wait for the showing.
+        const { shown } = await this.onReceipt(stanza);
+        const ack = (): void => {
+          if (this.connection.isConnected)
+            this.connection.send({ kind: 'ack', class: 'receipt', id: stanza.id });
+        };
+        if (shown) void shown.then(ack, () => undefined);
+        else ack();
+        return;
+      }
       case 'notification':
         return this.onNotification(stanza);
       case 'chatstate':
@@ -304,11 +314,11 @@ export class PuppetRuntime {
     }
   }
 
-  private async onReceipt(r: ReceiptStanza): Promise<void> {
+  private async onReceipt(r: ReceiptStanza): Promise<{ shown?: Promise<void> }> {
     if (r.type === 'retry') {
       const entry = await this.ctx.store.outbox.get(r.id);
-      if (!entry || entry.puppetId !== this.puppet.id || entry.kind === RECEIPT_KIND || !r.from) return;
-      if (r.retry && r.retry.count > 5) return;
+      if (!entry || entry.puppetId !== this.puppet.id || entry.kind === RECEIPT_KIND || !r.from) return {};
+      if (r.retry && r.retry.count > 5) return {};
       const keys = r.retry?.keys;
       const bundle = keys
         ? {
@@ -328,9 +338,9 @@ export class PuppetRuntime {
             'resend after a retry receipt failed',
           ),
         );
-      return;
+      return {};
     }
-    await this.outbox.onReceipt(
+    return this.outbox.onReceipt(
       r.id,
       r.type === 'read' ? 'read' : 'delivered',
       r.from === undefined ? undefined : toUser(r.from),

@@ -43,8 +43,49 @@ describe('gateway emulator: relay', () => {
       from: '4915112345678:0@wa.interop',
       type: 'read',
     });
+    // The receipt stays queued until Alice's device acks it (as the bridge does once recorded).
+    expect(te.emulator.queued().map((q) => q.kind)).toEqual(['receipt']);
+    alice.send({ kind: 'ack', class: 'receipt', id: 'm1' });
+    await alice.sync();
     expect(te.emulator.queued()).toEqual([]);
     alice.close();
+    bob.close();
+  });
+
+  it('keeps receipts for an offline device, and one written but not acked, until acked, across a restart', async () => {
+    const alice = await enlistedClient(te, 'alice', 1);
+    const bob = await EmulatorClient.connect(te, { phone: BOB_PHONE });
+    for (const id of ['m1', 'm2']) {
+      alice.send(message(id, BOB, { 0: bytes(id) }));
+      await alice.nextOf('ack', (a) => a.id === id);
+    }
+    alice.close();
+    // Alice's device is offline: Bob's receipts wait for it.
+    bob.send({ kind: 'receipt', id: 'm1', to: ALICE, t: 1 });
+    bob.send({ kind: 'receipt', id: 'm2', to: ALICE, t: 2 });
+    await bob.nextOf('ack', (a) => a.id === 'm2' && a.class === 'receipt');
+    expect(te.emulator.queued(ALICE).map((q) => [q.kind, q.stanza_id])).toEqual([
+      ['receipt', 'm1'],
+      ['receipt', 'm2'],
+    ]);
+
+    // Alice connects, is sent both, acks only the first, and dies.
+    let again = await EmulatorClient.connect(te, { account: 'alice', device: 1 });
+    expect((await again.nextOf('receipt')).id).toBe('m1');
+    expect((await again.nextOf('receipt')).id).toBe('m2');
+    again.send({ kind: 'ack', class: 'receipt', id: 'm1' });
+    await again.sync();
+    again.close();
+    await te.restart();
+
+    // The second comes again, alone, on the next connection after the gateway's restart.
+    again = await EmulatorClient.connect(te, { account: 'alice', device: 1 });
+    expect(await again.nextOf('receipt')).toMatchObject({ id: 'm2', from: '4915112345678:0@wa.interop' });
+    again.send({ kind: 'ack', class: 'receipt', id: 'm2' });
+    await again.sync();
+    expect(again.received.filter((s) => s.kind === 'receipt')).toEqual([]);
+    expect(te.emulator.queued(ALICE)).toEqual([]);
+    again.close();
     bob.close();
   });
 

@@ -23,6 +23,8 @@ import { createLogger } from '../../src/observability/logger.js';
 import { generateProviderKey, type ProviderPrivateJwk } from '../../src/protocol/jwt.js';
 import { SqliteSignalBackend } from '../../src/signal/index.js';
 import { PayloadVault } from '../../src/store/at-rest.js';
+import { openDatabase } from '../../src/store/database.js';
+import type { Db } from '../../src/store/sql.js';
 import { openSqliteStore, type SqliteStore } from '../../src/store/sqlite-store.js';
 import { bridgeMigrations } from '../../app/migrations.js';
 import type { RunningEmulator } from '../../emulator/main.js';
@@ -187,6 +189,11 @@ export class XmppBridgeHarness {
     await this.bridge.stop();
     this.media.close();
     this.store.close();
+  }
+
+  /** A connection of its own to the bridge's database (running or not), for assertions and set-ups. */
+  openDb(): Db {
+    return openDatabase(path.join(this.tmp.dir, 'bridge.db'), { migrations: bridgeMigrations() });
   }
 
   /** The adapter's tables, for assertions. */
