@@ -13,6 +13,7 @@ import { BridgeMediaHandler } from '../src/bridge/media-handler.js';
 import { MediaHost } from '../src/media/host.js';
 import { SqliteSignalBackend } from '../src/signal/index.js';
 import { ensureAtRestKey, PayloadVault } from '../src/store/at-rest.js';
+import { FileSealer } from '../src/util/sealed-file.js';
 import type { Store } from '../src/store/repositories.js';
 import { openSqliteStore } from '../src/store/sqlite-store.js';
 import { bridgeMigrations } from './migrations.js';
@@ -50,6 +51,8 @@ export async function startDaemon(loaded: LoadedConfig, root: Logger): Promise<D
       'created the at-rest key (messages waiting for delivery are sealed with it): include it in backups',
     );
   }
+  // Files that wait (the adapters' spools, the XMPP adapter's served files) are sealed with it too.
+  const sealer = new FileSealer(atRest.key);
   const store = openSqliteStore(paths.database, { migrations: bridgeMigrations() });
   let http: HttpListener | undefined;
   let bridge: Bridge | undefined;
@@ -106,6 +109,7 @@ export async function startDaemon(loaded: LoadedConfig, root: Logger): Promise<D
         },
         receivedDir: path.join(paths.dataDir, 'media-received'),
         maxBytes: config.media.max_bytes,
+        sealer,
         logger: componentLogger(root, 'media'),
       });
       bridge = new Bridge({
@@ -147,7 +151,7 @@ export async function startDaemon(loaded: LoadedConfig, root: Logger): Promise<D
       // Adapters attach before the core starts, so pending incoming messages find them.
       if (config.matrix.enabled) {
         matrix = createMatrixAdapter(
-          { config, logger: root, dataDir: paths.dataDir },
+          { config, logger: root, dataDir: paths.dataDir, sealer },
           new SqliteMatrixStore(store.db),
         );
         bridge.attach(matrix);
@@ -155,7 +159,7 @@ export async function startDaemon(loaded: LoadedConfig, root: Logger): Promise<D
       }
       if (config.xmpp.enabled) {
         xmpp = createXmppAdapter(
-          { config, logger: root, dataDir: paths.dataDir, http, publicUrl },
+          { config, logger: root, dataDir: paths.dataDir, http, publicUrl, sealer },
           new SqliteXmppStore(store.db),
         );
         bridge.attach(xmpp);

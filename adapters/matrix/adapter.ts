@@ -69,6 +69,9 @@ export class MatrixAdapter implements Adapter {
   readonly #commands: CommandHandler;
   readonly #sending: Sending;
   readonly #queue: InboundQueue;
+  readonly #spool: MediaSpool;
+  /** Spooled files older than this (the queue age limit, and a day) are what a crash left. */
+  readonly #spoolMaxAgeMs: number;
   #core: BridgeCore | undefined;
   #listener: AppserviceListener | undefined;
   #address: { address: string; port: number } | undefined;
@@ -139,7 +142,14 @@ export class MatrixAdapter implements Adapter {
     const ghosts = new Ghosts({ ids, store, core, bot, newClient });
     this.#ghosts = ghosts;
     const portals = new Portals({ ids, store, ghosts, bot, rooms, log });
-    const spool = new MediaSpool({ dataDir: context.dataDir, maxBytes: maxMediaBytes, client: media });
+    const spool = new MediaSpool({
+      dataDir: context.dataDir,
+      maxBytes: maxMediaBytes,
+      client: media,
+      sealer: context.sealer,
+    });
+    this.#spool = spool;
+    this.#spoolMaxAgeMs = (context.config.bridge.queue_max_age_hours + 24) * 3_600_000;
     this.#commands = new CommandHandler({ core, ids, store, portals, rooms });
     this.#invites = new Invites({ ids, store, core, bot, ghosts, rooms, log });
     this.#handlers = new InboundHandlers({ core, store, rooms, spool, inFlight, maxMediaBytes, log });
@@ -206,6 +216,7 @@ export class MatrixAdapter implements Adapter {
     }
     this.#listener = listener;
     this.#address = { address: address.address, port: address.port };
+    await this.#spool.sweep(this.#spoolMaxAgeMs);
     this.#queue.start();
     log.info(
       { homeserver: m.homeserver_url, bot: this.botUserId, listen: `${address.address}:${address.port}` },
