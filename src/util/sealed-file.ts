@@ -38,7 +38,7 @@ export class FileSealer {
   }
 
   /** A stream transform for `pipeline`: plaintext in, the sealed file's bytes out. */
-  sealing(): (source: AsyncIterable<Uint8Array>) => AsyncGenerator<Buffer> {
+  sealing(): (source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>) => AsyncGenerator<Buffer> {
     const key = this.#key;
     return async function* (source) {
       const salt = randomBytes(SALT);
@@ -91,7 +91,7 @@ export class FileSealer {
   }
 
   async *#opened(file: string): AsyncGenerator<Buffer> {
-    let buf = Buffer.alloc(0);
+    let buf: Buffer = Buffer.alloc(0);
     let header: Buffer | undefined;
     let fileKey: Buffer | undefined;
     let counter = 0;
