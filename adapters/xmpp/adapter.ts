@@ -194,7 +194,8 @@ export class XmppAdapter extends EventEmitter<XmppAdapterEvents> implements Adap
     ownFiles?.publisher.mount(ownFiles.http);
     await this.link.start();
     this.sweeper = setInterval(
-      () => void this.downloads.sweep(this.o.downloadRetentionMs ?? DOWNLOAD_RETENTION_MS).catch(() => undefined),
+      () =>
+        void this.downloads.sweep(this.o.downloadRetentionMs ?? DOWNLOAD_RETENTION_MS).catch(() => undefined),
       SWEEP_EVERY_MS,
     );
     this.sweeper.unref();

@@ -54,7 +54,8 @@ export class Downloads {
   updateDelivery(update: Pick<DeliveryUpdate, 'localUser' | 'localId' | 'state'>): void {
     if (update.state === 'queued') return;
     const name = nameOf(update.localUser, update.localId);
-    if (this.#names.delete(name)) void rm(path.join(this.o.dir, name), { force: true }).catch(() => undefined);
+    if (this.#names.delete(name))
+      void rm(path.join(this.o.dir, name), { force: true }).catch(() => undefined);
   }
 }
 

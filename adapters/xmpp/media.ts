@@ -188,9 +188,11 @@ export async function fetchUserFile(
           yield chunk;
         }
       },
-      options.sealer ? options.sealer.sealing() : async function* (source: AsyncIterable<Buffer>) {
-        yield* source;
-      },
+      options.sealer
+        ? options.sealer.sealing()
+        : async function* (source: AsyncIterable<Buffer>) {
+            yield* source;
+          },
       createWriteStream(file, { mode: 0o600 }),
     );
   } catch (err) {
@@ -340,9 +342,7 @@ export class OwnFilePublisher implements FilePublisher {
       res.end();
       return;
     }
-    await pipeline(sealed ? this.sealer!.open(file) : createReadStream(file), res).catch(() =>
-      res.destroy(),
-    );
+    await pipeline(sealed ? this.sealer!.open(file) : createReadStream(file), res).catch(() => res.destroy());
   }
 
   /** Deletes the files past their lifetime. */

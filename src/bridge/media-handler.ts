@@ -176,7 +176,10 @@ export class BridgeMediaHandler implements MediaHandler {
 
   #openSealed(file: string): Readable {
     if (!this.#o.sealer) {
-      throw new SealedFileError('sealed_file_unreadable', 'the bridge has no at-rest key to open a sealed file');
+      throw new SealedFileError(
+        'sealed_file_unreadable',
+        'the bridge has no at-rest key to open a sealed file',
+      );
     }
     return this.#o.sealer.open(file);
   }

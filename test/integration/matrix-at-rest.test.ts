@@ -144,7 +144,13 @@ test('while the homeserver refuses delivery and the puppet is offline, what wait
   await bob.sendText(jid, inText, { devices: [0] });
   await bob.sendMedia(
     jid,
-    { kind: 'document', bytes: inFile.bytes, mimetype: 'text/plain', fileName: inFile.name, caption: inFile.caption },
+    {
+      kind: 'document',
+      bytes: inFile.bytes,
+      mimetype: 'text/plain',
+      fileName: inFile.name,
+      caption: inFile.caption,
+    },
     { devices: [0] },
   );
   await until(async () => (await h.store.inbox.countPending()) === 2, 'both incoming messages waiting');

@@ -105,7 +105,13 @@ describe('XMPP: plaintext only in flight (Prosody)', () => {
 
     const id = await bob.sendMedia(
       got.from,
-      { kind: 'document', bytes: inFile, mimetype: 'text/plain', fileName: `${inName}.txt`, caption: inCaption },
+      {
+        kind: 'document',
+        bytes: inFile,
+        mimetype: 'text/plain',
+        fileName: `${inName}.txt`,
+        caption: inCaption,
+      },
       { devices: [0] },
     );
     const [shared] = await alice
@@ -122,9 +128,7 @@ describe('XMPP: plaintext only in flight (Prosody)', () => {
 
     await h.stopBridge();
     expect(logged.join('')).toContain('media hosted'); // the log (at trace) was written
-    expect(
-      findMarkers(files(), [outBytes, outName, outCaption, inBytes, inName, inCaption]),
-    ).toEqual([]);
+    expect(findMarkers(files(), [outBytes, outName, outCaption, inBytes, inName, inCaption])).toEqual([]);
     await h.startBridge();
   });
 
@@ -157,13 +161,23 @@ describe("the bridge's own file host", () => {
     const http = new HttpListener(createLogger({ level: 'silent' }));
     const { port } = await http.listen('127.0.0.1', 0);
     const dir = path.join(tmp.dir, 'xmpp-files');
-    const publisher = new OwnFilePublisher(dir, `http://127.0.0.1:${port}`, 1500, new FileSealer(randomBytes(32)));
+    const publisher = new OwnFilePublisher(
+      dir,
+      `http://127.0.0.1:${port}`,
+      1500,
+      new FileSealer(randomBytes(32)),
+    );
     publisher.mount(http);
     try {
       const plain = path.join(tmp.dir, 'received');
       const bytes = Buffer.from(`${marker('served')}\n`.repeat(100));
       writeFileSync(plain, bytes);
-      const url = await publisher.publish({ path: plain, size: bytes.length, mimetype: 'text/plain', fileName: 'a.txt' });
+      const url = await publisher.publish({
+        path: plain,
+        size: bytes.length,
+        mimetype: 'text/plain',
+        fileName: 'a.txt',
+      });
       expect(new URL(url).pathname.startsWith(FILE_HOST_PREFIX)).toBe(true);
       const [token] = readdirSync(dir);
       expect(await isSealedFile(path.join(dir, token!))).toBe(true);

@@ -167,7 +167,8 @@ export class XmppBridgeHarness {
     this.xmpp = createXmppAdapter(
       {
         config: this.config,
-        logger: this.options.logger ?? createLogger({ level: process.env.XMPP_TEST_LOG ? 'debug' : 'silent' }),
+        logger:
+          this.options.logger ?? createLogger({ level: process.env.XMPP_TEST_LOG ? 'debug' : 'silent' }),
         dataDir: path.join(this.tmp.dir, 'data'),
         http: this.http,
         publicUrl: this.listenerUrl,

@@ -249,7 +249,9 @@ describe('command line', () => {
       chmodSync(key, 0o644);
       const { code, err } = await run(['start', '--config', config]);
       expect(code).toBe(EXIT.usage);
-      expect(err).toContain(`bridge.at_rest_key_file: ${key} is open to its group and other users (mode 0644)`);
+      expect(err).toContain(
+        `bridge.at_rest_key_file: ${key} is open to its group and other users (mode 0644)`,
+      );
       expect(err).toContain(`run "chmod 600 ${key}"`);
     });
 

@@ -93,7 +93,9 @@ describe('interop-bridge doctor --offline', () => {
     expect(lineOf(out, 'at-rest key')).toMatch(/ok .*32 bytes, mode 600/);
     chmodSync(key, 0o640);
     const open = await doctor(config);
-    expect(lineOf(open.out, 'at-rest key')).toMatch(/fail .*open to group or others \(mode 640\)\n.*-> run "chmod 600 /);
+    expect(lineOf(open.out, 'at-rest key')).toMatch(
+      /fail .*open to group or others \(mode 640\)\n.*-> run "chmod 600 /,
+    );
     expect(open.code).toBe(EXIT.failure);
     writeFileSync(key, 'short', { mode: 0o600 });
     chmodSync(key, 0o600);
