@@ -45,7 +45,8 @@ export class MediaSpool {
   /** Downloads a local user's file (an `mxc://` URI) into the spool, under a name from the event id. */
   async download(mxc: string, eventId: string): Promise<SpooledFile | 'too_large'> {
     const m = /^mxc:\/\/([^/]+)\/([A-Za-z0-9_-]+)$/.exec(mxc);
-    if (m === null) throw new MatrixAdapterError('matrix_bad_mxc', `not an mxc URI: ${mxc}`);
+    // The value is not echoed: the log must not carry what a user put in an event.
+    if (m === null) throw new MatrixAdapterError('matrix_bad_mxc', 'the file URL is not an mxc URI');
     const res = (await this.c.client.doRequest(
       'GET',
       `/_matrix/client/v1/media/download/${encodeURIComponent(m[1]!)}/${encodeURIComponent(m[2]!)}`,
