@@ -306,7 +306,7 @@ export class OwnFilePublisher implements FilePublisher {
   private async serve(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const rest = (req.url ?? '').split('?')[0]!.slice(FILE_HOST_PREFIX.length);
     const [token, rawName] = rest.split('/');
-    let name = '';
+    let name: string;
     try {
       name = rawName === undefined ? '' : decodeURIComponent(rawName);
     } catch {

@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Writable } from 'node:stream';
-import { xml } from '@xmpp/xml';
+import { xml, type Element } from '@xmpp/xml';
 import { FILE_HOST_PREFIX, OwnFilePublisher } from '../../adapters/xmpp/media.js';
 import { createLogger } from '../../src/observability/logger.js';
 import { HttpListener } from '../../src/util/http-listener.js';
@@ -21,8 +21,7 @@ import { chat, contactJid, nativeTexts, until, XmppBridgeHarness } from '../supp
 
 const marker = (what: string) => `MARKER-${what}-${randomBytes(8).toString('hex')}`;
 
-const oobUrl = (m: { getChild: (n: string, ns: string) => any }) =>
-  m.getChild('x', 'jabber:x:oob')?.getChild('url')?.getText() as string | undefined;
+const oobUrl = (m: Element) => m.getChild('x', 'jabber:x:oob')?.getChild('url')?.getText();
 
 describe('XMPP: plaintext only in flight (Prosody)', () => {
   let h: XmppBridgeHarness;
