@@ -163,7 +163,7 @@ describe("the bridge's own file host", () => {
     const publisher = new OwnFilePublisher(
       dir,
       `http://127.0.0.1:${port}`,
-      1500,
+      4000,
       new FileSealer(randomBytes(32)),
     );
     publisher.mount(http);
@@ -185,7 +185,7 @@ describe("the bridge's own file host", () => {
       expect(res.headers.get('content-length')).toBe(String(bytes.length));
       expect(Buffer.from(await res.arrayBuffer()).equals(bytes)).toBe(true);
       // Past its lifetime: refused at once, and deleted by the next sweep (a quarter of it).
-      await new Promise((r) => setTimeout(r, 1600));
+      await new Promise((r) => setTimeout(r, 4200));
       expect((await fetch(url)).status).toBe(404);
       await until(() => !existsSync(path.join(dir, token!)), 'the file deleted', 5000);
     } finally {
