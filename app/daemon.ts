@@ -12,6 +12,7 @@ import { BridgeError } from '../src/bridge/errors.js';
 import { BridgeMediaHandler } from '../src/bridge/media-handler.js';
 import { MediaHost } from '../src/media/host.js';
 import { ensureAtRestKey, PayloadVault } from '../src/store/at-rest.js';
+import { FileSealer } from '../src/util/sealed-file.js';
 import type { Store } from '../src/store/repositories.js';
 import { openBridgeDatabase } from './database.js';
 import { VERSION } from '../src/version.js';
@@ -48,6 +49,8 @@ export async function startDaemon(loaded: LoadedConfig, root: Logger): Promise<D
       'created the at-rest key (messages waiting for delivery are sealed with it): include it in backups',
     );
   }
+  // Files that wait (the adapters' spools, the XMPP adapter's served files) are sealed with it too.
+  const sealer = new FileSealer(atRest.key);
   // The one-process lock is taken here: a second start on a database in use refuses.
   const database = await openBridgeDatabase(loaded);
   const store = database.store;
@@ -106,6 +109,7 @@ export async function startDaemon(loaded: LoadedConfig, root: Logger): Promise<D
         },
         receivedDir: path.join(paths.dataDir, 'media-received'),
         maxBytes: config.media.max_bytes,
+        sealer,
         logger: componentLogger(root, 'media'),
       });
       bridge = new Bridge({
@@ -147,7 +151,7 @@ export async function startDaemon(loaded: LoadedConfig, root: Logger): Promise<D
       // Adapters attach before the core starts, so pending incoming messages find them.
       if (config.matrix.enabled) {
         matrix = createMatrixAdapter(
-          { config, logger: root, dataDir: paths.dataDir },
+          { config, logger: root, dataDir: paths.dataDir, sealer },
           new SqliteMatrixStore(database.adapterDb),
         );
         bridge.attach(matrix);
@@ -155,7 +159,7 @@ export async function startDaemon(loaded: LoadedConfig, root: Logger): Promise<D
       }
       if (config.xmpp.enabled) {
         xmpp = createXmppAdapter(
-          { config, logger: root, dataDir: paths.dataDir, http, publicUrl },
+          { config, logger: root, dataDir: paths.dataDir, http, publicUrl, sealer },
           new SqliteXmppStore(database.adapterDb),
         );
         bridge.attach(xmpp);

@@ -5,6 +5,7 @@ import type { LoadedConfig } from '../src/config/loader.js';
 import { bridgeMigrations } from './migrations.js';
 import { providerKeyTooOpen, readProviderKey } from '../src/provider-keys.js';
 import { describeExposed, exposedSecretFiles } from '../src/config/secret-files.js';
+import { atRestKeyTooOpen, readAtRestKey } from '../src/store/at-rest.js';
 
 export type CheckStatus = 'ok' | 'warn' | 'fail';
 
@@ -22,15 +23,16 @@ export function runChecks(loaded: LoadedConfig): CheckResult[] {
     checkDataDir(loaded),
     checkDatabase(loaded),
     checkProviderKey(loaded),
+    checkAtRestKey(loaded),
     ...checkSecretFiles(loaded),
     checkGateway(loaded),
   ];
 }
 
-/** One failed check per secret file open to group or others (the signing key has its own check). */
+/** One failed check per secret file open to group or others (the two keys have their own checks). */
 function checkSecretFiles(loaded: LoadedConfig): CheckResult[] {
   return exposedSecretFiles(loaded)
-    .filter((f) => f.file !== loaded.paths.signingKey)
+    .filter((f) => f.file !== loaded.paths.signingKey && f.file !== loaded.paths.atRestKey)
     .map((f) => ({
       name: 'secret file',
       status: 'fail' as const,
@@ -157,6 +159,40 @@ function checkProviderKey({ paths }: LoadedConfig): CheckResult {
       hint: 'replace it with "interop-bridge keys generate --force"',
     };
   }
+}
+
+/** The key waiting messages and spooled files are sealed with: 32 bytes, owner-only. */
+function checkAtRestKey({ paths }: LoadedConfig): CheckResult {
+  const name = 'at-rest key';
+  const file = paths.atRestKey;
+  if (!existsSync(file)) {
+    return {
+      name,
+      status: 'warn',
+      detail: `${file} does not exist yet`,
+      hint: '"interop-bridge keys generate --at-rest" creates it (start does too); include it in backups',
+    };
+  }
+  try {
+    readAtRestKey(file);
+  } catch (err) {
+    return {
+      name,
+      status: 'fail',
+      detail: (err as Error).message,
+      hint: 'restore it from a backup, or "interop-bridge keys generate --at-rest --force" (what was waiting is then lost)',
+    };
+  }
+  const mode = statSync(file).mode & 0o777;
+  if (atRestKeyTooOpen(file)) {
+    return {
+      name,
+      status: 'fail',
+      detail: `${file} is open to group or others (mode ${mode.toString(8)})`,
+      hint: `run "chmod 600 ${file}" (start refuses it otherwise)`,
+    };
+  }
+  return { name, status: 'ok', detail: `${file}: 32 bytes, mode ${mode.toString(8)}` };
 }
 
 function checkGateway({ config }: LoadedConfig): CheckResult {

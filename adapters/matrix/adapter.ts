@@ -70,6 +70,9 @@ export class MatrixAdapter implements Adapter {
   readonly #commands: CommandHandler;
   readonly #sending: Sending;
   readonly #queue: InboundQueue;
+  readonly #spool: MediaSpool;
+  /** Spooled files older than this (the queue age limit, and a day) are what a crash left. */
+  readonly #spoolMaxAgeMs: number;
   #core: BridgeCore | undefined;
   #listener: AppserviceListener | undefined;
   #address: { address: string; port: number } | undefined;
@@ -141,7 +144,14 @@ export class MatrixAdapter implements Adapter {
     const ghosts = new Ghosts({ ids, store, core, bot, newClient });
     this.#ghosts = ghosts;
     const portals = new Portals({ ids, store, ghosts, bot, rooms, log });
-    const spool = new MediaSpool({ dataDir: context.dataDir, maxBytes: maxMediaBytes, client: media });
+    const spool = new MediaSpool({
+      dataDir: context.dataDir,
+      maxBytes: maxMediaBytes,
+      client: media,
+      sealer: context.sealer,
+    });
+    this.#spool = spool;
+    this.#spoolMaxAgeMs = (context.config.bridge.queue_max_age_hours + 24) * 3_600_000;
     const doublePuppets = new DoublePuppets({
       token: m.double_puppet_as_token,
       newClient: (token) => new RetryingMatrixClient(m.homeserver_url, token, retry, log),
@@ -228,6 +238,7 @@ export class MatrixAdapter implements Adapter {
     }
     this.#listener = listener;
     this.#address = { address: address.address, port: address.port };
+    await this.#spool.sweep(this.#spoolMaxAgeMs);
     this.#queue.start();
     log.info(
       { homeserver: m.homeserver_url, bot: this.botUserId, listen: `${address.address}:${address.port}` },

@@ -138,7 +138,7 @@ const num = (v: unknown): number | undefined => (typeof v === 'number' && Number
 export function mediaBodyOf(
   content: Content,
   kind: MediaKind,
-  file: { path: string; size: number; contentType: string | undefined },
+  file: { path: string; size: number; contentType: string | undefined; sealed?: boolean },
 ): MediaBody {
   const info = (
     typeof content['info'] === 'object' && content['info'] !== null ? content['info'] : {}
@@ -158,6 +158,7 @@ export function mediaBodyOf(
     kind: 'media',
     media: kind,
     path: file.path,
+    ...(file.sealed ? { sealed: true } : {}),
     mimetype,
     size: file.size,
     fileName: filename ?? (body !== '' ? body : undefined),

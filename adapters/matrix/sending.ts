@@ -219,9 +219,9 @@ export class Sending {
     });
   }
 
-  /** A failure as a notice replying to the message, a read receipt as the ghost's; the file leaves the spool. */
+  /** A failure as a notice replying to the message, a read receipt as the ghost's; the file leaves the spool once sent. */
   updateDelivery(update: DeliveryUpdate): void {
-    if (update.state === 'failed' || update.state === 'delivered' || update.state === 'read') {
+    if (update.state !== 'queued') {
       this.c.spool.release(update.localId);
     }
     if (update.state === 'failed') {

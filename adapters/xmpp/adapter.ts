@@ -15,7 +15,6 @@
  *   core -> XMPP             -> delivery.ts
  */
 import { EventEmitter } from 'node:events';
-import { mkdir } from 'node:fs/promises';
 import type { IqHandler } from '@xmpp/component';
 import type { Element } from '@xmpp/xml';
 import type { Adapter, AdapterCapabilities, BridgeCore } from '../../src/bridge/adapter.js';
@@ -28,6 +27,7 @@ import type {
 } from '../../src/bridge/events.js';
 import type { Logger } from '../../src/observability/logger.js';
 import type { HttpListener } from '../../src/util/http-listener.js';
+import type { FileSealer } from '../../src/util/sealed-file.js';
 import { KeyedQueue } from '../../src/util/keyed-queue.js';
 import { answerChatCommand, type CommandContext } from './commands.js';
 import type { ComponentLink } from './component.js';
@@ -42,7 +42,8 @@ import { capsVersions, Disco } from './iq/disco.js';
 import { Registration } from './iq/register.js';
 import { Vcards } from './iq/vcard.js';
 import { domainOf } from './jids.js';
-import { sweepOldFiles, type FilePublisher, type OwnFilePublisher } from './media.js';
+import { Downloads } from './downloads.js';
+import type { FilePublisher, OwnFilePublisher } from './media.js';
 import { Presence } from './presence.js';
 import { UserResources } from './resources.js';
 import { NS } from './stanzas.js';
@@ -65,6 +66,10 @@ export interface XmppAdapterOptions {
   ownFiles?: { readonly publisher: OwnFilePublisher; readonly http: HttpListener } | undefined;
   /** Where files users share are downloaded to before the core sends them. */
   downloadDir: string;
+  /** Seals downloaded files while they wait (the at-rest key). */
+  sealer?: FileSealer | undefined;
+  /** Downloads older than this are what a crash left (the queue age limit, and a day). */
+  downloadRetentionMs?: number | undefined;
   /** Domains whose users may use the gateway (`xmpp.allowed_domains`); empty: any. */
   allowedDomains?: readonly string[] | undefined;
   logger?: Logger | undefined;
@@ -77,8 +82,8 @@ export interface XmppAdapterEvents {
   refused: [error: Element];
 }
 
-/** Files users shared are kept this long after download (the core may send them after a restart). */
-const DOWNLOAD_RETENTION_MS = 7 * 24 * 3600 * 1000;
+/** What a crash left in the download folder is removed after this, by default (the queue age limit's default, and a day). */
+const DOWNLOAD_RETENTION_MS = 8 * 24 * 3600 * 1000;
 /** Delivery records older than this are pruned. */
 const DELIVERED_RETENTION_MS = 30 * 24 * 3600 * 1000;
 const SWEEP_EVERY_MS = 3_600_000;
@@ -116,6 +121,7 @@ export class XmppAdapter extends EventEmitter<XmppAdapterEvents> implements Adap
   private opened = false;
   /** After an unclean stop, until its notices are confirmed: a stop then leaves the run open. */
   private noticesPending = false;
+  private readonly downloads: Downloads;
 
   constructor(options: XmppAdapterOptions) {
     super();
@@ -135,6 +141,12 @@ export class XmppAdapter extends EventEmitter<XmppAdapterEvents> implements Adap
     };
     this.caps = capsVersions(options.name);
     this.journal = new StanzaJournal(options.store, options.logger);
+    this.downloads = new Downloads({
+      dir: options.downloadDir,
+      maxBytes: options.maxMediaBytes,
+      allowedHosts: options.allowedFetchHosts,
+      sealer: options.sealer,
+    });
   }
 
   /** Called by `bridge.attach(adapter)`: builds the handlers on `core` and routes the link's traffic to them. */
@@ -187,9 +199,8 @@ export class XmppAdapter extends EventEmitter<XmppAdapterEvents> implements Adap
    * fails; later drops reconnect.
    */
   async start(): Promise<void> {
-    const { downloadDir, store, ownFiles } = this.o;
-    await mkdir(downloadDir, { recursive: true, mode: 0o700 });
-    await sweepOldFiles(downloadDir, DOWNLOAD_RETENTION_MS);
+    const { store, ownFiles } = this.o;
+    await this.downloads.prepare(this.o.downloadRetentionMs ?? DOWNLOAD_RETENTION_MS);
     await store.pruneDelivered(DELIVERED_RETENTION_MS);
     const opening = await this.journal.open();
     this.opened = true;
@@ -200,7 +211,8 @@ export class XmppAdapter extends EventEmitter<XmppAdapterEvents> implements Adap
     await this.link.start();
     if (opening.unclean) this.afterCrash(opening);
     this.sweeper = setInterval(
-      () => void sweepOldFiles(downloadDir, DOWNLOAD_RETENTION_MS).catch(() => undefined),
+      () =>
+        void this.downloads.sweep(this.o.downloadRetentionMs ?? DOWNLOAD_RETENTION_MS).catch(() => undefined),
       SWEEP_EVERY_MS,
     );
     this.sweeper.unref();
@@ -270,6 +282,7 @@ export class XmppAdapter extends EventEmitter<XmppAdapterEvents> implements Adap
 
   /** Shown in order; resolves once the server has a tick (the link's confirmation), rejects if not. */
   updateDelivery(update: DeliveryUpdate): Promise<void> {
+    this.downloads.updateDelivery(update);
     let confirmed: Promise<void> | undefined;
     const queued = this.shown.run(update.localUser, async () => {
       ({ confirmed } = await this.wired.delivery.updateDelivery(update));
@@ -341,11 +354,7 @@ export class XmppAdapter extends EventEmitter<XmppAdapterEvents> implements Adap
       roster,
       journal: this.journal,
       command: (from, body) => answerChatCommand({ ...commands, say }, from, body),
-      files: {
-        maxBytes: this.o.maxMediaBytes,
-        allowedHosts: this.o.allowedFetchHosts,
-        dir: this.o.downloadDir,
-      },
+      files: this.downloads,
       submitted: (event) => this.emit('submitted', event),
       refused: (error) => this.emit('refused', error),
       log,

@@ -15,7 +15,8 @@ import type { Access, Outbound, UserChain } from './context.js';
 import { notRegistered, userErrorOf, XmppUserError } from './errors.js';
 import { parseStanza, type StanzaJournal } from './journal.js';
 import { bareJid, localPartOf, remoteOfContact } from './jids.js';
-import { fetchUserFile, mediaKindOf } from './media.js';
+import type { Downloads } from './downloads.js';
+import { mediaKindOf } from './media.js';
 import type { UserResources } from './resources.js';
 import { derivedId, messageError, NS, type ErrorType } from './stanzas.js';
 import type { JournaledStanza, XmppStore } from './store.js';
@@ -36,13 +37,8 @@ export interface InboundContext {
   readonly roster: { offer(user: string, remote: string): Promise<void> };
   /** A chat command to the component JID (commands.ts), from a full JID. */
   command(from: string, body: string): Promise<void>;
-  /** Files users share by URL. */
-  readonly files: {
-    readonly maxBytes: number;
-    readonly allowedHosts: readonly string[];
-    /** Where they are downloaded to before the core sends them. */
-    readonly dir: string;
-  };
+  /** Files users share by URL, downloaded (sealed) before the core sends them. */
+  readonly files: Pick<Downloads, 'fetch'>;
   /** The core took an outgoing event. */
   submitted(event: OutgoingEvent): void;
   /** Something the user sent was refused, with the error stanza they got. */
@@ -173,7 +169,7 @@ export class Inbound {
       }
       this.ctx.resources.rememberSender(user, base.localId, from);
       const remote = known?.remote ?? (await this.ctx.contacts.resolve(user, contactJid));
-      const event = await this.outgoingEvent(el, body ?? '', oob, retract, reactions);
+      const event = await this.outgoingEvent(el, body ?? '', oob, retract, reactions, base);
       const outgoing: OutgoingEvent = { ...base, remote, event };
       await core.submit(outgoing);
       await this.ctx.roster.offer(user, remote);
@@ -189,6 +185,7 @@ export class Inbound {
     oob: string | undefined,
     retract: string | undefined,
     reactions: Element | undefined,
+    base: { localUser: string; localId: string },
   ): Promise<ConversationEvent> {
     if (retract) return { type: 'delete', target: retract };
     if (reactions?.attrs.id) {
@@ -201,17 +198,13 @@ export class Inbound {
     const replyId = el.getChild('reply', NS.reply)?.attrs.id;
     const replyTo = replyId ? { replyTo: { id: replyId } } : {};
     if (oob && (body.trim() === '' || body.trim() === oob.trim())) {
-      const { files } = this.ctx;
-      const file = await fetchUserFile(oob.trim(), {
-        maxBytes: files.maxBytes,
-        allowedHosts: files.allowedHosts,
-        dir: files.dir,
-      });
+      const file = await this.ctx.files.fetch(oob.trim(), base.localUser, base.localId);
       const desc = el.getChild('x', NS.oob)?.getChild('desc')?.getText();
       const media: MediaBody = {
         kind: 'media',
         media: mediaKindOf(file.mimetype),
         path: file.path,
+        ...(file.sealed ? { sealed: true } : {}),
         mimetype: file.mimetype,
         size: file.size,
         fileName: file.fileName,

@@ -27,8 +27,9 @@ export interface XmppLinkTimings {
 
 /**
  * Makes the XMPP adapter. Throws `xmpp_secret_missing` without a component secret. Files go under
- * `dataDir`: downloads in xmpp-downloads/, and (without `xmpp.upload_service`, when the context has
- * an HTTP listener) the files it serves in xmpp-files/.
+ * `dataDir`, sealed with the context's at-rest key: downloads in xmpp-downloads/ (until sent), and
+ * (without `xmpp.upload_service`, when the context has an HTTP listener) the files it serves in
+ * xmpp-files/ (for `xmpp.served_file_lifetime_hours`).
  */
 export const createXmppAdapter = ((
   context: AdapterContext,
@@ -65,7 +66,12 @@ export const createXmppAdapter = ((
   if (x.upload_service) {
     publisher = new UploadSlotPublisher(link, x.upload_service);
   } else if (context.http && context.publicUrl) {
-    const own = new OwnFilePublisher(path.join(context.dataDir, 'xmpp-files'), context.publicUrl);
+    const own = new OwnFilePublisher(
+      path.join(context.dataDir, 'xmpp-files'),
+      context.publicUrl,
+      x.served_file_lifetime_hours * 3_600_000,
+      context.sealer,
+    );
     ownFiles = { publisher: own, http: context.http };
     publisher = own;
   }
@@ -80,6 +86,8 @@ export const createXmppAdapter = ((
     publisher,
     ownFiles,
     downloadDir: path.join(context.dataDir, 'xmpp-downloads'),
+    sealer: context.sealer,
+    downloadRetentionMs: (config.bridge.queue_max_age_hours + 24) * 3_600_000,
     logger: log,
   });
 }) satisfies AdapterFactory<XmppStore, XmppAdapter>;

@@ -17,6 +17,7 @@ import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { xml } from '@xmpp/xml';
 import type { MediaKind } from '../../src/bridge/events.js';
 import type { HttpListener } from '../../src/util/http-listener.js';
+import { isSealedFile, plainSizeOf, type FileSealer } from '../../src/util/sealed-file.js';
 import { baseMime, extensionOf, mimeOfFileName } from '../../src/util/mime.js';
 import type { ComponentLink } from './component.js';
 import { XmppUserError } from './errors.js';
@@ -29,6 +30,8 @@ export interface FetchedFile {
   readonly size: number;
   readonly mimetype: string;
   readonly fileName: string;
+  /** Written sealed with the at-rest key. */
+  readonly sealed: boolean;
 }
 
 /** What a file of this type is for the core: voice notes are Opus in Ogg (what XMPP clients record). */
@@ -113,7 +116,16 @@ function lastPathSegment(url: URL): string {
  */
 export async function fetchUserFile(
   url: string,
-  options: { maxBytes: number; allowedHosts: readonly string[]; dir: string; timeoutMs?: number },
+  options: {
+    maxBytes: number;
+    allowedHosts: readonly string[];
+    dir: string;
+    /** The name in `dir` (never the user's file name, which is content); default a random one. */
+    name?: string;
+    /** Seals the file as it is written (the at-rest key). */
+    sealer?: FileSealer | undefined;
+    timeoutMs?: number;
+  },
 ): Promise<FetchedFile> {
   let parsed: URL;
   try {
@@ -157,7 +169,7 @@ export async function fetchUserFile(
     fileName = fileNameFor('', lastPathSegment(parsed));
     mimetype = mimetypeOf(res.headers.get('content-type') ?? '', fileName);
     await mkdir(options.dir, { recursive: true, mode: 0o700 });
-    file = path.join(options.dir, `${randomBytes(12).toString('hex')}-${fileName}`);
+    file = path.join(options.dir, options.name ?? randomBytes(12).toString('hex'));
   } catch (err) {
     // Nothing reads the response: close it, or the connection stays open.
     await res.body?.cancel().catch(() => undefined);
@@ -176,6 +188,11 @@ export async function fetchUserFile(
           yield chunk;
         }
       },
+      options.sealer
+        ? options.sealer.sealing()
+        : async function* (source: AsyncIterable<Buffer>) {
+            yield* source;
+          },
       createWriteStream(file, { mode: 0o600 }),
     );
   } catch (err) {
@@ -183,7 +200,7 @@ export async function fetchUserFile(
     await rm(file, { force: true });
     throw err;
   }
-  return { path: file, size, mimetype, fileName };
+  return { path: file, size, mimetype, fileName, sealed: options.sealer !== undefined };
 }
 
 /** Gives a local file a URL an XMPP client can download. */
@@ -242,11 +259,15 @@ export class UploadSlotPublisher implements FilePublisher {
   }
 }
 
+/** How long the bridge's own file host serves a file by default (`xmpp.served_file_lifetime_hours`). */
+export const SERVED_FILE_LIFETIME_HOURS = 168;
+
 /**
- * The bridge's own file host, when no upload service is configured: files are copied under
- * `dir/<random token>/<name>` and served on the bridge's HTTP listener at
- * `<publicUrl>/_interop/xmpp-files/<token>/<name>`; the token is the only access control, as with
- * XEP-0363 GET URLs. Files older than `ttlMs` are deleted.
+ * The bridge's own file host, when no upload service is configured: each file is kept as
+ * `dir/<random token>`, sealed with the at-rest key, and served (opened on the fly) on the bridge's
+ * HTTP listener at `<publicUrl>/_interop/xmpp-files/<token>/<name>`; the token is the only access
+ * control, as with XEP-0363 GET URLs. A file is served for `ttlMs` after it was published, then
+ * deleted (XMPP clients fetch the URL when they show the message).
  */
 export class OwnFilePublisher implements FilePublisher {
   private timer: NodeJS.Timeout | undefined;
@@ -254,12 +275,16 @@ export class OwnFilePublisher implements FilePublisher {
   constructor(
     private readonly dir: string,
     private readonly publicUrl: string,
-    private readonly ttlMs = 30 * 24 * 3600 * 1000,
+    private readonly ttlMs = SERVED_FILE_LIFETIME_HOURS * 3600 * 1000,
+    private readonly sealer?: FileSealer | undefined,
   ) {}
 
+  /** Serves the files on `listener`, deletes those past their lifetime now and from time to time. */
   mount(listener: HttpListener): void {
     listener.routePrefix(FILE_HOST_PREFIX, (req, res) => this.serve(req, res));
-    this.timer = setInterval(() => void this.sweep().catch(() => undefined), 3_600_000);
+    void this.sweep().catch(() => undefined);
+    const every = Math.max(1000, Math.min(3_600_000, Math.floor(this.ttlMs / 4)));
+    this.timer = setInterval(() => void this.sweep().catch(() => undefined), every);
     this.timer.unref();
   }
 
@@ -270,9 +295,10 @@ export class OwnFilePublisher implements FilePublisher {
   async publish(file: { path: string; size: number; mimetype: string; fileName: string }): Promise<string> {
     const token = randomBytes(24).toString('base64url');
     const name = fileNameFor(file.mimetype, file.fileName);
-    const folder = path.join(this.dir, token);
-    await mkdir(folder, { recursive: true, mode: 0o700 });
-    await copyFile(file.path, path.join(folder, name));
+    await mkdir(this.dir, { recursive: true, mode: 0o700 });
+    const target = path.join(this.dir, token);
+    if (this.sealer) await this.sealer.sealCopy(file.path, target);
+    else await copyFile(file.path, target);
     const base = this.publicUrl.replace(/\/+$/, '');
     return `${base}${FILE_HOST_PREFIX}${token}/${encodeURIComponent(name)}`;
   }
@@ -280,7 +306,12 @@ export class OwnFilePublisher implements FilePublisher {
   private async serve(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const rest = (req.url ?? '').split('?')[0]!.slice(FILE_HOST_PREFIX.length);
     const [token, rawName] = rest.split('/');
-    const name = rawName === undefined ? '' : decodeURIComponent(rawName);
+    let name: string;
+    try {
+      name = rawName === undefined ? '' : decodeURIComponent(rawName);
+    } catch {
+      name = '';
+    }
     if (
       (req.method !== 'GET' && req.method !== 'HEAD') ||
       !token ||
@@ -291,31 +322,36 @@ export class OwnFilePublisher implements FilePublisher {
       res.writeHead(404).end();
       return;
     }
-    const file = path.join(this.dir, token, name);
-    let size: number;
-    try {
-      size = (await stat(file)).size;
-    } catch {
+    let file = path.join(this.dir, token);
+    let info = await stat(file).catch(() => undefined);
+    // Published before files were sealed: `<token>/<name>`, in the clear, until its lifetime ends.
+    if (info?.isDirectory()) {
+      file = path.join(file, name);
+      info = await stat(file).catch(() => undefined);
+    }
+    if (!info?.isFile() || info.mtimeMs < Date.now() - this.ttlMs) {
       res.writeHead(404).end();
       return;
     }
+    const sealed = this.sealer !== undefined && (await isSealedFile(file).catch(() => false));
     res.writeHead(200, {
       'content-type': mimeOfFileName(name) ?? 'application/octet-stream',
-      'content-length': size,
+      'content-length': sealed ? plainSizeOf(info.size) : info.size,
     });
     if (req.method === 'HEAD') {
       res.end();
       return;
     }
-    await pipeline(createReadStream(file), res);
+    await pipeline(sealed ? this.sealer!.open(file) : createReadStream(file), res).catch(() => res.destroy());
   }
 
-  private async sweep(): Promise<void> {
+  /** Deletes the files past their lifetime. */
+  async sweep(): Promise<void> {
     const cutoff = Date.now() - this.ttlMs;
     for (const token of await readdir(this.dir).catch(() => [] as string[])) {
-      const folder = path.join(this.dir, token);
-      const s = await stat(folder).catch(() => undefined);
-      if (s && s.mtimeMs < cutoff) await rm(folder, { recursive: true, force: true });
+      const entry = path.join(this.dir, token);
+      const s = await stat(entry).catch(() => undefined);
+      if (s && s.mtimeMs < cutoff) await rm(entry, { recursive: true, force: true });
     }
   }
 }

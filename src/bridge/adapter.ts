@@ -14,6 +14,7 @@
  */
 import type { Config } from '../config/schema.js';
 import type { Logger } from '../observability/logger.js';
+import type { FileSealer } from '../util/sealed-file.js';
 import type { HttpListener } from '../util/http-listener.js';
 import type { DeliveryUpdate, EphemeralEvent, IncomingEvent, Notice, OutgoingEvent } from './events.js';
 
@@ -158,6 +159,11 @@ export interface AdapterContext {
   readonly http?: HttpListener | undefined;
   /** The listener's public base URL (`bridge.http.public_url` or its address). */
   readonly publicUrl?: string | undefined;
+  /**
+   * Seals files the adapter keeps while they wait (spools, files it serves) with the at-rest key;
+   * a MediaBody of a sealed file says `sealed: true`. Absent only in tests without a key.
+   */
+  readonly sealer?: FileSealer | undefined;
 }
 
 /**

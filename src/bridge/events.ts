@@ -19,6 +19,11 @@ export interface MediaBody {
   readonly kind: 'media';
   readonly media: MediaKind;
   readonly path: string;
+  /**
+   * Outgoing: the file at `path` is sealed with the at-rest key (src/util/sealed-file.ts), as an
+   * adapter's spool keeps what waits; the core opens it with the same key when it sends it.
+   */
+  readonly sealed?: boolean | undefined;
   readonly mimetype: string;
   readonly size: number;
   readonly fileName?: string | undefined;

@@ -12,6 +12,7 @@
 import { createHash } from 'node:crypto';
 import { chmod, mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
+import type { Readable } from 'node:stream';
 import { create, isFieldSet } from '@bufbuild/protobuf';
 import {
   AudioMessageSchema,
@@ -26,6 +27,7 @@ import { MediaError, type MediaType } from '../media/crypto.js';
 import { fetchMedia, MediaFetchError, type MediaConn } from '../media/fetch.js';
 import type { HostedMedia, MediaHost } from '../media/host.js';
 import type { Logger } from '../observability/logger.js';
+import { SealedFileError, type FileSealer } from '../util/sealed-file.js';
 import { UndeliverableError } from './errors.js';
 import type { MediaBody, MediaKind } from './events.js';
 import { MediaUnavailableError, type IncomingMedia, type MediaHandler } from './media.js';
@@ -53,6 +55,8 @@ export interface BridgeMediaHandlerOptions {
   maxAttempts?: number;
   /** Received files older than this are deleted (the adapter has re-uploaded them). Default 1 day. */
   retentionSeconds?: number;
+  /** Opens outgoing files an adapter spooled sealed (`MediaBody.sealed`) with the at-rest key. */
+  sealer?: FileSealer;
   logger?: Logger;
 }
 
@@ -162,11 +166,22 @@ export class BridgeMediaHandler implements MediaHandler {
   async #prepare(body: MediaBody): Promise<{ content: Message; mediaType: StanzaMediaType }> {
     let hosted: HostedMedia;
     try {
-      hosted = await this.#o.host.host(body.path, CRYPTO_TYPE[body.media]);
+      const source = body.sealed ? this.#openSealed(body.path) : body.path;
+      hosted = await this.#o.host.host(source, CRYPTO_TYPE[body.media]);
     } catch (err) {
       throw outgoingFailure(err, body, this.#o.maxBytes);
     }
     return { content: mediaContent(body, hosted), mediaType: ENC_TYPE[body.media] };
+  }
+
+  #openSealed(file: string): Readable {
+    if (!this.#o.sealer) {
+      throw new SealedFileError(
+        'sealed_file_unreadable',
+        'the bridge has no at-rest key to open a sealed file',
+      );
+    }
+    return this.#o.sealer.open(file);
   }
 
   // --- incoming ----------------------------------------------------------------------------------
@@ -383,6 +398,12 @@ function outgoingFailure(err: unknown, body: MediaBody, maxBytes: number): Error
     return new UndeliverableError(
       'bridge_media_too_large',
       `the file is ${size(body.size)}, and this bridge sends files up to ${size(maxBytes)}: it was not sent`,
+    );
+  }
+  if (err instanceof SealedFileError) {
+    return new UndeliverableError(
+      'bridge_media_unreadable',
+      'the bridge could not open the file it kept sealed (the at-rest key changed, or the file was damaged): it was not sent; send it again',
     );
   }
   if (code === 'ENOENT' || code === 'EACCES' || code === 'EISDIR' || code === 'EPERM') {

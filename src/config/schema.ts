@@ -133,6 +133,7 @@ const xmppSchema = z
     component_domain: str('the component\'s domain, such as "wa.example.org"').default('wa.localhost'),
     secret: str('the component secret shared with the XMPP server').optional(),
     upload_service: str('the JID of an XEP-0363 upload service').optional(),
+    served_file_lifetime_hours: int(1, 8760, 'a number of hours from 1 to 8760').default(168),
     name: str("the gateway's name shown in service discovery").default('WhatsApp'),
     allowed_domains: z.array(host(), expecting('a list of XMPP domains such as ["example.org"]')).default([]),
   })

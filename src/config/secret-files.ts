@@ -1,6 +1,7 @@
 /**
  * Files holding secrets must be readable by their owner only, as ssh and Synapse expect of keys:
- * the `<secret>_file`s, a configuration file with a secret inline, and the provider's signing key.
+ * the `<secret>_file`s, a configuration file with a secret inline, the provider's signing key and
+ * the at-rest key.
  * `start` refuses to run with one whose mode gives group or others any access (unless
  * `--allow-insecure-secrets`), and `doctor` lists each as a failed check; both give the chmod to run.
  */
@@ -18,6 +19,7 @@ export function exposedSecretFiles(loaded: LoadedConfig): ExposedSecretFile[] {
   const candidates: SecretFile[] = [
     ...loaded.secretFiles,
     { file: loaded.paths.signingKey, what: 'provider.signing_key_file' },
+    { file: loaded.paths.atRestKey, what: 'bridge.at_rest_key_file' },
   ];
   const exposed: ExposedSecretFile[] = [];
   for (const c of candidates) {

@@ -15,7 +15,10 @@ import { BridgeMediaHandler } from '../../src/bridge/media-handler.js';
 import { configSchema, type Config } from '../../src/config/schema.js';
 import { HttpListener } from '../../src/util/http-listener.js';
 import { MediaHost } from '../../src/media/host.js';
-import { createLogger } from '../../src/observability/logger.js';
+import { createLogger, type Logger } from '../../src/observability/logger.js';
+import { PayloadVault } from '../../src/store/at-rest.js';
+import { FileSealer } from '../../src/util/sealed-file.js';
+import { randomBytes } from 'node:crypto';
 import { generateProviderKey, mintClientToken, type ProviderPrivateJwk } from '../../src/protocol/jwt.js';
 import { SqliteSignalBackend } from '../../src/signal/index.js';
 import { openSqliteStore, type SqliteStore } from '../../src/store/sqlite-store.js';
@@ -43,6 +46,8 @@ export interface HarnessOptions {
   permissions?: Record<string, 'none' | 'user' | 'admin'>;
   /** Run against this file's Synapse (see `useSynapse`); the stand-in homeserver otherwise. */
   synapse?: SynapseSuite;
+  /** The log of the core, media and adapter (default: silent, or debug on stdout with MATRIX_TEST_LOG). */
+  logger?: Logger;
 }
 
 /** What a test's Matrix user does, on either homeserver (the SDK user or the stand-in's LocalUser). */
@@ -104,6 +109,9 @@ export const bodyOf = (e: ClientEvent) => String(e.content['body'] ?? '');
 
 export class MatrixHarness {
   tmp = tempDir('matrix-');
+  /** The at-rest key, as the daemon has one: the same across restarts of the bridge. */
+  readonly atRestKey = randomBytes(32);
+  private logger: Logger | undefined;
   running!: RunningEmulator;
   root!: Uint8Array;
   signingKey!: ProviderPrivateJwk;
@@ -134,12 +142,14 @@ export class MatrixHarness {
       dir: path.join(this.tmp.dir, 'media'),
       publicUrl: `http://${listener}`,
       maxBytes: MAX_BYTES,
+      ...(options.logger ? { logger: options.logger } : {}),
     });
     this.host.mount(this.http);
     ({ running: this.running, root: this.root } = await startEmulator(this.tmp, {
       provider: { id: PROVIDER, signingKey: this.signingKey, allowedMediaHosts: [listener] },
     }));
     this.synapse = options.synapse;
+    this.logger = options.logger;
     const port = this.synapse?.bridgePort ?? (await freePort());
     this.config = baseConfig(this.tmp.dir, port, options.permissions);
     let url: string;
@@ -187,6 +197,8 @@ export class MatrixHarness {
       mediaConn: (localUser) => this.bridge.mediaConn(localUser),
       receivedDir: path.join(this.tmp.dir, 'media-received'),
       maxBytes: MAX_BYTES,
+      sealer: new FileSealer(this.atRestKey),
+      ...(this.logger ? { logger: this.logger } : {}),
     });
     this.bridge = new Bridge({
       store,
@@ -197,12 +209,16 @@ export class MatrixHarness {
       }),
       preKeys: 20,
       media: this.media,
+      vault: new PayloadVault(this.atRestKey),
+      ...(this.logger ? { logger: this.logger } : {}),
     });
     const adapter = createMatrixAdapter(
       {
         config: { ...this.config, matrix: { ...this.config.matrix, ...matrix } },
         dataDir: this.tmp.dir,
-        logger: createLogger({ level: process.env['MATRIX_TEST_LOG'] === '1' ? 'debug' : 'silent' }),
+        logger:
+          this.logger ?? createLogger({ level: process.env['MATRIX_TEST_LOG'] === '1' ? 'debug' : 'silent' }),
+        sealer: new FileSealer(this.atRestKey),
       },
       new SqliteMatrixStore(store.db),
     );

@@ -29,11 +29,15 @@ export function filesUnder(dir: string): string[] {
   return readdirSync(dir).flatMap((name) => filesUnder(path.join(dir, name)));
 }
 
-/** Where (file and form) any of the markers is found in the given files or folders. */
+/** Where (file and form) any of the markers is found in the given files or folders, or their names. */
 export function findMarkers(places: readonly string[], markers: readonly string[]): string[] {
   const found: string[] = [];
   const files = places.flatMap(filesUnder);
   for (const file of files) {
+    // File names are content too (a user's file name).
+    for (const marker of markers) {
+      if (path.basename(file).includes(marker)) found.push(`${marker} as the name of ${file}`);
+    }
     const content = readFileSync(file);
     for (const marker of markers) {
       markerNeedles(marker).forEach((needle, i) => {

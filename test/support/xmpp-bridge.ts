@@ -19,12 +19,13 @@ import { BridgeMediaHandler } from '../../src/bridge/media-handler.js';
 import { configSchema, type Config } from '../../src/config/schema.js';
 import { HttpListener } from '../../src/util/http-listener.js';
 import { MediaHost } from '../../src/media/host.js';
-import { createLogger } from '../../src/observability/logger.js';
+import { createLogger, type Logger } from '../../src/observability/logger.js';
 import { generateProviderKey, type ProviderPrivateJwk } from '../../src/protocol/jwt.js';
 import { SqliteSignalBackend } from '../../src/signal/index.js';
 import { PayloadVault } from '../../src/store/at-rest.js';
 import { openDatabase } from '../../src/store/database.js';
 import type { Db } from '../../src/store/sql.js';
+import { FileSealer } from '../../src/util/sealed-file.js';
 import { openSqliteStore, type SqliteStore } from '../../src/store/sqlite-store.js';
 import { bridgeMigrations } from '../../app/migrations.js';
 import type { RunningEmulator } from '../../emulator/main.js';
@@ -52,6 +53,10 @@ export interface HarnessOptions {
   maxMediaBytes?: number;
   /** `xmpp.allowed_domains`; default the test server's own domain. */
   allowedDomains?: string[];
+  /** The log of the core, media and adapter (default: silent, or debug on stdout with XMPP_TEST_LOG). */
+  logger?: Logger;
+  /** `xmpp.served_file_lifetime_hours`. */
+  servedFileLifetimeHours?: number;
 }
 
 export class XmppBridgeHarness {
@@ -102,6 +107,7 @@ export class XmppBridgeHarness {
       dir: path.join(this.tmp.dir, 'media'),
       publicUrl: this.listenerUrl,
       maxBytes,
+      ...(this.options.logger ? { logger: this.options.logger } : {}),
     });
     this.mediaHost.mount(this.http);
     ({ running: this.emulator, root: this.root } = await startEmulator(this.tmp, {
@@ -126,6 +132,9 @@ export class XmppBridgeHarness {
         secret: SECRET,
         allowed_domains: this.options.allowedDomains ?? [this.server.host],
         ...(this.options.uploadService === false ? {} : { upload_service: this.server.uploadService }),
+        ...(this.options.servedFileLifetimeHours !== undefined
+          ? { served_file_lifetime_hours: this.options.servedFileLifetimeHours }
+          : {}),
       },
     });
     await this.startBridge();
@@ -140,6 +149,8 @@ export class XmppBridgeHarness {
       mediaConn: (localUser) => this.bridge.mediaConn(localUser),
       receivedDir: path.join(this.tmp.dir, 'media-received'),
       maxBytes: this.config.media.max_bytes,
+      sealer: new FileSealer(this.atRestKey),
+      ...(this.options.logger ? { logger: this.options.logger } : {}),
     });
     this.bridge = new Bridge({
       store,
@@ -153,14 +164,17 @@ export class XmppBridgeHarness {
       preKeys: 20,
       media: this.media,
       vault: new PayloadVault(this.atRestKey),
+      ...(this.options.logger ? { logger: this.options.logger } : {}),
     });
     this.xmpp = createXmppAdapter(
       {
         config: this.config,
-        logger: createLogger({ level: process.env.XMPP_TEST_LOG ? 'debug' : 'silent' }),
+        logger:
+          this.options.logger ?? createLogger({ level: process.env.XMPP_TEST_LOG ? 'debug' : 'silent' }),
         dataDir: path.join(this.tmp.dir, 'data'),
         http: this.http,
         publicUrl: this.listenerUrl,
+        sealer: new FileSealer(this.atRestKey),
       },
       new SqliteXmppStore(store.db),
       { reconnect: { initialDelayMs: 50, maxDelayMs: 500 }, pingTimeoutMs: 3000 },

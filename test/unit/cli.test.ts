@@ -242,6 +242,19 @@ describe('command line', () => {
       expect(fixed).toBe(EXIT.ok);
     });
 
+    it('start refuses an at-rest key open to others, with its chmod', async () => {
+      const config = tmp.file('config.yaml', 'bridge:\n  data_dir: state\n  http:\n    port: 29394\n');
+      expect((await run(['keys', 'generate', '--config', config])).code).toBe(EXIT.ok);
+      const key = path.join(tmp.dir, 'state', 'at-rest.key');
+      chmodSync(key, 0o644);
+      const { code, err } = await run(['start', '--config', config]);
+      expect(code).toBe(EXIT.usage);
+      expect(err).toContain(
+        `bridge.at_rest_key_file: ${key} is open to its group and other users (mode 0644)`,
+      );
+      expect(err).toContain(`run "chmod 600 ${key}"`);
+    });
+
     it('start --allow-insecure-secrets starts anyway with a loud warning per file', async () => {
       const { asToken, config } = exposedSetup(29396);
       let log = '';

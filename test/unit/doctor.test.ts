@@ -3,7 +3,7 @@
  * real on files, with the fix it prints. (The network checks: test/integration/doctor.test.ts.)
  */
 import Database from 'better-sqlite3';
-import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { EXIT, runCli } from '../../app/cli.js';
 import { openSqliteStore } from '../../src/store/sqlite-store.js';
@@ -80,6 +80,28 @@ describe('interop-bridge doctor --offline', () => {
     const { code, out } = await doctor(config);
     expect(lineOf(out, 'provider signing key')).toMatch(/fail .*is readable by others\n.*-> run "chmod 600 /);
     expect(code).toBe(EXIT.failure);
+  });
+
+  it('checks the at-rest key: missing (start creates it), open to others (the chmod to run), not a key', async () => {
+    const key = path.join(state, 'at-rest.key');
+    rmSync(key);
+    let { out } = await doctor(config);
+    expect(lineOf(out, 'at-rest key')).toMatch(/warn .*does not exist yet\n.*keys generate --at-rest/);
+    const quiet = { out: () => undefined, err: () => undefined, env: {} };
+    expect(await runCli(['keys', 'generate', '--at-rest', '--config', config], quiet)).toBe(EXIT.ok);
+    ({ out } = await doctor(config));
+    expect(lineOf(out, 'at-rest key')).toMatch(/ok .*32 bytes, mode 600/);
+    chmodSync(key, 0o640);
+    const open = await doctor(config);
+    expect(lineOf(open.out, 'at-rest key')).toMatch(
+      /fail .*open to group or others \(mode 640\)\n.*-> run "chmod 600 /,
+    );
+    expect(open.code).toBe(EXIT.failure);
+    writeFileSync(key, 'short', { mode: 0o600 });
+    chmodSync(key, 0o600);
+    const bad = await doctor(config);
+    expect(lineOf(bad.out, 'at-rest key')).toMatch(/fail .*is 5 bytes/);
+    expect(bad.code).toBe(EXIT.failure);
   });
 
   it('fails on a signing key that is not a key, and says how to replace it', async () => {
