@@ -13,6 +13,7 @@ import { Writable } from 'node:stream';
 import { xml, type Element } from '@xmpp/xml';
 import { FILE_HOST_PREFIX, OwnFilePublisher } from '../../adapters/xmpp/media.js';
 import { createLogger } from '../../src/observability/logger.js';
+import { wireIdFor } from '../../src/bridge/account.js';
 import { HttpListener } from '../../src/util/http-listener.js';
 import { FileSealer, isSealedFile } from '../../src/util/sealed-file.js';
 import { findMarkers } from '../support/at-rest.js';
@@ -142,7 +143,13 @@ describe('XMPP: plaintext only in flight (Prosody)', () => {
     await h.bridge.puppet(alice.jid)?.disconnect();
     const waiting = marker('xmpp-waiting');
     await alice.client.send(chat(contactJid(bobPhone), waiting, 'w-2'));
-    await until(async () => (await h.bridgeQueued(alice.jid)) === 1, 'the message queued in the outbox');
+    // That message itself queued (the one before may be queued again, its ack lost with the link).
+    const puppet = await h.store.puppets.byLocalId(alice.jid);
+    const waitingId = wireIdFor(puppet!.accountId, 'w-2');
+    await until(
+      async () => (await h.store.outbox.get(waitingId))?.state === 'queued',
+      'the message queued in the outbox',
+    );
     await h.stopBridge();
     expect(findMarkers(files(), [waiting])).toEqual([]);
 
