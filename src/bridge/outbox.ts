@@ -9,7 +9,9 @@
  * queued is encrypted again and resent under the same id, which the gateway deduplicates.
  */
 import { showsDelivery } from './fallbacks.js';
+import { create } from '@bufbuild/protobuf';
 import { encodeContent } from '../protocol/content.js';
+import { DeviceSentMessageSchema, MessageSchema } from '../protocol/gen/interop/v1/message_pb.js';
 import { formatJid, parseJid, type Enc, type ReceiptStanza } from '../protocol/stanza/index.js';
 import { signalAddress } from '../signal/address.js';
 import { openPayload, outboxRowId, PayloadUnreadableError } from '../store/at-rest.js';
@@ -18,7 +20,7 @@ import { buildContent, type BuiltContent } from './content.js';
 import type { PuppetContext } from './context.js';
 import { UndeliverableError } from './errors.js';
 import type { DeliveryState, OutgoingEvent } from './events.js';
-import type { RemoteDevices } from './sessions.js';
+import { addressUser, type RemoteDevices } from './sessions.js';
 
 /** The outbox `kind` of a receipt we send; the others are the event types (message, edit, ...). */
 /** Encoding failures no retry can fix: the stanza or its frame exceeds the wire's limits. */
@@ -293,6 +295,58 @@ export class OutboxSender {
       t: Math.floor(entry.createdAt / 1000),
       encs,
     });
+    await this.sendCopies(entry, remote, built);
+  }
+
+  /**
+   * Copies for the account's other devices (multi-device sync, docs/PROTOCOL.md): the user's other
+   * device shows what they sent from here. Sent to the devices this puppet has a session with (the
+   * ones that wrote to it), never to itself. Best effort: a copy that cannot be made is logged, the
+   * message itself has gone.
+   */
+  private async sendCopies(entry: OutboxEntry, remote: string, built: BuiltContent): Promise<void> {
+    const own = this.ctx.accountJid;
+    try {
+      await this.ctx.signal.prepare(addressUser(own));
+      const devices = this.ctx.signal
+        .sessionAddresses(addressUser(own))
+        .map((a) => Number(a.slice(a.lastIndexOf('.') + 1)))
+        .filter((d) => d !== this.ctx.puppet.deviceId);
+      if (devices.length === 0) return;
+      const copy = encodeContent(
+        create(MessageSchema, {
+          deviceSentMessage: create(DeviceSentMessageSchema, {
+            destinationJid: remote,
+            message: built.content,
+            messageId: entry.id,
+          }),
+        }),
+      );
+      const encs: Enc[] = [];
+      for (const device of devices) {
+        const enc = await this.ctx.signal.encrypt(signalAddress(own, device), copy);
+        encs.push({
+          type: enc.type,
+          device,
+          ciphertext: enc.body,
+          ...(built.mediaType ? { mediaType: built.mediaType } : {}),
+        });
+      }
+      await this.ctx.sessionGate.flushed();
+      this.ctx.connection.send({
+        kind: 'message',
+        id: `${entry.id}.SYNC`,
+        to: own,
+        type: built.type,
+        t: Math.floor(entry.createdAt / 1000),
+        encs,
+      });
+    } catch (err) {
+      this.ctx.log?.info(
+        { id: entry.id, err: (err as Error).message },
+        "no copy for the account's other devices",
+      );
+    }
   }
 
   /**

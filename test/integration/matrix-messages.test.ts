@@ -381,9 +381,17 @@ test('double puppeting: what the user sends from another device appears as their
   await bob.sendReceipt(aliceJid, [id], 'read');
   await alice.waitUntil(() => alice.readUpTo(portal, GHOST) === mine.event_id, 'Bob’s read receipt on it');
 
-  // What the bridge sent as Alice is not taken for a new message of hers: Bob has each once.
+  // What the bridge sent as Alice is not taken for a new message of hers: Bob has each once. What
+  // she sends from Matrix reaches her phone too, as a copy naming Bob and the id he got.
   await alice.sendText(portal, 'and from Matrix');
-  await bob.waitForMessage((m) => m.content.kind === 'text' && m.content.text === 'and from Matrix');
+  const fromMatrix = await bob.waitForMessage(
+    (m) => m.content.kind === 'text' && m.content.text === 'and from Matrix',
+  );
+  const copy = await phone.waitForMessage(
+    (m) => m.raw.deviceSentMessage?.message?.conversation === 'and from Matrix',
+  );
+  expect(copy.raw.deviceSentMessage?.destinationJid).toBe(bob.jid);
+  expect(copy.raw.deviceSentMessage?.messageId).toBe(fromMatrix.id);
   await h.transactionsIdle();
   const texts = bob.received.flatMap((m) => (m.content.kind === 'text' ? [m.content.text] : []));
   expect(texts).toEqual(['hi', 'from my phone', 'from my phone again', 'and from Matrix']);
