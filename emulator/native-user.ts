@@ -197,11 +197,11 @@ export class NativeUser {
    */
   async sendFromThisDevice(
     to: string,
-    text: string,
+    text: string | Message,
     ownDevices: number[],
     devices?: number[],
   ): Promise<string> {
-    const content = textContent(text);
+    const content = typeof text === 'string' ? textContent(text) : text;
     const id = randomBytes(10).toString('hex').toUpperCase();
     await this.sendContent(
       this.jid,

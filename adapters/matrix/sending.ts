@@ -15,7 +15,7 @@ import type {
 } from '../../src/bridge/events.js';
 import { formatSafetyNumber } from '../../src/bridge/phone.js';
 import type { Logger } from '../../src/observability/logger.js';
-import { describeFailure, type RetryingMatrixClient } from './client.js';
+import { describeFailure, TXN_MARKER, type RetryingMatrixClient } from './client.js';
 import { mediaContent, textContent, type Content } from './content.js';
 import type { DoublePuppets } from './double-puppet.js';
 import type { Ghosts } from './ghosts.js';
@@ -150,7 +150,9 @@ export class Sending {
           'PUT',
           `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/redact/${encodeURIComponent(e.targetLocalId)}/${txnId}`,
           null,
-          {},
+          // Marked like every event the bridge sends: a redaction it makes as the user (double
+          // puppeting) is then not taken for a new one of theirs when Synapse hands it back.
+          { [TXN_MARKER]: txnId },
         )) as { event_id: string };
         return res.event_id;
       }

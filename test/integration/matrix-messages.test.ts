@@ -4,6 +4,7 @@
  */
 import type { NativeUser } from '../../emulator/native-user.js';
 import type { SdkUser } from '../support/synapse/sdk-user.js';
+import { revokeContent } from '../../src/protocol/content.js';
 import { BOT, MatrixHarness, bodyOf, ghostOf, replyTarget, until, useSynapse } from './matrix-harness.js';
 
 const BOB = '+4915112345678';
@@ -395,6 +396,20 @@ test('double puppeting: what the user sends from another device appears as their
   await h.transactionsIdle();
   const texts = bob.received.flatMap((m) => (m.content.kind === 'text' ? [m.content.text] : []));
   expect(texts).toEqual(['hi', 'from my phone', 'from my phone again', 'and from Matrix']);
+
+  // She deletes it from her phone: redacted in Matrix by her, and Bob gets one deletion, not two.
+  await phone.sendFromThisDevice(bob.jid, revokeContent({ remoteJid: bob.jid, fromMe: true, id }), [0], [0]);
+  await alice.waitFor(
+    portal,
+    (e) =>
+      e.type === 'm.room.redaction' &&
+      e.sender === alice.userId &&
+      (e['redacts'] ?? e.content['redacts']) === mine.event_id,
+  );
+  await bob.waitForMessage((m) => m.content.kind === 'revoke');
+  await h.transactionsIdle();
+  await new Promise((r) => setTimeout(r, 500));
+  expect(bob.received.filter((m) => m.content.kind === 'revoke')).toHaveLength(1);
 
   expect(await h.command(alice, management, 'double-puppet off')).toMatch(/Double puppeting is off/);
 });
