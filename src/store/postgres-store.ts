@@ -5,8 +5,8 @@
  * and the Signal state's writes made in it) and sent as one transaction.
  */
 import { PgDatabase, sql, type PgOpenOptions, type Row, type Sql } from './postgres-database.js';
+import { toInbox, toMapping, toOutbox, toPortal, toPuppet } from './rows.js';
 import type {
-  InboxEntry,
   InboxRepository,
   MessageMapping,
   MessageMapRepository,
@@ -17,73 +17,13 @@ import type {
   OutboxRepository,
   Portal,
   PortalRepository,
-  Puppet,
   PuppetRepository,
-  PuppetState,
   Store,
   StoreWrites,
 } from './repositories.js';
 
-const bytes = (v: unknown): Uint8Array => new Uint8Array(v as Buffer);
 const bin = (b: Uint8Array): Buffer => Buffer.from(b.buffer, b.byteOffset, b.byteLength);
 const EMPTY = Buffer.alloc(0);
-
-const toPuppet = (r: Row): Puppet => ({
-  id: r.id as number,
-  localId: r.local_id as string,
-  network: r.network as Puppet['network'],
-  accountId: r.account_id as string,
-  deviceId: r.device_id as number,
-  registrationId: r.registration_id as number,
-  identityPublic: bytes(r.identity_public),
-  identityPrivate: bytes(r.identity_private),
-  noisePublic: bytes(r.noise_public),
-  noisePrivate: bytes(r.noise_private),
-  gatewayStatic: r.gateway_static === null ? null : bytes(r.gateway_static),
-  state: r.state as PuppetState,
-  createdAt: r.created_at as number,
-});
-
-const toPortal = (r: Row): Portal => ({
-  id: r.id as number,
-  puppetId: r.puppet_id as number,
-  remoteJid: r.remote_jid as string,
-  localChat: (r.local_chat as string | null) ?? null,
-  name: (r.name as string | null) ?? null,
-  createdAt: r.created_at as number,
-});
-
-const toOutbox = (r: Row): OutboxEntry => ({
-  id: r.id as string,
-  puppetId: r.puppet_id as number,
-  portalId: r.portal_id as number,
-  seq: r.seq as number,
-  kind: r.kind as string,
-  payload: bytes(r.payload),
-  localId: (r.local_id as string | null) ?? null,
-  state: r.state as OutboxEntry['state'],
-  attempts: r.attempts as number,
-  error: (r.error as string | null) ?? null,
-  createdAt: r.created_at as number,
-  updatedAt: r.updated_at as number,
-});
-
-const toInbox = (r: Row): InboxEntry => ({
-  puppetId: r.puppet_id as number,
-  sender: r.sender as string,
-  messageId: r.message_id as string,
-  portalId: (r.portal_id as number | null) ?? null,
-  payload: bytes(r.payload),
-  state: r.state as InboxEntry['state'],
-  receivedAt: r.received_at as number,
-});
-
-const toMapping = (r: Row): MessageMapping => ({
-  portalId: r.portal_id as number,
-  remoteId: r.remote_id as string,
-  localId: r.local_id as string,
-  sender: r.sender as string,
-});
 
 const one = async <T>(rows: Promise<Row[]>, map: (r: Row) => T): Promise<T | undefined> => {
   const r = (await rows)[0];

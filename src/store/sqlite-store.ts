@@ -7,9 +7,7 @@
 import { checkpoint, openDatabase, schemaVersion, type Db, type OpenOptions } from './database.js';
 import { preparedStatements as statements } from './sql.js';
 import type {
-  InboxEntry,
   InboxRepository,
-  MessageMapping,
   MessageMapRepository,
   NewInboxEntry,
   NewOutboxEntry,
@@ -20,7 +18,6 @@ import type {
   PortalRepository,
   Puppet,
   PuppetRepository,
-  PuppetState,
   Store,
   StoreWrites,
 } from './repositories.js';
@@ -45,66 +42,7 @@ function promised<R>(sync: Sync<R>): R {
   return out as R;
 }
 
-type Row = Record<string, unknown>;
-
-const bytes = (v: unknown): Uint8Array => new Uint8Array(v as Buffer);
-
-const toPuppet = (r: Row): Puppet => ({
-  id: r.id as number,
-  localId: r.local_id as string,
-  network: r.network as Puppet['network'],
-  accountId: r.account_id as string,
-  deviceId: r.device_id as number,
-  registrationId: r.registration_id as number,
-  identityPublic: bytes(r.identity_public),
-  identityPrivate: bytes(r.identity_private),
-  noisePublic: bytes(r.noise_public),
-  noisePrivate: bytes(r.noise_private),
-  gatewayStatic: r.gateway_static === null ? null : bytes(r.gateway_static),
-  state: r.state as PuppetState,
-  createdAt: r.created_at as number,
-});
-
-const toPortal = (r: Row): Portal => ({
-  id: r.id as number,
-  puppetId: r.puppet_id as number,
-  remoteJid: r.remote_jid as string,
-  localChat: (r.local_chat as string | null) ?? null,
-  name: (r.name as string | null) ?? null,
-  createdAt: r.created_at as number,
-});
-
-const toOutbox = (r: Row): OutboxEntry => ({
-  id: r.id as string,
-  puppetId: r.puppet_id as number,
-  portalId: r.portal_id as number,
-  seq: r.seq as number,
-  kind: r.kind as string,
-  payload: bytes(r.payload),
-  localId: (r.local_id as string | null) ?? null,
-  state: r.state as OutboxEntry['state'],
-  attempts: r.attempts as number,
-  error: (r.error as string | null) ?? null,
-  createdAt: r.created_at as number,
-  updatedAt: r.updated_at as number,
-});
-
-const toInbox = (r: Row): InboxEntry => ({
-  puppetId: r.puppet_id as number,
-  sender: r.sender as string,
-  messageId: r.message_id as string,
-  portalId: (r.portal_id as number | null) ?? null,
-  payload: bytes(r.payload),
-  state: r.state as InboxEntry['state'],
-  receivedAt: r.received_at as number,
-});
-
-const toMapping = (r: Row): MessageMapping => ({
-  portalId: r.portal_id as number,
-  remoteId: r.remote_id as string,
-  localId: r.local_id as string,
-  sender: r.sender as string,
-});
+import { toInbox, toMapping, toOutbox, toPortal, toPuppet, type Row } from './rows.js';
 
 function puppetRepository(q: ReturnType<typeof statements>, now: () => number): Sync<PuppetRepository> {
   const byId = (id: number) => {
