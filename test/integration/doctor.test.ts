@@ -9,8 +9,6 @@ import path from 'node:path';
 import { EXIT, runCli } from '../../app/cli.js';
 import { generateProviderKey, type ProviderPrivateJwk } from '../../src/protocol/jwt.js';
 import { writeProviderKey } from '../../src/provider-keys.js';
-import { buildRegistration } from '../../adapters/matrix/registration.js';
-import { configSchema } from '../../src/config/schema.js';
 import { SynapseSuite } from '../support/synapse/suite.js';
 import { startEmulator, type StartedEmulator } from '../support/emulator-process.js';
 import { tempDir } from '../support/tmp.js';
@@ -51,20 +49,7 @@ describe('interop-bridge doctor against real peers', () => {
       startEmulator(tmp, { provider: { id: PROVIDER, signingKey: key } }),
       startProsody({ componentDomain: DOMAIN, componentSecret: SECRET }),
     ]);
-    synapse = await SynapseSuite.start({ asToken: AS_TOKEN, hsToken: HS_TOKEN }, (port) =>
-      buildRegistration(
-        configSchema.parse({
-          matrix: {
-            enabled: true,
-            server_name: SERVER,
-            as_token: AS_TOKEN,
-            hs_token: HS_TOKEN,
-            listen_port: port,
-          },
-        }),
-        { asToken: AS_TOKEN, hsToken: HS_TOKEN },
-      ),
-    );
+    synapse = await SynapseSuite.forBridge({ asToken: AS_TOKEN, hsToken: HS_TOKEN });
     listenPort = synapse.bridgePort;
   }, 60_000);
 
@@ -132,29 +117,7 @@ describe('interop-bridge doctor against real peers', () => {
   it("tells, on a homeserver open to registration, an exclusive ghosts' namespace from one that is not", async () => {
     const open = { enable_registration: true, enable_registration_without_verification: true };
     const withNamespace = (exclusive: boolean) =>
-      SynapseSuite.start(
-        { asToken: AS_TOKEN, hsToken: HS_TOKEN },
-        (port) => {
-          const r = buildRegistration(
-            configSchema.parse({
-              matrix: {
-                enabled: true,
-                server_name: SERVER,
-                as_token: AS_TOKEN,
-                hs_token: HS_TOKEN,
-                listen_port: port,
-              },
-            }),
-            { asToken: AS_TOKEN, hsToken: HS_TOKEN },
-          );
-          return {
-            ...r,
-            namespaces: { ...r.namespaces, users: r.namespaces.users.map((u) => ({ ...u, exclusive })) },
-          };
-        },
-        SERVER,
-        open,
-      );
+      SynapseSuite.forBridge({ asToken: AS_TOKEN, hsToken: HS_TOKEN }, { exclusive, extra: open });
     for (const exclusive of [true, false]) {
       const hs = await withNamespace(exclusive);
       try {

@@ -4,23 +4,18 @@
  * emulator). Both send steadily while the daemon is SIGKILLed and started again, and while Synapse
  * restarts; afterwards every message has arrived exactly once on each side.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { buildRegistration } from '../../adapters/matrix/registration.js';
-import { configSchema } from '../../src/config/schema.js';
 import { generateProviderKey } from '../../src/protocol/jwt.js';
 import { writeProviderKey } from '../../src/provider-keys.js';
 import { NativeUser } from '../../emulator/native-user.js';
 import { startEmulator, type StartedEmulator } from '../support/emulator-process.js';
 import type { SdkUser } from '../support/synapse/sdk-user.js';
 import { SynapseSuite } from '../support/synapse/suite.js';
+import { DaemonChild } from '../support/daemon-child.js';
 import { tempDir } from '../support/tmp.js';
 import { until } from '../support/wait.js';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const CLI = path.join(ROOT, 'dist/app/cli.js');
 const PROVIDER = 'crashbridge';
 const SERVER = 'example.test';
 const BOT = `@interop:${SERVER}`;
@@ -40,57 +35,25 @@ describe('a bridge SIGKILL and a Synapse restart in the middle of a conversation
   let synapse: SynapseSuite;
   let emulator: StartedEmulator;
   let config: string;
-  let daemon: ChildProcess | undefined;
-  let daemonLog = '';
+  let daemon: DaemonChild | undefined;
 
-  const startDaemon = async (): Promise<void> => {
-    const child = spawn(process.execPath, [CLI, 'start', '--config', config], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, LOG_LEVEL: 'info' },
-    });
-    child.stdout!.on('data', (d: Buffer) => (daemonLog += d.toString()));
-    child.stderr!.on('data', (d: Buffer) => (daemonLog += d.toString()));
-    daemon = child;
-    await until(async () => {
-      if (child.exitCode !== null)
-        throw new Error(`the daemon exited ${child.exitCode}:\n${daemonLog.slice(-3000)}`);
+  const startDaemon = () =>
+    daemon!.start(async () => {
       try {
-        return (
-          (await fetch(`http://127.0.0.1:${synapse.bridgePort}/_matrix/app/v1/ping`, { method: 'POST' }))
-            .status === 401
-        );
+        const ping = await fetch(`http://127.0.0.1:${synapse.bridgePort}/_matrix/app/v1/ping`, {
+          method: 'POST',
+        });
+        return ping.status === 401;
       } catch {
         return false;
       }
     }, 'the daemon to listen');
-  };
-
-  const killDaemon = async (): Promise<void> => {
-    const child = daemon;
-    if (child === undefined || child.exitCode !== null) return;
-    const exited = new Promise((r) => child.once('exit', r));
-    child.kill('SIGKILL');
-    await exited;
-  };
+  const killDaemon = async () => daemon?.kill();
 
   beforeAll(async () => {
-    if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run npm run build (npm test does)`);
     const key = await generateProviderKey('EdDSA');
     emulator = await startEmulator(tmp, { provider: { id: PROVIDER, signingKey: key } });
-    synapse = await SynapseSuite.start({ asToken: AS_TOKEN, hsToken: HS_TOKEN }, (port) =>
-      buildRegistration(
-        configSchema.parse({
-          matrix: {
-            enabled: true,
-            server_name: SERVER,
-            as_token: AS_TOKEN,
-            hs_token: HS_TOKEN,
-            listen_port: port,
-          },
-        }),
-        { asToken: AS_TOKEN, hsToken: HS_TOKEN },
-      ),
-    );
+    synapse = await SynapseSuite.forBridge({ asToken: AS_TOKEN, hsToken: HS_TOKEN });
     const dataDir = tmp.file('state');
     writeProviderKey(path.join(dataDir, 'provider-signing-key.jwk'), key);
     config = tmp.file('bridge.yaml');
@@ -118,6 +81,7 @@ describe('a bridge SIGKILL and a Synapse restart in the middle of a conversation
       ].join('\n'),
       { mode: 0o600 },
     );
+    daemon = new DaemonChild(config);
     await startDaemon();
   }, 90_000);
 

@@ -14,9 +14,9 @@
  * and every message that arrived gets its delivery receipt (the contact's receipt is acknowledged
  * to the gateway only once the XMPP server has the tick). No message text is in the daemon's log.
  */
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { existsSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Element } from '@xmpp/xml';
@@ -24,6 +24,7 @@ import { generateProviderKey } from '../../src/protocol/jwt.js';
 import { writeProviderKey } from '../../src/provider-keys.js';
 import { NativeUser } from '../../emulator/native-user.js';
 import { startEmulator, type StartedEmulator } from '../support/emulator-process.js';
+import { DaemonChild } from '../support/daemon-child.js';
 import { tempDir } from '../support/tmp.js';
 import { freePort, until } from '../support/wait.js';
 import { chat, contactJid, DOMAIN, register } from '../support/xmpp-bridge.js';
@@ -63,45 +64,18 @@ describe.each(KINDS)('3 SIGKILLs of the bridge while 3 XMPP users send on %s', (
   let server: XmppServer;
   let emulator: StartedEmulator;
   let config: string;
-  let daemon: ChildProcess | undefined;
-  let daemonLog = '';
-  let starts = 0;
+  let daemon: DaemonChild | undefined;
   const users: TestUser[] = [];
   const natives: NativeUser[] = [];
 
-  const linkUps = () => daemonLog.split('XMPP component link up').length - 1;
-
+  const linkUps = () => (daemon?.log ?? '').split('XMPP component link up').length - 1;
   const startDaemon = async (): Promise<void> => {
     const before = linkUps();
-    const child = spawn(process.execPath, [CLI, 'start', '--config', config], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, LOG_LEVEL: 'info' },
-    });
-    child.stdout!.on('data', (d: Buffer) => (daemonLog += d.toString()));
-    child.stderr!.on('data', (d: Buffer) => (daemonLog += d.toString()));
-    daemon = child;
-    starts++;
-    await until(
-      () => {
-        if (child.exitCode !== null)
-          throw new Error(`the daemon exited ${child.exitCode}:\n${daemonLog.slice(-3000)}`);
-        return linkUps() > before;
-      },
-      'the daemon to connect its component',
-      30_000,
-    );
+    await daemon!.start(() => linkUps() > before, 'the daemon to connect its component');
   };
-
-  const killDaemon = async (): Promise<void> => {
-    const child = daemon;
-    if (child === undefined || child.exitCode !== null) return;
-    const exited = new Promise((r) => child.once('exit', r));
-    child.kill('SIGKILL');
-    await exited;
-  };
+  const killDaemon = async () => daemon?.kill();
 
   beforeAll(async () => {
-    if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run npm run build (npm test does)`);
     server = await startXmppServer(kind, { componentDomain: DOMAIN, componentSecret: SECRET });
     const key = await generateProviderKey('EdDSA');
     emulator = await startEmulator(tmp, { provider: { id: PROVIDER, signingKey: key } });
@@ -132,6 +106,7 @@ describe.each(KINDS)('3 SIGKILLs of the bridge while 3 XMPP users send on %s', (
       ].join('\n'),
       { mode: 0o600 },
     );
+    daemon = new DaemonChild(config);
     await startDaemon();
   }, 90_000);
 
@@ -226,7 +201,7 @@ describe.each(KINDS)('3 SIGKILLs of the bridge while 3 XMPP users send on %s', (
       const left = unaccounted();
       throw new Error(
         `${left.length} messages lost without a word, e.g. ${JSON.stringify(left.slice(0, 5))}\n` +
-          `daemon log (tail):\n${daemonLog.slice(-4000)}`,
+          `daemon log (tail):\n${daemon!.log.slice(-4000)}`,
       );
     });
     await sleep(1000);
@@ -246,9 +221,9 @@ describe.each(KINDS)('3 SIGKILLs of the bridge while 3 XMPP users send on %s', (
     });
 
     // What it took: the restarts happened, and no message text went into the log.
-    expect(starts).toBe(KILLS + 1);
-    expect(daemonLog).toContain('the bridge did not stop cleanly');
-    expect(sent.filter((s) => daemonLog.includes(s.text))).toEqual([]);
+    expect(daemon!.starts).toBe(KILLS + 1);
+    expect(daemon!.log).toContain('the bridge did not stop cleanly');
+    expect(sent.filter((s) => daemon!.log.includes(s.text))).toEqual([]);
     const summary = {
       sent: sent.length,
       arrived: arrived.length,

@@ -9,6 +9,8 @@ import path from 'node:path';
 import { stringify } from 'yaml';
 import { tempDir, type TempDir } from '../tmp.js';
 import { freePort } from '../wait.js';
+import { buildRegistration } from '../../../adapters/matrix/registration.js';
+import { configSchema } from '../../../src/config/schema.js';
 import { SdkUser } from './sdk-user.js';
 import { SpecProxy } from './spec-proxy.js';
 import { Synapse, type RegisteredUser } from './synapse.js';
@@ -69,6 +71,41 @@ export class SynapseSuite {
     proxy.setBridge(`http://127.0.0.1:${bridgePort}`);
     proxy.onRestart(() => synapse.restart());
     return new SynapseSuite(tmp, synapse, proxy, bridgePort);
+  }
+
+  /**
+   * Synapse with the registration the bridge generates for these tokens (`buildRegistration`;
+   * `exclusive: false` makes its user namespaces shared, as a careless registration would).
+   */
+  static forBridge(
+    tokens: { asToken: string; hsToken: string },
+    options: { serverName?: string; exclusive?: boolean; extra?: Record<string, unknown> } = {},
+  ): Promise<SynapseSuite> {
+    const serverName = options.serverName ?? 'example.test';
+    return SynapseSuite.start(
+      tokens,
+      (port) => {
+        const r = buildRegistration(
+          configSchema.parse({
+            matrix: {
+              enabled: true,
+              server_name: serverName,
+              as_token: tokens.asToken,
+              hs_token: tokens.hsToken,
+              listen_port: port,
+            },
+          }),
+          tokens,
+        );
+        if (options.exclusive !== false) return r;
+        return {
+          ...r,
+          namespaces: { ...r.namespaces, users: r.namespaces.users.map((u) => ({ ...u, exclusive: false })) },
+        };
+      },
+      serverName,
+      options.extra,
+    );
   }
 
   /** A new local user (unique localpart), syncing with matrix-js-sdk through the proxy. */
