@@ -26,6 +26,26 @@ export interface MediaToSend {
   readonly caption?: string;
 }
 
+/** An m.room.message with text, with HTML when `html` is given (format org.matrix.custom.html). */
+export function textMessage(body: string, html?: string, msgtype = 'm.text'): Record<string, unknown> {
+  const content: Record<string, unknown> = { msgtype, body };
+  if (html !== undefined) Object.assign(content, { format: 'org.matrix.custom.html', formatted_body: html });
+  return content;
+}
+
+/** An m.room.message for uploaded media, as a client sends it (a caption as `body` with `filename`). */
+export function mediaMessage(msgtype: string, media: MediaToSend, url: string): Record<string, unknown> {
+  const content: Record<string, unknown> = {
+    msgtype,
+    body: media.caption ?? media.filename,
+    url,
+    info: { mimetype: media.mimetype, size: media.bytes.length, ...media.info },
+    ...media.extraContent,
+  };
+  if (media.caption !== undefined) content['filename'] = media.filename;
+  return content;
+}
+
 /**
  * A local Matrix user as a client like Element acts: every action is a real client-server request,
  * validated by the stand-in like the bridge's, with the user's own access token.
@@ -115,10 +135,7 @@ export class LocalUser {
 
   /** A text message, with HTML when `html` is given (format org.matrix.custom.html). */
   sendText(roomId: string, body: string, html?: string, msgtype = 'm.text'): Promise<string> {
-    const content: Record<string, unknown> = { msgtype, body };
-    if (html !== undefined)
-      Object.assign(content, { format: 'org.matrix.custom.html', formatted_body: html });
-    return this.sendEvent(roomId, 'm.room.message', content);
+    return this.sendEvent(roomId, 'm.room.message', textMessage(body, html, msgtype));
   }
 
   async setState(
@@ -150,14 +167,7 @@ export class LocalUser {
     media: MediaToSend,
   ): Promise<string> {
     const url = await this.upload(media.bytes, media.mimetype, media.filename);
-    const content: Record<string, unknown> = {
-      msgtype,
-      body: media.caption ?? media.filename,
-      url,
-      info: { mimetype: media.mimetype, size: media.bytes.length, ...media.info },
-      ...media.extraContent,
-    };
-    if (media.caption !== undefined) content['filename'] = media.filename;
+    const content = mediaMessage(msgtype, media, url);
     return this.sendEvent(roomId, 'm.room.message', content);
   }
 

@@ -20,7 +20,7 @@ import {
 } from 'matrix-js-sdk';
 import loglevel from 'loglevel';
 import type { ClientEvent } from '../homeserver/room.js';
-import { MatrixCallError, type MediaToSend } from '../homeserver/local-user.js';
+import { MatrixCallError, mediaMessage, textMessage, type MediaToSend } from '../homeserver/local-user.js';
 
 /** The SDK logs every sync step (SDK_LOG=debug to see them); the tests read what the user sees instead. */
 function quietSdk(): void {
@@ -228,10 +228,7 @@ export class SdkUser {
   }
 
   sendText(roomId: string, body: string, html?: string, msgtype = 'm.text'): Promise<string> {
-    const content: Record<string, unknown> = { msgtype, body };
-    if (html !== undefined)
-      Object.assign(content, { format: 'org.matrix.custom.html', formatted_body: html });
-    return this.sendEvent(roomId, 'm.room.message', content);
+    return this.sendEvent(roomId, 'm.room.message', textMessage(body, html, msgtype));
   }
 
   async setState(
@@ -267,14 +264,7 @@ export class SdkUser {
     media: MediaToSend,
   ): Promise<string> {
     const url = await this.upload(media.bytes, media.mimetype, media.filename);
-    const content: Record<string, unknown> = {
-      msgtype,
-      body: media.caption ?? media.filename,
-      url,
-      info: { mimetype: media.mimetype, size: media.bytes.length, ...media.info },
-      ...media.extraContent,
-    };
-    if (media.caption !== undefined) content['filename'] = media.filename;
+    const content = mediaMessage(msgtype, media, url);
     return this.sendEvent(roomId, 'm.room.message', content);
   }
 
