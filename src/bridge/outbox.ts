@@ -20,7 +20,7 @@ import { buildContent, type BuiltContent } from './content.js';
 import type { PuppetContext } from './context.js';
 import { UndeliverableError } from './errors.js';
 import type { DeliveryState, OutgoingEvent } from './events.js';
-import { addressUser, type RemoteDevices } from './sessions.js';
+import type { RemoteDevices } from './sessions.js';
 
 /** The outbox `kind` of a receipt we send; the others are the event types (message, edit, ...). */
 /** Encoding failures no retry can fix: the stanza or its frame exceeds the wire's limits. */
@@ -307,11 +307,8 @@ export class OutboxSender {
   private async sendCopies(entry: OutboxEntry, remote: string, built: BuiltContent): Promise<void> {
     const own = this.ctx.accountJid;
     try {
-      await this.ctx.signal.prepare(addressUser(own));
-      const devices = this.ctx.signal
-        .sessionAddresses(addressUser(own))
-        .map((a) => Number(a.slice(a.lastIndexOf('.') + 1)))
-        .filter((d) => d !== this.ctx.puppet.deviceId);
+      // The device list is cached (and told of a device that writes): no lookup per message.
+      const devices = (await this.devices.devicesOf(own)).filter((d) => d !== this.ctx.puppet.deviceId);
       if (devices.length === 0) return;
       const copy = encodeContent(
         create(MessageSchema, {
