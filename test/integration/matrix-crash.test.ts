@@ -137,11 +137,23 @@ describe('a bridge SIGKILL and a Synapse restart in the middle of a conversation
       const bobTexts = () => bob.received.flatMap((m) => (m.content.kind === 'text' ? [m.content.text] : []));
       const ghostTexts = async () =>
         (await alice.readMessages(portal)).filter((e) => e.sender === GHOST).map(bodyOf);
-      await until(
-        async () => bobTexts().length >= N + 1 && (await ghostTexts()).length >= N,
-        'every message on both sides',
-        120_000,
-      );
+      try {
+        await until(
+          async () => bobTexts().length >= N + 1 && (await ghostTexts()).length >= N,
+          'every message on both sides',
+          120_000,
+        );
+      } catch (err) {
+        // What is missing where, and what the daemon said, so that a failure on CI can be read.
+        const missingAtBob = ['hello', ...fromAlice].filter((t) => !bobTexts().includes(t));
+        const ghost = await ghostTexts();
+        const missingInMatrix = fromBob.filter((t) => !ghost.includes(t));
+        throw new Error(
+          `${(err as Error).message}: missing at the native user ${JSON.stringify(missingAtBob)}, ` +
+            `missing in the portal ${JSON.stringify(missingInMatrix)}\n--- daemon log (tail) ---\n` +
+            daemon!.log.slice(-6000),
+        );
+      }
       await synapse.proxy.transactionsIdle(1000);
       await sleep(1000);
       expect(bobTexts()).toEqual(['hello', ...fromAlice]);
