@@ -21,7 +21,7 @@ import type { Content } from './content.js';
 import { MatrixAdapterError } from './errors.js';
 import { Ghosts } from './ghosts.js';
 import { InboundHandlers, type RoomEvent } from './handlers.js';
-import { checkPing, checkVersions, checkWhoami } from './homeserver-checks.js';
+import { checkPing, checkVersions, checkWhoami, nudgeRecovery } from './homeserver-checks.js';
 import { MatrixIds, type MatrixConfig } from './ids.js';
 import { InFlight } from './in-flight.js';
 import { globalState } from './bridge-state.js';
@@ -107,10 +107,14 @@ export class MatrixAdapter implements Adapter {
     this.store = store;
     const log = componentLogger(context.logger, 'matrix');
     this.#log = log;
-    const retry = options.retry ?? {
-      maxAttempts: m.client_retry.max_attempts,
-      initialDelayMs: m.client_retry.initial_delay_ms,
-      maxDelayMs: m.client_retry.max_delay_ms,
+    const retry: RetryPolicy = {
+      ...(options.retry ?? {
+        maxAttempts: m.client_retry.max_attempts,
+        initialDelayMs: m.client_retry.initial_delay_ms,
+        maxDelayMs: m.client_retry.max_delay_ms,
+      }),
+      // The homeserver may have gone away in the middle of a transaction (held-back.ts).
+      onUnavailable: () => this.#listener?.homeserverWentAway(),
     };
     const maxMediaBytes = context.config.media.max_bytes;
     this.capabilities = {
@@ -224,6 +228,15 @@ export class MatrixAdapter implements Adapter {
         queryUser: (userId) => this.#ghosts.queryUser(userId),
         bridgeState: async (userId) =>
           globalState(userId, userId === undefined ? undefined : await this.#core!.status(userId)),
+        // Once the homeserver has marked the bridge down for the refusal, a ping starts its
+        // recovery at once (its own timer would wait 2 s).
+        nudge: () => {
+          setTimeout(() => {
+            nudgeRecovery(checker).catch((err: unknown) =>
+              log?.debug({ err: (err as Error).message }, 'appservice recovery ping failed'),
+            );
+          }, 200).unref();
+        },
       },
       log,
     );
