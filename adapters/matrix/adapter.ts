@@ -21,6 +21,7 @@ import type { Content } from './content.js';
 import { MatrixAdapterError } from './errors.js';
 import { Ghosts } from './ghosts.js';
 import { InboundHandlers, type RoomEvent } from './handlers.js';
+import { HomeserverWatch } from './homeserver-watch.js';
 import { checkPing, checkVersions, checkWhoami, nudgeRecovery } from './homeserver-checks.js';
 import { MatrixIds, type MatrixConfig } from './ids.js';
 import { InFlight } from './in-flight.js';
@@ -75,6 +76,7 @@ export class MatrixAdapter implements Adapter {
   readonly #spoolMaxAgeMs: number;
   #core: BridgeCore | undefined;
   #listener: AppserviceListener | undefined;
+  #watch: HomeserverWatch | undefined;
   #address: { address: string; port: number } | undefined;
 
   /**
@@ -114,7 +116,7 @@ export class MatrixAdapter implements Adapter {
         maxDelayMs: m.client_retry.max_delay_ms,
       }),
       // The homeserver may have gone away in the middle of a transaction (held-back.ts).
-      onUnavailable: () => this.#listener?.homeserverWentAway(),
+      onUnavailable: (what) => this.#listener?.homeserverWentAway(what),
     };
     const maxMediaBytes = context.config.media.max_bytes;
     this.capabilities = {
@@ -251,6 +253,12 @@ export class MatrixAdapter implements Adapter {
     }
     this.#listener = listener;
     this.#address = { address: address.address, port: address.port };
+    this.#watch = new HomeserverWatch({
+      homeserverUrl: m.homeserver_url,
+      wentAway: (what) => listener.homeserverWentAway(what),
+      log,
+    });
+    this.#watch.start();
     await this.#spool.sweep(this.#spoolMaxAgeMs);
     this.#queue.start();
     log.info(
@@ -261,6 +269,7 @@ export class MatrixAdapter implements Adapter {
 
   /** Closes the listener and lets the work in flight finish; the core is stopped by its owner. */
   async stop(): Promise<void> {
+    this.#watch?.stop();
     const listener = this.#listener;
     this.#listener = undefined;
     await listener?.close();

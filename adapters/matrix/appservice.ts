@@ -78,7 +78,8 @@ export class AppserviceListener {
   ) {}
 
   /** The homeserver stopped answering the bridge's calls: it may have restarted mid-transaction. */
-  homeserverWentAway(): void {
+  homeserverWentAway(reason: string): void {
+    if (!this.#heldBack.suspected) this.log?.info({ reason }, 'the homeserver went away');
     this.#heldBack.suspect();
   }
 

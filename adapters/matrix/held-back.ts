@@ -15,19 +15,15 @@
  * nothing is lost and the order is kept. When nothing was held back, the cost is one round trip.
  *
  * (Transaction ids do not show it: Synapse numbers them across all its appservices, so gaps are
- * ordinary.) Refusals are at most one per `interval`, so a homeserver that keeps failing is not
- * also kept in recovery.
+ * ordinary.) Each time the homeserver goes away costs at most one refusal, however long it stays
+ * away: the suspicion is one flag, cleared by the refusal.
  */
-export const REFUSAL_INTERVAL_MS = 10_000;
-
 export class HeldBackTransactions {
   #suspect = false;
-  #lastRefusal = Number.NEGATIVE_INFINITY;
 
-  constructor(
-    private readonly now: () => number = Date.now,
-    private readonly interval = REFUSAL_INTERVAL_MS,
-  ) {}
+  get suspected(): boolean {
+    return this.#suspect;
+  }
 
   /** The homeserver may have stopped in the middle of sending a transaction. */
   suspect(): void {
@@ -36,11 +32,8 @@ export class HeldBackTransactions {
 
   /** Whether to refuse this transaction, so that the homeserver sends anything it held back first. */
   shouldRefuse(): boolean {
-    if (!this.#suspect) return false;
-    const now = this.now();
-    if (now - this.#lastRefusal < this.interval) return false;
+    const refuse = this.#suspect;
     this.#suspect = false;
-    this.#lastRefusal = now;
-    return true;
+    return refuse;
   }
 }
