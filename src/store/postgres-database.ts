@@ -229,6 +229,26 @@ export class PgDatabase {
     return this.enqueue(() => this.transaction(statements));
   }
 
+  /**
+   * `work` as one transaction on the writer, after every write asked before it: its queries (reads
+   * and writes) see each other, and it commits when `work` resolves (rolls back if it rejects).
+   * For a unit that needs its own results (a count of new rows, the ids it inserted).
+   */
+  transact<T>(work: (query: (s: Sql) => Promise<pg.QueryResult>) => Promise<T>): Promise<T> {
+    return this.enqueue(async () => {
+      const c = this.writer;
+      await c.query('BEGIN');
+      try {
+        const result = await work((s) => c.query(s.text, s.values as unknown[]));
+        await c.query('COMMIT');
+        return result;
+      } catch (err) {
+        await c.query('ROLLBACK').catch(() => undefined);
+        throw err;
+      }
+    });
+  }
+
   /** As `commit`, not awaited: a failure is reported by the next `settled()`. */
   commitLoose(statements: readonly Sql[]): void {
     if (statements.length === 0) return;

@@ -18,6 +18,8 @@ import { readMigrations, type Migration } from '../../src/store/database.js';
 import { readPgMigrations } from '../../src/store/postgres-database.js';
 import { openPostgresStore, type PostgresStore } from '../../src/store/postgres-store.js';
 import type { Store } from '../../src/store/repositories.js';
+import type { AdapterDatabase } from '../../src/store/sql.js';
+import { bridgeMigrations } from '../../app/migrations.js';
 import { openSqliteStore, type SqliteStore } from '../../src/store/sqlite-store.js';
 import { startPostgres, type PostgresServer } from './postgres.js';
 import { tempDir, type TempDir } from './tmp.js';
@@ -36,6 +38,10 @@ export interface StoreBackend {
   signal(store: Store, puppetId: number, now?: () => number): SignalBackend;
   /** The core's migrations in this backend's dialect. */
   migrations(): Migration[];
+  /** The whole sequence (core and adapters) in this backend's dialect, as app/ opens it. */
+  bridgeMigrations(): Migration[];
+  /** The store's database as the adapters open their stores on it. */
+  adapterDb(store: Store): AdapterDatabase;
   /** Closes every store `open` returned. */
   closeAll(): Promise<void>;
 }
@@ -68,6 +74,8 @@ function sqliteBackend(): StoreBackend {
     signal: (store, puppetId, now) =>
       new SqliteSignalBackend((store as SqliteStore).db, puppetId, now ? { now } : {}),
     migrations: () => readMigrations(),
+    bridgeMigrations: () => bridgeMigrations('sqlite'),
+    adapterDb: (store) => ({ kind: 'sqlite', db: (store as SqliteStore).db }),
     closeAll,
   };
 }
@@ -101,6 +109,8 @@ function postgresBackend(): StoreBackend {
     signal: (store, puppetId, now) =>
       new PostgresSignalBackend((store as PostgresStore).pg, puppetId, now ? { now } : {}),
     migrations: () => readPgMigrations(),
+    bridgeMigrations: () => bridgeMigrations('postgres'),
+    adapterDb: (store) => ({ kind: 'postgres', pg: (store as PostgresStore).pg }),
     closeAll,
   };
 }
