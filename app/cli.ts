@@ -7,9 +7,10 @@ import { loadEmulatorConfig } from '../emulator/config.js';
 import { initKeys, rootKeyBase64, rotateKeys } from '../emulator/keys.js';
 import { RunningEmulator, serveUntilSignal } from '../emulator/main.js';
 import { writeDoublePuppetRegistration, writeRegistration } from '../adapters/matrix/registration.js';
-import { loadConfig, type LoadedConfig } from '../src/config/loader.js';
+import { ENV_PREFIX, loadConfig, type LoadedConfig } from '../src/config/loader.js';
 import { describeExposed, exposedSecretFiles, refuseExposedSecretFiles } from '../src/config/secret-files.js';
 import { migrateBridgeDatabase } from './database.js';
+import { copySqliteToPostgres, dbCopyTarget, type DbCopyOptions } from './db-copy.js';
 import { startDaemon } from './daemon.js';
 import { backupState } from './backup.js';
 import { renderReport, runChecks } from './doctor.js';
@@ -113,6 +114,30 @@ export async function runCli(argv: readonly string[], io: CliIo = defaultIo): Pr
       refuseExposedSecretFiles(loaded, exposed);
       const { label, version } = await migrateBridgeDatabase(loaded);
       io.out(`${label}: schema version ${version}\n`);
+    });
+  command(
+    db,
+    'copy',
+    "copy a stopped bridge's SQLite database into a new, empty PostgreSQL database (every session and queued message)",
+  )
+    .requiredOption('--from <sqlite:file>', "the bridge's SQLite database, as sqlite:<file>")
+    .requiredOption('--to <url>', 'the PostgreSQL database, postgres://user@host:port/database')
+    .option(
+      '--password-file <file>',
+      `PostgreSQL's password (else ${ENV_PREFIX}BRIDGE__DATABASE_PASSWORD, else the URL's)`,
+    )
+    .addOption(
+      new Option('--sslmode <mode>', 'TLS to PostgreSQL').choices(['disable', 'require', 'verify-full']),
+    )
+    .option('--sslrootcert <file>', 'the CA certificate (PEM) to verify the server with under verify-full')
+    .action(async (opts: DbCopyOptions) => {
+      const report = await copySqliteToPostgres(opts.from, dbCopyTarget(opts, io.env));
+      const rows = report.tables.reduce((n, t) => n + t.rows, 0);
+      io.out(
+        `copied ${report.from} to ${report.to} (schema version ${report.version}): ${rows} rows in ${report.tables.length} tables\n` +
+          report.tables.map((t) => `  ${t.table}: ${t.rows}\n`).join('') +
+          'now set bridge.database to the PostgreSQL URL (with database_password_file) and start the bridge; keep the SQLite file until it runs\n',
+      );
     });
 
   command(
