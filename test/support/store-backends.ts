@@ -10,7 +10,10 @@
  *     it('...', async () => { const store = await backend.open(); ... });
  *   });
  */
+import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { openBridgeDatabase, type BridgeDatabase } from '../../app/database.js';
+import { configSchema } from '../../src/config/schema.js';
 import { PostgresSignalBackend } from '../../src/signal/postgres-store.js';
 import { SqliteSignalBackend } from '../../src/signal/sqlite-store.js';
 import type { SignalBackend } from '../../src/signal/store.js';
@@ -117,3 +120,25 @@ function postgresBackend(): StoreBackend {
 
 /** Both backends, for `describe.each`. */
 export const storeBackends = (): StoreBackend[] => [sqliteBackend(), postgresBackend()];
+
+/**
+ * The bridge's whole database as the daemon opens it (app/database.ts `openBridgeDatabase`: every
+ * migration, the one-process lock, the Signal state and the adapters' tables on the same backend),
+ * on a SQLite file or a PostgreSQL URL; for the harnesses that run the bridge in-process.
+ */
+export function openTestBridgeDatabase(database: string): Promise<BridgeDatabase> {
+  const postgres = /^postgres(ql)?:\/\//.test(database);
+  const config = configSchema.parse({ bridge: { database } });
+  const dir = postgres ? tmpdir() : path.dirname(database);
+  return openBridgeDatabase({
+    config,
+    source: 'a test',
+    paths: {
+      dataDir: dir,
+      database,
+      signingKey: path.join(dir, 'unused.jwk'),
+      atRestKey: path.join(dir, 'unused.key'),
+    },
+    secretFiles: [],
+  });
+}
