@@ -12,14 +12,15 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import { openMatrixStore } from '../../adapters/matrix/index.js';
 import { openXmppStore } from '../../adapters/xmpp/index.js';
-import { EXIT, runCli } from '../../app/cli.js';
+import { EXIT } from '../../app/cli.js';
+import { cliOutput } from '../support/cli.js';
 import { bridgeMigrations } from '../../app/migrations.js';
 import { PgDatabase } from '../../src/store/postgres-database.js';
 import { openPostgresStore } from '../../src/store/postgres-store.js';
 import { lockSqliteDatabase } from '../../src/store/process-lock.js';
 import { openSqliteStore } from '../../src/store/sqlite-store.js';
 import type { NewPuppet } from '../../src/store/repositories.js';
-import { startPostgres, type PostgresServer } from '../support/postgres.js';
+import { usePostgres } from '../support/postgres.js';
 import { tempDir, type TempDir } from '../support/tmp.js';
 
 const puppet = (n: number): NewPuppet => ({
@@ -34,18 +35,12 @@ const puppet = (n: number): NewPuppet => ({
   noisePrivate: randomBytes(32),
 });
 
-let server: PostgresServer;
+const postgres = usePostgres();
 let tmp: TempDir;
-beforeAll(async () => (server = await startPostgres()));
-afterAll(() => server.stop());
 beforeEach(() => (tmp = tempDir()));
 afterEach(() => tmp.cleanup());
 
-async function cli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number; out: string }> {
-  let out = '';
-  const code = await runCli(args, { out: (t) => (out += t), err: (t) => (out += t), env });
-  return { code, out };
-}
+const cli = cliOutput;
 
 /** A SQLite bridge database with rows in every table. */
 async function filledSqlite(): Promise<string> {
@@ -177,7 +172,7 @@ describe('db copy from SQLite to PostgreSQL', () => {
   it('copies every table row for row, ids going on after the copied ones, and prints what it copied', async () => {
     const file = await filledSqlite();
     const before = sqliteRows(file);
-    const url = await server.createDatabase();
+    const url = await postgres().createDatabase();
     writeFileSync(path.join(tmp.dir, 'pw'), 'unused-under-trust\n', { mode: 0o600 });
     const { code, out } = await cli([
       'db',
@@ -233,7 +228,7 @@ describe('db copy from SQLite to PostgreSQL', () => {
 
   it('refuses while a bridge holds the source, and a target that is not empty; nothing written', async () => {
     const file = await filledSqlite();
-    const url = await server.createDatabase();
+    const url = await postgres().createDatabase();
     const lock = lockSqliteDatabase(file);
     const busy = await cli(['db', 'copy', '--from', `sqlite:${file}`, '--to', url]);
     lock.release();
@@ -254,7 +249,7 @@ describe('db copy from SQLite to PostgreSQL', () => {
   });
 
   it('says what is wrong with its arguments', async () => {
-    const url = await server.createDatabase();
+    const url = await postgres().createDatabase();
     const notSqlite = await cli(['db', 'copy', '--from', 'bridge.db', '--to', url]);
     expect(notSqlite).toEqual({
       code: EXIT.usage,

@@ -8,19 +8,18 @@ import { execFile } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { EXIT, runCli } from '../../app/cli.js';
+import { EXIT } from '../../app/cli.js';
+import { cliOutput } from '../support/cli.js';
 import { openBridgeDatabase } from '../../app/database.js';
 import { bridgeMigrations } from '../../app/migrations.js';
 import { loadConfig } from '../../src/config/loader.js';
 import { PgDatabase } from '../../src/store/postgres-database.js';
-import { postgresBinDir, startPostgres, type PostgresServer } from '../support/postgres.js';
+import { postgresBinDir, usePostgres } from '../support/postgres.js';
 import { tempDir, type TempDir } from '../support/tmp.js';
 import { doctorLine } from '../support/wait.js';
 
-let server: PostgresServer;
+const postgres = usePostgres();
 let tmp: TempDir;
-beforeAll(async () => (server = await startPostgres()));
-afterAll(() => server.stop());
 beforeEach(() => (tmp = tempDir()));
 afterEach(() => tmp.cleanup());
 
@@ -32,18 +31,14 @@ function config(database: string, extra = ''): string {
   return file;
 }
 
-async function cli(args: string[]): Promise<{ code: number; out: string }> {
-  let out = '';
-  const code = await runCli(args, { out: (t) => (out += t), err: (t) => (out += t), env: {} });
-  return { code, out };
-}
+const cli = cliOutput;
 
 const LATEST = bridgeMigrations('postgres').length;
 const doctor = (file: string) => cli(['doctor', '--offline', '--config', file]);
 
 describe('doctor on PostgreSQL', () => {
   it('says the database is reachable, unencrypted on loopback, how far migrated, and who holds the lock', async () => {
-    const url = await server.createDatabase();
+    const url = await postgres().createDatabase();
     const file = config(url);
     const empty = await doctor(file);
     expect(doctorLine(empty.out, 'database')).toMatch(/ok\s+database\s+postgres:\/\/.* is reachable/);
@@ -71,7 +66,7 @@ describe('doctor on PostgreSQL', () => {
     expect(doctorLine(down.out, 'database')).toMatch(
       /fail\s+database\s+cannot connect to the database postgres:\/\/bridge@127\.0\.0\.1:1\/nowhere: .*\n.*-> check bridge\.database \(host, port, user, database\)/,
     );
-    const url = await server.createDatabase();
+    const url = await postgres().createDatabase();
     const tls = await doctor(config(url, '  database_sslmode: require\n'));
     expect(tls.code).toBe(EXIT.failure);
     expect(doctorLine(tls.out, 'database')).toMatch(/fail\s+database\s+cannot connect .*SSL/i);
@@ -97,7 +92,7 @@ describe('doctor on PostgreSQL', () => {
 
 describe('backup on PostgreSQL', () => {
   it('copies the keys and gives the pg_dump and pg_restore lines, which work', async () => {
-    const url = await server.createDatabase();
+    const url = await postgres().createDatabase();
     writeFileSync(path.join(tmp.dir, 'pw'), 'secret\n', { mode: 0o600 });
     const file = config(url, '  database_password_file: pw\n');
     const bridge = await openBridgeDatabase(loadConfig({ path: file, env: {} }));
@@ -132,7 +127,7 @@ describe('backup on PostgreSQL', () => {
     ]);
     await bridge.close();
     expect(existsSync(dumpLine![1]!)).toBe(true);
-    const restored = await server.createDatabase();
+    const restored = await postgres().createDatabase();
     const restoreLine = /^ {2}pg_restore --clean --if-exists --no-owner --dbname='([^']+)' (\S+)$/m.exec(
       backup.out,
     );
