@@ -7,13 +7,15 @@ import { loadEmulatorConfig } from '../emulator/config.js';
 import { initKeys, rootKeyBase64, rotateKeys } from '../emulator/keys.js';
 import { RunningEmulator, serveUntilSignal } from '../emulator/main.js';
 import { writeDoublePuppetRegistration, writeRegistration } from '../adapters/matrix/registration.js';
-import { loadConfig, type LoadedConfig } from '../src/config/loader.js';
+import { ENV_PREFIX, isPostgresUrl, loadConfig, type LoadedConfig } from '../src/config/loader.js';
 import { describeExposed, exposedSecretFiles, refuseExposedSecretFiles } from '../src/config/secret-files.js';
 import { migrateBridgeDatabase } from './database.js';
+import { copySqliteToPostgres, dbCopyTarget, type DbCopyOptions } from './db-copy.js';
 import { startDaemon } from './daemon.js';
 import { backupState } from './backup.js';
 import { renderReport, runChecks } from './doctor.js';
 import { runLiveChecks } from './doctor-live.js';
+import { checkPostgres } from './doctor-database.js';
 import { ConfigError, InteropError, UsageError } from '../src/errors.js';
 import { createLogger } from '../src/observability/logger.js';
 import { generateProviderKey, publicJwks, type ClientTokenAlg } from '../src/protocol/jwt.js';
@@ -114,6 +116,30 @@ export async function runCli(argv: readonly string[], io: CliIo = defaultIo): Pr
       const { label, version } = await migrateBridgeDatabase(loaded);
       io.out(`${label}: schema version ${version}\n`);
     });
+  command(
+    db,
+    'copy',
+    "copy a stopped bridge's SQLite database into a new, empty PostgreSQL database (every session and queued message)",
+  )
+    .requiredOption('--from <sqlite:file>', "the bridge's SQLite database, as sqlite:<file>")
+    .requiredOption('--to <url>', 'the PostgreSQL database, postgres://user@host:port/database')
+    .option(
+      '--password-file <file>',
+      `PostgreSQL's password (else ${ENV_PREFIX}BRIDGE__DATABASE_PASSWORD, else the URL's)`,
+    )
+    .addOption(
+      new Option('--sslmode <mode>', 'TLS to PostgreSQL').choices(['disable', 'require', 'verify-full']),
+    )
+    .option('--sslrootcert <file>', 'the CA certificate (PEM) to verify the server with under verify-full')
+    .action(async (opts: DbCopyOptions) => {
+      const report = await copySqliteToPostgres(opts.from, dbCopyTarget(opts, io.env));
+      const rows = report.tables.reduce((n, t) => n + t.rows, 0);
+      io.out(
+        `copied ${report.from} to ${report.to} (schema version ${report.version}): ${rows} rows in ${report.tables.length} tables\n` +
+          report.tables.map((t) => `  ${t.table}: ${t.rows}\n`).join('') +
+          'now set bridge.database to the PostgreSQL URL (with database_password_file) and start the bridge; keep the SQLite file until it runs\n',
+      );
+    });
 
   command(
     program,
@@ -124,7 +150,11 @@ export async function runCli(argv: readonly string[], io: CliIo = defaultIo): Pr
     .option('--offline', 'skip the checks that connect to the gateway, the homeserver and the XMPP server')
     .action(async (opts: ConfigOption & { offline?: boolean }) => {
       const loaded = load(opts);
-      const results = [...runChecks(loaded), ...(opts.offline ? [] : await runLiveChecks(loaded))];
+      const results = [
+        ...runChecks(loaded),
+        ...(isPostgresUrl(loaded.config.bridge.database) ? await checkPostgres(loaded) : []),
+        ...(opts.offline ? [] : await runLiveChecks(loaded)),
+      ];
       io.out(`${renderReport(loaded.source, results)}\n`);
       if (results.some((r) => r.status === 'fail')) exitCode = EXIT.failure;
     });
@@ -213,14 +243,16 @@ export async function runCli(argv: readonly string[], io: CliIo = defaultIo): Pr
   command(
     program,
     'backup',
-    "copy the database and the provider's signing key into a directory, safely while the bridge runs",
+    "copy the database and the provider's signing key into a directory, safely while the bridge runs (PostgreSQL: the keys, and the pg_dump to run)",
   )
     .addOption(configOption())
     .requiredOption('-o, --out <dir>', 'the directory to write into (created, mode 0700)')
     .action(async (opts: ConfigOption & { out: string }) => {
       const loaded = load(opts);
-      const written = await backupState(loaded, path.resolve(opts.out));
-      io.out(`${written.map((f) => `wrote ${f}`).join('\n')}\n`);
+      const backup = await backupState(loaded, path.resolve(opts.out));
+      io.out(
+        `${backup.written.map((f) => `wrote ${f}`).join('\n')}\n${backup.todo ? `${backup.todo}\n` : ''}`,
+      );
     });
 
   // The gateway emulator: `emulator` runs it, `emulator init` / `emulator rotate` manage its keys.

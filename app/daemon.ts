@@ -16,8 +16,8 @@ import { FileSealer } from '../src/util/sealed-file.js';
 import type { Store } from '../src/store/repositories.js';
 import { openBridgeDatabase } from './database.js';
 import { VERSION } from '../src/version.js';
-import { createMatrixAdapter, SqliteMatrixStore, type MatrixAdapter } from '../adapters/matrix/index.js';
-import { createXmppAdapter, SqliteXmppStore, type XmppAdapter } from '../adapters/xmpp/index.js';
+import { createMatrixAdapter, openMatrixStore, type MatrixAdapter } from '../adapters/matrix/index.js';
+import { createXmppAdapter, openXmppStore, type XmppAdapter } from '../adapters/xmpp/index.js';
 
 export const JWKS_PATH = '/_interop/jwks.json';
 export const HEALTH_PATH = '/health';
@@ -152,7 +152,7 @@ export async function startDaemon(loaded: LoadedConfig, root: Logger): Promise<D
       if (config.matrix.enabled) {
         matrix = createMatrixAdapter(
           { config, logger: root, dataDir: paths.dataDir, sealer },
-          new SqliteMatrixStore(database.adapterDb),
+          openMatrixStore(database.adapterDb),
         );
         bridge.attach(matrix);
         await matrix.start();
@@ -160,7 +160,7 @@ export async function startDaemon(loaded: LoadedConfig, root: Logger): Promise<D
       if (config.xmpp.enabled) {
         xmpp = createXmppAdapter(
           { config, logger: root, dataDir: paths.dataDir, http, publicUrl, sealer },
-          new SqliteXmppStore(database.adapterDb),
+          openXmppStore(database.adapterDb),
         );
         bridge.attach(xmpp);
         await xmpp.start();

@@ -200,3 +200,17 @@ export async function startPostgres(): Promise<PostgresServer> {
     throw err;
   }
 }
+
+/**
+ * One server for the calling test file: started before its first test, stopped after its last.
+ * Returns a getter (the server exists only once beforeAll ran).
+ */
+export function usePostgres(): () => PostgresServer {
+  let server: PostgresServer | undefined;
+  beforeAll(async () => (server = await startPostgres()));
+  afterAll(() => server?.stop());
+  return () => {
+    if (server === undefined) throw new Error('PostgreSQL did not start (see beforeAll)');
+    return server;
+  };
+}
