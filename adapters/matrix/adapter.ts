@@ -323,5 +323,8 @@ function lateCore(core: () => BridgeCore): BridgeCore {
     status: (localUser) => core().status(localUser),
     isEnlisted: (localUser) => core().isEnlisted(localUser),
     enlistedUsers: () => core().enlistedUsers(),
+    puppets: (localUser) => core().puppets(localUser),
+    reconnect: (localUser) => core().reconnect(localUser),
+    broadcast: (text) => core().broadcast(text),
   };
 }

@@ -5,7 +5,14 @@
  * wording are Matrix's own; the work is src/bridge/commands.ts, shared with the XMPP adapter.
  */
 import type { BridgeCore } from '../../src/bridge/adapter.js';
-import { lookUpContact, optIn, optOut, safetyNumberWith } from '../../src/bridge/commands.js';
+import {
+  ADMIN_HELP,
+  lookUpContact,
+  optIn,
+  optOut,
+  runAdminCommand,
+  safetyNumberWith,
+} from '../../src/bridge/commands.js';
 import type { DoublePuppets } from './double-puppet.js';
 import type { MatrixIds } from './ids.js';
 import type { ManagementRooms } from './management-room.js';
@@ -76,8 +83,26 @@ export class CommandHandler {
       switch (command) {
         case '':
         case 'help':
-          await reply(HELP);
+          await reply(
+            this.c.ids.permissionOf(sender) === 'admin'
+              ? [HELP, 'Admin commands:', ...ADMIN_HELP.map(([u, h]) => `- \`${u}\`: ${h}`)].join('\n')
+              : HELP,
+          );
           return;
+        case 'admin': {
+          if (this.c.ids.permissionOf(sender) !== 'admin') {
+            await reply(
+              `Sorry, ${sender}: \`admin\` commands are for the bridge's administrators (permission level admin).`,
+            );
+            return;
+          }
+          const rest = body
+            .trim()
+            .replace(/^!\S*\s+/, '')
+            .replace(/^\S+/, '');
+          await reply((await runAdminCommand(this.c.core, rest)).text);
+          return;
+        }
         case 'ping':
           await reply('pong: the bridge is running.');
           return;

@@ -72,6 +72,8 @@ export interface XmppAdapterOptions {
   downloadRetentionMs?: number | undefined;
   /** Domains whose users may use the gateway (`xmpp.allowed_domains`); empty: any. */
   allowedDomains?: readonly string[] | undefined;
+  /** Bare JIDs allowed the `admin` commands (`xmpp.admins`). */
+  admins?: readonly string[] | undefined;
   logger?: Logger | undefined;
 }
 
@@ -316,6 +318,7 @@ export class XmppAdapter extends EventEmitter<XmppAdapterEvents> implements Adap
       mayUse: (user) => this.mayUse(user),
       notAllowed: (user) => domainNotAllowed(domainOf(user), this.o.allowedDomains ?? []),
       isRegistered: (user) => core.isEnlisted(user),
+      isAdmin: (user) => this.isAdmin(user),
     };
     const chain: UserChain = {
       run: (user, work) => this.chains.run(user, work),
@@ -340,7 +343,7 @@ export class XmppAdapter extends EventEmitter<XmppAdapterEvents> implements Adap
     });
     const roster = presence;
     const delivery = new Delivery({ domain, store, out, contacts, roster, resources, publisher, caps });
-    const commands: CommandContext = { domain, core, store, contacts, roster };
+    const commands: CommandContext = { domain, core, store, contacts, roster, access };
     const say = (to: string, text: string) => delivery.say(to, text);
     const inbound = new Inbound({
       domain,
@@ -363,7 +366,7 @@ export class XmppAdapter extends EventEmitter<XmppAdapterEvents> implements Adap
       inbound,
       presence,
       delivery,
-      disco: new Disco({ domain, name }),
+      disco: new Disco({ domain, name, access }),
       registration: new Registration({ domain, core, access, chain }),
       vcards: new Vcards({ domain, name, store }),
       adhoc: new AdhocCommands({ access, chain, commands }),
@@ -380,6 +383,11 @@ export class XmppAdapter extends EventEmitter<XmppAdapterEvents> implements Adap
     this.shown.run(user, work).catch((err: unknown) => {
       this.log?.warn({ err: (err as Error).message }, failure);
     });
+  }
+
+  private isAdmin(user: string): boolean {
+    const jid = user.toLowerCase();
+    return this.mayUse(user) && (this.o.admins ?? []).some((a) => a.toLowerCase() === jid);
   }
 
   private mayUse(user: string): boolean {

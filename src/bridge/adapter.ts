@@ -115,6 +115,16 @@ export interface PuppetStatus {
   readonly queued: number;
 }
 
+/** One puppet as an administrator sees it (the admin `puppets` and `show` commands). */
+export interface PuppetReport extends PuppetStatus {
+  readonly localUser: string;
+  readonly network: Network;
+  /** The puppet's stored state: enlisting, enlisted or opting_out. */
+  readonly state: string;
+  /** The last gateway connection problem since the bridge started, if any. */
+  readonly lastError?: { readonly code: string; readonly message: string; readonly at: string } | undefined;
+}
+
 /** What the core offers adapters, bound to the adapter's network. */
 export interface BridgeCore {
   /**
@@ -147,6 +157,15 @@ export interface BridgeCore {
   isEnlisted(localUser: string): Promise<boolean>;
   /** The enlisted local users of this adapter's network. */
   enlistedUsers(): Promise<readonly string[]>;
+  /**
+   * Administration (callers check the caller is an admin first): every puppet of every network,
+   * or the one of `localUser`, with its connection, queue and last error.
+   */
+  puppets(localUser?: string): Promise<readonly PuppetReport[]>;
+  /** Drops and reopens the puppet's gateway connection (a `refused` one too); false without a puppet. */
+  reconnect(localUser: string): Promise<boolean>;
+  /** Tells every enlisted user of every network `text` (a `broadcast` notice); resolves with how many. */
+  broadcast(text: string): Promise<number>;
 }
 
 /** What every adapter factory gets from the wiring. */

@@ -136,6 +136,10 @@ const xmppSchema = z
     served_file_lifetime_hours: int(1, 8760, 'a number of hours from 1 to 8760').default(168),
     name: str("the gateway's name shown in service discovery").default('WhatsApp'),
     allowed_domains: z.array(host(), expecting('a list of XMPP domains such as ["example.org"]')).default([]),
+    /** Bare JIDs allowed the `admin` commands (the XMPP side's `admin` permission level). */
+    admins: z
+      .array(str('a bare JID such as "admin@example.org"'), expecting('a list of bare JIDs'))
+      .default([]),
   })
   .superRefine((x, ctx) => {
     if (x.enabled && x.secret === undefined) {
