@@ -44,6 +44,11 @@ export interface AppserviceHandlers {
   queryUser(userId: string): Promise<boolean>;
   /** The bridge's state and the user's connection state (mautrix's bridge-state format). */
   bridgeState?(userId: string | undefined): Promise<unknown>;
+  /**
+   * The provisioning API (`/_matrix/provision/...`), served here too as mautrix bridges do; it
+   * authenticates its callers itself (not with the hs_token).
+   */
+  provisioning?(req: IncomingMessage, res: ServerResponse): Promise<void>;
 }
 
 const MAX_BODY = 32 * 1024 * 1024;
@@ -131,6 +136,10 @@ export class AppserviceListener {
       pathname: q >= 0 ? target.slice(0, q) : target,
       searchParams: new URLSearchParams(q >= 0 ? target.slice(q + 1) : ''),
     };
+    if (this.handlers.provisioning && url.pathname.startsWith('/_matrix/provision/')) {
+      await this.handlers.provisioning(req, res);
+      return;
+    }
     // Authorized from the headers and query before a byte of the body is read: an unauthenticated
     // caller must not make the bridge buffer anything. The connection is closed after the answer
     // (Node discards the unread rest of the body without keeping it).

@@ -58,6 +58,19 @@ export interface CommandContext {
 
 type Reply = (text: string) => Promise<string>;
 
+/**
+ * Opens (or finds) the user's portal with a contact: what `start-chat` does once the number is
+ * resolved, and what the provisioning API's create_dm does.
+ */
+export async function openChat(
+  c: Pick<CommandContext, 'store' | 'portals'>,
+  user: string,
+  remote: string,
+): Promise<{ roomId: string; existed: boolean }> {
+  const existed = (await c.store.portalOf(user, remote)) !== undefined;
+  return { roomId: await c.portals.ensure(user, remote), existed };
+}
+
 export class CommandHandler {
   /** Users who asked to log in and were told what it means (a confirmation is due). */
   readonly #pendingLogin = new Set<string>();
@@ -195,8 +208,7 @@ export class CommandHandler {
   async #startChat(sender: string, arg: string, reply: Reply): Promise<void> {
     const remote = await this.#contact(sender, arg, reply);
     if (remote === undefined) return;
-    const existed = (await this.c.store.portalOf(sender, remote)) !== undefined;
-    const roomId = await this.c.portals.ensure(sender, remote);
+    const { roomId, existed } = await openChat(this.c, sender, remote);
     const phone = this.c.ids.phoneOf(remote);
     await reply(
       existed

@@ -17,7 +17,12 @@
 import { EventEmitter } from 'node:events';
 import type { IqHandler } from '@xmpp/component';
 import type { Element } from '@xmpp/xml';
-import type { Adapter, AdapterCapabilities, BridgeCore } from '../../src/bridge/adapter.js';
+import type {
+  Adapter,
+  AdapterCapabilities,
+  BridgeCore,
+  ProvisioningHooks,
+} from '../../src/bridge/adapter.js';
 import type {
   DeliveryUpdate,
   EphemeralEvent,
@@ -45,6 +50,7 @@ import { domainOf } from './jids.js';
 import { Downloads } from './downloads.js';
 import type { FilePublisher, OwnFilePublisher } from './media.js';
 import { Presence } from './presence.js';
+import { xmppProvisioning } from './provisioning.js';
 import { UserResources } from './resources.js';
 import { NS } from './stanzas.js';
 import type { XmppStore } from './store.js';
@@ -101,6 +107,7 @@ interface Features {
   readonly registration: Registration;
   readonly vcards: Vcards;
   readonly adhoc: AdhocCommands;
+  readonly provisioning: ProvisioningHooks;
 }
 
 export class XmppAdapter extends EventEmitter<XmppAdapterEvents> implements Adapter {
@@ -370,7 +377,13 @@ export class XmppAdapter extends EventEmitter<XmppAdapterEvents> implements Adap
       registration: new Registration({ domain, core, access, chain }),
       vcards: new Vcards({ domain, name, store }),
       adhoc: new AdhocCommands({ access, chain, commands }),
+      provisioning: xmppProvisioning({ access, chain, commands, store }),
     };
+  }
+
+  /** The provisioning API's questions (src/provisioning), once attached. */
+  get provisioning(): ProvisioningHooks | undefined {
+    return this.features?.provisioning;
   }
 
   private get wired(): Features {

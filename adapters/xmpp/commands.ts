@@ -116,6 +116,21 @@ function helpText(domain: string, admin: boolean): string {
   return [`Commands for ${domain}:`, ...lines, ...admins].join('\n');
 }
 
+/**
+ * Adds a contact by phone number (the `add` command, and the provisioning API's create_dm): looks
+ * the number up, keeps it as the user's contact and has the contact ask for a subscription.
+ */
+export async function addContact(
+  ctx: Pick<CommandContext, 'store' | 'contacts' | 'roster' | 'domain'>,
+  user: string,
+  input: string,
+): Promise<{ phone: string; remote: string; jid: string; existed: boolean }> {
+  const { phone, remote } = await ctx.contacts.lookUp(user, input);
+  const c = await ctx.store.contact(user, phone);
+  if (c && !c.subFrom) await ctx.roster.ask(user, phone);
+  return { phone, remote, jid: contactJidOfPhone(phone, ctx.domain), existed: c?.subFrom === true };
+}
+
 const NOT_REGISTERED: CommandReply = {
   text: 'You are not registered: send "register" first.',
   error: true,
@@ -154,17 +169,14 @@ export async function runCommand(
         };
       }
       case 'add': {
-        if (!core.isEnlisted(user)) return NOT_REGISTERED;
+        if (!(await core.isEnlisted(user))) return NOT_REGISTERED;
         if (arg === '') return { text: 'Usage: add +4915112345678', error: true };
-        const { phone } = await ctx.contacts.lookUp(user, arg);
-        const c = await ctx.store.contact(user, phone);
-        if (c && !c.subFrom) await ctx.roster.ask(user, phone);
-        const jid = contactJidOfPhone(phone, ctx.domain);
+        const { jid } = await addContact(ctx, user, arg);
         return { text: `${jid} is on WhatsApp: accept its contact request to see it in your contact list.` };
       }
       case 'safety':
       case 'confirm': {
-        if (!core.isEnlisted(user)) return NOT_REGISTERED;
+        if (!(await core.isEnlisted(user))) return NOT_REGISTERED;
         if (arg === '') return { text: `Usage: ${name} +4915112345678`, error: true };
         const phone = normalisePhone(arg);
         if (!phone) return { text: `"${arg}" is not a phone number in international format.`, error: true };

@@ -419,6 +419,8 @@ export class Bridge {
         enlisted: p.state === 'enlisted',
         connection: runtime?.connection.state ?? 'idle',
         queued: await store.outbox.countQueued(p.id),
+        inboxPending: await store.inbox.countPending(p.id),
+        address: accountJidOf(p.accountId, this.options.gateway.providerId),
         lastError: runtime?.lastError,
       });
     }
