@@ -14,7 +14,6 @@ import { BOT, MatrixHarness, bodyOf, ghostOf, until, useSynapse, type MatrixUser
 
 const SECRET = 'provisioning-secret-for-the-matrix-tests-0123456789';
 const BOB = '+4915177700001';
-const CAROL = '+4915177700002';
 const NOBODY = '+4915177709999';
 
 let h: MatrixHarness;
