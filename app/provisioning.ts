@@ -15,6 +15,7 @@ import type { HttpListener } from '../src/util/http-listener.js';
 export class DaemonProvisioning {
   #api: ProvisioningApi | undefined;
   readonly #auth: ProvisioningAuth;
+  readonly #log: Logger;
 
   constructor(config: Config, secretFile: string, log: Logger) {
     const { secret, created } = ensureProvisioningSecret(secretFile);
@@ -28,10 +29,8 @@ export class DaemonProvisioning {
       secret,
       ...(config.matrix.enabled ? { homeserverUrl: config.matrix.homeserver_url } : {}),
     });
-    this.log = log;
+    this.#log = log;
   }
-
-  private readonly log: Logger;
 
   /** The handler, before the networks are known (it answers 503 until `serve`). */
   readonly handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
@@ -43,7 +42,7 @@ export class DaemonProvisioning {
 
   /** Serves the API for these networks on the listener. */
   serve(http: HttpListener, networks: readonly ProvisionedNetwork[]): void {
-    this.#api = new ProvisioningApi({ networks, auth: this.#auth, log: this.log });
+    this.#api = new ProvisioningApi({ networks, auth: this.#auth, log: this.#log });
     http.routePrefix(PROVISIONING_PREFIX, this.handle);
   }
 }

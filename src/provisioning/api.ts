@@ -140,12 +140,12 @@ export class ProvisioningApi {
       sendJson(res, 200, body);
     } catch (err) {
       const refusal = toRefusal(err);
-      const level = refusal.status >= 500 ? 'warn' : 'debug';
-      // The route's template, never the path or query (a user id, a phone number, a token).
-      this.o.log?.[level](
-        { method, route: routeName, status: refusal.status, errcode: refusal.errcode },
-        `provisioning request refused: ${refusal.message}`,
-      );
+      // The route's template and the errcode, never the path, query or message (a user id, a
+      // phone number); the bridge's own failures with their message, for the operator.
+      const fields = { method, route: routeName, status: refusal.status, errcode: refusal.errcode };
+      if (refusal.status >= 500)
+        this.o.log?.warn({ ...fields, err: refusal.message }, 'provisioning request failed');
+      else this.o.log?.debug(fields, 'provisioning request refused');
       if (!res.headersSent) sendError(res, refusal);
       else res.destroy();
     }

@@ -4,7 +4,8 @@
  * and an XMPP user (through a real Prosody) each log in and exchange a message with a native user;
  * the metrics count what crossed.
  */
-import { writeFileSync } from 'node:fs';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import { ProvisioningClient } from '../support/provisioning-client.js';
 import { buildRegistration } from '../../adapters/matrix/registration.js';
 import { loadConfig } from '../../src/config/loader.js';
 import { startDaemon, type Daemon } from '../../app/daemon.js';
@@ -143,6 +144,20 @@ describe('the daemon with both adapters', () => {
     );
     await bob.sendText(got.from, 'hello back, XMPP');
     await until(() => bodiesFrom(xmppUser!, contactJid(BOB)).includes('hello back, XMPP'), 'the answer');
+  });
+
+  it('serves the provisioning API with the secret it created (mode 0600) on its listener and the appservice listener', async () => {
+    const file = tmp.file('state/provisioning-secret');
+    expect(statSync(file).mode & 0o777).toBe(0o600);
+    const secret = readFileSync(file, 'utf8').trim();
+    expect(secret.length).toBeGreaterThanOrEqual(32);
+    const bridgeApi = new ProvisioningClient(`http://127.0.0.1:${httpPort}`);
+    const appserviceApi = new ProvisioningClient(`http://127.0.0.1:${synapse.bridgePort}`);
+    expect(await bridgeApi.call('GET', '/v3/whoami', { token: 'wrong' })).toMatchObject({ status: 401 });
+    const carol = await bridgeApi.call('GET', '/v3/whoami', { token: secret, userId: `carol@${prosody.host}` });
+    expect(carol.body).toMatchObject({ network: 'xmpp', puppet: { state: 'enlisted', connection: 'connected' } });
+    const list = await appserviceApi.call('GET', '/v3/admin/puppets', { token: secret });
+    expect(list.body.puppets.map((p: { network: string }) => p.network).sort()).toEqual(['matrix', 'xmpp']);
   });
 
   it('counts what crossed in its metrics', async () => {
