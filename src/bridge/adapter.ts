@@ -188,7 +188,7 @@ export interface BridgeCore {
   setOnline(localUser: string, online: boolean): void;
   /** Opts the local user in: creates the puppet, its keys, and enlists it at the gateway. */
   enlist(localUser: string): Promise<void>;
-  /** Opts the local user out and removes the puppet with everything it owns. */
+  /** Opts the local user (of any network: admins use it too) out and removes the puppet with everything it owns. */
   optOut(localUser: string): Promise<void>;
   /** Whether a phone number (`+4915112345678`) is reachable, and its remote. */
   lookup(localUser: string, phone: string): Promise<{ reachable: boolean; jid?: string }>;

@@ -112,7 +112,9 @@ export async function runAdminCommand(core: BridgeCore, rest: string): Promise<A
           await core.reconnect(arg);
           return { text: `Reconnecting ${arg}'s puppet to the gateway.` };
         }
-        await optOut(core, arg);
+        // The core's own opt-out, not `optOut` (bound to the caller's network): an admin on Matrix
+        // may log out an XMPP user.
+        await core.optOut(arg);
         return { text: `${arg} is opted out: their interop account and keys are deleted.` };
       }
       case 'broadcast': {

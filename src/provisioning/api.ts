@@ -391,8 +391,9 @@ export class ProvisioningApi {
     const user = r.params[0] ?? '';
     const [p] = await core.puppets(user);
     if (!p) throw new ProvisioningError(404, 'M_NOT_FOUND', `${user} has no puppet`);
+    // The core's own opt-out (any network's user), not the network-bound `optOut` check.
     if (what === 'reconnect') await core.reconnect(user);
-    else await optOut(core, user);
+    else await core.optOut(user);
     return {};
   }
 

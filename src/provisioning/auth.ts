@@ -22,11 +22,13 @@ export interface AuthOptions {
 }
 
 const CACHE_MAX = 10_000;
+const REFUSED_CACHE_MS = 10_000;
 const digest = (s: string): Buffer => createHash('sha256').update(s, 'utf8').digest();
 
 export class ProvisioningAuth {
   readonly #secret: Buffer | undefined;
-  readonly #cache = new Map<string, { userId: string; until: number }>();
+  /** Checked tokens by hash: their user, or undefined for one the homeserver refused. */
+  readonly #cache = new Map<string, { userId: string | undefined; until: number }>();
 
   constructor(private readonly options: AuthOptions) {
     this.#secret = options.secret !== undefined && options.secret !== '' ? digest(options.secret) : undefined;
@@ -61,7 +63,10 @@ export class ProvisioningAuth {
     if (base === undefined) throw unknown();
     const now = Date.now();
     const cached = this.#cache.get(key);
-    if (cached && cached.until > now) return cached.userId;
+    if (cached && cached.until > now) {
+      if (cached.userId === undefined) throw unknown();
+      return cached.userId;
+    }
     let res: Response;
     try {
       res = await fetch(`${base.replace(/\/$/, '')}/_matrix/client/v3/account/whoami`, {
@@ -76,7 +81,11 @@ export class ProvisioningAuth {
       );
     }
     const body = (await res.json().catch(() => undefined)) as { user_id?: unknown } | undefined;
-    if (res.status === 401 || res.status === 403) throw unknown();
+    if (res.status === 401 || res.status === 403) {
+      // Remembered briefly too, so that a caller repeating a bad token does not hammer the homeserver.
+      this.#remember(key, undefined, now + REFUSED_CACHE_MS);
+      throw unknown();
+    }
     if (!res.ok || typeof body?.user_id !== 'string') {
       throw new ProvisioningError(
         502,
@@ -84,8 +93,12 @@ export class ProvisioningAuth {
         `the homeserver answered ${res.status} to whoami: try again`,
       );
     }
-    if (this.#cache.size >= CACHE_MAX) this.#cache.delete(this.#cache.keys().next().value as string);
-    this.#cache.set(key, { userId: body.user_id, until: now + (this.options.cacheMs ?? 60_000) });
+    this.#remember(key, body.user_id, now + (this.options.cacheMs ?? 60_000));
     return body.user_id;
+  }
+
+  #remember(key: string, userId: string | undefined, until: number): void {
+    if (this.#cache.size >= CACHE_MAX) this.#cache.delete(this.#cache.keys().next().value as string);
+    this.#cache.set(key, { userId, until });
   }
 }
