@@ -465,12 +465,24 @@ function decodeSegment(s: string): string {
   }
 }
 
+/** The core's and the adapters' user-facing failures (their stable codes), as refusals. */
+const KNOWN_FAILURES: Record<string, [number, string]> = {
+  bridge_not_enlisted: [400, 'NET.INTEROP.NOT_OPTED_IN'],
+  xmpp_not_registered: [400, 'NET.INTEROP.NOT_OPTED_IN'],
+  xmpp_bad_phone: [400, 'M_INVALID_PARAM'],
+  xmpp_bad_contact: [400, 'M_INVALID_PARAM'],
+  xmpp_not_on_network: [404, 'M_NOT_FOUND'],
+  xmpp_domain_not_allowed: [403, 'M_FORBIDDEN'],
+  matrix_contact_unsupported: [400, 'M_INVALID_PARAM'],
+};
+
 /** Any failure as the answer it gets: the core's and the gateway's as 4xx/503, the unforeseen as 500. */
 function toRefusal(err: unknown): ProvisioningError {
   if (err instanceof ProvisioningError) return err;
   const code = err instanceof InteropError ? err.code : undefined;
   const message = err instanceof Error ? err.message : String(err);
-  if (code === 'bridge_not_enlisted') return new ProvisioningError(400, 'NET.INTEROP.NOT_OPTED_IN', message);
+  const known = code === undefined ? undefined : KNOWN_FAILURES[code];
+  if (known) return new ProvisioningError(known[0], known[1], message);
   if (code === 'bridge_bad_local_user') return new ProvisioningError(400, 'M_INVALID_PARAM', message);
   if (
     code !== undefined &&
