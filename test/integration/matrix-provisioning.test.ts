@@ -9,7 +9,7 @@ import { Writable } from 'node:stream';
 import { createLogger } from '../../src/observability/logger.js';
 import { ProvisioningApi, PROVISIONING_PREFIX } from '../../src/provisioning/api.js';
 import { ProvisioningAuth } from '../../src/provisioning/auth.js';
-import { ProvisioningClient } from '../support/provisioning-client.js';
+import { ProvisioningClient, provisioningSpec } from '../support/provisioning-client.js';
 import { BOT, MatrixHarness, bodyOf, ghostOf, until, useSynapse, type MatrixUser } from './matrix-harness.js';
 
 const SECRET = 'provisioning-secret-for-the-matrix-tests-0123456789';
@@ -55,6 +55,9 @@ beforeAll(async () => {
 }, 120_000);
 
 afterAll(async () => {
+  // Every operation of the definition was exercised by this file.
+  const all = provisioningSpec().operations.map((o) => o.operationId);
+  expect([...api.operations].sort()).toEqual([...new Set(all)].sort());
   await h.close();
   h.assertNoViolations();
   // Neither the shared secret nor a Matrix token ever reached the log.
