@@ -20,6 +20,7 @@ import { ConfigError, InteropError, UsageError } from '../src/errors.js';
 import { createLogger } from '../src/observability/logger.js';
 import { generateProviderKey, publicJwks, type ClientTokenAlg } from '../src/protocol/jwt.js';
 import { readProviderKey, writeProviderKey } from '../src/provider-keys.js';
+import { ensureProvisioningSecret } from '../src/provisioning/secret.js';
 import { ensureAtRestKey, writeAtRestKey } from '../src/store/at-rest.js';
 import { VERSION } from '../src/version.js';
 
@@ -163,7 +164,7 @@ export async function runCli(argv: readonly string[], io: CliIo = defaultIo): Pr
   command(
     keys,
     'generate',
-    'create the signing key (a private JWK, mode 0600) and print the public JWKS; create the at-rest key (32 bytes, mode 0600) if missing',
+    "create the signing key (a private JWK, mode 0600) and print the public JWKS; create the at-rest key (32 bytes) and the provisioning API's shared secret (mode 0600) if missing",
   )
     .addOption(configOption())
     .addOption(new Option('--alg <alg>', 'signature algorithm').choices(['EdDSA', 'ES256']).default('EdDSA'))
@@ -189,6 +190,11 @@ export async function runCli(argv: readonly string[], io: CliIo = defaultIo): Pr
         writeProviderKey(file, jwk, { force: opts.force === true });
         if (loaded && ensureAtRestKey(loaded.paths.atRestKey).created) {
           io.err(`wrote the at-rest key to ${loaded.paths.atRestKey} (mode 0600)\n`);
+        }
+        if (loaded && ensureProvisioningSecret(loaded.paths.provisioningSecret).created) {
+          io.err(
+            `wrote the provisioning API's shared secret to ${loaded.paths.provisioningSecret} (mode 0600)\n`,
+          );
         }
         io.err(
           `wrote the ${opts.alg} signing key ${jwk.kid} to ${file}\nthe provider's JWKS (give it to the gatekeeper):\n`,

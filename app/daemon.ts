@@ -15,6 +15,8 @@ import { ensureAtRestKey, PayloadVault } from '../src/store/at-rest.js';
 import { FileSealer } from '../src/util/sealed-file.js';
 import type { Store } from '../src/store/repositories.js';
 import { openBridgeDatabase } from './database.js';
+import { DaemonProvisioning } from './provisioning.js';
+import type { ProvisionedNetwork } from '../src/provisioning/api.js';
 import { VERSION } from '../src/version.js';
 import { createMatrixAdapter, openMatrixStore, type MatrixAdapter } from '../adapters/matrix/index.js';
 import { createXmppAdapter, openXmppStore, type XmppAdapter } from '../adapters/xmpp/index.js';
@@ -148,23 +150,45 @@ export async function startDaemon(loaded: LoadedConfig, root: Logger): Promise<D
         vault: new PayloadVault(atRest.key),
         queueMaxAgeMs: config.bridge.queue_max_age_hours * 3600_000,
       });
+      // The provisioning API (docs/provisioning.openapi.yaml), for the networks enabled below.
+      const provisioning = new DaemonProvisioning(
+        config,
+        paths.provisioningSecret,
+        componentLogger(root, 'provisioning'),
+      );
+      const provisioned: ProvisionedNetwork[] = [];
       // Adapters attach before the core starts, so pending incoming messages find them.
       if (config.matrix.enabled) {
-        matrix = createMatrixAdapter(
-          { config, logger: root, dataDir: paths.dataDir, sealer },
+        const m = createMatrixAdapter(
+          { config, logger: root, dataDir: paths.dataDir, sealer, provisioning: provisioning.handle },
           openMatrixStore(database.adapterDb),
         );
-        bridge.attach(matrix);
-        await matrix.start();
+        matrix = m;
+        const core = bridge.attach(m);
+        provisioned.push({
+          network: 'matrix',
+          core,
+          hooks: () => m.provisioning,
+          capabilities: m.capabilities,
+        });
+        await m.start();
       }
       if (config.xmpp.enabled) {
-        xmpp = createXmppAdapter(
+        const x = createXmppAdapter(
           { config, logger: root, dataDir: paths.dataDir, http, publicUrl, sealer },
           openXmppStore(database.adapterDb),
         );
-        bridge.attach(xmpp);
-        await xmpp.start();
+        xmpp = x;
+        const core = bridge.attach(x);
+        provisioned.push({
+          network: 'xmpp',
+          core,
+          hooks: () => x.provisioning,
+          capabilities: x.capabilities,
+        });
+        await x.start();
       }
+      provisioning.serve(http, provisioned);
       await bridge.start();
     } else if (config.matrix.enabled || config.xmpp.enabled) {
       log.warn(

@@ -11,7 +11,13 @@
  * routes each event to what it does (handlers.ts, invites.ts, commands.ts).
  */
 import type { AddressInfo } from 'node:net';
-import type { Adapter, AdapterCapabilities, AdapterContext, BridgeCore } from '../../src/bridge/adapter.js';
+import type {
+  Adapter,
+  AdapterCapabilities,
+  AdapterContext,
+  BridgeCore,
+  ProvisioningHooks,
+} from '../../src/bridge/adapter.js';
 import type { DeliveryUpdate, EphemeralEvent, IncomingEvent, Notice } from '../../src/bridge/events.js';
 import { componentLogger, type Logger } from '../../src/observability/logger.js';
 import { AppserviceListener } from './appservice.js';
@@ -32,6 +38,7 @@ import { Invites } from './invites.js';
 import { ManagementRooms } from './management-room.js';
 import { MediaSpool } from './media-spool.js';
 import { Portals } from './portals.js';
+import { matrixProvisioning } from './provisioning.js';
 import { Sending } from './sending.js';
 import type { InboundRow, MatrixStore } from './store.js';
 
@@ -56,6 +63,7 @@ type Route = (event: RoomEvent) => Promise<void>;
 export class MatrixAdapter implements Adapter {
   readonly network = 'matrix' as const;
   readonly capabilities: AdapterCapabilities;
+  readonly provisioning: ProvisioningHooks;
   readonly botUserId: string;
   /** The adapter's own storage, as the wiring gave it. */
   readonly store: MatrixStore;
@@ -75,6 +83,7 @@ export class MatrixAdapter implements Adapter {
   /** Spooled files older than this (the queue age limit, and a day) are what a crash left. */
   readonly #spoolMaxAgeMs: number;
   #core: BridgeCore | undefined;
+  readonly #provisioningHandler: AdapterContext['provisioning'];
   #listener: AppserviceListener | undefined;
   #watch: HomeserverWatch | undefined;
   #address: { address: string; port: number } | undefined;
@@ -106,6 +115,7 @@ export class MatrixAdapter implements Adapter {
     this.#config = m;
     this.#tokens = { as: asToken, hs: m.hs_token };
     this.#options = options;
+    this.#provisioningHandler = context.provisioning;
     this.store = store;
     const log = componentLogger(context.logger, 'matrix');
     this.#log = log;
@@ -165,6 +175,7 @@ export class MatrixAdapter implements Adapter {
       log,
     });
     this.#commands = new CommandHandler({ core, ids, store, portals, rooms, doublePuppets });
+    this.provisioning = matrixProvisioning({ ids, store, portals, rooms });
     this.#invites = new Invites({ ids, store, core, bot, ghosts, rooms, log });
     this.#handlers = new InboundHandlers({ core, store, rooms, ids, spool, inFlight, maxMediaBytes, log });
     this.#sending = new Sending({
@@ -239,6 +250,7 @@ export class MatrixAdapter implements Adapter {
             );
           }, 200).unref();
         },
+        ...(this.#provisioningHandler ? { provisioning: this.#provisioningHandler } : {}),
       },
       log,
     );
@@ -345,5 +357,8 @@ function lateCore(core: () => BridgeCore): BridgeCore {
     status: (localUser) => core().status(localUser),
     isEnlisted: (localUser) => core().isEnlisted(localUser),
     enlistedUsers: () => core().enlistedUsers(),
+    puppets: (localUser) => core().puppets(localUser),
+    reconnect: (localUser) => core().reconnect(localUser),
+    broadcast: (text) => core().broadcast(text),
   };
 }

@@ -51,6 +51,11 @@ export interface AppserviceHandlers {
    * have it ping the bridge, which starts its recovery at once.
    */
   nudge?(): void;
+  /**
+   * The provisioning API (`/_matrix/provision/...`), served here too as mautrix bridges do; it
+   * authenticates its callers itself (not with the hs_token).
+   */
+  provisioning?(req: IncomingMessage, res: ServerResponse): Promise<void>;
 }
 
 const MAX_BODY = 32 * 1024 * 1024;
@@ -147,6 +152,10 @@ export class AppserviceListener {
       pathname: q >= 0 ? target.slice(0, q) : target,
       searchParams: new URLSearchParams(q >= 0 ? target.slice(q + 1) : ''),
     };
+    if (this.handlers.provisioning && url.pathname.startsWith('/_matrix/provision/')) {
+      await this.handlers.provisioning(req, res);
+      return;
+    }
     // Authorized from the headers and query before a byte of the body is read: an unauthenticated
     // caller must not make the bridge buffer anything. The connection is closed after the answer
     // (Node discards the unread rest of the body without keeping it).

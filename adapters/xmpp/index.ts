@@ -88,6 +88,7 @@ export const createXmppAdapter = ((
     maxMediaBytes: config.media.max_bytes,
     allowedFetchHosts: config.media.allowed_fetch_hosts,
     allowedDomains: allowedDomainsOf(x.allowed_domains, x.component_domain),
+    admins: x.admins,
     publisher,
     ownFiles,
     downloadDir: path.join(context.dataDir, 'xmpp-downloads'),

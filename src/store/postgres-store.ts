@@ -241,8 +241,12 @@ function inboxRepository(db: PgDatabase, now: () => number): InboxRepository {
     async markDelivered(puppetId, sender, messageId) {
       await db.exec(markDelivered(puppetId, sender, messageId));
     },
-    countPending: async () =>
-      (await db.queryOne("SELECT count(*) AS n FROM inbox WHERE state = 'pending'"))!.n as number,
+    countPending: async (puppetId) =>
+      (puppetId !== undefined
+        ? await db.queryOne("SELECT count(*) AS n FROM inbox WHERE puppet_id = $1 AND state = 'pending'", [
+            puppetId,
+          ])
+        : await db.queryOne("SELECT count(*) AS n FROM inbox WHERE state = 'pending'"))!.n as number,
   };
 }
 

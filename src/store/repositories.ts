@@ -133,8 +133,8 @@ export interface InboxRepository {
   pending(puppetId: number, limit?: number): Promise<InboxEntry[]>;
   /** The local network took it: delivered, and its payload cleared in the same statement. */
   markDelivered(puppetId: number, sender: string, messageId: string): Promise<void>;
-  /** Entries received but not yet accepted by the local network (all puppets). */
-  countPending(): Promise<number>;
+  /** Entries received but not yet accepted by the local network, of one puppet when given. */
+  countPending(puppetId?: number): Promise<number>;
 }
 
 export interface MessageMapping {

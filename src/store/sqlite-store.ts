@@ -241,7 +241,14 @@ function inboxRepository(q: ReturnType<typeof statements>, now: () => number): S
         "UPDATE inbox SET state = 'delivered', payload = X'' WHERE puppet_id = ? AND sender = ? AND message_id = ?",
       ).run(puppetId, sender, messageId);
     },
-    countPending() {
+    countPending(puppetId) {
+      if (puppetId !== undefined) {
+        return (
+          q("SELECT count(*) AS n FROM inbox WHERE puppet_id = ? AND state = 'pending'").get(puppetId) as {
+            n: number;
+          }
+        ).n;
+      }
       return (q("SELECT count(*) AS n FROM inbox WHERE state = 'pending'").get() as { n: number }).n;
     },
   };

@@ -10,6 +10,8 @@ import path from 'node:path';
 import { createMatrixAdapter, openMatrixStore, type MatrixAdapter } from '../../adapters/matrix/index.js';
 import type { BridgeDatabase } from '../../app/database.js';
 import { buildDoublePuppetRegistration, buildRegistration } from '../../adapters/matrix/registration.js';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { BridgeCore } from '../../src/bridge/adapter.js';
 import { Bridge } from '../../src/bridge/core.js';
 import { accountJidOf } from '../../src/bridge/puppet.js';
 import { BridgeMediaHandler } from '../../src/bridge/media-handler.js';
@@ -130,6 +132,15 @@ export class MatrixHarness {
   synapse: SynapseSuite | undefined;
   config!: Config;
   adapter!: MatrixAdapter;
+  /** The core as the adapter holds it (`bridge.attach`'s answer). */
+  core!: BridgeCore;
+  /**
+   * What the appservice listener answers under `/_matrix/provision/` (the provisioning API, once a
+   * test mounts one): 404 until then.
+   */
+  provisioning: (req: IncomingMessage, res: ServerResponse) => Promise<void> = async (_req, res) => {
+    res.writeHead(404).end();
+  };
   private started = false;
   readonly natives: NativeUser[] = [];
 
@@ -227,10 +238,11 @@ export class MatrixHarness {
         logger:
           this.logger ?? createLogger({ level: process.env['MATRIX_TEST_LOG'] === '1' ? 'debug' : 'silent' }),
         sealer: new FileSealer(this.atRestKey),
+        provisioning: (req, res) => this.provisioning(req, res),
       },
       openMatrixStore(database.adapterDb),
     );
-    this.bridge.attach(adapter);
+    this.core = this.bridge.attach(adapter);
     try {
       await adapter.start();
     } catch (err) {

@@ -138,6 +138,7 @@ export function openTestBridgeDatabase(database: string): Promise<BridgeDatabase
       database,
       signingKey: path.join(dir, 'unused.jwk'),
       atRestKey: path.join(dir, 'unused.key'),
+      provisioningSecret: path.join(dir, 'unused.secret'),
     },
     secretFiles: [],
   });

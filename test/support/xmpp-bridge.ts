@@ -15,6 +15,7 @@ import {
   type XmppStore,
 } from '../../adapters/xmpp/index.js';
 import type { BridgeDatabase } from '../../app/database.js';
+import type { BridgeCore } from '../../src/bridge/adapter.js';
 import { Bridge, type Lifecycle } from '../../src/bridge/core.js';
 import { BridgeMediaHandler } from '../../src/bridge/media-handler.js';
 import { configSchema, type Config } from '../../src/config/schema.js';
@@ -61,6 +62,8 @@ export interface HarnessOptions {
   servedFileLifetimeHours?: number;
   /** The bridge's database: a SQLite file (default) or a real PostgreSQL started for the harness. */
   database?: 'sqlite' | 'postgres';
+  /** `xmpp.admins`, given the server's domain (the users are `<prefix><n>@<domain>`). */
+  admins?: (domain: string) => string[];
 }
 
 export class XmppBridgeHarness {
@@ -78,6 +81,8 @@ export class XmppBridgeHarness {
   database!: BridgeDatabase;
   bridge!: Bridge;
   xmpp!: XmppAdapter;
+  /** The core as the adapter holds it (`bridge.attach`'s answer). */
+  core!: BridgeCore;
   config!: Config;
   /** How many times the server dropped the component link. */
   linkDrops = 0;
@@ -146,6 +151,7 @@ export class XmppBridgeHarness {
         component_domain: DOMAIN,
         secret: SECRET,
         allowed_domains: this.options.allowedDomains ?? [this.server.host],
+        admins: this.options.admins?.(this.server.host) ?? [],
         ...(this.options.uploadService === false ? {} : { upload_service: this.server.uploadService }),
         ...(this.options.servedFileLifetimeHours !== undefined
           ? { served_file_lifetime_hours: this.options.servedFileLifetimeHours }
@@ -196,7 +202,7 @@ export class XmppBridgeHarness {
       openXmppStore(database.adapterDb),
       { reconnect: { initialDelayMs: 50, maxDelayMs: 500 }, pingTimeoutMs: 3000 },
     );
-    this.bridge.attach(this.xmpp);
+    this.core = this.bridge.attach(this.xmpp);
     await this.xmpp.start();
     this.xmpp.link.on('offline', () => this.linkDrops++);
     await this.bridge.start();
