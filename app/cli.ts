@@ -267,8 +267,8 @@ export async function runCli(argv: readonly string[], io: CliIo = defaultIo): Pr
       '-c, --config <file>',
       "the emulator's configuration file (default: $INTEROP_EMULATOR_CONFIG, else embedded defaults)",
     );
-  const loadEmulator = (opts: ConfigOption) =>
-    loadEmulatorConfig(opts.config ?? io.env.INTEROP_EMULATOR_CONFIG);
+  const loadEmulator = (opts: ConfigOption, checkJwksFiles = true) =>
+    loadEmulatorConfig(opts.config ?? io.env.INTEROP_EMULATOR_CONFIG, { checkJwksFiles });
   const validityDays = (value: string): number => {
     const days = Number(value);
     if (!Number.isInteger(days) || days < 1 || days > 3650) {
@@ -313,7 +313,8 @@ export async function runCli(argv: readonly string[], io: CliIo = defaultIo): Pr
     .option('--force', 'replace existing keys (bridges then need the new gateway.root_key)')
     .action((_opts: unknown, cmd: Command) => {
       const opts = cmd.optsWithGlobals<ConfigOption & { validityDays?: number; force?: boolean }>();
-      const loaded = loadEmulator(opts);
+      // Keys only: the providers' JWKS files may not exist yet (the bridge writes them later).
+      const loaded = loadEmulator(opts, false);
       const keys = initKeys(loaded.paths.dataDir, {
         validityDays: opts.validityDays ?? loaded.config.certificates.validity_days,
         intermediateValidityDays: loaded.config.certificates.intermediate_validity_days,
@@ -345,7 +346,7 @@ export async function runCli(argv: readonly string[], io: CliIo = defaultIo): Pr
     )
     .action((_opts: unknown, cmd: Command) => {
       const opts = cmd.optsWithGlobals<ConfigOption & { validityDays?: number; intermediate?: boolean }>();
-      const loaded = loadEmulator(opts);
+      const loaded = loadEmulator(opts, false);
       const keys = rotateKeys(loaded.paths.dataDir, {
         validityDays: opts.validityDays ?? loaded.config.certificates.validity_days,
         intermediate: opts.intermediate === true,

@@ -66,12 +66,17 @@ export async function startDaemon(loaded: LoadedConfig, root: Logger): Promise<D
     const signingKey = await ensureProviderKey(paths.signingKey, log);
     const jwks = publicJwks([signingKey]);
 
-    const metrics = new BridgeMetrics();
+    const metrics = new BridgeMetrics({ queueMaxAgeSeconds: config.bridge.queue_max_age_hours * 3600 });
     metrics.observe({
       outboxQueued: () => store.outbox.countQueued(),
       inboxPending: () => store.inbox.countPending(),
       puppets: () => store.puppets.count(),
       connectionStates: () => bridge?.connectionStates() ?? {},
+      oldestQueuedAt: () => store.outbox.oldestQueuedAt(),
+      localServers: async () => ({
+        ...(matrix ? { matrix: await homeserverAnswers(config.matrix.homeserver_url) } : {}),
+        ...(xmpp ? { xmpp: xmpp.link.status === 'online' } : {}),
+      }),
     });
     http = new HttpListener(componentLogger(root, 'http'));
     http.route('GET', JWKS_PATH, (_req, res) => sendJson(res, 200, jwks));
@@ -277,4 +282,17 @@ async function ensureProviderKey(file: string, log: Logger): Promise<ProviderPri
   writeProviderKey(file, jwk);
   log.info({ file, kid: jwk.kid }, 'created the provider signing key');
   return jwk;
+}
+
+/** Whether the homeserver answers its client API's version list within 2 s (for the metrics). */
+async function homeserverAnswers(url: string): Promise<boolean> {
+  try {
+    const res = await fetch(`${url.replace(/\/$/, '')}/_matrix/client/versions`, {
+      signal: AbortSignal.timeout(2000),
+    });
+    await res.body?.cancel();
+    return res.ok;
+  } catch {
+    return false;
+  }
 }

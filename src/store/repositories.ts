@@ -102,6 +102,8 @@ export interface OutboxRepository {
   queuedBefore(puppetId: number, before: number, limit?: number): Promise<OutboxEntry[]>;
   /** Queued entries, of one puppet when given. */
   countQueued(puppetId?: number): Promise<number>;
+  /** When the oldest queued entry (all puppets) was written (ms), or undefined when none waits. */
+  oldestQueuedAt(): Promise<number | undefined>;
   recordAttempt(id: string): Promise<void>;
   /**
    * Moves an entry forward (queued -> sent -> delivered -> read); never backwards, since receipts

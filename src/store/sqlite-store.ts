@@ -186,6 +186,12 @@ function outboxRepository(q: ReturnType<typeof statements>, now: () => number): 
       }
       return (q("SELECT count(*) AS n FROM outbox WHERE state = 'queued'").get() as { n: number }).n;
     },
+    oldestQueuedAt() {
+      const r = q("SELECT min(created_at) AS t FROM outbox WHERE state = 'queued'").get() as {
+        t: number | null;
+      };
+      return r.t ?? undefined;
+    },
     recordAttempt(id) {
       q('UPDATE outbox SET attempts = attempts + 1, updated_at = ? WHERE id = ?').run(now(), id);
     },

@@ -173,6 +173,25 @@ describe('the daemon with both adapters', () => {
     expect(sample('interop_bridge_messages_total{direction="outgoing",outcome="queued"}')).toBe(2);
     expect(sample('interop_bridge_messages_total{direction="incoming",outcome="delivered"}')).toBe(2);
     expect(sample('interop_bridge_gateway_connections{state="connected"}')).toBe(2);
+    expect(sample('interop_bridge_local_server_up{network="matrix"}')).toBe(1);
+    expect(sample('interop_bridge_local_server_up{network="xmpp"}')).toBe(1);
+    expect(sample('interop_bridge_outbox_oldest_age_seconds')).toBe(0);
+    expect(sample('interop_bridge_queue_max_age_seconds')).toBe(168 * 3600);
+  });
+
+  it('says in its metrics when the XMPP server stops answering', async () => {
+    await prosody.shutdown();
+    const xmppUp = async () =>
+      metricSample(
+        await (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text(),
+        'interop_bridge_local_server_up{network="xmpp"}',
+      );
+    let up = await xmppUp();
+    for (let i = 0; up !== 0 && i < 100; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      up = await xmppUp();
+    }
+    expect(up).toBe(0);
   });
 
   it("logs an XMPP user out through the admin API (served by the Matrix side's core as well)", async () => {
