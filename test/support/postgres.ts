@@ -13,6 +13,7 @@
  *   its URL, so every test starts empty.
  * - Missing binaries fail the test with a message naming the install script: nothing is skipped.
  */
+import { afterAll, beforeAll } from '@jest/globals';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
