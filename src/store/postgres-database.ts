@@ -194,18 +194,33 @@ export class PgDatabase {
    * so, when another process holds it.
    */
   async lockExclusive(): Promise<void> {
+    await this.takeProcessLock(
+      'pg_try_advisory_lock',
+      `the database ${this.label} is in use by another interop-bridge process (it holds the bridge's advisory lock): stop that process first; two processes on one database would connect every puppet twice`,
+    );
+  }
+
+  /**
+   * The workers' side of the same lock (`start --worker`): shared, so any number of workers hold it
+   * together (the leases keep them apart), while a process holding it exclusively (one that owns
+   * every puppet) keeps them out, and they keep it out.
+   */
+  async lockShared(): Promise<void> {
+    await this.takeProcessLock(
+      'pg_try_advisory_lock_shared',
+      `the database ${this.label} is in use by an interop-bridge started without --worker (it owns every puppet): stop it before starting workers`,
+    );
+  }
+
+  private async takeProcessLock(fn: string, refusal: string): Promise<void> {
     if (this.lockClient) return;
     const c = new pg.Client(clientConfig(this.options));
     await c.connect();
     c.on('error', () => undefined);
-    const got = (await c.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1) AS ok', [PROCESS_LOCK_KEY]))
-      .rows[0]?.ok;
+    const got = (await c.query<{ ok: boolean }>(`SELECT ${fn}($1) AS ok`, [PROCESS_LOCK_KEY])).rows[0]?.ok;
     if (!got) {
       await c.end().catch(() => undefined);
-      throw new StoreError(
-        'store_in_use',
-        `the database ${this.label} is in use by another interop-bridge process (it holds the bridge's advisory lock): stop that process first; two processes on one database would connect every puppet twice`,
-      );
+      throw new StoreError('store_in_use', refusal);
     }
     this.lockClient = c;
   }
