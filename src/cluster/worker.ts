@@ -155,7 +155,10 @@ export class ClusterWorker {
     // Puppets gone (opted out) are let go.
     const gone = [...this.puppets.keys()].filter((n) => !wanted.has(n));
     const share = Math.ceil(candidates.length / Math.max(1, workers));
-    const excess = [...this.puppets.keys()].filter((n) => wanted.has(n)).slice(share).slice(0, this.batch);
+    const excess = [...this.puppets.keys()]
+      .filter((n) => wanted.has(n))
+      .slice(share)
+      .slice(0, this.batch);
     const shed = [...gone, ...excess];
     if (shed.length > 0) {
       await Promise.allSettled(shed.map((name) => this.dropLocal(name)));
@@ -176,11 +179,15 @@ export class ClusterWorker {
     await Promise.allSettled(
       got.map((lease) =>
         host.adopt(puppetIdOf(lease.name), lease).catch((err: unknown) => {
-          this.options.log?.warn({ lease: lease.name, err: (err as Error).message }, 'could not start a puppet');
+          this.options.log?.warn(
+            { lease: lease.name, err: (err as Error).message },
+            'could not start a puppet',
+          );
         }),
       ),
     );
-    if (got.length > 0) this.options.log?.info({ took: got.length, held: this.puppets.size, share }, 'took puppets');
+    if (got.length > 0)
+      this.options.log?.info({ took: got.length, held: this.puppets.size, share }, 'took puppets');
   }
 
   /** Drops what is past its local deadline; a lapsed worker lease drops everything. */

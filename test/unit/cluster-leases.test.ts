@@ -78,7 +78,10 @@ describe('leases on PostgreSQL', () => {
     expect(await leases.countLive('worker:')).toBe(1);
     await leases.release('w2', ['puppet:3']); // not w2's to release
     expect(await leases.acquire('w2', ['puppet:3'], 60_000)).toEqual([]);
-    await leases.release('w1', held.map((l) => l.name));
+    await leases.release(
+      'w1',
+      held.map((l) => l.name),
+    );
     expect(await leases.countLive('worker:')).toBe(0);
     expect(await leases.acquire('w2', ['puppet:3'], 60_000)).toEqual([{ name: 'puppet:3', fence: 2 }]);
     expect(await leases.renew('w1', held, 60_000)).toEqual(new Set());
@@ -101,15 +104,23 @@ describe('leases on PostgreSQL', () => {
     let held = mine!;
     const gate = new SessionWriteGate(new PostgresSignalBackend(store.pg, puppet.id), store, () => held);
     const inboxRow = (id: string) => (w: Parameters<NonNullable<Parameters<typeof gate.commit>[0]>>[0]) =>
-      w.recordInbox({ puppetId: puppet.id, sender: 'bob@wa', messageId: id, portalId: null, payload: new Uint8Array([1]) });
+      w.recordInbox({
+        puppetId: puppet.id,
+        sender: 'bob@wa',
+        messageId: id,
+        portalId: null,
+        payload: new Uint8Array([1]),
+      });
     const sessions = async () =>
       (await store.pg.query('SELECT address FROM signal_sessions WHERE puppet_id = $1', [puppet.id])).map(
         (r) => r.address as string,
       );
     const inbox = async () =>
-      (await store.pg.query('SELECT message_id FROM inbox WHERE puppet_id = $1 ORDER BY message_id', [puppet.id])).map(
-        (r) => r.message_id as string,
-      );
+      (
+        await store.pg.query('SELECT message_id FROM inbox WHERE puppet_id = $1 ORDER BY message_id', [
+          puppet.id,
+        ])
+      ).map((r) => r.message_id as string);
 
     // While it holds the lease, the commit lands.
     gate.hold();
