@@ -130,7 +130,7 @@ export async function startDaemon(
       });
       bridge = new Bridge({
         store,
-        signalBackend: (puppetId) => database.signalBackend(puppetId),
+        signalBackend: (puppetId, lease) => database.signalBackend(puppetId, lease),
         gateway: {
           host: config.gateway.host,
           port: config.gateway.port,

@@ -26,7 +26,8 @@ export interface BridgeDatabase {
   /** `sqlite:<file>` or the PostgreSQL URL without its password, for logs. */
   readonly label: string;
   readonly store: Store;
-  signalBackend(puppetId: number): SignalBackend;
+  /** With `lease` (a worker's puppet): its Signal session writes are fenced with it (PostgreSQL). */
+  signalBackend(puppetId: number, lease?: () => { name: string; fence: number } | undefined): SignalBackend;
   /** The database the adapters open their stores on (`openMatrixStore`, `openXmppStore`). */
   readonly adapterDb: AdapterDatabase;
   /** With `start --worker` (PostgreSQL only): the leases, and the puppets to share out. */
@@ -107,7 +108,7 @@ export async function openBridgeDatabase(
   return {
     label: store.pg.label,
     store,
-    signalBackend: (puppetId) => new PostgresSignalBackend(store.pg, puppetId),
+    signalBackend: (puppetId, lease) => new PostgresSignalBackend(store.pg, puppetId, { lease }),
     adapterDb: { kind: 'postgres', pg: store.pg },
     cluster: options.worker
       ? {

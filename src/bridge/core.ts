@@ -26,8 +26,14 @@ export type Lifecycle = 'always' | 'presence';
 
 export interface BridgeOptions {
   store: Store;
-  /** The Signal state of one puppet (SqliteSignalBackend on the store's database). */
-  signalBackend: (puppetId: number) => SignalBackend;
+  /**
+   * The Signal state of one puppet (SqliteSignalBackend on the store's database); with `lease`
+   * (ownership `leased`), its session writes are fenced with the puppet's lease.
+   */
+  signalBackend: (
+    puppetId: number,
+    lease?: () => { name: string; fence: number } | undefined,
+  ) => SignalBackend;
   gateway: GatewaySettings;
   /** `always`: connected while enlisted. `presence`: connected while the local user is online. */
   lifecycle?: Lifecycle;
@@ -235,10 +241,15 @@ export class Bridge {
   private runtimeFor(puppet: Puppet): PuppetRuntime {
     let runtime = this.runtimes.get(puppet.localId);
     if (!runtime) {
+      // Not held (fence 0 is never a lease's): every fenced write refused.
+      const lease =
+        this.options.ownership === 'leased'
+          ? () => this.leases.get(puppet.localId) ?? { name: `puppet:${puppet.id}`, fence: 0 }
+          : undefined;
       runtime = new PuppetRuntime({
         puppet,
         store: this.options.store,
-        signalBackend: this.options.signalBackend(puppet.id),
+        signalBackend: this.options.signalBackend(puppet.id, lease),
         gateway: this.options.gateway,
         identityPolicy: this.options.identityPolicy ?? 'trust_on_first_use',
         adapter: () => this.adapterOf(puppet.network),
@@ -248,12 +259,7 @@ export class Bridge {
         preKeyTarget: this.options.preKeys ?? 100,
         vault: this.options.vault,
         queueMaxAgeMs: this.options.queueMaxAgeMs,
-        ...(this.options.ownership === 'leased'
-          ? {
-              // Not held (fence 0 is never a lease's): every commit refused.
-              lease: () => this.leases.get(puppet.localId) ?? { name: `puppet:${puppet.id}`, fence: 0 },
-            }
-          : {}),
+        lease,
       });
       this.runtimes.set(puppet.localId, runtime);
     }

@@ -9,6 +9,7 @@ import { SessionWriteGate } from '../../src/bridge/session-gate.js';
 import { Leases } from '../../src/cluster/leases.js';
 import { PostgresSignalBackend } from '../../src/signal/index.js';
 import { openPostgresStore, type PostgresStore } from '../../src/store/postgres-store.js';
+import { PgSignalTables } from '../../src/store/signal-store-postgres.js';
 import { usePostgres } from '../support/postgres.js';
 
 const pg = usePostgres();
@@ -149,5 +150,45 @@ describe('leases on PostgreSQL', () => {
     await gate.commit(inboxRow('m3'));
     expect(await inbox()).toEqual(['m1', 'm3']);
     expect(await sessions()).toEqual([]);
+  });
+
+  it("drops a stale holder's loose session writes (an outgoing encryption's), keeping the new holder's", async () => {
+    const puppet = await store.puppets.create({
+      localId: '@bob:hs',
+      network: 'matrix',
+      accountId: '4915100000002',
+      deviceId: 1,
+      registrationId: 2,
+      identityPublic: new Uint8Array(33),
+      identityPrivate: new Uint8Array(32),
+      noisePublic: new Uint8Array(32),
+      noisePrivate: new Uint8Array(32),
+    });
+    const name = `puppet:${puppet.id}`;
+    const [old] = await leases.acquire('w1', [name], 200);
+    const stale = new PgSignalTables(store.pg, puppet.id, Date.now, () => old);
+    const records = async () =>
+      (
+        await store.pg.query(
+          'SELECT address, record FROM signal_sessions WHERE puppet_id = $1 ORDER BY address',
+          [puppet.id],
+        )
+      ).map((r) => `${r.address as string}=${(r.record as Buffer)[0]}`);
+    stale.putSession('dave@wa.1', new Uint8Array([1]));
+    stale.putSession('erin@wa.1', new Uint8Array([1]));
+    await store.pg.settled();
+    expect(await records()).toEqual(['dave@wa.1=1', 'erin@wa.1=1']); // held: written
+
+    await sleep(300);
+    const [current] = await leases.acquire('w2', [name], 60_000);
+    const owner = new PgSignalTables(store.pg, puppet.id, Date.now, () => current);
+    owner.putSession('dave@wa.1', new Uint8Array([2]));
+    stale.putSession('dave@wa.1', new Uint8Array([3])); // the old holder, after the new one
+    stale.deleteSession('erin@wa.1');
+    await store.pg.settled();
+    expect(await records()).toEqual(['dave@wa.1=2', 'erin@wa.1=1']);
+    owner.deleteSession('erin@wa.1');
+    await store.pg.settled();
+    expect(await records()).toEqual(['dave@wa.1=2']);
   });
 });
