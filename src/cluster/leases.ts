@@ -32,6 +32,9 @@ export interface LeaseRow {
   readonly live: boolean;
 }
 
+/** The channel `notify` and `onChange` use. */
+const CHANNEL = 'interop_bridge_leases';
+
 const held = (r: Row): HeldLease => ({ name: r.name as string, fence: r.fence as number });
 
 export class Leases {
@@ -89,6 +92,19 @@ export class Leases {
       'UPDATE leases SET holder = NULL, expires_at = now() WHERE name = ANY($2::text[]) AND holder = $1',
       [holder, [...names]],
     );
+  }
+
+  /**
+   * Tells every worker listening (`onChange`) that leases were let go or a worker joined, so they
+   * rebalance now rather than at their next round.
+   */
+  async notify(what: string): Promise<void> {
+    await this.db.query('SELECT pg_notify($1, $2)', [CHANNEL, what]);
+  }
+
+  /** Calls `changed` on every `notify` (from any process on the database). */
+  onChange(changed: (what: string) => void): Promise<void> {
+    return this.db.listen(CHANNEL, changed);
   }
 
   /** The leases whose names start with `prefix` (all without one), by name. */

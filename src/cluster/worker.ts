@@ -12,8 +12,9 @@
  * - Balance: the share is ceil(puppets / live workers). Below it, the worker takes free or expired
  *   puppet leases, a batch per round (their connections then go through the process's connection
  *   gate); above it, it hands a batch of its excess back per round (disconnects, then releases).
- * - A graceful stop disconnects its puppets, then releases every lease: the others take them on
- *   their next round.
+ * - A graceful stop disconnects its puppets, then releases every lease and tells the others
+ *   (`NOTIFY`): they take them at once. Joining and shedding notify as well; the timed rounds do
+ *   the same work when a notification is lost.
  */
 import type { Logger } from '../observability/logger.js';
 import type { HeldLease, Leases } from './leases.js';
@@ -56,6 +57,8 @@ export class ClusterWorker {
   private watchdog: NodeJS.Timeout | undefined;
   private round: Promise<void> = Promise.resolve();
   private stopped = false;
+  /** A round is queued and has not begun: another kick joins it. */
+  private queued = false;
   private readonly batch: number;
 
   constructor(private readonly options: WorkerOptions) {
@@ -71,9 +74,23 @@ export class ClusterWorker {
     return [...this.puppets.keys()].map(puppetIdOf);
   }
 
-  /** Takes its worker lease and starts the rounds; the first round runs at once. */
+  /**
+   * Takes its worker lease and starts the rounds; the first round runs at once. Another worker's
+   * release or arrival (a notification) starts a round at once too.
+   */
   async start(): Promise<void> {
+    await this.options.leases
+      .onChange((what) => {
+        if (!what.endsWith(this.id)) this.kick();
+      })
+      .catch((err: unknown) =>
+        this.options.log?.warn(
+          { err: (err as Error).message },
+          'cannot listen for lease changes: rebalancing on the timed rounds only',
+        ),
+      );
     await this.join();
+    await this.hint(`joined ${this.id}`);
     const every = Math.max(50, Math.floor(this.options.leaseMs / 3));
     this.timer = setInterval(() => this.kick(), every);
     this.watchdog = setInterval(() => this.enforceDeadlines(), Math.max(20, Math.floor(every / 5)));
@@ -83,7 +100,17 @@ export class ClusterWorker {
 
   /** Runs a round now, unless one is running. */
   kick(): void {
-    this.round = this.round.then(() => this.runRound());
+    if (this.queued) return;
+    this.queued = true;
+    this.round = this.round.then(() => {
+      this.queued = false;
+      return this.runRound();
+    });
+  }
+
+  /** Tells the other workers to rebalance now (a hint: they also do on their timed rounds). */
+  private async hint(what: string): Promise<void> {
+    await this.options.leases.notify(what).catch(() => undefined);
   }
 
   /** Disconnects every puppet, then releases every lease. */
@@ -96,6 +123,7 @@ export class ClusterWorker {
     await Promise.allSettled(names.map((name) => this.dropLocal(name)));
     await this.options.leases
       .release(this.id, [...names, ...(this.self ? [this.self.name] : [])])
+      .then(() => this.hint(`left ${this.id}`))
       .catch((err: unknown) =>
         this.options.log?.warn({ err: (err as Error).message }, 'could not release the leases (they expire)'),
       );
@@ -163,6 +191,7 @@ export class ClusterWorker {
     if (shed.length > 0) {
       await Promise.allSettled(shed.map((name) => this.dropLocal(name)));
       await leases.release(this.id, shed);
+      await this.hint(`released ${this.id}`);
       if (excess.length > 0)
         this.options.log?.info({ released: excess.length, share }, 'handed puppets over to other workers');
       return;

@@ -97,6 +97,7 @@ export class PgDatabase {
   private collecting: Sql[] | undefined;
   private looseError: unknown;
   private lockClient: pg.Client | undefined;
+  private readonly listeners: pg.Client[] = [];
   private closed = false;
 
   private constructor(
@@ -223,6 +224,21 @@ export class PgDatabase {
       throw new StoreError('store_in_use', refusal);
     }
     this.lockClient = c;
+  }
+
+  /**
+   * Calls `onNotify` for every `NOTIFY` on `channel`, on a connection of its own kept until `close`.
+   * A hint only: if that connection is lost, notifications stop (callers poll as well).
+   */
+  async listen(channel: string, onNotify: (payload: string) => void): Promise<void> {
+    const c = new pg.Client(clientConfig(this.options));
+    await c.connect();
+    c.on('error', () => undefined);
+    c.on('notification', (n) => {
+      if (n.channel === channel) onNotify(n.payload ?? '');
+    });
+    await c.query(`LISTEN ${c.escapeIdentifier(channel)}`);
+    this.listeners.push(c);
   }
 
   /**
@@ -401,6 +417,7 @@ export class PgDatabase {
       this.writer.end(),
       this.pool.end(),
       ...(this.lockClient ? [this.lockClient.end()] : []),
+      ...this.listeners.map((c) => c.end()),
     ]);
   }
 }

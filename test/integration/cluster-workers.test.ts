@@ -3,7 +3,7 @@
  * 60 enlisted puppets against the emulator (in this process, which counts every account's live
  * connections at once): the puppets are split evenly; a SIGKILLed worker's puppets are connected
  * again from the others within the lease time plus the reconnect gate; a fourth worker takes a
- * share; a graceful stop hands its puppets over before their leases could expire; and the emulator
+ * share; a graceful stop hands its puppets over at once (well within the lease time); and the emulator
  * never sees a puppet connected twice at once.
  */
 import { writeFileSync } from 'node:fs';
@@ -184,7 +184,8 @@ describe('several workers on one PostgreSQL (puppet leases with fencing)', () =>
     expect(await w3.stop()).toBe(0);
     await until(() => balanced([w1, w4]), "the stopped worker's puppets connected from the others", 30_000);
     const handoverMs = Date.now() - stoppedAt;
-    expect(handoverMs).toBeLessThan(LEASE_SECONDS * 1000);
+    // Told at once (NOTIFY), the others take them well before a lease could expire.
+    expect(handoverMs).toBeLessThan((LEASE_SECONDS * 1000) / 2);
 
     // Through all of it, no account had two connections at once.
     expect(stats().connectedTwice).toEqual([]);
