@@ -81,7 +81,11 @@ export async function runCli(argv: readonly string[], io: CliIo = defaultIo): Pr
       '--allow-insecure-secrets',
       'start even if a secret file (token files, the signing key, a config file with secrets) is open to group or others; warns instead',
     )
-    .action(async (opts: ConfigOption & { allowInsecureSecrets?: boolean }) => {
+    .option(
+      '--worker',
+      'run as one worker of several on one PostgreSQL database: own only the puppets this process holds leases on (docs/OPERATING.md, "Several workers")',
+    )
+    .action(async (opts: ConfigOption & { allowInsecureSecrets?: boolean; worker?: boolean }) => {
       const loaded = load(opts);
       const exposed = exposedSecretFiles(loaded);
       if (opts.allowInsecureSecrets !== true) refuseExposedSecretFiles(loaded, exposed);
@@ -96,7 +100,7 @@ export async function runCli(argv: readonly string[], io: CliIo = defaultIo): Pr
           `INSECURE: ${describeExposed(f)} (started anyway: --allow-insecure-secrets)`,
         );
       }
-      const daemon = await startDaemon(loaded, logger);
+      const daemon = await startDaemon(loaded, logger, { worker: opts.worker === true });
       const signal = await (io.waitForStop ?? waitForSignal)();
       logger.info({ signal }, 'shutting down');
       await daemon.stop();

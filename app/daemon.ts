@@ -15,6 +15,8 @@ import { ensureAtRestKey, PayloadVault } from '../src/store/at-rest.js';
 import { FileSealer } from '../src/util/sealed-file.js';
 import type { Store } from '../src/store/repositories.js';
 import { openBridgeDatabase } from './database.js';
+import { startWorker } from './worker.js';
+import type { ClusterWorker } from '../src/cluster/worker.js';
 import { DaemonProvisioning } from './provisioning.js';
 import type { ProvisionedNetwork } from '../src/provisioning/api.js';
 import { VERSION } from '../src/version.js';
@@ -39,7 +41,11 @@ export interface Daemon {
  * Starts the bridge daemon. Later layers (gateway connections, adapters) hang off this; today it
  * opens the store, makes sure the provider has a signing key, and serves health and the JWKS.
  */
-export async function startDaemon(loaded: LoadedConfig, root: Logger): Promise<Daemon> {
+export async function startDaemon(
+  loaded: LoadedConfig,
+  root: Logger,
+  options: { worker?: boolean } = {},
+): Promise<Daemon> {
   const log = componentLogger(root, 'daemon');
   const { config, paths } = loaded;
   // The key waiting content is sealed with; created at the first start (before the database, so
@@ -54,7 +60,8 @@ export async function startDaemon(loaded: LoadedConfig, root: Logger): Promise<D
   // Files that wait (the adapters' spools, the XMPP adapter's served files) are sealed with it too.
   const sealer = new FileSealer(atRest.key);
   // The one-process lock is taken here: a second start on a database in use refuses.
-  const database = await openBridgeDatabase(loaded);
+  // (A worker, `--worker`, shares it with the other workers instead: leases keep them apart.)
+  const database = await openBridgeDatabase(loaded, options);
   const store = database.store;
   let http: HttpListener | undefined;
   let bridge: Bridge | undefined;
@@ -62,6 +69,7 @@ export async function startDaemon(loaded: LoadedConfig, root: Logger): Promise<D
   let media: BridgeMediaHandler | undefined;
   let matrix: MatrixAdapter | undefined;
   let xmpp: XmppAdapter | undefined;
+  let worker: ClusterWorker | undefined;
   try {
     const signingKey = await ensureProviderKey(paths.signingKey, log);
     const jwks = publicJwks([signingKey]);
@@ -88,6 +96,7 @@ export async function startDaemon(loaded: LoadedConfig, root: Logger): Promise<D
         outbox_queued: await store.outbox.countQueued(),
         inbox_pending: await store.inbox.countPending(),
         gateway: config.gateway.root_key ? (bridge?.connectionStates() ?? {}) : 'not configured',
+        ...(worker ? { worker: { id: worker.id, puppets: worker.owned().length } } : {}),
       }),
     );
     http.route('GET', METRICS_PATH, async (_req, res) => {
@@ -121,7 +130,7 @@ export async function startDaemon(loaded: LoadedConfig, root: Logger): Promise<D
       });
       bridge = new Bridge({
         store,
-        signalBackend: (puppetId) => database.signalBackend(puppetId),
+        signalBackend: (puppetId, lease) => database.signalBackend(puppetId, lease),
         gateway: {
           host: config.gateway.host,
           port: config.gateway.port,
@@ -154,6 +163,7 @@ export async function startDaemon(loaded: LoadedConfig, root: Logger): Promise<D
         logger: root,
         vault: new PayloadVault(atRest.key),
         queueMaxAgeMs: config.bridge.queue_max_age_hours * 3600_000,
+        ...(database.cluster ? { ownership: 'leased' as const } : {}),
       });
       // The provisioning API (docs/provisioning.openapi.yaml), for the networks enabled below.
       const provisioning = new DaemonProvisioning(
@@ -195,6 +205,7 @@ export async function startDaemon(loaded: LoadedConfig, root: Logger): Promise<D
       }
       provisioning.serve(http, provisioned);
       await bridge.start();
+      if (database.cluster) worker = await startWorker(loaded, database.cluster, bridge, root);
     } else if (config.matrix.enabled || config.xmpp.enabled) {
       log.warn(
         'gateway.root_key is not set: the Matrix and XMPP adapters are not started (they need the gateway); set it and restart',
@@ -206,6 +217,7 @@ export async function startDaemon(loaded: LoadedConfig, root: Logger): Promise<D
         version: VERSION,
         config: loaded.source,
         database: database.label,
+        ...(worker ? { worker: worker.id } : {}),
         schema_version: await store.schemaVersion(),
         provider_id: config.bridge.provider_id,
         puppets: await store.puppets.count(),
@@ -239,6 +251,7 @@ export async function startDaemon(loaded: LoadedConfig, root: Logger): Promise<D
 
     const listener = http;
     const core = bridge;
+    const clusterWorker = worker;
     const adapters = { matrix, xmpp };
     const mediaHost = host;
     const mediaHandler = media;
@@ -253,6 +266,8 @@ export async function startDaemon(loaded: LoadedConfig, root: Logger): Promise<D
         await listener.close();
         await adapters.matrix?.stop();
         await adapters.xmpp?.stop();
+        // A worker disconnects its puppets and releases their leases: the others take them at once.
+        await clusterWorker?.stop();
         await core?.stop();
         mediaHandler?.close();
         mediaHost?.close();
@@ -263,6 +278,7 @@ export async function startDaemon(loaded: LoadedConfig, root: Logger): Promise<D
   } catch (err) {
     await matrix?.stop().catch(() => undefined);
     await xmpp?.stop().catch(() => undefined);
+    await worker?.stop().catch(() => undefined);
     await bridge?.stop();
     media?.close();
     host?.close();

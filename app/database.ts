@@ -18,6 +18,7 @@ import { openPostgresStore } from '../src/store/postgres-store.js';
 import { lockSqliteDatabase } from '../src/store/process-lock.js';
 import type { Store } from '../src/store/repositories.js';
 import type { AdapterDatabase } from '../src/store/sql.js';
+import { Leases } from '../src/cluster/leases.js';
 import { openSqliteStore } from '../src/store/sqlite-store.js';
 import { bridgeMigrations } from './migrations.js';
 
@@ -25,9 +26,12 @@ export interface BridgeDatabase {
   /** `sqlite:<file>` or the PostgreSQL URL without its password, for logs. */
   readonly label: string;
   readonly store: Store;
-  signalBackend(puppetId: number): SignalBackend;
+  /** With `lease` (a worker's puppet): its Signal session writes are fenced with it (PostgreSQL). */
+  signalBackend(puppetId: number, lease?: () => { name: string; fence: number } | undefined): SignalBackend;
   /** The database the adapters open their stores on (`openMatrixStore`, `openXmppStore`). */
   readonly adapterDb: AdapterDatabase;
+  /** With `start --worker` (PostgreSQL only): the leases, and the puppets to share out. */
+  readonly cluster?: { leases: Leases; enlistedPuppetIds(): Promise<number[]> } | undefined;
   close(): Promise<void>;
 }
 
@@ -53,9 +57,23 @@ export function postgresOptions(loaded: LoadedConfig): PgConnectOptions {
   };
 }
 
-/** Opens the configured database with every migration, holding the one-process lock. */
-export async function openBridgeDatabase(loaded: LoadedConfig): Promise<BridgeDatabase> {
+/**
+ * Opens the configured database with every migration, holding the one-process lock; as one worker
+ * of several (`worker`, PostgreSQL only) without it: the leases keep the workers apart.
+ */
+export async function openBridgeDatabase(
+  loaded: LoadedConfig,
+  options: { worker?: boolean } = {},
+): Promise<BridgeDatabase> {
   if (!isPostgresUrl(loaded.config.bridge.database)) {
+    if (options.worker) {
+      throw new ConfigError(
+        [
+          `start --worker needs bridge.database on PostgreSQL (postgres://...); ${loaded.config.bridge.database} is a SQLite file, which one process uses alone: start without --worker, or move to PostgreSQL (interop-bridge db copy)`,
+        ],
+        loaded.source,
+      );
+    }
     const file = loaded.paths.database;
     const lock = lockSqliteDatabase(file);
     try {
@@ -80,7 +98,9 @@ export async function openBridgeDatabase(loaded: LoadedConfig): Promise<BridgeDa
     migrations: bridgeMigrations('postgres'),
   });
   try {
-    await store.pg.lockExclusive();
+    // Workers share the process lock; a process that owns every puppet holds it alone.
+    if (options.worker) await store.pg.lockShared();
+    else await store.pg.lockExclusive();
   } catch (err) {
     await store.close();
     throw err;
@@ -88,8 +108,17 @@ export async function openBridgeDatabase(loaded: LoadedConfig): Promise<BridgeDa
   return {
     label: store.pg.label,
     store,
-    signalBackend: (puppetId) => new PostgresSignalBackend(store.pg, puppetId),
+    signalBackend: (puppetId, lease) => new PostgresSignalBackend(store.pg, puppetId, { lease }),
     adapterDb: { kind: 'postgres', pg: store.pg },
+    cluster: options.worker
+      ? {
+          leases: new Leases(store.pg),
+          enlistedPuppetIds: async () =>
+            (await store.pg.query("SELECT id FROM puppets WHERE state = 'enlisted' ORDER BY id")).map(
+              (r) => r.id as number,
+            ),
+        }
+      : undefined,
     close: () => store.close(),
   };
 }

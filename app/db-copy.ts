@@ -192,7 +192,11 @@ async function plan(source: Db, target: PgDatabase): Promise<TablePlan[]> {
       )
       .pluck()
       .all() as string[]
-  ).sort();
+  )
+    // Leases are the live state of running workers (src/cluster/): a SQLite database, which one
+    // process uses alone, holds none, and a copied database starts with no holder.
+    .filter((t) => t !== 'leases')
+    .sort();
   const pgColumns = await target.query(
     `SELECT table_name, column_name, is_identity FROM information_schema.columns
      WHERE table_schema = current_schema() ORDER BY table_name, ordinal_position`,

@@ -97,6 +97,13 @@ export interface EmulatorStats {
   accounts: number;
   connections: number;
   queued: number;
+  /**
+   * The most authenticated connections one account ever had live at the same moment (1 when every
+   * account was only ever connected once at a time; a replaced connection counts until it closed).
+   */
+  maxSimultaneousPerAccount: number;
+  /** The accounts that were ever connected more than once at the same moment. */
+  connectedTwice: string[];
 }
 
 export class Emulator {
@@ -114,6 +121,9 @@ export class Emulator {
   #identity: GatewayIdentity;
   #purgeTimer: NodeJS.Timeout | undefined;
   #stopped = false;
+  /** Live authenticated connections per account, and the most each ever had at once. */
+  readonly #live = new Map<string, number>();
+  readonly #peak = new Map<string, number>();
 
   private constructor(options: EmulatorOptions, natives: NativeTokenIssuer, store: EmulatorStore) {
     this.#options = options;
@@ -223,6 +233,8 @@ export class Emulator {
       accounts: this.#core.store.accounts().length,
       connections: this.#core.connections.all().length,
       queued: this.#core.store.queued().length,
+      maxSimultaneousPerAccount: Math.max(0, ...this.#peak.values()),
+      connectedTwice: [...this.#peak].filter(([, n]) => n > 1).map(([jid]) => jid),
     };
   }
 
@@ -336,6 +348,9 @@ export class Emulator {
       this.#limits,
     );
     if (enlisted) store.registerDevice(account.jid, client.device);
+    const live = (this.#live.get(account.jid) ?? 0) + 1;
+    this.#live.set(account.jid, live);
+    if (live > (this.#peak.get(account.jid) ?? 0)) this.#peak.set(account.jid, live);
     const replaced = this.#core.connections.add(session);
     replaced?.close('replaced by a new connection of the same device');
     this.#log.info(
@@ -351,6 +366,9 @@ export class Emulator {
     try {
       await session.run();
     } finally {
+      const left = (this.#live.get(account.jid) ?? 1) - 1;
+      if (left > 0) this.#live.set(account.jid, left);
+      else this.#live.delete(account.jid);
       this.#core.connections.delete(session);
       this.#log.info({ account: account.jid, device: client.device }, 'client disconnected');
     }

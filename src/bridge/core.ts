@@ -26,8 +26,14 @@ export type Lifecycle = 'always' | 'presence';
 
 export interface BridgeOptions {
   store: Store;
-  /** The Signal state of one puppet (SqliteSignalBackend on the store's database). */
-  signalBackend: (puppetId: number) => SignalBackend;
+  /**
+   * The Signal state of one puppet (SqliteSignalBackend on the store's database); with `lease`
+   * (ownership `leased`), its session writes are fenced with the puppet's lease.
+   */
+  signalBackend: (
+    puppetId: number,
+    lease?: () => { name: string; fence: number } | undefined,
+  ) => SignalBackend;
   gateway: GatewaySettings;
   /** `always`: connected while enlisted. `presence`: connected while the local user is online. */
   lifecycle?: Lifecycle;
@@ -52,6 +58,12 @@ export interface BridgeOptions {
    * checkpointed and truncated). Default 5 minutes.
    */
   maintenanceIntervalMs?: number;
+  /**
+   * `all` (default): this process runs every enlisted puppet. `leased`: one worker of several
+   * (src/cluster/worker.ts): it runs only the puppets it is given (`adopt`) with their leases, and
+   * every Signal/inbox commit of a puppet is fenced with the lease it holds.
+   */
+  ownership?: 'all' | 'leased';
 }
 
 /** The longest text accepted for sending, in UTF-16 code units (the gatekeeper's own limit is 65,536 characters). */
@@ -60,6 +72,8 @@ export const MAX_TEXT_LENGTH = 65_536;
 export class Bridge {
   private readonly adapters = new Map<Network, Adapter>();
   private readonly runtimes = new Map<string, PuppetRuntime>();
+  /** With `ownership: 'leased'`: the lease each adopted puppet is held at, by local user. */
+  private readonly leases = new Map<string, { name: string; fence: number }>();
   private readonly online = new Set<string>();
   private readonly log: Logger | undefined;
   private readonly lifecycle: Lifecycle;
@@ -153,6 +167,9 @@ export class Bridge {
     );
     this.maintenanceTimer.unref();
     let n = 0;
+    // A worker runs only the puppets its leases give it (adopt); resuming an interrupted
+    // enlistment or opt-out is left to a process that owns every puppet.
+    if (this.options.ownership === 'leased') return;
     for (const puppet of await this.options.store.puppets.list()) {
       // Thousands of puppets: let the event loop breathe between slices of set-up work.
       if (++n % 200 === 0) await new Promise((resolve) => setImmediate(resolve));
@@ -194,6 +211,29 @@ export class Bridge {
     }
   }
 
+  /**
+   * A worker's puppet (ownership `leased`): runs it, fenced with `lease`. False if it is not an
+   * enlisted puppet (any more).
+   */
+  async adopt(puppetId: number, lease: { name: string; fence: number }): Promise<boolean> {
+    const puppet = await this.options.store.puppets.byId(puppetId);
+    if (!puppet || puppet.state !== 'enlisted') return false;
+    this.leases.set(puppet.localId, lease);
+    this.runtimeFor(puppet);
+    this.applyLifecycle(puppet.localId);
+    return true;
+  }
+
+  /** Stops a worker's puppet (its connection closed) when its lease goes to another worker. */
+  async relinquish(puppetId: number): Promise<void> {
+    for (const [localUser, runtime] of this.runtimes) {
+      if (runtime.puppet.id !== puppetId) continue;
+      this.leases.delete(localUser);
+      this.runtimes.delete(localUser);
+      await runtime.stop();
+    }
+  }
+
   private adapterOf(network: Network): Adapter | undefined {
     return this.adapters.get(network);
   }
@@ -201,10 +241,15 @@ export class Bridge {
   private runtimeFor(puppet: Puppet): PuppetRuntime {
     let runtime = this.runtimes.get(puppet.localId);
     if (!runtime) {
+      // Not held (fence 0 is never a lease's): every fenced write refused.
+      const lease =
+        this.options.ownership === 'leased'
+          ? () => this.leases.get(puppet.localId) ?? { name: `puppet:${puppet.id}`, fence: 0 }
+          : undefined;
       runtime = new PuppetRuntime({
         puppet,
         store: this.options.store,
-        signalBackend: this.options.signalBackend(puppet.id),
+        signalBackend: this.options.signalBackend(puppet.id, lease),
         gateway: this.options.gateway,
         identityPolicy: this.options.identityPolicy ?? 'trust_on_first_use',
         adapter: () => this.adapterOf(puppet.network),
@@ -214,6 +259,7 @@ export class Bridge {
         preKeyTarget: this.options.preKeys ?? 100,
         vault: this.options.vault,
         queueMaxAgeMs: this.options.queueMaxAgeMs,
+        lease,
       });
       this.runtimes.set(puppet.localId, runtime);
     }
@@ -234,6 +280,8 @@ export class Bridge {
   private applyLifecycle(localUser: string): void {
     const runtime = this.runtimes.get(localUser);
     if (!runtime || !this.started) return;
+    // A worker connects only the puppets it holds.
+    if (this.options.ownership === 'leased' && !this.leases.has(localUser)) return;
     if (this.lifecycle === 'always' || this.online.has(localUser)) runtime.start();
     else void runtime.disconnect();
   }

@@ -69,6 +69,8 @@ export interface PuppetRuntimeOptions {
   vault?: PayloadVault | undefined;
   /** How long an outgoing message may wait before it fails. Default 7 days. */
   queueMaxAgeMs?: number | undefined;
+  /** The puppet's lease and this process's fence, with several workers (see SessionWriteGate). */
+  lease?: (() => { name: string; fence: number } | undefined) | undefined;
 }
 
 /** How long an outgoing message may wait for its puppet's connection before it fails: 7 days. */
@@ -138,7 +140,7 @@ export class PuppetRuntime {
     const { puppet, store, gateway } = options;
     const accountJid = accountJidOf(puppet.accountId, gateway.providerId);
     this.preKeyTarget = options.preKeyTarget ?? 100;
-    const sessionGate = new SessionWriteGate(options.signalBackend, store);
+    const sessionGate = new SessionWriteGate(options.signalBackend, store, options.lease);
     this.signal = new SignalSessionManager(sessionGate, {
       localUser: accountJid,
       policy: options.identityPolicy,

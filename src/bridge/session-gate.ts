@@ -29,9 +29,15 @@ export class SessionWriteGate implements SignalBackend {
   private readonly identities = new Map<string, RemoteIdentity>();
   private waiting: (() => void)[] = [];
 
+  /**
+   * @param lease With several workers (src/cluster/), the puppet's lease and the fence this process
+   *   holds it at: every commit is fenced with it (`requireLease`), so a process that lost the
+   *   puppet cannot write its Signal state or inbox any more. Undefined: one process, no fencing.
+   */
   constructor(
     private readonly inner: SignalBackend,
     private readonly store: Pick<Store, 'atomically'>,
+    private readonly lease?: () => { name: string; fence: number } | undefined,
   ) {}
 
   /** Starts keeping writes in memory until `commit`. One hold at a time. */
@@ -51,7 +57,9 @@ export class SessionWriteGate implements SignalBackend {
     try {
       // The store's unit runs synchronously on its database, which is the Signal backend's (the
       // SQLite store): the Signal writes made in it join its transaction.
+      const lease = this.lease?.();
       return this.store.atomically((unit) => {
+        if (lease) unit.requireLease(lease.name, lease.fence);
         for (const w of writes) {
           if (w.kind === 'session') {
             if (w.record === undefined) this.inner.deleteSession(w.address);

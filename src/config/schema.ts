@@ -40,6 +40,8 @@ const bridgeSchema = z.strictObject({
   provisioning_secret_file: str('a file path').default('provisioning-secret'),
   queue_max_age_hours: int(1, 8760, 'a number of hours from 1 to 8760').default(168),
   lifecycle: oneOf(['always', 'presence'] as const).default('always'),
+  /** `start --worker` on PostgreSQL: how long a worker's leases last unrenewed (renewed every third). */
+  worker_lease_seconds: int(1, 600, 'a number of seconds from 1 to 600').default(15),
   identity_change_policy: oneOf(['trust_on_first_use', 'block_until_confirmed'] as const).default(
     'trust_on_first_use',
   ),

@@ -14,7 +14,7 @@
  * decoded sessions); an LRU of users that waits for their writes before dropping them is next.
  */
 import type { PgDatabase } from '../store/postgres-database.js';
-import { PgSignalTables } from '../store/signal-store-postgres.js';
+import { PgSignalTables, type LeaseOf } from '../store/signal-store-postgres.js';
 import { SignalError } from './errors.js';
 import { decodeRecord, encodeRecord, type LiveSessionRecord } from './record.js';
 import {
@@ -52,9 +52,9 @@ export class PostgresSignalBackend implements SignalBackend {
   constructor(
     private readonly db: PgDatabase,
     puppetId: number,
-    options: { now?: () => number } = {},
+    options: { now?: () => number; lease?: LeaseOf | undefined } = {},
   ) {
-    this.tables = new PgSignalTables(db, puppetId, options.now);
+    this.tables = new PgSignalTables(db, puppetId, options.now, options.lease);
   }
 
   async prepare(user?: string): Promise<void> {

@@ -97,6 +97,7 @@ export class PgDatabase {
   private collecting: Sql[] | undefined;
   private looseError: unknown;
   private lockClient: pg.Client | undefined;
+  private readonly listeners: pg.Client[] = [];
   private closed = false;
 
   private constructor(
@@ -194,20 +195,50 @@ export class PgDatabase {
    * so, when another process holds it.
    */
   async lockExclusive(): Promise<void> {
+    await this.takeProcessLock(
+      'pg_try_advisory_lock',
+      `the database ${this.label} is in use by another interop-bridge process (it holds the bridge's advisory lock): stop that process first; two processes on one database would connect every puppet twice`,
+    );
+  }
+
+  /**
+   * The workers' side of the same lock (`start --worker`): shared, so any number of workers hold it
+   * together (the leases keep them apart), while a process holding it exclusively (one that owns
+   * every puppet) keeps them out, and they keep it out.
+   */
+  async lockShared(): Promise<void> {
+    await this.takeProcessLock(
+      'pg_try_advisory_lock_shared',
+      `the database ${this.label} is in use by an interop-bridge started without --worker (it owns every puppet): stop it before starting workers`,
+    );
+  }
+
+  private async takeProcessLock(fn: string, refusal: string): Promise<void> {
     if (this.lockClient) return;
     const c = new pg.Client(clientConfig(this.options));
     await c.connect();
     c.on('error', () => undefined);
-    const got = (await c.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1) AS ok', [PROCESS_LOCK_KEY]))
-      .rows[0]?.ok;
+    const got = (await c.query<{ ok: boolean }>(`SELECT ${fn}($1) AS ok`, [PROCESS_LOCK_KEY])).rows[0]?.ok;
     if (!got) {
       await c.end().catch(() => undefined);
-      throw new StoreError(
-        'store_in_use',
-        `the database ${this.label} is in use by another interop-bridge process (it holds the bridge's advisory lock): stop that process first; two processes on one database would connect every puppet twice`,
-      );
+      throw new StoreError('store_in_use', refusal);
     }
     this.lockClient = c;
+  }
+
+  /**
+   * Calls `onNotify` for every `NOTIFY` on `channel`, on a connection of its own kept until `close`.
+   * A hint only: if that connection is lost, notifications stop (callers poll as well).
+   */
+  async listen(channel: string, onNotify: (payload: string) => void): Promise<void> {
+    const c = new pg.Client(clientConfig(this.options));
+    await c.connect();
+    c.on('error', () => undefined);
+    c.on('notification', (n) => {
+      if (n.channel === channel) onNotify(n.payload ?? '');
+    });
+    await c.query(`LISTEN ${c.escapeIdentifier(channel)}`);
+    this.listeners.push(c);
   }
 
   /**
@@ -386,6 +417,7 @@ export class PgDatabase {
       this.writer.end(),
       this.pool.end(),
       ...(this.lockClient ? [this.lockClient.end()] : []),
+      ...this.listeners.map((c) => c.end()),
     ]);
   }
 }

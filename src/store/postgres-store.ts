@@ -5,6 +5,7 @@
  * and the Signal state's writes made in it) and sent as one transaction.
  */
 import { PgDatabase, sql, type PgOpenOptions, type Row, type Sql } from './postgres-database.js';
+import { asFenced } from './fencing.js';
 import { toInbox, toMapping, toOutbox, toPortal, toPuppet } from './rows.js';
 import type {
   InboxRepository,
@@ -299,6 +300,8 @@ export async function openPostgresStore(
     putMessage: (m) => db.write(putMessage(now, m)),
     recordInbox: (e) => db.write(recordInbox(now, e)),
     markInboxDelivered: (puppetId, sender, messageId) => db.write(markDelivered(puppetId, sender, messageId)),
+    // One statement in the unit's transaction (migration 009): it raises unless the fence is current.
+    requireLease: (name, fence) => db.write(sql('SELECT interop_require_lease($1, $2)', name, fence)),
   };
   return {
     pg: db,
@@ -315,7 +318,9 @@ export async function openPostgresStore(
       } catch (err) {
         return Promise.reject(err);
       }
-      return db.commit(statements);
+      return db.commit(statements).catch((err: unknown) => {
+        throw asFenced(err) ?? err;
+      });
     },
     schemaVersion: () => db.schemaVersion(),
     // Nothing lingers in files of ours: PostgreSQL's own VACUUM reclaims what was cleared.

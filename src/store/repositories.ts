@@ -162,6 +162,12 @@ export interface StoreWrites {
   recordInbox(entry: NewInboxEntry): void;
   /** As `InboxRepository.markDelivered`. */
   markInboxDelivered(puppetId: number, sender: string, messageId: string): void;
+  /**
+   * Fencing (src/cluster/leases.ts): the unit commits only if the lease `name` is still at `fence`;
+   * otherwise nothing of it lands and it rejects with `store_fenced`. A writer that lost its lease
+   * (another process took the puppet) can no longer write the puppet's state.
+   */
+  requireLease(name: string, fence: number): void;
 }
 
 export interface Store {

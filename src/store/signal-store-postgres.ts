@@ -19,11 +19,26 @@ export interface OwnKeysRows {
   lastSignedPreKeyId: number;
 }
 
+/** The lease a puppet's Signal state is written under, with several workers (src/cluster/). */
+export type LeaseOf = () => { readonly name: string; readonly fence: number } | undefined;
+
+/**
+ * The condition of a fenced write, its lease name and fence the parameters `$n` and `$n+1`: the
+ * lease is still at the writer's fence (its row share-locked until the write commits).
+ */
+const fenced = (n: number): string =>
+  `EXISTS (SELECT 1 FROM leases WHERE name = $${n} AND fence = $${n + 1} FOR SHARE)`;
+
 export class PgSignalTables {
+  /**
+   * @param lease With several workers: session writes land only while the puppet's lease is at this
+   *   process's fence (a conditional statement; nothing is written once the lease moved on).
+   */
   constructor(
     readonly db: PgDatabase,
     readonly puppetId: number,
     private readonly now: () => number = Date.now,
+    private readonly lease?: LeaseOf,
   ) {}
 
   /** The puppet's own keys and key counters, after every write asked so far. */
@@ -103,6 +118,23 @@ export class PgSignalTables {
   }
 
   putSession(address: string, record: Uint8Array): void {
+    const lease = this.lease?.();
+    if (lease) {
+      this.db.write(
+        sql(
+          `INSERT INTO signal_sessions (puppet_id, address, record, updated_at)
+           SELECT $1::integer, $2::text, $3::bytea, $4::bigint WHERE ${fenced(5)}
+           ON CONFLICT (puppet_id, address) DO UPDATE SET record = excluded.record, updated_at = excluded.updated_at`,
+          this.puppetId,
+          address,
+          bin(record),
+          this.now(),
+          lease.name,
+          lease.fence,
+        ),
+      );
+      return;
+    }
     this.db.write(
       sql(
         `INSERT INTO signal_sessions (puppet_id, address, record, updated_at) VALUES ($1, $2, $3, $4)
@@ -116,6 +148,19 @@ export class PgSignalTables {
   }
 
   deleteSession(address: string): void {
+    const lease = this.lease?.();
+    if (lease) {
+      this.db.write(
+        sql(
+          `DELETE FROM signal_sessions WHERE puppet_id = $1 AND address = $2 AND ${fenced(3)}`,
+          this.puppetId,
+          address,
+          lease.name,
+          lease.fence,
+        ),
+      );
+      return;
+    }
     this.db.write(
       sql('DELETE FROM signal_sessions WHERE puppet_id = $1 AND address = $2', this.puppetId, address),
     );

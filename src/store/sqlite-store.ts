@@ -6,6 +6,7 @@
  */
 import { checkpoint, openDatabase, schemaVersion, type Db, type OpenOptions } from './database.js';
 import { preparedStatements as statements } from './sql.js';
+import { fencedError } from './fencing.js';
 import type {
   InboxRepository,
   MessageMapRepository,
@@ -312,6 +313,12 @@ export function openSqliteStore(
     putMessage: (m) => messages.put(m),
     recordInbox: (e) => void inbox.record(e),
     markInboxDelivered: (puppetId, sender, messageId) => inbox.markDelivered(puppetId, sender, messageId),
+    requireLease: (name, fence) => {
+      // One process per SQLite database (the lock file): the table stays empty in practice; the
+      // check is the same as PostgreSQL's all the same.
+      const current = db.prepare('SELECT fence FROM leases WHERE name = ?').pluck().get(name);
+      if (current !== fence) throw fencedError(name, current as number | undefined, fence);
+    },
   };
   // Synchronous inside one transaction: the work runs before this returns, so Signal writes made
   // in it (the same database) join the transaction, and nothing else can run in between.

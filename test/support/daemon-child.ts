@@ -16,13 +16,17 @@ export class DaemonChild {
   starts = 0;
   private child: ChildProcess | undefined;
 
-  constructor(private readonly config: string) {
+  /** `args`: more arguments to `start` (`--worker`). */
+  constructor(
+    private readonly config: string,
+    private readonly args: readonly string[] = [],
+  ) {
     if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run npm run build (npm test does)`);
   }
 
   /** Starts it and waits until `ready` holds (it throws if the daemon exits first). */
   async start(ready: () => boolean | Promise<boolean>, what: string, timeoutMs = 30_000): Promise<void> {
-    const child = spawn(process.execPath, [CLI, 'start', '--config', this.config], {
+    const child = spawn(process.execPath, [CLI, 'start', '--config', this.config, ...this.args], {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, LOG_LEVEL: 'info' },
     });
@@ -44,7 +48,7 @@ export class DaemonChild {
   /** SIGTERM, as systemd stops it: it finishes what is in flight and exits; resolves with the exit code. */
   async stop(): Promise<number | null> {
     const child = this.child;
-    if (child === undefined || child.exitCode !== null) return child?.exitCode ?? null;
+    if (child === undefined || hasExited(child)) return child?.exitCode ?? null;
     const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
     child.kill('SIGTERM');
     return exited;
@@ -53,9 +57,14 @@ export class DaemonChild {
   /** SIGKILL: what it had not written is lost, as in a crash. */
   async kill(): Promise<void> {
     const child = this.child;
-    if (child === undefined || child.exitCode !== null) return;
+    if (child === undefined || hasExited(child)) return;
     const exited = new Promise((r) => child.once('exit', r));
     child.kill('SIGKILL');
     await exited;
   }
+}
+
+/** Whether it has exited: with a code, or killed by a signal (then `exitCode` stays null). */
+function hasExited(child: ChildProcess): boolean {
+  return child.exitCode !== null || child.signalCode !== null;
 }

@@ -69,3 +69,28 @@ describe('bridge.database on PostgreSQL', () => {
     await db.close();
   });
 });
+
+describe('workers (start --worker) and the one-process lock', () => {
+  it('lets several workers in together, keeps a process that owns every puppet out while they run, and the reverse', async () => {
+    const cfg = config(await server.createDatabase());
+    const w1 = await openBridgeDatabase(cfg, { worker: true });
+    const w2 = await openBridgeDatabase(cfg, { worker: true });
+    expect(w1.cluster).toBeDefined();
+    await expect(openBridgeDatabase(cfg)).rejects.toThrow(/in use by another interop-bridge process/);
+    await expect(migrateBridgeDatabase(cfg)).rejects.toThrow(/in use by another interop-bridge process/);
+    await w1.close();
+    await w2.close();
+    const single = await openBridgeDatabase(cfg);
+    expect(single.cluster).toBeUndefined();
+    await expect(openBridgeDatabase(cfg, { worker: true })).rejects.toThrow(
+      /in use by an interop-bridge started without --worker \(it owns every puppet\): stop it before starting workers/,
+    );
+    await single.close();
+  });
+
+  it('refuses --worker on SQLite, saying why', async () => {
+    await expect(openBridgeDatabase(config('interop-bridge.db'), { worker: true })).rejects.toThrow(
+      /start --worker needs bridge.database on PostgreSQL .*one process uses alone/,
+    );
+  });
+});
