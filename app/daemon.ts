@@ -51,6 +51,8 @@ export async function startDaemon(loaded: LoadedConfig, root: Logger): Promise<D
   }
   // Files that wait (the adapters' spools, the XMPP adapter's served files) are sealed with it too.
   const sealer = new FileSealer(atRest.key);
+  // Small contents that wait (the core's outbox and inbox rows, the XMPP journal's stanzas).
+  const vault = new PayloadVault(atRest.key);
   // The one-process lock is taken here: a second start on a database in use refuses.
   const database = await openBridgeDatabase(loaded);
   const store = database.store;
@@ -145,7 +147,7 @@ export async function startDaemon(loaded: LoadedConfig, root: Logger): Promise<D
         media,
         metrics,
         logger: root,
-        vault: new PayloadVault(atRest.key),
+        vault,
         queueMaxAgeMs: config.bridge.queue_max_age_hours * 3600_000,
       });
       // Adapters attach before the core starts, so pending incoming messages find them.
@@ -159,7 +161,7 @@ export async function startDaemon(loaded: LoadedConfig, root: Logger): Promise<D
       }
       if (config.xmpp.enabled) {
         xmpp = createXmppAdapter(
-          { config, logger: root, dataDir: paths.dataDir, http, publicUrl, sealer },
+          { config, logger: root, dataDir: paths.dataDir, http, publicUrl, sealer, vault },
           new SqliteXmppStore(database.adapterDb),
         );
         bridge.attach(xmpp);

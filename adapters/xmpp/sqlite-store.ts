@@ -11,7 +11,7 @@ import {
   type Migration,
 } from '../../src/store/sql.js';
 import type {
-  JournaledStanza,
+  JournalRow,
   JournalSummary,
   JournalWrite,
   SubscriptionChange,
@@ -58,6 +58,10 @@ const SUBSCRIPTION_COLUMNS = { subTo: 'sub_to', subFrom: 'sub_from', asked: 'ask
 export function xmppMigrations(): Migration[] {
   return readMigrations(fileURLToPath(new URL('./migrations/', import.meta.url)));
 }
+
+/** A sealed stanza is stored as a BLOB (the column's TEXT affinity leaves BLOBs as they are). */
+const stanzaValue = (s: string | Uint8Array | null): string | Buffer | null =>
+  s === null || typeof s === 'string' ? s : Buffer.from(s.buffer, s.byteOffset, s.byteLength);
 
 export class SqliteXmppStore implements XmppStore {
   private readonly sql: Prepared;
@@ -168,7 +172,7 @@ export class SqliteXmppStore implements XmppStore {
         for (const a of write.append) {
           seqs.push(
             Number(
-              insert.run(write.run, a.localUser, a.contact, a.localId, a.stanza, a.receivedAt)
+              insert.run(write.run, a.localUser, a.contact, a.localId, stanzaValue(a.stanza), a.receivedAt)
                 .lastInsertRowid,
             ),
           );
@@ -188,10 +192,10 @@ export class SqliteXmppStore implements XmppStore {
     })();
   }
 
-  async journaled(): Promise<JournaledStanza[]> {
+  async journaled(): Promise<JournalRow[]> {
     const rows = this.sql(
       'SELECT seq, local_user, local_id, stanza FROM xmpp_journal WHERE stanza IS NOT NULL ORDER BY seq',
-    ).all() as { seq: number; local_user: string; local_id: string; stanza: string }[];
+    ).all() as { seq: number; local_user: string; local_id: string; stanza: string | Buffer }[];
     return rows.map((r) => ({ seq: r.seq, localUser: r.local_user, localId: r.local_id, stanza: r.stanza }));
   }
 

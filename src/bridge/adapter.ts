@@ -14,6 +14,7 @@
  */
 import type { Config } from '../config/schema.js';
 import type { Logger } from '../observability/logger.js';
+import type { PayloadVault } from '../util/payload-vault.js';
 import type { FileSealer } from '../util/sealed-file.js';
 import type { HttpListener } from '../util/http-listener.js';
 import type { DeliveryUpdate, EphemeralEvent, IncomingEvent, Notice, OutgoingEvent } from './events.js';
@@ -164,6 +165,11 @@ export interface AdapterContext {
    * a MediaBody of a sealed file says `sealed: true`. Absent only in tests without a key.
    */
   readonly sealer?: FileSealer | undefined;
+  /**
+   * Seals small contents the adapter keeps while they wait (the XMPP journal's stanzas) with the
+   * same at-rest key, as the core seals its outbox and inbox rows. Absent only in tests without a key.
+   */
+  readonly vault?: PayloadVault | undefined;
 }
 
 /**

@@ -175,6 +175,7 @@ export class XmppBridgeHarness {
         http: this.http,
         publicUrl: this.listenerUrl,
         sealer: new FileSealer(this.atRestKey),
+        vault: new PayloadVault(this.atRestKey),
       },
       new SqliteXmppStore(store.db),
       { reconnect: { initialDelayMs: 50, maxDelayMs: 500 }, pingTimeoutMs: 3000 },
