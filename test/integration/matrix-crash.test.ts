@@ -152,6 +152,7 @@ describe('a bridge SIGKILL and a Synapse restart in the middle of a conversation
           `${(err as Error).message}: missing at the native user ${JSON.stringify(missingAtBob)}, ` +
             `missing in the portal ${JSON.stringify(missingInMatrix)}\n--- daemon log (tail) ---\n` +
             daemon!.log.slice(-6000),
+          { cause: err },
         );
       }
       await synapse.proxy.transactionsIdle(1000);
