@@ -312,7 +312,7 @@ export class XmppAdapter extends EventEmitter<XmppAdapterEvents> implements Adap
     const { link, store, domain, name, publisher } = this.o;
     const { caps, resources, log } = this;
     const out: Outbound = {
-      send: (stanza) => link.send(stanza),
+      send: (stanza, options) => link.send(stanza, options),
       fire: (stanza) => this.fire(stanza),
     };
     const access: Access = {
