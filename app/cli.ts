@@ -7,7 +7,7 @@ import { emulatorSecretFiles, loadEmulatorConfig } from '../emulator/config.js';
 import { initKeys, rootKeyBase64, rotateKeys } from '../emulator/keys.js';
 import { RunningEmulator, serveUntilSignal } from '../emulator/main.js';
 import { writeDoublePuppetRegistration, writeRegistration } from '../adapters/matrix/registration.js';
-import { loadConfig, type LoadedConfig } from '../src/config/loader.js';
+import { ENV_PREFIX, isPostgresUrl, loadConfig, type LoadedConfig } from '../src/config/loader.js';
 import {
   describeExposed,
   exposedFiles,
@@ -15,14 +15,17 @@ import {
   refuseExposedSecretFiles,
 } from '../src/config/secret-files.js';
 import { migrateBridgeDatabase } from './database.js';
+import { copySqliteToPostgres, dbCopyTarget, type DbCopyOptions } from './db-copy.js';
 import { startDaemon } from './daemon.js';
 import { backupState } from './backup.js';
 import { renderReport, runChecks } from './doctor.js';
 import { runLiveChecks } from './doctor-live.js';
+import { checkPostgres } from './doctor-database.js';
 import { ConfigError, InteropError, UsageError } from '../src/errors.js';
 import { createLogger } from '../src/observability/logger.js';
 import { generateProviderKey, publicJwks, type ClientTokenAlg } from '../src/protocol/jwt.js';
 import { readProviderKey, writeProviderKey } from '../src/provider-keys.js';
+import { ensureProvisioningSecret } from '../src/provisioning/secret.js';
 import { ensureAtRestKey, writeAtRestKey } from '../src/store/at-rest.js';
 import { VERSION } from '../src/version.js';
 
@@ -119,6 +122,30 @@ export async function runCli(argv: readonly string[], io: CliIo = defaultIo): Pr
       const { label, version } = await migrateBridgeDatabase(loaded);
       io.out(`${label}: schema version ${version}\n`);
     });
+  command(
+    db,
+    'copy',
+    "copy a stopped bridge's SQLite database into a new, empty PostgreSQL database (every session and queued message)",
+  )
+    .requiredOption('--from <sqlite:file>', "the bridge's SQLite database, as sqlite:<file>")
+    .requiredOption('--to <url>', 'the PostgreSQL database, postgres://user@host:port/database')
+    .option(
+      '--password-file <file>',
+      `PostgreSQL's password (else ${ENV_PREFIX}BRIDGE__DATABASE_PASSWORD, else the URL's)`,
+    )
+    .addOption(
+      new Option('--sslmode <mode>', 'TLS to PostgreSQL').choices(['disable', 'require', 'verify-full']),
+    )
+    .option('--sslrootcert <file>', 'the CA certificate (PEM) to verify the server with under verify-full')
+    .action(async (opts: DbCopyOptions) => {
+      const report = await copySqliteToPostgres(opts.from, dbCopyTarget(opts, io.env));
+      const rows = report.tables.reduce((n, t) => n + t.rows, 0);
+      io.out(
+        `copied ${report.from} to ${report.to} (schema version ${report.version}): ${rows} rows in ${report.tables.length} tables\n` +
+          report.tables.map((t) => `  ${t.table}: ${t.rows}\n`).join('') +
+          'now set bridge.database to the PostgreSQL URL (with database_password_file) and start the bridge; keep the SQLite file until it runs\n',
+      );
+    });
 
   command(
     program,
@@ -129,7 +156,11 @@ export async function runCli(argv: readonly string[], io: CliIo = defaultIo): Pr
     .option('--offline', 'skip the checks that connect to the gateway, the homeserver and the XMPP server')
     .action(async (opts: ConfigOption & { offline?: boolean }) => {
       const loaded = load(opts);
-      const results = [...runChecks(loaded), ...(opts.offline ? [] : await runLiveChecks(loaded))];
+      const results = [
+        ...runChecks(loaded),
+        ...(isPostgresUrl(loaded.config.bridge.database) ? await checkPostgres(loaded) : []),
+        ...(opts.offline ? [] : await runLiveChecks(loaded)),
+      ];
       io.out(`${renderReport(loaded.source, results)}\n`);
       if (results.some((r) => r.status === 'fail')) exitCode = EXIT.failure;
     });
@@ -138,7 +169,7 @@ export async function runCli(argv: readonly string[], io: CliIo = defaultIo): Pr
   command(
     keys,
     'generate',
-    'create the signing key (a private JWK, mode 0600) and print the public JWKS; create the at-rest key (32 bytes, mode 0600) if missing',
+    "create the signing key (a private JWK, mode 0600) and print the public JWKS; create the at-rest key (32 bytes) and the provisioning API's shared secret (mode 0600) if missing",
   )
     .addOption(configOption())
     .addOption(new Option('--alg <alg>', 'signature algorithm').choices(['EdDSA', 'ES256']).default('EdDSA'))
@@ -164,6 +195,11 @@ export async function runCli(argv: readonly string[], io: CliIo = defaultIo): Pr
         writeProviderKey(file, jwk, { force: opts.force === true });
         if (loaded && ensureAtRestKey(loaded.paths.atRestKey).created) {
           io.err(`wrote the at-rest key to ${loaded.paths.atRestKey} (mode 0600)\n`);
+        }
+        if (loaded && ensureProvisioningSecret(loaded.paths.provisioningSecret).created) {
+          io.err(
+            `wrote the provisioning API's shared secret to ${loaded.paths.provisioningSecret} (mode 0600)\n`,
+          );
         }
         io.err(
           `wrote the ${opts.alg} signing key ${jwk.kid} to ${file}\nthe provider's JWKS (give it to the gatekeeper):\n`,
@@ -218,14 +254,16 @@ export async function runCli(argv: readonly string[], io: CliIo = defaultIo): Pr
   command(
     program,
     'backup',
-    "copy the database and the provider's signing key into a directory, safely while the bridge runs",
+    "copy the database and the provider's signing key into a directory, safely while the bridge runs (PostgreSQL: the keys, and the pg_dump to run)",
   )
     .addOption(configOption())
     .requiredOption('-o, --out <dir>', 'the directory to write into (created, mode 0700)')
     .action(async (opts: ConfigOption & { out: string }) => {
       const loaded = load(opts);
-      const written = await backupState(loaded, path.resolve(opts.out));
-      io.out(`${written.map((f) => `wrote ${f}`).join('\n')}\n`);
+      const backup = await backupState(loaded, path.resolve(opts.out));
+      io.out(
+        `${backup.written.map((f) => `wrote ${f}`).join('\n')}\n${backup.todo ? `${backup.todo}\n` : ''}`,
+      );
     });
 
   // The gateway emulator: `emulator` runs it, `emulator init` / `emulator rotate` manage its keys.
@@ -234,8 +272,8 @@ export async function runCli(argv: readonly string[], io: CliIo = defaultIo): Pr
       '-c, --config <file>',
       "the emulator's configuration file (default: $INTEROP_EMULATOR_CONFIG, else embedded defaults)",
     );
-  const loadEmulator = (opts: ConfigOption) =>
-    loadEmulatorConfig(opts.config ?? io.env.INTEROP_EMULATOR_CONFIG);
+  const loadEmulator = (opts: ConfigOption, checkJwksFiles = true) =>
+    loadEmulatorConfig(opts.config ?? io.env.INTEROP_EMULATOR_CONFIG, { checkJwksFiles });
   const validityDays = (value: string): number => {
     const days = Number(value);
     if (!Number.isInteger(days) || days < 1 || days > 3650) {
@@ -295,7 +333,8 @@ export async function runCli(argv: readonly string[], io: CliIo = defaultIo): Pr
     .option('--force', 'replace existing keys (bridges then need the new gateway.root_key)')
     .action((_opts: unknown, cmd: Command) => {
       const opts = cmd.optsWithGlobals<ConfigOption & { validityDays?: number; force?: boolean }>();
-      const loaded = loadEmulator(opts);
+      // Keys only: the providers' JWKS files may not exist yet (the bridge writes them later).
+      const loaded = loadEmulator(opts, false);
       const keys = initKeys(loaded.paths.dataDir, {
         validityDays: opts.validityDays ?? loaded.config.certificates.validity_days,
         intermediateValidityDays: loaded.config.certificates.intermediate_validity_days,
@@ -333,7 +372,7 @@ export async function runCli(argv: readonly string[], io: CliIo = defaultIo): Pr
       const opts = cmd.optsWithGlobals<
         ConfigOption & { validityDays?: number; intermediate?: boolean; allowInsecureSecrets?: boolean }
       >();
-      const loaded = loadEmulator(opts);
+      const loaded = loadEmulator(opts, false);
       const exposed = exposedFiles(emulatorSecretFiles(loaded));
       if (opts.allowInsecureSecrets !== true) {
         refuseExposedSecretFiles(loaded, exposed, "the emulator's user");

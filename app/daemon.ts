@@ -15,9 +15,11 @@ import { ensureAtRestKey, PayloadVault } from '../src/store/at-rest.js';
 import { FileSealer } from '../src/util/sealed-file.js';
 import type { Store } from '../src/store/repositories.js';
 import { openBridgeDatabase } from './database.js';
+import { DaemonProvisioning } from './provisioning.js';
+import type { ProvisionedNetwork } from '../src/provisioning/api.js';
 import { VERSION } from '../src/version.js';
-import { createMatrixAdapter, SqliteMatrixStore, type MatrixAdapter } from '../adapters/matrix/index.js';
-import { createXmppAdapter, SqliteXmppStore, type XmppAdapter } from '../adapters/xmpp/index.js';
+import { createMatrixAdapter, openMatrixStore, type MatrixAdapter } from '../adapters/matrix/index.js';
+import { createXmppAdapter, openXmppStore, type XmppAdapter } from '../adapters/xmpp/index.js';
 
 export const JWKS_PATH = '/_interop/jwks.json';
 export const HEALTH_PATH = '/health';
@@ -66,12 +68,17 @@ export async function startDaemon(loaded: LoadedConfig, root: Logger): Promise<D
     const signingKey = await ensureProviderKey(paths.signingKey, log);
     const jwks = publicJwks([signingKey]);
 
-    const metrics = new BridgeMetrics();
+    const metrics = new BridgeMetrics({ queueMaxAgeSeconds: config.bridge.queue_max_age_hours * 3600 });
     metrics.observe({
       outboxQueued: () => store.outbox.countQueued(),
       inboxPending: () => store.inbox.countPending(),
       puppets: () => store.puppets.count(),
       connectionStates: () => bridge?.connectionStates() ?? {},
+      oldestQueuedAt: () => store.outbox.oldestQueuedAt(),
+      localServers: async () => ({
+        ...(matrix ? { matrix: await homeserverAnswers(config.matrix.homeserver_url) } : {}),
+        ...(xmpp ? { xmpp: xmpp.link.status === 'online' } : {}),
+      }),
     });
     http = new HttpListener(componentLogger(root, 'http'));
     http.route('GET', JWKS_PATH, (_req, res) => sendJson(res, 200, jwks));
@@ -150,23 +157,45 @@ export async function startDaemon(loaded: LoadedConfig, root: Logger): Promise<D
         vault,
         queueMaxAgeMs: config.bridge.queue_max_age_hours * 3600_000,
       });
+      // The provisioning API (docs/provisioning.openapi.yaml), for the networks enabled below.
+      const provisioning = new DaemonProvisioning(
+        config,
+        paths.provisioningSecret,
+        componentLogger(root, 'provisioning'),
+      );
+      const provisioned: ProvisionedNetwork[] = [];
       // Adapters attach before the core starts, so pending incoming messages find them.
       if (config.matrix.enabled) {
-        matrix = createMatrixAdapter(
-          { config, logger: root, dataDir: paths.dataDir, sealer },
-          new SqliteMatrixStore(database.adapterDb),
+        const m = createMatrixAdapter(
+          { config, logger: root, dataDir: paths.dataDir, sealer, provisioning: provisioning.handle },
+          openMatrixStore(database.adapterDb),
         );
-        bridge.attach(matrix);
-        await matrix.start();
+        matrix = m;
+        const core = bridge.attach(m);
+        provisioned.push({
+          network: 'matrix',
+          core,
+          hooks: () => m.provisioning,
+          capabilities: m.capabilities,
+        });
+        await m.start();
       }
       if (config.xmpp.enabled) {
-        xmpp = createXmppAdapter(
+        const x = createXmppAdapter(
           { config, logger: root, dataDir: paths.dataDir, http, publicUrl, sealer, vault },
-          new SqliteXmppStore(database.adapterDb),
+          openXmppStore(database.adapterDb),
         );
-        bridge.attach(xmpp);
-        await xmpp.start();
+        xmpp = x;
+        const core = bridge.attach(x);
+        provisioned.push({
+          network: 'xmpp',
+          core,
+          hooks: () => x.provisioning,
+          capabilities: x.capabilities,
+        });
+        await x.start();
       }
+      provisioning.serve(http, provisioned);
       await bridge.start();
     } else if (config.matrix.enabled || config.xmpp.enabled) {
       log.warn(
@@ -255,4 +284,17 @@ async function ensureProviderKey(file: string, log: Logger): Promise<ProviderPri
   writeProviderKey(file, jwk);
   log.info({ file, kid: jwk.kid }, 'created the provider signing key');
   return jwk;
+}
+
+/** Whether the homeserver answers its client API's version list within 2 s (for the metrics). */
+async function homeserverAnswers(url: string): Promise<boolean> {
+  try {
+    const res = await fetch(`${url.replace(/\/$/, '')}/_matrix/client/versions`, {
+      signal: AbortSignal.timeout(2000),
+    });
+    await res.body?.cancel();
+    return res.ok;
+  } catch {
+    return false;
+  }
 }

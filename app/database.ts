@@ -4,24 +4,21 @@
  * `bridge.database_sslmode`). Opens it for `start` (holding the one-process lock) and for
  * `db migrate`.
  *
- * On PostgreSQL the core's tables (puppets, portals, outbox, inbox, message map) and the Signal
- * state are in PostgreSQL; the Matrix and XMPP adapters' own tables are not yet: they stay in a
- * SQLite file beside the data (`<data_dir>/interop-bridge-adapters.db`), which this process locks
- * as it locks a SQLite database.
+ * Every table is in the one database, on either backend: the core's (puppets, portals, outbox,
+ * inbox, message map), the Signal state, and the Matrix and XMPP adapters' own (`adapterDb`, which
+ * each adapter opens its store on).
  */
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { isPostgresUrl, type LoadedConfig } from '../src/config/loader.js';
 import { ConfigError } from '../src/errors.js';
 import { PostgresSignalBackend, SqliteSignalBackend, type SignalBackend } from '../src/signal/index.js';
-import { openDatabase, type Db } from '../src/store/database.js';
 import { PgDatabase, redactUrl, type PgConnectOptions } from '../src/store/postgres-database.js';
 import { openPostgresStore } from '../src/store/postgres-store.js';
-import { lockSqliteDatabase, type ProcessLock } from '../src/store/process-lock.js';
+import { lockSqliteDatabase } from '../src/store/process-lock.js';
 import type { Store } from '../src/store/repositories.js';
+import type { AdapterDatabase } from '../src/store/sql.js';
 import { openSqliteStore } from '../src/store/sqlite-store.js';
-import { matrixMigrations } from '../adapters/matrix/index.js';
-import { xmppMigrations } from '../adapters/xmpp/index.js';
 import { bridgeMigrations } from './migrations.js';
 
 export interface BridgeDatabase {
@@ -29,12 +26,10 @@ export interface BridgeDatabase {
   readonly label: string;
   readonly store: Store;
   signalBackend(puppetId: number): SignalBackend;
-  /** The SQLite database the adapters' own tables are in (the bridge's, or the side file on PostgreSQL). */
-  readonly adapterDb: Db;
+  /** The database the adapters open their stores on (`openMatrixStore`, `openXmppStore`). */
+  readonly adapterDb: AdapterDatabase;
   close(): Promise<void>;
 }
-
-export const ADAPTERS_SIDE_DATABASE = 'interop-bridge-adapters.db';
 
 export function postgresOptions(loaded: LoadedConfig): PgConnectOptions {
   const b = loaded.config.bridge;
@@ -60,53 +55,44 @@ export function postgresOptions(loaded: LoadedConfig): PgConnectOptions {
 
 /** Opens the configured database with every migration, holding the one-process lock. */
 export async function openBridgeDatabase(loaded: LoadedConfig): Promise<BridgeDatabase> {
-  const locks: ProcessLock[] = [];
-  const release = () => locks.splice(0).forEach((l) => l.release());
-  try {
-    if (!isPostgresUrl(loaded.config.bridge.database)) {
-      const file = loaded.paths.database;
-      locks.push(lockSqliteDatabase(file));
+  if (!isPostgresUrl(loaded.config.bridge.database)) {
+    const file = loaded.paths.database;
+    const lock = lockSqliteDatabase(file);
+    try {
       const store = openSqliteStore(file, { migrations: bridgeMigrations() });
       return {
         label: `sqlite:${file}`,
         store,
         signalBackend: (puppetId) => new SqliteSignalBackend(store.db, puppetId),
-        adapterDb: store.db,
+        adapterDb: { kind: 'sqlite', db: store.db },
         close: async () => {
           await store.close();
-          release();
-        },
-      };
-    }
-    const store = await openPostgresStore(postgresOptions(loaded));
-    try {
-      await store.pg.lockExclusive();
-      const side = path.join(loaded.paths.dataDir, ADAPTERS_SIDE_DATABASE);
-      locks.push(lockSqliteDatabase(side));
-      const adapterDb = openDatabase(side, { migrations: adapterMigrations() });
-      return {
-        label: store.pg.label,
-        store,
-        signalBackend: (puppetId) => new PostgresSignalBackend(store.pg, puppetId),
-        adapterDb,
-        close: async () => {
-          await store.close();
-          adapterDb.close();
-          release();
+          lock.release();
         },
       };
     } catch (err) {
-      await store.close();
+      lock.release();
       throw err;
     }
+  }
+  const store = await openPostgresStore({
+    ...postgresOptions(loaded),
+    migrations: bridgeMigrations('postgres'),
+  });
+  try {
+    await store.pg.lockExclusive();
   } catch (err) {
-    release();
+    await store.close();
     throw err;
   }
+  return {
+    label: store.pg.label,
+    store,
+    signalBackend: (puppetId) => new PostgresSignalBackend(store.pg, puppetId),
+    adapterDb: { kind: 'postgres', pg: store.pg },
+    close: () => store.close(),
+  };
 }
-
-const adapterMigrations = () =>
-  [...matrixMigrations(), ...xmppMigrations()].sort((a, b) => a.version - b.version);
 
 /**
  * `interop-bridge db migrate`: applies the pending migrations to the configured database (refusing
@@ -131,7 +117,7 @@ export async function migrateBridgeDatabase(
   const db = await PgDatabase.open({ ...options, migrations: false });
   try {
     await db.lockExclusive();
-    const store = await openPostgresStore(options);
+    const store = await openPostgresStore({ ...options, migrations: bridgeMigrations('postgres') });
     const version = await store.schemaVersion();
     await store.close();
     return { label: redactUrl(options.url), version };

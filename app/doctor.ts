@@ -1,7 +1,9 @@
 import Database from 'better-sqlite3';
 import { accessSync, constants, existsSync, statSync } from 'node:fs';
 import path from 'node:path';
-import type { LoadedConfig } from '../src/config/loader.js';
+import { isPostgresUrl, type LoadedConfig } from '../src/config/loader.js';
+import { StoreError } from '../src/errors.js';
+import { lockSqliteDatabase } from '../src/store/process-lock.js';
 import { bridgeMigrations } from './migrations.js';
 import { providerKeyTooOpen, readProviderKey } from '../src/provider-keys.js';
 import { describeExposed, exposedSecretFiles } from '../src/config/secret-files.js';
@@ -21,7 +23,8 @@ export interface CheckResult {
 export function runChecks(loaded: LoadedConfig): CheckResult[] {
   return [
     checkDataDir(loaded),
-    checkDatabase(loaded),
+    // PostgreSQL's checks connect: doctor-database.ts (checkPostgres), run by the CLI.
+    ...(isPostgresUrl(loaded.config.bridge.database) ? [] : [checkDatabase(loaded)]),
     checkProviderKey(loaded),
     checkAtRestKey(loaded),
     ...checkSecretFiles(loaded),
@@ -112,7 +115,7 @@ function checkDatabase({ paths }: LoadedConfig): CheckResult {
     return {
       name,
       status: (mode & 0o077) !== 0 ? 'warn' : 'ok',
-      detail: `${file}: schema version ${version}${pending > 0 ? ` (${pending} migration(s) will run at start)` : ' (current)'}, mode ${mode.toString(8)}`,
+      detail: `${file}: schema version ${version}${pending > 0 ? ` (${pending} migration(s) will run at start)` : ' (current)'}, ${inUse(file)}, mode ${mode.toString(8)}`,
       ...((mode & 0o077) !== 0
         ? { hint: `others can read it: run "chmod 600 ${file}" (start does this too)` }
         : {}),
@@ -126,6 +129,17 @@ function checkDatabase({ paths }: LoadedConfig): CheckResult {
     };
   } finally {
     db?.close();
+  }
+}
+
+/** Whether a bridge process holds the database's one-process lock (taken and released at once). */
+function inUse(file: string): string {
+  try {
+    lockSqliteDatabase(file).release();
+    return 'no bridge process runs on it';
+  } catch (err) {
+    if (err instanceof StoreError && err.code === 'store_in_use') return 'in use by a running bridge process';
+    throw err;
   }
 }
 

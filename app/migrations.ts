@@ -6,7 +6,13 @@
 import { matrixMigrations } from '../adapters/matrix/index.js';
 import { xmppMigrations } from '../adapters/xmpp/index.js';
 import { mergeMigrations, readMigrations, type Migration } from '../src/store/database.js';
+import { readPgMigrations } from '../src/store/postgres-database.js';
 
-export function bridgeMigrations(): Migration[] {
-  return mergeMigrations(readMigrations(), matrixMigrations(), xmppMigrations());
+/** The whole sequence in SQLite's dialect (the default) or PostgreSQL's: the same versions in both. */
+export function bridgeMigrations(dialect: 'sqlite' | 'postgres' = 'sqlite'): Migration[] {
+  return mergeMigrations(
+    dialect === 'sqlite' ? readMigrations() : readPgMigrations(),
+    matrixMigrations(dialect),
+    xmppMigrations(dialect),
+  );
 }

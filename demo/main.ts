@@ -6,6 +6,9 @@
  * `npm run demo -- --matrix`: the same with a private Synapse instead of Prosody, for any Matrix
  * client (the user talks to the bridge bot to opt in and open chats).
  *
+ * `npm run demo -- --web`: the XMPP demo, and converse.js served on loopback, logged in as the demo
+ * user, for a first chat in a browser tab (demo/web.ts).
+ *
  * `--check` (with or without `--matrix`): the same set-up, one scripted round trip (text and a
  * picture, both ways, with receipts), then exits 0 when every step passed, 1 otherwise.
  *
@@ -19,11 +22,12 @@ import { startMatrixStack, type MatrixDemoStack } from './matrix-stack.js';
 import { CONTACTS, startStack, type DemoStack } from './stack.js';
 import { synapsePython } from './synapse.js';
 
-const USAGE = `Usage: npm run demo [-- [--matrix] [--check]]
+const USAGE = `Usage: npm run demo [-- [--matrix | --web] [--check]]
 
   (no option)  start the demo for XMPP clients (a private Prosody) and stream what crosses the
                bridge until Ctrl-C
   --matrix     the same for Matrix clients (a private Synapse)
+  --web        the XMPP demo, plus a web page (converse.js) logged in as the demo user
   --check      one scripted round trip (text and a picture, both ways, with receipts); exit 0 or 1
 `;
 
@@ -76,7 +80,7 @@ const clock = () => new Date().toTimeString().slice(0, 8);
 const out = (line: string) => process.stdout.write(`${line}\n`);
 
 async function main(argv: string[]): Promise<number> {
-  const unknown = argv.filter((a) => a !== '--check' && a !== '--matrix');
+  const unknown = argv.filter((a) => a !== '--check' && a !== '--matrix' && a !== '--web');
   if (unknown.length > 0) {
     process.stderr.write(
       unknown.some((a) => a === '--help' || a === '-h') ? USAGE : `unknown option ${unknown[0]}\n${USAGE}`,
@@ -85,6 +89,13 @@ async function main(argv: string[]): Promise<number> {
   }
   const check = argv.includes('--check');
   const matrix = argv.includes('--matrix');
+  const web = argv.includes('--web');
+  if (matrix && web) {
+    process.stderr.write(
+      `--web is for the XMPP demo (converse.js speaks XMPP); leave out --matrix\n${USAGE}`,
+    );
+    return 1;
+  }
   if (matrix && !existsSync(synapsePython())) {
     process.stderr.write(
       `The Matrix demo runs a local Synapse homeserver, and Synapse is not installed (no ${synapsePython()}).\n` +
@@ -129,9 +140,22 @@ async function main(argv: string[]): Promise<number> {
     progress: (line: string) => out(`  ${check ? '✓ ' : ''}${line}`),
     traffic: check ? () => undefined : (line: string) => out(`${clock()}  ${line}`),
   };
-  const startup: Promise<{ xmpp: DemoStack } | { matrix: MatrixDemoStack }> = matrix
+  const startup: Promise<{ xmpp: DemoStack; webUrl?: string } | { matrix: MatrixDemoStack }> = matrix
     ? startMatrixStack(options).then((s) => ({ matrix: s }))
-    : startStack(options).then((s) => ({ xmpp: s }));
+    : startStack({ ...options, websocket: web }).then(async (s) => {
+        if (!web) return { xmpp: s };
+        const { startWeb } = await import('./web.js');
+        const page = await startWeb({
+          prosodyHttpPort: s.prosody.httpPort as number,
+          xmppHost: s.prosody.host,
+          jid: s.alice.jid,
+          password: s.alice.password,
+          preferredPort: 8080,
+        });
+        shutdown.defer('the web page', () => page.close());
+        options.progress(`web page served at ${page.url} (converse.js, over Prosody's WebSocket)`);
+        return { xmpp: s, webUrl: page.url };
+      });
   let code = 0;
   try {
     const started = await Promise.race([startup, stopped.then(() => undefined)]);
@@ -152,7 +176,7 @@ async function main(argv: string[]): Promise<number> {
     } else if (check) {
       code = await checkRoundTrip((passed) => runCheck(started.xmpp, passed), started.xmpp, stopped);
     } else {
-      printInstructions(started.xmpp);
+      printInstructions(started.xmpp, started.webUrl);
       await stopped;
     }
   } catch (err) {
@@ -197,15 +221,27 @@ async function checkRoundTrip(
   }
 }
 
-function printInstructions(stack: DemoStack): void {
+function printInstructions(stack: DemoStack, webUrl: string | undefined): void {
   const { alice, prosody } = stack;
   const width = Math.max(...CONTACTS.map((c) => stack.contactJid(c.phone).length));
   const lines = [
     '',
+    ...(webUrl === undefined
+      ? []
+      : [
+          'In a browser on this machine, open',
+          `  ${webUrl}`,
+          `a chat client (converse.js) logged in as ${alice.jid}: pick a contact and write.`,
+          '',
+        ]),
     'The demo is running. Log in from any XMPP client (Gajim, Dino, Profanity, ...) on this machine:',
     `  address   ${alice.jid}`,
     `  password  ${alice.password}`,
-    `  server    127.0.0.1  port ${prosody.c2sPort}   (no TLS: this Prosody listens on loopback only and offers none)`,
+    `  server    127.0.0.1  port ${prosody.c2sPort}   (STARTTLS offered, not required: Profanity and co. may use no TLS)`,
+    `            or direct TLS (XEP-0368) on 127.0.0.1 port ${stack.tls.directTlsPort}`,
+    '  The certificate was made for this run; when the client asks whether to trust it, check that',
+    '  its SHA-256 fingerprint is',
+    `    ${stack.tls.fingerprint}`,
     'and send a message to:',
     ...CONTACTS.map((c) => `  ${stack.contactJid(c.phone).padEnd(width)}  ${c.blurb}`),
     `Both are in ${alice.jid}'s contact list already.`,

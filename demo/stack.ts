@@ -21,6 +21,7 @@ import { startEmulator, type StartedEmulator } from '../test/support/emulator-pr
 import { tempDir, type TempDir } from '../test/support/tmp.js';
 import { connectUser, startProsody, type TestUser, type XmppServer } from '../test/support/xmpp-servers.js';
 import { DemoContact, type ContactBehaviour } from './contacts.js';
+import { makeCertificate, pinCertificate, type DemoCertificate } from './tls.js';
 
 export const PROVIDER = 'demo';
 export const COMPONENT = 'wa.localhost';
@@ -67,6 +68,8 @@ export interface DemoStack {
   /** The bridge's and the emulator's log (warnings and errors, JSON lines). */
   readonly logFile: string;
   readonly prosody: XmppServer;
+  /** Prosody's certificate, made for the run (STARTTLS on the client port, direct TLS on its own). */
+  readonly tls: DemoCertificate & { directTlsPort: number };
   readonly emulator: StartedEmulator;
   readonly daemon: Daemon;
   readonly alice: { user: string; jid: string; password: string };
@@ -83,6 +86,8 @@ export interface StartStackOptions {
   traffic: (line: string) => void;
   /** The client port to ask for when free (default 5222, the port every client tries first). */
   preferredC2sPort?: number;
+  /** Prosody also serves XMPP over WebSocket (for the browser demo). */
+  websocket?: boolean;
 }
 
 /** What both demos share: the temporary directory, the log, the emulator, the bridge's data dir and key. */
@@ -181,26 +186,36 @@ export async function startStack(o: StartStackOptions): Promise<DemoStack> {
   const preferred = o.preferredC2sPort ?? 5222;
   const c2sPort = (await portIsFree(preferred)) ? preferred : undefined;
   const base = await startBase(o);
+  const tlsDir = path.join(base.tmp.dir, 'tls');
+  mkdirSync(tlsDir, { mode: 0o700 });
+  const cert = await makeCertificate(tlsDir);
+  const prosodyOptions = {
+    componentDomain: COMPONENT,
+    componentSecret: secret,
+    httpFileShare: true,
+    tls: { certificate: cert.certificate, key: cert.key },
+    websocket: o.websocket === true,
+  };
   let prosody: XmppServer;
   try {
-    prosody = await startProsody({
-      componentDomain: COMPONENT,
-      componentSecret: secret,
-      httpFileShare: true,
-      ...(c2sPort !== undefined ? { c2sPort } : {}),
-    });
+    prosody = await startProsody({ ...prosodyOptions, ...(c2sPort !== undefined ? { c2sPort } : {}) });
   } catch (err) {
     // Someone took the port between the check and Prosody's start: any free port will do.
     if (c2sPort === undefined || !/did not open ports|exited/.test((err as Error).message)) throw err;
-    prosody = await startProsody({
-      componentDomain: COMPONENT,
-      componentSecret: secret,
-      httpFileShare: true,
-    });
+    prosody = await startProsody(prosodyOptions);
   }
   const server = prosody;
   o.defer('Prosody', () => server.stop());
-  o.progress(`Prosody started (pid ${String(server.pid)}, client port ${server.c2sPort})`);
+  const directTlsPort = server.directTlsPort as number;
+  // The demo's own client connections (registering alice, --check) check the certificate too.
+  const unpin = [
+    pinCertificate(server.c2sPort, cert.fingerprint),
+    pinCertificate(directTlsPort, cert.fingerprint),
+  ];
+  o.defer('the certificate pins', () => unpin.forEach((u) => u()));
+  o.progress(
+    `Prosody started (pid ${String(server.pid)}, client port ${server.c2sPort} with STARTTLS, direct TLS port ${directTlsPort})`,
+  );
 
   const yaml = bridgeYaml(base, [
     'media:',
@@ -231,6 +246,7 @@ export async function startStack(o: StartStackOptions): Promise<DemoStack> {
     dir: base.tmp.dir,
     logFile: base.logFile,
     prosody: server,
+    tls: { ...cert, directTlsPort },
     emulator: base.emulator,
     daemon,
     alice: { user: ALICE, jid, password },

@@ -190,9 +190,13 @@ export interface LoadedEmulatorConfig {
 
 /**
  * Reads and validates the emulator's configuration. A provider's jwks_file must be readable JSON
- * with a "keys" list (checked here, so every configuration mistake is reported together).
+ * with a "keys" list (checked here, so every configuration mistake is reported together), unless
+ * `checkJwksFiles` is false: `emulator init` and `rotate` make keys and read no provider's JWKS.
  */
-export function loadEmulatorConfig(file?: string): LoadedEmulatorConfig {
+export function loadEmulatorConfig(
+  file?: string,
+  options: { checkJwksFiles?: boolean } = {},
+): LoadedEmulatorConfig {
   const source = file ?? 'embedded defaults';
   const baseDir = file ? path.dirname(path.resolve(file)) : process.cwd();
   const raw = file ? readYaml(file) : {};
@@ -224,7 +228,7 @@ export function loadEmulatorConfig(file?: string): LoadedEmulatorConfig {
       let jwks: ResolvedProvider['jwks'];
       if (p.jwks_file !== undefined) {
         jwks = { file: path.resolve(baseDir, p.jwks_file) };
-        const problem = checkJwksFile(jwks.file);
+        const problem = options.checkJwksFiles === false ? undefined : checkJwksFile(jwks.file);
         if (problem) problems.push(`providers.${i}.jwks_file: ${problem}`);
       } else {
         jwks = { url: p.jwks_url ?? '' };

@@ -19,7 +19,7 @@ import type { ProviderDirectory } from './gateway.js';
 
 /** A JWKS is a few hundred bytes; this bounds what a misconfigured URL can make us read. */
 export const MAX_JWKS_BYTES = 64 * 1024;
-export const DEFAULT_MIN_REFETCH_SECONDS = 30;
+export const DEFAULT_MIN_REFETCH_SECONDS = 10;
 export const DEFAULT_JWKS_FETCH_TIMEOUT_MS = 10_000;
 
 export type JwksErrorCode = 'jwks_fetch_failed' | 'jwks_invalid' | 'jwks_unreadable';

@@ -21,7 +21,7 @@ const ADAPTER_MAY_IMPORT_FROM_SRC = [
   'src/util/',
   'src/errors.ts',
   'src/version.ts',
-  // An adapter's SQLite tables: the database handle type, prepared statements, migrations.
+  // An adapter's tables on either backend: the database handle types, prepared statements, migrations.
   'src/store/sql.ts',
 ];
 

@@ -2,10 +2,11 @@
 # Installs the Debian packages the tests use: Prosody, ejabberd and PostgreSQL (the tests start
 # their own instances on loopback with generated configs, so the packaged services are kept from
 # starting; test/support/postgres.ts runs PostgreSQL's binaries as the `postgres` user the package
-# creates).
+# creates); prometheus for promtool (the alerting rules' tests; its service is kept from starting
+# too); chromium for the browser demo's test (playwright-core drives /usr/bin/chromium).
 set -euo pipefail
 
-packages=(prosody ejabberd postgresql)
+packages=(prosody ejabberd postgresql prometheus chromium)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -11,7 +11,13 @@
  * routes each event to what it does (handlers.ts, invites.ts, commands.ts).
  */
 import type { AddressInfo } from 'node:net';
-import type { Adapter, AdapterCapabilities, AdapterContext, BridgeCore } from '../../src/bridge/adapter.js';
+import type {
+  Adapter,
+  AdapterCapabilities,
+  AdapterContext,
+  BridgeCore,
+  ProvisioningHooks,
+} from '../../src/bridge/adapter.js';
 import type { DeliveryUpdate, EphemeralEvent, IncomingEvent, Notice } from '../../src/bridge/events.js';
 import { componentLogger, type Logger } from '../../src/observability/logger.js';
 import { AppserviceListener } from './appservice.js';
@@ -21,7 +27,8 @@ import type { Content } from './content.js';
 import { MatrixAdapterError } from './errors.js';
 import { Ghosts } from './ghosts.js';
 import { InboundHandlers, type RoomEvent } from './handlers.js';
-import { checkPing, checkVersions, checkWhoami } from './homeserver-checks.js';
+import { HomeserverWatch } from './homeserver-watch.js';
+import { checkPing, checkVersions, checkWhoami, nudgeRecovery } from './homeserver-checks.js';
 import { MatrixIds, type MatrixConfig } from './ids.js';
 import { InFlight } from './in-flight.js';
 import { globalState } from './bridge-state.js';
@@ -31,6 +38,7 @@ import { Invites } from './invites.js';
 import { ManagementRooms } from './management-room.js';
 import { MediaSpool } from './media-spool.js';
 import { Portals } from './portals.js';
+import { matrixProvisioning } from './provisioning.js';
 import { Sending } from './sending.js';
 import type { InboundRow, MatrixStore } from './store.js';
 
@@ -55,6 +63,7 @@ type Route = (event: RoomEvent) => Promise<void>;
 export class MatrixAdapter implements Adapter {
   readonly network = 'matrix' as const;
   readonly capabilities: AdapterCapabilities;
+  readonly provisioning: ProvisioningHooks;
   readonly botUserId: string;
   /** The adapter's own storage, as the wiring gave it. */
   readonly store: MatrixStore;
@@ -74,7 +83,9 @@ export class MatrixAdapter implements Adapter {
   /** Spooled files older than this (the queue age limit, and a day) are what a crash left. */
   readonly #spoolMaxAgeMs: number;
   #core: BridgeCore | undefined;
+  readonly #provisioningHandler: AdapterContext['provisioning'];
   #listener: AppserviceListener | undefined;
+  #watch: HomeserverWatch | undefined;
   #address: { address: string; port: number } | undefined;
 
   /**
@@ -104,13 +115,18 @@ export class MatrixAdapter implements Adapter {
     this.#config = m;
     this.#tokens = { as: asToken, hs: m.hs_token };
     this.#options = options;
+    this.#provisioningHandler = context.provisioning;
     this.store = store;
     const log = componentLogger(context.logger, 'matrix');
     this.#log = log;
-    const retry = options.retry ?? {
-      maxAttempts: m.client_retry.max_attempts,
-      initialDelayMs: m.client_retry.initial_delay_ms,
-      maxDelayMs: m.client_retry.max_delay_ms,
+    const retry: RetryPolicy = {
+      ...(options.retry ?? {
+        maxAttempts: m.client_retry.max_attempts,
+        initialDelayMs: m.client_retry.initial_delay_ms,
+        maxDelayMs: m.client_retry.max_delay_ms,
+      }),
+      // The homeserver may have gone away in the middle of a transaction (held-back.ts).
+      onUnavailable: (what) => this.#listener?.homeserverWentAway(what),
     };
     const maxMediaBytes = context.config.media.max_bytes;
     this.capabilities = {
@@ -159,6 +175,7 @@ export class MatrixAdapter implements Adapter {
       log,
     });
     this.#commands = new CommandHandler({ core, ids, store, portals, rooms, doublePuppets });
+    this.provisioning = matrixProvisioning({ ids, store, portals, rooms });
     this.#invites = new Invites({ ids, store, core, bot, ghosts, rooms, log });
     this.#handlers = new InboundHandlers({ core, store, rooms, ids, spool, inFlight, maxMediaBytes, log });
     this.#sending = new Sending({
@@ -224,6 +241,16 @@ export class MatrixAdapter implements Adapter {
         queryUser: (userId) => this.#ghosts.queryUser(userId),
         bridgeState: async (userId) =>
           globalState(userId, userId === undefined ? undefined : await this.#core!.status(userId)),
+        // Once the homeserver has marked the bridge down for the refusal, a ping starts its
+        // recovery at once (its own timer would wait 2 s).
+        nudge: () => {
+          setTimeout(() => {
+            nudgeRecovery(checker).catch((err: unknown) =>
+              log?.debug({ err: (err as Error).message }, 'appservice recovery ping failed'),
+            );
+          }, 200).unref();
+        },
+        ...(this.#provisioningHandler ? { provisioning: this.#provisioningHandler } : {}),
       },
       log,
     );
@@ -238,6 +265,12 @@ export class MatrixAdapter implements Adapter {
     }
     this.#listener = listener;
     this.#address = { address: address.address, port: address.port };
+    this.#watch = new HomeserverWatch({
+      homeserverUrl: m.homeserver_url,
+      wentAway: (what) => listener.homeserverWentAway(what),
+      log,
+    });
+    this.#watch.start();
     await this.#spool.sweep(this.#spoolMaxAgeMs);
     this.#queue.start();
     log.info(
@@ -248,6 +281,7 @@ export class MatrixAdapter implements Adapter {
 
   /** Closes the listener and lets the work in flight finish; the core is stopped by its owner. */
   async stop(): Promise<void> {
+    this.#watch?.stop();
     const listener = this.#listener;
     this.#listener = undefined;
     await listener?.close();
@@ -323,5 +357,8 @@ function lateCore(core: () => BridgeCore): BridgeCore {
     status: (localUser) => core().status(localUser),
     isEnlisted: (localUser) => core().isEnlisted(localUser),
     enlistedUsers: () => core().enlistedUsers(),
+    puppets: (localUser) => core().puppets(localUser),
+    reconnect: (localUser) => core().reconnect(localUser),
+    broadcast: (text) => core().broadcast(text),
   };
 }

@@ -7,7 +7,8 @@
  *   once, by its event id (receipts by room, user and event): a resent transaction records nothing
  *   again, and a transaction id the homeserver uses again after a restart still brings its events. Handling happens afterwards, per event (inbound-queue.ts), so one event
  *   that fails can never hold up the transaction. Ephemeral events are read from `ephemeral` or,
- *   from older homeservers, `de.sorunome.msc2409.ephemeral`.
+ *   from older homeservers, `de.sorunome.msc2409.ephemeral`. The first transaction after the
+ *   homeserver went away may be refused once, so that it sends one it held back first (held-back.ts).
  * - `GET /_matrix/app/v1/users/{userId}`: a ghost id is created on demand; anything else 404.
  * - `GET /_matrix/app/v1/rooms/{alias}`: the bridge has no aliases: 404.
  * - `POST /_matrix/app/v1/ping`: 200 `{}`.
@@ -28,6 +29,7 @@ import { redactUrl } from '../../src/observability/redact.js';
 import { parseJsonBounded } from '../../src/util/json.js';
 import { MatrixAdapterError } from './errors.js';
 import type { NewInbound, RecordedTransaction } from './store.js';
+import { HeldBackTransactions } from './held-back.js';
 
 export interface AppserviceHandlers {
   /** Durably records a transaction's events, each once. Must reject only if nothing was written. */
@@ -44,6 +46,16 @@ export interface AppserviceHandlers {
   queryUser(userId: string): Promise<boolean>;
   /** The bridge's state and the user's connection state (mautrix's bridge-state format). */
   bridgeState?(userId: string | undefined): Promise<unknown>;
+  /**
+   * A transaction was refused because the homeserver may hold back an earlier one (held-back.ts):
+   * have it ping the bridge, which starts its recovery at once.
+   */
+  nudge?(): void;
+  /**
+   * The provisioning API (`/_matrix/provision/...`), served here too as mautrix bridges do; it
+   * authenticates its callers itself (not with the hs_token).
+   */
+  provisioning?(req: IncomingMessage, res: ServerResponse): Promise<void>;
 }
 
 const MAX_BODY = 32 * 1024 * 1024;
@@ -62,12 +74,19 @@ export class AppserviceListener {
   #server: Server | undefined;
   /** The last pings' transaction ids: the startup check asks whether its ping arrived. */
   readonly #pings: string[] = [];
+  readonly #heldBack = new HeldBackTransactions();
 
   constructor(
     private readonly hsToken: string,
     private readonly handlers: AppserviceHandlers,
     private readonly log?: Logger,
   ) {}
+
+  /** The homeserver stopped answering the bridge's calls: it may have restarted mid-transaction. */
+  homeserverWentAway(reason: string): void {
+    if (!this.#heldBack.suspected) this.log?.info({ reason }, 'the homeserver went away');
+    this.#heldBack.suspect();
+  }
 
   /** Whether a ping with this transaction id reached the listener. */
   heardPing(transactionId: string): boolean {
@@ -88,7 +107,9 @@ export class AppserviceListener {
           return;
         }
         if ((req.readableAborted || req.socket.destroyed) && !res.headersSent) {
-          // The caller went away mid-request: nothing to answer.
+          // The caller went away mid-request: nothing to answer. A transaction cut off like this
+          // may stay unsent on the homeserver's side.
+          if (req.method === 'PUT' && path.includes('/transactions/')) this.#heldBack.suspect();
           this.log?.warn({ method: req.method, path }, 'appservice request aborted by the caller');
           return;
         }
@@ -131,6 +152,10 @@ export class AppserviceListener {
       pathname: q >= 0 ? target.slice(0, q) : target,
       searchParams: new URLSearchParams(q >= 0 ? target.slice(q + 1) : ''),
     };
+    if (this.handlers.provisioning && url.pathname.startsWith('/_matrix/provision/')) {
+      await this.handlers.provisioning(req, res);
+      return;
+    }
     // Authorized from the headers and query before a byte of the body is read: an unauthenticated
     // caller must not make the bridge buffer anything. The connection is closed after the answer
     // (Node discards the unread rest of the body without keeping it).
@@ -240,6 +265,18 @@ export class AppserviceListener {
       if (typeof roomId !== 'string') continue;
       if (e['type'] === 'm.typing') typing.push(e);
       else if (e['type'] === 'm.receipt') records.push(...receiptRecords(roomId, e));
+    }
+    if (this.#heldBack.shouldRefuse()) {
+      this.log?.warn(
+        { txnId },
+        'the homeserver may hold back a transaction it was sending when it went away: refusing this one once, so that it sends anything unsent first',
+      );
+      json(res, 503, {
+        errcode: 'M_UNKNOWN',
+        error: 'an earlier transaction is missing: send the unsent ones first, then this one again',
+      });
+      this.handlers.nudge?.();
+      return;
     }
     // Durable first: the answer says "recorded", never "received".
     const recorded = await this.handlers.recordTransaction(txnId, records);

@@ -16,6 +16,8 @@ export interface RetryPolicy {
   readonly maxAttempts: number;
   readonly initialDelayMs: number;
   readonly maxDelayMs: number;
+  /** Told when a call finds the homeserver away (no connection, 502/503/504), before the retry. */
+  readonly onUnavailable?: (what: string) => void;
 }
 
 export const DEFAULT_RETRY: RetryPolicy = { maxAttempts: 10, initialDelayMs: 500, maxDelayMs: 30_000 };
@@ -72,6 +74,8 @@ export async function withRetry<T>(
     } catch (err) {
       const r = retryable(err);
       if (!r.retry) throw err;
+      if (r.afterMs === undefined && describeFailure(err).status !== 429)
+        policy.onUnavailable?.(`${what}: ${failureText(err)}`);
       if (attempt >= policy.maxAttempts) {
         throw new MatrixAdapterError(
           'matrix_unavailable',

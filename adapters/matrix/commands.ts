@@ -5,7 +5,14 @@
  * wording are Matrix's own; the work is src/bridge/commands.ts, shared with the XMPP adapter.
  */
 import type { BridgeCore } from '../../src/bridge/adapter.js';
-import { lookUpContact, optIn, optOut, safetyNumberWith } from '../../src/bridge/commands.js';
+import {
+  ADMIN_HELP,
+  lookUpContact,
+  optIn,
+  optOut,
+  runAdminCommand,
+  safetyNumberWith,
+} from '../../src/bridge/commands.js';
 import type { DoublePuppets } from './double-puppet.js';
 import type { MatrixIds } from './ids.js';
 import type { ManagementRooms } from './management-room.js';
@@ -51,6 +58,19 @@ export interface CommandContext {
 
 type Reply = (text: string) => Promise<string>;
 
+/**
+ * Opens (or finds) the user's portal with a contact: what `start-chat` does once the number is
+ * resolved, and what the provisioning API's create_dm does.
+ */
+export async function openChat(
+  c: Pick<CommandContext, 'store' | 'portals'>,
+  user: string,
+  remote: string,
+): Promise<{ roomId: string; existed: boolean }> {
+  const existed = (await c.store.portalOf(user, remote)) !== undefined;
+  return { roomId: await c.portals.ensure(user, remote), existed };
+}
+
 export class CommandHandler {
   /** Users who asked to log in and were told what it means (a confirmation is due). */
   readonly #pendingLogin = new Set<string>();
@@ -76,8 +96,26 @@ export class CommandHandler {
       switch (command) {
         case '':
         case 'help':
-          await reply(HELP);
+          await reply(
+            this.c.ids.permissionOf(sender) === 'admin'
+              ? [HELP, 'Admin commands:', ...ADMIN_HELP.map(([u, h]) => `- \`${u}\`: ${h}`)].join('\n')
+              : HELP,
+          );
           return;
+        case 'admin': {
+          if (this.c.ids.permissionOf(sender) !== 'admin') {
+            await reply(
+              `Sorry, ${sender}: \`admin\` commands are for the bridge's administrators (permission level admin).`,
+            );
+            return;
+          }
+          const rest = body
+            .trim()
+            .replace(/^!\S*\s+/, '')
+            .replace(/^\S+/, '');
+          await reply((await runAdminCommand(this.c.core, rest)).text);
+          return;
+        }
         case 'ping':
           await reply('pong: the bridge is running.');
           return;
@@ -170,8 +208,7 @@ export class CommandHandler {
   async #startChat(sender: string, arg: string, reply: Reply): Promise<void> {
     const remote = await this.#contact(sender, arg, reply);
     if (remote === undefined) return;
-    const existed = (await this.c.store.portalOf(sender, remote)) !== undefined;
-    const roomId = await this.c.portals.ensure(sender, remote);
+    const { roomId, existed } = await openChat(this.c, sender, remote);
     const phone = this.c.ids.phoneOf(remote);
     await reply(
       existed

@@ -174,6 +174,16 @@ export async function checkWhoami(client: RetryingMatrixClient, bot: string, url
   }
 }
 
+/**
+ * A ping asked for after the listener refused a transaction (txn-gaps.ts): a successful ping makes
+ * Synapse retry its unsent transactions at once.
+ */
+export async function nudgeRecovery(client: RetryingMatrixClient): Promise<void> {
+  await client.doRequest('POST', `/_matrix/client/v1/appservice/${APPSERVICE_ID}/ping`, null, {
+    transaction_id: `recover-${Date.now()}`,
+  });
+}
+
 /** The appservice ping: the homeserver reaches the bridge's listener with the right hs_token. */
 export async function checkPing(
   client: RetryingMatrixClient,

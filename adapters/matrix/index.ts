@@ -1,19 +1,24 @@
 /**
  * The Matrix adapter's entry points for the wiring in app/: the factory (no I/O: `start()` checks
- * the homeserver and listens), its SQLite store, and the homeserver checks for `doctor`.
+ * the homeserver and listens), its store on either backend, and the homeserver checks for `doctor`.
  *
- *   const matrix = createMatrixAdapter({ config, logger, dataDir }, new SqliteMatrixStore(db));
+ *   const matrix = createMatrixAdapter({ config, logger, dataDir }, openMatrixStore(database));
  *   bridge.attach(matrix);
  *   await matrix.start();
  */
 import type { AdapterContext, AdapterFactory } from '../../src/bridge/adapter.js';
+import type { AdapterDatabase } from '../../src/store/sql.js';
 import { MatrixAdapter, type MatrixAdapterOptions } from './adapter.js';
+import { PostgresMatrixStore } from './postgres-store.js';
+import { SqliteMatrixStore } from './sqlite-store.js';
 import type { MatrixStore } from './store.js';
 
 export { MatrixAdapter, type MatrixAdapterOptions } from './adapter.js';
 export { MatrixAdapterError } from './errors.js';
 export type { MatrixStore } from './store.js';
-export { matrixMigrations, SqliteMatrixStore } from './sqlite-store.js';
+export { matrixMigrations } from './rows.js';
+export { SqliteMatrixStore } from './sqlite-store.js';
+export { PostgresMatrixStore } from './postgres-store.js';
 export { checkHomeserver, type HomeserverCheck } from './homeserver-checks.js';
 export { withRetry, RetryingMatrixClient } from './client.js';
 export type { RetryPolicy } from './client.js';
@@ -30,3 +35,7 @@ export const createMatrixAdapter = ((
   MatrixStore,
   MatrixAdapter
 >;
+
+/** The Matrix adapter's store on the bridge's database, whichever backend it is. */
+export const openMatrixStore = (on: AdapterDatabase, now?: () => number): MatrixStore =>
+  on.kind === 'sqlite' ? new SqliteMatrixStore(on.db, now) : new PostgresMatrixStore(on.pg, now);

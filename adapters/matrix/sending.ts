@@ -280,6 +280,13 @@ export class Sending {
       case 'opted_out':
         inFlight.background('opt-out', () => this.c.portals.close(localUser));
         return;
+      case 'broadcast': {
+        const text = `Notice from the bridge's operator: ${notice.text}`;
+        inFlight.background('broadcast notice', async () =>
+          rooms.notice(await rooms.ensure(localUser), text),
+        );
+        return;
+      }
       case 'connection': {
         // The user's bridge state, said in the management room when it changes for the worse and
         // when it is good again (not at every start: the first `connected` of a run is silent).

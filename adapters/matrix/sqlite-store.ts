@@ -4,14 +4,8 @@
  * (a transaction's events with its id, a room replacing another, read receipts) runs in one SQLite
  * transaction.
  */
-import { fileURLToPath } from 'node:url';
-import {
-  preparedStatements,
-  readMigrations,
-  type Db,
-  type Migration,
-  type Prepared,
-} from '../../src/store/sql.js';
+import { preparedStatements, type Db, type Prepared, type Row } from '../../src/store/sql.js';
+import { toGhost, toInbound, toInboundState, toReaction, toRoom, toSent } from './rows.js';
 import type {
   RecordedTransaction,
   Ghost,
@@ -23,36 +17,7 @@ import type {
   SentEvent,
 } from './store.js';
 
-type Row = Record<string, unknown>;
-
-const toRoom = (r: Row): MatrixRoom => ({
-  roomId: r.room_id as string,
-  kind: r.kind as MatrixRoom['kind'],
-  localUser: r.local_user as string,
-  remoteJid: (r.remote_jid as string | null) ?? null,
-  encryptionTold: r.encryption_told === 1,
-});
-
-const toGhost = (r: Row): Ghost => ({
-  userId: r.user_id as string,
-  jid: r.jid as string,
-  displayname: (r.displayname as string | null) ?? null,
-  registered: r.registered === 1,
-});
-
-const toInbound = (r: Row): InboundRow => ({
-  seq: r.seq as number,
-  key: r.key as string,
-  roomId: r.room_id as string,
-  kind: r.kind as InboundRow['kind'],
-  payload: JSON.parse(r.payload as string) as Record<string, unknown>,
-  attempts: r.attempts as number,
-});
-
-/** The migrations of the Matrix adapter's tables (migrations/, beside this file). */
-export function matrixMigrations(): Migration[] {
-  return readMigrations(fileURLToPath(new URL('./migrations/', import.meta.url)));
-}
+export { matrixMigrations } from './rows.js';
 
 export class SqliteMatrixStore implements MatrixStore {
   readonly #db: Db;
@@ -118,13 +83,7 @@ export class SqliteMatrixStore implements MatrixStore {
   async inboundState(key: string): Promise<InboundState | undefined> {
     const r = this.#q('SELECT state, attempts, error FROM matrix_inbound WHERE key = ?').get(key) as
       Row | undefined;
-    return r === undefined
-      ? undefined
-      : {
-          state: r.state as string,
-          attempts: r.attempts as number,
-          error: (r.error as string | null) ?? null,
-        };
+    return r === undefined ? undefined : toInboundState(r);
   }
 
   // ---- rooms --------------------------------------------------------------------------------------
@@ -217,7 +176,7 @@ export class SqliteMatrixStore implements MatrixStore {
     const r = this.#q(
       'SELECT room_id, event_id FROM matrix_sent WHERE local_user = ? AND remote_jid = ? AND remote_id = ?',
     ).get(localUser, remoteJid, remoteId) as Row | undefined;
-    return r === undefined ? undefined : { roomId: r.room_id as string, eventId: r.event_id as string };
+    return r === undefined ? undefined : toSent(r);
   }
 
   async putSent(localUser: string, remoteJid: string, remoteId: string, sent: SentEvent): Promise<void> {
@@ -253,7 +212,7 @@ export class SqliteMatrixStore implements MatrixStore {
   async reaction(eventId: string): Promise<{ target: string; emoji: string } | undefined> {
     const r = this.#q('SELECT target, emoji FROM matrix_reactions WHERE event_id = ?').get(eventId) as
       Row | undefined;
-    return r === undefined ? undefined : { target: r.target as string, emoji: r.emoji as string };
+    return r === undefined ? undefined : toReaction(r);
   }
 
   async doublePuppet(userId: string): Promise<boolean> {

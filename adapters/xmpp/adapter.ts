@@ -17,7 +17,12 @@
 import { EventEmitter } from 'node:events';
 import type { IqHandler } from '@xmpp/component';
 import type { Element } from '@xmpp/xml';
-import type { Adapter, AdapterCapabilities, BridgeCore } from '../../src/bridge/adapter.js';
+import type {
+  Adapter,
+  AdapterCapabilities,
+  BridgeCore,
+  ProvisioningHooks,
+} from '../../src/bridge/adapter.js';
 import type {
   DeliveryUpdate,
   EphemeralEvent,
@@ -46,6 +51,7 @@ import { domainOf } from './jids.js';
 import { Downloads } from './downloads.js';
 import type { FilePublisher, OwnFilePublisher } from './media.js';
 import { Presence } from './presence.js';
+import { xmppProvisioning } from './provisioning.js';
 import { UserResources } from './resources.js';
 import { NS } from './stanzas.js';
 import type { XmppStore } from './store.js';
@@ -75,6 +81,8 @@ export interface XmppAdapterOptions {
   downloadRetentionMs?: number | undefined;
   /** Domains whose users may use the gateway (`xmpp.allowed_domains`); empty: any. */
   allowedDomains?: readonly string[] | undefined;
+  /** Bare JIDs allowed the `admin` commands (`xmpp.admins`). */
+  admins?: readonly string[] | undefined;
   logger?: Logger | undefined;
 }
 
@@ -102,6 +110,7 @@ interface Features {
   readonly registration: Registration;
   readonly vcards: Vcards;
   readonly adhoc: AdhocCommands;
+  readonly provisioning: ProvisioningHooks;
 }
 
 export class XmppAdapter extends EventEmitter<XmppAdapterEvents> implements Adapter {
@@ -319,6 +328,7 @@ export class XmppAdapter extends EventEmitter<XmppAdapterEvents> implements Adap
       mayUse: (user) => this.mayUse(user),
       notAllowed: (user) => domainNotAllowed(domainOf(user), this.o.allowedDomains ?? []),
       isRegistered: (user) => core.isEnlisted(user),
+      isAdmin: (user) => this.isAdmin(user),
     };
     const chain: UserChain = {
       run: (user, work) => this.chains.run(user, work),
@@ -343,7 +353,7 @@ export class XmppAdapter extends EventEmitter<XmppAdapterEvents> implements Adap
     });
     const roster = presence;
     const delivery = new Delivery({ domain, store, out, contacts, roster, resources, publisher, caps });
-    const commands: CommandContext = { domain, core, store, contacts, roster };
+    const commands: CommandContext = { domain, core, store, contacts, roster, access };
     const say = (to: string, text: string) => delivery.say(to, text);
     const inbound = new Inbound({
       domain,
@@ -366,11 +376,17 @@ export class XmppAdapter extends EventEmitter<XmppAdapterEvents> implements Adap
       inbound,
       presence,
       delivery,
-      disco: new Disco({ domain, name }),
+      disco: new Disco({ domain, name, access }),
       registration: new Registration({ domain, core, access, chain }),
       vcards: new Vcards({ domain, name, store }),
       adhoc: new AdhocCommands({ access, chain, commands }),
+      provisioning: xmppProvisioning({ access, chain, commands, store }),
     };
+  }
+
+  /** The provisioning API's questions (src/provisioning), once attached. */
+  get provisioning(): ProvisioningHooks | undefined {
+    return this.features?.provisioning;
   }
 
   private get wired(): Features {
@@ -383,6 +399,11 @@ export class XmppAdapter extends EventEmitter<XmppAdapterEvents> implements Adap
     this.shown.run(user, work).catch((err: unknown) => {
       this.log?.warn({ err: (err as Error).message }, failure);
     });
+  }
+
+  private isAdmin(user: string): boolean {
+    const jid = user.toLowerCase();
+    return this.mayUse(user) && (this.o.admins ?? []).some((a) => a.toLowerCase() === jid);
   }
 
   private mayUse(user: string): boolean {

@@ -6,9 +6,10 @@
  * wording are XMPP's own.
  */
 import type { BridgeCore } from '../../src/bridge/adapter.js';
-import { optIn, optOut, safetyNumberWith } from '../../src/bridge/commands.js';
+import { ADMIN_HELP, optIn, optOut, runAdminCommand, safetyNumberWith } from '../../src/bridge/commands.js';
 import { normalisePhone } from '../../src/bridge/phone.js';
 import type { Contacts } from './contacts.js';
+import type { Access } from './context.js';
 import { bareJid, contactJidOfPhone } from './jids.js';
 import { NS } from './stanzas.js';
 import type { XmppStore } from './store.js';
@@ -20,6 +21,7 @@ export interface CommandContext {
   readonly contacts: Pick<Contacts, 'lookUp'>;
   /** The contact asks the user for a subscription (presence.ts). */
   readonly roster: { ask(user: string, local: string): Promise<void> };
+  readonly access: Pick<Access, 'isAdmin'>;
 }
 
 export interface CommandReply {
@@ -70,9 +72,63 @@ export const COMMANDS: readonly CommandInfo[] = [
   command('confirm', 'confirm +4915112345678', "accepts a contact's changed security code", false, 'Confirm'),
 ];
 
-function helpText(domain: string): string {
+/**
+ * The `admin` commands as XEP-0050 ad-hoc commands, for `xmpp.admins` only: `admin-puppets` completes
+ * at once; the others ask for their argument in a data form (`field`) first.
+ */
+export interface AdminAdhoc {
+  readonly node: string;
+  readonly title: string;
+  /** The admin sub-command it runs. */
+  readonly sub: string;
+  readonly field?: {
+    readonly var: string;
+    readonly type: 'jid-single' | 'text-multi';
+    readonly label: string;
+  };
+}
+
+const userField = {
+  var: 'user',
+  type: 'jid-single',
+  label: 'The user (a Matrix ID or an XMPP address)',
+} as const;
+
+export const ADMIN_ADHOC: readonly AdminAdhoc[] = [
+  { node: 'admin-puppets', title: 'Admin: list puppets', sub: 'puppets' },
+  { node: 'admin-show', title: 'Admin: show a user', sub: 'show', field: userField },
+  { node: 'admin-logout', title: 'Admin: log a user out', sub: 'logout', field: userField },
+  { node: 'admin-reconnect', title: 'Admin: reconnect a puppet', sub: 'reconnect', field: userField },
+  {
+    node: 'admin-broadcast',
+    title: 'Admin: notice to every user',
+    sub: 'broadcast',
+    field: { var: 'text', type: 'text-multi', label: 'The notice' },
+  },
+];
+
+/** The refusal every non-admin gets for an `admin` command. */
+export const NOT_ADMIN = "The admin commands are for the bridge's administrators (xmpp.admins) only.";
+
+function helpText(domain: string, admin: boolean): string {
   const lines = COMMANDS.map((c) => `${c.usage}: ${c.help}`);
-  return [`Commands for ${domain}:`, ...lines].join('\n');
+  const admins = admin ? ['Admin commands:', ...ADMIN_HELP.map(([u, h]) => `${u}: ${h}`)] : [];
+  return [`Commands for ${domain}:`, ...lines, ...admins].join('\n');
+}
+
+/**
+ * Adds a contact by phone number (the `add` command, and the provisioning API's create_dm): looks
+ * the number up, keeps it as the user's contact and has the contact ask for a subscription.
+ */
+export async function addContact(
+  ctx: Pick<CommandContext, 'store' | 'contacts' | 'roster' | 'domain'>,
+  user: string,
+  input: string,
+): Promise<{ phone: string; remote: string; jid: string; existed: boolean }> {
+  const { phone, remote } = await ctx.contacts.lookUp(user, input);
+  const c = await ctx.store.contact(user, phone);
+  if (c && !c.subFrom) await ctx.roster.ask(user, phone);
+  return { phone, remote, jid: contactJidOfPhone(phone, ctx.domain), existed: c?.subFrom === true };
 }
 
 const NOT_REGISTERED: CommandReply = {
@@ -93,7 +149,10 @@ export async function runCommand(
     switch (name) {
       case 'help':
       case '?':
-        return { text: helpText(ctx.domain) };
+        return { text: helpText(ctx.domain, ctx.access.isAdmin(user)) };
+      case 'admin':
+        if (!ctx.access.isAdmin(user)) return { text: NOT_ADMIN, error: true };
+        return await runAdminCommand(core, arg);
       case 'register':
         if ((await optIn(core, user)) === 'already') return { text: 'You are already registered.' };
         // The core's 'enlisted' notice tells the user in chat; the ad-hoc reply needs its own text.
@@ -110,17 +169,14 @@ export async function runCommand(
         };
       }
       case 'add': {
-        if (!core.isEnlisted(user)) return NOT_REGISTERED;
+        if (!(await core.isEnlisted(user))) return NOT_REGISTERED;
         if (arg === '') return { text: 'Usage: add +4915112345678', error: true };
-        const { phone } = await ctx.contacts.lookUp(user, arg);
-        const c = await ctx.store.contact(user, phone);
-        if (c && !c.subFrom) await ctx.roster.ask(user, phone);
-        const jid = contactJidOfPhone(phone, ctx.domain);
+        const { jid } = await addContact(ctx, user, arg);
         return { text: `${jid} is on WhatsApp: accept its contact request to see it in your contact list.` };
       }
       case 'safety':
       case 'confirm': {
-        if (!core.isEnlisted(user)) return NOT_REGISTERED;
+        if (!(await core.isEnlisted(user))) return NOT_REGISTERED;
         if (arg === '') return { text: `Usage: ${name} +4915112345678`, error: true };
         const phone = normalisePhone(arg);
         if (!phone) return { text: `"${arg}" is not a phone number in international format.`, error: true };
@@ -146,7 +202,9 @@ export async function answerChatCommand(
   from: string,
   body: string,
 ): Promise<void> {
-  const [name = '', ...args] = body.trim().split(/\s+/);
+  const [name = '', ...words] = body.trim().split(/\s+/);
+  // `admin broadcast` keeps the text as typed (line breaks too).
+  const args = name.toLowerCase() === 'admin' ? [body.trim().slice(name.length)] : words;
   const reply = await runCommand(ctx, bareJid(from), name.toLowerCase(), args);
   if (!reply.announced) ctx.say(from, reply.text);
 }

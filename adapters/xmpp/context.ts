@@ -25,6 +25,8 @@ export interface Access {
   notAllowed(user: string): XmppUserError;
   /** Whether the user has opted in (an enlisted puppet of this network). */
   isRegistered(user: string): Promise<boolean>;
+  /** Whether the user (a bare JID) is one of `xmpp.admins`: the `admin` commands are theirs. */
+  isAdmin(user: string): boolean;
 }
 
 /** One chain of work per local user, so that what a user sends is handled in the order it came. */

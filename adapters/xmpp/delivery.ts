@@ -188,6 +188,9 @@ export class Delivery {
         }
         return;
       }
+      case 'broadcast':
+        this.say(localUser, `Notice from the bridge's operator: ${notice.text}`);
+        return;
       case 'connection': {
         const text =
           notice.state === 'connected'

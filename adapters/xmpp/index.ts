@@ -11,10 +11,15 @@ import { XmppAdapter } from './adapter.js';
 import { ComponentLink } from './component.js';
 import { OwnFilePublisher, UploadSlotPublisher, type FilePublisher } from './media.js';
 import type { XmppStore } from './store.js';
+import type { AdapterDatabase } from '../../src/store/sql.js';
+import { PostgresXmppStore } from './postgres-store.js';
+import { SqliteXmppStore } from './sqlite-store.js';
 
 export { XmppAdapter, type XmppAdapterEvents } from './adapter.js';
 export { ComponentLink } from './component.js';
-export { SqliteXmppStore, xmppMigrations } from './sqlite-store.js';
+export { SqliteXmppStore } from './sqlite-store.js';
+export { PostgresXmppStore } from './postgres-store.js';
+export { xmppMigrations } from './rows.js';
 export type { XmppContact, XmppStore } from './store.js';
 
 /** Component link timings that are no config keys; tests shorten them. */
@@ -83,6 +88,7 @@ export const createXmppAdapter = ((
     maxMediaBytes: config.media.max_bytes,
     allowedFetchHosts: config.media.allowed_fetch_hosts,
     allowedDomains: allowedDomainsOf(x.allowed_domains, x.component_domain),
+    admins: x.admins,
     publisher,
     ownFiles,
     downloadDir: path.join(context.dataDir, 'xmpp-downloads'),
@@ -103,3 +109,7 @@ export function allowedDomainsOf(configured: readonly string[], componentDomain:
   const dot = componentDomain.indexOf('.');
   return dot > 0 ? [componentDomain.slice(dot + 1).toLowerCase()] : ['*'];
 }
+
+/** The XMPP adapter's store on the bridge's database, whichever backend it is. */
+export const openXmppStore = (on: AdapterDatabase, now?: () => number): XmppStore =>
+  on.kind === 'sqlite' ? new SqliteXmppStore(on.db, now) : new PostgresXmppStore(on.pg, now);

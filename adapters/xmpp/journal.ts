@@ -21,7 +21,7 @@
  */
 import { xml, Parser, type Element } from '@xmpp/xml';
 import type { Logger } from '../../src/observability/logger.js';
-import { isSealed, type PayloadVault } from '../../src/util/payload-vault.js';
+import type { PayloadVault } from '../../src/util/payload-vault.js';
 import { derivedId, xmlSafe } from './stanzas.js';
 import type { JournalAppend, JournaledStanza, JournalSummary, XmppRun, XmppStore } from './store.js';
 
@@ -67,6 +67,12 @@ export class JournalEntry {
     this.written.catch(() => undefined); // the journal logs a failed write; the message still goes
   }
 }
+
+/**
+ * A sealed stanza as the `stanza` column (TEXT, on SQLite and PostgreSQL alike) holds it: this prefix
+ * and the sealed bytes in base64. A stanza itself starts with `<`.
+ */
+export const SEALED_STANZA_PREFIX = 'sealed1:';
 
 /** What a sealed stanza is bound to (its row's user and message), so it cannot be moved to another. */
 export const journalRowId = (localUser: string, localId: string): string =>
@@ -233,18 +239,25 @@ export class StanzaJournal {
     await this.store.forgetJournal(run);
   }
 
-  private sealed(request: JournalRequest): string | Uint8Array {
+  private sealed(request: JournalRequest): string {
     const text = typeof request.stanza === 'string' ? request.stanza : request.stanza();
     if (!this.vault) return text;
-    return this.vault.seal(journalRowId(request.localUser, request.localId), Buffer.from(text, 'utf8'));
+    const sealed = this.vault.seal(
+      journalRowId(request.localUser, request.localId),
+      Buffer.from(text, 'utf8'),
+    );
+    return (
+      SEALED_STANZA_PREFIX +
+      Buffer.from(sealed.buffer, sealed.byteOffset, sealed.byteLength).toString('base64')
+    );
   }
 
   /** A stored stanza's text: opened when sealed (throws when it cannot be), as it is when plain. */
-  private contentOf(localUser: string, localId: string, stored: string | Uint8Array): string {
-    if (typeof stored === 'string') return stored; // journaled before sealing, or without a key
-    if (!isSealed(stored)) return Buffer.from(stored).toString('utf8');
+  private contentOf(localUser: string, localId: string, stored: string): string {
+    if (!stored.startsWith(SEALED_STANZA_PREFIX)) return stored; // from before sealing, or without a key
     if (!this.vault) throw new Error('the stanza is sealed and the bridge has no at-rest key');
-    return Buffer.from(this.vault.open(journalRowId(localUser, localId), stored)).toString('utf8');
+    const sealed = Buffer.from(stored.slice(SEALED_STANZA_PREFIX.length), 'base64');
+    return Buffer.from(this.vault.open(journalRowId(localUser, localId), sealed)).toString('utf8');
   }
 
   private pruneBelow(at: number): number | undefined {

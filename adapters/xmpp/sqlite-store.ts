@@ -2,14 +2,8 @@
  * `XmppStore` on the bridge's SQLite database (tables of migrations/004_xmpp.sql, beside it).
  * better-sqlite3 is synchronous: each method does its work at once and resolves with the result.
  */
-import { fileURLToPath } from 'node:url';
-import {
-  preparedStatements,
-  type Db,
-  type Prepared,
-  readMigrations,
-  type Migration,
-} from '../../src/store/sql.js';
+import { preparedStatements, type Db, type Prepared, type Row } from '../../src/store/sql.js';
+import { subscriptionSet, toContact, toJournaled, toRun } from './rows.js';
 import type {
   JournalRow,
   JournalSummary,
@@ -20,48 +14,7 @@ import type {
   XmppStore,
 } from './store.js';
 
-interface ContactRow {
-  local_user: string;
-  contact: string;
-  remote: string;
-  name: string | null;
-  sub_to: number;
-  sub_from: number;
-  asked: number;
-}
-
-const toContact = (r: ContactRow): XmppContact => ({
-  localUser: r.local_user,
-  contact: r.contact,
-  remote: r.remote,
-  name: r.name,
-  subTo: r.sub_to === 1,
-  subFrom: r.sub_from === 1,
-  asked: r.asked === 1,
-});
-
-interface RunRow {
-  run: number;
-  started_at: number;
-  stopped_at: number | null;
-}
-
-const toRun = (r: RunRow): XmppRun => ({
-  run: r.run,
-  startedAt: r.started_at,
-  stoppedAt: r.stopped_at ?? undefined,
-});
-
-const SUBSCRIPTION_COLUMNS = { subTo: 'sub_to', subFrom: 'sub_from', asked: 'asked' } as const;
-
-/** The migrations of the XMPP adapter's tables (migrations/, beside this file). */
-export function xmppMigrations(): Migration[] {
-  return readMigrations(fileURLToPath(new URL('./migrations/', import.meta.url)));
-}
-
-/** A sealed stanza is stored as a BLOB (the column's TEXT affinity leaves BLOBs as they are). */
-const stanzaValue = (s: string | Uint8Array | null): string | Buffer | null =>
-  s === null || typeof s === 'string' ? s : Buffer.from(s.buffer, s.byteOffset, s.byteLength);
+export { xmppMigrations } from './rows.js';
 
 export class SqliteXmppStore implements XmppStore {
   private readonly sql: Prepared;
@@ -81,14 +34,14 @@ export class SqliteXmppStore implements XmppStore {
     const row = this.sql('SELECT * FROM xmpp_contacts WHERE local_user = ? AND remote = ?').get(
       localUser,
       remote,
-    ) as ContactRow | undefined;
+    ) as Row | undefined;
     return row ? toContact(row) : undefined;
   }
 
   async contacts(localUser: string): Promise<XmppContact[]> {
     const rows = this.sql('SELECT * FROM xmpp_contacts WHERE local_user = ? ORDER BY contact').all(
       localUser,
-    ) as ContactRow[];
+    ) as Row[];
     return rows.map(toContact);
   }
 
@@ -107,17 +60,10 @@ export class SqliteXmppStore implements XmppStore {
   }
 
   async setSubscription(localUser: string, contact: string, change: SubscriptionChange): Promise<void> {
-    const set: string[] = [];
-    const values: number[] = [];
-    for (const [key, column] of Object.entries(SUBSCRIPTION_COLUMNS)) {
-      const value = change[key as keyof SubscriptionChange];
-      if (value === undefined) continue;
-      set.push(`${column} = ?`);
-      values.push(value ? 1 : 0);
-    }
-    if (set.length === 0) return;
-    this.sql(`UPDATE xmpp_contacts SET ${set.join(', ')} WHERE local_user = ? AND contact = ?`).run(
-      ...values,
+    const update = subscriptionSet(change, () => '?');
+    if (update === undefined) return;
+    this.sql(`UPDATE xmpp_contacts SET ${update.set} WHERE local_user = ? AND contact = ?`).run(
+      ...update.values,
       localUser,
       contact,
     );
@@ -143,7 +89,7 @@ export class SqliteXmppStore implements XmppStore {
 
   async beginRun(): Promise<{ run: XmppRun; previous: XmppRun | undefined }> {
     return this.db.transaction(() => {
-      const last = this.sql('SELECT * FROM xmpp_runs ORDER BY run DESC LIMIT 1').get() as RunRow | undefined;
+      const last = this.sql('SELECT * FROM xmpp_runs ORDER BY run DESC LIMIT 1').get() as Row | undefined;
       const startedAt = this.now();
       const run = Number(
         this.sql('INSERT INTO xmpp_runs (started_at) VALUES (?)').run(startedAt).lastInsertRowid,
@@ -172,7 +118,7 @@ export class SqliteXmppStore implements XmppStore {
         for (const a of write.append) {
           seqs.push(
             Number(
-              insert.run(write.run, a.localUser, a.contact, a.localId, stanzaValue(a.stanza), a.receivedAt)
+              insert.run(write.run, a.localUser, a.contact, a.localId, a.stanza, a.receivedAt)
                 .lastInsertRowid,
             ),
           );
@@ -195,8 +141,8 @@ export class SqliteXmppStore implements XmppStore {
   async journaled(): Promise<JournalRow[]> {
     const rows = this.sql(
       'SELECT seq, local_user, local_id, stanza FROM xmpp_journal WHERE stanza IS NOT NULL ORDER BY seq',
-    ).all() as { seq: number; local_user: string; local_id: string; stanza: string | Buffer }[];
-    return rows.map((r) => ({ seq: r.seq, localUser: r.local_user, localId: r.local_id, stanza: r.stanza }));
+    ).all() as Row[];
+    return rows.map(toJournaled);
   }
 
   async journalSummary(beforeRun: number): Promise<JournalSummary[]> {
@@ -233,7 +179,7 @@ export class SqliteXmppStore implements XmppStore {
     const row = this.sql('SELECT * FROM xmpp_contacts WHERE local_user = ? AND contact = ?').get(
       localUser,
       contact,
-    ) as ContactRow | undefined;
+    ) as Row | undefined;
     return row ? toContact(row) : undefined;
   }
 }

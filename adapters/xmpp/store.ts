@@ -34,20 +34,16 @@ export interface JournalAppend {
   /** XEP-0359 origin-id, else the stanza id. */
   readonly localId: string;
   /**
-   * The stanza as received (serialised), sealed with the at-rest key when the bridge has one; null
-   * when the core already has it (the row only says it was taken).
+   * The stanza as received (serialised), sealed with the at-rest key when the bridge has one (as
+   * text: journal.ts SEALED_STANZA_PREFIX); null when the core already has it (the row only says it
+   * was taken).
    */
-  readonly stanza: string | Uint8Array | null;
+  readonly stanza: string | null;
   readonly receivedAt: number;
 }
 
 /** A journaled stanza not yet handed to the core, as stored (sealed, or plain from before sealing). */
-export interface JournalRow {
-  readonly seq: number;
-  readonly localUser: string;
-  readonly localId: string;
-  readonly stanza: string | Uint8Array;
-}
+export type JournalRow = JournaledStanza;
 
 /** A journaled stanza not yet handed to the core (to be replayed), opened. */
 export interface JournaledStanza {

@@ -12,6 +12,7 @@
  *   ...
  *   await adapter.stop();  await bridge.stop();
  */
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Config } from '../config/schema.js';
 import type { Logger } from '../observability/logger.js';
 import type { PayloadVault } from '../util/payload-vault.js';
@@ -105,6 +106,46 @@ export interface Adapter {
 
   /** Tells the local user something that is not a message. Must not throw. */
   notify(localUser: string, notice: Notice): void;
+
+  /**
+   * What the provisioning API (src/provisioning) needs of this network, doing what the network's
+   * chat commands do. Absent: the API does not serve this network's users.
+   */
+  readonly provisioning?: ProvisioningHooks;
+}
+
+/** A gatekeeper contact as a local user sees it on their network. */
+export interface LocalContact {
+  /** The contact's remote (`4915112345678@wa.interop`). */
+  readonly remote: string;
+  /** `+4915112345678`. */
+  readonly phone: string;
+  /** The contact's name as the network shows it. */
+  readonly name: string;
+  /** The contact on the local network: its ghost's Matrix ID, or its XMPP address. */
+  readonly localId: string;
+  /** The direct chat with the contact, when the user has one: a Matrix room ID, or the XMPP address. */
+  readonly dm?: string | undefined;
+}
+
+/** The provisioning API's questions to one network (each adapter answers for its own users). */
+export interface ProvisioningHooks {
+  /** Whether `user` is written as this network's user ids are (a Matrix ID, a bare JID). */
+  owns(user: string): boolean;
+  /** The user's permission level on this network (`none` may not use the bridge at all). */
+  permissionOf(user: string): 'none' | 'user' | 'admin';
+  /** The contact as the user sees it (whether or not there is a chat yet). */
+  contact(user: string, remote: string): Promise<LocalContact>;
+  /** The user's contacts known to the bridge, each with its chat when there is one. */
+  contacts(user: string): Promise<readonly LocalContact[]>;
+  /** Opens the direct chat with the contact, as the network's start-chat command does. */
+  startChat(
+    user: string,
+    remote: string,
+    phone: string,
+  ): Promise<LocalContact & { readonly existed: boolean }>;
+  /** Where the user gives chat commands (a Matrix management room), if the network has one. */
+  commandRoom?(user: string): Promise<string | undefined>;
 }
 
 /** The status of a local user's puppet, for `status` commands. */
@@ -114,6 +155,20 @@ export interface PuppetStatus {
   readonly connection: string;
   /** Outgoing events waiting to be sent. */
   readonly queued: number;
+}
+
+/** One puppet as an administrator sees it (the admin `puppets` and `show` commands). */
+export interface PuppetReport extends PuppetStatus {
+  readonly localUser: string;
+  readonly network: Network;
+  /** The puppet's stored state: enlisting, enlisted or opting_out. */
+  readonly state: string;
+  /** The interop account's address at the gateway (what the gatekeeper's users see). */
+  readonly address: string;
+  /** Incoming messages received but not yet shown on the local network. */
+  readonly inboxPending: number;
+  /** The last gateway connection problem since the bridge started, if any. */
+  readonly lastError?: { readonly code: string; readonly message: string; readonly at: string } | undefined;
 }
 
 /** What the core offers adapters, bound to the adapter's network. */
@@ -134,7 +189,7 @@ export interface BridgeCore {
   setOnline(localUser: string, online: boolean): void;
   /** Opts the local user in: creates the puppet, its keys, and enlists it at the gateway. */
   enlist(localUser: string): Promise<void>;
-  /** Opts the local user out and removes the puppet with everything it owns. */
+  /** Opts the local user (of any network: admins use it too) out and removes the puppet with everything it owns. */
   optOut(localUser: string): Promise<void>;
   /** Whether a phone number (`+4915112345678`) is reachable, and its remote. */
   lookup(localUser: string, phone: string): Promise<{ reachable: boolean; jid?: string }>;
@@ -148,6 +203,15 @@ export interface BridgeCore {
   isEnlisted(localUser: string): Promise<boolean>;
   /** The enlisted local users of this adapter's network. */
   enlistedUsers(): Promise<readonly string[]>;
+  /**
+   * Administration (callers check the caller is an admin first): every puppet of every network,
+   * or the one of `localUser`, with its connection, queue and last error.
+   */
+  puppets(localUser?: string): Promise<readonly PuppetReport[]>;
+  /** Drops and reopens the puppet's gateway connection (a `refused` one too); false without a puppet. */
+  reconnect(localUser: string): Promise<boolean>;
+  /** Tells every enlisted user of every network `text` (a `broadcast` notice); resolves with how many. */
+  broadcast(text: string): Promise<number>;
 }
 
 /** What every adapter factory gets from the wiring. */
@@ -170,6 +234,11 @@ export interface AdapterContext {
    * same at-rest key, as the core seals its outbox and inbox rows. Absent only in tests without a key.
    */
   readonly vault?: PayloadVault | undefined;
+  /**
+   * The provisioning API's handler (src/provisioning), for an adapter with a listener of its own to
+   * serve `/_matrix/provision/` on as well (the Matrix appservice listener, as mautrix bridges do).
+   */
+  readonly provisioning?: ((req: IncomingMessage, res: ServerResponse) => Promise<void>) | undefined;
 }
 
 /**

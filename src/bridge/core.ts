@@ -14,7 +14,7 @@ import { outboxRowId, sealPayload, type PayloadVault } from '../store/at-rest.js
 import type { Network, Puppet, Store } from '../store/repositories.js';
 import { receiptOutboxId, wireIdFor } from './account.js';
 import { Enlistment } from './enlistment.js';
-import type { Adapter, BridgeCore, PuppetStatus } from './adapter.js';
+import type { Adapter, BridgeCore, PuppetReport, PuppetStatus } from './adapter.js';
 import { BridgeError } from './errors.js';
 import type { OutgoingEvent } from './events.js';
 import type { MediaHandler } from './media.js';
@@ -135,6 +135,9 @@ export class Bridge {
         (await store.puppets.list())
           .filter((p) => p.network === network && p.state === 'enlisted')
           .map((p) => p.localId),
+      puppets: (localUser) => this.puppetReports(localUser),
+      reconnect: (localUser) => this.reconnect(localUser),
+      broadcast: (text) => this.broadcast(text),
     };
   }
 
@@ -394,6 +397,64 @@ export class Bridge {
       throw new BridgeError('bridge_not_connected', `the gateway gave ${localUser}'s puppet no media host`);
     }
     return { auth: answer.body.auth, ttl: answer.body.ttl, hosts: answer.body.hosts };
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Administration
+
+  /** Every puppet (or `localUser`'s) with its connection, queue and last error, by local user. */
+  async puppetReports(localUser?: string): Promise<PuppetReport[]> {
+    const { store } = this.options;
+    const puppets =
+      localUser === undefined
+        ? await store.puppets.list()
+        : [await store.puppets.byLocalId(localUser)].filter((p): p is Puppet => p !== undefined);
+    const reports: PuppetReport[] = [];
+    for (const p of puppets) {
+      const runtime = this.runtimes.get(p.localId);
+      reports.push({
+        localUser: p.localId,
+        network: p.network,
+        state: p.state,
+        enlisted: p.state === 'enlisted',
+        connection: runtime?.connection.state ?? 'idle',
+        queued: await store.outbox.countQueued(p.id),
+        inboxPending: await store.inbox.countPending(p.id),
+        address: accountJidOf(p.accountId, this.options.gateway.providerId),
+        lastError: runtime?.lastError,
+      });
+    }
+    return reports.sort((a, b) => a.localUser.localeCompare(b.localUser));
+  }
+
+  /** Drops and reopens an enlisted puppet's connection; false when the user has none. */
+  async reconnect(localUser: string): Promise<boolean> {
+    const puppet = await this.options.store.puppets.byLocalId(localUser);
+    if (!puppet || puppet.state !== 'enlisted') return false;
+    const runtime = this.runtimeFor(puppet);
+    await runtime.disconnect();
+    // As the lifecycle says: under `presence` a user who is offline stays disconnected.
+    this.applyLifecycle(localUser);
+    this.log?.info({ user: localUser }, 'puppet reconnected by an administrator');
+    return true;
+  }
+
+  /** A `broadcast` notice to every enlisted user, through their network's adapter. */
+  async broadcast(text: string): Promise<number> {
+    let n = 0;
+    for (const p of await this.options.store.puppets.list()) {
+      if (p.state !== 'enlisted') continue;
+      const adapter = this.adapterOf(p.network);
+      if (!adapter) continue;
+      try {
+        adapter.notify(p.localId, { kind: 'broadcast', text });
+        n++;
+      } catch (err) {
+        this.log?.warn({ user: p.localId, err: (err as Error).message }, 'broadcast not shown');
+      }
+    }
+    this.log?.info({ users: n }, 'broadcast sent by an administrator');
+    return n;
   }
 
   /** Puppets by gateway connection state (for metrics and the startup summary). */

@@ -166,4 +166,6 @@ export type Notice =
       readonly detail?: string;
     }
   | { readonly kind: 'enlisted' }
-  | { readonly kind: 'opted_out' };
+  | { readonly kind: 'opted_out' }
+  /** A notice from the bridge's operator to every enlisted user (the admin `broadcast` command). */
+  | { readonly kind: 'broadcast'; readonly text: string };

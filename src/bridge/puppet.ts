@@ -131,6 +131,8 @@ export class PuppetRuntime {
   private readonly preKeyTarget: number;
   private started = false;
   private lastNotified: string | undefined;
+  /** The last gateway connection problem (for the admin commands); kept until the next one. */
+  lastError: { readonly code: string; readonly message: string; readonly at: string } | undefined;
 
   constructor(private readonly options: PuppetRuntimeOptions) {
     const { puppet, store, gateway } = options;
@@ -177,10 +179,20 @@ export class PuppetRuntime {
       this.notify({ kind: 'identity_changed', remote, safetyNumber, blocked: change.trust === 'blocked' });
     });
     this.connection.on('stanza', (s) => this.enqueue(s));
-    this.connection.on('problem', (error) => options.metrics?.gatewayFailure(error.code));
+    this.connection.on('problem', (error) => {
+      options.metrics?.gatewayFailure(error.code);
+      this.lastError = { code: error.code, message: error.message, at: new Date().toISOString() };
+    });
     this.connection.on('connected', () => this.onConnected());
     this.connection.on('state', (state, detail) => {
-      if (state === 'refused') options.metrics?.gatewayFailure(detail ?? 'refused');
+      if (state === 'refused') {
+        options.metrics?.gatewayFailure(detail ?? 'refused');
+        this.lastError = {
+          code: 'refused',
+          message: `the gateway refused the account (${detail ?? 'no reason'})`,
+          at: new Date().toISOString(),
+        };
+      }
       if (
         state === 'connected' ||
         state === 'refused' ||

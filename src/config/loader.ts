@@ -20,7 +20,13 @@ export interface LoadedConfig {
   /** What the configuration came from, for messages: the file path or "embedded defaults". */
   source: string;
   /** Absolute paths derived from the configuration. */
-  paths: { dataDir: string; database: string; signingKey: string; atRestKey: string };
+  paths: {
+    dataDir: string;
+    database: string;
+    signingKey: string;
+    atRestKey: string;
+    provisioningSecret: string;
+  };
   /**
    * The files secrets were read from: each `<secret>_file`, and the configuration file itself when
    * it holds a secret inline (secret-files.ts checks their modes).
@@ -87,6 +93,7 @@ export function loadConfig(options: LoadOptions = {}): LoadedConfig {
         : path.resolve(dataDir, config.bridge.database),
       signingKey: path.resolve(dataDir, config.provider.signing_key_file),
       atRestKey: path.resolve(dataDir, config.bridge.at_rest_key_file),
+      provisioningSecret: path.resolve(dataDir, config.bridge.provisioning_secret_file),
     },
     secretFiles,
   };

@@ -36,6 +36,8 @@ const bridgeSchema = z.strictObject({
   /** The CA certificate (PEM file) to verify the PostgreSQL server with under verify-full. */
   database_sslrootcert: str('a file path').optional(),
   at_rest_key_file: str('a file path').default('at-rest.key'),
+  /** The provisioning API's shared secret, inside data_dir (created at the first start, mode 0600). */
+  provisioning_secret_file: str('a file path').default('provisioning-secret'),
   queue_max_age_hours: int(1, 8760, 'a number of hours from 1 to 8760').default(168),
   lifecycle: oneOf(['always', 'presence'] as const).default('always'),
   identity_change_policy: oneOf(['trust_on_first_use', 'block_until_confirmed'] as const).default(
@@ -136,6 +138,10 @@ const xmppSchema = z
     served_file_lifetime_hours: int(1, 8760, 'a number of hours from 1 to 8760').default(168),
     name: str("the gateway's name shown in service discovery").default('WhatsApp'),
     allowed_domains: z.array(host(), expecting('a list of XMPP domains such as ["example.org"]')).default([]),
+    /** Bare JIDs allowed the `admin` commands (the XMPP side's `admin` permission level). */
+    admins: z
+      .array(str('a bare JID such as "admin@example.org"'), expecting('a list of bare JIDs'))
+      .default([]),
   })
   .superRefine((x, ctx) => {
     if (x.enabled && x.secret === undefined) {

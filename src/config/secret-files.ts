@@ -21,6 +21,7 @@ export function exposedSecretFiles(loaded: LoadedConfig): ExposedSecretFile[] {
     ...loaded.secretFiles,
     { file: loaded.paths.signingKey, what: 'provider.signing_key_file' },
     { file: loaded.paths.atRestKey, what: 'bridge.at_rest_key_file' },
+    { file: loaded.paths.provisioningSecret, what: 'bridge.provisioning_secret_file' },
   ]);
 }
 

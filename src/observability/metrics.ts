@@ -8,6 +8,10 @@
  * - `interop_bridge_outbox_queued`, `interop_bridge_inbox_pending`: work waiting (read at scrape time);
  * - `interop_bridge_gateway_connections{state}`, `interop_bridge_puppets`: connection states now;
  * - `interop_bridge_gateway_failures_total{reason}`: failed handshakes and connections by reason code;
+ * - `interop_bridge_outbox_oldest_age_seconds` and `interop_bridge_queue_max_age_seconds`: how long
+ *   the oldest queued outgoing message has waited, and `bridge.queue_max_age_hours`, when it fails;
+ * - `interop_bridge_local_server_up{network}`: 1 when the homeserver (matrix) or the XMPP server
+ *   (xmpp) answers the bridge, 0 when not (read at scrape time);
  * - `interop_bridge_message_latency_seconds{direction}`: outgoing from accepted to acknowledged by
  *   the gateway, incoming from received from the gateway to accepted by the local server;
  * - process metrics (memory, CPU, event loop lag) under `interop_bridge_process_*` / `nodejs_*`.
@@ -25,6 +29,10 @@ export interface MetricsSources {
   puppets(): Promise<number>;
   /** Count of puppets per gateway connection state. */
   connectionStates(): Record<string, number>;
+  /** When the oldest queued outgoing message was written (ms), undefined when none waits. */
+  oldestQueuedAt?(): Promise<number | undefined>;
+  /** Per enabled local network (`matrix`, `xmpp`): whether its server answers the bridge now. */
+  localServers?(): Promise<Record<string, boolean>>;
 }
 
 export const METRICS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
@@ -36,7 +44,7 @@ export class BridgeMetrics {
   private readonly latency: Histogram<'direction'>;
   private sources: MetricsSources | undefined;
 
-  constructor(options: { processMetrics?: boolean } = {}) {
+  constructor(options: { processMetrics?: boolean; queueMaxAgeSeconds?: number } = {}) {
     const registers = [this.registry];
     if (options.processMetrics !== false) {
       collectDefaultMetrics({ register: this.registry, prefix: 'interop_bridge_' });
@@ -87,6 +95,36 @@ export class BridgeMetrics {
       registers,
       async collect() {
         this.set(await puppets());
+      },
+    });
+    const oldest = async () => {
+      const at = await this.sources?.oldestQueuedAt?.();
+      return at === undefined ? 0 : Math.max(0, Date.now() - at) / 1000;
+    };
+    new Gauge({
+      name: 'interop_bridge_outbox_oldest_age_seconds',
+      help: 'How long the oldest queued outgoing message has waited (0 when none waits); it fails at interop_bridge_queue_max_age_seconds.',
+      registers,
+      async collect() {
+        this.set(await oldest());
+      },
+    });
+    if (options.queueMaxAgeSeconds !== undefined) {
+      new Gauge({
+        name: 'interop_bridge_queue_max_age_seconds',
+        help: 'bridge.queue_max_age_hours in seconds: an outgoing message not sent within it fails.',
+        registers,
+      }).set(options.queueMaxAgeSeconds);
+    }
+    const servers = async () => (await this.sources?.localServers?.()) ?? {};
+    new Gauge({
+      name: 'interop_bridge_local_server_up',
+      help: 'Whether the local server answers the bridge (1) or not (0), by network: matrix (the homeserver), xmpp (the XMPP server).',
+      labelNames: ['network'],
+      registers,
+      async collect() {
+        this.reset();
+        for (const [network, up] of Object.entries(await servers())) this.set({ network }, up ? 1 : 0);
       },
     });
     const states = () => this.sources?.connectionStates() ?? {};

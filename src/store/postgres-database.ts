@@ -210,6 +210,30 @@ export class PgDatabase {
     this.lockClient = c;
   }
 
+  /**
+   * The process holding "one bridge process on this database", if one does (for doctor): its
+   * backend pid, client address and since when. Needs no lock of its own.
+   */
+  async lockHolder(): Promise<{ pid: number; client: string; since: Date } | undefined> {
+    const key = BigInt(PROCESS_LOCK_KEY);
+    const r = await this.queryOne(
+      `SELECT a.pid, coalesce(host(a.client_addr), 'local socket') AS client, a.backend_start AS since
+       FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+       WHERE l.locktype = 'advisory' AND l.granted AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+         AND l.classid = $1 AND l.objid = $2 AND l.objsubid = 1`,
+      [Number(key >> 32n), Number(key & 0xffffffffn)],
+    );
+    return r && { pid: r.pid as number, client: r.client as string, since: r.since as Date };
+  }
+
+  /** This connection's TLS, as the server sees it: undefined when unencrypted. */
+  async tls(): Promise<{ version: string; cipher: string } | undefined> {
+    const r = await this.queryOne(
+      'SELECT ssl, version, cipher FROM pg_stat_ssl WHERE pid = pg_backend_pid()',
+    );
+    return r?.ssl === true ? { version: r.version as string, cipher: r.cipher as string } : undefined;
+  }
+
   async query(text: string, values: readonly unknown[] = []): Promise<Row[]> {
     return (await this.pool.query(text, values as unknown[])).rows as Row[];
   }
@@ -227,6 +251,26 @@ export class PgDatabase {
   commit(statements: readonly Sql[]): Promise<void> {
     if (statements.length === 0) return this.enqueue(() => Promise.resolve());
     return this.enqueue(() => this.transaction(statements));
+  }
+
+  /**
+   * `work` as one transaction on the writer, after every write asked before it: its queries (reads
+   * and writes) see each other, and it commits when `work` resolves (rolls back if it rejects).
+   * For a unit that needs its own results (a count of new rows, the ids it inserted).
+   */
+  transact<T>(work: (query: (s: Sql) => Promise<pg.QueryResult>) => Promise<T>): Promise<T> {
+    return this.enqueue(async () => {
+      const c = this.writer;
+      await c.query('BEGIN');
+      try {
+        const result = await work((s) => c.query(s.text, s.values as unknown[]));
+        await c.query('COMMIT');
+        return result;
+      } catch (err) {
+        await c.query('ROLLBACK').catch(() => undefined);
+        throw err;
+      }
+    });
   }
 
   /** As `commit`, not awaited: a failure is reported by the next `settled()`. */

@@ -167,6 +167,10 @@ function outboxRepository(db: PgDatabase, now: () => number): OutboxRepository {
           : await db.queryOne("SELECT count(*) AS n FROM outbox WHERE state = 'queued'");
       return r!.n as number;
     },
+    async oldestQueuedAt() {
+      const r = await db.queryOne("SELECT min(created_at) AS t FROM outbox WHERE state = 'queued'");
+      return r?.t === null || r?.t === undefined ? undefined : Number(r.t);
+    },
     async recordAttempt(id) {
       await db.exec(
         sql('UPDATE outbox SET attempts = attempts + 1, updated_at = $1 WHERE id = $2', now(), id),
@@ -241,8 +245,12 @@ function inboxRepository(db: PgDatabase, now: () => number): InboxRepository {
     async markDelivered(puppetId, sender, messageId) {
       await db.exec(markDelivered(puppetId, sender, messageId));
     },
-    countPending: async () =>
-      (await db.queryOne("SELECT count(*) AS n FROM inbox WHERE state = 'pending'"))!.n as number,
+    countPending: async (puppetId) =>
+      (puppetId !== undefined
+        ? await db.queryOne("SELECT count(*) AS n FROM inbox WHERE puppet_id = $1 AND state = 'pending'", [
+            puppetId,
+          ])
+        : await db.queryOne("SELECT count(*) AS n FROM inbox WHERE state = 'pending'"))!.n as number,
   };
 }
 

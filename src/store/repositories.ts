@@ -102,6 +102,8 @@ export interface OutboxRepository {
   queuedBefore(puppetId: number, before: number, limit?: number): Promise<OutboxEntry[]>;
   /** Queued entries, of one puppet when given. */
   countQueued(puppetId?: number): Promise<number>;
+  /** When the oldest queued entry (all puppets) was written (ms), or undefined when none waits. */
+  oldestQueuedAt(): Promise<number | undefined>;
   recordAttempt(id: string): Promise<void>;
   /**
    * Moves an entry forward (queued -> sent -> delivered -> read); never backwards, since receipts
@@ -133,8 +135,8 @@ export interface InboxRepository {
   pending(puppetId: number, limit?: number): Promise<InboxEntry[]>;
   /** The local network took it: delivered, and its payload cleared in the same statement. */
   markDelivered(puppetId: number, sender: string, messageId: string): Promise<void>;
-  /** Entries received but not yet accepted by the local network (all puppets). */
-  countPending(): Promise<number>;
+  /** Entries received but not yet accepted by the local network, of one puppet when given. */
+  countPending(puppetId?: number): Promise<number>;
 }
 
 export interface MessageMapping {

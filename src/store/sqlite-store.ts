@@ -186,6 +186,12 @@ function outboxRepository(q: ReturnType<typeof statements>, now: () => number): 
       }
       return (q("SELECT count(*) AS n FROM outbox WHERE state = 'queued'").get() as { n: number }).n;
     },
+    oldestQueuedAt() {
+      const r = q("SELECT min(created_at) AS t FROM outbox WHERE state = 'queued'").get() as {
+        t: number | null;
+      };
+      return r.t ?? undefined;
+    },
     recordAttempt(id) {
       q('UPDATE outbox SET attempts = attempts + 1, updated_at = ? WHERE id = ?').run(now(), id);
     },
@@ -241,7 +247,14 @@ function inboxRepository(q: ReturnType<typeof statements>, now: () => number): S
         "UPDATE inbox SET state = 'delivered', payload = X'' WHERE puppet_id = ? AND sender = ? AND message_id = ?",
       ).run(puppetId, sender, messageId);
     },
-    countPending() {
+    countPending(puppetId) {
+      if (puppetId !== undefined) {
+        return (
+          q("SELECT count(*) AS n FROM inbox WHERE puppet_id = ? AND state = 'pending'").get(puppetId) as {
+            n: number;
+          }
+        ).n;
+      }
       return (q("SELECT count(*) AS n FROM inbox WHERE state = 'pending'").get() as { n: number }).n;
     },
   };

@@ -43,6 +43,12 @@ export class HttpListener {
     return this.server.address() as AddressInfo;
   }
 
+  /** Where the listener is bound, once listening. */
+  get address(): AddressInfo | undefined {
+    const a = this.server.address();
+    return typeof a === 'object' && a !== null ? a : undefined;
+  }
+
   /** Stops accepting connections and waits for open requests to finish. */
   async close(): Promise<void> {
     if (!this.server.listening) return;

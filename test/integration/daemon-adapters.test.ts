@@ -4,7 +4,8 @@
  * and an XMPP user (through a real Prosody) each log in and exchange a message with a native user;
  * the metrics count what crossed.
  */
-import { writeFileSync } from 'node:fs';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import { ProvisioningClient } from '../support/provisioning-client.js';
 import { buildRegistration } from '../../adapters/matrix/registration.js';
 import { loadConfig } from '../../src/config/loader.js';
 import { startDaemon, type Daemon } from '../../app/daemon.js';
@@ -145,6 +146,26 @@ describe('the daemon with both adapters', () => {
     await until(() => bodiesFrom(xmppUser!, contactJid(BOB)).includes('hello back, XMPP'), 'the answer');
   });
 
+  it('serves the provisioning API with the secret it created (mode 0600) on its listener and the appservice listener', async () => {
+    const file = tmp.file('state/provisioning-secret');
+    expect(statSync(file).mode & 0o777).toBe(0o600);
+    const secret = readFileSync(file, 'utf8').trim();
+    expect(secret.length).toBeGreaterThanOrEqual(32);
+    const bridgeApi = new ProvisioningClient(`http://127.0.0.1:${httpPort}`);
+    const appserviceApi = new ProvisioningClient(`http://127.0.0.1:${synapse.bridgePort}`);
+    expect(await bridgeApi.call('GET', '/v3/whoami', { token: 'wrong' })).toMatchObject({ status: 401 });
+    const carol = await bridgeApi.call('GET', '/v3/whoami', {
+      token: secret,
+      userId: `carol@${prosody.host}`,
+    });
+    expect(carol.body).toMatchObject({
+      network: 'xmpp',
+      puppet: { state: 'enlisted', connection: 'connected' },
+    });
+    const list = await appserviceApi.call('GET', '/v3/admin/puppets', { token: secret });
+    expect(list.body.puppets.map((p: { network: string }) => p.network).sort()).toEqual(['matrix', 'xmpp']);
+  });
+
   it('counts what crossed in its metrics', async () => {
     const metrics = await (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text();
     const sample = (name: string) => metricSample(metrics, name);
@@ -152,5 +173,37 @@ describe('the daemon with both adapters', () => {
     expect(sample('interop_bridge_messages_total{direction="outgoing",outcome="queued"}')).toBe(2);
     expect(sample('interop_bridge_messages_total{direction="incoming",outcome="delivered"}')).toBe(2);
     expect(sample('interop_bridge_gateway_connections{state="connected"}')).toBe(2);
+    expect(sample('interop_bridge_local_server_up{network="matrix"}')).toBe(1);
+    expect(sample('interop_bridge_local_server_up{network="xmpp"}')).toBe(1);
+    expect(sample('interop_bridge_outbox_oldest_age_seconds')).toBe(0);
+    expect(sample('interop_bridge_queue_max_age_seconds')).toBe(168 * 3600);
+  });
+
+  it('says in its metrics when the XMPP server stops answering', async () => {
+    await prosody.shutdown();
+    const xmppUp = async () =>
+      metricSample(
+        await (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text(),
+        'interop_bridge_local_server_up{network="xmpp"}',
+      );
+    let up = await xmppUp();
+    for (let i = 0; up !== 0 && i < 100; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      up = await xmppUp();
+    }
+    expect(up).toBe(0);
+  });
+
+  it("logs an XMPP user out through the admin API (served by the Matrix side's core as well)", async () => {
+    const secret = readFileSync(tmp.file('state/provisioning-secret'), 'utf8').trim();
+    const api = new ProvisioningClient(`http://127.0.0.1:${httpPort}`);
+    const carol = `carol@${prosody.host}`;
+    expect(
+      (await api.call('POST', `/v3/admin/logout/${encodeURIComponent(carol)}`, { token: secret })).body,
+    ).toEqual({});
+    expect(await daemon!.store.puppets.byLocalId(carol)).toBeUndefined();
+    expect(
+      await api.call('GET', `/v3/admin/puppets/${encodeURIComponent(carol)}`, { token: secret }),
+    ).toMatchObject({ status: 404 });
   });
 });

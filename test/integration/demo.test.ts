@@ -14,6 +14,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { client } from '@xmpp/client';
 import { xml, type Element } from '@xmpp/xml';
+import { pinCertificate } from '../../demo/tls.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const MAIN = 'dist/demo/main.js';
@@ -137,6 +138,8 @@ describe('npm run demo', () => {
     const address = out.match(/address +(\S+)/)?.[1];
     const password = out.match(/password +(\S+)/)?.[1];
     const port = Number(out.match(/server +127\.0\.0\.1 +port (\d+)/)?.[1]);
+    const directTlsPort = Number(out.match(/direct TLS \(XEP-0368\) on 127\.0\.0\.1 port (\d+)/)?.[1]);
+    const fingerprint = out.match(/fingerprint is\s+((?:[0-9A-F]{2}:){31}[0-9A-F]{2})/)?.[1] ?? '';
     const prosodyPid = Number(out.match(/Prosody: pid (\d+), files in (\S+)/)?.[1]);
     const prosodyDir = out.match(/Prosody: pid \d+, files in (\S+)/)?.[1] ?? '';
     const demoDir = out.match(/Everything is in (\S+), removed/)?.[1] ?? '';
@@ -145,37 +148,64 @@ describe('npm run demo', () => {
     expect(out).toContain('+15550000002@wa.localhost');
     expect(existsSync(demoDir) && existsSync(prosodyDir)).toBe(true);
 
-    const xmpp = client({
-      service: `xmpp://127.0.0.1:${port}`,
-      domain: 'localhost',
-      username: 'alice',
-      password: password ?? '',
+    expect(fingerprint).not.toBe('');
+
+    /** Logs in as a client that checks the certificate by `pin`, and chats with the echo user. */
+    const chatOver = async (service: string, tlsPort: number, pin: string, text: string) => {
+      const unpin = pinCertificate(tlsPort, pin);
+      const xmpp = client({ service, domain: 'localhost', username: 'alice', password: password ?? '' });
+      xmpp.reconnect.stop();
+      xmpp.on('error', () => undefined);
+      try {
+        const raw = xmpp as unknown as { socket: { socket?: { getProtocol?: () => string | null } } | null };
+        const bodies: string[] = [];
+        const gotEcho = new Promise<void>((resolve) =>
+          xmpp.on('stanza', (el: Element) => {
+            const body = el.name === 'message' ? el.getChild('body')?.getText() : undefined;
+            if (body === undefined || !(el.attrs.from ?? '').startsWith('+15550000001@wa.localhost')) return;
+            bodies.push(body);
+            if (body === `echo: ${text}`) resolve();
+          }),
+        );
+        await xmpp.start();
+        const protocol = raw.socket?.socket?.getProtocol?.();
+        await xmpp.send(xml('presence', {}));
+        await xmpp.send(
+          xml(
+            'message',
+            { type: 'chat', to: '+15550000001@wa.localhost', id: `demo-test-${tlsPort}` },
+            xml('body', {}, text),
+          ),
+        );
+        await gotEcho;
+        await xmpp.stop();
+        return { protocol, bodies };
+      } finally {
+        unpin();
+      }
+    };
+    // STARTTLS on the client port, then direct TLS (XEP-0368), each checking the printed fingerprint.
+    expect(await chatOver(`xmpp://127.0.0.1:${port}`, port, fingerprint, 'Hi from the demo test')).toEqual({
+      protocol: expect.stringMatching(/^TLSv1\.[23]$/),
+      bodies: ['echo: Hi from the demo test'],
     });
-    xmpp.reconnect.stop();
-    xmpp.on('error', () => undefined);
-    const bodies: string[] = [];
-    const gotEcho = new Promise<void>((resolve) =>
-      xmpp.on('stanza', (el: Element) => {
-        const body = el.name === 'message' ? el.getChild('body')?.getText() : undefined;
-        if (body === undefined || !(el.attrs.from ?? '').startsWith('+15550000001@wa.localhost')) return;
-        bodies.push(body);
-        if (body === 'echo: Hi from the demo test') resolve();
-      }),
-    );
-    await xmpp.start();
-    await xmpp.send(xml('presence', {}));
-    await xmpp.send(
-      xml(
-        'message',
-        { type: 'chat', to: '+15550000001@wa.localhost', id: 'demo-test-1' },
-        xml('body', {}, 'Hi from the demo test'),
-      ),
-    );
-    await gotEcho;
-    await xmpp.stop();
-    expect(bodies).toEqual(['echo: Hi from the demo test']);
+    expect(
+      await chatOver(`xmpps://127.0.0.1:${directTlsPort}`, directTlsPort, fingerprint, 'Hi over direct TLS'),
+    ).toEqual({ protocol: expect.stringMatching(/^TLSv1\.[23]$/), bodies: ['echo: Hi over direct TLS'] });
+    // A certificate with another fingerprint is refused, over both.
+    const wrong = fingerprint.replace(/^../, fingerprint.startsWith('00') ? '11' : '00');
+    for (const [service, p] of [
+      [`xmpp://127.0.0.1:${port}`, port],
+      [`xmpps://127.0.0.1:${directTlsPort}`, directTlsPort],
+    ] as const) {
+      await expect(chatOver(service, p, wrong, 'never sent')).rejects.toThrow(
+        `the server's certificate has SHA-256 fingerprint ${fingerprint}, not the pinned ${wrong}`,
+      );
+    }
     await run.waitForOutput(/alice@localhost -> \+15550000001 +"Hi from the demo test"/);
     await run.waitForOutput(/\+15550000001 -> alice@localhost +"echo: Hi from the demo test"/);
+    await run.waitForOutput(/\+15550000001 -> alice@localhost +"echo: Hi over direct TLS"/);
+    expect(run.output()).not.toContain('never sent');
 
     run.child.kill('SIGINT');
     expect(await run.exited).toBe(0);

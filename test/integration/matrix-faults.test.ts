@@ -138,6 +138,30 @@ test('after a Synapse restart that numbers transactions from 1 again, new events
   expect(new Set(ids).size).toBeLessThan(ids.length); // Synapse used ids again
 });
 
+test('a transaction Synapse held back when it died is bridged, and in order', async () => {
+  // Synapse writes a transaction down before it sends it, and sends what is left over only while
+  // it considers the appservice down. Killed while sending, it comes back with the service up and
+  // the transaction unsent: unless the bridge makes it recover, the message in it never arrives.
+  await alice.sendText(portal, 'first');
+  await until(() => bobTexts().length >= 1, 'the first message at Bob');
+  await h.transactionsIdle();
+  const held = h.proxy.holdNextTransaction();
+  await alice.sendText(portal, 'held back');
+  const { eventIds } = await held;
+  await synapse().synapse.kill();
+  await synapse().synapse.relaunch();
+  await alice.sendText(portal, 'after the restart');
+  await until(() => bobTexts().length >= 3, 'every message at Bob');
+  await settle();
+  expect(bobTexts()).toEqual(['first', 'held back', 'after the restart']);
+  // The held transaction reached the bridge from Synapse's recovery, after one refusal.
+  const refused = h.proxy.transactions.filter((t) => t.bridgeStatus === 503);
+  expect(refused).toHaveLength(1);
+  expect(h.proxy.transactions.some((t) => t.bridgeStatus === 200 && t.eventIds.includes(eventIds[0]!))).toBe(
+    true,
+  );
+}, 60_000);
+
 test('a startup ping the homeserver reports failed although it reached the bridge does not stop the bridge', async () => {
   await h.stopBridge();
   h.proxy.failNextPingsAfterDelivery(3); // every attempt of the startup check

@@ -7,8 +7,11 @@
  */
 import { freePort, until } from '../support/wait.js';
 import path from 'node:path';
-import { createMatrixAdapter, SqliteMatrixStore, type MatrixAdapter } from '../../adapters/matrix/index.js';
+import { createMatrixAdapter, openMatrixStore, type MatrixAdapter } from '../../adapters/matrix/index.js';
+import type { BridgeDatabase } from '../../app/database.js';
 import { buildDoublePuppetRegistration, buildRegistration } from '../../adapters/matrix/registration.js';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { BridgeCore } from '../../src/bridge/adapter.js';
 import { Bridge } from '../../src/bridge/core.js';
 import { accountJidOf } from '../../src/bridge/puppet.js';
 import { BridgeMediaHandler } from '../../src/bridge/media-handler.js';
@@ -20,9 +23,9 @@ import { PayloadVault } from '../../src/store/at-rest.js';
 import { FileSealer } from '../../src/util/sealed-file.js';
 import { randomBytes } from 'node:crypto';
 import { generateProviderKey, mintClientToken, type ProviderPrivateJwk } from '../../src/protocol/jwt.js';
-import { SqliteSignalBackend } from '../../src/signal/index.js';
-import { openSqliteStore, type SqliteStore } from '../../src/store/sqlite-store.js';
-import { bridgeMigrations } from '../../app/migrations.js';
+import type { Store } from '../../src/store/repositories.js';
+import type { PostgresServer } from '../support/postgres.js';
+import { openTestBridgeDatabase } from '../support/store-backends.js';
 import { RunningEmulator } from '../../emulator/main.js';
 import { NativeUser } from '../../emulator/native-user.js';
 import { LocalUser, StandInHomeserver, type ClientEvent } from '../support/homeserver/index.js';
@@ -48,6 +51,8 @@ export interface HarnessOptions {
   synapse?: SynapseSuite;
   /** The log of the core, media and adapter (default: silent, or debug on stdout with MATRIX_TEST_LOG). */
   logger?: Logger;
+  /** The bridge's database on a new database of this PostgreSQL; a SQLite file otherwise. */
+  postgres?: PostgresServer;
 }
 
 /** What a test's Matrix user does, on either homeserver (the SDK user or the stand-in's LocalUser). */
@@ -118,12 +123,24 @@ export class MatrixHarness {
   http!: HttpListener;
   host!: MediaHost;
   media!: BridgeMediaHandler;
-  store!: SqliteStore;
+  store!: Store;
+  database!: BridgeDatabase;
+  /** The SQLite file, or the PostgreSQL URL. */
+  private databaseAt = '';
   bridge!: Bridge;
   private standIn: StandInHomeserver | undefined;
   synapse: SynapseSuite | undefined;
   config!: Config;
   adapter!: MatrixAdapter;
+  /** The core as the adapter holds it (`bridge.attach`'s answer). */
+  core!: BridgeCore;
+  /**
+   * What the appservice listener answers under `/_matrix/provision/` (the provisioning API, once a
+   * test mounts one): 404 until then.
+   */
+  provisioning: (req: IncomingMessage, res: ServerResponse) => Promise<void> = async (_req, res) => {
+    res.writeHead(404).end();
+  };
   private started = false;
   readonly natives: NativeUser[] = [];
 
@@ -134,6 +151,7 @@ export class MatrixHarness {
   }
 
   private async init(options: HarnessOptions): Promise<void> {
+    this.databaseAt = options.postgres ? await options.postgres.createDatabase() : this.tmp.file('bridge.db');
     this.signingKey = await generateProviderKey('EdDSA');
     this.http = new HttpListener(createLogger({ level: 'silent' }));
     const address = await this.http.listen('127.0.0.1', 0);
@@ -190,8 +208,9 @@ export class MatrixHarness {
 
   /** Starts the bridge on the same database; `matrix` overrides the adapter's config for this start. */
   async startBridge(matrix: Partial<Config['matrix']> = {}): Promise<void> {
-    this.store = openSqliteStore(this.tmp.file('bridge.db'), { migrations: bridgeMigrations() });
-    const store = this.store;
+    const database = await openTestBridgeDatabase(this.databaseAt);
+    this.database = database;
+    this.store = database.store;
     this.media = await BridgeMediaHandler.open({
       host: this.host,
       mediaConn: (localUser) => this.bridge.mediaConn(localUser),
@@ -201,8 +220,8 @@ export class MatrixHarness {
       ...(this.logger ? { logger: this.logger } : {}),
     });
     this.bridge = new Bridge({
-      store,
-      signalBackend: (id) => new SqliteSignalBackend(store.db, id),
+      store: database.store,
+      signalBackend: (id) => database.signalBackend(id),
       gateway: emulatorGateway(this.running.gateway, this.root, {
         id: PROVIDER,
         signingKey: this.signingKey,
@@ -219,15 +238,16 @@ export class MatrixHarness {
         logger:
           this.logger ?? createLogger({ level: process.env['MATRIX_TEST_LOG'] === '1' ? 'debug' : 'silent' }),
         sealer: new FileSealer(this.atRestKey),
+        provisioning: (req, res) => this.provisioning(req, res),
       },
-      new SqliteMatrixStore(store.db),
+      openMatrixStore(database.adapterDb),
     );
-    this.bridge.attach(adapter);
+    this.core = this.bridge.attach(adapter);
     try {
       await adapter.start();
     } catch (err) {
       this.media.close();
-      await store.close();
+      await database.close();
       throw err;
     }
     this.adapter = adapter;
@@ -240,7 +260,7 @@ export class MatrixHarness {
     this.started = false;
     await this.bridge.stop();
     this.media.close();
-    await this.store.close();
+    await this.database.close();
   }
 
   async native(phone: string): Promise<NativeUser> {

@@ -1,7 +1,8 @@
 /**
  * Conversations through the XMPP adapter on real Prosody and ejabberd: a logged-in XMPP user and a
  * native user of the emulator exchange text with styling, receipts, displayed markers and chat
- * states, and a 64 KiB message of markup and emoji, in both directions.
+ * states, and a 64 KiB message of markup and emoji, in both directions; on Prosody also with the
+ * bridge's database on a real PostgreSQL (every table there: core, Signal, the adapter's).
  */
 import { xml } from '@xmpp/xml';
 import type { XmppServerKind } from '../support/xmpp-servers.js';
@@ -14,15 +15,20 @@ import {
   XmppBridgeHarness,
 } from '../support/xmpp-bridge.js';
 
-const KINDS: XmppServerKind[] = ['prosody', 'ejabberd'];
+const CASES: [XmppServerKind, 'sqlite' | 'postgres'][] = [
+  ['prosody', 'sqlite'],
+  ['ejabberd', 'sqlite'],
+  ['prosody', 'postgres'],
+];
 
-describe.each(KINDS)('XMPP adapter messages on %s', (kind) => {
+describe.each(CASES)('XMPP adapter messages on %s, the bridge on %s', (kind, database) => {
   let h: XmppBridgeHarness;
   let phoneSeq = 0;
-  const phone = () => `+491510000${kind === 'prosody' ? 1 : 2}${String(++phoneSeq).padStart(3, '0')}`;
+  const phone = () =>
+    `+491510000${kind === 'prosody' ? (database === 'sqlite' ? 1 : 3) : 2}${String(++phoneSeq).padStart(3, '0')}`;
 
   beforeAll(async () => {
-    h = await XmppBridgeHarness.start(kind);
+    h = await XmppBridgeHarness.start(kind, { database });
   }, 60_000);
 
   afterAll(async () => {

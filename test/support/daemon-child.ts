@@ -41,6 +41,15 @@ export class DaemonChild {
     );
   }
 
+  /** SIGTERM, as systemd stops it: it finishes what is in flight and exits; resolves with the exit code. */
+  async stop(): Promise<number | null> {
+    const child = this.child;
+    if (child === undefined || child.exitCode !== null) return child?.exitCode ?? null;
+    const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+    child.kill('SIGTERM');
+    return exited;
+  }
+
   /** SIGKILL: what it had not written is lost, as in a crash. */
   async kill(): Promise<void> {
     const child = this.child;

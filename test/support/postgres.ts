@@ -13,6 +13,7 @@
  *   its URL, so every test starts empty.
  * - Missing binaries fail the test with a message naming the install script: nothing is skipped.
  */
+import { afterAll, beforeAll } from '@jest/globals';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
@@ -199,4 +200,18 @@ export async function startPostgres(): Promise<PostgresServer> {
     rmSync(dir, { recursive: true, force: true });
     throw err;
   }
+}
+
+/**
+ * One server for the calling test file: started before its first test, stopped after its last.
+ * Returns a getter (the server exists only once beforeAll ran).
+ */
+export function usePostgres(): () => PostgresServer {
+  let server: PostgresServer | undefined;
+  beforeAll(async () => (server = await startPostgres()));
+  afterAll(() => server?.stop());
+  return () => {
+    if (server === undefined) throw new Error('PostgreSQL did not start (see beforeAll)');
+    return server;
+  };
 }

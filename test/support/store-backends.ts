@@ -10,7 +10,10 @@
  *     it('...', async () => { const store = await backend.open(); ... });
  *   });
  */
+import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { openBridgeDatabase, type BridgeDatabase } from '../../app/database.js';
+import { configSchema } from '../../src/config/schema.js';
 import { PostgresSignalBackend } from '../../src/signal/postgres-store.js';
 import { SqliteSignalBackend } from '../../src/signal/sqlite-store.js';
 import type { SignalBackend } from '../../src/signal/store.js';
@@ -18,6 +21,8 @@ import { readMigrations, type Migration } from '../../src/store/database.js';
 import { readPgMigrations } from '../../src/store/postgres-database.js';
 import { openPostgresStore, type PostgresStore } from '../../src/store/postgres-store.js';
 import type { Store } from '../../src/store/repositories.js';
+import type { AdapterDatabase } from '../../src/store/sql.js';
+import { bridgeMigrations } from '../../app/migrations.js';
 import { openSqliteStore, type SqliteStore } from '../../src/store/sqlite-store.js';
 import { startPostgres, type PostgresServer } from './postgres.js';
 import { tempDir, type TempDir } from './tmp.js';
@@ -36,6 +41,10 @@ export interface StoreBackend {
   signal(store: Store, puppetId: number, now?: () => number): SignalBackend;
   /** The core's migrations in this backend's dialect. */
   migrations(): Migration[];
+  /** The whole sequence (core and adapters) in this backend's dialect, as app/ opens it. */
+  bridgeMigrations(): Migration[];
+  /** The store's database as the adapters open their stores on it. */
+  adapterDb(store: Store): AdapterDatabase;
   /** Closes every store `open` returned. */
   closeAll(): Promise<void>;
 }
@@ -68,6 +77,8 @@ function sqliteBackend(): StoreBackend {
     signal: (store, puppetId, now) =>
       new SqliteSignalBackend((store as SqliteStore).db, puppetId, now ? { now } : {}),
     migrations: () => readMigrations(),
+    bridgeMigrations: () => bridgeMigrations('sqlite'),
+    adapterDb: (store) => ({ kind: 'sqlite', db: (store as SqliteStore).db }),
     closeAll,
   };
 }
@@ -101,9 +112,34 @@ function postgresBackend(): StoreBackend {
     signal: (store, puppetId, now) =>
       new PostgresSignalBackend((store as PostgresStore).pg, puppetId, now ? { now } : {}),
     migrations: () => readPgMigrations(),
+    bridgeMigrations: () => bridgeMigrations('postgres'),
+    adapterDb: (store) => ({ kind: 'postgres', pg: (store as PostgresStore).pg }),
     closeAll,
   };
 }
 
 /** Both backends, for `describe.each`. */
 export const storeBackends = (): StoreBackend[] => [sqliteBackend(), postgresBackend()];
+
+/**
+ * The bridge's whole database as the daemon opens it (app/database.ts `openBridgeDatabase`: every
+ * migration, the one-process lock, the Signal state and the adapters' tables on the same backend),
+ * on a SQLite file or a PostgreSQL URL; for the harnesses that run the bridge in-process.
+ */
+export function openTestBridgeDatabase(database: string): Promise<BridgeDatabase> {
+  const postgres = /^postgres(ql)?:\/\//.test(database);
+  const config = configSchema.parse({ bridge: { database } });
+  const dir = postgres ? tmpdir() : path.dirname(database);
+  return openBridgeDatabase({
+    config,
+    source: 'a test',
+    paths: {
+      dataDir: dir,
+      database,
+      signingKey: path.join(dir, 'unused.jwk'),
+      atRestKey: path.join(dir, 'unused.key'),
+      provisioningSecret: path.join(dir, 'unused.secret'),
+    },
+    secretFiles: [],
+  });
+}

@@ -10,10 +10,12 @@ import path from 'node:path';
 import { xml, type Element } from '@xmpp/xml';
 import {
   createXmppAdapter,
-  SqliteXmppStore,
+  openXmppStore,
   type XmppAdapter,
   type XmppStore,
 } from '../../adapters/xmpp/index.js';
+import type { BridgeDatabase } from '../../app/database.js';
+import type { BridgeCore } from '../../src/bridge/adapter.js';
 import { Bridge, type Lifecycle } from '../../src/bridge/core.js';
 import { BridgeMediaHandler } from '../../src/bridge/media-handler.js';
 import { configSchema, type Config } from '../../src/config/schema.js';
@@ -21,16 +23,17 @@ import { HttpListener } from '../../src/util/http-listener.js';
 import { MediaHost } from '../../src/media/host.js';
 import { createLogger, type Logger } from '../../src/observability/logger.js';
 import { generateProviderKey, type ProviderPrivateJwk } from '../../src/protocol/jwt.js';
-import { SqliteSignalBackend } from '../../src/signal/index.js';
 import { PayloadVault } from '../../src/store/at-rest.js';
 import { openDatabase } from '../../src/store/database.js';
 import type { Db } from '../../src/store/sql.js';
 import { FileSealer } from '../../src/util/sealed-file.js';
-import { openSqliteStore, type SqliteStore } from '../../src/store/sqlite-store.js';
+import type { Store } from '../../src/store/repositories.js';
 import { bridgeMigrations } from '../../app/migrations.js';
 import type { RunningEmulator } from '../../emulator/main.js';
 import { NativeUser } from '../../emulator/native-user.js';
 import { emulatorGateway, startEmulator } from './emulator-process.js';
+import { startPostgres, type PostgresServer } from './postgres.js';
+import { openTestBridgeDatabase } from './store-backends.js';
 import { tempDir } from './tmp.js';
 import { until } from './wait.js';
 import {
@@ -57,6 +60,10 @@ export interface HarnessOptions {
   logger?: Logger;
   /** `xmpp.served_file_lifetime_hours`. */
   servedFileLifetimeHours?: number;
+  /** The bridge's database: a SQLite file (default) or a real PostgreSQL started for the harness. */
+  database?: 'sqlite' | 'postgres';
+  /** `xmpp.admins`, given the server's domain (the users are `<prefix><n>@<domain>`). */
+  admins?: (domain: string) => string[];
 }
 
 export class XmppBridgeHarness {
@@ -70,13 +77,20 @@ export class XmppBridgeHarness {
   http!: HttpListener;
   mediaHost!: MediaHost;
   media!: BridgeMediaHandler;
-  store!: SqliteStore;
+  store!: Store;
+  database!: BridgeDatabase;
   bridge!: Bridge;
   xmpp!: XmppAdapter;
+  /** The core as the adapter holds it (`bridge.attach`'s answer). */
+  core!: BridgeCore;
   config!: Config;
   /** How many times the server dropped the component link. */
   linkDrops = 0;
   private listenerUrl = '';
+  private postgres: PostgresServer | undefined;
+  /** The SQLite file, or the PostgreSQL URL. */
+  private databaseAt = '';
+  private storeOpen = false;
   private readonly natives: NativeUser[] = [];
   private readonly users: TestUser[] = [];
   private userCount = 0;
@@ -93,6 +107,12 @@ export class XmppBridgeHarness {
   }
 
   private async setUp(): Promise<void> {
+    if (this.options.database === 'postgres') {
+      this.postgres = await startPostgres();
+      this.databaseAt = await this.postgres.createDatabase();
+    } else {
+      this.databaseAt = path.join(this.tmp.dir, 'bridge.db');
+    }
     this.server = await startXmppServer(this.kind, {
       componentDomain: DOMAIN,
       componentSecret: SECRET,
@@ -131,6 +151,7 @@ export class XmppBridgeHarness {
         component_domain: DOMAIN,
         secret: SECRET,
         allowed_domains: this.options.allowedDomains ?? [this.server.host],
+        admins: this.options.admins?.(this.server.host) ?? [],
         ...(this.options.uploadService === false ? {} : { upload_service: this.server.uploadService }),
         ...(this.options.servedFileLifetimeHours !== undefined
           ? { served_file_lifetime_hours: this.options.servedFileLifetimeHours }
@@ -142,8 +163,10 @@ export class XmppBridgeHarness {
 
   /** Starts the core and the adapter on the database (a restart when it exists already). */
   async startBridge(): Promise<void> {
-    this.store = openSqliteStore(path.join(this.tmp.dir, 'bridge.db'), { migrations: bridgeMigrations() });
-    const store = this.store;
+    this.database = await openTestBridgeDatabase(this.databaseAt);
+    this.store = this.database.store;
+    this.storeOpen = true;
+    const database = this.database;
     this.media = await BridgeMediaHandler.open({
       host: this.mediaHost,
       mediaConn: (localUser) => this.bridge.mediaConn(localUser),
@@ -153,8 +176,8 @@ export class XmppBridgeHarness {
       ...(this.options.logger ? { logger: this.options.logger } : {}),
     });
     this.bridge = new Bridge({
-      store,
-      signalBackend: (id) => new SqliteSignalBackend(store.db, id),
+      store: database.store,
+      signalBackend: (id) => database.signalBackend(id),
       gateway: emulatorGateway(this.emulator.gateway, this.root, {
         id: PROVIDER,
         signingKey: this.signingKey,
@@ -177,10 +200,10 @@ export class XmppBridgeHarness {
         sealer: new FileSealer(this.atRestKey),
         vault: new PayloadVault(this.atRestKey),
       },
-      new SqliteXmppStore(store.db),
+      openXmppStore(database.adapterDb),
       { reconnect: { initialDelayMs: 50, maxDelayMs: 500 }, pingTimeoutMs: 3000 },
     );
-    this.bridge.attach(this.xmpp);
+    this.core = this.bridge.attach(this.xmpp);
     await this.xmpp.start();
     this.xmpp.link.on('offline', () => this.linkDrops++);
     await this.bridge.start();
@@ -188,14 +211,12 @@ export class XmppBridgeHarness {
 
   /** Outgoing messages of a user still waiting for the gateway's ack (read from the database). */
   async bridgeQueued(localUser: string): Promise<number> {
-    const open = this.store.db.open
-      ? this.store
-      : openSqliteStore(path.join(this.tmp.dir, 'bridge.db'), { migrations: bridgeMigrations() });
+    const open = this.storeOpen ? this.database : await openTestBridgeDatabase(this.databaseAt);
     try {
-      const puppet = await open.puppets.byLocalId(localUser);
-      return puppet ? await open.outbox.countQueued(puppet.id) : 0;
+      const puppet = await open.store.puppets.byLocalId(localUser);
+      return puppet ? await open.store.outbox.countQueued(puppet.id) : 0;
     } finally {
-      if (open !== this.store) await open.close();
+      if (open !== this.database) await open.close();
     }
   }
 
@@ -203,17 +224,19 @@ export class XmppBridgeHarness {
     await this.xmpp.stop();
     await this.bridge.stop();
     this.media.close();
-    this.store.close();
+    await this.database.close();
+    this.storeOpen = false;
   }
 
-  /** A connection of its own to the bridge's database (running or not), for assertions and set-ups. */
+  /** A connection of its own to the bridge's SQLite database (running or not), for assertions and set-ups. */
   openDb(): Db {
-    return openDatabase(path.join(this.tmp.dir, 'bridge.db'), { migrations: bridgeMigrations() });
+    if (this.postgres) throw new Error('openDb: this harness runs on PostgreSQL');
+    return openDatabase(this.databaseAt, { migrations: bridgeMigrations() });
   }
 
   /** The adapter's tables, for assertions. */
   get xmppStore(): XmppStore {
-    return new SqliteXmppStore(this.store.db);
+    return openXmppStore(this.database.adapterDb);
   }
 
   /** A registered, logged-in XMPP user (with its own fresh account on the server). */
@@ -271,6 +294,7 @@ export class XmppBridgeHarness {
     await this.http.close();
     await this.emulator.stop();
     await this.server.stop();
+    await this.postgres?.stop();
     this.tmp.cleanup();
   }
 }

@@ -28,3 +28,9 @@ declare module '@xmpp/client' {
   export function client(options: ClientOptions): Client;
   export { xml } from '@xmpp/xml';
 }
+
+/** The TLS socket wrapper @xmpp/client uses for direct TLS and STARTTLS (demo/tls.ts pins it). */
+declare module '@xmpp/tls/lib/Socket.js' {
+  const Socket: { prototype: object };
+  export default Socket;
+}

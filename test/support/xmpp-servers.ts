@@ -2,7 +2,7 @@
  * Real XMPP servers for integration tests: Prosody 0.12 and ejabberd 23.01 (Debian packages), each
  * started in a fresh temporary directory with a generated configuration, on free loopback ports,
  * as the current user (root in CI), with one virtual host and one external component (XEP-0114).
- * No s2s, no TLS: c2s on loopback offers SASL SCRAM without STARTTLS.
+ * No s2s, and no TLS unless asked for (`tls`, the demo): c2s on loopback offers SASL SCRAM without STARTTLS.
  *
  * How each server is run (see docs/XMPP.md for the why):
  * - Prosody: `prosody --config <dir>/prosody.cfg.lua -F` with `run_as_root = true` and
@@ -47,6 +47,13 @@ export interface XmppServerOptions {
   httpFileShare?: boolean;
   /** The client (c2s) port; default a free loopback port. The demo asks for 5222 when it is free. */
   c2sPort?: number;
+  /**
+   * Prosody only: serve TLS with this certificate and key (PEM files): STARTTLS offered (not
+   * required) on the c2s port, and direct TLS (XEP-0368) on a port of its own.
+   */
+  tls?: { certificate: string; key: string };
+  /** Prosody only: XMPP over WebSocket (mod_websocket, RFC 7395) at `/xmpp-websocket` on the HTTP port. */
+  websocket?: boolean;
 }
 
 export interface XmppServer {
@@ -55,6 +62,8 @@ export interface XmppServer {
   readonly host: string;
   readonly componentDomain: string;
   readonly c2sPort: number;
+  /** The direct TLS (XEP-0368) client port, when `tls` was asked for. */
+  readonly directTlsPort: number | undefined;
   readonly componentPort: number;
   /** The HTTP port of the upload service, when `httpFileShare` was asked for. */
   readonly httpPort: number | undefined;
@@ -106,6 +115,7 @@ export function startXmppServer(kind: XmppServerKind, opts: XmppServerOptions): 
 
 interface Ports {
   c2s: number;
+  directTls: number;
   component: number;
   http: number;
   dist: number;
@@ -130,7 +140,13 @@ async function startServer(kind: XmppServerKind, opts: XmppServerOptions): Promi
       : ejabberdRecipe(tmp.dir, host, ports, opts);
   const logFile = path.join(tmp.dir, 'server.log');
   const readLog = () => (existsSync(logFile) ? readFileSync(logFile, 'utf8') : '');
-  const waitPorts = [ports.c2s, ports.component, ...(opts.httpFileShare ? [ports.http] : [])];
+  const http = opts.httpFileShare === true || opts.websocket === true;
+  const waitPorts = [
+    ports.c2s,
+    ports.component,
+    ...(http ? [ports.http] : []),
+    ...(opts.tls ? [ports.directTls] : []),
+  ];
 
   let child: ChildProcess | undefined;
 
@@ -192,8 +208,9 @@ async function startServer(kind: XmppServerKind, opts: XmppServerOptions): Promi
     host,
     componentDomain: opts.componentDomain,
     c2sPort: ports.c2s,
+    directTlsPort: opts.tls ? ports.directTls : undefined,
     componentPort: ports.component,
-    httpPort: opts.httpFileShare ? ports.http : undefined,
+    httpPort: http ? ports.http : undefined,
     uploadService: opts.httpFileShare ? `upload.${host}` : undefined,
     dir: tmp.dir,
     get pid() {
@@ -236,7 +253,7 @@ function prosodyRecipe(dir: string, host: string, ports: Ports, opts: XmppServer
     `data_path = ${lua(path.join(dir, 'data'))}`,
     `certificates = ${lua(path.join(dir, 'certs'))}`,
     'log = { { levels = { min = "info" }, to = "console" } }',
-    'modules_enabled = { "roster"; "saslauth"; "disco"; "ping"; "offline" }',
+    `modules_enabled = { "roster"; "saslauth"; "disco"; "ping"; "offline"${opts.tls ? '; "tls"' : ''}${opts.websocket ? '; "websocket"' : ''} }`,
     'modules_disabled = { "s2s" }',
     'c2s_require_encryption = false',
     'allow_unencrypted_plain_auth = true',
@@ -244,12 +261,15 @@ function prosodyRecipe(dir: string, host: string, ports: Ports, opts: XmppServer
     'storage = "internal"',
     'interfaces = { "127.0.0.1" }',
     `c2s_ports = { ${ports.c2s} }`,
-    'c2s_direct_tls_ports = { }',
+    `c2s_direct_tls_ports = { ${opts.tls ? ports.directTls : ''} }`,
+    ...(opts.tls ? [`ssl = { certificate = ${lua(opts.tls.certificate)}; key = ${lua(opts.tls.key)} }`] : []),
+    // The page that uses it is served from another port (the demo's web server, which proxies it).
+    ...(opts.websocket ? ['cross_domain_websocket = true'] : []),
     'legacy_ssl_ports = { }',
     's2s_ports = { }',
     '-- From config/prosody.cfg.lua.example (global part):',
     snippet.globals,
-    `http_ports = { ${opts.httpFileShare ? ports.http : ''} }`,
+    `http_ports = { ${opts.httpFileShare || opts.websocket ? ports.http : ''} }`,
     'http_interfaces = { "127.0.0.1" }',
     'https_ports = { }',
     `http_external_url = ${lua(`http://127.0.0.1:${ports.http}/`)}`,
@@ -548,7 +568,7 @@ function signalGroup(pid: number, signal: NodeJS.Signals): void {
 /** Reserves distinct free loopback ports (bound together, so no two are the same). */
 async function freePorts(): Promise<Ports> {
   const servers = await Promise.all(
-    [0, 1, 2, 3].map(
+    [0, 1, 2, 3, 4].map(
       () =>
         new Promise<net.Server>((resolve, reject) => {
           const s = net.createServer();
@@ -559,8 +579,8 @@ async function freePorts(): Promise<Ports> {
   );
   const ports = servers.map((s) => (s.address() as net.AddressInfo).port);
   await Promise.all(servers.map((s) => new Promise((resolve) => s.close(resolve))));
-  const [c2s, component, http, dist] = ports as [number, number, number, number];
-  return { c2s, component, http, dist };
+  const [c2s, component, http, dist, directTls] = ports as [number, number, number, number, number];
+  return { c2s, component, http, dist, directTls };
 }
 
 function allListening(ports: number[]): Promise<boolean> {

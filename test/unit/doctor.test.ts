@@ -39,7 +39,9 @@ describe('interop-bridge doctor --offline', () => {
   it('passes with a fresh database and key', async () => {
     await openSqliteStore(path.join(state, 'interop-bridge.db'), { migrations: bridgeMigrations() }).close();
     const { code, out } = await doctor(config);
-    expect(lineOf(out, 'database')).toMatch(/ok .*schema version \d+ \(current\), mode 600/);
+    expect(lineOf(out, 'database')).toMatch(
+      /ok .*schema version \d+ \(current\), no bridge process runs on it, mode 600/,
+    );
     expect(lineOf(out, 'provider signing key')).toMatch(/ok .*EdDSA key, kid /);
     expect(code).toBe(EXIT.ok);
   });

@@ -190,6 +190,36 @@ describe.each(storeBackends())('the store contract on $name', (backend) => {
     ]);
   });
 
+  it('says when the oldest queued outbox entry was written, and nothing once none is queued', async () => {
+    const store = await backend.open();
+    expect(await store.outbox.oldestQueuedAt()).toBeUndefined();
+    const p = await store.puppets.create(puppet(1));
+    const portal = await store.portals.ensure(p.id, 'a@wa.interop');
+    const before = Date.now();
+    const first = await store.outbox.enqueue({
+      id: 'm1',
+      puppetId: p.id,
+      portalId: portal.id,
+      kind: 'text',
+      payload: new Uint8Array([1]),
+    });
+    await new Promise((r) => setTimeout(r, 5));
+    await store.outbox.enqueue({
+      id: 'm2',
+      puppetId: p.id,
+      portalId: portal.id,
+      kind: 'text',
+      payload: new Uint8Array([2]),
+    });
+    const oldest = await store.outbox.oldestQueuedAt();
+    expect(oldest).toBe(first.createdAt);
+    expect(oldest).toBeGreaterThanOrEqual(before);
+    await store.outbox.advance('m1', 'sent');
+    expect(await store.outbox.oldestQueuedAt()).toBeGreaterThan(first.createdAt);
+    await store.outbox.fail('m2', 'test');
+    expect(await store.outbox.oldestQueuedAt()).toBeUndefined();
+  });
+
   it('moves outbox entries forward only, since receipts can overtake acks', async () => {
     const store = await backend.open();
     const p = await store.puppets.create(puppet(1));

@@ -6,7 +6,8 @@
 import type { IqContext } from '@xmpp/component';
 import { xml, type Element } from '@xmpp/xml';
 import { VERSION } from '../../../src/version.js';
-import { COMMANDS } from '../commands.js';
+import { ADMIN_ADHOC, COMMANDS } from '../commands.js';
+import type { Access } from '../context.js';
 import type { CapsVersions } from '../context.js';
 import { bareJid } from '../jids.js';
 import { capsVer, NS } from '../stanzas.js';
@@ -52,6 +53,8 @@ export interface DiscoContext {
   readonly domain: string;
   /** The gateway's name (`xmpp.name`). */
   readonly name: string;
+  /** Admins (`xmpp.admins`) also see the admin commands. */
+  readonly access: Pick<Access, 'isAdmin'>;
 }
 
 export class Disco {
@@ -69,7 +72,7 @@ export class Disco {
     if (node === NS.commands) {
       return infoQuery(node, { category: 'automation', type: 'command-list', name: 'Commands' }, []);
     }
-    if (node && COMMANDS.some((c) => c.node === node)) {
+    if (node && (COMMANDS.some((c) => c.node === node) || ADMIN_ADHOC.some((c) => c.node === node))) {
       return infoQuery(node, { category: 'automation', type: 'command-node', name: node }, [
         NS.commands,
         NS.dataForms,
@@ -90,6 +93,9 @@ export class Disco {
         ...COMMANDS.filter((c) => c.adhoc).map((c) =>
           xml('item', { jid: domain, node: c.node, name: c.title }),
         ),
+        ...(this.ctx.access.isAdmin(bareJid(stanza.attrs.from ?? ''))
+          ? ADMIN_ADHOC.map((c) => xml('item', { jid: domain, node: c.node, name: c.title }))
+          : []),
       );
     }
     return xml('query', { xmlns: NS.discoItems, ...(node ? { node } : {}) });

@@ -206,9 +206,19 @@ export class SdkUser {
       .map((r) => r.roomId);
   }
 
+  /**
+   * Sends an event with one transaction id for every attempt, as Element does: a send retried
+   * across a Synapse restart is stored once. (The SDK's sendEvent, called again, would make a new
+   * local echo and transaction id each time, and races its own retries against the remote echo.)
+   */
   async sendEvent(roomId: string, type: string, content: Record<string, unknown>): Promise<string> {
+    const txn = `m${Date.now()}.${Math.random().toString(36).slice(2)}`;
     return (
-      await this.sdk(`send ${type}`, () => this.client.sendEvent(roomId, type as never, content as never))
+      await this.call<{ event_id: string }>(
+        'PUT',
+        `/_matrix/client/v3/rooms/${enc(roomId)}/send/${enc(type)}/${enc(txn)}`,
+        content,
+      )
     ).event_id;
   }
 

@@ -12,7 +12,14 @@
  * Departures from the spec by the bridge are violations (`assertNoViolations`); departures by
  * Synapse or by the SDK are kept apart in `departures`, for information.
  */
-import { createServer, request, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import {
+  createServer,
+  request,
+  type ClientRequest,
+  type IncomingMessage,
+  type Server,
+  type ServerResponse,
+} from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { EventSchemas } from '../homeserver/event-schemas.js';
 import { FaultPlan, type FaultKind, type FaultMatch } from '../homeserver/faults.js';
@@ -92,6 +99,7 @@ export class SpecProxy {
   private refusingConnections = 0;
   private failingPings = 0;
   private restartsAfterSend = 0;
+  private holding: ((held: { txnId: string; eventIds: string[] }) => void) | undefined;
   private restartHook: (() => Promise<void>) | undefined;
   /** A restart for `restartAfterNextSends` that failed (reported by `assertNoViolations`). */
   restartFailure: Error | undefined;
@@ -153,6 +161,7 @@ export class SpecProxy {
     this.refusingConnections = 0;
     this.failingPings = 0;
     this.restartsAfterSend = 0;
+    this.holding = undefined;
   }
 
   takeViolations(): Violation[] {
@@ -204,6 +213,15 @@ export class SpecProxy {
    */
   restartAfterNextSends(n: number): void {
     this.restartsAfterSend += n;
+  }
+
+  /**
+   * The next transaction is held: the bridge gets only the first half of it, Synapse no answer,
+   * until Synapse goes away (a test kills it then, leaving the transaction unsent in Synapse's
+   * database); then the request to the bridge is cut off. Resolves with it when it arrives.
+   */
+  holdNextTransaction(): Promise<{ txnId: string; eventIds: string[] }> {
+    return new Promise((resolve) => (this.holding = resolve));
   }
 
   /** Resolves when no transaction is in flight and none came for `quietMs`. */
@@ -400,6 +418,19 @@ export class SpecProxy {
       this.lastTransactionAt = Date.now();
     }
     try {
+      if (isTransaction && this.holding !== undefined && this.bridgeUrl !== undefined) {
+        // Half the body goes on to the bridge; the rest never does, and the request to the bridge
+        // is cut off when Synapse goes away, as when Synapse dies in the middle of sending.
+        const held = this.holding;
+        this.holding = undefined;
+        const closed = new Promise((r) => res.once('close', r));
+        const partial = forwardPartially(this.bridgeUrl, ex);
+        held({ txnId, eventIds: events.map((e) => String(e['event_id'])) });
+        await closed;
+        partial.destroy();
+        note(0, 0);
+        return;
+      }
       if (isTransaction && this.refusingConnections > 0) {
         this.refusingConnections--;
         note(0, 502);
@@ -510,6 +541,18 @@ function forward(base: string, ex: Exchange): Promise<Answer> {
     out.on('error', reject);
     out.end(ex.raw);
   });
+}
+
+/** The request's headers and the first half of its body, and no more until destroyed. */
+function forwardPartially(base: string, ex: Exchange): ClientRequest {
+  const target = new URL(`${ex.url.pathname}${ex.url.search}`, base);
+  const headers: Record<string, string | string[]> = {};
+  for (const [k, v] of Object.entries(ex.headers)) if (v !== undefined && !HOP_HEADERS.has(k)) headers[k] = v;
+  headers['content-length'] = String(ex.raw.length);
+  const out = request(target, { method: ex.method, headers });
+  out.on('error', () => undefined);
+  out.write(ex.raw.subarray(0, Math.floor(ex.raw.length / 2)));
+  return out;
 }
 
 function sendJson(

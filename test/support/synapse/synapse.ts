@@ -211,6 +211,12 @@ export class Synapse {
     this.child = undefined;
   }
 
+  /** Starts Synapse again on the same port and data, after a `stop` or a `kill`. */
+  async relaunch(): Promise<void> {
+    if (this.child !== undefined) throw new Error('Synapse is running: stop or kill it first');
+    await this.launch();
+  }
+
   /** Stops and starts Synapse again on the same port and data. */
   async restart(): Promise<void> {
     await this.stop();

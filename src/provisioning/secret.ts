@@ -1,0 +1,47 @@
+/**
+ * The provisioning API's shared secret (`bridge.provisioning_secret_file`, inside data_dir): a random
+ * token, mode 0600, created at the first start or by `interop-bridge keys generate`. Its holder may
+ * act for any permitted user and use the admin endpoints: treat it as a password.
+ */
+import { randomBytes } from 'node:crypto';
+import { closeSync, mkdirSync, openSync, readFileSync, writeSync, constants } from 'node:fs';
+import path from 'node:path';
+import { InteropError } from '../errors.js';
+
+/** Reads the secret (the file's first line); creates the file when missing. */
+export function ensureProvisioningSecret(file: string): { secret: string; created: boolean } {
+  let created = false;
+  try {
+    mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+    const fd = openSync(file, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
+    try {
+      writeSync(fd, `${randomBytes(32).toString('base64url')}\n`);
+    } finally {
+      closeSync(fd);
+    }
+    created = true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') {
+      throw new InteropError(
+        'provisioning_secret_unwritable',
+        `cannot create the provisioning secret ${file}: ${(err as Error).message}`,
+      );
+    }
+  }
+  let secret: string;
+  try {
+    secret = (readFileSync(file, 'utf8').split('\n')[0] ?? '').trim();
+  } catch (err) {
+    throw new InteropError(
+      'provisioning_secret_unreadable',
+      `cannot read the provisioning secret ${file}: ${(err as Error).message}`,
+    );
+  }
+  if (secret.length < 16) {
+    throw new InteropError(
+      'provisioning_secret_short',
+      `the provisioning secret in ${file} is shorter than 16 characters: delete the file and restart (a new one is made), or write a longer one`,
+    );
+  }
+  return { secret, created };
+}

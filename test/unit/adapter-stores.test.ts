@@ -1,0 +1,325 @@
+/**
+ * The adapters' storage contracts (`MatrixStore`, `XmppStore`) on both backends: SQLite and a real
+ * PostgreSQL (test/support/store-backends.ts), every method, through `openMatrixStore` /
+ * `openXmppStore` on the bridge's database as the daemon opens them. The two backends must answer
+ * alike: the same records, the same order, the same counts.
+ */
+import { openMatrixStore, type MatrixStore } from '../../adapters/matrix/index.js';
+import { openXmppStore, type XmppStore } from '../../adapters/xmpp/index.js';
+import { storeBackends } from '../support/store-backends.js';
+
+const ROOM = '!r:example.org';
+const ALICE_MX = '@alice:example.org';
+const DAY = 24 * 3600 * 1000;
+
+const ALICE = 'alice@example.org';
+const CAROL = 'carol@example.org';
+const BOB = '+4915112345678';
+const BOB_REMOTE = '4915112345678@wa.interop';
+const DAVE = '+4915112340000';
+const DAVE_REMOTE = '4915112340000@wa.interop';
+
+describe.each(storeBackends())('the adapters’ stores on $name', (backend) => {
+  let clock: number;
+  const now = () => clock;
+  const openBoth = async (): Promise<{ matrix: MatrixStore; xmpp: XmppStore }> => {
+    const store = await backend.open({ migrations: backend.bridgeMigrations() });
+    const on = backend.adapterDb(store);
+    return { matrix: openMatrixStore(on, now), xmpp: openXmppStore(on, now) };
+  };
+
+  beforeAll(() => backend.setUp());
+  afterAll(() => backend.tearDown());
+  beforeEach(async () => {
+    clock = 10 * DAY;
+    await backend.fresh();
+  });
+
+  describe('MatrixStore', () => {
+    let store: MatrixStore;
+    beforeEach(async () => (store = (await openBoth()).matrix));
+
+    it('records each event of a transaction once: a resend adds nothing, a reused id with new events adds them', async () => {
+      const event = { key: '$e1', roomId: ROOM, kind: 'event' as const, payload: { body: 'hi' } };
+      expect(await store.recordTransaction('1', [event])).toEqual({ newTransaction: true, newEvents: 1 });
+      expect(await store.recordTransaction('1', [event])).toEqual({ newTransaction: false, newEvents: 0 });
+      // The homeserver restarted and numbers from 1 again: the id is known, the event is new.
+      expect(await store.recordTransaction('1', [{ ...event, key: '$e2' }])).toEqual({
+        newTransaction: false,
+        newEvents: 1,
+      });
+      // The same key twice in one transaction is one event; an empty transaction is recorded too.
+      const twice = { ...event, key: '$e3' };
+      expect(await store.recordTransaction('2', [twice, twice])).toEqual({
+        newTransaction: true,
+        newEvents: 1,
+      });
+      expect(await store.recordTransaction('3', [])).toEqual({ newTransaction: true, newEvents: 0 });
+      expect(await store.pendingInboundRooms()).toEqual([ROOM]);
+      const pending = await store.pendingInboundOf(ROOM);
+      expect(pending.map((r) => [r.key, r.kind, r.roomId, r.payload, r.attempts])).toEqual([
+        ['$e1', 'event', ROOM, { body: 'hi' }, 0],
+        ['$e2', 'event', ROOM, { body: 'hi' }, 0],
+        ['$e3', 'event', ROOM, { body: 'hi' }, 0],
+      ]);
+      expect(pending[0]!.seq).toBeLessThan(pending[1]!.seq);
+      expect((await store.pendingInboundOf(ROOM, 2)).map((r) => r.key)).toEqual(['$e1', '$e2']);
+    });
+
+    it('an inbound event is done once handled, counts its failed attempts, and is set aside on giving up', async () => {
+      const events = ['$a', '$b', '$c'].map((key, i) => ({
+        key,
+        roomId: i === 2 ? '!other:example.org' : ROOM,
+        kind: (i === 1 ? 'receipt' : 'event') as 'event' | 'receipt',
+        payload: { n: i },
+      }));
+      await store.recordTransaction('t', events);
+      expect((await store.pendingInboundRooms()).sort()).toEqual(['!other:example.org', ROOM]);
+      const [a, b] = await store.pendingInboundOf(ROOM);
+      await store.markInboundDone(a!.seq);
+      await store.markInboundAttempt(b!.seq, 'homeserver down', false);
+      expect(await store.inboundState('$a')).toEqual({ state: 'done', attempts: 0, error: null });
+      expect(await store.inboundState('$b')).toEqual({
+        state: 'pending',
+        attempts: 1,
+        error: 'homeserver down',
+      });
+      expect((await store.pendingInboundOf(ROOM)).map((r) => [r.key, r.attempts])).toEqual([['$b', 1]]);
+      await store.markInboundAttempt(b!.seq, 'still down', true);
+      expect(await store.inboundState('$b')).toEqual({ state: 'failed', attempts: 2, error: 'still down' });
+      expect(await store.pendingInboundRooms()).toEqual(['!other:example.org']);
+      expect(await store.inboundState('$nothing')).toBeUndefined();
+    });
+
+    it('keeps one portal per user and contact and one management room per user, replacing the older one', async () => {
+      expect(await store.room(ROOM)).toBeUndefined();
+      await store.putRoom({ roomId: ROOM, kind: 'portal', localUser: ALICE_MX, remoteJid: BOB_REMOTE });
+      clock += 1;
+      await store.putRoom({
+        roomId: '!r2:example.org',
+        kind: 'portal',
+        localUser: ALICE_MX,
+        remoteJid: DAVE_REMOTE,
+      });
+      await store.putRoom({ roomId: '!m:example.org', kind: 'management', localUser: ALICE_MX });
+      const portal = {
+        roomId: ROOM,
+        kind: 'portal',
+        localUser: ALICE_MX,
+        remoteJid: BOB_REMOTE,
+        encryptionTold: false,
+      };
+      expect(await store.room(ROOM)).toEqual(portal);
+      expect(await store.portalOf(ALICE_MX, BOB_REMOTE)).toEqual(portal);
+      expect((await store.portalsOf(ALICE_MX)).map((r) => r.roomId)).toEqual([ROOM, '!r2:example.org']);
+      expect(await store.managementRoomOf(ALICE_MX)).toMatchObject({
+        roomId: '!m:example.org',
+        remoteJid: null,
+      });
+      // A new portal with Bob replaces the old one; a new management room too.
+      clock += 1;
+      await store.putRoom({
+        roomId: '!r3:example.org',
+        kind: 'portal',
+        localUser: ALICE_MX,
+        remoteJid: BOB_REMOTE,
+      });
+      await store.putRoom({ roomId: '!m2:example.org', kind: 'management', localUser: ALICE_MX });
+      expect(await store.room(ROOM)).toBeUndefined();
+      expect((await store.portalOf(ALICE_MX, BOB_REMOTE))?.roomId).toBe('!r3:example.org');
+      expect((await store.managementRoomOf(ALICE_MX))?.roomId).toBe('!m2:example.org');
+      expect((await store.portalsOf(ALICE_MX)).map((r) => r.roomId)).toEqual([
+        '!r2:example.org',
+        '!r3:example.org',
+      ]);
+      expect(await store.markEncryptionTold('!r3:example.org')).toBe(true);
+      expect(await store.markEncryptionTold('!r3:example.org')).toBe(false);
+      expect((await store.room('!r3:example.org'))?.encryptionTold).toBe(true);
+      await store.forgetRoom('!r3:example.org');
+      expect(await store.portalOf(ALICE_MX, BOB_REMOTE)).toBeUndefined();
+      expect(await store.portalsOf('@nobody:example.org')).toEqual([]);
+      expect(await store.managementRoomOf('@nobody:example.org')).toBeUndefined();
+    });
+
+    it('knows ghosts, which contact each stands for, and whether it is registered', async () => {
+      expect(await store.ghost('@wa_1:example.org')).toBeUndefined();
+      await store.putGhost('@wa_1:example.org', BOB_REMOTE);
+      expect(await store.ghost('@wa_1:example.org')).toEqual({
+        userId: '@wa_1:example.org',
+        jid: BOB_REMOTE,
+        displayname: null,
+        registered: false,
+      });
+      await store.markGhostRegistered('@wa_1:example.org', 'Bob (WA)');
+      await store.putGhost('@wa_1:example.org', BOB_REMOTE);
+      expect(await store.ghost('@wa_1:example.org')).toMatchObject({
+        displayname: 'Bob (WA)',
+        registered: true,
+      });
+    });
+
+    it('remembers sent events once, and a read receipt marks everything up to it once, in order', async () => {
+      expect(await store.sent(ALICE_MX, BOB_REMOTE, 'm1')).toBeUndefined();
+      for (const n of [1, 2, 3, 4]) {
+        await store.putSent(ALICE_MX, BOB_REMOTE, `m${n}`, { roomId: ROOM, eventId: `$s${n}` });
+      }
+      await store.putSent(ALICE_MX, BOB_REMOTE, 'm1', { roomId: ROOM, eventId: '$other' });
+      await store.putSent(ALICE_MX, DAVE_REMOTE, 'm1', { roomId: '!r2:example.org', eventId: '$d1' });
+      expect(await store.sent(ALICE_MX, BOB_REMOTE, 'm1')).toEqual({ roomId: ROOM, eventId: '$s1' });
+      expect(await store.markReadUpTo(ROOM, '$s2')).toEqual(['$s1', '$s2']);
+      expect(await store.markReadUpTo(ROOM, '$s2')).toEqual([]);
+      expect(await store.markReadUpTo(ROOM, '$s4')).toEqual(['$s3', '$s4']);
+      expect(await store.markReadUpTo(ROOM, '$unknown')).toEqual([]);
+      expect(await store.markReadUpTo('!r2:example.org', '$d1')).toEqual(['$d1']);
+    });
+
+    it("remembers the local users' reactions and who turned double puppeting on", async () => {
+      expect(await store.reaction('$re1')).toBeUndefined();
+      await store.putReaction(ROOM, '$re1', '$s1', '👍');
+      await store.putReaction(ROOM, '$re1', '$s2', '❤️');
+      expect(await store.reaction('$re1')).toEqual({ target: '$s1', emoji: '👍' });
+      expect(await store.doublePuppet(ALICE_MX)).toBe(false);
+      await store.setDoublePuppet(ALICE_MX, true);
+      await store.setDoublePuppet(ALICE_MX, true);
+      expect(await store.doublePuppet(ALICE_MX)).toBe(true);
+      await store.setDoublePuppet(ALICE_MX, false);
+      expect(await store.doublePuppet(ALICE_MX)).toBe(false);
+    });
+  });
+
+  describe('XmppStore', () => {
+    let store: XmppStore;
+    beforeEach(async () => (store = (await openBoth()).xmpp));
+
+    it('a contact found again keeps its subscription state and its name', async () => {
+      await store.ensureContact(ALICE, BOB, BOB_REMOTE, 'Bob');
+      await store.setSubscription(ALICE, BOB, { subTo: true, asked: true });
+      const again = await store.ensureContact(ALICE, BOB, BOB_REMOTE);
+      expect(again).toEqual({
+        localUser: ALICE,
+        contact: BOB,
+        remote: BOB_REMOTE,
+        name: 'Bob',
+        subTo: true,
+        subFrom: false,
+        asked: true,
+      });
+      expect(await store.contactByRemote(ALICE, BOB_REMOTE)).toEqual(again);
+      expect(await store.contact(ALICE, BOB)).toEqual(again);
+      expect(await store.contact(CAROL, BOB)).toBeUndefined();
+      expect(await store.contactByRemote(CAROL, BOB_REMOTE)).toBeUndefined();
+      expect((await store.ensureContact(ALICE, BOB, BOB_REMOTE, 'Bobby')).name).toBe('Bobby');
+    });
+
+    it('lists contacts by JID local part, bytewise', async () => {
+      for (const [c, r] of [
+        [DAVE, DAVE_REMOTE],
+        [BOB, BOB_REMOTE],
+        ['+441234', '441234@wa.interop'],
+      ] as const) {
+        await store.ensureContact(ALICE, c, r);
+      }
+      expect((await store.contacts(ALICE)).map((c) => c.contact)).toEqual(['+441234', DAVE, BOB]);
+      expect(await store.contacts(CAROL)).toEqual([]);
+    });
+
+    it('a subscription change sets only the flags it names', async () => {
+      await store.ensureContact(ALICE, BOB, BOB_REMOTE);
+      await store.setSubscription(ALICE, BOB, { subTo: true, subFrom: true, asked: true });
+      await store.setSubscription(ALICE, BOB, { subFrom: false });
+      await store.setSubscription(ALICE, BOB, {});
+      expect(await store.contact(ALICE, BOB)).toMatchObject({ subTo: true, subFrom: false, asked: true });
+    });
+
+    it('an event delivered twice keeps the stanza id of the first delivery, until the record is pruned', async () => {
+      expect(await store.deliveredStanza(ALICE, BOB_REMOTE, 'm1')).toBeUndefined();
+      await store.markDelivered(ALICE, BOB_REMOTE, 'm1', 'wa-1');
+      await store.markDelivered(ALICE, BOB_REMOTE, 'm1', 'wa-other');
+      expect(await store.deliveredStanza(ALICE, BOB_REMOTE, 'm1')).toBe('wa-1');
+      clock += 2 * DAY;
+      await store.markDelivered(ALICE, BOB_REMOTE, 'm2', 'wa-2');
+      expect(await store.pruneDelivered(DAY)).toBe(1);
+      expect(await store.pruneDelivered(DAY)).toBe(0);
+      expect(await store.deliveredStanza(ALICE, BOB_REMOTE, 'm1')).toBeUndefined();
+      expect(await store.deliveredStanza(ALICE, BOB_REMOTE, 'm2')).toBe('wa-2');
+    });
+
+    it('runs: each start sees the one before, unset stoppedAt after an unclean stop', async () => {
+      const first = await store.beginRun();
+      expect(first.previous).toBeUndefined();
+      expect(first.run).toEqual({ run: first.run.run, startedAt: clock, stoppedAt: undefined });
+      clock += 1000;
+      const second = await store.beginRun(); // the first never stopped
+      expect(second.previous).toEqual(first.run);
+      expect(second.run.run).toBeGreaterThan(first.run.run);
+      clock += 1000;
+      await store.endRun(second.run.run);
+      const third = await store.beginRun();
+      expect(third.previous).toEqual({ ...second.run, stoppedAt: clock });
+    });
+
+    it('the journal: appends in order, settles, prunes, replays, summarises and forgets', async () => {
+      const { run } = (await store.beginRun()).run;
+      const append = (contact: string, localId: string, at: number) => ({
+        localUser: ALICE,
+        contact,
+        localId,
+        stanza: `<message id="${localId}"/>`,
+        receivedAt: at,
+      });
+      const seqs = await store.writeJournal({
+        run,
+        append: [append(BOB, 'a1', 1), append(DAVE, 'a2', 2), append(BOB, 'a3', 3)],
+        settle: [],
+      });
+      expect(seqs).toHaveLength(3);
+      expect([...seqs].sort((x, y) => x - y)).toEqual(seqs);
+      expect(await store.writeJournal({ run, append: [], settle: [] })).toEqual([]);
+      // Settling clears the content: the row is no longer replayed.
+      const more = await store.writeJournal({ run, append: [append(BOB, 'a4', 4)], settle: [seqs[0]!] });
+      expect(more[0]).toBeGreaterThan(seqs[2]!);
+      expect(await store.journaled()).toEqual([
+        { seq: seqs[1], localUser: ALICE, localId: 'a2', stanza: '<message id="a2"/>' },
+        { seq: seqs[2], localUser: ALICE, localId: 'a3', stanza: '<message id="a3"/>' },
+        { seq: more[0], localUser: ALICE, localId: 'a4', stanza: '<message id="a4"/>' },
+      ]);
+      // Pruning removes content-free rows below the mark only.
+      await store.writeJournal({ run, append: [], settle: [seqs[1]!, seqs[2]!], pruneBelow: seqs[2]! });
+      expect((await store.journaled()).map((j) => j.localId)).toEqual(['a4']);
+      // The next run sees what this one held, per user and contact; then forgets the settled rows.
+      const next = (await store.beginRun()).run.run;
+      expect(await store.journalSummary(next)).toEqual([
+        { localUser: ALICE, contact: BOB, count: 2, lastLocalId: 'a4', lastAt: 4 },
+      ]);
+      expect(await store.journalSummary(run)).toEqual([]);
+      await store.forgetJournal(next);
+      expect(await store.journalSummary(next)).toEqual([
+        { localUser: ALICE, contact: BOB, count: 1, lastLocalId: 'a4', lastAt: 4 },
+      ]);
+      // A clean stop drops content-free rows; content stays to be replayed.
+      await store.writeJournal({ run: next, append: [append(DAVE, 'b1', 5)], settle: [] });
+      await store.endRun(next);
+      expect((await store.journaled()).map((j) => j.localId)).toEqual(['a4', 'b1']);
+    });
+
+    it("unregistering forgets the user's contacts, delivery records and journal, and no one else's", async () => {
+      const { run } = (await store.beginRun()).run;
+      await store.ensureContact(ALICE, BOB, BOB_REMOTE);
+      await store.markDelivered(ALICE, BOB_REMOTE, 'm1', 'wa-1');
+      await store.ensureContact(CAROL, BOB, BOB_REMOTE);
+      const entry = (localUser: string) => ({
+        localUser,
+        contact: BOB,
+        localId: 'x',
+        stanza: '<m/>',
+        receivedAt: 1,
+      });
+      await store.writeJournal({ run, append: [entry(ALICE), entry(CAROL)], settle: [] });
+      await store.forgetUser(ALICE);
+      expect(await store.contacts(ALICE)).toEqual([]);
+      expect(await store.deliveredStanza(ALICE, BOB_REMOTE, 'm1')).toBeUndefined();
+      expect((await store.journaled()).map((j) => j.localUser)).toEqual([CAROL]);
+      expect(await store.contact(CAROL, BOB)).toBeDefined();
+    });
+  });
+});
