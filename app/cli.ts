@@ -3,12 +3,17 @@ import { Command, CommanderError, Option } from 'commander';
 import { realpathSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { loadEmulatorConfig } from '../emulator/config.js';
+import { emulatorSecretFiles, loadEmulatorConfig } from '../emulator/config.js';
 import { initKeys, rootKeyBase64, rotateKeys } from '../emulator/keys.js';
 import { RunningEmulator, serveUntilSignal } from '../emulator/main.js';
 import { writeDoublePuppetRegistration, writeRegistration } from '../adapters/matrix/registration.js';
 import { ENV_PREFIX, isPostgresUrl, loadConfig, type LoadedConfig } from '../src/config/loader.js';
-import { describeExposed, exposedSecretFiles, refuseExposedSecretFiles } from '../src/config/secret-files.js';
+import {
+  describeExposed,
+  exposedFiles,
+  exposedSecretFiles,
+  refuseExposedSecretFiles,
+} from '../src/config/secret-files.js';
 import { migrateBridgeDatabase } from './database.js';
 import { copySqliteToPostgres, dbCopyTarget, type DbCopyOptions } from './db-copy.js';
 import { startDaemon } from './daemon.js';
@@ -291,12 +296,27 @@ export async function runCli(argv: readonly string[], io: CliIo = defaultIo): Pr
     // `emulator init --config x` gives --config to init, `emulator --config x init` to emulator:
     // the subcommands read both (optsWithGlobals).
     .enablePositionalOptions()
-    .action(async (opts: ConfigOption) => {
+    .option(
+      '--allow-insecure-secrets',
+      "start even if one of the emulator's key files (or a config file with admin.token) is open to group or others; warns instead",
+    )
+    .action(async (opts: ConfigOption & { allowInsecureSecrets?: boolean }) => {
       const loaded = loadEmulator(opts);
+      const exposed = exposedFiles(emulatorSecretFiles(loaded));
+      if (opts.allowInsecureSecrets !== true) {
+        refuseExposedSecretFiles(loaded, exposed, "the emulator's user");
+      }
       const logger = createLogger({
         level: loaded.config.logging.level,
         format: loaded.config.logging.format,
+        ...(io.logDestination ? { destination: io.logDestination } : {}),
       });
+      for (const f of exposed) {
+        logger.warn(
+          { file: f.file, mode: `0${f.mode.toString(8)}` },
+          `INSECURE: ${describeExposed(f)} (started anyway: --allow-insecure-secrets)`,
+        );
+      }
       const running = await RunningEmulator.start({ loaded, logger });
       const signal = await serveUntilSignal(running, logger, { waitForStop: io.waitForStop });
       logger.info({ signal }, 'shutting down');
@@ -348,9 +368,21 @@ export async function runCli(argv: readonly string[], io: CliIo = defaultIo): Pr
       '--intermediate',
       'also re-issue the intermediate certificate from the root (when it nears expiry)',
     )
+    .option(
+      '--allow-insecure-secrets',
+      'rotate even if a key file it reads is open to group or others (the new files are 0600)',
+    )
     .action((_opts: unknown, cmd: Command) => {
-      const opts = cmd.optsWithGlobals<ConfigOption & { validityDays?: number; intermediate?: boolean }>();
+      const opts = cmd.optsWithGlobals<
+        ConfigOption & { validityDays?: number; intermediate?: boolean; allowInsecureSecrets?: boolean }
+      >();
       const loaded = loadEmulator(opts, false);
+      const exposed = exposedFiles(emulatorSecretFiles(loaded));
+      if (opts.allowInsecureSecrets !== true) {
+        refuseExposedSecretFiles(loaded, exposed, "the emulator's user");
+      }
+      for (const f of exposed)
+        io.err(`INSECURE: ${describeExposed(f)} (rotating anyway: --allow-insecure-secrets)\n`);
       const keys = rotateKeys(loaded.paths.dataDir, {
         validityDays: opts.validityDays ?? loaded.config.certificates.validity_days,
         intermediate: opts.intermediate === true,

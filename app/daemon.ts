@@ -59,6 +59,8 @@ export async function startDaemon(
   }
   // Files that wait (the adapters' spools, the XMPP adapter's served files) are sealed with it too.
   const sealer = new FileSealer(atRest.key);
+  // Small contents that wait (the core's outbox and inbox rows, the XMPP journal's stanzas).
+  const vault = new PayloadVault(atRest.key);
   // The one-process lock is taken here: a second start on a database in use refuses.
   // (A worker, `--worker`, shares it with the other workers instead: leases keep them apart.)
   const database = await openBridgeDatabase(loaded, options);
@@ -161,7 +163,7 @@ export async function startDaemon(
         media,
         metrics,
         logger: root,
-        vault: new PayloadVault(atRest.key),
+        vault,
         queueMaxAgeMs: config.bridge.queue_max_age_hours * 3600_000,
         ...(database.cluster ? { ownership: 'leased' as const } : {}),
       });
@@ -190,7 +192,7 @@ export async function startDaemon(
       }
       if (config.xmpp.enabled) {
         const x = createXmppAdapter(
-          { config, logger: root, dataDir: paths.dataDir, http, publicUrl, sealer },
+          { config, logger: root, dataDir: paths.dataDir, http, publicUrl, sealer, vault },
           openXmppStore(database.adapterDb),
         );
         xmpp = x;

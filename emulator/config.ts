@@ -7,7 +7,8 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
 import { expecting, host, int, oneOf, section, str } from '../src/config/fields.js';
-import { describeIssue, readYaml } from '../src/config/loader.js';
+import { describeIssue, readYaml, type SecretFile } from '../src/config/loader.js';
+import { keyFiles } from './keys.js';
 import { ConfigError } from '../src/errors.js';
 
 const port = () => int(0, 65535, 'a port number from 1 to 65535 (0: any free port)');
@@ -254,6 +255,29 @@ export function loadEmulatorConfig(
     },
     providers,
   };
+}
+
+/**
+ * The emulator's files that hold secrets: its key files (the root and intermediate signing keys, the
+ * Noise static key and the one before the last rotation) and the configuration file when it holds
+ * `admin.token` inline. They must be readable by their owner only, as the bridge's are
+ * (src/config/secret-files.ts).
+ */
+export function emulatorSecretFiles(loaded: LoadedEmulatorConfig): SecretFile[] {
+  const keys = keyFiles(loaded.paths.dataDir);
+  const files: SecretFile[] = [
+    { file: keys.root, what: "the emulator's root key" },
+    { file: keys.intermediate, what: "the emulator's intermediate key" },
+    { file: keys.noiseStatic, what: "the emulator's Noise static key" },
+    { file: keys.previousStatic, what: "the emulator's previous Noise static key" },
+  ];
+  if (loaded.source !== 'embedded defaults' && loaded.config.admin.token !== undefined) {
+    files.push({
+      file: path.resolve(loaded.source),
+      what: 'the configuration file (it holds admin.token inline)',
+    });
+  }
+  return files;
 }
 
 /** Why a JWKS file is unusable, or undefined when it is a JSON object with a "keys" list. */

@@ -33,6 +33,7 @@ import type {
 import type { Logger } from '../../src/observability/logger.js';
 import type { HttpListener } from '../../src/util/http-listener.js';
 import type { FileSealer } from '../../src/util/sealed-file.js';
+import type { PayloadVault } from '../../src/util/payload-vault.js';
 import { KeyedQueue } from '../../src/util/keyed-queue.js';
 import { answerChatCommand, type CommandContext } from './commands.js';
 import type { ComponentLink } from './component.js';
@@ -74,6 +75,8 @@ export interface XmppAdapterOptions {
   downloadDir: string;
   /** Seals downloaded files while they wait (the at-rest key). */
   sealer?: FileSealer | undefined;
+  /** Seals the journal's stanzas that wait for the core (the at-rest key); absent only in tests. */
+  vault?: PayloadVault | undefined;
   /** Downloads older than this are what a crash left (the queue age limit, and a day). */
   downloadRetentionMs?: number | undefined;
   /** Domains whose users may use the gateway (`xmpp.allowed_domains`); empty: any. */
@@ -149,7 +152,7 @@ export class XmppAdapter extends EventEmitter<XmppAdapterEvents> implements Adap
       maxMediaBytes: options.maxMediaBytes,
     };
     this.caps = capsVersions(options.name);
-    this.journal = new StanzaJournal(options.store, options.logger);
+    this.journal = new StanzaJournal(options.store, options.logger, Date.now, options.vault);
     this.downloads = new Downloads({
       dir: options.downloadDir,
       maxBytes: options.maxMediaBytes,
@@ -318,7 +321,7 @@ export class XmppAdapter extends EventEmitter<XmppAdapterEvents> implements Adap
     const { link, store, domain, name, publisher } = this.o;
     const { caps, resources, log } = this;
     const out: Outbound = {
-      send: (stanza) => link.send(stanza),
+      send: (stanza, options) => link.send(stanza, options),
       fire: (stanza) => this.fire(stanza),
     };
     const access: Access = {

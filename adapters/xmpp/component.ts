@@ -72,10 +72,23 @@ export interface ComponentLinkEvents {
   failure: [error: Error];
 }
 
+export interface SendOptions {
+  /**
+   * The confirmation may wait up to this long (ms) for a ping other writes need anyway (the stanza
+   * itself is written at once): for stanzas whose confirmation only lets the core acknowledge
+   * something the gateway would otherwise send again (delivered and read ticks).
+   */
+  readonly confirmWithinMs?: number;
+}
+
 interface Entry {
   element: Element;
   /** Set when written on the current connection; cleared on a drop. */
   writtenSeq: number | undefined;
+  /** Its confirmation may wait this long for a ping that other writes need anyway. */
+  confirmWithinMs: number | undefined;
+  /** When written: the time by which its confirmation ping goes (undefined: at once). */
+  confirmBy?: number | undefined;
   resolve: () => void;
   reject: (err: Error) => void;
 }
@@ -103,6 +116,8 @@ export class ComponentLink extends EventEmitter<ComponentLinkEvents> {
   private lastError: Error | undefined;
   private reconnectTimer: NodeJS.Timeout | undefined;
   private keepaliveTimer: NodeJS.Timeout | undefined;
+  /** The delayed ping for writes whose confirmation may wait (confirmWrites). */
+  private lazyTimer: NodeJS.Timeout | undefined;
   private drainWaiters: (() => void)[] = [];
   /** Our iq requests awaiting their result, by id. */
   private readonly requests = new Map<
@@ -171,7 +186,7 @@ export class ComponentLink extends EventEmitter<ComponentLinkEvents> {
    * confirmably taken it (see the policy above); rejects with `ComponentStoppedError` if the link
    * is stopped first. Throws `InvalidStanzaError` at once for what the server would reject.
    */
-  send(element: Element): Promise<void> {
+  send(element: Element, options: SendOptions = {}): Promise<void> {
     if (!(element instanceof Element) || !STANZAS.has(element.name)) {
       throw new InvalidStanzaError(
         'send() takes a message, presence or iq element built with xml() from @xmpp/xml',
@@ -187,7 +202,13 @@ export class ComponentLink extends EventEmitter<ComponentLinkEvents> {
     element.attrs.from = from;
     element.attrs.id ??= randomUUID();
     const done = new Promise<void>((resolve, reject) => {
-      this.queue.push({ element, writtenSeq: undefined, resolve, reject });
+      this.queue.push({
+        element,
+        writtenSeq: undefined,
+        confirmWithinMs: options.confirmWithinMs,
+        resolve,
+        reject,
+      });
     });
     // A caller that does not wait must not crash the process with an unhandled rejection.
     done.catch(() => undefined);
@@ -390,6 +411,8 @@ export class ComponentLink extends EventEmitter<ComponentLinkEvents> {
         const entry = this.queue.find((e) => e.writtenSeq === undefined);
         if (!entry) break;
         entry.writtenSeq = ++this.seq;
+        entry.confirmBy =
+          entry.confirmWithinMs === undefined ? undefined : Date.now() + entry.confirmWithinMs;
         try {
           await this.entity.send(entry.element);
         } catch {
@@ -402,11 +425,30 @@ export class ComponentLink extends EventEmitter<ComponentLinkEvents> {
     }
   }
 
-  /** Sends a ping behind the writes not yet covered by one. */
+  /**
+   * Sends a ping behind the writes not yet covered by one; when all of them may wait
+   * (`confirmWithinMs`), a little later, so that one ping confirms many (ticks at a steady rate).
+   */
   private confirmWrites(): void {
     if (this.state !== 'online' || this.ping) return;
-    const last = this.queue.reduce((max, e) => Math.max(max, e.writtenSeq ?? 0), 0);
+    let last = 0;
+    let wait = Infinity;
+    const now = Date.now();
+    for (const e of this.queue) {
+      if (e.writtenSeq === undefined) continue;
+      last = Math.max(last, e.writtenSeq);
+      wait = Math.min(wait, (e.confirmBy ?? 0) - now);
+    }
     if (last === 0) return;
+    if (wait > 0) {
+      this.lazyTimer ??= setTimeout(() => {
+        this.lazyTimer = undefined;
+        this.confirmWrites();
+      }, wait);
+      return;
+    }
+    clearTimeout(this.lazyTimer);
+    this.lazyTimer = undefined;
     this.sendPing(last);
   }
 
@@ -459,6 +501,8 @@ export class ComponentLink extends EventEmitter<ComponentLinkEvents> {
 
   private clearTimers(): void {
     clearTimeout(this.keepaliveTimer);
+    clearTimeout(this.lazyTimer);
+    this.lazyTimer = undefined;
     if (this.ping) clearTimeout(this.ping.timer);
     this.ping = undefined;
   }

@@ -8,8 +8,11 @@ import type { XmppUserError } from './errors.js';
 
 /** The way to the XMPP server (the component link). */
 export interface Outbound {
-  /** Queues a stanza; resolves once the server has confirmably taken it. */
-  send(stanza: Element): Promise<void>;
+  /**
+   * Queues a stanza; resolves once the server has confirmably taken it (`confirmWithinMs`: the
+   * confirmation may wait that long to share a ping with other writes).
+   */
+  send(stanza: Element, options?: { confirmWithinMs?: number }): Promise<void>;
   /** Queues a stanza without waiting for the confirmation; a later failure is only logged. */
   fire(stanza: Element): void;
 }

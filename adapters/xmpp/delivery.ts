@@ -57,6 +57,13 @@ export interface DeliveryContext {
   readonly caps: CapsVersions;
 }
 
+/**
+ * A tick's confirmation only lets the core acknowledge the contact's receipt to the gateway (which
+ * sends it again if it never is): it may wait a little to share a ping with other ticks, instead of
+ * one ping round trip per tick at a steady rate. The tick itself is written at once.
+ */
+const TICK = { confirmWithinMs: 100 } as const;
+
 export class Delivery {
   constructor(private readonly ctx: DeliveryContext) {}
 
@@ -109,11 +116,15 @@ export class Delivery {
         return {
           confirmed: out.send(
             deliveryReceipt(from, localUser, derivedId('rcpt', localUser, localId), localId),
+            TICK,
           ),
         };
       case 'read':
         return {
-          confirmed: out.send(readMarker(from, localUser, derivedId('read', localUser, localId), localId)),
+          confirmed: out.send(
+            readMarker(from, localUser, derivedId('read', localUser, localId), localId),
+            TICK,
+          ),
         };
       case 'failed': {
         const to = this.ctx.resources.errorAddressOf(localUser, localId);

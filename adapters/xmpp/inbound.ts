@@ -13,7 +13,7 @@ import type { Logger } from '../../src/observability/logger.js';
 import type { Contacts } from './contacts.js';
 import type { Access, Outbound, UserChain } from './context.js';
 import { notRegistered, userErrorOf, XmppUserError } from './errors.js';
-import { parseStanza, type StanzaJournal } from './journal.js';
+import { parseStanza, type JournalEntry, type StanzaJournal } from './journal.js';
 import { bareJid, localPartOf, remoteOfContact } from './jids.js';
 import type { Downloads } from './downloads.js';
 import { mediaKindOf } from './media.js';
@@ -97,34 +97,46 @@ export class Inbound {
       this.refuse(el, 'cancel', 'feature-not-implemented', 'Group chats are not bridged yet.');
       return false;
     }
+    // Serialised at most once: for a derived id, or by the journal if the core is slower than the
+    // end of this turn (otherwise the journal keeps no content and never asks for it).
+    let text: string | undefined;
+    const serialised = (): string => (text ??= el.toString());
     const localId =
       journaled?.localId ??
       el.getChild('origin-id', NS.sid)?.attrs.id ??
       el.attrs.id ??
-      derivedId('x', from, el.toString());
+      derivedId('x', from, serialised());
     // Chat states alone are worth nothing later: not journaled.
-    const entry =
+    const entry: JournalEntry | number | undefined =
       journaled !== undefined
-        ? Promise.resolve(journaled.seq)
+        ? journaled.seq
         : worthJournaling(el)
-          ? this.ctx.journal.append({ localUser: user, contact, localId, stanza: el.toString() })
+          ? this.ctx.journal.append({ localUser: user, contact, localId, stanza: serialised })
           : undefined;
-    entry?.catch(() => undefined); // a failed write is logged by the journal; the message still goes
+    let settled = entry === undefined;
+    const taken = (): void => {
+      if (settled) return;
+      settled = true;
+      this.ctx.journal.settle(entry as JournalEntry | number);
+    };
     chain.queue(user, async () => {
       try {
-        await this.onChatMessage(el, from, to, localId);
+        await this.onChatMessage(el, from, to, localId, taken);
       } finally {
-        if (entry)
-          void entry.then(
-            (seq) => this.ctx.journal.settle(seq),
-            () => undefined,
-          );
+        taken();
       }
     });
     return true;
   }
 
-  private async onChatMessage(el: Element, from: string, to: string, localId: string): Promise<void> {
+  /** `taken` is called as soon as the core has what the stanza says (its journal entry is settled). */
+  private async onChatMessage(
+    el: Element,
+    from: string,
+    to: string,
+    localId: string,
+    taken: () => void,
+  ): Promise<void> {
     const { access, core, store } = this.ctx;
     const user = bareJid(from);
     const contactJid = bareJid(to);
@@ -172,6 +184,7 @@ export class Inbound {
       const event = await this.outgoingEvent(el, body ?? '', oob, retract, reactions, base);
       const outgoing: OutgoingEvent = { ...base, remote, event };
       await core.submit(outgoing);
+      taken();
       await this.ctx.roster.offer(user, remote);
       this.ctx.submitted(outgoing);
     } catch (err) {

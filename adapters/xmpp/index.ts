@@ -93,6 +93,7 @@ export const createXmppAdapter = ((
     ownFiles,
     downloadDir: path.join(context.dataDir, 'xmpp-downloads'),
     sealer: context.sealer,
+    vault: context.vault,
     downloadRetentionMs: (config.bridge.queue_max_age_hours + 24) * 3_600_000,
     logger: log,
   });

@@ -4,8 +4,12 @@
  * believes it delivered. So:
  *
  * - every message a user sends to a contact is journaled as it is parsed (before it waits on the
- *   user's chain of work), the appends of one socket read folded into one transaction; once the core
- *   has it, its content is cleared (those settles ride along with the next write);
+ *   user's chain of work): the appends of one socket read are written in one transaction at the end
+ *   of that turn of the event loop, before the next read. A stanza the core has already taken by
+ *   then (its own commit came first, as it does when the user's chain was idle) is journaled
+ *   without its content: nothing to seal, serialise or clear. One the core does not have yet is
+ *   journaled sealed with the at-rest key (src/util/payload-vault.ts), and its content is cleared
+ *   once the core has it (those settles ride along with the next write);
  * - at start, what was journaled but not handed to the core is replayed, in order, before anything
  *   new (the core's outbox is idempotent on the local id, so a replay of something it already had
  *   is a no-op);
@@ -17,6 +21,7 @@
  */
 import { xml, Parser, type Element } from '@xmpp/xml';
 import type { Logger } from '../../src/observability/logger.js';
+import type { PayloadVault } from '../../src/util/payload-vault.js';
 import { derivedId, xmlSafe } from './stanzas.js';
 import type { JournalAppend, JournaledStanza, JournalSummary, XmppRun, XmppStore } from './store.js';
 
@@ -29,11 +34,49 @@ const SETTLE_DELAY_MS = 50;
 /** How often a prune mark is taken (and so how often old rows go). */
 const MARK_EVERY_MS = 5_000;
 
-interface PendingAppend {
-  readonly entry: JournalAppend;
-  resolve(seq: number): void;
-  reject(err: Error): void;
+/** What a user sent, as the journal is given it: the stanza is serialised only if it must be kept. */
+export interface JournalRequest {
+  readonly localUser: string;
+  readonly contact: string;
+  readonly localId: string;
+  /** The stanza as received (serialised), or how to serialise it. */
+  readonly stanza: string | (() => string);
 }
+
+/** One journaled stanza, from its append to its settle. */
+export class JournalEntry {
+  /** Its row, once written. */
+  seq: number | undefined;
+  /** The core has it (its content need not be kept). */
+  settled = false;
+  /** Resolves with the row once it is durable; rejects if the write failed (logged). */
+  readonly written: Promise<number>;
+  /** @internal */
+  resolve!: (seq: number) => void;
+  /** @internal */
+  reject!: (err: Error) => void;
+
+  constructor(
+    readonly request: JournalRequest,
+    readonly receivedAt: number,
+  ) {
+    this.written = new Promise<number>((resolve, reject) => {
+      this.resolve = resolve;
+      this.reject = reject;
+    });
+    this.written.catch(() => undefined); // the journal logs a failed write; the message still goes
+  }
+}
+
+/**
+ * A sealed stanza as the `stanza` column (TEXT, on SQLite and PostgreSQL alike) holds it: this prefix
+ * and the sealed bytes in base64. A stanza itself starts with `<`.
+ */
+export const SEALED_STANZA_PREFIX = 'sealed1:';
+
+/** What a sealed stanza is bound to (its row's user and message), so it cannot be moved to another. */
+export const journalRowId = (localUser: string, localId: string): string =>
+  `xmpp_journal:${localUser}:${localId}`;
 
 /** What `open` found: the stanzas to replay, and whether (and what) to tell users after a crash. */
 export interface JournalOpening {
@@ -47,18 +90,23 @@ export interface JournalOpening {
 
 export class StanzaJournal {
   private run: number | undefined;
-  private appends: PendingAppend[] = [];
+  private appends: JournalEntry[] = [];
   private settles: number[] = [];
-  private scheduled = false;
+  private scheduled: NodeJS.Immediate | undefined;
   private timer: NodeJS.Timeout | undefined;
   private writing: Promise<unknown> = Promise.resolve();
   /** (first seq, time) of each MARK_EVERY_MS: rows below a mark older than the retention go. */
   private marks: { seq: number; at: number }[] = [];
 
+  /**
+   * `vault` seals what is journaled with content (the daemon always passes one; tests may not, and
+   * then the stanza is kept as it is).
+   */
   constructor(
     private readonly store: XmppStore,
     private readonly log: Logger | undefined,
     private readonly now: () => number = Date.now,
+    private readonly vault?: PayloadVault | undefined,
   ) {}
 
   /** Starts a run; resolves with what to replay and, after an unclean stop, whom to tell. */
@@ -66,7 +114,16 @@ export class StanzaJournal {
     const { run, previous } = await this.store.beginRun();
     this.run = run.run;
     const unclean = previous && previous.stoppedAt === undefined ? previous : undefined;
-    const pending = await this.store.journaled();
+    const pending = (await this.store.journaled()).map((row): JournaledStanza => {
+      let stanza = '';
+      try {
+        stanza = this.contentOf(row.localUser, row.localId, row.stanza);
+      } catch (err) {
+        // Sealed under another key: replayed as unreadable (logged and settled by the replay).
+        this.log?.warn({ err: (err as Error).message, seq: row.seq }, 'journaled stanza cannot be opened');
+      }
+      return { seq: row.seq, localUser: row.localUser, localId: row.localId, stanza };
+    });
     let senders: JournalSummary[] = [];
     if (unclean) {
       const all = await this.store.journalSummary(run.run);
@@ -77,23 +134,35 @@ export class StanzaJournal {
   }
 
   /**
-   * Journals a stanza; resolves with its seq once it is durable. Appends made in one turn (one
-   * socket read) are written in one transaction, at the end of that turn.
+   * Journals a stanza. The appends made in one turn of the event loop (one socket read) are written
+   * in one transaction at the end of that turn; `written` resolves once the row is durable.
    */
-  append(entry: Omit<JournalAppend, 'receivedAt'>): Promise<number> {
-    return new Promise<number>((resolve, reject) => {
-      this.appends.push({ entry: { ...entry, receivedAt: this.now() }, resolve, reject });
-      if (!this.scheduled) {
-        this.scheduled = true;
-        queueMicrotask(() => void this.flush());
-      }
-    });
+  append(request: JournalRequest): JournalEntry {
+    const entry = new JournalEntry(request, this.now());
+    this.appends.push(entry);
+    // After the turn's microtasks (the core's own commit, when the user's chain was idle), before
+    // the next socket read.
+    this.scheduled ??= setImmediate(() => void this.flush());
+    return entry;
   }
 
-  /** The core has the stanza: its content goes with the next write. */
-  settle(seq: number): void {
+  /**
+   * The core has the stanza (an entry, or a replayed row's seq): its content is not kept. Before
+   * the entry is written this costs nothing (it is written without content); after, the content
+   * goes with the next write.
+   */
+  settle(entry: JournalEntry | number): void {
+    let seq: number;
+    if (typeof entry === 'number') {
+      seq = entry;
+    } else {
+      if (entry.settled) return;
+      entry.settled = true;
+      if (entry.seq === undefined) return; // written content-free, or settled once written
+      seq = entry.seq;
+    }
     this.settles.push(seq);
-    if (this.timer === undefined && !this.scheduled) {
+    if (this.timer === undefined && this.scheduled === undefined) {
       this.timer = setTimeout(() => void this.flush(), SETTLE_DELAY_MS);
       this.timer.unref();
     }
@@ -101,7 +170,8 @@ export class StanzaJournal {
 
   /** Writes what is waiting (appends, settles, the prune due). */
   flush(): Promise<unknown> {
-    this.scheduled = false;
+    if (this.scheduled !== undefined) clearImmediate(this.scheduled);
+    this.scheduled = undefined;
     clearTimeout(this.timer);
     this.timer = undefined;
     const appends = this.appends;
@@ -116,21 +186,36 @@ export class StanzaJournal {
       return this.writing;
     }
     const at = this.now();
-    const write = {
-      run,
-      append: appends.map((a) => a.entry),
-      settle,
-      pruneBelow: this.pruneBelow(at),
-    };
     this.writing = this.writing.then(async () => {
+      // Decided as the write is made: what the core took meanwhile is written without content.
+      const kept: boolean[] = [];
       try {
-        const seqs = await this.store.writeJournal(write);
+        const append = appends.map((a): JournalAppend => {
+          kept.push(!a.settled);
+          return {
+            localUser: a.request.localUser,
+            contact: a.request.contact,
+            localId: a.request.localId,
+            receivedAt: a.receivedAt,
+            stanza: a.settled ? null : this.sealed(a.request),
+          };
+        });
+        const seqs = await this.store.writeJournal({ run, append, settle, pruneBelow: this.pruneBelow(at) });
         const first = seqs[0];
         const lastMark = this.marks[this.marks.length - 1];
         if (first !== undefined && (!lastMark || at - lastMark.at >= MARK_EVERY_MS)) {
           this.marks.push({ seq: first, at });
         }
-        appends.forEach((a, i) => a.resolve(seqs[i] ?? 0));
+        appends.forEach((a, i) => {
+          const seq = seqs[i] ?? 0;
+          a.seq = seq;
+          // Settled while its write was under way: its content goes with the next write.
+          if (kept[i] && a.settled) {
+            a.settled = false;
+            this.settle(a);
+          }
+          a.resolve(seq);
+        });
       } catch (err) {
         this.log?.warn({ err: (err as Error).message }, 'XMPP journal write failed');
         for (const a of appends) a.reject(err as Error);
@@ -152,6 +237,27 @@ export class StanzaJournal {
   /** The notices of an unclean stop were given: the rows they were made from go. */
   async noticesGiven(run: number): Promise<void> {
     await this.store.forgetJournal(run);
+  }
+
+  private sealed(request: JournalRequest): string {
+    const text = typeof request.stanza === 'string' ? request.stanza : request.stanza();
+    if (!this.vault) return text;
+    const sealed = this.vault.seal(
+      journalRowId(request.localUser, request.localId),
+      Buffer.from(text, 'utf8'),
+    );
+    return (
+      SEALED_STANZA_PREFIX +
+      Buffer.from(sealed.buffer, sealed.byteOffset, sealed.byteLength).toString('base64')
+    );
+  }
+
+  /** A stored stanza's text: opened when sealed (throws when it cannot be), as it is when plain. */
+  private contentOf(localUser: string, localId: string, stored: string): string {
+    if (!stored.startsWith(SEALED_STANZA_PREFIX)) return stored; // from before sealing, or without a key
+    if (!this.vault) throw new Error('the stanza is sealed and the bridge has no at-rest key');
+    const sealed = Buffer.from(stored.slice(SEALED_STANZA_PREFIX.length), 'base64');
+    return Buffer.from(this.vault.open(journalRowId(localUser, localId), sealed)).toString('utf8');
   }
 
   private pruneBelow(at: number): number | undefined {

@@ -5,7 +5,7 @@
 import { preparedStatements, type Db, type Prepared, type Row } from '../../src/store/sql.js';
 import { subscriptionSet, toContact, toJournaled, toRun } from './rows.js';
 import type {
-  JournaledStanza,
+  JournalRow,
   JournalSummary,
   JournalWrite,
   SubscriptionChange,
@@ -138,7 +138,7 @@ export class SqliteXmppStore implements XmppStore {
     })();
   }
 
-  async journaled(): Promise<JournaledStanza[]> {
+  async journaled(): Promise<JournalRow[]> {
     const rows = this.sql(
       'SELECT seq, local_user, local_id, stanza FROM xmpp_journal WHERE stanza IS NOT NULL ORDER BY seq',
     ).all() as Row[];

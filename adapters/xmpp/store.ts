@@ -33,12 +33,19 @@ export interface JournalAppend {
   readonly contact: string;
   /** XEP-0359 origin-id, else the stanza id. */
   readonly localId: string;
-  /** The stanza as received (serialised). */
-  readonly stanza: string;
+  /**
+   * The stanza as received (serialised), sealed with the at-rest key when the bridge has one (as
+   * text: journal.ts SEALED_STANZA_PREFIX); null when the core already has it (the row only says it
+   * was taken).
+   */
+  readonly stanza: string | null;
   readonly receivedAt: number;
 }
 
-/** A journaled stanza not yet handed to the core (to be replayed). */
+/** A journaled stanza not yet handed to the core, as stored (sealed, or plain from before sealing). */
+export type JournalRow = JournaledStanza;
+
+/** A journaled stanza not yet handed to the core (to be replayed), opened. */
 export interface JournaledStanza {
   readonly seq: number;
   readonly localUser: string;
@@ -107,7 +114,7 @@ export interface XmppStore {
    */
   writeJournal(write: JournalWrite): Promise<number[]>;
   /** The journaled stanzas not yet handed to the core, in the order they were received. */
-  journaled(): Promise<JournaledStanza[]>;
+  journaled(): Promise<JournalRow[]>;
   /** Per user and contact, what the journal holds from runs before `run`. */
   journalSummary(beforeRun: number): Promise<JournalSummary[]>;
   /** Removes the content-free journal rows of runs before `run` (their notice was given). */

@@ -15,6 +15,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Config } from '../config/schema.js';
 import type { Logger } from '../observability/logger.js';
+import type { PayloadVault } from '../util/payload-vault.js';
 import type { FileSealer } from '../util/sealed-file.js';
 import type { HttpListener } from '../util/http-listener.js';
 import type { DeliveryUpdate, EphemeralEvent, IncomingEvent, Notice, OutgoingEvent } from './events.js';
@@ -228,6 +229,11 @@ export interface AdapterContext {
    * a MediaBody of a sealed file says `sealed: true`. Absent only in tests without a key.
    */
   readonly sealer?: FileSealer | undefined;
+  /**
+   * Seals small contents the adapter keeps while they wait (the XMPP journal's stanzas) with the
+   * same at-rest key, as the core seals its outbox and inbox rows. Absent only in tests without a key.
+   */
+  readonly vault?: PayloadVault | undefined;
   /**
    * The provisioning API's handler (src/provisioning), for an adapter with a listener of its own to
    * serve `/_matrix/provision/` on as well (the Matrix appservice listener, as mautrix bridges do).

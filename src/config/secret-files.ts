@@ -4,6 +4,7 @@
  * the at-rest key.
  * `start` refuses to run with one whose mode gives group or others any access (unless
  * `--allow-insecure-secrets`), and `doctor` lists each as a failed check; both give the chmod to run.
+ * The emulator's command line does the same for its own key files (emulator/config.ts).
  */
 import { statSync } from 'node:fs';
 import { ConfigError } from '../errors.js';
@@ -16,12 +17,16 @@ export interface ExposedSecretFile extends SecretFile {
 
 /** The secret files (that exist) whose mode allows group or other access. */
 export function exposedSecretFiles(loaded: LoadedConfig): ExposedSecretFile[] {
-  const candidates: SecretFile[] = [
+  return exposedFiles([
     ...loaded.secretFiles,
     { file: loaded.paths.signingKey, what: 'provider.signing_key_file' },
     { file: loaded.paths.atRestKey, what: 'bridge.at_rest_key_file' },
     { file: loaded.paths.provisioningSecret, what: 'bridge.provisioning_secret_file' },
-  ];
+  ]);
+}
+
+/** Of these files (those that exist), the ones whose mode allows group or other access. */
+export function exposedFiles(candidates: readonly SecretFile[]): ExposedSecretFile[] {
   const exposed: ExposedSecretFile[] = [];
   for (const c of candidates) {
     let mode: number;
@@ -43,13 +48,20 @@ export function describeExposed(f: ExposedSecretFile): string {
   return `${f.what}: ${f.file} is open to ${who} (mode 0${f.mode.toString(8)}): run "chmod 600 ${f.file}"`;
 }
 
-/** Throws a ConfigError naming each exposed secret file and its chmod (exit 2 at the command line). */
-export function refuseExposedSecretFiles(loaded: LoadedConfig, files: ExposedSecretFile[]): void {
+/**
+ * Throws a ConfigError naming each exposed secret file and its chmod (exit 2 at the command line).
+ * `who` is whose files they are ("the bridge user").
+ */
+export function refuseExposedSecretFiles(
+  loaded: Pick<LoadedConfig, 'source'>,
+  files: ExposedSecretFile[],
+  who = 'the bridge user',
+): void {
   if (files.length === 0) return;
   throw new ConfigError(
     [
       ...files.map(describeExposed),
-      'secret files must be readable by the bridge user only; to start anyway, pass --allow-insecure-secrets',
+      `secret files must be readable by ${who} only; to start anyway, pass --allow-insecure-secrets`,
     ],
     loaded.source,
   );

@@ -1,97 +1,26 @@
 /**
  * Content that must wait (an outgoing message for a puppet that is offline, an incoming one the
- * local server has not taken yet) is kept sealed with the operator's at-rest key: AES-256-GCM with
- * a random 96-bit nonce per row and the row's identity as associated data, so a sealed payload
- * cannot be moved to another row. Once delivered, the content is cleared, not kept sealed.
+ * local server has not taken yet) is kept sealed with the operator's at-rest key (the sealing
+ * itself is src/util/payload-vault.ts, shared with the adapters); this file holds the key file and
+ * the core's row identities. Once delivered, the content is cleared, not kept sealed.
  *
  * The key is a file of 32 random bytes, mode 0600 (`interop-bridge keys generate`, or created at
  * the first start). Losing it loses only what was waiting: those rows fail, nothing else does.
- *
- * A sealed payload: 0x01 | nonce (12) | ciphertext | tag (16). A payload written before sealing
- * existed is JSON (it starts with `{`) and is read as it is; an empty payload has been cleared.
  */
-import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { constants, closeSync, mkdirSync, openSync, readFileSync, statSync, writeSync } from 'node:fs';
 import path from 'node:path';
-import { InteropError } from '../errors.js';
+import { AT_REST_KEY_BYTES, AtRestKeyError } from '../util/payload-vault.js';
 
-export const AT_REST_KEY_BYTES = 32;
-const VERSION = 0x01;
-const NONCE = 12;
-const TAG = 16;
-
-export class AtRestKeyError extends InteropError {}
-
-/** The content of a row could not be opened: sealed under another key, or damaged. */
-export class PayloadUnreadableError extends InteropError {}
-
-/** Seals and opens row payloads with one 32-byte key. */
-export class PayloadVault {
-  readonly #key: Buffer;
-
-  constructor(key: Uint8Array) {
-    if (key.length !== AT_REST_KEY_BYTES) {
-      throw new AtRestKeyError(
-        'at_rest_key_invalid',
-        `an at-rest key is ${AT_REST_KEY_BYTES} bytes, not ${key.length}`,
-      );
-    }
-    this.#key = Buffer.from(key);
-  }
-
-  /** `rowId` is the row's identity (table and key), bound to the ciphertext as associated data. */
-  seal(rowId: string, plain: Uint8Array): Uint8Array {
-    const nonce = randomBytes(NONCE);
-    const cipher = createCipheriv('aes-256-gcm', this.#key, nonce);
-    cipher.setAAD(Buffer.from(rowId, 'utf8'));
-    const body = cipher.update(plain);
-    const end = cipher.final();
-    return Buffer.concat([Buffer.of(VERSION), nonce, body, end, cipher.getAuthTag()]);
-  }
-
-  /**
-   * The payload's content: opened if sealed, as it is if written before sealing (JSON), empty if
-   * cleared. Throws PayloadUnreadableError when it was sealed under another key or altered.
-   */
-  open(rowId: string, stored: Uint8Array): Uint8Array {
-    return openPayload(this, rowId, stored);
-  }
-
-  /** @internal */
-  decrypt(rowId: string, stored: Uint8Array): Uint8Array {
-    if (stored.length < 1 + NONCE + TAG) throw unreadable(rowId, 'too short');
-    const buf = Buffer.from(stored.buffer, stored.byteOffset, stored.byteLength);
-    try {
-      const decipher = createDecipheriv('aes-256-gcm', this.#key, buf.subarray(1, 1 + NONCE));
-      decipher.setAAD(Buffer.from(rowId, 'utf8'));
-      decipher.setAuthTag(buf.subarray(buf.length - TAG));
-      return Buffer.concat([decipher.update(buf.subarray(1 + NONCE, buf.length - TAG)), decipher.final()]);
-    } catch {
-      throw unreadable(rowId, 'it was sealed under another at-rest key, or altered');
-    }
-  }
-}
-
-function unreadable(rowId: string, why: string): PayloadUnreadableError {
-  return new PayloadUnreadableError(
-    'at_rest_payload_unreadable',
-    `the stored content of ${rowId} cannot be opened: ${why}`,
-  );
-}
-
-/** Whether a stored payload is sealed (as opposed to cleared, or plain from before sealing). */
-export const isSealed = (stored: Uint8Array): boolean => stored.length > 0 && stored[0] === VERSION;
-
-/** Opens with `vault` when sealed; a sealed payload without a vault is unreadable. */
-export function openPayload(vault: PayloadVault | undefined, rowId: string, stored: Uint8Array): Uint8Array {
-  if (!isSealed(stored)) return stored;
-  if (!vault) throw unreadable(rowId, 'the bridge has no at-rest key');
-  return vault.decrypt(rowId, stored);
-}
-
-/** Seals with `vault` when there is one (tests and tools may run without). */
-export const sealPayload = (vault: PayloadVault | undefined, rowId: string, plain: Uint8Array): Uint8Array =>
-  vault ? vault.seal(rowId, plain) : plain;
+export {
+  AT_REST_KEY_BYTES,
+  AtRestKeyError,
+  isSealed,
+  openPayload,
+  PayloadUnreadableError,
+  PayloadVault,
+  sealPayload,
+} from '../util/payload-vault.js';
 
 /** The row identities sealed payloads are bound to. */
 export const outboxRowId = (id: string): string => `outbox:${id}`;

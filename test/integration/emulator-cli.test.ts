@@ -1,8 +1,9 @@
 import { EventEmitter } from 'node:events';
-import { readFileSync, rmSync, statSync } from 'node:fs';
+import { chmodSync, readFileSync, rmSync, statSync } from 'node:fs';
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
+import { Writable } from 'node:stream';
 import { keyFiles, loadKeys } from '../../emulator/keys.js';
 import { RunningEmulator, serveUntilSignal } from '../../emulator/main.js';
 import { loadEmulatorConfig } from '../../emulator/config.js';
@@ -179,6 +180,81 @@ describe('interop-bridge emulator (command line and main)', () => {
     expect((await run(['emulator', 'init', '--config', config, '--validity-days', '0'])).code).toBe(
       EXIT.usage,
     );
+  });
+
+  it('refuses key files open to group or others (exit 2, with the chmod to run), unless --allow-insecure-secrets', async () => {
+    await run(['emulator', 'init', '--config', config]);
+    await run(['emulator', 'rotate', '--config', config]); // there is a previous static key too
+    const files = keyFiles(path.join(tmp.dir, 'data'));
+    chmodSync(files.root, 0o644);
+    chmodSync(files.previousStatic, 0o640);
+    // A configuration holding the admin token inline is a secret file too.
+    const withToken = tmp.file(
+      'token.yaml',
+      `${readFileSync(config, 'utf8')}admin:\n  port: 0\n  token: a-very-secret-admin-token\n`.replace(
+        'admin:\n  port: 0\nproviders',
+        'providers',
+      ),
+    );
+    chmodSync(withToken, 0o644);
+
+    for (const args of [
+      ['emulator', '--config', withToken],
+      ['emulator', 'rotate', '--config', withToken],
+    ]) {
+      let waited = false;
+      const { code, err } = await run(args, async () => {
+        waited = true;
+        return 'SIGTERM';
+      });
+      expect(code).toBe(EXIT.usage);
+      expect(waited).toBe(false); // nothing was started
+      expect(err).toContain(
+        `the emulator's root key: ${files.root} is open to its group and other users (mode 0644): run "chmod 600 ${files.root}"`,
+      );
+      expect(err).toContain(`${files.previousStatic} is open to its group (mode 0640)`);
+      expect(err).toContain(`the configuration file (it holds admin.token inline): ${withToken}`);
+      expect(err).toContain(`run "chmod 600 ${withToken}"`);
+      expect(err).toContain('--allow-insecure-secrets');
+      expect(err).not.toContain('a-very-secret-admin-token');
+      expect(err).not.toContain('unexpected error');
+    }
+    expect(statSync(files.root).mode & 0o777).toBe(0o644); // rotate refused: nothing rewritten
+
+    // Started anyway on request, with a loud warning per file.
+    let log = '';
+    const logDestination = new Writable({
+      write(chunk, _enc, done) {
+        log += String(chunk);
+        done();
+      },
+    }) as unknown as NonNullable<Parameters<typeof runCli>[1]>['logDestination'];
+    const quiet = tmp.file(
+      'quiet.yaml',
+      readFileSync(config, 'utf8').replace('level: silent', 'level: warn'),
+    );
+    const code = await runCli(['emulator', '--config', quiet, '--allow-insecure-secrets'], {
+      out: () => undefined,
+      err: () => undefined,
+      env: {},
+      waitForStop: async () => 'SIGTERM',
+      logDestination,
+    });
+    expect(code).toBe(EXIT.ok);
+    const warnings = log
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as { level: number; msg: string })
+      .filter((l) => l.level === 40 && l.msg.startsWith('INSECURE: '))
+      .map((l) => l.msg);
+    expect(warnings).toHaveLength(2);
+    expect(warnings[0]).toContain(`the emulator's root key: ${files.root}`);
+    expect(warnings[1]).toContain(`run "chmod 600 ${files.previousStatic}"`);
+
+    // Fixed as told, it starts without a word about it.
+    for (const f of [files.root, files.previousStatic]) chmodSync(f, 0o600);
+    const fixed = await run(['emulator', '--config', config], async () => 'SIGTERM');
+    expect(fixed.code).toBe(EXIT.ok);
   });
 
   it('exits 1 and says to run init when there are no keys', async () => {

@@ -149,6 +149,26 @@ describe.each(KINDS)('component link on %s', (kind) => {
     expect(bodies([msg!])).toEqual(['hello from WhatsApp']);
   });
 
+  test('stanzas whose confirmation may wait are written at once and confirmed by the next ping other writes need', async () => {
+    const l = link();
+    await l.start();
+    const a = await alice();
+    const confirmed: string[] = [];
+    const ticks = [1, 2, 3].map((i) =>
+      l
+        .send(chat('alice@localhost', `tick ${i}`), { confirmWithinMs: 60_000 })
+        .then(() => confirmed.push(`tick ${i}`)),
+    );
+    // Written at once: the user has them while their confirmation still waits.
+    await a.waitForMessages((m) => m.length >= 3);
+    await new Promise((resolve) => setTimeout(resolve, 500)); // a ping's round trip, many times over
+    expect(confirmed).toEqual([]);
+    // A write that needs its confirmation now sends the ping, which confirms the waiting ones too.
+    await l.send(chat('alice@localhost', 'now')).then(() => confirmed.push('now'));
+    await Promise.all(ticks);
+    expect(confirmed).toEqual(['tick 1', 'tick 2', 'tick 3', 'now']);
+  });
+
   test('stanzas queued while the server restarts arrive after the reconnect, in order, each once', async () => {
     const l = link();
     await l.start();

@@ -198,6 +198,7 @@ export class XmppBridgeHarness {
         http: this.http,
         publicUrl: this.listenerUrl,
         sealer: new FileSealer(this.atRestKey),
+        vault: new PayloadVault(this.atRestKey),
       },
       openXmppStore(database.adapterDb),
       { reconnect: { initialDelayMs: 50, maxDelayMs: 500 }, pingTimeoutMs: 3000 },

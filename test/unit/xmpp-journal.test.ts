@@ -13,9 +13,13 @@ import {
   crashNotice,
   JOURNAL_RETENTION_MS,
   parseStanza,
+  SEALED_STANZA_PREFIX,
   StanzaJournal,
 } from '../../adapters/xmpp/journal.js';
+import { randomBytes } from 'node:crypto';
+import { readdirSync, readFileSync } from 'node:fs';
 import { openDatabase } from '../../src/store/database.js';
+import { PayloadVault } from '../../src/util/payload-vault.js';
 import type { Db } from '../../src/store/sql.js';
 import { tempDir } from '../support/tmp.js';
 
@@ -30,6 +34,14 @@ const stanza = (to: string, id: string, body: string) =>
     xml('body', {}, body),
     xml('origin-id', { xmlns: 'urn:xmpp:sid:0', id }),
   ).toString();
+
+/** The database's files (the file itself, its WAL) that hold `marker`. */
+function findInFiles(dbFile: string, marker: string): string[] {
+  const dir = path.dirname(dbFile);
+  return readdirSync(dir)
+    .filter((f) => f.startsWith(path.basename(dbFile)))
+    .filter((f) => readFileSync(path.join(dir, f)).includes(marker));
+}
 
 describe('StanzaJournal', () => {
   const tmp = tempDir('xmpp-journal-');
@@ -55,7 +67,7 @@ describe('StanzaJournal', () => {
   afterAll(() => tmp.cleanup());
 
   const append = (j: StanzaJournal, to: string, id: string, body = `text of ${id}`) =>
-    j.append({ localUser: ALICE, contact: to, localId: id, stanza: stanza(to, id, body) });
+    j.append({ localUser: ALICE, contact: to, localId: id, stanza: stanza(to, id, body) }).written;
 
   test('appends of one turn are one write, durable when they resolve, and in order', async () => {
     const journal = new StanzaJournal(store, undefined, () => clock);
@@ -68,7 +80,70 @@ describe('StanzaJournal', () => {
     ]);
     expect(writes).toHaveBeenCalledTimes(1);
     expect(seqs).toEqual([...seqs].sort((x, y) => x - y));
-    expect((await store.journaled()).map((r) => parseStanza(r.stanza).attrs.id)).toEqual(['a', 'b', 'c']);
+    expect((await store.journaled()).map((r) => parseStanza(r.stanza as string).attrs.id)).toEqual([
+      'a',
+      'b',
+      'c',
+    ]);
+  });
+
+  test('with the at-rest key, what waits for the core is sealed in the database file and opened for the replay', async () => {
+    const vault = new PayloadVault(randomBytes(32));
+    let journal = new StanzaJournal(store, undefined, () => clock, vault);
+    await journal.open();
+    const marker = `journal-marker-${randomBytes(6).toString('hex')}`;
+    await append(journal, BOB, 'sealed-1', marker);
+    await journal.flush();
+    // The core is stalled: the stanza waits in the journal, sealed (not in the file, its WAL, or the row).
+    expect(findInFiles(file, marker)).toEqual([]);
+    const raw = db.prepare('SELECT stanza FROM xmpp_journal').get() as { stanza: string };
+    expect(raw.stanza.startsWith(SEALED_STANZA_PREFIX)).toBe(true);
+
+    // After a crash it is opened with the key and replayed whole.
+    db.close();
+    db = openDatabase(file, { migrations: bridgeMigrations() });
+    store = new SqliteXmppStore(db, () => clock);
+    journal = new StanzaJournal(store, undefined, () => clock, vault);
+    const opening = await journal.open();
+    expect(opening.pending).toHaveLength(1);
+    expect(parseStanza(opening.pending[0]!.stanza).getChild('body')?.getText()).toBe(marker);
+
+    // Under another key it cannot be opened: replayed as unreadable (empty), not as garbage.
+    db.close();
+    db = openDatabase(file, { migrations: bridgeMigrations() });
+    store = new SqliteXmppStore(db, () => clock);
+    journal = new StanzaJournal(store, undefined, () => clock, new PayloadVault(randomBytes(32)));
+    expect((await journal.open()).pending.map((p) => p.stanza)).toEqual(['']);
+  });
+
+  test('a stanza the core took before the end of the turn is journaled without content, never serialised', async () => {
+    const vault = new PayloadVault(randomBytes(32));
+    const journal = new StanzaJournal(store, undefined, () => clock, vault);
+    await journal.open();
+    const serialise = jest.fn(() => stanza(BOB, 'quick', 'quick words'));
+    const entry = journal.append({ localUser: ALICE, contact: BOB, localId: 'quick', stanza: serialise });
+    journal.settle(entry); // the core's commit came first (its chain was idle)
+    const slow = journal.append({
+      localUser: ALICE,
+      contact: BOB,
+      localId: 'slow',
+      stanza: stanza(BOB, 'slow', 'x'),
+    });
+    await Promise.all([entry.written, slow.written]);
+    expect(serialise).not.toHaveBeenCalled();
+    const rows = () =>
+      db.prepare('SELECT local_id, stanza IS NULL AS cleared FROM xmpp_journal ORDER BY seq').all();
+    expect(rows()).toEqual([
+      { local_id: 'quick', cleared: 1 },
+      { local_id: 'slow', cleared: 0 },
+    ]);
+    // The row is there for a crash notice all the same; the slow one is cleared once settled.
+    journal.settle(slow);
+    await journal.flush();
+    expect(rows()).toEqual([
+      { local_id: 'quick', cleared: 1 },
+      { local_id: 'slow', cleared: 1 },
+    ]);
   });
 
   test('a settled stanza loses its content; one not settled is replayed after a crash, with a notice', async () => {
