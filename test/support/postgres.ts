@@ -13,7 +13,6 @@
  *   its URL, so every test starts empty.
  * - Missing binaries fail the test with a message naming the install script: nothing is skipped.
  */
-import { afterAll, beforeAll } from '@jest/globals';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
@@ -207,9 +206,14 @@ export async function startPostgres(): Promise<PostgresServer> {
  * Returns a getter (the server exists only once beforeAll ran).
  */
 export function usePostgres(): () => PostgresServer {
+  // Jest's hooks, as globals: this file is also built (and imported by the benchmarks) without Jest.
+  const jest = globalThis as unknown as {
+    beforeAll(fn: () => Promise<unknown>): void;
+    afterAll(fn: () => Promise<unknown> | undefined): void;
+  };
   let server: PostgresServer | undefined;
-  beforeAll(async () => (server = await startPostgres()));
-  afterAll(() => server?.stop());
+  jest.beforeAll(async () => (server = await startPostgres()));
+  jest.afterAll(() => server?.stop());
   return () => {
     if (server === undefined) throw new Error('PostgreSQL did not start (see beforeAll)');
     return server;
