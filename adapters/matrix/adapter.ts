@@ -268,6 +268,7 @@ export class MatrixAdapter implements Adapter {
     this.#watch = new HomeserverWatch({
       homeserverUrl: m.homeserver_url,
       wentAway: (what) => listener.homeserverWentAway(what),
+      answered: () => listener.homeserverAnswered(),
       log,
     });
     this.#watch.start();

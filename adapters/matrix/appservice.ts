@@ -88,6 +88,11 @@ export class AppserviceListener {
     this.#heldBack.suspect();
   }
 
+  /** The homeserver answered the bridge's watch (homeserver-watch.ts). */
+  homeserverAnswered(): void {
+    this.#heldBack.answered();
+  }
+
   /** Whether a ping with this transaction id reached the listener. */
   heardPing(transactionId: string): boolean {
     return this.#pings.includes(transactionId);
@@ -269,7 +274,7 @@ export class AppserviceListener {
     if (this.#heldBack.shouldRefuse()) {
       this.log?.warn(
         { txnId },
-        'the homeserver may hold back a transaction it was sending when it went away: refusing this one once, so that it sends anything unsent first',
+        'the homeserver went away and may hold back a transaction it was sending: refusing this one, so that it sends anything unsent first',
       );
       json(res, 503, {
         errcode: 'M_UNKNOWN',

@@ -2,7 +2,8 @@
  * Notices the homeserver going away, even while the bridge has nothing to send: it asks for
  * `/_matrix/client/versions` (no token, answered from memory) every half second. A restart takes
  * Synapse longer than that, so one of the asks finds it away (connection refused or reset, a
- * timeout, 502/503/504 from a proxy in front) and the listener is told (held-back.ts).
+ * timeout, 502/503/504 from a proxy in front) and the listener is told (held-back.ts); so is the
+ * first answer after that.
  * (Synapse does not let an appservice's users long-poll /sync, which would show it sooner.)
  */
 import type { Logger } from '../../src/observability/logger.js';
@@ -11,6 +12,8 @@ export interface HomeserverWatchOptions {
   readonly homeserverUrl: string;
   /** Called when an ask finds the homeserver away. */
   readonly wentAway: (what: string) => void;
+  /** Called when an ask is answered. */
+  readonly answered?: () => void;
   readonly log?: Logger | undefined;
   /** Between asks. Default 500 ms. */
   readonly intervalMs?: number;
@@ -49,7 +52,9 @@ export class HomeserverWatch {
     try {
       const res = await fetch(url, { signal: AbortSignal.timeout(this.o.timeoutMs ?? 2_000) });
       await res.arrayBuffer();
-      if (res.status >= 500 && this.#running) this.o.wentAway(`/versions answered ${res.status}`);
+      if (!this.#running) return;
+      if (res.status >= 500) this.o.wentAway(`/versions answered ${res.status}`);
+      else this.o.answered?.();
     } catch (err) {
       if (this.#running) this.o.wentAway(`/versions failed: ${(err as Error).message}`);
     }

@@ -154,9 +154,14 @@ test('a transaction Synapse held back when it died is bridged, and in order', as
   await until(() => bobTexts().length >= 3, 'every message at Bob');
   await settle();
   expect(bobTexts()).toEqual(['first', 'held back', 'after the restart']);
-  // The held transaction reached the bridge from Synapse's recovery, after one refusal.
+  // The held transaction reached the bridge from Synapse's recovery, after the bridge refused what
+  // came while Synapse was away and the first transaction after it came back; each refused one
+  // came again and was taken.
   const refused = h.proxy.transactions.filter((t) => t.bridgeStatus === 503);
-  expect(refused).toHaveLength(1);
+  expect(refused.length).toBeGreaterThan(0);
+  for (const r of refused) {
+    expect(h.proxy.transactions.some((t) => t.txnId === r.txnId && t.bridgeStatus === 200)).toBe(true);
+  }
   expect(h.proxy.transactions.some((t) => t.bridgeStatus === 200 && t.eventIds.includes(eventIds[0]!))).toBe(
     true,
   );
