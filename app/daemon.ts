@@ -84,7 +84,7 @@ export async function startDaemon(
       connectionStates: () => bridge?.connectionStates() ?? {},
       oldestQueuedAt: () => store.outbox.oldestQueuedAt(),
       localServers: async () => ({
-        ...(matrix ? { matrix: await homeserverAnswers(config.matrix.homeserver_url) } : {}),
+        ...(matrix ? { matrix: matrix.homeserverUp } : {}),
         ...(xmpp ? { xmpp: xmpp.link.status === 'online' } : {}),
       }),
     });
@@ -174,6 +174,18 @@ export async function startDaemon(
         componentLogger(root, 'provisioning'),
       );
       const provisioned: ProvisionedNetwork[] = [];
+      /** Attached to the core (and so to the provisioning API), then started. */
+      const core = bridge;
+      const attachAndStart = async (adapter: MatrixAdapter | XmppAdapter): Promise<void> => {
+        const attached = core.attach(adapter);
+        provisioned.push({
+          network: adapter.network,
+          core: attached,
+          hooks: () => adapter.provisioning,
+          capabilities: adapter.capabilities,
+        });
+        await adapter.start();
+      };
       // Adapters attach before the core starts, so pending incoming messages find them.
       if (config.matrix.enabled) {
         const m = createMatrixAdapter(
@@ -181,14 +193,7 @@ export async function startDaemon(
           openMatrixStore(database.adapterDb),
         );
         matrix = m;
-        const core = bridge.attach(m);
-        provisioned.push({
-          network: 'matrix',
-          core,
-          hooks: () => m.provisioning,
-          capabilities: m.capabilities,
-        });
-        await m.start();
+        await attachAndStart(m);
       }
       if (config.xmpp.enabled) {
         const x = createXmppAdapter(
@@ -196,14 +201,7 @@ export async function startDaemon(
           openXmppStore(database.adapterDb),
         );
         xmpp = x;
-        const core = bridge.attach(x);
-        provisioned.push({
-          network: 'xmpp',
-          core,
-          hooks: () => x.provisioning,
-          capabilities: x.capabilities,
-        });
-        await x.start();
+        await attachAndStart(x);
       }
       provisioning.serve(http, provisioned);
       await bridge.start();
@@ -300,17 +298,4 @@ async function ensureProviderKey(file: string, log: Logger): Promise<ProviderPri
   writeProviderKey(file, jwk);
   log.info({ file, kid: jwk.kid }, 'created the provider signing key');
   return jwk;
-}
-
-/** Whether the homeserver answers its client API's version list within 2 s (for the metrics). */
-async function homeserverAnswers(url: string): Promise<boolean> {
-  try {
-    const res = await fetch(`${url.replace(/\/$/, '')}/_matrix/client/versions`, {
-      signal: AbortSignal.timeout(2000),
-    });
-    await res.body?.cancel();
-    return res.ok;
-  } catch {
-    return false;
-  }
 }

@@ -201,6 +201,11 @@ export class MatrixAdapter implements Adapter {
     });
   }
 
+  /** Whether the homeserver answered the bridge's last ask (every 500 ms, homeserver-watch.ts). */
+  get homeserverUp(): boolean {
+    return this.#watch?.up ?? false;
+  }
+
   /** Where the appservice listener is bound, once started. */
   get address(): { address: string; port: number } | undefined {
     return this.#address;

@@ -24,8 +24,14 @@ export interface HomeserverWatchOptions {
 export class HomeserverWatch {
   #timer: NodeJS.Timeout | undefined;
   #running = false;
+  #up = false;
 
   constructor(private readonly o: HomeserverWatchOptions) {}
+
+  /** Whether the last ask was answered (the metrics' `interop_bridge_local_server_up`). */
+  get up(): boolean {
+    return this.#up;
+  }
 
   start(): void {
     if (this.#running) return;
@@ -53,9 +59,11 @@ export class HomeserverWatch {
       const res = await fetch(url, { signal: AbortSignal.timeout(this.o.timeoutMs ?? 2_000) });
       await res.arrayBuffer();
       if (!this.#running) return;
-      if (res.status >= 500) this.o.wentAway(`/versions answered ${res.status}`);
-      else this.o.answered?.();
+      this.#up = res.status < 500;
+      if (this.#up) this.o.answered?.();
+      else this.o.wentAway(`/versions answered ${res.status}`);
     } catch (err) {
+      this.#up = false;
       if (this.#running) this.o.wentAway(`/versions failed: ${(err as Error).message}`);
     }
   }

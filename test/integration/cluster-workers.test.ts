@@ -9,7 +9,7 @@
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { bridgeMigrations } from '../../app/migrations.js';
-import type { Adapter } from '../../src/bridge/adapter.js';
+import { noopAdapter } from '../../bench/scale/noop-adapter.js';
 import { Bridge } from '../../src/bridge/core.js';
 import { Leases, type LeaseRow } from '../../src/cluster/leases.js';
 import { generateProviderKey } from '../../src/protocol/jwt.js';
@@ -29,28 +29,6 @@ const PUPPETS = 60;
 const LEASE_SECONDS = 4;
 /** The reconnect gate and a handshake, on top of the lease time, for a SIGKILLed worker's puppets. */
 const RECONNECT_ALLOWANCE_MS = 6_000;
-
-const quietAdapter: Adapter = {
-  network: 'matrix',
-  capabilities: {
-    media: false,
-    replies: false,
-    edits: false,
-    deletes: false,
-    reactions: false,
-    readReceipts: false,
-    typing: false,
-    presence: false,
-    maxMediaBytes: 0,
-  },
-  attach: () => undefined,
-  start: () => Promise.resolve(),
-  stop: () => Promise.resolve(),
-  deliver: () => Promise.resolve(undefined),
-  showEphemeral: () => undefined,
-  updateDelivery: () => undefined,
-  notify: () => undefined,
-};
 
 describe('several workers on one PostgreSQL (puppet leases with fencing)', () => {
   const tmp = tempDir('cluster-workers-');
@@ -132,7 +110,7 @@ describe('several workers on one PostgreSQL (puppet leases with fencing)', () =>
       gateway: emulatorGateway(emulator.running.gateway, emulator.root, { id: PROVIDER, signingKey: key }),
       preKeys: 10,
     });
-    bridge.attach(quietAdapter);
+    bridge.attach(noopAdapter);
     let next = 0;
     await Promise.all(
       Array.from({ length: 6 }, async () => {
