@@ -125,13 +125,18 @@ function e2eCase(path: PathId, last: boolean): BenchCase {
   };
 }
 
-const paths: PathId[] = [
+const ALL_PATHS: PathId[] = [
   'baseline',
   'matrix-to-native',
   'native-to-matrix',
   'xmpp-to-native',
   'native-to-xmpp',
 ];
+/** BENCH_E2E_PATHS=matrix-to-native,... runs only those paths (the baseline always runs first). */
+const chosen = process.env.BENCH_E2E_PATHS?.split(',').map((p) => p.trim());
+const paths: PathId[] = chosen
+  ? ALL_PATHS.filter((p) => p === 'baseline' || chosen.includes(p))
+  : ALL_PATHS;
 
 const e2e: Benchmark = {
   name: 'e2e',

@@ -75,8 +75,10 @@ export class MediaSpool {
 
   /** Removes the file of the event `eventId` if there is one (in the background, never throwing). */
   release(eventId: string): void {
+    const spooled = this.#spooled();
+    if (spooled.size === 0) return; // the common case (text): no name to hash
     const file = this.#pathOf(eventId);
-    if (this.#spooled().delete(path.basename(file))) void rm(file, { force: true }).catch(() => undefined);
+    if (spooled.delete(path.basename(file))) void rm(file, { force: true }).catch(() => undefined);
   }
 
   /** Removes files older than `maxAgeMs` (their messages were sent or failed long ago). */

@@ -61,17 +61,35 @@ function describeAge(ms: number): string {
 
 /** Built contents kept for retry receipts, so a resend does not rebuild (or re-upload media). */
 const CONTENT_CACHE_SIZE = 256;
+/** Entries read per pass of the outbox. */
+const PASS_BATCH = 500;
+/** Acknowledged entries remembered per puppet for the receipts that follow. */
+const RECENT_SIZE = 64;
 /** How soon a portal held back by a transient failure (a request timeout) is tried again. */
 const RETRY_HELD_MS = 5_000;
 
+/** An entry as kept in memory once written: everything but its (sealed) content. */
+const NO_PAYLOAD = new Uint8Array(0);
+const withoutPayload = (entry: OutboxEntry): OutboxEntry => ({ ...entry, payload: NO_PAYLOAD });
+
 export class OutboxSender {
-  /** Wire ids written on the current connection and not yet acknowledged. */
-  private readonly inFlight = new Set<string>();
+  /**
+   * Entries written on the current connection and not yet acknowledged, by wire id (without their
+   * payload: what an ack or a receipt needs to report, so it reads nothing back).
+   */
+  private readonly inFlight = new Map<string, OutboxEntry>();
+  /**
+   * Per portal, the highest `seq` written on the current connection: everything up to it is in
+   * flight or settled (a portal's entries go out in order), so a pass does not read it again.
+   */
+  private readonly writtenUpTo = new Map<number, number>();
+  /** Entries acknowledged lately, as in `inFlight`, for the receipts that follow (bounded). */
+  private readonly recent = new Map<string, OutboxEntry>();
   /** Receipt entries in flight, by the receipted message id (the gateway acks a receipt by it). */
   private readonly receiptsInFlight = new Map<string, Set<string>>();
   private readonly contents = new Map<string, BuiltContent>();
-  /** Each portal's remote JID (never changes), for delivery reports once the payload is cleared. */
-  private readonly remotes = new Map<number, string>();
+  /** Portals by id; only their id and remote JID are read here, and those never change. */
+  private readonly portals = new Map<number, Portal>();
   private running = false;
   private again = false;
   private stopped = false;
@@ -83,7 +101,16 @@ export class OutboxSender {
 
   /** A new connection: nothing written on the old one counts as sent; send everything queued. */
   onConnected(): void {
+    // What was written and not acknowledged was an attempt that failed: counted (a diagnostic),
+    // here rather than before each send, which cost a write transaction per message.
+    const unanswered = [...this.inFlight.values()].filter((e) => e.kind !== RECEIPT_KIND).map((e) => e.id);
+    if (unanswered.length > 0) {
+      void Promise.all(unanswered.map((id) => this.ctx.store.outbox.recordAttempt(id))).catch(
+        (err: unknown) => this.ctx.log?.debug({ err: (err as Error).message }, 'attempts not counted'),
+      );
+    }
     this.inFlight.clear();
+    this.writtenUpTo.clear();
     this.receiptsInFlight.clear();
     this.kick();
   }
@@ -128,6 +155,17 @@ export class OutboxSender {
     const held = new Set<number>();
     for (;;) {
       if (!connection.isConnected || this.stopped) return;
+      // What this connection already wrote is left out by the query itself: under load most
+      // queued entries are in flight, and reading them again on every pass was most of its cost.
+      const read = await store.outbox.queued(puppet.id, PASS_BATCH, this.writtenUpTo);
+      const batch = read.filter((e) => !this.inFlight.has(e.id) && !held.has(e.portalId));
+      for (const entry of batch) {
+        if (!connection.isConnected || this.stopped) return;
+        if (held.has(entry.portalId)) continue;
+        const ok = await this.sendEntry(entry);
+        if (ok) this.written(entry);
+        else held.add(entry.portalId);
+      }
       if (held.size > 0 && this.retryTimer === undefined) {
         // Nothing else would wake us while connected: try the held portals again a bit later.
         this.retryTimer = setTimeout(() => {
@@ -136,33 +174,34 @@ export class OutboxSender {
         }, RETRY_HELD_MS);
         this.retryTimer.unref();
       }
-      const batch = (await store.outbox.queued(puppet.id, 500)).filter(
-        (e) => !this.inFlight.has(e.id) && !held.has(e.portalId),
-      );
-      if (batch.length === 0) return;
-      for (const entry of batch) {
-        if (!connection.isConnected || this.stopped) return;
-        if (held.has(entry.portalId)) continue;
-        const ok = await this.sendEntry(entry);
-        if (!ok) held.add(entry.portalId);
-      }
+      // A short read was everything queued when it was made (what came since kicked a new pass).
+      if (batch.length === 0 || read.length < PASS_BATCH) return;
     }
+  }
+
+  /** An entry written (or failed for good): the passes of this connection do not read it again. */
+  private written(entry: OutboxEntry): void {
+    if ((this.writtenUpTo.get(entry.portalId) ?? 0) < entry.seq)
+      this.writtenUpTo.set(entry.portalId, entry.seq);
+  }
+
+  private async portalOf(id: number): Promise<Portal | undefined> {
+    const known = this.portals.get(id);
+    if (known) return known;
+    const portal = await this.ctx.store.portals.byId(id);
+    if (portal) this.portals.set(id, portal);
+    return portal;
   }
 
   /** Sends one entry; false when it must wait (transient), true when written or failed for good. */
   private async sendEntry(entry: OutboxEntry): Promise<boolean> {
-    const { store } = this.ctx;
-    const portal = await store.portals.byId(entry.portalId);
+    const portal = await this.portalOf(entry.portalId);
     if (!portal) return true;
-    this.remotes.set(portal.id, portal.remoteJid);
     if (entry.createdAt < Date.now() - this.ctx.queueMaxAgeMs) {
       await this.failEntry(entry, tooOldReason(this.ctx.queueMaxAgeMs));
       return true;
     }
     try {
-      // Attempts are a diagnostic for messages; for receipts (one per incoming message) the write
-      // would be a transaction per message for nothing.
-      if (entry.kind !== RECEIPT_KIND) await store.outbox.recordAttempt(entry.id);
       if (entry.kind === RECEIPT_KIND) {
         this.sendReceipt(entry, decodePayload<ReceiptPayload>(entry.payload));
       } else {
@@ -228,7 +267,7 @@ export class OutboxSender {
       t: this.ctx.nowSeconds(),
       ...(r.receipt === 'read' ? { type: 'read' as const } : {}),
     };
-    this.inFlight.add(entry.id);
+    this.inFlight.set(entry.id, withoutPayload(entry));
     const waiting = this.receiptsInFlight.get(r.messageId) ?? new Set<string>();
     waiting.add(entry.id);
     this.receiptsInFlight.set(r.messageId, waiting);
@@ -286,7 +325,7 @@ export class OutboxSender {
     // The ratchet steps of these encryptions may still be held with a decryption's inbox commit:
     // nothing made from uncommitted state leaves (a crash would make the bridge reuse its keys).
     await this.ctx.sessionGate.flushed();
-    this.inFlight.add(entry.id);
+    this.inFlight.set(entry.id, withoutPayload(entry));
     this.ctx.connection.send({
       kind: 'message',
       id: entry.id,
@@ -356,7 +395,7 @@ export class OutboxSender {
     deviceJid: string,
     keys: { bundle?: Parameters<RemoteDevices['processBundle']>[2] },
   ): Promise<void> {
-    const portal = await this.ctx.store.portals.byId(entry.portalId);
+    const portal = await this.portalOf(entry.portalId);
     if (!portal) return;
     const jid = parseJid(deviceJid);
     const device = jid.device ?? 0;
@@ -398,11 +437,12 @@ export class OutboxSender {
 
   /** `<ack class="message">`: stored by the gateway (or refused, with an error code). */
   async onMessageAck(id: string, error: number | undefined): Promise<void> {
+    const known = this.inFlight.get(id);
     this.inFlight.delete(id);
-    const entry = await this.ctx.store.outbox.get(id);
+    const entry = known ?? (await this.ctx.store.outbox.get(id));
     if (!entry || entry.puppetId !== this.ctx.puppet.id) return;
     if (error !== undefined) {
-      const portal = await this.ctx.store.portals.byId(entry.portalId);
+      const portal = await this.portalOf(entry.portalId);
       await this.failEntry(
         entry,
         error === 404
@@ -411,7 +451,21 @@ export class OutboxSender {
       );
       return;
     }
-    if (await this.ctx.store.outbox.advance(id, 'sent')) await this.report(entry, 'sent');
+    if (await this.ctx.store.outbox.advance(id, 'sent')) {
+      this.remember(entry, 'sent');
+      await this.report(entry, 'sent');
+    }
+  }
+
+  /** Keeps an acknowledged entry (no payload) with its new state for the receipts that follow. */
+  private remember(entry: OutboxEntry, state: OutboxEntry['state']): void {
+    this.recent.delete(entry.id);
+    if (state === 'read') return; // nothing follows a read receipt
+    this.recent.set(entry.id, { ...withoutPayload(entry), state });
+    if (this.recent.size > RECENT_SIZE) {
+      const oldest = this.recent.keys().next();
+      if (!oldest.done) this.recent.delete(oldest.value);
+    }
   }
 
   /** `<ack class="receipt">`: our receipt for `messageId` is stored. */
@@ -436,16 +490,17 @@ export class OutboxSender {
     state: 'delivered' | 'read',
     from?: string,
   ): Promise<{ shown?: Promise<void> }> {
-    const entry = await this.ctx.store.outbox.get(id);
+    // This process is the only writer of its puppet's rows: what it remembers is what is stored.
+    const entry = this.recent.get(id) ?? this.inFlight.get(id) ?? (await this.ctx.store.outbox.get(id));
     if (!entry && from !== undefined) return this.onReceiptForOtherDevice(id, state, from);
     if (!entry || entry.puppetId !== this.ctx.puppet.id || entry.kind === RECEIPT_KIND) return {};
     // A receipt proves the gateway stored it, even if its ack was lost with a connection.
     this.inFlight.delete(id);
     // The same state again is the gateway's redelivery of a receipt not acknowledged before a
     // crash: it may not have been shown, so it is shown again (a repeat is harmless).
-    if ((await this.ctx.store.outbox.advance(id, state)) || entry.state === state) {
-      return await this.report(entry, state);
-    }
+    const advanced = await this.ctx.store.outbox.advance(id, state);
+    if (advanced) this.remember(entry, state);
+    if (advanced || entry.state === state) return await this.report(entry, state);
     return {};
   }
 
@@ -497,12 +552,8 @@ export class OutboxSender {
     if (state !== 'queued') this.ctx.metrics?.outgoing(state, entry.createdAt);
     const adapter = this.ctx.adapter();
     if (!adapter || !showsDelivery(adapter.capabilities, state) || entry.localId === null) return {};
-    let remote = this.remotes.get(entry.portalId);
-    if (remote === undefined) {
-      remote = (await this.ctx.store.portals.byId(entry.portalId))?.remoteJid;
-      if (remote === undefined) return {};
-      this.remotes.set(entry.portalId, remote);
-    }
+    const remote = (await this.portalOf(entry.portalId))?.remoteJid;
+    if (remote === undefined) return {};
     try {
       const shown = adapter.updateDelivery({
         localId: entry.localId,

@@ -6,7 +6,7 @@
  */
 import { PgDatabase, sql, type PgOpenOptions, type Row, type Sql } from './postgres-database.js';
 import { asFenced } from './fencing.js';
-import { toInbox, toMapping, toOutbox, toPortal, toPuppet } from './rows.js';
+import { queuedSkip, toInbox, toMapping, toOutbox, toPortal, toPuppet } from './rows.js';
 import type {
   InboxRepository,
   MessageMapping,
@@ -145,13 +145,15 @@ function outboxRepository(db: PgDatabase, now: () => number): OutboxRepository {
       return (await get(e.id)) as OutboxEntry;
     },
     get,
-    queued: async (puppetId, limit = 1000) =>
-      (
+    queued: async (puppetId, limit = 1000, after) => {
+      const skip = queuedSkip(after, (i) => `$${i + 3}`);
+      return (
         await db.query(
-          "SELECT * FROM outbox WHERE puppet_id = $1 AND state = 'queued' ORDER BY portal_id, seq LIMIT $2",
-          [puppetId, limit],
+          `SELECT * FROM outbox WHERE puppet_id = $1 AND state = 'queued'${skip.sql} ORDER BY portal_id, seq LIMIT $2`,
+          [puppetId, limit, ...skip.params],
         )
-      ).map(toOutbox),
+      ).map(toOutbox);
+    },
     queuedBefore: async (puppetId, before, limit = 1000) =>
       (
         await db.query(
@@ -168,6 +170,10 @@ function outboxRepository(db: PgDatabase, now: () => number): OutboxRepository {
           : await db.queryOne("SELECT count(*) AS n FROM outbox WHERE state = 'queued'");
       return r!.n as number;
     },
+    puppetsWithQueued: async () =>
+      (await db.query("SELECT DISTINCT puppet_id FROM outbox WHERE state = 'queued'")).map(
+        (r) => r.puppet_id as number,
+      ),
     async oldestQueuedAt() {
       const r = await db.queryOne("SELECT min(created_at) AS t FROM outbox WHERE state = 'queued'");
       return r?.t === null || r?.t === undefined ? undefined : Number(r.t);
@@ -252,6 +258,10 @@ function inboxRepository(db: PgDatabase, now: () => number): InboxRepository {
             puppetId,
           ])
         : await db.queryOne("SELECT count(*) AS n FROM inbox WHERE state = 'pending'"))!.n as number,
+    puppetsWithPending: async () =>
+      (await db.query("SELECT DISTINCT puppet_id FROM inbox WHERE state = 'pending'")).map(
+        (r) => r.puppet_id as number,
+      ),
   };
 }
 

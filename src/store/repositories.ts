@@ -96,14 +96,20 @@ export interface OutboxRepository {
   /** Appends at the end of the portal's order. An id already present is returned unchanged. */
   enqueue(entry: NewOutboxEntry): Promise<OutboxEntry>;
   get(id: string): Promise<OutboxEntry | undefined>;
-  /** Queued entries of a puppet, oldest first within each portal. */
-  queued(puppetId: number, limit?: number): Promise<OutboxEntry[]>;
+  /**
+   * Queued entries of a puppet, oldest first within each portal. `after` leaves out, per portal id,
+   * the entries up to that `seq` (the ones a sender has written already).
+   */
+  queued(puppetId: number, limit?: number, after?: ReadonlyMap<number, number>): Promise<OutboxEntry[]>;
   /** Queued entries of a puppet written before `before` (ms), oldest first: too old to wait on. */
   queuedBefore(puppetId: number, before: number, limit?: number): Promise<OutboxEntry[]>;
   /** Queued entries, of one puppet when given. */
   countQueued(puppetId?: number): Promise<number>;
+  /** The puppets with queued entries (from the partial index: no payload is read). */
+  puppetsWithQueued(): Promise<number[]>;
   /** When the oldest queued entry (all puppets) was written (ms), or undefined when none waits. */
   oldestQueuedAt(): Promise<number | undefined>;
+  /** Counts an attempt that went unanswered (written, then the connection was lost). */
   recordAttempt(id: string): Promise<void>;
   /**
    * Moves an entry forward (queued -> sent -> delivered -> read); never backwards, since receipts
@@ -137,6 +143,8 @@ export interface InboxRepository {
   markDelivered(puppetId: number, sender: string, messageId: string): Promise<void>;
   /** Entries received but not yet accepted by the local network, of one puppet when given. */
   countPending(puppetId?: number): Promise<number>;
+  /** The puppets with pending entries (from the partial index: no payload is read). */
+  puppetsWithPending(): Promise<number[]>;
 }
 
 export interface MessageMapping {

@@ -64,3 +64,27 @@ export const toMapping = (r: Row): MessageMapping => ({
   localId: r.local_id as string,
   sender: r.sender as string,
 });
+
+/** Portals of `after` beyond this many are filtered by the caller instead (one statement each size). */
+const MAX_SKIPPED_PORTALS = 16;
+
+/**
+ * The condition that leaves out, per portal of `after`, the entries up to its seq (see
+ * `OutboxRepository.queued`). `param(i)` names the i-th parameter of the condition (0-based) in
+ * the dialect. Only the first MAX_SKIPPED_PORTALS portals are named (one prepared statement per
+ * count): what is not left out here is read again and filtered by the caller.
+ */
+export function queuedSkip(
+  after: ReadonlyMap<number, number> | undefined,
+  param: (i: number) => string,
+): { sql: string; params: number[] } {
+  if (after === undefined || after.size === 0) return { sql: '', params: [] };
+  const pairs = [...after].slice(0, MAX_SKIPPED_PORTALS);
+  const params: number[] = [];
+  const terms = pairs.map(([portalId, seq]) => {
+    const i = params.length;
+    params.push(portalId, seq);
+    return ` AND NOT (portal_id = ${param(i)} AND seq <= ${param(i + 1)})`;
+  });
+  return { sql: terms.join(''), params };
+}

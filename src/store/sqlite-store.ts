@@ -43,7 +43,7 @@ function promised<R>(sync: Sync<R>): R {
   return out as R;
 }
 
-import { toInbox, toMapping, toOutbox, toPortal, toPuppet, type Row } from './rows.js';
+import { queuedSkip, toInbox, toMapping, toOutbox, toPortal, toPuppet, type Row } from './rows.js';
 
 function puppetRepository(q: ReturnType<typeof statements>, now: () => number): Sync<PuppetRepository> {
   const byId = (id: number) => {
@@ -165,10 +165,11 @@ function outboxRepository(q: ReturnType<typeof statements>, now: () => number): 
       return get(e.id) as OutboxEntry;
     },
     get,
-    queued(puppetId, limit = 1000) {
+    queued(puppetId, limit = 1000, after) {
+      const skip = queuedSkip(after, () => '?');
       const rows = q(
-        "SELECT * FROM outbox WHERE puppet_id = ? AND state = 'queued' ORDER BY portal_id, seq LIMIT ?",
-      ).all(puppetId, limit) as Row[];
+        `SELECT * FROM outbox WHERE puppet_id = ? AND state = 'queued'${skip.sql} ORDER BY portal_id, seq LIMIT ?`,
+      ).all(puppetId, ...skip.params, limit) as Row[];
       return rows.map(toOutbox);
     },
     queuedBefore(puppetId, before, limit = 1000) {
@@ -186,6 +187,11 @@ function outboxRepository(q: ReturnType<typeof statements>, now: () => number): 
         ).n;
       }
       return (q("SELECT count(*) AS n FROM outbox WHERE state = 'queued'").get() as { n: number }).n;
+    },
+    puppetsWithQueued() {
+      return (q("SELECT DISTINCT puppet_id FROM outbox WHERE state = 'queued'").all() as Row[]).map(
+        (r) => r.puppet_id as number,
+      );
     },
     oldestQueuedAt() {
       const r = q("SELECT min(created_at) AS t FROM outbox WHERE state = 'queued'").get() as {
@@ -257,6 +263,11 @@ function inboxRepository(q: ReturnType<typeof statements>, now: () => number): S
         ).n;
       }
       return (q("SELECT count(*) AS n FROM inbox WHERE state = 'pending'").get() as { n: number }).n;
+    },
+    puppetsWithPending() {
+      return (q("SELECT DISTINCT puppet_id FROM inbox WHERE state = 'pending'").all() as Row[]).map(
+        (r) => r.puppet_id as number,
+      );
     },
   };
 }

@@ -190,6 +190,44 @@ describe.each(storeBackends())('the store contract on $name', (backend) => {
     ]);
   });
 
+  it('leaves out of the queued entries, per portal, what a sender has written up to a seq', async () => {
+    const store = await backend.open();
+    const p = await store.puppets.create(puppet(1));
+    const a = await store.portals.ensure(p.id, 'a@wa.interop');
+    const b = await store.portals.ensure(p.id, 'b@wa.interop');
+    for (const [id, portalId] of [
+      ['a1', a.id],
+      ['a2', a.id],
+      ['b1', b.id],
+      ['a3', a.id],
+      ['b2', b.id],
+    ] as const) {
+      await store.outbox.enqueue({
+        id,
+        puppetId: p.id,
+        portalId,
+        kind: 'text',
+        payload: new Uint8Array([1]),
+      });
+    }
+    const ids = async (after: Map<number, number>) =>
+      (await store.outbox.queued(p.id, 10, after)).map((e) => e.id);
+    expect(await ids(new Map([[a.id, 2]]))).toEqual(['a3', 'b1', 'b2']);
+    expect(
+      await ids(
+        new Map([
+          [a.id, 3],
+          [b.id, 1],
+        ]),
+      ),
+    ).toEqual(['b2']);
+    // Twenty portals named: the first sixteen are left out by the query, the rest read again.
+    const many = new Map<number, number>(Array.from({ length: 19 }, (_, i) => [1000 + i, 1]));
+    many.set(b.id, 2);
+    expect(await ids(many)).toEqual(['a1', 'a2', 'a3', 'b1', 'b2']);
+    expect(await ids(new Map())).toEqual(['a1', 'a2', 'a3', 'b1', 'b2']);
+  });
+
   it('says when the oldest queued outbox entry was written, and nothing once none is queued', async () => {
     const store = await backend.open();
     expect(await store.outbox.oldestQueuedAt()).toBeUndefined();
