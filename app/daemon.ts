@@ -72,6 +72,8 @@ export async function startDaemon(
   let matrix: MatrixAdapter | undefined;
   let xmpp: XmppAdapter | undefined;
   let worker: ClusterWorker | undefined;
+  // For the front role's `lost`, which comes after this function returned.
+  let stopAll: (() => Promise<void>) | undefined;
   try {
     const signingKey = await ensureProviderKey(paths.signingKey, log);
     const jwks = publicJwks([signingKey]);
@@ -98,7 +100,9 @@ export async function startDaemon(
         outbox_queued: await store.outbox.countQueued(),
         inbox_pending: await store.inbox.countPending(),
         gateway: config.gateway.root_key ? (bridge?.connectionStates() ?? {}) : 'not configured',
-        ...(worker ? { worker: { id: worker.id, puppets: worker.owned().length } } : {}),
+        ...(worker
+          ? { worker: { id: worker.id, puppets: worker.owned().length, front: worker.isFront } }
+          : {}),
       }),
     );
     http.route('GET', METRICS_PATH, async (_req, res) => {
@@ -174,8 +178,12 @@ export async function startDaemon(
         componentLogger(root, 'provisioning'),
       );
       const provisioned: ProvisionedNetwork[] = [];
-      /** Attached to the core (and so to the provisioning API), then started. */
+      /**
+       * Attached to the core (and so to the provisioning API), then started; with several workers,
+       * started only while this process holds the front lease (see below).
+       */
       const core = bridge;
+      const clustered = database.cluster !== undefined;
       const attachAndStart = async (adapter: MatrixAdapter | XmppAdapter): Promise<void> => {
         const attached = core.attach(adapter);
         provisioned.push({
@@ -184,7 +192,7 @@ export async function startDaemon(
           hooks: () => adapter.provisioning,
           capabilities: adapter.capabilities,
         });
-        await adapter.start();
+        if (!clustered) await adapter.start();
       };
       // Adapters attach before the core starts, so pending incoming messages find them.
       if (config.matrix.enabled) {
@@ -205,7 +213,25 @@ export async function startDaemon(
       }
       provisioning.serve(http, provisioned);
       await bridge.start();
-      if (database.cluster) worker = await startWorker(loaded, database.cluster, bridge, root);
+      if (database.cluster) {
+        const adapters = [matrix, xmpp].filter((a): a is MatrixAdapter | XmppAdapter => a !== undefined);
+        worker = await startWorker(loaded, database.cluster, bridge, root, {
+          acquired: async () => {
+            for (const a of adapters) await a.start();
+            core.startFront();
+          },
+          // Its adapters may still be talking to the local servers as if alone: this process goes,
+          // and the worker that took the lease runs them (systemd starts this one again, as a standby).
+          lost: () => {
+            log.error(
+              'this process lost the front lease: stopping, so that only the new front runs the adapters',
+            );
+            void Promise.race([stopAll?.(), new Promise((r) => setTimeout(r, 5_000).unref())]).finally(() =>
+              process.exit(75),
+            );
+          },
+        });
+      }
     } else if (config.matrix.enabled || config.xmpp.enabled) {
       log.warn(
         'gateway.root_key is not set: the Matrix and XMPP adapters are not started (they need the gateway); set it and restart',
@@ -255,7 +281,7 @@ export async function startDaemon(
     const adapters = { matrix, xmpp };
     const mediaHost = host;
     const mediaHandler = media;
-    return {
+    const daemon: Daemon = {
       store,
       http: address,
       bridge: core,
@@ -275,6 +301,8 @@ export async function startDaemon(
         log.info('stopped: database closed');
       },
     };
+    stopAll = () => daemon.stop();
+    return daemon;
   } catch (err) {
     await matrix?.stop().catch(() => undefined);
     await xmpp?.stop().catch(() => undefined);

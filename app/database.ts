@@ -19,6 +19,17 @@ import { lockSqliteDatabase } from '../src/store/process-lock.js';
 import type { Store } from '../src/store/repositories.js';
 import type { AdapterDatabase } from '../src/store/sql.js';
 import { Leases } from '../src/cluster/leases.js';
+import { ClusterRelay } from '../src/cluster/relay.js';
+import type { Logger } from '../src/observability/logger.js';
+
+/** What a worker (`start --worker`, PostgreSQL only) coordinates through. */
+export interface ClusterDatabase {
+  readonly leases: Leases;
+  /** The relay between the workers and the front, as worker `selfId`. */
+  relay(selfId: string, log?: Logger): ClusterRelay;
+  /** The puppets to share out (all of them). */
+  puppetIds(): Promise<number[]>;
+}
 import { openSqliteStore } from '../src/store/sqlite-store.js';
 import { bridgeMigrations } from './migrations.js';
 
@@ -31,7 +42,7 @@ export interface BridgeDatabase {
   /** The database the adapters open their stores on (`openMatrixStore`, `openXmppStore`). */
   readonly adapterDb: AdapterDatabase;
   /** With `start --worker` (PostgreSQL only): the leases, and the puppets to share out. */
-  readonly cluster?: { leases: Leases; enlistedPuppetIds(): Promise<number[]> } | undefined;
+  readonly cluster?: ClusterDatabase | undefined;
   close(): Promise<void>;
 }
 
@@ -113,10 +124,10 @@ export async function openBridgeDatabase(
     cluster: options.worker
       ? {
           leases: new Leases(store.pg),
-          enlistedPuppetIds: async () =>
-            (await store.pg.query("SELECT id FROM puppets WHERE state = 'enlisted' ORDER BY id")).map(
-              (r) => r.id as number,
-            ),
+          relay: (selfId, log) => new ClusterRelay(store.pg, selfId, log),
+          // Every puppet has an owner: an enlisted one to run, one half enlisted or opted out to finish.
+          puppetIds: async () =>
+            (await store.pg.query('SELECT id FROM puppets ORDER BY id')).map((r) => r.id as number),
         }
       : undefined,
     close: () => store.close(),

@@ -193,9 +193,9 @@ async function plan(source: Db, target: PgDatabase): Promise<TablePlan[]> {
       .pluck()
       .all() as string[]
   )
-    // Leases are the live state of running workers (src/cluster/): a SQLite database, which one
-    // process uses alone, holds none, and a copied database starts with no holder.
-    .filter((t) => t !== 'leases')
+    // Leases and relay events are the live state of running workers (src/cluster/): a SQLite
+    // database, which one process uses alone, holds none, and a copied database starts with none.
+    .filter((t) => t !== 'leases' && t !== 'relay_events')
     .sort();
   const pgColumns = await target.query(
     `SELECT table_name, column_name, is_identity FROM information_schema.columns

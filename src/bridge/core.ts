@@ -8,19 +8,20 @@
 import type { Logger } from '../observability/logger.js';
 import { componentLogger } from '../observability/logger.js';
 import { ConnectionGate } from '../gateway/gate.js';
-import { parseJid, toUserJid } from '../protocol/stanza/index.js';
+import { toUserJid } from '../protocol/stanza/index.js';
 import type { IdentityPolicy, SignalBackend } from '../signal/index.js';
-import { outboxRowId, sealPayload, type PayloadVault } from '../store/at-rest.js';
+import type { PayloadVault } from '../store/at-rest.js';
 import type { Network, Puppet, Store } from '../store/repositories.js';
-import { receiptOutboxId, wireIdFor } from './account.js';
 import { Enlistment } from './enlistment.js';
 import type { Adapter, BridgeCore, PuppetReport, PuppetStatus } from './adapter.js';
 import { BridgeError } from './errors.js';
 import type { OutgoingEvent } from './events.js';
 import type { MediaHandler } from './media.js';
-import { encodePayload, RECEIPT_KIND, type ReceiptPayload } from './outbox.js';
-import { accountJidOf, PuppetRuntime, type GatewaySettings } from './puppet.js';
+import { PuppetRuntime, type GatewaySettings } from './puppet.js';
 import type { BridgeMetrics } from '../observability/metrics.js';
+import { ClusterSide, type ClusterLink } from './cluster.js';
+import { submitEvent } from './submit.js';
+import { broadcast, puppetReports, type AdminDeps } from './admin.js';
 
 export type Lifecycle = 'always' | 'presence';
 
@@ -66,12 +67,13 @@ export interface BridgeOptions {
   ownership?: 'all' | 'leased';
 }
 
-/** The longest text accepted for sending, in UTF-16 code units (the gatekeeper's own limit is 65,536 characters). */
-export const MAX_TEXT_LENGTH = 65_536;
-
 export class Bridge {
   private readonly adapters = new Map<Network, Adapter>();
   private readonly runtimes = new Map<string, PuppetRuntime>();
+  /** The same runtimes by puppet id (the cluster's notifications name puppets by id). */
+  private readonly byPuppetId = new Map<number, PuppetRuntime>();
+  /** With several workers (joinCluster). */
+  private cluster: ClusterSide | undefined;
   /** With `ownership: 'leased'`: the lease each adopted puppet is held at, by local user. */
   private readonly leases = new Map<string, { name: string; fence: number }>();
   private readonly online = new Set<string>();
@@ -106,11 +108,22 @@ export class Bridge {
       signalBackend: (puppetId) => this.options.signalBackend(puppetId),
       runtimeFor: (puppet) => this.runtimeFor(puppet),
       forget: (localUser) => {
+        const runtime = this.runtimes.get(localUser);
+        if (runtime) this.byPuppetId.delete(runtime.puppet.id);
         this.runtimes.delete(localUser);
+        this.leases.delete(localUser);
         this.online.delete(localUser);
       },
       applyLifecycle: (localUser) => this.applyLifecycle(localUser),
-      adapterOf: (network) => this.adapterOf(network),
+      adapterOf: (network) => this.runtimeAdapterOf(network),
+      runsHere: (puppet) => !this.cluster || this.leases.has(puppet.localId),
+      takeOver: async (puppet) => {
+        if (!this.cluster || this.leases.has(puppet.localId)) return true;
+        const lease = await this.cluster.claim(puppet.id);
+        if (!lease) return false; // a worker adopted it first: it resumes the enlistment
+        this.leases.set(puppet.localId, lease);
+        return true;
+      },
     });
   }
 
@@ -131,14 +144,16 @@ export class Bridge {
       submit: (event) => this.submit(network, event),
       setOnline: (localUser, online) => this.setOnline(localUser, online),
       enlist: (localUser) => this.enlist(network, localUser),
-      optOut: (localUser) => this.optOut(localUser),
+      optOut: (localUser) => this.optOutAnywhere(localUser),
       lookup: (localUser, phone) => this.lookup(localUser, phone),
-      safetyNumber: (localUser, remote) => {
-        const runtime = this.runtimeOf(localUser);
-        return runtime.safetyNumber(toUserJid(remote), () => this.waitUntilConnected(runtime));
-      },
+      safetyNumber: (localUser, remote) =>
+        this.onOwner(localUser, 'safetyNumber', [remote], (runtime) =>
+          runtime.safetyNumber(toUserJid(remote), () => this.waitUntilConnected(runtime)),
+        ),
       confirmIdentity: async (localUser, remote) => {
-        await this.runtimeOf(localUser).confirmIdentity(toUserJid(remote));
+        await this.onOwner(localUser, 'confirmIdentity', [remote], (runtime) =>
+          runtime.confirmIdentity(toUserJid(remote)),
+        );
       },
       status: (localUser) => this.status(localUser),
       isEnlisted: async (localUser) => {
@@ -193,6 +208,7 @@ export class Bridge {
   async stop(): Promise<void> {
     this.started = false;
     clearInterval(this.maintenanceTimer);
+    this.cluster?.stop();
     await Promise.all([...this.runtimes.values()].map((r) => r.stop()));
     this.runtimes.clear();
     await this.options.store.scrub().catch(() => undefined);
@@ -217,8 +233,22 @@ export class Bridge {
    */
   async adopt(puppetId: number, lease: { name: string; fence: number }): Promise<boolean> {
     const puppet = await this.options.store.puppets.byId(puppetId);
-    if (!puppet || puppet.state !== 'enlisted') return false;
+    if (!puppet) return false;
     this.leases.set(puppet.localId, lease);
+    if (puppet.state === 'enlisting' || puppet.state === 'opting_out') {
+      // Its worker died half-way (or it waits for one): this one finishes the job.
+      const work =
+        puppet.state === 'enlisting'
+          ? this.enlist(puppet.network, puppet.localId)
+          : this.optOut(puppet.localId);
+      void work.catch((err: unknown) =>
+        this.log?.warn(
+          { user: puppet.localId, err: (err as Error).message },
+          `resumed ${puppet.state} failed`,
+        ),
+      );
+      return true;
+    }
     this.runtimeFor(puppet);
     this.applyLifecycle(puppet.localId);
     return true;
@@ -230,12 +260,18 @@ export class Bridge {
       if (runtime.puppet.id !== puppetId) continue;
       this.leases.delete(localUser);
       this.runtimes.delete(localUser);
+      this.byPuppetId.delete(puppetId);
       await runtime.stop();
     }
   }
 
   private adapterOf(network: Network): Adapter | undefined {
     return this.adapters.get(network);
+  }
+
+  /** What a puppet's runtime reports to: the adapter, or with several workers the front. */
+  private runtimeAdapterOf(network: Network): Adapter | undefined {
+    return this.cluster ? this.cluster.adapterFor(network) : this.adapters.get(network);
   }
 
   private runtimeFor(puppet: Puppet): PuppetRuntime {
@@ -252,7 +288,7 @@ export class Bridge {
         signalBackend: this.options.signalBackend(puppet.id, lease),
         gateway: this.options.gateway,
         identityPolicy: this.options.identityPolicy ?? 'trust_on_first_use',
-        adapter: () => this.adapterOf(puppet.network),
+        adapter: () => this.runtimeAdapterOf(puppet.network),
         media: this.options.media,
         log: this.log?.child({ puppet: puppet.accountId }),
         metrics: this.options.metrics,
@@ -260,8 +296,12 @@ export class Bridge {
         vault: this.options.vault,
         queueMaxAgeMs: this.options.queueMaxAgeMs,
         lease,
+        handoff: this.cluster
+          ? { inboxRecorded: () => this.cluster?.relay.inboxRecorded(puppet.id) }
+          : undefined,
       });
       this.runtimes.set(puppet.localId, runtime);
+      this.byPuppetId.set(puppet.id, runtime);
     }
     return runtime;
   }
@@ -289,6 +329,15 @@ export class Bridge {
   setOnline(localUser: string, online: boolean): void {
     if (online) this.online.add(localUser);
     else this.online.delete(localUser);
+    const cluster = this.cluster;
+    if (cluster && !this.leases.has(localUser)) {
+      // The worker that runs the puppet applies it.
+      void this.options.store.puppets
+        .byLocalId(localUser)
+        .then((p) => p && cluster.live(p, { kind: 'online', online }))
+        .catch(() => undefined);
+      return;
+    }
     const runtime = this.runtimes.get(localUser);
     if (!runtime) return;
     if (this.lifecycle === 'always' && runtime.connection.isConnected) {
@@ -317,100 +366,56 @@ export class Bridge {
   // ---------------------------------------------------------------------------------------------
   // Outgoing
 
-  async submit(network: Network, event: OutgoingEvent): Promise<void> {
-    const { store } = this.options;
-    const puppet = await store.puppets.byLocalId(event.localUser);
-    if (!puppet || puppet.state !== 'enlisted' || puppet.network !== network) {
-      throw new BridgeError(
-        'bridge_not_enlisted',
-        `${event.localUser} has not opted in to interoperability: enlist first`,
-      );
-    }
-    let remote: string;
-    try {
-      remote = toUserJid(event.remote);
-      if (parseJid(remote).user === undefined) throw new Error('no user part');
-    } catch (err) {
-      throw new BridgeError(
-        'bridge_bad_remote',
-        `"${event.remote}" is not a contact's JID (such as 4915112345678@wa.interop): ${(err as Error).message}`,
-      );
-    }
-    const runtime = this.runtimeFor(puppet);
-    const e = event.event;
-    if (e.type === 'typing' || e.type === 'presence') {
-      // Live only: worth nothing later, so never queued.
-      if (!runtime.connection.isConnected) return;
-      runtime.connection.send(
-        e.type === 'typing'
-          ? { kind: 'chatstate', to: remote, state: e.typing ? 'composing' : 'paused' }
-          : { kind: 'presence', type: e.available ? 'available' : 'unavailable', to: remote },
-      );
+  /** An adapter's outgoing event, into the outbox (see submit.ts); then its puppet's sender sends it. */
+  submit(network: Network, event: OutgoingEvent): Promise<void> {
+    return submitEvent(
+      {
+        store: this.options.store,
+        vault: this.options.vault,
+        metrics: this.options.metrics,
+        providerId: this.options.gateway.providerId,
+        kickOutbox: (puppet) => this.kickOutbox(puppet),
+        live: (puppet, live) => {
+          if (this.cluster) this.cluster.live(puppet, live);
+          else {
+            const runtime = this.runtimeFor(puppet);
+            if (runtime.connection.isConnected) runtime.connection.send(live);
+          }
+        },
+      },
+      network,
+      event,
+    );
+  }
+
+  /** New outbox rows of `puppet`: its sender sends them (here, or in the worker that owns it). */
+  private kickOutbox(puppet: Puppet): void {
+    if (!this.cluster) {
+      this.runtimeFor(puppet).outbox.kick();
       return;
     }
-    if (e.type === 'receipt') {
-      const portal = await store.portals.ensure(puppet.id, remote);
-      const messageIds = await Promise.all(
-        e.targets.map(
-          async (target) => (await store.messages.byLocal(portal.id, target))?.remoteId ?? target,
-        ),
-      );
-      await store.atomically((w) => {
-        for (const messageId of messageIds) {
-          const payload: ReceiptPayload = {
-            receipt: e.receipt === 'read' ? 'read' : 'delivery',
-            messageId,
-            to: remote,
-          };
-          w.enqueueOutbox({
-            id: receiptOutboxId(puppet.accountId, payload.receipt, remote, messageId),
-            puppetId: puppet.id,
-            portalId: portal.id,
-            kind: RECEIPT_KIND,
-            payload: encodePayload(payload),
-          });
-        }
-      });
-      runtime.outbox.kick();
-      return;
-    }
-    const textLength =
-      e.type === 'message'
-        ? e.body.kind === 'text'
-          ? e.body.text.length
-          : (e.body.caption?.length ?? 0)
-        : e.type === 'edit'
-          ? e.body.text.length
-          : 0;
-    if (textLength > MAX_TEXT_LENGTH) {
-      throw new BridgeError(
-        'bridge_text_too_long',
-        `the message is ${textLength} characters long; the interop network takes at most ${MAX_TEXT_LENGTH}: send it in parts`,
-      );
-    }
-    const id = wireIdFor(puppet.accountId, event.localId);
-    const accountJid = accountJidOf(puppet.accountId, this.options.gateway.providerId);
-    const portal = await store.portals.ensure(puppet.id, remote);
-    await store.atomically((w) => {
-      w.enqueueOutbox({
-        id,
-        puppetId: puppet.id,
-        portalId: portal.id,
-        kind: e.type,
-        payload: sealPayload(this.options.vault, outboxRowId(id), encodePayload({ ...event, remote })),
-        localId: event.localId,
-      });
-      w.putMessage({ portalId: portal.id, remoteId: id, localId: event.localId, sender: accountJid });
-    });
-    this.options.metrics?.outgoing('queued');
-    runtime.outbox.kick();
+    const owned = this.ownedRuntime(puppet);
+    if (owned) owned.outbox.kick();
+    else this.cluster.relay.outboxWritten(puppet.id);
+  }
+
+  /** The puppet's runtime if this process runs it (always, with one process; under its lease, with several). */
+  private ownedRuntime(puppet: Pick<Puppet, 'localId'>): PuppetRuntime | undefined {
+    if (this.cluster && !this.leases.has(puppet.localId)) return undefined;
+    return this.runtimes.get(puppet.localId);
   }
 
   // ---------------------------------------------------------------------------------------------
   // Queries
 
-  async lookup(localUser: string, phone: string): Promise<{ reachable: boolean; jid?: string }> {
-    const runtime = this.runtimeOf(localUser);
+  lookup(localUser: string, phone: string): Promise<{ reachable: boolean; jid?: string }> {
+    return this.onOwner(localUser, 'lookup', [phone], (runtime) => this.lookupOn(runtime, phone));
+  }
+
+  private async lookupOn(
+    runtime: PuppetRuntime,
+    phone: string,
+  ): Promise<{ reachable: boolean; jid?: string }> {
     // Right after enlistment (or a reconnect) the puppet may still be dialling: a user who types
     // "start-chat" at once waits for it rather than getting an error.
     await this.waitUntilConnected(runtime);
@@ -424,10 +429,9 @@ export class Bridge {
   async status(localUser: string): Promise<PuppetStatus> {
     const puppet = await this.options.store.puppets.byLocalId(localUser);
     if (!puppet) return { enlisted: false, connection: 'none', queued: 0 };
-    const runtime = this.runtimes.get(localUser);
     return {
       enlisted: puppet.state === 'enlisted',
-      connection: runtime?.connection.state ?? 'idle',
+      connection: (await this.connectionOf(puppet)).state,
       queued: await this.options.store.outbox.countQueued(puppet.id),
     };
   }
@@ -437,8 +441,14 @@ export class Bridge {
    * media service is and the bearer `auth` for it, valid `ttl` seconds. For the MediaHandler, which
    * downloads incoming media as the puppet. Rejects when the puppet is not connected.
    */
-  async mediaConn(localUser: string): Promise<{ auth: string; ttl: number; hosts: readonly string[] }> {
-    const runtime = this.runtimeOf(localUser);
+  mediaConn(localUser: string): Promise<{ auth: string; ttl: number; hosts: readonly string[] }> {
+    return this.onOwner(localUser, 'mediaConn', [], (runtime) => this.mediaConnOn(runtime));
+  }
+
+  private async mediaConnOn(
+    runtime: PuppetRuntime,
+  ): Promise<{ auth: string; ttl: number; hosts: readonly string[] }> {
+    const localUser = runtime.puppet.localId;
     await this.waitUntilConnected(runtime);
     const answer = await runtime.connection.request({ op: 'media_conn' });
     if (answer.body.op !== 'media_conn_result') {
@@ -451,34 +461,20 @@ export class Bridge {
   // Administration
 
   /** Every puppet (or `localUser`'s) with its connection, queue and last error, by local user. */
-  async puppetReports(localUser?: string): Promise<PuppetReport[]> {
-    const { store } = this.options;
-    const puppets =
-      localUser === undefined
-        ? await store.puppets.list()
-        : [await store.puppets.byLocalId(localUser)].filter((p): p is Puppet => p !== undefined);
-    const reports: PuppetReport[] = [];
-    for (const p of puppets) {
-      const runtime = this.runtimes.get(p.localId);
-      reports.push({
-        localUser: p.localId,
-        network: p.network,
-        state: p.state,
-        enlisted: p.state === 'enlisted',
-        connection: runtime?.connection.state ?? 'idle',
-        queued: await store.outbox.countQueued(p.id),
-        inboxPending: await store.inbox.countPending(p.id),
-        address: accountJidOf(p.accountId, this.options.gateway.providerId),
-        lastError: runtime?.lastError,
-      });
-    }
-    return reports.sort((a, b) => a.localUser.localeCompare(b.localUser));
+  puppetReports(localUser?: string): Promise<PuppetReport[]> {
+    return puppetReports(this.adminDeps(), localUser);
   }
 
   /** Drops and reopens an enlisted puppet's connection; false when the user has none. */
   async reconnect(localUser: string): Promise<boolean> {
     const puppet = await this.options.store.puppets.byLocalId(localUser);
     if (!puppet || puppet.state !== 'enlisted') return false;
+    if (this.cluster) return this.onOwner(localUser, 'reconnect', [], () => this.reconnectHere(puppet));
+    return this.reconnectHere(puppet);
+  }
+
+  private async reconnectHere(puppet: Puppet): Promise<boolean> {
+    const localUser = puppet.localId;
     const runtime = this.runtimeFor(puppet);
     await runtime.disconnect();
     // As the lifecycle says: under `presence` a user who is offline stays disconnected.
@@ -488,21 +484,18 @@ export class Bridge {
   }
 
   /** A `broadcast` notice to every enlisted user, through their network's adapter. */
-  async broadcast(text: string): Promise<number> {
-    let n = 0;
-    for (const p of await this.options.store.puppets.list()) {
-      if (p.state !== 'enlisted') continue;
-      const adapter = this.adapterOf(p.network);
-      if (!adapter) continue;
-      try {
-        adapter.notify(p.localId, { kind: 'broadcast', text });
-        n++;
-      } catch (err) {
-        this.log?.warn({ user: p.localId, err: (err as Error).message }, 'broadcast not shown');
-      }
-    }
-    this.log?.info({ users: n }, 'broadcast sent by an administrator');
-    return n;
+  broadcast(text: string): Promise<number> {
+    return broadcast(this.adminDeps(), text);
+  }
+
+  private adminDeps(): AdminDeps {
+    return {
+      store: this.options.store,
+      providerId: this.options.gateway.providerId,
+      log: this.log,
+      adapterOf: (network) => this.adapterOf(network),
+      connectionOf: (puppet) => this.connectionOf(puppet),
+    };
   }
 
   /** Puppets by gateway connection state (for metrics and the startup summary). */
@@ -513,6 +506,91 @@ export class Bridge {
       counts[state] = (counts[state] ?? 0) + 1;
     }
     return counts;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Several workers (cluster.ts)
+
+  /**
+   * Makes this process one of several on one PostgreSQL: its puppets' runtimes report to the front
+   * through the relay, and what needs a puppet's connection runs in the worker that owns it. Called
+   * once, before `start` and before any puppet is adopted.
+   */
+  async joinCluster(link: ClusterLink): Promise<void> {
+    const owned = (runtime: PuppetRuntime | undefined) =>
+      runtime && this.leases.has(runtime.puppet.localId) ? runtime : undefined;
+    this.cluster = new ClusterSide(link, {
+      store: this.options.store,
+      log: this.log,
+      providerId: this.options.gateway.providerId,
+      media: this.options.media,
+      vault: this.options.vault,
+      metrics: this.options.metrics,
+      owned: (puppetId) => owned(this.byPuppetId.get(puppetId)),
+      ownedBy: (localUser) => owned(this.runtimes.get(localUser)),
+      runtimeOf: (localUser) => this.runtimeOf(localUser),
+      adopt: (puppetId, lease) => this.adopt(puppetId, lease),
+      adapterOf: (network) => this.adapterOf(network),
+      kickOutbox: (puppet) => this.kickOutbox(puppet),
+      setOnline: (localUser, online) => this.setOnline(localUser, online),
+      run: (op, runtime, args) => this.runRequest(op, runtime, args),
+    });
+    await this.cluster.start();
+  }
+
+  /** This process now runs the adapters (it holds the front lease): it shows what the workers hand it. */
+  startFront(): void {
+    this.cluster?.startFront();
+  }
+
+  /** Whether this process is the cluster's front now. */
+  get isFront(): boolean {
+    return this.cluster?.isFront ?? false;
+  }
+
+  /** Runs `here` on the puppet's runtime in the process that owns it (see ClusterSide.onOwner). */
+  private onOwner<T>(
+    localUser: string,
+    op: string,
+    args: readonly unknown[],
+    here: (runtime: PuppetRuntime) => Promise<T>,
+  ): Promise<T> {
+    return this.cluster ? this.cluster.onOwner(localUser, op, args, here) : here(this.runtimeOf(localUser));
+  }
+
+  /** What another process asks of a puppet this one runs (`onOwner` over the relay). */
+  private runRequest(op: string, runtime: PuppetRuntime, args: readonly unknown[]): Promise<unknown> {
+    const arg = (i: number): string => String(args[i] ?? '');
+    switch (op) {
+      case 'lookup':
+        return this.lookupOn(runtime, arg(0));
+      case 'mediaConn':
+        return this.mediaConnOn(runtime);
+      case 'safetyNumber':
+        return runtime.safetyNumber(toUserJid(arg(0)), () => this.waitUntilConnected(runtime));
+      case 'confirmIdentity':
+        return runtime.confirmIdentity(toUserJid(arg(0)));
+      case 'reconnect':
+        return this.reconnectHere(runtime.puppet);
+      case 'optOut':
+        return this.optOut(runtime.puppet.localId);
+      default:
+        return Promise.reject(new Error(`unknown request ${op}`));
+    }
+  }
+
+  /** Opts out (see `optOut`) in the process that runs the puppet. */
+  private async optOutAnywhere(localUser: string): Promise<void> {
+    if (!this.cluster || !(await this.options.store.puppets.byLocalId(localUser)))
+      return this.optOut(localUser);
+    await this.onOwner(localUser, 'optOut', [], () => this.optOut(localUser));
+  }
+
+  /** The puppet's connection state and last problem, from the process that runs it. */
+  private connectionOf(puppet: Puppet): Promise<{ state: string; lastError?: PuppetReport['lastError'] }> {
+    const runtime = this.runtimes.get(puppet.localId);
+    if (this.cluster && !this.leases.has(puppet.localId)) return this.cluster.connectionOf(puppet);
+    return Promise.resolve({ state: runtime?.connection.state ?? 'idle', lastError: runtime?.lastError });
   }
 
   /** The runtime of a puppet, for tests and the daemon's status page. */

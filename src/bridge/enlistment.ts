@@ -37,6 +37,13 @@ export interface EnlistmentHost {
   /** Connects or disconnects the user's puppet as the lifecycle says. */
   applyLifecycle(localUser: string): void;
   adapterOf(network: Network): Adapter | undefined;
+  /**
+   * With several workers: whether this process runs the puppet, and taking it (its lease) before
+   * enlisting it here; rejects when another process has it.
+   */
+  runsHere(puppet: Puppet): boolean;
+  /** False when another process took the puppet first (it finishes the enlistment there). */
+  takeOver(puppet: Puppet): Promise<boolean>;
 }
 
 export class Enlistment {
@@ -65,6 +72,7 @@ export class Enlistment {
     if (localUser.trim() === '') throw new BridgeError('bridge_bad_local_user', 'the local user is empty');
     let puppet = await store.puppets.byLocalId(localUser);
     if (puppet?.state === 'enlisted') {
+      if (!this.host.runsHere(puppet)) return; // another worker runs it
       this.host.runtimeFor(puppet);
       this.host.applyLifecycle(localUser);
       return;
@@ -89,6 +97,10 @@ export class Enlistment {
         noisePublic: noise.publicKey,
         noisePrivate: noise.privateKey,
       });
+    }
+    if (!(await this.host.takeOver(puppet))) {
+      await this.enlistedElsewhere(puppet);
+      return;
     }
     const accountJid = accountJidOf(puppet.accountId, gateway.providerId);
     const signal = new SignalSessionManager(this.host.signalBackend(puppet.id), { localUser: accountJid });
@@ -126,6 +138,21 @@ export class Enlistment {
     const runtime = this.host.runtimeFor(enlisted);
     runtime.notify({ kind: 'enlisted' });
     this.host.applyLifecycle(localUser);
+  }
+
+  /** Waits while another worker finishes the enlistment (several workers). */
+  private async enlistedElsewhere(puppet: Puppet): Promise<void> {
+    const until = Date.now() + this.host.gatewayWaitMs;
+    while (Date.now() < until) {
+      const now = await this.host.store.puppets.byId(puppet.id);
+      if (now?.state === 'enlisted') return;
+      if (!now) break;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    throw new BridgeError(
+      'bridge_enlist_failed',
+      `enlisting ${puppet.localId} did not finish within ${this.host.gatewayWaitMs} ms in the bridge process that took it over: try again`,
+    );
   }
 
   /** Opens the enlisting connection; rejects when the gateway refuses it or cannot be reached. */

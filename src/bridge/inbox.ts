@@ -49,25 +49,29 @@ export const LOST_INCOMING_TEXT =
 
 export class IncomingHandler {
   private readonly retries = new Map<string, number>();
-  private pumping = false;
-  private pumpAgain = false;
-  private stopped = false;
-  private redeliverDelay = REDELIVER_MIN_MS;
-  private redeliverTimer: NodeJS.Timeout | undefined;
-  /** Entries recorded before this handler existed may have been handed to the adapter by a previous run. */
-  private readonly since = Date.now();
-  /** Entries handed to the adapter in this run whose delivery was not recorded yet. */
-  private readonly attempted = new Set<string>();
+  /**
+   * Hands recorded entries to the adapter. With several workers the adapters run in another
+   * process (the front, src/cluster/relay.ts): then `handoff` tells it instead, and it delivers.
+   */
+  readonly delivery: InboxDelivery;
 
   constructor(
     private readonly ctx: PuppetContext,
     private readonly devices: RemoteDevices,
-    private readonly outbox: OutboxSender,
-  ) {}
+    outbox: OutboxSender,
+    private readonly handoff?: { inboxRecorded(): void } | undefined,
+  ) {
+    this.delivery = new InboxDelivery({ ...ctx, kickOutbox: () => outbox.kick() });
+  }
 
   stop(): void {
-    this.stopped = true;
-    clearTimeout(this.redeliverTimer);
+    this.delivery.stop();
+  }
+
+  /** Delivers pending inbox entries (here, or by telling the front). */
+  pump(): void {
+    if (this.handoff) this.handoff.inboxRecorded();
+    else this.delivery.pump();
   }
 
   /** Handles one delivered message. Called in arrival order, one at a time. */
@@ -159,6 +163,38 @@ export class IncomingHandler {
     // The prekey it may carry must be durable before a contact can use it.
     await this.ctx.signal.flush();
     if (this.ctx.connection.isConnected) this.ctx.connection.send(receipt);
+  }
+}
+
+/** What delivering a puppet's inbox needs: no connection and no Signal state, only the store. */
+export type DeliveryContext = Pick<
+  PuppetContext,
+  'puppet' | 'accountJid' | 'store' | 'adapter' | 'media' | 'log' | 'metrics' | 'vault'
+> & {
+  /** Delivery receipts were queued: the outbox sender (here or in the owning worker) sends them. */
+  kickOutbox(): void;
+};
+
+/**
+ * Hands a puppet's pending inbox entries to the adapter in order per conversation, marks them
+ * delivered and queues the delivery receipt (durably, in the outbox) once the adapter has them.
+ */
+export class InboxDelivery {
+  private pumping = false;
+  private pumpAgain = false;
+  private stopped = false;
+  private redeliverDelay = REDELIVER_MIN_MS;
+  private redeliverTimer: NodeJS.Timeout | undefined;
+  /** Entries recorded before this handler existed may have been handed to the adapter by a previous run. */
+  private readonly since = Date.now();
+  /** Entries handed to the adapter in this run whose delivery was not recorded yet. */
+  private readonly attempted = new Set<string>();
+
+  constructor(private readonly ctx: DeliveryContext) {}
+
+  stop(): void {
+    this.stopped = true;
+    clearTimeout(this.redeliverTimer);
   }
 
   /** Delivers pending inbox entries to the adapter (now, or right after the running pass). */
@@ -307,7 +343,7 @@ export class IncomingHandler {
     });
     this.attempted.delete(`${entry.sender}\n${entry.messageId}`);
     this.ctx.metrics?.incoming('delivered', entry.receivedAt);
-    this.outbox.kick();
+    this.ctx.kickOutbox();
     return true;
   }
 }

@@ -71,6 +71,11 @@ export interface PuppetRuntimeOptions {
   queueMaxAgeMs?: number | undefined;
   /** The puppet's lease and this process's fence, with several workers (see SessionWriteGate). */
   lease?: (() => { name: string; fence: number } | undefined) | undefined;
+  /**
+   * With several workers: recorded incoming messages are delivered by the process running the
+   * adapters (src/cluster/relay.ts), which this tells; without, this runtime delivers them.
+   */
+  handoff?: { inboxRecorded(): void } | undefined;
 }
 
 /** How long an outgoing message may wait for its puppet's connection before it fails: 7 days. */
@@ -168,7 +173,7 @@ export class PuppetRuntime {
     };
     this.devices = new RemoteDevices(this.ctx);
     this.outbox = new OutboxSender(this.ctx, this.devices);
-    this.incoming = new IncomingHandler(this.ctx, this.devices, this.outbox);
+    this.incoming = new IncomingHandler(this.ctx, this.devices, this.outbox, options.handoff);
 
     this.signal.onIdentityChange((change) => {
       const remote = userJidOfAddress(change.address);

@@ -123,6 +123,15 @@ export class Leases {
     }));
   }
 
+  /** The holder of the lease `name` if it is live (held, not expired). */
+  async holderOf(name: string): Promise<string | undefined> {
+    const r = await this.db.queryOne(
+      'SELECT holder FROM leases WHERE name = $1 AND holder IS NOT NULL AND expires_at > now()',
+      [name],
+    );
+    return (r?.holder as string | undefined) ?? undefined;
+  }
+
   /** How many leases starting with `prefix` are live (held, not expired). */
   async countLive(prefix: string): Promise<number> {
     const r = await this.db.queryOne(

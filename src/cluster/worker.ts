@@ -15,6 +15,11 @@
  * - A graceful stop disconnects its puppets, then releases every lease and tells the others
  *   (`NOTIFY`): they take them at once. Joining and shedding notify as well; the timed rounds do
  *   the same work when a notification is lost.
+ * - Front: one worker at a time also holds the `front` lease and runs the adapters (the appservice
+ *   listener, the component stream); the others try to take it every round, so when its holder
+ *   dies one of them takes over within the lease time. A holder that loses it stops at once.
+ * - Claims: a puppet this process must run now (an enlistment here, a request for a puppet no
+ *   worker runs) is taken outside the rounds, and not handed on by balancing for a while.
  */
 import type { Logger } from '../observability/logger.js';
 import type { HeldLease, Leases } from './leases.js';
@@ -29,6 +34,16 @@ export interface PuppetHost {
   drop(puppetId: number): Promise<void>;
 }
 
+/** What holding the `front` lease means for this process (the adapters run here). */
+export interface FrontRole {
+  /** The lease was taken: start the adapters. */
+  acquired(): Promise<void>;
+  /** The lease was lost (not renewed in time): the adapters must stop at once. */
+  lost(): void;
+}
+
+export const FRONT_LEASE = 'front';
+
 export interface WorkerOptions {
   id: string;
   leases: Leases;
@@ -37,6 +52,8 @@ export interface WorkerOptions {
   leaseMs: number;
   /** Most puppet leases taken or handed back per round. Default 50. */
   batch?: number;
+  /** Compete for the `front` lease (run the adapters when holding it). */
+  front?: FrontRole | undefined;
   log?: Logger | undefined;
 }
 
@@ -50,6 +67,9 @@ const puppetIdOf = (name: string): number => Number(name.slice('puppet:'.length)
 
 export class ClusterWorker {
   private self: Held | undefined;
+  private frontLease: Held | undefined;
+  /** Claimed puppets (by lease name) not handed on by balancing before this time. */
+  private readonly pinnedUntil = new Map<string, number>();
   private readonly puppets = new Map<string, Held>();
   /** Puppets being disconnected: their leases are not let go until they are. */
   private readonly dropping = new Set<string>();
@@ -72,6 +92,28 @@ export class ClusterWorker {
   /** The puppets this worker holds now. */
   owned(): number[] {
     return [...this.puppets.keys()].map(puppetIdOf);
+  }
+
+  /** Whether this worker holds the front lease (runs the adapters). */
+  get isFront(): boolean {
+    return this.frontLease !== undefined;
+  }
+
+  /**
+   * Takes the puppet's lease now if it is free (see Claims above); undefined when another worker
+   * holds it. The caller starts the puppet.
+   */
+  async claim(puppetId: number): Promise<HeldLease | undefined> {
+    const name = puppetLease(puppetId);
+    const held = this.puppets.get(name);
+    if (held) return held;
+    if (this.stopped || !this.self) return undefined;
+    const sentAt = Date.now();
+    const [got] = await this.options.leases.acquire(this.id, [name], this.options.leaseMs);
+    if (!got) return undefined;
+    this.puppets.set(name, { ...got, deadline: this.deadlineFrom(sentAt) });
+    this.pinnedUntil.set(name, Date.now() + 2 * this.options.leaseMs);
+    return got;
   }
 
   /**
@@ -121,8 +163,10 @@ export class ClusterWorker {
     await this.round;
     const names = [...this.puppets.keys()];
     await Promise.allSettled(names.map((name) => this.dropLocal(name)));
+    const front = this.frontLease ? [this.frontLease.name] : [];
+    this.frontLease = undefined;
     await this.options.leases
-      .release(this.id, [...names, ...(this.self ? [this.self.name] : [])])
+      .release(this.id, [...names, ...front, ...(this.self ? [this.self.name] : [])])
       .then(() => this.hint(`left ${this.id}`))
       .catch((err: unknown) =>
         this.options.log?.warn({ err: (err as Error).message }, 'could not release the leases (they expire)'),
@@ -146,20 +190,56 @@ export class ClusterWorker {
     try {
       if (!this.self) await this.join();
       await this.renew();
+      if (!this.stopped) await this.takeFront();
       if (!this.stopped) await this.balance();
     } catch (err) {
       this.options.log?.warn({ err: (err as Error).message }, 'lease round failed');
     }
   }
 
+  /** A standby takes the front lease when it is free, then starts the adapters. */
+  private async takeFront(): Promise<void> {
+    const front = this.options.front;
+    if (!front || this.frontLease || !this.self) return;
+    const sentAt = Date.now();
+    const [got] = await this.options.leases.acquire(this.id, [FRONT_LEASE], this.options.leaseMs);
+    if (!got) return;
+    this.frontLease = { ...got, deadline: this.deadlineFrom(sentAt) };
+    this.options.log?.info({ fence: got.fence }, 'took the front lease: starting the adapters');
+    try {
+      await front.acquired();
+    } catch (err) {
+      this.options.log?.error(
+        { err: (err as Error).message },
+        'the adapters did not start: handing the front over',
+      );
+      this.frontLease = undefined;
+      await this.options.leases.release(this.id, [FRONT_LEASE]).catch(() => undefined);
+      front.lost();
+    }
+  }
+
+  private loseFront(why: string): void {
+    if (!this.frontLease) return;
+    this.frontLease = undefined;
+    this.options.log?.error(why);
+    this.options.front?.lost();
+  }
+
   private async renew(): Promise<void> {
-    const all = [...(this.self ? [this.self] : []), ...this.puppets.values()];
+    const all = [
+      ...(this.self ? [this.self] : []),
+      ...(this.frontLease ? [this.frontLease] : []),
+      ...this.puppets.values(),
+    ];
     const sentAt = Date.now();
     const kept = await this.options.leases.renew(this.id, all, this.options.leaseMs);
     const deadline = this.deadlineFrom(sentAt);
     for (const lease of all) {
       if (kept.has(lease.name)) {
         lease.deadline = deadline;
+      } else if (lease === this.frontLease) {
+        this.loseFront('the front lease was lost: stopping the adapters');
       } else if (lease === this.self) {
         this.options.log?.warn('the worker lease was lost: dropping every puppet');
         this.self = undefined;
@@ -171,7 +251,8 @@ export class ClusterWorker {
     }
     // Renewed after the watchdog let it go: hand it back rather than let it sit until expiry.
     const stray = [...kept].filter(
-      (n) => n !== this.self?.name && !this.puppets.has(n) && !this.dropping.has(n),
+      (n) =>
+        n !== this.self?.name && n !== this.frontLease?.name && !this.puppets.has(n) && !this.dropping.has(n),
     );
     if (stray.length > 0) await this.options.leases.release(this.id, stray);
   }
@@ -183,9 +264,12 @@ export class ClusterWorker {
     // Puppets gone (opted out) are let go.
     const gone = [...this.puppets.keys()].filter((n) => !wanted.has(n));
     const share = Math.ceil(candidates.length / Math.max(1, workers));
+    const now = Date.now();
+    for (const [name, until] of this.pinnedUntil) if (until <= now) this.pinnedUntil.delete(name);
     const excess = [...this.puppets.keys()]
       .filter((n) => wanted.has(n))
       .slice(share)
+      .filter((n) => !this.pinnedUntil.has(n))
       .slice(0, this.batch);
     const shed = [...gone, ...excess];
     if (shed.length > 0) {
@@ -222,6 +306,9 @@ export class ClusterWorker {
   /** Drops what is past its local deadline; a lapsed worker lease drops everything. */
   private enforceDeadlines(): void {
     const now = Date.now();
+    if (this.frontLease && now > this.frontLease.deadline) {
+      this.loseFront('could not renew the front lease in time: stopping the adapters');
+    }
     if (this.self && now > this.self.deadline) {
       this.options.log?.warn('could not renew the leases in time: dropping every puppet');
       this.self = undefined;

@@ -1,0 +1,114 @@
+/**
+ * An adapter's outgoing event into the durable outbox (`BridgeCore.submit`): checked, sealed with
+ * the at-rest key and written with its message-map row in one atomic unit; a receipt as one outbox
+ * row per receipted message; typing and presence sent at once, never queued.
+ */
+import type { BridgeMetrics } from '../observability/metrics.js';
+import { parseJid, toUserJid } from '../protocol/stanza/index.js';
+import { outboxRowId, sealPayload, type PayloadVault } from '../store/at-rest.js';
+import type { Network, Puppet, Store } from '../store/repositories.js';
+import { receiptOutboxId, wireIdFor } from './account.js';
+import type { LiveEvent } from './cluster.js';
+import { BridgeError } from './errors.js';
+import type { OutgoingEvent } from './events.js';
+import { encodePayload, RECEIPT_KIND, type ReceiptPayload } from './outbox.js';
+import { accountJidOf } from './puppet.js';
+
+/** The longest text accepted for sending, in UTF-16 code units (the gatekeeper's own limit is 65,536 characters). */
+export const MAX_TEXT_LENGTH = 65_536;
+
+export interface SubmitDeps {
+  readonly store: Store;
+  readonly vault: PayloadVault | undefined;
+  readonly metrics: BridgeMetrics | undefined;
+  readonly providerId: string;
+  /** New outbox rows of the puppet: its sender (here, or in the worker that owns it) sends them. */
+  kickOutbox(puppet: Puppet): void;
+  /** Typing or presence, sent at once over the puppet's connection (wherever it runs). */
+  live(puppet: Puppet, event: Exclude<LiveEvent, { kind: 'online' }>): void;
+}
+
+export async function submitEvent(d: SubmitDeps, network: Network, event: OutgoingEvent): Promise<void> {
+  const { store } = d;
+  const puppet = await store.puppets.byLocalId(event.localUser);
+  if (!puppet || puppet.state !== 'enlisted' || puppet.network !== network) {
+    throw new BridgeError(
+      'bridge_not_enlisted',
+      `${event.localUser} has not opted in to interoperability: enlist first`,
+    );
+  }
+  let remote: string;
+  try {
+    remote = toUserJid(event.remote);
+    if (parseJid(remote).user === undefined) throw new Error('no user part');
+  } catch (err) {
+    throw new BridgeError(
+      'bridge_bad_remote',
+      `"${event.remote}" is not a contact's JID (such as 4915112345678@wa.interop): ${(err as Error).message}`,
+    );
+  }
+  const e = event.event;
+  if (e.type === 'typing' || e.type === 'presence') {
+    // Live only: worth nothing later, so never queued.
+    const live: LiveEvent =
+      e.type === 'typing'
+        ? { kind: 'chatstate', to: remote, state: e.typing ? 'composing' : 'paused' }
+        : { kind: 'presence', type: e.available ? 'available' : 'unavailable', to: remote };
+    d.live(puppet, live);
+    return;
+  }
+  if (e.type === 'receipt') {
+    const portal = await store.portals.ensure(puppet.id, remote);
+    const messageIds = await Promise.all(
+      e.targets.map(async (target) => (await store.messages.byLocal(portal.id, target))?.remoteId ?? target),
+    );
+    await store.atomically((w) => {
+      for (const messageId of messageIds) {
+        const payload: ReceiptPayload = {
+          receipt: e.receipt === 'read' ? 'read' : 'delivery',
+          messageId,
+          to: remote,
+        };
+        w.enqueueOutbox({
+          id: receiptOutboxId(puppet.accountId, payload.receipt, remote, messageId),
+          puppetId: puppet.id,
+          portalId: portal.id,
+          kind: RECEIPT_KIND,
+          payload: encodePayload(payload),
+        });
+      }
+    });
+    d.kickOutbox(puppet);
+    return;
+  }
+  const textLength =
+    e.type === 'message'
+      ? e.body.kind === 'text'
+        ? e.body.text.length
+        : (e.body.caption?.length ?? 0)
+      : e.type === 'edit'
+        ? e.body.text.length
+        : 0;
+  if (textLength > MAX_TEXT_LENGTH) {
+    throw new BridgeError(
+      'bridge_text_too_long',
+      `the message is ${textLength} characters long; the interop network takes at most ${MAX_TEXT_LENGTH}: send it in parts`,
+    );
+  }
+  const id = wireIdFor(puppet.accountId, event.localId);
+  const accountJid = accountJidOf(puppet.accountId, d.providerId);
+  const portal = await store.portals.ensure(puppet.id, remote);
+  await store.atomically((w) => {
+    w.enqueueOutbox({
+      id,
+      puppetId: puppet.id,
+      portalId: portal.id,
+      kind: e.type,
+      payload: sealPayload(d.vault, outboxRowId(id), encodePayload({ ...event, remote })),
+      localId: event.localId,
+    });
+    w.putMessage({ portalId: portal.id, remoteId: id, localId: event.localId, sender: accountJid });
+  });
+  d.metrics?.outgoing('queued');
+  d.kickOutbox(puppet);
+}
