@@ -89,6 +89,7 @@ export async function startDaemon(
         ...(matrix ? { matrix: matrix.homeserverUp } : {}),
         ...(xmpp ? { xmpp: xmpp.link.status === 'online' } : {}),
       }),
+      worker: () => worker && { id: worker.id, puppets: worker.owned().length, front: worker.isFront },
     });
     http = new HttpListener(componentLogger(root, 'http'));
     http.route('GET', JWKS_PATH, (_req, res) => sendJson(res, 200, jwks));

@@ -33,6 +33,8 @@ export interface MetricsSources {
   oldestQueuedAt?(): Promise<number | undefined>;
   /** Per enabled local network (`matrix`, `xmpp`): whether its server answers the bridge now. */
   localServers?(): Promise<Record<string, boolean>>;
+  /** With `start --worker`: this worker's id, how many puppets it holds, whether it is the front. */
+  worker?(): { id: string; puppets: number; front: boolean } | undefined;
 }
 
 export const METRICS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
@@ -125,6 +127,29 @@ export class BridgeMetrics {
       async collect() {
         this.reset();
         for (const [network, up] of Object.entries(await servers())) this.set({ network }, up ? 1 : 0);
+      },
+    });
+    const worker = () => this.sources?.worker?.();
+    new Gauge({
+      name: 'interop_bridge_worker_puppets',
+      help: 'With start --worker: the puppets this worker holds leases on (runs), by worker id.',
+      labelNames: ['worker'],
+      registers,
+      collect() {
+        this.reset();
+        const w = worker();
+        if (w) this.set({ worker: w.id }, w.puppets);
+      },
+    });
+    new Gauge({
+      name: 'interop_bridge_worker_front',
+      help: 'With start --worker: whether this worker holds the front lease and runs the adapters (1) or stands by (0).',
+      labelNames: ['worker'],
+      registers,
+      collect() {
+        this.reset();
+        const w = worker();
+        if (w) this.set({ worker: w.id }, w.front ? 1 : 0);
       },
     });
     const states = () => this.sources?.connectionStates() ?? {};

@@ -31,8 +31,9 @@ const fenced = (n: number): string =>
 
 export class PgSignalTables {
   /**
-   * @param lease With several workers: session writes land only while the puppet's lease is at this
-   *   process's fence (a conditional statement; nothing is written once the lease moved on).
+   * @param lease With several workers: every write (sessions, identities, prekeys, key counters)
+   *   lands only while the puppet's lease is at this process's fence (a conditional statement;
+   *   nothing is written once the lease moved on).
    */
   constructor(
     readonly db: PgDatabase,
@@ -104,136 +105,123 @@ export class PgSignalTables {
     };
   }
 
+  /**
+   * Writes one statement of the puppet's Signal state. With a lease, it lands only while the lease
+   * is at this process's fence: `statement(cond)` puts `cond` where its condition goes (`TRUE`
+   * without a lease), whose parameters follow `values`.
+   */
+  private write(statement: (cond: string) => string, ...values: unknown[]): void {
+    const lease = this.lease?.();
+    if (!lease) {
+      this.db.write(sql(statement('TRUE'), ...values));
+      return;
+    }
+    this.db.write(sql(statement(fenced(values.length + 1)), ...values, lease.name, lease.fence));
+  }
+
   setCounters(lastPreKeyId: number, lastSignedPreKeyId: number): void {
-    this.db.write(
-      sql(
-        `INSERT INTO signal_key_counters (puppet_id, last_prekey_id, last_signed_prekey_id) VALUES ($1, $2, $3)
+    this.write(
+      (cond) =>
+        `INSERT INTO signal_key_counters (puppet_id, last_prekey_id, last_signed_prekey_id)
+         SELECT $1::integer, $2::bigint, $3::bigint WHERE ${cond}
          ON CONFLICT (puppet_id) DO UPDATE SET last_prekey_id = excluded.last_prekey_id,
            last_signed_prekey_id = excluded.last_signed_prekey_id`,
-        this.puppetId,
-        lastPreKeyId,
-        lastSignedPreKeyId,
-      ),
+      this.puppetId,
+      lastPreKeyId,
+      lastSignedPreKeyId,
     );
   }
 
   putSession(address: string, record: Uint8Array): void {
-    const lease = this.lease?.();
-    if (lease) {
-      this.db.write(
-        sql(
-          `INSERT INTO signal_sessions (puppet_id, address, record, updated_at)
-           SELECT $1::integer, $2::text, $3::bytea, $4::bigint WHERE ${fenced(5)}
-           ON CONFLICT (puppet_id, address) DO UPDATE SET record = excluded.record, updated_at = excluded.updated_at`,
-          this.puppetId,
-          address,
-          bin(record),
-          this.now(),
-          lease.name,
-          lease.fence,
-        ),
-      );
-      return;
-    }
-    this.db.write(
-      sql(
-        `INSERT INTO signal_sessions (puppet_id, address, record, updated_at) VALUES ($1, $2, $3, $4)
+    this.write(
+      (cond) =>
+        `INSERT INTO signal_sessions (puppet_id, address, record, updated_at)
+         SELECT $1::integer, $2::text, $3::bytea, $4::bigint WHERE ${cond}
          ON CONFLICT (puppet_id, address) DO UPDATE SET record = excluded.record, updated_at = excluded.updated_at`,
-        this.puppetId,
-        address,
-        bin(record),
-        this.now(),
-      ),
+      this.puppetId,
+      address,
+      bin(record),
+      this.now(),
     );
   }
 
   deleteSession(address: string): void {
-    const lease = this.lease?.();
-    if (lease) {
-      this.db.write(
-        sql(
-          `DELETE FROM signal_sessions WHERE puppet_id = $1 AND address = $2 AND ${fenced(3)}`,
-          this.puppetId,
-          address,
-          lease.name,
-          lease.fence,
-        ),
-      );
-      return;
-    }
-    this.db.write(
-      sql('DELETE FROM signal_sessions WHERE puppet_id = $1 AND address = $2', this.puppetId, address),
+    this.write(
+      (cond) => `DELETE FROM signal_sessions WHERE puppet_id = $1 AND address = $2 AND ${cond}`,
+      this.puppetId,
+      address,
     );
   }
 
   putPreKey(k: PreKeyRow): void {
-    this.db.write(
-      sql(
-        `INSERT INTO signal_prekeys (puppet_id, key_id, public_key, private_key, uploaded) VALUES ($1, $2, $3, $4, $5)
+    this.write(
+      (cond) =>
+        `INSERT INTO signal_prekeys (puppet_id, key_id, public_key, private_key, uploaded)
+         SELECT $1::integer, $2::integer, $3::bytea, $4::bytea, $5::integer WHERE ${cond}
          ON CONFLICT (puppet_id, key_id) DO UPDATE SET public_key = excluded.public_key,
            private_key = excluded.private_key, uploaded = excluded.uploaded`,
-        this.puppetId,
-        k.keyId,
-        bin(k.publicKey),
-        bin(k.privateKey),
-        k.uploaded ? 1 : 0,
-      ),
+      this.puppetId,
+      k.keyId,
+      bin(k.publicKey),
+      bin(k.privateKey),
+      k.uploaded ? 1 : 0,
     );
   }
 
   removePreKey(keyId: number): void {
-    this.db.write(
-      sql('DELETE FROM signal_prekeys WHERE puppet_id = $1 AND key_id = $2', this.puppetId, keyId),
+    this.write(
+      (cond) => `DELETE FROM signal_prekeys WHERE puppet_id = $1 AND key_id = $2 AND ${cond}`,
+      this.puppetId,
+      keyId,
     );
   }
 
   markPreKeysUploaded(keyIds: readonly number[]): void {
-    this.db.write(
-      sql(
-        'UPDATE signal_prekeys SET uploaded = 1 WHERE puppet_id = $1 AND key_id = ANY($2)',
-        this.puppetId,
-        keyIds,
-      ),
+    this.write(
+      (cond) =>
+        `UPDATE signal_prekeys SET uploaded = 1 WHERE puppet_id = $1 AND key_id = ANY($2) AND ${cond}`,
+      this.puppetId,
+      keyIds,
     );
   }
 
   putSignedPreKey(k: SignedPreKeyRow): void {
-    this.db.write(
-      sql(
+    this.write(
+      (cond) =>
         `INSERT INTO signal_signed_prekeys (puppet_id, key_id, public_key, private_key, signature, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6)
+         SELECT $1::integer, $2::integer, $3::bytea, $4::bytea, $5::bytea, $6::bigint WHERE ${cond}
          ON CONFLICT (puppet_id, key_id) DO UPDATE SET public_key = excluded.public_key,
            private_key = excluded.private_key, signature = excluded.signature, created_at = excluded.created_at`,
-        this.puppetId,
-        k.keyId,
-        bin(k.publicKey),
-        bin(k.privateKey),
-        bin(k.signature),
-        k.createdAt,
-      ),
+      this.puppetId,
+      k.keyId,
+      bin(k.publicKey),
+      bin(k.privateKey),
+      bin(k.signature),
+      k.createdAt,
     );
   }
 
   removeSignedPreKey(keyId: number): void {
-    this.db.write(
-      sql('DELETE FROM signal_signed_prekeys WHERE puppet_id = $1 AND key_id = $2', this.puppetId, keyId),
+    this.write(
+      (cond) => `DELETE FROM signal_signed_prekeys WHERE puppet_id = $1 AND key_id = $2 AND ${cond}`,
+      this.puppetId,
+      keyId,
     );
   }
 
   putRemoteIdentity(i: IdentityRow): void {
-    this.db.write(
-      sql(
+    this.write(
+      (cond) =>
         `INSERT INTO signal_identities (puppet_id, remote_user, identity_key, trust, first_seen, changed_at)
-         VALUES ($1, $2, $3, $4, $5, $6)
+         SELECT $1::integer, $2::text, $3::bytea, $4::text, $5::bigint, $6::bigint WHERE ${cond}
          ON CONFLICT (puppet_id, remote_user) DO UPDATE SET identity_key = excluded.identity_key,
            trust = excluded.trust, first_seen = excluded.first_seen, changed_at = excluded.changed_at`,
-        this.puppetId,
-        i.address,
-        bin(i.identityKey),
-        i.trust,
-        i.firstSeen,
-        i.changedAt,
-      ),
+      this.puppetId,
+      i.address,
+      bin(i.identityKey),
+      i.trust,
+      i.firstSeen,
+      i.changedAt,
     );
   }
 }

@@ -191,4 +191,69 @@ describe('leases on PostgreSQL', () => {
     await store.pg.settled();
     expect(await records()).toEqual(['dave@wa.1=2']);
   });
+
+  it("drops a stale holder's prekey, key counter and identity writes, keeping the new holder's", async () => {
+    const puppet = await store.puppets.create({
+      localId: '@carol:hs',
+      network: 'matrix',
+      accountId: '4915100000003',
+      deviceId: 1,
+      registrationId: 3,
+      identityPublic: new Uint8Array(33),
+      identityPrivate: new Uint8Array(32),
+      noisePublic: new Uint8Array(32),
+      noisePrivate: new Uint8Array(32),
+    });
+    const name = `puppet:${puppet.id}`;
+    const [old] = await leases.acquire('w1', [name], 200);
+    const stale = new PgSignalTables(store.pg, puppet.id, Date.now, () => old);
+    const key = (keyId: number, b: number) => ({
+      keyId,
+      publicKey: new Uint8Array([b]),
+      privateKey: new Uint8Array([b]),
+      uploaded: false,
+    });
+    const state = async () => {
+      const own = await stale.loadOwn();
+      const ids = await store.pg.query(
+        'SELECT remote_user, trust FROM signal_identities WHERE puppet_id = $1',
+        [puppet.id],
+      );
+      return {
+        preKeys: own.preKeys.map((k) => `${k.keyId}=${k.publicKey[0]}${k.uploaded ? ' up' : ''}`).sort(),
+        signed: own.signedPreKeys.map((k) => k.keyId),
+        counter: own.lastPreKeyId,
+        identities: ids.map((r) => `${r.remote_user as string}=${r.trust as string}`),
+      };
+    };
+    stale.putPreKey(key(1, 1));
+    stale.setCounters(1, 0);
+    await store.pg.settled();
+    expect(await state()).toEqual({ preKeys: ['1=1'], signed: [], counter: 1, identities: [] });
+
+    await sleep(300);
+    const [current] = await leases.acquire('w2', [name], 60_000);
+    const owner = new PgSignalTables(store.pg, puppet.id, Date.now, () => current);
+    owner.putPreKey(key(2, 2));
+    owner.setCounters(2, 0);
+    // The old holder, after the new one took over: none of it lands.
+    stale.putPreKey(key(2, 9));
+    stale.putPreKey(key(3, 9));
+    stale.removePreKey(1);
+    stale.markPreKeysUploaded([1, 2]);
+    stale.setCounters(3, 1);
+    stale.putSignedPreKey({ ...key(1, 9), signature: new Uint8Array(64), createdAt: 1 });
+    stale.putRemoteIdentity({
+      address: 'dave@wa',
+      identityKey: new Uint8Array(33),
+      trust: 'trusted',
+      firstSeen: 1,
+      changedAt: 1,
+    });
+    await store.pg.settled();
+    expect(await state()).toEqual({ preKeys: ['1=1', '2=2'], signed: [], counter: 2, identities: [] });
+    owner.markPreKeysUploaded([2]);
+    await store.pg.settled();
+    expect((await state()).preKeys).toEqual(['1=1', '2=2 up']);
+  });
 });
