@@ -51,7 +51,7 @@ export interface WorkerOptions {
   host: PuppetHost;
   /** The lease time (ms). */
   leaseMs: number;
-  /** Most puppet leases taken or handed back per round. Default 50. */
+  /** Most puppet leases taken or handed back per round. Default 250. */
   batch?: number;
   /** Compete for the `front` lease (run the adapters when holding it). */
   front?: FrontRole | undefined;
@@ -83,7 +83,7 @@ export class ClusterWorker {
   private readonly batch: number;
 
   constructor(private readonly options: WorkerOptions) {
-    this.batch = options.batch ?? 50;
+    this.batch = options.batch ?? 250;
   }
 
   get id(): string {

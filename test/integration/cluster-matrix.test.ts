@@ -1,0 +1,237 @@
+/**
+ * The front's failover on Matrix: three workers on one PostgreSQL (`interop-bridge start --worker`,
+ * built, child processes) with the Matrix adapter on a real Synapse, every worker configured alike
+ * with the same appservice listener address (only the front binds it). Three Matrix users
+ * (matrix-js-sdk) log in through the bridge bot, which enlists them in whichever worker runs the
+ * adapters, and each chats with a native contact (the emulator). While both sides send, a worker
+ * that does not run the adapters is SIGKILLed, then the front: Synapse keeps what it could not
+ * hand over and sends it again to the worker that took the front, so every message arrives exactly
+ * once on each side, in order, with no user action.
+ */
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { NativeUser } from '../../emulator/native-user.js';
+import { Leases } from '../../src/cluster/leases.js';
+import { generateProviderKey } from '../../src/protocol/jwt.js';
+import { writeProviderKey } from '../../src/provider-keys.js';
+import { ensureAtRestKey } from '../../src/store/at-rest.js';
+import { PgDatabase } from '../../src/store/postgres-database.js';
+import { DaemonChild } from '../support/daemon-child.js';
+import { startEmulator, type StartedEmulator } from '../support/emulator-process.js';
+import { startPostgres, type PostgresServer } from '../support/postgres.js';
+import type { SdkUser } from '../support/synapse/sdk-user.js';
+import { SynapseSuite } from '../support/synapse/suite.js';
+import { tempDir } from '../support/tmp.js';
+import { freePort, until } from '../support/wait.js';
+
+const PROVIDER = 'clustermatrix';
+const SERVER = 'example.test';
+const BOT = `@interop:${SERVER}`;
+const AS_TOKEN = 'as-token-for-the-cluster-test';
+const HS_TOKEN = 'hs-token-for-the-cluster-test';
+const LEASE_SECONDS = 3;
+const USERS = 3;
+/** Messages each way per conversation; the kills fall while they are under way. */
+const N = 50;
+const PACE_MS = 200;
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const bodyOf = (e: { content: Record<string, unknown> }) => String(e.content['body'] ?? '');
+
+describe('three workers on Matrix: a worker and then the front SIGKILLed in the middle of conversations', () => {
+  const tmp = tempDir('cluster-matrix-');
+  let pgServer: PostgresServer;
+  let synapse: SynapseSuite;
+  let emulator: StartedEmulator;
+  let db: PgDatabase;
+  let leases: Leases;
+  let dbUrl = '';
+  const workers: DaemonChild[] = [];
+  const natives: NativeUser[] = [];
+  const users: SdkUser[] = [];
+
+  const workerIdOf = (w: DaemonChild): string => /"worker":"([^"]+)"/.exec(w.log)?.[1] ?? '(none yet)';
+  const frontHolder = async (): Promise<string | undefined> =>
+    (await leases.list('front')).find((l) => l.live)?.holder;
+  const listening = async (): Promise<boolean> => {
+    try {
+      const ping = await fetch(`http://127.0.0.1:${synapse.bridgePort}/_matrix/app/v1/ping`, {
+        method: 'POST',
+      });
+      return ping.status === 401;
+    } catch {
+      return false;
+    }
+  };
+  const logTails = () =>
+    workers
+      .map(
+        (w, i) =>
+          `--- worker ${i + 1} ---\n` +
+          w.log
+            .split('\n')
+            .filter((l) => /"level":(40|50|60)/.test(l))
+            .slice(-12)
+            .join('\n'),
+      )
+      .join('\n');
+
+  beforeAll(async () => {
+    pgServer = await startPostgres();
+    const url = await pgServer.createDatabase();
+    const key = await generateProviderKey('EdDSA');
+    emulator = await startEmulator(tmp, { provider: { id: PROVIDER, signingKey: key } });
+    synapse = await SynapseSuite.forBridge({ asToken: AS_TOKEN, hsToken: HS_TOKEN });
+    const dataDir = tmp.file('state');
+    writeProviderKey(path.join(dataDir, 'provider-signing-key.jwk'), key);
+    ensureAtRestKey(path.join(dataDir, 'at-rest.key'));
+    dbUrl = url;
+    for (let i = 0; i < 3; i++) {
+      const config = tmp.file(`worker-${i + 1}.yaml`);
+      writeFileSync(
+        config,
+        [
+          'bridge:',
+          `  provider_id: ${PROVIDER}`,
+          `  data_dir: ${dataDir}`,
+          `  database: "${url}"`,
+          `  worker_lease_seconds: ${LEASE_SECONDS}`,
+          `  http: { port: ${await freePort()} }`,
+          'gateway:',
+          `  port: ${emulator.running.gateway.port}`,
+          `  root_key: ${Buffer.from(emulator.root).toString('base64')}`,
+          '  reconnect: { initial_delay_ms: 50, max_delay_ms: 500 }',
+          'signal:',
+          '  prekey_batch_size: 20',
+          'matrix:',
+          '  enabled: true',
+          `  homeserver_url: ${synapse.proxy.clientUrl}`,
+          `  server_name: ${SERVER}`,
+          `  as_token: ${AS_TOKEN}`,
+          `  hs_token: ${HS_TOKEN}`,
+          `  listen_port: ${synapse.bridgePort}`,
+          `  permissions: { "${SERVER}": user }`,
+          '',
+        ].join('\n'),
+        { mode: 0o600 },
+      );
+      workers.push(new DaemonChild(config, ['--worker']));
+    }
+  }, 120_000);
+
+  afterAll(async () => {
+    for (const w of workers) await w.kill();
+    for (const u of users) u.stop();
+    for (const n of natives) await n.close().catch(() => undefined);
+    await db?.close();
+    await synapse?.close();
+    await emulator?.running.stop();
+    await pgServer?.stop();
+    tmp.cleanup();
+  });
+
+  it('delivers every message exactly once and in order on each side, with no user action', async () => {
+    for (const w of workers) await w.start(() => w.log.includes('worker started'), 'a worker to start');
+    // The workers migrated the database; the test reads their leases.
+    db = await PgDatabase.open({ url: dbUrl, migrations: false });
+    leases = new Leases(db);
+    await until(listening, 'the front to listen for Synapse', 30_000);
+
+    // Each user logs in through the bot (enlisted by the front's worker) and opens a portal.
+    const portals: string[] = [];
+    const jids: string[] = [];
+    for (let u = 0; u < USERS; u++) {
+      const phone = `+49151123500${u}`;
+      const native = await NativeUser.connect({
+        emulator: emulator.running.gateway,
+        phone,
+        rootPublicKey: emulator.root,
+      });
+      natives.push(native);
+      const user = await synapse.user(`talker${u}`, `Talker ${u}`);
+      await synapse.exemptFromRateLimits(user.userId);
+      users.push(user);
+      const management = await user.createDirectRoom(BOT);
+      await user.waitFor(management, (e) => e.sender === BOT && e.type === 'm.room.message');
+      await user.sendText(management, 'login');
+      await user.waitFor(management, (e) => e.sender === BOT && /login confirm/.test(bodyOf(e)));
+      await user.sendText(management, 'login confirm');
+      await user.waitFor(management, (e) => e.sender === BOT && /You are now connected/.test(bodyOf(e)));
+      await user.sendText(management, `start-chat ${phone}`);
+      const ghost = `@wa_${phone.slice(1)}:${SERVER}`;
+      const portal = await user.waitForInvite((e) => e.sender === ghost);
+      await user.join(portal);
+      await user.sendText(portal, 'hello');
+      const first = await native.waitForMessage((m) => m.content.kind === 'text');
+      portals.push(portal);
+      jids.push(first.from);
+    }
+
+    const fromUser = (u: number) => Array.from({ length: N }, (_, i) => `user ${u}: ${i}`);
+    const fromNative = (u: number) => Array.from({ length: N }, (_, i) => `native ${u}: ${i}`);
+    const sending = Promise.all(
+      users.map(async (user, u) => {
+        for (let i = 0; i < N; i++) {
+          await Promise.all([
+            user.sendText(portals[u]!, fromUser(u)[i]!),
+            natives[u]!.sendText(jids[u]!, fromNative(u)[i]!, { devices: [0] }),
+          ]);
+          await sleep(PACE_MS);
+        }
+      }),
+    );
+    const span = N * PACE_MS;
+    await sleep(span / 4);
+    const frontId = await frontHolder();
+    const plain = workers.find((w) => workerIdOf(w) !== frontId)!;
+    await plain.kill();
+    await sleep(span / 4);
+    const front = workers.find((w) => workerIdOf(w) === frontId)!;
+    const killedAt = Date.now();
+    await front.kill();
+    await until(
+      async () =>
+        (await frontHolder()) !== undefined && (await frontHolder()) !== frontId && (await listening()),
+      'a standby to take the front and listen',
+      30_000,
+    );
+    const takeoverMs = Date.now() - killedAt;
+    await sending;
+
+    const nativeTexts = (u: number) =>
+      natives[u]!.received.flatMap((m) => (m.content.kind === 'text' ? [m.content.text] : []));
+    const ghostTexts = async (u: number) => {
+      const ghost = `@wa_${natives[u]!.jid.split('@')[0]}:${SERVER}`;
+      return (await users[u]!.readMessages(portals[u]!)).filter((e) => e.sender === ghost).map(bodyOf);
+    };
+    await until(
+      async () => {
+        for (let u = 0; u < USERS; u++) {
+          if (nativeTexts(u).length < N + 1 || (await ghostTexts(u)).length < N) return false;
+        }
+        return true;
+      },
+      'every message on both sides',
+      120_000,
+    ).catch(async (err: Error) => {
+      const missing = [];
+      for (let u = 0; u < USERS; u++) {
+        const ghost = await ghostTexts(u);
+        missing.push({
+          atNative: fromUser(u).filter((t) => !nativeTexts(u).includes(t)),
+          inMatrix: fromNative(u).filter((t) => !ghost.includes(t)),
+        });
+      }
+      throw new Error(`${err.message}: ${JSON.stringify(missing)}\n${logTails()}`);
+    });
+    await synapse.proxy.transactionsIdle(1000);
+    await sleep(1000);
+    for (let u = 0; u < USERS; u++) {
+      expect(nativeTexts(u)).toEqual(['hello', ...fromUser(u)]);
+      expect(await ghostTexts(u)).toEqual(fromNative(u));
+    }
+    expect(synapse.proxy.violations).toEqual([]);
+    expect(emulator.running.gateway.stats().connectedTwice).toEqual([]);
+    process.stdout.write(`cluster-matrix: the front SIGKILLed, a standby listening after ${takeoverMs} ms\n`);
+  }, 300_000);
+});
