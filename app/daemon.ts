@@ -16,7 +16,7 @@ import { FileSealer } from '../src/util/sealed-file.js';
 import type { Store } from '../src/store/repositories.js';
 import { openBridgeDatabase } from './database.js';
 import { startWorker } from './worker.js';
-import type { ClusterWorker } from '../src/cluster/worker.js';
+import type { ClusterWorker, FrontRole } from '../src/cluster/worker.js';
 import { DaemonProvisioning } from './provisioning.js';
 import type { ProvisionedNetwork } from '../src/provisioning/api.js';
 import { VERSION } from '../src/version.js';
@@ -216,22 +216,27 @@ export async function startDaemon(
       await bridge.start();
       if (database.cluster) {
         const adapters = [matrix, xmpp].filter((a): a is MatrixAdapter | XmppAdapter => a !== undefined);
-        worker = await startWorker(loaded, database.cluster, bridge, root, {
-          acquired: async () => {
-            for (const a of adapters) await a.start();
-            core.startFront();
-          },
-          // Its adapters may still be talking to the local servers as if alone: this process goes,
-          // and the worker that took the lease runs them (systemd starts this one again, as a standby).
-          lost: () => {
-            log.error(
-              'this process lost the front lease: stopping, so that only the new front runs the adapters',
-            );
-            void Promise.race([stopAll?.(), new Promise((r) => setTimeout(r, 5_000).unref())]).finally(() =>
-              process.exit(75),
-            );
-          },
-        });
+        // Without an adapter there is nothing to run in front: no worker takes the lease.
+        const front: FrontRole | undefined =
+          adapters.length === 0
+            ? undefined
+            : {
+                acquired: async () => {
+                  for (const a of adapters) await a.start();
+                  core.startFront();
+                },
+                // Its adapters may still be talking to the local servers as if alone: this process goes,
+                // and the worker that took the lease runs them (systemd starts this one again, as a standby).
+                lost: () => {
+                  log.error(
+                    'this process lost the front lease: stopping, so that only the new front runs the adapters',
+                  );
+                  void Promise.race([stopAll?.(), new Promise((r) => setTimeout(r, 5_000).unref())]).finally(
+                    () => process.exit(75),
+                  );
+                },
+              };
+        worker = await startWorker(loaded, database.cluster, bridge, root, front);
       }
     } else if (config.matrix.enabled || config.xmpp.enabled) {
       log.warn(

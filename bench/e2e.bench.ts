@@ -134,9 +134,7 @@ const ALL_PATHS: PathId[] = [
 ];
 /** BENCH_E2E_PATHS=matrix-to-native,... runs only those paths (the baseline always runs first). */
 const chosen = process.env.BENCH_E2E_PATHS?.split(',').map((p) => p.trim());
-const paths: PathId[] = chosen
-  ? ALL_PATHS.filter((p) => p === 'baseline' || chosen.includes(p))
-  : ALL_PATHS;
+const paths: PathId[] = chosen ? ALL_PATHS.filter((p) => p === 'baseline' || chosen.includes(p)) : ALL_PATHS;
 
 const e2e: Benchmark = {
   name: 'e2e',

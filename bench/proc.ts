@@ -1,4 +1,4 @@
-/** CPU accounting the benchmarks with child processes share (scale, e2e). */
+/** CPU and memory accounting the benchmarks with child processes share (scale, e2e). */
 import { readFileSync } from 'node:fs';
 
 /** CPU seconds (user + system) of a process from /proc, or NaN. */
@@ -18,3 +18,14 @@ export const ownCpuSeconds = (): number => {
   const u = process.cpuUsage();
   return (u.user + u.system) / 1e6;
 };
+
+/** A process's resident memory in bytes (Linux /proc), or NaN elsewhere. */
+export function rssOf(pid: number | undefined): number {
+  if (pid === undefined) return Number.NaN;
+  try {
+    const m = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) * 1024 : Number.NaN;
+  } catch {
+    return Number.NaN;
+  }
+}

@@ -29,8 +29,10 @@ export async function loadBenchmarks(dir = here): Promise<Benchmark[]> {
 async function main(argv: string[]): Promise<number> {
   const all = await loadBenchmarks();
   const wanted = argv.filter((a) => !a.startsWith('-'));
-  // "noise" selects noise-handshake, noise-transport-64k... (the benchmarks of one file).
-  const selects = (w: string, b: Benchmark) => b.name === w || b.name.startsWith(`${w}-`);
+  // "noise" selects noise-handshake, noise-transport-64k... (the benchmarks of one file);
+  // "=scale" selects scale alone, not scale-workers (how the parent runs each in its own process).
+  const selects = (w: string, b: Benchmark) =>
+    w.startsWith('=') ? b.name === w.slice(1) : b.name === w || b.name.startsWith(`${w}-`);
   const unknown = wanted.filter((w) => !all.some((b) => selects(w, b)));
   if (unknown.length) {
     process.stderr.write(
@@ -50,7 +52,7 @@ async function main(argv: string[]): Promise<number> {
       const code = await new Promise<number>((resolve) => {
         const child = spawn(
           process.execPath,
-          [...process.execArgv, fileURLToPath(import.meta.url), bench.name],
+          [...process.execArgv, fileURLToPath(import.meta.url), `=${bench.name}`],
           {
             stdio: 'inherit',
           },

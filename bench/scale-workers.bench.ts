@@ -15,19 +15,14 @@
  *   3. the emulator's count of accounts ever connected twice at once (must be none).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { QUICK, type BenchCase, type Benchmark, type RoundReport } from './harness.js';
+import { rssOf } from './proc.js';
 import { builtFile, EmulatorChild } from './scale/emulator-child.js';
-import { noopAdapter } from './scale/noop-adapter.js';
-import { bridgeMigrations } from '../app/migrations.js';
-import { Bridge } from '../src/bridge/core.js';
 import { generateProviderKey, publicJwks } from '../src/protocol/jwt.js';
-import { writeProviderKey } from '../src/provider-keys.js';
-import { PostgresSignalBackend } from '../src/signal/index.js';
-import { ensureAtRestKey } from '../src/store/at-rest.js';
-import { openPostgresStore } from '../src/store/postgres-store.js';
+import { enlistPuppets, writeSharedState, writeWorkerConfig } from '../test/support/cluster.js';
 import { startPostgres, type PostgresServer } from '../test/support/postgres.js';
 import { freePort } from '../test/support/wait.js';
 
@@ -44,16 +39,6 @@ const log = (line: string): void => {
   if (!QUICK) process.stderr.write(`    scale-workers: ${line}\n`);
 };
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-function rssOf(pid: number | undefined): number {
-  if (pid === undefined) return Number.NaN;
-  try {
-    const m = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return m ? Number(m[1]) * 1024 : Number.NaN;
-  } catch {
-    return Number.NaN;
-  }
-}
 
 /** One `start --worker` child, its output kept. */
 class Worker {
@@ -110,22 +95,17 @@ class WorkersRun {
     this.pg = await startPostgres();
     this.url = await this.pg.createDatabase();
     const signingKey = await generateProviderKey('EdDSA');
-    // The workers' shared state: the provider's signing key and the at-rest key.
-    const dataDir = path.join(this.dir, 'state');
-    mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-    writeProviderKey(path.join(dataDir, 'provider-signing-key.jwk'), signingKey);
-    ensureAtRestKey(path.join(dataDir, 'at-rest.key'));
+    writeSharedState(path.join(this.dir, 'state'), signingKey);
     const emulator = await EmulatorChild.launch({
       dir: this.dir,
       providerId: PROVIDER,
       jwks: publicJwks([signingKey]),
     });
     this.emulator = emulator;
-    const store = await openPostgresStore({ url: this.url, migrations: bridgeMigrations('postgres') });
-    const bridge = new Bridge({
-      store,
-      signalBackend: (id) => new PostgresSignalBackend(store.pg, id),
-      gateway: {
+    const started = performance.now();
+    await enlistPuppets(
+      this.url,
+      {
         host: '127.0.0.1',
         port: emulator.port,
         rootPublicKey: emulator.rootPublicKey,
@@ -134,53 +114,37 @@ class WorkersRun {
         signingKey,
         staticKey: emulator.staticKey,
       },
-      preKeys: PRE_KEYS,
-    });
-    bridge.attach(noopAdapter);
-    const started = performance.now();
-    let next = 0;
-    let lastReport = started;
-    await Promise.all(
-      Array.from({ length: Math.min(ENLIST_CONCURRENCY, this.n) }, async () => {
-        while (next < this.n) {
-          await bridge.enlist('matrix', `@scale${next++}:bench.example`);
-          if (performance.now() - lastReport > 15_000) {
-            lastReport = performance.now();
-            log(`enlisted ${next} of ${this.n}`);
-          }
-        }
-      }),
+      this.n,
+      {
+        prefix: 'scale',
+        preKeys: PRE_KEYS,
+        concurrency: ENLIST_CONCURRENCY,
+        progress: (done) => log(`enlisted ${done} of ${this.n}`),
+      },
     );
     const seconds = (performance.now() - started) / 1000;
     log(`set-up: ${this.n} puppets enlisted on PostgreSQL in ${seconds.toFixed(1)} s`);
-    await bridge.stop();
-    await store.close();
   }
 
   private async config(i: number): Promise<string> {
     const emulator = this.emulator as EmulatorChild;
-    const dataDir = path.join(this.dir, 'state');
     const file = path.join(this.dir, `worker-${i}.yaml`);
-    writeFileSync(
-      file,
-      [
-        'bridge:',
-        `  provider_id: ${PROVIDER}`,
-        `  data_dir: ${dataDir}`,
-        `  database: "${this.url}"`,
-        `  worker_lease_seconds: ${LEASE_S}`,
-        `  http: { port: ${await freePort()} }`,
-        'gateway:',
-        `  port: ${emulator.port}`,
-        `  gateway_id: ${emulator.gatewayId}`,
-        `  root_key: ${Buffer.from(emulator.rootPublicKey).toString('base64')}`,
-        `  static_key: ${Buffer.from(emulator.staticKey).toString('base64')}`,
-        'signal:',
-        '  prekey_batch_size: 10',
-        '',
-      ].join('\n'),
-      { mode: 0o600 },
-    );
+    writeWorkerConfig(file, {
+      provider: PROVIDER,
+      dataDir: path.join(this.dir, 'state'),
+      database: this.url,
+      leaseSeconds: LEASE_S,
+      httpPort: await freePort(),
+      gateway: {
+        port: emulator.port,
+        rootKey: emulator.rootPublicKey,
+        extra: [
+          `gateway_id: ${emulator.gatewayId}`,
+          `static_key: ${Buffer.from(emulator.staticKey).toString('base64')}`,
+        ],
+      },
+      more: ['signal:', '  prekey_batch_size: 10'],
+    });
     return file;
   }
 

@@ -5,12 +5,13 @@
  * gateway and admin ports are chosen once, so a restart listens where the bridge reconnects.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, openSync, closeSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, openSync, closeSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { loadEmulatorConfig } from '../../emulator/config.js';
+import { rssOf } from '../proc.js';
 import { initKeys } from '../../emulator/keys.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -156,14 +157,7 @@ export class EmulatorChild {
 
   /** The child's resident memory in bytes (Linux /proc), or NaN elsewhere. */
   rss(): number {
-    const pid = this.#child?.pid;
-    if (pid === undefined) return Number.NaN;
-    try {
-      const m = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-      return m ? Number(m[1]) * 1024 : Number.NaN;
-    } catch {
-      return Number.NaN;
-    }
+    return rssOf(this.#child?.pid);
   }
 
   /** SIGTERM (the emulator closes every connection and its database) and waits for the exit. */

@@ -4,7 +4,8 @@
  * process does meanwhile.
  *
  * - Alive: the worker holds `worker:<id>`; the live worker leases say how many share the puppets.
- * - Renewal: every lease/3, one statement renews everything it holds. A lease is kept locally only
+ * - Renewal: every lease/3, on a timer of its own (never behind a balancing round), one statement
+ *   renews everything it holds. A lease is kept locally only
  *   until a deadline measured from *before* its last successful renewal was sent (3/4 of the lease
  *   time): the database's expiry is later than that, so a worker cut off from the database (or
  *   stalled) has dropped its puppets (disconnected them) before anyone else can take them. A lease
@@ -75,6 +76,9 @@ export class ClusterWorker {
   /** Puppets being disconnected: their leases are not let go until they are. */
   private readonly dropping = new Set<string>();
   private timer: NodeJS.Timeout | undefined;
+  private renewTimer: NodeJS.Timeout | undefined;
+  private renewing: Promise<void> = Promise.resolve();
+  private renewInFlight = false;
   private watchdog: NodeJS.Timeout | undefined;
   private round: Promise<void> = Promise.resolve();
   private stopped = false;
@@ -136,6 +140,9 @@ export class ClusterWorker {
     await this.hint(`joined ${this.id}`);
     const every = Math.max(50, Math.floor(this.options.leaseMs / 3));
     this.timer = setInterval(() => this.kick(), every);
+    // Renewals on their own timer: a round busy starting hundreds of puppets on a loaded machine
+    // must not make them late (a late renewal drops what it holds).
+    this.renewTimer = setInterval(() => void this.renewNow(), every);
     this.watchdog = setInterval(() => this.enforceDeadlines(), Math.max(20, Math.floor(every / 5)));
     this.kick();
     await this.round;
@@ -161,7 +168,9 @@ export class ClusterWorker {
     this.stopped = true;
     clearInterval(this.timer);
     clearInterval(this.watchdog);
+    clearInterval(this.renewTimer);
     await this.round;
+    await this.renewing;
     const names = [...this.puppets.keys()];
     await Promise.allSettled(names.map((name) => this.dropLocal(name)));
     const front = this.frontLease ? [this.frontLease.name] : [];
@@ -190,7 +199,6 @@ export class ClusterWorker {
     if (this.stopped) return;
     try {
       if (!this.self) await this.join();
-      await this.renew();
       if (!this.stopped) await this.takeFront();
       if (!this.stopped) await this.balance();
     } catch (err) {
@@ -225,6 +233,20 @@ export class ClusterWorker {
     this.frontLease = undefined;
     this.options.log?.error(why);
     this.options.front?.lost();
+  }
+
+  /** One renewal at a time; one that is due while the last is still out waits for the next tick. */
+  private renewNow(): Promise<void> {
+    if (this.renewInFlight || this.stopped) return this.renewing;
+    this.renewInFlight = true;
+    this.renewing = this.renew()
+      .catch((err: unknown) =>
+        this.options.log?.warn({ err: (err as Error).message }, 'lease renewal failed'),
+      )
+      .finally(() => {
+        this.renewInFlight = false;
+      });
+    return this.renewing;
   }
 
   private async renew(): Promise<void> {

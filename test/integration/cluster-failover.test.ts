@@ -15,20 +15,18 @@
  *   was connected (the sender got an error, as XEP-0114 allows nothing better) is sent again by the
  *   test under the same id, as a user would, and arrives once; the others arrive in order.
  */
-import { writeFileSync } from 'node:fs';
-import path from 'node:path';
-import { bridgeMigrations } from '../../app/migrations.js';
-import { noopAdapter } from '../../bench/scale/noop-adapter.js';
 import { NativeUser } from '../../emulator/native-user.js';
-import { Bridge } from '../../src/bridge/core.js';
 import { Leases } from '../../src/cluster/leases.js';
 import { generateProviderKey } from '../../src/protocol/jwt.js';
 import { providerServer } from '../../src/protocol/stanza/index.js';
-import { writeProviderKey } from '../../src/provider-keys.js';
-import { PostgresSignalBackend } from '../../src/signal/index.js';
-import { ensureAtRestKey } from '../../src/store/at-rest.js';
 import { PgDatabase } from '../../src/store/postgres-database.js';
-import { openPostgresStore } from '../../src/store/postgres-store.js';
+import {
+  enlistPuppets,
+  warningsOf,
+  workerIdOf,
+  writeSharedState,
+  writeWorkerConfig,
+} from '../support/cluster.js';
 import { DaemonChild } from '../support/daemon-child.js';
 import { emulatorGateway, startEmulator, type StartedEmulator } from '../support/emulator-process.js';
 import { startPostgres, type PostgresServer } from '../support/postgres.js';
@@ -71,19 +69,18 @@ describe('3 workers, 300 puppets: a worker and then the front SIGKILLed while 2,
     const config = tmp.file(`worker-${workers.length + 1}.yaml`);
     const port = await freePort();
     ports.push(port);
-    writeFileSync(
-      config,
-      [
-        'bridge:',
-        `  provider_id: ${PROVIDER}`,
-        `  data_dir: ${dataDir}`,
-        `  database: "${url}"`,
-        `  worker_lease_seconds: ${LEASE_SECONDS}`,
-        `  http: { port: ${port} }`,
-        'gateway:',
-        `  port: ${emulator.running.gateway.port}`,
-        `  root_key: ${Buffer.from(emulator.root).toString('base64')}`,
-        '  reconnect: { initial_delay_ms: 100, max_delay_ms: 1000 }',
+    writeWorkerConfig(config, {
+      provider: PROVIDER,
+      dataDir,
+      database: url,
+      leaseSeconds: LEASE_SECONDS,
+      httpPort: port,
+      gateway: {
+        port: emulator.running.gateway.port,
+        rootKey: emulator.root,
+        extra: ['reconnect: { initial_delay_ms: 100, max_delay_ms: 1000 }'],
+      },
+      more: [
         'signal:',
         '  prekey_batch_size: 10',
         'xmpp:',
@@ -93,15 +90,12 @@ describe('3 workers, 300 puppets: a worker and then the front SIGKILLed while 2,
         `  component_domain: ${DOMAIN}`,
         `  secret: ${SECRET}`,
         `  allowed_domains: [${server.host}]`,
-        '',
-      ].join('\n'),
-      { mode: 0o600 },
-    );
+      ],
+    });
     const w = new DaemonChild(config, ['--worker']);
     workers.push(w);
     return w;
   };
-  const workerIdOf = (w: DaemonChild): string => /"worker":"([^"]+)"/.exec(w.log)?.[1] ?? '(none yet)';
   /** Puppets connected at the emulator (the native contacts' devices are not counted). */
   const connected = () =>
     new Set(
@@ -110,19 +104,7 @@ describe('3 workers, 300 puppets: a worker and then the front SIGKILLed while 2,
   const stats = () => emulator.running.gateway.stats();
   const frontHolder = async (): Promise<string | undefined> =>
     (await leases.list('front')).find((l) => l.live)?.holder;
-  /** The warnings and errors of every worker, for failure messages. */
-  const logTails = () =>
-    workers
-      .map(
-        (w, i) =>
-          `worker ${i + 1}:\n` +
-          w.log
-            .split('\n')
-            .filter((l) => /"level":(40|50|60)/.test(l))
-            .slice(-15)
-            .join('\n'),
-      )
-      .join('\n');
+  const logTails = () => warningsOf(workers, 15);
   const linkUps = (w: DaemonChild) => w.log.split('XMPP component link up').length - 1;
 
   beforeAll(async () => {
@@ -130,27 +112,15 @@ describe('3 workers, 300 puppets: a worker and then the front SIGKILLed while 2,
     server = await startXmppServer('prosody', { componentDomain: DOMAIN, componentSecret: SECRET });
     const key = await generateProviderKey('EdDSA');
     emulator = await startEmulator(tmp, { provider: { id: PROVIDER, signingKey: key } });
-    writeProviderKey(path.join(dataDir, 'provider-signing-key.jwk'), key);
-    ensureAtRestKey(path.join(dataDir, 'at-rest.key'));
+    writeSharedState(dataDir, key);
     url = await pgServer.createDatabase();
-
     // The idle puppets, enlisted through the real path by a bridge in this process, then closed.
-    const store = await openPostgresStore({ url, migrations: bridgeMigrations('postgres') });
-    const bridge = new Bridge({
-      store,
-      signalBackend: (id) => new PostgresSignalBackend(store.pg, id),
-      gateway: emulatorGateway(emulator.running.gateway, emulator.root, { id: PROVIDER, signingKey: key }),
-      preKeys: 10,
-    });
-    bridge.attach(noopAdapter);
-    let next = 0;
-    await Promise.all(
-      Array.from({ length: 6 }, async () => {
-        while (next < IDLE_PUPPETS) await bridge.enlist('matrix', `@idle${next++}:hs.example`);
-      }),
+    await enlistPuppets(
+      url,
+      emulatorGateway(emulator.running.gateway, emulator.root, { id: PROVIDER, signingKey: key }),
+      IDLE_PUPPETS,
+      { prefix: 'idle' },
     );
-    await bridge.stop();
-    await store.close();
     await until(() => connected() === 0, 'the set-up connections closed', 30_000);
 
     db = await PgDatabase.open({ url, migrations: false });

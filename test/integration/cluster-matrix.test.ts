@@ -8,14 +8,11 @@
  * hand over and sends it again to the worker that took the front, so every message arrives exactly
  * once on each side, in order, with no user action.
  */
-import { writeFileSync } from 'node:fs';
-import path from 'node:path';
 import { NativeUser } from '../../emulator/native-user.js';
 import { Leases } from '../../src/cluster/leases.js';
 import { generateProviderKey } from '../../src/protocol/jwt.js';
-import { writeProviderKey } from '../../src/provider-keys.js';
-import { ensureAtRestKey } from '../../src/store/at-rest.js';
 import { PgDatabase } from '../../src/store/postgres-database.js';
+import { warningsOf, workerIdOf, writeSharedState, writeWorkerConfig } from '../support/cluster.js';
 import { DaemonChild } from '../support/daemon-child.js';
 import { startEmulator, type StartedEmulator } from '../support/emulator-process.js';
 import { startPostgres, type PostgresServer } from '../support/postgres.js';
@@ -50,7 +47,6 @@ describe('three workers on Matrix: a worker and then the front SIGKILLed in the 
   const natives: NativeUser[] = [];
   const users: SdkUser[] = [];
 
-  const workerIdOf = (w: DaemonChild): string => /"worker":"([^"]+)"/.exec(w.log)?.[1] ?? '(none yet)';
   const frontHolder = async (): Promise<string | undefined> =>
     (await leases.list('front')).find((l) => l.live)?.holder;
   const listening = async (): Promise<boolean> => {
@@ -63,18 +59,7 @@ describe('three workers on Matrix: a worker and then the front SIGKILLed in the 
       return false;
     }
   };
-  const logTails = () =>
-    workers
-      .map(
-        (w, i) =>
-          `--- worker ${i + 1} ---\n` +
-          w.log
-            .split('\n')
-            .filter((l) => /"level":(40|50|60)/.test(l))
-            .slice(-12)
-            .join('\n'),
-      )
-      .join('\n');
+  const logTails = () => warningsOf(workers);
 
   beforeAll(async () => {
     pgServer = await startPostgres();
@@ -83,24 +68,22 @@ describe('three workers on Matrix: a worker and then the front SIGKILLed in the 
     emulator = await startEmulator(tmp, { provider: { id: PROVIDER, signingKey: key } });
     synapse = await SynapseSuite.forBridge({ asToken: AS_TOKEN, hsToken: HS_TOKEN });
     const dataDir = tmp.file('state');
-    writeProviderKey(path.join(dataDir, 'provider-signing-key.jwk'), key);
-    ensureAtRestKey(path.join(dataDir, 'at-rest.key'));
+    writeSharedState(dataDir, key);
     dbUrl = url;
     for (let i = 0; i < 3; i++) {
       const config = tmp.file(`worker-${i + 1}.yaml`);
-      writeFileSync(
-        config,
-        [
-          'bridge:',
-          `  provider_id: ${PROVIDER}`,
-          `  data_dir: ${dataDir}`,
-          `  database: "${url}"`,
-          `  worker_lease_seconds: ${LEASE_SECONDS}`,
-          `  http: { port: ${await freePort()} }`,
-          'gateway:',
-          `  port: ${emulator.running.gateway.port}`,
-          `  root_key: ${Buffer.from(emulator.root).toString('base64')}`,
-          '  reconnect: { initial_delay_ms: 50, max_delay_ms: 500 }',
+      writeWorkerConfig(config, {
+        provider: PROVIDER,
+        dataDir,
+        database: url,
+        leaseSeconds: LEASE_SECONDS,
+        httpPort: await freePort(),
+        gateway: {
+          port: emulator.running.gateway.port,
+          rootKey: emulator.root,
+          extra: ['reconnect: { initial_delay_ms: 50, max_delay_ms: 500 }'],
+        },
+        more: [
           'signal:',
           '  prekey_batch_size: 20',
           'matrix:',
@@ -111,10 +94,8 @@ describe('three workers on Matrix: a worker and then the front SIGKILLed in the 
           `  hs_token: ${HS_TOKEN}`,
           `  listen_port: ${synapse.bridgePort}`,
           `  permissions: { "${SERVER}": user }`,
-          '',
-        ].join('\n'),
-        { mode: 0o600 },
-      );
+        ],
+      });
       workers.push(new DaemonChild(config, ['--worker']));
     }
   }, 120_000);

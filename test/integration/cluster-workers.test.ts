@@ -6,18 +6,10 @@
  * share; a graceful stop hands its puppets over at once (well within the lease time); and the emulator
  * never sees a puppet connected twice at once.
  */
-import { writeFileSync } from 'node:fs';
-import path from 'node:path';
-import { bridgeMigrations } from '../../app/migrations.js';
-import { noopAdapter } from '../../bench/scale/noop-adapter.js';
-import { Bridge } from '../../src/bridge/core.js';
 import { Leases, type LeaseRow } from '../../src/cluster/leases.js';
 import { generateProviderKey } from '../../src/protocol/jwt.js';
-import { writeProviderKey } from '../../src/provider-keys.js';
-import { PostgresSignalBackend } from '../../src/signal/index.js';
-import { ensureAtRestKey } from '../../src/store/at-rest.js';
 import { PgDatabase } from '../../src/store/postgres-database.js';
-import { openPostgresStore } from '../../src/store/postgres-store.js';
+import { enlistPuppets, workerIdOf, writeSharedState, writeWorkerConfig } from '../support/cluster.js';
 import { DaemonChild } from '../support/daemon-child.js';
 import { emulatorGateway, startEmulator, type StartedEmulator } from '../support/emulator-process.js';
 import { startPostgres, type PostgresServer } from '../support/postgres.js';
@@ -43,25 +35,19 @@ describe('several workers on one PostgreSQL (puppet leases with fencing)', () =>
   /** A worker's config (its own HTTP port; everything else shared) and the child running it. */
   const newWorker = async (): Promise<DaemonChild> => {
     const config = tmp.file(`worker-${workers.length + 1}.yaml`);
-    writeFileSync(
-      config,
-      [
-        'bridge:',
-        `  provider_id: ${PROVIDER}`,
-        `  data_dir: ${dataDir}`,
-        `  database: "${url}"`,
-        `  worker_lease_seconds: ${LEASE_SECONDS}`,
-        `  http: { port: ${await freePort()} }`,
-        'gateway:',
-        `  port: ${emulator.running.gateway.port}`,
-        `  root_key: ${Buffer.from(emulator.root).toString('base64')}`,
-        '  reconnect: { initial_delay_ms: 100, max_delay_ms: 1000 }',
-        'signal:',
-        '  prekey_batch_size: 10',
-        '',
-      ].join('\n'),
-      { mode: 0o600 },
-    );
+    writeWorkerConfig(config, {
+      provider: PROVIDER,
+      dataDir,
+      database: url,
+      leaseSeconds: LEASE_SECONDS,
+      httpPort: await freePort(),
+      gateway: {
+        port: emulator.running.gateway.port,
+        rootKey: emulator.root,
+        extra: ['reconnect: { initial_delay_ms: 100, max_delay_ms: 1000 }'],
+      },
+      more: ['signal:', '  prekey_batch_size: 10'],
+    });
     const w = new DaemonChild(config, ['--worker']);
     workers.push(w);
     return w;
@@ -76,7 +62,6 @@ describe('several workers on one PostgreSQL (puppet leases with fencing)', () =>
     }
     return by;
   };
-  const workerIdOf = (w: DaemonChild): string => /"worker":"([^"]+)"/.exec(w.log)?.[1] ?? '(none yet)';
   const connected = () => new Set(emulator.running.gateway.connectedDevices()).size;
   const stats = () => emulator.running.gateway.stats();
   /** Every puppet held by one of `holders`, `each` apiece (±1), and connected at the emulator. */
@@ -98,27 +83,14 @@ describe('several workers on one PostgreSQL (puppet leases with fencing)', () =>
     pgServer = await startPostgres();
     const key = await generateProviderKey('EdDSA');
     emulator = await startEmulator(tmp, { provider: { id: PROVIDER, signingKey: key } });
-    writeProviderKey(path.join(dataDir, 'provider-signing-key.jwk'), key);
-    ensureAtRestKey(path.join(dataDir, 'at-rest.key'));
+    writeSharedState(dataDir, key);
     url = await pgServer.createDatabase();
-
     // 60 puppets enlisted through the real path by a bridge in this process, then closed.
-    const store = await openPostgresStore({ url, migrations: bridgeMigrations('postgres') });
-    const bridge = new Bridge({
-      store,
-      signalBackend: (id) => new PostgresSignalBackend(store.pg, id),
-      gateway: emulatorGateway(emulator.running.gateway, emulator.root, { id: PROVIDER, signingKey: key }),
-      preKeys: 10,
-    });
-    bridge.attach(noopAdapter);
-    let next = 0;
-    await Promise.all(
-      Array.from({ length: 6 }, async () => {
-        while (next < PUPPETS) await bridge.enlist('matrix', `@user${next++}:hs.example`);
-      }),
+    await enlistPuppets(
+      url,
+      emulatorGateway(emulator.running.gateway, emulator.root, { id: PROVIDER, signingKey: key }),
+      PUPPETS,
     );
-    await bridge.stop();
-    await store.close();
     await until(() => connected() === 0, 'the set-up connections closed');
 
     db = await PgDatabase.open({ url, migrations: false });

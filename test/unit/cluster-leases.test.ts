@@ -28,6 +28,20 @@ describe('leases on PostgreSQL', () => {
   });
   afterEach(() => store.close());
 
+  /** A puppet with throwaway keys: the leases and fences are what these tests look at. */
+  const newPuppet = (localId: string, n: number) =>
+    store.puppets.create({
+      localId,
+      network: 'matrix',
+      accountId: `49151000000${String(n).padStart(2, '0')}`,
+      deviceId: 1,
+      registrationId: n,
+      identityPublic: new Uint8Array(33),
+      identityPrivate: new Uint8Array(32),
+      noisePublic: new Uint8Array(32),
+      noisePrivate: new Uint8Array(32),
+    });
+
   it('gives a free lease to one holder at fence 1, and not to another while it is live', async () => {
     expect(await leases.acquire('w1', ['puppet:1'], 10_000)).toEqual([{ name: 'puppet:1', fence: 1 }]);
     expect(await leases.acquire('w2', ['puppet:1'], 10_000)).toEqual([]);
@@ -89,17 +103,7 @@ describe('leases on PostgreSQL', () => {
   });
 
   it("refuses a stale holder's fenced write (Signal session and inbox row), landing nothing of it", async () => {
-    const puppet = await store.puppets.create({
-      localId: '@alice:hs',
-      network: 'matrix',
-      accountId: '4915100000001',
-      deviceId: 1,
-      registrationId: 1,
-      identityPublic: new Uint8Array(33),
-      identityPrivate: new Uint8Array(32),
-      noisePublic: new Uint8Array(32),
-      noisePrivate: new Uint8Array(32),
-    });
+    const puppet = await newPuppet('@alice:hs', 1);
     const name = `puppet:${puppet.id}`;
     const [mine] = await leases.acquire('w1', [name], 200);
     let held = mine!;
@@ -153,17 +157,7 @@ describe('leases on PostgreSQL', () => {
   });
 
   it("drops a stale holder's loose session writes (an outgoing encryption's), keeping the new holder's", async () => {
-    const puppet = await store.puppets.create({
-      localId: '@bob:hs',
-      network: 'matrix',
-      accountId: '4915100000002',
-      deviceId: 1,
-      registrationId: 2,
-      identityPublic: new Uint8Array(33),
-      identityPrivate: new Uint8Array(32),
-      noisePublic: new Uint8Array(32),
-      noisePrivate: new Uint8Array(32),
-    });
+    const puppet = await newPuppet('@bob:hs', 2);
     const name = `puppet:${puppet.id}`;
     const [old] = await leases.acquire('w1', [name], 200);
     const stale = new PgSignalTables(store.pg, puppet.id, Date.now, () => old);
@@ -193,17 +187,7 @@ describe('leases on PostgreSQL', () => {
   });
 
   it("drops a stale holder's prekey, key counter and identity writes, keeping the new holder's", async () => {
-    const puppet = await store.puppets.create({
-      localId: '@carol:hs',
-      network: 'matrix',
-      accountId: '4915100000003',
-      deviceId: 1,
-      registrationId: 3,
-      identityPublic: new Uint8Array(33),
-      identityPrivate: new Uint8Array(32),
-      noisePublic: new Uint8Array(32),
-      noisePrivate: new Uint8Array(32),
-    });
+    const puppet = await newPuppet('@carol:hs', 3);
     const name = `puppet:${puppet.id}`;
     const [old] = await leases.acquire('w1', [name], 200);
     const stale = new PgSignalTables(store.pg, puppet.id, Date.now, () => old);
