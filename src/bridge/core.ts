@@ -258,17 +258,17 @@ export class Bridge {
   async relinquish(puppetId: number): Promise<void> {
     for (const [localUser, runtime] of this.runtimes) {
       if (runtime.puppet.id !== puppetId) continue;
-      this.leases.delete(localUser);
       this.runtimes.delete(localUser);
       this.byPuppetId.delete(puppetId);
+      // Stopped under its lease: the session writes of what it sent last land (see PuppetRuntime.stop).
       await runtime.stop();
+      this.leases.delete(localUser);
     }
   }
 
   private adapterOf(network: Network): Adapter | undefined {
     return this.adapters.get(network);
   }
-
   /** What a puppet's runtime reports to: the adapter, or with several workers the front. */
   private runtimeAdapterOf(network: Network): Adapter | undefined {
     return this.cluster ? this.cluster.adapterFor(network) : this.adapters.get(network);

@@ -241,6 +241,9 @@ export class PuppetRuntime {
     this.incoming.stop();
     await this.disconnect();
     await this.chain;
+    // The Signal state of what it sent last is durable before the caller lets the puppet go (with
+    // several workers, before its lease goes to another, which would otherwise reuse its keys).
+    await this.ctx.sessionGate.flushed().catch(() => undefined);
   }
 
   /** Resolves once the puppet is connected; rejects after `waitMs` (`bridge_not_connected`). */
