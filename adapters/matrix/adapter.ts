@@ -33,6 +33,7 @@ import { MatrixIds, type MatrixConfig } from './ids.js';
 import { InFlight } from './in-flight.js';
 import { globalState } from './bridge-state.js';
 import { DoublePuppets } from './double-puppet.js';
+import { CatchUp } from './catch-up.js';
 import { InboundQueue } from './inbound-queue.js';
 import { Invites } from './invites.js';
 import { ManagementRooms } from './management-room.js';
@@ -52,6 +53,8 @@ export interface MatrixAdapterOptions {
   readonly maxEventAttempts?: number;
   /** First wait before an inbound event is tried again; doubles up to 60 s. Default 1000 ms. */
   readonly eventRetryMs?: number;
+  /** How long rooms are read back once a recovery's backlog is through (catch-up.ts). Default 3 s. */
+  readonly catchUpWindowMs?: number;
 }
 
 /** Startup checks fail fast: a couple of attempts, not the patient policy of normal operation. */
@@ -79,6 +82,7 @@ export class MatrixAdapter implements Adapter {
   readonly #commands: CommandHandler;
   readonly #sending: Sending;
   readonly #queue: InboundQueue;
+  readonly #catchUp: CatchUp;
   readonly #spool: MediaSpool;
   /** Spooled files older than this (the queue age limit, and a day) are what a crash left. */
   readonly #spoolMaxAgeMs: number;
@@ -190,9 +194,18 @@ export class MatrixAdapter implements Adapter {
       inFlight,
       log,
     });
+    this.#catchUp = new CatchUp({
+      store,
+      clientFor: (room) =>
+        room.remoteJid === null ? undefined : ghosts.client(ids.ghostIdOf(room.remoteJid)),
+      kick: () => this.#queue.kick(),
+      log,
+      windowMs: options.catchUpWindowMs,
+    });
     this.#queue = new InboundQueue({
       store,
       handle: (row) => this.#handle(row),
+      expand: (rows) => this.#catchUp.expand(rows),
       rooms,
       inFlight,
       log,
@@ -235,7 +248,11 @@ export class MatrixAdapter implements Adapter {
     const listener = new AppserviceListener(
       this.#tokens.hs,
       {
-        recordTransaction: (txnId, events) => this.store.recordTransaction(txnId, events),
+        recordTransaction: async (txnId, events) => {
+          const recorded = await this.store.recordTransaction(txnId, events);
+          this.#catchUp.sawTransaction(events);
+          return recorded;
+        },
         afterTransaction: (typing, presence) => {
           if (this.#queue.running) {
             this.#handlers.typing(typing);
@@ -249,6 +266,7 @@ export class MatrixAdapter implements Adapter {
         // Once the homeserver has marked the bridge down for the refusal, a ping starts its
         // recovery at once (its own timer would wait 2 s).
         nudge: () => {
+          this.#catchUp.openWindow();
           setTimeout(() => {
             nudgeRecovery(checker).catch((err: unknown) =>
               log?.debug({ err: (err as Error).message }, 'appservice recovery ping failed'),
@@ -278,6 +296,8 @@ export class MatrixAdapter implements Adapter {
     });
     this.#watch.start();
     await this.#spool.sweep(this.#spoolMaxAgeMs);
+    // The homeserver may be recovering from the bridge's absence now (catch-up.ts).
+    this.#catchUp.openWindow();
     this.#queue.start();
     log.info(
       { homeserver: m.homeserver_url, bot: this.botUserId, listen: `${address.address}:${address.port}` },
@@ -288,6 +308,7 @@ export class MatrixAdapter implements Adapter {
   /** Closes the listener and lets the work in flight finish; the core is stopped by its owner. */
   async stop(): Promise<void> {
     this.#watch?.stop();
+    this.#catchUp.stop();
     const listener = this.#listener;
     this.#listener = undefined;
     await listener?.close();

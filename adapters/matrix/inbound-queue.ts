@@ -28,6 +28,8 @@ export interface InboundQueueContext {
   >;
   /** Handles one event; a rejection counts as a failed attempt. */
   handle(row: InboundRow): Promise<void>;
+  /** A room's batch with any event the homeserver never sent put in its place (catch-up.ts). */
+  expand?(rows: readonly InboundRow[]): Promise<readonly InboundRow[]>;
   readonly rooms: Pick<ManagementRooms, 'notice'>;
   readonly inFlight: Pick<InFlight, 'track'>;
   readonly log: Logger;
@@ -117,7 +119,8 @@ export class InboundQueue {
     return rooms.some((roomId) => !this.#rooms.has(roomId) && (this.#roomRetryAt.get(roomId) ?? 0) <= now);
   }
 
-  async #runRoom(rows: readonly InboundRow[]): Promise<void> {
+  async #runRoom(batch: readonly InboundRow[]): Promise<void> {
+    const rows = this.c.expand === undefined ? batch : await this.c.expand(batch);
     for (const row of rows) {
       if (this.#stopped) return;
       try {

@@ -105,7 +105,7 @@ export class PostgresMatrixStore implements MatrixStore {
 
   inboundState(key: string): Promise<InboundState | undefined> {
     return first(
-      this.#db.query('SELECT state, attempts, error FROM matrix_inbound WHERE key = $1', [key]),
+      this.#db.query('SELECT seq, state, attempts, error FROM matrix_inbound WHERE key = $1', [key]),
       toInboundState,
     );
   }
@@ -131,6 +131,15 @@ export class PostgresMatrixStore implements MatrixStore {
       await this.#db.query(
         `SELECT * FROM matrix_rooms WHERE kind = 'portal' AND local_user = $1 ORDER BY created_at`,
         [localUser],
+      )
+    ).map(toRoom);
+  }
+
+  async portalPage(afterRoomId: string, limit: number): Promise<MatrixRoom[]> {
+    return (
+      await this.#db.query(
+        `SELECT * FROM matrix_rooms WHERE kind = 'portal' AND room_id > $1 ORDER BY room_id LIMIT $2`,
+        [afterRoomId, limit],
       )
     ).map(toRoom);
   }

@@ -32,6 +32,7 @@ export const toInbound = (r: Row): InboundRow => ({
 });
 
 export const toInboundState = (r: Row): InboundState => ({
+  seq: Number(r.seq),
   state: r.state as string,
   attempts: r.attempts as number,
   error: (r.error as string | null) ?? null,

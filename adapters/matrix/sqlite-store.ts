@@ -81,7 +81,7 @@ export class SqliteMatrixStore implements MatrixStore {
   }
 
   async inboundState(key: string): Promise<InboundState | undefined> {
-    const r = this.#q('SELECT state, attempts, error FROM matrix_inbound WHERE key = ?').get(key) as
+    const r = this.#q('SELECT seq, state, attempts, error FROM matrix_inbound WHERE key = ?').get(key) as
       Row | undefined;
     return r === undefined ? undefined : toInboundState(r);
   }
@@ -105,6 +105,14 @@ export class SqliteMatrixStore implements MatrixStore {
       this.#q(`SELECT * FROM matrix_rooms WHERE kind = 'portal' AND local_user = ? ORDER BY created_at`).all(
         localUser,
       ) as Row[]
+    ).map(toRoom);
+  }
+
+  async portalPage(afterRoomId: string, limit: number): Promise<MatrixRoom[]> {
+    return (
+      this.#q(
+        `SELECT * FROM matrix_rooms WHERE kind = 'portal' AND room_id > ? ORDER BY room_id LIMIT ?`,
+      ).all(afterRoomId, limit) as Row[]
     ).map(toRoom);
   }
 

@@ -46,6 +46,8 @@ export interface SentEvent {
 
 /** The state of one inbound event, for diagnostics and tests. */
 export interface InboundState {
+  /** Its place in the queue (events are handled in this order per room). */
+  seq: number;
   state: string;
   attempts: number;
   error: string | null;
@@ -87,6 +89,8 @@ export interface MatrixStore {
   portalOf(localUser: string, remoteJid: string): Promise<MatrixRoom | undefined>;
   /** The local user's portals, oldest first. */
   portalsOf(localUser: string): Promise<MatrixRoom[]>;
+  /** Every user's portals, a page at a time in room id order: those after `afterRoomId`. */
+  portalPage(afterRoomId: string, limit: number): Promise<MatrixRoom[]>;
   /** The local user's management room (the direct chat with the bot), if there is one. */
   managementRoomOf(localUser: string): Promise<MatrixRoom | undefined>;
   /** Records a room, atomically replacing the user's older portal with the contact (or management room). */

@@ -7,7 +7,12 @@
  */
 import { freePort, until } from '../support/wait.js';
 import path from 'node:path';
-import { createMatrixAdapter, openMatrixStore, type MatrixAdapter } from '../../adapters/matrix/index.js';
+import {
+  createMatrixAdapter,
+  openMatrixStore,
+  type MatrixAdapter,
+  type MatrixAdapterOptions,
+} from '../../adapters/matrix/index.js';
 import type { BridgeDatabase } from '../../app/database.js';
 import { buildDoublePuppetRegistration, buildRegistration } from '../../adapters/matrix/registration.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -206,8 +211,14 @@ export class MatrixHarness {
     return this.synapse !== undefined ? this.synapse.proxy.transactionsIdle() : this.hs.transactionsIdle();
   }
 
-  /** Starts the bridge on the same database; `matrix` overrides the adapter's config for this start. */
-  async startBridge(matrix: Partial<Config['matrix']> = {}): Promise<void> {
+  /**
+   * Starts the bridge on the same database; `matrix` overrides the adapter's config for this start,
+   * `options` its test settings.
+   */
+  async startBridge(
+    matrix: Partial<Config['matrix']> = {},
+    options: MatrixAdapterOptions = {},
+  ): Promise<void> {
     const database = await openTestBridgeDatabase(this.databaseAt);
     this.database = database;
     this.store = database.store;
@@ -241,6 +252,7 @@ export class MatrixHarness {
         provisioning: (req, res) => this.provisioning(req, res),
       },
       openMatrixStore(database.adapterDb),
+      options,
     );
     this.core = this.bridge.attach(adapter);
     try {

@@ -78,15 +78,26 @@ describe.each(storeBackends())('the adapters’ stores on $name', (backend) => {
       const [a, b] = await store.pendingInboundOf(ROOM);
       await store.markInboundDone(a!.seq);
       await store.markInboundAttempt(b!.seq, 'homeserver down', false);
-      expect(await store.inboundState('$a')).toEqual({ state: 'done', attempts: 0, error: null });
+      expect(await store.inboundState('$a')).toEqual({
+        seq: a!.seq,
+        state: 'done',
+        attempts: 0,
+        error: null,
+      });
       expect(await store.inboundState('$b')).toEqual({
+        seq: b!.seq,
         state: 'pending',
         attempts: 1,
         error: 'homeserver down',
       });
       expect((await store.pendingInboundOf(ROOM)).map((r) => [r.key, r.attempts])).toEqual([['$b', 1]]);
       await store.markInboundAttempt(b!.seq, 'still down', true);
-      expect(await store.inboundState('$b')).toEqual({ state: 'failed', attempts: 2, error: 'still down' });
+      expect(await store.inboundState('$b')).toEqual({
+        seq: b!.seq,
+        state: 'failed',
+        attempts: 2,
+        error: 'still down',
+      });
       expect(await store.pendingInboundRooms()).toEqual(['!other:example.org']);
       expect(await store.inboundState('$nothing')).toBeUndefined();
     });
@@ -112,6 +123,20 @@ describe.each(storeBackends())('the adapters’ stores on $name', (backend) => {
       expect(await store.room(ROOM)).toEqual(portal);
       expect(await store.portalOf(ALICE_MX, BOB_REMOTE)).toEqual(portal);
       expect((await store.portalsOf(ALICE_MX)).map((r) => r.roomId)).toEqual([ROOM, '!r2:example.org']);
+      // Every user's portals a page at a time (in the database's order of room ids); no management room.
+      await store.putRoom({
+        roomId: '!a0:example.org',
+        kind: 'portal',
+        localUser: '@carol:example.org',
+        remoteJid: BOB_REMOTE,
+      });
+      const first = await store.portalPage('', 2);
+      const second = await store.portalPage(first.at(-1)!.roomId, 2);
+      expect([first.length, second.length]).toEqual([2, 1]);
+      expect(await store.portalPage(second[0]!.roomId, 2)).toEqual([]);
+      expect([...first, ...second].map((r) => r.roomId).sort()).toEqual(
+        ['!a0:example.org', ROOM, '!r2:example.org'].sort(),
+      );
       expect(await store.managementRoomOf(ALICE_MX)).toMatchObject({
         roomId: '!m:example.org',
         remoteJid: null,
