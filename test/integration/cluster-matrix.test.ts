@@ -279,6 +279,35 @@ describe('three workers on Matrix: a worker and then the front SIGKILLed in the 
     }
     expect(synapse.proxy.violations).toEqual([]);
     expect(emulator.running.gateway.stats().connectedTwice).toEqual([]);
+    // Once delivered, no text of the conversations is left in the shared database, in any table
+    // (text columns as they are, binary ones searched for the text's bytes).
+    const markers = users.flatMap((_, u) => [
+      fromUser(u)[N - 1]!,
+      fromNative(u)[N - 1]!,
+      fromUser(u)[N >> 1]!,
+    ]);
+    const columns = (await db.query(
+      `SELECT c.table_name, c.column_name, c.data_type FROM information_schema.columns c
+       JOIN pg_tables t ON t.tablename = c.table_name AND t.schemaname = c.table_schema
+       WHERE c.table_schema NOT IN ('pg_catalog', 'information_schema')
+         AND c.data_type IN ('text', 'character varying', 'bytea', 'json', 'jsonb')`,
+    )) as { table_name: string; column_name: string; data_type: string }[];
+    const left: string[] = [];
+    for (const c of columns) {
+      const col = `"${c.column_name}"`;
+      const where =
+        c.data_type === 'bytea'
+          ? markers.map((_, i) => `position(convert_to($${i + 1}, 'UTF8') in ${col}) > 0`)
+          : markers.map((_, i) => `${col}::text LIKE '%' || $${i + 1} || '%'`);
+      const row = await db.queryOne(
+        `SELECT count(*)::int AS n FROM "${c.table_name}" WHERE ${where.join(' OR ')}`,
+        markers,
+      );
+      const n = Number(row?.['n'] ?? 0);
+      if (n > 0) left.push(`${c.table_name}.${c.column_name}: ${n}`);
+    }
+    expect(columns.length).toBeGreaterThan(20);
+    expect(left).toEqual([]);
     const stranded = users.flatMap((_, u) => fromUser(u).filter((t) => !accepted(u).includes(t)));
     process.stdout.write(
       `cluster-matrix: the front SIGKILLed, a standby listening after ${takeoverMs} ms; ${stranded.length} messages Synapse never sent, found by reading the rooms back (${JSON.stringify(stranded)})\n`,
