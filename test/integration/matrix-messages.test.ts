@@ -1,7 +1,9 @@
 /**
  * Text, receipts, typing, portals and failures between a Matrix user (matrix-js-sdk on Synapse)
- * and a native user (through the emulator); each with the bridge's database on SQLite and on a real
- * PostgreSQL (every table there: core, Signal, the adapter's).
+ * and a native user (through the emulator); with the bridge's database on SQLite, and the scenarios
+ * that carry messages also on a real PostgreSQL (every table there: core, Signal, the adapter's).
+ * The rest touch the adapter's store only through methods the store contract tests run on both
+ * backends (test/unit/adapter-stores.test.ts), so they run on SQLite alone.
  */
 import type { NativeUser } from '../../emulator/native-user.js';
 import type { SdkUser } from '../support/synapse/sdk-user.js';
@@ -24,6 +26,7 @@ describe.each(['sqlite', 'postgres'] as const)('the bridge on %s', (backend) => 
     if (backend === 'postgres') postgres = await startPostgres();
   });
   afterAll(() => postgres?.stop());
+  const sqliteOnly = backend === 'sqlite' ? test : test.skip;
 
   beforeEach(async () => {
     h = await MatrixHarness.start({ synapse: synapse(), ...(postgres ? { postgres } : {}) });
@@ -132,7 +135,7 @@ describe.each(['sqlite', 'postgres'] as const)('the bridge on %s', (backend) => 
     await alice.waitUntil(() => alice.readUpTo(portal, GHOST) === mine, 'the ghost’s read receipt');
   });
 
-  test('a ghost invited to a new direct chat joins it, and the chat is bridged', async () => {
+  sqliteOnly('a ghost invited to a new direct chat joins it, and the chat is bridged', async () => {
     const bob = await h.native(BOB);
     const room = await alice.createDirectRoom(GHOST);
     await alice.waitFor(
@@ -153,160 +156,181 @@ describe.each(['sqlite', 'postgres'] as const)('the bridge on %s', (backend) => 
     expect((await alice.state(room)).some((e) => e.type === 'm.bridge')).toBe(true);
   });
 
-  test('an encrypted room: the bridge says plainly that it cannot read it, instead of dropping messages silently', async () => {
-    const bob = await h.native(BOB);
-    const room = await alice.createDirectRoom(GHOST, {
-      initial_state: [
-        { type: 'm.room.encryption', state_key: '', content: { algorithm: 'm.megolm.v1.aes-sha2' } },
-      ],
-    });
-    const notice = await alice.waitFor(
-      room,
-      (e) => e.type === 'm.room.message' && /encrypted/.test(bodyOf(e)),
-    );
-    expect(bodyOf(notice)).toMatch(/cannot read Matrix-encrypted messages/);
-    expect(bodyOf(notice)).toMatch(/Nothing you send here reaches \+4915112345678/);
+  sqliteOnly(
+    'an encrypted room: the bridge says plainly that it cannot read it, instead of dropping messages silently',
+    async () => {
+      const bob = await h.native(BOB);
+      const room = await alice.createDirectRoom(GHOST, {
+        initial_state: [
+          { type: 'm.room.encryption', state_key: '', content: { algorithm: 'm.megolm.v1.aes-sha2' } },
+        ],
+      });
+      const notice = await alice.waitFor(
+        room,
+        (e) => e.type === 'm.room.message' && /encrypted/.test(bodyOf(e)),
+      );
+      expect(bodyOf(notice)).toMatch(/cannot read Matrix-encrypted messages/);
+      expect(bodyOf(notice)).toMatch(/Nothing you send here reaches \+4915112345678/);
 
-    // Encryption turned on in a working portal: said once, and nothing more is bridged from it.
-    const portal = await h.startChat(alice, management, BOB);
-    await alice.enableEncryption(portal);
-    await alice.waitFor(
-      portal,
-      (e) => e.sender === BOT && /cannot read Matrix-encrypted messages/.test(bodyOf(e)),
-    );
-    await alice.sendRaw(portal, 'm.room.encrypted', {
-      algorithm: 'm.megolm.v1.aes-sha2',
-      ciphertext: 'AwgAEnAC',
-      sender_key: 'SENDERKEY',
-      session_id: 'SESSION',
-      device_id: 'DEVICE',
-    });
-    await h.transactionsIdle();
-    await new Promise((r) => setTimeout(r, 200));
-    expect(bob.received).toHaveLength(0);
-  });
+      // Encryption turned on in a working portal: said once, and nothing more is bridged from it.
+      const portal = await h.startChat(alice, management, BOB);
+      await alice.enableEncryption(portal);
+      await alice.waitFor(
+        portal,
+        (e) => e.sender === BOT && /cannot read Matrix-encrypted messages/.test(bodyOf(e)),
+      );
+      await alice.sendRaw(portal, 'm.room.encrypted', {
+        algorithm: 'm.megolm.v1.aes-sha2',
+        ciphertext: 'AwgAEnAC',
+        sender_key: 'SENDERKEY',
+        session_id: 'SESSION',
+        device_id: 'DEVICE',
+      });
+      await h.transactionsIdle();
+      await new Promise((r) => setTimeout(r, 200));
+      expect(bob.received).toHaveLength(0);
+    },
+  );
 
-  test('an encrypted DM with a ghost or with the bot is declined, and the working portal and management room stay', async () => {
-    const { bob, portal } = await portalWithBob();
-    const encrypted = {
-      initial_state: [
-        { type: 'm.room.encryption', state_key: '', content: { algorithm: 'm.megolm.v1.aes-sha2' } },
-      ],
-    };
-    const withGhost = await alice.createDirectRoom(GHOST, encrypted);
-    await alice.waitFor(
-      withGhost,
-      (e) => e.sender === GHOST && /cannot read Matrix-encrypted messages/.test(bodyOf(e)),
-    );
-    const withBot = await alice.createDirectRoom(BOT, encrypted);
-    await alice.waitFor(
-      withBot,
-      (e) => e.sender === BOT && /cannot read Matrix-encrypted messages/.test(bodyOf(e)),
-    );
-    await alice.waitFor(withBot, (e) => e.state_key === BOT && e.content['membership'] === 'leave');
+  sqliteOnly(
+    'an encrypted DM with a ghost or with the bot is declined, and the working portal and management room stay',
+    async () => {
+      const { bob, portal } = await portalWithBob();
+      const encrypted = {
+        initial_state: [
+          { type: 'm.room.encryption', state_key: '', content: { algorithm: 'm.megolm.v1.aes-sha2' } },
+        ],
+      };
+      const withGhost = await alice.createDirectRoom(GHOST, encrypted);
+      await alice.waitFor(
+        withGhost,
+        (e) => e.sender === GHOST && /cannot read Matrix-encrypted messages/.test(bodyOf(e)),
+      );
+      const withBot = await alice.createDirectRoom(BOT, encrypted);
+      await alice.waitFor(
+        withBot,
+        (e) => e.sender === BOT && /cannot read Matrix-encrypted messages/.test(bodyOf(e)),
+      );
+      await alice.waitFor(withBot, (e) => e.state_key === BOT && e.content['membership'] === 'leave');
 
-    // The old portal still carries messages both ways, and the old management room takes commands.
-    await alice.sendText(portal, 'still here?');
-    await bob.waitForMessage((m) => m.content.kind === 'text' && m.content.text === 'still here?');
-    await bob.sendText(await h.jidOf(alice), 'yes', { devices: [0] });
-    await fromGhost(portal, /^yes$/);
-    expect(await h.command(alice, management, 'status')).toMatch(/Opted in/);
-    expect((await h.adapter.store.portalOf(alice.userId, bob.jid))?.roomId).toBe(portal);
-  });
+      // The old portal still carries messages both ways, and the old management room takes commands.
+      await alice.sendText(portal, 'still here?');
+      await bob.waitForMessage((m) => m.content.kind === 'text' && m.content.text === 'still here?');
+      await bob.sendText(await h.jidOf(alice), 'yes', { devices: [0] });
+      await fromGhost(portal, /^yes$/);
+      expect(await h.command(alice, management, 'status')).toMatch(/Opted in/);
+      expect((await h.adapter.store.portalOf(alice.userId, bob.jid))?.roomId).toBe(portal);
+    },
+  );
 
-  test('a message that cannot be delivered is answered in the room with a notice naming the reason', async () => {
-    // A WhatsApp account with no device: reachable in the directory, but nothing can be sent to it.
-    const jid = h.running.gateway.createNativeUser('+4917600000001');
-    const ghost = ghostOf('+4917600000001');
-    const room = await alice.createDirectRoom(ghost);
-    await alice.waitFor(room, (e) => e.state_key === BOT && e.content['membership'] === 'join');
-    const id = await alice.sendText(room, 'anyone there?');
+  sqliteOnly(
+    'a message that cannot be delivered is answered in the room with a notice naming the reason',
+    async () => {
+      // A WhatsApp account with no device: reachable in the directory, but nothing can be sent to it.
+      const jid = h.running.gateway.createNativeUser('+4917600000001');
+      const ghost = ghostOf('+4917600000001');
+      const room = await alice.createDirectRoom(ghost);
+      await alice.waitFor(room, (e) => e.state_key === BOT && e.content['membership'] === 'join');
+      const id = await alice.sendText(room, 'anyone there?');
 
-    const notice = await alice.waitFor(room, (e) => e.sender === BOT && replyTarget(e) === id);
-    expect(notice.content['msgtype']).toBe('m.notice');
-    expect(bodyOf(notice)).toMatch(/^Not delivered to \+4917600000001: /);
-    expect(jid).toBe('4917600000001@wa.interop');
-  });
+      const notice = await alice.waitFor(room, (e) => e.sender === BOT && replyTarget(e) === id);
+      expect(notice.content['msgtype']).toBe('m.notice');
+      expect(bodyOf(notice)).toMatch(/^Not delivered to \+4917600000001: /);
+      expect(jid).toBe('4917600000001@wa.interop');
+    },
+  );
 
-  test('a contact’s identity change is announced in the portal with the new safety number', async () => {
-    const { bob, portal } = await portalWithBob();
-    await alice.sendText(portal, 'hi');
-    await bob.waitForMessage();
-    await bob.close();
-    h.natives.splice(h.natives.indexOf(bob), 1);
-    await h.native(BOB); // same number, new phone: a new identity key
+  sqliteOnly(
+    'a contact’s identity change is announced in the portal with the new safety number',
+    async () => {
+      const { bob, portal } = await portalWithBob();
+      await alice.sendText(portal, 'hi');
+      await bob.waitForMessage();
+      await bob.close();
+      h.natives.splice(h.natives.indexOf(bob), 1);
+      await h.native(BOB); // same number, new phone: a new identity key
 
-    const notice = await alice.waitFor(portal, (e) => e.sender === BOT && /security code/.test(bodyOf(e)));
-    expect(notice.content['msgtype']).toBe('m.notice');
-    expect(bodyOf(notice)).toMatch(
-      /^The security code of \+4915112345678 changed .* Safety number: (\d{5} ){11}\d{5}\.$/,
-    );
-  });
+      const notice = await alice.waitFor(portal, (e) => e.sender === BOT && /security code/.test(bodyOf(e)));
+      expect(notice.content['msgtype']).toBe('m.notice');
+      expect(bodyOf(notice)).toMatch(
+        /^The security code of \+4915112345678 changed .* Safety number: (\d{5} ){11}\d{5}\.$/,
+      );
+    },
+  );
 
-  test('a ghost removed from its portal, seen or unseen, gets a new portal for the next message', async () => {
-    const bob = await h.native(BOB);
-    // A direct chat Alice makes as a plain private chat: she alone has the power to remove the ghost
-    // (in the bridge's own portals, made as trusted private chats, the ghost is her equal).
-    const ownChat = async (text: string): Promise<string> => {
-      const room = await alice.createRoom({ preset: 'private_chat', is_direct: true, invite: [GHOST] });
-      await alice.waitFor(room, (e) => e.state_key === GHOST && e.content['membership'] === 'join');
-      await alice.sendText(room, text);
-      await bob.waitForMessage((m) => m.content.kind === 'text' && m.content.text === text);
-      return room;
-    };
-    const portal = await ownChat('my own room');
-    // Alice removes the ghost: the bridge forgets the portal.
-    await alice.setState(portal, 'm.room.member', GHOST, { membership: 'leave' });
-    await until(async () => (await h.adapter.store.room(portal)) === undefined, 'the portal to be forgotten');
-    await bob.sendText(await h.jidOf(alice), 'after the kick', { devices: [0] });
-    const second = await alice.waitForInvite((e) => e.sender === GHOST && e.room_id !== portal);
-    await alice.join(second);
-    await fromGhost(second, /after the kick/);
+  sqliteOnly(
+    'a ghost removed from its portal, seen or unseen, gets a new portal for the next message',
+    async () => {
+      const bob = await h.native(BOB);
+      // A direct chat Alice makes as a plain private chat: she alone has the power to remove the ghost
+      // (in the bridge's own portals, made as trusted private chats, the ghost is her equal).
+      const ownChat = async (text: string): Promise<string> => {
+        const room = await alice.createRoom({ preset: 'private_chat', is_direct: true, invite: [GHOST] });
+        await alice.waitFor(room, (e) => e.state_key === GHOST && e.content['membership'] === 'join');
+        await alice.sendText(room, text);
+        await bob.waitForMessage((m) => m.content.kind === 'text' && m.content.text === text);
+        return room;
+      };
+      const portal = await ownChat('my own room');
+      // Alice removes the ghost: the bridge forgets the portal.
+      await alice.setState(portal, 'm.room.member', GHOST, { membership: 'leave' });
+      await until(
+        async () => (await h.adapter.store.room(portal)) === undefined,
+        'the portal to be forgotten',
+      );
+      await bob.sendText(await h.jidOf(alice), 'after the kick', { devices: [0] });
+      const second = await alice.waitForInvite((e) => e.sender === GHOST && e.room_id !== portal);
+      await alice.join(second);
+      await fromGhost(second, /after the kick/);
 
-    // A portal the bridge still maps although the ghost is gone (a removal it never saw): the
-    // homeserver's M_FORBIDDEN makes the bridge forget it and open a new one, once.
-    const third = await ownChat('another room of mine');
-    await alice.setState(third, 'm.room.member', GHOST, { membership: 'leave' });
-    await until(
-      async () => (await h.adapter.store.room(third)) === undefined,
-      'the third room to be forgotten',
-    );
-    await h.adapter.store.putRoom({
-      roomId: third,
-      kind: 'portal',
-      localUser: alice.userId,
-      remoteJid: bob.jid,
-    });
-    const id = await bob.sendText(await h.jidOf(alice), 'after the unseen kick', { devices: [0] });
-    const fourth = await alice.waitForInvite(
-      (e) => e.sender === GHOST && ![portal, second, third].includes(e.room_id),
-    );
-    await alice.join(fourth);
-    await fromGhost(fourth, /after the unseen kick/);
-    await bob.waitForReceipt(id, 'delivery');
-    expect((await h.adapter.store.portalOf(alice.userId, bob.jid))?.roomId).toBe(fourth);
-  });
+      // A portal the bridge still maps although the ghost is gone (a removal it never saw): the
+      // homeserver's M_FORBIDDEN makes the bridge forget it and open a new one, once.
+      const third = await ownChat('another room of mine');
+      await alice.setState(third, 'm.room.member', GHOST, { membership: 'leave' });
+      await until(
+        async () => (await h.adapter.store.room(third)) === undefined,
+        'the third room to be forgotten',
+      );
+      await h.adapter.store.putRoom({
+        roomId: third,
+        kind: 'portal',
+        localUser: alice.userId,
+        remoteJid: bob.jid,
+      });
+      const id = await bob.sendText(await h.jidOf(alice), 'after the unseen kick', { devices: [0] });
+      const fourth = await alice.waitForInvite(
+        (e) => e.sender === GHOST && ![portal, second, third].includes(e.room_id),
+      );
+      await alice.join(fourth);
+      await fromGhost(fourth, /after the unseen kick/);
+      await bob.waitForReceipt(id, 'delivery');
+      expect((await h.adapter.store.portalOf(alice.userId, bob.jid))?.roomId).toBe(fourth);
+    },
+  );
 
-  test('presence goes both ways: the puppet follows the Matrix user, the ghost shows the contact', async () => {
-    const { bob, portal } = await portalWithBob();
-    await alice.sendText(portal, 'hi');
-    await bob.waitForMessage();
-    const aliceJid = await h.jidOf(alice);
+  sqliteOnly(
+    'presence goes both ways: the puppet follows the Matrix user, the ghost shows the contact',
+    async () => {
+      const { bob, portal } = await portalWithBob();
+      await alice.sendText(portal, 'hi');
+      await bob.waitForMessage();
+      const aliceJid = await h.jidOf(alice);
 
-    // Native -> Matrix: Bob's presence is the ghost's.
-    bob.presence(true, aliceJid);
-    await alice.waitUntil(() => alice.presenceOf(GHOST) === 'online', 'the ghost online');
-    bob.presence(false, aliceJid);
-    await alice.waitUntil(() => alice.presenceOf(GHOST) === 'offline', 'the ghost offline');
+      // Native -> Matrix: Bob's presence is the ghost's.
+      bob.presence(true, aliceJid);
+      await alice.waitUntil(() => alice.presenceOf(GHOST) === 'online', 'the ghost online');
+      bob.presence(false, aliceJid);
+      await alice.waitUntil(() => alice.presenceOf(GHOST) === 'offline', 'the ghost offline');
 
-    // Matrix -> native: Alice goes away and comes back; her puppet says so.
-    const last = () => bob.presences.filter((p) => p.from === aliceJid).at(-1);
-    await alice.setPresence('offline');
-    await until(() => last()?.available === false, 'Bob to see Alice gone');
-    // (Synapse's presence rate limit, one change per 10 s, makes this one wait.)
-    await alice.setPresence('online');
-    await until(() => last()?.available === true, 'Bob to see Alice back', 30_000);
-  });
+      // Matrix -> native: Alice goes away and comes back; her puppet says so.
+      const last = () => bob.presences.filter((p) => p.from === aliceJid).at(-1);
+      await alice.setPresence('offline');
+      await until(() => last()?.available === false, 'Bob to see Alice gone');
+      // (Synapse's presence rate limit, one change per 10 s, makes this one wait.)
+      await alice.setPresence('online');
+      await until(() => last()?.available === true, 'Bob to see Alice back', 30_000);
+    },
+  );
 
   test('edits, reactions and redactions go both ways, each as itself', async () => {
     const { bob, portal } = await portalWithBob();
@@ -367,75 +391,82 @@ describe.each(['sqlite', 'postgres'] as const)('the bridge on %s', (backend) => 
     expect(redaction['redacts'] ?? (redaction.content['redacts'] as string | undefined)).toBe(shown.event_id);
   });
 
-  test('double puppeting: what the user sends from another device appears as theirs, with their read receipt, and goes to the contact once', async () => {
-    const { bob, portal } = await portalWithBob();
-    await alice.sendText(portal, 'hi');
-    await bob.waitForMessage();
-    const aliceJid = await h.jidOf(alice);
-    // Alice's other device on the gatekeeper's side (device 1 of her interop account).
-    const phone = await h.companion(alice);
+  sqliteOnly(
+    'double puppeting: what the user sends from another device appears as theirs, with their read receipt, and goes to the contact once',
+    async () => {
+      const { bob, portal } = await portalWithBob();
+      await alice.sendText(portal, 'hi');
+      await bob.waitForMessage();
+      const aliceJid = await h.jidOf(alice);
+      // Alice's other device on the gatekeeper's side (device 1 of her interop account).
+      const phone = await h.companion(alice);
 
-    // Not turned on: the bot shows it, saying whose it is.
-    await phone.sendFromThisDevice(bob.jid, 'from my phone', [0], [0]);
-    await bob.waitForMessage((m) => m.content.kind === 'text' && m.content.text === 'from my phone');
-    await alice.waitFor(
-      portal,
-      (e) => e.sender === BOT && bodyOf(e) === 'You, from another device: from my phone',
-    );
+      // Not turned on: the bot shows it, saying whose it is.
+      await phone.sendFromThisDevice(bob.jid, 'from my phone', [0], [0]);
+      await bob.waitForMessage((m) => m.content.kind === 'text' && m.content.text === 'from my phone');
+      await alice.waitFor(
+        portal,
+        (e) => e.sender === BOT && bodyOf(e) === 'You, from another device: from my phone',
+      );
 
-    // Turned on: as Alice herself, and her read receipt moves to it.
-    expect(await h.command(alice, management, 'double-puppet on')).toMatch(/Double puppeting is on/);
-    const id = await phone.sendFromThisDevice(bob.jid, 'from my phone again', [0], [0]);
-    const mine = await alice.waitFor(
-      portal,
-      (e) => e.sender === alice.userId && e.type === 'm.room.message' && bodyOf(e) === 'from my phone again',
-    );
-    await alice.waitUntil(
-      () => alice.readUpTo(portal, alice.userId) === mine.event_id,
-      'her own read receipt',
-    );
-    // Bob reads it (his receipt goes to every device of her account): the ghost's receipt shows it.
-    const got = await bob.waitForMessage(
-      (m) => m.content.kind === 'text' && m.content.text === 'from my phone again',
-    );
-    expect(got.id).toBe(id);
-    await bob.sendReceipt(aliceJid, [id], 'read');
-    await alice.waitUntil(() => alice.readUpTo(portal, GHOST) === mine.event_id, 'Bob’s read receipt on it');
+      // Turned on: as Alice herself, and her read receipt moves to it.
+      expect(await h.command(alice, management, 'double-puppet on')).toMatch(/Double puppeting is on/);
+      const id = await phone.sendFromThisDevice(bob.jid, 'from my phone again', [0], [0]);
+      const mine = await alice.waitFor(
+        portal,
+        (e) =>
+          e.sender === alice.userId && e.type === 'm.room.message' && bodyOf(e) === 'from my phone again',
+      );
+      await alice.waitUntil(
+        () => alice.readUpTo(portal, alice.userId) === mine.event_id,
+        'her own read receipt',
+      );
+      // Bob reads it (his receipt goes to every device of her account): the ghost's receipt shows it.
+      const got = await bob.waitForMessage(
+        (m) => m.content.kind === 'text' && m.content.text === 'from my phone again',
+      );
+      expect(got.id).toBe(id);
+      await bob.sendReceipt(aliceJid, [id], 'read');
+      await alice.waitUntil(
+        () => alice.readUpTo(portal, GHOST) === mine.event_id,
+        'Bob’s read receipt on it',
+      );
 
-    // What the bridge sent as Alice is not taken for a new message of hers: Bob has each once. What
-    // she sends from Matrix reaches her phone too, as a copy naming Bob and the id he got.
-    await alice.sendText(portal, 'and from Matrix');
-    const fromMatrix = await bob.waitForMessage(
-      (m) => m.content.kind === 'text' && m.content.text === 'and from Matrix',
-    );
-    const copy = await phone.waitForMessage(
-      (m) => m.raw.deviceSentMessage?.message?.conversation === 'and from Matrix',
-    );
-    expect(copy.raw.deviceSentMessage?.destinationJid).toBe(bob.jid);
-    expect(copy.raw.deviceSentMessage?.messageId).toBe(fromMatrix.id);
-    await h.transactionsIdle();
-    const texts = bob.received.flatMap((m) => (m.content.kind === 'text' ? [m.content.text] : []));
-    expect(texts).toEqual(['hi', 'from my phone', 'from my phone again', 'and from Matrix']);
+      // What the bridge sent as Alice is not taken for a new message of hers: Bob has each once. What
+      // she sends from Matrix reaches her phone too, as a copy naming Bob and the id he got.
+      await alice.sendText(portal, 'and from Matrix');
+      const fromMatrix = await bob.waitForMessage(
+        (m) => m.content.kind === 'text' && m.content.text === 'and from Matrix',
+      );
+      const copy = await phone.waitForMessage(
+        (m) => m.raw.deviceSentMessage?.message?.conversation === 'and from Matrix',
+      );
+      expect(copy.raw.deviceSentMessage?.destinationJid).toBe(bob.jid);
+      expect(copy.raw.deviceSentMessage?.messageId).toBe(fromMatrix.id);
+      await h.transactionsIdle();
+      const texts = bob.received.flatMap((m) => (m.content.kind === 'text' ? [m.content.text] : []));
+      expect(texts).toEqual(['hi', 'from my phone', 'from my phone again', 'and from Matrix']);
 
-    // She deletes it from her phone: redacted in Matrix by her, and Bob gets one deletion, not two.
-    await phone.sendFromThisDevice(
-      bob.jid,
-      revokeContent({ remoteJid: bob.jid, fromMe: true, id }),
-      [0],
-      [0],
-    );
-    await alice.waitFor(
-      portal,
-      (e) =>
-        e.type === 'm.room.redaction' &&
-        e.sender === alice.userId &&
-        (e['redacts'] ?? e.content['redacts']) === mine.event_id,
-    );
-    await bob.waitForMessage((m) => m.content.kind === 'revoke');
-    await h.transactionsIdle();
-    await new Promise((r) => setTimeout(r, 500));
-    expect(bob.received.filter((m) => m.content.kind === 'revoke')).toHaveLength(1);
+      // She deletes it from her phone: redacted in Matrix by her, and Bob gets one deletion, not two.
+      await phone.sendFromThisDevice(
+        bob.jid,
+        revokeContent({ remoteJid: bob.jid, fromMe: true, id }),
+        [0],
+        [0],
+      );
+      await alice.waitFor(
+        portal,
+        (e) =>
+          e.type === 'm.room.redaction' &&
+          e.sender === alice.userId &&
+          (e['redacts'] ?? e.content['redacts']) === mine.event_id,
+      );
+      await bob.waitForMessage((m) => m.content.kind === 'revoke');
+      await h.transactionsIdle();
+      await new Promise((r) => setTimeout(r, 500));
+      expect(bob.received.filter((m) => m.content.kind === 'revoke')).toHaveLength(1);
 
-    expect(await h.command(alice, management, 'double-puppet off')).toMatch(/Double puppeting is off/);
-  });
+      expect(await h.command(alice, management, 'double-puppet off')).toMatch(/Double puppeting is off/);
+    },
+  );
 });
