@@ -30,7 +30,19 @@ export type SignalErrorCode =
   /** A networked backend was read without `prepare()` first (a caller bug: the state is not loaded). */
   | 'signal_not_prepared'
   /** Encryption failed for a reason other than a missing session or a blocked identity (a bug). */
-  | 'signal_encrypt_failed';
+  | 'signal_encrypt_failed'
+  /** No sender key for that group and sender (or not for the message's chain): ask for its distribution message. */
+  | 'signal_no_sender_key'
+  /** A group message whose XEdDSA signature does not verify under the sender's signing key: drop it. */
+  | 'signal_bad_signature'
+  /** A group message more than 25,000 iterations ahead of its chain (libsignal's limit): drop it. */
+  | 'signal_message_too_far_ahead'
+  /** A sender key chain at the last uint32 iteration: rotate the sender key (a new distribution). */
+  | 'signal_sender_chain_exhausted'
+  /** A stored sender key record cannot be read: delete it; the sender's next distribution restores it. */
+  | 'signal_sender_key_corrupt'
+  /** A group distribution id that is not a UUID (a caller bug). */
+  | 'signal_bad_distribution_id';
 
 export class SignalError extends InteropError {
   declare readonly code: SignalErrorCode;

@@ -22,8 +22,12 @@ export {
   type StoredSignedPreKey,
   type Trust,
 } from './store.js';
-export { SqliteSignalBackend, type SqliteSignalBackendOptions } from './sqlite-store.js';
-export { PostgresSignalBackend } from './postgres-store.js';
+export {
+  SqliteSenderKeyBackend,
+  SqliteSignalBackend,
+  type SqliteSignalBackendOptions,
+} from './sqlite-store.js';
+export { PostgresSenderKeyBackend, PostgresSignalBackend } from './postgres-store.js';
 export {
   SignalSessionManager,
   type EncryptedMessage,
@@ -33,3 +37,13 @@ export {
   type SignalMessageType,
 } from './session-manager.js';
 export { type PreKeyUpload } from './prekeys.js';
+export {
+  createDistribution,
+  groupDecrypt,
+  groupEncrypt,
+  MAX_FORWARD_JUMPS,
+  processDistribution,
+  rotate,
+} from './sender-keys.js';
+export { MemorySenderKeyBackend, type SenderKeyAddress, type SenderKeyBackend } from './sender-key-store.js';
+export { MAX_MESSAGE_KEYS, MAX_SENDER_KEY_STATES } from './sender-key-record.js';

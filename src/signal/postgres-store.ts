@@ -13,10 +13,11 @@
  * Not yet: the working set is never shrunk (a puppet keeps every remote user it prepared, as
  * decoded sessions); an LRU of users that waits for their writes before dropping them is next.
  */
-import type { PgDatabase } from '../store/postgres-database.js';
+import { sql, type PgDatabase } from '../store/postgres-database.js';
 import { PgSignalTables, type LeaseOf } from '../store/signal-store-postgres.js';
 import { SignalError } from './errors.js';
 import { decodeRecord, encodeRecord, type LiveSessionRecord } from './record.js';
+import { senderKeyId, type SenderKeyAddress, type SenderKeyBackend } from './sender-key-store.js';
 import {
   keyIdAt,
   type LocalIdentity,
@@ -248,5 +249,117 @@ export class PostgresSignalBackend implements SignalBackend {
     });
     this.db.commitLoose(statements); // a failure surfaces at the next flush()
     return result as T;
+  }
+}
+
+/**
+ * A puppet's sender keys (group chains, sender-keys.ts) on PostgreSQL, in the signal_sender_keys
+ * table of migration 011. As `PostgresSignalBackend`: `prepare(distributionId)` loads every
+ * record of one distribution into a working set the synchronous reads answer from; writes change
+ * the working set at once and are loose writes of the database, which `flush` waits for. With a
+ * lease (several workers), every write lands only while the puppet's lease is at this process's
+ * fence, as the other Signal writes (signal-store-postgres.ts): nothing once another worker has
+ * taken the puppet over.
+ */
+export class PostgresSenderKeyBackend implements SenderKeyBackend {
+  /** Records by senderKeyId; null: known to be absent. */
+  private readonly records = new Map<string, Uint8Array | null>();
+  private readonly loaded = new Set<string>();
+  private readonly loading = new Map<string, Promise<void>>();
+  private readonly now: () => number;
+  private readonly lease: LeaseOf | undefined;
+
+  constructor(
+    private readonly db: PgDatabase,
+    private readonly puppetId: number,
+    options: { now?: () => number; lease?: LeaseOf | undefined } = {},
+  ) {
+    this.now = options.now ?? Date.now;
+    this.lease = options.lease;
+  }
+
+  async prepare(distributionId: string): Promise<void> {
+    if (this.loaded.has(distributionId)) return;
+    let loading = this.loading.get(distributionId);
+    if (!loading) {
+      loading = this.load(distributionId).finally(() => this.loading.delete(distributionId));
+      this.loading.set(distributionId, loading);
+    }
+    await loading;
+  }
+
+  flush(): Promise<void> {
+    return this.db.settled();
+  }
+
+  private async load(distributionId: string): Promise<void> {
+    await this.db.settled();
+    const rows = await this.db.query(
+      'SELECT sender, device, record FROM signal_sender_keys WHERE puppet_id = $1 AND distribution_id = $2',
+      [this.puppetId, distributionId],
+    );
+    for (const r of rows) {
+      const id = senderKeyId(distributionId, { name: r.sender as string, deviceId: r.device as number });
+      // What was written while the load was in flight is newer than what it read: kept.
+      if (!this.records.has(id)) this.records.set(id, new Uint8Array(r.record as Buffer));
+    }
+    this.loaded.add(distributionId);
+  }
+
+  getSenderKey(distributionId: string, sender: SenderKeyAddress): Uint8Array | undefined {
+    const hit = this.records.get(senderKeyId(distributionId, sender));
+    if (hit !== undefined) return hit ?? undefined;
+    if (!this.loaded.has(distributionId)) {
+      throw new SignalError(
+        'signal_not_prepared',
+        `the sender keys of distribution ${distributionId} were read before prepare(${distributionId})`,
+      );
+    }
+    return undefined;
+  }
+
+  putSenderKey(distributionId: string, sender: SenderKeyAddress, record: Uint8Array): void {
+    this.write(
+      (cond) =>
+        `INSERT INTO signal_sender_keys (puppet_id, distribution_id, sender, device, record, updated_at)
+         SELECT $1::integer, $2::text, $3::text, $4::bigint, $5::bytea, $6::bigint WHERE ${cond}
+         ON CONFLICT (puppet_id, distribution_id, sender, device)
+         DO UPDATE SET record = excluded.record, updated_at = excluded.updated_at`,
+      this.puppetId,
+      distributionId,
+      sender.name,
+      sender.deviceId,
+      Buffer.from(record.buffer, record.byteOffset, record.byteLength),
+      this.now(),
+    );
+    this.records.set(senderKeyId(distributionId, sender), record);
+  }
+
+  deleteSenderKey(distributionId: string, sender: SenderKeyAddress): void {
+    this.write(
+      (cond) =>
+        `DELETE FROM signal_sender_keys
+         WHERE puppet_id = $1 AND distribution_id = $2 AND sender = $3 AND device = $4 AND ${cond}`,
+      this.puppetId,
+      distributionId,
+      sender.name,
+      sender.deviceId,
+    );
+    this.records.set(senderKeyId(distributionId, sender), null);
+  }
+
+  /**
+   * One loose write; with a lease, conditional on the lease still being at this process's fence
+   * (its row share-locked until the write commits), the condition signal-store-postgres.ts uses.
+   */
+  private write(statement: (cond: string) => string, ...values: unknown[]): void {
+    const lease = this.lease?.();
+    if (!lease) {
+      this.db.write(sql(statement('TRUE'), ...values));
+      return;
+    }
+    const n = values.length + 1;
+    const cond = `EXISTS (SELECT 1 FROM leases WHERE name = $${n} AND fence = $${n + 1} FOR SHARE)`;
+    this.db.write(sql(statement(cond), ...values, lease.name, lease.fence));
   }
 }

@@ -5,8 +5,10 @@
  */
 import type { Db } from '../store/database.js';
 import { SignalTables } from '../store/signal-store-sqlite.js';
+import { preparedStatements, type Prepared } from '../store/sql.js';
 import { SignalError } from './errors.js';
 import { decodeRecord, encodeRecord, type LiveSessionRecord } from './record.js';
+import type { SenderKeyAddress, SenderKeyBackend } from './sender-key-store.js';
 import {
   keyIdAt,
   type LocalIdentity,
@@ -158,5 +160,62 @@ export class SqliteSignalBackend implements SignalBackend {
 
   atomically<T>(work: () => T): T {
     return this.tables.atomically(work);
+  }
+}
+
+/**
+ * A puppet's sender keys (group chains, sender-keys.ts) in the signal_sender_keys table of
+ * migration 011: one row per distribution and sender device, the record as libsignal's protobuf.
+ * No cache: a group message reads and writes one small row.
+ */
+export class SqliteSenderKeyBackend implements SenderKeyBackend {
+  private readonly q: Prepared;
+
+  constructor(
+    db: Db,
+    private readonly puppetId: number,
+    private readonly now: () => number = Date.now,
+  ) {
+    this.q = preparedStatements(db);
+  }
+
+  /** Everything is readable at once. */
+  prepare(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  /** Every write is durable when it returns. */
+  flush(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  getSenderKey(distributionId: string, sender: SenderKeyAddress): Uint8Array | undefined {
+    const row = this.q(
+      `SELECT record FROM signal_sender_keys
+       WHERE puppet_id = ? AND distribution_id = ? AND sender = ? AND device = ?`,
+    ).get(this.puppetId, distributionId, sender.name, sender.deviceId) as { record: Buffer } | undefined;
+    return row && new Uint8Array(row.record);
+  }
+
+  putSenderKey(distributionId: string, sender: SenderKeyAddress, record: Uint8Array): void {
+    this.q(
+      `INSERT INTO signal_sender_keys (puppet_id, distribution_id, sender, device, record, updated_at)
+       VALUES (?, ?, ?, ?, ?, ?)
+       ON CONFLICT (puppet_id, distribution_id, sender, device)
+       DO UPDATE SET record = excluded.record, updated_at = excluded.updated_at`,
+    ).run(
+      this.puppetId,
+      distributionId,
+      sender.name,
+      sender.deviceId,
+      Buffer.from(record.buffer, record.byteOffset, record.byteLength),
+      this.now(),
+    );
+  }
+
+  deleteSenderKey(distributionId: string, sender: SenderKeyAddress): void {
+    this.q(
+      'DELETE FROM signal_sender_keys WHERE puppet_id = ? AND distribution_id = ? AND sender = ? AND device = ?',
+    ).run(this.puppetId, distributionId, sender.name, sender.deviceId);
   }
 }

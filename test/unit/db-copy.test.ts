@@ -114,6 +114,14 @@ async function filledSqlite(): Promise<string> {
     2,
   );
   db.prepare('INSERT INTO signal_key_counters VALUES (?, ?, ?)').run(a.id, 40, 2);
+  db.prepare('INSERT INTO signal_sender_keys VALUES (?, ?, ?, ?, ?, ?)').run(
+    a.id,
+    '6ba7b810-9dad-11d1-80b4-00c04fd430c8',
+    '4915100000001',
+    1,
+    randomBytes(120),
+    7,
+  );
   const matrix = openMatrixStore({ kind: 'sqlite', db });
   await matrix.recordTransaction('t1', [{ key: '$e1', roomId: '!r', kind: 'event', payload: { body: 'x' } }]);
   await matrix.putRoom({
