@@ -196,9 +196,16 @@ export class MatrixAdapter implements Adapter {
     });
     this.#catchUp = new CatchUp({
       store,
-      clientFor: (room) =>
-        room.remoteJid === null ? undefined : ghosts.client(ids.ghostIdOf(room.remoteJid)),
+      // One attempt each, and no "homeserver away" signal: read-backs happen when it is unsteady.
+      reader: new RetryingMatrixClient(
+        m.homeserver_url,
+        asToken,
+        { maxAttempts: 1, initialDelayMs: 0, maxDelayMs: 0 },
+        log,
+      ),
+      readerOf: (room) => (room.remoteJid === null ? undefined : ids.ghostIdOf(room.remoteJid)),
       kick: () => this.#queue.kick(),
+      track: (work) => inFlight.track(work),
       log,
       windowMs: options.catchUpWindowMs,
     });
@@ -277,6 +284,8 @@ export class MatrixAdapter implements Adapter {
       },
       log,
     );
+    // The homeserver may recover from the bridge's absence as soon as it can reach it (catch-up.ts).
+    this.#catchUp.openWindow();
     const address: AddressInfo = await listener.listen(m.listen_host, m.listen_port);
     try {
       if (this.#options.skipPing !== true) {
@@ -296,8 +305,6 @@ export class MatrixAdapter implements Adapter {
     });
     this.#watch.start();
     await this.#spool.sweep(this.#spoolMaxAgeMs);
-    // The homeserver may be recovering from the bridge's absence now (catch-up.ts).
-    this.#catchUp.openWindow();
     this.#queue.start();
     log.info(
       { homeserver: m.homeserver_url, bot: this.botUserId, listen: `${address.address}:${address.port}` },
