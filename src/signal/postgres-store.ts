@@ -14,7 +14,7 @@
  * decoded sessions); an LRU of users that waits for their writes before dropping them is next.
  */
 import { sql, type PgDatabase } from '../store/postgres-database.js';
-import { PgSignalTables, type LeaseOf } from '../store/signal-store-postgres.js';
+import { fenced, PgSignalTables, type LeaseOf } from '../store/signal-store-postgres.js';
 import { SignalError } from './errors.js';
 import { decodeRecord, encodeRecord, type LiveSessionRecord } from './record.js';
 import { senderKeyId, type SenderKeyAddress, type SenderKeyBackend } from './sender-key-store.js';
@@ -358,8 +358,6 @@ export class PostgresSenderKeyBackend implements SenderKeyBackend {
       this.db.write(sql(statement('TRUE'), ...values));
       return;
     }
-    const n = values.length + 1;
-    const cond = `EXISTS (SELECT 1 FROM leases WHERE name = $${n} AND fence = $${n + 1} FOR SHARE)`;
-    this.db.write(sql(statement(cond), ...values, lease.name, lease.fence));
+    this.db.write(sql(statement(fenced(values.length + 1)), ...values, lease.name, lease.fence));
   }
 }

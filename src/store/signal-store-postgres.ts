@@ -26,7 +26,7 @@ export type LeaseOf = () => { readonly name: string; readonly fence: number } | 
  * The condition of a fenced write, its lease name and fence the parameters `$n` and `$n+1`: the
  * lease is still at the writer's fence (its row share-locked until the write commits).
  */
-const fenced = (n: number): string =>
+export const fenced = (n: number): string =>
   `EXISTS (SELECT 1 FROM leases WHERE name = $${n} AND fence = $${n + 1} FOR SHARE)`;
 
 export class PgSignalTables {
