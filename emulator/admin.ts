@@ -42,7 +42,7 @@ import {
 } from './admin/faults.js';
 import { restartGateway, rotateKeys } from './admin/gateway-control.js';
 import { accounts, queues, stats } from './admin/inspection.js';
-import { createNativeUser } from './admin/native-users.js';
+import { createNativeUser, sendAsNativeUser } from './admin/native-users.js';
 
 // The names this module exported before its endpoints moved to emulator/admin/.
 export { AdminError, type AdminErrorCode, type AdminTarget } from './admin/endpoint.js';
@@ -76,6 +76,7 @@ const ROUTES: ReadonlyMap<string, Partial<Record<Method, Endpoint>>> = new Map([
   ['/admin/accounts', { GET: accounts }],
   ['/admin/queues', { GET: queues }],
   ['/admin/native-users', { POST: createNativeUser }],
+  ['/admin/native-users/send', { POST: sendAsNativeUser }],
   ['/admin/faults/drop', { POST: dropNext }],
   ['/admin/faults/delay', { POST: delay }],
   ['/admin/faults/replay', { POST: replayLastDelivered }],

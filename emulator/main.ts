@@ -172,21 +172,42 @@ export class RunningEmulator {
 
   async #startNatives(logger: Logger): Promise<void> {
     for (const n of this.loaded.config.native_users) {
-      const user = await NativeUser.connect({
-        emulator: this.gateway,
-        phone: n.phone,
-        rootPublicKey: this.#keys.rootPublicKey,
-        logger: componentLogger(logger, 'native-user'),
-      });
-      this.#natives.push(user);
-      if (n.behaviour === 'echo') user.echo(n.delay_ms);
-      if (n.behaviour === 'answer') {
-        let next = 0;
-        const answers = n.answers.length > 0 ? n.answers : ['Nice to hear from you!', 'Sure, talk later.'];
-        user.respond(() => answers[next++ % answers.length], n.delay_ms);
-      }
-      this.log.info({ jid: user.jid, behaviour: n.behaviour }, 'native user connected');
+      await this.connectNative(n.phone, n.behaviour, { delayMs: n.delay_ms, answers: n.answers }, logger);
     }
+  }
+
+  /**
+   * Connects a native user (the configuration's, or one the admin API asks for) with a behaviour:
+   * echo (every content kind echoed), answer (read, type, then the next answer) or silent.
+   */
+  async connectNative(
+    phone: string,
+    behaviour: 'echo' | 'answer' | 'silent',
+    options: { delayMs?: number; answers?: readonly string[] } = {},
+    logger: Logger = this.log,
+  ): Promise<NativeUser> {
+    const user = await NativeUser.connect({
+      emulator: this.gateway,
+      phone,
+      rootPublicKey: this.#keys.rootPublicKey,
+      logger: componentLogger(logger, 'native-user'),
+    });
+    this.#natives.push(user);
+    const delayMs = options.delayMs ?? 0;
+    if (behaviour === 'echo') user.echo(delayMs);
+    if (behaviour === 'answer') {
+      let next = 0;
+      const given = options.answers ?? [];
+      const answers = given.length > 0 ? given : ['Nice to hear from you!', 'Sure, talk later.'];
+      user.respond(() => answers[next++ % answers.length], delayMs);
+    }
+    this.log.info({ jid: user.jid, behaviour }, 'native user connected');
+    return user;
+  }
+
+  /** The connected native user with this number, if the emulator runs one. */
+  native(phone: string): NativeUser | undefined {
+    return this.#natives.find((n) => n.jid === `${phone.slice(1)}@wa.interop`);
   }
 
   get keys(): EmulatorKeys {
@@ -308,6 +329,9 @@ export class RunningEmulator {
       dataDir: this.loaded.paths.dataDir,
       restartGateway: () => this.restartGateway(),
       rotateKeys: (validityDays?: number) => this.rotateKeys(validityDays),
+      connectNative: (phone: string, behaviour: 'echo' | 'answer' | 'silent') =>
+        this.connectNative(phone, behaviour),
+      native: (phone: string) => this.native(phone),
     };
   }
 }

@@ -38,6 +38,7 @@ import { createSignalIdentity, MemorySignalBackend, SignalSessionManager } from 
 import type { Emulator } from './gateway.js';
 import { deliver, waitFor, type Waiter } from './native-waiters.js';
 import { downloadMedia, uploadMedia, type NativeMedia } from './native-media.js';
+import { buildNativeContent, type NativeContent } from './native-content.js';
 
 export type { ReceivedMessage, ReceivedReceipt, NativeMediaKind } from './native-types.js';
 import type { ReceivedMessage, ReceivedReceipt } from './native-types.js';
@@ -157,13 +158,60 @@ export class NativeUser {
     await this.connection.stop();
   }
 
-  /** Replies to every text with the same text ("echo: " prefixed), after `delayMs`. */
+  /**
+   * Echoes every message after `delayMs`: a text as "echo: <text>", a file, a location or a
+   * contact card as the same again (a file uploaded anew, its caption echoed), a reaction with the
+   * same reaction to the same message. Edits, deletions and what it cannot read are not echoed.
+   */
   echo(delayMs = 0): void {
     this.behaviour = async (m) => {
-      if (m.content.kind !== 'text') return;
+      const c = m.content;
+      const devices = { devices: [m.fromDevice] };
       await sleep(delayMs);
-      await this.sendText(m.from, `echo: ${m.content.text}`, { devices: [m.fromDevice] });
+      switch (c.kind) {
+        case 'text':
+          await this.sendText(m.from, `echo: ${c.text}`, devices);
+          return;
+        case 'image':
+        case 'video':
+        case 'audio':
+        case 'voice':
+        case 'document': {
+          const bytes = await this.downloadMedia(m);
+          const caption = 'caption' in c && c.caption ? { caption: `echo: ${c.caption}` } : {};
+          const fileName = c.kind === 'document' && c.media.fileName ? { fileName: c.media.fileName } : {};
+          await this.sendMedia(
+            m.from,
+            { kind: c.kind, bytes, mimetype: c.media.mimetype || 'application/octet-stream', ...caption, ...fileName },
+            devices,
+          );
+          return;
+        }
+        case 'location':
+        case 'contact':
+          await this.sendContent(m.from, m.raw, 'text', devices.devices);
+          return;
+        case 'reaction':
+          await this.send(m.from, { kind: 'reaction', target: c.target.id, emoji: c.emoji }, devices);
+          return;
+        default:
+          return;
+      }
     };
+  }
+
+  /**
+   * Sends any content kind a gatekeeper app sends (native-content.ts: text with mentions and
+   * replies, files, locations, contact cards, edits, deletions, reactions, polls). Resolves with the
+   * message id.
+   */
+  async send(to: string, spec: NativeContent, options: { devices?: number[] } = {}): Promise<string> {
+    const { content, type } = await buildNativeContent(spec, {
+      to,
+      isOwn: (id) => this.sent.get(id)?.to === to,
+      upload: async (media) => uploadMedia(media, await this.mediaConn()),
+    });
+    return this.sendContent(to, content, type, options.devices);
   }
 
   /** Answers each message with `answer(message)` after `delayMs`, marking it read first. */

@@ -14,6 +14,7 @@ const ADAPTER_MAY_IMPORT_FROM_SRC = [
   'src/bridge/adapter.ts',
   'src/bridge/events.ts',
   'src/bridge/markup.ts',
+  'src/bridge/geo.ts',
   'src/bridge/phone.ts',
   'src/bridge/commands.ts',
   'src/config/',
@@ -49,7 +50,7 @@ export function violation(from, to) {
           (allowed) => to === allowed || (allowed.endsWith('/') && to.startsWith(allowed)),
         )
           ? undefined
-          : `an adapter imports only the bridge contract (src/bridge/adapter, events, markup, phone, commands), config, observability, util, errors, version and src/store/sql.ts: ask the core through BridgeCore`;
+          : `an adapter imports only the bridge contract (src/bridge/adapter, events, markup, geo, phone, commands), config, observability, util, errors, version and src/store/sql.ts: ask the core through BridgeCore`;
       }
       return `an adapter never imports ${toTop}/`;
     case 'emulator':

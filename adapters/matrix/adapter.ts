@@ -135,6 +135,7 @@ export class MatrixAdapter implements Adapter {
     const maxMediaBytes = context.config.media.max_bytes;
     this.capabilities = {
       media: true,
+      locations: true,
       replies: true,
       edits: true,
       deletes: true,

@@ -3,9 +3,10 @@
  * HTML <-> the gatekeeper's markup); media carries its `info` both ways, voice notes per MSC3245
  * (`org.matrix.msc3245.voice` with the duration in `org.matrix.msc1767.audio`).
  */
-import type { MediaBody, MediaKind, TextBody } from '../../src/bridge/events.js';
+import type { LocationBody, MediaBody, MediaKind, Mention, TextBody } from '../../src/bridge/events.js';
+import { geoUri, parseGeoUri } from '../../src/bridge/geo.js';
 import { extensionOf } from '../../src/util/mime.js';
-import { markupToMatrix, matrixToMarkup } from './format.js';
+import { escapeHtml, markupToMatrix, matrixToMarkup } from './format.js';
 
 export type Content = Record<string, unknown>;
 
@@ -25,16 +26,81 @@ const DEFAULT_NAME: Record<MediaKind, string> = {
   file: 'file',
 };
 
-/** A contact's text as a Matrix message (m.text, with HTML when the markup has any). */
-export function textContent(body: TextBody, msgtype = 'm.text'): Content {
+/** Whom a mention names in Matrix: a ghost or the local user, and the name a pill shows. */
+export interface MatrixMention {
+  readonly userId: string;
+  readonly name: string;
+}
+
+/**
+ * A contact's text as a Matrix message (m.text, with HTML when the markup has any). Mentions
+ * (`@4915112345678` in the text) become pills: the name in `body`, a matrix.to link in the HTML,
+ * and the user in `m.mentions`, so the mentioned user is notified as by any Matrix mention.
+ */
+export function textContent(
+  body: TextBody,
+  msgtype = 'm.text',
+  mentionOf?: (m: Mention) => MatrixMention | undefined,
+): Content {
   const m = markupToMatrix(body.text);
-  return {
+  const content: Content = {
     msgtype,
     body: m.body,
     ...(m.format !== undefined && m.formatted_body !== undefined
       ? { format: m.format, formatted_body: m.formatted_body }
       : {}),
   };
+  const pills = mentionOf ? (body.mentions ?? []).map((x) => ({ x, to: mentionOf(x) })) : [];
+  const named = pills.filter((p) => p.to !== undefined && m.body.includes(p.x.token));
+  if (named.length === 0) return content;
+  let plain = m.body;
+  let html = m.formatted_body ?? escapeHtml(m.body).replace(/\n/g, '<br>');
+  for (const { x, to } of named) {
+    const token = x.token;
+    plain = plain.split(token).join(to!.name);
+    const link = `<a href="https://matrix.to/#/${encodeURIComponent(to!.userId)}">${escapeHtml(to!.name)}</a>`;
+    html = html.split(token).join(link);
+  }
+  return {
+    ...content,
+    body: plain,
+    format: 'org.matrix.custom.html',
+    formatted_body: html,
+    'm.mentions': { user_ids: [...new Set(named.map((p) => p.to!.userId))] },
+  };
+}
+
+/** A contact's location as m.location (with the extensible-events form Element draws on a map). */
+export function locationContent(place: LocationBody): Content {
+  const uri = geoUri(place);
+  const label = [place.name, place.address].filter(Boolean).join(', ');
+  const description = label || undefined;
+  const body = `${label ? `${label}: ` : 'Location: '}${uri}${place.comment ? ` (${place.comment})` : ''}`;
+  return {
+    msgtype: 'm.location',
+    body,
+    geo_uri: uri,
+    'org.matrix.msc3488.location': { uri, ...(description ? { description } : {}) },
+    'org.matrix.msc1767.text': body,
+  };
+}
+
+/** The place of a local user's m.location message, if its geo URI is one. */
+export function placeOf(content: Content): LocationBody | undefined {
+  const loc = content['org.matrix.msc3488.location'];
+  const uri =
+    typeof content['geo_uri'] === 'string'
+      ? content['geo_uri']
+      : typeof loc === 'object' && loc !== null && typeof (loc as Content)['uri'] === 'string'
+        ? ((loc as Content)['uri'] as string)
+        : undefined;
+  const place = uri === undefined ? undefined : parseGeoUri(uri);
+  if (place === undefined) return undefined;
+  const description =
+    typeof loc === 'object' && loc !== null && typeof (loc as Content)['description'] === 'string'
+      ? ((loc as Content)['description'] as string)
+      : undefined;
+  return { kind: 'location', ...place, ...(description ? { name: description } : {}) };
 }
 
 /** The file name a Matrix client shows for a contact's file. */

@@ -43,7 +43,7 @@ function blockHasFormatting(node: MarkupNode): boolean {
   return node.type !== 'paragraph' || node.children.some((c) => !['text', 'break', 'link'].includes(c.type));
 }
 
-function escapeHtml(text: string): string {
+export function escapeHtml(text: string): string {
   return text
     .replace(/\r/g, '')
     .replace(/&/g, '&amp;')

@@ -9,7 +9,7 @@ import { InteropError } from '../../src/errors.js';
 import type { Logger } from '../../src/observability/logger.js';
 import { KeyedQueue } from '../../src/util/keyed-queue.js';
 import { TXN_MARKER } from './client.js';
-import { inReplyTo, markupOf, mediaBodyOf, mediaKindOf, replaces, type Content } from './content.js';
+import { inReplyTo, markupOf, mediaBodyOf, mediaKindOf, placeOf, replaces, type Content } from './content.js';
 import type { MatrixIds } from './ids.js';
 import type { InFlight } from './in-flight.js';
 import type { ManagementRooms } from './management-room.js';
@@ -123,6 +123,11 @@ export class InboundHandlers {
     }
     const replyTo = inReplyTo(content);
     const reply = replyTo === undefined ? {} : { replyTo: { id: replyTo } };
+    if (content['msgtype'] === 'm.location') {
+      const place = placeOf(content);
+      if (place !== undefined) return { type: 'message', body: place, ...reply };
+      // Not a place the gatekeeper can show: its text (the body says where) goes instead.
+    }
     const kind = mediaKindOf(content);
     if (kind !== undefined) {
       const url = content['url'];

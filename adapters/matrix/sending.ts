@@ -11,12 +11,13 @@ import type {
   DeliveryUpdate,
   EphemeralEvent,
   IncomingEvent,
+  Mention,
   Notice,
 } from '../../src/bridge/events.js';
 import { formatSafetyNumber } from '../../src/bridge/phone.js';
 import type { Logger } from '../../src/observability/logger.js';
 import { describeFailure, TXN_MARKER, type RetryingMatrixClient } from './client.js';
-import { mediaContent, textContent, type Content } from './content.js';
+import { locationContent, mediaContent, textContent, type Content, type MatrixMention } from './content.js';
 import type { DoublePuppets } from './double-puppet.js';
 import type { Ghosts } from './ghosts.js';
 import type { MatrixIds } from './ids.js';
@@ -29,7 +30,7 @@ import type { MatrixStore } from './store.js';
 const TYPING_TIMEOUT_MS = 30_000;
 
 export interface SendingContext {
-  readonly ids: Pick<MatrixIds, 'ghostIdOf' | 'phoneOf'>;
+  readonly ids: Pick<MatrixIds, 'ghostIdOf' | 'phoneOf' | 'displaynameOf'>;
   readonly store: Pick<MatrixStore, 'sent' | 'putSent' | 'room' | 'forgetRoom' | 'portalOf'>;
   readonly ghosts: Pick<Ghosts, 'client'>;
   readonly portals: Pick<Portals, 'ensure' | 'close'>;
@@ -73,6 +74,7 @@ export class Sending {
     try {
       sent = await this.#send(
         this.c.ghosts.client(ghostId),
+        localUser,
         roomId,
         e,
         event.timestamp,
@@ -92,6 +94,7 @@ export class Sending {
       roomId = await this.c.portals.ensure(localUser, remote);
       sent = await this.#send(
         this.c.ghosts.client(ghostId),
+        localUser,
         roomId,
         e,
         event.timestamp,
@@ -103,9 +106,20 @@ export class Sending {
     return sent;
   }
 
+  /** A mention as a pill: the contact's ghost, or the local user themselves. */
+  #mentioned(m: Mention, localUser: string): MatrixMention | undefined {
+    if (m.self === true) return { userId: localUser, name: localUser };
+    try {
+      return { userId: this.c.ids.ghostIdOf(m.remote), name: this.c.ids.displaynameOf(this.c.ids.phoneOf(m.remote)) };
+    } catch {
+      return undefined;
+    }
+  }
+
   /** Sends one incoming event as `sender` (the ghost, or the user); the txnId is a function of the remote id. */
   async #send(
     sender: RetryingMatrixClient,
+    localUser: string,
     roomId: string,
     e: ConversationEvent,
     ts: number,
@@ -120,7 +134,9 @@ export class Sending {
       case 'message': {
         let content: Content;
         if (e.body.kind === 'text') {
-          content = textContent(e.body);
+          content = textContent(e.body, 'm.text', (m) => this.#mentioned(m, localUser));
+        } else if (e.body.kind === 'location') {
+          content = locationContent(e.body);
         } else {
           const bytes = await readFile(e.body.path);
           const mxc = await ghost.uploadContent(bytes, e.body.mimetype, e.body.fileName ?? undefined);
@@ -176,7 +192,7 @@ export class Sending {
     const repeat = event.mayBeRepeat === true;
     const user = await this.c.doublePuppets.client(event.localUser);
     if (user !== undefined) {
-      const sent = await this.#send(user, roomId, event.event, event.timestamp, seed, repeat);
+      const sent = await this.#send(user, event.localUser, roomId, event.event, event.timestamp, seed, repeat);
       if (sent !== undefined) {
         await user
           .sendReadReceipt(roomId, sent)
@@ -191,7 +207,7 @@ export class Sending {
       e.type === 'message' && e.body.kind === 'text'
         ? { ...e, body: { ...e.body, text: `You, from another device: ${e.body.text}` } }
         : e;
-    return this.#send(this.c.bot, roomId, shown, event.timestamp, seed, repeat);
+    return this.#send(this.c.bot, event.localUser, roomId, shown, event.timestamp, seed, repeat);
   }
 
   /** The contact's typing, shown by the ghost in the portal (if there is one). */

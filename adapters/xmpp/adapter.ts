@@ -142,6 +142,7 @@ export class XmppAdapter extends EventEmitter<XmppAdapterEvents> implements Adap
     this.log = options.logger;
     this.capabilities = {
       media: true,
+      locations: true,
       replies: true,
       edits: true,
       deletes: true,

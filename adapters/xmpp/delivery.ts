@@ -10,12 +10,14 @@ import type {
   EphemeralEvent,
   IncomingEvent,
   MediaBody,
+  Mention,
   Notice,
 } from '../../src/bridge/events.js';
+import { geoUri } from '../../src/bridge/geo.js';
 import { formatSafetyNumber, phoneOfRemote } from '../../src/bridge/phone.js';
 import type { Contacts } from './contacts.js';
 import type { CapsVersions, Outbound } from './context.js';
-import { contactJidOfPhone } from './jids.js';
+import { contactJidOfPhone, contactJidOfRemote } from './jids.js';
 import { fileNameFor, type FilePublisher } from './media.js';
 import type { UserResources } from './resources.js';
 import {
@@ -29,6 +31,7 @@ import {
   incomingCaption,
   incomingEdit,
   incomingFile,
+  incomingLocation,
   incomingReaction,
   incomingRetraction,
   incomingText,
@@ -37,6 +40,7 @@ import {
   presence,
   readMarker,
   type IncomingEnvelope,
+  type MentionReference,
 } from './stanzas.js';
 import type { XmppStore } from './store.js';
 import { markupToStyling } from './styling.js';
@@ -213,8 +217,16 @@ export class Delivery {
   private async stanzasOf(env: IncomingEnvelope, e: ConversationEvent): Promise<Element[]> {
     switch (e.type) {
       case 'message':
-        if (e.body.kind === 'text')
-          return [incomingText(env, markupToStyling(e.body.text), e.replyTo?.localId)];
+        if (e.body.kind === 'text') {
+          const text = markupToStyling(e.body.text);
+          return [incomingText(env, text, e.replyTo?.localId, this.mentionsIn(text, e.body.mentions, env))];
+        }
+        if (e.body.kind === 'location') {
+          const label = [e.body.name, e.body.address, e.body.comment].filter(Boolean).join(', ');
+          const place = { ...e.body, uri: geoUri(e.body), text: label || undefined };
+          const shown = [incomingLocation(env, place, e.replyTo?.localId)];
+          return label ? [...shown, incomingCaption(env, label)] : shown;
+        }
         return this.fileStanzas(env, e.body, e.replyTo?.localId);
       case 'edit':
         return [incomingEdit(env, markupToStyling(e.body.text), e.targetLocalId ?? e.target)];
@@ -225,6 +237,31 @@ export class Delivery {
       default:
         return [];
     }
+  }
+
+  /**
+   * Where a text mentions someone (`@4915112345678`), as XEP-0372 references: code point ranges of
+   * the body, pointing at the contact's JID, or at the user's own for a mention of the user.
+   */
+  private mentionsIn(
+    text: string,
+    mentions: readonly Mention[] | undefined,
+    env: IncomingEnvelope,
+  ): MentionReference[] {
+    const refs: MentionReference[] = [];
+    if (!mentions || mentions.length === 0) return refs;
+    const points = Array.from(text);
+    for (const m of mentions) {
+      const token = Array.from(m.token);
+      const uri = `xmpp:${m.self === true ? env.to.split('/')[0] : contactJidOfRemote(m.remote, this.ctx.domain)}`;
+      for (let i = 0; i + token.length <= points.length; i++) {
+        if (token.every((c, k) => points[i + k] === c)) {
+          refs.push({ begin: i, end: i + token.length, uri });
+          i += token.length - 1;
+        }
+      }
+    }
+    return refs.sort((a, b) => a.begin - b.begin);
   }
 
   /** A file by the URL the publisher gives it, and its caption as a message of its own. */

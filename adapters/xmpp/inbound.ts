@@ -5,6 +5,7 @@
  * the component JID are commands. What cannot be sent is refused with an error the client shows on
  * the message.
  */
+import { parseGeoUri } from '../../src/bridge/geo.js';
 import { rm } from 'node:fs/promises';
 import type { Element } from '@xmpp/xml';
 import type { BridgeCore } from '../../src/bridge/adapter.js';
@@ -226,6 +227,9 @@ export class Inbound {
       return { type: 'message', body: media, ...replyTo };
     }
     const text = replyId ? stripReplyFallback(el, body) : body;
+    // A body that is a geo: URI alone is a shared location (Conversations sends them so).
+    const place = parseGeoUri(text);
+    if (place !== undefined) return { type: 'message', body: { kind: 'location', ...place }, ...replyTo };
     return { type: 'message', body: { kind: 'text', text: stylingToMarkup(text) }, ...replyTo };
   }
 

@@ -34,6 +34,8 @@ export const NS = {
   fallback: 'urn:xmpp:fallback:0',
   reactions: 'urn:xmpp:reactions:0',
   reply: 'urn:xmpp:reply:0',
+  reference: 'urn:xmpp:reference:0',
+  geoloc: 'http://jabber.org/protocol/geoloc',
   version: 'jabber:iq:version',
 } as const;
 
@@ -227,13 +229,51 @@ function reply(env: IncomingEnvelope, id: string | undefined): Element | null {
   return id ? xml('reply', { xmlns: NS.reply, to: env.from, id }) : null;
 }
 
-/** A text message from a contact (`text` already in XEP-0393 styling). */
-export function incomingText(env: IncomingEnvelope, text: string, replyTo?: string): Element {
+/** A mention in a body (XEP-0372): code point range [begin, end) of the body, and whom (an xmpp: URI). */
+export interface MentionReference {
+  readonly begin: number;
+  readonly end: number;
+  readonly uri: string;
+}
+
+/** A text message from a contact (`text` already in XEP-0393 styling), with its mentions. */
+export function incomingText(
+  env: IncomingEnvelope,
+  text: string,
+  replyTo?: string,
+  mentions: readonly MentionReference[] = [],
+): Element {
   return incoming(env, [
     xml('body', {}, xmlSafe(text)),
     reply(env, replyTo),
+    ...mentions.map((m) =>
+      xml('reference', { xmlns: NS.reference, type: 'mention', begin: String(m.begin), end: String(m.end), uri: m.uri }),
+    ),
     ...markable(),
     xml('active', { xmlns: NS.chatstates }),
+  ]);
+}
+
+/**
+ * A contact's location: the geo: URI alone as the body (Conversations and Gajim show such a body
+ * on a map) and the place in XEP-0080 form; its name and address follow as a caption.
+ */
+export function incomingLocation(
+  env: IncomingEnvelope,
+  place: { latitude: number; longitude: number; uri: string; text?: string | undefined },
+  replyTo?: string,
+): Element {
+  return incoming(env, [
+    xml('body', {}, place.uri),
+    xml(
+      'geoloc',
+      { xmlns: NS.geoloc },
+      xml('lat', {}, String(place.latitude)),
+      xml('lon', {}, String(place.longitude)),
+      place.text ? xml('text', {}, xmlSafe(place.text)) : null,
+    ),
+    reply(env, replyTo),
+    ...markable(),
   ]);
 }
 

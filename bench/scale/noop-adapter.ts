@@ -5,6 +5,7 @@ export const noopAdapter: Adapter = {
   network: 'matrix',
   capabilities: {
     media: false,
+    locations: false,
     replies: false,
     edits: false,
     deletes: false,

@@ -8,6 +8,7 @@ import { InteropError } from '../../src/errors.js';
 import { parseJid } from '../../src/protocol/stanza/index.js';
 import type { Emulator } from '../gateway.js';
 import type { EmulatorKeys } from '../keys.js';
+import type { NativeUser } from '../native-user.js';
 
 /** What the admin API drives: implemented by RunningEmulator (emulator/main.ts). */
 export interface AdminTarget {
@@ -20,6 +21,10 @@ export interface AdminTarget {
   restartGateway(): Promise<Emulator>;
   /** A new Noise static key and leaf on disk, used at once by new connections. */
   rotateKeys(validityDays?: number): EmulatorKeys;
+  /** Connects a native user client for an existing native account, with a behaviour. */
+  connectNative?(phone: string, behaviour: 'echo' | 'answer' | 'silent'): Promise<NativeUser>;
+  /** The connected native user with this number, if the emulator runs one. */
+  native?(phone: string): NativeUser | undefined;
 }
 
 /** What an endpoint works with besides its request. */
@@ -56,6 +61,8 @@ export type AdminErrorCode =
   | 'admin_method_not_allowed'
   | 'admin_phone_invalid'
   | 'admin_user_exists'
+  | 'admin_user_not_running'
+  | 'admin_send_failed'
   | 'admin_nothing_to_replay'
   | 'admin_intermediate_unavailable'
   | 'admin_internal';

@@ -36,6 +36,8 @@ export interface AdapterCapabilities {
   readonly fromOtherDevices?: boolean;
   /** Files (images, video, audio, documents); without it each arrives as a notice naming it. */
   readonly media: boolean;
+  /** Locations shown on a map; without it a location arrives as text with its geo: URI. */
+  readonly locations: boolean;
   /** Replies that point at the quoted message; without it the message arrives without the link. */
   readonly replies: boolean;
   /** Edits of earlier messages; without it an edit arrives as a new message "✎ new text". */

@@ -6,6 +6,7 @@ import type { DescribedContent } from '../protocol/content.js';
 import {
   contextInfo,
   editContent,
+  locationContent,
   reactionContent,
   revokeContent,
   textContent,
@@ -15,9 +16,9 @@ import type { Message } from '../protocol/gen/interop/v1/message_pb.js';
 import type { MediaType } from '../protocol/stanza/index.js';
 import type { Portal, Store } from '../store/repositories.js';
 import { UndeliverableError } from './errors.js';
-import type { ConversationEvent, MediaBody, OutgoingEvent } from './events.js';
+import type { ConversationEvent, MediaBody, Mention, OutgoingEvent } from './events.js';
 import type { AdapterCapabilities } from './adapter.js';
-import { mediaNotice, mediaUnshowable } from './fallbacks.js';
+import { cardsText, mediaNotice, mediaUnshowable } from './fallbacks.js';
 import { MediaUnavailableError, type IncomingMedia, type MediaHandler } from './media.js';
 import { announcedLength } from './media-handler.js';
 
@@ -58,7 +59,11 @@ export async function buildContent(input: {
         ? { id: quoted.id, ...(quoted.participant ? { participant: quoted.participant } : {}) }
         : undefined;
       if (e.body.kind === 'text') {
-        return { content: textContent(e.body.text, replyTo ? { replyTo } : {}), type: 'text' };
+        const mentions = e.body.mentions?.map((m) => m.remote);
+        return { content: textContent(e.body.text, { replyTo, mentions }), type: 'text' };
+      }
+      if (e.body.kind === 'location') {
+        return { content: locationContent(e.body, { replyTo }), type: 'text' };
       }
       if (!input.media) {
         throw new UndeliverableError(
@@ -122,13 +127,32 @@ const MEDIA_KIND: Record<IncomingMedia['kind'], MediaBody['media']> = {
   document: 'file',
 };
 
+/** What the local user sees in place of a content the bridge does not carry. */
+export function unshowableText(what: string): string {
+  return `(sent ${what}, which this bridge cannot show: ask them to send it another way)`;
+}
+
+/** The mentions of a text, as the core tells the adapter: the local user's own address is `self`. */
+function mentionsOf(jids: readonly string[] | undefined, accountJid: string): { mentions?: Mention[] } {
+  const mentions: Mention[] = [];
+  for (const remote of jids ?? []) {
+    const user = remote.split('@')[0]?.split(':')[0] ?? '';
+    if (user === '' || mentions.some((m) => m.remote === remote)) continue;
+    mentions.push({ remote, token: `@${user}`, ...(remote === accountJid ? { self: true } : {}) });
+  }
+  return mentions.length > 0 ? { mentions } : {};
+}
+
 /**
- * The canonical event of an incoming content, or undefined for contents the bridge cannot show
- * (an unknown kind: delivered to nobody, but acknowledged so the sender stops resending).
+ * The canonical event of an incoming content, or undefined only for a content that must not be
+ * shown at all (a sender key alone, with nothing for the user). Every content the bridge does not
+ * carry becomes a notice that names it, so the sender's "delivered" means the user saw something.
  */
 export async function incomingEvent(input: {
   store: Store;
   portal: Portal;
+  /** The puppet's own address at the gateway: a mention of it is a mention of the local user. */
+  accountJid: string;
   localUser: string;
   remoteId: string;
   described: DescribedContent;
@@ -144,7 +168,17 @@ export async function incomingEvent(input: {
       : {};
   switch (c.kind) {
     case 'text':
-      return { type: 'message', body: { kind: 'text', text: c.text }, ...replyTo };
+      return {
+        type: 'message',
+        body: { kind: 'text', text: c.text, ...mentionsOf(c.mentions, input.accountJid) },
+        ...replyTo,
+      };
+    case 'location':
+      return { type: 'message', body: { kind: 'location', ...c.place }, ...replyTo };
+    case 'contact':
+      return { type: 'message', body: { kind: 'text', text: cardsText(c.cards) }, ...replyTo };
+    case 'unsupported':
+      return { type: 'message', body: { kind: 'text', text: unshowableText(c.what) } };
     case 'image':
     case 'video':
     case 'audio':
@@ -216,16 +250,27 @@ export async function incomingEvent(input: {
     case 'revoke':
       return { type: 'delete', target: c.target.id, targetLocalId: await localOf(c.target.id) };
     case 'edit': {
-      const text = c.replacement.conversation || c.replacement.extendedTextMessage?.text;
-      if (!text) return undefined;
-      return {
-        type: 'edit',
-        target: c.target.id,
-        targetLocalId: await localOf(c.target.id),
-        body: { kind: 'text', text },
-      };
+      const r = c.replacement;
+      const text =
+        r.conversation ||
+        r.extendedTextMessage?.text ||
+        r.imageMessage?.caption ||
+        r.videoMessage?.caption ||
+        r.documentMessage?.caption;
+      const targetLocalId = await localOf(c.target.id);
+      if (!text) {
+        // An edit the bridge cannot read: said as a reply to the message it changed.
+        return {
+          type: 'message',
+          body: { kind: 'text', text: unshowableText('an edit of a message') },
+          replyTo: { id: c.target.id, localId: targetLocalId },
+        };
+      }
+      return { type: 'edit', target: c.target.id, targetLocalId, body: { kind: 'text', text } };
     }
-    default:
-      return undefined;
+    case 'unknown':
+      return c.reason === 'a sender key alone, with no content'
+        ? undefined
+        : { type: 'message', body: { kind: 'text', text: unshowableText('a message') } };
   }
 }

@@ -10,6 +10,33 @@
 export interface TextBody {
   readonly kind: 'text';
   readonly text: string;
+  /** Who the text mentions; each is written in `text` as its `token`. */
+  readonly mentions?: readonly Mention[] | undefined;
+}
+
+/**
+ * Someone a text mentions, written in the text as `@` and the user part of their JID
+ * (`@4915112345678`, the gatekeeper's way): an adapter shows it as its network shows a mention (a
+ * Matrix pill, an XMPP reference).
+ */
+export interface Mention {
+  /** The mentioned user's remote JID; for the local user themselves, their puppet's address. */
+  readonly remote: string;
+  /** How the text writes the mention: `@4915112345678`. */
+  readonly token: string;
+  /** The local user themselves (someone mentioned the user the message is for). */
+  readonly self?: boolean | undefined;
+}
+
+/** A place on the map (WGS 84 degrees), with what the sender said about it. */
+export interface LocationBody {
+  readonly kind: 'location';
+  readonly latitude: number;
+  readonly longitude: number;
+  readonly name?: string | undefined;
+  readonly address?: string | undefined;
+  readonly url?: string | undefined;
+  readonly comment?: string | undefined;
 }
 
 export type MediaKind = 'image' | 'video' | 'audio' | 'voice' | 'file';
@@ -46,7 +73,7 @@ export interface ReplyRef {
 
 export interface MessageEvent {
   readonly type: 'message';
-  readonly body: TextBody | MediaBody;
+  readonly body: TextBody | MediaBody | LocationBody;
   readonly replyTo?: ReplyRef | undefined;
 }
 

@@ -4,7 +4,9 @@
  * show is not sent at all. Pure functions, so each fallback is tested on its own.
  */
 import type { AdapterCapabilities } from './adapter.js';
-import type { ConversationEvent, DeliveryState, EphemeralEvent, MediaKind } from './events.js';
+import type { ReceivedCard } from '../protocol/content.js';
+import type { ConversationEvent, DeliveryState, EphemeralEvent, LocationBody, MediaKind } from './events.js';
+import { geoUri } from './geo.js';
 
 const MEDIA_NAME: Record<MediaKind, string> = {
   image: 'an image',
@@ -42,6 +44,44 @@ export function mediaNotice(
   return `(sent ${MEDIA_NAME[media]}${name}${size}, ${why}${caption})`;
 }
 
+/** The fields of a vCard (RFC 6350, and 2426 as phones write it) a card shows: name, numbers, addresses. */
+export function readVCard(vcard: string): { name?: string; phones: string[]; emails: string[] } {
+  // Unfold continuation lines first (a line break followed by a space or a tab).
+  const lines = vcard.replace(/\r?\n[ \t]/g, '').split(/\r?\n/);
+  const card: { name?: string; phones: string[]; emails: string[] } = { phones: [], emails: [] };
+  for (const line of lines) {
+    const colon = line.indexOf(':');
+    if (colon < 0) continue;
+    // `item1.TEL;type=CELL;waid=4915112345678` -> `TEL`
+    const property = line.slice(0, colon).split(';')[0]!.split('.').pop()!.toUpperCase();
+    const value = line.slice(colon + 1).replace(/\\([,;\\])/g, '$1').trim();
+    if (value === '') continue;
+    if (property === 'FN' && card.name === undefined) card.name = value;
+    else if (property === 'TEL') card.phones.push(value.replace(/^tel:/i, ''));
+    else if (property === 'EMAIL') card.emails.push(value);
+  }
+  return card;
+}
+
+/** Contact cards as text: each card's name, then its numbers and addresses. */
+export function cardsText(cards: readonly ReceivedCard[]): string {
+  return cards
+    .map((c) => {
+      const v = readVCard(c.vcard);
+      const name = c.displayName || v.name || 'a contact';
+      const details = [...v.phones, ...v.emails];
+      return `👤 ${name}${details.length > 0 ? `: ${details.join(', ')}` : ''}`;
+    })
+    .join('\n');
+}
+
+/** A location as text: its name and address, then its geo URI. */
+export function locationText(place: LocationBody): string {
+  const label = [place.name, place.address].filter(Boolean).join(', ');
+  const comment = place.comment ? ` (${place.comment})` : '';
+  return `📍 ${label ? `${label}: ` : ''}${geoUri(place)}${comment}`;
+}
+
 /**
  * The event as the adapter with `caps` can show it. Content the network lacks becomes text that
  * says what happened; a reference to an earlier message is kept as a reply where replies exist.
@@ -52,6 +92,9 @@ export function fitToCapabilities(event: ConversationEvent, caps: AdapterCapabil
   switch (event.type) {
     case 'message': {
       let e = event;
+      if (e.body.kind === 'location' && !caps.locations) {
+        e = { ...e, body: { kind: 'text', text: locationText(e.body) } };
+      }
       if (e.body.kind === 'media') {
         const b = e.body;
         if (!caps.media) {

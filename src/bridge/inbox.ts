@@ -287,6 +287,7 @@ export class InboxDelivery {
             : await incomingEvent({
                 store,
                 portal,
+                accountJid: this.ctx.accountJid,
                 localUser: puppet.localId,
                 remoteId,
                 described: describeContent(fromSelf ? sent!.message! : message),

@@ -85,7 +85,9 @@ export async function submitEvent(d: SubmitDeps, network: Network, event: Outgoi
     e.type === 'message'
       ? e.body.kind === 'text'
         ? e.body.text.length
-        : (e.body.caption?.length ?? 0)
+        : e.body.kind === 'media'
+          ? (e.body.caption?.length ?? 0)
+          : 0
       : e.type === 'edit'
         ? e.body.text.length
         : 0;

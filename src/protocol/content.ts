@@ -8,8 +8,11 @@ import { randomInt } from 'node:crypto';
 import { create, isFieldSet, toBinary } from '@bufbuild/protobuf';
 import { InteropError } from '../errors.js';
 import {
+  ContactMessageSchema,
+  ContactsArrayMessageSchema,
   ContextInfoSchema,
   ExtendedTextMessageSchema,
+  LocationMessageSchema,
   MessageKeySchema,
   MessageSchema,
   ProtocolMessage_Type,
@@ -110,13 +113,73 @@ export interface TargetKey {
   participant?: string;
 }
 
-/** Plain text: `conversation` (1) alone, or `extendedTextMessage` (6) when it replies to something. */
-export function textContent(text: string, options: { replyTo?: ReplyTo } = {}): Message {
-  if (options.replyTo === undefined) return create(MessageSchema, { conversation: text });
+/**
+ * Plain text: `conversation` (1) alone, or `extendedTextMessage` (6) when it replies to something
+ * or mentions someone. A mention is the user's JID in `mentionedJid`, and `@<number>` in the text
+ * (the sender writes it there; apps show the name in its place).
+ */
+export function textContent(
+  text: string,
+  options: { replyTo?: ReplyTo | undefined; mentions?: readonly string[] | undefined } = {},
+): Message {
+  const mentions = options.mentions ?? [];
+  if (options.replyTo === undefined && mentions.length === 0) {
+    return create(MessageSchema, { conversation: text });
+  }
   return create(MessageSchema, {
     extendedTextMessage: create(ExtendedTextMessageSchema, {
       text,
-      contextInfo: contextInfo(options.replyTo),
+      contextInfo: contextInfo(options.replyTo, mentions),
+    }),
+  });
+}
+
+/** A place to share. */
+export interface Place {
+  latitude: number;
+  longitude: number;
+  name?: string | undefined;
+  address?: string | undefined;
+  url?: string | undefined;
+  comment?: string | undefined;
+}
+
+/** A location (5): coordinates with an optional name and address. */
+export function locationContent(place: Place, options: { replyTo?: ReplyTo | undefined } = {}): Message {
+  return create(MessageSchema, {
+    locationMessage: create(LocationMessageSchema, {
+      degreesLatitude: place.latitude,
+      degreesLongitude: place.longitude,
+      ...(place.name ? { name: place.name } : {}),
+      ...(place.address ? { address: place.address } : {}),
+      ...(place.url ? { url: place.url } : {}),
+      ...(place.comment ? { comment: place.comment } : {}),
+      ...(options.replyTo ? { contextInfo: contextInfo(options.replyTo) } : {}),
+    }),
+  });
+}
+
+/** A contact card to share: its name and its vCard text. */
+export interface Card {
+  displayName: string;
+  vcard: string;
+}
+
+/** One contact card (4), or several (13, `contactsArrayMessage`). */
+export function contactContent(cards: readonly Card[], options: { replyTo?: ReplyTo | undefined } = {}): Message {
+  const context = options.replyTo ? { contextInfo: contextInfo(options.replyTo) } : {};
+  const card = (c: Card) => create(ContactMessageSchema, { displayName: c.displayName, vcard: c.vcard });
+  const [only] = cards;
+  if (cards.length === 1 && only) {
+    return create(MessageSchema, {
+      contactMessage: create(ContactMessageSchema, { displayName: only.displayName, vcard: only.vcard, ...context }),
+    });
+  }
+  return create(MessageSchema, {
+    contactsArrayMessage: create(ContactsArrayMessageSchema, {
+      displayName: `${cards.length} contacts`,
+      contacts: cards.map(card),
+      ...context,
     }),
   });
 }
@@ -154,12 +217,13 @@ export function editContent(target: TargetKey, replacement: Message, timestampMs
   });
 }
 
-/** The ContextInfo (17) that makes any content a reply. */
-export function contextInfo(replyTo: ReplyTo): ContextInfo {
+/** The ContextInfo (17) that makes any content a reply, and names whom a text mentions. */
+export function contextInfo(replyTo: ReplyTo | undefined, mentions: readonly string[] = []): ContextInfo {
   return create(ContextInfoSchema, {
-    stanzaId: replyTo.id,
-    ...(replyTo.participant === undefined ? {} : { participant: replyTo.participant }),
-    ...(replyTo.quoted === undefined ? {} : { quotedMessage: replyTo.quoted }),
+    ...(replyTo === undefined ? {} : { stanzaId: replyTo.id }),
+    ...(replyTo?.participant === undefined ? {} : { participant: replyTo.participant }),
+    ...(replyTo?.quoted === undefined ? {} : { quotedMessage: replyTo.quoted }),
+    ...(mentions.length === 0 ? {} : { mentionedJid: [...mentions] }),
   });
 }
 
@@ -180,8 +244,14 @@ export interface ReplyRef {
   participant?: string;
 }
 
+/** A contact card as received: the name shown and the vCard text (possibly empty). */
+export interface ReceivedCard {
+  displayName: string;
+  vcard: string;
+}
+
 export type DescribedContent =
-  | { kind: 'text'; text: string; replyTo?: ReplyRef }
+  | { kind: 'text'; text: string; replyTo?: ReplyRef; mentions?: string[] }
   | { kind: 'image'; media: ImageMessage; caption: string; replyTo?: ReplyRef }
   | { kind: 'video'; media: VideoMessage; caption: string; replyTo?: ReplyRef }
   | { kind: 'audio'; media: AudioMessage; replyTo?: ReplyRef }
@@ -190,6 +260,10 @@ export type DescribedContent =
   | { kind: 'reaction'; target: MessageKey; emoji: string }
   | { kind: 'revoke'; target: MessageKey }
   | { kind: 'edit'; target: MessageKey; replacement: Message }
+  | { kind: 'location'; place: Place; live: boolean; replyTo?: ReplyRef }
+  | { kind: 'contact'; cards: ReceivedCard[]; replyTo?: ReplyRef }
+  /** A content the bridge knows of but does not carry (a poll, a sticker...): `what` names it. */
+  | { kind: 'unsupported'; what: string }
   | { kind: 'unknown'; reason: string };
 
 export type ContentKind = DescribedContent['kind'];
@@ -197,8 +271,10 @@ export type ContentKind = DescribedContent['kind'];
 /**
  * Say what a content is, for routing. A well-formed content sets one of the fields; if several are
  * set, the first in this order wins: protocolMessage, reactionMessage, image, video, audio,
- * document, extendedTextMessage, conversation. Anything the bridge cannot act on (an unset or
- * unknown protocol type, a missing target key, no known field) is `unknown` with a reason.
+ * document, location, contact(s), extendedTextMessage, conversation. A content the gatekeeper's
+ * apps send that the bridge does not carry (a poll, a sticker, a payment: `UNSUPPORTED`, by field
+ * number) is `unsupported`, naming it; anything else the bridge cannot act on (an unset or unknown
+ * protocol type, a missing target key, no field at all) is `unknown` with a reason.
  */
 export function describeContent(message: Message): DescribedContent {
   const pm = message.protocolMessage;
@@ -241,14 +317,88 @@ export function describeContent(message: Message): DescribedContent {
     const media = message.documentMessage;
     return { kind: 'document', media, caption: media.caption, ...reply(media.contextInfo) };
   }
+  const location = message.locationMessage;
+  if (location !== undefined) {
+    const place: Place = { latitude: location.degreesLatitude, longitude: location.degreesLongitude };
+    if (!validCoordinates(place)) return { kind: 'unknown', reason: 'location with invalid coordinates' };
+    for (const k of ['name', 'address', 'url', 'comment'] as const) if (location[k]) place[k] = location[k];
+    return { kind: 'location', place, live: location.isLive, ...reply(location.contextInfo) };
+  }
+  if (message.contactMessage !== undefined) {
+    const card = message.contactMessage;
+    return { kind: 'contact', cards: [receivedCard(card)], ...reply(card.contextInfo) };
+  }
+  if (message.contactsArrayMessage !== undefined) {
+    const array = message.contactsArrayMessage;
+    if (array.contacts.length === 0) return { kind: 'unknown', reason: 'contacts message without a card' };
+    return { kind: 'contact', cards: array.contacts.map(receivedCard), ...reply(array.contextInfo) };
+  }
   if (message.extendedTextMessage !== undefined) {
     const ext = message.extendedTextMessage;
-    return { kind: 'text', text: ext.text, ...reply(ext.contextInfo) };
+    const mentions = ext.contextInfo?.mentionedJid.filter((j) => j !== '') ?? [];
+    return {
+      kind: 'text',
+      text: ext.text,
+      ...reply(ext.contextInfo),
+      ...(mentions.length > 0 ? { mentions } : {}),
+    };
   }
   if (isFieldSet(message, MessageSchema.field.conversation)) {
     return { kind: 'text', text: message.conversation };
   }
+  if (message.pollCreationMessage !== undefined) return { kind: 'unsupported', what: 'a poll' };
+  for (const field of message.$unknown ?? []) {
+    const what = UNSUPPORTED.get(field.no);
+    if (what !== undefined) return { kind: 'unsupported', what };
+  }
+  if (message.senderKeyDistributionMessage !== undefined) {
+    return { kind: 'unknown', reason: 'a sender key alone, with no content' };
+  }
   return { kind: 'unknown', reason: 'no content field the bridge knows' };
+}
+
+/**
+ * Contents of the gatekeeper's apps that the bridge knows by their field number in `Message` but
+ * does not carry, and how a notice names them (WhatsApp's field numbers).
+ */
+export const UNSUPPORTED: ReadonlyMap<number, string> = new Map([
+  [10, 'a call'],
+  [14, 'a template message'],
+  [16, 'a payment'],
+  [18, 'a live location'],
+  [22, 'a payment request'],
+  [25, 'a template message'],
+  [26, 'a sticker'],
+  [28, 'a group invitation'],
+  [30, 'a product'],
+  [36, 'a list'],
+  [37, 'a view-once message'],
+  [38, 'an order'],
+  [41, 'an invoice'],
+  [42, 'a message with buttons'],
+  [44, 'a payment invitation'],
+  [45, 'an interactive message'],
+  [49, 'a poll'],
+  [50, 'a poll vote'],
+  [55, 'a view-once message'],
+  [60, 'a poll'],
+  [61, 'a scheduled call'],
+  [64, 'a poll'],
+  [66, 'a round video message'],
+  [75, 'an event'],
+]);
+
+function validCoordinates(p: Place): boolean {
+  return (
+    Number.isFinite(p.latitude) &&
+    Number.isFinite(p.longitude) &&
+    Math.abs(p.latitude) <= 90 &&
+    Math.abs(p.longitude) <= 180
+  );
+}
+
+function receivedCard(card: { displayName: string; vcard: string }): ReceivedCard {
+  return { displayName: card.displayName, vcard: card.vcard };
 }
 
 function validTarget(key: MessageKey | undefined): key is MessageKey {

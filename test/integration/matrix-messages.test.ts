@@ -7,6 +7,7 @@
  */
 import type { NativeUser } from '../../emulator/native-user.js';
 import type { SdkUser } from '../support/synapse/sdk-user.js';
+import type { ClientEvent } from '../support/homeserver/index.js';
 import { revokeContent } from '../../src/protocol/content.js';
 import { BOT, MatrixHarness, bodyOf, ghostOf, replyTarget, until, useSynapse } from './matrix-harness.js';
 import { startPostgres, type PostgresServer } from '../support/postgres.js';
@@ -390,6 +391,79 @@ describe.each(['sqlite', 'postgres'] as const)('the bridge on %s', (backend) => 
     const redaction = await alice.waitFor(portal, (e) => e.sender === GHOST && e.type === 'm.room.redaction');
     expect(redaction['redacts'] ?? (redaction.content['redacts'] as string | undefined)).toBe(shown.event_id);
   });
+
+  sqliteOnly(
+    'every content kind a native user sends arrives as Matrix shows it, and what the bridge cannot carry as a notice',
+    async () => {
+      const { bob, portal } = await portalWithBob();
+      const aliceJid = await h.jidOf(alice);
+      const question = await alice.sendText(portal, 'where and who?');
+      const asked = await bob.waitForMessage((m) => m.content.kind === 'text');
+      const send = (content: Parameters<NativeUser['send']>[1]) =>
+        bob.send(aliceJid, content, { devices: [0] });
+      const next = (match: (e: ClientEvent) => boolean) =>
+        alice.waitFor(portal, (e) => e.sender === GHOST && match(e));
+
+      // A mention of Alice herself and of another contact: pills, and Alice is notified.
+      await send({
+        kind: 'text',
+        text: 'ask @4915199999999, or you @x',
+        mentions: ['+4915199999999', aliceJid],
+      });
+      const mention = await next((e) => bodyOf(e).startsWith('ask'));
+      const aliceToken = `@${aliceJid.split('@')[0]}`;
+      const mentioned = mention.content['m.mentions'] as { user_ids: string[] };
+      expect(mentioned.user_ids.sort()).toEqual([ghostOf('+4915199999999'), alice.userId].sort());
+      expect(mention.content['formatted_body']).toContain(
+        `<a href="https://matrix.to/#/${encodeURIComponent(ghostOf('+4915199999999'))}">`,
+      );
+      expect(bodyOf(mention)).not.toContain('@4915199999999');
+      expect(bodyOf(mention)).not.toContain(aliceToken);
+
+      // A reply with a location, and a contact card.
+      await send({
+        kind: 'location',
+        latitude: 52.5163,
+        longitude: 13.3777,
+        name: 'Brandenburger Tor',
+        reply_to: asked.id,
+      });
+      const place = await next((e) => e.content['msgtype'] === 'm.location');
+      expect(place.content['geo_uri']).toBe('geo:52.5163,13.3777');
+      expect(bodyOf(place)).toContain('Brandenburger Tor');
+      expect(replyTarget(place)).toBe(question);
+      await send({ kind: 'contact', cards: [{ name: 'Jane Doe', phone: '+4915122223333' }] });
+      await next((e) => bodyOf(e) === '👤 Jane Doe: +4915122223333');
+
+      // A video, a file and a voice note, each as its own Matrix message type.
+      await send({ kind: 'video', caption: 'the match' });
+      const video = await next((e) => e.content['msgtype'] === 'm.video');
+      expect(bodyOf(video)).toBe('the match');
+      await send({ kind: 'document', file_name: 'plan.pdf' });
+      const file = await next((e) => e.content['msgtype'] === 'm.file');
+      expect(file.content['filename']).toBe('plan.pdf');
+      await send({ kind: 'voice' });
+      const voice = await next((e) => e.content['msgtype'] === 'm.audio');
+      expect(voice.content['org.matrix.msc3245.voice']).toEqual({});
+
+      // A poll: a notice naming it, and the delivery receipt is for a message Alice did see.
+      const poll = await send({ kind: 'poll', question: 'Lunch?', options: ['12', '1'] });
+      await next((e) => /^\(sent a poll, which this bridge cannot show/.test(bodyOf(e)));
+      await bob.waitForReceipt(poll, 'delivery');
+
+      // And Alice's location back: a place on Bob's side, not a text.
+      await alice.sendEvent(portal, 'm.room.message', {
+        msgtype: 'm.location',
+        body: 'Location',
+        geo_uri: 'geo:48.8584,2.2945',
+      });
+      const back = await bob.waitForMessage((m) => m.content.kind === 'location');
+      expect(back.content.kind === 'location' && back.content.place).toEqual({
+        latitude: 48.8584,
+        longitude: 2.2945,
+      });
+    },
+  );
 
   sqliteOnly(
     'double puppeting: what the user sends from another device appears as theirs, with their read receipt, and goes to the contact once',

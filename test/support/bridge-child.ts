@@ -72,6 +72,7 @@ class DurableAdapter implements Adapter {
   readonly network = 'matrix' as const;
   readonly capabilities: AdapterCapabilities = {
     media: false,
+    locations: false,
     replies: true,
     edits: true,
     deletes: true,

@@ -9,6 +9,7 @@ import type { DeliveryUpdate, EphemeralEvent, IncomingEvent, Notice } from '../.
 /** A network that can show every kind of event, files up to 100 MB. */
 export const SHOWS_EVERYTHING: AdapterCapabilities = {
   media: true,
+  locations: true,
   replies: true,
   edits: true,
   deletes: true,

@@ -2,11 +2,13 @@ import { create, equals, toBinary } from '@bufbuild/protobuf';
 import fc from 'fast-check';
 import { InteropError } from '../../src/errors.js';
 import {
+  contactContent,
   ContentError,
   decodeContent,
   describeContent,
   editContent,
   encodeContent,
+  locationContent,
   padContent,
   reactionContent,
   revokeContent,
@@ -20,9 +22,11 @@ import {
   DocumentMessageSchema,
   ExtendedTextMessageSchema,
   ImageMessageSchema,
+  LocationMessageSchema,
   MessageKeySchema,
   MessageSchema,
   ProtocolMessage_Type,
+  PollCreationMessageSchema,
   ProtocolMessageSchema,
   ReactionMessageSchema,
   VideoMessageSchema,
@@ -319,5 +323,64 @@ describe('content builders and describeContent', () => {
   it('calls a revoke or reaction without a target id unknown', () => {
     expect(describeContent(revokeContent({ ...target, id: '' })).kind).toBe('unknown');
     expect(describeContent(reactionContent({ ...target, id: '' }, '👍')).kind).toBe('unknown');
+  });
+});
+
+describe('locations, contact cards, mentions and contents the bridge does not carry', () => {
+  const roundTrip = (m: Message) => decodeContent(encodeContent(m));
+
+  it('reads a location with its name and address, and a reply it makes', () => {
+    const m = locationContent(
+      { latitude: 52.5163, longitude: 13.3777, name: 'Brandenburger Tor', address: 'Pariser Platz' },
+      { replyTo: { id: 'Q1' } },
+    );
+    expect(describeContent(roundTrip(m))).toEqual({
+      kind: 'location',
+      place: { latitude: 52.5163, longitude: 13.3777, name: 'Brandenburger Tor', address: 'Pariser Platz' },
+      live: false,
+      replyTo: { id: 'Q1' },
+    });
+  });
+
+  it('refuses a location off the globe as unknown, with the reason', () => {
+    const m = create(MessageSchema, {
+      locationMessage: create(LocationMessageSchema, { degreesLatitude: 91, degreesLongitude: 0 }),
+    });
+    expect(describeContent(m)).toEqual({ kind: 'unknown', reason: 'location with invalid coordinates' });
+  });
+
+  it('reads one contact card, and several sent together', () => {
+    const jane = { displayName: 'Jane', vcard: 'BEGIN:VCARD\nFN:Jane\nEND:VCARD' };
+    const joe = { displayName: 'Joe', vcard: 'BEGIN:VCARD\nFN:Joe\nEND:VCARD' };
+    expect(describeContent(roundTrip(contactContent([jane])))).toEqual({ kind: 'contact', cards: [jane] });
+    expect(describeContent(roundTrip(contactContent([jane, joe])))).toEqual({
+      kind: 'contact',
+      cards: [jane, joe],
+    });
+  });
+
+  it('reads whom a text mentions, and sends a plain conversation when it mentions no one', () => {
+    const m = textContent('hi @4915112345678', { mentions: ['4915112345678@wa.interop'] });
+    expect(m.extendedTextMessage?.contextInfo?.mentionedJid).toEqual(['4915112345678@wa.interop']);
+    expect(describeContent(roundTrip(m))).toEqual({
+      kind: 'text',
+      text: 'hi @4915112345678',
+      mentions: ['4915112345678@wa.interop'],
+    });
+    expect(textContent('hi', { mentions: [] }).conversation).toBe('hi');
+  });
+
+  it('names a poll, and contents known only by their field number (a sticker), as unsupported', () => {
+    const poll = create(MessageSchema, {
+      pollCreationMessage: create(PollCreationMessageSchema, { name: 'Lunch?' }),
+    });
+    expect(describeContent(roundTrip(poll))).toEqual({ kind: 'unsupported', what: 'a poll' });
+    // Field 26 (stickerMessage), length-delimited, with an empty body: not declared in the schema.
+    // Tag (26 << 3) | 2 = 210 is the varint D2 01.
+    const sticker = decodeContent(padContent(Uint8Array.of(0xd2, 0x01, 0), 1));
+    expect(describeContent(sticker)).toEqual({ kind: 'unsupported', what: 'a sticker' });
+    // Field 999, a varint: tag 999 << 3 = 7992 is the varint B8 3E.
+    const nothing = decodeContent(padContent(Uint8Array.of(0xb8, 0x3e, 1), 1));
+    expect(describeContent(nothing)).toEqual({ kind: 'unknown', reason: 'no content field the bridge knows' });
   });
 });

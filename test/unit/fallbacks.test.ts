@@ -1,12 +1,15 @@
 import type { AdapterCapabilities } from '../../src/bridge/adapter.js';
 import type { ConversationEvent, MediaBody } from '../../src/bridge/events.js';
 import {
+  cardsText,
   fitToCapabilities,
   humanSize,
   mediaUnshowable,
+  readVCard,
   showsDelivery,
   showsEphemeral,
 } from '../../src/bridge/fallbacks.js';
+import { geoUri, parseGeoUri } from '../../src/bridge/geo.js';
 import { SHOWS_EVERYTHING } from '../support/test-adapter.js';
 
 const ALL: AdapterCapabilities = { ...SHOWS_EVERYTHING, maxMediaBytes: 10 * 1024 * 1024 };
@@ -130,5 +133,53 @@ describe('status signals a network lacks are not sent', () => {
       '1.5 KB',
       '3 MB',
     ]);
+  });
+});
+
+describe('locations and contact cards as text', () => {
+  const place = {
+    kind: 'location' as const,
+    latitude: 52.5163,
+    longitude: 13.3777,
+    name: 'Brandenburger Tor',
+    address: 'Pariser Platz',
+  };
+
+  it('shows a location as its name, address and geo: URI where the network has no map', () => {
+    const e: ConversationEvent = { type: 'message', body: place };
+    expect(fitToCapabilities(e, lacking({ locations: false }))).toEqual({
+      type: 'message',
+      body: { kind: 'text', text: '📍 Brandenburger Tor, Pariser Platz: geo:52.5163,13.3777' },
+    });
+    expect(fitToCapabilities(e, ALL)).toEqual(e);
+  });
+
+  it('reads geo: URIs as clients write them, and nothing else', () => {
+    expect(parseGeoUri('geo:52.5163,13.3777')).toEqual({ latitude: 52.5163, longitude: 13.3777 });
+    expect(parseGeoUri(' geo:-33.8,151.2,10;u=35 ')).toEqual({ latitude: -33.8, longitude: 151.2 });
+    expect(parseGeoUri('geo:91,0')).toBeUndefined();
+    expect(parseGeoUri('meet me at geo:1,2')).toBeUndefined();
+    expect(parseGeoUri('geo:1,2\nsee you')).toBeUndefined();
+    expect(geoUri(place)).toBe('geo:52.5163,13.3777');
+  });
+
+  it('reads the name, numbers and addresses of a vCard, folded lines and escapes included', () => {
+    const vcard = [
+      'BEGIN:VCARD',
+      'VERSION:3.0',
+      'FN:Doe\\, Jane',
+      'item1.TEL;type=CELL;waid=4915112345678:+49 151 1234',
+      ' 5678',
+      'EMAIL;type=INTERNET:jane@example.org',
+      'END:VCARD',
+    ].join('\r\n');
+    expect(readVCard(vcard)).toEqual({
+      name: 'Doe, Jane',
+      phones: ['+49 151 12345678'],
+      emails: ['jane@example.org'],
+    });
+    expect(cardsText([{ displayName: 'Jane', vcard }, { displayName: '', vcard: 'FN:Joe' }])).toBe(
+      '👤 Jane: +49 151 12345678, jane@example.org\n👤 Joe',
+    );
   });
 });

@@ -14,7 +14,7 @@ import type { Message as Message$1 } from "@bufbuild/protobuf";
  * Describes the file interop/v1/message.proto.
  */
 export const file_interop_v1_message: GenFile = /*@__PURE__*/
-  fileDesc("ChhpbnRlcm9wL3YxL21lc3NhZ2UucHJvdG8SCmludGVyb3AudjEi0wMKB01lc3NhZ2USFAoMY29udmVyc2F0aW9uGAEgASgJEi8KDWltYWdlX21lc3NhZ2UYAyABKAsyGC5pbnRlcm9wLnYxLkltYWdlTWVzc2FnZRI+ChVleHRlbmRlZF90ZXh0X21lc3NhZ2UYBiABKAsyHy5pbnRlcm9wLnYxLkV4dGVuZGVkVGV4dE1lc3NhZ2USNQoQZG9jdW1lbnRfbWVzc2FnZRgHIAEoCzIbLmludGVyb3AudjEuRG9jdW1lbnRNZXNzYWdlEi8KDWF1ZGlvX21lc3NhZ2UYCCABKAsyGC5pbnRlcm9wLnYxLkF1ZGlvTWVzc2FnZRIvCg12aWRlb19tZXNzYWdlGAkgASgLMhguaW50ZXJvcC52MS5WaWRlb01lc3NhZ2USNQoQcHJvdG9jb2xfbWVzc2FnZRgMIAEoCzIbLmludGVyb3AudjEuUHJvdG9jb2xNZXNzYWdlEjoKE2RldmljZV9zZW50X21lc3NhZ2UYHyABKAsyHS5pbnRlcm9wLnYxLkRldmljZVNlbnRNZXNzYWdlEjUKEHJlYWN0aW9uX21lc3NhZ2UYLiABKAsyGy5pbnRlcm9wLnYxLlJlYWN0aW9uTWVzc2FnZSJmChFEZXZpY2VTZW50TWVzc2FnZRIXCg9kZXN0aW5hdGlvbl9qaWQYASABKAkSJAoHbWVzc2FnZRgCIAEoCzITLmludGVyb3AudjEuTWVzc2FnZRISCgptZXNzYWdlX2lkGAQgASgJIlIKCk1lc3NhZ2VLZXkSEgoKcmVtb3RlX2ppZBgBIAEoCRIPCgdmcm9tX21lGAIgASgIEgoKAmlkGAMgASgJEhMKC3BhcnRpY2lwYW50GAQgASgJIo0BCgtDb250ZXh0SW5mbxIRCglzdGFuemFfaWQYASABKAkSEwoLcGFydGljaXBhbnQYAiABKAkSKwoOcXVvdGVkX21lc3NhZ2UYAyABKAsyEy5pbnRlcm9wLnYxLk1lc3NhZ2USEgoKcmVtb3RlX2ppZBgEIAEoCRIVCg1tZW50aW9uZWRfamlkGA8gAygJIqMBChNFeHRlbmRlZFRleHRNZXNzYWdlEgwKBHRleHQYASABKAkSFAoMbWF0Y2hlZF90ZXh0GAIgASgJEhUKDWNhbm9uaWNhbF91cmwYBCABKAkSEwoLZGVzY3JpcHRpb24YBSABKAkSDQoFdGl0bGUYBiABKAkSLQoMY29udGV4dF9pbmZvGBEgASgLMhcuaW50ZXJvcC52MS5Db250ZXh0SW5mbyKsAgoMSW1hZ2VNZXNzYWdlEgsKA3VybBgBIAEoCRIQCghtaW1ldHlwZRgCIAEoCRIPCgdjYXB0aW9uGAMgASgJEhMKC2ZpbGVfc2hhMjU2GAQgASgMEhMKC2ZpbGVfbGVuZ3RoGAUgASgEEg4KBmhlaWdodBgGIAEoDRINCgV3aWR0aBgHIAEoDRIRCgltZWRpYV9rZXkYCCABKAwSFwoPZmlsZV9lbmNfc2hhMjU2GAkgASgMEhMKC2RpcmVjdF9wYXRoGAsgASgJEhsKE21lZGlhX2tleV90aW1lc3RhbXAYDCABKAMSFgoOanBlZ190aHVtYm5haWwYECABKAwSLQoMY29udGV4dF9pbmZvGBEgASgLMhcuaW50ZXJvcC52MS5Db250ZXh0SW5mbyLGAgoPRG9jdW1lbnRNZXNzYWdlEgsKA3VybBgBIAEoCRIQCghtaW1ldHlwZRgCIAEoCRINCgV0aXRsZRgDIAEoCRITCgtmaWxlX3NoYTI1NhgEIAEoDBITCgtmaWxlX2xlbmd0aBgFIAEoBBISCgpwYWdlX2NvdW50GAYgASgNEhEKCW1lZGlhX2tleRgHIAEoDBIRCglmaWxlX25hbWUYCCABKAkSFwoPZmlsZV9lbmNfc2hhMjU2GAkgASgMEhMKC2RpcmVjdF9wYXRoGAogASgJEhsKE21lZGlhX2tleV90aW1lc3RhbXAYCyABKAMSFgoOanBlZ190aHVtYm5haWwYECABKAwSLQoMY29udGV4dF9pbmZvGBEgASgLMhcuaW50ZXJvcC52MS5Db250ZXh0SW5mbxIPCgdjYXB0aW9uGBQgASgJIpQCCgxBdWRpb01lc3NhZ2USCwoDdXJsGAEgASgJEhAKCG1pbWV0eXBlGAIgASgJEhMKC2ZpbGVfc2hhMjU2GAMgASgMEhMKC2ZpbGVfbGVuZ3RoGAQgASgEEg8KB3NlY29uZHMYBSABKA0SCwoDcHR0GAYgASgIEhEKCW1lZGlhX2tleRgHIAEoDBIXCg9maWxlX2VuY19zaGEyNTYYCCABKAwSEwoLZGlyZWN0X3BhdGgYCSABKAkSGwoTbWVkaWFfa2V5X3RpbWVzdGFtcBgKIAEoAxItCgxjb250ZXh0X2luZm8YESABKAsyFy5pbnRlcm9wLnYxLkNvbnRleHRJbmZvEhAKCHdhdmVmb3JtGBMgASgMItMCCgxWaWRlb01lc3NhZ2USCwoDdXJsGAEgASgJEhAKCG1pbWV0eXBlGAIgASgJEhMKC2ZpbGVfc2hhMjU2GAMgASgMEhMKC2ZpbGVfbGVuZ3RoGAQgASgEEg8KB3NlY29uZHMYBSABKA0SEQoJbWVkaWFfa2V5GAYgASgMEg8KB2NhcHRpb24YByABKAkSFAoMZ2lmX3BsYXliYWNrGAggASgIEg4KBmhlaWdodBgJIAEoDRINCgV3aWR0aBgKIAEoDRIXCg9maWxlX2VuY19zaGEyNTYYCyABKAwSEwoLZGlyZWN0X3BhdGgYDSABKAkSGwoTbWVkaWFfa2V5X3RpbWVzdGFtcBgOIAEoAxIWCg5qcGVnX3RodW1ibmFpbBgQIAEoDBItCgxjb250ZXh0X2luZm8YESABKAsyFy5pbnRlcm9wLnYxLkNvbnRleHRJbmZvIuYBCg9Qcm90b2NvbE1lc3NhZ2USIwoDa2V5GAEgASgLMhYuaW50ZXJvcC52MS5NZXNzYWdlS2V5Ei4KBHR5cGUYAiABKA4yIC5pbnRlcm9wLnYxLlByb3RvY29sTWVzc2FnZS5UeXBlEisKDmVkaXRlZF9tZXNzYWdlGA4gASgLMhMuaW50ZXJvcC52MS5NZXNzYWdlEhQKDHRpbWVzdGFtcF9tcxgPIAEoAyI7CgRUeXBlEgoKBlJFVk9LRRAAEhUKEUVQSEVNRVJBTF9TRVRUSU5HEAMSEAoMTUVTU0FHRV9FRElUEA4idwoPUmVhY3Rpb25NZXNzYWdlEiMKA2tleRgBIAEoCzIWLmludGVyb3AudjEuTWVzc2FnZUtleRIMCgR0ZXh0GAIgASgJEhQKDGdyb3VwaW5nX2tleRgDIAEoCRIbChNzZW5kZXJfdGltZXN0YW1wX21zGAQgASgD");
+  fileDesc("ChhpbnRlcm9wL3YxL21lc3NhZ2UucHJvdG8SCmludGVyb3AudjEilAYKB01lc3NhZ2USFAoMY29udmVyc2F0aW9uGAEgASgJElEKH3NlbmRlcl9rZXlfZGlzdHJpYnV0aW9uX21lc3NhZ2UYAiABKAsyKC5pbnRlcm9wLnYxLlNlbmRlcktleURpc3RyaWJ1dGlvbk1lc3NhZ2USLwoNaW1hZ2VfbWVzc2FnZRgDIAEoCzIYLmludGVyb3AudjEuSW1hZ2VNZXNzYWdlEjMKD2NvbnRhY3RfbWVzc2FnZRgEIAEoCzIaLmludGVyb3AudjEuQ29udGFjdE1lc3NhZ2USNQoQbG9jYXRpb25fbWVzc2FnZRgFIAEoCzIbLmludGVyb3AudjEuTG9jYXRpb25NZXNzYWdlEj4KFWV4dGVuZGVkX3RleHRfbWVzc2FnZRgGIAEoCzIfLmludGVyb3AudjEuRXh0ZW5kZWRUZXh0TWVzc2FnZRI1ChBkb2N1bWVudF9tZXNzYWdlGAcgASgLMhsuaW50ZXJvcC52MS5Eb2N1bWVudE1lc3NhZ2USLwoNYXVkaW9fbWVzc2FnZRgIIAEoCzIYLmludGVyb3AudjEuQXVkaW9NZXNzYWdlEi8KDXZpZGVvX21lc3NhZ2UYCSABKAsyGC5pbnRlcm9wLnYxLlZpZGVvTWVzc2FnZRI1ChBwcm90b2NvbF9tZXNzYWdlGAwgASgLMhsuaW50ZXJvcC52MS5Qcm90b2NvbE1lc3NhZ2USQAoWY29udGFjdHNfYXJyYXlfbWVzc2FnZRgNIAEoCzIgLmludGVyb3AudjEuQ29udGFjdHNBcnJheU1lc3NhZ2USOgoTZGV2aWNlX3NlbnRfbWVzc2FnZRgfIAEoCzIdLmludGVyb3AudjEuRGV2aWNlU2VudE1lc3NhZ2USNQoQcmVhY3Rpb25fbWVzc2FnZRguIAEoCzIbLmludGVyb3AudjEuUmVhY3Rpb25NZXNzYWdlEj4KFXBvbGxfY3JlYXRpb25fbWVzc2FnZRgxIAEoCzIfLmludGVyb3AudjEuUG9sbENyZWF0aW9uTWVzc2FnZSJmChFEZXZpY2VTZW50TWVzc2FnZRIXCg9kZXN0aW5hdGlvbl9qaWQYASABKAkSJAoHbWVzc2FnZRgCIAEoCzITLmludGVyb3AudjEuTWVzc2FnZRISCgptZXNzYWdlX2lkGAQgASgJIlIKCk1lc3NhZ2VLZXkSEgoKcmVtb3RlX2ppZBgBIAEoCRIPCgdmcm9tX21lGAIgASgIEgoKAmlkGAMgASgJEhMKC3BhcnRpY2lwYW50GAQgASgJIo0BCgtDb250ZXh0SW5mbxIRCglzdGFuemFfaWQYASABKAkSEwoLcGFydGljaXBhbnQYAiABKAkSKwoOcXVvdGVkX21lc3NhZ2UYAyABKAsyEy5pbnRlcm9wLnYxLk1lc3NhZ2USEgoKcmVtb3RlX2ppZBgEIAEoCRIVCg1tZW50aW9uZWRfamlkGA8gAygJIqMBChNFeHRlbmRlZFRleHRNZXNzYWdlEgwKBHRleHQYASABKAkSFAoMbWF0Y2hlZF90ZXh0GAIgASgJEhUKDWNhbm9uaWNhbF91cmwYBCABKAkSEwoLZGVzY3JpcHRpb24YBSABKAkSDQoFdGl0bGUYBiABKAkSLQoMY29udGV4dF9pbmZvGBEgASgLMhcuaW50ZXJvcC52MS5Db250ZXh0SW5mbyKsAgoMSW1hZ2VNZXNzYWdlEgsKA3VybBgBIAEoCRIQCghtaW1ldHlwZRgCIAEoCRIPCgdjYXB0aW9uGAMgASgJEhMKC2ZpbGVfc2hhMjU2GAQgASgMEhMKC2ZpbGVfbGVuZ3RoGAUgASgEEg4KBmhlaWdodBgGIAEoDRINCgV3aWR0aBgHIAEoDRIRCgltZWRpYV9rZXkYCCABKAwSFwoPZmlsZV9lbmNfc2hhMjU2GAkgASgMEhMKC2RpcmVjdF9wYXRoGAsgASgJEhsKE21lZGlhX2tleV90aW1lc3RhbXAYDCABKAMSFgoOanBlZ190aHVtYm5haWwYECABKAwSLQoMY29udGV4dF9pbmZvGBEgASgLMhcuaW50ZXJvcC52MS5Db250ZXh0SW5mbyLGAgoPRG9jdW1lbnRNZXNzYWdlEgsKA3VybBgBIAEoCRIQCghtaW1ldHlwZRgCIAEoCRINCgV0aXRsZRgDIAEoCRITCgtmaWxlX3NoYTI1NhgEIAEoDBITCgtmaWxlX2xlbmd0aBgFIAEoBBISCgpwYWdlX2NvdW50GAYgASgNEhEKCW1lZGlhX2tleRgHIAEoDBIRCglmaWxlX25hbWUYCCABKAkSFwoPZmlsZV9lbmNfc2hhMjU2GAkgASgMEhMKC2RpcmVjdF9wYXRoGAogASgJEhsKE21lZGlhX2tleV90aW1lc3RhbXAYCyABKAMSFgoOanBlZ190aHVtYm5haWwYECABKAwSLQoMY29udGV4dF9pbmZvGBEgASgLMhcuaW50ZXJvcC52MS5Db250ZXh0SW5mbxIPCgdjYXB0aW9uGBQgASgJIpQCCgxBdWRpb01lc3NhZ2USCwoDdXJsGAEgASgJEhAKCG1pbWV0eXBlGAIgASgJEhMKC2ZpbGVfc2hhMjU2GAMgASgMEhMKC2ZpbGVfbGVuZ3RoGAQgASgEEg8KB3NlY29uZHMYBSABKA0SCwoDcHR0GAYgASgIEhEKCW1lZGlhX2tleRgHIAEoDBIXCg9maWxlX2VuY19zaGEyNTYYCCABKAwSEwoLZGlyZWN0X3BhdGgYCSABKAkSGwoTbWVkaWFfa2V5X3RpbWVzdGFtcBgKIAEoAxItCgxjb250ZXh0X2luZm8YESABKAsyFy5pbnRlcm9wLnYxLkNvbnRleHRJbmZvEhAKCHdhdmVmb3JtGBMgASgMItMCCgxWaWRlb01lc3NhZ2USCwoDdXJsGAEgASgJEhAKCG1pbWV0eXBlGAIgASgJEhMKC2ZpbGVfc2hhMjU2GAMgASgMEhMKC2ZpbGVfbGVuZ3RoGAQgASgEEg8KB3NlY29uZHMYBSABKA0SEQoJbWVkaWFfa2V5GAYgASgMEg8KB2NhcHRpb24YByABKAkSFAoMZ2lmX3BsYXliYWNrGAggASgIEg4KBmhlaWdodBgJIAEoDRINCgV3aWR0aBgKIAEoDRIXCg9maWxlX2VuY19zaGEyNTYYCyABKAwSEwoLZGlyZWN0X3BhdGgYDSABKAkSGwoTbWVkaWFfa2V5X3RpbWVzdGFtcBgOIAEoAxIWCg5qcGVnX3RodW1ibmFpbBgQIAEoDBItCgxjb250ZXh0X2luZm8YESABKAsyFy5pbnRlcm9wLnYxLkNvbnRleHRJbmZvIuYBCg9Qcm90b2NvbE1lc3NhZ2USIwoDa2V5GAEgASgLMhYuaW50ZXJvcC52MS5NZXNzYWdlS2V5Ei4KBHR5cGUYAiABKA4yIC5pbnRlcm9wLnYxLlByb3RvY29sTWVzc2FnZS5UeXBlEisKDmVkaXRlZF9tZXNzYWdlGA4gASgLMhMuaW50ZXJvcC52MS5NZXNzYWdlEhQKDHRpbWVzdGFtcF9tcxgPIAEoAyI7CgRUeXBlEgoKBlJFVk9LRRAAEhUKEUVQSEVNRVJBTF9TRVRUSU5HEAMSEAoMTUVTU0FHRV9FRElUEA4idwoPUmVhY3Rpb25NZXNzYWdlEiMKA2tleRgBIAEoCzIWLmludGVyb3AudjEuTWVzc2FnZUtleRIMCgR0ZXh0GAIgASgJEhQKDGdyb3VwaW5nX2tleRgDIAEoCRIbChNzZW5kZXJfdGltZXN0YW1wX21zGAQgASgDImEKHFNlbmRlcktleURpc3RyaWJ1dGlvbk1lc3NhZ2USEAoIZ3JvdXBfaWQYASABKAkSLwonYXhvbG90bF9zZW5kZXJfa2V5X2Rpc3RyaWJ1dGlvbl9tZXNzYWdlGAIgASgMIvcBCg9Mb2NhdGlvbk1lc3NhZ2USGAoQZGVncmVlc19sYXRpdHVkZRgBIAEoARIZChFkZWdyZWVzX2xvbmdpdHVkZRgCIAEoARIMCgRuYW1lGAMgASgJEg8KB2FkZHJlc3MYBCABKAkSCwoDdXJsGAUgASgJEg8KB2lzX2xpdmUYBiABKAgSGgoSYWNjdXJhY3lfaW5fbWV0ZXJzGAcgASgNEg8KB2NvbW1lbnQYCyABKAkSFgoOanBlZ190aHVtYm5haWwYECABKAwSLQoMY29udGV4dF9pbmZvGBEgASgLMhcuaW50ZXJvcC52MS5Db250ZXh0SW5mbyJkCg5Db250YWN0TWVzc2FnZRIUCgxkaXNwbGF5X25hbWUYASABKAkSDQoFdmNhcmQYECABKAkSLQoMY29udGV4dF9pbmZvGBEgASgLMhcuaW50ZXJvcC52MS5Db250ZXh0SW5mbyKJAQoUQ29udGFjdHNBcnJheU1lc3NhZ2USFAoMZGlzcGxheV9uYW1lGAEgASgJEiwKCGNvbnRhY3RzGAIgAygLMhouaW50ZXJvcC52MS5Db250YWN0TWVzc2FnZRItCgxjb250ZXh0X2luZm8YESABKAsyFy5pbnRlcm9wLnYxLkNvbnRleHRJbmZvIt0BChNQb2xsQ3JlYXRpb25NZXNzYWdlEg8KB2VuY19rZXkYASABKAwSDAoEbmFtZRgCIAEoCRI3CgdvcHRpb25zGAMgAygLMiYuaW50ZXJvcC52MS5Qb2xsQ3JlYXRpb25NZXNzYWdlLk9wdGlvbhIgChhzZWxlY3RhYmxlX29wdGlvbnNfY291bnQYBCABKA0SLQoMY29udGV4dF9pbmZvGAUgASgLMhcuaW50ZXJvcC52MS5Db250ZXh0SW5mbxodCgZPcHRpb24SEwoLb3B0aW9uX25hbWUYASABKAk");
 
 /**
  * @generated from message interop.v1.Message
@@ -26,9 +26,24 @@ export type Message = Message$1<"interop.v1.Message"> & {
   conversation: string;
 
   /**
+   * @generated from field: optional interop.v1.SenderKeyDistributionMessage sender_key_distribution_message = 2;
+   */
+  senderKeyDistributionMessage?: SenderKeyDistributionMessage | undefined;
+
+  /**
    * @generated from field: optional interop.v1.ImageMessage image_message = 3;
    */
   imageMessage?: ImageMessage | undefined;
+
+  /**
+   * @generated from field: optional interop.v1.ContactMessage contact_message = 4;
+   */
+  contactMessage?: ContactMessage | undefined;
+
+  /**
+   * @generated from field: optional interop.v1.LocationMessage location_message = 5;
+   */
+  locationMessage?: LocationMessage | undefined;
 
   /**
    * @generated from field: optional interop.v1.ExtendedTextMessage extended_text_message = 6;
@@ -56,6 +71,11 @@ export type Message = Message$1<"interop.v1.Message"> & {
   protocolMessage?: ProtocolMessage | undefined;
 
   /**
+   * @generated from field: optional interop.v1.ContactsArrayMessage contacts_array_message = 13;
+   */
+  contactsArrayMessage?: ContactsArrayMessage | undefined;
+
+  /**
    * @generated from field: optional interop.v1.DeviceSentMessage device_sent_message = 31;
    */
   deviceSentMessage?: DeviceSentMessage | undefined;
@@ -64,6 +84,11 @@ export type Message = Message$1<"interop.v1.Message"> & {
    * @generated from field: optional interop.v1.ReactionMessage reaction_message = 46;
    */
   reactionMessage?: ReactionMessage | undefined;
+
+  /**
+   * @generated from field: optional interop.v1.PollCreationMessage poll_creation_message = 49;
+   */
+  pollCreationMessage?: PollCreationMessage | undefined;
 };
 
 /**
@@ -632,4 +657,208 @@ export type ReactionMessage = Message$1<"interop.v1.ReactionMessage"> & {
  */
 export const ReactionMessageSchema: GenMessage<ReactionMessage> = /*@__PURE__*/
   messageDesc(file_interop_v1_message, 10);
+
+/**
+ * A group member's sender key, sent to each member device that lacks it inside a pairwise Signal
+ * message (libsignal's SenderKeyDistributionMessage, serialized, in field 2).
+ *
+ * @generated from message interop.v1.SenderKeyDistributionMessage
+ */
+export type SenderKeyDistributionMessage = Message$1<"interop.v1.SenderKeyDistributionMessage"> & {
+  /**
+   * @generated from field: optional string group_id = 1;
+   */
+  groupId: string;
+
+  /**
+   * @generated from field: optional bytes axolotl_sender_key_distribution_message = 2;
+   */
+  axolotlSenderKeyDistributionMessage: Uint8Array;
+};
+
+/**
+ * Describes the message interop.v1.SenderKeyDistributionMessage.
+ * Use `create(SenderKeyDistributionMessageSchema)` to create a new message.
+ */
+export const SenderKeyDistributionMessageSchema: GenMessage<SenderKeyDistributionMessage> = /*@__PURE__*/
+  messageDesc(file_interop_v1_message, 11);
+
+/**
+ * A place: coordinates in degrees (WGS 84), with an optional name and address.
+ *
+ * @generated from message interop.v1.LocationMessage
+ */
+export type LocationMessage = Message$1<"interop.v1.LocationMessage"> & {
+  /**
+   * @generated from field: optional double degrees_latitude = 1;
+   */
+  degreesLatitude: number;
+
+  /**
+   * @generated from field: optional double degrees_longitude = 2;
+   */
+  degreesLongitude: number;
+
+  /**
+   * @generated from field: optional string name = 3;
+   */
+  name: string;
+
+  /**
+   * @generated from field: optional string address = 4;
+   */
+  address: string;
+
+  /**
+   * @generated from field: optional string url = 5;
+   */
+  url: string;
+
+  /**
+   * @generated from field: optional bool is_live = 6;
+   */
+  isLive: boolean;
+
+  /**
+   * @generated from field: optional uint32 accuracy_in_meters = 7;
+   */
+  accuracyInMeters: number;
+
+  /**
+   * @generated from field: optional string comment = 11;
+   */
+  comment: string;
+
+  /**
+   * @generated from field: optional bytes jpeg_thumbnail = 16;
+   */
+  jpegThumbnail: Uint8Array;
+
+  /**
+   * @generated from field: optional interop.v1.ContextInfo context_info = 17;
+   */
+  contextInfo?: ContextInfo | undefined;
+};
+
+/**
+ * Describes the message interop.v1.LocationMessage.
+ * Use `create(LocationMessageSchema)` to create a new message.
+ */
+export const LocationMessageSchema: GenMessage<LocationMessage> = /*@__PURE__*/
+  messageDesc(file_interop_v1_message, 12);
+
+/**
+ * A contact card: a display name and a vCard (RFC 6350 or 2426 text).
+ *
+ * @generated from message interop.v1.ContactMessage
+ */
+export type ContactMessage = Message$1<"interop.v1.ContactMessage"> & {
+  /**
+   * @generated from field: optional string display_name = 1;
+   */
+  displayName: string;
+
+  /**
+   * @generated from field: optional string vcard = 16;
+   */
+  vcard: string;
+
+  /**
+   * @generated from field: optional interop.v1.ContextInfo context_info = 17;
+   */
+  contextInfo?: ContextInfo | undefined;
+};
+
+/**
+ * Describes the message interop.v1.ContactMessage.
+ * Use `create(ContactMessageSchema)` to create a new message.
+ */
+export const ContactMessageSchema: GenMessage<ContactMessage> = /*@__PURE__*/
+  messageDesc(file_interop_v1_message, 13);
+
+/**
+ * Several contact cards in one message.
+ *
+ * @generated from message interop.v1.ContactsArrayMessage
+ */
+export type ContactsArrayMessage = Message$1<"interop.v1.ContactsArrayMessage"> & {
+  /**
+   * @generated from field: optional string display_name = 1;
+   */
+  displayName: string;
+
+  /**
+   * @generated from field: repeated interop.v1.ContactMessage contacts = 2;
+   */
+  contacts: ContactMessage[];
+
+  /**
+   * @generated from field: optional interop.v1.ContextInfo context_info = 17;
+   */
+  contextInfo?: ContextInfo | undefined;
+};
+
+/**
+ * Describes the message interop.v1.ContactsArrayMessage.
+ * Use `create(ContactsArrayMessageSchema)` to create a new message.
+ */
+export const ContactsArrayMessageSchema: GenMessage<ContactsArrayMessage> = /*@__PURE__*/
+  messageDesc(file_interop_v1_message, 14);
+
+/**
+ * A poll. The bridge does not carry polls (it shows a notice in their place); the emulator's
+ * native users send them so that the notice is tested.
+ *
+ * @generated from message interop.v1.PollCreationMessage
+ */
+export type PollCreationMessage = Message$1<"interop.v1.PollCreationMessage"> & {
+  /**
+   * @generated from field: optional bytes enc_key = 1;
+   */
+  encKey: Uint8Array;
+
+  /**
+   * @generated from field: optional string name = 2;
+   */
+  name: string;
+
+  /**
+   * @generated from field: repeated interop.v1.PollCreationMessage.Option options = 3;
+   */
+  options: PollCreationMessage_Option[];
+
+  /**
+   * @generated from field: optional uint32 selectable_options_count = 4;
+   */
+  selectableOptionsCount: number;
+
+  /**
+   * @generated from field: optional interop.v1.ContextInfo context_info = 5;
+   */
+  contextInfo?: ContextInfo | undefined;
+};
+
+/**
+ * Describes the message interop.v1.PollCreationMessage.
+ * Use `create(PollCreationMessageSchema)` to create a new message.
+ */
+export const PollCreationMessageSchema: GenMessage<PollCreationMessage> = /*@__PURE__*/
+  messageDesc(file_interop_v1_message, 15);
+
+/**
+ * @generated from message interop.v1.PollCreationMessage.Option
+ */
+export type PollCreationMessage_Option = Message$1<"interop.v1.PollCreationMessage.Option"> & {
+  /**
+   * @generated from field: optional string option_name = 1;
+   */
+  optionName: string;
+};
+
+/**
+ * Describes the message interop.v1.PollCreationMessage.Option.
+ * Use `create(PollCreationMessage_OptionSchema)` to create a new message.
+ */
+export const PollCreationMessage_OptionSchema: GenMessage<PollCreationMessage_Option> = /*@__PURE__*/
+  messageDesc(file_interop_v1_message, 15, 0);
 
