@@ -4,7 +4,7 @@
  * states, and a 64 KiB message of markup and emoji, in both directions; on Prosody also with the
  * bridge's database on a real PostgreSQL (every table there: core, Signal, the adapter's).
  */
-import { xml } from '@xmpp/xml';
+import { xml, type Element } from '@xmpp/xml';
 import type { XmppServerKind } from '../support/xmpp-servers.js';
 import {
   bodiesFrom,
@@ -172,6 +172,116 @@ describe.each(CASES)('XMPP adapter messages on %s, the bridge on %s', (kind, dat
     expect(reaction).toMatchObject({ kind: 'reaction', emoji: '👍', target: { id: original.id } });
     expect(revoke).toMatchObject({ kind: 'revoke', target: { id: original.id } });
   });
+
+  // Content kinds are the adapter's and the core's, not the database's: on SQLite only.
+  const sqliteOnly = database === 'sqlite' ? test : test.skip;
+  sqliteOnly(
+    'every content kind a native user sends arrives as XMPP shows it, with replies and locations both ways',
+    async () => {
+      const alice = await h.registeredUser('alice');
+      const bobPhone = phone();
+      const bob = await h.native(bobPhone);
+      await alice.client.send(chat(contactJid(bobPhone), 'where and who?', 'q-1'));
+      const asked = await bob.waitForMessage();
+      const aliceJid = asked.from;
+      const send = (content: Parameters<typeof bob.send>[1]) => bob.send(aliceJid, content, { devices: [0] });
+      const next = (match: (s: Element) => boolean) =>
+        alice.waitForStanza((s) => s.name === 'message' && s.attrs.from === contactJid(bobPhone) && match(s));
+      const body = (s: Element) => s.getChild('body')?.getText() ?? '';
+
+      const helloId = await bob.sendText(aliceJid, 'hello', { devices: [0] });
+      const hello = await next((s) => body(s) === 'hello');
+
+      // A reply (XEP-0461) that mentions another contact and Alice herself (XEP-0372).
+      await send({
+        kind: 'text',
+        text: 'ask @4915199999999',
+        mentions: ['+4915199999999', aliceJid],
+        reply_to: asked.id,
+      });
+      const mention = await next((s) => body(s).startsWith('ask @4915199999999'));
+      expect(mention.getChild('reply', 'urn:xmpp:reply:0')?.attrs.id).toBe('q-1');
+      const refs = mention.getChildren('reference', 'urn:xmpp:reference:0').map((r) => r.attrs);
+      const aliceToken = `@${aliceJid.split('@')[0]}`;
+      expect(refs).toEqual([
+        {
+          xmlns: 'urn:xmpp:reference:0',
+          type: 'mention',
+          begin: '4',
+          end: '18',
+          uri: `xmpp:${contactJid('+4915199999999')}`,
+        },
+        {
+          xmlns: 'urn:xmpp:reference:0',
+          type: 'mention',
+          begin: String(19),
+          end: String(19 + aliceToken.length),
+          uri: `xmpp:${alice.jid}`,
+        },
+      ]);
+
+      // An edit, a reaction and a deletion (XEP-0308, XEP-0444, XEP-0424), each of the right message.
+      await send({ kind: 'edit', target: helloId, text: 'hello again' });
+      const edit = await next((s) => s.getChild('replace', 'urn:xmpp:message-correct:0') !== undefined);
+      expect(edit.getChild('replace', 'urn:xmpp:message-correct:0')?.attrs.id).toBe(hello.attrs.id);
+      expect(body(edit)).toBe('hello again');
+      await send({ kind: 'reaction', target: asked.id, emoji: '👍' });
+      const reaction = await next((s) => s.getChild('reactions', 'urn:xmpp:reactions:0') !== undefined);
+      expect(reaction.getChild('reactions', 'urn:xmpp:reactions:0')?.attrs.id).toBe('q-1');
+      expect(reaction.getChild('reactions', 'urn:xmpp:reactions:0')?.getChild('reaction')?.getText()).toBe(
+        '👍',
+      );
+      await send({ kind: 'delete', target: helloId });
+      const retraction = await next((s) => s.getChild('retract', 'urn:xmpp:message-retract:1') !== undefined);
+      expect(retraction.getChild('retract', 'urn:xmpp:message-retract:1')?.attrs.id).toBe(hello.attrs.id);
+
+      // A location (a geo: URI body, XEP-0080, its name after it) and a contact card.
+      await send({ kind: 'location', latitude: 52.5163, longitude: 13.3777, name: 'Brandenburger Tor' });
+      const place = await next((s) => body(s) === 'geo:52.5163,13.3777');
+      expect(place.getChild('geoloc', 'http://jabber.org/protocol/geoloc')?.getChild('lat')?.getText()).toBe(
+        '52.5163',
+      );
+      await next((s) => body(s) === 'Brandenburger Tor');
+      await send({ kind: 'contact', cards: [{ name: 'Jane Doe', phone: '+4915122223333' }] });
+      await next((s) => body(s) === '👤 Jane Doe: +4915122223333');
+
+      // A video and a file, by URL (XEP-0066), the caption after the video.
+      await send({ kind: 'video', caption: 'the match' });
+      const video = await next((s) => s.getChild('x', 'jabber:x:oob') !== undefined);
+      expect(video.getChild('x', 'jabber:x:oob')?.getChild('url')?.getText()).toMatch(/^https?:\/\/.+\.mp4$/);
+      await next((s) => body(s) === 'the match');
+      await send({ kind: 'document', file_name: 'plan.pdf' });
+      const file = await next((s) =>
+        (s.getChild('x', 'jabber:x:oob')?.getChild('url')?.getText() ?? '').endsWith('plan.pdf'),
+      );
+      expect(file).toBeDefined();
+
+      // A poll: a notice naming it, and the delivery receipt is for a message Alice did see.
+      const poll = await send({ kind: 'poll', question: 'Lunch?', options: ['12', '1'] });
+      await next((s) => /^\(sent a poll, which this bridge cannot show/.test(body(s)));
+      await bob.waitForReceipt(poll, 'delivery');
+
+      // XMPP -> native: a reply to Bob's message (its fallback stripped) and a location.
+      await alice.client.send(
+        chat(contactJid(bobPhone), '> hello again\nyes', 'r-1', [
+          xml('reply', { xmlns: 'urn:xmpp:reply:0', to: contactJid(bobPhone), id: String(mention.attrs.id) }),
+          xml(
+            'fallback',
+            { xmlns: 'urn:xmpp:fallback:0', for: 'urn:xmpp:reply:0' },
+            xml('body', { start: '0', end: '14' }),
+          ),
+        ]),
+      );
+      const replied = await bob.waitForMessage((m) => m.content.kind === 'text' && m.content.text === 'yes');
+      expect(replied.content.kind === 'text' && replied.content.replyTo?.id).toBeTruthy();
+      await alice.client.send(chat(contactJid(bobPhone), 'geo:48.8584,2.2945', 'loc-1'));
+      const back = await bob.waitForMessage((m) => m.content.kind === 'location');
+      expect(back.content.kind === 'location' && back.content.place).toEqual({
+        latitude: 48.8584,
+        longitude: 2.2945,
+      });
+    },
+  );
 
   test('a 64 KiB message full of markup characters and emoji arrives intact both ways, and the component stays connected', async () => {
     const alice = await h.registeredUser('alice');
