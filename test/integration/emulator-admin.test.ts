@@ -214,6 +214,66 @@ describe('emulator admin API', () => {
       expect(user.success.kind).toBe('success');
     });
 
+    it('native users created with a behaviour send every content kind on request, and the echo user echoes each', async () => {
+      const ECHO = '+447700900200';
+      const SAM = '+447700900201';
+      for (const [phone, behaviour] of [
+        [ECHO, 'echo'],
+        [SAM, 'silent'],
+      ] as const) {
+        const created = await h.api('POST', '/admin/native-users', { body: { phone, behaviour } });
+        expect(created.status).toBe(201);
+        expect(created.body).toMatchObject({ phone, behaviour });
+      }
+      const sam = h.running.native(SAM)!;
+      const send = (content: Record<string, unknown>) =>
+        h.api('POST', '/admin/native-users/send', { body: { from: SAM, to: ECHO, content } });
+
+      const sent = await send({
+        kind: 'location',
+        latitude: 48.8584,
+        longitude: 2.2945,
+        name: 'Tour Eiffel',
+      });
+      expect(sent.status).toBe(200);
+      expect(sent.body).toMatchObject({ from: '447700900201@wa.interop', to: '447700900200@wa.interop' });
+      const place = await sam.waitForMessage((m) => m.content.kind === 'location');
+      expect(place.content.kind === 'location' && place.content.place).toEqual({
+        latitude: 48.8584,
+        longitude: 2.2945,
+        name: 'Tour Eiffel',
+      });
+      await send({ kind: 'contact', cards: [{ name: 'Jane', phone: '+4915122223333' }] });
+      const card = await sam.waitForMessage((m) => m.content.kind === 'contact');
+      expect(card.content.kind === 'contact' && card.content.cards[0]?.vcard).toContain('waid=4915122223333');
+      const picture = Buffer.from('not really a png, but bytes all the same');
+      await send({
+        kind: 'image',
+        data_base64: picture.toString('base64'),
+        mimetype: 'image/png',
+        caption: 'look',
+      });
+      const echoed = await sam.waitForMessage((m) => m.content.kind === 'image');
+      expect(echoed.content.kind === 'image' && echoed.content.caption).toBe('echo: look');
+      expect(await sam.downloadMedia(echoed)).toEqual(picture);
+      await send({ kind: 'text', text: 'hi', mentions: [ECHO] });
+      const text = await sam.waitForMessage((m) => m.content.kind === 'text');
+      expect(text.content.kind === 'text' && text.content.text).toBe('echo: hi @447700900200');
+
+      // Refusals name what is wrong.
+      const stranger = await h.api('POST', '/admin/native-users/send', {
+        body: { from: '+447700900999', to: ECHO, content: { kind: 'text', text: 'x' } },
+      });
+      expect(stranger.status).toBe(404);
+      expect(stranger.body).toMatchObject({ error: 'admin_user_not_running' });
+      const bad = await send({ kind: 'location', latitude: 123, longitude: 0 });
+      expect(bad.status).toBe(400);
+      expect(bad.body).toMatchObject({ error: 'admin_invalid_request' });
+      expect(bad.body.message).toContain('latitude');
+      const unknownKind = await send({ kind: 'hologram' });
+      expect(unknownKind.status).toBe(400);
+    });
+
     it('GET /admin/accounts lists accounts with their connected devices', async () => {
       await connect(BOB_PHONE);
       const { status, body } = await h.api('GET', '/admin/accounts');
