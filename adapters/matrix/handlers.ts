@@ -4,7 +4,8 @@
  * typing is passed on live. Matrix presence is not followed: a user's first activity counts.
  */
 import type { BridgeCore } from '../../src/bridge/adapter.js';
-import type { OutgoingEvent } from '../../src/bridge/events.js';
+import type { Mention, OutgoingEvent } from '../../src/bridge/events.js';
+import { remoteOfPhone } from '../../src/bridge/phone.js';
 import { InteropError } from '../../src/errors.js';
 import type { Logger } from '../../src/observability/logger.js';
 import { KeyedQueue } from '../../src/util/keyed-queue.js';
@@ -31,7 +32,7 @@ export interface HandlersContext {
   readonly core: Pick<BridgeCore, 'submit' | 'setOnline'>;
   readonly store: Pick<MatrixStore, 'room' | 'markReadUpTo' | 'putReaction' | 'reaction'>;
   readonly rooms: Pick<ManagementRooms, 'notice'>;
-  readonly ids: Pick<MatrixIds, 'isOurs' | 'permissionOf'>;
+  readonly ids: Pick<MatrixIds, 'isOurs' | 'permissionOf' | 'ghostDigits'>;
   readonly spool: Pick<MediaSpool, 'download'>;
   readonly inFlight: Pick<InFlight, 'track'>;
   /** Largest file (`media.max_bytes`). */
@@ -157,7 +158,46 @@ export class InboundHandlers {
       return { type: 'message', body: mediaBodyOf(content, kind, file), ...reply };
     }
     if (typeof content['body'] !== 'string') return undefined;
-    return { type: 'message', body: { kind: 'text', text: markupOf(content) }, ...reply };
+    const { text, mentions } = this.#mentionsOut(content);
+    return {
+      type: 'message',
+      body: { kind: 'text', text, ...(mentions.length > 0 ? { mentions } : {}) },
+      ...reply,
+    };
+  }
+
+  /**
+   * Pills of ghosts in a local user's message become the gatekeeper's mentions: the pill's link in
+   * the HTML is replaced by `@<number's digits>` before the HTML is read, and the contact is named
+   * in `mentions`. Other pills stay what they were (their name, as text).
+   */
+  #mentionsOut(content: Content): { text: string; mentions: Mention[] } {
+    const html = content['formatted_body'];
+    const mentions: Mention[] = [];
+    if (
+      content['format'] !== 'org.matrix.custom.html' ||
+      typeof html !== 'string' ||
+      !html.includes('matrix.to')
+    ) {
+      return { text: markupOf(content), mentions };
+    }
+    const rewritten = html.replace(
+      /<a\s+href="https:\/\/matrix\.to\/#\/([^"?]+)[^"]*"\s*>[\s\S]*?<\/a>/gi,
+      (pill, encoded: string) => {
+        let userId: string;
+        try {
+          userId = decodeURIComponent(encoded);
+        } catch {
+          return pill;
+        }
+        const digits = this.c.ids.ghostDigits(userId);
+        if (digits === undefined) return pill;
+        const remote = remoteOfPhone(`+${digits}`);
+        if (!mentions.some((m) => m.remote === remote)) mentions.push({ remote, token: `@${digits}` });
+        return `@${digits}`;
+      },
+    );
+    return { text: markupOf({ ...content, formatted_body: rewritten }), mentions };
   }
 
   /** A local user's read receipt in a portal: the contact's messages up to it are read. */

@@ -458,6 +458,16 @@ describe.each(['sqlite', 'postgres'] as const)('the bridge on %s', (backend) => 
         geo_uri: 'geo:48.8584,2.2945',
       });
       const back = await bob.waitForMessage((m) => m.content.kind === 'location');
+      // A pill of Bob's ghost is a mention of Bob.
+      await alice.sendText(
+        portal,
+        'thanks Bob',
+        `thanks <a href="https://matrix.to/#/${encodeURIComponent(GHOST)}">${BOB}</a>`,
+      );
+      const thanks = await bob.waitForMessage(
+        (m) => m.content.kind === 'text' && m.content.text.startsWith('thanks'),
+      );
+      expect(thanks.content).toMatchObject({ text: 'thanks @4915112345678', mentions: [bob.jid] });
       expect(back.content.kind === 'location' && back.content.place).toEqual({
         latitude: 48.8584,
         longitude: 2.2945,
