@@ -135,6 +135,17 @@ async function filledSqlite(): Promise<string> {
   await matrix.putSent('@u:x', 'j', 'r1', { roomId: '!r', eventId: '$s1' });
   await matrix.putReaction('!r', '$re', '$s1', '👍');
   await matrix.setDoublePuppet('@u:x', true);
+  // The Matrix crypto store's sealed rows (adapters/matrix/crypto/): copied as bytes, never opened.
+  db.prepare('INSERT INTO matrix_crypto_idb_schema VALUES (?, ?)').run(
+    'ghost-1::matrix-sdk-crypto',
+    randomBytes(80),
+  );
+  db.prepare('INSERT INTO matrix_crypto_idb VALUES (?, ?, ?, ?)').run(
+    'ghost-1::matrix-sdk-crypto',
+    1,
+    'core',
+    randomBytes(200),
+  );
   const xmpp = openXmppStore({ kind: 'sqlite', db });
   const { run } = (await xmpp.beginRun()).run;
   await xmpp.ensureContact('user1@example.org', '+4915100000001', '4915100000001@wa.interop', 'Bob');
