@@ -371,6 +371,8 @@ export class PuppetRuntime {
 
   private onNotification(n: NotificationStanza): void {
     if (this.connection.isConnected) this.connection.send({ kind: 'ack', class: 'notification', id: n.id });
+    // Group and profile notifications are not handled yet (acked, so the gateway does not resend).
+    if (n.type !== 'encrypt') return;
     if (n.body.event === 'prekey_low') {
       void this.uploadPreKeys(this.preKeyTarget - n.body.count).catch(() => undefined);
       return;

@@ -7,15 +7,23 @@
 import type { Element } from '@xmpp/xml';
 
 import { DEFAULT_STANZA_LIMITS, parseXml, type StanzaLimits } from './codec.js';
-import { StanzaInvalidError, StanzaUnknownError, type StanzaContext } from './errors.js';
+import { StanzaUnknownError, type StanzaContext } from './errors.js';
+import { readGroupNotification, readGroupRequest, readGroupResult } from './group.js';
+import {
+  readPictureNotification,
+  readProfileNotification,
+  readProfileRequest,
+  readProfileResult,
+} from './profile.js';
+import { Node, errorInfo, optional } from './reader.js';
 import type {
   DirectoryEntry,
   Enc,
-  ErrorInfo,
   IqBody,
   IqStanza,
   MessageStanza,
   NotificationStanza,
+  ParticipantEnc,
   PreKey,
   PreKeyFetchEntry,
   ReceiptStanza,
@@ -30,143 +38,19 @@ import {
   PREKEY_ID_BYTES,
   REGISTRATION_ID_BYTES,
   SIGNATURE_BYTES,
-  fromBase64,
-  fromBigEndian,
-  parseDecimal,
 } from './values.js';
 import {
   ACK_CLASSES,
   E164,
   ENC_TYPES,
   ENC_VERSION,
+  GROUP_ADDRESSED,
   IQ_OPS,
   IQ_TYPES,
   MEDIA_TYPES,
   REASON,
+  XMLNS,
 } from './vocabulary.js';
-
-const EDGE_SPACE = /^[ \t\n]+|[ \t\n]+$/g;
-
-/** An element being read, with the path used to name fields in errors (`list.key[3].value`). */
-class Node {
-  constructor(
-    readonly ctx: StanzaContext,
-    readonly el: Element,
-    readonly path: string,
-  ) {}
-
-  private field(name: string): string {
-    return this.path === '' ? name : `${this.path}.${name}`;
-  }
-
-  invalid(field: string, message: string): never {
-    const where = this.ctx.id === undefined ? `<${this.ctx.name}>` : `<${this.ctx.name} id="${this.ctx.id}">`;
-    throw new StanzaInvalidError(
-      this.ctx,
-      field,
-      `invalid ${where}: ${field === '' ? '' : `"${field}" `}${message}`,
-    );
-  }
-
-  optAttr(name: string): string | undefined {
-    // Own properties only: ltx keeps attributes in a plain object, whose prototype has "constructor".
-    if (!Object.hasOwn(this.el.attrs, name)) return undefined;
-    const value = this.el.attrs[name];
-    if (value === undefined) return undefined;
-    if (value === '') this.invalid(this.field(name), 'must not be empty');
-    return value;
-  }
-
-  attr(name: string): string {
-    const value = this.optAttr(name);
-    if (value === undefined) this.invalid(this.field(name), 'is a required attribute and is missing');
-    return value;
-  }
-
-  optUint(name: string, max: number): number | undefined {
-    const raw = this.optAttr(name);
-    if (raw === undefined) return undefined;
-    const n = parseDecimal(raw);
-    if (n === undefined || n > max)
-      this.invalid(this.field(name), `must be a decimal integer from 0 to ${max}, got "${raw}"`);
-    return n;
-  }
-
-  uint(name: string, max: number): number {
-    const n = this.optUint(name, max);
-    if (n === undefined) this.invalid(this.field(name), 'is a required attribute and is missing');
-    return n;
-  }
-
-  time(name: string): number {
-    return this.uint(name, Number.MAX_SAFE_INTEGER);
-  }
-
-  optOneOf<T extends string>(name: string, values: readonly T[]): T | undefined {
-    const raw = this.optAttr(name);
-    if (raw === undefined) return undefined;
-    const found = values.find((v) => v === raw);
-    if (found === undefined)
-      this.invalid(this.field(name), `must be one of ${values.join(', ')}, got "${raw}"`);
-    return found;
-  }
-
-  oneOf<T extends string>(name: string, values: readonly T[]): T {
-    const v = this.optOneOf(name, values);
-    if (v === undefined) this.invalid(this.field(name), 'is a required attribute and is missing');
-    return v;
-  }
-
-  elements(): Element[] {
-    return this.el.getChildElements();
-  }
-
-  children(name: string): Node[] {
-    return this.el.getChildren(name).map((c, i) => new Node(this.ctx, c, `${this.field(name)}[${i}]`));
-  }
-
-  optChild(name: string): Node | undefined {
-    const found = this.el.getChildren(name);
-    if (found.length > 1) this.invalid(this.field(name), 'must appear once');
-    const [el] = found;
-    return el === undefined ? undefined : new Node(this.ctx, el, this.field(name));
-  }
-
-  child(name: string): Node {
-    const c = this.optChild(name);
-    if (c === undefined) this.invalid(this.field(name), 'is a required child element and is missing');
-    return c;
-  }
-
-  /** Text content, without surrounding white space (which pretty-printing peers may add). */
-  text(): string {
-    const t = this.el.getText().replace(EDGE_SPACE, '');
-    if (t === '') this.invalid(this.path, 'must have text content');
-    return t;
-  }
-
-  bytes(size?: number): Uint8Array {
-    const b = fromBase64(this.text());
-    if (b === undefined) this.invalid(this.path, 'must be base64 (RFC 4648, padded, no line breaks)');
-    if (size !== undefined && b.byteLength !== size)
-      this.invalid(this.path, `must be ${size} bytes, got ${b.byteLength}`);
-    if (b.byteLength === 0) this.invalid(this.path, 'must not be empty');
-    return b;
-  }
-
-  bigEndian(size: number): number {
-    return fromBigEndian(this.bytes(size));
-  }
-
-  /** Stanzas between users: at least one of to and from. */
-  peer(): { to?: string; from?: string } {
-    const to = this.optAttr('to');
-    const from = this.optAttr('from');
-    if (to === undefined && from === undefined)
-      this.invalid('to', 'or "from" is required and both are missing');
-    return { ...(to === undefined ? {} : { to }), ...(from === undefined ? {} : { from }) };
-  }
-}
 
 function registration(n: Node): number {
   return n.child('registration').bigEndian(REGISTRATION_ID_BYTES);
@@ -182,11 +66,6 @@ function preKey(n: Node): PreKey {
 
 function signedPreKey(n: Node): SignedPreKey {
   return { ...preKey(n), signature: n.child('signature').bytes(SIGNATURE_BYTES) };
-}
-
-function errorInfo(n: Node): ErrorInfo {
-  const text = n.optAttr('text');
-  return { code: n.uint('code', 999), ...(text === undefined ? {} : { text }) };
 }
 
 function fetchEntry(user: Node): PreKeyFetchEntry {
@@ -246,10 +125,21 @@ function iqBody(iq: Node, type: 'get' | 'set' | 'result' | 'error'): IqBody {
         return { op: 'media_conn_result', auth: mc.attr('auth'), ttl: mc.time('ttl'), hosts };
       }
       default:
-        return unknownIq(iq, `result <${child}>`);
+        return (
+          readGroupResult(iq, child) ?? readProfileResult(iq, child) ?? unknownIq(iq, `result <${child}>`)
+        );
     }
   }
   const xmlns = iq.attr('xmlns');
+  const unknown = (): never => unknownIq(iq, `${type} xmlns="${xmlns}" <${child ?? ''}>`);
+  if (xmlns === XMLNS.groups) {
+    const body = readGroupRequest(iq, type) ?? unknown();
+    if (GROUP_ADDRESSED.has(body.op) && iq.optAttr('to') === undefined)
+      iq.invalid('to', 'is required: a request about a group is sent to the group');
+    return body;
+  }
+  if (xmlns === XMLNS.picture || xmlns === XMLNS.profile || xmlns === XMLNS.status)
+    return readProfileRequest(iq, type, xmlns) ?? unknown();
   const op = Object.entries(IQ_OPS).find(
     ([name, o]) => o.type === type && o.xmlns === xmlns && requestChild(name) === child,
   )?.[0];
@@ -295,7 +185,7 @@ function iqBody(iq: Node, type: 'get' | 'set' | 'result' | 'error'): IqBody {
       };
     }
     default:
-      return unknownIq(iq, `${type} xmlns="${xmlns}" <${child ?? ''}>`);
+      return unknown();
   }
 }
 
@@ -327,30 +217,79 @@ function decodeIq(n: Node): IqStanza {
   };
 }
 
-function decodeMessage(n: Node): MessageStanza {
-  const devices = new Set<number | undefined>();
-  const encs = n.children('enc').map((e): Enc => {
-    const v = e.attr('v');
-    if (v !== ENC_VERSION) e.invalid(`${e.path}.v`, `must be "${ENC_VERSION}", got "${v}"`);
-    const device = e.optUint('device', 65535);
-    if (devices.has(device)) e.invalid(`${e.path}.device`, 'two <enc> for the same device');
-    devices.add(device);
-    const mediaType = e.optOneOf('mediatype', MEDIA_TYPES);
-    return {
-      type: e.oneOf('type', ENC_TYPES),
-      ...(device === undefined ? {} : { device }),
-      ...(mediaType === undefined ? {} : { mediaType }),
-      ciphertext: e.bytes(),
-    };
+function readEnc(e: Node): Enc {
+  const v = e.attr('v');
+  if (v !== ENC_VERSION) e.invalid(`${e.path}.v`, `must be "${ENC_VERSION}", got "${v}"`);
+  const device = e.optUint('device', 65535);
+  const mediaType = e.optOneOf('mediatype', MEDIA_TYPES);
+  return {
+    type: e.oneOf('type', ENC_TYPES),
+    ...optional('device', device),
+    ...optional('mediaType', mediaType),
+    ciphertext: e.bytes(),
+  };
+}
+
+/** A group message: one skmsg, at most one pairwise enc beside it (delivered), none naming a device. */
+function checkGroupEncs(encNodes: readonly Node[], encs: readonly Enc[]): void {
+  let pairwise = 0;
+  encs.forEach((e, i) => {
+    const node = encNodes[i] as Node;
+    if (e.device !== undefined)
+      node.invalid(`${node.path}.device`, 'the encs of a group message name no device');
+    if (e.type === 'skmsg') return;
+    if (++pairwise > 1)
+      node.invalid(`${node.path}.type`, 'a group message has one skmsg and at most one other enc');
   });
+  const skmsg = encNodes.filter((_, i) => encs[i]?.type === 'skmsg');
+  if (skmsg.length > 1) {
+    const second = skmsg[1] as Node;
+    second.invalid(`${second.path}.type`, 'a group message has exactly one skmsg');
+  }
+}
+
+function readParticipants(list: Node): ParticipantEnc[] {
+  const seen = new Set<string>();
+  const participants = list.children('to').map((to): ParticipantEnc => {
+    const jid = to.attr('jid');
+    if (seen.has(jid)) to.invalid(`${to.path}.jid`, `"${jid}" appears twice`);
+    seen.add(jid);
+    const encNode = to.child('enc');
+    const enc = readEnc(encNode);
+    if (enc.type === 'skmsg') encNode.invalid(`${encNode.path}.type`, 'a participant gets a pkmsg or msg');
+    if (enc.device !== undefined) encNode.invalid(`${encNode.path}.device`, 'the <to> names the device');
+    return { jid, enc };
+  });
+  if (participants.length === 0) list.invalid('participants.to', 'at least one is required');
+  return participants;
+}
+
+function decodeMessage(n: Node): MessageStanza {
+  const encNodes = n.children('enc');
+  const encs = encNodes.map(readEnc);
   if (encs.length === 0) n.invalid('enc', 'at least one is required');
+  const group = encs.some((e) => e.type === 'skmsg');
+  if (group) checkGroupEncs(encNodes, encs);
+  else {
+    const devices = new Set<number | undefined>();
+    encs.forEach((e, i) => {
+      const node = encNodes[i] as Node;
+      if (devices.has(e.device)) node.invalid(`${node.path}.device`, 'two <enc> for the same device');
+      devices.add(e.device);
+    });
+  }
+  const list = n.optChild('participants');
+  if (list !== undefined && !group) n.invalid('participants', 'only a message with a skmsg has participants');
   return {
     kind: 'message',
     id: n.attr('id'),
     ...n.peer(),
+    ...optional('participant', n.optAttr('participant')),
+    ...optional('notify', n.optAttr('notify')),
     type: n.oneOf('type', ['text', 'media'] as const),
     t: n.time('t'),
     encs,
+    ...optional('participants', list === undefined ? undefined : readParticipants(list)),
   };
 }
 
@@ -365,7 +304,13 @@ function retryKeys(keys: Node): RetryKeys {
 
 function decodeReceipt(n: Node): ReceiptStanza {
   const type = n.optOneOf('type', ['read', 'retry'] as const);
-  const base = { kind: 'receipt' as const, id: n.attr('id'), ...n.peer(), t: n.time('t') };
+  const base = {
+    kind: 'receipt' as const,
+    id: n.attr('id'),
+    ...n.peer(),
+    ...optional('participant', n.optAttr('participant')),
+    t: n.time('t'),
+  };
   if (type === undefined) return base;
   if (type === 'read') return { ...base, type };
   const r = n.child('retry');
@@ -389,11 +334,20 @@ function decodeReceipt(n: Node): ReceiptStanza {
 function decodeNotification(n: Node): NotificationStanza {
   const base = { kind: 'notification' as const, id: n.attr('id'), from: n.attr('from'), t: n.time('t') };
   const type = n.attr('type');
-  if (type !== 'encrypt') {
-    throw new StanzaUnknownError(
-      n.ctx,
-      `unknown notification type "${type}": answer with <ack class="notification" error="501">`,
-    );
+  switch (type) {
+    case 'encrypt':
+      break;
+    case 'w:gp2':
+      return readGroupNotification(n, base);
+    case 'picture':
+      return readPictureNotification(n, base);
+    case 'profile':
+      return readProfileNotification(n, base);
+    default:
+      throw new StanzaUnknownError(
+        n.ctx,
+        `unknown notification type "${type}": answer with <ack class="notification" error="501">`,
+      );
   }
   const [child] = n.elements();
   switch (child?.name) {
@@ -411,10 +365,6 @@ function decodeNotification(n: Node): NotificationStanza {
         `unknown encrypt notification <${child?.name ?? ''}>: answer with <ack class="notification" error="501">`,
       );
   }
-}
-
-function optional<K extends string, V>(key: K, value: V | undefined): { [P in K]?: V } {
-  return (value === undefined ? {} : { [key]: value }) as { [P in K]?: V };
 }
 
 /** Turns a parsed Element into a stanza value. */

@@ -6,9 +6,16 @@
 import { xml, type Element } from '@xmpp/xml';
 
 import { DEFAULT_STANZA_LIMITS, elementToBytes, type StanzaLimits } from './codec.js';
-import { StanzaUnencodableError } from './errors.js';
+import { groupEventElement, groupIqChildren } from './group.js';
+import {
+  pictureEventElement,
+  pictureNotificationAttrs,
+  pictureTarget,
+  profileEventElement,
+  profileIqChildren,
+} from './profile.js';
 import type {
-  ErrorInfo,
+  Enc,
   IqBody,
   IqStanza,
   MessageStanza,
@@ -27,42 +34,21 @@ import {
   PREKEY_ID_BYTES,
   REGISTRATION_ID_BYTES,
   SIGNATURE_BYTES,
-  isUint,
   toBase64,
   toBigEndian,
 } from './values.js';
-import { E164, ENC_VERSION, IQ_OPS, REASON } from './vocabulary.js';
-
-function fail(field: string, message: string): never {
-  throw new StanzaUnencodableError(field, `cannot encode ${field}: ${message}`);
-}
-
-function bytes(value: Uint8Array, size: number, field: string): string {
-  if (value.byteLength !== size) fail(field, `must be ${size} bytes, got ${value.byteLength}`);
-  return toBase64(value);
-}
-
-function uint(value: number, max: number, field: string): string {
-  if (!isUint(value, max)) fail(field, `must be an integer from 0 to ${max}, got ${value}`);
-  return String(value);
-}
-
-function optUint(value: number | undefined, max: number, field: string): string | undefined {
-  return value === undefined ? undefined : uint(value, max, field);
-}
-
-function nonEmpty(value: string, field: string): string {
-  if (value.length === 0) fail(field, 'must not be empty');
-  return value;
-}
-
-function optNonEmpty(value: string | undefined, field: string): string | undefined {
-  return value === undefined ? undefined : nonEmpty(value, field);
-}
-
-function timestamp(value: number, field: string): string {
-  return uint(value, Number.MAX_SAFE_INTEGER, field);
-}
+import { E164, ENC_VERSION, GROUP_ADDRESSED, IQ_OPS, REASON } from './vocabulary.js';
+import {
+  bytes,
+  errorElement,
+  fail,
+  nonEmpty,
+  optNonEmpty,
+  optUint,
+  peer,
+  timestamp,
+  uint,
+} from './writer.js';
 
 function registration(id: number, field: string): Element {
   uint(id, MAX_REGISTRATION_ID, field);
@@ -72,16 +58,6 @@ function registration(id: number, field: string): Element {
 function preKeyId(id: number, field: string): Element {
   uint(id, MAX_PREKEY_ID, field);
   return xml('id', {}, toBase64(toBigEndian(id, PREKEY_ID_BYTES)));
-}
-
-/** Stanzas between users name the other side: `to` when sending, `from` when the gateway delivers. */
-function peer(s: { readonly to?: string | undefined; readonly from?: string | undefined }): {
-  to?: string;
-  from?: string;
-} {
-  if (s.to === undefined && s.from === undefined)
-    fail('to', 'name the peer in to (sending) or from (delivering)');
-  return { to: optNonEmpty(s.to, 'to'), from: optNonEmpty(s.from, 'from') };
 }
 
 function keyElement(key: PreKey, field: string): Element {
@@ -105,10 +81,6 @@ function skeyElement(key: SignedPreKey, field: string): Element {
 
 function identity(key: Uint8Array, field: string): Element {
   return xml('identity', {}, bytes(key, KEY_BYTES, field));
-}
-
-function errorElement(error: ErrorInfo, field: string): Element {
-  return xml('error', { code: uint(error.code, 999, `${field}.code`), text: error.text });
 }
 
 function fetchEntry(entry: PreKeyFetchEntry, i: number): Element {
@@ -224,45 +196,121 @@ function iqChildren(body: IqBody): Element[] {
       return [];
     case 'error':
       return [errorElement(body.error, 'error')];
+    case 'group_create':
+    case 'group_info':
+    case 'group_list':
+    case 'group_participants':
+    case 'group_leave':
+    case 'group_subject':
+    case 'group_description':
+    case 'group_setting':
+    case 'group_invite':
+    case 'group_invite_reset':
+    case 'group_invite_info':
+    case 'group_invite_join':
+    case 'group_info_result':
+    case 'group_list_result':
+    case 'group_participants_result':
+    case 'group_invite_result':
+      return groupIqChildren(body);
+    case 'picture_get':
+    case 'picture_set':
+    case 'picture_remove':
+    case 'picture_result':
+    case 'profile_get':
+    case 'profile_result':
+    case 'push_name_set':
+    case 'status_set':
+      return profileIqChildren(body);
   }
 }
 
 function encodeIq(s: IqStanza): Element {
   const { type, xmlns } = IQ_OPS[s.body.op];
+  if (GROUP_ADDRESSED.has(s.body.op) && s.to === undefined)
+    fail('to', 'a request about a group is sent to the group');
   return xml(
     'iq',
-    { id: nonEmpty(s.id, 'id'), type, xmlns, to: optNonEmpty(s.to, 'to'), from: optNonEmpty(s.from, 'from') },
+    {
+      id: nonEmpty(s.id, 'id'),
+      type,
+      xmlns,
+      to: optNonEmpty(s.to, 'to'),
+      from: optNonEmpty(s.from, 'from'),
+      target: pictureTarget(s.body),
+    },
     ...iqChildren(s.body),
+  );
+}
+
+function encElement(e: Enc, field: string): Element {
+  if (e.ciphertext.byteLength === 0) fail(`${field}.ciphertext`, 'must not be empty');
+  return xml(
+    'enc',
+    {
+      v: ENC_VERSION,
+      type: e.type,
+      device: optUint(e.device, 65535, `${field}.device`),
+      mediatype: e.mediaType,
+    },
+    toBase64(e.ciphertext),
+  );
+}
+
+/** A group message: one skmsg, at most one pairwise enc beside it (delivered), none naming a device. */
+function checkGroupEncs(encs: readonly Enc[]): void {
+  let pairwise = 0;
+  encs.forEach((e, i) => {
+    if (e.device !== undefined) fail(`encs[${i}].device`, 'the encs of a group message name no device');
+    if (e.type !== 'skmsg' && ++pairwise > 1)
+      fail(`encs[${i}]`, 'a group message has one skmsg and at most one other enc');
+  });
+  if (encs.length - pairwise !== 1) fail('encs', 'a group message has exactly one skmsg');
+}
+
+function participantsElement(s: MessageStanza): Element | undefined {
+  const list = s.participants;
+  if (list === undefined) return undefined;
+  if (list.length === 0) fail('participants', 'leave it out rather than send it empty');
+  if (!s.encs.some((e) => e.type === 'skmsg'))
+    fail('participants', 'only a message with a skmsg has participants');
+  const seen = new Set<string>();
+  return xml(
+    'participants',
+    {},
+    ...list.map((p, i) => {
+      const field = `participants[${i}]`;
+      if (seen.has(p.jid)) fail(`${field}.jid`, `"${p.jid}" appears twice`);
+      seen.add(p.jid);
+      if (p.enc.type === 'skmsg') fail(`${field}.enc.type`, 'a participant gets a pkmsg or msg');
+      if (p.enc.device !== undefined) fail(`${field}.enc.device`, 'the <to> names the device');
+      return xml('to', { jid: nonEmpty(p.jid, `${field}.jid`) }, encElement(p.enc, `${field}.enc`));
+    }),
   );
 }
 
 function encodeMessage(s: MessageStanza): Element {
   if (s.encs.length === 0) fail('encs', 'a message carries at least one <enc>');
-  const devices = new Set<number | undefined>();
-  const encs = s.encs.map((e, i) => {
-    if (devices.has(e.device)) fail(`encs[${i}].device`, 'two <enc> for the same device');
-    devices.add(e.device);
-    if (e.ciphertext.byteLength === 0) fail(`encs[${i}].ciphertext`, 'must not be empty');
-    return xml(
-      'enc',
-      {
-        v: ENC_VERSION,
-        type: e.type,
-        device: optUint(e.device, 65535, `encs[${i}].device`),
-        mediatype: e.mediaType,
-      },
-      toBase64(e.ciphertext),
-    );
-  });
+  if (s.encs.some((e) => e.type === 'skmsg')) checkGroupEncs(s.encs);
+  else {
+    const devices = new Set<number | undefined>();
+    s.encs.forEach((e, i) => {
+      if (devices.has(e.device)) fail(`encs[${i}].device`, 'two <enc> for the same device');
+      devices.add(e.device);
+    });
+  }
   return xml(
     'message',
     {
       id: nonEmpty(s.id, 'id'),
       ...peer(s),
+      participant: optNonEmpty(s.participant, 'participant'),
+      notify: optNonEmpty(s.notify, 'notify'),
       type: s.type,
       t: timestamp(s.t, 't'),
     },
-    ...encs,
+    ...s.encs.map((e, i) => encElement(e, `encs[${i}]`)),
+    participantsElement(s),
   );
 }
 
@@ -272,6 +320,7 @@ function encodeReceipt(s: ReceiptStanza): Element {
   const attrs = {
     id: nonEmpty(s.id, 'id'),
     ...peer(s),
+    participant: optNonEmpty(s.participant, 'participant'),
     type: s.type,
     t: timestamp(s.t, 't'),
   };
@@ -302,15 +351,37 @@ function encodeReceipt(s: ReceiptStanza): Element {
 }
 
 function encodeNotification(s: NotificationStanza): Element {
-  const child =
-    s.body.event === 'identity_changed'
-      ? xml('identity', {})
-      : xml('count', { value: uint(s.body.count, MAX_PREKEY_ID + 1, 'body.count') });
-  return xml(
-    'notification',
-    { id: nonEmpty(s.id, 'id'), type: s.type, from: nonEmpty(s.from, 'from'), t: timestamp(s.t, 't') },
-    child,
-  );
+  const attrs = {
+    id: nonEmpty(s.id, 'id'),
+    type: s.type,
+    from: nonEmpty(s.from, 'from'),
+    t: timestamp(s.t, 't'),
+  };
+  switch (s.type) {
+    case 'encrypt':
+      return xml(
+        'notification',
+        attrs,
+        s.body.event === 'identity_changed'
+          ? xml('identity', {})
+          : xml('count', { value: uint(s.body.count, MAX_PREKEY_ID + 1, 'body.count') }),
+      );
+    case 'w:gp2':
+      if (s.version < 1) fail('version', 'versions start at 1');
+      return xml(
+        'notification',
+        {
+          ...attrs,
+          participant: optNonEmpty(s.participant, 'participant'),
+          v: uint(s.version, Number.MAX_SAFE_INTEGER, 'version'),
+        },
+        groupEventElement(s.body),
+      );
+    case 'picture':
+      return xml('notification', { ...attrs, ...pictureNotificationAttrs(s) }, pictureEventElement(s));
+    case 'profile':
+      return xml('notification', attrs, profileEventElement(s));
+  }
 }
 
 /** Builds the Element of a stanza; throws StanzaUnencodableError for values the protocol cannot carry. */

@@ -23,4 +23,4 @@ export {
   type StanzaLimitCode,
 } from './errors.js';
 export * from './jid.js';
-export { XMLNS, IQ_OPS, ENC_VERSION } from './vocabulary.js';
+export { XMLNS, IQ_OPS, ENC_VERSION, GROUP_SERVER } from './vocabulary.js';
