@@ -138,6 +138,7 @@ export async function startDaemon(
       bridge = new Bridge({
         store,
         signalBackend: (puppetId, lease) => database.signalBackend(puppetId, lease),
+        senderKeyBackend: (puppetId, lease) => database.senderKeyBackend(puppetId, lease),
         gateway: {
           host: config.gateway.host,
           port: config.gateway.port,

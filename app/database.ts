@@ -12,7 +12,14 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { isPostgresUrl, type LoadedConfig } from '../src/config/loader.js';
 import { ConfigError } from '../src/errors.js';
-import { PostgresSignalBackend, SqliteSignalBackend, type SignalBackend } from '../src/signal/index.js';
+import {
+  PostgresSenderKeyBackend,
+  PostgresSignalBackend,
+  SqliteSenderKeyBackend,
+  SqliteSignalBackend,
+  type SenderKeyBackend,
+  type SignalBackend,
+} from '../src/signal/index.js';
 import { PgDatabase, redactUrl, type PgConnectOptions } from '../src/store/postgres-database.js';
 import { openPostgresStore } from '../src/store/postgres-store.js';
 import { lockSqliteDatabase } from '../src/store/process-lock.js';
@@ -39,6 +46,11 @@ export interface BridgeDatabase {
   readonly store: Store;
   /** With `lease` (a worker's puppet): its Signal session writes are fenced with it (PostgreSQL). */
   signalBackend(puppetId: number, lease?: () => { name: string; fence: number } | undefined): SignalBackend;
+  /** The puppet's Signal sender keys (groups), fenced the same way. */
+  senderKeyBackend(
+    puppetId: number,
+    lease?: () => { name: string; fence: number } | undefined,
+  ): SenderKeyBackend;
   /** The database the adapters open their stores on (`openMatrixStore`, `openXmppStore`). */
   readonly adapterDb: AdapterDatabase;
   /** With `start --worker` (PostgreSQL only): the leases, and the puppets to share out. */
@@ -93,6 +105,7 @@ export async function openBridgeDatabase(
         label: `sqlite:${file}`,
         store,
         signalBackend: (puppetId) => new SqliteSignalBackend(store.db, puppetId),
+        senderKeyBackend: (puppetId) => new SqliteSenderKeyBackend(store.db, puppetId),
         adapterDb: { kind: 'sqlite', db: store.db },
         close: async () => {
           await store.close();
@@ -120,6 +133,7 @@ export async function openBridgeDatabase(
     label: store.pg.label,
     store,
     signalBackend: (puppetId, lease) => new PostgresSignalBackend(store.pg, puppetId, { lease }),
+    senderKeyBackend: (puppetId, lease) => new PostgresSenderKeyBackend(store.pg, puppetId, { lease }),
     adapterDb: { kind: 'postgres', pg: store.pg },
     cluster: options.worker
       ? {

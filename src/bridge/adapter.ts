@@ -18,7 +18,15 @@ import type { Logger } from '../observability/logger.js';
 import type { PayloadVault } from '../util/payload-vault.js';
 import type { FileSealer } from '../util/sealed-file.js';
 import type { HttpListener } from '../util/http-listener.js';
-import type { DeliveryUpdate, EphemeralEvent, IncomingEvent, Notice, OutgoingEvent } from './events.js';
+import type {
+  DeliveryUpdate,
+  EphemeralEvent,
+  GroupSnapshot,
+  GroupUpdate,
+  IncomingEvent,
+  Notice,
+  OutgoingEvent,
+} from './events.js';
 
 export type Network = 'matrix' | 'xmpp';
 
@@ -115,6 +123,32 @@ export interface Adapter {
    */
   readonly provisioning?: ProvisioningHooks;
 }
+
+/**
+ * An adapter whose network shows group chats (a Matrix room, an XMPP MUC). Optional: an adapter
+ * without it gets no group messages (the core leaves them pending) and no group updates.
+ */
+export interface GroupAdapter extends Adapter {
+  /**
+   * Shows a change of a group the local user is in: the first one (`created`) makes the group's
+   * chat with every member, later ones keep its members, their roles, its name and topic in step;
+   * `gone` ends it for the user. Called in order with the group's messages, at least once (make a
+   * repeated `updateId` a no-op); resolve once the local network has it, reject to have it retried.
+   */
+  updateGroup(update: GroupUpdate): Promise<void>;
+}
+
+/** Whether the adapter shows group chats. */
+export function isGroupAdapter(adapter: Adapter): adapter is GroupAdapter {
+  return typeof (adapter as Partial<GroupAdapter>).updateGroup === 'function';
+}
+
+/** What a local user asks of a group (the adapters' group commands). */
+export type GroupRequest =
+  | { readonly action: 'add' | 'remove' | 'promote' | 'demote'; readonly members: readonly string[] }
+  | { readonly action: 'subject'; readonly subject: string }
+  | { readonly action: 'description'; readonly description: string }
+  | { readonly action: 'leave' };
 
 /** A gatekeeper contact as a local user sees it on their network. */
 export interface LocalContact {
@@ -214,6 +248,14 @@ export interface BridgeCore {
   reconnect(localUser: string): Promise<boolean>;
   /** Tells every enlisted user of every network `text` (a `broadcast` notice); resolves with how many. */
   broadcast(text: string): Promise<number>;
+  /**
+   * Creates a group at the gateway with the local user as its admin and `members` (remote JIDs) in
+   * it; resolves with its state once created (the adapter then also gets its `created` update).
+   * Rejects with a typed error that says what went wrong (a member unknown, too many, no puppet).
+   */
+  createGroup?(localUser: string, subject: string, members: readonly string[]): Promise<GroupSnapshot>;
+  /** Asks the gateway for a change of a group the local user is in; rejects with its reason. */
+  changeGroup?(localUser: string, group: string, request: GroupRequest): Promise<void>;
 }
 
 /** What every adapter factory gets from the wiring. */

@@ -9,7 +9,12 @@ import type { Logger } from '../observability/logger.js';
 import { componentLogger } from '../observability/logger.js';
 import { ConnectionGate } from '../gateway/gate.js';
 import { toUserJid } from '../protocol/stanza/index.js';
-import type { IdentityPolicy, SignalBackend } from '../signal/index.js';
+import {
+  MemorySenderKeyBackend,
+  type IdentityPolicy,
+  type SenderKeyBackend,
+  type SignalBackend,
+} from '../signal/index.js';
 import type { PayloadVault } from '../store/at-rest.js';
 import type { Network, Puppet, Store } from '../store/repositories.js';
 import { Enlistment } from './enlistment.js';
@@ -25,16 +30,14 @@ import { broadcast, puppetReports, type AdminDeps } from './admin.js';
 
 export type Lifecycle = 'always' | 'presence';
 
+type LeaseOf = () => { name: string; fence: number } | undefined;
+
 export interface BridgeOptions {
   store: Store;
-  /**
-   * The Signal state of one puppet (SqliteSignalBackend on the store's database); with `lease`
-   * (ownership `leased`), its session writes are fenced with the puppet's lease.
-   */
-  signalBackend: (
-    puppetId: number,
-    lease?: () => { name: string; fence: number } | undefined,
-  ) => SignalBackend;
+  /** A puppet's Signal state; with `lease` (ownership `leased`), its writes are fenced with it. */
+  signalBackend: (puppetId: number, lease?: LeaseOf) => SignalBackend;
+  /** Its sender keys (groups), fenced the same way; absent (tests, tools): in memory. */
+  senderKeyBackend?: (puppetId: number, lease?: LeaseOf) => SenderKeyBackend;
   gateway: GatewaySettings;
   /** `always`: connected while enlisted. `presence`: connected while the local user is online. */
   lifecycle?: Lifecycle;
@@ -47,10 +50,7 @@ export interface BridgeOptions {
   metrics?: BridgeMetrics;
   /** How long enlistment and opt-out wait for the gateway. Default 30 s. */
   gatewayWaitMs?: number;
-  /**
-   * The operator's at-rest key: seals the content that waits in the outbox and inbox. The daemon
-   * always passes one; without it (tests, tools) waiting content is kept as it is.
-   */
+  /** The at-rest key sealing what waits in the outbox and inbox (none in tests and tools). */
   vault?: PayloadVault;
   /** An outgoing message not sent within this long (ms) fails with a notice. Default 7 days. */
   queueMaxAgeMs?: number;
@@ -286,6 +286,7 @@ export class Bridge {
         puppet,
         store: this.options.store,
         signalBackend: this.options.signalBackend(puppet.id, lease),
+        senderKeyBackend: this.options.senderKeyBackend?.(puppet.id, lease) ?? new MemorySenderKeyBackend(),
         gateway: this.options.gateway,
         identityPolicy: this.options.identityPolicy ?? 'trust_on_first_use',
         adapter: () => this.runtimeAdapterOf(puppet.network),
@@ -501,10 +502,8 @@ export class Bridge {
   /** Puppets by gateway connection state (for metrics and the startup summary). */
   connectionStates(): Record<string, number> {
     const counts: Record<string, number> = {};
-    for (const runtime of this.runtimes.values()) {
-      const state = runtime.connection.state;
-      counts[state] = (counts[state] ?? 0) + 1;
-    }
+    for (const { connection } of this.runtimes.values())
+      counts[connection.state] = (counts[connection.state] ?? 0) + 1;
     return counts;
   }
 

@@ -139,7 +139,10 @@ export interface IncomingEvent {
   /** The sender's wire message id: stable across redeliveries, so the adapter can be idempotent. */
   readonly remoteId: string;
   readonly localUser: string;
+  /** The conversation: the contact, or the group (`<id>@g.wa.interop`). */
   readonly remote: string;
+  /** In a group: the participant who sent it (their remote JID). Absent in a 1:1 conversation. */
+  readonly author?: string | undefined;
   /** Sender's time, milliseconds since the epoch. */
   readonly timestamp: number;
   readonly event: ConversationEvent;
@@ -196,3 +199,56 @@ export type Notice =
   | { readonly kind: 'opted_out' }
   /** A notice from the bridge's operator to every enlisted user (the admin `broadcast` command). */
   | { readonly kind: 'broadcast'; readonly text: string };
+
+// ---- Groups ----
+
+/** A member of a group, as the core tells the adapter. */
+export interface GroupMember {
+  /** The member's remote JID (a gatekeeper user, or another provider's account). */
+  readonly remote: string;
+  /** `+4915112345678` for a gatekeeper user. */
+  readonly phone?: string | undefined;
+  /** An admin of the group (an Element moderator, an XMPP room admin). */
+  readonly admin: boolean;
+  /** The local user's own puppet. */
+  readonly self?: boolean | undefined;
+}
+
+/** A group's state after a change, as the gateway announced it. */
+export interface GroupSnapshot {
+  /** `<id>@g.wa.interop`: the group's remote, as `IncomingEvent.remote` names it. */
+  readonly group: string;
+  readonly subject: string;
+  readonly description?: string | undefined;
+  /** Only admins send. */
+  readonly announce: boolean;
+  /** Only admins edit the subject, description and picture. */
+  readonly locked: boolean;
+  /** Grows by one with every change. */
+  readonly version: number;
+  readonly members: readonly GroupMember[];
+}
+
+/** What changed in a group (who did it in `by`, a remote JID, when someone did). */
+export type GroupChange =
+  | { readonly kind: 'created' }
+  | {
+      readonly kind: 'added' | 'removed' | 'promoted' | 'demoted';
+      readonly members: readonly string[];
+      /** A join by invite code. */
+      readonly byInvite?: boolean | undefined;
+    }
+  | { readonly kind: 'subject' | 'description' | 'settings' }
+  /** The local user is no longer a member (removed, or left): the group ends for them. */
+  | { readonly kind: 'gone' };
+
+/** A change of a group the local user is in, in order with the group's messages. */
+export interface GroupUpdate {
+  readonly localUser: string;
+  readonly snapshot: GroupSnapshot;
+  readonly change: GroupChange;
+  /** The remote who made the change; absent when the gateway did. */
+  readonly by?: string | undefined;
+  /** Stable across redeliveries (the group and its version): the adapter makes a repeat a no-op. */
+  readonly updateId: string;
+}

@@ -24,6 +24,15 @@ import {
   type ReceiptPayload,
 } from './outbox.js';
 import type { RemoteDevices } from './sessions.js';
+import {
+  isGroupJid,
+  isGroupUpdatePayload,
+  snapshotOf,
+  type GroupUpdatePayload,
+  type PuppetGroups,
+} from './groups.js';
+import { isGroupAdapter } from './adapter.js';
+import type { GroupInfo } from '../protocol/stanza/index.js';
 
 /**
  * What the inbox row holds (sealed with the at-rest key while pending, cleared once delivered): the
@@ -32,6 +41,8 @@ import type { RemoteDevices } from './sessions.js';
 interface InboxPayload {
   /** The sender's device JID (where the delivery receipt goes). */
   readonly from: string;
+  /** A group message's group (the delivery receipt goes there, naming `from` as participant). */
+  readonly group?: string | undefined;
   /** Sender's time, seconds. */
   readonly t: number;
   /** The Signal plaintext, base64. */
@@ -60,6 +71,7 @@ export class IncomingHandler {
     private readonly devices: RemoteDevices,
     outbox: OutboxSender,
     private readonly handoff?: { inboxRecorded(): void } | undefined,
+    private readonly groups?: PuppetGroups | undefined,
   ) {
     this.delivery = new InboxDelivery({ ...ctx, kickOutbox: () => outbox.kick() });
   }
@@ -78,6 +90,7 @@ export class IncomingHandler {
   async onMessage(m: MessageStanza): Promise<void> {
     const { store, puppet } = this.ctx;
     if (m.from === undefined) return;
+    if (isGroupJid(m.from)) return this.onGroupMessage(m, m.from);
     const fromJid = parseJid(m.from);
     const sender = formatJid({ user: fromJid.user, server: fromJid.server });
     const device = fromJid.device ?? 0;
@@ -143,6 +156,59 @@ export class IncomingHandler {
       }),
     );
     this.retries.delete(`${m.from}/${m.id}`);
+    this.ctx.metrics?.incoming('received');
+    this.ack(m);
+    this.pump();
+  }
+
+  /**
+   * A group message: from `participant` (a device), with the sender key for this device when it
+   * lacked it, and one SenderKeyMessage. Recorded in the group's conversation like any message.
+   */
+  private async onGroupMessage(m: MessageStanza, group: string): Promise<void> {
+    const { store, puppet } = this.ctx;
+    const author = m.participant === undefined ? undefined : parseJid(m.participant);
+    if (!this.groups || author?.user === undefined) {
+      this.ctx.log?.info({ id: m.id, group }, 'a group message without its sender: dropped');
+      return this.ack(m);
+    }
+    const sender = formatJid({ user: author.user, server: author.server });
+    const device = author.device ?? 0;
+    if (await store.inbox.has(puppet.id, sender, m.id)) return this.ack(m);
+    const gate = this.ctx.sessionGate;
+    gate.hold();
+    let plaintext: Uint8Array;
+    try {
+      plaintext = await this.groups.decrypt(m, sender, device);
+      decodeContent(plaintext);
+    } catch (err) {
+      await gate.commit();
+      this.ctx.log?.info(
+        { id: m.id, group, from: m.participant, code: (err as { code?: string }).code },
+        'undecryptable group message: asking for a retry',
+      );
+      this.ctx.metrics?.incoming('undecryptable');
+      await this.sendRetry({ ...m, from: m.participant! });
+      this.ack(m);
+      return;
+    }
+    this.devices.saw(sender, device);
+    const payload: InboxPayload = {
+      from: m.participant!,
+      group,
+      t: m.t,
+      plaintext: Buffer.from(plaintext).toString('base64'),
+    };
+    const portal = await store.portals.ensure(puppet.id, group);
+    await gate.commit((w) =>
+      w.recordInbox({
+        puppetId: puppet.id,
+        sender,
+        messageId: m.id,
+        portalId: portal.id,
+        payload: sealPayload(this.ctx.vault, inboxRowId(puppet.id, sender, m.id), encodePayload(payload)),
+      }),
+    );
     this.ctx.metrics?.incoming('received');
     this.ack(m);
     this.pump();
@@ -260,9 +326,11 @@ export class InboxDelivery {
     if (!adapter || !portal) return false;
     let payload: InboxPayload | undefined;
     try {
-      payload = decodePayload<InboxPayload>(
+      const opened = decodePayload<InboxPayload | GroupUpdatePayload>(
         openPayload(this.ctx.vault, inboxRowId(puppet.id, entry.sender, entry.messageId), entry.payload),
       );
+      if (isGroupUpdatePayload(opened)) return await this.deliverGroupUpdate(entry, portal.remoteJid, opened);
+      payload = opened;
     } catch (err) {
       if (!(err instanceof PayloadUnreadableError)) throw err;
       this.ctx.log?.warn(
@@ -294,6 +362,11 @@ export class InboxDelivery {
                 media: this.ctx.media,
                 capabilities: adapter.capabilities,
               });
+      const inGroup = isGroupJid(portal.remoteJid);
+      if (inGroup && event !== undefined && !isGroupAdapter(adapter)) {
+        this.ctx.log?.info({ id: entry.messageId }, 'a group message this network cannot show: skipped');
+        event = undefined;
+      }
       if (event !== undefined) {
         const key = `${entry.sender}\n${entry.messageId}`;
         const mayBeRepeat = this.attempted.has(key) || entry.receivedAt < this.since;
@@ -302,6 +375,7 @@ export class InboxDelivery {
           remoteId,
           localUser: puppet.localId,
           remote: portal.remoteJid,
+          ...(inGroup ? { author: entry.sender } : {}),
           timestamp: payload ? payload.t * 1000 : entry.receivedAt,
           event: fitToCapabilities(event, adapter.capabilities),
           ...(mayBeRepeat ? { mayBeRepeat } : {}),
@@ -324,8 +398,10 @@ export class InboxDelivery {
     // not shown, only a notice about it).
     // Nor for the user's own message from another device: it was not sent to this one.
     const receipt: ReceiptPayload | undefined =
-      payload && !fromSelf
-        ? { receipt: 'delivery', messageId: entry.messageId, to: payload.from }
+      payload && !fromSelf && event !== undefined
+        ? payload.group
+          ? { receipt: 'delivery', messageId: entry.messageId, to: payload.group, participant: payload.from }
+          : { receipt: 'delivery', messageId: entry.messageId, to: payload.from }
         : undefined;
     await store.atomically((w) => {
       if (localId !== undefined) {
@@ -345,6 +421,39 @@ export class InboxDelivery {
     this.attempted.delete(`${entry.sender}\n${entry.messageId}`);
     this.ctx.metrics?.incoming('delivered', entry.receivedAt);
     this.ctx.kickOutbox();
+    return true;
+  }
+
+  /**
+   * A group's change, in order with its messages: the adapter syncs the group's chat to the state
+   * the store has now. A network without groups is not told (the entry is done).
+   */
+  private async deliverGroupUpdate(
+    entry: InboxEntry,
+    group: string,
+    update: GroupUpdatePayload,
+  ): Promise<boolean> {
+    const { store, puppet } = this.ctx;
+    const adapter = this.ctx.adapter();
+    const stored = await store.groups.get(puppet.id, group);
+    if (adapter && isGroupAdapter(adapter) && stored) {
+      try {
+        await adapter.updateGroup({
+          localUser: puppet.localId,
+          snapshot: snapshotOf(JSON.parse(stored.info) as GroupInfo, this.ctx.accountJid),
+          change: update.group.change,
+          ...(update.group.by ? { by: update.group.by } : {}),
+          updateId: `${group}#${update.group.version}`,
+        });
+      } catch (err) {
+        this.ctx.log?.warn(
+          { group, err: (err as Error).message },
+          'the adapter did not take a group update: will retry',
+        );
+        return false;
+      }
+    }
+    await store.atomically((w) => w.markInboxDelivered(puppet.id, entry.sender, entry.messageId));
     return true;
   }
 }

@@ -21,6 +21,8 @@ import type { PuppetContext } from './context.js';
 import { UndeliverableError } from './errors.js';
 import type { DeliveryState, OutgoingEvent } from './events.js';
 import type { RemoteDevices } from './sessions.js';
+import { LOST_KEY_REASON, tooOldReason } from './outbox-reasons.js';
+import { isGroupJid, type PuppetGroups } from './groups.js';
 
 /** The outbox `kind` of a receipt we send; the others are the event types (message, edit, ...). */
 /** Encoding failures no retry can fix: the stanza or its frame exceeds the wire's limits. */
@@ -35,6 +37,8 @@ export interface ReceiptPayload {
   readonly messageId: string;
   /** Its sender: the device JID for a delivery receipt, the user JID for a read receipt. */
   readonly to: string;
+  /** A group message's: `to` is the group, this its sender (device JID, or user JID when read). */
+  readonly participant?: string | undefined;
 }
 
 const encoder = new TextEncoder();
@@ -42,22 +46,6 @@ const decoder = new TextDecoder();
 
 export const encodePayload = (value: unknown): Uint8Array => encoder.encode(JSON.stringify(value));
 export const decodePayload = <T>(bytes: Uint8Array): T => JSON.parse(decoder.decode(bytes)) as T;
-
-/** Why a message fails when what it waited under cannot be opened any more. */
-export const LOST_KEY_REASON =
-  'the bridge lost the key this message was kept under while it waited (its at-rest key file was replaced): it was not sent; send it again';
-
-/** Why a message fails when it waited longer than the queue age limit. */
-export const tooOldReason = (maxAgeMs: number): string =>
-  `it could not be sent within ${describeAge(maxAgeMs)} (the interop gateway could not be reached for this account): it was not sent; send it again`;
-
-function describeAge(ms: number): string {
-  const hours = ms / 3600_000;
-  if (hours >= 48 && Number.isInteger(hours / 24)) return `${hours / 24} days`;
-  if (hours >= 1 && Number.isInteger(hours)) return `${hours} hour${hours === 1 ? '' : 's'}`;
-  const seconds = Math.max(1, Math.round(ms / 1000));
-  return `${seconds} second${seconds === 1 ? '' : 's'}`;
-}
 
 /** Built contents kept for retry receipts, so a resend does not rebuild (or re-upload media). */
 const CONTENT_CACHE_SIZE = 256;
@@ -94,9 +82,13 @@ export class OutboxSender {
   private again = false;
   private stopped = false;
 
+  /** Group messages written and not acked yet: the devices they carry the sender key to. */
+  private readonly keySentWith = new Map<string, { group: string; devices: string[] }>();
+
   constructor(
     private readonly ctx: PuppetContext,
     private readonly devices: RemoteDevices,
+    private readonly groups: PuppetGroups,
   ) {}
 
   /** A new connection: nothing written on the old one counts as sent; send everything queued. */
@@ -266,6 +258,7 @@ export class OutboxSender {
       to: r.to,
       t: this.ctx.nowSeconds(),
       ...(r.receipt === 'read' ? { type: 'read' as const } : {}),
+      ...(r.participant ? { participant: r.participant } : {}),
     };
     this.inFlight.set(entry.id, withoutPayload(entry));
     const waiting = this.receiptsInFlight.get(r.messageId) ?? new Set<string>();
@@ -296,6 +289,7 @@ export class OutboxSender {
   private async sendMessage(entry: OutboxEntry, portal: Portal, event: OutgoingEvent): Promise<void> {
     const built = await this.content(entry, portal, event);
     const remote = portal.remoteJid;
+    if (isGroupJid(remote)) return this.sendGroupMessage(entry, remote, built);
     const devices = await this.devices.devicesOf(remote);
     const ready = await this.devices.ensureSessions(remote, devices);
     if (ready.length === 0) {
@@ -335,6 +329,30 @@ export class OutboxSender {
       encs,
     });
     await this.sendCopies(entry, remote, built);
+  }
+
+  /**
+   * A group message: one SenderKeyMessage for every member, and the sender key pairwise for the
+   * devices that lack it (groups.ts). The devices count as having the key once the gateway acks.
+   */
+  private async sendGroupMessage(entry: OutboxEntry, group: string, built: BuiltContent): Promise<void> {
+    const { encs, participants, holders } = await this.groups.encrypt(
+      group,
+      encodeContent(built.content),
+      built.mediaType,
+    );
+    await this.ctx.sessionGate.flushed();
+    this.inFlight.set(entry.id, withoutPayload(entry));
+    if (holders.length > 0) this.keySentWith.set(entry.id, { group, devices: holders });
+    this.ctx.connection.send({
+      kind: 'message',
+      id: entry.id,
+      to: group,
+      type: built.type,
+      t: Math.floor(entry.createdAt / 1000),
+      encs,
+      ...(participants.length > 0 ? { participants } : {}),
+    });
   }
 
   /**
@@ -439,6 +457,9 @@ export class OutboxSender {
   async onMessageAck(id: string, error: number | undefined): Promise<void> {
     const known = this.inFlight.get(id);
     this.inFlight.delete(id);
+    const keySent = this.keySentWith.get(id);
+    this.keySentWith.delete(id);
+    if (keySent && error === undefined) await this.groups.keyDelivered(keySent.group, keySent.devices);
     const entry = known ?? (await this.ctx.store.outbox.get(id));
     if (!entry || entry.puppetId !== this.ctx.puppet.id) return;
     if (error !== undefined) {

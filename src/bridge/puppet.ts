@@ -17,7 +17,12 @@ import {
   type Stanza,
 } from '../protocol/stanza/index.js';
 import { signalAddress, userJidOfAddress } from '../signal/address.js';
-import { SignalSessionManager, type IdentityPolicy, type SignalBackend } from '../signal/index.js';
+import {
+  SignalSessionManager,
+  type IdentityPolicy,
+  type SenderKeyBackend,
+  type SignalBackend,
+} from '../signal/index.js';
 import type { PayloadVault } from '../store/at-rest.js';
 import type { Puppet, Store } from '../store/repositories.js';
 import type { Adapter } from './adapter.js';
@@ -25,6 +30,7 @@ import type { PuppetContext } from './context.js';
 import type { BridgeMetrics } from '../observability/metrics.js';
 import type { Notice } from './events.js';
 import { BridgeError } from './errors.js';
+import { PuppetGroups } from './groups.js';
 import { IncomingHandler } from './inbox.js';
 import type { MediaHandler } from './media.js';
 import { OutboxSender, RECEIPT_KIND } from './outbox.js';
@@ -55,6 +61,7 @@ export interface PuppetRuntimeOptions {
   puppet: Puppet;
   store: Store;
   signalBackend: SignalBackend;
+  senderKeyBackend: SenderKeyBackend;
   gateway: GatewaySettings;
   identityPolicy: IdentityPolicy;
   adapter: () => Adapter | undefined;
@@ -134,6 +141,7 @@ export class PuppetRuntime {
   readonly devices: RemoteDevices;
   readonly outbox: OutboxSender;
   readonly incoming: IncomingHandler;
+  readonly groups: PuppetGroups;
   private chain: Promise<void> = Promise.resolve();
   private readonly preKeyTarget: number;
   private started = false;
@@ -172,8 +180,11 @@ export class PuppetRuntime {
       queueMaxAgeMs: options.queueMaxAgeMs ?? DEFAULT_QUEUE_MAX_AGE_MS,
     };
     this.devices = new RemoteDevices(this.ctx);
-    this.outbox = new OutboxSender(this.ctx, this.devices);
-    this.incoming = new IncomingHandler(this.ctx, this.devices, this.outbox, options.handoff);
+    this.groups = new PuppetGroups(this.ctx, this.devices, options.senderKeyBackend, () =>
+      this.incoming.pump(),
+    );
+    this.outbox = new OutboxSender(this.ctx, this.devices, this.groups);
+    this.incoming = new IncomingHandler(this.ctx, this.devices, this.outbox, options.handoff, this.groups);
 
     this.signal.onIdentityChange((change) => {
       const remote = userJidOfAddress(change.address);
@@ -369,9 +380,17 @@ export class PuppetRuntime {
     );
   }
 
-  private onNotification(n: NotificationStanza): void {
-    if (this.connection.isConnected) this.connection.send({ kind: 'ack', class: 'notification', id: n.id });
-    // Group and profile notifications are not handled yet (acked, so the gateway does not resend).
+  private async onNotification(n: NotificationStanza): Promise<void> {
+    const ack = () => {
+      if (this.connection.isConnected) this.connection.send({ kind: 'ack', class: 'notification', id: n.id });
+    };
+    if (n.type === 'w:gp2') {
+      // Acked once recorded: the gateway delivers it again after a crash before that.
+      await this.groups.onNotification(n);
+      return ack();
+    }
+    ack();
+    // Profile notifications are not handled yet (acked, so the gateway does not resend).
     if (n.type !== 'encrypt') return;
     if (n.body.event === 'prekey_low') {
       void this.uploadPreKeys(this.preKeyTarget - n.body.count).catch(() => undefined);

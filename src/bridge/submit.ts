@@ -10,6 +10,7 @@ import type { Network, Puppet, Store } from '../store/repositories.js';
 import { receiptOutboxId, wireIdFor } from './account.js';
 import type { LiveEvent } from './cluster.js';
 import { BridgeError } from './errors.js';
+import { isGroupJid } from './groups.js';
 import type { OutgoingEvent } from './events.js';
 import { encodePayload, RECEIPT_KIND, type ReceiptPayload } from './outbox.js';
 import { accountJidOf } from './puppet.js';
@@ -59,15 +60,20 @@ export async function submitEvent(d: SubmitDeps, network: Network, event: Outgoi
   }
   if (e.type === 'receipt') {
     const portal = await store.portals.ensure(puppet.id, remote);
-    const messageIds = await Promise.all(
-      e.targets.map(async (target) => (await store.messages.byLocal(portal.id, target))?.remoteId ?? target),
+    const targets = await Promise.all(
+      e.targets.map(async (target) => {
+        const m = await store.messages.byLocal(portal.id, target);
+        return { messageId: m?.remoteId ?? target, sender: m?.sender };
+      }),
     );
     await store.atomically((w) => {
-      for (const messageId of messageIds) {
+      for (const { messageId, sender } of targets) {
         const payload: ReceiptPayload = {
           receipt: e.receipt === 'read' ? 'read' : 'delivery',
           messageId,
           to: remote,
+          // In a group, a receipt is for the message's sender (PROTOCOL.md 5.7).
+          ...(isGroupJid(remote) && sender ? { participant: sender } : {}),
         };
         w.enqueueOutbox({
           id: receiptOutboxId(puppet.accountId, payload.receipt, remote, messageId),

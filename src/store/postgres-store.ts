@@ -6,8 +6,9 @@
  */
 import { PgDatabase, sql, type PgOpenOptions, type Row, type Sql } from './postgres-database.js';
 import { asFenced } from './fencing.js';
-import { queuedSkip, toInbox, toMapping, toOutbox, toPortal, toPuppet } from './rows.js';
+import { queuedSkip, toGroup, toInbox, toMapping, toOutbox, toPortal, toPuppet } from './rows.js';
 import type {
+  GroupRepository,
   InboxRepository,
   MessageMapping,
   MessageMapRepository,
@@ -110,6 +111,68 @@ function portalRepository(db: PgDatabase, now: () => number): PortalRepository {
     },
     listForPuppet: async (puppetId) =>
       (await db.query('SELECT * FROM portals WHERE puppet_id = $1 ORDER BY id', [puppetId])).map(toPortal),
+  };
+}
+
+function groupRepository(db: PgDatabase, now: () => number): GroupRepository {
+  return {
+    get: (puppetId, groupJid) =>
+      one(
+        db.query('SELECT * FROM groups WHERE puppet_id = $1 AND group_jid = $2', [puppetId, groupJid]),
+        toGroup,
+      ),
+    async put(g) {
+      await db.exec(
+        sql(
+          `INSERT INTO groups (puppet_id, group_jid, version, info, active, updated_at)
+           VALUES ($1, $2, $3, $4, $5, $6)
+           ON CONFLICT (puppet_id, group_jid) DO UPDATE SET version = excluded.version, info = excluded.info,
+             active = excluded.active, updated_at = excluded.updated_at`,
+          g.puppetId,
+          g.groupJid,
+          g.version,
+          g.info,
+          g.active ? 1 : 0,
+          now(),
+        ),
+      );
+    },
+    listForPuppet: async (puppetId, all = false) =>
+      (
+        await db.query(
+          all
+            ? 'SELECT * FROM groups WHERE puppet_id = $1 ORDER BY group_jid'
+            : 'SELECT * FROM groups WHERE puppet_id = $1 AND active = 1 ORDER BY group_jid',
+          [puppetId],
+        )
+      ).map(toGroup),
+    keyHolders: async (puppetId, groupJid) =>
+      new Set(
+        (
+          await db.query('SELECT device_jid FROM group_key_holders WHERE puppet_id = $1 AND group_jid = $2', [
+            puppetId,
+            groupJid,
+          ])
+        ).map((r) => r.device_jid as string),
+      ),
+    async addKeyHolders(puppetId, groupJid, devices) {
+      if (devices.length === 0) return;
+      // The whole list in one statement: one round trip, not one per device.
+      await db.exec(
+        sql(
+          `INSERT INTO group_key_holders (puppet_id, group_jid, device_jid)
+           SELECT $1, $2, unnest($3::text[]) ON CONFLICT DO NOTHING`,
+          puppetId,
+          groupJid,
+          devices,
+        ),
+      );
+    },
+    async clearKeyHolders(puppetId, groupJid) {
+      await db.exec(
+        sql('DELETE FROM group_key_holders WHERE puppet_id = $1 AND group_jid = $2', puppetId, groupJid),
+      );
+    },
   };
 }
 
@@ -320,6 +383,7 @@ export async function openPostgresStore(
     outbox: outboxRepository(db, now),
     inbox: inboxRepository(db, now),
     messages: messageMapRepository(db, now),
+    groups: groupRepository(db, now),
     atomically: (work) => {
       let statements: Sql[];
       try {

@@ -66,6 +66,40 @@ export interface PortalRepository {
   listForPuppet(puppetId: number): Promise<Portal[]>;
 }
 
+/**
+ * A group a puppet is (or was) in, as the gateway last described it (PROTOCOL.md 5.7): the group's
+ * state as the `<group>` element carries it, kept as JSON (`info`), and its version.
+ */
+export interface StoredGroup {
+  puppetId: number;
+  /** `<id>@g.wa.interop`. */
+  groupJid: string;
+  /** The version of `info`: every w:gp2 notification raises it by one. */
+  version: number;
+  /** The group's state (src/protocol/stanza GroupInfo), as JSON text. */
+  info: string;
+  /** False once the puppet is no longer a member (removed, or left). */
+  active: boolean;
+  updatedAt: number;
+}
+
+export interface GroupRepository {
+  get(puppetId: number, groupJid: string): Promise<StoredGroup | undefined>;
+  /** Writes the group's state (insert or replace). */
+  put(group: Omit<StoredGroup, 'updatedAt'>): Promise<void>;
+  /** The puppet's groups, active ones only unless `all`. */
+  listForPuppet(puppetId: number, all?: boolean): Promise<StoredGroup[]>;
+  /**
+   * The devices (device JIDs, `user:device@server`) that have the puppet's current sender key for
+   * the group: they need no distribution message with the next group message.
+   */
+  keyHolders(puppetId: number, groupJid: string): Promise<Set<string>>;
+  /** Records that these devices were sent the current sender key. */
+  addKeyHolders(puppetId: number, groupJid: string, devices: readonly string[]): Promise<void>;
+  /** Forgets every holder (the sender key was rotated: nobody has the new one yet). */
+  clearKeyHolders(puppetId: number, groupJid: string): Promise<void>;
+}
+
 export type OutboxState = 'queued' | 'sent' | 'delivered' | 'read' | 'failed';
 
 export interface NewOutboxEntry {
@@ -184,6 +218,7 @@ export interface Store {
   readonly outbox: OutboxRepository;
   readonly inbox: InboxRepository;
   readonly messages: MessageMapRepository;
+  readonly groups: GroupRepository;
   /**
    * Commits the writes `work` records, all or none; rejects (with nothing written) if `work`
    * throws. `work` must not wait for anything: it only records.

@@ -2,7 +2,15 @@
  * Table rows back as the store contract's records, the same for both backends (SQLite and
  * PostgreSQL answer rows with the same column names; BLOBs and BYTEAs both arrive as Buffers).
  */
-import type { InboxEntry, MessageMapping, OutboxEntry, Portal, Puppet, PuppetState } from './repositories.js';
+import type {
+  InboxEntry,
+  MessageMapping,
+  OutboxEntry,
+  Portal,
+  Puppet,
+  PuppetState,
+  StoredGroup,
+} from './repositories.js';
 
 export type Row = Record<string, unknown>;
 
@@ -63,6 +71,16 @@ export const toMapping = (r: Row): MessageMapping => ({
   remoteId: r.remote_id as string,
   localId: r.local_id as string,
   sender: r.sender as string,
+});
+
+export const toGroup = (r: Row): StoredGroup => ({
+  puppetId: r.puppet_id as number,
+  groupJid: r.group_jid as string,
+  version: r.version as number,
+  info: r.info as string,
+  // 0 or 1 in both dialects (PostgreSQL's column is an integer too, so `db copy` maps it as it is).
+  active: r.active === 1,
+  updatedAt: r.updated_at as number,
 });
 
 /** Portals of `after` beyond this many are filtered by the caller instead (one statement each size). */

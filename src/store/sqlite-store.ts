@@ -8,6 +8,7 @@ import { checkpoint, openDatabase, schemaVersion, type Db, type OpenOptions } fr
 import { preparedStatements as statements } from './sql.js';
 import { fencedError } from './fencing.js';
 import type {
+  GroupRepository,
   InboxRepository,
   MessageMapRepository,
   NewInboxEntry,
@@ -43,7 +44,7 @@ function promised<R>(sync: Sync<R>): R {
   return out as R;
 }
 
-import { queuedSkip, toInbox, toMapping, toOutbox, toPortal, toPuppet, type Row } from './rows.js';
+import { queuedSkip, toGroup, toInbox, toMapping, toOutbox, toPortal, toPuppet, type Row } from './rows.js';
 
 function puppetRepository(q: ReturnType<typeof statements>, now: () => number): Sync<PuppetRepository> {
   const byId = (id: number) => {
@@ -140,6 +141,50 @@ function portalRepository(q: ReturnType<typeof statements>, now: () => number): 
       return (q('SELECT * FROM portals WHERE puppet_id = ? ORDER BY id').all(puppetId) as Row[]).map(
         toPortal,
       );
+    },
+  };
+}
+
+function groupRepository(db: Db, q: ReturnType<typeof statements>, now: () => number): Sync<GroupRepository> {
+  const holders = (puppetId: number, groupJid: string, devices: readonly string[]) => {
+    const add = q(
+      'INSERT INTO group_key_holders (puppet_id, group_jid, device_jid) VALUES (?, ?, ?) ON CONFLICT DO NOTHING',
+    );
+    for (const device of devices) add.run(puppetId, groupJid, device);
+  };
+  // The whole list in one transaction: one commit, not one per device.
+  const addHolders = db.transaction(holders);
+  return {
+    get(puppetId, groupJid) {
+      const r = q('SELECT * FROM groups WHERE puppet_id = ? AND group_jid = ?').get(puppetId, groupJid) as
+        Row | undefined;
+      return r && toGroup(r);
+    },
+    put(g) {
+      q(
+        `INSERT INTO groups (puppet_id, group_jid, version, info, active, updated_at) VALUES (?, ?, ?, ?, ?, ?)
+         ON CONFLICT (puppet_id, group_jid) DO UPDATE SET version = excluded.version, info = excluded.info,
+           active = excluded.active, updated_at = excluded.updated_at`,
+      ).run(g.puppetId, g.groupJid, g.version, g.info, g.active ? 1 : 0, now());
+    },
+    listForPuppet(puppetId, all = false) {
+      const rows = all
+        ? q('SELECT * FROM groups WHERE puppet_id = ? ORDER BY group_jid').all(puppetId)
+        : q('SELECT * FROM groups WHERE puppet_id = ? AND active = 1 ORDER BY group_jid').all(puppetId);
+      return (rows as Row[]).map(toGroup);
+    },
+    keyHolders(puppetId, groupJid) {
+      return new Set(
+        q('SELECT device_jid FROM group_key_holders WHERE puppet_id = ? AND group_jid = ?')
+          .pluck()
+          .all(puppetId, groupJid) as string[],
+      );
+    },
+    addKeyHolders(puppetId, groupJid, devices) {
+      if (devices.length > 0) addHolders(puppetId, groupJid, devices);
+    },
+    clearKeyHolders(puppetId, groupJid) {
+      q('DELETE FROM group_key_holders WHERE puppet_id = ? AND group_jid = ?').run(puppetId, groupJid);
     },
   };
 }
@@ -319,6 +364,7 @@ export function openSqliteStore(
   const outbox = outboxRepository(q, now);
   const inbox = inboxRepository(q, now);
   const messages = messageMapRepository(q, now);
+  const groups = groupRepository(db, q, now);
   const writes: StoreWrites = {
     enqueueOutbox: (e) => insertOutbox(q, now, e),
     putMessage: (m) => messages.put(m),
@@ -341,6 +387,7 @@ export function openSqliteStore(
     outbox: promised(outbox),
     inbox: promised(inbox),
     messages: promised(messages),
+    groups: promised(groups),
     atomically: (work) => {
       try {
         unit(work);

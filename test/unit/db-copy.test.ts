@@ -122,6 +122,14 @@ async function filledSqlite(): Promise<string> {
     randomBytes(120),
     7,
   );
+  await store.groups.put({
+    puppetId: a.id,
+    groupJid: '120363001@g.wa.interop',
+    version: 2,
+    info: '{"subject":"s"}',
+    active: false,
+  });
+  await store.groups.addKeyHolders(a.id, '120363001@g.wa.interop', ['4915100000001:1@s.wa.interop']);
   const matrix = openMatrixStore({ kind: 'sqlite', db });
   await matrix.recordTransaction('t1', [{ key: '$e1', roomId: '!r', kind: 'event', payload: { body: 'x' } }]);
   await matrix.putRoom({

@@ -355,6 +355,81 @@ describe.each(storeBackends())('the store contract on $name', (backend) => {
     expect((await store.outbox.get('r1'))?.seq).toBe(1);
   });
 
+  describe('groups', () => {
+    const group = (puppetId: number, groupJid: string, version = 1, active = true) => ({
+      puppetId,
+      groupJid,
+      version,
+      info: JSON.stringify({ subject: `subject ${version}` }),
+      active,
+    });
+
+    it('reads back the group it wrote, with the time it was written', async () => {
+      const store = await backend.open({ now: () => 1234 });
+      const p = await store.puppets.create(puppet(1));
+      await store.groups.put(group(p.id, '120363001@g.wa.interop'));
+      expect(await store.groups.get(p.id, '120363001@g.wa.interop')).toEqual({
+        ...group(p.id, '120363001@g.wa.interop'),
+        updatedAt: 1234,
+      });
+      expect(await store.groups.get(p.id, '120363999@g.wa.interop')).toBeUndefined();
+    });
+
+    it("replaces a group's version, state and active flag when written again", async () => {
+      const store = await backend.open();
+      const p = await store.puppets.create(puppet(1));
+      await store.groups.put(group(p.id, '120363001@g.wa.interop', 1));
+      await store.groups.put(group(p.id, '120363001@g.wa.interop', 2, false));
+      expect(await store.groups.get(p.id, '120363001@g.wa.interop')).toMatchObject({
+        version: 2,
+        info: '{"subject":"subject 2"}',
+        active: false,
+      });
+    });
+
+    it("lists a puppet's active groups, and with `all` the ones it left too", async () => {
+      const store = await backend.open();
+      const [p, other] = [await store.puppets.create(puppet(1)), await store.puppets.create(puppet(2))];
+      await store.groups.put(group(p.id, '2@g.wa.interop'));
+      await store.groups.put(group(p.id, '1@g.wa.interop', 3, false));
+      await store.groups.put(group(p.id, '3@g.wa.interop'));
+      await store.groups.put(group(other.id, '4@g.wa.interop'));
+      const jids = async (all?: boolean) =>
+        (await store.groups.listForPuppet(p.id, all)).map((g) => g.groupJid);
+      expect(await jids()).toEqual(['2@g.wa.interop', '3@g.wa.interop']);
+      expect(await jids(true)).toEqual(['1@g.wa.interop', '2@g.wa.interop', '3@g.wa.interop']);
+    });
+
+    it('records the holders of the sender key once each, per group, until they are cleared', async () => {
+      const store = await backend.open();
+      const p = await store.puppets.create(puppet(1));
+      const g = '120363001@g.wa.interop';
+      await store.groups.addKeyHolders(p.id, g, ['491:1@s.wa.interop', '491:2@s.wa.interop']);
+      await store.groups.addKeyHolders(p.id, g, ['491:2@s.wa.interop', '492:1@s.wa.interop']);
+      await store.groups.addKeyHolders(p.id, g, []);
+      await store.groups.addKeyHolders(p.id, 'other@g.wa.interop', ['493:1@s.wa.interop']);
+      expect(await store.groups.keyHolders(p.id, g)).toEqual(
+        new Set(['491:1@s.wa.interop', '491:2@s.wa.interop', '492:1@s.wa.interop']),
+      );
+      await store.groups.clearKeyHolders(p.id, g);
+      expect(await store.groups.keyHolders(p.id, g)).toEqual(new Set());
+      expect(await store.groups.keyHolders(p.id, 'other@g.wa.interop')).toEqual(
+        new Set(['493:1@s.wa.interop']),
+      );
+    });
+
+    it("removes a puppet's groups and key holders with the puppet", async () => {
+      const store = await backend.open();
+      const p = await store.puppets.create(puppet(1));
+      await store.groups.put(group(p.id, '120363001@g.wa.interop'));
+      await store.groups.addKeyHolders(p.id, '120363001@g.wa.interop', ['491:1@s.wa.interop']);
+      await store.puppets.delete(p.id);
+      expect(await store.groups.get(p.id, '120363001@g.wa.interop')).toBeUndefined();
+      expect(await store.groups.listForPuppet(p.id, true)).toEqual([]);
+      expect(await store.groups.keyHolders(p.id, '120363001@g.wa.interop')).toEqual(new Set());
+    });
+  });
+
   it('lists the sessions of one remote user only', async () => {
     const s = await backend.open();
     const p = await s.puppets.create(puppet(1));

@@ -1,0 +1,325 @@
+/**
+ * One puppet's groups (docs/PROTOCOL.md 5.7): the state the gateway announces, kept in the store
+ * and handed to the adapter in order with the group's messages; and the Signal side of a group
+ * message, encrypted once with the puppet's sender key, which goes pairwise to each member device
+ * that lacks it (rotated when someone leaves or is removed, so they cannot read what follows).
+ */
+import { createHash } from 'node:crypto';
+import { create } from '@bufbuild/protobuf';
+import { encodeContent, decodeContent } from '../protocol/content.js';
+import { MessageSchema, SenderKeyDistributionMessageSchema } from '../protocol/gen/interop/v1/message_pb.js';
+import {
+  formatJid,
+  parseJid,
+  type Enc,
+  type GroupInfo,
+  type GroupNotificationStanza,
+  type MediaType,
+  type MessageStanza,
+  type ParticipantEnc,
+} from '../protocol/stanza/index.js';
+import { signalAddress } from '../signal/address.js';
+import { SignalError } from '../signal/errors.js';
+import {
+  createDistribution,
+  groupDecrypt,
+  groupEncrypt,
+  processDistribution,
+  rotate,
+} from '../signal/sender-keys.js';
+import type { SenderKeyAddress, SenderKeyBackend } from '../signal/sender-key-store.js';
+import { inboxRowId, sealPayload } from '../store/at-rest.js';
+import type { GroupRepository } from '../store/repositories.js';
+import type { PuppetContext } from './context.js';
+import { UndeliverableError } from './errors.js';
+import type { GroupChange, GroupSnapshot } from './events.js';
+import type { RemoteDevices } from './sessions.js';
+
+/** Groups live on this server: `<id>@g.wa.interop`. */
+export const GROUP_SERVER = 'g.wa.interop';
+
+export const isGroupJid = (jid: string): boolean => jid.endsWith(`@${GROUP_SERVER}`);
+
+/**
+ * The sender-key distribution of the puppet's own chain in a group: a UUID made from the group's
+ * JID (a name-based UUID, version 8), so it is the same after a restart without being stored.
+ */
+export function distributionIdOf(groupJid: string): string {
+  const h = createHash('sha256').update(`interop-bridge sender key\n${groupJid}`).digest();
+  h[6] = (h[6]! & 0x0f) | 0x80;
+  h[8] = (h[8]! & 0x3f) | 0x80;
+  const x = h.subarray(0, 16).toString('hex');
+  return `${x.slice(0, 8)}-${x.slice(8, 12)}-${x.slice(12, 16)}-${x.slice(16, 20)}-${x.slice(20)}`;
+}
+
+/** The sender-key address of a device (the same naming as the pairwise sessions). */
+export function senderOf(userJid: string, device: number): SenderKeyAddress {
+  return { name: signalAddress(userJid, 0).slice(0, -2), deviceId: device };
+}
+
+/**
+ * What a group update waits as in the inbox (sealed like a message): the change and who made it.
+ * The snapshot is read from the store when it is delivered (the newest state: the adapter syncs to it).
+ */
+export interface GroupUpdatePayload {
+  readonly group: {
+    readonly change: GroupChange;
+    readonly by?: string | undefined;
+    readonly version: number;
+  };
+}
+
+export const isGroupUpdatePayload = (p: object): p is GroupUpdatePayload => 'group' in p;
+
+/** The core's view of a group's state for the adapter. */
+export function snapshotOf(info: GroupInfo, accountJid: string): GroupSnapshot {
+  return {
+    group: info.jid,
+    subject: info.subject,
+    ...(info.description ? { description: info.description.text } : {}),
+    announce: info.announce,
+    locked: info.locked,
+    version: info.version,
+    members: info.participants.map((p) => {
+      const user = parseJid(p.jid).user ?? '';
+      return {
+        remote: p.jid,
+        ...(/^[1-9][0-9]{5,14}$/.test(user) && p.jid.endsWith('@wa.interop') ? { phone: `+${user}` } : {}),
+        admin: p.admin,
+        ...(p.jid === accountJid ? { self: true } : {}),
+      };
+    }),
+  };
+}
+
+/** A group's state after one announced change (the caller checked it follows the stored version). */
+export function applyGroupEvent(info: GroupInfo, n: GroupNotificationStanza): GroupInfo {
+  const e = n.body;
+  const base = { ...info, version: n.version };
+  switch (e.event) {
+    case 'group_created':
+      return e.group;
+    case 'subject_changed':
+      return { ...base, subject: e.subject };
+    case 'description_changed':
+      return {
+        ...base,
+        description: e.description === undefined ? undefined : { id: e.id, text: e.description },
+      };
+    case 'setting_changed':
+      return {
+        ...base,
+        ...(e.setting === 'announcement' || e.setting === 'not_announcement'
+          ? { announce: e.setting === 'announcement' }
+          : { locked: e.setting === 'locked' }),
+      };
+    case 'participants_changed': {
+      const named = new Set(e.participants);
+      switch (e.action) {
+        case 'add': {
+          const known = new Set(info.participants.map((p) => p.jid));
+          const added = e.participants.filter((j) => !known.has(j)).map((jid) => ({ jid, admin: false }));
+          return { ...base, participants: [...info.participants, ...added] };
+        }
+        case 'remove':
+          return { ...base, participants: info.participants.filter((p) => !named.has(p.jid)) };
+        case 'promote':
+        case 'demote':
+          return {
+            ...base,
+            participants: info.participants.map((p) =>
+              named.has(p.jid) ? { ...p, admin: e.action === 'promote' } : p,
+            ),
+          };
+      }
+    }
+  }
+}
+
+/** The change as the adapter is told it. */
+function changeOf(n: GroupNotificationStanza, accountJid: string): GroupChange {
+  const e = n.body;
+  switch (e.event) {
+    case 'group_created':
+      return { kind: 'created' };
+    case 'subject_changed':
+      return { kind: 'subject' };
+    case 'description_changed':
+      return { kind: 'description' };
+    case 'setting_changed':
+      return { kind: 'settings' };
+    case 'participants_changed': {
+      if (e.action === 'remove' && e.participants.includes(accountJid)) return { kind: 'gone' };
+      const kind = ({ add: 'added', remove: 'removed', promote: 'promoted', demote: 'demoted' } as const)[
+        e.action
+      ];
+      return { kind, members: e.participants, ...(e.reason === 'invite' ? { byInvite: true } : {}) };
+    }
+  }
+}
+
+export class PuppetGroups {
+  constructor(
+    private readonly ctx: PuppetContext,
+    private readonly devices: RemoteDevices,
+    private readonly senderKeys: SenderKeyBackend,
+    private readonly updateRecorded: () => void,
+  ) {}
+
+  private get groups(): GroupRepository {
+    return this.ctx.store.groups;
+  }
+
+  /** The group as stored, parsed; undefined when unknown. */
+  async info(groupJid: string): Promise<GroupInfo | undefined> {
+    const stored = await this.groups.get(this.ctx.puppet.id, groupJid);
+    return stored ? (JSON.parse(stored.info) as GroupInfo) : undefined;
+  }
+
+  /**
+   * A `w:gp2` notification: applied to the stored state (or, after a gap in versions, the state read
+   * again from the gateway), and recorded in the inbox so the adapter gets it in order with the
+   * group's messages. A member gone means a new sender key for what the puppet sends next.
+   * Resolves once recorded: the caller acks the notification then.
+   */
+  async onNotification(n: GroupNotificationStanza): Promise<void> {
+    const { store, puppet, accountJid } = this.ctx;
+    const groupJid = n.from;
+    const stored = await this.groups.get(puppet.id, groupJid);
+    if (stored && n.version <= stored.version) return; // already applied (a redelivery)
+    let info: GroupInfo;
+    if (n.body.event === 'group_created') info = n.body.group;
+    else if (stored && n.version === stored.version + 1)
+      info = applyGroupEvent(JSON.parse(stored.info) as GroupInfo, n);
+    else info = await this.query(groupJid, n);
+    const change = changeOf(n, accountJid);
+    const active = change.kind !== 'gone' && info.participants.some((p) => p.jid === accountJid);
+    if (n.body.event === 'participants_changed' && n.body.action === 'remove') {
+      // Whoever left must not read what this puppet sends next: a new chain, for everyone anew.
+      await rotate(this.senderKeys, senderOf(accountJid, puppet.deviceId), distributionIdOf(groupJid));
+      await this.groups.clearKeyHolders(puppet.id, groupJid);
+    }
+    await this.groups.put({
+      puppetId: puppet.id,
+      groupJid,
+      version: info.version,
+      info: JSON.stringify(info),
+      active,
+    });
+    const portal = await store.portals.ensure(puppet.id, groupJid);
+    const messageId = `gp2-${n.version}`;
+    const payload: GroupUpdatePayload = {
+      group: { change, version: n.version, ...(n.participant ? { by: n.participant } : {}) },
+    };
+    await store.atomically((w) =>
+      w.recordInbox({
+        puppetId: puppet.id,
+        sender: groupJid,
+        messageId,
+        portalId: portal.id,
+        payload: sealPayload(
+          this.ctx.vault,
+          inboxRowId(puppet.id, groupJid, messageId),
+          new TextEncoder().encode(JSON.stringify(payload)),
+        ),
+      }),
+    );
+    this.updateRecorded();
+  }
+
+  /** The group's state read from the gateway (after a gap in the versions the puppet saw). */
+  private async query(groupJid: string, n: GroupNotificationStanza): Promise<GroupInfo> {
+    const answer = await this.ctx.connection.request({ op: 'group_info' }, groupJid);
+    if (answer.body.op !== 'group_info_result') {
+      throw new Error(`the gateway did not describe ${groupJid} after notification v${n.version}`);
+    }
+    return answer.body.group;
+  }
+
+  /**
+   * A group message's ciphertexts: one SenderKeyMessage for everyone, and the puppet's sender key,
+   * pairwise, for each member device that does not have it yet.
+   */
+  async encrypt(
+    groupJid: string,
+    content: Uint8Array,
+    mediaType: MediaType | undefined,
+  ): Promise<{ encs: Enc[]; participants: ParticipantEnc[]; holders: string[] }> {
+    const { puppet, accountJid } = this.ctx;
+    const info = await this.info(groupJid);
+    if (!info || !info.participants.some((p) => p.jid === accountJid)) {
+      throw new UndeliverableError(
+        'bridge_not_a_member',
+        'you are not a member of this group (any more): the message was not sent',
+      );
+    }
+    const me = senderOf(accountJid, puppet.deviceId);
+    const distributionId = distributionIdOf(groupJid);
+    const distribution = await createDistribution(this.senderKeys, me, distributionId);
+    const holders = await this.groups.keyHolders(puppet.id, groupJid);
+    const participants: ParticipantEnc[] = [];
+    const sent: string[] = [];
+    const skdm = encodeContent(
+      create(MessageSchema, {
+        senderKeyDistributionMessage: create(SenderKeyDistributionMessageSchema, {
+          groupId: groupJid,
+          axolotlSenderKeyDistributionMessage: distribution,
+        }),
+      }),
+    );
+    for (const member of info.participants) {
+      const devices = await this.devices.devicesOf(member.jid).catch(() => [] as number[]);
+      const wanted = devices.filter(
+        (d) =>
+          !(member.jid === accountJid && d === puppet.deviceId) && !holders.has(deviceJid(member.jid, d)),
+      );
+      if (wanted.length === 0) continue;
+      const ready = await this.devices.ensureSessions(member.jid, wanted);
+      for (const device of ready) {
+        const enc = await this.ctx.signal.encrypt(signalAddress(member.jid, device), skdm);
+        const jid = deviceJid(member.jid, device);
+        participants.push({ jid, enc: { type: enc.type, ciphertext: enc.body } });
+        sent.push(jid);
+      }
+    }
+    const skmsg = await groupEncrypt(this.senderKeys, me, distributionId, content);
+    const encs: Enc[] = [{ type: 'skmsg', ciphertext: skmsg, ...(mediaType ? { mediaType } : {}) }];
+    return { encs, participants, holders: sent };
+  }
+
+  /** Records the devices that were sent the sender key with a message the gateway accepted. */
+  async keyDelivered(groupJid: string, devices: readonly string[]): Promise<void> {
+    if (devices.length > 0) await this.groups.addKeyHolders(this.ctx.puppet.id, groupJid, devices);
+  }
+
+  /**
+   * A delivered group message: the sender key it may carry for this device (pairwise) is stored,
+   * then the SenderKeyMessage is read with it. Resolves with the plaintext (padded content).
+   */
+  async decrypt(m: MessageStanza, senderJid: string, senderDevice: number): Promise<Uint8Array> {
+    const sender = senderOf(senderJid, senderDevice);
+    const pairwise = m.encs.find(
+      (e) => e.type !== 'skmsg' && (e.device === undefined || e.device === this.ctx.puppet.deviceId),
+    );
+    if (pairwise && pairwise.type !== 'skmsg') {
+      const plain = await this.ctx.signal.decrypt(
+        signalAddress(senderJid, senderDevice),
+        pairwise.type,
+        pairwise.ciphertext,
+      );
+      const skdm = decodeContent(plain).senderKeyDistributionMessage;
+      if (skdm?.axolotlSenderKeyDistributionMessage && skdm.groupId === m.from) {
+        await processDistribution(this.senderKeys, sender, skdm.axolotlSenderKeyDistributionMessage);
+      }
+    }
+    const skmsg = m.encs.find((e) => e.type === 'skmsg');
+    if (!skmsg)
+      throw new SignalError('signal_decrypt_failed', 'a group message without a sender-key ciphertext');
+    return groupDecrypt(this.senderKeys, sender, skmsg.ciphertext);
+  }
+}
+
+const deviceJid = (userJid: string, device: number): string => {
+  const j = parseJid(userJid);
+  return formatJid({ user: j.user, server: j.server, device });
+};
