@@ -58,3 +58,10 @@ export async function broadcast(d: AdminDeps, text: string): Promise<number> {
   d.log?.info({ users: n }, 'broadcast sent by an administrator');
   return n;
 }
+
+/** The enlisted local users of one network. */
+export async function enlistedUsers(store: Store, network: Network): Promise<string[]> {
+  return (await store.puppets.list())
+    .filter((p) => p.network === network && p.state === 'enlisted')
+    .map((p) => p.localId);
+}

@@ -26,7 +26,7 @@ import { PuppetRuntime, type GatewaySettings } from './puppet.js';
 import type { BridgeMetrics } from '../observability/metrics.js';
 import { ClusterSide, type ClusterLink } from './cluster.js';
 import { submitEvent } from './submit.js';
-import { broadcast, puppetReports, type AdminDeps } from './admin.js';
+import { broadcast, enlistedUsers, puppetReports, type AdminDeps } from './admin.js';
 
 export type Lifecycle = 'always' | 'presence';
 
@@ -160,13 +160,14 @@ export class Bridge {
         const p = await store.puppets.byLocalId(localUser);
         return p !== undefined && p.state === 'enlisted' && p.network === network;
       },
-      enlistedUsers: async () =>
-        (await store.puppets.list())
-          .filter((p) => p.network === network && p.state === 'enlisted')
-          .map((p) => p.localId),
+      enlistedUsers: () => enlistedUsers(store, network),
       puppets: (localUser) => this.puppetReports(localUser),
       reconnect: (localUser) => this.reconnect(localUser),
       broadcast: (text) => this.broadcast(text),
+      createGroup: (localUser, subject, members) =>
+        this.onOwner(localUser, 'createGroup', [subject, members], (r) => r.groups.create(subject, members)),
+      changeGroup: (localUser, group, request) =>
+        this.onOwner(localUser, 'changeGroup', [group, request], (r) => r.groups.change(group, request)),
     };
   }
 
@@ -574,7 +575,7 @@ export class Bridge {
       case 'optOut':
         return this.optOut(runtime.puppet.localId);
       default:
-        return Promise.reject(new Error(`unknown request ${op}`));
+        return runtime.groups.onRequest(op, args) ?? Promise.reject(new Error(`unknown request ${op}`));
     }
   }
 

@@ -11,7 +11,8 @@ export type BridgeErrorCode =
   | 'bridge_not_connected'
   | 'bridge_unknown_adapter'
   | 'bridge_no_identity'
-  | 'bridge_text_too_long';
+  | 'bridge_text_too_long'
+  | 'bridge_group_refused';
 
 export class BridgeError extends InteropError {
   declare readonly code: BridgeErrorCode;

@@ -4,7 +4,7 @@
  * message, encrypted once with the puppet's sender key, which goes pairwise to each member device
  * that lacks it (rotated when someone leaves or is removed, so they cannot read what follows).
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { create } from '@bufbuild/protobuf';
 import { encodeContent, decodeContent } from '../protocol/content.js';
 import { MessageSchema, SenderKeyDistributionMessageSchema } from '../protocol/gen/interop/v1/message_pb.js';
@@ -14,6 +14,7 @@ import {
   type Enc,
   type GroupInfo,
   type GroupNotificationStanza,
+  type IqBody,
   type MediaType,
   type MessageStanza,
   type ParticipantEnc,
@@ -31,7 +32,8 @@ import type { SenderKeyAddress, SenderKeyBackend } from '../signal/sender-key-st
 import { inboxRowId, sealPayload } from '../store/at-rest.js';
 import type { GroupRepository } from '../store/repositories.js';
 import type { PuppetContext } from './context.js';
-import { UndeliverableError } from './errors.js';
+import { BridgeError, UndeliverableError } from './errors.js';
+import type { GroupRequest } from './adapter.js';
 import type { GroupChange, GroupSnapshot } from './events.js';
 import type { RemoteDevices } from './sessions.js';
 
@@ -227,6 +229,68 @@ export class PuppetGroups {
     this.updateRecorded();
   }
 
+  /**
+   * Creates a group with the puppet as its admin and `members` (remote JIDs) in it; the gateway's
+   * `created` notification follows (and reaches the adapter through the inbox, as every change).
+   */
+  async create(subject: string, members: readonly string[]): Promise<GroupSnapshot> {
+    const answer = await this.ctx.connection.request(
+      {
+        op: 'group_create',
+        subject,
+        key: randomBytes(12).toString('hex'),
+        participants: [...new Set(members)].filter((m) => m !== this.ctx.accountJid),
+        announce: false,
+        locked: false,
+      },
+      GROUP_SERVER,
+    );
+    if (answer.body.op !== 'group_info_result') throw refused('create the group', answer.body);
+    const failed = answer.body.failed ?? [];
+    if (failed.length > 0) {
+      this.ctx.log?.info(
+        { group: answer.body.group.jid, failed: failed.length },
+        'members not added to a new group',
+      );
+    }
+    return snapshotOf(answer.body.group, this.ctx.accountJid);
+  }
+
+  /** Asks the gateway for a change of a group the puppet is in (the notification follows). */
+  async change(group: string, request: GroupRequest): Promise<void> {
+    const body: IqBody =
+      request.action === 'leave'
+        ? { op: 'group_leave', group }
+        : request.action === 'subject'
+          ? { op: 'group_subject', subject: request.subject }
+          : request.action === 'description'
+            ? {
+                op: 'group_description',
+                id: randomBytes(8).toString('hex'),
+                ...withPrev((await this.info(group))?.description?.id),
+                ...(request.description === '' ? {} : { description: request.description }),
+              }
+            : { op: 'group_participants', action: request.action, participants: [...request.members] };
+    const answer = await this.ctx.connection.request(body, request.action === 'leave' ? GROUP_SERVER : group);
+    if (answer.body.op === 'error') throw refused(`${request.action} in the group`, answer.body);
+    if (answer.body.op === 'group_participants_result') {
+      const failed = answer.body.participants.filter((p) => p.error !== undefined);
+      if (failed.length > 0) {
+        throw new BridgeError(
+          'bridge_group_refused',
+          `the gateway did not ${request.action} ${failed.map((f) => `${f.jid} (error ${f.error})`).join(', ')}`,
+        );
+      }
+    }
+  }
+
+  /** A group request another process sent to the puppet's owner (Bridge `onOwner`), if it is one. */
+  onRequest(op: string, args: readonly unknown[]): Promise<unknown> | undefined {
+    if (op === 'createGroup') return this.create(String(args[0]), args[1] as string[]);
+    if (op === 'changeGroup') return this.change(String(args[0]), args[1] as GroupRequest);
+    return undefined;
+  }
+
   /** The group's state read from the gateway (after a gap in the versions the puppet saw). */
   private async query(groupJid: string, n: GroupNotificationStanza): Promise<GroupInfo> {
     const answer = await this.ctx.connection.request({ op: 'group_info' }, groupJid);
@@ -317,6 +381,17 @@ export class PuppetGroups {
       throw new SignalError('signal_decrypt_failed', 'a group message without a sender-key ciphertext');
     return groupDecrypt(this.senderKeys, sender, skmsg.ciphertext);
   }
+}
+
+const withPrev = (prev: string | undefined) => (prev === undefined ? {} : { prev });
+
+/** A refusal of a group request, in words for the user. */
+function refused(what: string, body: IqBody): BridgeError {
+  const error = body.op === 'error' ? body.error : undefined;
+  const why = error
+    ? `${error.text ?? 'refused'} (error ${error.code})`
+    : `an unexpected answer (${body.op})`;
+  return new BridgeError('bridge_group_refused', `the gateway would not ${what}: ${why}`);
 }
 
 const deviceJid = (userJid: string, device: number): string => {
