@@ -41,6 +41,7 @@ import {
   resetFaults,
 } from './admin/faults.js';
 import { restartGateway, rotateKeys } from './admin/gateway-control.js';
+import { changeParticipants, createGroup, leaveGroup, listGroups, setSubject } from './admin/groups.js';
 import { accounts, queues, stats } from './admin/inspection.js';
 import { createNativeUser, sendAsNativeUser } from './admin/native-users.js';
 
@@ -77,6 +78,10 @@ const ROUTES: ReadonlyMap<string, Partial<Record<Method, Endpoint>>> = new Map([
   ['/admin/queues', { GET: queues }],
   ['/admin/native-users', { POST: createNativeUser }],
   ['/admin/native-users/send', { POST: sendAsNativeUser }],
+  ['/admin/groups', { GET: listGroups, POST: createGroup }],
+  ['/admin/groups/participants', { POST: changeParticipants }],
+  ['/admin/groups/leave', { POST: leaveGroup }],
+  ['/admin/groups/subject', { POST: setSubject }],
   ['/admin/faults/drop', { POST: dropNext }],
   ['/admin/faults/delay', { POST: delay }],
   ['/admin/faults/replay', { POST: replayLastDelivered }],

@@ -37,11 +37,14 @@ import { NATIVE_PROVIDER_ID, NativeTokenIssuer, type NativeClientPayloadInput } 
 import { PersistentReplayGuard } from './replay-guard.js';
 import { Session } from './session.js';
 import { EmulatorStore, type AccountRow, type QueueItem } from './store.js';
+import type { StoredGroup } from './group-store.js';
+import { handleGroupRequest, type GroupRequest } from './groups.js';
 
 export type { MediaAuthority } from './core.js';
 export type { FaultControls } from './faults.js';
 export { NATIVE_PROVIDER_ID, type NativeClientPayloadInput } from './native-auth.js';
 export type { AccountRow, QueueItem } from './store.js';
+export type { StoredGroup } from './group-store.js';
 
 /** The providers the emulator knows; implemented from configuration by the provider module. */
 export interface ProviderDirectory {
@@ -221,6 +224,23 @@ export class Emulator {
   /** What waits in the offline queue (for one account's devices, or all). */
   queued(accountJid?: string): QueueItem[] {
     return this.#core.store.queued(accountJid);
+  }
+
+  /**
+   * Acts on groups as `account` would through its device (the same checks, error codes and
+   * notifications; `to` as a `w:g2` iq's): the admin API's groups. Throws RelayRefusal with the code.
+   */
+  groupRequest(
+    account: string,
+    to: string | undefined,
+    body: GroupRequest,
+  ): ReturnType<typeof handleGroupRequest> {
+    return handleGroupRequest(this.#core, account, to, body);
+  }
+
+  /** Every group's metadata (never a message). */
+  groups(): StoredGroup[] {
+    return this.#core.store.groups.all();
   }
 
   /** Live connections as device JIDs. */

@@ -10,12 +10,20 @@ export interface ReceivedMessage {
   readonly t: number;
   readonly content: DescribedContent;
   readonly raw: Message;
+  /** A group message: the group's JID (`from` is then the sending participant). */
+  readonly group?: string | undefined;
+  /** A group message: the sending device's JID. */
+  readonly participant?: string | undefined;
 }
 
 export interface ReceivedReceipt {
   readonly from: string;
   readonly id: string;
   readonly type: 'delivery' | 'read' | 'retry';
+  /** A receipt about a group message: the group (`from` is the participant who sent the receipt). */
+  readonly group?: string | undefined;
+  /** A receipt about a group message: the device that sent it. */
+  readonly participant?: string | undefined;
 }
 
 export type NativeMediaKind = 'image' | 'video' | 'audio' | 'voice' | 'document';

@@ -28,7 +28,9 @@ import {
 import { generateKeyPair, type KeyPair } from '../src/protocol/noise/index.js';
 import {
   formatJid,
+  isGroupJid,
   parseJid,
+  type Enc,
   type MessageStanza,
   type ReceiptStanza,
   type Stanza,
@@ -39,6 +41,7 @@ import type { Emulator } from './gateway.js';
 import { deliver, waitFor, type Waiter } from './native-waiters.js';
 import { downloadMedia, uploadMedia, type NativeMedia } from './native-media.js';
 import { buildNativeContent, type NativeContent } from './native-content.js';
+import { NativeGroupError, NativeGroups } from './native-groups.js';
 
 export type { ReceivedMessage, ReceivedReceipt, NativeMediaKind } from './native-types.js';
 import type { ReceivedMessage, ReceivedReceipt } from './native-types.js';
@@ -83,7 +86,9 @@ export class NativeUser {
   private readonly knownDevices = new Map<string, Set<number>>();
   private readonly messageWaiters: Waiter<ReceivedMessage>[] = [];
   private readonly receiptWaiters: Waiter<ReceivedReceipt>[] = [];
-  private readonly acks = new Map<string, () => void>();
+  /** Group requests, state and sender keys (native-groups.ts). */
+  readonly groups: NativeGroups;
+  private readonly acks = new Map<string, (error?: number) => void>();
   private readonly retries = new Map<string, number>();
   private readonly sent = new Map<
     string,
@@ -127,6 +132,40 @@ export class NativeUser {
       ...(options.logger ? { logger: options.logger } : {}),
     });
     this.connection.on('stanza', (s) => void this.onStanza(s));
+    this.groups = new NativeGroups({
+      jid: this.jid,
+      device: this.device,
+      request: async (body, to) => {
+        const answer = await this.connection.request(body, to).catch((err: unknown) => {
+          // GatewayConnection reports an iq error as "refused the request: <code> <text>".
+          const message = (err as Error).message;
+          throw new NativeGroupError(
+            Number(/refused the request: (\d{3})/.exec(message)?.[1] ?? 500),
+            message,
+          );
+        });
+        return answer.body;
+      },
+      sendMessage: async (stanza) => {
+        const acked = new Promise<number | undefined>((resolve) => this.acks.set(stanza.id, resolve));
+        this.connection.send(stanza);
+        const error = await acked;
+        if (error !== undefined)
+          throw new NativeGroupError(error, `the gateway refused ${stanza.id}: ${error}`);
+      },
+      send: (stanza) => {
+        if (this.connection.isConnected) this.connection.send(stanza);
+      },
+      encryptFor: (user, device, plaintext) => this.encryptFor(user, device, plaintext),
+      decryptFrom: (user, device, type, body) => this.signal.decrypt(signalAddress(user, device), type, body),
+      devicesOf: (user) => this.devicesOf(user),
+      retryKeys: (n) => this.signal.prekeyUpload(n),
+      autoDeliveryReceipts: options.autoDeliveryReceipts !== false,
+      received: (m) => {
+        deliver(this.received, this.messageWaiters, m);
+        if (this.behaviour) void this.behaviour(m).catch(() => undefined);
+      },
+    });
   }
 
   /** Creates the user at the emulator, connects, and publishes its keys. */
@@ -182,7 +221,13 @@ export class NativeUser {
           const fileName = c.kind === 'document' && c.media.fileName ? { fileName: c.media.fileName } : {};
           await this.sendMedia(
             m.from,
-            { kind: c.kind, bytes, mimetype: c.media.mimetype || 'application/octet-stream', ...caption, ...fileName },
+            {
+              kind: c.kind,
+              bytes,
+              mimetype: c.media.mimetype || 'application/octet-stream',
+              ...caption,
+              ...fileName,
+            },
             devices,
           );
           return;
@@ -211,6 +256,8 @@ export class NativeUser {
       isOwn: (id) => this.sent.get(id)?.to === to,
       upload: async (media) => uploadMedia(media, await this.mediaConn()),
     });
+    // Into a group: encrypted once with the sender key (native-groups.ts).
+    if (isGroupJid(to)) return this.groups.send(to, content, type);
     return this.sendContent(to, content, type, options.devices);
   }
 
@@ -384,31 +431,34 @@ export class NativeUser {
   ): Promise<string> {
     const targets = devices ?? (await this.devicesOf(to));
     const plaintext = encodeContent(content);
-    const encs = [];
-    for (const device of targets) {
-      const address = signalAddress(to, device);
-      if (!this.signal.hasSession(address)) {
-        const deviceJid = formatJid({ ...parseJid(to), device });
-        const answer = await this.connection.request({ op: 'prekey_fetch', jids: [deviceJid] });
-        const entry = answer.body.op === 'prekey_fetch_result' ? answer.body.users[0] : undefined;
-        if (!entry || entry.error) {
-          throw new InteropError(
-            'native_no_keys',
-            `no keys for ${deviceJid}: ${entry?.error?.text ?? 'no answer'}`,
-          );
-        }
-        await this.signal.processBundle(address, entry);
-      }
-      const enc = await this.signal.encrypt(address, plaintext);
-      encs.push({ type: enc.type, device, ciphertext: enc.body });
-    }
+    const encs: Enc[] = [];
+    for (const device of targets) encs.push({ ...(await this.encryptFor(to, device, plaintext)), device });
     const id = stanzaId ?? randomBytes(10).toString('hex').toUpperCase();
-    const acked = new Promise<void>((resolve) => this.acks.set(id, resolve));
+    const acked = new Promise<void>((resolve) => this.acks.set(id, () => resolve()));
     const stanza: MessageStanza = { kind: 'message', id, to, type, t: nowSeconds(), encs };
     this.sent.set(id, { to, type, plaintext, t: stanza.t });
     this.connection.send(stanza);
     await acked;
     return id;
+  }
+
+  /** A pairwise ciphertext for one device of `to`, fetching its keys first when there is no session. */
+  private async encryptFor(to: string, device: number, plaintext: Uint8Array): Promise<Enc> {
+    const address = signalAddress(to, device);
+    if (!this.signal.hasSession(address)) {
+      const deviceJid = formatJid({ ...parseJid(to), device });
+      const answer = await this.connection.request({ op: 'prekey_fetch', jids: [deviceJid] });
+      const entry = answer.body.op === 'prekey_fetch_result' ? answer.body.users[0] : undefined;
+      if (!entry || entry.error) {
+        throw new InteropError(
+          'native_no_keys',
+          `no keys for ${deviceJid}: ${entry?.error?.text ?? 'no answer'}`,
+        );
+      }
+      await this.signal.processBundle(address, entry);
+    }
+    const enc = await this.signal.encrypt(address, plaintext);
+    return { type: enc.type, ciphertext: enc.body };
   }
 
   /**
@@ -444,8 +494,9 @@ export class NativeUser {
 
   private async onStanza(stanza: Stanza): Promise<void> {
     try {
+      if (this.groups.handles(stanza)) return;
       if (stanza.kind === 'ack' && stanza.class === 'message') {
-        this.acks.get(stanza.id)?.();
+        this.acks.get(stanza.id)?.(stanza.error);
         this.acks.delete(stanza.id);
       } else if (stanza.kind === 'message') {
         await this.onMessage(stanza);
@@ -519,12 +570,14 @@ export class NativeUser {
 
   private onReceipt(r: ReceiptStanza): void {
     if (r.type === 'retry' && this.resendOnRetry) void this.resendAfterRetry(r).catch(() => undefined);
-    const from = parseJid(r.from ?? '');
+    const group = r.from !== undefined && isGroupJid(r.from) ? r.from : undefined;
+    const from = parseJid((group ? r.participant : r.from) ?? '');
     const type = r.type === 'read' ? 'read' : r.type === 'retry' ? 'retry' : 'delivery';
     deliver(this.receipts, this.receiptWaiters, {
       from: formatJid({ user: from.user, server: from.server }),
       id: r.id,
       type,
+      ...(group ? { group, participant: r.participant } : {}),
     });
   }
 

@@ -19,6 +19,7 @@ import {
   parseJid,
   toBytes,
   type ChatstateStanza,
+  type Enc,
   type EncryptEvent,
   type Jid,
   type MessageStanza,
@@ -207,6 +208,7 @@ export function notify(
 /** The stanza bytes a queued item is delivered as. */
 export function deliveryBytes(item: QueueItem): Uint8Array {
   if (item.kind !== 'message') return item.payload;
+  if (item.participant !== null) return toBytes(groupDeliveryStanza(item));
   const stanza: Stanza = {
     kind: 'message',
     id: item.stanza_id,
@@ -223,6 +225,28 @@ export function deliveryBytes(item: QueueItem): Uint8Array {
     ],
   };
   return toBytes(stanza);
+}
+
+/** The delivered form of a queued group message: its pairwise enc (if any) first, then the skmsg. */
+function groupDeliveryStanza(item: QueueItem): Stanza {
+  const encs: Enc[] = [];
+  if (item.pairwise !== null && item.pairwise_type !== null) {
+    encs.push({ type: item.pairwise_type, ciphertext: item.pairwise });
+  }
+  encs.push({
+    type: item.enc_type ?? 'skmsg',
+    ...(item.media_type === null ? {} : { mediaType: item.media_type }),
+    ciphertext: item.payload,
+  });
+  return {
+    kind: 'message',
+    id: item.stanza_id,
+    from: item.from_jid,
+    ...(item.participant === null ? {} : { participant: item.participant }),
+    type: item.msg_type ?? 'text',
+    t: item.t,
+    encs,
+  };
 }
 
 /** The gateway's own JID, the `from` of its acks and count notifications. */

@@ -9,6 +9,7 @@ import type { Logger } from '../src/observability/logger.js';
 import {
   decodeStanza,
   formatJid,
+  isGroupJid,
   parseJid,
   StanzaInvalidError,
   StanzaUnknownError,
@@ -23,6 +24,8 @@ import type { NoiseSocket } from '../src/protocol/transport/index.js';
 import type { Connection, Core } from './core.js';
 import { lookUp } from './directory.js';
 import { enlist, unenlist } from './enlistment.js';
+import { acceptGroupMessage, relayGroupReceipt } from './group-relay.js';
+import { handleGroupRequest } from './groups.js';
 import { countKeys, fetchBundles, uploadKeys } from './prekey-server.js';
 import {
   acceptMessage,
@@ -230,7 +233,10 @@ export class Session implements Connection {
         return;
       case 'message':
         this.#refusable(stanza, () => {
-          const stored = acceptMessage(this.#core, this, stanza);
+          const toGroup = stanza.to !== undefined && isGroupJid(stanza.to);
+          const stored = toGroup
+            ? acceptGroupMessage(this.#core, this, stanza)
+            : acceptMessage(this.#core, this, stanza);
           this.#log.debug({ id: stanza.id, stored }, 'message accepted');
           this.#send({
             kind: 'ack',
@@ -243,7 +249,8 @@ export class Session implements Connection {
         return;
       case 'receipt':
         this.#refusable(stanza, () => {
-          relayReceipt(this.#core, this, stanza);
+          if (stanza.to !== undefined && isGroupJid(stanza.to)) relayGroupReceipt(this.#core, this, stanza);
+          else relayReceipt(this.#core, this, stanza);
           this.#send({
             kind: 'ack',
             class: 'receipt',
@@ -325,6 +332,26 @@ export class Session implements Connection {
         answer = { op: 'media_conn_result', auth: m.auth, ttl: m.ttl, hosts: m.hosts };
         break;
       }
+      case 'group_create':
+      case 'group_info':
+      case 'group_list':
+      case 'group_participants':
+      case 'group_leave':
+      case 'group_subject':
+      case 'group_description':
+      case 'group_setting':
+      case 'group_invite':
+      case 'group_invite_reset':
+      case 'group_invite_info':
+      case 'group_invite_join':
+        try {
+          answer = handleGroupRequest(core, this.accountJid, iq.to, body);
+        } catch (err) {
+          if (!(err instanceof RelayRefusal)) throw err;
+          this.#log.info({ op: body.op, code: err.errorCode, reason: err.message }, 'group request refused');
+          answer = { op: 'error', error: { code: err.errorCode, text: err.message } };
+        }
+        break;
       default:
         // Answers (result, error, ...) to requests the gateway never sends: nothing to do.
         return;

@@ -8,6 +8,7 @@
  */
 import { fileURLToPath } from 'node:url';
 import { openDatabase, readMigrations, type Db } from '../src/store/database.js';
+import { GroupStore } from './group-store.js';
 import type { EncType, MediaType, PreKey, PreKeyBundle, SignedPreKey } from '../src/protocol/stanza/index.js';
 
 export const EMULATOR_MIGRATIONS_DIR = fileURLToPath(new URL('./migrations/', import.meta.url));
@@ -39,9 +40,16 @@ export interface QueueItem {
   payload: Buffer;
   stored_at: number;
   expires_at: number;
+  /** Group messages: the sending device (`from_jid` is the group); group receipts: the receipt's sender. */
+  participant: string | null;
+  /** Group messages: the sender key for this device, a pairwise pkmsg or msg delivered before the skmsg. */
+  pairwise_type: EncType | null;
+  pairwise: Buffer | null;
 }
 
-export type NewQueueItem = Omit<QueueItem, 'seq' | 'stored_at' | 'expires_at'>;
+type GroupColumns = 'participant' | 'pairwise_type' | 'pairwise';
+export type NewQueueItem = Omit<QueueItem, 'seq' | 'stored_at' | 'expires_at' | GroupColumns> &
+  Partial<Pick<QueueItem, GroupColumns>>;
 
 export interface DeviceKeysInput {
   registrationId: number;
@@ -60,9 +68,11 @@ interface DeviceRow {
 
 export class EmulatorStore {
   readonly db: Db;
+  readonly groups: GroupStore;
 
   constructor(file: string) {
     this.db = openDatabase(file, { migrations: readMigrations(EMULATOR_MIGRATIONS_DIR) });
+    this.groups = new GroupStore(this.db);
   }
 
   close(): void {
@@ -256,11 +266,18 @@ export class EmulatorStore {
     const result = this.db
       .prepare(
         `INSERT INTO queue (recipient_jid, recipient_device, kind, stanza_id, from_jid, msg_type, t, enc_type,
-           enc_device, media_type, payload, stored_at, expires_at)
+           enc_device, media_type, payload, stored_at, expires_at, participant, pairwise_type, pairwise)
          VALUES (@recipient_jid, @recipient_device, @kind, @stanza_id, @from_jid, @msg_type, @t, @enc_type,
-           @enc_device, @media_type, @payload, @stored_at, @expires_at)`,
+           @enc_device, @media_type, @payload, @stored_at, @expires_at, @participant, @pairwise_type, @pairwise)`,
       )
-      .run({ ...item, stored_at: now, expires_at: now + retentionSeconds });
+      .run({
+        participant: null,
+        pairwise_type: null,
+        pairwise: null,
+        ...item,
+        stored_at: now,
+        expires_at: now + retentionSeconds,
+      });
     return Number(result.lastInsertRowid);
   }
 

@@ -63,6 +63,7 @@ export type AdminErrorCode =
   | 'admin_user_exists'
   | 'admin_user_not_running'
   | 'admin_send_failed'
+  | 'admin_group_refused'
   | 'admin_nothing_to_replay'
   | 'admin_intermediate_unavailable'
   | 'admin_internal';

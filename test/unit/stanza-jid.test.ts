@@ -1,7 +1,10 @@
 import fc from 'fast-check';
 
 import {
+  GROUP_SERVER,
   JidError,
+  groupJid,
+  isGroupJid,
   NATIVE_SERVER,
   formatJid,
   nativeJid,
@@ -33,6 +36,19 @@ describe('JIDs', () => {
     expect(parseJid('wa.interop')).toEqual({ server: 'wa.interop' });
   });
 
+  test('a group lives at g.wa.interop, and the bare g.wa.interop is the group server', () => {
+    expect(parseJid('120363025246125486@g.wa.interop')).toEqual({
+      user: '120363025246125486',
+      server: GROUP_SERVER,
+    });
+    expect(parseJid('g.wa.interop')).toEqual({ server: GROUP_SERVER });
+    expect(groupJid('120363025246125486')).toBe('120363025246125486@g.wa.interop');
+    expect(isGroupJid('120363025246125486@g.wa.interop')).toBe(true);
+    expect(isGroupJid('g.wa.interop')).toBe(false);
+    expect(isGroupJid('4915112345678@wa.interop')).toBe(false);
+    expect(providerOf(GROUP_SERVER)).toBeUndefined();
+  });
+
   test('dropping the device gives the user JID', () => {
     expect(toUserJid('4915112345678:7@wa.interop')).toBe('4915112345678@wa.interop');
   });
@@ -50,6 +66,9 @@ describe('JIDs', () => {
     ['a@b@matrixbridge.interop', 'two "@"'],
     ['@wa.interop', 'an empty user'],
     ['', 'the empty string'],
+    ['120363025246125486:1@g.wa.interop', 'a device of a group'],
+    ['hiking@g.wa.interop', 'letters in a group id'],
+    ['0123@g.wa.interop', 'a group id with a leading zero'],
   ])('%s is refused (%s)', (jid) => {
     expect(() => parseJid(jid)).toThrow(JidError);
   });

@@ -6,10 +6,13 @@
  * - Third-party accounts: user = the provider-scoped account id, server `<provider-id>.interop`:
  *   `alice.example@matrixbridge.interop`.
  * - The gateway itself: the bare server `wa.interop` (the `to` of requests to the gateway).
+ * - Groups: user = the group id (decimal digits, chosen by the gateway), server `g.wa.interop`:
+ *   `120363025246125486@g.wa.interop`; never a device. The bare `g.wa.interop` is the group server.
  *
  * The stanza codec carries JIDs as opaque strings; the layers above parse them here.
  */
 import { InteropError } from '../../errors.js';
+import { GROUP_SERVER } from './vocabulary.js';
 
 /** The gatekeeper's own users live on this server. */
 export const NATIVE_SERVER = 'wa.interop';
@@ -37,6 +40,8 @@ const E164_DIGITS = /^[1-9][0-9]{6,14}$/;
 const ACCOUNT = /^[a-z0-9][a-z0-9._=-]{0,127}$/;
 const PROVIDER_ID = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
 const DEVICE = /^(?:0|[1-9][0-9]{0,4})$/;
+/** A group id: decimal digits (WhatsApp's have 18), no leading zero. */
+const GROUP_ID = /^[1-9][0-9]{0,31}$/;
 
 /** The provider id of a third-party server (`matrixbridge` for `matrixbridge.interop`), or undefined. */
 export function providerOf(server: string): string | undefined {
@@ -55,11 +60,23 @@ export function providerServer(providerId: string): string {
   return `${providerId}${PROVIDER_SERVER_SUFFIX}`;
 }
 
+function checkGroup(jid: Jid, shown: string): void {
+  if (jid.user === undefined) return; // the group server itself
+  if (!GROUP_ID.test(jid.user)) {
+    throw new JidError(`"${shown}": a group id is 1 to 32 decimal digits, not starting with 0`);
+  }
+  if (jid.device !== undefined) throw new JidError(`"${shown}": a group has no devices`);
+}
+
 function checkParts(jid: Jid, shown: string): void {
+  if (jid.server === GROUP_SERVER) {
+    checkGroup(jid, shown);
+    return;
+  }
   const isNative = jid.server === NATIVE_SERVER;
   if (!isNative && providerOf(jid.server) === undefined) {
     throw new JidError(
-      `"${shown}": the server must be ${NATIVE_SERVER} or <provider-id>${PROVIDER_SERVER_SUFFIX}`,
+      `"${shown}": the server must be ${NATIVE_SERVER}, ${GROUP_SERVER} or <provider-id>${PROVIDER_SERVER_SUFFIX}`,
     );
   }
   if (jid.user === undefined) {
@@ -127,4 +144,19 @@ export function nativeJid(e164: string, device?: number): string {
 export function toUserJid(s: string): string {
   const { user, server } = parseJid(s);
   return formatJid({ user, server });
+}
+
+/** Whether `s` is a group's JID (`<id>@g.wa.interop`; not the bare group server). */
+export function isGroupJid(s: string): boolean {
+  try {
+    const jid = parseJid(s);
+    return jid.server === GROUP_SERVER && jid.user !== undefined;
+  } catch {
+    return false;
+  }
+}
+
+/** The JID of the group with this id. */
+export function groupJid(id: string): string {
+  return formatJid({ user: id, server: GROUP_SERVER });
 }
