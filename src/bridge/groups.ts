@@ -15,6 +15,7 @@ import {
   type GroupInfo,
   type GroupNotificationStanza,
   type IqBody,
+  type IqStanza,
   type MediaType,
   type MessageStanza,
   type ParticipantEnc,
@@ -64,14 +65,14 @@ export function senderOf(userJid: string, device: number): SenderKeyAddress {
  * The snapshot is read from the store when it is delivered (the newest state: the adapter syncs to it).
  */
 export interface GroupUpdatePayload {
-  readonly group: {
+  readonly groupUpdate: {
     readonly change: GroupChange;
     readonly by?: string | undefined;
     readonly version: number;
   };
 }
 
-export const isGroupUpdatePayload = (p: object): p is GroupUpdatePayload => 'group' in p;
+export const isGroupUpdatePayload = (p: object): p is GroupUpdatePayload => 'groupUpdate' in p;
 
 /** The core's view of a group's state for the adapter. */
 export function snapshotOf(info: GroupInfo, accountJid: string): GroupSnapshot {
@@ -211,7 +212,7 @@ export class PuppetGroups {
     const portal = await store.portals.ensure(puppet.id, groupJid);
     const messageId = `gp2-${n.version}`;
     const payload: GroupUpdatePayload = {
-      group: { change, version: n.version, ...(n.participant ? { by: n.participant } : {}) },
+      groupUpdate: { change, version: n.version, ...(n.participant ? { by: n.participant } : {}) },
     };
     await store.atomically((w) =>
       w.recordInbox({
@@ -234,7 +235,7 @@ export class PuppetGroups {
    * `created` notification follows (and reaches the adapter through the inbox, as every change).
    */
   async create(subject: string, members: readonly string[]): Promise<GroupSnapshot> {
-    const answer = await this.ctx.connection.request(
+    const answer = await this.ask(
       {
         op: 'group_create',
         subject,
@@ -271,7 +272,7 @@ export class PuppetGroups {
                 ...(request.description === '' ? {} : { description: request.description }),
               }
             : { op: 'group_participants', action: request.action, participants: [...request.members] };
-    const answer = await this.ctx.connection.request(body, request.action === 'leave' ? GROUP_SERVER : group);
+    const answer = await this.ask(body, request.action === 'leave' ? GROUP_SERVER : group);
     if (answer.body.op === 'error') throw refused(`${request.action} in the group`, answer.body);
     if (answer.body.op === 'group_participants_result') {
       const failed = answer.body.participants.filter((p) => p.error !== undefined);
@@ -281,6 +282,18 @@ export class PuppetGroups {
           `the gateway did not ${request.action} ${failed.map((f) => `${f.jid} (error ${f.error})`).join(', ')}`,
         );
       }
+    }
+  }
+
+  /** A w:g2 request; the gateway's refusal (an iq error) becomes the user's words. */
+  private async ask(body: IqBody, to: string): Promise<IqStanza> {
+    try {
+      return await this.ctx.connection.request(body, to);
+    } catch (err) {
+      if ((err as { code?: string }).code !== 'gateway_request_failed') throw err;
+      throw new BridgeError('bridge_group_refused', `the gateway refused it: ${(err as Error).message}`, {
+        cause: err,
+      });
     }
   }
 

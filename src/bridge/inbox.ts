@@ -441,9 +441,9 @@ export class InboxDelivery {
         await adapter.updateGroup({
           localUser: puppet.localId,
           snapshot: snapshotOf(JSON.parse(stored.info) as GroupInfo, this.ctx.accountJid),
-          change: update.group.change,
-          ...(update.group.by ? { by: update.group.by } : {}),
-          updateId: `${group}#${update.group.version}`,
+          change: update.groupUpdate.change,
+          ...(update.groupUpdate.by ? { by: update.groupUpdate.by } : {}),
+          updateId: `${group}#${update.groupUpdate.version}`,
         });
       } catch (err) {
         this.ctx.log?.warn(

@@ -3,8 +3,14 @@
  * to refuse deliveries (as a local server that is down would) and gives each delivery a local id.
  */
 import { readFileSync } from 'node:fs';
-import type { Adapter, AdapterCapabilities, BridgeCore } from '../../src/bridge/adapter.js';
-import type { DeliveryUpdate, EphemeralEvent, IncomingEvent, Notice } from '../../src/bridge/events.js';
+import type { AdapterCapabilities, BridgeCore, GroupAdapter } from '../../src/bridge/adapter.js';
+import type {
+  DeliveryUpdate,
+  EphemeralEvent,
+  GroupUpdate,
+  IncomingEvent,
+  Notice,
+} from '../../src/bridge/events.js';
 
 /** A network that can show every kind of event, files up to 100 MB. */
 export const SHOWS_EVERYTHING: AdapterCapabilities = {
@@ -22,7 +28,7 @@ export const SHOWS_EVERYTHING: AdapterCapabilities = {
 
 type Waiter = { check: () => boolean; resolve: () => void };
 
-export class TestAdapter implements Adapter {
+export class TestAdapter implements GroupAdapter {
   readonly network = 'matrix' as const;
   readonly capabilities: AdapterCapabilities;
 
@@ -79,6 +85,16 @@ export class TestAdapter implements Adapter {
   updateDelivery(update: DeliveryUpdate): void {
     this.updates.push(update);
     this.changed();
+  }
+
+  /** Group updates in the order the core handed them (a repeated updateId is recorded once). */
+  readonly groupUpdates: GroupUpdate[] = [];
+
+  updateGroup(update: GroupUpdate): Promise<void> {
+    if (this.refuse) return Promise.reject(new Error('local server unavailable'));
+    if (!this.groupUpdates.some((u) => u.updateId === update.updateId)) this.groupUpdates.push(update);
+    this.changed();
+    return Promise.resolve();
   }
 
   notify(localUser: string, notice: Notice): void {
