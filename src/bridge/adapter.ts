@@ -256,6 +256,10 @@ export interface BridgeCore {
   createGroup?(localUser: string, subject: string, members: readonly string[]): Promise<GroupSnapshot>;
   /** Asks the gateway for a change of a group the local user is in; rejects with its reason. */
   changeGroup?(localUser: string, group: string, request: GroupRequest): Promise<void>;
+  /** A group the local user is in, as the core last heard of it (no gateway request). */
+  group?(localUser: string, group: string): Promise<GroupSnapshot | undefined>;
+  /** The groups the local user is in. */
+  groups?(localUser: string): Promise<readonly GroupSnapshot[]>;
 }
 
 /** What every adapter factory gets from the wiring. */

@@ -26,7 +26,8 @@ import { PuppetRuntime, type GatewaySettings } from './puppet.js';
 import type { BridgeMetrics } from '../observability/metrics.js';
 import { ClusterSide, type ClusterLink } from './cluster.js';
 import { submitEvent } from './submit.js';
-import { broadcast, enlistedUsers, puppetReports, type AdminDeps } from './admin.js';
+import { broadcast, puppetReports, type AdminDeps } from './admin.js';
+import { coreApi } from './core-api.js';
 
 export type Lifecycle = 'always' | 'presence';
 
@@ -133,42 +134,9 @@ export class Bridge {
    */
   attach(adapter: Adapter): BridgeCore {
     this.adapters.set(adapter.network, adapter);
-    const core = this.coreFor(adapter.network);
+    const core = coreApi(this, adapter.network, this.options.store, this.options.gateway.providerId);
     adapter.attach(core);
     return core;
-  }
-
-  private coreFor(network: Network): BridgeCore {
-    const { store } = this.options;
-    return {
-      submit: (event) => this.submit(network, event),
-      setOnline: (localUser, online) => this.setOnline(localUser, online),
-      enlist: (localUser) => this.enlist(network, localUser),
-      optOut: (localUser) => this.optOutAnywhere(localUser),
-      lookup: (localUser, phone) => this.lookup(localUser, phone),
-      safetyNumber: (localUser, remote) =>
-        this.onOwner(localUser, 'safetyNumber', [remote], (runtime) =>
-          runtime.safetyNumber(toUserJid(remote), () => this.waitUntilConnected(runtime)),
-        ),
-      confirmIdentity: async (localUser, remote) => {
-        await this.onOwner(localUser, 'confirmIdentity', [remote], (runtime) =>
-          runtime.confirmIdentity(toUserJid(remote)),
-        );
-      },
-      status: (localUser) => this.status(localUser),
-      isEnlisted: async (localUser) => {
-        const p = await store.puppets.byLocalId(localUser);
-        return p !== undefined && p.state === 'enlisted' && p.network === network;
-      },
-      enlistedUsers: () => enlistedUsers(store, network),
-      puppets: (localUser) => this.puppetReports(localUser),
-      reconnect: (localUser) => this.reconnect(localUser),
-      broadcast: (text) => this.broadcast(text),
-      createGroup: (localUser, subject, members) =>
-        this.onOwner(localUser, 'createGroup', [subject, members], (r) => r.groups.create(subject, members)),
-      changeGroup: (localUser, group, request) =>
-        this.onOwner(localUser, 'changeGroup', [group, request], (r) => r.groups.change(group, request)),
-    };
   }
 
   /**
@@ -361,7 +329,8 @@ export class Bridge {
     return this.enlistment.optOut(localUser);
   }
 
-  private waitUntilConnected(runtime: PuppetRuntime): Promise<void> {
+  /** Resolves once the runtime is connected (or rejects after the gateway wait). For core-api.ts too. */
+  waitUntilConnected(runtime: PuppetRuntime): Promise<void> {
     return runtime.untilConnected(this.options.gatewayWaitMs ?? 30_000);
   }
 
@@ -549,7 +518,7 @@ export class Bridge {
   }
 
   /** Runs `here` on the puppet's runtime in the process that owns it (see ClusterSide.onOwner). */
-  private onOwner<T>(
+  onOwner<T>(
     localUser: string,
     op: string,
     args: readonly unknown[],
@@ -580,7 +549,7 @@ export class Bridge {
   }
 
   /** Opts out (see `optOut`) in the process that runs the puppet. */
-  private async optOutAnywhere(localUser: string): Promise<void> {
+  async optOutAnywhere(localUser: string): Promise<void> {
     if (!this.cluster || !(await this.options.store.puppets.byLocalId(localUser)))
       return this.optOut(localUser);
     await this.onOwner(localUser, 'optOut', [], () => this.optOut(localUser));

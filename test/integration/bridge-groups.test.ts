@@ -198,6 +198,8 @@ describe('groups through the bridge core', () => {
     );
     expect(seen.event.event === 'group_created' && seen.event.group.subject).toBe('From Matrix');
     await update((u) => u.change.kind === 'created', 'the group created');
+    expect(await core.group!(ALICE, made.group)).toMatchObject({ subject: 'From Matrix' });
+    expect((await core.groups!(ALICE)).map((g) => g.group)).toEqual([made.group]);
     await core.submit(say('$m1', made.group, 'first'));
     await groupText(bob, made.group, 'first');
 
