@@ -18,14 +18,15 @@ import { EventEmitter } from 'node:events';
 import type { IqHandler } from '@xmpp/component';
 import type { Element } from '@xmpp/xml';
 import type {
-  Adapter,
   AdapterCapabilities,
   BridgeCore,
+  GroupAdapter,
   ProvisioningHooks,
 } from '../../src/bridge/adapter.js';
 import type {
   DeliveryUpdate,
   EphemeralEvent,
+  GroupUpdate,
   IncomingEvent,
   Notice,
   OutgoingEvent,
@@ -47,13 +48,14 @@ import { AdhocCommands } from './iq/adhoc.js';
 import { capsVersions, Disco } from './iq/disco.js';
 import { Registration } from './iq/register.js';
 import { Vcards } from './iq/vcard.js';
-import { domainOf } from './jids.js';
+import { bareJid, domainOf, resourceOf } from './jids.js';
+import { Rooms } from './rooms.js';
 import { Downloads } from './downloads.js';
 import type { FilePublisher, OwnFilePublisher } from './media.js';
 import { Presence } from './presence.js';
 import { xmppProvisioning } from './provisioning.js';
 import { UserResources } from './resources.js';
-import { NS } from './stanzas.js';
+import { NS, stanzaError } from './stanzas.js';
 import type { XmppStore } from './store.js';
 
 export interface XmppAdapterOptions {
@@ -111,9 +113,10 @@ interface Features {
   readonly vcards: Vcards;
   readonly adhoc: AdhocCommands;
   readonly provisioning: ProvisioningHooks;
+  readonly rooms: Rooms;
 }
 
-export class XmppAdapter extends EventEmitter<XmppAdapterEvents> implements Adapter {
+export class XmppAdapter extends EventEmitter<XmppAdapterEvents> implements GroupAdapter {
   readonly network = 'xmpp' as const;
   readonly capabilities: AdapterCapabilities;
   /** The component stream to the XMPP server. */
@@ -171,7 +174,11 @@ export class XmppAdapter extends EventEmitter<XmppAdapterEvents> implements Adap
     // Messages and presences, by stanza name.
     const routes = new Map<string, (el: Element) => void>([
       ['message', (el) => f.inbound.handle(el)],
-      ['presence', (el) => f.presence.handle(el)],
+      // To a room's occupant JID: joining or leaving the room; else the roster's presence.
+      [
+        'presence',
+        (el) => (f.rooms.isRoom(bareJid(el.attrs.to ?? '')) ? f.rooms.presence(el) : f.presence.handle(el)),
+      ],
     ]);
     link.on('stanza', (el) => {
       try {
@@ -201,6 +208,14 @@ export class XmppAdapter extends EventEmitter<XmppAdapterEvents> implements Adap
       ['get', NS.version, 'query', () => f.disco.version()],
     ];
     for (const [type, xmlns, child, handler] of iqs) link.handleIq(type, xmlns, child, handler);
+    // XEP-0410: a client that is not (any more) in a room is told so, and joins again.
+    link.pingGuard = (stanza) => {
+      const to = stanza.attrs.to ?? '';
+      if (!f.rooms.isRoom(bareJid(to)) || resourceOf(to) === undefined) return undefined;
+      return f.rooms.isJoined(stanza.attrs.from ?? '', to)
+        ? undefined
+        : stanzaError('cancel', 'not-acceptable', 'You are not in this room: join it again.');
+    };
   }
 
   /**
@@ -285,6 +300,11 @@ export class XmppAdapter extends EventEmitter<XmppAdapterEvents> implements Adap
     return this.wired.delivery.deliver(event);
   }
 
+  /** A group's change, shown in its room (rooms.ts) in order with the user's other events. */
+  updateGroup(update: GroupUpdate): Promise<void> {
+    return this.shown.run(update.localUser, () => this.wired.rooms.update(update));
+  }
+
   showEphemeral(event: EphemeralEvent): void {
     this.inOrder(
       event.localUser,
@@ -353,7 +373,18 @@ export class XmppAdapter extends EventEmitter<XmppAdapterEvents> implements Adap
       log,
     });
     const roster = presence;
-    const delivery = new Delivery({ domain, store, out, contacts, roster, resources, publisher, caps });
+    const rooms = new Rooms({ domain, core, out, access, chain, log });
+    const delivery = new Delivery({
+      domain,
+      store,
+      out,
+      contacts,
+      roster,
+      resources,
+      publisher,
+      caps,
+      rooms,
+    });
     const commands: CommandContext = { domain, core, store, contacts, roster, access };
     const say = (to: string, text: string) => delivery.say(to, text);
     const inbound = new Inbound({
@@ -369,6 +400,7 @@ export class XmppAdapter extends EventEmitter<XmppAdapterEvents> implements Adap
       journal: this.journal,
       command: (from, body) => answerChatCommand({ ...commands, say }, from, body),
       files: this.downloads,
+      rooms,
       submitted: (event) => this.emit('submitted', event),
       refused: (error) => this.emit('refused', error),
       log,
@@ -377,11 +409,12 @@ export class XmppAdapter extends EventEmitter<XmppAdapterEvents> implements Adap
       inbound,
       presence,
       delivery,
-      disco: new Disco({ domain, name, access }),
+      disco: new Disco({ domain, name, access, rooms }),
       registration: new Registration({ domain, core, access, chain }),
       vcards: new Vcards({ domain, name, store }),
       adhoc: new AdhocCommands({ access, chain, commands }),
       provisioning: xmppProvisioning({ access, chain, commands, store }),
+      rooms,
     };
   }
 

@@ -146,9 +146,15 @@ export class ComponentLink extends EventEmitter<ComponentLinkEvents> {
     this.entity.on('status', (status) => {
       if (status === 'disconnect') this.onDisconnect();
     });
-    // Answer pings, ours (routed back by the server) and anyone else's.
-    this.entity.iqCallee.get(NS_PING, 'ping', () => true);
+    // Answer pings, ours (routed back by the server) and anyone else's (unless `pingGuard` objects).
+    this.entity.iqCallee.get(NS_PING, 'ping', ({ stanza }) => this.pingGuard?.(stanza) ?? true);
   }
+
+  /**
+   * Says what a ping to a JID of ours should get instead of a result (an `<error>`), or undefined
+   * for a result: XEP-0410 self-pings to a room occupant the client no longer is.
+   */
+  pingGuard: ((stanza: Element) => Element | undefined) | undefined;
 
   get status(): LinkStatus {
     return this.state;

@@ -42,6 +42,7 @@ import {
   type IncomingEnvelope,
   type MentionReference,
 } from './stanzas.js';
+import type { Rooms } from './rooms.js';
 import type { XmppStore } from './store.js';
 import { markupToStyling } from './styling.js';
 
@@ -59,6 +60,8 @@ export interface DeliveryContext {
   /** Gives incoming files a URL; none: a file arrives as a line saying what it was. */
   readonly publisher: FilePublisher | undefined;
   readonly caps: CapsVersions;
+  /** Group messages go to the rooms the user joined. */
+  readonly rooms: Pick<Rooms, 'deliver'>;
 }
 
 /**
@@ -79,6 +82,7 @@ export class Delivery {
     if (e.type === 'typing' || e.type === 'presence' || e.type === 'receipt') return undefined;
     const done = await store.deliveredStanza(localUser, remote, remoteId);
     if (done !== undefined) return done;
+    if (event.author !== undefined) return this.deliverInRoom(event);
     const contact = await this.ctx.contacts.jidOf(localUser, remote);
     const id = derivedId('wa', localUser, remote, remoteId);
     await this.ctx.roster.offer(localUser, remote);
@@ -90,6 +94,21 @@ export class Delivery {
     await Promise.all(stanzas.map((s) => out.send(s)));
     await store.markDelivered(localUser, remote, remoteId, id);
     return id;
+  }
+
+  /** A member's message in a group: in its room, from the member's occupant JID (rooms.ts). */
+  private async deliverInRoom(event: IncomingEvent): Promise<string> {
+    const { localUser, remote, remoteId } = event;
+    const id = derivedId('wa', localUser, remote, remoteId);
+    const delay =
+      Date.now() - event.timestamp > DELAY_SHOWN_AFTER_MS
+        ? { from: this.ctx.domain, stamp: new Date(event.timestamp).toISOString() }
+        : undefined;
+    const author = contactJidOfRemote(event.author ?? remote, this.ctx.domain);
+    const stanzas = await this.stanzasOf({ id, from: author, to: localUser, delay }, event.event);
+    const shown = await this.ctx.rooms.deliver(event, stanzas);
+    await this.ctx.store.markDelivered(localUser, remote, remoteId, shown);
+    return shown;
   }
 
   /** `Adapter.showEphemeral`: a contact's typing, or presence (shown if the user subscribed to it). */

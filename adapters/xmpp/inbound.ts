@@ -19,6 +19,7 @@ import { bareJid, localPartOf, remoteOfContact } from './jids.js';
 import type { Downloads } from './downloads.js';
 import { mediaKindOf } from './media.js';
 import type { UserResources } from './resources.js';
+import type { Rooms } from './rooms.js';
 import { derivedId, messageError, NS, type ErrorType } from './stanzas.js';
 import type { JournaledStanza, XmppStore } from './store.js';
 import { stylingToMarkup } from './styling.js';
@@ -40,6 +41,8 @@ export interface InboundContext {
   command(from: string, body: string): Promise<void>;
   /** Files users share by URL, downloaded (sealed) before the core sends them. */
   readonly files: Pick<Downloads, 'fetch'>;
+  /** Groups' rooms: messages to them go there (rooms.ts). */
+  readonly rooms: Pick<Rooms, 'isRoom' | 'fromUser'>;
   /** The core took an outgoing event. */
   submitted(event: OutgoingEvent): void;
   /** Something the user sent was refused, with the error stanza they got. */
@@ -94,8 +97,8 @@ export class Inbound {
       if (body !== undefined && body.trim() !== '') chain.queue(user, () => this.ctx.command(from, body));
       return false;
     }
-    if (type === 'groupchat') {
-      this.refuse(el, 'cancel', 'feature-not-implemented', 'Group chats are not bridged yet.');
+    if (type === 'groupchat' && !this.ctx.rooms.isRoom(contact)) {
+      this.refuse(el, 'cancel', 'item-not-found', `${contact} is not a group of this gateway.`);
       return false;
     }
     // Serialised at most once: for a derived id, or by the journal if the core is slower than the
@@ -122,12 +125,31 @@ export class Inbound {
     };
     chain.queue(user, async () => {
       try {
-        await this.onChatMessage(el, from, to, localId, taken);
+        if (type === 'groupchat') await this.onRoomMessage(el, localId, taken);
+        else await this.onChatMessage(el, from, to, localId, taken);
       } finally {
         taken();
       }
     });
     return true;
+  }
+
+  /** A message the user sends in a group's room (rooms.ts hands it to the core and reflects it). */
+  private async onRoomMessage(el: Element, localId: string, taken: () => void): Promise<void> {
+    const user = bareJid(el.attrs.from ?? '');
+    try {
+      const body = el.getChild('body')?.getText() ?? '';
+      const oob = el.getChild('x', NS.oob)?.getChild('url')?.getText();
+      const retract = el.getChild('retract', NS.retract)?.attrs.id;
+      const reactions = el.getChild('reactions', NS.reactions);
+      if (body === '' && !oob && !retract && !reactions) return; // chat states, markers: not for groups yet
+      if (!(await this.ctx.access.isRegistered(user)))
+        throw notRegistered(`register with ${this.ctx.domain} first.`);
+      const event = await this.outgoingEvent(el, body, oob, retract, reactions, { localUser: user, localId });
+      await this.ctx.rooms.fromUser(el, localId, event, taken);
+    } catch (err) {
+      this.refuseFor(el, err);
+    }
   }
 
   /** `taken` is called as soon as the core has what the stanza says (its journal entry is settled). */

@@ -247,7 +247,13 @@ export function incomingText(
     xml('body', {}, xmlSafe(text)),
     reply(env, replyTo),
     ...mentions.map((m) =>
-      xml('reference', { xmlns: NS.reference, type: 'mention', begin: String(m.begin), end: String(m.end), uri: m.uri }),
+      xml('reference', {
+        xmlns: NS.reference,
+        type: 'mention',
+        begin: String(m.begin),
+        end: String(m.end),
+        uri: m.uri,
+      }),
     ),
     ...markable(),
     xml('active', { xmlns: NS.chatstates }),

@@ -10,7 +10,8 @@ import { ADMIN_ADHOC, COMMANDS } from '../commands.js';
 import type { Access } from '../context.js';
 import type { CapsVersions } from '../context.js';
 import { bareJid } from '../jids.js';
-import { capsVer, NS } from '../stanzas.js';
+import type { Rooms } from '../rooms.js';
+import { capsVer, NS, stanzaError } from '../stanzas.js';
 
 const IDENTITY_GATEWAY = { category: 'gateway', type: 'whatsapp' } as const;
 const IDENTITY_CONTACT = { category: 'client', type: 'phone' } as const;
@@ -55,16 +56,23 @@ export interface DiscoContext {
   readonly name: string;
   /** Admins (`xmpp.admins`) also see the admin commands. */
   readonly access: Pick<Access, 'isAdmin'>;
+  /** Groups' rooms answer as conferences (rooms.ts). */
+  readonly rooms: Pick<Rooms, 'isRoom' | 'info'>;
 }
 
 export class Disco {
   constructor(private readonly ctx: DiscoContext) {}
 
-  /** disco#info of the gateway, its command list and commands, or a contact. */
-  info({ stanza, element }: IqContext): Element {
+  /** disco#info of the gateway, its command list and commands, a group's room, or a contact. */
+  async info({ stanza, element }: IqContext): Promise<Element> {
     const { domain, name } = this.ctx;
     const to = bareJid(stanza.attrs.to ?? domain);
     const node = element.attrs.node;
+    if (to !== domain && this.ctx.rooms.isRoom(to)) {
+      const room = await this.ctx.rooms.info(bareJid(stanza.attrs.from ?? ''), to);
+      if (!room) return stanzaError('cancel', 'item-not-found', 'No such group, or you are not in it.');
+      return xml('query', { xmlns: NS.discoInfo }, ...room);
+    }
     if (to !== domain) {
       // No name: one caps hash serves every contact (the name is in the roster and vCard).
       return infoQuery(node, IDENTITY_CONTACT, CONTACT_FEATURES);

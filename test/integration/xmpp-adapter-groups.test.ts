@@ -1,0 +1,131 @@
+/**
+ * Groups as XEP-0045 rooms on real Prosody and ejabberd: a group native users make with an XMPP
+ * user in it arrives as an XEP-0249 invitation to `<group id>@<component>`; joining gives every
+ * occupant, the user's own presence and the subject; messages cross both ways (the user's own
+ * reflected, as XEP-0045 asks), members leaving show as occupants leaving, and a client that is not
+ * in the room (after a component restart) learns it from an XEP-0410 self-ping.
+ */
+import { xml, type Element } from '@xmpp/xml';
+import type { XmppServerKind } from '../support/xmpp-servers.js';
+import { bodyOf, DOMAIN, XmppBridgeHarness } from '../support/xmpp-bridge.js';
+
+const MUC = 'http://jabber.org/protocol/muc';
+const MUC_USER = 'http://jabber.org/protocol/muc#user';
+
+describe.each(['prosody', 'ejabberd'] as XmppServerKind[])('groups as rooms on %s', (kind) => {
+  let h: XmppBridgeHarness;
+  let seq = 0;
+  const phone = () => `+491520000${kind === 'prosody' ? 1 : 2}${String(++seq).padStart(3, '0')}`;
+
+  beforeAll(async () => {
+    h = await XmppBridgeHarness.start(kind, { database: 'sqlite' });
+  }, 60_000);
+
+  afterAll(async () => {
+    await h.stop();
+  });
+
+  it('an invitation, the join, messages both ways, a member removed and the user leaving', async () => {
+    const alice = await h.registeredUser('alice');
+    const [bob, carol] = [await h.native(phone()), await h.native(phone())];
+    const me = await h.puppetJid(alice.jid);
+    const bobPhone = `+${bob.jid.split('@')[0]}`;
+    const carolPhone = `+${carol.jid.split('@')[0]}`;
+    const { group } = await bob.groups.create('Lunch crew', [me, carol.jid]);
+    const room = `${group.jid.split('@')[0]}@${DOMAIN}`;
+
+    // XEP-0249: the invitation names the room.
+    const invite = await alice.waitForStanza(
+      (s) => s.name === 'message' && s.getChild('x', 'jabber:x:conference')?.attrs.jid === room,
+    );
+    expect(invite.getChild('x', 'jabber:x:conference')?.attrs.reason).toMatch(
+      /added you to the group "Lunch crew"/,
+    );
+
+    // The join: the other occupants, then the user (110), then the subject.
+    await alice.client.send(xml('presence', { to: `${room}/alice` }, xml('x', { xmlns: MUC })));
+    const self = await alice.waitForStanza(
+      (s) => s.name === 'presence' && s.attrs.from === `${room}/alice` && hasStatus(s, '110'),
+    );
+    expect(itemOf(self)).toMatchObject({ affiliation: 'member', role: 'participant' });
+    const bobThere = alice.stanzas.find(
+      (s) => s.name === 'presence' && s.attrs.from === `${room}/${bobPhone}`,
+    );
+    expect(bobThere && itemOf(bobThere)).toMatchObject({ affiliation: 'admin', role: 'moderator' });
+    expect(alice.stanzas.some((s) => s.name === 'presence' && s.attrs.from === `${room}/${carolPhone}`)).toBe(
+      true,
+    );
+    const subject = await alice.waitForStanza(
+      (s) => s.name === 'message' && s.getChild('subject') !== undefined,
+    );
+    expect(subject.getChild('subject')?.getText()).toBe('Lunch crew');
+
+    // A member's message, from their occupant JID.
+    await bob.send(group.jid, { kind: 'text', text: 'who is in?' });
+    const asked = await alice.waitForStanza((s) => s.name === 'message' && bodyOf(s) === 'who is in?');
+    expect(asked.attrs).toMatchObject({ type: 'groupchat', from: `${room}/${bobPhone}` });
+
+    // The user's message: reflected to them, and read by every member.
+    await alice.client.send(
+      xml(
+        'message',
+        { type: 'groupchat', to: room, id: 'g-1' },
+        xml('body', {}, 'me!'),
+        xml('origin-id', { xmlns: 'urn:xmpp:sid:0', id: 'g-1' }),
+      ),
+    );
+    const reflected = await alice.waitForStanza(
+      (s) => s.name === 'message' && s.attrs.type === 'groupchat' && bodyOf(s) === 'me!',
+    );
+    expect(reflected.attrs.from).toBe(`${room}/alice`);
+    for (const member of [bob, carol]) {
+      const got = await member.waitForMessage(
+        (m) => m.group === group.jid && m.content.kind === 'text' && m.content.text === 'me!',
+      );
+      expect(got.from).toBe(me);
+    }
+
+    // Carol removed: she leaves the room (321).
+    await bob.groups.participants(group.jid, 'remove', [carol.jid]);
+    const gone = await alice.waitForStanza(
+      (s) =>
+        s.name === 'presence' && s.attrs.type === 'unavailable' && s.attrs.from === `${room}/${carolPhone}`,
+    );
+    expect(hasStatus(gone, '321')).toBe(true);
+
+    // XEP-0410: in the room, a self-ping succeeds; after leaving it, it says so.
+    const ping = () =>
+      alice.iq(xml('iq', { type: 'get', to: `${room}/alice` }, xml('ping', { xmlns: 'urn:xmpp:ping' })));
+    expect((await ping()).attrs.type).toBe('result');
+    await alice.client.send(xml('presence', { to: `${room}/alice`, type: 'unavailable' }));
+    await alice.waitForStanza(
+      (s) => s.name === 'presence' && s.attrs.type === 'unavailable' && s.attrs.from === `${room}/alice`,
+    );
+    const refused = await ping();
+    expect(refused.attrs.type).toBe('error');
+    expect(refused.getChild('error')?.getChild('not-acceptable')).toBeDefined();
+  });
+
+  it('a room the user is not in refuses the join, and a groupchat message to it', async () => {
+    const alice = await h.registeredUser('alice');
+    const room = `120363999999@${DOMAIN}`;
+    await alice.client.send(xml('presence', { to: `${room}/alice` }, xml('x', { xmlns: MUC })));
+    const refused = await alice.waitForStanza((s) => s.name === 'presence' && s.attrs.type === 'error');
+    expect(refused.getChild('error')?.getChild('item-not-found')).toBeDefined();
+    await alice.client.send(
+      xml('message', { type: 'groupchat', to: room, id: 'x-1' }, xml('body', {}, 'hello?')),
+    );
+    const error = await alice.waitForStanza(
+      (s) => s.name === 'message' && s.attrs.type === 'error' && s.attrs.id === 'x-1',
+    );
+    expect(error.getChild('error')?.getChild('not-acceptable')).toBeDefined();
+  });
+});
+
+function hasStatus(s: Element, code: string): boolean {
+  return (s.getChild('x', MUC_USER)?.getChildren('status') ?? []).some((c) => c.attrs.code === code);
+}
+
+function itemOf(s: Element): Record<string, string | undefined> | undefined {
+  return s.getChild('x', MUC_USER)?.getChild('item')?.attrs;
+}
