@@ -41,7 +41,7 @@ const ROOM_FEATURES = [
 
 export interface RoomsContext {
   readonly domain: string;
-  readonly core: Pick<BridgeCore, 'submit' | 'group'>;
+  readonly core: Pick<BridgeCore, 'submit' | 'group' | 'retryDeliveries'>;
   readonly out: Outbound;
   readonly access: Access;
   readonly chain: UserChain;
@@ -127,7 +127,8 @@ export class Rooms {
         { type: 'groupchat', from: room, to: full, id: derivedId('subject', room, group.subject) },
         xml('subject', {}, xmlSafe(group.subject)),
       ),
-    );
+    ); // What waited for the user to join comes now (the core kept it).
+    await this.ctx.core.retryDeliveries?.(user);
   }
 
   private async leave(user: string, full: string, room: string): Promise<void> {
@@ -222,19 +223,8 @@ export class Rooms {
     const room = roomOfGroup(u.snapshot.group, domain);
     const clients = [...(this.joined.get(room)?.get(u.localUser)?.resources ?? [])];
     switch (u.change.kind) {
-      case 'created': {
-        const by = u.snapshot.members.find((m) => m.remote === u.by);
-        const reason = `${by ? nickOf(by) : 'Someone'} added you to the group "${u.snapshot.subject}"`;
-        await out.send(
-          xml(
-            'message',
-            { from: room, to: u.localUser, id: derivedId('invite', room, u.updateId) },
-            xml('x', { xmlns: NS_CONFERENCE, jid: room, reason: xmlSafe(reason) }),
-            xml('body', {}, xmlSafe(`${reason}: xmpp:${room}?join`)),
-          ),
-        );
-        return;
-      }
+      case 'created':
+        return this.invite(u, room);
       case 'gone': {
         const mine = this.joined.get(room)?.get(u.localUser);
         for (const to of clients) out.fire(occupantGone(room, to, mine?.nick ?? 'you', ['110', '321']));
@@ -255,6 +245,13 @@ export class Rooms {
       case 'promoted':
       case 'demoted': {
         const changed = new Set(u.change.members);
+        // The user added to a group they were not in: an invitation to its room.
+        if (
+          u.change.kind === 'added' &&
+          u.snapshot.members.some((m) => m.self === true && changed.has(m.remote))
+        ) {
+          return this.invite(u, room);
+        }
         for (const m of u.snapshot.members) {
           if (m.self || !changed.has(m.remote)) continue;
           for (const to of clients) {
@@ -271,6 +268,20 @@ export class Rooms {
       default:
         return;
     }
+  }
+
+  /** XEP-0249: an invitation to the room of a group the user was added to (clients offer to join). */
+  private async invite(u: GroupUpdate, room: string): Promise<void> {
+    const by = u.snapshot.members.find((m) => m.remote === u.by && !m.self);
+    const reason = `${by ? nickOf(by) : 'Someone'} added you to the group "${u.snapshot.subject}"`;
+    await this.ctx.out.send(
+      xml(
+        'message',
+        { from: room, to: u.localUser, id: derivedId('invite', room, u.updateId) },
+        xml('x', { xmlns: NS_CONFERENCE, jid: room, reason: xmlSafe(reason) }),
+        xml('body', {}, xmlSafe(`${reason}: xmpp:${room}?join`)),
+      ),
+    );
   }
 
   /** XEP-0410: a client asks whether it is still in the room (after our restart it is not). */

@@ -260,6 +260,11 @@ export interface BridgeCore {
   group?(localUser: string, group: string): Promise<GroupSnapshot | undefined>;
   /** The groups the local user is in. */
   groups?(localUser: string): Promise<readonly GroupSnapshot[]>;
+  /**
+   * What the adapter refused to show before can be shown now (the user joined a group's room):
+   * the core offers the user's waiting messages again at once instead of after its back-off.
+   */
+  retryDeliveries?(localUser: string): Promise<void>;
 }
 
 /** What every adapter factory gets from the wiring. */

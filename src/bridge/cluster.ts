@@ -119,6 +119,11 @@ export class ClusterSide {
     this.front.start();
   }
 
+  /** See FrontServices.retryNow. */
+  retryDeliveries(puppetId: number): void {
+    this.front.retryNow(puppetId);
+  }
+
   /** Takes the puppet's lease for an enlistment here; undefined when another worker has it. */
   claim(puppetId: number): Promise<{ name: string; fence: number } | undefined> {
     return this.link.claim(puppetId);

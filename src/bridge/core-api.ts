@@ -24,6 +24,7 @@ export interface CoreInternals {
   puppetReports(localUser?: string): Promise<PuppetReport[]>;
   reconnect(localUser: string): Promise<boolean>;
   broadcast(text: string): Promise<number>;
+  retryDeliveries(localUser: string): Promise<void>;
   waitUntilConnected(runtime: PuppetRuntime): Promise<void>;
   /** Runs `here` on the puppet's runtime in the process that owns it. */
   onOwner<T>(
@@ -80,5 +81,6 @@ export function coreApi(
       bridge.onOwner(localUser, 'changeGroup', [group, request], (r) => r.groups.change(group, request)),
     group: async (localUser, group) => (await groupsOf(localUser, group))[0],
     groups: (localUser) => groupsOf(localUser),
+    retryDeliveries: (localUser) => bridge.retryDeliveries(localUser),
   };
 }

@@ -512,6 +512,13 @@ export class Bridge {
     this.cluster?.startFront();
   }
 
+  /** The adapter can show what it refused before (`BridgeCore.retryDeliveries`). */
+  async retryDeliveries(localUser: string): Promise<void> {
+    const puppet = await this.options.store.puppets.byLocalId(localUser);
+    if (puppet && this.cluster) this.cluster.retryDeliveries(puppet.id);
+    else this.runtimes.get(localUser)?.incoming.delivery.retryNow();
+  }
+
   /** Whether this process is the cluster's front now. */
   get isFront(): boolean {
     return this.cluster?.isFront ?? false;

@@ -66,6 +66,15 @@ export class FrontServices {
     this.deliveries.clear();
   }
 
+  /** The adapter can show what it refused before: the puppet's delivery tries again now. */
+  retryNow(puppetId: number): void {
+    if (this.active)
+      void this.deliveryOf(puppetId).then(
+        (d) => d?.retryNow(),
+        () => undefined,
+      );
+  }
+
   /** Inbox rows were recorded for these puppets. */
   inbox(puppetIds: readonly number[]): void {
     if (!this.active) return;

@@ -263,6 +263,16 @@ export class InboxDelivery {
     clearTimeout(this.redeliverTimer);
   }
 
+  /**
+   * The adapter can show what it refused before (a user joined a group's room): tries again now,
+   * without waiting for the back-off.
+   */
+  retryNow(): void {
+    clearTimeout(this.redeliverTimer);
+    this.redeliverDelay = REDELIVER_MIN_MS;
+    this.pump();
+  }
+
   /** Delivers pending inbox entries to the adapter (now, or right after the running pass). */
   pump(): void {
     if (this.stopped) return;
