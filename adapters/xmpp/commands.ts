@@ -1,7 +1,7 @@
 /**
  * The gateway's commands, one implementation for both ways of giving them: chat messages to the
  * component JID (`help`, `register`, `unregister`, `status`, `add +number`, `safety +number`,
- * `confirm +number`), for clients without ad-hoc support, and XEP-0050 ad-hoc commands (register,
+ * `confirm +number`, `create-group subject: +number ...`), for clients without ad-hoc support, and XEP-0050 ad-hoc commands (register,
  * unregister, status; iq/adhoc.ts). The work is src/bridge/commands.ts's; the names, syntax and
  * wording are XMPP's own.
  */
@@ -11,6 +11,7 @@ import { normalisePhone } from '../../src/bridge/phone.js';
 import type { Contacts } from './contacts.js';
 import type { Access } from './context.js';
 import { bareJid, contactJidOfPhone } from './jids.js';
+import { roomOfGroup } from './rooms.js';
 import { NS } from './stanzas.js';
 import type { XmppStore } from './store.js';
 
@@ -70,6 +71,13 @@ export const COMMANDS: readonly CommandInfo[] = [
     'Safety number',
   ),
   command('confirm', 'confirm +4915112345678', "accepts a contact's changed security code", false, 'Confirm'),
+  command(
+    'create-group',
+    'create-group Lunch crew: +4915112345678 +4915122223333',
+    'makes a WhatsApp group with these contacts, and invites you to its room',
+    false,
+    'Create a group',
+  ),
 ];
 
 /**
@@ -187,6 +195,27 @@ export async function runCommand(
           return { text: `Confirmed the security code of ${arg}: messages flow again.` };
         }
         return { text: `Safety number with ${arg}:\n${await safetyNumberWith(core, user, remote)}` };
+      }
+      case 'create-group': {
+        if (!(await core.isEnlisted(user))) return NOT_REGISTERED;
+        const colon = arg.lastIndexOf(':');
+        const subject = colon < 0 ? '' : arg.slice(0, colon).trim();
+        const numbers =
+          colon < 0
+            ? []
+            : arg
+                .slice(colon + 1)
+                .split(/[\s,]+/)
+                .filter(Boolean);
+        if (subject === '' || numbers.length === 0 || !core.createGroup) {
+          return { text: 'Usage: create-group Lunch crew: +4915112345678 +4915122223333', error: true };
+        }
+        const members: string[] = [];
+        for (const n of numbers) members.push((await ctx.contacts.lookUp(user, n)).remote);
+        const group = await core.createGroup(user, subject, members);
+        return {
+          text: `Made the group "${group.subject}" with ${numbers.join(', ')}: accept the invitation to ${roomOfGroup(group.group, ctx.domain)} to join it.`,
+        };
       }
       default:
         return { text: `Unknown command "${name}". Send "help" for the list.`, error: true };

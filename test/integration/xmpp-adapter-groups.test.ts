@@ -115,6 +115,38 @@ describe.each(['prosody', 'ejabberd'] as XmppServerKind[])('groups as rooms on %
     expect(refused.getChild('error')?.getChild('not-acceptable')).toBeDefined();
   });
 
+  it('create-group makes a group at the gateway with the user as its admin, and invites them to its room', async () => {
+    const alice = await h.registeredUser('alice');
+    const bob = await h.native(phone());
+    const bobPhone = `+${bob.jid.split('@')[0]}`;
+    await alice.client.send(
+      xml(
+        'message',
+        { type: 'chat', to: DOMAIN, id: 'cg-1' },
+        xml('body', {}, `create-group Weekend: ${bobPhone}`),
+      ),
+    );
+    const made = await bob.groups.waitForEvent((e) => e.event.event === 'group_created');
+    expect(made.event.event === 'group_created' && made.event.group.subject).toBe('Weekend');
+    const me = await h.puppetJid(alice.jid);
+    expect(made.event.event === 'group_created' && made.event.group.participants).toEqual(
+      expect.arrayContaining([{ jid: me, admin: true }]),
+    );
+    const room = `${made.group.split('@')[0]}@${DOMAIN}`;
+    const reply = await alice.waitForStanza(
+      (s) => s.name === 'message' && bodyOf(s).startsWith('Made the group'),
+    );
+    expect(bodyOf(reply)).toContain(room);
+    await alice.waitForStanza(
+      (s) => s.name === 'message' && s.getChild('x', 'jabber:x:conference')?.attrs.jid === room,
+    );
+    const usage = async (body: string) => {
+      await alice.client.send(xml('message', { type: 'chat', to: DOMAIN }, xml('body', {}, body)));
+    };
+    await usage('create-group no numbers');
+    await alice.waitForStanza((s) => s.name === 'message' && bodyOf(s).startsWith('Usage: create-group'));
+  });
+
   it('a room the user is not in refuses the join, and a groupchat message to it', async () => {
     const alice = await h.registeredUser('alice');
     const room = `120363999999@${DOMAIN}`;
