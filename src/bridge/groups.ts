@@ -5,9 +5,13 @@
  * that lacks it (rotated when someone leaves or is removed, so they cannot read what follows).
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { create } from '@bufbuild/protobuf';
+import { clone, create } from '@bufbuild/protobuf';
 import { encodeContent, decodeContent } from '../protocol/content.js';
-import { MessageSchema, SenderKeyDistributionMessageSchema } from '../protocol/gen/interop/v1/message_pb.js';
+import {
+  MessageSchema,
+  SenderKeyDistributionMessageSchema,
+  type Message,
+} from '../protocol/gen/interop/v1/message_pb.js';
 import {
   formatJid,
   parseJid,
@@ -364,6 +368,21 @@ export class PuppetGroups {
     return { encs, participants, holders: sent };
   }
 
+  /**
+   * A content with the puppet's sender key for the group added: what a resend after a retry
+   * receipt carries, pairwise, to the one device that could not read the group message.
+   */
+  async withSenderKey(groupJid: string, content: Message): Promise<Message> {
+    const me = senderOf(this.ctx.accountJid, this.ctx.puppet.deviceId);
+    const distribution = await createDistribution(this.senderKeys, me, distributionIdOf(groupJid));
+    const copy = clone(MessageSchema, content);
+    copy.senderKeyDistributionMessage = create(SenderKeyDistributionMessageSchema, {
+      groupId: groupJid,
+      axolotlSenderKeyDistributionMessage: distribution,
+    });
+    return copy;
+  }
+
   /** Records the devices that were sent the sender key with a message the gateway accepted. */
   async keyDelivered(groupJid: string, devices: readonly string[]): Promise<void> {
     if (devices.length > 0) await this.groups.addKeyHolders(this.ctx.puppet.id, groupJid, devices);
@@ -378,6 +397,7 @@ export class PuppetGroups {
     const pairwise = m.encs.find(
       (e) => e.type !== 'skmsg' && (e.device === undefined || e.device === this.ctx.puppet.deviceId),
     );
+    const skmsg = m.encs.find((e) => e.type === 'skmsg');
     if (pairwise && pairwise.type !== 'skmsg') {
       const plain = await this.ctx.signal.decrypt(
         signalAddress(senderJid, senderDevice),
@@ -388,8 +408,9 @@ export class PuppetGroups {
       if (skdm?.axolotlSenderKeyDistributionMessage && skdm.groupId === m.from) {
         await processDistribution(this.senderKeys, sender, skdm.axolotlSenderKeyDistributionMessage);
       }
+      // A resend after a retry receipt: the message itself came pairwise (with the key).
+      if (!skmsg) return plain;
     }
-    const skmsg = m.encs.find((e) => e.type === 'skmsg');
     if (!skmsg)
       throw new SignalError('signal_decrypt_failed', 'a group message without a sender-key ciphertext');
     return groupDecrypt(this.senderKeys, sender, skmsg.ciphertext);

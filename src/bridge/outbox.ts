@@ -417,7 +417,9 @@ export class OutboxSender {
     if (!portal) return;
     const jid = parseJid(deviceJid);
     const device = jid.device ?? 0;
-    const remote = portal.remoteJid;
+    const group = isGroupJid(portal.remoteJid) ? portal.remoteJid : undefined;
+    // In a group, the pairwise session is with the member who asked.
+    const remote = group ? formatJid({ user: jid.user, server: jid.server }) : portal.remoteJid;
     if (!this.contents.has(entry.id) && entry.payload.length === 0) {
       // Acknowledged long ago (or before a restart): its content is gone from the bridge, as it
       // should be; the recipient's device shows the message as not decryptable.
@@ -434,12 +436,15 @@ export class OutboxSender {
     }
     const cached = this.contents.get(entry.id);
     const built = cached ?? (await this.content(entry, portal, this.eventOf(entry)));
-    const enc = await this.ctx.signal.encrypt(signalAddress(remote, device), encodeContent(built.content));
+    // In a group: the message itself, pairwise, with the sender key for what follows.
+    const content = group ? await this.groups.withSenderKey(group, built.content) : built.content;
+    const enc = await this.ctx.signal.encrypt(signalAddress(remote, device), encodeContent(content));
     await this.ctx.sessionGate.flushed();
     this.ctx.connection.send({
       kind: 'message',
       id: entry.id,
-      to: formatJid({ user: jid.user, server: jid.server }),
+      to: group ?? formatJid({ user: jid.user, server: jid.server }),
+      ...(group ? { participant: deviceJid } : {}),
       type: built.type,
       t: Math.floor(entry.createdAt / 1000),
       encs: [

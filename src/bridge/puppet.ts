@@ -30,7 +30,7 @@ import type { PuppetContext } from './context.js';
 import type { BridgeMetrics } from '../observability/metrics.js';
 import type { Notice } from './events.js';
 import { BridgeError } from './errors.js';
-import { PuppetGroups } from './groups.js';
+import { isGroupJid, PuppetGroups } from './groups.js';
 import { IncomingHandler } from './inbox.js';
 import type { MediaHandler } from './media.js';
 import { OutboxSender, RECEIPT_KIND } from './outbox.js';
@@ -361,7 +361,9 @@ export class PuppetRuntime {
             ...(keys.preKey ? { preKey: keys.preKey } : {}),
           }
         : undefined;
-      const from = r.from;
+      // In a group, the device that could not read it is the participant (the sender is the group).
+      const from = isGroupJid(r.from) ? r.participant : r.from;
+      if (!from) return {};
       // Off the stanza chain: it waits for a prekey fetch, and later messages need not wait for it.
       void this.outbox
         .resendAfterRetry(entry, from, bundle ? { bundle } : {})

@@ -10,6 +10,7 @@ import { accountJidOf } from '../../src/bridge/puppet.js';
 import { RunningEmulator } from '../../emulator/main.js';
 import { NativeUser, type ReceivedMessage } from '../../emulator/native-user.js';
 import { senderKeyAddress } from '../../emulator/native-groups.js';
+import { distributionIdOf } from '../../src/bridge/groups.js';
 import { deliveryBytes } from '../../emulator/relay.js';
 import { decodeStanza, type MessageStanza } from '../../src/protocol/stanza/index.js';
 import { groupDecrypt } from '../../src/signal/sender-keys.js';
@@ -185,6 +186,30 @@ describe('groups through the bridge core', () => {
     ).rejects.toMatchObject({
       code: 'bridge_group_refused',
     });
+  });
+
+  it('a member who cannot read a group message asks again, and gets it pairwise with the sender key', async () => {
+    await core.enlist(ALICE);
+    await connected();
+    const [bob, carol] = [await native('+4915112345678'), await native('+4915122223333')];
+    const me = await aliceJid();
+    const { group } = await bob.groups.create('Retry', [me, carol.jid]);
+    await update((u) => u.change.kind === 'created', 'the group created');
+    await core.submit(say('$r1', group.jid, 'one'));
+    await groupText(carol, group.jid, 'one');
+    // Carol's phone loses Alice's sender key: the next group message is unreadable for her.
+    const alicePuppet = (await store.puppets.byLocalId(ALICE))!;
+    carol.groups.senderKeys.deleteSenderKey(
+      distributionIdOf(group.jid),
+      senderKeyAddress(me, alicePuppet.deviceId),
+    );
+    await core.submit(say('$r2', group.jid, 'two'));
+    const again = await groupText(carol, group.jid, 'two');
+    expect(again.from).toBe(me);
+    await groupText(bob, group.jid, 'two');
+    // And the key came with it: the next one is read as usual.
+    await core.submit(say('$r3', group.jid, 'three'));
+    await groupText(carol, group.jid, 'three');
   });
 
   it('a group made by the local user appears on the gatekeeper side, and survives a bridge restart', async () => {
