@@ -197,6 +197,8 @@ describe('groups through the bridge core', () => {
     await update((u) => u.change.kind === 'created', 'the group created');
     await core.submit(say('$r1', group.jid, 'one'));
     await groupText(carol, group.jid, 'one');
+    // Acknowledged: Carol's device now counts as holding the key, so the next message has none for her.
+    await adapter.until(() => adapter.statesOf('$r1').includes('sent'), 'the first message acknowledged');
     // Carol's phone loses Alice's sender key: the next group message is unreadable for her.
     const alicePuppet = (await store.puppets.byLocalId(ALICE))!;
     carol.groups.senderKeys.deleteSenderKey(
