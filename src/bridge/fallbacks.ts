@@ -54,7 +54,10 @@ export function readVCard(vcard: string): { name?: string; phones: string[]; ema
     if (colon < 0) continue;
     // `item1.TEL;type=CELL;waid=4915112345678` -> `TEL`
     const property = line.slice(0, colon).split(';')[0]!.split('.').pop()!.toUpperCase();
-    const value = line.slice(colon + 1).replace(/\\([,;\\])/g, '$1').trim();
+    const value = line
+      .slice(colon + 1)
+      .replace(/\\([,;\\])/g, '$1')
+      .trim();
     if (value === '') continue;
     if (property === 'FN' && card.name === undefined) card.name = value;
     else if (property === 'TEL') card.phones.push(value.replace(/^tel:/i, ''));

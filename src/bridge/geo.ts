@@ -11,7 +11,9 @@ export function geoUri(place: Pick<LocationBody, 'latitude' | 'longitude'>): str
 
 /** `geo:52.52,13.405;u=35` -> the coordinates (RFC 5870), or undefined for anything else. */
 export function parseGeoUri(uri: string): { latitude: number; longitude: number } | undefined {
-  const m = /^geo:(-?\d{1,3}(?:\.\d+)?),(-?\d{1,3}(?:\.\d+)?)(?:,-?\d+(?:\.\d+)?)?(?:;.*)?$/i.exec(uri.trim());
+  const m = /^geo:(-?\d{1,3}(?:\.\d+)?),(-?\d{1,3}(?:\.\d+)?)(?:,-?\d+(?:\.\d+)?)?(?:;.*)?$/i.exec(
+    uri.trim(),
+  );
   if (!m) return undefined;
   const latitude = Number(m[1]);
   const longitude = Number(m[2]);
