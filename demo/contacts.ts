@@ -155,6 +155,12 @@ export function describe(c: DescribedContent): string {
       return 'deleted a message';
     case 'edit':
       return 'edited a message';
+    case 'location':
+      return `a location (${c.place.latitude}, ${c.place.longitude}${c.place.name ? `: ${c.place.name}` : ''})`;
+    case 'contact':
+      return `a contact card (${c.cards.map((k) => k.displayName).join(', ')})`;
+    case 'unsupported':
+      return `(${c.what}, which the demo cannot show)`;
     case 'unknown':
       return `(something the demo cannot show: ${c.reason})`;
   }
