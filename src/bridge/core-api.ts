@@ -75,10 +75,17 @@ export function coreApi(
     puppets: (localUser) => bridge.puppetReports(localUser),
     reconnect: (localUser) => bridge.reconnect(localUser),
     broadcast: (text) => bridge.broadcast(text),
+    // Group requests need the puppet's connection: right after opting in it may still be coming up.
     createGroup: (localUser, subject, members) =>
-      bridge.onOwner(localUser, 'createGroup', [subject, members], (r) => r.groups.create(subject, members)),
+      bridge.onOwner(localUser, 'createGroup', [subject, members], async (r) => {
+        await bridge.waitUntilConnected(r);
+        return r.groups.create(subject, members);
+      }),
     changeGroup: (localUser, group, request) =>
-      bridge.onOwner(localUser, 'changeGroup', [group, request], (r) => r.groups.change(group, request)),
+      bridge.onOwner(localUser, 'changeGroup', [group, request], async (r) => {
+        await bridge.waitUntilConnected(r);
+        return r.groups.change(group, request);
+      }),
     group: async (localUser, group) => (await groupsOf(localUser, group))[0],
     groups: (localUser) => groupsOf(localUser),
     retryDeliveries: (localUser) => bridge.retryDeliveries(localUser),

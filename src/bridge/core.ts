@@ -551,7 +551,10 @@ export class Bridge {
       case 'optOut':
         return this.optOut(runtime.puppet.localId);
       default:
-        return runtime.groups.onRequest(op, args) ?? Promise.reject(new Error(`unknown request ${op}`));
+        return (
+          runtime.groups.onRequest(op, args, () => this.waitUntilConnected(runtime)) ??
+          Promise.reject(new Error(`unknown request ${op}`))
+        );
     }
   }
 

@@ -302,9 +302,16 @@ export class PuppetGroups {
   }
 
   /** A group request another process sent to the puppet's owner (Bridge `onOwner`), if it is one. */
-  onRequest(op: string, args: readonly unknown[]): Promise<unknown> | undefined {
-    if (op === 'createGroup') return this.create(String(args[0]), args[1] as string[]);
-    if (op === 'changeGroup') return this.change(String(args[0]), args[1] as GroupRequest);
+  onRequest(
+    op: string,
+    args: readonly unknown[],
+    connected: () => Promise<void>,
+  ): Promise<unknown> | undefined {
+    if (op === 'createGroup')
+      return connected().then(() => this.create(String(args[0]), args[1] as string[]));
+    if (op === 'changeGroup') {
+      return connected().then(() => this.change(String(args[0]), args[1] as GroupRequest));
+    }
     return undefined;
   }
 

@@ -188,7 +188,8 @@ export class IncomingHandler {
         'undecryptable group message: asking for a retry',
       );
       this.ctx.metrics?.incoming('undecryptable');
-      await this.sendRetry({ ...m, from: m.participant! });
+      // To the group, naming the sender's device (PROTOCOL.md 5.7.7): the sender resends pairwise.
+      await this.sendRetry(m, m.participant);
       this.ack(m);
       return;
     }
@@ -209,6 +210,7 @@ export class IncomingHandler {
         payload: sealPayload(this.ctx.vault, inboxRowId(puppet.id, sender, m.id), encodePayload(payload)),
       }),
     );
+    this.retries.delete(`${m.participant}/${m.id}`);
     this.ctx.metrics?.incoming('received');
     this.ack(m);
     this.pump();
@@ -219,13 +221,16 @@ export class IncomingHandler {
     this.ctx.connection.send({ kind: 'ack', class: 'message', id: m.id, ...(m.from ? { to: m.from } : {}) });
   }
 
-  private async sendRetry(m: MessageStanza): Promise<void> {
-    const key = `${m.from}/${m.id}`;
+  private async sendRetry(m: MessageStanza, participant?: string): Promise<void> {
+    const key = `${participant ?? m.from}/${m.id}`;
     const count = (this.retries.get(key) ?? 0) + 1;
     this.retries.set(key, count);
     if (count > MAX_RETRIES || !this.ctx.connection.isConnected) return;
     await this.ctx.signal.prepare();
-    const receipt = retryReceipt(m, count, (n) => this.ctx.signal.prekeyUpload(n), this.ctx.nowSeconds());
+    const receipt = {
+      ...retryReceipt(m, count, (n) => this.ctx.signal.prekeyUpload(n), this.ctx.nowSeconds()),
+      ...(participant ? { participant } : {}),
+    };
     // The prekey it may carry must be durable before a contact can use it.
     await this.ctx.signal.flush();
     if (this.ctx.connection.isConnected) this.ctx.connection.send(receipt);

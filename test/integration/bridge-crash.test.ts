@@ -1,9 +1,10 @@
 /**
  * Crash safety of the bridge core, end to end: the bridge runs in a child process
  * (test/support/bridge-child.ts, with a durable adapter) against the emulator in this process,
- * whose native users write to and read from the bridged users. The bridge is killed with SIGKILL at
- * random moments and started again, or its connections are dropped at random; afterwards every
- * message has arrived exactly once and in order per conversation, on both sides.
+ * whose native users write to and read from the bridged users, 1:1 and in a group per user. The
+ * bridge is killed with SIGKILL at random moments and started again, or its connections are dropped
+ * at random; afterwards every message has arrived exactly once and in order per conversation (per
+ * sender in a group), on both sides.
  *
  * The child runs the built core from dist/ (`npm test` builds first); its own entry point is
  * compiled here with SWC into dist/test/support/, so its relative imports land on dist/src.
@@ -33,6 +34,11 @@ const USERS = 4;
 const CONTACTS = 5;
 const PER_CONVERSATION = 50;
 const CONVERSATIONS = USERS * CONTACTS;
+/** Each user is also in a group with their first two contacts: this many texts from each member. */
+const PER_GROUP = 20;
+const GROUP_MEMBERS = 2;
+/** Both directions, 1:1 and groups (the user's texts reach each member). */
+const TOTAL_MOVES = 2 * CONVERSATIONS * PER_CONVERSATION + USERS * GROUP_MEMBERS * 2 * PER_GROUP;
 const TOTAL = CONVERSATIONS * PER_CONVERSATION;
 /** Pause between two messages of one conversation, each side (ms): traffic lasts a few seconds. */
 const PACE = { min: 20, max: 80 };
@@ -138,6 +144,9 @@ interface Conversation {
   puppetJid: string;
   native: NativeUser;
   sent: number;
+  /** For the first GROUP_MEMBERS contacts: the user's group, once the bridge made it. */
+  group?: string;
+  groupSent: number;
 }
 
 describe('bridge core crash safety (bridge in a child process, emulator in this one)', () => {
@@ -169,9 +178,13 @@ describe('bridge core crash safety (bridge in a child process, emulator in this 
         const phone = `+49151000${String(u * CONTACTS + c).padStart(4, '0')}`;
         const native = await NativeUser.connect({ emulator: running.gateway, phone, rootPublicKey: root });
         contacts.push(native.jid);
-        conversations.push({ user: u, contact: c, localUser, puppetJid, native, sent: 0 });
+        conversations.push({ user: u, contact: c, localUser, puppetJid, native, sent: 0, groupSent: 0 });
       }
-      users.push({ localUser, contacts });
+      users.push({
+        localUser,
+        contacts,
+        group: { subject: `group ${u}`, members: contacts.slice(0, GROUP_MEMBERS) },
+      });
     }
     const config: ChildConfig = {
       storeFile: tmp.file('bridge.db'),
@@ -187,6 +200,7 @@ describe('bridge core crash safety (bridge in a child process, emulator in this 
       },
       users,
       perConversation: PER_CONVERSATION,
+      perGroup: PER_GROUP,
       pace: PACE,
     };
     configFile = tmp.file('child.json', JSON.stringify(config));
@@ -204,6 +218,45 @@ describe('bridge core crash safety (bridge in a child process, emulator in this 
 
   const startBridge = (): BridgeProcess => (bridgeProcess = new BridgeProcess(configFile));
 
+  /** Once the first run is ready, each user's group (the child made it): its members learn its JID. */
+  const learnGroups = () => {
+    const db = new Database(tmp.file('adapter.db'), { readonly: true, fileMustExist: true });
+    try {
+      const rows = db.prepare('SELECT local_user, group_jid FROM groups').all() as {
+        local_user: string;
+        group_jid: string;
+      }[];
+      const groups = new Map(rows.map((r) => [r.local_user, r.group_jid]));
+      for (const c of conversations) if (c.contact < GROUP_MEMBERS) c.group = groups.get(c.localUser);
+      expect(groups.size).toBe(USERS);
+    } finally {
+      db.close();
+    }
+  };
+
+  /** Each group member sends its texts into the user's group, one after the other. */
+  const membersSend = () =>
+    Promise.all(
+      conversations
+        .filter((c) => c.group !== undefined)
+        .map(async (c) => {
+          for (let i = 0; i < PER_GROUP; i++) {
+            await c.native.send(c.group!, { kind: 'text', text: `c${c.contact}u${c.user}g #${i}` });
+            c.groupSent++;
+            await sleep(between(PACE.min, PACE.max));
+          }
+        }),
+    );
+
+  const receivedInGroup = (c: Conversation) =>
+    c.group === undefined
+      ? []
+      : c.native.received.filter((m) => m.group === c.group && m.from === c.puppetJid);
+  const inGroupRows = (rows: Map<string, { remoteId: string; text: string }[]>, c: Conversation) =>
+    (c.group === undefined ? [] : (rows.get(c.group) ?? [])).filter((r) =>
+      r.text.startsWith(`c${c.contact}u${c.user}g #`),
+    );
+
   /** Each native user sends its messages to its bridged contact, one after the other. */
   const nativesSend = () =>
     Promise.all(
@@ -216,7 +269,8 @@ describe('bridge core crash safety (bridge in a child process, emulator in this 
       }),
     );
 
-  const receivedByNative = (c: Conversation) => c.native.received.filter((m) => m.from === c.puppetJid);
+  const receivedByNative = (c: Conversation) =>
+    c.native.received.filter((m) => m.from === c.puppetJid && m.group === undefined);
 
   /** Rows the child's adapter stored, per native contact, in arrival order. */
   const adapterRows = (): Map<string, { remoteId: string; text: string }[]> => {
@@ -251,13 +305,21 @@ describe('bridge core crash safety (bridge in a child process, emulator in this 
 
   /** Progress of both directions, 0..1: what natives sent plus what they received. */
   const progress = () =>
-    conversations.reduce((n, c) => n + c.sent + receivedByNative(c).length, 0) / (2 * TOTAL);
+    conversations.reduce(
+      (n, c) => n + c.sent + receivedByNative(c).length + c.groupSent + receivedInGroup(c).length,
+      0,
+    ) / TOTAL_MOVES;
 
   const isThrough = (): boolean => {
     if (!conversations.every((c) => receivedByNative(c).length >= PER_CONVERSATION)) return false;
     if (!existsSync(tmp.file('adapter.db'))) return false;
     const rows = adapterRows();
-    return conversations.every((c) => (rows.get(c.native.jid)?.length ?? 0) >= PER_CONVERSATION);
+    return conversations.every(
+      (c) =>
+        (rows.get(c.native.jid)?.length ?? 0) >= PER_CONVERSATION &&
+        (c.group === undefined ||
+          (receivedInGroup(c).length >= PER_GROUP && inGroupRows(rows, c).length >= PER_GROUP)),
+    );
   };
 
   const waitUntil = async (check: () => boolean, timeoutMs: number, what: () => string): Promise<void> => {
@@ -272,7 +334,10 @@ describe('bridge core crash safety (bridge in a child process, emulator in this 
     const rows = existsSync(tmp.file('adapter.db')) ? adapterRows() : new Map();
     const lines = conversations.map(
       (c) =>
-        `u${c.user}c${c.contact}: native sent ${c.sent}, native received ${receivedByNative(c).length}, adapter has ${rows.get(c.native.jid)?.length ?? 0}`,
+        `u${c.user}c${c.contact}: native sent ${c.sent}, native received ${receivedByNative(c).length}, adapter has ${rows.get(c.native.jid)?.length ?? 0}` +
+        (c.group
+          ? `; group: sent ${c.groupSent}, received ${receivedInGroup(c).length}, adapter has ${inGroupRows(rows, c).length}`
+          : ''),
     );
     let log = '';
     try {
@@ -301,6 +366,18 @@ describe('bridge core crash safety (bridge in a child process, emulator in this 
       expect(incoming.map((r) => r.text)).toEqual(
         Array.from({ length: PER_CONVERSATION }, (_, i) => `c${c.contact}u${c.user} #${i}`),
       );
+      if (c.group === undefined) continue;
+      // In the group: the user's texts reach each member once, in order; each member's reach the user.
+      const fromUser = receivedInGroup(c);
+      expect(new Set(fromUser.map((m) => m.id)).size).toBe(fromUser.length);
+      expect(fromUser.map((m) => (m.content.kind === 'text' ? m.content.text : ''))).toEqual(
+        Array.from({ length: PER_GROUP }, (_, i) => `u${c.user}c${CONTACTS} #${i}`),
+      );
+      const fromMember = inGroupRows(rows, c);
+      expect(new Set(fromMember.map((r) => r.remoteId)).size).toBe(fromMember.length);
+      expect(fromMember.map((r) => r.text)).toEqual(
+        Array.from({ length: PER_GROUP }, (_, i) => `c${c.contact}u${c.user}g #${i}`),
+      );
     }
     const bridge = new Database(tmp.file('bridge.db'), { readonly: true, fileMustExist: true });
     try {
@@ -319,7 +396,8 @@ describe('bridge core crash safety (bridge in a child process, emulator in this 
   it('delivers every message exactly once and in order per conversation while the bridge is SIGKILLed three times', async () => {
     const started = Date.now();
     await startBridge().ready;
-    const sending = nativesSend();
+    learnGroups();
+    const sending = Promise.all([nativesSend(), membersSend()]);
     // Three random moments while the traffic flows, as points of its progress (plus a random lag):
     // a kill may land mid-send, mid-receive, or while the previous restart is still recovering.
     const moments = [between(0.1, 0.35), between(0.35, 0.6), between(0.6, 0.85)];
@@ -344,7 +422,7 @@ describe('bridge core crash safety (bridge in a child process, emulator in this 
     const resends = expectExactlyOnceInOrder();
     const counters = adapterCounters();
     process.stdout.write(
-      `[bridge-crash] SIGKILL x3 (while ${killedWhile.join(', ')}): ${TOTAL} each way in ${((Date.now() - started) / 1000).toFixed(1)} s; ` +
+      `[bridge-crash] SIGKILL x3 (while ${killedWhile.join(', ')}): ${TOTAL} each way 1:1 and ${USERS * GROUP_MEMBERS * PER_GROUP} each way in groups in ${((Date.now() - started) / 1000).toFixed(1)} s; ` +
         `adapter redeliveries absorbed: ${counters.redelivered ?? 0}; resubmissions absorbed: ${counters.resubmitted ?? 0}; ` +
         `outgoing resends (gateway dedupe): ${resends.n}\n`,
     );
@@ -353,7 +431,8 @@ describe('bridge core crash safety (bridge in a child process, emulator in this 
   it('delivers every message exactly once and in order per conversation while the emulator drops connections at random', async () => {
     const started = Date.now();
     await startBridge().ready;
-    const sending = nativesSend();
+    learnGroups();
+    const sending = Promise.all([nativesSend(), membersSend()]);
     const puppets = [...new Set(conversations.map((c) => c.puppetJid))];
     let drops = 0;
     let done = false;
@@ -381,7 +460,7 @@ describe('bridge core crash safety (bridge in a child process, emulator in this 
     const counters = adapterCounters();
     expect(drops).toBeGreaterThan(0);
     process.stdout.write(
-      `[bridge-crash] ${drops} dropped connections: ${TOTAL} each way in ${((Date.now() - started) / 1000).toFixed(1)} s; ` +
+      `[bridge-crash] ${drops} dropped connections: ${TOTAL} each way 1:1 and ${USERS * GROUP_MEMBERS * PER_GROUP} each way in groups in ${((Date.now() - started) / 1000).toFixed(1)} s; ` +
         `adapter redeliveries absorbed: ${counters.redelivered ?? 0}; outgoing resends (gateway dedupe): ${resends.n}\n`,
     );
   }, 170_000);

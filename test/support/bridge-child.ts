@@ -18,11 +18,11 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { Bridge } from '../../src/bridge/core.js';
-import type { Adapter, AdapterCapabilities } from '../../src/bridge/adapter.js';
-import type { DeliveryUpdate, IncomingEvent, Notice } from '../../src/bridge/events.js';
+import type { AdapterCapabilities, GroupAdapter } from '../../src/bridge/adapter.js';
+import type { DeliveryUpdate, GroupUpdate, IncomingEvent, Notice } from '../../src/bridge/events.js';
 import { createLogger } from '../../src/observability/logger.js';
 import type { ProviderPrivateJwk } from '../../src/protocol/jwt.js';
-import { SqliteSignalBackend } from '../../src/signal/index.js';
+import { SqliteSenderKeyBackend, SqliteSignalBackend } from '../../src/signal/index.js';
 import { ensureAtRestKey, PayloadVault } from '../../src/store/at-rest.js';
 import { openSqliteStore } from '../../src/store/sqlite-store.js';
 import pino from 'pino';
@@ -40,9 +40,13 @@ export interface ChildConfig {
     providerId: string;
     signingKey: ProviderPrivateJwk;
   };
-  /** The local users and, for each, the native contacts it writes to. */
-  users: { localUser: string; contacts: string[] }[];
+  /**
+   * The local users and, for each, the native contacts it writes to; and the group it makes with
+   * some of them on its first start (written to as one more conversation, `perGroup` texts).
+   */
+  users: { localUser: string; contacts: string[]; group?: { subject: string; members: string[] } }[];
   perConversation: number;
+  perGroup: number;
   /** Pause between two new submissions of one conversation: uniform in [min, max] ms. */
   pace: { min: number; max: number };
 }
@@ -64,11 +68,12 @@ const ADAPTER_SCHEMA = `
   CREATE TABLE IF NOT EXISTS submitted (local_id TEXT PRIMARY KEY);
   CREATE TABLE IF NOT EXISTS failed (local_id TEXT PRIMARY KEY, reason TEXT);
   CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, n INTEGER NOT NULL);
+  CREATE TABLE IF NOT EXISTS groups (local_user TEXT PRIMARY KEY, group_jid TEXT NOT NULL);
 `;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-class DurableAdapter implements Adapter {
+class DurableAdapter implements GroupAdapter {
   readonly network = 'matrix' as const;
   readonly capabilities: AdapterCapabilities = {
     media: false,
@@ -129,6 +134,22 @@ class DurableAdapter implements Adapter {
 
   notify(_localUser: string, _notice: Notice): void {}
 
+  /** A group the user is in: recorded once made, so the script writes to it. */
+  updateGroup(update: GroupUpdate): Promise<void> {
+    if (update.change.kind === 'created') {
+      this.db
+        .prepare('INSERT INTO groups (local_user, group_jid) VALUES (?, ?) ON CONFLICT DO NOTHING')
+        .run(update.localUser, update.snapshot.group);
+    }
+    return Promise.resolve();
+  }
+
+  groupOf(localUser: string): string | undefined {
+    const row = this.db.prepare('SELECT group_jid FROM groups WHERE local_user = ?').get(localUser) as
+      { group_jid: string } | undefined;
+    return row?.group_jid;
+  }
+
   showEphemeral(): void {}
 }
 
@@ -160,6 +181,7 @@ async function main(): Promise<void> {
     store,
     vault: new PayloadVault(atRest.key),
     signalBackend: (id) => new SqliteSignalBackend(store.db, id),
+    senderKeyBackend: (id) => new SqliteSenderKeyBackend(store.db, id),
     gateway: {
       host: config.gateway.host,
       port: config.gateway.port,
@@ -191,16 +213,29 @@ async function main(): Promise<void> {
   await bridge.start();
   // Enlisting an enlisted user is a no-op; an enlistment a crash interrupted resumes.
   for (const u of config.users) await core.enlist(u.localUser);
+  // Each user's group, made once (the parent kills no run before the groups exist).
+  for (const u of config.users) {
+    if (!u.group || adapter.groupOf(u.localUser) !== undefined) continue;
+    if ((await core.groups?.(u.localUser))?.length) continue; // made; its update is on its way
+    await core.createGroup?.(u.localUser, u.group.subject, u.group.members);
+  }
+  for (const u of config.users) {
+    while (u.group && adapter.groupOf(u.localUser) === undefined) await sleep(20);
+  }
   say({ event: 'ready' });
 
   const isSubmitted = adb.prepare('SELECT 1 FROM submitted WHERE local_id = ?');
   const markSubmitted = adb.prepare('INSERT INTO submitted (local_id) VALUES (?) ON CONFLICT DO NOTHING');
-  const conversations = config.users.flatMap((u, ui) =>
-    u.contacts.map((remote, ci) => ({ u, ui, remote, ci })),
-  );
+  // The contacts, then the user's group (as conversation number `contacts.length`).
+  const conversations = config.users.flatMap((u, ui) => [
+    ...u.contacts.map((remote, ci) => ({ u, ui, remote, ci, count: config.perConversation })),
+    ...(u.group
+      ? [{ u, ui, remote: adapter.groupOf(u.localUser)!, ci: u.contacts.length, count: config.perGroup }]
+      : []),
+  ]);
   await Promise.all(
-    conversations.map(async ({ u, ui, remote, ci }) => {
-      for (let i = 0; i < config.perConversation && !stopping; i++) {
+    conversations.map(async ({ u, ui, remote, ci, count }) => {
+      for (let i = 0; i < count && !stopping; i++) {
         const localId = outgoingLocalId(ui, ci, i);
         const again = isSubmitted.get(localId) !== undefined;
         await core.submit({
