@@ -1,7 +1,7 @@
 /**
  * The emulator's admin HTTP API: JSON over plain HTTP, for tests and operators. It inspects
- * (stats, accounts, queue metadata), creates native users, injects the faults of `emulator.faults`,
- * restarts the gateway listener and rotates its keys.
+ * (stats, accounts, queue metadata, profiles), creates native users and sets their profiles,
+ * injects the faults of `emulator.faults`, restarts the gateway listener and rotates its keys.
  *
  * It can change everything, so it is guarded three ways: it listens on loopback unless the
  * configuration deliberately opens it (with a token); with a token every request must carry it; and
@@ -44,6 +44,7 @@ import { restartGateway, rotateKeys } from './admin/gateway-control.js';
 import { changeParticipants, createGroup, leaveGroup, listGroups, setSubject } from './admin/groups.js';
 import { accounts, queues, stats } from './admin/inspection.js';
 import { createNativeUser, sendAsNativeUser } from './admin/native-users.js';
+import { setNativeProfile, viewProfile } from './admin/profiles.js';
 
 // The names this module exported before its endpoints moved to emulator/admin/.
 export { AdminError, type AdminErrorCode, type AdminTarget } from './admin/endpoint.js';
@@ -78,6 +79,8 @@ const ROUTES: ReadonlyMap<string, Partial<Record<Method, Endpoint>>> = new Map([
   ['/admin/queues', { GET: queues }],
   ['/admin/native-users', { POST: createNativeUser }],
   ['/admin/native-users/send', { POST: sendAsNativeUser }],
+  ['/admin/native-users/profile', { POST: setNativeProfile }],
+  ['/admin/profiles', { GET: viewProfile }],
   ['/admin/groups', { GET: listGroups, POST: createGroup }],
   ['/admin/groups/participants', { POST: changeParticipants }],
   ['/admin/groups/leave', { POST: leaveGroup }],

@@ -9,6 +9,7 @@ import { z } from 'zod';
 import { expecting, host, int, oneOf, section, str } from '../src/config/fields.js';
 import { describeIssue, readYaml, type SecretFile } from '../src/config/loader.js';
 import { keyFiles } from './keys.js';
+import { aboutProblem, pictureProblem, pushNameProblem } from './profiles.js';
 import { ConfigError } from '../src/errors.js';
 
 const port = () => int(0, 65535, 'a port number from 1 to 65535 (0: any free port)');
@@ -134,6 +135,21 @@ const nativeUserSchema = z.strictObject({
   behaviour: oneOf(['echo', 'answer', 'silent'] as const).default('echo'),
   delay_ms: int(0, 600_000).default(0),
   answers: z.array(str(), expecting('a list of answers')).default([]),
+  /** The push name its contacts see (PROTOCOL.md 5.8). */
+  name: z
+    .string(expecting('a push name: 1 to 25 characters without line breaks'))
+    .refine(
+      (v) => pushNameProblem(v) === undefined,
+      expecting('a push name: 1 to 25 characters without line breaks'),
+    )
+    .optional(),
+  /** The about text its contacts see. */
+  about: z
+    .string(expecting('an about text of at most 139 characters'))
+    .refine((v) => aboutProblem(v) === undefined, expecting('an about text of at most 139 characters'))
+    .optional(),
+  /** A JPEG file (at most 262,144 bytes): its profile picture; resolved against the configuration file. */
+  picture: str('a file path (a JPEG of at most 262,144 bytes)').optional(),
 });
 
 const loggingSchema = z.strictObject({
@@ -241,6 +257,14 @@ export function loadEmulatorConfig(
       });
     });
   }
+  if (parsed.success) {
+    parsed.data.native_users.forEach((n, i) => {
+      if (n.picture === undefined) return;
+      n.picture = path.resolve(baseDir, n.picture);
+      const problem = checkPictureFile(n.picture);
+      if (problem) problems.push(`native_users.${i}.picture: ${problem}`);
+    });
+  }
   if (problems.length > 0 || !parsed.success) throw new ConfigError(problems, source);
 
   const config = parsed.data;
@@ -278,6 +302,20 @@ export function emulatorSecretFiles(loaded: LoadedEmulatorConfig): SecretFile[] 
     });
   }
   return files;
+}
+
+/** Why a picture file is unusable, or undefined when it is a JPEG small enough to be a picture. */
+export function checkPictureFile(file: string): string | undefined {
+  let bytes: Buffer;
+  try {
+    bytes = readFileSync(file);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : String(err);
+    return `cannot read the picture ${file}: ${why}`;
+  }
+  const problem = pictureProblem(bytes);
+  return problem ? `${file}: ${problem.text}` : undefined;
 }
 
 /** Why a JWKS file is unusable, or undefined when it is a JSON object with a "keys" list. */

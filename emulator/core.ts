@@ -10,6 +10,8 @@ import type { EmulatorStore } from './store.js';
 /** Issues media credentials for `<media_conn>`; implemented by the media layer. */
 export interface MediaAuthority {
   issue(accountJid: string): { auth: string; ttl: number; hosts: string[] };
+  /** Where a profile picture is downloaded (`<scheme>://<host>/pp/<id>`); absent: no picture service. */
+  pictureUrl?(id: string): string | undefined;
 }
 
 /** One authenticated connection, as the handlers see it. */

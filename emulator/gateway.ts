@@ -39,12 +39,16 @@ import { Session } from './session.js';
 import { EmulatorStore, type AccountRow, type QueueItem } from './store.js';
 import type { StoredGroup } from './group-store.js';
 import { handleGroupRequest, type GroupRequest } from './groups.js';
+import { handleProfileRequest, type ProfileRequest } from './profiles.js';
+import type { StoredProfile } from './profile-store.js';
 
 export type { MediaAuthority } from './core.js';
 export type { FaultControls } from './faults.js';
 export { NATIVE_PROVIDER_ID, type NativeClientPayloadInput } from './native-auth.js';
 export type { AccountRow, QueueItem } from './store.js';
 export type { StoredGroup } from './group-store.js';
+export type { StoredProfile } from './profile-store.js';
+export type { ProfileRequest } from './profiles.js';
 
 /** The providers the emulator knows; implemented from configuration by the provider module. */
 export interface ProviderDirectory {
@@ -236,6 +240,33 @@ export class Emulator {
     body: GroupRequest,
   ): ReturnType<typeof handleGroupRequest> {
     return handleGroupRequest(this.#core, account, to, body);
+  }
+
+  /**
+   * Acts on profiles as `account` would (PROTOCOL.md 5.8: the same checks, codes and
+   * notifications; every device of the account hears of the change): the admin API's and the
+   * configuration's profiles. Throws RelayRefusal with the code.
+   */
+  profileRequest(account: string, body: ProfileRequest): ReturnType<typeof handleProfileRequest> {
+    return handleProfileRequest(this.#core, { account }, body);
+  }
+
+  /** What the gateway holds about an account's profile. */
+  profile(jid: string): StoredProfile {
+    return this.#core.store.profiles.profile(jid);
+  }
+
+  /**
+   * The current picture with this id, and whether `account` may see it (for the media service's
+   * `GET /pp/<id>`): a user's by any account, a group's by its participants.
+   */
+  picture(id: string, account: string): { image: Uint8Array; allowed: boolean } | undefined {
+    if (this.#stopped) return undefined;
+    const found = this.#core.store.profiles.pictureById(id);
+    if (!found) return undefined;
+    const group = this.#core.store.groups.get(found.owner);
+    const allowed = group === undefined || group.participants.some((p) => p.jid === account);
+    return { image: found.image, allowed };
   }
 
   /** Every group's metadata (never a message). */

@@ -136,7 +136,13 @@ export function acceptGroupMessage(core: Core, sender: Connection, m: MessageSta
   if (group.announce && !isAdmin(group, sender.accountJid)) {
     throw new RelayRefusal(401, `${group.jid} is in announce mode: only admins send`);
   }
-  const base = { msg_type: m.type, t: m.t, enc_device: null, participant: sender.deviceJid };
+  const base = {
+    msg_type: m.type,
+    t: m.t,
+    enc_device: null,
+    participant: sender.deviceJid,
+    notify: core.store.profiles.pushName(sender.accountJid) ?? null,
+  };
   const items: NewQueueItem[] = [];
   let seenId = m.id;
   if (m.participant !== undefined) {

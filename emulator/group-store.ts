@@ -167,6 +167,7 @@ export class GroupStore {
   /** A group whose last participant left ceases to exist (404 from then on). */
   delete(group: string): void {
     this.db.prepare('DELETE FROM groups WHERE jid = ?').run(group);
+    this.db.prepare('DELETE FROM pictures WHERE owner_jid = ?').run(group);
   }
 
   #participants(group: string): GroupParticipant[] {

@@ -5,7 +5,7 @@
  */
 import { xeddsaVerify } from '../src/signal/curve.js';
 import { NativeUser } from './native-user.js';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { InteropError } from '../src/errors.js';
 import { componentLogger, type Logger } from '../src/observability/logger.js';
 import type { XEdDSAVerify } from '../src/protocol/enlistment.js';
@@ -133,7 +133,7 @@ export class RunningEmulator {
         nativeSigningKey: await nativeSigningKey(),
       };
       gateway = await Emulator.start(gatewayOptions);
-      const running = new RunningEmulator(
+      const running: RunningEmulator = new RunningEmulator(
         gateway,
         gatewayOptions,
         media,
@@ -143,6 +143,8 @@ export class RunningEmulator {
         log,
         keys,
       );
+      // The gateway holds the pictures; read it each time, as it is a new object after a restart.
+      media.servePictures({ picture: (id, account) => running.gateway.picture(id, account) });
       if (config.admin.enabled) {
         running.#admin = await AdminServer.start({
           target: running.#adminTarget(),
@@ -172,7 +174,21 @@ export class RunningEmulator {
 
   async #startNatives(logger: Logger): Promise<void> {
     for (const n of this.loaded.config.native_users) {
+      this.#configureProfile(n);
       await this.connectNative(n.phone, n.behaviour, { delayMs: n.delay_ms, answers: n.answers }, logger);
+    }
+  }
+
+  /**
+   * A configured native user's push name, about text and picture, set as the user would (contacts
+   * are notified); what is already so stays as it is, so a restart announces nothing.
+   */
+  #configureProfile(n: { phone: string; name?: string; about?: string; picture?: string }): void {
+    const jid = this.gateway.createNativeUser(n.phone);
+    if (n.name !== undefined) this.gateway.profileRequest(jid, { op: 'push_name_set', name: n.name });
+    if (n.about !== undefined) this.gateway.profileRequest(jid, { op: 'status_set', status: n.about });
+    if (n.picture !== undefined) {
+      this.gateway.profileRequest(jid, { op: 'picture_set', image: readFileSync(n.picture) });
     }
   }
 

@@ -7,6 +7,8 @@
  *   GET  /media/<fileEncSha256>   download (the `direct_path`), by any authenticated account
  *   GET  /proxy?provider=&url=&file_enc_sha256=
  *                                 fetch a third-party provider's hosted media, from its allowed hosts only
+ *   GET  /pp/<picture id>         a profile picture (a user's or a group's JPEG; PROTOCOL.md 5.8.2),
+ *                                 read from the gateway while its id is current
  *
  * Every request carries the `auth` of a `<media_conn>` answer (`Authorization: Bearer <auth>` or
  * `?auth=<auth>`). Hashes in paths and parameters are base64url (43 characters, no padding).
@@ -33,6 +35,7 @@ export const MAX_TOKENS_PER_ACCOUNT = 8;
 export type MediaServiceErrorCode =
   | 'media_auth_invalid'
   | 'media_upload_forbidden'
+  | 'media_forbidden'
   | 'media_bad_request'
   | 'media_not_found'
   | 'media_too_large'
@@ -45,6 +48,7 @@ export type MediaServiceErrorCode =
 export const MEDIA_ERROR_STATUS: Readonly<Record<MediaServiceErrorCode, number>> = {
   media_auth_invalid: 401,
   media_upload_forbidden: 403,
+  media_forbidden: 403,
   media_bad_request: 400,
   media_not_found: 404,
   media_too_large: 413,
@@ -83,6 +87,7 @@ export class MediaTokens implements MediaAuthority {
   readonly #ttlSeconds: number;
   readonly #now: () => number;
   #hosts: string[];
+  #scheme: 'http' | 'https' = 'http';
   /** token -> account and expiry (ms). */
   readonly #tokens = new Map<string, { account: string; expiresAt: number }>();
 
@@ -92,8 +97,15 @@ export class MediaTokens implements MediaAuthority {
     this.#now = options.now ?? Date.now;
   }
 
-  setHosts(hosts: string[]): void {
+  setHosts(hosts: string[], scheme: 'http' | 'https' = this.#scheme): void {
     this.#hosts = [...hosts];
+    this.#scheme = scheme;
+  }
+
+  /** The URL of a profile picture on the first media host (undefined before the service listens). */
+  pictureUrl(id: string): string | undefined {
+    const host = this.#hosts[0];
+    return host === undefined ? undefined : `${this.#scheme}://${host}/pp/${id}`;
   }
 
   issue(accountJid: string): { auth: string; ttl: number; hosts: string[] } {
@@ -131,6 +143,15 @@ export class MediaTokens implements MediaAuthority {
 
 // --- the HTTP service ------------------------------------------------------------------------
 
+/** Where profile pictures come from: the gateway that holds them (emulator/profiles.ts). */
+export interface PictureSource {
+  /**
+   * The picture whose id is current, and whether `account` may see it (a user's: any account; a
+   * group's: its participants); undefined when no picture has this id (any more).
+   */
+  picture(id: string, account: string): { image: Uint8Array; allowed: boolean } | undefined;
+}
+
 /** What the proxy needs to know about providers (the ProviderRegistry). */
 export interface MediaProviderPolicy {
   isKnownProvider(providerId: string): boolean;
@@ -155,6 +176,8 @@ export interface MediaServerOptions {
   fetchTimeoutMs?: number;
   /** Who may upload; default: native accounts (`…@wa.interop`). Third parties host their own media. */
   mayUpload?: (accountJid: string) => boolean;
+  /** Serves `GET /pp/<id>`; can be set later with `servePictures`. */
+  pictures?: PictureSource;
 }
 
 /** The answer to an upload. */
@@ -173,9 +196,11 @@ export class MediaServer {
   readonly #log: Logger;
   #address: AddressInfo | undefined;
   #baseUrl = '';
+  #pictures: PictureSource | undefined;
 
   private constructor(options: MediaServerOptions) {
     this.#o = options;
+    this.#pictures = options.pictures;
     this.#log = options.logger;
     this.#incoming = path.join(options.storeDir, '.incoming');
     this.#server = http.createServer((req, res) => void this.#dispatch(req, res));
@@ -199,8 +224,13 @@ export class MediaServer {
     });
     server.#address = server.#server.address() as AddressInfo;
     server.#baseUrl = `${options.publicScheme ?? 'http'}://${server.hosts[0]}`;
-    options.tokens.setHosts(server.hosts);
+    options.tokens.setHosts(server.hosts, options.publicScheme ?? 'http');
     return server;
+  }
+
+  /** Serves profile pictures from `source` (the gateway, started after the media service). */
+  servePictures(source: PictureSource): void {
+    this.#pictures = source;
   }
 
   get port(): number {
@@ -241,6 +271,10 @@ export class MediaServer {
         return await this.#download(req, res, url, media[1] as string);
       }
       if (url.pathname === '/proxy' && req.method === 'GET') return await this.#proxy(req, res, url);
+      const picture = /^\/pp\/([A-Za-z0-9_-]{1,64})$/.exec(url.pathname);
+      if (picture && (req.method === 'GET' || req.method === 'HEAD')) {
+        return this.#picture(req, res, url, picture[1] as string);
+      }
       sendError(res, 404, 'not_found', `no route for ${req.method} ${url.pathname}`);
     } catch (err) {
       if (err instanceof MediaServiceError) {
@@ -307,6 +341,30 @@ export class MediaServer {
     this.#authenticate(req, url);
     const hash = parseHash(hashText, 'the download path');
     await this.#serveStored(req, res, hash);
+  }
+
+  /** A profile picture, while its id is current: 401 without auth, 404 unknown id, 403 a group's to an outsider. */
+  #picture(req: http.IncomingMessage, res: http.ServerResponse, url: URL, id: string): void {
+    const account = this.#authenticate(req, url);
+    const found = this.#pictures?.picture(id, account);
+    if (found === undefined) {
+      throw new MediaServiceError(
+        'media_not_found',
+        `no current picture has the id ${id}: ask for the picture again (<iq xmlns="w:profile:picture">) for its new id`,
+      );
+    }
+    if (!found.allowed) {
+      throw new MediaServiceError(
+        'media_forbidden',
+        `${account} may not see picture ${id}: a group's picture is shown to its participants only`,
+      );
+    }
+    res.writeHead(200, {
+      'content-type': 'image/jpeg',
+      'content-length': found.image.byteLength,
+      'cache-control': 'private, max-age=0',
+    });
+    res.end(req.method === 'HEAD' ? undefined : found.image);
   }
 
   async #proxy(req: http.IncomingMessage, res: http.ServerResponse, url: URL): Promise<void> {

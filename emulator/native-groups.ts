@@ -414,6 +414,7 @@ export class NativeGroups {
         raw,
         group,
         participant: m.participant,
+        ...(m.notify === undefined ? {} : { notify: m.notify }),
       });
     } catch (err) {
       if ((err as InteropError).code === 'signal_duplicate_message') return this.#ack(m);

@@ -10,7 +10,6 @@ import { randomBytes } from 'node:crypto';
 import { create } from '@bufbuild/protobuf';
 import { InteropError } from '../src/errors.js';
 import { GatewayConnection } from '../src/gateway/connection.js';
-import type { Logger } from '../src/observability/logger.js';
 import {
   decodeContent,
   describeContent,
@@ -37,44 +36,20 @@ import {
 } from '../src/protocol/stanza/index.js';
 import { signalAddress } from '../src/signal/address.js';
 import { createSignalIdentity, MemorySignalBackend, SignalSessionManager } from '../src/signal/index.js';
-import type { Emulator } from './gateway.js';
 import { deliver, waitFor, type Waiter } from './native-waiters.js';
 import { downloadMedia, uploadMedia, type NativeMedia } from './native-media.js';
 import { buildNativeContent, type NativeContent } from './native-content.js';
 import { NativeGroupError, NativeGroups } from './native-groups.js';
+import { NativeProfile } from './native-profile.js';
 
-export type { ReceivedMessage, ReceivedReceipt, NativeMediaKind } from './native-types.js';
-import type { ReceivedMessage, ReceivedReceipt } from './native-types.js';
-
-/** An enlisted third-party account that a test connects another device of (a companion). */
-export interface CompanionAccount {
-  /** The account's JID (`<account id>@<provider>.interop`). */
-  readonly jid: string;
-  readonly providerId: string;
-  /** The provider's token for this account, bound to the device's Noise static key. */
-  readonly mintToken: (noiseStaticKey: Uint8Array) => Promise<string>;
-}
-
-export interface NativeUserOptions {
-  emulator: Emulator;
-  /** E.164, with or without "+" (ignored with `account`). */
-  phone: string;
-  /**
-   * Connect as another device of this enlisted third-party account instead of as a native user:
-   * the user's other device on the gatekeeper's side, whose messages reach the account's other
-   * devices (the bridge's puppet) as `DeviceSentMessage` copies (`sendFromThisDevice`).
-   */
-  account?: CompanionAccount;
-  /** Where the gateway's certificate chain must lead; the emulator's root key. */
-  rootPublicKey: Uint8Array;
-  device?: number;
-  /** Send a delivery receipt for every message received (as real clients do). Default true. */
-  autoDeliveryReceipts?: boolean;
-  /** One-time prekeys to publish. Default 20. */
-  preKeys?: number;
-  maxMediaBytes?: number;
-  logger?: Logger;
-}
+export type {
+  CompanionAccount,
+  NativeMediaKind,
+  NativeUserOptions,
+  ReceivedMessage,
+  ReceivedReceipt,
+} from './native-types.js';
+import type { NativeUserOptions, ReceivedMessage, ReceivedReceipt } from './native-types.js';
 
 export class NativeUser {
   readonly jid: string;
@@ -88,6 +63,8 @@ export class NativeUser {
   private readonly receiptWaiters: Waiter<ReceivedReceipt>[] = [];
   /** Group requests, state and sender keys (native-groups.ts). */
   readonly groups: NativeGroups;
+  /** Its push name, about text and picture, others' profiles, profile notifications (native-profile.ts). */
+  readonly profile: NativeProfile;
   private readonly acks = new Map<string, (error?: number) => void>();
   private readonly retries = new Map<string, number>();
   private readonly sent = new Map<
@@ -132,6 +109,13 @@ export class NativeUser {
       ...(options.logger ? { logger: options.logger } : {}),
     });
     this.connection.on('stanza', (s) => void this.onStanza(s));
+    this.profile = new NativeProfile({
+      request: async (body, to) => (await this.connection.request(body, to)).body,
+      send: (stanza) => {
+        if (this.connection.isConnected) this.connection.send(stanza);
+      },
+      mediaConn: () => this.mediaConn(),
+    });
     this.groups = new NativeGroups({
       jid: this.jid,
       device: this.device,
@@ -494,7 +478,7 @@ export class NativeUser {
 
   private async onStanza(stanza: Stanza): Promise<void> {
     try {
-      if (this.groups.handles(stanza)) return;
+      if (this.groups.handles(stanza) || this.profile.handles(stanza)) return;
       if (stanza.kind === 'ack' && stanza.class === 'message') {
         this.acks.get(stanza.id)?.(stanza.error);
         this.acks.delete(stanza.id);
@@ -546,6 +530,7 @@ export class NativeUser {
         t: m.t,
         content: describeContent(raw),
         raw,
+        ...(m.notify === undefined ? {} : { notify: m.notify }),
       };
       this.remember(fromUser, fromDevice);
       this.ack(m);

@@ -71,6 +71,7 @@ export function acceptMessage(core: Core, sender: Connection, m: MessageStanza):
   const recipient = bareJid(to);
   requireAccount(core, recipient);
   const devices = new Set<number>();
+  const pushName = core.store.profiles.pushName(sender.accountJid) ?? null;
   const items: NewQueueItem[] = m.encs.map((enc, i) => {
     const device = to.device ?? enc.device;
     if (device === undefined) {
@@ -95,6 +96,7 @@ export function acceptMessage(core: Core, sender: Connection, m: MessageStanza):
       enc_device: enc.device ?? null,
       media_type: enc.mediaType ?? null,
       payload: Buffer.from(enc.ciphertext),
+      notify: pushName,
     };
   });
   const now = core.now();
@@ -109,6 +111,8 @@ export function acceptMessage(core: Core, sender: Connection, m: MessageStanza):
     // Both now hear of each other's identity changes.
     core.store.addContact(recipient, sender.accountJid);
     core.store.addContact(sender.accountJid, recipient);
+    // ...and of each other's profile changes (profiles.ts).
+    core.store.profiles.recordConversation(sender.accountJid, recipient);
     for (const d of devices) core.store.registerDevice(recipient, d);
     pumpDevices(core, recipient, devices);
   }
@@ -213,6 +217,7 @@ export function deliveryBytes(item: QueueItem): Uint8Array {
     kind: 'message',
     id: item.stanza_id,
     from: item.from_jid,
+    ...(item.notify === null ? {} : { notify: item.notify }),
     type: item.msg_type ?? 'text',
     t: item.t,
     encs: [
@@ -243,6 +248,7 @@ function groupDeliveryStanza(item: QueueItem): Stanza {
     id: item.stanza_id,
     from: item.from_jid,
     ...(item.participant === null ? {} : { participant: item.participant }),
+    ...(item.notify === null ? {} : { notify: item.notify }),
     type: item.msg_type ?? 'text',
     t: item.t,
     encs,

@@ -27,6 +27,7 @@ import { enlist, unenlist } from './enlistment.js';
 import { acceptGroupMessage, relayGroupReceipt } from './group-relay.js';
 import { handleGroupRequest } from './groups.js';
 import { countKeys, fetchBundles, uploadKeys } from './prekey-server.js';
+import { handleProfileRequest } from './profiles.js';
 import {
   acceptMessage,
   deliveryBytes,
@@ -347,9 +348,19 @@ export class Session implements Connection {
         try {
           answer = handleGroupRequest(core, this.accountJid, iq.to, body);
         } catch (err) {
-          if (!(err instanceof RelayRefusal)) throw err;
-          this.#log.info({ op: body.op, code: err.errorCode, reason: err.message }, 'group request refused');
-          answer = { op: 'error', error: { code: err.errorCode, text: err.message } };
+          answer = this.#refusal(err, body.op, 'group request refused');
+        }
+        break;
+      case 'picture_get':
+      case 'picture_set':
+      case 'picture_remove':
+      case 'profile_get':
+      case 'push_name_set':
+      case 'status_set':
+        try {
+          answer = handleProfileRequest(core, { account: this.accountJid, device: this.device }, body);
+        } catch (err) {
+          answer = this.#refusal(err, body.op, 'profile request refused');
         }
         break;
       default:
@@ -357,5 +368,12 @@ export class Session implements Connection {
         return;
     }
     this.#send({ kind: 'iq', id: iq.id, from: GATEWAY_JID, body: answer });
+  }
+
+  /** The iq error answering a refused request (anything else is a failure: rethrown, answered 500). */
+  #refusal(err: unknown, op: IqBody['op'], what: string): IqBody {
+    if (!(err instanceof RelayRefusal)) throw err;
+    this.#log.info({ op, code: err.errorCode, reason: err.message }, what);
+    return { op: 'error', error: { code: err.errorCode, text: err.message } };
   }
 }

@@ -9,6 +9,7 @@
 import { fileURLToPath } from 'node:url';
 import { openDatabase, readMigrations, type Db } from '../src/store/database.js';
 import { GroupStore } from './group-store.js';
+import { ProfileStore } from './profile-store.js';
 import type { EncType, MediaType, PreKey, PreKeyBundle, SignedPreKey } from '../src/protocol/stanza/index.js';
 
 export const EMULATOR_MIGRATIONS_DIR = fileURLToPath(new URL('./migrations/', import.meta.url));
@@ -45,9 +46,11 @@ export interface QueueItem {
   /** Group messages: the sender key for this device, a pairwise pkmsg or msg delivered before the skmsg. */
   pairwise_type: EncType | null;
   pairwise: Buffer | null;
+  /** Messages: the sender's push name when the gateway stored the message (delivered as `notify`). */
+  notify: string | null;
 }
 
-type GroupColumns = 'participant' | 'pairwise_type' | 'pairwise';
+type GroupColumns = 'participant' | 'pairwise_type' | 'pairwise' | 'notify';
 export type NewQueueItem = Omit<QueueItem, 'seq' | 'stored_at' | 'expires_at' | GroupColumns> &
   Partial<Pick<QueueItem, GroupColumns>>;
 
@@ -69,10 +72,12 @@ interface DeviceRow {
 export class EmulatorStore {
   readonly db: Db;
   readonly groups: GroupStore;
+  readonly profiles: ProfileStore;
 
   constructor(file: string) {
     this.db = openDatabase(file, { migrations: readMigrations(EMULATOR_MIGRATIONS_DIR) });
     this.groups = new GroupStore(this.db);
+    this.profiles = new ProfileStore(this.db);
   }
 
   close(): void {
@@ -111,10 +116,11 @@ export class EmulatorStore {
       .run(jid, Buffer.from(identityKey), now);
   }
 
-  /** Removes an account with its devices, keys, contacts and everything queued for it. */
+  /** Removes an account with its devices, keys, contacts, profile and everything queued for it. */
   removeAccount(jid: string): void {
     this.db.transaction(() => {
       this.db.prepare('DELETE FROM queue WHERE recipient_jid = ?').run(jid);
+      this.profiles.forget(jid);
       this.db.prepare('DELETE FROM contacts WHERE subject_jid = ? OR watcher_jid = ?').run(jid, jid);
       this.db.prepare('DELETE FROM accounts WHERE jid = ?').run(jid); // cascades to devices and prekeys
     })();
@@ -266,14 +272,16 @@ export class EmulatorStore {
     const result = this.db
       .prepare(
         `INSERT INTO queue (recipient_jid, recipient_device, kind, stanza_id, from_jid, msg_type, t, enc_type,
-           enc_device, media_type, payload, stored_at, expires_at, participant, pairwise_type, pairwise)
+           enc_device, media_type, payload, stored_at, expires_at, participant, pairwise_type, pairwise, notify)
          VALUES (@recipient_jid, @recipient_device, @kind, @stanza_id, @from_jid, @msg_type, @t, @enc_type,
-           @enc_device, @media_type, @payload, @stored_at, @expires_at, @participant, @pairwise_type, @pairwise)`,
+           @enc_device, @media_type, @payload, @stored_at, @expires_at, @participant, @pairwise_type, @pairwise,
+           @notify)`,
       )
       .run({
         participant: null,
         pairwise_type: null,
         pairwise: null,
+        notify: null,
         ...item,
         stored_at: now,
         expires_at: now + retentionSeconds,

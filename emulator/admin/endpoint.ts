@@ -64,6 +64,8 @@ export type AdminErrorCode =
   | 'admin_user_not_running'
   | 'admin_send_failed'
   | 'admin_group_refused'
+  | 'admin_profile_refused'
+  | 'admin_user_not_found'
   | 'admin_nothing_to_replay'
   | 'admin_intermediate_unavailable'
   | 'admin_internal';
