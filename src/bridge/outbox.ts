@@ -24,10 +24,10 @@ import type { RemoteDevices } from './sessions.js';
 import { LOST_KEY_REASON, tooOldReason } from './outbox-reasons.js';
 import { isGroupJid, type PuppetGroups } from './groups.js';
 
-/** The outbox `kind` of a receipt we send; the others are the event types (message, edit, ...). */
 /** Encoding failures no retry can fix: the stanza or its frame exceeds the wire's limits. */
 const TOO_LARGE = new Set(['stanza_too_large', 'stanza_text_too_long', 'transport_outgoing_frame_too_large']);
 
+/** The outbox `kind` of a receipt we send; the others are the event types (message, edit, ...). */
 export const RECEIPT_KIND = 'receipt';
 
 /** The payload of a receipt entry. */
@@ -420,6 +420,8 @@ export class OutboxSender {
     const group = isGroupJid(portal.remoteJid) ? portal.remoteJid : undefined;
     // In a group, the pairwise session is with the member who asked.
     const remote = group ? formatJid({ user: jid.user, server: jid.server }) : portal.remoteJid;
+    // Only a member now gets the content again (someone removed since must not).
+    if (group && !(await this.groups.info(group))?.participants.some((p) => p.jid === remote)) return;
     if (!this.contents.has(entry.id) && entry.payload.length === 0) {
       // Acknowledged long ago (or before a restart): its content is gone from the bridge, as it
       // should be; the recipient's device shows the message as not decryptable.
