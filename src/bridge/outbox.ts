@@ -43,7 +43,6 @@ export interface ReceiptPayload {
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
-
 export const encodePayload = (value: unknown): Uint8Array => encoder.encode(JSON.stringify(value));
 export const decodePayload = <T>(bytes: Uint8Array): T => JSON.parse(decoder.decode(bytes)) as T;
 
