@@ -21,9 +21,11 @@ import type {
   AdapterCapabilities,
   BridgeCore,
   GroupAdapter,
+  ProfileAdapter,
   ProvisioningHooks,
 } from '../../src/bridge/adapter.js';
 import type {
+  ContactProfile,
   DeliveryUpdate,
   EphemeralEvent,
   GroupUpdate,
@@ -49,6 +51,7 @@ import { capsVersions, Disco } from './iq/disco.js';
 import { Registration } from './iq/register.js';
 import { Vcards } from './iq/vcard.js';
 import { bareJid, domainOf, resourceOf } from './jids.js';
+import { ContactProfiles } from './profiles.js';
 import { Rooms } from './rooms.js';
 import { Downloads } from './downloads.js';
 import type { FilePublisher, OwnFilePublisher } from './media.js';
@@ -114,9 +117,10 @@ interface Features {
   readonly adhoc: AdhocCommands;
   readonly provisioning: ProvisioningHooks;
   readonly rooms: Rooms;
+  readonly profiles: ContactProfiles;
 }
 
-export class XmppAdapter extends EventEmitter<XmppAdapterEvents> implements GroupAdapter {
+export class XmppAdapter extends EventEmitter<XmppAdapterEvents> implements GroupAdapter, ProfileAdapter {
   readonly network = 'xmpp' as const;
   readonly capabilities: AdapterCapabilities;
   /** The component stream to the XMPP server. */
@@ -300,6 +304,11 @@ export class XmppAdapter extends EventEmitter<XmppAdapterEvents> implements Grou
     return this.wired.delivery.deliver(event);
   }
 
+  /** A contact's profile: its nick, vCard and avatar (profiles.ts), in order with the user's other events. */
+  updateProfile(localUser: string, profile: ContactProfile): Promise<void> {
+    return this.shown.run(localUser, () => this.wired.profiles.update(localUser, profile));
+  }
+
   /** A group's change, shown in its room (rooms.ts) in order with the user's other events. */
   updateGroup(update: GroupUpdate): Promise<void> {
     return this.shown.run(update.localUser, () => this.wired.rooms.update(update));
@@ -415,6 +424,7 @@ export class XmppAdapter extends EventEmitter<XmppAdapterEvents> implements Grou
       adhoc: new AdhocCommands({ access, chain, commands }),
       provisioning: xmppProvisioning({ access, chain, commands, store }),
       rooms,
+      profiles: new ContactProfiles({ domain, store, out, contacts, caps }),
     };
   }
 

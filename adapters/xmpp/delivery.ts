@@ -122,7 +122,7 @@ export class Delivery {
       return;
     }
     const c = await this.ctx.store.contactByRemote(localUser, remote);
-    if (c?.subTo) this.ctx.out.fire(contactPresence(from, localUser, e.available, this.ctx.caps.contact));
+    if (c?.subTo) this.ctx.out.fire(contactPresence(from, localUser, e.available, this.ctx.caps.contact, c));
   }
 
   /**

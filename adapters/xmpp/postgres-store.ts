@@ -28,6 +28,47 @@ export class PostgresXmppStore implements XmppStore {
     ]);
   }
 
+  async setProfile(...[localUser, contact, p]: Parameters<XmppStore['setProfile']>): Promise<void> {
+    if (p.photo?.bytes !== undefined || p.photo === undefined) {
+      await this.db.exec(
+        sql(
+          `UPDATE xmpp_contacts SET name = $1, about = $2, photo_id = $3, photo_hash = $4, photo_type = $5,
+             photo = $6 WHERE local_user = $7 AND contact = $8`,
+          p.name,
+          p.about,
+          p.photo?.id ?? null,
+          p.photo?.hash ?? null,
+          p.photo?.type ?? null,
+          p.photo?.bytes ? Buffer.from(p.photo.bytes) : null,
+          localUser,
+          contact,
+        ),
+      );
+      return;
+    }
+    await this.db.exec(
+      sql(
+        'UPDATE xmpp_contacts SET name = $1, about = $2 WHERE local_user = $3 AND contact = $4',
+        p.name,
+        p.about,
+        localUser,
+        contact,
+      ),
+    );
+  }
+
+  async contactPhoto(
+    localUser: string,
+    contact: string,
+  ): Promise<{ bytes: Uint8Array; type: string } | undefined> {
+    const rows = await this.db.query(
+      'SELECT photo, photo_type FROM xmpp_contacts WHERE local_user = $1 AND contact = $2 AND photo IS NOT NULL',
+      [localUser, contact],
+    );
+    const row = rows[0] as { photo: Buffer; photo_type: string | null } | undefined;
+    return row ? { bytes: row.photo, type: row.photo_type ?? 'image/jpeg' } : undefined;
+  }
+
   async contactByRemote(localUser: string, remote: string): Promise<XmppContact | undefined> {
     return this.oneContact('SELECT * FROM xmpp_contacts WHERE local_user = $1 AND remote = $2', [
       localUser,

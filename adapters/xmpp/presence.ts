@@ -127,7 +127,7 @@ export class Presence {
       return;
     }
     const available = this.ctx.contacts.lastPresence(user, c.remote) ?? true;
-    out.fire(contactPresence(target, user, available, caps.contact));
+    out.fire(contactPresence(target, user, available, caps.contact, c));
   }
 
   private async onSubscribe(el: Element, user: string, target: string): Promise<void> {
@@ -145,8 +145,8 @@ export class Presence {
       await store.setSubscription(user, local, { subTo: true });
       out.fire(presence(target, user, 'subscribed'));
       const available = this.ctx.contacts.lastPresence(user, remote) ?? true;
-      out.fire(contactPresence(target, user, available, caps.contact));
       const c = await store.contact(user, local);
+      out.fire(contactPresence(target, user, available, caps.contact, c ?? {}));
       if (c && !c.subFrom && !c.asked) await this.ask(user, local);
     } catch (err) {
       const e = userErrorOf(err);

@@ -15,6 +15,9 @@ export const toContact = (r: Row): XmppContact => ({
   subTo: r.sub_to === 1,
   subFrom: r.sub_from === 1,
   asked: r.asked === 1,
+  about: (r.about as string | null) ?? null,
+  photoId: (r.photo_id as string | null) ?? null,
+  photoHash: (r.photo_hash as string | null) ?? null,
 });
 
 export const toRun = (r: Row): XmppRun => ({

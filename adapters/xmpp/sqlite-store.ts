@@ -59,6 +59,41 @@ export class SqliteXmppStore implements XmppStore {
     return this.contactNow(localUser, contact)!;
   }
 
+  async setProfile(...[localUser, contact, p]: Parameters<XmppStore['setProfile']>): Promise<void> {
+    if (p.photo?.bytes !== undefined || p.photo === undefined) {
+      this.sql(
+        `UPDATE xmpp_contacts SET name = ?, about = ?, photo_id = ?, photo_hash = ?, photo_type = ?, photo = ?
+         WHERE local_user = ? AND contact = ?`,
+      ).run(
+        p.name,
+        p.about,
+        p.photo?.id ?? null,
+        p.photo?.hash ?? null,
+        p.photo?.type ?? null,
+        p.photo?.bytes ? Buffer.from(p.photo.bytes) : null,
+        localUser,
+        contact,
+      );
+      return;
+    }
+    this.sql('UPDATE xmpp_contacts SET name = ?, about = ? WHERE local_user = ? AND contact = ?').run(
+      p.name,
+      p.about,
+      localUser,
+      contact,
+    );
+  }
+
+  async contactPhoto(
+    localUser: string,
+    contact: string,
+  ): Promise<{ bytes: Uint8Array; type: string } | undefined> {
+    const row = this.sql(
+      'SELECT photo, photo_type FROM xmpp_contacts WHERE local_user = ? AND contact = ? AND photo IS NOT NULL',
+    ).get(localUser, contact) as { photo: Buffer; photo_type: string | null } | undefined;
+    return row ? { bytes: row.photo, type: row.photo_type ?? 'image/jpeg' } : undefined;
+  }
+
   async setSubscription(localUser: string, contact: string, change: SubscriptionChange): Promise<void> {
     const update = subscriptionSet(change, () => '?');
     if (update === undefined) return;

@@ -21,6 +21,7 @@ export const NS = {
   ping: 'urn:xmpp:ping',
   vcard: 'vcard-temp',
   nick: 'http://jabber.org/protocol/nick',
+  vcardUpdate: 'vcard-temp:x:update',
   receipts: 'urn:xmpp:receipts',
   markers: 'urn:xmpp:chat-markers:0',
   chatstates: 'http://jabber.org/protocol/chatstates',
@@ -133,11 +134,31 @@ export function gatewayPresence(
   );
 }
 
-/** A contact's presence: available (with caps and its number as nick, XEP-0172) or unavailable. */
-export function contactPresence(from: string, to: string, available: boolean, capsVer: string): Element {
-  if (!available) return presence(from, to, 'unavailable');
-  const nick = phoneOfContact(from) ?? localPartOf(from) ?? from;
-  return xml('presence', { from, to }, capsElement(capsVer), xml('nick', { xmlns: NS.nick }, xmlSafe(nick)));
+/**
+ * A contact's presence: available (with caps, its name or else its number as nick, XEP-0172) or
+ * unavailable; either way its picture's hash (XEP-0153) when it has one, so clients fetch the vCard.
+ */
+export function contactPresence(
+  from: string,
+  to: string,
+  available: boolean,
+  capsVer: string,
+  profile: { readonly name?: string | null; readonly photoHash?: string | null } = {},
+): Element {
+  const photo = xml(
+    'x',
+    { xmlns: NS.vcardUpdate },
+    profile.photoHash ? xml('photo', {}, profile.photoHash) : xml('photo', {}),
+  );
+  if (!available) return xml('presence', { from, to, type: 'unavailable' }, photo);
+  const nick = profile.name ?? phoneOfContact(from) ?? localPartOf(from) ?? from;
+  return xml(
+    'presence',
+    { from, to },
+    capsElement(capsVer),
+    xml('nick', { xmlns: NS.nick }, xmlSafe(nick)),
+    photo,
+  );
 }
 
 /** A contact asks the user for a subscription, with its name (XEP-0172). */

@@ -17,6 +17,11 @@ export interface XmppContact {
   readonly subFrom: boolean;
   /** The contact has asked the user for a subscription (asked once: a refusal is not repeated). */
   readonly asked: boolean;
+  /** The contact's about text (vCard DESC). */
+  readonly about: string | null;
+  /** The contact's picture: its id at the gateway and SHA-1 (hex, XEP-0153); the bytes via `photo`. */
+  readonly photoId: string | null;
+  readonly photoHash: string | null;
 }
 
 /** Subscription flags to set; those left out keep their value. */
@@ -92,6 +97,26 @@ export interface XmppStore {
   contacts(localUser: string): Promise<XmppContact[]>;
   /** Creates the contact if missing (keeping its subscription state; a given name replaces the old one) and resolves with it. */
   ensureContact(localUser: string, contact: string, remote: string, name?: string): Promise<XmppContact>;
+  /**
+   * The contact's profile as the gateway has it: name, about text, and picture (`photo` absent: none;
+   * `bytes` absent: the same picture as stored, kept).
+   */
+  setProfile(
+    localUser: string,
+    contact: string,
+    profile: {
+      readonly name: string | null;
+      readonly about: string | null;
+      readonly photo?: {
+        readonly id: string;
+        readonly hash: string;
+        readonly bytes?: Uint8Array;
+        readonly type?: string;
+      };
+    },
+  ): Promise<void>;
+  /** The contact's picture (for its vCard), if it has one. */
+  contactPhoto(localUser: string, contact: string): Promise<{ bytes: Uint8Array; type: string } | undefined>;
   /** Sets the given subscription flags of an existing contact. */
   setSubscription(localUser: string, contact: string, change: SubscriptionChange): Promise<void>;
   /** The stanza id under which an incoming event was shown, if it was. */

@@ -19,6 +19,7 @@ import type { PayloadVault } from '../util/payload-vault.js';
 import type { FileSealer } from '../util/sealed-file.js';
 import type { HttpListener } from '../util/http-listener.js';
 import type {
+  ContactProfile,
   DeliveryUpdate,
   EphemeralEvent,
   GroupSnapshot,
@@ -141,6 +142,24 @@ export interface GroupAdapter extends Adapter {
 /** Whether the adapter shows group chats. */
 export function isGroupAdapter(adapter: Adapter): adapter is GroupAdapter {
   return typeof (adapter as Partial<GroupAdapter>).updateGroup === 'function';
+}
+
+/**
+ * An adapter whose network shows contacts' names and pictures (a ghost's display name and avatar, a
+ * roster name, vCard and avatar). Optional: without it contacts stay their numbers.
+ */
+export interface ProfileAdapter extends Adapter {
+  /**
+   * Shows a contact's profile to the local user: called when the user first hears from the contact
+   * in a run and whenever the contact changes it. Resolve once the network has it; a failure is only
+   * logged (the next change or message brings it again). Make an unchanged profile a no-op.
+   */
+  updateProfile(localUser: string, profile: ContactProfile): Promise<void>;
+}
+
+/** Whether the adapter shows contacts' profiles. */
+export function isProfileAdapter(adapter: Adapter): adapter is ProfileAdapter {
+  return typeof (adapter as Partial<ProfileAdapter>).updateProfile === 'function';
 }
 
 /** What a local user asks of a group (the adapters' group commands). */

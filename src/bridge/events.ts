@@ -252,3 +252,21 @@ export interface GroupUpdate {
   /** Stable across redeliveries (the group and its version): the adapter makes a repeat a no-op. */
   readonly updateId: string;
 }
+
+// ---- Contacts' profiles ----
+
+/** A contact's profile as the gateway has it (PROTOCOL.md 5.8), for the adapter to show. */
+export interface ContactProfile {
+  readonly remote: string;
+  /** The push name the contact chose; absent: none (show the number). */
+  readonly name?: string | undefined;
+  /** The about text. */
+  readonly about?: string | undefined;
+  /**
+   * The contact's picture; absent: none (or removed). `id` changes whenever the picture does; the
+   * bytes (a JPEG) come when it changed since the adapter was last told, not when it is the same.
+   */
+  readonly picture?:
+    | { readonly id: string; readonly bytes?: Uint8Array | undefined; readonly mimetype?: string | undefined }
+    | undefined;
+}

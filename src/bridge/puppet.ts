@@ -32,6 +32,7 @@ import type { Notice } from './events.js';
 import { BridgeError } from './errors.js';
 import { isGroupJid, PuppetGroups } from './groups.js';
 import { IncomingHandler } from './inbox.js';
+import { PuppetProfiles } from './profiles.js';
 import type { MediaHandler } from './media.js';
 import { OutboxSender, RECEIPT_KIND } from './outbox.js';
 import { SessionWriteGate } from './session-gate.js';
@@ -142,6 +143,7 @@ export class PuppetRuntime {
   readonly outbox: OutboxSender;
   readonly incoming: IncomingHandler;
   readonly groups: PuppetGroups;
+  readonly profiles: PuppetProfiles;
   private chain: Promise<void> = Promise.resolve();
   private readonly preKeyTarget: number;
   private started = false;
@@ -183,6 +185,11 @@ export class PuppetRuntime {
     this.groups = new PuppetGroups(this.ctx, this.devices, options.senderKeyBackend, () =>
       this.incoming.pump(),
     );
+    this.profiles = new PuppetProfiles(this.ctx, async () => {
+      const answer = await this.connection.request({ op: 'media_conn' });
+      if (answer.body.op !== 'media_conn_result') throw new Error('no media credential from the gateway');
+      return { auth: answer.body.auth };
+    });
     this.outbox = new OutboxSender(this.ctx, this.devices, this.groups);
     this.incoming = new IncomingHandler(this.ctx, this.devices, this.outbox, options.handoff, this.groups);
 
@@ -306,6 +313,11 @@ export class PuppetRuntime {
   private async onStanza(stanza: Stanza): Promise<void> {
     switch (stanza.kind) {
       case 'message':
+        if (stanza.from !== undefined) {
+          // The sender's push name (on 1:1 and group messages): its profile is shown or refreshed.
+          const sender = stanza.participant ?? stanza.from;
+          if (!isGroupJid(sender)) this.profiles.heardFrom(toUser(sender), stanza.notify);
+        }
         return this.incoming.onMessage(stanza);
       case 'ack':
         if (stanza.class === 'message') return this.outbox.onMessageAck(stanza.id, stanza.error);
@@ -392,8 +404,7 @@ export class PuppetRuntime {
       return ack();
     }
     ack();
-    // Profile notifications are not handled yet (acked, so the gateway does not resend).
-    if (n.type !== 'encrypt') return;
+    if (n.type === 'profile' || n.type === 'picture') return this.profiles.onNotification(n);
     if (n.body.event === 'prekey_low') {
       void this.uploadPreKeys(this.preKeyTarget - n.body.count).catch(() => undefined);
       return;

@@ -1,5 +1,5 @@
 /**
- * Groups through the bridge core end to end: a local user's puppet (driven through a test adapter
+ * Groups and contacts' profiles through the bridge core end to end: a local user's puppet (driven through a test adapter
  * that shows groups) in groups with simulated gatekeeper users, through the emulator over real TCP
  * (sender keys, w:g2 requests, w:gp2 notifications), with the bridge's state on a real SQLite file.
  */
@@ -244,5 +244,40 @@ describe('groups through the bridge core', () => {
     expect(
       bob.received.filter((m) => m.group === made.group && m.content.kind === 'text').map((m) => m.id),
     ).toHaveLength(2);
+  });
+
+  it("a contact's push name, about text and picture reach the adapter, and follow each change", async () => {
+    await core.enlist(ALICE);
+    await connected();
+    const bob = await native('+4915112345678');
+    await bob.profile.setName('Bob');
+    await bob.profile.setAbout('at work');
+    const jpeg = Buffer.concat([Buffer.from([0xff, 0xd8, 0xff, 0xe0]), Buffer.alloc(1000, 7)]);
+    await bob.profile.setPicture(jpeg);
+    const profileOf = (match: (p: (typeof adapter.profiles)[number]['profile']) => boolean, what: string) =>
+      adapter
+        .until(() => adapter.profiles.some((p) => p.profile.remote === bob.jid && match(p.profile)), what)
+        .then(() => adapter.profiles.filter((p) => p.profile.remote === bob.jid && match(p.profile)).at(-1)!);
+
+    // The first message brings the whole profile, the picture's bytes included.
+    await bob.sendText(await aliceJid(), 'hi', { devices: [0] });
+    const first = await profileOf((p) => p.name === 'Bob', 'the first profile');
+    expect(first.localUser).toBe(ALICE);
+    expect(first.profile).toMatchObject({ name: 'Bob', about: 'at work' });
+    expect(Buffer.from(first.profile.picture?.bytes ?? [])).toEqual(jpeg);
+
+    // A new name (announced, and on the next message), then a new picture, then none.
+    await bob.profile.setName('Bobby');
+    await profileOf((p) => p.name === 'Bobby', 'the new name');
+    const other = Buffer.concat([Buffer.from([0xff, 0xd8, 0xff, 0xe1]), Buffer.alloc(500, 9)]);
+    await bob.profile.setPicture(other);
+    const repainted = await profileOf(
+      (p) => p.picture?.bytes !== undefined && p.picture.bytes.length === other.length,
+      'the new picture',
+    );
+    expect(Buffer.from(repainted.profile.picture!.bytes!)).toEqual(other);
+    expect(repainted.profile.picture!.id).not.toBe(first.profile.picture!.id);
+    await bob.profile.removePicture();
+    await profileOf((p) => p.picture === undefined && p.name === 'Bobby', 'the picture removed');
   });
 });

@@ -3,8 +3,14 @@
  * to refuse deliveries (as a local server that is down would) and gives each delivery a local id.
  */
 import { readFileSync } from 'node:fs';
-import type { AdapterCapabilities, BridgeCore, GroupAdapter } from '../../src/bridge/adapter.js';
 import type {
+  AdapterCapabilities,
+  BridgeCore,
+  GroupAdapter,
+  ProfileAdapter,
+} from '../../src/bridge/adapter.js';
+import type {
+  ContactProfile,
   DeliveryUpdate,
   EphemeralEvent,
   GroupUpdate,
@@ -28,7 +34,7 @@ export const SHOWS_EVERYTHING: AdapterCapabilities = {
 
 type Waiter = { check: () => boolean; resolve: () => void };
 
-export class TestAdapter implements GroupAdapter {
+export class TestAdapter implements GroupAdapter, ProfileAdapter {
   readonly network = 'matrix' as const;
   readonly capabilities: AdapterCapabilities;
 
@@ -93,6 +99,15 @@ export class TestAdapter implements GroupAdapter {
   updateGroup(update: GroupUpdate): Promise<void> {
     if (this.refuse) return Promise.reject(new Error('local server unavailable'));
     if (!this.groupUpdates.some((u) => u.updateId === update.updateId)) this.groupUpdates.push(update);
+    this.changed();
+    return Promise.resolve();
+  }
+
+  /** Contacts' profiles in the order the core showed them. */
+  readonly profiles: { localUser: string; profile: ContactProfile }[] = [];
+
+  updateProfile(localUser: string, profile: ContactProfile): Promise<void> {
+    this.profiles.push({ localUser, profile });
     this.changed();
     return Promise.resolve();
   }

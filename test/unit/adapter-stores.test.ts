@@ -228,12 +228,38 @@ describe.each(storeBackends())('the adapters’ stores on $name', (backend) => {
         subTo: true,
         subFrom: false,
         asked: true,
+        about: null,
+        photoId: null,
+        photoHash: null,
       });
       expect(await store.contactByRemote(ALICE, BOB_REMOTE)).toEqual(again);
       expect(await store.contact(ALICE, BOB)).toEqual(again);
       expect(await store.contact(CAROL, BOB)).toBeUndefined();
       expect(await store.contactByRemote(CAROL, BOB_REMOTE)).toBeUndefined();
       expect((await store.ensureContact(ALICE, BOB, BOB_REMOTE, 'Bobby')).name).toBe('Bobby');
+    });
+
+    it("keeps a contact's profile: name, about text and picture (kept when the same id comes without bytes)", async () => {
+      await store.ensureContact(ALICE, BOB, BOB_REMOTE);
+      const photo = Buffer.from([0xff, 0xd8, 0xff, 1, 2, 3]);
+      await store.setProfile(ALICE, BOB, {
+        name: 'Bob',
+        about: 'fishing',
+        photo: { id: 'p1', hash: 'h1', bytes: photo, type: 'image/jpeg' },
+      });
+      expect(await store.contact(ALICE, BOB)).toMatchObject({
+        name: 'Bob',
+        about: 'fishing',
+        photoId: 'p1',
+        photoHash: 'h1',
+      });
+      expect(await store.contactPhoto(ALICE, BOB)).toEqual({ bytes: photo, type: 'image/jpeg' });
+      await store.setProfile(ALICE, BOB, { name: 'Bobby', about: null, photo: { id: 'p1', hash: 'h1' } });
+      expect(await store.contact(ALICE, BOB)).toMatchObject({ name: 'Bobby', about: null, photoHash: 'h1' });
+      expect((await store.contactPhoto(ALICE, BOB))?.bytes).toEqual(photo);
+      await store.setProfile(ALICE, BOB, { name: 'Bobby', about: null });
+      expect(await store.contact(ALICE, BOB)).toMatchObject({ photoId: null, photoHash: null });
+      expect(await store.contactPhoto(ALICE, BOB)).toBeUndefined();
     });
 
     it('lists contacts by JID local part, bytewise', async () => {

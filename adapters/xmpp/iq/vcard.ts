@@ -1,6 +1,7 @@
 /**
- * vCards (XEP-0054) of the gateway (its name) and of contacts (their name and phone number), which
- * clients show in contact details.
+ * vCards (XEP-0054) of the gateway (its name) and of contacts (their name, number, about text and
+ * picture: PHOTO, whose hash contacts' presences carry, XEP-0153), which clients show in contact
+ * details and as avatars.
  */
 import type { IqContext } from '@xmpp/component';
 import { xml, type Element } from '@xmpp/xml';
@@ -12,7 +13,7 @@ export interface VcardContext {
   readonly domain: string;
   /** The gateway's name (`xmpp.name`). */
   readonly name: string;
-  readonly store: Pick<XmppStore, 'contact'>;
+  readonly store: Pick<XmppStore, 'contact' | 'contactPhoto'>;
 }
 
 export class Vcards {
@@ -27,12 +28,22 @@ export class Vcards {
     const c = await store.contact(user, local);
     const phone = phoneOfContact(to);
     const name = c?.name ?? phone ?? local;
+    const photo = c?.photoHash ? await store.contactPhoto(user, local) : undefined;
     return xml(
       'vCard',
       { xmlns: NS.vcard },
       xml('FN', {}, xmlSafe(name)),
       xml('NICKNAME', {}, xmlSafe(name)),
       phone ? xml('TEL', {}, xml('CELL'), xml('NUMBER', {}, phone)) : null,
+      c?.about ? xml('DESC', {}, xmlSafe(c.about)) : null,
+      photo
+        ? xml(
+            'PHOTO',
+            {},
+            xml('TYPE', {}, photo.type),
+            xml('BINVAL', {}, Buffer.from(photo.bytes).toString('base64')),
+          )
+        : null,
     );
   }
 }
