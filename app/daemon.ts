@@ -199,7 +199,7 @@ export async function startDaemon(
       // Adapters attach before the core starts, so pending incoming messages find them.
       if (config.matrix.enabled) {
         const m = createMatrixAdapter(
-          { config, logger: root, dataDir: paths.dataDir, sealer, provisioning: provisioning.handle },
+          { config, logger: root, dataDir: paths.dataDir, sealer, vault, provisioning: provisioning.handle },
           openMatrixStore(database.adapterDb),
         );
         matrix = m;

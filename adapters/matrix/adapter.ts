@@ -33,6 +33,7 @@ import { MatrixIds, type MatrixConfig } from './ids.js';
 import { InFlight } from './in-flight.js';
 import { globalState } from './bridge-state.js';
 import { DoublePuppets } from './double-puppet.js';
+import { EncryptedRooms } from './encrypted-rooms.js';
 import { CatchUp } from './catch-up.js';
 import { InboundQueue } from './inbound-queue.js';
 import { Invites } from './invites.js';
@@ -86,6 +87,9 @@ export class MatrixAdapter implements Adapter {
   readonly #spool: MediaSpool;
   /** Spooled files older than this (the queue age limit, and a day) are what a crash left. */
   readonly #spoolMaxAgeMs: number;
+  /** With `matrix.encryption.allow`: the bridge's devices and what it knows of encrypted rooms. */
+  readonly #encryption: EncryptedRooms | undefined;
+  readonly #vault: AdapterContext['vault'];
   #core: BridgeCore | undefined;
   readonly #provisioningHandler: AdapterContext['provisioning'];
   #listener: AppserviceListener | undefined;
@@ -97,8 +101,14 @@ export class MatrixAdapter implements Adapter {
    * the room is one the bridge manages. Membership and receipts come before this (`#handle`).
    */
   readonly #routes: ReadonlyMap<string, Route> = new Map<string, Route>([
-    ['m.room.encryption', (e) => this.#invites.tellEncrypted(e.room)],
-    ['m.room.encrypted', (e) => this.#invites.tellEncrypted(e.room)],
+    [
+      'm.room.encryption',
+      (e) => (this.#encryption ? this.#encryptionOn(e) : this.#invites.tellEncrypted(e.room)),
+    ],
+    [
+      'm.room.encrypted',
+      (e) => (this.#encryption ? this.#decrypted(e) : this.#invites.tellEncrypted(e.room)),
+    ],
     [
       'm.room.message',
       (e) => (e.room.kind === 'management' ? this.#command(e) : this.#handlers.portalEvent(e)),
@@ -161,10 +171,28 @@ export class MatrixAdapter implements Adapter {
     const core = lateCore(() => this.#attached());
     const inFlight = new InFlight(log);
     this.#inFlight = inFlight;
-    const rooms = new ManagementRooms({ bot, store });
+    this.#vault = context.vault;
+    const encryption = m.encryption.allow
+      ? new EncryptedRooms({
+          ids,
+          client: newClient(),
+          log,
+          keysArrived: () => this.#queue.keysArrived(),
+        })
+      : undefined;
+    this.#encryption = encryption;
+    const rooms = new ManagementRooms({ bot, store, botUserId: ids.botUserId, encryption });
     const ghosts = new Ghosts({ ids, store, core, bot, newClient });
     this.#ghosts = ghosts;
-    const portals = new Portals({ ids, store, ghosts, bot, rooms, log });
+    const portals = new Portals({
+      ids,
+      store,
+      ghosts,
+      bot,
+      rooms,
+      log,
+      encryptByDefault: m.encryption.default ? encryption : undefined,
+    });
     const spool = new MediaSpool({
       dataDir: context.dataDir,
       maxBytes: maxMediaBytes,
@@ -181,7 +209,7 @@ export class MatrixAdapter implements Adapter {
     });
     this.#commands = new CommandHandler({ core, ids, store, portals, rooms, doublePuppets });
     this.provisioning = matrixProvisioning({ ids, store, portals, rooms });
-    this.#invites = new Invites({ ids, store, core, bot, ghosts, rooms, log });
+    this.#invites = new Invites({ ids, store, core, bot, ghosts, rooms, log, encryption });
     this.#handlers = new InboundHandlers({ core, store, rooms, ids, spool, inFlight, maxMediaBytes, log });
     this.#sending = new Sending({
       ids,
@@ -194,6 +222,7 @@ export class MatrixAdapter implements Adapter {
       spool,
       inFlight,
       log,
+      encryption,
     });
     this.#catchUp = new CatchUp({
       store,
@@ -219,6 +248,7 @@ export class MatrixAdapter implements Adapter {
       log,
       maxEventAttempts: options.maxEventAttempts,
       eventRetryMs: options.eventRetryMs,
+      keyWaitMs: m.encryption.key_wait_seconds * 1000,
     });
   }
 
@@ -253,6 +283,8 @@ export class MatrixAdapter implements Adapter {
       log,
     );
     await checkWhoami(checker, this.botUserId, m.homeserver_url);
+    await this.#openEncryption();
+    const encryption = this.#encryption;
     const listener = new AppserviceListener(
       this.#tokens.hs,
       {
@@ -268,6 +300,7 @@ export class MatrixAdapter implements Adapter {
           }
           this.#queue.kick();
         },
+        ...(encryption ? { deviceChanges: (body: Record<string, unknown>) => encryption.receive(body) } : {}),
         queryUser: (userId) => this.#ghosts.queryUser(userId),
         bridgeState: async (userId) =>
           globalState(userId, userId === undefined ? undefined : await this.#core!.status(userId)),
@@ -287,13 +320,17 @@ export class MatrixAdapter implements Adapter {
     );
     // The homeserver may recover from the bridge's absence as soon as it can reach it (catch-up.ts).
     this.#catchUp.openWindow();
-    const address: AddressInfo = await listener.listen(m.listen_host, m.listen_port);
+    const address: AddressInfo = await listener.listen(m.listen_host, m.listen_port).catch(async (err) => {
+      await this.#encryption?.close();
+      throw err;
+    });
     try {
       if (this.#options.skipPing !== true) {
         await checkPing(checker, m.listen_host, address.port, (id) => listener.heardPing(id), log);
       }
     } catch (err) {
       await listener.close();
+      await this.#encryption?.close();
       throw err;
     }
     this.#listener = listener;
@@ -322,6 +359,47 @@ export class MatrixAdapter implements Adapter {
     await listener?.close();
     this.#queue.stop();
     await this.#inFlight.settled();
+    await this.#encryption?.close();
+  }
+
+  /** Opens the crypto store on the adapter's database, sealed with the at-rest key. */
+  async #openEncryption(): Promise<void> {
+    if (!this.#encryption) return;
+    const journal = this.store.cryptoJournal?.();
+    if (journal === undefined || this.#vault === undefined) {
+      throw new MatrixAdapterError(
+        'matrix_encryption_unavailable',
+        "matrix.encryption.allow needs the at-rest key and a store on the bridge's database: start the bridge with its at-rest key, or set matrix.encryption.allow to false",
+      );
+    }
+    await this.#encryption.open({ journal, vault: this.#vault });
+  }
+
+  /** A room became encrypted: the contact's ghost gets a device (the bot has one). */
+  async #encryptionOn(e: RoomEvent): Promise<void> {
+    this.#encryption!.markEncrypted(e.room.roomId);
+    if (e.room.kind === 'portal' && e.room.remoteJid !== null) {
+      await this.#encryption!.prepare(this.#ids.ghostIdOf(e.room.remoteJid));
+    }
+  }
+
+  /** A local user's encrypted event: decrypted, then handled as the event it holds. */
+  async #decrypted(e: RoomEvent): Promise<void> {
+    const clear = await this.#encryption!.decrypt(e.room, e.raw);
+    if (clear.type === 'm.room.encrypted' || clear.type === 'm.room.encryption') return;
+    // Relations travel in the clear (the homeserver aggregates them): a client may leave them out
+    // of the encrypted payload.
+    const relation = e.content['m.relates_to'];
+    const content =
+      clear.content['m.relates_to'] === undefined && relation !== undefined
+        ? { ...clear.content, 'm.relates_to': relation }
+        : clear.content;
+    await this.#routes.get(clear.type)?.({
+      ...e,
+      type: clear.type,
+      content,
+      raw: { ...e.raw, type: clear.type, content },
+    });
   }
 
   deliver(event: IncomingEvent): Promise<string | undefined> {
@@ -361,6 +439,7 @@ export class MatrixAdapter implements Adapter {
       typeof e['content'] === 'object' && e['content'] !== null ? e['content'] : {}
     ) as Content;
     if (type === 'm.room.member') {
+      this.#encryption?.membersChanged(row.roomId);
       await this.#invites.member(row.roomId, sender, e['state_key'], content);
       return;
     }

@@ -9,6 +9,9 @@
  *   that fails can never hold up the transaction. Ephemeral events are read from `ephemeral` or,
  *   from older homeservers, `de.sorunome.msc2409.ephemeral`. The first transaction after the
  *   homeserver went away may be refused once, so that it sends one it held back first (held-back.ts).
+ *   With encryption on, what the transaction carries for the bridge's devices (to-device events,
+ *   key counts, device lists: MSC2409, MSC3202) is handed to them, durably, before the events are
+ *   recorded (`deviceChanges`).
  * - `GET /_matrix/app/v1/users/{userId}`: a ghost id is created on demand; anything else 404.
  * - `GET /_matrix/app/v1/rooms/{alias}`: the bridge has no aliases: 404.
  * - `POST /_matrix/app/v1/ping`: 200 `{}`.
@@ -42,6 +45,12 @@ export interface AppserviceHandlers {
     typing: readonly Record<string, unknown>[],
     presence?: readonly Record<string, unknown>[],
   ): void;
+  /**
+   * End-to-end encryption: the transaction's to-device events, one-time key counts and device lists
+   * (MSC2409, MSC3202), handed to the bridge's devices before the transaction is recorded and
+   * answered; resolves once durable. A rejection answers 500 (the homeserver sends it again).
+   */
+  deviceChanges?(body: Record<string, unknown>): Promise<void>;
   /** Whether the user id is one of ours that can be created on demand (a ghost); creates it. */
   queryUser(userId: string): Promise<boolean>;
   /** The bridge's state and the user's connection state (mautrix's bridge-state format). */
@@ -283,6 +292,8 @@ export class AppserviceListener {
       this.handlers.nudge?.();
       return;
     }
+    // Keys first: the events recorded below may need them, and a lost to-device event is lost for good.
+    await this.handlers.deviceChanges?.(body);
     // Durable first: the answer says "recorded", never "received".
     const recorded = await this.handlers.recordTransaction(txnId, records);
     json(res, 200, {});

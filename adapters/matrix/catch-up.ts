@@ -30,7 +30,7 @@ import type { RetryingMatrixClient } from './client.js';
 import type { InboundRow, MatrixRoom, MatrixStore } from './store.js';
 
 /** What a local user sends that the bridge carries (the rest is not worth a read back). */
-const CARRIED_TYPES = ['m.room.message', 'm.reaction', 'm.room.redaction'];
+const CARRIED_TYPES = ['m.room.message', 'm.reaction', 'm.room.redaction', 'm.room.encrypted'];
 /** Clocks of the homeserver and the bridge may differ this much (used only without `unsigned.age`). */
 const CLOCK_SLACK_MS = 60_000;
 /** A window that backlog keeps open closes after this long anyway. */

@@ -14,6 +14,7 @@ import { inReplyTo, markupOf, mediaBodyOf, mediaKindOf, placeOf, replaces, type 
 import type { MatrixIds } from './ids.js';
 import type { InFlight } from './in-flight.js';
 import type { ManagementRooms } from './management-room.js';
+import { encryptedFileOf } from './crypto/attachments.js';
 import type { MediaSpool } from './media-spool.js';
 import type { MatrixRoom, MatrixStore } from './store.js';
 
@@ -131,7 +132,9 @@ export class InboundHandlers {
     }
     const kind = mediaKindOf(content);
     if (kind !== undefined) {
-      const url = content['url'];
+      // In an encrypted room the file is encrypted too: `file` carries its URI and key.
+      const encrypted = encryptedFileOf(content['file']);
+      const url = encrypted?.url ?? content['url'];
       if (typeof url !== 'string') {
         await this.c.rooms.notice(
           room.roomId,
@@ -146,7 +149,7 @@ export class InboundHandlers {
       const file =
         typeof announced === 'number' && announced > max
           ? 'too_large'
-          : await this.c.spool.download(url, eventId);
+          : await this.c.spool.download(url, eventId, encrypted);
       if (file === 'too_large') {
         await this.c.rooms.notice(
           room.roomId,

@@ -19,6 +19,8 @@ const FINAL_CODES = new Set([
   'bridge_bad_local_user',
   'bridge_not_a_message',
   'bridge_text_too_long',
+  'matrix_attachment_altered',
+  'matrix_attachment_bad_key',
 ]);
 
 export interface InboundQueueContext {
@@ -37,7 +39,15 @@ export interface InboundQueueContext {
   readonly maxEventAttempts?: number | undefined;
   /** First wait before an event is tried again; doubles up to 60 s. Default 1000 ms. */
   readonly eventRetryMs?: number | undefined;
+  /**
+   * How long an encrypted event whose key has not arrived (`matrix_room_key_missing`) is held,
+   * from its `origin_server_ts`, before it is set aside with a notice. Default 300 s.
+   */
+  readonly keyWaitMs?: number | undefined;
 }
+
+/** An encrypted event the bridge has no key for yet (encrypted-rooms.ts): held, not counted. */
+const KEY_MISSING = 'matrix_room_key_missing';
 
 export class InboundQueue {
   /** Rooms whose events are being handled now. */
@@ -45,6 +55,8 @@ export class InboundQueue {
   /** Rooms whose next event failed: not tried again before this time. */
   readonly #roomRetryAt = new Map<string, number>();
   readonly #retryTimers = new Set<NodeJS.Timeout>();
+  /** Rooms waiting for a room key: tried again at once when keys arrive (`keysArrived`). */
+  readonly #waitingForKeys = new Set<string>();
   #pumping = false;
   #pumpAgain = false;
   /** Until `start()`: events are recorded but not handled yet. */
@@ -67,6 +79,14 @@ export class InboundQueue {
   stop(): void {
     this.#stopped = true;
     for (const t of this.#retryTimers) clearTimeout(t);
+  }
+
+  /** Room keys arrived: rooms holding an encrypted event they could not read try it again now. */
+  keysArrived(): void {
+    if (this.#waitingForKeys.size === 0) return;
+    for (const roomId of this.#waitingForKeys) this.#roomRetryAt.delete(roomId);
+    this.#waitingForKeys.clear();
+    this.kick();
   }
 
   /** Handles pending events: rooms in parallel, each room's events strictly in order. */
@@ -128,10 +148,13 @@ export class InboundQueue {
         await this.c.store.markInboundDone(row.seq);
         this.#roomRetryAt.delete(row.roomId);
       } catch (err) {
+        const keyMissing = err instanceof InteropError && err.code === KEY_MISSING;
+        if (keyMissing && (await this.#holdForKey(row, err))) return;
         const max = this.c.maxEventAttempts ?? 5;
         // The homeserver refused for good (4xx other than a rate limit): trying again cannot help.
         const status = describeFailure(err).status;
         const final =
+          keyMissing ||
           (status !== undefined && status >= 400 && status < 500 && status !== 429) ||
           (err instanceof InteropError && FINAL_CODES.has(err.code));
         const giveUp = final || row.attempts + 1 >= max;
@@ -151,9 +174,28 @@ export class InboundQueue {
     }
   }
 
+  /**
+   * An encrypted event without its key, younger than `keyWaitMs`: the room waits (in order) for the
+   * key, tried again when keys arrive or after a backoff. False once the wait is over (set aside).
+   */
+  async #holdForKey(row: InboundRow, err: InteropError): Promise<boolean> {
+    const sentAt = row.payload['origin_server_ts'];
+    const left =
+      (typeof sentAt === 'number' ? sentAt : Date.now()) + (this.c.keyWaitMs ?? 300_000) - Date.now();
+    if (left <= 0) return false;
+    await this.c.store.markInboundAttempt(row.seq, err.message, false);
+    this.c.log.info(
+      { room: row.roomId, key: row.key, attempt: row.attempts + 1 },
+      'encrypted event held for its key',
+    );
+    this.#waitingForKeys.add(row.roomId);
+    this.#retryLater(row, left);
+    return true;
+  }
+
   /** The room waits; the others go on. Its event is tried again after a backoff. */
-  #retryLater(row: InboundRow): void {
-    const wait = Math.min((this.c.eventRetryMs ?? 1000) * 2 ** row.attempts, 60_000);
+  #retryLater(row: InboundRow, atMostMs = 60_000): void {
+    const wait = Math.min((this.c.eventRetryMs ?? 1000) * 2 ** row.attempts, 60_000, atMostMs);
     const at = Date.now() + wait;
     this.#roomRetryAt.set(row.roomId, at);
     const timer = setTimeout(() => {
@@ -168,7 +210,8 @@ export class InboundQueue {
 
   async #gaveUp(row: InboundRow, message: string): Promise<void> {
     const e = row.payload;
-    if (row.kind !== 'event' || e['type'] !== 'm.room.message' || typeof e['event_id'] !== 'string') return;
+    const shown = e['type'] === 'm.room.message' || e['type'] === 'm.room.encrypted';
+    if (row.kind !== 'event' || !shown || typeof e['event_id'] !== 'string') return;
     try {
       await this.c.rooms.notice(row.roomId, `This message could not be bridged: ${message}`, e['event_id']);
     } catch {

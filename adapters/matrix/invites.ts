@@ -1,14 +1,16 @@
 /**
  * Membership: the bot invited to a direct chat (a management room) or brought into a portal by a
  * ghost, a ghost invited by a local user (a portal made from the user's side), and users or ghosts
- * leaving. Invites from users the permissions do not allow are refused without joining. The bridge
- * cannot read Matrix-encrypted rooms, and says so once per room.
+ * leaving. Invites from users the permissions do not allow are refused without joining. Without
+ * `matrix.encryption.allow` the bridge cannot read Matrix-encrypted rooms, declines encrypted direct
+ * chats, and says so once per room; with it, they are taken like any other.
  */
 import type { BridgeCore } from '../../src/bridge/adapter.js';
 import type { Logger } from '../../src/observability/logger.js';
 import { describeFailure, type RetryingMatrixClient } from './client.js';
 import { welcome } from './commands.js';
 import { textContent, type Content } from './content.js';
+import type { EncryptedRooms } from './encrypted-rooms.js';
 import type { Ghosts } from './ghosts.js';
 import type { MatrixIds } from './ids.js';
 import type { ManagementRooms } from './management-room.js';
@@ -29,6 +31,8 @@ export interface InvitesContext {
   readonly ghosts: Pick<Ghosts, 'client' | 'ensure' | 'remoteOf'>;
   readonly rooms: Pick<ManagementRooms, 'notice'>;
   readonly log: Logger;
+  /** With `matrix.encryption.allow`: encrypted rooms are taken, with a device for the ghost. */
+  readonly encryption?: Pick<EncryptedRooms, 'prepare' | 'markEncrypted'> | undefined;
 }
 
 type Client = Pick<RetryingMatrixClient, 'getRoomStateEvent'>;
@@ -90,8 +94,11 @@ export class Invites {
     // Checked before the room is recorded: an encrypted DM must not replace the user's working
     // management room (the bridge cannot read it, and the user's commands would go unanswered).
     if (await this.#isEncrypted(bot, roomId)) {
-      await this.#declineEncrypted(bot, roomId, 'management', null);
-      return;
+      if (this.c.encryption === undefined) {
+        await this.#declineEncrypted(bot, roomId, 'management', null);
+        return;
+      }
+      this.c.encryption.markEncrypted(roomId);
     }
     await this.c.store.putRoom({ roomId, kind: 'management', localUser: sender });
     await this.c.rooms.notice(roomId, welcome());
@@ -119,12 +126,17 @@ export class Invites {
       return;
     }
     await this.c.ghosts.ensure(remote);
+    // Its device keys are on the homeserver before the user's client looks for them (at the join).
+    await this.c.encryption?.prepare(ghostId);
     await ghost.joinRoom(roomId);
     // Checked before the room is recorded: an encrypted DM must not replace the user's working
     // portal with this contact (whose messages would then be dropped).
     if (await this.#isEncrypted(ghost, roomId)) {
-      await this.#declineEncrypted(ghost, roomId, 'portal', remote);
-      return;
+      if (this.c.encryption === undefined) {
+        await this.#declineEncrypted(ghost, roomId, 'portal', remote);
+        return;
+      }
+      this.c.encryption.markEncrypted(roomId);
     }
     await this.c.store.putRoom({ roomId, kind: 'portal', localUser: sender, remoteJid: remote });
     try {

@@ -5,11 +5,15 @@
  */
 import type { RetryingMatrixClient } from './client.js';
 import { textContent } from './content.js';
+import type { EncryptedRooms } from './encrypted-rooms.js';
 import type { MatrixStore } from './store.js';
 
 export interface ManagementRoomContext {
-  readonly bot: Pick<RetryingMatrixClient, 'createRoom' | 'sendMessage'>;
+  readonly bot: Pick<RetryingMatrixClient, 'createRoom' | 'sendMessage' | 'sendEvent'>;
   readonly store: Pick<MatrixStore, 'managementRoomOf' | 'putRoom'>;
+  /** The bot's id and, with encryption allowed, what encrypts its events in encrypted rooms. */
+  readonly botUserId?: string;
+  readonly encryption?: Pick<EncryptedRooms, 'seal'> | undefined;
 }
 
 export class ManagementRooms {
@@ -32,6 +36,9 @@ export class ManagementRooms {
   async notice(roomId: string, text: string, replyTo?: string): Promise<string> {
     const content = textContent({ kind: 'text', text }, 'm.notice');
     if (replyTo !== undefined) content['m.relates_to'] = { 'm.in_reply_to': { event_id: replyTo } };
-    return this.c.bot.sendMessage(roomId, content);
+    const { encryption, botUserId } = this.c;
+    if (encryption === undefined || botUserId === undefined) return this.c.bot.sendMessage(roomId, content);
+    const sealed = await encryption.seal(botUserId, roomId, 'm.room.message', content);
+    return this.c.bot.sendEvent(roomId, sealed.type, sealed.content);
   }
 }

@@ -11,6 +11,7 @@ import { mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { FileSealer } from '../../src/util/sealed-file.js';
 import type { RetryingMatrixClient } from './client.js';
+import { decryptAttachment, type EncryptedFile } from './crypto/attachments.js';
 import { MatrixAdapterError } from './errors.js';
 
 /** A downloaded file, for the core's MediaBody. */
@@ -42,8 +43,15 @@ export class MediaSpool {
 
   constructor(private readonly c: MediaSpoolContext) {}
 
-  /** Downloads a local user's file (an `mxc://` URI) into the spool, under a name from the event id. */
-  async download(mxc: string, eventId: string): Promise<SpooledFile | 'too_large'> {
+  /**
+   * Downloads a local user's file (an `mxc://` URI) into the spool, under a name from the event id;
+   * an encrypted attachment (`encrypted`, from an encrypted room) is checked and decrypted first.
+   */
+  async download(
+    mxc: string,
+    eventId: string,
+    encrypted?: EncryptedFile,
+  ): Promise<SpooledFile | 'too_large'> {
     const m = /^mxc:\/\/([^/]+)\/([A-Za-z0-9_-]+)$/.exec(mxc);
     // The value is not echoed: the log must not carry what a user put in an event.
     if (m === null) throw new MatrixAdapterError('matrix_bad_mxc', 'the file URL is not an mxc URI');
@@ -57,8 +65,9 @@ export class MediaSpool {
       undefined,
       true,
     )) as { body: Buffer; headers: Record<string, string | undefined> };
-    const bytes = Buffer.isBuffer(res.body) ? res.body : Buffer.from(res.body);
-    if (bytes.length > this.c.maxBytes) return 'too_large';
+    const received = Buffer.isBuffer(res.body) ? res.body : Buffer.from(res.body);
+    if (received.length > this.c.maxBytes) return 'too_large';
+    const bytes = encrypted === undefined ? received : decryptAttachment(received, encrypted);
     const file = this.#pathOf(eventId);
     await mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
     this.#spooled().add(path.basename(file));
@@ -68,7 +77,7 @@ export class MediaSpool {
     return {
       path: file,
       size: bytes.length,
-      contentType: res.headers['content-type'],
+      contentType: encrypted === undefined ? res.headers['content-type'] : undefined,
       sealed: this.c.sealer !== undefined,
     };
   }

@@ -7,6 +7,7 @@ import type { Logger } from '../../src/observability/logger.js';
 import { KeyedQueue } from '../../src/util/keyed-queue.js';
 import type { RetryingMatrixClient } from './client.js';
 import type { Content } from './content.js';
+import { encryptionState, type EncryptedRooms } from './encrypted-rooms.js';
 import type { Ghosts } from './ghosts.js';
 import type { MatrixIds } from './ids.js';
 import type { ManagementRooms } from './management-room.js';
@@ -41,6 +42,8 @@ export interface PortalsContext {
   readonly bot: Pick<RetryingMatrixClient, 'joinRoom'>;
   readonly rooms: Pick<ManagementRooms, 'notice'>;
   readonly log: Logger;
+  /** New portals are created encrypted (`matrix.encryption.default`, with `allow`). */
+  readonly encryptByDefault?: Pick<EncryptedRooms, 'prepare' | 'markEncrypted'> | undefined;
 }
 
 export class Portals {
@@ -63,14 +66,21 @@ export class Portals {
   async #create(localUser: string, remote: string): Promise<string> {
     const ghostId = await this.c.ghosts.ensure(remote);
     const ghost = this.c.ghosts.client(ghostId);
+    const encryption = this.c.encryptByDefault;
+    // The ghost's device keys are on the homeserver before the user's client first looks for them.
+    if (encryption) await encryption.prepare(ghostId);
     // The ghost creates the room, so Matrix clients list it as a direct chat with the contact; the
     // bot is invited too, for notices (failed deliveries, identity changes, encryption).
     const roomId = await ghost.createRoom({
       preset: 'trusted_private_chat',
       is_direct: true,
       invite: [localUser, this.c.ids.botUserId],
-      initial_state: bridgeStates(this.c.ids, remote, ghostId),
+      initial_state: [
+        ...bridgeStates(this.c.ids, remote, ghostId),
+        ...(encryption ? [encryptionState()] : []),
+      ],
     });
+    if (encryption) encryption.markEncrypted(roomId);
     await this.c.store.putRoom({ roomId, kind: 'portal', localUser, remoteJid: remote });
     await this.c.bot.joinRoom(roomId);
     this.c.log.info({ room: roomId, user: localUser, contact: remote }, 'portal created');

@@ -5,6 +5,8 @@
  * another, read receipts) is one PostgreSQL transaction or one statement.
  */
 import { sql, type PgDatabase, type Row } from '../../src/store/sql.js';
+import { PostgresCryptoJournal } from './crypto/crypto-store-postgres.js';
+import type { CryptoJournal } from './crypto/crypto-journal.js';
 import { toGhost, toInbound, toInboundState, toReaction, toRoom, toSent } from './rows.js';
 import type {
   Ghost,
@@ -296,5 +298,9 @@ export class PostgresMatrixStore implements MatrixStore {
     } else {
       await this.#write('DELETE FROM matrix_double_puppets WHERE user_id = $1', userId);
     }
+  }
+
+  cryptoJournal(): CryptoJournal {
+    return new PostgresCryptoJournal(this.#db);
   }
 }

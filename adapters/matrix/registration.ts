@@ -43,6 +43,11 @@ export function buildRegistration(config: Config, tokens: { asToken: string; hsT
     rate_limited: false,
     receive_ephemeral: true,
     'de.sorunome.msc2409.push_ephemeral': true,
+    // End-to-end encryption (matrix.encryption): to-device events in transactions (MSC2409), one-time
+    // key counts and device lists in transactions (MSC3202), devices without a login (MSC4190).
+    // Harmless where the homeserver lacks them or encryption is off.
+    'org.matrix.msc3202': true,
+    'io.element.msc4190': true,
   };
 }
 

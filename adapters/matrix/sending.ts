@@ -18,7 +18,9 @@ import { formatSafetyNumber } from '../../src/bridge/phone.js';
 import type { Logger } from '../../src/observability/logger.js';
 import { describeFailure, TXN_MARKER, type RetryingMatrixClient } from './client.js';
 import { locationContent, mediaContent, textContent, type Content, type MatrixMention } from './content.js';
+import { encryptAttachment } from './crypto/attachments.js';
 import type { DoublePuppets } from './double-puppet.js';
+import type { EncryptedRooms } from './encrypted-rooms.js';
 import type { Ghosts } from './ghosts.js';
 import type { MatrixIds } from './ids.js';
 import type { InFlight } from './in-flight.js';
@@ -30,7 +32,7 @@ import type { MatrixStore } from './store.js';
 const TYPING_TIMEOUT_MS = 30_000;
 
 export interface SendingContext {
-  readonly ids: Pick<MatrixIds, 'ghostIdOf' | 'phoneOf' | 'displaynameOf'>;
+  readonly ids: Pick<MatrixIds, 'ghostIdOf' | 'phoneOf' | 'displaynameOf' | 'botUserId'>;
   readonly store: Pick<MatrixStore, 'sent' | 'putSent' | 'room' | 'forgetRoom' | 'portalOf'>;
   readonly ghosts: Pick<Ghosts, 'client'>;
   readonly portals: Pick<Portals, 'ensure' | 'close'>;
@@ -40,6 +42,8 @@ export interface SendingContext {
   readonly spool: Pick<MediaSpool, 'release'>;
   readonly inFlight: Pick<InFlight, 'background'>;
   readonly log: Logger;
+  /** With encryption allowed: events in encrypted rooms are encrypted by their sender's device. */
+  readonly encryption?: Pick<EncryptedRooms, 'seal' | 'isEncrypted'> | undefined;
 }
 
 export class Sending {
@@ -74,6 +78,7 @@ export class Sending {
     try {
       sent = await this.#send(
         this.c.ghosts.client(ghostId),
+        ghostId,
         localUser,
         roomId,
         e,
@@ -94,6 +99,7 @@ export class Sending {
       roomId = await this.c.portals.ensure(localUser, remote);
       sent = await this.#send(
         this.c.ghosts.client(ghostId),
+        ghostId,
         localUser,
         roomId,
         e,
@@ -110,15 +116,22 @@ export class Sending {
   #mentioned(m: Mention, localUser: string): MatrixMention | undefined {
     if (m.self === true) return { userId: localUser, name: localUser };
     try {
-      return { userId: this.c.ids.ghostIdOf(m.remote), name: this.c.ids.displaynameOf(this.c.ids.phoneOf(m.remote)) };
+      return {
+        userId: this.c.ids.ghostIdOf(m.remote),
+        name: this.c.ids.displaynameOf(this.c.ids.phoneOf(m.remote)),
+      };
     } catch {
       return undefined;
     }
   }
 
-  /** Sends one incoming event as `sender` (the ghost, or the user); the txnId is a function of the remote id. */
+  /**
+   * Sends one incoming event as `sender` (the ghost, the bot, or the user: `senderId` undefined, never
+   * in an encrypted room); the txnId is a function of the remote id.
+   */
   async #send(
     sender: RetryingMatrixClient,
+    senderId: string | undefined,
     localUser: string,
     roomId: string,
     e: ConversationEvent,
@@ -128,8 +141,15 @@ export class Sending {
   ): Promise<string | undefined> {
     const ghost = sender;
     const txnId = `in.${createHash('sha256').update(idSeed).digest('base64url').slice(0, 32)}`;
-    const send = (type: string, content: Content): Promise<string> =>
-      ghost.sendEventOnce(roomId, type, txnId, content, { ts }, mayBeRepeat);
+    const send = async (type: string, content: Content): Promise<string> => {
+      const { encryption } = this.c;
+      const sealed =
+        encryption !== undefined && senderId !== undefined
+          ? await encryption.seal(senderId, roomId, type, content)
+          : { type, content };
+      // Encrypted, the event's marker (sendEventOnce) is on the encrypted content, where a resend looks.
+      return ghost.sendEventOnce(roomId, sealed.type, txnId, sealed.content, { ts }, mayBeRepeat);
+    };
     switch (e.type) {
       case 'message': {
         let content: Content;
@@ -139,8 +159,18 @@ export class Sending {
           content = locationContent(e.body);
         } else {
           const bytes = await readFile(e.body.path);
-          const mxc = await ghost.uploadContent(bytes, e.body.mimetype, e.body.fileName ?? undefined);
-          content = mediaContent(e.body, mxc);
+          const encrypted =
+            senderId !== undefined && (await this.c.encryption?.isEncrypted(roomId, senderId)) === true;
+          if (encrypted) {
+            // Encrypted room, encrypted file: the homeserver keeps only ciphertext.
+            const { ciphertext, file } = encryptAttachment(bytes);
+            const mxc = await ghost.uploadContent(ciphertext, 'application/octet-stream');
+            const { url: _url, ...clear } = mediaContent(e.body, mxc);
+            content = { ...clear, file: file(mxc) };
+          } else {
+            const mxc = await ghost.uploadContent(bytes, e.body.mimetype, e.body.fileName ?? undefined);
+            content = mediaContent(e.body, mxc);
+          }
         }
         if (e.replyTo?.localId !== undefined) {
           content['m.relates_to'] = { 'm.in_reply_to': { event_id: e.replyTo.localId } };
@@ -190,9 +220,20 @@ export class Sending {
    */
   async #deliverOwn(event: IncomingEvent, roomId: string, seed: string): Promise<string | undefined> {
     const repeat = event.mayBeRepeat === true;
-    const user = await this.c.doublePuppets.client(event.localUser);
+    // The user's own account has no device of the bridge's: in an encrypted room the bot shows it.
+    const encrypted = await this.c.encryption?.isEncrypted(roomId, this.c.ids.botUserId);
+    const user = encrypted === true ? undefined : await this.c.doublePuppets.client(event.localUser);
     if (user !== undefined) {
-      const sent = await this.#send(user, event.localUser, roomId, event.event, event.timestamp, seed, repeat);
+      const sent = await this.#send(
+        user,
+        undefined,
+        event.localUser,
+        roomId,
+        event.event,
+        event.timestamp,
+        seed,
+        repeat,
+      );
       if (sent !== undefined) {
         await user
           .sendReadReceipt(roomId, sent)
@@ -207,7 +248,16 @@ export class Sending {
       e.type === 'message' && e.body.kind === 'text'
         ? { ...e, body: { ...e.body, text: `You, from another device: ${e.body.text}` } }
         : e;
-    return this.#send(this.c.bot, event.localUser, roomId, shown, event.timestamp, seed, repeat);
+    return this.#send(
+      this.c.bot,
+      this.c.ids.botUserId,
+      event.localUser,
+      roomId,
+      shown,
+      event.timestamp,
+      seed,
+      repeat,
+    );
   }
 
   /** The contact's typing, shown by the ghost in the portal (if there is one). */

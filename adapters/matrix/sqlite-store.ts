@@ -5,6 +5,8 @@
  * transaction.
  */
 import { preparedStatements, type Db, type Prepared, type Row } from '../../src/store/sql.js';
+import { SqliteCryptoJournal } from './crypto/crypto-store-sqlite.js';
+import type { CryptoJournal } from './crypto/crypto-journal.js';
 import { toGhost, toInbound, toInboundState, toReaction, toRoom, toSent } from './rows.js';
 import type {
   RecordedTransaction,
@@ -235,5 +237,9 @@ export class SqliteMatrixStore implements MatrixStore {
     } else {
       this.#q('DELETE FROM matrix_double_puppets WHERE user_id = ?').run(userId);
     }
+  }
+
+  cryptoJournal(): CryptoJournal {
+    return new SqliteCryptoJournal(this.#db);
   }
 }

@@ -4,6 +4,7 @@
  * a redelivery is not sent twice. Every method returns a Promise, so a backend that answers
  * asynchronously (PostgreSQL) fits the same interface; sqlite-store.ts is the SQLite one.
  */
+import type { CryptoJournal } from './crypto/crypto-journal.js';
 
 /** An appservice event (or one read receipt) waiting to be handled. */
 export interface InboundRow {
@@ -138,4 +139,9 @@ export interface MatrixStore {
   /** Whether the user turned double puppeting on. */
   doublePuppet(userId: string): Promise<boolean>;
   setDoublePuppet(userId: string, enabled: boolean): Promise<void>;
+
+  // ---- end-to-end encryption ----------------------------------------------------------------------
+
+  /** The crypto store's journal on the same database (crypto/), for encrypted rooms. */
+  cryptoJournal?(): CryptoJournal;
 }

@@ -91,6 +91,16 @@ const matrixRetrySchema = z.strictObject({
   max_delay_ms: int(1, 3_600_000).default(30_000),
 });
 
+/** Matrix end-to-end encryption (docs/MATRIX.md, "Encrypted rooms"). */
+const matrixEncryptionSchema = z.strictObject({
+  /** Take part in encrypted rooms; off, they are declined as before (needs the registration's MSC flags). */
+  allow: bool().default(false),
+  /** New portals are created encrypted (only with `allow`). */
+  default: bool().default(false),
+  /** How long an encrypted message whose keys have not arrived is held before the user is told. */
+  key_wait_seconds: int(1, 86_400).default(300),
+});
+
 const matrixSchema = z
   .strictObject({
     enabled: bool().default(false),
@@ -108,6 +118,7 @@ const matrixSchema = z
       '{phone} (WhatsApp)',
     ),
     client_retry: matrixRetrySchema.default(matrixRetrySchema.parse({})),
+    encryption: section(matrixEncryptionSchema),
     permissions: z
       .record(
         z.string(),

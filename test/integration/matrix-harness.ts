@@ -58,6 +58,8 @@ export interface HarnessOptions {
   logger?: Logger;
   /** The bridge's database on a new database of this PostgreSQL; a SQLite file otherwise. */
   postgres?: PostgresServer;
+  /** `matrix.encryption` (default: off, as in the code's defaults). */
+  encryption?: Partial<Config['matrix']['encryption']>;
 }
 
 /** What a test's Matrix user does, on either homeserver (the SDK user or the stand-in's LocalUser). */
@@ -175,6 +177,13 @@ export class MatrixHarness {
     this.logger = options.logger;
     const port = this.synapse?.bridgePort ?? (await freePort());
     this.config = baseConfig(this.tmp.dir, port, options.permissions);
+    if (options.encryption !== undefined) {
+      const matrix = this.config.matrix;
+      this.config = {
+        ...this.config,
+        matrix: { ...matrix, encryption: { ...matrix.encryption, ...options.encryption } },
+      };
+    }
     let url: string;
     if (this.synapse !== undefined) {
       this.synapse.proxy.reset();
@@ -249,6 +258,7 @@ export class MatrixHarness {
         logger:
           this.logger ?? createLogger({ level: process.env['MATRIX_TEST_LOG'] === '1' ? 'debug' : 'silent' }),
         sealer: new FileSealer(this.atRestKey),
+        vault: new PayloadVault(this.atRestKey),
         provisioning: (req, res) => this.provisioning(req, res),
       },
       openMatrixStore(database.adapterDb),
@@ -289,7 +299,11 @@ export class MatrixHarness {
   }
 
   /** A new user on Synapse (unique localpart), syncing with matrix-js-sdk as Element does. */
-  async user(localpart: string, displayname?: string, options: { exact?: boolean } = {}): Promise<SdkUser> {
+  async user(
+    localpart: string,
+    displayname?: string,
+    options: { exact?: boolean; crypto?: boolean } = {},
+  ): Promise<SdkUser> {
     if (this.synapse === undefined) throw new Error('user() is for Synapse: use standInUser()');
     const u = await this.synapse.user(localpart, displayname, options);
     this.sdkUsers.push(u);

@@ -30,7 +30,11 @@ describe('configuration', () => {
     const defaults = loadConfig({ env: {} });
     expect(sample.config).toEqual({
       ...defaults.config,
-      matrix: { ...defaults.config.matrix, permissions: { localhost: 'user' } },
+      matrix: {
+        ...defaults.config.matrix,
+        permissions: { localhost: 'user' },
+        encryption: { ...defaults.config.matrix.encryption, allow: true, default: true },
+      },
     });
   });
 

@@ -80,12 +80,20 @@ describe('documentation', () => {
 });
 
 describe('the Synapse configuration docs/MATRIX.md gives operators', () => {
-  it('is a YAML block the Matrix tests run Synapse with: the registration file, presence on', async () => {
+  it('is a YAML block the Matrix tests run Synapse with: the registration file, presence on, the appservice encryption extensions', async () => {
     const { documentedSynapseConfig } = await import('../support/synapse/synapse.js');
     const config = documentedSynapseConfig();
     expect(config['app_service_config_files']).toEqual(['/etc/matrix-synapse/interop-bridge.yaml']);
     expect(config['presence']).toEqual({ enabled: true });
-    expect(Object.keys(config).sort()).toEqual(['app_service_config_files', 'presence']);
+    expect(config['experimental_features']).toEqual({
+      msc2409_to_device_messages_enabled: true,
+      msc3202_transaction_extensions: true,
+    });
+    expect(Object.keys(config).sort()).toEqual([
+      'app_service_config_files',
+      'experimental_features',
+      'presence',
+    ]);
   });
 });
 

@@ -9,6 +9,7 @@ import {
   Direction,
   EventType,
   MatrixEvent,
+  MatrixEventEvent,
   Preset,
   ReceiptType,
   RoomEvent,
@@ -18,7 +19,11 @@ import {
   type MatrixClient,
   type Room,
 } from 'matrix-js-sdk';
+import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import loglevel from 'loglevel';
+import { logger as sdkLogger } from 'matrix-js-sdk/lib/logger.js';
 import type { ClientEvent } from '../homeserver/room.js';
 import { MatrixCallError, mediaMessage, textMessage, type MediaToSend } from '../homeserver/local-user.js';
 
@@ -27,6 +32,30 @@ function quietSdk(): void {
   const level = (process.env['SDK_LOG'] ?? 'silent') as loglevel.LogLevelDesc;
   loglevel.setLevel(level);
   for (const l of Object.values(loglevel.getLoggers())) l.setLevel(level);
+  // The SDK's child loggers (one per room with encryption) are made later, each at debug level,
+  // with their parent's method factory: the parent's says nothing unless SDK_LOG asks.
+  if (process.env['SDK_LOG'] === undefined) {
+    const root = sdkLogger as unknown as loglevel.Logger;
+    root.methodFactory = () => () => undefined;
+    root.rebuild();
+  }
+}
+
+/** The SDK turns its crypto's tracing on at debug level (SDK_LOG=debug keeps it). */
+async function quietRustCrypto(): Promise<void> {
+  if (process.env['SDK_LOG'] === 'debug') return;
+  const wasm = fileURLToPath(
+    new URL(
+      '../../../node_modules/matrix-js-sdk/node_modules/@matrix-org/matrix-sdk-crypto-wasm/node.mjs',
+      import.meta.url,
+    ),
+  );
+  if (!existsSync(wasm)) return;
+  const W = (await import(pathToFileURL(wasm).href)) as {
+    Tracing: new (level: unknown) => { turnOn(): void };
+    LoggerLevel: { Error: unknown };
+  };
+  new W.Tracing(W.LoggerLevel.Error).turnOn();
 }
 
 const POLL_MS = 400;
@@ -37,17 +66,25 @@ export interface SdkUserOptions {
   readonly accessToken: string;
   readonly deviceId: string;
   readonly displayname?: string;
+  /**
+   * End-to-end encryption as Element has it (Rust crypto, in memory): events in encrypted rooms are
+   * sent encrypted and read decrypted. Off by default.
+   */
+  readonly crypto?: boolean;
 }
 
-/** The raw event as the client-server API delivered it, with its room. */
+/** The raw event as the client-server API delivered it, with its room (decrypted, if it was encrypted). */
 function raw(ev: MatrixEvent, roomId: string): ClientEvent {
-  return { ...(ev.event as unknown as ClientEvent), room_id: roomId };
+  const event = { ...(ev.event as unknown as ClientEvent), room_id: roomId };
+  if (!ev.isEncrypted() || ev.isDecryptionFailure() || ev.getClearContent() === null) return event;
+  return { ...event, type: ev.getType(), content: ev.getOriginalContent() as ClientEvent['content'] };
 }
 
 export class SdkUser {
   readonly userId: string;
   readonly accessToken: string;
   readonly client: MatrixClient;
+  readonly crypto: boolean;
   private readonly baseUrl: string;
   private readonly waiters = new Set<() => void>();
 
@@ -55,6 +92,7 @@ export class SdkUser {
     this.userId = options.userId;
     this.accessToken = options.accessToken;
     this.baseUrl = options.baseUrl;
+    this.crypto = options.crypto === true;
     this.client = createClient({
       baseUrl: options.baseUrl,
       userId: options.userId,
@@ -69,6 +107,7 @@ export class SdkUser {
     this.client.on(RoomEvent.MyMembership, wake);
     this.client.on(SdkClientEvent.Sync, wake);
     this.client.on(RoomEvent.Receipt, wake);
+    this.client.on(MatrixEventEvent.Decrypted, wake);
   }
 
   /** Starts syncing (as a client does after login) and resolves once the first sync is in. */
@@ -77,6 +116,12 @@ export class SdkUser {
     const user = new SdkUser(options);
     quietSdk();
     if (options.displayname !== undefined) await user.client.setDisplayName(options.displayname);
+    // In memory: the SDK's IndexedDB store needs a browser (or crashes Node without one).
+    if (user.crypto) {
+      await user.client.initRustCrypto({ useIndexedDB: false });
+      await quietRustCrypto();
+      quietSdk();
+    }
     const ready = new Promise<void>((resolve, reject) => {
       const onSync = (state: SyncState): void => {
         if (state === SyncState.Prepared || state === SyncState.Syncing) {
@@ -212,6 +257,19 @@ export class SdkUser {
    * local echo and transaction id each time, and races its own retries against the remote echo.)
    */
   async sendEvent(roomId: string, type: string, content: Record<string, unknown>): Promise<string> {
+    if (this.crypto && this.client.isRoomEncrypted(roomId)) {
+      // Encrypted by the SDK, as Element sends in an encrypted room, once its crypto has the room's
+      // settings (read from the room state just synced).
+      const crypto = this.client.getCrypto()!;
+      let ready = false;
+      await this.waitUntil(() => {
+        void crypto.isEncryptionEnabledInRoom(roomId).then((on) => (ready = on));
+        return ready;
+      }, `encryption to be set up in ${roomId}`);
+      return (
+        await this.sdk(`send ${type}`, () => this.client.sendEvent(roomId, type as never, content as never))
+      ).event_id;
+    }
     const txn = `m${Date.now()}.${Math.random().toString(36).slice(2)}`;
     return (
       await this.call<{ event_id: string }>(
@@ -273,9 +331,44 @@ export class SdkUser {
     msgtype: 'm.image' | 'm.video' | 'm.audio' | 'm.file',
     media: MediaToSend,
   ): Promise<string> {
+    if (this.crypto && this.client.isRoomEncrypted(roomId)) {
+      // As Element does in an encrypted room: the file is encrypted, its key goes in the event.
+      const key = randomBytes(32);
+      const iv = Buffer.concat([randomBytes(8), Buffer.alloc(8)]);
+      const cipher = createCipheriv('aes-256-ctr', key, iv);
+      const ciphertext = Buffer.concat([cipher.update(media.bytes), cipher.final()]);
+      const url = await this.upload(ciphertext, 'application/octet-stream');
+      const { url: _url, ...content } = mediaMessage(msgtype, media, url);
+      const b64 = (b: Buffer) => b.toString('base64').replace(/=+$/, '');
+      const file = {
+        v: 'v2',
+        url,
+        key: {
+          kty: 'oct',
+          key_ops: ['encrypt', 'decrypt'],
+          alg: 'A256CTR',
+          k: key.toString('base64url'),
+          ext: true,
+        },
+        iv: b64(iv),
+        hashes: { sha256: b64(createHash('sha256').update(ciphertext).digest()) },
+      };
+      return this.sendEvent(roomId, 'm.room.message', { ...content, file });
+    }
     const url = await this.upload(media.bytes, media.mimetype, media.filename);
     const content = mediaMessage(msgtype, media, url);
     return this.sendEvent(roomId, 'm.room.message', content);
+  }
+
+  /** The file of an encrypted attachment (`content.file`), downloaded, checked and decrypted as Element does. */
+  async downloadEncrypted(file: Record<string, unknown>): Promise<Buffer> {
+    const { bytes } = await this.download(String(file['url']));
+    const hash = createHash('sha256').update(bytes).digest('base64').replace(/=+$/, '');
+    if (hash !== (file['hashes'] as Record<string, string>)['sha256'])
+      throw new Error('the file does not match its hash');
+    const key = Buffer.from((file['key'] as Record<string, string>)['k']!, 'base64url');
+    const decipher = createDecipheriv('aes-256-ctr', key, Buffer.from(String(file['iv']), 'base64'));
+    return Buffer.concat([decipher.update(bytes), decipher.final()]);
   }
 
   /** Downloads as Element does since authenticated media: the client-server endpoint with the token. */
@@ -324,6 +417,18 @@ export class SdkUser {
       this.client.createMessagesRequest(roomId, null, limit, Direction.Backward),
     );
     return (r.chunk as unknown as ClientEvent[]).map((e) => ({ ...e, room_id: roomId })).reverse();
+  }
+
+  /** The room's last events from /messages, each decrypted by this user's client (crypto on). */
+  async decryptedMessages(roomId: string, limit = 100): Promise<ClientEvent[]> {
+    const events = await this.messages(roomId, limit);
+    return Promise.all(
+      events.map(async (e) => {
+        const ev = new MatrixEvent(e as never);
+        await this.client.decryptEventIfNeeded(ev);
+        return raw(ev, roomId);
+      }),
+    );
   }
 
   async readMessages(roomId: string): Promise<ClientEvent[]> {
@@ -402,6 +507,17 @@ export class SdkUser {
       if (polled) return (await this.messages(roomId).catch(() => [])).find(predicate);
       return undefined;
     }, `an event in ${roomId}`);
+  }
+
+  /** Events of the room this user's client could not decrypt (with crypto on). */
+  undecryptable(roomId: string): MatrixEvent[] {
+    const room = this.client.getRoom(roomId);
+    return room === null
+      ? []
+      : room
+          .getLiveTimeline()
+          .getEvents()
+          .filter((e) => e.isDecryptionFailure());
   }
 
   /** Resolves with the first room this user is invited to whose invite satisfies the predicate. */

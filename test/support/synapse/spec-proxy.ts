@@ -151,8 +151,51 @@ export class SpecProxy {
     return this.violationList;
   }
 
+  /** To-device events held back by `holdToDevice`, while it holds. */
+  private heldToDevice: Record<string, unknown>[] | undefined;
+  private lateTransactions = 0;
+
+  /**
+   * From now on, the to-device events (MSC2409) of the transactions Synapse pushes are held back
+   * (the rest goes on), until `release` hands them to the bridge in a transaction of their own:
+   * room keys that arrive after the messages they open, as when a sender's client shares them late.
+   */
+  holdToDevice(): { release(): Promise<void> } {
+    this.heldToDevice = [];
+    return {
+      release: async () => {
+        const held = this.heldToDevice ?? [];
+        this.heldToDevice = undefined;
+        if (this.bridgeUrl === undefined) throw new Error('the bridge is not running');
+        const txnId = `proxy-late-to-device-${++this.lateTransactions}`;
+        const res = await fetch(`${this.bridgeUrl}/_matrix/app/v1/transactions/${txnId}`, {
+          method: 'PUT',
+          headers: { authorization: `Bearer ${this.options.hsToken}`, 'content-type': 'application/json' },
+          body: JSON.stringify({ events: [], 'de.sorunome.msc2409.to_device': held }),
+        });
+        if (res.status !== 200)
+          throw new Error(`the bridge answered the late to-device events ${res.status}`);
+      },
+    };
+  }
+
+  /** The transaction as the bridge gets it: without its to-device events while they are held. */
+  private holdingToDevice(ex: Exchange): Exchange {
+    const held = this.heldToDevice;
+    if (held === undefined || !isObject(ex.json)) return ex;
+    const body = { ...ex.json };
+    for (const field of ['de.sorunome.msc2409.to_device', 'to_device']) {
+      const list = body[field];
+      if (Array.isArray(list)) held.push(...(list as Record<string, unknown>[]));
+      delete body[field];
+    }
+    const raw = Buffer.from(JSON.stringify(body));
+    return { ...ex, json: body, raw };
+  }
+
   /** Forgets the previous test: requests, transactions, violations and planned faults. */
   reset(): void {
+    this.heldToDevice = undefined;
     this.requests.length = 0;
     this.transactions.length = 0;
     this.departures.length = 0;
@@ -466,7 +509,7 @@ export class SpecProxy {
       }
       let answer: Answer;
       try {
-        answer = await forward(this.bridgeUrl, ex);
+        answer = await forward(this.bridgeUrl, isTransaction ? this.holdingToDevice(ex) : ex);
       } catch (err) {
         note(0, 502);
         sendJson(res, 502, {

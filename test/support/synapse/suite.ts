@@ -109,14 +109,19 @@ export class SynapseSuite {
   }
 
   /** A new local user (unique localpart), syncing with matrix-js-sdk through the proxy. */
-  async user(localpart: string, displayname?: string, options: { exact?: boolean } = {}): Promise<SdkUser> {
-    const registered = await this.synapse.registerUser(localpart, options);
+  async user(
+    localpart: string,
+    displayname?: string,
+    options: { exact?: boolean; crypto?: boolean } = {},
+  ): Promise<SdkUser> {
+    const registered = await this.synapse.registerUser(localpart, { exact: options.exact ?? false });
     return SdkUser.start({
       baseUrl: this.proxy.clientUrl,
       userId: registered.userId,
       accessToken: registered.accessToken,
       deviceId: registered.deviceId,
       ...(displayname === undefined ? {} : { displayname }),
+      crypto: options.crypto === true,
     });
   }
 
