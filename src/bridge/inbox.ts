@@ -144,9 +144,24 @@ export class IncomingHandler {
       const d = parseJid(destination);
       conversation = formatJid({ user: d.user, server: d.server });
     }
+    await this.record(m, sender, conversation, payload, `${m.from}/${m.id}`);
+  }
+
+  /**
+   * Records a decrypted message in its conversation's inbox, in the same commit as the Signal state
+   * its decryption changed (the hold is open), then acknowledges it and delivers.
+   */
+  private async record(
+    m: MessageStanza,
+    sender: string,
+    conversation: string,
+    payload: InboxPayload,
+    retryKey: string,
+  ): Promise<void> {
+    const { store, puppet } = this.ctx;
     // Awaited with the hold open: the commit that follows only writes.
     const portal = await store.portals.ensure(puppet.id, conversation);
-    await gate.commit((w) =>
+    await this.ctx.sessionGate.commit((w) =>
       w.recordInbox({
         puppetId: puppet.id,
         sender,
@@ -155,7 +170,7 @@ export class IncomingHandler {
         payload: sealPayload(this.ctx.vault, inboxRowId(puppet.id, sender, m.id), encodePayload(payload)),
       }),
     );
-    this.retries.delete(`${m.from}/${m.id}`);
+    this.retries.delete(retryKey);
     this.ctx.metrics?.incoming('received');
     this.ack(m);
     this.pump();
@@ -200,20 +215,7 @@ export class IncomingHandler {
       t: m.t,
       plaintext: Buffer.from(plaintext).toString('base64'),
     };
-    const portal = await store.portals.ensure(puppet.id, group);
-    await gate.commit((w) =>
-      w.recordInbox({
-        puppetId: puppet.id,
-        sender,
-        messageId: m.id,
-        portalId: portal.id,
-        payload: sealPayload(this.ctx.vault, inboxRowId(puppet.id, sender, m.id), encodePayload(payload)),
-      }),
-    );
-    this.retries.delete(`${m.participant}/${m.id}`);
-    this.ctx.metrics?.incoming('received');
-    this.ack(m);
-    this.pump();
+    await this.record(m, sender, group, payload, `${m.participant}/${m.id}`);
   }
 
   private ack(m: MessageStanza): void {
