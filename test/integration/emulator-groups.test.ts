@@ -4,7 +4,6 @@
  * sender keys, and the gateway holds metadata and ciphertext only.
  */
 import { createWriteStream, readdirSync, readFileSync } from 'node:fs';
-import http from 'node:http';
 import path from 'node:path';
 import { loadEmulatorConfig } from '../../emulator/config.js';
 import { initKeys } from '../../emulator/keys.js';
@@ -15,44 +14,11 @@ import { NativeUser, type ReceivedMessage } from '../../emulator/native-user.js'
 import { createLogger } from '../../src/observability/logger.js';
 import { decodeStanza, type MessageStanza } from '../../src/protocol/stanza/index.js';
 import { groupDecrypt } from '../../src/signal/sender-keys.js';
+import { adminApi } from '../support/admin-api.js';
 import { tempDir } from '../support/tmp.js';
 
 const MARKER = 'marker-group-5c1e-only-the-members-know-this';
 const PHONES = { a: '+4915100000001', b: '+4915100000002', c: '+4915100000003', d: '+4915100000004' };
-
-interface Answer {
-  status: number;
-  body: Record<string, unknown>;
-}
-
-function api(port: number, method: string, pathname: string, body?: unknown): Promise<Answer> {
-  const payload = body === undefined ? undefined : JSON.stringify(body);
-  return new Promise((resolve, reject) => {
-    const req = http.request(
-      {
-        host: '127.0.0.1',
-        port,
-        method,
-        path: pathname,
-        headers: payload === undefined ? {} : { 'content-type': 'application/json' },
-      },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => {
-          const text = Buffer.concat(chunks).toString('utf8');
-          resolve({
-            status: res.statusCode ?? 0,
-            body: text ? (JSON.parse(text) as Record<string, unknown>) : {},
-          });
-        });
-      },
-    );
-    req.on('error', reject);
-    if (payload !== undefined) req.write(payload);
-    req.end();
-  });
-}
 
 describe('groups through the emulator', () => {
   let tmp: ReturnType<typeof tempDir>;
@@ -68,7 +34,7 @@ describe('groups through the emulator', () => {
     return u;
   };
   const admin = (method: string, pathname: string, body?: unknown) =>
-    api(running.admin?.port ?? 0, method, pathname, body);
+    adminApi(running.admin?.port ?? 0, method, pathname, body);
   const textOf = (m: ReceivedMessage) => (m.content.kind === 'text' ? m.content.text : undefined);
   const said = (u: NativeUser, id: string) => u.waitForMessage((m) => m.id === id).then(textOf);
   /** What the gateway holds for `account`'s devices: the group messages, as they will be delivered. */

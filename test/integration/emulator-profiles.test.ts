@@ -6,7 +6,6 @@
  */
 import { randomBytes } from 'node:crypto';
 import { createWriteStream, writeFileSync } from 'node:fs';
-import http from 'node:http';
 import path from 'node:path';
 import { loadEmulatorConfig } from '../../emulator/config.js';
 import { initKeys } from '../../emulator/keys.js';
@@ -15,6 +14,7 @@ import { NativeProfileError } from '../../emulator/native-profile.js';
 import { NativeUser } from '../../emulator/native-user.js';
 import { ConfigError } from '../../src/errors.js';
 import { createLogger } from '../../src/observability/logger.js';
+import { adminApi } from '../support/admin-api.js';
 import { tempDir } from '../support/tmp.js';
 
 const PHONES = { a: '+4915100000001', b: '+4915100000002', c: '+4915100000003', s: '+4915100000009' };
@@ -22,40 +22,6 @@ const PHONES = { a: '+4915100000001', b: '+4915100000002', c: '+4915100000003', 
 /** Bytes that pass for a JPEG (the gateway checks the FF D8 FF start and the size only). */
 const jpeg = (size = 2048) =>
   Buffer.concat([Buffer.from([0xff, 0xd8, 0xff, 0xe0]), randomBytes(size - 6), Buffer.from([0xff, 0xd9])]);
-
-interface Answer {
-  status: number;
-  body: Record<string, unknown>;
-}
-
-function api(port: number, method: string, pathname: string, body?: unknown): Promise<Answer> {
-  const payload = body === undefined ? undefined : JSON.stringify(body);
-  return new Promise((resolve, reject) => {
-    const req = http.request(
-      {
-        host: '127.0.0.1',
-        port,
-        method,
-        path: pathname,
-        headers: payload === undefined ? {} : { 'content-type': 'application/json' },
-      },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => {
-          const text = Buffer.concat(chunks).toString('utf8');
-          resolve({
-            status: res.statusCode ?? 0,
-            body: text ? (JSON.parse(text) as Record<string, unknown>) : {},
-          });
-        });
-      },
-    );
-    req.on('error', reject);
-    if (payload !== undefined) req.write(payload);
-    req.end();
-  });
-}
 
 function writeConfig(tmp: ReturnType<typeof tempDir>, extra: string[] = []): string {
   return tmp.file(
@@ -87,7 +53,7 @@ describe('profiles through the emulator', () => {
     return u;
   };
   const admin = (method: string, pathname: string, body?: unknown) =>
-    api(running.admin?.port ?? 0, method, pathname, body);
+    adminApi(running.admin?.port ?? 0, method, pathname, body);
   const start = async (extra: string[] = []) => {
     const loaded = loadEmulatorConfig(writeConfig(tmp, extra));
     root = initKeys(loaded.paths.dataDir, { validityDays: 30, intermediateValidityDays: 365 }).rootPublicKey;
