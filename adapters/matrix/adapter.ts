@@ -1,7 +1,8 @@
 /**
  * The Matrix adapter: gatekeeper contacts appear as ghost users (`@wa_<digits>:<server>`) in portal
- * rooms, one direct room per (local user, contact); a bridge bot answers commands in each user's
- * management room (a direct room with the bot).
+ * rooms, one direct room per (local user, contact) and one room per (local user, group); a bridge
+ * bot answers commands in each user's management room (a direct room with the bot). Contacts'
+ * push names and pictures are their ghosts' display names and avatars.
  *
  * Incoming (core -> Matrix): sending.ts shows the core's events as the contact's ghost, once per
  * remote id, and resolves only when the homeserver accepted them.
@@ -12,13 +13,21 @@
  */
 import type { AddressInfo } from 'node:net';
 import type {
-  Adapter,
   AdapterCapabilities,
   AdapterContext,
   BridgeCore,
+  GroupAdapter,
+  ProfileAdapter,
   ProvisioningHooks,
 } from '../../src/bridge/adapter.js';
-import type { DeliveryUpdate, EphemeralEvent, IncomingEvent, Notice } from '../../src/bridge/events.js';
+import type {
+  ContactProfile,
+  DeliveryUpdate,
+  EphemeralEvent,
+  GroupUpdate,
+  IncomingEvent,
+  Notice,
+} from '../../src/bridge/events.js';
 import { componentLogger, type Logger } from '../../src/observability/logger.js';
 import { AppserviceListener } from './appservice.js';
 import { RetryingMatrixClient, routeSdkLogs, type RetryPolicy } from './client.js';
@@ -26,10 +35,11 @@ import { CommandHandler } from './commands.js';
 import type { Content } from './content.js';
 import { MatrixAdapterError } from './errors.js';
 import { Ghosts } from './ghosts.js';
+import { GroupPortals } from './group-portals.js';
 import { InboundHandlers, type RoomEvent } from './handlers.js';
 import { HomeserverWatch } from './homeserver-watch.js';
 import { checkPing, checkVersions, checkWhoami, nudgeRecovery } from './homeserver-checks.js';
-import { MatrixIds, type MatrixConfig } from './ids.js';
+import { isGroupRemote, MatrixIds, type MatrixConfig } from './ids.js';
 import { InFlight } from './in-flight.js';
 import { globalState } from './bridge-state.js';
 import { DoublePuppets } from './double-puppet.js';
@@ -64,7 +74,7 @@ const STARTUP_RETRY: RetryPolicy = { maxAttempts: 2, initialDelayMs: 200, maxDel
 /** What an inbound room event does, by type; any other type is ignored. */
 type Route = (event: RoomEvent) => Promise<void>;
 
-export class MatrixAdapter implements Adapter {
+export class MatrixAdapter implements GroupAdapter, ProfileAdapter {
   readonly network = 'matrix' as const;
   readonly capabilities: AdapterCapabilities;
   readonly provisioning: ProvisioningHooks;
@@ -78,6 +88,7 @@ export class MatrixAdapter implements Adapter {
   readonly #ids: MatrixIds;
   readonly #inFlight: InFlight;
   readonly #ghosts: Ghosts;
+  readonly #groups: GroupPortals;
   readonly #handlers: InboundHandlers;
   readonly #invites: Invites;
   readonly #commands: CommandHandler;
@@ -114,6 +125,9 @@ export class MatrixAdapter implements Adapter {
       (e) => (e.room.kind === 'management' ? this.#command(e) : this.#handlers.portalEvent(e)),
     ],
     ['m.reaction', (e) => this.#handlers.portalEvent(e)],
+    // In a group's room: the user renaming it changes the group's subject, its topic the description.
+    ['m.room.name', (e) => this.#groups.userChanged(e.room, e.sender, e.type, e.content)],
+    ['m.room.topic', (e) => this.#groups.userChanged(e.room, e.sender, e.type, e.content)],
     ['m.room.redaction', (e) => this.#handlers.portalEvent(e)],
   ]);
 
@@ -182,7 +196,7 @@ export class MatrixAdapter implements Adapter {
       : undefined;
     this.#encryption = encryption;
     const rooms = new ManagementRooms({ bot, store, botUserId: ids.botUserId, encryption });
-    const ghosts = new Ghosts({ ids, store, core, bot, newClient });
+    const ghosts = new Ghosts({ ids, store, core, bot, newClient, log });
     this.#ghosts = ghosts;
     const portals = new Portals({
       ids,
@@ -193,6 +207,8 @@ export class MatrixAdapter implements Adapter {
       log,
       encryptByDefault: m.encryption.default ? encryption : undefined,
     });
+    const groups = new GroupPortals({ ids, store, core, ghosts, bot, rooms, log });
+    this.#groups = groups;
     const spool = new MediaSpool({
       dataDir: context.dataDir,
       maxBytes: maxMediaBytes,
@@ -207,15 +223,16 @@ export class MatrixAdapter implements Adapter {
       store,
       log,
     });
-    this.#commands = new CommandHandler({ core, ids, store, portals, rooms, doublePuppets });
+    this.#commands = new CommandHandler({ core, ids, store, portals, groups, rooms, doublePuppets });
     this.provisioning = matrixProvisioning({ ids, store, portals, rooms });
-    this.#invites = new Invites({ ids, store, core, bot, ghosts, rooms, log, encryption });
+    this.#invites = new Invites({ ids, store, core, bot, ghosts, groups, rooms, log, encryption });
     this.#handlers = new InboundHandlers({ core, store, rooms, ids, spool, inFlight, maxMediaBytes, log });
     this.#sending = new Sending({
       ids,
       store,
       ghosts,
       portals,
+      groups,
       rooms,
       bot,
       doublePuppets,
@@ -233,7 +250,13 @@ export class MatrixAdapter implements Adapter {
         { maxAttempts: 1, initialDelayMs: 0, maxDelayMs: 0 },
         log,
       ),
-      readerOf: (room) => (room.remoteJid === null ? undefined : ids.ghostIdOf(room.remoteJid)),
+      // A group's room is read as the bot (no one ghost is the room's).
+      readerOf: (room) =>
+        room.remoteJid === null
+          ? undefined
+          : isGroupRemote(room.remoteJid)
+            ? ids.botUserId
+            : ids.ghostIdOf(room.remoteJid),
       kick: () => this.#queue.kick(),
       track: (work) => inFlight.track(work),
       log,
@@ -378,7 +401,7 @@ export class MatrixAdapter implements Adapter {
   /** A room became encrypted: the contact's ghost gets a device (the bot has one). */
   async #encryptionOn(e: RoomEvent): Promise<void> {
     this.#encryption!.markEncrypted(e.room.roomId);
-    if (e.room.kind === 'portal' && e.room.remoteJid !== null) {
+    if (e.room.kind === 'portal' && e.room.remoteJid !== null && !isGroupRemote(e.room.remoteJid)) {
       await this.#encryption!.prepare(this.#ids.ghostIdOf(e.room.remoteJid));
     }
   }
@@ -404,6 +427,16 @@ export class MatrixAdapter implements Adapter {
 
   deliver(event: IncomingEvent): Promise<string | undefined> {
     return this.#sending.deliver(event);
+  }
+
+  /** A group's change, shown in its room (group-portals.ts). */
+  updateGroup(update: GroupUpdate): Promise<void> {
+    return this.#inFlight.track(this.#groups.update(update));
+  }
+
+  /** A contact's name and picture, shown on its ghost (ghosts.ts). */
+  updateProfile(_localUser: string, profile: ContactProfile): Promise<void> {
+    return this.#inFlight.track(this.#ghosts.showProfile(profile));
   }
 
   showEphemeral(event: EphemeralEvent): void {
@@ -474,5 +507,22 @@ function lateCore(core: () => BridgeCore): BridgeCore {
     puppets: (localUser) => core().puppets(localUser),
     reconnect: (localUser) => core().reconnect(localUser),
     broadcast: (text) => core().broadcast(text),
+    createGroup: async (localUser, subject, members) => {
+      const c = core();
+      if (c.createGroup === undefined) throw unsupported('groups');
+      return c.createGroup(localUser, subject, members);
+    },
+    changeGroup: async (localUser, group, request) => {
+      const c = core();
+      if (c.changeGroup === undefined) throw unsupported('groups');
+      return c.changeGroup(localUser, group, request);
+    },
+    group: (localUser, group) => core().group?.(localUser, group) ?? Promise.resolve(undefined),
+    groups: (localUser) => core().groups?.(localUser) ?? Promise.resolve([]),
+    retryDeliveries: (localUser) => core().retryDeliveries?.(localUser) ?? Promise.resolve(),
   };
+}
+
+function unsupported(what: string): MatrixAdapterError {
+  return new MatrixAdapterError('matrix_core_unsupported', `the bridge core does not offer ${what}`);
 }

@@ -1,8 +1,9 @@
 /**
  * The bridge bot's commands, in a user's management room (a direct chat with the bot): help, login
- * (after saying what opting in means, and a confirmation), logout, start-chat, list, status, safety,
- * confirm, ping. Users the permissions do not allow get a polite refusal. The names, syntax and
- * wording are Matrix's own; the work is src/bridge/commands.ts, shared with the XMPP adapter.
+ * (after saying what opting in means, and a confirmation), logout, start-chat, create-group, list,
+ * status, safety, confirm, ping. Users the permissions do not allow get a polite refusal. The names,
+ * syntax and wording are Matrix's own; the work is src/bridge/commands.ts, shared with the XMPP
+ * adapter.
  */
 import type { BridgeCore } from '../../src/bridge/adapter.js';
 import {
@@ -13,8 +14,10 @@ import {
   runAdminCommand,
   safetyNumberWith,
 } from '../../src/bridge/commands.js';
+import { normalisePhone } from '../../src/bridge/phone.js';
 import type { DoublePuppets } from './double-puppet.js';
-import type { MatrixIds } from './ids.js';
+import type { GroupPortals } from './group-portals.js';
+import { isGroupRemote, type MatrixIds } from './ids.js';
 import type { ManagementRooms } from './management-room.js';
 import type { Portals } from './portals.js';
 import type { MatrixRoom, MatrixStore } from './store.js';
@@ -24,6 +27,7 @@ const HELP = [
   '- `login`: opt in to interoperability (you will be asked to confirm)',
   '- `logout`: opt out; your interop account and keys are deleted',
   '- `start-chat +<number>`: open a chat with a WhatsApp user',
+  '- `create-group <name> +<number> +<number>...`: make a WhatsApp group with these users, and its room',
   '- `list`: your bridged chats',
   '- `status`: your interop account and its connection',
   '- `safety +<number>`: the safety number of a contact, to compare with them',
@@ -52,6 +56,7 @@ export interface CommandContext {
   readonly ids: Pick<MatrixIds, 'permissionOf' | 'phoneOf' | 'serverName'>;
   readonly store: Pick<MatrixStore, 'portalOf' | 'portalsOf'>;
   readonly portals: Pick<Portals, 'ensure'>;
+  readonly groups: Pick<GroupPortals, 'ensure'>;
   readonly rooms: Pick<ManagementRooms, 'notice'>;
   readonly doublePuppets: Pick<DoublePuppets, 'enable' | 'disable'>;
 }
@@ -127,6 +132,9 @@ export class CommandHandler {
           return;
         case 'start-chat':
           await this.#startChat(sender, arg, reply);
+          return;
+        case 'create-group':
+          await this.#createGroup(sender, arg, reply);
           return;
         case 'list':
           await this.#list(sender, reply);
@@ -217,17 +225,59 @@ export class CommandHandler {
     );
   }
 
+  /**
+   * `create-group Lunch crew +4915112345678 +4915122223333`: the numbers at the end are the members,
+   * the words before them the group's subject (a colon after it, as XMPP's command has it, is fine).
+   * The user is the group's admin; its room is made at once, and the reply names it.
+   */
+  async #createGroup(sender: string, arg: string, reply: Reply): Promise<void> {
+    const words = arg.split(/\s+/).filter(Boolean);
+    let first = words.length;
+    while (
+      first > 0 &&
+      /^[+(0-9]/.test(words[first - 1]!) &&
+      normalisePhone(words[first - 1]!) !== undefined
+    ) {
+      first--;
+    }
+    const subject = words.slice(0, first).join(' ').replace(/:$/, '').trim();
+    const numbers = words.slice(first);
+    if (subject === '' || numbers.length === 0 || this.c.core.createGroup === undefined) {
+      await reply(
+        'Send `create-group <name> +<number> +<number>...`, such as `create-group Lunch crew +4915112345678`.',
+      );
+      return;
+    }
+    const members: string[] = [];
+    const phones: string[] = [];
+    for (const n of numbers) {
+      const remote = await this.#contact(sender, n, reply);
+      if (remote === undefined) return;
+      members.push(remote);
+      phones.push(this.c.ids.phoneOf(remote));
+    }
+    const group = await this.c.core.createGroup(sender, subject, members);
+    const roomId = await this.c.groups.ensure(sender, group);
+    await reply(
+      `Made the group "${group.subject}" with ${phones.join(', ')}: accept the invitation to ${roomId}.`,
+    );
+  }
+
   async #list(sender: string, reply: Reply): Promise<void> {
     const portals = await this.c.store.portalsOf(sender);
     if (portals.length === 0) {
       await reply('You have no bridged chats yet. Send `start-chat +<number>` to open one.');
       return;
     }
-    await reply(
-      ['Your chats:', ...portals.map((p) => `- ${this.c.ids.phoneOf(p.remoteJid ?? '?')}: ${p.roomId}`)].join(
-        '\n',
-      ),
-    );
+    const lines: string[] = [];
+    for (const p of portals) {
+      const remote = p.remoteJid ?? '?';
+      const name = isGroupRemote(remote)
+        ? `the group "${(await this.c.core.group?.(sender, remote))?.subject ?? remote}"`
+        : this.c.ids.phoneOf(remote);
+      lines.push(`- ${name}: ${p.roomId}`);
+    }
+    await reply(['Your chats:', ...lines].join('\n'));
   }
 
   async #status(sender: string, reply: Reply): Promise<void> {

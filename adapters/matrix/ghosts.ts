@@ -1,9 +1,13 @@
 /**
  * Ghosts: the Matrix users that stand for gatekeeper contacts. Each is registered through the
  * appservice API on first use (an existing account is fine), given its display name, and acts
- * through a client of its own (the as_token with `user_id`).
+ * through a client of its own (the as_token with `user_id`). A contact's profile is its ghost's:
+ * the push name in the display name, the picture as the avatar (`showProfile`).
  */
 import type { BridgeCore } from '../../src/bridge/adapter.js';
+import type { ContactProfile } from '../../src/bridge/events.js';
+import { phoneOfRemote } from '../../src/bridge/phone.js';
+import type { Logger } from '../../src/observability/logger.js';
 import { KeyedQueue } from '../../src/util/keyed-queue.js';
 import { describeFailure, type RetryingMatrixClient } from './client.js';
 import type { MatrixIds } from './ids.js';
@@ -11,18 +15,27 @@ import type { MatrixStore } from './store.js';
 
 export interface GhostsContext {
   readonly ids: Pick<MatrixIds, 'ghostIdOf' | 'ghostDigits' | 'phoneOf' | 'displaynameOf'>;
-  readonly store: Pick<MatrixStore, 'ghost' | 'putGhost' | 'markGhostRegistered'>;
+  readonly store: Pick<
+    MatrixStore,
+    'ghost' | 'putGhost' | 'markGhostRegistered' | 'setGhostDisplayname' | 'ghostAvatar' | 'setGhostAvatar'
+  >;
   readonly core: Pick<BridgeCore, 'lookup'>;
   /** The bot, which registers the ghosts. */
   readonly bot: Pick<RetryingMatrixClient, 'doRequest'>;
   /** A new client with the as_token, not yet acting as anyone. */
   newClient(): RetryingMatrixClient;
+  readonly log?: Logger | undefined;
 }
+
+const profilePath = (ghostId: string, field: string) =>
+  `/_matrix/client/v3/profile/${encodeURIComponent(ghostId)}/${field}`;
 
 export class Ghosts {
   readonly #clients = new Map<string, RetryingMatrixClient>();
   /** One registration at a time per ghost. */
   readonly #setUp = new KeyedQueue();
+  /** One profile change at a time per ghost. */
+  readonly #profiles = new KeyedQueue();
 
   constructor(private readonly c: GhostsContext) {}
 
@@ -50,6 +63,54 @@ export class Ghosts {
       await this.c.store.markGhostRegistered(ghostId, displayname);
     });
     return ghostId;
+  }
+
+  /**
+   * Shows a contact's profile on its ghost (one ghost for every local user, so the latest profile
+   * read is the one shown): the push name in the display name (`matrix.ghost_displayname`), the
+   * picture uploaded as the ghost and set as its avatar, removed with the picture. What was set is
+   * kept, so an unchanged profile makes no request; a changed picture whose bytes did not come
+   * (the core sends them only when the picture changed since it last told) is left as it was.
+   */
+  async showProfile(profile: ContactProfile): Promise<void> {
+    const phone = phoneOfRemote(profile.remote);
+    if (phone === undefined) return; // another network's account: no ghost
+    const ghostId = await this.ensure(profile.remote);
+    await this.#profiles.run(ghostId, async () => {
+      const { store } = this.c;
+      const client = this.client(ghostId);
+      const displayname = this.c.ids.displaynameOf(phone, profile.name);
+      if ((await store.ghost(ghostId))?.displayname !== displayname) {
+        await client.doRequest('PUT', profilePath(ghostId, 'displayname'), null, { displayname });
+        await store.setGhostDisplayname(ghostId, displayname);
+      }
+      const picture = profile.picture;
+      const shown = await store.ghostAvatar(ghostId);
+      if (picture?.id === shown?.pictureId) return;
+      if (picture === undefined) {
+        await this.#removeAvatar(client, ghostId);
+        await store.setGhostAvatar(ghostId, undefined);
+        return;
+      }
+      if (picture.bytes === undefined) {
+        this.c.log?.debug({ ghost: ghostId }, 'a new picture without its bytes: the avatar stays');
+        return;
+      }
+      const url = await client.uploadContent(Buffer.from(picture.bytes), picture.mimetype ?? 'image/jpeg');
+      await client.doRequest('PUT', profilePath(ghostId, 'avatar_url'), null, { avatar_url: url });
+      await store.setGhostAvatar(ghostId, { pictureId: picture.id, url });
+    });
+  }
+
+  /** Removes the ghost's avatar: `DELETE` (Matrix 1.16), or an empty `avatar_url` where it is unknown. */
+  async #removeAvatar(client: RetryingMatrixClient, ghostId: string): Promise<void> {
+    try {
+      await client.doRequest('DELETE', profilePath(ghostId, 'avatar_url'));
+    } catch (err) {
+      const f = describeFailure(err);
+      if (f.errcode !== 'M_UNRECOGNIZED' && f.status !== 404 && f.status !== 405) throw err;
+      await client.doRequest('PUT', profilePath(ghostId, 'avatar_url'), null, { avatar_url: '' });
+    }
   }
 
   /** The contact a ghost stands for, looked up through the gateway when not known yet. */
@@ -89,11 +150,6 @@ export class Ghosts {
     } catch (err) {
       if (describeFailure(err).errcode !== 'M_USER_IN_USE') throw err;
     }
-    await this.client(ghostId).doRequest(
-      'PUT',
-      `/_matrix/client/v3/profile/${encodeURIComponent(ghostId)}/displayname`,
-      null,
-      { displayname },
-    );
+    await this.client(ghostId).doRequest('PUT', profilePath(ghostId, 'displayname'), null, { displayname });
   }
 }

@@ -1,6 +1,7 @@
 /**
  * Who is who on the Matrix side, from the config alone: the bridge bot, the ghosts
- * (`@wa_<digits>:<server>`, one per gatekeeper contact) and the permission of everyone else.
+ * (`@wa_<digits>:<server>`, one per gatekeeper contact, named by `ghost_displayname`), the
+ * permission of everyone else, and which remotes are groups rather than contacts.
  */
 import { isE164Digits } from '../../src/bridge/phone.js';
 import type { Config } from '../../src/config/schema.js';
@@ -8,6 +9,14 @@ import { MatrixAdapterError } from './errors.js';
 
 export type MatrixConfig = Config['matrix'];
 export type PermissionLevel = 'none' | 'user' | 'admin';
+
+/** The server part of group remotes (`120363001@g.wa.interop`). */
+const GROUP_SERVER = 'g.wa.interop';
+
+/** Whether a remote is a group (its portal is a group's room), not a contact. */
+export function isGroupRemote(remote: string): boolean {
+  return remote.endsWith(`@${GROUP_SERVER}`);
+}
 
 export class MatrixIds {
   readonly botUserId: string;
@@ -47,7 +56,7 @@ export class MatrixIds {
   /** The ghost of a contact (`4915112345678@wa.interop` -> `@wa_4915112345678:<server>`). */
   ghostIdOf(remote: string): string {
     const user = remote.split('@')[0] ?? '';
-    if (!/^[0-9]+$/.test(user)) {
+    if (!/^[0-9]+$/.test(user) || isGroupRemote(remote)) {
       throw new MatrixAdapterError(
         'matrix_contact_unsupported',
         `${remote} is not a phone-numbered contact: this bridge shows gatekeeper users only`,
@@ -61,8 +70,19 @@ export class MatrixIds {
     return `+${remote.split('@')[0] ?? remote}`;
   }
 
-  /** A ghost's display name (`matrix.ghost_displayname` with the phone number). */
-  displaynameOf(phone: string): string {
-    return this.#config.ghost_displayname.replace('{phone}', phone);
+  /**
+   * A ghost's display name: `matrix.ghost_displayname` with the contact's push name in place of
+   * `{phone}` when they have one ("Bob (WhatsApp)"), their number otherwise ("+49151... (WhatsApp)"),
+   * as mautrix-whatsapp's `{{.PushName}} (WA)`; the suffix keeps a ghost told apart from a Matrix
+   * user of the same name. A template with `{name}` puts the name there (the number without one)
+   * and keeps `{phone}` the number: "{name} ({phone})".
+   */
+  displaynameOf(phone: string, name?: string): string {
+    const template = this.#config.ghost_displayname;
+    const pushName = name?.trim() || undefined;
+    if (template.includes('{name}')) {
+      return template.replaceAll('{name}', pushName ?? phone).replaceAll('{phone}', phone);
+    }
+    return template.replace('{phone}', pushName ?? phone);
   }
 }

@@ -1,7 +1,8 @@
 /**
  * Membership: the bot invited to a direct chat (a management room) or brought into a portal by a
- * ghost, a ghost invited by a local user (a portal made from the user's side), and users or ghosts
- * leaving. Invites from users the permissions do not allow are refused without joining. Without
+ * ghost, a ghost invited by a local user (a portal made from the user's side, or a contact added
+ * to a group in its room), and users or ghosts leaving (a user leaving a group's room leaves the
+ * group). Invites from users the permissions do not allow are refused without joining. Without
  * `matrix.encryption.allow` the bridge cannot read Matrix-encrypted rooms, declines encrypted direct
  * chats, and says so once per room; with it, they are taken like any other.
  */
@@ -12,7 +13,8 @@ import { welcome } from './commands.js';
 import { textContent, type Content } from './content.js';
 import type { EncryptedRooms } from './encrypted-rooms.js';
 import type { Ghosts } from './ghosts.js';
-import type { MatrixIds } from './ids.js';
+import type { GroupPortals } from './group-portals.js';
+import { isGroupRemote, type MatrixIds } from './ids.js';
 import type { ManagementRooms } from './management-room.js';
 import { bridgeStates } from './portals.js';
 import type { MatrixRoom, MatrixStore } from './store.js';
@@ -29,6 +31,8 @@ export interface InvitesContext {
     'joinRoom' | 'leaveRoom' | 'doRequest' | 'getRoomStateEvent' | 'getJoinedRooms' | 'sendMessage'
   >;
   readonly ghosts: Pick<Ghosts, 'client' | 'ensure' | 'remoteOf'>;
+  /** Groups' rooms: the user leaving one leaves the group, a ghost invited (kicked) is added (removed). */
+  readonly groups: Pick<GroupPortals, 'userLeft' | 'ghostInvited' | 'userRemoved'>;
   readonly rooms: Pick<ManagementRooms, 'notice'>;
   readonly log: Logger;
   /** With `matrix.encryption.allow`: encrypted rooms are taken, with a device for the ghost. */
@@ -51,7 +55,9 @@ export class Invites {
       await this.#ghostInvited(roomId, sender, stateKey);
     } else if ((membership === 'leave' || membership === 'ban') && !ids.isOurs(stateKey)) {
       const room = await store.room(roomId);
-      if (room && room.localUser === stateKey) {
+      if (room?.kind === 'portal' && room.localUser === stateKey && isGroup(room)) {
+        await this.c.groups.userLeft(room);
+      } else if (room && room.localUser === stateKey) {
         // The user left: the bridge leaves too, and the next message makes a new room.
         await store.forgetRoom(roomId);
         if (room.kind === 'portal' && room.remoteJid !== null) {
@@ -64,7 +70,15 @@ export class Invites {
       }
     } else if ((membership === 'leave' || membership === 'ban') && ids.ghostDigits(stateKey) !== undefined) {
       const room = await store.room(roomId);
-      if (room?.kind === 'portal' && room.remoteJid !== null && ids.ghostIdOf(room.remoteJid) === stateKey) {
+      if (room?.kind === 'portal' && isGroup(room)) {
+        // The user kicked a member out of a group's room: removed from the group.
+        await this.c.groups.userRemoved(room, sender, stateKey);
+      } else if (
+        room?.kind === 'portal' &&
+        room.remoteJid !== null &&
+        !isGroup(room) &&
+        ids.ghostIdOf(room.remoteJid) === stateKey
+      ) {
         // Our ghost left or was removed: the next message makes a new portal.
         await store.forgetRoom(roomId);
         await this.c.bot.leaveRoom(roomId).catch(() => undefined);
@@ -123,6 +137,12 @@ export class Invites {
     const remote = await this.c.ghosts.remoteOf(ghostId, sender);
     if (remote === undefined) {
       await refuse(`+${ids.ghostDigits(ghostId) ?? ''} cannot be reached through interoperability`);
+      return;
+    }
+    const room = await this.c.store.room(roomId);
+    if (room?.kind === 'portal' && isGroup(room)) {
+      // Invited into a group's room: the contact is added to the group.
+      await this.c.groups.ghostInvited(room, sender, ghostId, remote);
       return;
     }
     await this.c.ghosts.ensure(remote);
@@ -184,10 +204,11 @@ export class Invites {
   async tellEncrypted(room: MatrixRoom): Promise<void> {
     const { ids } = this.c;
     if (!(await this.c.store.markEncryptionTold(room.roomId))) return;
-    const who = room.remoteJid === null ? 'the bridge' : ids.phoneOf(room.remoteJid);
+    const who =
+      room.remoteJid === null ? 'the bridge' : isGroup(room) ? 'the group' : ids.phoneOf(room.remoteJid);
     const text = encryptedRoomText(room.kind, who);
     const sender =
-      room.kind === 'portal' && room.remoteJid !== null && !(await this.#botIn(room.roomId))
+      room.kind === 'portal' && room.remoteJid !== null && !isGroup(room) && !(await this.#botIn(room.roomId))
         ? this.c.ghosts.client(ids.ghostIdOf(room.remoteJid))
         : this.c.bot;
     await sender.sendMessage(room.roomId, textContent({ kind: 'text', text }, 'm.notice'));
@@ -203,6 +224,9 @@ export class Invites {
     }
   }
 }
+
+/** Whether a room is a group's portal (its remote a group, not a contact). */
+const isGroup = (room: MatrixRoom): boolean => room.remoteJid !== null && isGroupRemote(room.remoteJid);
 
 /** What the user is told in a room the bridge cannot read. */
 function encryptedRoomText(kind: MatrixRoom['kind'], who: string): string {

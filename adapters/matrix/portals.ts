@@ -1,7 +1,8 @@
 /**
  * Portals: one direct room per (local user, contact), created by the contact's ghost so Matrix
  * clients list it as a direct chat with the contact, with the bot in it for notices. An `m.bridge`
- * state event (MSC2346) names the contact. After an opt-out the portals are closed.
+ * state event (MSC2346) names the contact. After an opt-out the portals are closed, groups' rooms
+ * (group-portals.ts) too.
  */
 import type { Logger } from '../../src/observability/logger.js';
 import { KeyedQueue } from '../../src/util/keyed-queue.js';
@@ -9,7 +10,7 @@ import type { RetryingMatrixClient } from './client.js';
 import type { Content } from './content.js';
 import { encryptionState, type EncryptedRooms } from './encrypted-rooms.js';
 import type { Ghosts } from './ghosts.js';
-import type { MatrixIds } from './ids.js';
+import { isGroupRemote, type MatrixIds } from './ids.js';
 import type { ManagementRooms } from './management-room.js';
 import type { MatrixStore } from './store.js';
 
@@ -18,19 +19,21 @@ const BRIDGE_PROTOCOL = { id: 'whatsapp', displayname: 'WhatsApp (interoperabili
 /**
  * The bridge-info state of a portal with `remote`, whose ghost is `ghostId` (MSC2346): `m.bridge`
  * and, with the same key and content, `uk.half-shot.bridge`, the name clients read before the MSC.
+ * A group's portal has no ghost of its own, and the group's subject for a name.
  */
 export function bridgeStates(
   ids: Pick<MatrixIds, 'botUserId' | 'phoneOf'>,
   remote: string,
-  ghostId: string,
+  ghostId: string | undefined,
+  name: string = ids.phoneOf(remote),
 ): { type: string; state_key: string; content: Content }[] {
   const state_key = `net.interop.bridge://whatsapp/${remote}`;
   const content = {
     bridgebot: ids.botUserId,
     creator: ids.botUserId,
     protocol: BRIDGE_PROTOCOL,
-    channel: { id: remote, displayname: ids.phoneOf(remote) },
-    'net.interop.ghost': ghostId,
+    channel: { id: remote, displayname: name },
+    ...(ghostId === undefined ? {} : { 'net.interop.ghost': ghostId }),
   };
   return ['m.bridge', 'uk.half-shot.bridge'].map((type) => ({ type, state_key, content }));
 }
@@ -39,7 +42,7 @@ export interface PortalsContext {
   readonly ids: Pick<MatrixIds, 'botUserId' | 'phoneOf' | 'ghostIdOf'>;
   readonly store: Pick<MatrixStore, 'portalOf' | 'portalsOf' | 'putRoom' | 'forgetRoom' | 'managementRoomOf'>;
   readonly ghosts: Pick<Ghosts, 'ensure' | 'client'>;
-  readonly bot: Pick<RetryingMatrixClient, 'joinRoom'>;
+  readonly bot: Pick<RetryingMatrixClient, 'joinRoom' | 'leaveRoom'>;
   readonly rooms: Pick<ManagementRooms, 'notice'>;
   readonly log: Logger;
   /** New portals are created encrypted (`matrix.encryption.default`, with `allow`). */
@@ -95,8 +98,10 @@ export class Portals {
           portal.roomId,
           'You opted out of interoperability: this chat is no longer bridged. Send "login" to the bridge bot to come back.',
         );
-        if (portal.remoteJid !== null)
+        if (portal.remoteJid !== null && !isGroupRemote(portal.remoteJid))
           await this.c.ghosts.client(this.c.ids.ghostIdOf(portal.remoteJid)).leaveRoom(portal.roomId);
+        // A group's room: the bot leaves it (its members' ghosts stay, as the group's history).
+        else await this.c.bot.leaveRoom(portal.roomId);
       } catch (err) {
         this.c.log.warn({ room: portal.roomId, err: (err as Error).message }, 'portal not closed cleanly');
       }

@@ -7,9 +7,10 @@
 import { sql, type PgDatabase, type Row } from '../../src/store/sql.js';
 import { PostgresCryptoJournal } from './crypto/crypto-store-postgres.js';
 import type { CryptoJournal } from './crypto/crypto-journal.js';
-import { toGhost, toInbound, toInboundState, toReaction, toRoom, toSent } from './rows.js';
+import { toGhost, toGhostAvatar, toInbound, toInboundState, toReaction, toRoom, toSent } from './rows.js';
 import type {
   Ghost,
+  GhostAvatar,
   InboundRow,
   InboundState,
   MatrixRoom,
@@ -213,6 +214,26 @@ export class PostgresMatrixStore implements MatrixStore {
     await this.#write(
       'UPDATE matrix_ghosts SET registered = 1, displayname = $1 WHERE user_id = $2',
       displayname,
+      userId,
+    );
+  }
+
+  async setGhostDisplayname(userId: string, displayname: string): Promise<void> {
+    await this.#write('UPDATE matrix_ghosts SET displayname = $1 WHERE user_id = $2', displayname, userId);
+  }
+
+  ghostAvatar(userId: string): Promise<GhostAvatar | undefined> {
+    return first(
+      this.#db.query('SELECT avatar_picture_id, avatar_url FROM matrix_ghosts WHERE user_id = $1', [userId]),
+      toGhostAvatar,
+    );
+  }
+
+  async setGhostAvatar(userId: string, avatar: GhostAvatar | undefined): Promise<void> {
+    await this.#write(
+      'UPDATE matrix_ghosts SET avatar_picture_id = $1, avatar_url = $2 WHERE user_id = $3',
+      avatar?.pictureId ?? null,
+      avatar?.url ?? null,
       userId,
     );
   }

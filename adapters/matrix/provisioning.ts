@@ -5,7 +5,7 @@
  */
 import type { LocalContact, ProvisioningHooks } from '../../src/bridge/adapter.js';
 import { openChat, type CommandContext } from './commands.js';
-import type { MatrixIds } from './ids.js';
+import { isGroupRemote, type MatrixIds } from './ids.js';
 import type { ManagementRooms } from './management-room.js';
 import type { MatrixStore } from './store.js';
 
@@ -31,7 +31,8 @@ export function matrixProvisioning(c: MatrixProvisioningContext): ProvisioningHo
     contact: async (user, remote) => contact(remote, (await c.store.portalOf(user, remote))?.roomId),
     contacts: async (user) =>
       (await c.store.portalsOf(user))
-        .filter((p) => p.remoteJid !== undefined && p.remoteJid !== null)
+        // Contacts only: a group's room is not a contact's.
+        .filter((p) => p.remoteJid !== undefined && p.remoteJid !== null && !isGroupRemote(p.remoteJid))
         .map((p) => contact(p.remoteJid as string, p.roomId)),
     startChat: async (user, remote) => {
       const { roomId, existed } = await openChat(c, user, remote);

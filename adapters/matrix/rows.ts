@@ -5,7 +5,7 @@
  */
 import { fileURLToPath } from 'node:url';
 import { readMigrations, type Migration, type Row } from '../../src/store/sql.js';
-import type { Ghost, InboundRow, InboundState, MatrixRoom, SentEvent } from './store.js';
+import type { Ghost, GhostAvatar, InboundRow, InboundState, MatrixRoom, SentEvent } from './store.js';
 
 export const toRoom = (r: Row): MatrixRoom => ({
   roomId: r.room_id as string,
@@ -21,6 +21,12 @@ export const toGhost = (r: Row): Ghost => ({
   displayname: (r.displayname as string | null) ?? null,
   registered: r.registered === 1,
 });
+
+/** The avatar columns of a ghost's row; undefined when it has none. */
+export const toGhostAvatar = (r: Row): GhostAvatar | undefined =>
+  typeof r.avatar_picture_id === 'string' && typeof r.avatar_url === 'string'
+    ? { pictureId: r.avatar_picture_id, url: r.avatar_url }
+    : undefined;
 
 export const toInbound = (r: Row): InboundRow => ({
   seq: r.seq as number,

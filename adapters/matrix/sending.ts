@@ -14,7 +14,7 @@ import type {
   Mention,
   Notice,
 } from '../../src/bridge/events.js';
-import { formatSafetyNumber } from '../../src/bridge/phone.js';
+import { formatSafetyNumber, phoneOfRemote } from '../../src/bridge/phone.js';
 import type { Logger } from '../../src/observability/logger.js';
 import { describeFailure, TXN_MARKER, type RetryingMatrixClient } from './client.js';
 import { locationContent, mediaContent, textContent, type Content, type MatrixMention } from './content.js';
@@ -22,7 +22,8 @@ import { encryptAttachment } from './crypto/attachments.js';
 import type { DoublePuppets } from './double-puppet.js';
 import type { EncryptedRooms } from './encrypted-rooms.js';
 import type { Ghosts } from './ghosts.js';
-import type { MatrixIds } from './ids.js';
+import type { GroupPortals } from './group-portals.js';
+import { isGroupRemote, type MatrixIds } from './ids.js';
 import type { InFlight } from './in-flight.js';
 import type { ManagementRooms } from './management-room.js';
 import type { MediaSpool } from './media-spool.js';
@@ -36,6 +37,7 @@ export interface SendingContext {
   readonly store: Pick<MatrixStore, 'sent' | 'putSent' | 'room' | 'forgetRoom' | 'portalOf'>;
   readonly ghosts: Pick<Ghosts, 'client'>;
   readonly portals: Pick<Portals, 'ensure' | 'close'>;
+  readonly groups: Pick<GroupPortals, 'roomFor' | 'admit'>;
   readonly rooms: Pick<ManagementRooms, 'ensure' | 'notice'>;
   readonly bot: RetryingMatrixClient;
   readonly doublePuppets: Pick<DoublePuppets, 'client'>;
@@ -60,6 +62,7 @@ export class Sending {
     if (done) return done.eventId;
     const e = event.event;
     if (e.type === 'receipt' || e.type === 'typing' || e.type === 'presence') return undefined;
+    if (isGroupRemote(remote)) return this.#deliverToGroup(event);
     let ghostId: string;
     try {
       ghostId = this.c.ids.ghostIdOf(remote);
@@ -109,6 +112,70 @@ export class Sending {
     }
     if (sent === undefined) return undefined;
     await store.putSent(localUser, remote, remoteId, { roomId, eventId: sent });
+    return sent;
+  }
+
+  /**
+   * A group's message, in the group's room (made when missing): by its author's ghost, or by the
+   * bot naming the author when no ghost stands for them (another network's account, or someone no
+   * longer in the group).
+   */
+  async #deliverToGroup(event: IncomingEvent): Promise<string | undefined> {
+    const { localUser, remote, remoteId, author } = event;
+    const roomId = await this.c.groups.roomFor(localUser, remote);
+    if (roomId === undefined) {
+      this.c.log.info({ group: remote }, 'a message of a group the user is not in: not shown');
+      return undefined;
+    }
+    const seed = `${localUser}\n${remote}\n${remoteId}`;
+    const repeat = event.mayBeRepeat === true;
+    const byBot = () =>
+      this.#send(
+        this.c.bot,
+        this.c.ids.botUserId,
+        localUser,
+        roomId,
+        named(event.event, author === undefined ? 'Someone' : (phoneOfRemote(author) ?? author)),
+        event.timestamp,
+        seed,
+        repeat,
+      );
+    let sent: string | undefined;
+    if (event.fromSelf === true) {
+      sent = await this.#deliverOwn(event, roomId, seed);
+    } else if (author === undefined || phoneOfRemote(author) === undefined) {
+      sent = await byBot();
+    } else {
+      const ghostId = this.c.ids.ghostIdOf(author);
+      const byGhost = () =>
+        this.#send(
+          this.c.ghosts.client(ghostId),
+          ghostId,
+          localUser,
+          roomId,
+          event.event,
+          event.timestamp,
+          seed,
+          repeat,
+        );
+      try {
+        sent = await byGhost();
+      } catch (err) {
+        // The author's ghost may not send in the room: not in it (a member whose join failed, or
+        // who left since), or not allowed (an announcement group, changed since it was written).
+        if (!forbidden(err)) throw err;
+        sent = undefined;
+        if (await this.c.groups.admit(roomId, localUser, remote, author)) {
+          sent = await byGhost().catch((again: unknown) => {
+            if (forbidden(again)) return undefined;
+            throw again;
+          });
+        }
+        sent ??= await byBot();
+      }
+    }
+    if (sent !== undefined)
+      await this.c.store.putSent(localUser, remote, remoteId, { roomId, eventId: sent });
     return sent;
   }
 
@@ -297,11 +364,8 @@ export class Sending {
       this.c.inFlight.background('failure notice', async () => {
         const portal = await this.c.store.portalOf(update.localUser, update.remote);
         if (!portal) return;
-        await this.c.rooms.notice(
-          portal.roomId,
-          `Not delivered to ${this.c.ids.phoneOf(update.remote)}: ${reason}`,
-          update.localId,
-        );
+        const to = isGroupRemote(update.remote) ? 'the group' : this.c.ids.phoneOf(update.remote);
+        await this.c.rooms.notice(portal.roomId, `Not delivered to ${to}: ${reason}`, update.localId);
       });
     } else if (update.state === 'read') {
       let ghostId: string;
@@ -377,4 +441,17 @@ export class Sending {
       }
     }
   }
+}
+
+/** A homeserver's refusal to let the sender send there (`403 M_FORBIDDEN`). */
+function forbidden(err: unknown): boolean {
+  const f = describeFailure(err);
+  return f.status === 403 && f.errcode === 'M_FORBIDDEN';
+}
+
+/** A message shown by the bot for someone else: a text says whose it is. */
+function named(e: ConversationEvent, who: string): ConversationEvent {
+  return e.type === 'message' && e.body.kind === 'text'
+    ? { ...e, body: { ...e.body, text: `${who}: ${e.body.text}` } }
+    : e;
 }

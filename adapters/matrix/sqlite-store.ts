@@ -7,10 +7,11 @@
 import { preparedStatements, type Db, type Prepared, type Row } from '../../src/store/sql.js';
 import { SqliteCryptoJournal } from './crypto/crypto-store-sqlite.js';
 import type { CryptoJournal } from './crypto/crypto-journal.js';
-import { toGhost, toInbound, toInboundState, toReaction, toRoom, toSent } from './rows.js';
+import { toGhost, toGhostAvatar, toInbound, toInboundState, toReaction, toRoom, toSent } from './rows.js';
 import type {
   RecordedTransaction,
   Ghost,
+  GhostAvatar,
   InboundRow,
   InboundState,
   MatrixRoom,
@@ -176,6 +177,25 @@ export class SqliteMatrixStore implements MatrixStore {
   async markGhostRegistered(userId: string, displayname: string): Promise<void> {
     this.#q('UPDATE matrix_ghosts SET registered = 1, displayname = ? WHERE user_id = ?').run(
       displayname,
+      userId,
+    );
+  }
+
+  async setGhostDisplayname(userId: string, displayname: string): Promise<void> {
+    this.#q('UPDATE matrix_ghosts SET displayname = ? WHERE user_id = ?').run(displayname, userId);
+  }
+
+  async ghostAvatar(userId: string): Promise<GhostAvatar | undefined> {
+    const r = this.#q('SELECT avatar_picture_id, avatar_url FROM matrix_ghosts WHERE user_id = ?').get(
+      userId,
+    ) as Row | undefined;
+    return r === undefined ? undefined : toGhostAvatar(r);
+  }
+
+  async setGhostAvatar(userId: string, avatar: GhostAvatar | undefined): Promise<void> {
+    this.#q('UPDATE matrix_ghosts SET avatar_picture_id = ?, avatar_url = ? WHERE user_id = ?').run(
+      avatar?.pictureId ?? null,
+      avatar?.url ?? null,
       userId,
     );
   }

@@ -40,6 +40,14 @@ export interface Ghost {
   registered: boolean;
 }
 
+/** A contact's picture as its ghost's avatar. */
+export interface GhostAvatar {
+  /** The picture's id at the gateway (it changes with the picture). */
+  pictureId: string;
+  /** Where it was uploaded (`mxc://...`). */
+  url: string;
+}
+
 export interface SentEvent {
   roomId: string;
   eventId: string;
@@ -114,6 +122,12 @@ export interface MatrixStore {
   putGhost(userId: string, jid: string): Promise<void>;
   /** Marks a ghost's Matrix account registered, with its display name. */
   markGhostRegistered(userId: string, displayname: string): Promise<void>;
+  /** Records the display name last set on a ghost (from its contact's push name). */
+  setGhostDisplayname(userId: string, displayname: string): Promise<void>;
+  /** The contact's picture last set as the ghost's avatar: its id at the gateway and its mxc URI. */
+  ghostAvatar(userId: string): Promise<GhostAvatar | undefined>;
+  /** Records the ghost's avatar (undefined: it has none). */
+  setGhostAvatar(userId: string, avatar: GhostAvatar | undefined): Promise<void>;
 
   // ---- sent events --------------------------------------------------------------------------------
 

@@ -2,14 +2,19 @@
  * End-to-end encrypted Matrix portals (`matrix.encryption`): the bot and each ghost have their own
  * devices (MSC4190) and keys, fed by appservice transactions (MSC2409, MSC3202), on a real Synapse,
  * with a Matrix user whose client (matrix-js-sdk, Rust crypto) encrypts and decrypts as Element
- * does; with the bridge's database (and so its crypto store) on SQLite and on a real PostgreSQL. The
+ * does; with the bridge's database (and so its crypto store) on SQLite and on a real PostgreSQL.
+ * After every test, no event in any room of the user's client is one it could not decrypt. The
  * refusals with encryption off are in matrix-messages.test.ts; a SIGKILL of the daemon is in
- * matrix-e2ee-crash.test.ts.
+ * matrix-e2ee-crash.test.ts; a new device of the user and a restart of Synapse in
+ * matrix-e2ee-faults.test.ts.
  */
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import Database from 'better-sqlite3';
+import { EventShieldColour } from 'matrix-js-sdk/lib/crypto-api/index.js';
+import type { NativeMedia } from '../../emulator/native-media.js';
 import type { NativeUser } from '../../emulator/native-user.js';
+import type { MediaToSend } from '../support/homeserver/local-user.js';
 import type { ClientEvent } from '../support/homeserver/index.js';
 import type { SdkUser } from '../support/synapse/sdk-user.js';
 import { startPostgres, type PostgresServer } from '../support/postgres.js';
@@ -28,6 +33,8 @@ const synapse = useSynapse();
 describe.each(['sqlite', 'postgres'] as const)('encrypted portals, the bridge on %s', (backend) => {
   let h: MatrixHarness;
   let alice: SdkUser;
+  /** Events a test makes unreadable on purpose (a message whose key never comes). */
+  let unreadableOnPurpose: Set<string>;
   let management: string;
   let postgres: PostgresServer | undefined;
 
@@ -37,6 +44,7 @@ describe.each(['sqlite', 'postgres'] as const)('encrypted portals, the bridge on
   afterAll(() => postgres?.stop());
 
   beforeEach(async () => {
+    unreadableOnPurpose = new Set();
     h = await MatrixHarness.start({
       synapse: synapse(),
       encryption: { allow: true, default: true },
@@ -47,7 +55,12 @@ describe.each(['sqlite', 'postgres'] as const)('encrypted portals, the bridge on
   }, 60_000);
 
   afterEach(async () => {
-    await h.close();
+    try {
+      // Over the whole test, in every room: 0 events the user's client could not decrypt.
+      if (alice !== undefined) await expectEverythingDecrypted(alice, unreadableOnPurpose);
+    } finally {
+      await h.close();
+    }
     h.assertNoViolations();
   });
 
@@ -166,33 +179,147 @@ describe.each(['sqlite', 'postgres'] as const)('encrypted portals, the bridge on
     for (const m of ['lunch at 1?', 'sure, 1 it is', 'see you']) expect(stored).not.toContain(m);
   });
 
-  test('files in an encrypted portal are encrypted attachments both ways, byte for byte', async () => {
+  test('formatting, read receipts and typing go both ways in an encrypted portal', async () => {
     const bob = await h.native(BOB);
     const portal = await h.startChat(alice, management, BOB);
-    const image = randomBytes(40_000);
-    await alice.sendMedia(portal, 'm.image', {
-      bytes: image,
-      mimetype: 'image/png',
-      filename: 'view.png',
-      caption: 'the view',
-    });
-    const got = await bob.waitForMessage((m) => m.content.kind === 'image', 20_000);
-    expect((await bob.downloadMedia(got)).equals(image)).toBe(true);
-
-    const doc = randomBytes(15_000);
-    await bob.sendMedia(
-      await h.jidOf(alice),
-      { kind: 'document', bytes: doc, mimetype: 'application/pdf', fileName: 'Plan.pdf' },
-      { devices: [0] },
+    const aliceJid = await h.jidOf(alice);
+    // Formatting, Matrix -> native: the HTML inside the encrypted event becomes markup.
+    await alice.sendText(
+      portal,
+      'bold and italic',
+      '<b>bold</b> and <i>italic</i> <del>gone</del> <code>x = 1</code>',
     );
-    const shown = await alice.waitFor(portal, (e) => e.sender === GHOST && e.content['msgtype'] === 'm.file');
-    expect(shown.content['url']).toBeUndefined();
-    const file = shown.content['file'] as Record<string, unknown>;
-    expect((await alice.downloadEncrypted(file)).equals(doc)).toBe(true);
-    // The homeserver holds ciphertext only.
-    expect((await alice.download(String(file['url']))).bytes.equals(doc)).toBe(false);
-    expect(alice.undecryptable(portal)).toEqual([]);
+    const formatted = await bob.waitForMessage((m) => /^\*bold\*/.test(textOf(m)), 20_000);
+    expect(textOf(formatted)).toMatch(/^\*bold\* and _italic_ ~gone~ .*x = 1/);
+    // Native -> Matrix: markup becomes HTML, encrypted by the ghost's device.
+    await bob.sendText(aliceJid, '*Hello* _Alice_, see ~this~ ```code```', { devices: [0] });
+    const html = await fromGhost(portal, /Hello/);
+    expect(html.content['format']).toBe('org.matrix.custom.html');
+    expect(html.content['formatted_body']).toMatch(
+      /<strong>Hello<\/strong> <em>Alice<\/em>, see <del>this<\/del> <code>code<\/code>/,
+    );
+
+    // Typing and read receipts are not encrypted (the specification has them in the clear), and
+    // work as in any portal: Alice types, then reads Bob's two messages with one receipt.
+    await alice.setTyping(portal, true);
+    await until(async () => bob.chatstates.some((c) => c.composing), 'Bob to see Alice typing');
+    const first = await bob.sendText(aliceJid, 'one', { devices: [0] });
+    const second = await bob.sendText(aliceJid, 'two', { devices: [0] });
+    const two = await fromGhost(portal, /^two$/);
+    await alice.sendReceipt(portal, two.event_id);
+    await bob.waitForReceipt(first, 'read', 20_000);
+    await bob.waitForReceipt(second, 'read', 20_000);
+    // Bob types, then reads Alice's message: the ghost types and sends its read receipt.
+    await bob.typing(aliceJid, true);
+    await alice.waitUntil(() => alice.typing(portal).includes(GHOST), 'the ghost to type');
+    const mine = await alice.sendText(portal, 'did you read this?');
+    const m = await toBob(bob, 'did you read this?');
+    await bob.sendReceipt(m.from, [m.id], 'read', m.fromDevice);
+    await alice.waitUntil(() => alice.readUpTo(portal, GHOST) === mine, 'the ghost’s read receipt');
+    const stored = storedEvents(portal).join('\n');
+    for (const t of ['bold and italic', 'Hello', 'did you read this?']) expect(stored).not.toContain(t);
   });
+
+  test('every kind of file is an encrypted attachment both ways, byte for byte', async () => {
+    const bob = await h.native(BOB);
+    const portal = await h.startChat(alice, management, BOB);
+    // Matrix -> native: image, video, audio, voice message and file, each encrypted by the client.
+    const fromAlice: [Parameters<SdkUser['sendMedia']>[1], MediaToSend][] = [
+      [
+        'm.image',
+        {
+          bytes: randomBytes(40_000),
+          mimetype: 'image/png',
+          filename: 'view.png',
+          caption: 'the view',
+          info: { w: 640, h: 480 },
+        },
+      ],
+      [
+        'm.video',
+        { bytes: randomBytes(60_000), mimetype: 'video/mp4', filename: 'clip.mp4', info: { duration: 4000 } },
+      ],
+      [
+        'm.audio',
+        {
+          bytes: randomBytes(12_000),
+          mimetype: 'audio/mpeg',
+          filename: 'song.mp3',
+          info: { duration: 9000 },
+        },
+      ],
+      [
+        'm.audio',
+        {
+          bytes: randomBytes(8_000),
+          mimetype: 'audio/ogg',
+          filename: 'Voice message.ogg',
+          info: { duration: 3000 },
+          extraContent: { 'org.matrix.msc3245.voice': {}, 'org.matrix.msc1767.audio': { duration: 3000 } },
+        },
+      ],
+      [
+        'm.file',
+        {
+          bytes: randomBytes(15_000),
+          mimetype: 'application/pdf',
+          filename: 'Report.pdf',
+          caption: 'as promised',
+        },
+      ],
+    ];
+    for (const [msgtype, media] of fromAlice) await alice.sendMedia(portal, msgtype, media);
+    await bob.waitForMessage(() => bob.received.length === fromAlice.length, 30_000);
+    expect(bob.received.map((m) => m.content.kind)).toEqual(['image', 'video', 'audio', 'voice', 'document']);
+    const received = await Promise.all(bob.received.map((m) => bob.downloadMedia(m)));
+    expect(received.map((b, i) => b.equals(fromAlice[i]![1].bytes))).toEqual([true, true, true, true, true]);
+    const [image, , , voice, doc] = bob.received.map((m) => m.content);
+    expect(image?.kind === 'image' && image.caption).toBe('the view');
+    expect(voice?.kind === 'voice' && voice.media.ptt).toBe(true);
+    expect(doc?.kind === 'document' && doc.media.fileName).toBe('Report.pdf');
+
+    // Native -> Matrix: each an encrypted attachment of the ghost's, in an encrypted event.
+    const fromBob: NativeMedia[] = [
+      { kind: 'image', bytes: randomBytes(30_000), mimetype: 'image/jpeg', caption: 'sunset' },
+      { kind: 'video', bytes: randomBytes(50_000), mimetype: 'video/mp4' },
+      { kind: 'audio', bytes: randomBytes(10_000), mimetype: 'audio/mpeg' },
+      { kind: 'voice', bytes: randomBytes(7_000), mimetype: 'audio/ogg; codecs=opus' },
+      { kind: 'document', bytes: randomBytes(15_000), mimetype: 'application/pdf', fileName: 'Plan.pdf' },
+    ];
+    const msgtypes = ['m.image', 'm.video', 'm.audio', 'm.audio', 'm.file'];
+    const aliceJid = await h.jidOf(alice);
+    for (const media of fromBob) await bob.sendMedia(aliceJid, media, { devices: [0] });
+    const shown: ClientEvent[] = [];
+    for (const msgtype of msgtypes) {
+      shown.push(
+        await alice.waitFor(
+          portal,
+          (e) =>
+            e.sender === GHOST &&
+            e.content['msgtype'] === msgtype &&
+            !shown.some((s) => s.event_id === e.event_id),
+        ),
+      );
+    }
+    for (const [i, e] of shown.entries()) {
+      expect(e.content['url']).toBeUndefined();
+      expect((e.content['info'] as Record<string, unknown>)['mimetype']).toBe(fromBob[i]!.mimetype);
+      const file = e.content['file'] as Record<string, unknown>;
+      const bytes = Buffer.from(fromBob[i]!.bytes);
+      expect((await alice.downloadEncrypted(file)).equals(bytes)).toBe(true);
+      // The homeserver holds ciphertext only.
+      expect((await alice.download(String(file['url']))).bytes.equals(bytes)).toBe(false);
+    }
+    expect('org.matrix.msc3245.voice' in shown[2]!.content).toBe(false);
+    expect(shown[3]!.content['org.matrix.msc3245.voice']).toEqual({});
+    expect(bodyOf(shown[0]!)).toBe('sunset');
+    expect(shown[4]!.content['filename']).toBe('Plan.pdf');
+    // Every one of them an m.room.encrypted event on the wire.
+    const wire = await alice.messages(portal);
+    expect(wire.filter((e) => e.type === 'm.room.message')).toEqual([]);
+    const stored = storedEvents(portal).join('\n');
+    for (const t of ['the view', 'Report.pdf', 'sunset', 'Plan.pdf']) expect(stored).not.toContain(t);
+  }, 60_000);
 
   test('an encrypted message whose key never comes is held, then its sender is told it could not be read', async () => {
     await h.stopBridge();
@@ -208,6 +335,7 @@ describe.each(['sqlite', 'postgres'] as const)('encrypted portals, the bridge on
       device_id: 'GONE',
       ciphertext: 'AwgAEnACgAkLmt6qF84IK++J7UDH2Za1YVchHyprqTqsg2yyOAKgVnu8jX5N8ETQ',
     });
+    unreadableOnPurpose.add(lost);
     const held = await h.adapter.store.inboundState(lost);
     expect(held?.state).not.toBe('failed');
     const notice = await alice.waitFor(
@@ -267,6 +395,41 @@ describe.each(['sqlite', 'postgres'] as const)('encrypted portals, the bridge on
     for (const m of markers) expect(stored).not.toContain(m);
   });
 
+  test('the bridge’s devices are cross-signed by their users, once: the user’s client shows their messages as from a device its owner signed', async () => {
+    const bob = await h.native(BOB);
+    const portal = await h.startChat(alice, management, BOB);
+    await bob.sendText(await h.jidOf(alice), 'signed by its owner', { devices: [0] });
+    const shown = await fromGhost(portal, /signed by its owner/);
+    const crypto = alice.client.getCrypto()!;
+    // The devices this bridge made (MSC4190: `PUT /devices/{id}` as the user).
+    const deviceOf = (user: string): string => {
+      const made = h.proxy.requests.find(
+        (r) => r.viaAppservice && r.method === 'PUT' && r.userId === user && r.path.includes('/devices/'),
+      );
+      return decodeURIComponent(made!.path.split('/').pop()!);
+    };
+    for (const user of [BOT, GHOST]) {
+      await crypto.getUserDeviceInfo([user], true);
+      const status = await crypto.getDeviceVerificationStatus(user, deviceOf(user));
+      expect(status?.signedByOwner).toBe(true);
+    }
+    // Element shows no "encrypted by a device not verified by its owner" on the ghost's message.
+    const event = alice.client.getRoom(portal)!.findEventById(shown.event_id)!;
+    expect(await crypto.getEncryptionInfoForEvent(event)).toEqual({
+      shieldColour: EventShieldColour.NONE,
+      shieldReason: null,
+    });
+    // Published without user-interactive auth (an application service), and once: a restart
+    // publishes nothing again.
+    const published = () =>
+      h.proxy.requests.filter((r) => r.operationId === 'uploadCrossSigningKeys' && r.status === 200);
+    expect(published().map((r) => r.userId)).toEqual([BOT, GHOST]);
+    await h.stopBridge();
+    await h.startBridge();
+    await exchange(bob, portal, 'after a restart');
+    expect(published()).toHaveLength(2);
+  });
+
   test('a user’s encrypted direct chat with a ghost becomes the portal, both ways', async () => {
     const bob = await h.native(BOB);
     const room = await alice.createDirectRoom(GHOST, ENCRYPTED);
@@ -320,4 +483,12 @@ async function until(check: () => Promise<boolean>, what: string, timeoutMs = 15
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 100));
   }
+}
+
+/** No event in any room of the user's client is one it could not decrypt, but those `expected`. */
+async function expectEverythingDecrypted(user: SdkUser, expected: ReadonlySet<string>): Promise<void> {
+  const failed = (await user.undecryptableAnywhere()).filter((e) => !expected.has(e.getId() ?? ''));
+  expect(
+    failed.map((e) => `${e.getRoomId()} ${e.getId()} from ${e.getSender()}: ${e.decryptionFailureReason}`),
+  ).toEqual([]);
 }

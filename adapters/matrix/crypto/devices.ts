@@ -1,7 +1,8 @@
 /**
  * The bridge's Matrix devices: the bot's and one per ghost that speaks in an encrypted room, each an
  * OlmMachine (matrix-sdk-crypto-wasm) on the durable crypto store (idb-persistence.ts) and a device
- * on the homeserver created without a login (MSC4190: `PUT /devices/{id}?user_id=`). Every call a
+ * on the homeserver created without a login (MSC4190: `PUT /devices/{id}?user_id=`), cross-signed by
+ * its user once (the user's keys made by the machine and kept in its store). Every call a
  * machine asks for (keys upload, query and claim, to-device, signatures) is made as that user and
  * device (`?user_id=&device_id=`), and what the homeserver pushes in transactions for a device
  * (to-device events, MSC2409; one-time key counts, fallback key types and device lists, MSC3202)
@@ -66,7 +67,12 @@ interface DirectoryEntry {
   readonly user: string;
   readonly store: string;
   readonly device: string;
+  /** The user's cross-signing keys are published and sign this device (`Device.crossSign`). */
+  readonly crossSigned?: boolean;
 }
+
+/** A request of the machine's, as `outgoingRequests` and `bootstrapCrossSigning` give them. */
+type OutgoingRequest = { id?: string; type: W.RequestType; body: string };
 
 /** The wasm takes its arguments by value: each call gets fresh ones. */
 const userIds = (users: readonly string[]): W.UserId[] => users.map((u) => new W.UserId(u));
@@ -116,7 +122,7 @@ export class Device {
     for (let round = 0; round < 4; round++) {
       const requests = await this.#machine.outgoingRequests();
       let sent = 0;
-      for (const r of requests as { id?: string; type: W.RequestType; body: string }[]) {
+      for (const r of requests as OutgoingRequest[]) {
         const path = requestPath(r);
         if (path === undefined || r.id === undefined) continue;
         // What the request carries (new one-time keys, Olm sessions) is durable before it leaves.
@@ -212,6 +218,44 @@ export class Device {
       // The ratchet's advance is durable before the event can be seen.
       await this.#idb.flush();
       return JSON.parse(encrypted) as Record<string, unknown>;
+    });
+  }
+
+  /**
+   * Cross-signs this device by its user: the user's cross-signing keys (made once, kept in the
+   * store) are published and the device signed with the self-signing key, so a client that trusts
+   * the user trusts each of its devices. An application service publishes them without
+   * user-interactive auth (spec 1.17; Synapse's `SigningKeyUploadServlet`), and the same keys
+   * again are a no-op, so a crash halfway is mended by doing it again.
+   */
+  crossSign(): Promise<void> {
+    return this.#run(async () => {
+      const m = this.#machine;
+      // An identity already in the store is published again as it is (reset: false).
+      const requests = await m.bootstrapCrossSigning(false);
+      // The private keys are durable before their public halves leave.
+      await this.#idb.flush();
+      const keys = requests.uploadKeysRequest as OutgoingRequest | undefined;
+      if (keys?.id !== undefined) {
+        const answer = await this.#call('POST', '/_matrix/client/v3/keys/upload', JSON.parse(keys.body));
+        await m.markRequestAsSent(keys.id, keys.type, JSON.stringify(answer ?? {}));
+      }
+      await this.#call(
+        'POST',
+        '/_matrix/client/v3/keys/device_signing/upload',
+        JSON.parse(requests.uploadSigningKeysRequest.body),
+      );
+      const signatures = requests.uploadSignaturesRequest;
+      const answer = (await this.#call(
+        'POST',
+        '/_matrix/client/v3/keys/signatures/upload',
+        JSON.parse(signatures.body),
+      )) as { failures?: Record<string, unknown> } | undefined;
+      if (signatures.id !== undefined)
+        await m.markRequestAsSent(signatures.id, signatures.type, JSON.stringify(answer ?? {}));
+      await this.#idb.flush();
+      if (answer?.failures !== undefined && Object.keys(answer.failures).length > 0)
+        throw new Error(`the homeserver refused signatures: ${JSON.stringify(answer.failures)}`);
     });
   }
 
@@ -389,8 +433,28 @@ export class CryptoDevices {
     if (this.#o.onRoomKeys) device.onRoomKeys(this.#o.onRoomKeys);
     // Its identity and one-time keys reach the homeserver before anyone can encrypt for it.
     await device.sendOutgoing();
+    if (entry.crossSigned !== true) await this.#crossSign(device, entry);
     log.info({ user: entry.user, device: entry.device }, 'Matrix crypto device ready');
     return device;
+  }
+
+  /**
+   * Cross-signs a device that is not yet, once: a homeserver that refuses (one asking for
+   * user-interactive auth) leaves it working, unverifiable, and it is tried again at the next start.
+   */
+  async #crossSign(device: Device, entry: DirectoryEntry): Promise<void> {
+    try {
+      await device.crossSign();
+    } catch (err) {
+      this.#o.log.warn(
+        { user: entry.user, device: entry.device, err: (err as Error).message },
+        'Matrix crypto device not cross-signed: clients show it unverified',
+      );
+      return;
+    }
+    const signed: DirectoryEntry = { ...entry, crossSigned: true };
+    await this.#writeDirectory(signed);
+    this.#directory.set(entry.user, signed);
   }
 
   async #readDirectory(): Promise<DirectoryEntry[]> {

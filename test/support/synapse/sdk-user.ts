@@ -520,6 +520,16 @@ export class SdkUser {
           .filter((e) => e.isDecryptionFailure());
   }
 
+  /**
+   * Every event of every room of this user's client that it could not decrypt, once the
+   * decryptions under way have finished (with crypto on).
+   */
+  async undecryptableAnywhere(): Promise<MatrixEvent[]> {
+    const events = () => this.client.getRooms().flatMap((r) => r.getLiveTimeline().getEvents());
+    await this.waitUntil(() => events().every((e) => !e.isBeingDecrypted()), 'decryptions to finish');
+    return events().filter((e) => e.isDecryptionFailure());
+  }
+
   /** Resolves with the first room this user is invited to whose invite satisfies the predicate. */
   waitForInvite(predicate: (e: ClientEvent) => boolean = () => true): Promise<string> {
     return this.until(async () => {

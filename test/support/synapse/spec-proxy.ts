@@ -52,6 +52,8 @@ export interface ProxiedTransaction {
   readonly txnId: string;
   readonly eventIds: readonly string[];
   readonly events: readonly Record<string, unknown>[];
+  /** The users whose device lists changed, as the transaction said (MSC3202). */
+  readonly deviceListsChanged: readonly string[];
   /** The bridge's status (0: not passed on or no answer), and what Synapse was told. */
   readonly bridgeStatus: number;
   readonly toldSynapse: number;
@@ -457,12 +459,15 @@ export class SpecProxy {
       isTransaction && isObject(ex.json) && Array.isArray(ex.json['events'])
         ? (ex.json['events'] as Record<string, unknown>[])
         : [];
+    const lists = isTransaction && isObject(ex.json) ? ex.json['org.matrix.msc3202.device_lists'] : undefined;
+    const changed = isObject(lists) && Array.isArray(lists['changed']) ? lists['changed'].map(String) : [];
     const note = (bridgeStatus: number, toldSynapse: number): void => {
       if (!isTransaction) return;
       this.transactions.push({
         txnId,
         events,
         eventIds: events.map((e) => String(e['event_id'])),
+        deviceListsChanged: changed,
         bridgeStatus,
         toldSynapse,
       });

@@ -24,6 +24,9 @@ export interface SuiteRegistration {
 }
 
 export class SynapseSuite {
+  /** The passwords of the users `user` registered, for their logins on other devices. */
+  private readonly passwords = new Map<string, string>();
+
   private constructor(
     readonly tmp: TempDir,
     readonly synapse: Synapse,
@@ -115,12 +118,41 @@ export class SynapseSuite {
     options: { exact?: boolean; crypto?: boolean } = {},
   ): Promise<SdkUser> {
     const registered = await this.synapse.registerUser(localpart, { exact: options.exact ?? false });
+    this.passwords.set(registered.userId, registered.password);
     return SdkUser.start({
       baseUrl: this.proxy.clientUrl,
       userId: registered.userId,
       accessToken: registered.accessToken,
       deviceId: registered.deviceId,
       ...(displayname === undefined ? {} : { displayname }),
+      crypto: options.crypto === true,
+    });
+  }
+
+  /**
+   * The user on a new device, as when they sign in to a second Element: a password login
+   * (`m.login.password`) gives the new device, which syncs with its own crypto from then on.
+   */
+  async anotherDevice(user: Pick<SdkUser, 'userId'>, options: { crypto?: boolean } = {}): Promise<SdkUser> {
+    const password = this.passwords.get(user.userId);
+    if (password === undefined) throw new Error(`${user.userId} was not registered by this suite`);
+    const res = await fetch(`${this.synapse.url}/_matrix/client/v3/login`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({
+        type: 'm.login.password',
+        identifier: { type: 'm.id.user', user: user.userId },
+        password,
+      }),
+    });
+    const body = (await res.json()) as { access_token?: string; device_id?: string };
+    if (!res.ok || body.access_token === undefined || body.device_id === undefined)
+      throw new Error(`logging ${user.userId} in again failed: ${res.status} ${JSON.stringify(body)}`);
+    return SdkUser.start({
+      baseUrl: this.proxy.clientUrl,
+      userId: user.userId,
+      accessToken: body.access_token,
+      deviceId: body.device_id,
       crypto: options.crypto === true,
     });
   }
