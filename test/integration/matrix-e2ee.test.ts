@@ -42,6 +42,9 @@ describe.each(['sqlite', 'postgres'] as const)('encrypted portals, the bridge on
     if (backend === 'postgres') postgres = await startPostgres();
   });
   afterAll(() => postgres?.stop());
+  // On PostgreSQL only what its stores carry: the crypto store and the held events (the rest is
+  // the adapter's code, the same on both; the store contract tests cover both backends).
+  const sqliteOnly = backend === 'sqlite' ? test : test.skip;
 
   beforeEach(async () => {
     unreadableOnPurpose = new Set();
@@ -122,64 +125,67 @@ describe.each(['sqlite', 'postgres'] as const)('encrypted portals, the bridge on
     for (const m of [...markers, 'second from bob', 'lunch?', 'yes!']) expect(stored).not.toContain(m);
   });
 
-  test('edits, reactions and redactions go both ways in an encrypted portal, each as itself', async () => {
-    const bob = await h.native(BOB);
-    const portal = await h.startChat(alice, management, BOB);
-    const aliceJid = await h.jidOf(alice);
+  sqliteOnly(
+    'edits, reactions and redactions go both ways in an encrypted portal, each as itself',
+    async () => {
+      const bob = await h.native(BOB);
+      const portal = await h.startChat(alice, management, BOB);
+      const aliceJid = await h.jidOf(alice);
 
-    const mine = await alice.sendText(portal, 'lunch at 12?');
-    const wire = await toBob(bob, 'lunch at 12?');
-    await alice.sendEvent(portal, 'm.room.message', {
-      msgtype: 'm.text',
-      body: '* lunch at 1?',
-      'm.new_content': { msgtype: 'm.text', body: 'lunch at 1?' },
-      'm.relates_to': { rel_type: 'm.replace', event_id: mine },
-    });
-    const edit = await bob.waitForMessage((m) => m.content.kind === 'edit', 20_000);
-    expect(edit.content.kind === 'edit' && edit.content.target.id).toBe(wire.id);
-    expect(edit.content.kind === 'edit' && edit.content.replacement.conversation).toBe('lunch at 1?');
+      const mine = await alice.sendText(portal, 'lunch at 12?');
+      const wire = await toBob(bob, 'lunch at 12?');
+      await alice.sendEvent(portal, 'm.room.message', {
+        msgtype: 'm.text',
+        body: '* lunch at 1?',
+        'm.new_content': { msgtype: 'm.text', body: 'lunch at 1?' },
+        'm.relates_to': { rel_type: 'm.replace', event_id: mine },
+      });
+      const edit = await bob.waitForMessage((m) => m.content.kind === 'edit', 20_000);
+      expect(edit.content.kind === 'edit' && edit.content.target.id).toBe(wire.id);
+      expect(edit.content.kind === 'edit' && edit.content.replacement.conversation).toBe('lunch at 1?');
 
-    const theirs = await bob.sendText(aliceJid, 'sure', { devices: [0] });
-    const shown = await fromGhost(portal, /^sure$/);
-    const reaction = await alice.sendEvent(portal, 'm.reaction', {
-      'm.relates_to': { rel_type: 'm.annotation', event_id: shown.event_id, key: '👍' },
-    });
-    const reacted = await bob.waitForMessage((m) => m.content.kind === 'reaction', 20_000);
-    expect(reacted.content.kind === 'reaction' && reacted.content).toMatchObject({
-      emoji: '👍',
-      target: { id: theirs },
-    });
-    await alice.redact(portal, reaction);
-    await bob.waitForMessage((m) => m.content.kind === 'reaction' && m.content.emoji === '', 20_000);
-    await alice.redact(portal, mine);
-    const revoked = await bob.waitForMessage((m) => m.content.kind === 'revoke', 20_000);
-    expect(revoked.content.kind === 'revoke' && revoked.content.target.id).toBe(wire.id);
+      const theirs = await bob.sendText(aliceJid, 'sure', { devices: [0] });
+      const shown = await fromGhost(portal, /^sure$/);
+      const reaction = await alice.sendEvent(portal, 'm.reaction', {
+        'm.relates_to': { rel_type: 'm.annotation', event_id: shown.event_id, key: '👍' },
+      });
+      const reacted = await bob.waitForMessage((m) => m.content.kind === 'reaction', 20_000);
+      expect(reacted.content.kind === 'reaction' && reacted.content).toMatchObject({
+        emoji: '👍',
+        target: { id: theirs },
+      });
+      await alice.redact(portal, reaction);
+      await bob.waitForMessage((m) => m.content.kind === 'reaction' && m.content.emoji === '', 20_000);
+      await alice.redact(portal, mine);
+      const revoked = await bob.waitForMessage((m) => m.content.kind === 'revoke', 20_000);
+      expect(revoked.content.kind === 'revoke' && revoked.content.target.id).toBe(wire.id);
 
-    await bob.sendChange(aliceJid, { id: theirs, fromMe: true }, 'sure, 1 it is', { devices: [0] });
-    const replaced = await alice.waitFor(
-      portal,
-      (e) =>
-        e.sender === GHOST &&
-        e.type === 'm.room.message' &&
-        (e.content['m.relates_to'] as { rel_type?: string } | undefined)?.rel_type === 'm.replace',
-    );
-    expect((replaced.content['m.relates_to'] as { event_id: string }).event_id).toBe(shown.event_id);
-    expect((replaced.content['m.new_content'] as { body: string }).body).toBe('sure, 1 it is');
-    const another = await alice.sendText(portal, 'see you');
-    const onWire = await toBob(bob, 'see you');
-    await bob.sendChange(aliceJid, { id: onWire.id, fromMe: false }, { emoji: '🙂' }, { devices: [0] });
-    const annotation = await alice.waitFor(portal, (e) => e.sender === GHOST && e.type === 'm.reaction');
-    expect(annotation.content['m.relates_to']).toMatchObject({
-      rel_type: 'm.annotation',
-      event_id: another,
-      key: '🙂',
-    });
-    expect(alice.undecryptable(portal)).toEqual([]);
-    const stored = storedEvents(portal).join('\n');
-    for (const m of ['lunch at 1?', 'sure, 1 it is', 'see you']) expect(stored).not.toContain(m);
-  });
+      await bob.sendChange(aliceJid, { id: theirs, fromMe: true }, 'sure, 1 it is', { devices: [0] });
+      const replaced = await alice.waitFor(
+        portal,
+        (e) =>
+          e.sender === GHOST &&
+          e.type === 'm.room.message' &&
+          (e.content['m.relates_to'] as { rel_type?: string } | undefined)?.rel_type === 'm.replace',
+      );
+      expect((replaced.content['m.relates_to'] as { event_id: string }).event_id).toBe(shown.event_id);
+      expect((replaced.content['m.new_content'] as { body: string }).body).toBe('sure, 1 it is');
+      const another = await alice.sendText(portal, 'see you');
+      const onWire = await toBob(bob, 'see you');
+      await bob.sendChange(aliceJid, { id: onWire.id, fromMe: false }, { emoji: '🙂' }, { devices: [0] });
+      const annotation = await alice.waitFor(portal, (e) => e.sender === GHOST && e.type === 'm.reaction');
+      expect(annotation.content['m.relates_to']).toMatchObject({
+        rel_type: 'm.annotation',
+        event_id: another,
+        key: '🙂',
+      });
+      expect(alice.undecryptable(portal)).toEqual([]);
+      const stored = storedEvents(portal).join('\n');
+      for (const m of ['lunch at 1?', 'sure, 1 it is', 'see you']) expect(stored).not.toContain(m);
+    },
+  );
 
-  test('formatting, read receipts and typing go both ways in an encrypted portal', async () => {
+  sqliteOnly('formatting, read receipts and typing go both ways in an encrypted portal', async () => {
     const bob = await h.native(BOB);
     const portal = await h.startChat(alice, management, BOB);
     const aliceJid = await h.jidOf(alice);
@@ -220,132 +226,156 @@ describe.each(['sqlite', 'postgres'] as const)('encrypted portals, the bridge on
     for (const t of ['bold and italic', 'Hello', 'did you read this?']) expect(stored).not.toContain(t);
   });
 
-  test('every kind of file is an encrypted attachment both ways, byte for byte', async () => {
-    const bob = await h.native(BOB);
-    const portal = await h.startChat(alice, management, BOB);
-    // Matrix -> native: image, video, audio, voice message and file, each encrypted by the client.
-    const fromAlice: [Parameters<SdkUser['sendMedia']>[1], MediaToSend][] = [
-      [
-        'm.image',
-        {
-          bytes: randomBytes(40_000),
-          mimetype: 'image/png',
-          filename: 'view.png',
-          caption: 'the view',
-          info: { w: 640, h: 480 },
-        },
-      ],
-      [
-        'm.video',
-        { bytes: randomBytes(60_000), mimetype: 'video/mp4', filename: 'clip.mp4', info: { duration: 4000 } },
-      ],
-      [
-        'm.audio',
-        {
-          bytes: randomBytes(12_000),
-          mimetype: 'audio/mpeg',
-          filename: 'song.mp3',
-          info: { duration: 9000 },
-        },
-      ],
-      [
-        'm.audio',
-        {
-          bytes: randomBytes(8_000),
-          mimetype: 'audio/ogg',
-          filename: 'Voice message.ogg',
-          info: { duration: 3000 },
-          extraContent: { 'org.matrix.msc3245.voice': {}, 'org.matrix.msc1767.audio': { duration: 3000 } },
-        },
-      ],
-      [
-        'm.file',
-        {
-          bytes: randomBytes(15_000),
-          mimetype: 'application/pdf',
-          filename: 'Report.pdf',
-          caption: 'as promised',
-        },
-      ],
-    ];
-    for (const [msgtype, media] of fromAlice) await alice.sendMedia(portal, msgtype, media);
-    await bob.waitForMessage(() => bob.received.length === fromAlice.length, 30_000);
-    expect(bob.received.map((m) => m.content.kind)).toEqual(['image', 'video', 'audio', 'voice', 'document']);
-    const received = await Promise.all(bob.received.map((m) => bob.downloadMedia(m)));
-    expect(received.map((b, i) => b.equals(fromAlice[i]![1].bytes))).toEqual([true, true, true, true, true]);
-    const [image, , , voice, doc] = bob.received.map((m) => m.content);
-    expect(image?.kind === 'image' && image.caption).toBe('the view');
-    expect(voice?.kind === 'voice' && voice.media.ptt).toBe(true);
-    expect(doc?.kind === 'document' && doc.media.fileName).toBe('Report.pdf');
+  sqliteOnly(
+    'every kind of file is an encrypted attachment both ways, byte for byte',
+    async () => {
+      const bob = await h.native(BOB);
+      const portal = await h.startChat(alice, management, BOB);
+      // Matrix -> native: image, video, audio, voice message and file, each encrypted by the client.
+      const fromAlice: [Parameters<SdkUser['sendMedia']>[1], MediaToSend][] = [
+        [
+          'm.image',
+          {
+            bytes: randomBytes(40_000),
+            mimetype: 'image/png',
+            filename: 'view.png',
+            caption: 'the view',
+            info: { w: 640, h: 480 },
+          },
+        ],
+        [
+          'm.video',
+          {
+            bytes: randomBytes(60_000),
+            mimetype: 'video/mp4',
+            filename: 'clip.mp4',
+            info: { duration: 4000 },
+          },
+        ],
+        [
+          'm.audio',
+          {
+            bytes: randomBytes(12_000),
+            mimetype: 'audio/mpeg',
+            filename: 'song.mp3',
+            info: { duration: 9000 },
+          },
+        ],
+        [
+          'm.audio',
+          {
+            bytes: randomBytes(8_000),
+            mimetype: 'audio/ogg',
+            filename: 'Voice message.ogg',
+            info: { duration: 3000 },
+            extraContent: { 'org.matrix.msc3245.voice': {}, 'org.matrix.msc1767.audio': { duration: 3000 } },
+          },
+        ],
+        [
+          'm.file',
+          {
+            bytes: randomBytes(15_000),
+            mimetype: 'application/pdf',
+            filename: 'Report.pdf',
+            caption: 'as promised',
+          },
+        ],
+      ];
+      for (const [msgtype, media] of fromAlice) await alice.sendMedia(portal, msgtype, media);
+      await bob.waitForMessage(() => bob.received.length === fromAlice.length, 30_000);
+      expect(bob.received.map((m) => m.content.kind)).toEqual([
+        'image',
+        'video',
+        'audio',
+        'voice',
+        'document',
+      ]);
+      const received = await Promise.all(bob.received.map((m) => bob.downloadMedia(m)));
+      expect(received.map((b, i) => b.equals(fromAlice[i]![1].bytes))).toEqual([
+        true,
+        true,
+        true,
+        true,
+        true,
+      ]);
+      const [image, , , voice, doc] = bob.received.map((m) => m.content);
+      expect(image?.kind === 'image' && image.caption).toBe('the view');
+      expect(voice?.kind === 'voice' && voice.media.ptt).toBe(true);
+      expect(doc?.kind === 'document' && doc.media.fileName).toBe('Report.pdf');
 
-    // Native -> Matrix: each an encrypted attachment of the ghost's, in an encrypted event.
-    const fromBob: NativeMedia[] = [
-      { kind: 'image', bytes: randomBytes(30_000), mimetype: 'image/jpeg', caption: 'sunset' },
-      { kind: 'video', bytes: randomBytes(50_000), mimetype: 'video/mp4' },
-      { kind: 'audio', bytes: randomBytes(10_000), mimetype: 'audio/mpeg' },
-      { kind: 'voice', bytes: randomBytes(7_000), mimetype: 'audio/ogg; codecs=opus' },
-      { kind: 'document', bytes: randomBytes(15_000), mimetype: 'application/pdf', fileName: 'Plan.pdf' },
-    ];
-    const msgtypes = ['m.image', 'm.video', 'm.audio', 'm.audio', 'm.file'];
-    const aliceJid = await h.jidOf(alice);
-    for (const media of fromBob) await bob.sendMedia(aliceJid, media, { devices: [0] });
-    const shown: ClientEvent[] = [];
-    for (const msgtype of msgtypes) {
-      shown.push(
-        await alice.waitFor(
-          portal,
-          (e) =>
-            e.sender === GHOST &&
-            e.content['msgtype'] === msgtype &&
-            !shown.some((s) => s.event_id === e.event_id),
-        ),
+      // Native -> Matrix: each an encrypted attachment of the ghost's, in an encrypted event.
+      const fromBob: NativeMedia[] = [
+        { kind: 'image', bytes: randomBytes(30_000), mimetype: 'image/jpeg', caption: 'sunset' },
+        { kind: 'video', bytes: randomBytes(50_000), mimetype: 'video/mp4' },
+        { kind: 'audio', bytes: randomBytes(10_000), mimetype: 'audio/mpeg' },
+        { kind: 'voice', bytes: randomBytes(7_000), mimetype: 'audio/ogg; codecs=opus' },
+        { kind: 'document', bytes: randomBytes(15_000), mimetype: 'application/pdf', fileName: 'Plan.pdf' },
+      ];
+      const msgtypes = ['m.image', 'm.video', 'm.audio', 'm.audio', 'm.file'];
+      const aliceJid = await h.jidOf(alice);
+      for (const media of fromBob) await bob.sendMedia(aliceJid, media, { devices: [0] });
+      const shown: ClientEvent[] = [];
+      for (const msgtype of msgtypes) {
+        shown.push(
+          await alice.waitFor(
+            portal,
+            (e) =>
+              e.sender === GHOST &&
+              e.content['msgtype'] === msgtype &&
+              !shown.some((s) => s.event_id === e.event_id),
+          ),
+        );
+      }
+      for (const [i, e] of shown.entries()) {
+        expect(e.content['url']).toBeUndefined();
+        expect((e.content['info'] as Record<string, unknown>)['mimetype']).toBe(fromBob[i]!.mimetype);
+        const file = e.content['file'] as Record<string, unknown>;
+        const bytes = Buffer.from(fromBob[i]!.bytes);
+        expect((await alice.downloadEncrypted(file)).equals(bytes)).toBe(true);
+        // The homeserver holds ciphertext only.
+        expect((await alice.download(String(file['url']))).bytes.equals(bytes)).toBe(false);
+      }
+      expect('org.matrix.msc3245.voice' in shown[2]!.content).toBe(false);
+      expect(shown[3]!.content['org.matrix.msc3245.voice']).toEqual({});
+      expect(bodyOf(shown[0]!)).toBe('sunset');
+      expect(shown[4]!.content['filename']).toBe('Plan.pdf');
+      // Every one of them an m.room.encrypted event on the wire.
+      const wire = await alice.messages(portal);
+      expect(wire.filter((e) => e.type === 'm.room.message')).toEqual([]);
+      const stored = storedEvents(portal).join('\n');
+      for (const t of ['the view', 'Report.pdf', 'sunset', 'Plan.pdf']) expect(stored).not.toContain(t);
+    },
+    60_000,
+  );
+
+  sqliteOnly(
+    'an encrypted message whose key never comes is held, then its sender is told it could not be read',
+    async () => {
+      await h.stopBridge();
+      await h.startBridge({ encryption: { ...h.config.matrix.encryption, key_wait_seconds: 3 } });
+      const bob = await h.native(BOB);
+      const portal = await h.startChat(alice, management, BOB);
+      await exchange(bob, portal, 'before');
+      // What a client sends when its room key never reaches the bridge's devices.
+      const lost = await alice.sendRaw(portal, 'm.room.encrypted', {
+        algorithm: 'm.megolm.v1.aes-sha2',
+        sender_key: 'c2VuZGVyIGtleSBvZiBhIGRldmljZSB0aGF0IGlzIGdvbmU',
+        session_id: 'bm8gc3VjaCBzZXNzaW9u',
+        device_id: 'GONE',
+        ciphertext: 'AwgAEnACgAkLmt6qF84IK++J7UDH2Za1YVchHyprqTqsg2yyOAKgVnu8jX5N8ETQ',
+      });
+      unreadableOnPurpose.add(lost);
+      const held = await h.adapter.store.inboundState(lost);
+      expect(held?.state).not.toBe('failed');
+      const notice = await alice.waitFor(
+        portal,
+        (e) => e.sender === BOT && e.type === 'm.room.message' && replyTarget(e) === lost,
       );
-    }
-    for (const [i, e] of shown.entries()) {
-      expect(e.content['url']).toBeUndefined();
-      expect((e.content['info'] as Record<string, unknown>)['mimetype']).toBe(fromBob[i]!.mimetype);
-      const file = e.content['file'] as Record<string, unknown>;
-      const bytes = Buffer.from(fromBob[i]!.bytes);
-      expect((await alice.downloadEncrypted(file)).equals(bytes)).toBe(true);
-      // The homeserver holds ciphertext only.
-      expect((await alice.download(String(file['url']))).bytes.equals(bytes)).toBe(false);
-    }
-    expect('org.matrix.msc3245.voice' in shown[2]!.content).toBe(false);
-    expect(shown[3]!.content['org.matrix.msc3245.voice']).toEqual({});
-    expect(bodyOf(shown[0]!)).toBe('sunset');
-    expect(shown[4]!.content['filename']).toBe('Plan.pdf');
-    // Every one of them an m.room.encrypted event on the wire.
-    const wire = await alice.messages(portal);
-    expect(wire.filter((e) => e.type === 'm.room.message')).toEqual([]);
-    const stored = storedEvents(portal).join('\n');
-    for (const t of ['the view', 'Report.pdf', 'sunset', 'Plan.pdf']) expect(stored).not.toContain(t);
-  }, 60_000);
-
-  test('an encrypted message whose key never comes is held, then its sender is told it could not be read', async () => {
-    await h.stopBridge();
-    await h.startBridge({ encryption: { ...h.config.matrix.encryption, key_wait_seconds: 3 } });
-    const bob = await h.native(BOB);
-    const portal = await h.startChat(alice, management, BOB);
-    await exchange(bob, portal, 'before');
-    // What a client sends when its room key never reaches the bridge's devices.
-    const lost = await alice.sendRaw(portal, 'm.room.encrypted', {
-      algorithm: 'm.megolm.v1.aes-sha2',
-      sender_key: 'c2VuZGVyIGtleSBvZiBhIGRldmljZSB0aGF0IGlzIGdvbmU',
-      session_id: 'bm8gc3VjaCBzZXNzaW9u',
-      device_id: 'GONE',
-      ciphertext: 'AwgAEnACgAkLmt6qF84IK++J7UDH2Za1YVchHyprqTqsg2yyOAKgVnu8jX5N8ETQ',
-    });
-    unreadableOnPurpose.add(lost);
-    const held = await h.adapter.store.inboundState(lost);
-    expect(held?.state).not.toBe('failed');
-    const notice = await alice.waitFor(
-      portal,
-      (e) => e.sender === BOT && e.type === 'm.room.message' && replyTarget(e) === lost,
-    );
-    expect(bodyOf(notice)).toMatch(/could not be bridged: the bridge never received the key/);
-    // The room goes on.
-    await exchange(bob, portal, 'after');
-  });
+      expect(bodyOf(notice)).toMatch(/could not be bridged: the bridge never received the key/);
+      // The room goes on.
+      await exchange(bob, portal, 'after');
+    },
+  );
 
   test('an encrypted message whose key comes late is held, and bridged as soon as the key arrives', async () => {
     const bob = await h.native(BOB);
@@ -430,7 +460,7 @@ describe.each(['sqlite', 'postgres'] as const)('encrypted portals, the bridge on
     expect(published()).toHaveLength(2);
   });
 
-  test('a user’s encrypted direct chat with a ghost becomes the portal, both ways', async () => {
+  sqliteOnly('a user’s encrypted direct chat with a ghost becomes the portal, both ways', async () => {
     const bob = await h.native(BOB);
     const room = await alice.createDirectRoom(GHOST, ENCRYPTED);
     await alice.waitUntil(
@@ -445,7 +475,7 @@ describe.each(['sqlite', 'postgres'] as const)('encrypted portals, the bridge on
     expect(alice.undecryptable(room)).toEqual([]);
   });
 
-  test('a management room Element creates encrypted answers commands, encrypted', async () => {
+  sqliteOnly('a management room Element creates encrypted answers commands, encrypted', async () => {
     const room = await alice.createDirectRoom(BOT, ENCRYPTED);
     const greeting = await alice.waitFor(room, (e) => e.sender === BOT && e.type === 'm.room.message');
     expect(bodyOf(greeting)).toMatch(/help|login/i);
@@ -462,7 +492,7 @@ describe.each(['sqlite', 'postgres'] as const)('encrypted portals, the bridge on
     ).toEqual([]);
   });
 
-  test('a user turning encryption on in a portal: messages go on both ways, encrypted', async () => {
+  sqliteOnly('a user turning encryption on in a portal: messages go on both ways, encrypted', async () => {
     await h.stopBridge();
     await h.startBridge({ encryption: { ...h.config.matrix.encryption, default: false } });
     const bob = await h.native(BOB);
