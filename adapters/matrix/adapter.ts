@@ -207,7 +207,16 @@ export class MatrixAdapter implements GroupAdapter, ProfileAdapter {
       log,
       encryptByDefault: m.encryption.default ? encryption : undefined,
     });
-    const groups = new GroupPortals({ ids, store, core, ghosts, bot, rooms, log });
+    const groups = new GroupPortals({
+      ids,
+      store,
+      core,
+      ghosts,
+      bot,
+      rooms,
+      log,
+      encryptByDefault: m.encryption.default ? encryption : undefined,
+    });
     this.#groups = groups;
     const spool = new MediaSpool({
       dataDir: context.dataDir,

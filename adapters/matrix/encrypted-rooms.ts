@@ -20,7 +20,7 @@ import {
   type CryptoDevicesOptions,
   type Device,
 } from './crypto/devices.js';
-import type { MatrixIds } from './ids.js';
+import { isGroupRemote, type MatrixIds } from './ids.js';
 import type { MatrixRoom } from './store.js';
 
 /** An encrypted event the bridge cannot read yet: held, and tried again when keys arrive. */
@@ -188,7 +188,8 @@ export class EncryptedRooms {
     event: Record<string, unknown>,
   ): Promise<{ type: string; content: Content }> {
     const candidates: Promise<Device>[] = [];
-    if (room.kind === 'portal' && room.remoteJid !== null) {
+    // A 1:1 portal's ghost; in a group portal the bot (a member of every group room) reads it.
+    if (room.kind === 'portal' && room.remoteJid !== null && !isGroupRemote(room.remoteJid)) {
       const ghost = this.#open.existing(this.c.ids.ghostIdOf(room.remoteJid));
       if (ghost) candidates.push(ghost);
     }

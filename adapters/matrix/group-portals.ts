@@ -19,6 +19,7 @@ import type { Logger } from '../../src/observability/logger.js';
 import { KeyedQueue } from '../../src/util/keyed-queue.js';
 import { describeFailure, type RetryingMatrixClient } from './client.js';
 import type { Content } from './content.js';
+import { encryptionState, type EncryptedRooms } from './encrypted-rooms.js';
 import type { Ghosts } from './ghosts.js';
 import { isGroupRemote, type MatrixIds } from './ids.js';
 import type { ManagementRooms } from './management-room.js';
@@ -44,6 +45,8 @@ export interface GroupPortalsContext {
     | 'doRequest'
   >;
   readonly rooms: Pick<ManagementRooms, 'notice' | 'ensure'>;
+  /** New group portals are created encrypted (`matrix.encryption.default`, with `allow`), as 1:1 ones. */
+  readonly encryptByDefault?: Pick<EncryptedRooms, 'prepare' | 'markEncrypted'> | undefined;
   readonly log: Logger;
 }
 
@@ -217,12 +220,19 @@ export class GroupPortals {
   }
 
   async #create(localUser: string, snapshot: GroupSnapshot): Promise<string> {
+    const encryption = this.c.encryptByDefault;
+    // The bot's device reads what the user sends there: its keys are up before the user's client looks.
+    if (encryption) await encryption.prepare(this.c.ids.botUserId);
     const roomId = await this.c.bot.createRoom({
       preset: 'private_chat',
       name: snapshot.subject,
       ...(snapshot.description ? { topic: snapshot.description } : {}),
-      initial_state: bridgeStates(this.c.ids, snapshot.group, undefined, snapshot.subject),
+      initial_state: [
+        ...bridgeStates(this.c.ids, snapshot.group, undefined, snapshot.subject),
+        ...(encryption ? [encryptionState()] : []),
+      ],
     });
+    if (encryption) encryption.markEncrypted(roomId);
     await this.c.store.putRoom({ roomId, kind: 'portal', localUser, remoteJid: snapshot.group });
     // The user is invited last: the room they open has every member in it already.
     await this.#rooms.run(roomId, () => this.#sync(roomId, localUser, snapshot));

@@ -126,6 +126,30 @@ describe.each(['sqlite', 'postgres'] as const)('encrypted portals, the bridge on
   });
 
   sqliteOnly(
+    'a group portal is created encrypted too: members’ messages and the user’s decrypt, and reach every member',
+    async () => {
+      const [bob, carol] = [await h.native(BOB), await h.native('+4915122223333')];
+      const { group } = await bob.groups.create('Encrypted lunch', [await h.jidOf(alice), carol.jid]);
+      const portal = await alice.waitForInvite((e) => e.sender === BOT);
+      await alice.join(portal);
+      expect((await alice.state(portal)).some((e) => e.type === 'm.room.encryption')).toBe(true);
+      const fromBob = `bob-in-group-${Date.now()}`;
+      await bob.send(group.jid, { kind: 'text', text: fromBob });
+      await fromGhost(portal, new RegExp(fromBob));
+      const fromAlice = `alice-in-group-${Date.now()}`;
+      await alice.sendText(portal, fromAlice);
+      for (const member of [bob, carol]) {
+        await member.waitForMessage((m) => m.group === group.jid && textOf(m) === fromAlice, 20_000);
+      }
+      const wire = await alice.messages(portal);
+      expect(wire.filter((e) => e.type === 'm.room.message')).toEqual([]);
+      const stored = storedEvents(portal).join('\n');
+      expect(stored).not.toContain(fromBob);
+      expect(stored).not.toContain(fromAlice);
+    },
+  );
+
+  sqliteOnly(
     'edits, reactions and redactions go both ways in an encrypted portal, each as itself',
     async () => {
       const bob = await h.native(BOB);
