@@ -91,6 +91,8 @@ export interface ContentDeps {
   readonly to: string;
   /** Whether `id` is one of this user's own messages to `to` (for edits, deletes and reactions). */
   isOwn(id: string): boolean;
+  /** In a group: who sent message `id` (their user JID), if it was someone else; named in keys and replies. */
+  senderOf?(id: string): string | undefined;
   /** Uploads a file to the gateway's media service; resolves with its media message. */
   upload(media: NativeMedia): Promise<Message>;
 }
@@ -123,8 +125,18 @@ export async function buildNativeContent(
   spec: NativeContent,
   deps: ContentDeps,
 ): Promise<{ content: Message; type: 'text' | 'media' }> {
-  const key = (target: string): TargetKey => ({ remoteJid: deps.to, fromMe: deps.isOwn(target), id: target });
-  const replyTo = 'reply_to' in spec && spec.reply_to ? { id: spec.reply_to } : undefined;
+  const participantOf = (target: string) => {
+    const sender = deps.isOwn(target) ? undefined : deps.senderOf?.(target);
+    return sender === undefined ? {} : { participant: sender };
+  };
+  const key = (target: string): TargetKey => ({
+    remoteJid: deps.to,
+    fromMe: deps.isOwn(target),
+    id: target,
+    ...participantOf(target),
+  });
+  const replyTo =
+    'reply_to' in spec && spec.reply_to ? { id: spec.reply_to, ...participantOf(spec.reply_to) } : undefined;
   switch (spec.kind) {
     case 'text': {
       const mentions = spec.mentions ?? [];

@@ -238,6 +238,7 @@ export class NativeUser {
     const { content, type } = await buildNativeContent(spec, {
       to,
       isOwn: (id) => this.sent.get(id)?.to === to,
+      senderOf: (id) => this.received.find((m) => m.group === to && m.id === id)?.from,
       upload: async (media) => uploadMedia(media, await this.mediaConn()),
     });
     // Into a group: encrypted once with the sender key (native-groups.ts).
@@ -332,10 +333,15 @@ export class NativeUser {
     device?: number,
   ): Promise<void> {
     for (const id of ids) {
+      // In a group, a receipt names the message's sender as `participant` (PROTOCOL.md 5.7.7).
+      const sender = isGroupJid(to) ? this.received.find((m) => m.group === to && m.id === id) : undefined;
       this.connection.send({
         kind: 'receipt',
         id,
-        to: device ? formatJid({ ...parseJid(to), device }) : to,
+        to: device && !sender ? formatJid({ ...parseJid(to), device }) : to,
+        ...(sender
+          ? { participant: type === 'read' ? sender.from : (sender.participant ?? sender.from) }
+          : {}),
         t: nowSeconds(),
         ...(type === 'read' ? { type: 'read' as const } : {}),
       });

@@ -52,7 +52,8 @@ import { Registration } from './iq/register.js';
 import { Vcards } from './iq/vcard.js';
 import { bareJid, domainOf, resourceOf } from './jids.js';
 import { ContactProfiles } from './profiles.js';
-import { Rooms } from './rooms.js';
+import { groupOfRoom, Rooms } from './rooms.js';
+import { NS_MUC_ADMIN, RoomAdmin } from './iq/room-admin.js';
 import { Downloads } from './downloads.js';
 import type { FilePublisher, OwnFilePublisher } from './media.js';
 import { Presence } from './presence.js';
@@ -117,6 +118,7 @@ interface Features {
   readonly adhoc: AdhocCommands;
   readonly provisioning: ProvisioningHooks;
   readonly rooms: Rooms;
+  readonly roomAdmin: RoomAdmin;
   readonly profiles: ContactProfiles;
 }
 
@@ -210,6 +212,8 @@ export class XmppAdapter extends EventEmitter<XmppAdapterEvents> implements Grou
       ['set', NS.commands, 'command', (iq) => f.adhoc.execute(iq)],
       ['get', NS.vcard, 'vCard', (iq) => f.vcards.get(iq)],
       ['get', NS.version, 'query', () => f.disco.version()],
+      ['get', NS_MUC_ADMIN, 'query', (iq) => f.roomAdmin.get(iq)],
+      ['set', NS_MUC_ADMIN, 'query', (iq) => f.roomAdmin.set(iq)],
     ];
     for (const [type, xmlns, child, handler] of iqs) link.handleIq(type, xmlns, child, handler);
     // XEP-0410: a client that is not (any more) in a room is told so, and joins again.
@@ -424,6 +428,12 @@ export class XmppAdapter extends EventEmitter<XmppAdapterEvents> implements Grou
       adhoc: new AdhocCommands({ access, chain, commands }),
       provisioning: xmppProvisioning({ access, chain, commands, store }),
       rooms,
+      roomAdmin: new RoomAdmin({
+        domain,
+        core,
+        groupOf: (room) => groupOfRoom(room, domain),
+        memberByNick: (user, snapshot, nick) => rooms.memberByNick(user, snapshot, nick),
+      }),
       profiles: new ContactProfiles({ domain, store, out, contacts, caps }),
     };
   }

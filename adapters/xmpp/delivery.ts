@@ -61,7 +61,7 @@ export interface DeliveryContext {
   readonly publisher: FilePublisher | undefined;
   readonly caps: CapsVersions;
   /** Group messages go to the rooms the user joined. */
-  readonly rooms: Pick<Rooms, 'deliver'>;
+  readonly rooms: Pick<Rooms, 'deliver' | 'receipt'>;
 }
 
 /**
@@ -132,6 +132,8 @@ export class Delivery {
    */
   async updateDelivery(update: DeliveryUpdate): Promise<{ confirmed?: Promise<void> }> {
     const { localUser, remote, localId, state } = update;
+    // In a group, each member's receipt, shown in the room.
+    if (update.by !== undefined) return this.ctx.rooms.receipt(update);
     const from = await this.ctx.contacts.jidOf(localUser, remote);
     const { out } = this.ctx;
     switch (state) {

@@ -42,7 +42,7 @@ export interface InboundContext {
   /** Files users share by URL, downloaded (sealed) before the core sends them. */
   readonly files: Pick<Downloads, 'fetch'>;
   /** Groups' rooms: messages to them go there (rooms.ts). */
-  readonly rooms: Pick<Rooms, 'isRoom' | 'fromUser'>;
+  readonly rooms: Pick<Rooms, 'isRoom' | 'fromUser' | 'setSubject'>;
   /** The core took an outgoing event. */
   submitted(event: OutgoingEvent): void;
   /** Something the user sent was refused, with the error stanza they got. */
@@ -139,13 +139,25 @@ export class Inbound {
     const user = bareJid(el.attrs.from ?? '');
     try {
       const body = el.getChild('body')?.getText() ?? '';
+      const subject = el.getChild('subject');
+      if (subject && body === '') {
+        // A new subject (XEP-0045 8.1): the group's, once the gateway agrees; the room shows it then.
+        await this.ctx.rooms.setSubject(user, bareJid(el.attrs.to ?? ''), subject.getText());
+        taken();
+        return;
+      }
       const oob = el.getChild('x', NS.oob)?.getChild('url')?.getText();
       const retract = el.getChild('retract', NS.retract)?.attrs.id;
       const reactions = el.getChild('reactions', NS.reactions);
-      if (body === '' && !oob && !retract && !reactions) return; // chat states, markers: not for groups yet
+      // XEP-0333 in a room: the user read up to the message with this (stanza-)id.
+      const displayed = el.getChild('displayed', NS.markers)?.attrs.id;
+      if (body === '' && !oob && !retract && !reactions && !displayed) return; // chat states: not for groups
       if (!(await this.ctx.access.isRegistered(user)))
         throw notRegistered(`register with ${this.ctx.domain} first.`);
-      const event = await this.outgoingEvent(el, body, oob, retract, reactions, { localUser: user, localId });
+      const event: ConversationEvent =
+        body === '' && !oob && !retract && !reactions && displayed
+          ? { type: 'receipt', receipt: 'read', targets: [displayed] }
+          : await this.outgoingEvent(el, body, oob, retract, reactions, { localUser: user, localId });
       await this.ctx.rooms.fromUser(el, localId, event, taken);
     } catch (err) {
       this.refuseFor(el, err);

@@ -14,10 +14,18 @@
  */
 import { xml, type Element } from '@xmpp/xml';
 import type { BridgeCore } from '../../src/bridge/adapter.js';
-import type { GroupSnapshot, GroupUpdate, IncomingEvent, OutgoingEvent } from '../../src/bridge/events.js';
+import type {
+  DeliveryUpdate,
+  GroupMember,
+  GroupSnapshot,
+  GroupUpdate,
+  IncomingEvent,
+  OutgoingEvent,
+} from '../../src/bridge/events.js';
 import type { Logger } from '../../src/observability/logger.js';
 import type { Access, Outbound, UserChain } from './context.js';
 import { bareJid, contactJidOfRemote, localPartOf, resourceOf } from './jids.js';
+import { XmppUserError } from './errors.js';
 import { derivedId, NS, stanzaError, xmlSafe } from './stanzas.js';
 
 export const NS_MUC = 'http://jabber.org/protocol/muc';
@@ -37,11 +45,12 @@ const ROOM_FEATURES = [
   NS.reactions,
   NS.correct,
   NS.retract,
+  NS.markers,
 ] as const;
 
 export interface RoomsContext {
   readonly domain: string;
-  readonly core: Pick<BridgeCore, 'submit' | 'group' | 'retryDeliveries'>;
+  readonly core: Pick<BridgeCore, 'submit' | 'group' | 'retryDeliveries' | 'changeGroup'>;
   readonly out: Outbound;
   readonly access: Access;
   readonly chain: UserChain;
@@ -71,6 +80,24 @@ export class Rooms {
   private readonly joined = new Map<string, Map<string, Occupancy>>();
 
   constructor(private readonly ctx: RoomsContext) {}
+
+  /** The member (not the user) a nick names in the user's view of a room. */
+  async memberByNick(user: string, snapshot: GroupSnapshot, nick: string): Promise<GroupMember | undefined> {
+    return snapshot.members.find((m) => !m.self && nickOf(m) === nick);
+  }
+
+  /** A new subject from the user (XEP-0045 8.1): the group's once the gateway agrees, then shown. */
+  async setSubject(user: string, room: string, subject: string): Promise<void> {
+    const group = groupOfRoom(room, this.ctx.domain);
+    if (!group || !this.joined.get(room)?.has(user)) {
+      throw new XmppUserError('xmpp_not_in_room', 'cancel', 'not-acceptable', 'Join the room first.');
+    }
+    try {
+      await this.ctx.core.changeGroup?.(user, group, { action: 'subject', subject });
+    } catch (err) {
+      throw new XmppUserError('xmpp_group_refused', 'auth', 'forbidden', (err as Error).message);
+    }
+  }
 
   /** Whether `jid` (bare) is a room of this component. */
   isRoom(jid: string): boolean {
@@ -165,16 +192,47 @@ export class Rooms {
     }
     await this.ctx.core.submit({ localUser: user, localId, remote: group, event });
     taken();
-    const children = el.getChildElements().filter((c) => c.attrs.xmlns !== NS.receipts);
+    // The room's stanza-id is the id the core knows the message by: clients name it in replies,
+    // reactions, retractions and markers (XEP-0461, XEP-0444, XEP-0424 and XEP-0333 in groupchat).
+    const children = el
+      .getChildElements()
+      .filter((c) => c.attrs.xmlns !== NS.receipts && !(c.name === 'stanza-id' && c.attrs.xmlns === NS.sid));
+    const stanzaId =
+      event.type === 'receipt' ? [] : [xml('stanza-id', { xmlns: NS.sid, id: localId, by: room })];
     for (const to of occupancy.resources) {
       this.ctx.out.fire(
         xml(
           'message',
           { type: 'groupchat', from: `${room}/${occupancy.nick}`, to, id: el.attrs.id ?? localId },
           ...children,
+          ...stanzaId,
         ),
       );
     }
+  }
+
+  /**
+   * A member's receipt for the user's message: a read one is that member's XEP-0333 displayed
+   * marker in the room (as Conversations shows who read what); delivery receipts are not shown in
+   * rooms. Nothing for a user with no joined client: the marker is worth nothing later.
+   */
+  async receipt(update: DeliveryUpdate): Promise<{ confirmed?: Promise<void> }> {
+    const room = roomOfGroup(update.remote, this.ctx.domain);
+    const occupancy = this.joined.get(room)?.get(update.localUser);
+    if (update.state !== 'read' || update.by === undefined || !occupancy) return {};
+    const group = await this.ctx.core.group?.(update.localUser, update.remote);
+    const nick = nickOf(group?.members.find((m) => m.remote === update.by) ?? { remote: update.by });
+    const id = derivedId('read', update.localUser, update.by, update.localId);
+    const sends = [...occupancy.resources].map((to) =>
+      this.ctx.out.send(
+        xml(
+          'message',
+          { type: 'groupchat', from: `${room}/${nick}`, to, id },
+          xml('displayed', { xmlns: NS.markers, id: update.localId }),
+        ),
+      ),
+    );
+    return { confirmed: Promise.all(sends).then(() => undefined) };
   }
 
   /**
@@ -252,10 +310,16 @@ export class Rooms {
         ) {
           return this.invite(u, room);
         }
+        const mine = this.joined.get(room)?.get(u.localUser);
         for (const m of u.snapshot.members) {
-          if (m.self || !changed.has(m.remote)) continue;
+          if (!changed.has(m.remote)) continue;
           for (const to of clients) {
-            out.fire(occupantPresence(room, to, nickOf(m), m.admin, contactJidOfRemote(m.remote, domain)));
+            // The user's own new affiliation too (110), so their client offers what admins may do.
+            out.fire(
+              m.self
+                ? occupantPresence(room, to, mine?.nick ?? 'me', m.admin, to, ['110'])
+                : occupantPresence(room, to, nickOf(m), m.admin, contactJidOfRemote(m.remote, domain)),
+            );
           }
         }
         return;

@@ -180,6 +180,12 @@ export interface DeliveryUpdate {
   readonly state: DeliveryState;
   /** Set when failed: a sentence for the user ("the contact is not on the interop network"). */
   readonly reason?: string | undefined;
+  /**
+   * In a group: the member (remote JID) whose receipt this is. Each member's delivery and read
+   * receipts come one by one, in any order (a member's "delivered" may follow another's "read"):
+   * show them per member (a ghost's read marker), not as the message's one state.
+   */
+  readonly by?: string | undefined;
 }
 
 /** Things the user should know that are not messages. */

@@ -27,24 +27,8 @@ import { isGroupJid, type PuppetGroups } from './groups.js';
 /** Encoding failures no retry can fix: the stanza or its frame exceeds the wire's limits. */
 const TOO_LARGE = new Set(['stanza_too_large', 'stanza_text_too_long', 'transport_outgoing_frame_too_large']);
 
-/** The outbox `kind` of a receipt we send; the others are the event types (message, edit, ...). */
-export const RECEIPT_KIND = 'receipt';
-
-/** The payload of a receipt entry. */
-export interface ReceiptPayload {
-  readonly receipt: 'delivery' | 'read';
-  /** The receipted message's wire id. */
-  readonly messageId: string;
-  /** Its sender: the device JID for a delivery receipt, the user JID for a read receipt. */
-  readonly to: string;
-  /** A group message's: `to` is the group, this its sender (device JID, or user JID when read). */
-  readonly participant?: string | undefined;
-}
-
-const encoder = new TextEncoder();
-const decoder = new TextDecoder();
-export const encodePayload = (value: unknown): Uint8Array => encoder.encode(JSON.stringify(value));
-export const decodePayload = <T>(bytes: Uint8Array): T => JSON.parse(decoder.decode(bytes)) as T;
+export { RECEIPT_KIND, encodePayload, decodePayload, type ReceiptPayload } from './outbox-payload.js';
+import { decodePayload, RECEIPT_KIND, type ReceiptPayload } from './outbox-payload.js';
 
 /** Built contents kept for retry receipts, so a resend does not rebuild (or re-upload media). */
 const CONTENT_CACHE_SIZE = 256;
@@ -511,15 +495,17 @@ export class OutboxSender {
    * user sent from another of their devices (in the message map as the account's own, not in the
    * outbox: shown, nothing to advance). Resolves once recorded, with (when the adapter says when)
    * the promise that the local network has it: the receipt is acknowledged to the gateway after that.
+   * In a group, `by` is the member whose receipt it is: each member's is shown, not only the first.
    */
   async onReceipt(
     id: string,
     state: 'delivered' | 'read',
     from?: string,
+    by?: string,
   ): Promise<{ shown?: Promise<void> }> {
     // This process is the only writer of its puppet's rows: what it remembers is what is stored.
     const entry = this.recent.get(id) ?? this.inFlight.get(id) ?? (await this.ctx.store.outbox.get(id));
-    if (!entry && from !== undefined) return this.onReceiptForOtherDevice(id, state, from);
+    if (!entry && from !== undefined) return this.onReceiptForOtherDevice(id, state, from, by);
     if (!entry || entry.puppetId !== this.ctx.puppet.id || entry.kind === RECEIPT_KIND) return {};
     // A receipt proves the gateway stored it, even if its ack was lost with a connection.
     this.inFlight.delete(id);
@@ -527,7 +513,7 @@ export class OutboxSender {
     // crash: it may not have been shown, so it is shown again (a repeat is harmless).
     const advanced = await this.ctx.store.outbox.advance(id, state);
     if (advanced) this.remember(entry, state);
-    if (advanced || entry.state === state) return await this.report(entry, state);
+    if (advanced || entry.state === state || by !== undefined) return await this.report(entry, state, { by });
     return {};
   }
 
@@ -535,6 +521,7 @@ export class OutboxSender {
     id: string,
     state: 'delivered' | 'read',
     from: string,
+    by: string | undefined,
   ): Promise<{ shown?: Promise<void> }> {
     const { store, puppet } = this.ctx;
     const portal = await store.portals.byRemote(puppet.id, from);
@@ -549,6 +536,7 @@ export class OutboxSender {
         localUser: puppet.localId,
         remote: portal.remoteJid,
         state,
+        ...(by !== undefined ? { by } : {}),
       });
       if (!shown) return {};
       shown.catch(() => undefined);
@@ -563,7 +551,7 @@ export class OutboxSender {
     this.inFlight.delete(entry.id);
     await this.ctx.store.outbox.fail(entry.id, reason);
     this.ctx.log?.info({ id: entry.id, reason }, 'outbox entry failed');
-    await this.report(entry, 'failed', reason);
+    await this.report(entry, 'failed', { reason });
   }
 
   /**
@@ -573,7 +561,7 @@ export class OutboxSender {
   private async report(
     entry: OutboxEntry,
     state: DeliveryState,
-    reason?: string,
+    { reason, by }: { reason?: string | undefined; by?: string | undefined } = {},
   ): Promise<{ shown?: Promise<void> }> {
     if (entry.kind === RECEIPT_KIND) return {};
     if (state !== 'queued') this.ctx.metrics?.outgoing(state, entry.createdAt);
@@ -588,6 +576,7 @@ export class OutboxSender {
         remote,
         state,
         ...(reason !== undefined ? { reason } : {}),
+        ...(by !== undefined ? { by } : {}),
       });
       if (!shown) return {};
       shown.catch(() => undefined); // the adapter logs why; unacknowledged, it comes again

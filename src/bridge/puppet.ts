@@ -387,10 +387,13 @@ export class PuppetRuntime {
         );
       return {};
     }
+    // In a group, `participant` is the member's device that sent it: each member's receipt is shown.
+    const by = r.from && isGroupJid(r.from) && r.participant ? toUser(r.participant) : undefined;
     return this.outbox.onReceipt(
       r.id,
       r.type === 'read' ? 'read' : 'delivered',
       r.from === undefined ? undefined : toUser(r.from),
+      by,
     );
   }
 

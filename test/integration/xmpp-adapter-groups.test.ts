@@ -6,11 +6,13 @@
  * in the room (after a component restart) learns it from an XEP-0410 self-ping.
  */
 import { xml, type Element } from '@xmpp/xml';
+import type { GroupEventRecord } from '../../emulator/native-groups.js';
 import type { XmppServerKind } from '../support/xmpp-servers.js';
 import { bodyOf, DOMAIN, XmppBridgeHarness } from '../support/xmpp-bridge.js';
 
 const MUC = 'http://jabber.org/protocol/muc';
 const MUC_USER = 'http://jabber.org/protocol/muc#user';
+const MUC_ADMIN = 'http://jabber.org/protocol/muc#admin';
 
 describe.each(['prosody', 'ejabberd'] as XmppServerKind[])('groups as rooms on %s', (kind) => {
   let h: XmppBridgeHarness;
@@ -145,6 +147,90 @@ describe.each(['prosody', 'ejabberd'] as XmppServerKind[])('groups as rooms on %
     };
     await usage('create-group no numbers');
     await alice.waitForStanza((s) => s.name === 'message' && bodyOf(s).startsWith('Usage: create-group'));
+  });
+
+  it("moderation from the client is the group's: subject, kick, add, promote, demote, the lists, and leaving", async () => {
+    const alice = await h.registeredUser('alice');
+    const [bob, carol] = [await h.native(phone()), await h.native(phone())];
+    const me = await h.puppetJid(alice.jid);
+    const carolPhone = `+${carol.jid.split('@')[0]}`;
+    const carolJid = `${carolPhone}@${DOMAIN}`;
+    const { group } = await bob.groups.create('Moderated', [me, carol.jid]);
+    const room = `${group.jid.split('@')[0]}@${DOMAIN}`;
+    await alice.waitForStanza((s) => s.getChild('x', 'jabber:x:conference')?.attrs.jid === room);
+    await alice.client.send(xml('presence', { to: `${room}/alice` }, xml('x', { xmlns: MUC })));
+    await alice.waitForStanza((s) => s.name === 'message' && s.getChild('subject') !== undefined);
+    const admin = (type: 'get' | 'set', ...items: Element[]) =>
+      alice.iq(xml('iq', { type, to: room }, xml('query', { xmlns: MUC_ADMIN }, ...items)));
+    const changed = (match: (e: GroupEventRecord['event']) => boolean) =>
+      bob.groups.waitForEvent((e) => e.group === group.jid && e.author === me && match(e.event));
+
+    // Not an admin yet: the gateway's refusal comes back as the iq's error.
+    const refused = await admin('set', xml('item', { nick: carolPhone, role: 'none' }));
+    expect(refused.attrs.type).toBe('error');
+    expect(refused.getChild('error')?.getChild('not-allowed')).toBeDefined();
+    expect(carol.groups.events.some((e) => e.event.event === 'participants_changed')).toBe(false);
+
+    await bob.groups.participants(group.jid, 'promote', [me]);
+    await alice.waitForStanza(
+      (s) => s.name === 'presence' && s.attrs.from === `${room}/alice` && itemOf(s)?.affiliation === 'admin',
+    );
+
+    // A new subject, as clients set it.
+    await alice.client.send(
+      xml('message', { type: 'groupchat', to: room, id: 's-1' }, xml('subject', {}, 'Renamed')),
+    );
+    await changed((e) => e.event === 'subject_changed' && e.subject === 'Renamed');
+    await alice.waitForStanza((s) => s.name === 'message' && s.getChild('subject')?.getText() === 'Renamed');
+
+    // A kick by nick removes Carol; an affiliation brings her back, promotes and demotes her.
+    expect((await admin('set', xml('item', { nick: carolPhone, role: 'none' }))).attrs.type).toBe('result');
+    await changed((e) => e.event === 'participants_changed' && e.action === 'remove');
+    await alice.waitForStanza(
+      (s) =>
+        s.name === 'presence' && s.attrs.type === 'unavailable' && s.attrs.from === `${room}/${carolPhone}`,
+    );
+    for (const [affiliation, action] of [
+      ['member', 'add'],
+      ['admin', 'promote'],
+      ['member', 'demote'],
+    ] as const) {
+      const answer = await admin('set', xml('item', { jid: carolJid, affiliation }));
+      expect(answer.attrs.type).toBe('result');
+      await changed(
+        (e) =>
+          e.event === 'participants_changed' && e.action === action && e.participants.includes(carol.jid),
+      );
+    }
+
+    // The lists clients ask for.
+    const admins = await admin('get', xml('item', { affiliation: 'admin' }));
+    const jids = admins
+      .getChild('query', MUC_ADMIN)
+      ?.getChildren('item')
+      .map((i) => i.attrs.jid);
+    expect(jids?.sort()).toEqual([alice.jid, `+${bob.jid.split('@')[0]}@${DOMAIN}`].sort());
+    const members = await admin('get', xml('item', { affiliation: 'member' }));
+    expect(
+      members
+        .getChild('query', MUC_ADMIN)
+        ?.getChildren('item')
+        .map((i) => i.attrs.jid),
+    ).toEqual([carolJid]);
+
+    // The user's own affiliation to none: they leave the group, and the room ends for them.
+    expect((await admin('set', xml('item', { jid: alice.jid, affiliation: 'none' }))).attrs.type).toBe(
+      'result',
+    );
+    await bob.groups.waitForEvent(
+      (e) =>
+        e.group === group.jid &&
+        e.event.event === 'participants_changed' &&
+        e.event.participants.includes(me),
+    );
+    await alice.waitForStanza(
+      (s) => s.name === 'presence' && s.attrs.type === 'unavailable' && s.attrs.from === `${room}/alice`,
+    );
   });
 
   it('a room the user is not in refuses the join, and a groupchat message to it', async () => {
