@@ -387,7 +387,9 @@ export class NativeGroups {
       let raw: Message | undefined;
       for (const enc of m.encs) {
         if (enc.type === 'skmsg') {
-          raw = decodeContent(await groupDecrypt(this.senderKeys, address, enc.ciphertext));
+          raw = decodeContent(
+            await groupDecrypt(this.senderKeys, address, distributionIdOf(group), enc.ciphertext),
+          );
           continue;
         }
         const inner = decodeContent(
@@ -395,7 +397,12 @@ export class NativeGroups {
         );
         const skdm = inner.senderKeyDistributionMessage;
         if (skdm?.axolotlSenderKeyDistributionMessage && skdm.groupId === group) {
-          await processDistribution(this.senderKeys, address, skdm.axolotlSenderKeyDistributionMessage);
+          await processDistribution(
+            this.senderKeys,
+            address,
+            distributionIdOf(group),
+            skdm.axolotlSenderKeyDistributionMessage,
+          );
         }
         // A resend after a retry carries the content beside the key; a distribution alone has none.
         if (describeContent(inner).kind !== 'unknown') raw = inner;

@@ -413,14 +413,19 @@ export class PuppetGroups {
       );
       const skdm = decodeContent(plain).senderKeyDistributionMessage;
       if (skdm?.axolotlSenderKeyDistributionMessage && skdm.groupId === m.from) {
-        await processDistribution(this.senderKeys, sender, skdm.axolotlSenderKeyDistributionMessage);
+        await processDistribution(
+          this.senderKeys,
+          sender,
+          distributionIdOf(skdm.groupId),
+          skdm.axolotlSenderKeyDistributionMessage,
+        );
       }
       // A resend after a retry receipt: the message itself came pairwise (with the key).
       if (!skmsg) return plain;
     }
     if (!skmsg)
       throw new SignalError('signal_decrypt_failed', 'a group message without a sender-key ciphertext');
-    return groupDecrypt(this.senderKeys, sender, skmsg.ciphertext);
+    return groupDecrypt(this.senderKeys, sender, distributionIdOf(m.from ?? ''), skmsg.ciphertext);
   }
 }
 

@@ -1,24 +1,28 @@
 /**
- * The two sender-key messages of Signal groups, byte for byte as libsignal writes them
- * (rust/protocol/src/protocol.rs; field numbers from rust/protocol/src/proto/wire.proto):
+ * The two sender-key messages of groups, byte for byte in the classic layout: the group cipher of
+ * libsignal-protocol-java and -javascript, which WhatsApp clients use (as does Baileys'
+ * WASignalGroup, which test/unit/signal-sender-key-classic.test.ts checks these bytes against):
  *
- *   SenderKeyMessage             = version byte ‖ protobuf { 1: distribution_uuid (16), 2: chain_id,
- *                                  3: iteration, 4: ciphertext } ‖ 64-byte XEdDSA signature
- *   SenderKeyDistributionMessage = version byte ‖ protobuf { 1: distribution_uuid (16), 2: chain_id,
- *                                  3: iteration, 4: chain_key (32), 5: signing_key (33, 0x05 ‖ key) }
+ *   SenderKeyMessage             = 0x33 ‖ protobuf { 1: id (uint32), 2: iteration (uint32),
+ *                                  3: ciphertext (bytes) } ‖ 64-byte XEdDSA signature
+ *   SenderKeyDistributionMessage = 0x33 ‖ protobuf { 1: id (uint32), 2: iteration (uint32),
+ *                                  3: chainKey (32 bytes), 4: signingKey (33 bytes, 0x05 ‖ key) }
  *
- * The version byte is 0x33 (version 3 in both nibbles); like libsignal, a reader looks at the high
- * nibble only and accepts 3 alone. The signature covers everything before it, version byte
- * included. Every field is required, and anything malformed is `signal_invalid_message`.
+ * `id` is the sender's key (chain) id. The version byte is 0x33 (version 3 in both nibbles); a reader
+ * looks at the high nibble only and accepts 3 alone. The signature covers everything before it,
+ * version byte included. Nothing names the group: the receiver knows it from where the message
+ * came (the sender key's name is the group and the sending device), so the group's distribution id
+ * is the caller's, not the wire's. Fields are written in field-number order, zeros included, as
+ * protobufjs and protobuf-java write these proto2 messages; every field is required on input (as
+ * libsignal-protocol-java: "Incomplete message"), and anything malformed is `signal_invalid_message`.
  */
 import { DJB_TYPE, SIGNATURE_LENGTH, xeddsaSign } from './curve.js';
 import { SignalError } from './errors.js';
 import { ProtoFields, ProtoWriter } from './sender-key-protobuf.js';
 
 export const SENDER_KEY_VERSION = 3;
-/** (3 << 4) | 3, as libsignal writes it. */
+/** (3 << 4) | 3, as every sender-key writer has it. */
 export const SENDER_KEY_VERSION_BYTE = 0x33;
-const UUID_LENGTH = 16;
 const CHAIN_KEY_LENGTH = 32;
 const SIGNING_KEY_LENGTH = 33;
 const AES_BLOCK = 16;
@@ -29,7 +33,7 @@ const invalid = (what: string, why: string): SignalError =>
     `not a Signal ${what} (${why}): drop it; the sender's client is broken or the bytes were damaged`,
   );
 
-// -- distribution ids: UUIDs as strings (as @signalapp/libsignal-client has them), 16 bytes on the wire
+// -- distribution ids: the store's key for a group's chains (UUIDs as strings), never on the wire
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
@@ -45,14 +49,6 @@ export function canonicalDistributionId(id: string): string {
   return lower;
 }
 
-export const distributionIdBytes = (id: string): Uint8Array =>
-  Buffer.from(canonicalDistributionId(id).replace(/-/g, ''), 'hex');
-
-const distributionIdOf = (bytes: Uint8Array): string => {
-  const hex = Buffer.from(bytes).toString('hex');
-  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
-};
-
 function checkVersion(bytes: Uint8Array, what: string, minLength: number): void {
   if (bytes.length < minLength) throw invalid(what, `${bytes.length} bytes is too short`);
   const version = (bytes[0] as number) >> 4;
@@ -62,20 +58,17 @@ function checkVersion(bytes: Uint8Array, what: string, minLength: number): void 
 }
 
 function readCommon(f: ProtoFields, what: string) {
-  const uuid = f.bytes(1);
-  if (uuid === undefined || uuid.length !== UUID_LENGTH) throw invalid(what, 'no 16-byte distribution id');
-  const chainId = f.uint32(2);
-  const iteration = f.uint32(3);
-  if (chainId === undefined) throw invalid(what, 'no chain id');
+  const chainId = f.uint32(1);
+  const iteration = f.uint32(2);
+  if (chainId === undefined) throw invalid(what, 'no key id');
   if (iteration === undefined) throw invalid(what, 'no iteration');
-  return { distributionId: distributionIdOf(uuid), chainId, iteration };
+  return { chainId, iteration };
 }
 
 // -- SenderKeyMessage
 
 export interface SenderKeyMessageFields {
-  /** Lower-case UUID. */
-  readonly distributionId: string;
+  /** The sender's key id (`id`): which of its chains. */
   readonly chainId: number;
   readonly iteration: number;
   readonly ciphertext: Uint8Array;
@@ -91,7 +84,7 @@ export function readSenderKeyMessage(bytes: Uint8Array): SenderKeyMessageFields 
   const signed = bytes.subarray(0, bytes.length - SIGNATURE_LENGTH);
   const f = ProtoFields.read(signed.subarray(1), (why) => invalid(what, why));
   const common = readCommon(f, what);
-  const ciphertext = f.bytes(4);
+  const ciphertext = f.bytes(3);
   if (ciphertext === undefined || ciphertext.length === 0 || ciphertext.length % AES_BLOCK !== 0) {
     throw invalid(what, 'the ciphertext is not whole AES blocks');
   }
@@ -100,17 +93,12 @@ export function readSenderKeyMessage(bytes: Uint8Array): SenderKeyMessageFields 
 
 /** A whole SenderKeyMessage, signed with the sender's 32-byte private signing key. */
 export function writeSenderKeyMessage(
-  m: { distributionId: string; chainId: number; iteration: number; ciphertext: Uint8Array },
+  m: { chainId: number; iteration: number; ciphertext: Uint8Array },
   signingPrivateKey: Uint8Array,
 ): Buffer {
   const signed = Buffer.concat([
     Buffer.from([SENDER_KEY_VERSION_BYTE]),
-    new ProtoWriter()
-      .bytes(1, distributionIdBytes(m.distributionId))
-      .uint32(2, m.chainId)
-      .uint32(3, m.iteration)
-      .bytes(4, m.ciphertext)
-      .finish(),
+    new ProtoWriter().uint32(1, m.chainId).uint32(2, m.iteration).bytes(3, m.ciphertext).finish(),
   ]);
   return Buffer.concat([signed, xeddsaSign(signingPrivateKey, signed)]);
 }
@@ -118,8 +106,7 @@ export function writeSenderKeyMessage(
 // -- SenderKeyDistributionMessage
 
 export interface SenderKeyDistributionFields {
-  /** Lower-case UUID. */
-  readonly distributionId: string;
+  /** The sender's key id (`id`) of the chain handed out. */
   readonly chainId: number;
   /** The iteration `chainKey` is at: the receiver can read from this message on. */
   readonly iteration: number;
@@ -131,15 +118,14 @@ export interface SenderKeyDistributionFields {
 /** Reads a SenderKeyDistributionMessage, checking its framing and key sizes. */
 export function readSenderKeyDistribution(bytes: Uint8Array): SenderKeyDistributionFields {
   const what = 'SenderKeyDistributionMessage';
-  // libsignal's own floor: a message holds at least a chain key and a public key.
-  checkVersion(bytes, what, 1 + 32 + 32);
+  checkVersion(bytes, what, 1);
   const f = ProtoFields.read(bytes.subarray(1), (why) => invalid(what, why));
   const common = readCommon(f, what);
-  const chainKey = f.bytes(4);
+  const chainKey = f.bytes(3);
   if (chainKey === undefined || chainKey.length !== CHAIN_KEY_LENGTH) {
     throw invalid(what, 'no 32-byte chain key');
   }
-  const signingKey = f.bytes(5);
+  const signingKey = f.bytes(4);
   if (signingKey === undefined || signingKey.length !== SIGNING_KEY_LENGTH || signingKey[0] !== DJB_TYPE) {
     throw invalid(what, 'the signing key is not a 0x05-typed Curve25519 key');
   }
@@ -151,11 +137,10 @@ export function writeSenderKeyDistribution(m: SenderKeyDistributionFields): Buff
   return Buffer.concat([
     Buffer.from([SENDER_KEY_VERSION_BYTE]),
     new ProtoWriter()
-      .bytes(1, distributionIdBytes(m.distributionId))
-      .uint32(2, m.chainId)
-      .uint32(3, m.iteration)
-      .bytes(4, m.chainKey)
-      .bytes(5, m.signingKey)
+      .uint32(1, m.chainId)
+      .uint32(2, m.iteration)
+      .bytes(3, m.chainKey)
+      .bytes(4, m.signingKey)
       .finish(),
   ]);
 }

@@ -1,6 +1,9 @@
 /**
- * Signal sender keys: group messages encrypted once for every member (libsignal's group_cipher.rs,
- * same key schedule, same wire bytes, same record format).
+ * Signal sender keys: group messages encrypted once for every member. The key schedule and the
+ * limits are libsignal's (group_cipher.rs), the records its storage format (sender-key-record.ts);
+ * the wire is the classic group cipher's (libsignal-protocol-java's, which WhatsApp clients use:
+ * sender-key-wire.ts), which does not name the group, so the caller says which distribution a
+ * message belongs to (the group it arrived in).
  *
  * Each sender has a chain per group distribution. The sender hands the chain's current key and its
  * public signing key to every member once, in a SenderKeyDistributionMessage sent over the 1:1
@@ -192,7 +195,6 @@ export async function createDistribution(
   }
   return new Uint8Array(
     writeSenderKeyDistribution({
-      distributionId: id,
       chainId: state.chainId,
       iteration: state.chainKey.iteration,
       chainKey: state.chainKey.seed,
@@ -203,16 +205,19 @@ export async function createDistribution(
 
 /**
  * Stores the chain a member sent us in a SenderKeyDistributionMessage, so its group messages can be
- * decrypted. Processing the same message again changes nothing. Returns the distribution id.
+ * decrypted. The message does not name its group: `distributionId` is that of the group it came
+ * for (the `groupId` beside it). Processing the same message again changes nothing.
  */
 export async function processDistribution(
   store: SenderKeyBackend,
   sender: SenderKeyAddress,
+  distributionId: string,
   bytes: Uint8Array,
-): Promise<string> {
+): Promise<void> {
+  const id = canonicalDistributionId(distributionId);
   checkSenderAddress(sender);
   const m = readSenderKeyDistribution(bytes);
-  const record = await loadRecord(store, m.distributionId, sender);
+  const record = await loadRecord(store, id, sender);
   const state: SenderKeyState = {
     messageVersion: SENDER_KEY_VERSION,
     chainId: m.chainId,
@@ -221,9 +226,8 @@ export async function processDistribution(
     signingPrivate: undefined,
     messageKeys: [],
   };
-  saveRecord(store, m.distributionId, sender, withState(record, state));
+  saveRecord(store, id, sender, withState(record, state));
   await store.flush();
-  return m.distributionId;
 }
 
 /** Encrypts `plaintext` once for the whole group: a SenderKeyMessage on our current chain. */
@@ -247,7 +251,6 @@ export async function groupEncrypt(
   const next: SenderKeyState = { ...state, chainKey: nextChainKey(state.chainKey, id) };
   const body = writeSenderKeyMessage(
     {
-      distributionId: id,
       chainId: state.chainId,
       iteration: message.iteration,
       ciphertext: aes256cbc(false, message.seed, plaintext),
@@ -260,26 +263,29 @@ export async function groupEncrypt(
 }
 
 /**
- * Decrypts a SenderKeyMessage from `sender`. The signature is checked before anything else is
- * done with the message. Errors: signal_invalid_message, signal_no_sender_key, signal_bad_signature,
- * signal_duplicate_message, signal_message_too_far_ahead, signal_decrypt_failed; the stored record
- * is unchanged after any of them.
+ * Decrypts a SenderKeyMessage from `sender` in the group whose distribution is `distributionId` (the
+ * group it arrived in: the message does not name it). The signature is checked before anything
+ * else is done with the message. Errors: signal_invalid_message, signal_no_sender_key,
+ * signal_bad_signature, signal_duplicate_message, signal_message_too_far_ahead,
+ * signal_decrypt_failed; the stored record is unchanged after any of them.
  */
 export async function groupDecrypt(
   store: SenderKeyBackend,
   sender: SenderKeyAddress,
+  distributionId: string,
   bytes: Uint8Array,
 ): Promise<Uint8Array> {
+  const id = canonicalDistributionId(distributionId);
   checkSenderAddress(sender);
   const m = readSenderKeyMessage(bytes);
-  const record = await loadRecord(store, m.distributionId, sender);
+  const record = await loadRecord(store, id, sender);
   const state = stateForChain(record, m.chainId);
   if (state === undefined) {
     throw new SignalError(
       'signal_no_sender_key',
       record.length === 0
-        ? `no sender key of ${who(sender)} in distribution ${m.distributionId}: ask the sender for its distribution message (a retry receipt)`
-        : `no sender key of ${who(sender)} for chain ${m.chainId} in distribution ${m.distributionId} (it rotated?): ask the sender for its new distribution message`,
+        ? `no sender key of ${who(sender)} in distribution ${id}: ask the sender for its distribution message (a retry receipt)`
+        : `no sender key of ${who(sender)} for chain ${m.chainId} in distribution ${id} (it rotated?): ask the sender for its new distribution message`,
     );
   }
   if (state.messageVersion !== SENDER_KEY_VERSION) {
@@ -294,7 +300,7 @@ export async function groupDecrypt(
       `the group message claiming to be from ${who(sender)} is not signed by its sender key: forged or damaged; drop it`,
     );
   }
-  const used = messageKeyFor(state, m.iteration, m.distributionId);
+  const used = messageKeyFor(state, m.iteration, id);
   let plaintext: Buffer;
   try {
     plaintext = aes256cbc(true, used.seed, m.ciphertext);
@@ -305,7 +311,7 @@ export async function groupDecrypt(
       { cause },
     );
   }
-  saveRecord(store, m.distributionId, sender, replaceState(record, used.state));
+  saveRecord(store, id, sender, replaceState(record, used.state));
   await store.flush();
   return new Uint8Array(plaintext.buffer, plaintext.byteOffset, plaintext.byteLength);
 }

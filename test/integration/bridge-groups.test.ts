@@ -167,7 +167,12 @@ describe('groups through the bridge core', () => {
     const skmsg = held?.stanza.encs.find((e) => e.type === 'skmsg')?.ciphertext as Uint8Array;
     const alicePuppet = (await store.puppets.byLocalId(ALICE))!;
     await expect(
-      groupDecrypt(carol.groups.senderKeys, senderKeyAddress(me, alicePuppet.deviceId), skmsg),
+      groupDecrypt(
+        carol.groups.senderKeys,
+        senderKeyAddress(me, alicePuppet.deviceId),
+        distributionIdOf(group.jid),
+        skmsg,
+      ),
     ).rejects.toMatchObject({ code: 'signal_no_sender_key' });
     expect(carol.received.some((m) => m.content.kind === 'text' && m.content.text === 'after Carol')).toBe(
       false,

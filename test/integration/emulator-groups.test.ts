@@ -9,7 +9,7 @@ import { loadEmulatorConfig } from '../../emulator/config.js';
 import { initKeys } from '../../emulator/keys.js';
 import { RunningEmulator } from '../../emulator/main.js';
 import { deliveryBytes } from '../../emulator/relay.js';
-import { NativeGroupError, senderKeyAddress } from '../../emulator/native-groups.js';
+import { distributionIdOf, NativeGroupError, senderKeyAddress } from '../../emulator/native-groups.js';
 import { NativeUser, type ReceivedMessage } from '../../emulator/native-user.js';
 import { createLogger } from '../../src/observability/logger.js';
 import { decodeStanza, type MessageStanza } from '../../src/protocol/stanza/index.js';
@@ -174,9 +174,9 @@ describe('groups through the emulator', () => {
     expect(held?.item.pairwise).not.toBeNull(); // a's new sender key, distributed again
     expect(running.gateway.queued(c.jid).filter((q) => q.kind === 'message')).toHaveLength(0);
     const skmsg = held?.stanza.encs.find((e) => e.type === 'skmsg')?.ciphertext as Uint8Array;
-    await expect(groupDecrypt(c.groups.senderKeys, senderKeyAddress(a.jid, 0), skmsg)).rejects.toMatchObject({
-      code: 'signal_no_sender_key',
-    });
+    await expect(
+      groupDecrypt(c.groups.senderKeys, senderKeyAddress(a.jid, 0), distributionIdOf(g), skmsg),
+    ).rejects.toMatchObject({ code: 'signal_no_sender_key' });
     await b.reconnect();
     expect(await said(b, later)).toBe('c must not read this');
     expect(c.received.some((m) => m.id === later)).toBe(false);

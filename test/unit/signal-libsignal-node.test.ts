@@ -5,8 +5,8 @@
  *
  * Sender keys are not here: libsignal 6.0.0 ships no group cipher (its index.js exports crypto,
  * curve, keyhelper, ProtocolAddress, SessionBuilder, SessionCipher, SessionRecord and errors only;
- * Baileys keeps its own in src/Signal/Group). signal-sender-key-interop.test.ts proves sender keys
- * against @signalapp/libsignal-client instead.
+ * Baileys keeps its own, WASignalGroup, on top of it). signal-sender-key-classic.test.ts proves
+ * sender keys against that one.
  */
 import { createRequire } from 'node:module';
 import { jest } from '@jest/globals';

@@ -1,12 +1,16 @@
 /**
  * Sender keys on each store backend (SQLite, PostgreSQL): chains survive a reopen, one record per
  * puppet, distribution and sender device, rotation and puppet deletion remove them; on PostgreSQL,
- * reads wait for prepare and a stale lease holder's writes do not land.
+ * reads wait for prepare and a stale lease holder's writes do not land. And the records themselves:
+ * libsignal's storage format, read and written byte for byte as @signalapp/libsignal-client does.
  */
 import crypto from 'node:crypto';
+import path from 'node:path';
+import type * as Client from '@signalapp/libsignal-client';
 
 import { Leases } from '../../src/cluster/leases.js';
 import { PostgresSenderKeyBackend } from '../../src/signal/postgres-store.js';
+import { decodeSenderKeyRecord, encodeSenderKeyRecord } from '../../src/signal/sender-key-record.js';
 import { MemorySenderKeyBackend, type SenderKeyBackend } from '../../src/signal/sender-key-store.js';
 import {
   createDistribution,
@@ -57,7 +61,7 @@ async function remoteMember(group: string) {
     store,
     skdm,
     send: (s: string) => groupEncrypt(store, bob, group, text(s)),
-    read: async (body: Uint8Array) => str(await groupDecrypt(store, me, body)),
+    read: async (body: Uint8Array) => str(await groupDecrypt(store, me, group, body)),
   };
 }
 
@@ -79,17 +83,17 @@ describe.each(storeBackends())('sender keys on $name', (backend) => {
     const puppetId = await createPuppet(store, 'alice@example.org');
     const remote = await remoteMember(group);
     let keys = senderKeys(backend, store, puppetId);
-    await processDistribution(remote.store, me, await createDistribution(keys, me, group));
-    await processDistribution(keys, bob, remote.skdm);
+    await processDistribution(remote.store, me, group, await createDistribution(keys, me, group));
+    await processDistribution(keys, bob, group, remote.skdm);
     const ownFirst = await groupEncrypt(keys, me, group, text('mine 1'));
     const skipped = await remote.send('theirs 1');
-    expect(str(await groupDecrypt(keys, bob, await remote.send('theirs 2')))).toBe('theirs 2');
+    expect(str(await groupDecrypt(keys, bob, group, await remote.send('theirs 2')))).toBe('theirs 2');
 
     keys = await reopen(puppetId);
     expect(await remote.read(await groupEncrypt(keys, me, group, text('mine 2')))).toBe('mine 2');
     expect(await remote.read(ownFirst)).toBe('mine 1');
-    expect(str(await groupDecrypt(keys, bob, skipped))).toBe('theirs 1'); // its skipped key was kept
-    await expect(groupDecrypt(keys, bob, skipped)).rejects.toMatchObject({
+    expect(str(await groupDecrypt(keys, bob, group, skipped))).toBe('theirs 1'); // its skipped key was kept
+    await expect(groupDecrypt(keys, bob, group, skipped)).rejects.toMatchObject({
       code: 'signal_duplicate_message',
     });
   });
@@ -202,5 +206,59 @@ describe('sender keys on PostgreSQL only', () => {
     stale.deleteSenderKey(group, bob2);
     await owner.flush();
     expect(await rows()).toEqual(['bob.1=2', 'bob.2=1']);
+  });
+});
+
+describe("records in libsignal's storage format (@signalapp/libsignal-client)", () => {
+  let signal: typeof Client;
+  beforeAll(async () => {
+    // The library finds its native addon from `import.meta.dirname`, which Jest's ESM loader leaves
+    // undefined, so node-gyp-build looks in the working directory: import it from there.
+    const before = process.cwd();
+    process.chdir(path.resolve('node_modules/@signalapp/libsignal-client'));
+    try {
+      signal = await import('@signalapp/libsignal-client');
+    } finally {
+      process.chdir(before);
+    }
+  });
+
+  it("reads libsignal's sending record and writes it back identically; libsignal does the same with ours", async () => {
+    const group = crypto.randomUUID();
+    const records = new Map<string, Client.SenderKeyRecord>();
+    class Store extends signal.SenderKeyStore {
+      saveSenderKey(_a: Client.ProtocolAddress, _d: string, record: Client.SenderKeyRecord) {
+        records.set('own', record);
+        return Promise.resolve();
+      }
+      getSenderKey() {
+        return Promise.resolve(records.get('own') ?? null);
+      }
+    }
+    const skdm = await signal.SenderKeyDistributionMessage.create(
+      signal.ProtocolAddress.new('puppet', 1),
+      group,
+      new Store(),
+    );
+    const theirs = records.get('own')!.serialize();
+    const [state] = decodeSenderKeyRecord(theirs);
+    expect(state).toMatchObject({ chainId: skdm.chainId(), chainKey: { iteration: 0 } });
+    expect(Buffer.from(state!.chainKey.seed)).toEqual(Buffer.from(skdm.chainKey()));
+    expect(state!.signingPrivate).toHaveLength(32);
+    expect(Buffer.from(encodeSenderKeyRecord(decodeSenderKeyRecord(theirs)))).toEqual(Buffer.from(theirs));
+
+    // Ours, with a sending chain moved on and a received chain with skipped keys.
+    const keys = new MemorySenderKeyBackend();
+    const remote = await remoteMember(group);
+    await createDistribution(keys, me, group);
+    await groupEncrypt(keys, me, group, text('one'));
+    await processDistribution(keys, bob, group, remote.skdm);
+    await remote.send('skipped');
+    await groupDecrypt(keys, bob, group, await remote.send('read'));
+    for (const ours of [keys.getSenderKey(group, me)!, keys.getSenderKey(group, bob)!]) {
+      const again = signal.SenderKeyRecord.deserialize(Uint8Array.from(ours)).serialize();
+      expect(Buffer.from(again)).toEqual(Buffer.from(ours));
+    }
+    expect(decodeSenderKeyRecord(keys.getSenderKey(group, bob)!)[0]!.messageKeys).toHaveLength(1);
   });
 });

@@ -39,13 +39,12 @@ async function group(members = 1) {
   const sender = new MemorySenderKeyBackend();
   const receivers = Array.from({ length: members }, () => new MemorySenderKeyBackend());
   const skdm = await createDistribution(sender, alice, id);
-  for (const r of receivers) await processDistribution(r, alice, skdm);
+  for (const r of receivers) await processDistribution(r, alice, id, skdm);
   const send = (s: string) => groupEncrypt(sender, alice, id, text(s));
-  return { id, sender, receivers, receiver: receivers[0]!, skdm, send };
+  const decrypt = async (store: MemorySenderKeyBackend, body: Uint8Array) =>
+    str(await groupDecrypt(store, alice, id, body));
+  return { id, sender, receivers, receiver: receivers[0]!, skdm, send, decrypt };
 }
-
-const decrypt = async (store: MemorySenderKeyBackend, body: Uint8Array) =>
-  str(await groupDecrypt(store, alice, body));
 
 const failsWith = (promise: Promise<unknown>, code: SignalErrorCode) =>
   expect(promise).rejects.toMatchObject({ code });
@@ -71,11 +70,11 @@ describe('sender key chains', () => {
     const g = await group(3);
     const sent = [await g.send('one'), await g.send('two'), await g.send('three')];
     for (const r of g.receivers) {
-      expect([await decrypt(r, sent[0]!), await decrypt(r, sent[1]!), await decrypt(r, sent[2]!)]).toEqual([
-        'one',
-        'two',
-        'three',
-      ]);
+      expect([
+        await g.decrypt(r, sent[0]!),
+        await g.decrypt(r, sent[1]!),
+        await g.decrypt(r, sent[2]!),
+      ]).toEqual(['one', 'two', 'three']);
     }
   });
 
@@ -91,7 +90,7 @@ describe('sender key chains', () => {
     const keys = Buffer.from(crypto.hkdfSync('sha256', seed, Buffer.alloc(0), 'WhisperGroup', 48));
     const d = crypto.createDecipheriv('aes-256-cbc', keys.subarray(16), keys.subarray(0, 16));
     expect(Buffer.concat([d.update(m.ciphertext), d.final()]).toString()).toBe('by the spec');
-    expect([m.iteration, m.chainId, m.distributionId]).toEqual([0, skdm.chainId, g.id]);
+    expect([m.iteration, m.chainId]).toEqual([0, skdm.chainId]);
     expect(body[0]).toBe(0x33);
   });
 
@@ -99,15 +98,16 @@ describe('sender key chains', () => {
     const g = await group();
     const sent: Uint8Array[] = [];
     for (let i = 0; i < 10; i++) sent.push(await g.send(`m${i}`));
-    for (const i of [9, 0, 5, 1, 8, 2, 7, 3, 6, 4]) expect(await decrypt(g.receiver, sent[i]!)).toBe(`m${i}`);
+    for (const i of [9, 0, 5, 1, 8, 2, 7, 3, 6, 4])
+      expect(await g.decrypt(g.receiver, sent[i]!)).toBe(`m${i}`);
   });
 
   it('refuses a duplicate and stays usable after it', async () => {
     const g = await group();
     const first = await g.send('first');
-    expect(await decrypt(g.receiver, first)).toBe('first');
-    await failsWith(groupDecrypt(g.receiver, alice, first), 'signal_duplicate_message');
-    expect(await decrypt(g.receiver, await g.send('second'))).toBe('second');
+    expect(await g.decrypt(g.receiver, first)).toBe('first');
+    await failsWith(groupDecrypt(g.receiver, alice, g.id, first), 'signal_duplicate_message');
+    expect(await g.decrypt(g.receiver, await g.send('second'))).toBe('second');
   });
 
   it(`accepts a jump of ${MAX_FORWARD_JUMPS} iterations and refuses one further, changing nothing`, async () => {
@@ -118,14 +118,14 @@ describe('sender key chains', () => {
 
     const [first, second] = g.receivers as [MemorySenderKeyBackend, MemorySenderKeyBackend];
     const before = second.getSenderKey(g.id, alice);
-    await expect(groupDecrypt(second, alice, farther)).rejects.toMatchObject({
+    await expect(groupDecrypt(second, alice, g.id, farther)).rejects.toMatchObject({
       code: 'signal_message_too_far_ahead',
       message: expect.stringMatching(/iteration 25001, more than 25000 past the chain's 0/),
     });
     expect(second.getSenderKey(g.id, alice)).toBe(before);
 
-    expect(await decrypt(first, far)).toBe('far');
-    expect(await decrypt(first, farther)).toBe('farther');
+    expect(await g.decrypt(first, far)).toBe('far');
+    expect(await g.decrypt(first, farther)).toBe('farther');
   });
 
   it(`keeps the newest ${MAX_MESSAGE_KEYS} skipped keys: older skipped messages are refused as duplicates`, async () => {
@@ -133,12 +133,12 @@ describe('sender key chains', () => {
     const early = [await g.send('m0'), await g.send('m1')];
     skipAhead(g.sender, g.id, MAX_MESSAGE_KEYS);
     const late = await g.send('late'); // iteration 2002: 2002 keys skipped, the first two dropped
-    expect(await decrypt(g.receiver, late)).toBe('late');
+    expect(await g.decrypt(g.receiver, late)).toBe('late');
     const [state] = decodeSenderKeyRecord(g.receiver.getSenderKey(g.id, alice)!);
     expect(state!.messageKeys).toHaveLength(MAX_MESSAGE_KEYS);
     expect(state!.messageKeys[0]!.iteration).toBe(2);
-    await failsWith(groupDecrypt(g.receiver, alice, early[0]!), 'signal_duplicate_message');
-    await failsWith(groupDecrypt(g.receiver, alice, early[1]!), 'signal_duplicate_message');
+    await failsWith(groupDecrypt(g.receiver, alice, g.id, early[0]!), 'signal_duplicate_message');
+    await failsWith(groupDecrypt(g.receiver, alice, g.id, early[1]!), 'signal_duplicate_message');
   });
 
   it('refuses a message whose signature, body or version byte was changed, and the real one still decrypts', async () => {
@@ -147,12 +147,12 @@ describe('sender key chains', () => {
     for (const index of [real.length - 1, real.length - 70, 0, 5]) {
       const tampered = Uint8Array.from(real);
       tampered[index] = (tampered[index] as number) ^ (index === 0 ? 0x01 : 0x40);
-      await expect(groupDecrypt(g.receiver, alice, tampered)).rejects.toBeInstanceOf(SignalError);
+      await expect(groupDecrypt(g.receiver, alice, g.id, tampered)).rejects.toBeInstanceOf(SignalError);
     }
     const flippedCiphertext = Uint8Array.from(real);
     flippedCiphertext[real.length - 70] = (flippedCiphertext[real.length - 70] as number) ^ 1;
-    await failsWith(groupDecrypt(g.receiver, alice, flippedCiphertext), 'signal_bad_signature');
-    expect(await decrypt(g.receiver, real)).toBe('real');
+    await failsWith(groupDecrypt(g.receiver, alice, g.id, flippedCiphertext), 'signal_bad_signature');
+    expect(await g.decrypt(g.receiver, real)).toBe('real');
   });
 
   it('refuses a message signed by another key, even with the right chain id and iteration', async () => {
@@ -162,7 +162,7 @@ describe('sender key chains', () => {
       { ...m, ciphertext: new Uint8Array(16) },
       generateKeyPair().privateKey,
     );
-    await failsWith(groupDecrypt(g.receiver, alice, forged), 'signal_bad_signature');
+    await failsWith(groupDecrypt(g.receiver, alice, g.id, forged), 'signal_bad_signature');
   });
 
   it("reports a signed message that does not decrypt (a broken sender's) as signal_decrypt_failed", async () => {
@@ -170,15 +170,15 @@ describe('sender key chains', () => {
     const [own] = decodeSenderKeyRecord(g.sender.getSenderKey(g.id, alice)!);
     const m = readSenderKeyMessage(await g.send('real'));
     const garbage = writeSenderKeyMessage({ ...m, ciphertext: new Uint8Array(32) }, own!.signingPrivate!);
-    await failsWith(groupDecrypt(g.receiver, alice, garbage), 'signal_decrypt_failed');
+    await failsWith(groupDecrypt(g.receiver, alice, g.id, garbage), 'signal_decrypt_failed');
   });
 
   it('processing the same distribution message again does not rewind the chain', async () => {
     const g = await group();
     const first = await g.send('first');
-    expect(await decrypt(g.receiver, first)).toBe('first');
-    await processDistribution(g.receiver, alice, g.skdm);
-    await failsWith(groupDecrypt(g.receiver, alice, first), 'signal_duplicate_message');
+    expect(await g.decrypt(g.receiver, first)).toBe('first');
+    await processDistribution(g.receiver, alice, g.id, g.skdm);
+    await failsWith(groupDecrypt(g.receiver, alice, g.id, first), 'signal_duplicate_message');
   });
 
   it('lets a distribution with a known chain id but another signing key replace that chain', async () => {
@@ -186,10 +186,10 @@ describe('sender key chains', () => {
     const skdm = readSenderKeyDistribution(g.skdm);
     const other = generateKeyPair().publicKey;
     const replaced = writeSenderKeyDistribution({ ...skdm, signingKey: Uint8Array.from([5, ...other]) });
-    await processDistribution(g.receiver, alice, replaced);
+    await processDistribution(g.receiver, alice, g.id, replaced);
     const states = decodeSenderKeyRecord(g.receiver.getSenderKey(g.id, alice)!);
     expect(states).toHaveLength(1);
-    await failsWith(groupDecrypt(g.receiver, alice, await g.send('now')), 'signal_bad_signature');
+    await failsWith(groupDecrypt(g.receiver, alice, g.id, await g.send('now')), 'signal_bad_signature');
   });
 
   it('needs a distribution message first, on both sides', async () => {
@@ -197,11 +197,23 @@ describe('sender key chains', () => {
     await failsWith(groupEncrypt(new MemorySenderKeyBackend(), alice, id, text('x')), 'signal_no_sender_key');
     const g = await group();
     await failsWith(
-      groupDecrypt(new MemorySenderKeyBackend(), alice, await g.send('x')),
+      groupDecrypt(new MemorySenderKeyBackend(), alice, g.id, await g.send('x')),
       'signal_no_sender_key',
     );
     const bob = { name: 'bob', deviceId: 1 };
-    await failsWith(groupDecrypt(g.receiver, bob, await g.send('y')), 'signal_no_sender_key');
+    await failsWith(groupDecrypt(g.receiver, bob, g.id, await g.send('y')), 'signal_no_sender_key');
+  });
+
+  it("keys a sender's chain by the group the caller names: the wire does not carry it", async () => {
+    const g = await group();
+    const other = crypto.randomUUID();
+    const body = await g.send('for the first group');
+    await failsWith(groupDecrypt(g.receiver, alice, other, body), 'signal_no_sender_key');
+    await processDistribution(g.receiver, alice, other, g.skdm); // the same chain, handed out for another group
+    expect(str(await groupDecrypt(g.receiver, alice, other, body))).toBe('for the first group');
+    expect(await g.decrypt(g.receiver, body)).toBe('for the first group'); // each group's record moved on its own
+    await failsWith(processDistribution(g.receiver, alice, 'group-1', g.skdm), 'signal_bad_distribution_id');
+    await failsWith(groupDecrypt(g.receiver, alice, 'group-1', body), 'signal_bad_distribution_id');
   });
 
   it('keeps one chain when createDistribution is called again', async () => {
@@ -222,13 +234,13 @@ describe('rotation', () => {
     expect(readSenderKeyDistribution(second).chainId).not.toBe(readSenderKeyDistribution(g.skdm).chainId);
     const fresh = await g.send('after');
 
-    await expect(groupDecrypt(g.receiver, alice, fresh)).rejects.toMatchObject({
+    await expect(groupDecrypt(g.receiver, alice, g.id, fresh)).rejects.toMatchObject({
       code: 'signal_no_sender_key',
       message: expect.stringMatching(/for chain \d+ .*ask the sender for its new distribution message/),
     });
-    await processDistribution(g.receiver, alice, second);
-    expect(await decrypt(g.receiver, fresh)).toBe('after');
-    expect(await decrypt(g.receiver, old)).toBe('before');
+    await processDistribution(g.receiver, alice, g.id, second);
+    expect(await g.decrypt(g.receiver, fresh)).toBe('after');
+    expect(await g.decrypt(g.receiver, old)).toBe('before');
   });
 
   it('keeps the five newest chains of a sender, newest first', async () => {
@@ -239,11 +251,11 @@ describe('rotation', () => {
       await rotate(g.sender, alice, g.id);
       const skdm = await createDistribution(g.sender, alice, g.id);
       chains.push(readSenderKeyDistribution(skdm).chainId);
-      await processDistribution(g.receiver, alice, skdm);
+      await processDistribution(g.receiver, alice, g.id, skdm);
     }
     const kept = decodeSenderKeyRecord(g.receiver.getSenderKey(g.id, alice)!).map((s) => s.chainId);
     expect(kept).toEqual(chains.slice(1).reverse());
-    await failsWith(groupDecrypt(g.receiver, alice, first), 'signal_no_sender_key');
+    await failsWith(groupDecrypt(g.receiver, alice, g.id, first), 'signal_no_sender_key');
   });
 
   it('rotating with nothing stored is harmless', async () => {
@@ -279,13 +291,13 @@ describe('refusals', () => {
   it('accepts a distribution id in upper case as the same group', async () => {
     const g = await group();
     const body = await groupEncrypt(g.sender, alice, g.id.toUpperCase(), text('same'));
-    expect(await decrypt(g.receiver, body)).toBe('same');
+    expect(await g.decrypt(g.receiver, body)).toBe('same');
   });
 
   it('reports a stored record it cannot read as signal_sender_key_corrupt', async () => {
     const g = await group();
     g.receiver.putSenderKey(g.id, alice, Uint8Array.from([0x0a, 0x05, 0x01]));
-    await expect(groupDecrypt(g.receiver, alice, await g.send('x'))).rejects.toMatchObject({
+    await expect(groupDecrypt(g.receiver, alice, g.id, await g.send('x'))).rejects.toMatchObject({
       code: 'signal_sender_key_corrupt',
       message: expect.stringMatching(/delete it/),
     });
@@ -304,7 +316,7 @@ describe('refusals', () => {
       signingKey: Uint8Array.from([6, ...skdm.signingKey.subarray(1)]),
     });
     for (const bad of [v2, v4, short, untyped, g.skdm.subarray(0, 40), new Uint8Array(0)]) {
-      await failsWith(processDistribution(g.receiver, alice, bad), 'signal_invalid_message');
+      await failsWith(processDistribution(g.receiver, alice, g.id, bad), 'signal_invalid_message');
     }
   });
 });
@@ -336,7 +348,7 @@ describe('hostile bytes', () => {
     await fc.assert(
       fc.asyncProperty(mutated(real), async (body) => {
         if (Buffer.from(body).equals(Buffer.from(real))) return;
-        const err = await groupDecrypt(g.receiver, alice, body).then(
+        const err = await groupDecrypt(g.receiver, alice, g.id, body).then(
           () => undefined,
           (e: unknown) => e,
         );
@@ -346,7 +358,7 @@ describe('hostile bytes', () => {
       { numRuns: 3000 },
     );
     expect(g.receiver.getSenderKey(g.id, alice)).toBe(before);
-    expect(await decrypt(g.receiver, real)).toBe('real');
+    expect(await g.decrypt(g.receiver, real)).toBe('real');
   });
 
   it('distribution messages: a typed SignalError, or a well-formed state stored', async () => {
@@ -355,8 +367,8 @@ describe('hostile bytes', () => {
       fc.asyncProperty(mutated(g.skdm), async (body) => {
         const store = new MemorySenderKeyBackend();
         try {
-          const id = await processDistribution(store, alice, body);
-          expect(decodeSenderKeyRecord(store.getSenderKey(id, alice)!)).toHaveLength(1);
+          await processDistribution(store, alice, g.id, body);
+          expect(decodeSenderKeyRecord(store.getSenderKey(g.id, alice)!)).toHaveLength(1);
         } catch (err) {
           expect(err).toBeInstanceOf(SignalError);
           expect((err as SignalError).code).toBe('signal_invalid_message');
