@@ -354,7 +354,11 @@ export class Sending {
     });
   }
 
-  /** A failure as a notice replying to the message, a read receipt as the ghost's; the file leaves the spool once sent. */
+  /**
+   * A failure as a notice replying to the message, a read receipt as the ghost's (in a group, the
+   * reading member's); the file leaves the spool once sent. Matrix has no delivery receipts:
+   * `delivered` shows nothing, in a group as in a direct portal.
+   */
   updateDelivery(update: DeliveryUpdate): void {
     if (update.state !== 'queued') {
       this.c.spool.release(update.localId);
@@ -368,9 +372,15 @@ export class Sending {
         await this.c.rooms.notice(portal.roomId, `Not delivered to ${to}: ${reason}`, update.localId);
       });
     } else if (update.state === 'read') {
+      // The reader: the contact, or in a group the member whose receipt it is (`by`: each member's
+      // is their ghost's, as mautrix-whatsapp shows them). A group's receipt without a member, or
+      // from a member without a ghost (another network's account), shows nothing.
+      const group = isGroupRemote(update.remote);
+      const reader = group ? update.by : update.remote;
+      if (reader === undefined || (group && phoneOfRemote(reader) === undefined)) return;
       let ghostId: string;
       try {
-        ghostId = this.c.ids.ghostIdOf(update.remote);
+        ghostId = this.c.ids.ghostIdOf(reader);
       } catch {
         return;
       }
