@@ -4,6 +4,7 @@
  * `buildNativeContent` turns a request into the `Message` to encrypt; media is uploaded first.
  */
 import { create } from '@bufbuild/protobuf';
+import { WireType } from '@bufbuild/protobuf/wire';
 import { z } from 'zod';
 import {
   contactContent,
@@ -14,6 +15,7 @@ import {
   textContent,
   contextInfo,
   type TargetKey,
+  UNSUPPORTED,
 } from '../src/protocol/content.js';
 import {
   MessageSchema,
@@ -80,6 +82,20 @@ export const nativeContentSchema = z.discriminatedUnion('kind', [
     kind: z.literal('poll'),
     question: z.string().min(1).max(256),
     options: z.array(z.string().min(1).max(100)).min(2).max(12),
+  }),
+  /**
+   * Another content of the gatekeeper's apps that the bridge does not carry (a sticker, a payment,
+   * a view-once message...), by its field number in `Message` (`UNSUPPORTED` in
+   * src/protocol/content.ts): sent as that field with an empty body, which is all a test needs.
+   */
+  z.strictObject({
+    kind: z.literal('other'),
+    field: z
+      .number()
+      .int()
+      .refine((n) => UNSUPPORTED.has(n), {
+        message: `one of the field numbers of contents the bridge does not carry: ${[...UNSUPPORTED.keys()].join(', ')}`,
+      }),
   }),
 ]);
 
@@ -167,6 +183,12 @@ export async function buildNativeContent(
       return { content: revokeContent(key(spec.target)), type: 'text' };
     case 'reaction':
       return { content: reactionContent(key(spec.target), spec.emoji, BigInt(Date.now())), type: 'text' };
+    case 'other': {
+      // An empty length-delimited field: its length (0) is all its data.
+      const content = create(MessageSchema);
+      content.$unknown = [{ no: spec.field, wireType: WireType.LengthDelimited, data: Uint8Array.of(0) }];
+      return { content, type: 'text' };
+    }
     case 'poll':
       return {
         content: create(MessageSchema, {

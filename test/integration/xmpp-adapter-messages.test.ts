@@ -5,6 +5,7 @@
  * bridge's database on a real PostgreSQL (every table there: core, Signal, the adapter's).
  */
 import { xml, type Element } from '@xmpp/xml';
+import { UNSUPPORTED } from '../../src/protocol/content.js';
 import type { XmppServerKind } from '../support/xmpp-servers.js';
 import {
   bodiesFrom,
@@ -282,6 +283,28 @@ describe.each(CASES)('XMPP adapter messages on %s, the bridge on %s', (kind, dat
       });
     },
   );
+
+  test('each content the bridge cannot show arrives as a notice naming it, delivered only then', async () => {
+    const alice = await h.registeredUser('alice');
+    const bobPhone = phone();
+    const bob = await h.native(bobPhone);
+    await alice.client.send(chat(contactJid(bobPhone), 'show me', 'o-1'));
+    const aliceJid = (await bob.waitForMessage()).from;
+    const body = (s: Element) => s.getChild('body')?.getText() ?? '';
+    for (const [field, what] of UNSUPPORTED) {
+      const id = await bob.send(aliceJid, { kind: 'other', field }, { devices: [0] });
+      const notice = await alice.waitForStanza(
+        (s) =>
+          s.name === 'message' &&
+          s.attrs.from === contactJid(bobPhone) &&
+          body(s).startsWith(`(sent ${what},`),
+      );
+      expect(body(notice)).toBe(
+        `(sent ${what}, which this bridge cannot show: ask them to send it another way)`,
+      );
+      await bob.waitForReceipt(id, 'delivery');
+    }
+  });
 
   test('a 64 KiB message full of markup characters and emoji arrives intact both ways, and the component stays connected', async () => {
     const alice = await h.registeredUser('alice');
