@@ -166,6 +166,13 @@ function changeOf(n: GroupNotificationStanza, accountJid: string): GroupChange {
 }
 
 export class PuppetGroups {
+  /**
+   * The puppet's groups as stored, parsed, and the devices holding its sender key, read once each:
+   * this process is the only writer of its puppet's rows, so a message reads neither again.
+   */
+  private readonly known = new Map<string, GroupInfo | undefined>();
+  private readonly holders = new Map<string, Set<string>>();
+
   constructor(
     private readonly ctx: PuppetContext,
     private readonly devices: RemoteDevices,
@@ -179,8 +186,20 @@ export class PuppetGroups {
 
   /** The group as stored, parsed; undefined when unknown. */
   async info(groupJid: string): Promise<GroupInfo | undefined> {
+    if (this.known.has(groupJid)) return this.known.get(groupJid);
     const stored = await this.groups.get(this.ctx.puppet.id, groupJid);
-    return stored ? (JSON.parse(stored.info) as GroupInfo) : undefined;
+    const info = stored ? (JSON.parse(stored.info) as GroupInfo) : undefined;
+    this.known.set(groupJid, info);
+    return info;
+  }
+
+  private async keyHolders(groupJid: string): Promise<Set<string>> {
+    let holders = this.holders.get(groupJid);
+    if (!holders) {
+      holders = new Set(await this.groups.keyHolders(this.ctx.puppet.id, groupJid));
+      this.holders.set(groupJid, holders);
+    }
+    return holders;
   }
 
   /**
@@ -205,7 +224,9 @@ export class PuppetGroups {
       // Whoever left must not read what this puppet sends next: a new chain, for everyone anew.
       await rotate(this.senderKeys, senderOf(accountJid, puppet.deviceId), distributionIdOf(groupJid));
       await this.groups.clearKeyHolders(puppet.id, groupJid);
+      this.holders.delete(groupJid);
     }
+    this.known.delete(groupJid);
     await this.groups.put({
       puppetId: puppet.id,
       groupJid,
@@ -213,6 +234,7 @@ export class PuppetGroups {
       info: JSON.stringify(info),
       active,
     });
+    this.known.set(groupJid, info);
     const portal = await store.portals.ensure(puppet.id, groupJid);
     const messageId = `gp2-${n.version}`;
     const payload: GroupUpdatePayload = {
@@ -344,7 +366,7 @@ export class PuppetGroups {
     const me = senderOf(accountJid, puppet.deviceId);
     const distributionId = distributionIdOf(groupJid);
     const distribution = await createDistribution(this.senderKeys, me, distributionId);
-    const holders = await this.groups.keyHolders(puppet.id, groupJid);
+    const holders = await this.keyHolders(groupJid);
     const participants: ParticipantEnc[] = [];
     const sent: string[] = [];
     const skdm = encodeContent(
@@ -392,7 +414,9 @@ export class PuppetGroups {
 
   /** Records the devices that were sent the sender key with a message the gateway accepted. */
   async keyDelivered(groupJid: string, devices: readonly string[]): Promise<void> {
-    if (devices.length > 0) await this.groups.addKeyHolders(this.ctx.puppet.id, groupJid, devices);
+    if (devices.length === 0) return;
+    await this.groups.addKeyHolders(this.ctx.puppet.id, groupJid, devices);
+    for (const d of devices) this.holders.get(groupJid)?.add(d);
   }
 
   /**
