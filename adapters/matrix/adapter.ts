@@ -35,6 +35,7 @@ import { CommandHandler } from './commands.js';
 import type { Content } from './content.js';
 import { MatrixAdapterError } from './errors.js';
 import { Ghosts } from './ghosts.js';
+import { GroupAvatars } from './group-avatars.js';
 import { GroupPortals } from './group-portals.js';
 import { InboundHandlers, type RoomEvent } from './handlers.js';
 import { HomeserverWatch } from './homeserver-watch.js';
@@ -89,6 +90,7 @@ export class MatrixAdapter implements GroupAdapter, ProfileAdapter {
   readonly #inFlight: InFlight;
   readonly #ghosts: Ghosts;
   readonly #groups: GroupPortals;
+  readonly #avatars: GroupAvatars;
   readonly #handlers: InboundHandlers;
   readonly #invites: Invites;
   readonly #commands: CommandHandler;
@@ -128,6 +130,8 @@ export class MatrixAdapter implements GroupAdapter, ProfileAdapter {
     // In a group's room: the user renaming it changes the group's subject, its topic the description.
     ['m.room.name', (e) => this.#groups.userChanged(e.room, e.sender, e.type, e.content)],
     ['m.room.topic', (e) => this.#groups.userChanged(e.room, e.sender, e.type, e.content)],
+    // Its power levels: a ghost raised to moderator is promoted, one lowered demoted.
+    ['m.room.power_levels', (e) => this.#groups.userSetLevels(e.room, e.sender, e.content, e.raw)],
     ['m.room.redaction', (e) => this.#handlers.portalEvent(e)],
   ]);
 
@@ -218,6 +222,7 @@ export class MatrixAdapter implements GroupAdapter, ProfileAdapter {
       encryptByDefault: m.encryption.default ? encryption : undefined,
     });
     this.#groups = groups;
+    this.#avatars = new GroupAvatars({ groups, bot, log });
     const spool = new MediaSpool({
       dataDir: context.dataDir,
       maxBytes: maxMediaBytes,
@@ -444,7 +449,9 @@ export class MatrixAdapter implements GroupAdapter, ProfileAdapter {
   }
 
   /** A contact's name and picture, shown on its ghost (ghosts.ts). */
-  updateProfile(_localUser: string, profile: ContactProfile): Promise<void> {
+  updateProfile(localUser: string, profile: ContactProfile): Promise<void> {
+    // A group's profile is its picture: the room's avatar.
+    if (isGroupRemote(profile.remote)) return this.#inFlight.track(this.#avatars.show(localUser, profile));
     return this.#inFlight.track(this.#ghosts.showProfile(profile));
   }
 

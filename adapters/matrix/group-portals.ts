@@ -10,7 +10,8 @@
  * and a portal that is missing (lost, or the group's first message after a restart) is made from
  * it. What the user does in the room goes to the group: their messages (handlers.ts, with the group
  * as the remote), leaving the room (they leave the group), inviting a ghost (the contact is added),
- * kicking one (removed), renaming the room or changing its topic (the subject, the description).
+ * kicking one (removed), renaming the room or changing its topic (the subject, the description),
+ * raising a ghost to moderator or lowering one (promoted, demoted).
  */
 import type { BridgeCore, GroupRequest } from '../../src/bridge/adapter.js';
 import type { GroupSnapshot, GroupUpdate } from '../../src/bridge/events.js';
@@ -28,6 +29,11 @@ import type { MatrixRoom, MatrixStore } from './store.js';
 
 /** An admin of the group: a moderator in its room (Element's "Moderator"). */
 export const ADMIN_LEVEL = 50;
+/**
+ * The local user when an admin of the group: above the admins' ghosts, so Matrix lets them lower a
+ * ghost (a moderator cannot lower an equal), which demotes the member in the group.
+ */
+export const USER_ADMIN_LEVEL = 75;
 
 export interface GroupPortalsContext {
   readonly ids: Pick<MatrixIds, 'botUserId' | 'ghostIdOf' | 'ghostDigits' | 'phoneOf'>;
@@ -184,7 +190,46 @@ export class GroupPortals {
             : { action: 'description', description: content['topic'] }
           : undefined;
     if (request === undefined) return;
-    await this.#ask(room, snapshot, request, type === 'm.room.name' ? 'name' : 'topic');
+    await this.#ask(room, snapshot, [request], type === 'm.room.name' ? 'name' : 'topic');
+  }
+
+  /**
+   * The user changed the room's power levels (moderators may: the group's admins): a member's ghost
+   * raised to moderator is promoted in the group, one lowered below it demoted, and so is the user
+   * lowering their own level. Only the user's edits count (the bridge's own, mirroring the group,
+   * come from the bot), and of them only the entries that changed (`prev_content`), so a room not
+   * yet in step with the group asks nothing back. Matrix lets a moderator raise others to their own
+   * level but not lower those at it: the user, at 50 as the admins' ghosts, demotes only themselves
+   * (the lowering of a ghost is here for a room where the user stands higher). If the gateway
+   * refuses, the user is told why and the room gets the group's admins back.
+   */
+  async userSetLevels(room: MatrixRoom, sender: string, content: Content, event?: Content): Promise<void> {
+    const group = room.remoteJid;
+    if (group === null || !isGroupRemote(group) || sender !== room.localUser) return;
+    const snapshot = await this.c.core.group?.(room.localUser, group);
+    if (snapshot === undefined) return;
+    const now = levelsIn(content);
+    const unsigned = event?.['unsigned'];
+    const prevContent =
+      isContent(unsigned) && isContent(unsigned['prev_content']) ? unsigned['prev_content'] : undefined;
+    const before = prevContent === undefined ? undefined : levelsIn(prevContent);
+    const promote: string[] = [];
+    const demote: string[] = [];
+    for (const m of snapshot.members) {
+      const self = m.self === true;
+      if (!self && phoneOfRemote(m.remote) === undefined) continue;
+      const userId = self ? room.localUser : this.c.ids.ghostIdOf(m.remote);
+      const admin = now(userId) >= ADMIN_LEVEL;
+      if (before !== undefined && before(userId) >= ADMIN_LEVEL === admin) continue;
+      // The user does not make themselves an admin (Matrix would not let them raise their level).
+      if (admin && !m.admin && !self) promote.push(m.remote);
+      else if (!admin && m.admin) demote.push(m.remote);
+    }
+    const requests: GroupRequest[] = [
+      ...(promote.length > 0 ? [{ action: 'promote' as const, members: promote }] : []),
+      ...(demote.length > 0 ? [{ action: 'demote' as const, members: demote }] : []),
+    ];
+    if (requests.length > 0) await this.#ask(room, snapshot, requests, 'admins');
   }
 
   /**
@@ -202,20 +247,33 @@ export class GroupPortals {
         this.c.ids.ghostIdOf(m.remote) === ghostId,
     );
     if (snapshot === undefined || member === undefined) return;
-    await this.#ask(room, snapshot, { action: 'remove', members: [member.remote] }, 'members');
+    await this.#ask(room, snapshot, [{ action: 'remove', members: [member.remote] }], 'members');
   }
 
-  /** A change the user made in the room, asked of the group; refused: said, and the room put back. */
-  async #ask(room: MatrixRoom, snapshot: GroupSnapshot, request: GroupRequest, what: string): Promise<void> {
+  /**
+   * A change the user made in the room, asked of the group (request by request); refused: said, and
+   * the room put back as the group is now (what the requests before the refusal changed included).
+   */
+  async #ask(
+    room: MatrixRoom,
+    snapshot: GroupSnapshot,
+    requests: readonly GroupRequest[],
+    what: string,
+  ): Promise<void> {
     try {
-      await this.c.core.changeGroup?.(room.localUser, snapshot.group, request);
-      this.c.log.info(
-        { room: room.roomId, group: snapshot.group, action: request.action },
-        'the user changed a group',
-      );
+      for (const request of requests) {
+        await this.c.core.changeGroup?.(room.localUser, snapshot.group, request);
+        this.c.log.info(
+          { room: room.roomId, group: snapshot.group, action: request.action },
+          'the user changed a group',
+        );
+      }
     } catch (err) {
       await this.c.rooms.notice(room.roomId, `The group's ${what} did not change: ${(err as Error).message}`);
-      await this.#rooms.run(room.roomId, () => this.#sync(room.roomId, room.localUser, snapshot));
+      await this.#rooms.run(room.roomId, async () => {
+        const current = (await this.c.core.group?.(room.localUser, snapshot.group)) ?? snapshot;
+        await this.#sync(room.roomId, room.localUser, current);
+      });
     }
   }
 
@@ -269,7 +327,7 @@ export class GroupPortals {
     let userLevel = 0;
     for (const m of snapshot.members) {
       const level = m.admin ? ADMIN_LEVEL : 0;
-      if (m.self === true) userLevel = level;
+      if (m.self === true) userLevel = m.admin ? USER_ADMIN_LEVEL : 0;
       // Members of other networks have no ghost: their messages come from the bot, named.
       else if (phoneOfRemote(m.remote) !== undefined)
         ghosts.set(this.c.ids.ghostIdOf(m.remote), { remote: m.remote, level });
@@ -324,11 +382,17 @@ export class GroupPortals {
     const eventsDefault = snapshot.announce ? ADMIN_LEVEL : 0;
     if ((current['events_default'] ?? 0) !== eventsDefault) changed = true;
     // A locked group: only admins change its subject and description (the room's name and topic).
+    // Admins promote and demote: moderators edit the power levels (userSetLevels).
     const events: Record<string, number> = { ...((current['events'] ?? {}) as Record<string, number>) };
     const editLevel = snapshot.locked ? ADMIN_LEVEL : 0;
-    for (const type of ['m.room.name', 'm.room.topic']) {
-      if (events[type] !== editLevel) {
-        events[type] = editLevel;
+    const eventLevels = {
+      'm.room.name': editLevel,
+      'm.room.topic': editLevel,
+      'm.room.power_levels': ADMIN_LEVEL,
+    };
+    for (const [type, level] of Object.entries(eventLevels)) {
+      if (events[type] !== level) {
+        events[type] = level;
         changed = true;
       }
     }
@@ -431,4 +495,16 @@ export class GroupPortals {
     }
     await this.c.bot.leaveRoom(roomId).catch(() => undefined);
   }
+}
+
+const isContent = (v: unknown): v is Content => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** A user's level as power levels' content gives it (`users`, else `users_default`). */
+function levelsIn(content: Content): (userId: string) => number {
+  const users = isContent(content['users']) ? content['users'] : {};
+  const byDefault = typeof content['users_default'] === 'number' ? content['users_default'] : 0;
+  return (userId) => {
+    const level = users[userId];
+    return typeof level === 'number' ? level : byDefault;
+  };
 }

@@ -263,6 +263,10 @@ export interface GroupUpdate {
 
 /** A contact's profile as the gateway has it (PROTOCOL.md 5.8), for the adapter to show. */
 export interface ContactProfile {
+  /**
+   * The contact; or a group (`<id>@g.wa.interop`), whose profile is its picture alone (its subject
+   * and description come with `GroupUpdate`): show it as the group's avatar.
+   */
   readonly remote: string;
   /** The push name the contact chose; absent: none (show the number). */
   readonly name?: string | undefined;

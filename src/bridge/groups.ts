@@ -18,6 +18,7 @@ import {
   type Enc,
   type GroupInfo,
   type GroupNotificationStanza,
+  type PictureNotificationStanza,
   type IqBody,
   type IqStanza,
   type MediaType,
@@ -200,6 +201,32 @@ export class PuppetGroups {
       this.holders.set(groupJid, holders);
     }
     return holders;
+  }
+
+  /**
+   * A group picture notification: a change of the group, counted in its version (PROTOCOL.md 5.8.3),
+   * applied to the stored state so the next `w:gp2` is not taken for a gap. Shown by profiles.ts.
+   */
+  async onPicture(n: PictureNotificationStanza): Promise<void> {
+    const { puppet } = this.ctx;
+    const stored = await this.groups.get(puppet.id, n.from);
+    if (!stored || n.version !== stored.version + 1) return;
+    const before = JSON.parse(stored.info) as GroupInfo;
+    const { pictureId: _old, ...rest } = before;
+    const info: GroupInfo = {
+      ...rest,
+      version: n.version,
+      ...(n.body.event === 'picture_set' ? { pictureId: n.body.id } : {}),
+    };
+    this.known.delete(n.from);
+    await this.groups.put({
+      puppetId: puppet.id,
+      groupJid: n.from,
+      version: n.version,
+      info: JSON.stringify(info),
+      active: stored.active,
+    });
+    this.known.set(n.from, info);
   }
 
   /**

@@ -52,8 +52,30 @@ export class PuppetProfiles {
 
   /** A profile or picture notification: the changed profile is read and shown. */
   onNotification(n: ProfileNotificationStanza | PictureNotificationStanza): void {
-    if (!this.shows() || isGroupJid(n.from)) return; // group pictures: with groups' rooms, later
+    if (n.type === 'picture' && isGroupJid(n.from)) {
+      this.groupPicture(n.from, n.body.event === 'picture_set' ? n.body.id : undefined);
+      return;
+    }
+    if (!this.shows() || isGroupJid(n.from)) return;
     this.refresh(n.from);
+  }
+
+  /**
+   * A group's picture (its id; undefined: none), shown as the group's (`updateProfile` with the
+   * group as `remote` and only `picture`): when the puppet first meets the group and at each change.
+   */
+  groupPicture(group: string, pictureId: string | undefined): void {
+    if (!this.shows() || (this.known.has(group) && this.known.get(group)?.pictureId === pictureId)) return;
+    this.known.set(group, { pictureId });
+    this.refresh(group, async () => {
+      const adapter = this.ctx.adapter();
+      if (!adapter || !isProfileAdapter(adapter) || !this.ctx.connection.isConnected) return;
+      const picture = pictureId === undefined ? undefined : { id: pictureId, ...(await this.picture(group)) };
+      await adapter.updateProfile(this.ctx.puppet.localId, {
+        remote: group,
+        ...(picture ? { picture } : {}),
+      });
+    });
   }
 
   private shows(): boolean {
@@ -62,10 +84,10 @@ export class PuppetProfiles {
   }
 
   /** Reads the contact's profile (and picture, when it changed) and shows it; failures are logged. */
-  private refresh(remote: string): void {
+  private refresh(remote: string, read = () => this.read(remote)): void {
     const previous = this.reading.get(remote) ?? Promise.resolve();
     const next = previous
-      .then(() => this.read(remote))
+      .then(read)
       .catch((err: unknown) =>
         this.ctx.log?.info({ contact: remote, err: (err as Error).message }, 'contact profile not shown'),
       )

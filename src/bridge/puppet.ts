@@ -404,9 +404,18 @@ export class PuppetRuntime {
     if (n.type === 'w:gp2') {
       // Acked once recorded: the gateway delivers it again after a crash before that.
       await this.groups.onNotification(n);
+      // Members' profiles are read when the puppet meets them (their names are their nicks).
+      const b = n.body;
+      const joined = b.event === 'participants_changed' && b.action === 'add' ? b.participants : [];
+      const meeting = b.event === 'group_created' || joined.includes(this.ctx.accountJid);
+      const info = meeting ? await this.groups.info(n.from) : undefined;
+      for (const member of info ? info.participants.map((p) => p.jid) : joined)
+        this.profiles.heardFrom(member, undefined);
+      if (info) this.profiles.groupPicture(n.from, info.pictureId);
       return ack();
     }
     ack();
+    if (n.type === 'picture' && n.version !== undefined) await this.groups.onPicture(n);
     if (n.type === 'profile' || n.type === 'picture') return this.profiles.onNotification(n);
     if (n.body.event === 'prekey_low') {
       void this.uploadPreKeys(this.preKeyTarget - n.body.count).catch(() => undefined);

@@ -2,7 +2,8 @@
  * What crosses a group portal besides plain text, between a Matrix user (matrix-js-sdk on Synapse)
  * and two native members of the group (through the emulator): files, replies, reactions, edits,
  * deletions and mentions both ways, each as the other side shows it and each once; and read
- * receipts both ways, a member's as their ghost's read receipt. One harness and one group for the
+ * receipts both ways, a member's as their ghost's read receipt; the group's picture as the room's
+ * avatar. One harness and one group for the
  * file: each test uses texts of its own.
  */
 import { randomBytes } from 'node:crypto';
@@ -244,5 +245,22 @@ describe('a group portal carries every kind of message both ways', () => {
     await bob.sendReceipt(group, [wire.id], 'read');
     await alice.waitUntil(() => alice.readUpTo(portal, ghostOf(BOB)) === mine, "Bob's read receipt");
     expect(alice.readUpTo(portal, ghostOf(CAROL))).toBe(mine);
+  });
+
+  test("the group's picture is the room's avatar, and follows a change and a removal", async () => {
+    const avatar = async () => (await alice.state(portal)).find((e) => e.type === 'm.room.avatar')?.content;
+    const jpeg = Buffer.concat([Buffer.from([0xff, 0xd8, 0xff, 0xe0]), randomBytes(2_000)]);
+    await bob.profile.setPicture(jpeg, group);
+    await until(async () => typeof (await avatar())?.['url'] === 'string', 'the group picture as the avatar');
+    const first = String((await avatar())?.['url']);
+    expect((await alice.download(first)).bytes).toEqual(jpeg);
+
+    const other = Buffer.concat([Buffer.from([0xff, 0xd8, 0xff, 0xe0]), randomBytes(3_000)]);
+    await bob.profile.setPicture(other, group);
+    await until(async () => String((await avatar())?.['url']) !== first, 'the new group picture');
+    expect((await alice.download(String((await avatar())?.['url']))).bytes).toEqual(other);
+
+    await bob.profile.removePicture(group);
+    await until(async () => (await avatar())?.['url'] === undefined, 'the group picture removed');
   });
 });

@@ -169,7 +169,10 @@ describe('group portals', () => {
 
     // The user made an admin: a moderator in the room.
     await bob.groups.participants(group, 'promote', [await h.jidOf(alice)]);
-    await until(async () => (await levelsOf(portal))[alice.userId] === 50, 'Alice a moderator');
+    await until(
+      async () => (await levelsOf(portal))[alice.userId] === 75,
+      'Alice an admin (above the admins’ ghosts)',
+    );
   });
 
   test('create-group makes the group at the gateway and its room; its admin renames it, kicks and invites ghosts: the group follows', async () => {
@@ -188,7 +191,7 @@ describe('group portals', () => {
     expect(await alice.membership(room, ghostOf(BOB))).toBe('join');
     expect(await alice.membership(room, ghostOf(CAROL))).toBe('join');
     // Alice made it: its admin, a moderator.
-    expect((await levelsOf(room))[alice.userId]).toBe(50);
+    expect((await levelsOf(room))[alice.userId]).toBe(75);
 
     await alice.sendText(room, 'first!');
     await Promise.all([groupText(bob, created.group, 'first!'), groupText(carol, created.group, 'first!')]);
@@ -223,6 +226,73 @@ describe('group portals', () => {
         e.event.participants.includes(dave.jid),
     );
     await membershipBecomes(room, ghostOf(DAVE), 'join');
+  });
+
+  test("the user's power-level edits promote and demote members; a refusal puts them back", async () => {
+    const bob = await h.native(BOB);
+    await h.native(CAROL);
+    const reply = await h.command(alice, management, `create-group Levels ${BOB} ${CAROL}`);
+    const room = /(![A-Za-z0-9_\-+/=]+(?::[^\s.]+(?:\.[a-z]+)*)?)/.exec(reply)?.[1];
+    if (room === undefined) throw new Error(`no room in "${reply}"`);
+    const { group } = await bob.groups.waitForEvent((e) => e.event.event === 'group_created');
+    await alice.join(room);
+    const me = await h.jidOf(alice);
+    // Alice, its only admin, is a moderator: moderators edit the power levels.
+    const powerLevels = () => stateOf(room, 'm.room.power_levels');
+    expect((await levelsOf(room))[alice.userId]).toBe(75);
+    expect(((await powerLevels())['events'] as Record<string, number>)['m.room.power_levels']).toBe(50);
+    const withLevel = async (userId: string, level: number) => {
+      const content = await powerLevels();
+      const users = { ...(content['users'] as Record<string, number>), [userId]: level };
+      await alice.setState(room, 'm.room.power_levels', '', { ...content, users });
+    };
+    const participants = (action: 'promote' | 'demote', jid: string) =>
+      bob.groups.waitForEvent(
+        (e) =>
+          e.group === group &&
+          e.event.event === 'participants_changed' &&
+          e.event.action === action &&
+          e.event.participants.includes(jid),
+      );
+
+    // The last admin stepping down: the gateway refuses, the bot says why and puts her level back.
+    await withLevel(alice.userId, 0);
+    await alice.waitFor(
+      room,
+      (e) => e.sender === BOT && bodyOf(e).startsWith("The group's admins did not change: "),
+    );
+    await until(async () => (await levelsOf(room))[alice.userId] === 75, 'Alice an admin again');
+
+    // She raises Bob's ghost to moderator: Bob is promoted, by her.
+    await withLevel(ghostOf(BOB), 50);
+    const promoted = await participants('promote', bob.jid);
+    expect(promoted.author).toBe(me);
+    // And lowers him again (she is above the admins' ghosts): Bob is demoted, then promoted anew.
+    await withLevel(ghostOf(BOB), 0);
+    expect((await participants('demote', bob.jid)).author).toBe(me);
+    await withLevel(ghostOf(BOB), 50);
+    await bob.groups.waitForEvent(
+      (e) =>
+        e.group === group &&
+        e.event.event === 'participants_changed' &&
+        e.event.action === 'promote' &&
+        e.event.participants.includes(bob.jid) &&
+        e.version > promoted.version,
+    );
+
+    // Bob an admin, she steps down: demoted in the group, and no longer a moderator in the room.
+    await withLevel(alice.userId, 0);
+    const demoted = await participants('demote', me);
+    expect(demoted.author).toBe(me);
+    await h.transactionsIdle();
+    await sleep(300);
+    const levels = await levelsOf(room);
+    expect(levels[alice.userId] ?? 0).toBe(0);
+    expect(levels[ghostOf(BOB)]).toBe(50);
+    // The bridge's own writes (mirroring the group) asked nothing back of it.
+    expect(
+      bob.groups.events.filter((e) => e.group === group && e.event.event === 'participants_changed'),
+    ).toHaveLength(4);
   });
 
   test('the user leaving the room leaves the group', async () => {
