@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the tests use: Prosody, ejabberd and PostgreSQL (the tests start
+# Installs the Debian packages the tests use: Prosody (with prosody-modules, for mod_privilege: the
+# XEP-0402 bookmarks test), ejabberd and PostgreSQL (the tests start
 # their own instances on loopback with generated configs, so the packaged services are kept from
 # starting; test/support/postgres.ts runs PostgreSQL's binaries as the `postgres` user the package
 # creates); prometheus for promtool (the alerting rules' tests; its service is kept from starting
 # too); chromium for the browser demo's test (playwright-core drives /usr/bin/chromium).
 set -euo pipefail
 
-packages=(prosody ejabberd postgresql prometheus chromium)
+packages=(prosody prosody-modules ejabberd postgresql prometheus chromium)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

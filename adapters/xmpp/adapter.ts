@@ -38,6 +38,7 @@ import type { HttpListener } from '../../src/util/http-listener.js';
 import type { FileSealer } from '../../src/util/sealed-file.js';
 import type { PayloadVault } from '../../src/util/payload-vault.js';
 import { KeyedQueue } from '../../src/util/keyed-queue.js';
+import { Bookmarks } from './bookmarks.js';
 import { answerChatCommand, type CommandContext } from './commands.js';
 import type { ComponentLink } from './component.js';
 import { Contacts } from './contacts.js';
@@ -53,6 +54,7 @@ import { Vcards } from './iq/vcard.js';
 import { bareJid, domainOf, resourceOf } from './jids.js';
 import { ContactProfiles } from './profiles.js';
 import { groupOfRoom, Rooms } from './rooms.js';
+import { phoneOfRemote } from '../../src/bridge/phone.js';
 import { NS_MUC_ADMIN, RoomAdmin } from './iq/room-admin.js';
 import { Downloads } from './downloads.js';
 import type { FilePublisher, OwnFilePublisher } from './media.js';
@@ -118,6 +120,7 @@ interface Features {
   readonly adhoc: AdhocCommands;
   readonly provisioning: ProvisioningHooks;
   readonly rooms: Rooms;
+  readonly bookmarks: Bookmarks;
   readonly roomAdmin: RoomAdmin;
   readonly profiles: ContactProfiles;
 }
@@ -193,7 +196,10 @@ export class XmppAdapter extends EventEmitter<XmppAdapterEvents> implements Grou
         this.log?.warn({ err: (err as Error).message }, 'stanza not handled');
       }
     });
+    // What the server lets the component do (XEP-0356): whether it may write bookmarks.
+    link.on('privilege', (el) => f.bookmarks.announcement(el));
     link.on('online', () => {
+      f.bookmarks.online();
       f.presence
         .announce()
         .catch((err: unknown) =>
@@ -386,7 +392,12 @@ export class XmppAdapter extends EventEmitter<XmppAdapterEvents> implements Grou
       log,
     });
     const roster = presence;
-    const rooms = new Rooms({ domain, core, out, access, chain, log });
+    const bookmarks = new Bookmarks({ domain, request: (iq) => link.request(iq), log });
+    const nameOf = async (user: string, remote: string) => {
+      const phone = phoneOfRemote(remote);
+      return phone === undefined ? undefined : ((await store.contact(user, phone))?.name ?? undefined);
+    };
+    const rooms = new Rooms({ domain, core, out, access, chain, log, bookmarks, nameOf });
     const delivery = new Delivery({
       domain,
       store,
@@ -428,13 +439,14 @@ export class XmppAdapter extends EventEmitter<XmppAdapterEvents> implements Grou
       adhoc: new AdhocCommands({ access, chain, commands }),
       provisioning: xmppProvisioning({ access, chain, commands, store }),
       rooms,
+      bookmarks,
       roomAdmin: new RoomAdmin({
         domain,
         core,
         groupOf: (room) => groupOfRoom(room, domain),
         memberByNick: (user, snapshot, nick) => rooms.memberByNick(user, snapshot, nick),
       }),
-      profiles: new ContactProfiles({ domain, store, out, contacts, caps }),
+      profiles: new ContactProfiles({ domain, store, out, contacts, caps, rooms }),
     };
   }
 

@@ -70,6 +70,12 @@ export interface ComponentLinkEvents {
    * 'error' so that a missing listener does not crash the process.
    */
   failure: [error: Error];
+  /**
+   * The server's XEP-0356 (Privileged Entity) word on what the component may do: a `<message>`
+   * from one of its hosts (a bare domain) with `<privilege>`, right after each connection. Not a
+   * `stanza` event: nobody sent it.
+   */
+  privilege: [message: Element];
 }
 
 export interface SendOptions {
@@ -101,6 +107,8 @@ interface Ping {
 }
 
 const STANZAS = new Set(['message', 'presence', 'iq']);
+/** XEP-0356's namespaces: urn:xmpp:privilege:2 since version 0.4, :1 before. */
+const PRIVILEGE = /^urn:xmpp:privilege:[12]$/;
 
 export class ComponentLink extends EventEmitter<ComponentLinkEvents> {
   private readonly entity: Component;
@@ -532,6 +540,14 @@ export class ComponentLink extends EventEmitter<ComponentLinkEvents> {
         else pending.reject(IqErrorResponse.of(el));
       }
       return; // get/set are answered by the iqCallee middleware
+    }
+    const from = String(el.attrs.from ?? '');
+    const privilege = el
+      .getChildElements()
+      .some((c) => c.name === 'privilege' && PRIVILEGE.test(c.attrs.xmlns ?? ''));
+    if (el.name === 'message' && privilege && from !== '' && !/[@/]/.test(from)) {
+      this.emit('privilege', el);
+      return;
     }
     this.emit('stanza', el);
   }

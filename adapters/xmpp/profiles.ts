@@ -11,6 +11,7 @@ import type { Contacts } from './contacts.js';
 import type { CapsVersions, Outbound } from './context.js';
 import { contactJidOfPhone } from './jids.js';
 import { contactPresence } from './stanzas.js';
+import type { Rooms } from './rooms.js';
 import type { XmppStore } from './store.js';
 
 export interface ProfilesContext {
@@ -19,6 +20,8 @@ export interface ProfilesContext {
   readonly out: Outbound;
   readonly contacts: Pick<Contacts, 'lastPresence'>;
   readonly caps: CapsVersions;
+  /** Rooms where the contact's nick follows their name. */
+  readonly rooms?: Pick<Rooms, 'renamed'> | undefined;
 }
 
 export class ContactProfiles {
@@ -47,6 +50,7 @@ export class ContactProfiles {
     const photoHash = photo?.hash || null;
     if (name === before.name && about === before.about && photoHash === before.photoHash) return;
     await store.setProfile(localUser, phone, { name, about, ...(photo ? { photo } : {}) });
+    if (name !== before.name) await this.ctx.rooms?.renamed(localUser, profile.remote);
     if (!before.subTo || (name === before.name && photoHash === before.photoHash)) return;
     const available = this.ctx.contacts.lastPresence(localUser, profile.remote) ?? true;
     await out.send(

@@ -24,8 +24,10 @@ import type {
 } from '../../src/bridge/events.js';
 import type { Logger } from '../../src/observability/logger.js';
 import type { Access, Outbound, UserChain } from './context.js';
+import type { Bookmarks } from './bookmarks.js';
 import { bareJid, contactJidOfRemote, localPartOf, resourceOf } from './jids.js';
 import { XmppUserError } from './errors.js';
+import { plainNickOf, RoomNicks } from './room-nicks.js';
 import { derivedId, NS, stanzaError, xmlSafe } from './stanzas.js';
 
 export const NS_MUC = 'http://jabber.org/protocol/muc';
@@ -55,6 +57,10 @@ export interface RoomsContext {
   readonly access: Access;
   readonly chain: UserChain;
   readonly log: Logger | undefined;
+  /** XEP-0402 bookmarks of the rooms, where the server lets the component write them (bookmarks.ts). */
+  readonly bookmarks?: Pick<Bookmarks, 'add' | 'remove'> | undefined;
+  /** A contact's push name as the user's view has it (their profile), for occupants' nicks. */
+  readonly nameOf?: ((user: string, remote: string) => Promise<string | undefined>) | undefined;
 }
 
 /** A user in a room: the nick they chose and their joined clients (full JIDs). */
@@ -71,19 +77,53 @@ export function groupOfRoom(room: string, domain: string): string | undefined {
   return `${local}@${GROUP_SERVER}`;
 }
 
-/** The nick a member has in the room: their number (or the account's user part). */
-export const nickOf = (m: { remote: string; phone?: string | undefined }): string =>
-  m.phone ?? m.remote.split('@')[0] ?? m.remote;
-
 export class Rooms {
   /** By room JID, then by user (bare JID). */
   private readonly joined = new Map<string, Map<string, Occupancy>>();
+  /** Members' nicks, push names where known (room-nicks.ts). */
+  private readonly nicks: RoomNicks;
 
-  constructor(private readonly ctx: RoomsContext) {}
+  constructor(private readonly ctx: RoomsContext) {
+    this.nicks = new RoomNicks(ctx.nameOf ?? (() => Promise.resolve(undefined)));
+  }
 
   /** The member (not the user) a nick names in the user's view of a room. */
   async memberByNick(user: string, snapshot: GroupSnapshot, nick: string): Promise<GroupMember | undefined> {
-    return snapshot.members.find((m) => !m.self && nickOf(m) === nick);
+    const room = roomOfGroup(snapshot.group, this.ctx.domain);
+    const table = this.nicks.known(room, user) ?? (await this.nicks.compute(room, user, snapshot, ''));
+    return snapshot.members.find((m) => !m.self && (table.get(m.remote) ?? plainNickOf(m)) === nick);
+  }
+
+  /**
+   * A contact's push name changed: in each room the user is in with them, their nick changes too
+   * (XEP-0045 7.6: the old occupant leaves with status 303 naming the new nick, the new one comes).
+   */
+  async renamed(user: string, remote: string): Promise<void> {
+    for (const [room] of [...this.nicks.roomsWith(user, remote)]) {
+      const occupancy = this.joined.get(room)?.get(user);
+      const snapshot = await this.snapshot(user, room);
+      if (occupancy && snapshot) await this.renick(room, user, occupancy, snapshot);
+    }
+  }
+
+  /**
+   * Works the room's nicks out again and tells the user's clients of each that changed (a name
+   * changed, or a member came or went whose name another member shares).
+   */
+  private async renick(room: string, user: string, occupancy: Occupancy, snapshot: GroupSnapshot) {
+    const { out, domain } = this.ctx;
+    const before = new Map(this.nicks.known(room, user) ?? []);
+    const after = await this.nicks.compute(room, user, snapshot, occupancy.nick);
+    for (const m of snapshot.members) {
+      const [was, is] = [before.get(m.remote), after.get(m.remote)];
+      if (m.self || was === undefined || is === undefined || was === is) continue;
+      const jid = contactJidOfRemote(m.remote, domain);
+      for (const to of occupancy.resources) {
+        out.fire(occupantRenamed(room, to, was, is, m.admin, jid));
+        out.fire(occupantPresence(room, to, is, m.admin, jid));
+      }
+    }
+    return after;
   }
 
   /** A new subject from the user (XEP-0045 8.1): the group's once the gateway agrees, then shown. */
@@ -141,10 +181,12 @@ export class Rooms {
     mine.nick = nick;
     mine.resources.add(full);
     occupants.set(user, mine);
+    const nicks = await this.nicks.compute(room, user, group, nick);
     // Everyone else first, then the user (110: this is you; 100: the room shows real JIDs).
     for (const m of group.members) {
       if (m.self) continue;
-      out.fire(occupantPresence(room, full, nickOf(m), m.admin, contactJidOfRemote(m.remote, domain)));
+      const shown = nicks.get(m.remote) ?? plainNickOf(m);
+      out.fire(occupantPresence(room, full, shown, m.admin, contactJidOfRemote(m.remote, domain)));
     }
     const self = group.members.find((m) => m.self);
     out.fire(occupantPresence(room, full, nick, self?.admin ?? false, full, ['110', '100']));
@@ -162,7 +204,10 @@ export class Rooms {
     const occupancy = this.joined.get(room)?.get(user);
     if (!occupancy?.resources.delete(full)) return;
     this.ctx.out.fire(occupantGone(room, full, occupancy.nick, ['110']));
-    if (occupancy.resources.size === 0) this.joined.get(room)?.delete(user);
+    if (occupancy.resources.size === 0) {
+      this.joined.get(room)?.delete(user);
+      this.nicks.forget(room, user);
+    }
   }
 
   /**
@@ -190,7 +235,12 @@ export class Rooms {
       );
       return;
     }
-    await this.ctx.core.submit({ localUser: user, localId, remote: group, event });
+    await this.ctx.core.submit({
+      localUser: user,
+      localId,
+      remote: group,
+      event: this.mentioning(room, user, event),
+    });
     taken();
     // The room's stanza-id is the id the core knows the message by: clients name it in replies,
     // reactions, retractions and markers (XEP-0461, XEP-0444, XEP-0424 and XEP-0333 in groupchat).
@@ -212,6 +262,27 @@ export class Rooms {
   }
 
   /**
+   * Members named by nick in the user's text become mentions, as clients write them ("Sam: ..." at
+   * the start, "@Sam" anywhere): the nick becomes the `@<number>` token the gatekeeper's apps show
+   * as the member's name, with the member in `mentions`. The user's own clients keep what they wrote.
+   */
+  private mentioning(room: string, user: string, event: OutgoingEvent['event']): OutgoingEvent['event'] {
+    if (event.type !== 'message' || event.body.kind !== 'text') return event;
+    const nicks = [...(this.nicks.known(room, user) ?? [])].sort(([, a], [, b]) => b.length - a.length);
+    let text = event.body.text;
+    const mentions = [...(event.body.mentions ?? [])];
+    for (const [remote, nick] of nicks) {
+      const token = `@${remote.split('@')[0]}`;
+      const before = text;
+      if (text.startsWith(`${nick}:`) || text.startsWith(`${nick},`)) text = token + text.slice(nick.length);
+      text = text.split(`@${nick}`).join(token);
+      if (text !== before && !mentions.some((m) => m.remote === remote)) mentions.push({ remote, token });
+    }
+    if (mentions.length === (event.body.mentions?.length ?? 0)) return event;
+    return { ...event, body: { ...event.body, text, mentions } };
+  }
+
+  /**
    * A member's receipt for the user's message: a read one is that member's XEP-0333 displayed
    * marker in the room (as Conversations shows who read what); delivery receipts are not shown in
    * rooms. Nothing for a user with no joined client: the marker is worth nothing later.
@@ -221,7 +292,7 @@ export class Rooms {
     const occupancy = this.joined.get(room)?.get(update.localUser);
     if (update.state !== 'read' || update.by === undefined || !occupancy) return {};
     const group = await this.ctx.core.group?.(update.localUser, update.remote);
-    const nick = nickOf(group?.members.find((m) => m.remote === update.by) ?? { remote: update.by });
+    const nick = await this.nicks.of(room, update.localUser, group, update.by, occupancy.nick);
     const id = derivedId('read', update.localUser, update.by, update.localId);
     const sends = [...occupancy.resources].map((to) =>
       this.ctx.out.send(
@@ -245,9 +316,16 @@ export class Rooms {
     if (!occupancy || occupancy.resources.size === 0) {
       throw new Error(`${event.localUser} has not joined ${room}: the message waits`);
     }
-    const group = await this.ctx.core.group?.(event.localUser, event.remote);
-    const author = group?.members.find((m) => m.remote === event.author);
-    const nick = author ? nickOf(author) : nickOf({ remote: event.author ?? 'someone@unknown' });
+    const known = event.author && this.nicks.known(room, event.localUser)?.get(event.author);
+    const nick =
+      known ||
+      (await this.nicks.of(
+        room,
+        event.localUser,
+        await this.ctx.core.group?.(event.localUser, event.remote),
+        event.author ?? 'someone@unknown',
+        occupancy.nick,
+      ));
     // Each stanza the chat form would have (a text; a file and its caption) as a groupchat message,
     // under the same ids, without what only 1:1 chats use (receipts, markers, chat states).
     const sends: Promise<void>[] = [];
@@ -287,6 +365,7 @@ export class Rooms {
         const mine = this.joined.get(room)?.get(u.localUser);
         for (const to of clients) out.fire(occupantGone(room, to, mine?.nick ?? 'you', ['110', '321']));
         this.joined.get(room)?.delete(u.localUser);
+        this.ctx.bookmarks?.remove(u.localUser, room);
         return;
       }
       case 'subject':
@@ -311,24 +390,36 @@ export class Rooms {
           return this.invite(u, room);
         }
         const mine = this.joined.get(room)?.get(u.localUser);
+        const nicks = mine
+          ? await this.renick(room, u.localUser, mine, u.snapshot)
+          : new Map<string, string>();
         for (const m of u.snapshot.members) {
           if (!changed.has(m.remote)) continue;
+          const jid = contactJidOfRemote(m.remote, domain);
           for (const to of clients) {
             // The user's own new affiliation too (110), so their client offers what admins may do.
             out.fire(
               m.self
                 ? occupantPresence(room, to, mine?.nick ?? 'me', m.admin, to, ['110'])
-                : occupantPresence(room, to, nickOf(m), m.admin, contactJidOfRemote(m.remote, domain)),
+                : occupantPresence(room, to, nicks.get(m.remote) ?? plainNickOf(m), m.admin, jid),
             );
           }
         }
         return;
       }
-      case 'removed':
-        for (const remote of u.change.members)
-          for (const to of clients)
-            out.fire(occupantGone(room, to, nickOf({ remote, phone: phoneOf(remote) }), ['321']));
+      case 'removed': {
+        // Under the nicks they had (worked out again after, for those who remain).
+        const gone = new Map(this.nicks.known(room, u.localUser) ?? []);
+        const mine = this.joined.get(room)?.get(u.localUser);
+        for (const remote of u.change.members) {
+          const nick = gone.get(remote) ?? plainNickOf({ remote, phone: phoneOf(remote) });
+          for (const to of clients) out.fire(occupantGone(room, to, nick, ['321']));
+        }
+        if (mine) await this.renick(room, u.localUser, mine, u.snapshot);
+        // The core says 'gone' when the user is removed; a snapshot without them means the same.
+        if (!u.snapshot.members.some((m) => m.self)) this.ctx.bookmarks?.remove(u.localUser, room);
         return;
+      }
       default:
         return;
     }
@@ -337,7 +428,8 @@ export class Rooms {
   /** XEP-0249: an invitation to the room of a group the user was added to (clients offer to join). */
   private async invite(u: GroupUpdate, room: string): Promise<void> {
     const by = u.snapshot.members.find((m) => m.remote === u.by && !m.self);
-    const reason = `${by ? nickOf(by) : 'Someone'} added you to the group "${u.snapshot.subject}"`;
+    const byName = by ? ((await this.ctx.nameOf?.(u.localUser, by.remote)) ?? plainNickOf(by)) : 'Someone';
+    const reason = `${byName} added you to the group "${u.snapshot.subject}"`;
     await this.ctx.out.send(
       xml(
         'message',
@@ -346,6 +438,13 @@ export class Rooms {
         xml('body', {}, xmlSafe(`${reason}: xmpp:${room}?join`)),
       ),
     );
+    // Listed (and joined) by the user's clients without accepting the invitation, under the nick a
+    // client would take when accepting it: the user part of their JID.
+    this.ctx.bookmarks?.add(u.localUser, {
+      room,
+      name: u.snapshot.subject,
+      nick: localPartOf(u.localUser) ?? u.localUser,
+    });
   }
 
   /** XEP-0410: a client asks whether it is still in the room (after our restart it is not). */
@@ -404,6 +503,32 @@ function occupantPresence(
         jid,
       }),
       ...codes.map((code) => xml('status', { code })),
+    ),
+  );
+}
+
+/** An occupant changing nick (XEP-0045 7.6): the old one leaves with 303, naming the new nick. */
+function occupantRenamed(
+  room: string,
+  to: string,
+  before: string,
+  after: string,
+  admin: boolean,
+  jid: string,
+) {
+  return xml(
+    'presence',
+    { from: `${room}/${before}`, to, type: 'unavailable' },
+    xml(
+      'x',
+      { xmlns: NS_MUC_USER },
+      xml('item', {
+        affiliation: admin ? 'admin' : 'member',
+        role: admin ? 'moderator' : 'participant',
+        jid,
+        nick: after,
+      }),
+      xml('status', { code: '303' }),
     ),
   );
 }

@@ -191,6 +191,17 @@ describe.each(['prosody', 'ejabberd'] as XmppServerKind[])('every content kind i
       carolSawMine!.id,
     ]);
 
+    // A member named by nick, as clients write it ("nick: ..."), is a mention of them.
+    await alice.client.send(roomMessage('u-8', xml('body', {}, `${carolNick}: are you in?`)));
+    const [, carolMentioned] = await bothGet(
+      (m) => m.content.kind === 'text' && m.content.text.endsWith('are you in?'),
+    );
+    expect(carolMentioned!.content).toMatchObject({
+      kind: 'text',
+      text: `@${carol.jid.split('@')[0]}: are you in?`,
+      mentions: [carol.jid],
+    });
+
     // --- Read markers: the user's (XEP-0333 in the room) reaches the message's sender; each
     // member's read receipt for the user's message is that member's marker in the room.
     await alice.client.send(

@@ -233,6 +233,55 @@ describe.each(['prosody', 'ejabberd'] as XmppServerKind[])('groups as rooms on %
     );
   });
 
+  it('occupants are named by their push names, made unique, and follow a change (status 303)', async () => {
+    const alice = await h.registeredUser('alice');
+    const [bob, carol] = [await h.native(phone()), await h.native(phone())];
+    await bob.profile.setName('Sam');
+    await carol.profile.setName('Sam');
+    const me = await h.puppetJid(alice.jid);
+    const [bobPhone, carolPhone] = [bob, carol].map((u) => `+${u.jid.split('@')[0]}`);
+    const { group } = await bob.groups.create('Two Sams', [me, carol.jid]);
+    const room = `${group.jid.split('@')[0]}@${DOMAIN}`;
+    const invite = await alice.waitForStanza(
+      (s) => s.getChild('x', 'jabber:x:conference')?.attrs.jid === room,
+    );
+    // (By name or by number: the inviter's profile may still be on its way.)
+    expect(invite.getChild('x', 'jabber:x:conference')?.attrs.reason).toMatch(
+      /^(Sam|\+\d+) added you to the group "Two Sams"$/,
+    );
+    await alice.client.send(xml('presence', { to: `${room}/alice` }, xml('x', { xmlns: MUC })));
+    await alice.waitForStanza((s) => s.name === 'message' && s.getChild('subject') !== undefined);
+    // At the join, or just after it once their profiles are read (then as a nick change, 303).
+    for (const p of [bobPhone, carolPhone]) {
+      await alice.waitForStanza(
+        (s) => s.name === 'presence' && s.attrs.from === `${room}/Sam (${p})` && s.attrs.type === undefined,
+      );
+    }
+
+    // Bob's message comes from his nick; then he takes another name: both nicks change.
+    await bob.send(group.jid, { kind: 'text', text: 'which Sam?' });
+    await alice.waitForStanza((s) => s.name === 'message' && s.attrs.from === `${room}/Sam (${bobPhone})`);
+    await bob.profile.setName('Robert');
+    const renamed = await alice.waitForStanza(
+      (s) =>
+        s.name === 'presence' &&
+        s.attrs.type === 'unavailable' &&
+        s.attrs.from === `${room}/Sam (${bobPhone})`,
+    );
+    expect(hasStatus(renamed, '303')).toBe(true);
+    expect(itemOf(renamed)?.nick).toBe('Robert');
+    await alice.waitForStanza((s) => s.name === 'presence' && s.attrs.from === `${room}/Robert`);
+    await alice.waitForStanza(
+      (s) => s.name === 'presence' && s.attrs.type === 'unavailable' && itemOf(s)?.nick === 'Sam',
+    );
+    await carol.send(group.jid, { kind: 'text', text: 'the only Sam now' });
+    await alice.waitForStanza(
+      (s) => s.name === 'message' && s.attrs.from === `${room}/Sam` && bodyOf(s) !== '',
+    );
+    await bob.send(group.jid, { kind: 'text', text: 'call me Robert' });
+    await alice.waitForStanza((s) => s.name === 'message' && s.attrs.from === `${room}/Robert`);
+  });
+
   it('a room the user is not in refuses the join, and a groupchat message to it', async () => {
     const alice = await h.registeredUser('alice');
     const room = `120363999999@${DOMAIN}`;
