@@ -15,6 +15,7 @@ import type { Contacts } from './contacts.js';
 import type { Access, Outbound, UserChain } from './context.js';
 import { notRegistered, userErrorOf, XmppUserError } from './errors.js';
 import { parseStanza, type JournalEntry, type StanzaJournal } from './journal.js';
+import { readMentions, replyFallback } from './references.js';
 import { bareJid, localPartOf, remoteOfContact } from './jids.js';
 import type { Downloads } from './downloads.js';
 import { mediaKindOf } from './media.js';
@@ -42,7 +43,7 @@ export interface InboundContext {
   /** Files users share by URL, downloaded (sealed) before the core sends them. */
   readonly files: Pick<Downloads, 'fetch'>;
   /** Groups' rooms: messages to them go there (rooms.ts). */
-  readonly rooms: Pick<Rooms, 'isRoom' | 'fromUser' | 'setSubject'>;
+  readonly rooms: Pick<Rooms, 'isRoom' | 'fromUser' | 'setSubject' | 'remoteOfOccupant'>;
   /** The core took an outgoing event. */
   submitted(event: OutgoingEvent): void;
   /** Something the user sent was refused, with the error stanza they got. */
@@ -260,11 +261,26 @@ export class Inbound {
       };
       return { type: 'message', body: media, ...replyTo };
     }
-    const text = replyId ? stripReplyFallback(el, body) : body;
+    // Without a reply's quoted fallback, with XEP-0372 mentions as the people's tokens.
+    const { text, mentions } = await readMentions(el, body, replyId ? replyFallback(el) : undefined, (jid) =>
+      this.mentioned(base.localUser, jid),
+    );
     // A body that is a geo: URI alone is a shared location (Conversations sends them so).
     const place = parseGeoUri(text);
     if (place !== undefined) return { type: 'message', body: { kind: 'location', ...place }, ...replyTo };
-    return { type: 'message', body: { kind: 'text', text: stylingToMarkup(text) }, ...replyTo };
+    const textBody = {
+      kind: 'text' as const,
+      text: stylingToMarkup(text),
+      ...(mentions.length > 0 ? { mentions } : {}),
+    };
+    return { type: 'message', body: textBody, ...replyTo };
+  }
+
+  /** Whom a mention's JID names: a contact (by their JID), or a member (by their occupant JID). */
+  private async mentioned(user: string, jid: string): Promise<string | undefined> {
+    const bare = bareJid(jid);
+    if (this.ctx.rooms.isRoom(bare)) return this.ctx.rooms.remoteOfOccupant(user, jid);
+    return bare.endsWith(`@${this.ctx.domain}`) ? remoteOfContact(bare) : undefined;
   }
 
   private refuse(el: Element, type: ErrorType, condition: string, text: string): void {
@@ -301,14 +317,3 @@ function worthJournaling(el: Element): boolean {
 }
 
 /** Removes the quoted part of a reply (XEP-0461 with an XEP-0428 fallback range). */
-function stripReplyFallback(el: Element, body: string): string {
-  const fb = el
-    .getChildren('fallback', NS.fallback)
-    .find((f) => f.attrs.for === NS.reply)
-    ?.getChild('body');
-  const start = Number(fb?.attrs.start);
-  const end = Number(fb?.attrs.end);
-  if (!Number.isInteger(start) || !Number.isInteger(end) || end <= start) return body;
-  const cps = [...body];
-  return [...cps.slice(0, start), ...cps.slice(end)].join('');
-}

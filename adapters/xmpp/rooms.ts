@@ -94,6 +94,14 @@ export class Rooms {
     return snapshot.members.find((m) => !m.self && (table.get(m.remote) ?? plainNickOf(m)) === nick);
   }
 
+  /** The member an occupant JID (`room/nick`) names in the user's view, if any. */
+  async remoteOfOccupant(user: string, occupant: string): Promise<string | undefined> {
+    const nick = resourceOf(occupant);
+    const snapshot = await this.snapshot(user, bareJid(occupant));
+    if (nick === undefined || !snapshot) return undefined;
+    return (await this.memberByNick(user, snapshot, nick))?.remote;
+  }
+
   /**
    * A contact's push name changed: in each room the user is in with them, their nick changes too
    * (XEP-0045 7.6: the old occupant leaves with status 303 naming the new nick, the new one comes).

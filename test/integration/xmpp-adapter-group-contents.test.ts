@@ -202,6 +202,28 @@ describe.each(['prosody', 'ejabberd'] as XmppServerKind[])('every content kind i
       mentions: [carol.jid],
     });
 
+    // And by an XEP-0372 reference to their occupant JID, as clients with mention support send it.
+    await alice.client.send(
+      roomMessage(
+        'u-9',
+        xml('body', {}, `thanks ${bobNick}!`),
+        xml('reference', {
+          xmlns: 'urn:xmpp:reference:0',
+          type: 'mention',
+          begin: '7',
+          end: String(7 + bobNick.length),
+          uri: `xmpp:${room}/${bobNick}`,
+        }),
+      ),
+    );
+    const [bobThanked] = await bothGet(
+      (m) => m.content.kind === 'text' && m.content.text.startsWith('thanks'),
+    );
+    expect(bobThanked!.content).toMatchObject({
+      text: `thanks @${bob.jid.split('@')[0]}!`,
+      mentions: [bob.jid],
+    });
+
     // --- Read markers: the user's (XEP-0333 in the room) reaches the message's sender; each
     // member's read receipt for the user's message is that member's marker in the room.
     await alice.client.send(

@@ -275,6 +275,25 @@ describe.each(CASES)('XMPP adapter messages on %s, the bridge on %s', (kind, dat
       );
       const replied = await bob.waitForMessage((m) => m.content.kind === 'text' && m.content.text === 'yes');
       expect(replied.content.kind === 'text' && replied.content.replyTo?.id).toBeTruthy();
+      // An XEP-0372 mention of another contact (code points: the emoji counts as one).
+      await alice.client.send(
+        chat(contactJid(bobPhone), '🙂 ask Jane please', 'm-1', [
+          xml('reference', {
+            xmlns: 'urn:xmpp:reference:0',
+            type: 'mention',
+            begin: '6',
+            end: '10',
+            uri: `xmpp:${contactJid('+4915122223333')}`,
+          }),
+        ]),
+      );
+      const mentioned = await bob.waitForMessage(
+        (m) => m.content.kind === 'text' && m.content.text.endsWith('please'),
+      );
+      expect(mentioned.content).toMatchObject({
+        text: '🙂 ask @4915122223333 please',
+        mentions: ['4915122223333@wa.interop'],
+      });
       await alice.client.send(chat(contactJid(bobPhone), 'geo:48.8584,2.2945', 'loc-1'));
       const back = await bob.waitForMessage((m) => m.content.kind === 'location');
       expect(back.content.kind === 'location' && back.content.place).toEqual({
