@@ -498,10 +498,11 @@ function occupantPresence(
   admin: boolean,
   jid: string,
   codes: readonly string[] = [],
+  extra: { type?: 'unavailable'; newNick?: string } = {},
 ): Element {
   return xml(
     'presence',
-    { from: `${room}/${nick}`, to },
+    { from: `${room}/${nick}`, to, ...(extra.type ? { type: extra.type } : {}) },
     xml(
       'x',
       { xmlns: NS_MUC_USER },
@@ -509,6 +510,7 @@ function occupantPresence(
         affiliation: admin ? 'admin' : 'member',
         role: admin ? 'moderator' : 'participant',
         jid,
+        ...(extra.newNick !== undefined ? { nick: extra.newNick } : {}),
       }),
       ...codes.map((code) => xml('status', { code })),
     ),
@@ -516,30 +518,14 @@ function occupantPresence(
 }
 
 /** An occupant changing nick (XEP-0045 7.6): the old one leaves with 303, naming the new nick. */
-function occupantRenamed(
+const occupantRenamed = (
   room: string,
   to: string,
   before: string,
   after: string,
   admin: boolean,
   jid: string,
-) {
-  return xml(
-    'presence',
-    { from: `${room}/${before}`, to, type: 'unavailable' },
-    xml(
-      'x',
-      { xmlns: NS_MUC_USER },
-      xml('item', {
-        affiliation: admin ? 'admin' : 'member',
-        role: admin ? 'moderator' : 'participant',
-        jid,
-        nick: after,
-      }),
-      xml('status', { code: '303' }),
-    ),
-  );
-}
+) => occupantPresence(room, to, before, admin, jid, ['303'], { type: 'unavailable', newNick: after });
 
 /** An occupant leaving (or removed: 321, members-only room, no longer a member). */
 function occupantGone(room: string, to: string, nick: string, codes: readonly string[]): Element {
