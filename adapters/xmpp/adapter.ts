@@ -11,7 +11,7 @@
  *
  *   message                  -> inbound.ts (to a contact) or commands.ts (to the component)
  *   presence                 -> presence.ts
- *   iq (type, xmlns, child)  -> iq/disco.ts, iq/register.ts, iq/vcard.ts, iq/adhoc.ts
+ *   iq (type, xmlns, child)  -> iq/disco.ts, iq/register.ts, iq/vcard.ts, iq/avatar.ts, iq/adhoc.ts
  *   core -> XMPP             -> delivery.ts
  */
 import { EventEmitter } from 'node:events';
@@ -48,6 +48,7 @@ import { domainNotAllowed } from './errors.js';
 import { Inbound } from './inbound.js';
 import { crashNotice, StanzaJournal, type JournalOpening } from './journal.js';
 import { AdhocCommands } from './iq/adhoc.js';
+import { Avatars, NS_PUBSUB } from './iq/avatar.js';
 import { capsVersions, Disco } from './iq/disco.js';
 import { Registration } from './iq/register.js';
 import { Vcards } from './iq/vcard.js';
@@ -117,6 +118,7 @@ interface Features {
   readonly disco: Disco;
   readonly registration: Registration;
   readonly vcards: Vcards;
+  readonly avatars: Avatars;
   readonly adhoc: AdhocCommands;
   readonly provisioning: ProvisioningHooks;
   readonly rooms: Rooms;
@@ -217,6 +219,7 @@ export class XmppAdapter extends EventEmitter<XmppAdapterEvents> implements Grou
       ['set', NS.gateway, 'query', (iq) => f.registration.translate(iq)],
       ['set', NS.commands, 'command', (iq) => f.adhoc.execute(iq)],
       ['get', NS.vcard, 'vCard', (iq) => f.vcards.get(iq)],
+      ['get', NS_PUBSUB, 'pubsub', (iq) => f.avatars.get(iq)],
       ['get', NS.version, 'query', () => f.disco.version()],
       ['get', NS_MUC_ADMIN, 'query', (iq) => f.roomAdmin.get(iq)],
       ['set', NS_MUC_ADMIN, 'query', (iq) => f.roomAdmin.set(iq)],
@@ -436,6 +439,7 @@ export class XmppAdapter extends EventEmitter<XmppAdapterEvents> implements Grou
       disco: new Disco({ domain, name, access, rooms }),
       registration: new Registration({ domain, core, access, chain }),
       vcards: new Vcards({ domain, name, store }),
+      avatars: new Avatars({ domain, store, access }),
       adhoc: new AdhocCommands({ access, chain, commands }),
       provisioning: xmppProvisioning({ access, chain, commands, store }),
       rooms,

@@ -1,7 +1,8 @@
 /**
  * Service discovery (XEP-0030) for the component JID (a gateway, XEP-0100, with its ad-hoc command
- * list) and for every contact JID (a phone client), the matching caps hashes (XEP-0115), and the
- * software version (XEP-0092). Pings (XEP-0199) are answered by the component link itself.
+ * list) and for every contact JID (a phone client, and an account with a PEP service for its avatar,
+ * XEP-0163/0084: iq/avatar.ts), the matching caps hashes (XEP-0115), and the software version
+ * (XEP-0092). Pings (XEP-0199) are answered by the component link itself.
  */
 import type { IqContext } from '@xmpp/component';
 import { xml, type Element } from '@xmpp/xml';
@@ -12,9 +13,20 @@ import type { CapsVersions } from '../context.js';
 import { bareJid } from '../jids.js';
 import type { Rooms } from '../rooms.js';
 import { capsVer, NS, stanzaError } from '../stanzas.js';
+import { PEP_FEATURES, PEP_IDENTITIES } from './avatar.js';
+
+interface Identity {
+  readonly category: string;
+  readonly type: string;
+  readonly name?: string;
+}
 
 const IDENTITY_GATEWAY = { category: 'gateway', type: 'whatsapp' } as const;
-const IDENTITY_CONTACT = { category: 'client', type: 'phone' } as const;
+/**
+ * A contact's bare JID stands for both its phone (the client features, which its presence's caps
+ * announce) and its account, whose PEP service holds its avatar (as Slidge's contacts answer).
+ */
+const CONTACT_IDENTITIES: readonly Identity[] = [{ category: 'client', type: 'phone' }, ...PEP_IDENTITIES];
 
 const GATEWAY_FEATURES = [
   NS.discoInfo,
@@ -40,13 +52,14 @@ const CONTACT_FEATURES = [
   NS.retract,
   NS.reactions,
   NS.reply,
+  ...PEP_FEATURES,
 ] as const;
 
 /** The caps hashes of what `Disco` answers, for a gateway named `name`. */
 export function capsVersions(name: string): CapsVersions {
   return {
     gateway: capsVer([{ ...IDENTITY_GATEWAY, name }], GATEWAY_FEATURES),
-    contact: capsVer([IDENTITY_CONTACT], CONTACT_FEATURES),
+    contact: capsVer(CONTACT_IDENTITIES, CONTACT_FEATURES),
   };
 }
 
@@ -75,18 +88,19 @@ export class Disco {
     }
     if (to !== domain) {
       // No name: one caps hash serves every contact (the name is in the roster and vCard).
-      return infoQuery(node, IDENTITY_CONTACT, CONTACT_FEATURES);
+      return infoQuery(node, CONTACT_IDENTITIES, CONTACT_FEATURES);
     }
     if (node === NS.commands) {
-      return infoQuery(node, { category: 'automation', type: 'command-list', name: 'Commands' }, []);
+      return infoQuery(node, [{ category: 'automation', type: 'command-list', name: 'Commands' }], []);
     }
     if (node && (COMMANDS.some((c) => c.node === node) || ADMIN_ADHOC.some((c) => c.node === node))) {
-      return infoQuery(node, { category: 'automation', type: 'command-node', name: node }, [
-        NS.commands,
-        NS.dataForms,
-      ]);
+      return infoQuery(
+        node,
+        [{ category: 'automation', type: 'command-node', name: node }],
+        [NS.commands, NS.dataForms],
+      );
     }
-    return infoQuery(node, { ...IDENTITY_GATEWAY, name }, GATEWAY_FEATURES);
+    return infoQuery(node, [{ ...IDENTITY_GATEWAY, name }], GATEWAY_FEATURES);
   }
 
   /** disco#items: the ad-hoc commands of the gateway (XEP-0050), nothing else. */
@@ -122,13 +136,13 @@ export class Disco {
 
 function infoQuery(
   node: string | undefined,
-  identity: { category: string; type: string; name?: string },
+  identities: readonly Identity[],
   features: readonly string[],
 ): Element {
   return xml(
     'query',
     { xmlns: NS.discoInfo, ...(node ? { node } : {}) },
-    xml('identity', { ...identity }),
+    ...identities.map((identity) => xml('identity', { ...identity })),
     ...features.map((f) => xml('feature', { var: f })),
   );
 }
