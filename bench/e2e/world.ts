@@ -4,7 +4,10 @@
  *
  * - The bridge: the daemon (`interop-bridge start --config bridge.yaml`, dist/app/cli.js) in a
  *   child process, with its SQLite store in a temporary directory (WAL, synchronous=NORMAL, as in
- *   production), the Matrix adapter and the XMPP adapter enabled.
+ *   production), the Matrix adapter and the XMPP adapter enabled. Or, with `database:
+ *   'postgres'`, its store on a PostgreSQL server started for this world (test/support/postgres.ts,
+ *   PostgreSQL's default settings: fsync and synchronous_commit on, as in production), its data
+ *   directory in a temporary directory too, the bridge connecting over TCP to 127.0.0.1.
  * - This process: the gateway emulator (its own SQLite store) and the native users, the stand-in
  *   Matrix homeserver and its local users, and the @xmpp/client users. One clock for every send and
  *   every receive, so latency is measured where the users are, without clock skew.
@@ -34,7 +37,9 @@ import {
   type XmppServer,
 } from '../../test/support/xmpp-servers.js';
 import { chat, contactJid, register } from '../../test/support/xmpp-bridge.js';
+import { startPostgres, type PostgresServer } from '../../test/support/postgres.js';
 import { builtFile } from '../scale/emulator-child.js';
+import { serverCpuSeconds, type DatabaseId } from './database.js';
 
 const PROVIDER = 'e2ebench';
 const SERVER = 'example.test';
@@ -62,6 +67,8 @@ export interface WorldOptions {
   validate: boolean;
   /** A directory for a CPU profile of the bridge process (`--cpu-prof`). */
   cpuProfileDir?: string;
+  /** The bridge's store (default SQLite). */
+  database?: DatabaseId;
 }
 
 async function freePort(): Promise<number> {
@@ -94,6 +101,8 @@ export class World {
   emulator!: StartedEmulator;
   prosody!: XmppServer;
   hs!: StandInHomeserver;
+  /** The bridge's PostgreSQL server, when `database` is postgres. */
+  postgres: PostgresServer | undefined;
   private daemon: ChildProcess | undefined;
   private daemonExit: Promise<void> = Promise.resolve();
   httpPort = 0;
@@ -132,23 +141,32 @@ export class World {
     return this.daemon?.pid;
   }
 
+  /** CPU seconds of the bridge's PostgreSQL server so far; NaN on SQLite. */
+  databaseCpuSeconds(): number {
+    return this.postgres ? serverCpuSeconds(this.postgres.pid) : Number.NaN;
+  }
+
   private async init(): Promise<void> {
     const n = this.options.conversations;
     const key = await generateProviderKey('EdDSA');
     this.httpPort = await freePort();
     const matrixPort = await freePort();
+    const onPostgres = this.options.database === 'postgres';
     [this.emulator, this.prosody] = await Promise.all([
       startEmulator(this.tmp, {
         provider: { id: PROVIDER, signingKey: key, allowedMediaHosts: [`127.0.0.1:${this.httpPort}`] },
       }),
       startProsody({ componentDomain: DOMAIN, componentSecret: SECRET }),
+      onPostgres ? startPostgres({ durable: true }).then((pg) => (this.postgres = pg)) : undefined,
     ]);
+    const database = this.postgres ? await this.postgres.createDatabase('interop_bridge') : undefined;
     writeProviderKey(this.tmp.file('state/provider-signing-key.jwk'), key);
     const yaml = (hsUrl: string) =>
       [
         'bridge:',
         `  provider_id: ${PROVIDER}`,
         `  data_dir: ${this.tmp.file('state')}`,
+        ...(database ? [`  database: "${database}"`] : []),
         '  http:',
         `    port: ${this.httpPort}`,
         'gateway:',
@@ -374,6 +392,7 @@ export class World {
     await this.hs?.close();
     await this.emulator?.running.stop();
     await this.prosody?.stop();
+    await this.postgres?.stop();
     this.tmp.cleanup();
   }
 }

@@ -9,6 +9,8 @@
  * - It listens on 127.0.0.1 on a free port and on a unix socket in the same temporary directory,
  *   with `trust` authentication for the role `bridge` (a superuser: tests create databases), and
  *   durability off (fsync, synchronous_commit, full_page_writes): the tests are about behaviour.
+ *   `startPostgres({ durable: true })` (the end-to-end benchmark) leaves every setting at
+ *   PostgreSQL's default instead, durability on, as an operator runs it.
  * - `createDatabase()` makes a new database (`CREATE DATABASE ... TEMPLATE template0`) and returns
  *   its URL, so every test starts empty.
  * - Missing binaries fail the test with a message naming the install script: nothing is skipped.
@@ -26,6 +28,8 @@ export interface PostgresServer {
   readonly port: number;
   /** The unix socket directory. */
   readonly socketDir: string;
+  /** The postmaster's process id (its backends are its children), for CPU accounting. */
+  readonly pid: number | undefined;
   /** A new empty database; returns its URL. */
   createDatabase(name?: string): Promise<string>;
   /** The server's output so far, for failure messages. */
@@ -116,8 +120,26 @@ async function ready(url: string, child: ChildProcess, log: () => string): Promi
   }
 }
 
+export interface PostgresOptions {
+  /**
+   * PostgreSQL's default settings (fsync, synchronous_commit and full_page_writes on,
+   * shared_buffers and max_connections at their defaults), as in production: for measurements.
+   * Default false: durability off, for the tests' speed.
+   */
+  durable?: boolean;
+}
+
+/** The settings the tests run with (durability off), unless `durable`. */
+const TEST_SETTINGS = [
+  'fsync=off',
+  'synchronous_commit=off',
+  'full_page_writes=off',
+  'max_connections=200',
+  'shared_buffers=32MB',
+];
+
 /** Starts a server in a fresh temporary directory; `stop()` it in afterAll. */
-export async function startPostgres(): Promise<PostgresServer> {
+export async function startPostgres(options: PostgresOptions = {}): Promise<PostgresServer> {
   const bin = postgresBinDir();
   const account = serverAccount();
   const dir = mkdtempSync(path.join(tmpdir(), 'interop-bridge-pg-'));
@@ -134,6 +156,7 @@ export async function startPostgres(): Promise<PostgresServer> {
   try {
     await run(
       path.join(bin, 'initdb'),
+      // --no-sync: initdb's own final flush only (not timed, not the server's durability).
       ['-D', data, '-U', ROLE, '--auth=trust', '-E', 'UTF8', '--locale=C', '--no-sync'],
       account,
     );
@@ -149,16 +172,7 @@ export async function startPostgres(): Promise<PostgresServer> {
         socketDir,
         '-h',
         '127.0.0.1',
-        '-c',
-        'fsync=off',
-        '-c',
-        'synchronous_commit=off',
-        '-c',
-        'full_page_writes=off',
-        '-c',
-        'max_connections=200',
-        '-c',
-        'shared_buffers=32MB',
+        ...(options.durable ? [] : TEST_SETTINGS.flatMap((setting) => ['-c', setting])),
       ],
       { ...account, stdio: ['ignore', 'pipe', 'pipe'], env: pgEnv() },
     );
@@ -173,6 +187,7 @@ export async function startPostgres(): Promise<PostgresServer> {
       url,
       port,
       socketDir,
+      pid: server.pid,
       async createDatabase(name = `t${process.pid}_${++n}`) {
         const c = new pg.Client({ connectionString: url });
         await c.connect();
