@@ -2,13 +2,17 @@
  * `npm run demo -- --check`: one scripted round trip through the running demo, as a user of an XMPP
  * client would make it. Alice (a real XMPP client) sends a text to the echo contact and gets the
  * echo back, then a picture (uploaded through Prosody's XEP-0363 service and sent with OOB, as
- * Conversations and Gajim send pictures) and gets the same picture back; receipts both ways.
+ * Conversations and Gajim send pictures) and gets the same picture back; receipts both ways. Then
+ * the group: the answering contact's XEP-0249 invitation to the demo group's room, the join
+ * (XEP-0045), its hello there, and its answer to what Alice says in the room.
  */
 import { randomBytes } from 'node:crypto';
 import { deflateSync } from 'node:zlib';
 import { xml, type Element } from '@xmpp/xml';
+import type { ReceivedMessage } from '../emulator/native-user.js';
 import type { DemoContact } from './contacts.js';
-import { bareOf, CONTACTS, loginAlice, type DemoStack } from './stack.js';
+import { bareOf, CONTACTS, GROUP, loginAlice, type DemoStack } from './stack.js';
+import type { TestUser } from '../test/support/xmpp-servers.js';
 
 /** A step that did not pass: which, and why. */
 export class CheckFailed extends Error {
@@ -103,9 +107,96 @@ export async function runCheck(stack: DemoStack, passed: (step: string) => void)
     await step('the echo user got a delivery receipt for the picture it sent', () =>
       waitForSentReceipt(echo, (what) => what.startsWith('[image')),
     );
+
+    await checkGroup(stack, alice, step);
   } finally {
     await alice.stop();
   }
+}
+
+type Step = <T>(name: string, run: () => Promise<T>) => Promise<T>;
+
+const MUC = 'http://jabber.org/protocol/muc';
+const MUC_USER = 'http://jabber.org/protocol/muc#user';
+
+/**
+ * The demo group as an XMPP client sees it: the invitation, the join (the answering contact among
+ * the occupants, the subject), the contact's hello, and its answer to a message in the room; the
+ * echo contact gets the message and says nothing.
+ */
+async function checkGroup(stack: DemoStack, alice: TestUser, step: Step): Promise<void> {
+  const [echo, sam] = [stack.contacts[0], stack.contacts[GROUP.maker]];
+  const samSpec = CONTACTS[GROUP.maker];
+  if (!echo || !sam || !samSpec)
+    throw new CheckFailed('find the contacts', new Error('the demo has no contacts'));
+  const samJid = stack.contactJid(samSpec.phone);
+  const me = stack.alice.jid;
+  const invitation = await step(`${me} got an invitation (XEP-0249) to the room of "${GROUP.subject}"`, () =>
+    alice.waitForStanza(
+      (s) =>
+        s.name === 'message' &&
+        (s.getChild('x', 'jabber:x:conference')?.attrs.reason ?? '').includes(`"${GROUP.subject}"`),
+      TIMEOUT_MS,
+    ),
+  );
+  const room = String(invitation.getChild('x', 'jabber:x:conference')?.attrs.jid);
+  const nick = stack.alice.user;
+  const samNick = await step(
+    `${me} joins ${room} (XEP-0045): ${samSpec.phone} is there, the subject is "${GROUP.subject}"`,
+    async () => {
+      await alice.client.send(xml('presence', { to: `${room}/${nick}` }, xml('x', { xmlns: MUC })));
+      await alice.waitForStanza(
+        (s) => s.name === 'presence' && s.attrs.from === `${room}/${nick}` && s.attrs.type === undefined,
+        TIMEOUT_MS,
+      );
+      const occupant = alice.stanzas.find(
+        (s) =>
+          s.name === 'presence' &&
+          (s.attrs.from ?? '').startsWith(`${room}/`) &&
+          bareOf(s.getChild('x', MUC_USER)?.getChild('item')?.attrs.jid) === samJid,
+      );
+      if (!occupant) throw new Error(`no occupant presence for ${samJid}`);
+      const subject = await alice.waitForStanza(
+        (s) => s.name === 'message' && bareOf(s.attrs.from) === room && s.getChild('subject') !== undefined,
+        TIMEOUT_MS,
+      );
+      if (subject.getChild('subject')?.getText() !== GROUP.subject)
+        throw new Error(`the subject is ${subject.toString()}`);
+      return String(occupant.attrs.from).slice(room.length + 1);
+    },
+  );
+  const inRoom = (s: Element, from: string, body: (b: string) => boolean) =>
+    s.name === 'message' &&
+    s.attrs.type === 'groupchat' &&
+    s.attrs.from === `${room}/${from}` &&
+    body(s.getChild('body')?.getText() ?? '');
+  await step(`${me} got ${samSpec.phone}'s hello in the room`, () =>
+    alice.waitForStanza((s) => inRoom(s, samNick, (b) => b === GROUP.hello), TIMEOUT_MS),
+  );
+  const text = 'Hello from the demo check, everyone';
+  const id = `check-group-${randomBytes(4).toString('hex')}`;
+  await step(`${me} says "${text}" in the room; the room reflects it`, async () => {
+    await alice.client.send(
+      xml(
+        'message',
+        { type: 'groupchat', to: room, id },
+        xml('body', {}, text),
+        xml('origin-id', { xmlns: 'urn:xmpp:sid:0', id }),
+      ),
+    );
+    await alice.waitForStanza((s) => inRoom(s, nick, (b) => b === text), TIMEOUT_MS);
+  });
+  const isIt = (m: ReceivedMessage) =>
+    m.group !== undefined && m.content.kind === 'text' && m.content.text === text;
+  await step(`${samSpec.phone} received it in the group`, () => sam.user.waitForMessage(isIt, TIMEOUT_MS));
+  await step(`${me} got ${samSpec.phone}'s answer in the room`, () =>
+    alice.waitForStanza((s) => inRoom(s, samNick, (b) => samSpec.answers.includes(b)), TIMEOUT_MS),
+  );
+  await step('the echo user received it too, and stayed quiet in the group', async () => {
+    await echo.user.waitForMessage(isIt, TIMEOUT_MS);
+    if (echo.sentInGroups.length > 0)
+      throw new Error(`it sent ${echo.sentInGroups.length} message(s) into the group`);
+  });
 }
 
 function chatMessage(to: string, id: string, body: string, extra: Element[] = []): Element {

@@ -5,8 +5,15 @@
  * other answers like a person (reads, types, then answers after a moment with the next of a few
  * answers).
  *
+ * In a group (the answering contact makes one with the local user and the echo contact once the
+ * user is connected: `makeGroup`), the answering contact reads and answers the local users'
+ * messages only, never its own or the other contact's, and the echo contact stays quiet (an echo
+ * there would answer the other contact's answers, and they each other's, without end).
+ *
  * What the log shows comes from the native users' own view (what they received and sent, the
- * receipts they got and gave), never from the bridge's logs.
+ * receipts they got and gave), never from the bridge's logs; group lines start with the group's
+ * subject (`[Demo group] ...`), and what the two contacts say to each other in a group does not
+ * cross the bridge, so it is not shown.
  */
 import type { NativeMediaKind, NativeUser, ReceivedMessage } from '../emulator/native-user.js';
 import type { DescribedContent } from '../src/protocol/content.js';
@@ -23,6 +30,8 @@ export interface DemoContactOptions {
   answers: readonly string[];
   /** The local user's address (alice@localhost) for an interop JID, for the log. */
   nameOf: (interopJid: string) => string;
+  /** Whether an interop JID is one of the demo's simulated users (not a local user of the bridge). */
+  isContact: (interopJid: string) => boolean;
   /** Where a log line goes (one line per message or receipt). */
   log: (line: string) => void;
 }
@@ -32,6 +41,8 @@ const POLL_MS = 50;
 export class DemoContact {
   /** Ids of the messages this contact sent, with what they were, for receipt lines. */
   readonly sent = new Map<string, string>();
+  /** Ids of the messages this contact sent into groups. */
+  readonly sentInGroups: string[] = [];
   private readonly described = new Map<string, string>();
   private messagesSeen = 0;
   private receiptsSeen = 0;
@@ -62,48 +73,90 @@ export class DemoContact {
     const { user } = this.o;
     while (this.messagesSeen < user.received.length) {
       const m = user.received[this.messagesSeen++] as ReceivedMessage;
+      // In a group, only what a local user says crosses the bridge and is answered.
+      if (m.group !== undefined && (m.from === user.jid || this.o.isContact(m.from))) continue;
       const what = describe(m.content);
+      const tag = this.tag(m.group);
       this.described.set(m.id, what);
-      this.o.log(`${this.o.nameOf(m.from)} -> ${this.o.phone}  ${what}`);
+      this.o.log(`${tag}${this.o.nameOf(m.from)} -> ${this.o.phone}  ${what}`);
       // Native users send their delivery receipt on arrival (as real phones do).
-      this.o.log(`${this.o.nameOf(m.from)} -> ${this.o.phone}  ✓ delivered  ${short(what)}`);
-      this.chain = this.chain
-        .then(() => this.react(m))
-        .catch((err: unknown) => {
-          this.o.log(`${this.o.phone} could not answer: ${(err as Error).message}`);
-        });
+      this.o.log(`${tag}${this.o.nameOf(m.from)} -> ${this.o.phone}  ✓ delivered  ${short(what)}`);
+      this.after(() => this.react(m), 'answer');
     }
     while (this.receiptsSeen < user.receipts.length) {
       const r = user.receipts[this.receiptsSeen++];
       if (!r || r.type === 'retry') continue;
+      if (r.group !== undefined && this.o.isContact(r.from)) continue;
       const what = this.sent.get(r.id) ?? `message ${r.id}`;
       const tick = r.type === 'read' ? '✓✓ read' : '✓ delivered';
-      this.o.log(`${this.o.phone} -> ${this.o.nameOf(r.from)}  ${tick}  ${short(what)}`);
+      this.o.log(`${this.tag(r.group)}${this.o.phone} -> ${this.o.nameOf(r.from)}  ${tick}  ${short(what)}`);
     }
+  }
+
+  /**
+   * Makes a group with `members` (this contact its admin) and says `hello` in it; the log says so.
+   * Resolves with the group's JID, or undefined when stopped or when the gateway did not make it.
+   */
+  makeGroup(subject: string, members: readonly string[], hello: string): Promise<string | undefined> {
+    return this.after(async () => {
+      if (this.stopped) return undefined;
+      const { group, failed } = await this.o.user.groups.create(subject, members);
+      const added = members.filter((jid) => !failed.some((f) => f.jid === jid && f.error !== undefined));
+      this.o.log(
+        `[${subject}] ${this.o.phone} made the group with ${added.map(this.o.nameOf).join(' and ') || 'nobody'}`,
+      );
+      for (const f of failed)
+        this.o.log(`[${subject}] ${this.o.nameOf(f.jid)} could not be added (error ${String(f.error)})`);
+      // The group is made: a hello that fails is logged, and the group not made again.
+      await this.sendText(group.jid, hello).catch((err: unknown) => {
+        this.o.log(`[${subject}] ${this.o.phone} could not say hello: ${(err as Error).message}`);
+      });
+      return group.jid;
+    }, 'make the group');
+  }
+
+  /** Runs `work` after what this contact is doing; a failure is logged, not thrown. */
+  private after<T>(work: () => Promise<T>, what: string): Promise<T | undefined> {
+    const done = this.chain.then(work).catch((err: unknown) => {
+      this.o.log(`${this.o.phone} could not ${what}: ${(err as Error).message}`);
+      return undefined;
+    });
+    this.chain = done.then(() => undefined);
+    return done;
+  }
+
+  /** `[Demo group] ` for a group message or receipt, nothing in a 1:1 chat. */
+  private tag(group: string | undefined): string {
+    return group === undefined ? '' : `[${this.o.user.groups.groups.get(group)?.subject ?? group}] `;
   }
 
   private async react(m: ReceivedMessage): Promise<void> {
     if (this.stopped) return;
     const { user } = this.o;
+    // The echo contact stays quiet in a group: its echo would loop with the other contact's answers.
+    if (m.group !== undefined && this.o.behaviour === 'echo') return;
     // Both read what they get (blue ticks; a Matrix client shows the contact's read receipt).
-    await user.sendReceipt(m.from, [m.id], 'read', m.fromDevice);
+    if (m.group !== undefined) await user.sendReceipt(m.group, [m.id], 'read');
+    else await user.sendReceipt(m.from, [m.id], 'read', m.fromDevice);
     this.o.log(
-      `${this.o.nameOf(m.from)} -> ${this.o.phone}  ✓✓ read  ${short(this.described.get(m.id) ?? '')}`,
+      `${this.tag(m.group)}${this.o.nameOf(m.from)} -> ${this.o.phone}  ✓✓ read  ${short(this.described.get(m.id) ?? '')}`,
     );
     if (this.o.behaviour === 'echo') return this.echo(m);
-    await user.typing(m.from, true);
+    // (Typing is a 1:1 notice: the gateway carries no chat state into groups.)
+    if (m.group === undefined) await user.typing(m.from, true);
     await sleep(this.o.delayMs);
     if (this.stopped) return;
     const text =
       m.content.kind === 'image'
         ? 'What a picture!'
         : (this.o.answers[this.nextAnswer++ % this.o.answers.length] ?? 'OK');
-    await this.sendText(m, text);
+    if (m.group !== undefined) await this.sendText(m.group, text);
+    else await this.sendText(m.from, text, m.fromDevice);
   }
 
   private async echo(m: ReceivedMessage): Promise<void> {
     const c = m.content;
-    if (c.kind === 'text') return this.sendText(m, `echo: ${c.text}`);
+    if (c.kind === 'text') return this.sendText(m.from, `echo: ${c.text}`, m.fromDevice);
     if (
       c.kind === 'image' ||
       c.kind === 'video' ||
@@ -126,14 +179,29 @@ export class DemoContact {
     }
   }
 
-  private async sendText(m: ReceivedMessage, text: string): Promise<void> {
-    const id = await this.o.user.sendText(m.from, text, { devices: [m.fromDevice] });
-    this.record(id, m.from, JSON.stringify(text));
+  /** A text to a chat partner's device, or into a group (`to` a group JID, no device). */
+  private async sendText(to: string, text: string, device?: number): Promise<void> {
+    const { user } = this.o;
+    if (device === undefined) {
+      const id = await user.send(to, { kind: 'text', text });
+      this.sentInGroups.push(id);
+      this.record(id, to, JSON.stringify(text));
+      return;
+    }
+    const id = await user.sendText(to, text, { devices: [device] });
+    this.record(id, to, JSON.stringify(text));
   }
 
+  /** Logs a message sent; into a group, as reaching the group's local users (what crosses the bridge). */
   private record(id: string, to: string, what: string): void {
     this.sent.set(id, what);
-    this.o.log(`${this.o.phone} -> ${this.o.nameOf(to)}  ${what}`);
+    const group = this.o.user.groups.groups.get(to);
+    const readers = group?.participants
+      .map((p) => p.jid)
+      .filter((jid) => jid !== this.o.user.jid && !this.o.isContact(jid));
+    const toWhom =
+      readers === undefined ? this.o.nameOf(to) : readers.map(this.o.nameOf).join(', ') || 'nobody';
+    this.o.log(`${this.tag(group ? to : undefined)}${this.o.phone} -> ${toWhom}  ${what}`);
   }
 }
 

@@ -10,7 +10,8 @@
  * user, for a first chat in a browser tab (demo/web.ts).
  *
  * `--check` (with or without `--matrix`): the same set-up, one scripted round trip (text and a
- * picture, both ways, with receipts), then exits 0 when every step passed, 1 otherwise.
+ * picture, both ways, with receipts, then a message in the demo group and the answer there), then
+ * exits 0 when every step passed, 1 otherwise.
  *
  * Exit codes: 0 done (or stopped by Ctrl-C / SIGTERM), 1 a failure, 2 Prosody (or, with
  * `--matrix`, Synapse) is not installed.
@@ -19,7 +20,7 @@ import { accessSync, constants, existsSync } from 'node:fs';
 import path from 'node:path';
 import { CheckFailed, runCheck } from './check.js';
 import { startMatrixStack, type MatrixDemoStack } from './matrix-stack.js';
-import { CONTACTS, startStack, type DemoStack } from './stack.js';
+import { CONTACTS, GROUP, startStack, type DemoStack } from './stack.js';
 import { synapsePython } from './synapse.js';
 
 const USAGE = `Usage: npm run demo [-- [--matrix | --web] [--check]]
@@ -28,7 +29,8 @@ const USAGE = `Usage: npm run demo [-- [--matrix | --web] [--check]]
                bridge until Ctrl-C
   --matrix     the same for Matrix clients (a private Synapse)
   --web        the XMPP demo, plus a web page (converse.js) logged in as the demo user
-  --check      one scripted round trip (text and a picture, both ways, with receipts); exit 0 or 1
+  --check      one scripted round trip (text and a picture, both ways, with receipts, then the
+               demo group); exit 0 or 1
 `;
 
 type Stop = { what: string; stop: () => Promise<void> | void };
@@ -135,10 +137,19 @@ async function main(argv: string[]): Promise<number> {
       ? `Checking the ${matrix ? 'Matrix ' : ''}demo: starting ${server}, the gateway emulator and the bridge...`
       : `Starting the ${matrix ? 'Matrix ' : ''}demo...`,
   );
+  // Traffic during start-up (the demo group is made as soon as the user is connected) waits until
+  // the instructions are printed, under "What crosses the bridge:".
+  let early: string[] | undefined = [];
+  const streamTraffic = () => {
+    for (const line of early ?? []) out(line);
+    early = undefined;
+  };
   const options = {
     defer: shutdown.defer,
     progress: (line: string) => out(`  ${check ? '✓ ' : ''}${line}`),
-    traffic: check ? () => undefined : (line: string) => out(`${clock()}  ${line}`),
+    traffic: check
+      ? () => undefined
+      : (line: string) => (early ? early.push(`${clock()}  ${line}`) : out(`${clock()}  ${line}`)),
   };
   const startup: Promise<{ xmpp: DemoStack; webUrl?: string } | { matrix: MatrixDemoStack }> = matrix
     ? startMatrixStack(options).then((s) => ({ matrix: s }))
@@ -171,12 +182,14 @@ async function main(argv: string[]): Promise<number> {
         );
       } else {
         printMatrixInstructions(started.matrix);
+        streamTraffic();
         await stopped;
       }
     } else if (check) {
       code = await checkRoundTrip((passed) => runCheck(started.xmpp, passed), started.xmpp, stopped);
     } else {
       printInstructions(started.xmpp, started.webUrl);
+      streamTraffic();
       await stopped;
     }
   } catch (err) {
@@ -209,7 +222,7 @@ async function checkRoundTrip(
       out('Check interrupted.');
       return 1;
     }
-    out(`Demo check passed: ${n} steps, text and a picture both ways with receipts.`);
+    out(`Demo check passed: ${n} steps, text and a picture both ways with receipts, and the group.`);
     return 0;
   } catch (err) {
     const step = err instanceof CheckFailed ? err.step : 'the check';
@@ -220,6 +233,13 @@ async function checkRoundTrip(
     return 1;
   }
 }
+
+/** Who makes the demo group, and who else is in it (besides the user). */
+const groupMaker = () => CONTACTS[GROUP.maker]?.phone ?? '';
+const groupOthers = () =>
+  CONTACTS.filter((_, i) => i !== GROUP.maker)
+    .map((c) => c.phone)
+    .join(' and ');
 
 function printInstructions(stack: DemoStack, webUrl: string | undefined): void {
   const { alice, prosody } = stack;
@@ -245,6 +265,8 @@ function printInstructions(stack: DemoStack, webUrl: string | undefined): void {
     'and send a message to:',
     ...CONTACTS.map((c) => `  ${stack.contactJid(c.phone).padEnd(width)}  ${c.blurb}`),
     `Both are in ${alice.jid}'s contact list already.`,
+    `${groupMaker()} has also made a group, "${GROUP.subject}", with you and ${groupOthers()}: accept its`,
+    'invitation in your client (or join the room it names) and write there; it answers you there.',
     `Prosody: pid ${String(prosody.pid)}, files in ${prosody.dir}`,
     `Bridge and emulator logs (warnings only): ${stack.logFile}`,
     `Everything is in ${stack.dir}, removed when the demo stops. Press Ctrl-C to stop.`,
@@ -270,6 +292,8 @@ function printMatrixInstructions(stack: MatrixDemoStack): void {
     `  start-chat ${CONTACTS[0]?.phone ?? ''}   (the contact invites you to a chat: accept it)`,
     'or, once connected, start a direct chat with (invite) a contact yourself:',
     ...CONTACTS.map((c, i) => `  ${(ghosts[i] ?? '').padEnd(width)}  ${c.phone}: ${c.blurb}`),
+    `Once you are connected, ${groupMaker()} makes a group, "${GROUP.subject}", with you and ${groupOthers()}:`,
+    `the bot invites you to its room; accept, and write there (${groupMaker()} answers you there).`,
     `Synapse: pid ${String(synapse.pid)}, files in ${synapse.dir} (its log: ${synapse.logFile})`,
     `Bridge and emulator logs (warnings only): ${stack.logFile}`,
     `Everything is in ${stack.dir}, removed when the demo stops. Press Ctrl-C to stop.`,

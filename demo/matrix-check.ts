@@ -3,7 +3,8 @@
  * a user of Element makes it, with matrix-js-sdk (the engine of Element Web): log in with the
  * password (`m.login.password`), open a direct chat with the bridge bot, `login`, `login confirm`,
  * `start-chat` with the echo contact, join the portal, then a text and a picture both ways with
- * read receipts both ways and the contact's delivery receipts.
+ * read receipts both ways and the contact's delivery receipts. Then the group: the bot's invitation
+ * to the demo group's portal, the answering contact's hello there, and its answer to the user.
  *
  * matrix-js-sdk is a devDependency: this module is loaded only for `--matrix --check` (the demo
  * runs from a dev checkout, `npm ci` installs it).
@@ -11,6 +12,7 @@
 import {
   ClientEvent,
   createClient,
+  Direction,
   EventType,
   MsgType,
   Preset,
@@ -22,8 +24,9 @@ import {
 } from 'matrix-js-sdk';
 import loglevel from 'loglevel';
 import { CheckFailed, demoPng, waitForSentReceipt } from './check.js';
+import type { ReceivedMessage } from '../emulator/native-user.js';
 import type { MatrixDemoStack } from './matrix-stack.js';
-import { CONTACTS } from './stack.js';
+import { CONTACTS, GROUP } from './stack.js';
 
 const TIMEOUT_MS = 20_000;
 
@@ -222,9 +225,83 @@ export async function runMatrixCheck(stack: MatrixDemoStack, passed: (step: stri
       await client.sendReadReceipt(back, ReceiptType.Read);
       await waitForSentReceipt(echo, (what) => what.startsWith('[image'), 'read');
     });
+
+    await checkGroup(stack, client, step);
   } finally {
     client.stopClient();
   }
+}
+
+type Step = <T>(name: string, run: () => Promise<T>) => Promise<T>;
+
+/**
+ * The demo group as a Matrix user sees it: the bot's invitation to its portal (made once the user
+ * was connected), both contacts' ghosts in it, the answering contact's hello, and its answer to a
+ * message in the room; the echo contact gets the message and says nothing.
+ */
+async function checkGroup(stack: MatrixDemoStack, client: MatrixClient, step: Step): Promise<void> {
+  const [echo, sam] = [stack.contacts[0], stack.contacts[GROUP.maker]];
+  const [echoSpec, samSpec] = [CONTACTS[0], CONTACTS[GROUP.maker]];
+  if (!echo || !sam || !echoSpec || !samSpec) {
+    throw new CheckFailed('find the contacts', new Error('the demo has no contacts'));
+  }
+  const me = stack.alice.userId;
+  const samGhost = stack.ghostOf(samSpec.phone);
+  const echoGhost = stack.ghostOf(echoSpec.phone);
+  const portal = await step(
+    `${stack.bot} invites ${me} to the room of the group "${GROUP.subject}", which it joins`,
+    async () => {
+      let room: string | undefined;
+      await until(() => {
+        room = client
+          .getRooms()
+          .find((r) => r.getMyMembership() === 'invite' && r.name === GROUP.subject)?.roomId;
+        return room !== undefined;
+      }, `the invitation to "${GROUP.subject}"`);
+      const inviter = client
+        .getRoom(room as string)
+        ?.getMember(me)
+        ?.events.member?.getSender();
+      if (inviter !== stack.bot) throw new Error(`${String(inviter)} invited ${me}, not the bot`);
+      await client.joinRoom(room as string);
+      return room as string;
+    },
+  );
+  await step(`both contacts' ghosts are in it, and ${samGhost} said hello`, async () => {
+    await until(() => {
+      const joined =
+        client
+          .getRoom(portal)
+          ?.getJoinedMembers()
+          .map((m) => m.userId) ?? [];
+      return joined.includes(samGhost) && joined.includes(echoGhost);
+    }, 'the ghosts in the room');
+    // Said before the user joined: read back from the room's history, as a client scrolls back.
+    await until(async () => {
+      const { chunk } = await client.createMessagesRequest(portal, null, 50, Direction.Backward);
+      return chunk.some(
+        (e) => e.sender === samGhost && e.type === 'm.room.message' && e.content['body'] === GROUP.hello,
+      );
+    }, `${samGhost}'s hello`);
+  });
+  const text = 'Hello from the demo check, everyone';
+  await step(`${me} says "${text}" in the room`, () => client.sendTextMessage(portal, text));
+  const isIt = (m: ReceivedMessage) =>
+    m.group !== undefined && m.content.kind === 'text' && m.content.text === text;
+  await step(`${samSpec.phone} received it in the group`, () => sam.user.waitForMessage(isIt, TIMEOUT_MS));
+  await step(`${me} got ${samGhost}'s answer in the room`, () =>
+    eventIn(
+      client,
+      portal,
+      (e) => e.getSender() === samGhost && samSpec.answers.includes(String(e.getContent()['body'])),
+    ),
+  );
+  await step('the echo user received it too, and stayed quiet in the group', async () => {
+    await echo.user.waitForMessage(isIt, TIMEOUT_MS);
+    if (echo.sentInGroups.length > 0) {
+      throw new Error(`it sent ${echo.sentInGroups.length} message(s) into the group`);
+    }
+  });
 }
 
 async function startSyncing(client: MatrixClient): Promise<void> {
@@ -263,9 +340,9 @@ async function eventIn(
   return found as MatrixEvent;
 }
 
-async function until(check: () => boolean, what: string): Promise<void> {
+async function until(check: () => boolean | Promise<boolean>, what: string): Promise<void> {
   const deadline = Date.now() + TIMEOUT_MS;
-  while (!check()) {
+  while (!(await check())) {
     if (Date.now() > deadline) throw new Error(`${what} did not come within ${TIMEOUT_MS} ms`);
     await new Promise((r) => setTimeout(r, 100));
   }

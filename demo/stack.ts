@@ -20,6 +20,8 @@ import { writeProviderKey } from '../src/provider-keys.js';
 import { startEmulator, type StartedEmulator } from '../test/support/emulator-process.js';
 import { tempDir, type TempDir } from '../test/support/tmp.js';
 import { connectUser, startProsody, type TestUser, type XmppServer } from '../test/support/xmpp-servers.js';
+import type { NativeUser } from '../emulator/native-user.js';
+import { accountJidOf } from '../src/bridge/puppet.js';
 import { DemoContact, type ContactBehaviour } from './contacts.js';
 import { makeCertificate, pinCertificate, type DemoCertificate } from './tls.js';
 
@@ -61,6 +63,17 @@ export const CONTACTS: readonly ContactSpec[] = [
     blurb: 'answers like a person, after a moment',
   },
 ];
+
+/**
+ * The group the answering contact makes, once the local user is connected, with the user and the
+ * echo contact; it says hello in it and answers the user there (the echo contact stays quiet).
+ */
+export const GROUP = {
+  subject: 'Demo group',
+  /** The contact that makes the group and answers in it (an index into CONTACTS). */
+  maker: 1,
+  hello: 'Hi both! I made this group for the three of us.',
+} as const;
 
 export interface DemoStack {
   /** The demo's temporary directory (bridge data, emulator data, logs). */
@@ -152,28 +165,56 @@ export function bridgeYaml(base: DemoBase, adapterLines: string[]): string {
   ].join('\n');
 }
 
-/** The simulated users, driven from here; the log names local users by their puppets' local ids. */
+/**
+ * The simulated users, driven from here; the log names local users by their puppets' local ids.
+ * Once a local user's puppet is connected, the answering contact makes the demo group with them
+ * and the echo contact (GROUP).
+ */
 export async function startContacts(
   base: DemoBase,
   daemon: Daemon,
   o: Pick<StartStackOptions, 'defer' | 'traffic'>,
 ): Promise<DemoContact[]> {
+  const names = new Map<string, string>();
+  const nameOf = (interopJid: string) => names.get(interopJid) ?? interopJid;
+  const users = CONTACTS.map((spec, i) => {
+    const user = base.emulator.running.natives[i];
+    if (!user) throw new Error(`the emulator did not start native user ${spec.phone}`);
+    names.set(user.jid, spec.phone);
+    return user;
+  });
+  const isContact = (interopJid: string) => users.some((u) => u.jid === interopJid);
+  const contacts = CONTACTS.map(
+    (spec, i) =>
+      new DemoContact({ user: users[i] as NativeUser, ...spec, nameOf, isContact, log: o.traffic }),
+  );
+  const maker = contacts[GROUP.maker];
+  const others = contacts.filter((c) => c !== maker).map((c) => c.user.jid);
+  /** Local users with a group (or one on the way), and attempts made per user (three at most). */
+  const grouped = new Set<string>();
+  const attempts = new Map<string, number>();
+  const makeGroupFor = (localId: string, jid: string) => {
+    const n = (attempts.get(localId) ?? 0) + 1;
+    if (!maker || n > 3) return;
+    attempts.set(localId, n);
+    grouped.add(localId);
+    void maker.makeGroup(GROUP.subject, [jid, ...others], GROUP.hello).then((made) => {
+      if (made === undefined) grouped.delete(localId); // tried again at the next look
+    });
+  };
   // Local users opt in while the demo runs (the Matrix demo's user does it from the client): the
   // names are read again five times a second (a message can follow the opt-in within a second).
-  const names = new Map<string, string>();
   const refresh = async () => {
-    for (const p of await daemon.store.puppets.list())
-      names.set(`${p.accountId}@${PROVIDER}.interop`, p.localId);
+    for (const p of await daemon.store.puppets.list()) {
+      const jid = accountJidOf(p.accountId, PROVIDER);
+      names.set(jid, p.localId);
+      if (!grouped.has(p.localId) && daemon.bridge?.puppet(p.localId)?.connection.isConnected === true)
+        makeGroupFor(p.localId, jid);
+    }
   };
   await refresh();
   const timer = setInterval(() => void refresh().catch(() => undefined), 200);
   o.defer('the name lookup', () => clearInterval(timer));
-  const nameOf = (interopJid: string) => names.get(interopJid) ?? interopJid;
-  const contacts = CONTACTS.map((spec, i) => {
-    const user = base.emulator.running.natives[i];
-    if (!user) throw new Error(`the emulator did not start native user ${spec.phone}`);
-    return new DemoContact({ user, ...spec, nameOf, log: o.traffic });
-  });
   for (const c of contacts) c.start();
   o.defer('the demo contacts', async () => {
     for (const c of contacts) await c.stop();

@@ -68,6 +68,10 @@ function page(o: DemoWebOptions): string {
     view_mode: 'fullscreen',
     show_images_inline: true,
     allow_non_roster_messaging: true,
+    // The demo group's invitation (XEP-0249) is accepted by itself, under the nick "alice": the
+    // room is listed and joined.
+    auto_join_on_invite: true,
+    muc_nickname_from_jid: true,
     play_sounds: false,
     // The bridge is the end of XMPP here: no OMEMO (it would need the contact's devices).
     omemo_default: false,

@@ -2,9 +2,12 @@
  * `npm run demo -- --web` as a newcomer without an XMPP client uses it: the built demo
  * (dist/demo/main.js; `npm run build` first when running this file alone) as a child process, and
  * the page it prints opened in Debian's Chromium (/usr/bin/chromium) through playwright-core. The
- * page (converse.js) logs in as the demo user by itself; the user opens the echo contact, sends a
- * text, sees the echo and the delivery receipt for the text, sends a picture and sees it come back
- * (the same bytes). A screenshot of the chat is written to test-artifacts/demo-web.png.
+ * page (converse.js) logs in as the demo user by itself and joins the demo group's room (its
+ * invitation accepted by itself): the answering contact's hello is there, and its answer to the
+ * user's message. Then the user opens the echo contact, sends a text, sees the echo and the
+ * delivery receipt for the text, sends a picture and sees it come back (the same bytes).
+ * Screenshots of the room and of the chat are written to test-artifacts/demo-web-group.png and
+ * test-artifacts/demo-web.png.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
@@ -38,7 +41,7 @@ describe('npm run demo -- --web', () => {
   });
 
   withChromium(
-    'serves converse.js logged in as the demo user: a text and a picture to the echo user come back, with receipts',
+    'serves converse.js logged in as the demo user, in the demo group; a text and a picture to the echo user come back, with receipts',
     async () => {
       if (!existsSync(path.join(ROOT, MAIN)))
         throw new Error(`${MAIN} is missing: run "npm run build" first`);
@@ -63,9 +66,24 @@ describe('npm run demo -- --web', () => {
       page.on('pageerror', (e) => pageErrors.push(e.message));
       await page.goto(url!);
 
-      // Logged in by itself: the roster shows the demo contacts.
+      // Logged in by itself, and in the demo group's room: the answering contact said hello there,
+      // and answers the user.
+      const room = page.locator('converse-muc');
+      await room.locator('.chat-msg', { hasText: 'I made this group' }).waitFor({ timeout: 20_000 });
+      const roomBox = room.locator('textarea.chat-textarea');
+      await roomBox.fill('Hello, group!');
+      await roomBox.press('Enter');
+      await room
+        .locator('.chat-msg[data-from$="/+15550000002"]', {
+          hasText: /Good to hear from you|made me laugh|on the train|sounds good|Tell me more/,
+        })
+        .waitFor({ timeout: 15_000 });
+      mkdirSync(ARTIFACTS, { recursive: true });
+      await page.screenshot({ path: path.join(ARTIFACTS, 'demo-web-group.png') });
+
+      // The roster shows the demo contacts.
       await page.getByText('Echo (demo)').click({ timeout: 20_000 });
-      const box = page.locator('textarea.chat-textarea');
+      const box = page.locator('converse-chat textarea.chat-textarea');
       await box.fill('Hello from a browser');
       await box.press('Enter');
       const sent = page.locator('.chat-msg', { hasText: 'Hello from a browser' }).first();
@@ -78,7 +96,7 @@ describe('npm run demo -- --web', () => {
       expect(await sent.getAttribute('data-from')).toMatch(/^alice@localhost\//);
 
       // A picture through the upload service (XEP-0363); the echo user sends the same bytes back.
-      await page.setInputFiles('input.fileupload', PICTURE);
+      await page.setInputFiles('converse-chat input.fileupload', PICTURE);
       const mine = page.locator('.chat-msg[data-from^="alice@localhost"]', {
         has: page.locator('img.chat-image'),
       });
@@ -95,11 +113,11 @@ describe('npm run demo -- --web', () => {
         { timeout: 10_000 },
       );
 
-      mkdirSync(ARTIFACTS, { recursive: true });
       await page.screenshot({ path: path.join(ARTIFACTS, 'demo-web.png') });
       expect(pageErrors).toEqual([]);
       expect(out).toMatch(/alice@localhost -> \+15550000001 +"Hello from a browser"/);
       expect(out).toMatch(/alice@localhost -> \+15550000001 +\[image, image\/png/);
+      expect(out).toMatch(/\[Demo group\] alice@localhost -> \+15550000002 +"Hello, group!"/);
     },
     60_000,
   );

@@ -1,10 +1,11 @@
 /**
  * `npm run demo` as a newcomer runs it: the built demo (dist/demo/main.js, built by `npm test`
  * before the suite; run `npm run build` first when running this file alone) as a child process.
- * The check mode passes its round trip; the interactive mode prints credentials an XMPP client can
- * log in with, bridges a chat with the echo user, and on SIGINT stops everything it started. The
- * same for `--matrix` (a private Synapse; a Matrix client logging in with the printed password),
- * and `--matrix` without Synapse exits 2 saying how to install it.
+ * The check mode passes its round trip (the demo group included); the interactive mode prints
+ * credentials an XMPP client can log in with, bridges a chat with the echo user, shows the demo
+ * group being made, and on SIGINT stops everything it started. The same for `--matrix` (a private
+ * Synapse; a Matrix client logging in with the printed password), and `--matrix` without Synapse
+ * exits 2 saying how to install it.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
@@ -107,7 +108,7 @@ describe('npm run demo', () => {
   };
   afterEach(stopAll);
 
-  it('--check passes a round trip of a text and a picture with receipts both ways, and exits 0', async () => {
+  it('--check passes a round trip of a text and a picture with receipts both ways, then the group, and exits 0', async () => {
     const run = runDemo(['--check']);
     running.push(run);
     const code = await run.exited;
@@ -124,6 +125,11 @@ describe('npm run demo', () => {
       /✓ \d+\. alice@localhost got a delivery receipt \(XEP-0184\) for the picture/,
       /✓ \d+\. the picture that came back is the one sent, byte for byte/,
       /✓ \d+\. the echo user got a delivery receipt for the picture it sent/,
+      /✓ \d+\. alice@localhost got an invitation \(XEP-0249\) to the room of "Demo group"/,
+      /✓ \d+\. alice@localhost joins \d+@wa\.localhost \(XEP-0045\): \+15550000002 is there/,
+      /✓ \d+\. alice@localhost got \+15550000002's hello in the room/,
+      /✓ \d+\. alice@localhost got \+15550000002's answer in the room/,
+      /✓ \d+\. the echo user received it too, and stayed quiet in the group/,
     ]) {
       expect(out).toMatch(step);
     }
@@ -147,6 +153,13 @@ describe('npm run demo', () => {
     expect(out).toContain('+15550000001@wa.localhost');
     expect(out).toContain('+15550000002@wa.localhost');
     expect(existsSync(demoDir) && existsSync(prosodyDir)).toBe(true);
+    // The answering contact's group with alice and the echo contact, made at start, shown after
+    // the instructions.
+    expect(out).toContain('+15550000002 has also made a group, "Demo group", with you and +15550000001');
+    await run.waitForOutput(
+      /What crosses the bridge:\n(?:.*\n)*\d\d:\d\d:\d\d {2}\[Demo group\] \+15550000002 made the group with alice@localhost and \+15550000001\n/,
+    );
+    await run.waitForOutput(/\[Demo group\] \+15550000002 -> alice@localhost +"Hi both!/);
 
     expect(fingerprint).not.toBe('');
 
@@ -249,6 +262,10 @@ describe('npm run demo', () => {
         /✓ \d+\. @alice:localhost sees @wa_15550000001:localhost's read receipt for the picture/,
         /✓ \d+\. the picture that came back is the one sent, byte for byte/,
         /✓ \d+\. @alice:localhost marks the picture read; the echo user got the read receipt/,
+        /✓ \d+\. @interop:localhost invites @alice:localhost to the room of the group "Demo group"/,
+        /✓ \d+\. both contacts' ghosts are in it, and @wa_15550000002:localhost said hello/,
+        /✓ \d+\. @alice:localhost got @wa_15550000002:localhost's answer in the room/,
+        /✓ \d+\. the echo user received it too, and stayed quiet in the group/,
       ]) {
         expect(out).toMatch(step);
       }
@@ -273,6 +290,7 @@ describe('npm run demo', () => {
       expect(out).toContain('start-chat +15550000001');
       expect(out).toContain('@wa_15550000001:localhost');
       expect(out).toContain('@wa_15550000002:localhost');
+      expect(out).toContain('Once you are connected, +15550000002 makes a group, "Demo group"');
       expect(existsSync(demoDir) && processExists(synapsePid)).toBe(true);
 
       // A Matrix client, by hand: password login, a direct chat with the bot, login, confirm, start-chat.
@@ -285,6 +303,10 @@ describe('npm run demo', () => {
       await client.waitFor(management, (e) => e.sender === bot && /login confirm/.test(bodyOf(e)));
       await client.send(management, 'login confirm');
       await client.waitFor(management, (e) => e.sender === bot && /You are now connected/.test(bodyOf(e)));
+      // Connected: the answering contact makes the demo group with alice and the echo contact.
+      await run.waitForOutput(
+        /\[Demo group\] \+15550000002 made the group with @alice:localhost and \+15550000001/,
+      );
       await client.send(management, 'start-chat +15550000001');
       const started = await client.waitFor(management, (e) => /Started a chat/.test(bodyOf(e)));
       const portal = /(![A-Za-z0-9_\-+/=]+)/.exec(bodyOf(started))?.[1] ?? '';
