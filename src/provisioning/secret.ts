@@ -4,21 +4,38 @@
  * act for any permitted user and use the admin endpoints: treat it as a password.
  */
 import { randomBytes } from 'node:crypto';
-import { closeSync, mkdirSync, openSync, readFileSync, writeSync, constants } from 'node:fs';
+import {
+  closeSync,
+  constants,
+  fsyncSync,
+  linkSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  writeSync,
+} from 'node:fs';
 import path from 'node:path';
 import { InteropError } from '../errors.js';
 
-/** Reads the secret (the file's first line); creates the file when missing. */
+/**
+ * Reads the secret (the file's first line); creates the file when missing. The file appears whole
+ * or not at all (written aside, then hard-linked into place, which fails if it exists), so workers
+ * starting together on one data_dir all read the one secret the first of them made.
+ */
 export function ensureProvisioningSecret(file: string): { secret: string; created: boolean } {
   let created = false;
+  const aside = `${file}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
   try {
     mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
-    const fd = openSync(file, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
+    const fd = openSync(aside, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
     try {
       writeSync(fd, `${randomBytes(32).toString('base64url')}\n`);
+      fsyncSync(fd);
     } finally {
       closeSync(fd);
     }
+    linkSync(aside, file);
     created = true;
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EEXIST') {
@@ -27,6 +44,8 @@ export function ensureProvisioningSecret(file: string): { secret: string; create
         `cannot create the provisioning secret ${file}: ${(err as Error).message}`,
       );
     }
+  } finally {
+    rmSync(aside, { force: true });
   }
   let secret: string;
   try {

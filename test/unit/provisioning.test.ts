@@ -3,7 +3,9 @@
  * refused when short, flagged when open to others), the caller's token (no header, not Bearer,
  * the secret, an unknown token without a homeserver), and the admin commands' puppet line.
  */
-import { chmodSync, readFileSync, statSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { chmodSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import path from 'node:path';
 import type { IncomingMessage } from 'node:http';
 import { describePuppet } from '../../src/bridge/commands.js';
 import { loadConfig } from '../../src/config/loader.js';
@@ -26,6 +28,32 @@ describe('the provisioning secret file', () => {
     expect(readFileSync(file, 'utf8')).toBe(`${first.secret}\n`);
     expect(ensureProvisioningSecret(file)).toEqual({ secret: first.secret, created: false });
   });
+
+  it('is the one secret for processes starting together on one data_dir, and nothing is left aside', async () => {
+    // Workers of one bridge start at once. The file is written aside and linked into place, so none
+    // can read it half-written (CI once saw a worker stop on a "short" secret another had just
+    // created: a window of microseconds, which this cannot make appear at will). The built module,
+    // in 8 processes, 5 times: one secret each time, and only the secret file in the directory.
+    const module = path.resolve('dist/src/provisioning/secret.js');
+    const run = (file: string) =>
+      new Promise<string>((resolve, reject) => {
+        execFile(
+          process.execPath,
+          [
+            '--input-type=module',
+            '-e',
+            `import { ensureProvisioningSecret as e } from ${JSON.stringify(module)}; process.stdout.write(e(${JSON.stringify(file)}).secret);`,
+          ],
+          (err, stdout, stderr) => (err ? reject(new Error(stderr || err.message)) : resolve(stdout)),
+        );
+      });
+    for (let round = 0; round < 5; round++) {
+      const file = tmp.file(`race-${round}/provisioning-secret`);
+      const secrets = await Promise.all(Array.from({ length: 8 }, () => run(file)));
+      expect(new Set(secrets).size).toBe(1);
+      expect(readdirSync(path.dirname(file))).toEqual(['provisioning-secret']);
+    }
+  }, 60_000);
 
   it('refuses a secret shorter than 16 characters, saying what to do', () => {
     const file = tmp.file('short', 'abc\n', 0o600);
