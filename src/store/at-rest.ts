@@ -8,7 +8,19 @@
  * the first start). Losing it loses only what was waiting: those rows fail, nothing else does.
  */
 import { randomBytes } from 'node:crypto';
-import { constants, closeSync, mkdirSync, openSync, readFileSync, statSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  constants,
+  fsyncSync,
+  linkSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeSync,
+} from 'node:fs';
 import path from 'node:path';
 import { AT_REST_KEY_BYTES, AtRestKeyError } from '../util/payload-vault.js';
 
@@ -27,14 +39,24 @@ export const outboxRowId = (id: string): string => `outbox:${id}`;
 export const inboxRowId = (puppetId: number, sender: string, messageId: string): string =>
   `inbox:${puppetId}:${sender}:${messageId}`;
 
-/** Writes a new random key (mode 0600, directory 0700); refuses to replace one unless `force`. */
+/**
+ * Writes a new random key (mode 0600, directory 0700); refuses to replace one unless `force`. The
+ * file appears whole or not at all (written aside, then linked or renamed into place): processes
+ * starting together never read a key half-written.
+ */
 export function writeAtRestKey(file: string, options: { force?: boolean } = {}): void {
   mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
-  const flags =
-    constants.O_WRONLY | constants.O_CREAT | (options.force ? constants.O_TRUNC : constants.O_EXCL);
-  let fd: number;
+  const aside = `${file}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
   try {
-    fd = openSync(file, flags, 0o600);
+    const fd = openSync(aside, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
+    try {
+      writeSync(fd, randomBytes(AT_REST_KEY_BYTES));
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    if (options.force) renameSync(aside, file);
+    else linkSync(aside, file);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'EEXIST') {
       throw new AtRestKeyError(
@@ -43,11 +65,8 @@ export function writeAtRestKey(file: string, options: { force?: boolean } = {}):
       );
     }
     throw new AtRestKeyError('at_rest_key_unwritable', `cannot write ${file}: ${(err as Error).message}`);
-  }
-  try {
-    writeSync(fd, randomBytes(AT_REST_KEY_BYTES));
   } finally {
-    closeSync(fd);
+    rmSync(aside, { force: true });
   }
 }
 
@@ -84,7 +103,14 @@ export function ensureAtRestKey(file: string): { key: Uint8Array; created: boole
   } catch (err) {
     if ((err as { code?: string }).code !== 'at_rest_key_missing') throw err;
   }
-  writeAtRestKey(file);
+  try {
+    writeAtRestKey(file);
+  } catch (err) {
+    // Another process starting on the same data_dir made it first: theirs is the key.
+    if ((err as { code?: string }).code === 'at_rest_key_exists')
+      return { key: readAtRestKey(file), created: false };
+    throw err;
+  }
   return { key: readAtRestKey(file), created: true };
 }
 

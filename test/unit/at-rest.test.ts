@@ -4,7 +4,8 @@
  */
 import Database from 'better-sqlite3';
 import { randomBytes } from 'node:crypto';
-import { readFileSync, statSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import {
   ensureAtRestKey,
@@ -39,6 +40,32 @@ describe('at-rest key and payload sealing', () => {
     writeAtRestKey(file, { force: true });
     expect(readFileSync(file).equals(Buffer.from(first.key))).toBe(false);
   });
+
+  it('is the one key for processes starting together on one data_dir, and nothing is left aside', async () => {
+    // Workers of one bridge start at once: the key is written aside and linked into place, so none
+    // reads it half-written, and one that finds it made meanwhile takes it. The built module, in 8
+    // processes, 5 times.
+    const module = path.resolve('dist/src/store/at-rest.js');
+    const run = (file: string) =>
+      new Promise<string>((resolve, reject) => {
+        execFile(
+          process.execPath,
+          [
+            '--input-type=module',
+            '-e',
+            `import { ensureAtRestKey as e } from ${JSON.stringify(module)}; process.stdout.write(Buffer.from(e(${JSON.stringify(file)}).key).toString('hex'));`,
+          ],
+          (err, stdout, stderr) => (err ? reject(new Error(stderr || err.message)) : resolve(stdout)),
+        );
+      });
+    for (let round = 0; round < 5; round++) {
+      const file = path.join(tmp.dir, `race-${round}`, 'at-rest.key');
+      const keys = await Promise.all(Array.from({ length: 8 }, () => run(file)));
+      expect(new Set(keys).size).toBe(1);
+      expect(keys[0]).toHaveLength(64);
+      expect(readdirSync(path.dirname(file))).toEqual(['at-rest.key']);
+    }
+  }, 60_000);
 
   it('refuses a key file of the wrong length, saying what to do', () => {
     const file = tmp.file('at-rest.key', 'short');
