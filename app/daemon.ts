@@ -330,7 +330,13 @@ async function ensureProviderKey(file: string, log: Logger): Promise<ProviderPri
     if ((err as { code?: string }).code !== 'provider_key_missing') throw err;
   }
   const jwk = await generateProviderKey('EdDSA');
-  writeProviderKey(file, jwk);
+  try {
+    writeProviderKey(file, jwk);
+  } catch (err) {
+    // Another process starting on the same data_dir made it first: theirs is the key.
+    if ((err as { code?: string }).code === 'provider_key_exists') return readProviderKey(file);
+    throw err;
+  }
   log.info({ file, kid: jwk.kid }, 'created the provider signing key');
   return jwk;
 }

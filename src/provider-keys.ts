@@ -1,14 +1,5 @@
-import {
-  constants,
-  mkdirSync,
-  fchmodSync,
-  openSync,
-  readFileSync,
-  writeSync,
-  closeSync,
-  statSync,
-} from 'node:fs';
-import path from 'node:path';
+import { readFileSync, statSync } from 'node:fs';
+import { writeSecretFile } from './util/secret-file.js';
 import { InteropError } from './errors.js';
 import type { ProviderPrivateJwk } from './protocol/jwt.js';
 
@@ -20,12 +11,8 @@ export function writeProviderKey(
   jwk: ProviderPrivateJwk,
   options: { force?: boolean } = {},
 ): void {
-  mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
-  const flags =
-    constants.O_WRONLY | constants.O_CREAT | (options.force ? constants.O_TRUNC : constants.O_EXCL);
-  let fd: number;
   try {
-    fd = openSync(file, flags, 0o600);
+    writeSecretFile(file, `${JSON.stringify(jwk, null, 2)}\n`, options);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'EEXIST') {
       throw new ProviderKeyError(
@@ -34,13 +21,6 @@ export function writeProviderKey(
       );
     }
     throw new ProviderKeyError('provider_key_unwritable', `cannot write ${file}: ${(err as Error).message}`);
-  }
-  try {
-    // A replaced file (--force) keeps its old mode otherwise: the secret goes into an owner-only file.
-    fchmodSync(fd, 0o600);
-    writeSync(fd, `${JSON.stringify(jwk, null, 2)}\n`);
-  } finally {
-    closeSync(fd);
   }
 }
 

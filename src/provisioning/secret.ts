@@ -4,18 +4,8 @@
  * act for any permitted user and use the admin endpoints: treat it as a password.
  */
 import { randomBytes } from 'node:crypto';
-import {
-  closeSync,
-  constants,
-  fsyncSync,
-  linkSync,
-  mkdirSync,
-  openSync,
-  readFileSync,
-  rmSync,
-  writeSync,
-} from 'node:fs';
-import path from 'node:path';
+import { readFileSync } from 'node:fs';
+import { writeSecretFile } from '../util/secret-file.js';
 import { InteropError } from '../errors.js';
 
 /**
@@ -25,17 +15,8 @@ import { InteropError } from '../errors.js';
  */
 export function ensureProvisioningSecret(file: string): { secret: string; created: boolean } {
   let created = false;
-  const aside = `${file}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
   try {
-    mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
-    const fd = openSync(aside, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
-    try {
-      writeSync(fd, `${randomBytes(32).toString('base64url')}\n`);
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    linkSync(aside, file);
+    writeSecretFile(file, `${randomBytes(32).toString('base64url')}\n`);
     created = true;
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EEXIST') {
@@ -44,8 +25,6 @@ export function ensureProvisioningSecret(file: string): { secret: string; create
         `cannot create the provisioning secret ${file}: ${(err as Error).message}`,
       );
     }
-  } finally {
-    rmSync(aside, { force: true });
   }
   let secret: string;
   try {

@@ -8,20 +8,8 @@
  * the first start). Losing it loses only what was waiting: those rows fail, nothing else does.
  */
 import { randomBytes } from 'node:crypto';
-import {
-  closeSync,
-  constants,
-  fsyncSync,
-  linkSync,
-  mkdirSync,
-  openSync,
-  readFileSync,
-  renameSync,
-  rmSync,
-  statSync,
-  writeSync,
-} from 'node:fs';
-import path from 'node:path';
+import { readFileSync, statSync } from 'node:fs';
+import { writeSecretFile } from '../util/secret-file.js';
 import { AT_REST_KEY_BYTES, AtRestKeyError } from '../util/payload-vault.js';
 
 export {
@@ -45,18 +33,8 @@ export const inboxRowId = (puppetId: number, sender: string, messageId: string):
  * starting together never read a key half-written.
  */
 export function writeAtRestKey(file: string, options: { force?: boolean } = {}): void {
-  mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
-  const aside = `${file}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
   try {
-    const fd = openSync(aside, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
-    try {
-      writeSync(fd, randomBytes(AT_REST_KEY_BYTES));
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    if (options.force) renameSync(aside, file);
-    else linkSync(aside, file);
+    writeSecretFile(file, randomBytes(AT_REST_KEY_BYTES), options);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'EEXIST') {
       throw new AtRestKeyError(
@@ -65,8 +43,6 @@ export function writeAtRestKey(file: string, options: { force?: boolean } = {}):
       );
     }
     throw new AtRestKeyError('at_rest_key_unwritable', `cannot write ${file}: ${(err as Error).message}`);
-  } finally {
-    rmSync(aside, { force: true });
   }
 }
 
