@@ -45,6 +45,7 @@ import { InFlight } from './in-flight.js';
 import { globalState } from './bridge-state.js';
 import { DoublePuppets } from './double-puppet.js';
 import { EncryptedRooms } from './encrypted-rooms.js';
+import { VERIFICATION_EVENT_TYPES, isVerificationRequest } from './crypto/verification.js';
 import { CatchUp } from './catch-up.js';
 import { InboundQueue } from './inbound-queue.js';
 import { Invites } from './invites.js';
@@ -124,8 +125,15 @@ export class MatrixAdapter implements GroupAdapter, ProfileAdapter {
     ],
     [
       'm.room.message',
-      (e) => (e.room.kind === 'management' ? this.#command(e) : this.#handlers.portalEvent(e)),
+      (e) =>
+        isVerificationRequest(e.content)
+          ? this.#verificationEvent(e)
+          : e.room.kind === 'management'
+            ? this.#command(e)
+            : this.#handlers.portalEvent(e),
     ],
+    // In-room verification (crypto/verification.ts): never bridged to a contact.
+    ...VERIFICATION_EVENT_TYPES.map((type): [string, Route] => [type, (e) => this.#verificationEvent(e)]),
     ['m.reaction', (e) => this.#handlers.portalEvent(e)],
     // In a group's room: the user renaming it changes the group's subject, its topic the description.
     ['m.room.name', (e) => this.#groups.userChanged(e.room, e.sender, e.type, e.content)],
@@ -196,6 +204,12 @@ export class MatrixAdapter implements GroupAdapter, ProfileAdapter {
           client: newClient(),
           log,
           keysArrived: () => this.#queue.keysArrived(),
+          // Interactive verification of the bot: by the users the bridge serves, the emojis
+          // shown in their management room.
+          verification: {
+            allowed: (userId) => ids.permissionOf(userId) !== 'none',
+            tell: async (userId, text) => void (await rooms.notice(await rooms.ensure(userId), text)),
+          },
         })
       : undefined;
     this.#encryption = encryption;
@@ -237,7 +251,20 @@ export class MatrixAdapter implements GroupAdapter, ProfileAdapter {
       store,
       log,
     });
-    this.#commands = new CommandHandler({ core, ids, store, portals, groups, rooms, doublePuppets });
+    this.#commands = new CommandHandler({
+      core,
+      ids,
+      store,
+      portals,
+      groups,
+      rooms,
+      doublePuppets,
+      encryption: {
+        allow: m.encryption.allow,
+        default: m.encryption.default,
+        ...(encryption ? { describe: (userId: string) => encryption.describeBot(userId) } : {}),
+      },
+    });
     this.provisioning = matrixProvisioning({ ids, store, portals, rooms });
     this.#invites = new Invites({ ids, store, core, bot, ghosts, groups, rooms, log, encryption });
     this.#handlers = new InboundHandlers({ core, store, rooms, ids, spool, inFlight, maxMediaBytes, log });
@@ -497,6 +524,11 @@ export class MatrixAdapter implements GroupAdapter, ProfileAdapter {
     if (!room) return;
     this.#handlers.seenActive(sender);
     await this.#routes.get(type)?.({ room, type, sender, eventId: String(e['event_id']), content, raw: e });
+  }
+
+  /** An in-room verification event: to the bridge's devices with encryption allowed, dropped without. */
+  async #verificationEvent(e: RoomEvent): Promise<void> {
+    await this.#encryption?.verificationEvent(e.room.roomId, e.raw);
   }
 
   /** A message in a management room: only m.text is a command (an m.notice answer would start a loop). */

@@ -1,9 +1,9 @@
 /**
  * The bridge bot's commands, in a user's management room (a direct chat with the bot): help, login
  * (after saying what opting in means, and a confirmation), logout, start-chat, create-group, list,
- * status, safety, confirm, ping. Users the permissions do not allow get a polite refusal. The names,
- * syntax and wording are Matrix's own; the work is src/bridge/commands.ts, shared with the XMPP
- * adapter.
+ * status, safety, confirm, double-puppet, encryption, ping. Users the permissions do not allow get
+ * a polite refusal. The names, syntax and wording are Matrix's own; the work is
+ * src/bridge/commands.ts, shared with the XMPP adapter.
  */
 import type { BridgeCore } from '../../src/bridge/adapter.js';
 import {
@@ -15,6 +15,7 @@ import {
   safetyNumberWith,
 } from '../../src/bridge/commands.js';
 import { normalisePhone } from '../../src/bridge/phone.js';
+import { groupsOfFour, type BotCryptoInfo } from './crypto/verification.js';
 import type { DoublePuppets } from './double-puppet.js';
 import type { GroupPortals } from './group-portals.js';
 import { isGroupRemote, type MatrixIds } from './ids.js';
@@ -33,6 +34,7 @@ const HELP = [
   '- `safety +<number>`: the safety number of a contact, to compare with them',
   "- `confirm +<number>`: accept a contact's changed security code",
   '- `double-puppet on|off`: what you send from your other WhatsApp devices appears as sent by you',
+  "- `encryption`: whether the bridge encrypts, and the bot's keys to verify it",
   '- `ping`: check that the bridge answers',
   '- `help`: this list',
 ].join('\n');
@@ -59,6 +61,12 @@ export interface CommandContext {
   readonly groups: Pick<GroupPortals, 'ensure'>;
   readonly rooms: Pick<ManagementRooms, 'notice'>;
   readonly doublePuppets: Pick<DoublePuppets, 'enable' | 'disable'>;
+  /** `matrix.encryption`, and with `allow` what the bot's device says of itself and of a user. */
+  readonly encryption?: {
+    readonly allow: boolean;
+    readonly default: boolean;
+    readonly describe?: (userId: string) => Promise<BotCryptoInfo>;
+  };
 }
 
 type Reply = (text: string) => Promise<string>;
@@ -148,6 +156,9 @@ export class CommandHandler {
         case 'confirm':
           await this.#confirm(sender, arg, reply);
           return;
+        case 'encryption':
+          await reply(await this.#encryption(sender));
+          return;
         case 'double-puppet': {
           const on = arg.toLowerCase();
           if (on !== 'on' && on !== 'off') {
@@ -167,6 +178,27 @@ export class CommandHandler {
     } catch (err) {
       await reply(`That did not work: ${(err as Error).message}`);
     }
+  }
+
+  /** What is true of the bridge's encryption: the setting, the bot's keys, the user's verification. */
+  async #encryption(sender: string): Promise<string> {
+    const e = this.c.encryption;
+    if (e?.allow !== true || e.describe === undefined) {
+      return 'The bridge does not take part in Matrix end-to-end encryption (matrix.encryption.allow is off): it cannot read encrypted rooms, and creates none.';
+    }
+    const info = await e.describe(sender);
+    return [
+      e.default
+        ? 'The bridge takes part in end-to-end encryption and creates new portals encrypted.'
+        : 'The bridge takes part in end-to-end encryption (in rooms you encrypt); it creates new portals unencrypted.',
+      `The bot's session: ${info.deviceId}, key ${groupsOfFour(info.ed25519)}`,
+      info.masterKey === undefined
+        ? 'The bot has no cross-signing identity yet.'
+        : `The bot's cross-signing master key: ${info.masterKey}`,
+      info.verifiedSessions.length > 0
+        ? `You verified the bot with emojis from your session ${info.verifiedSessions.join(', ')}.`
+        : "You have not verified the bot with emojis: choose Verify on the bot's profile in your client, and compare the emojis the bot posts here.",
+    ].join('\n');
   }
 
   async #login(sender: string, arg: string, reply: Reply): Promise<void> {

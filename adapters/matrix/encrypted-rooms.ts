@@ -19,7 +19,15 @@ import {
   hasDeviceChanges,
   type CryptoDevicesOptions,
   type Device,
+  type VerificationEvent,
 } from './crypto/devices.js';
+import {
+  BotVerifications,
+  declineVerifications,
+  describeDevice,
+  type BotCryptoInfo,
+  type BotVerificationContext,
+} from './crypto/verification.js';
 import { isGroupRemote, type MatrixIds } from './ids.js';
 import type { MatrixRoom } from './store.js';
 
@@ -61,6 +69,8 @@ export interface EncryptedRoomsContext {
   readonly log: Logger;
   /** Told when room keys arrived (the rooms whose held events may be read now). */
   readonly keysArrived: (roomIds: string[]) => void;
+  /** Who may verify the bot, and where it shows them the emojis (crypto/verification.ts). */
+  readonly verification?: Pick<BotVerificationContext, 'allowed' | 'tell'>;
 }
 
 export class EncryptedRooms {
@@ -68,6 +78,7 @@ export class EncryptedRooms {
   readonly #encrypted = new Set<string>();
   readonly #members = new Map<string, Promise<string[]>>();
   #devices: CryptoDevices | undefined;
+  #botVerifications: BotVerifications | undefined;
 
   constructor(private readonly c: EncryptedRoomsContext) {}
 
@@ -78,9 +89,12 @@ export class EncryptedRooms {
       client: this.c.client,
       log: this.c.log,
       onRoomKeys: (rooms) => this.c.keysArrived(rooms),
+      onVerification: (device, events) => this.#verification(device, events),
     });
     try {
-      await this.#devices.of(this.c.ids.botUserId);
+      const bot = await this.#devices.of(this.c.ids.botUserId);
+      const v = this.c.verification;
+      if (v) this.#botVerifications = new BotVerifications(bot, { ...v, log: this.c.log });
       // Every known device follows the transactions from now on (device lists, keys, counts).
       await Promise.all(this.#devices.users.map((u) => this.#devices!.existing(u)));
     } catch (err) {
@@ -90,9 +104,41 @@ export class EncryptedRooms {
   }
 
   async close(): Promise<void> {
+    // A verification step under way finishes first (its notice may need the bot's device).
+    await this.#botVerifications?.settled();
+    this.#botVerifications = undefined;
     const devices = this.#devices;
     this.#devices = undefined;
     await devices?.close();
+  }
+
+  /** Verification messages a device received: the bot answers them, a ghost declines. */
+  #verification(device: Device, events: VerificationEvent[]): void {
+    if (device.userId === this.c.ids.botUserId) {
+      this.#botVerifications?.arrived(events);
+      return;
+    }
+    declineVerifications(device, events, this.c.log).catch((err: unknown) =>
+      this.c.log.warn({ user: device.userId, err: (err as Error).message }, 'verification not declined'),
+    );
+  }
+
+  /**
+   * A local user's in-room verification event (the request message, `m.key.verification.*`): a
+   * request goes to the device of whom it asks (the bot answers, a ghost declines), the rest of a
+   * flow to the bot's (whose flows go on; a ghost's ended at the request).
+   */
+  async verificationEvent(roomId: string, event: Record<string, unknown>): Promise<void> {
+    const devices = this.#devices;
+    if (!devices) return;
+    const to = (event['content'] as Content | undefined)?.['to'];
+    const user = event['type'] === 'm.room.message' && typeof to === 'string' ? to : this.c.ids.botUserId;
+    await (await devices.existing(user))?.receiveVerificationEvent(roomId, event);
+  }
+
+  /** The bot's device, its keys and what it knows of the user's verification (`encryption` command). */
+  async describeBot(userId: string): Promise<BotCryptoInfo> {
+    return describeDevice(await this.#open.of(this.c.ids.botUserId), userId);
   }
 
   get #open(): CryptoDevices {

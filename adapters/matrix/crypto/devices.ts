@@ -74,6 +74,22 @@ interface DirectoryEntry {
 /** A request of the machine's, as `outgoingRequests` and `bootstrapCrossSigning` give them. */
 type OutgoingRequest = { id?: string; type: W.RequestType; body: string };
 
+/** A verification message (`m.key.verification.*`) a device received: who from, which flow. */
+export interface VerificationEvent {
+  readonly sender: string;
+  readonly type: string;
+  readonly flowId: string;
+}
+
+/** What a verification step may hand the machine's answers to (verification.ts). */
+export interface MachineAccess {
+  readonly machine: W.OlmMachine;
+  /** Sends a verification message the machine handed back (to-device or in the room), marked sent. */
+  send(request: W.ToDeviceRequest | W.RoomMessageRequest): Promise<void>;
+  /** Sends what the machine queued (its own answers, key queries). */
+  sendQueued(): Promise<void>;
+}
+
 /** The wasm takes its arguments by value: each call gets fresh ones. */
 const userIds = (users: readonly string[]): W.UserId[] => users.map((u) => new W.UserId(u));
 const decryptionSettings = () => new W.DecryptionSettings(W.TrustRequirement.Untrusted);
@@ -86,6 +102,7 @@ export class Device {
   readonly #log: Logger;
   /** One machine call sequence at a time (requests must not be sent twice). */
   #chain: Promise<unknown> = Promise.resolve();
+  #onVerification: ((events: VerificationEvent[]) => void) | undefined;
 
   constructor(
     readonly userId: string,
@@ -122,49 +139,86 @@ export class Device {
     for (let round = 0; round < 4; round++) {
       const requests = await this.#machine.outgoingRequests();
       let sent = 0;
-      for (const r of requests as OutgoingRequest[]) {
-        const path = requestPath(r);
-        if (path === undefined || r.id === undefined) continue;
-        // What the request carries (new one-time keys, Olm sessions) is durable before it leaves.
-        await this.#idb.flush();
-        const answer = await this.#call(path.method, path.path, JSON.parse(r.body));
-        await this.#machine.markRequestAsSent(r.id, r.type, JSON.stringify(answer ?? {}));
-        await this.#idb.flush();
-        sent++;
-      }
+      for (const r of requests as OutgoingRequest[]) if (await this.#send(r)) sent++;
       if (sent === 0) return;
     }
   }
 
-  /** This device's part of a transaction; resolves once its effects are durable. */
-  receive(changes: DeviceChanges): Promise<void> {
+  /** Sends one request of the machine's and marks it sent; false for one the bridge does not send. */
+  async #send(r: OutgoingRequest): Promise<boolean> {
+    const path = requestPath(r);
+    if (path === undefined || r.id === undefined) return false;
+    // What the request carries (new one-time keys, Olm sessions) is durable before it leaves.
+    await this.#idb.flush();
+    const answer = await this.#call(path.method, path.path, JSON.parse(r.body));
+    await this.#machine.markRequestAsSent(r.id, r.type, JSON.stringify(answer ?? {}));
+    await this.#idb.flush();
+    return true;
+  }
+
+  /**
+   * Runs `work` on the machine in the device's order (interactive verification, verification.ts),
+   * after what the machine had queued is sent; what `work` makes it queue is sent after.
+   */
+  withMachine<T>(work: (access: MachineAccess) => Promise<T>): Promise<T> {
     return this.#run(async () => {
+      await this.#sendOutgoing();
+      const result = await work({
+        machine: this.#machine,
+        send: async (r) => void (await this.#send(r)),
+        sendQueued: () => this.#sendOutgoing(),
+      });
+      await this.#sendOutgoing();
+      return result;
+    });
+  }
+
+  /** An in-room verification event (`m.key.verification.*`, or the request message) for this device. */
+  async receiveVerificationEvent(roomId: string, event: Record<string, unknown>): Promise<void> {
+    await this.#run(async () => {
+      await this.#machine.receiveVerificationEvent(JSON.stringify(event), new W.RoomId(roomId));
+      await this.#idb.flush();
+    });
+    const verification = verificationEventOf(event);
+    if (verification !== undefined) this.#onVerification?.([verification]);
+  }
+
+  /** Calls `listener` with the verification messages the device received, once they are processed. */
+  onVerification(listener: (events: VerificationEvent[]) => void): void {
+    this.#onVerification = listener;
+  }
+
+  /** This device's part of a transaction; resolves once its effects are durable. */
+  async receive(changes: DeviceChanges): Promise<void> {
+    const processed = await this.#run(async () => {
       const toDevice = changes.toDevice
         .filter((e) => e['to_user_id'] === this.userId && e['to_device_id'] === this.deviceId)
         .map(({ to_user_id: _u, to_device_id: _d, ...rest }) => rest);
       const counts = changes.oneTimeKeyCounts[this.userId]?.[this.deviceId];
       const fallback = changes.unusedFallbackKeyTypes[this.userId]?.[this.deviceId];
       const lists = new W.DeviceLists(userIds(changes.changed), userIds(changes.left));
-      if (counts !== undefined) {
-        await this.#machine.receiveSyncChanges(
-          JSON.stringify(toDevice),
-          lists,
-          new Map(Object.entries(counts)),
-          new Set(fallback ?? []),
-          decryptionSettings(),
-        );
-      } else {
-        // MSC3202 sends counts only when they changed: missing means unchanged.
-        await this.#machine.receiveSyncChangesMsc4186(
-          JSON.stringify(toDevice),
-          lists,
-          new Map(),
-          fallback === undefined ? undefined : new Set(fallback),
-          decryptionSettings(),
-        );
-      }
+      // MSC3202 sends counts only when they changed: missing means unchanged.
+      const processed =
+        counts !== undefined
+          ? await this.#machine.receiveSyncChanges(
+              JSON.stringify(toDevice),
+              lists,
+              new Map(Object.entries(counts)),
+              new Set(fallback ?? []),
+              decryptionSettings(),
+            )
+          : await this.#machine.receiveSyncChangesMsc4186(
+              JSON.stringify(toDevice),
+              lists,
+              new Map(),
+              fallback === undefined ? undefined : new Set(fallback),
+              decryptionSettings(),
+            );
       await this.#idb.flush();
+      return processed;
     });
+    const verifications = verificationEvents(processed);
+    if (verifications.length > 0) this.#onVerification?.(verifications);
   }
 
   /** The clear event (`type`, `content`) of an `m.room.encrypted` event; rejects without its key. */
@@ -279,11 +333,44 @@ export class Device {
   }
 }
 
+/** The verification messages among processed to-device events (in the clear or decrypted). */
+function verificationEvents(processed: readonly { rawEvent: string }[]): VerificationEvent[] {
+  return processed.flatMap((p) => {
+    try {
+      return verificationEventOf(JSON.parse(p.rawEvent) as Record<string, unknown>) ?? [];
+    } catch {
+      return [];
+    }
+  });
+}
+
+/**
+ * A verification message's sender and flow: to-device ones name it (`transaction_id`), in-room
+ * ones are the request message (its event id) or refer to it (`m.relates_to`).
+ */
+function verificationEventOf(e: Record<string, unknown>): VerificationEvent | undefined {
+  const content = (e['content'] ?? {}) as {
+    msgtype?: unknown;
+    transaction_id?: unknown;
+    'm.relates_to'?: { event_id?: unknown };
+  };
+  const type = e['type'] === 'm.room.message' ? content.msgtype : e['type'];
+  const flowId =
+    content.transaction_id ??
+    content['m.relates_to']?.event_id ??
+    (e['type'] === 'm.room.message' ? e['event_id'] : undefined);
+  if (typeof type !== 'string' || !type.startsWith('m.key.verification.')) return undefined;
+  if (typeof e['sender'] !== 'string' || typeof flowId !== 'string') return undefined;
+  return { sender: e['sender'], type, flowId };
+}
+
 function requestPath(r: {
   type: W.RequestType;
   event_type?: string;
   txn_id?: string;
+  room_id?: string;
 }): { method: string; path: string } | undefined {
+  const enc = (s: string | undefined) => encodeURIComponent(s ?? '');
   switch (r.type) {
     case W.RequestType.KeysUpload:
       return { method: 'POST', path: '/_matrix/client/v3/keys/upload' };
@@ -294,12 +381,15 @@ function requestPath(r: {
     case W.RequestType.SignatureUpload:
       return { method: 'POST', path: '/_matrix/client/v3/keys/signatures/upload' };
     case W.RequestType.ToDevice:
+      return { method: 'PUT', path: `/_matrix/client/v3/sendToDevice/${enc(r.event_type)}/${enc(r.txn_id)}` };
+    case W.RequestType.RoomMessage:
+      // In-room verification messages, sent as they are (as the SDKs send them).
       return {
         method: 'PUT',
-        path: `/_matrix/client/v3/sendToDevice/${encodeURIComponent(r.event_type ?? '')}/${encodeURIComponent(r.txn_id ?? '')}`,
+        path: `/_matrix/client/v3/rooms/${enc(r.room_id)}/send/${enc(r.event_type)}/${enc(r.txn_id)}`,
       };
     default:
-      // Verification messages and backups: the bridge's devices do neither.
+      // Key backups: the bridge's devices make none.
       return undefined;
   }
 }
@@ -312,6 +402,8 @@ export interface CryptoDevicesOptions {
   readonly log: Logger;
   /** Told the rooms whose keys arrived on any device. */
   readonly onRoomKeys?: (roomIds: string[]) => void;
+  /** Told the verification messages a device received (verification.ts). */
+  readonly onVerification?: (device: Device, events: VerificationEvent[]) => void;
 }
 
 /** The bridge's devices, opened from the durable store, created on first need. */
@@ -431,6 +523,8 @@ export class CryptoDevices {
     await this.#idb.flush();
     const device = new Device(entry.user, entry.device, machine, this.#idb, client, log);
     if (this.#o.onRoomKeys) device.onRoomKeys(this.#o.onRoomKeys);
+    const onVerification = this.#o.onVerification;
+    if (onVerification) device.onVerification((events) => onVerification(device, events));
     // Its identity and one-time keys reach the homeserver before anyone can encrypt for it.
     await device.sendOutgoing();
     if (entry.crossSigned !== true) await this.#crossSign(device, entry);
