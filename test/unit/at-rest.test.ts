@@ -4,7 +4,6 @@
  */
 import Database from 'better-sqlite3';
 import { randomBytes } from 'node:crypto';
-import { execFile } from 'node:child_process';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import {
@@ -19,6 +18,7 @@ import {
 } from '../../src/store/at-rest.js';
 import { openDatabase, readMigrations } from '../../src/store/database.js';
 import { openSqliteStore, type SqliteStore } from '../../src/store/sqlite-store.js';
+import { inProcessesAtOnce } from '../support/together.js';
 import { tempDir } from '../support/tmp.js';
 
 describe('at-rest key and payload sealing', () => {
@@ -47,20 +47,15 @@ describe('at-rest key and payload sealing', () => {
     // processes, 5 times.
     const module = path.resolve('dist/src/store/at-rest.js');
     const run = (file: string) =>
-      new Promise<string>((resolve, reject) => {
-        execFile(
-          process.execPath,
-          [
-            '--input-type=module',
-            '-e',
-            `import { ensureAtRestKey as e } from ${JSON.stringify(module)}; process.stdout.write(Buffer.from(e(${JSON.stringify(file)}).key).toString('hex'));`,
-          ],
-          (err, stdout, stderr) => (err ? reject(new Error(stderr || err.message)) : resolve(stdout)),
-        );
-      });
+      inProcessesAtOnce(
+        8,
+        (f) =>
+          `import { ensureAtRestKey as e } from ${JSON.stringify(module)}; process.stdout.write(Buffer.from(e(${f}).key).toString('hex'));`,
+        file,
+      );
     for (let round = 0; round < 5; round++) {
       const file = path.join(tmp.dir, `race-${round}`, 'at-rest.key');
-      const keys = await Promise.all(Array.from({ length: 8 }, () => run(file)));
+      const keys = await run(file);
       expect(new Set(keys).size).toBe(1);
       expect(keys[0]).toHaveLength(64);
       expect(readdirSync(path.dirname(file))).toEqual(['at-rest.key']);

@@ -3,7 +3,6 @@
  * refused when short, flagged when open to others), the caller's token (no header, not Bearer,
  * the secret, an unknown token without a homeserver), and the admin commands' puppet line.
  */
-import { execFile } from 'node:child_process';
 import { chmodSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import type { IncomingMessage } from 'node:http';
@@ -13,6 +12,7 @@ import { exposedSecretFiles } from '../../src/config/secret-files.js';
 import { ProvisioningAuth } from '../../src/provisioning/auth.js';
 import { ProvisioningError } from '../../src/provisioning/http.js';
 import { ensureProvisioningSecret } from '../../src/provisioning/secret.js';
+import { inProcessesAtOnce } from '../support/together.js';
 import { tempDir } from '../support/tmp.js';
 
 describe('the provisioning secret file', () => {
@@ -36,20 +36,15 @@ describe('the provisioning secret file', () => {
     // in 8 processes, 5 times: one secret each time, and only the secret file in the directory.
     const module = path.resolve('dist/src/provisioning/secret.js');
     const run = (file: string) =>
-      new Promise<string>((resolve, reject) => {
-        execFile(
-          process.execPath,
-          [
-            '--input-type=module',
-            '-e',
-            `import { ensureProvisioningSecret as e } from ${JSON.stringify(module)}; process.stdout.write(e(${JSON.stringify(file)}).secret);`,
-          ],
-          (err, stdout, stderr) => (err ? reject(new Error(stderr || err.message)) : resolve(stdout)),
-        );
-      });
+      inProcessesAtOnce(
+        8,
+        (f) =>
+          `import { ensureProvisioningSecret as e } from ${JSON.stringify(module)}; process.stdout.write(e(${f}).secret);`,
+        file,
+      );
     for (let round = 0; round < 5; round++) {
       const file = tmp.file(`race-${round}/provisioning-secret`);
-      const secrets = await Promise.all(Array.from({ length: 8 }, () => run(file)));
+      const secrets = await run(file);
       expect(new Set(secrets).size).toBe(1);
       expect(readdirSync(path.dirname(file))).toEqual(['provisioning-secret']);
     }
