@@ -6,6 +6,7 @@
  * name change (`Rooms.renamed` then tells the user's clients, XEP-0045 status 303).
  */
 import type { GroupSnapshot } from '../../src/bridge/events.js';
+import { phoneOfRemote } from '../../src/bridge/phone.js';
 
 /** A member's number (or, for another provider's account, its user part): the nick without a name. */
 export const plainNickOf = (m: { remote: string; phone?: string | undefined }): string =>
@@ -45,16 +46,25 @@ export class RoomNicks {
     return this.tables.get(room)?.get(user);
   }
 
-  /** A member's nick: as last worked out, else (a member not seen yet) worked out now. */
-  async of(room: string, user: string, snapshot: GroupSnapshot | undefined, remote: string, own: string) {
+  /**
+   * A member's nick: as last worked out, else (a member not seen yet) worked out now from the
+   * group's state, which `snapshot` reads only then (a message of a known member reads nothing).
+   */
+  async of(
+    room: string,
+    user: string,
+    snapshot: () => Promise<GroupSnapshot | undefined>,
+    remote: string,
+    own: string,
+  ): Promise<string> {
     const known = this.known(room, user)?.get(remote);
     if (known !== undefined) return known;
-    if (snapshot?.members.some((m) => m.remote === remote)) {
-      const nick = (await this.compute(room, user, snapshot, own)).get(remote);
+    const group = await snapshot();
+    if (group?.members.some((m) => m.remote === remote)) {
+      const nick = (await this.compute(room, user, group, own)).get(remote);
       if (nick !== undefined) return nick;
     }
-    const phone = /^[1-9][0-9]{5,14}@wa\.interop$/.test(remote) ? `+${remote.split('@')[0]}` : undefined;
-    return plainNickOf({ remote, phone });
+    return plainNickOf({ remote, phone: phoneOfRemote(remote) });
   }
 
   /** The user left the room: nothing to keep. */

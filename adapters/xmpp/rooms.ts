@@ -26,6 +26,7 @@ import type { Logger } from '../../src/observability/logger.js';
 import type { Access, Outbound, UserChain } from './context.js';
 import type { Bookmarks } from './bookmarks.js';
 import { bareJid, contactJidOfRemote, localPartOf, resourceOf } from './jids.js';
+import { phoneOfRemote } from '../../src/bridge/phone.js';
 import { XmppUserError } from './errors.js';
 import { plainNickOf, RoomNicks } from './room-nicks.js';
 import { derivedId, NS, stanzaError, xmlSafe } from './stanzas.js';
@@ -299,7 +300,7 @@ export class Rooms {
     const room = roomOfGroup(update.remote, this.ctx.domain);
     const occupancy = this.joined.get(room)?.get(update.localUser);
     if (update.state !== 'read' || update.by === undefined || !occupancy) return {};
-    const group = await this.ctx.core.group?.(update.localUser, update.remote);
+    const group = async () => this.ctx.core.group?.(update.localUser, update.remote);
     const nick = await this.nicks.of(room, update.localUser, group, update.by, occupancy.nick);
     const id = derivedId('read', update.localUser, update.by, update.localId);
     const sends = [...occupancy.resources].map((to) =>
@@ -324,16 +325,13 @@ export class Rooms {
     if (!occupancy || occupancy.resources.size === 0) {
       throw new Error(`${event.localUser} has not joined ${room}: the message waits`);
     }
-    const known = event.author && this.nicks.known(room, event.localUser)?.get(event.author);
-    const nick =
-      known ||
-      (await this.nicks.of(
-        room,
-        event.localUser,
-        await this.ctx.core.group?.(event.localUser, event.remote),
-        event.author ?? 'someone@unknown',
-        occupancy.nick,
-      ));
+    const nick = await this.nicks.of(
+      room,
+      event.localUser,
+      async () => this.ctx.core.group?.(event.localUser, event.remote),
+      event.author ?? 'someone@unknown',
+      occupancy.nick,
+    );
     // Each stanza the chat form would have (a text; a file and its caption) as a groupchat message,
     // under the same ids, without what only 1:1 chats use (receipts, markers, chat states).
     const sends: Promise<void>[] = [];
@@ -420,7 +418,7 @@ export class Rooms {
         const gone = new Map(this.nicks.known(room, u.localUser) ?? []);
         const mine = this.joined.get(room)?.get(u.localUser);
         for (const remote of u.change.members) {
-          const nick = gone.get(remote) ?? plainNickOf({ remote, phone: phoneOf(remote) });
+          const nick = gone.get(remote) ?? plainNickOf({ remote, phone: phoneOfRemote(remote) });
           for (const to of clients) out.fire(occupantGone(room, to, nick, ['321']));
         }
         if (mine) await this.renick(room, u.localUser, mine, u.snapshot);
@@ -484,11 +482,6 @@ export class Rooms {
     return group ? this.ctx.core.group?.(user, group) : undefined;
   }
 }
-
-const phoneOf = (remote: string): string | undefined => {
-  const user = remote.split('@')[0] ?? '';
-  return remote.endsWith('@wa.interop') && /^[1-9][0-9]{5,14}$/.test(user) ? `+${user}` : undefined;
-};
 
 /** An occupant's presence: its affiliation and role, and its real JID (the room is non-anonymous). */
 function occupantPresence(
