@@ -4,7 +4,7 @@
  * never its users (each registration gets a unique localpart), and point the proxy at the bridge
  * they start.
  */
-import { writeFileSync } from 'node:fs';
+import { appendFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { stringify } from 'yaml';
 import { tempDir, type TempDir } from '../tmp.js';
@@ -190,6 +190,9 @@ export class SynapseSuite {
   async close(): Promise<void> {
     await this.proxy.close();
     await this.synapse.close();
+    // SYNAPSE_LOG_TO=<file>: the homeserver's log is kept there (appended) before its directory goes.
+    const keep = process.env['SYNAPSE_LOG_TO'];
+    if (keep) appendFileSync(keep, this.synapse.log());
     this.tmp.cleanup();
   }
 }
