@@ -204,10 +204,14 @@ export class MatrixAdapter implements GroupAdapter, ProfileAdapter {
           client: newClient(),
           log,
           keysArrived: () => this.#queue.keysArrived(),
-          // Interactive verification of the bot: by the users the bridge serves, the emojis
-          // shown in their management room.
+          // Interactive verification of the bot and of ghosts: by the users the bridge serves (a
+          // ghost's by the user with a portal with its contact), the emojis in their management room.
           verification: {
             allowed: (userId) => ids.permissionOf(userId) !== 'none',
+            sharesPortal: async (userId, ghostId) => {
+              const ghost = await store.ghost(ghostId);
+              return ghost !== undefined && (await store.portalOf(userId, ghost.jid)) !== undefined;
+            },
             tell: async (userId, text) => void (await rooms.notice(await rooms.ensure(userId), text)),
           },
         })

@@ -22,11 +22,11 @@ import {
   type VerificationEvent,
 } from './crypto/devices.js';
 import {
-  BotVerifications,
-  declineVerifications,
+  Verifications,
   describeDevice,
+  knowAsking,
   type BotCryptoInfo,
-  type BotVerificationContext,
+  type VerificationContext,
 } from './crypto/verification.js';
 import { isGroupRemote, type MatrixIds } from './ids.js';
 import type { MatrixRoom } from './store.js';
@@ -55,6 +55,9 @@ const describe = (err: unknown): string => {
 
 export const MEGOLM = 'm.megolm.v1.aes-sha2';
 
+/** In-room verification flows remembered at most (each a few minutes long at most). */
+const MAX_IN_ROOM_FLOWS = 256;
+
 /** The `m.room.encryption` initial state of a new encrypted room. */
 export const encryptionState = () => ({
   type: 'm.room.encryption',
@@ -63,14 +66,14 @@ export const encryptionState = () => ({
 });
 
 export interface EncryptedRoomsContext {
-  readonly ids: Pick<MatrixIds, 'botUserId' | 'ghostIdOf'>;
+  readonly ids: Pick<MatrixIds, 'botUserId' | 'ghostIdOf' | 'ghostDigits'>;
   /** The as_token client: reads room state and members as any of the bridge's users. */
   readonly client: Pick<RetryingMatrixClient, 'doRequest'>;
   readonly log: Logger;
   /** Told when room keys arrived (the rooms whose held events may be read now). */
   readonly keysArrived: (roomIds: string[]) => void;
-  /** Who may verify the bot, and where it shows them the emojis (crypto/verification.ts). */
-  readonly verification?: Pick<BotVerificationContext, 'allowed' | 'tell'>;
+  /** Who may verify the bot and ghosts, and where the emojis are shown (crypto/verification.ts). */
+  readonly verification?: Omit<VerificationContext, 'log'>;
 }
 
 export class EncryptedRooms {
@@ -78,7 +81,10 @@ export class EncryptedRooms {
   readonly #encrypted = new Set<string>();
   readonly #members = new Map<string, Promise<string[]>>();
   #devices: CryptoDevices | undefined;
-  #botVerifications: BotVerifications | undefined;
+  /** Each device's verifications (the bot's, a ghost's), from its first verification message. */
+  readonly #verifications = new Map<string, Verifications>();
+  /** The device an in-room request asked (by room and request event), for the rest of its flow. */
+  readonly #inRoomFlows = new Map<string, string>();
 
   constructor(private readonly c: EncryptedRoomsContext) {}
 
@@ -92,9 +98,7 @@ export class EncryptedRooms {
       onVerification: (device, events) => this.#verification(device, events),
     });
     try {
-      const bot = await this.#devices.of(this.c.ids.botUserId);
-      const v = this.c.verification;
-      if (v) this.#botVerifications = new BotVerifications(bot, { ...v, log: this.c.log });
+      await this.#devices.of(this.c.ids.botUserId);
       // Every known device follows the transactions from now on (device lists, keys, counts).
       await Promise.all(this.#devices.users.map((u) => this.#devices!.existing(u)));
     } catch (err) {
@@ -105,34 +109,55 @@ export class EncryptedRooms {
 
   async close(): Promise<void> {
     // A verification step under way finishes first (its notice may need the bot's device).
-    await this.#botVerifications?.settled();
-    this.#botVerifications = undefined;
+    await Promise.all([...this.#verifications.values()].map((v) => v.settled()));
+    this.#verifications.clear();
+    this.#inRoomFlows.clear();
     const devices = this.#devices;
     this.#devices = undefined;
     await devices?.close();
   }
 
-  /** Verification messages a device received: the bot answers them, a ghost declines. */
+  /** Verification messages a device received: its flows go on (the bot's and ghosts' alike). */
   #verification(device: Device, events: VerificationEvent[]): void {
-    if (device.userId === this.c.ids.botUserId) {
-      this.#botVerifications?.arrived(events);
-      return;
+    const v = this.c.verification;
+    if (!v) return;
+    let verifications = this.#verifications.get(device.userId);
+    if (verifications === undefined) {
+      const digits = this.c.ids.ghostDigits(device.userId);
+      const verified = digits === undefined ? ({ bot: true } as const) : { phone: `+${digits}` };
+      verifications = new Verifications(device, verified, { ...v, log: this.c.log });
+      this.#verifications.set(device.userId, verifications);
     }
-    declineVerifications(device, events, this.c.log).catch((err: unknown) =>
-      this.c.log.warn({ user: device.userId, err: (err as Error).message }, 'verification not declined'),
-    );
+    verifications.arrived(events);
   }
 
   /**
    * A local user's in-room verification event (the request message, `m.key.verification.*`): a
-   * request goes to the device of whom it asks (the bot answers, a ghost declines), the rest of a
-   * flow to the bot's (whose flows go on; a ghost's ended at the request).
+   * request goes to the device of whom it asks (the bot, a ghost), the rest of its flow (which
+   * refers to the request) to the same device; one whose request the bridge did not see, to the bot's.
    */
   async verificationEvent(roomId: string, event: Record<string, unknown>): Promise<void> {
     const devices = this.#devices;
     if (!devices) return;
-    const to = (event['content'] as Content | undefined)?.['to'];
-    const user = event['type'] === 'm.room.message' && typeof to === 'string' ? to : this.c.ids.botUserId;
+    const content = (event['content'] ?? {}) as Content & { 'm.relates_to'?: { event_id?: unknown } };
+    const to = content['to'];
+    let user = this.c.ids.botUserId;
+    if (event['type'] === 'm.room.message') {
+      if (typeof to === 'string') user = to;
+      const asked = devices.existing(user);
+      if (asked && typeof event['sender'] === 'string') await knowAsking(await asked, [event['sender']]);
+      this.#inRoomFlows.set(`${roomId} ${String(event['event_id'])}`, user);
+      // Beyond the bound, the oldest are let go (flows abandoned without a done or a cancel).
+      for (const key of this.#inRoomFlows.keys()) {
+        if (this.#inRoomFlows.size <= MAX_IN_ROOM_FLOWS) break;
+        this.#inRoomFlows.delete(key);
+      }
+    } else {
+      const flow = `${roomId} ${String(content['m.relates_to']?.event_id)}`;
+      user = this.#inRoomFlows.get(flow) ?? user;
+      if (event['type'] === 'm.key.verification.done' || event['type'] === 'm.key.verification.cancel')
+        this.#inRoomFlows.delete(flow);
+    }
     await (await devices.existing(user))?.receiveVerificationEvent(roomId, event);
   }
 
@@ -153,6 +178,12 @@ export class EncryptedRooms {
   async receive(body: Record<string, unknown>): Promise<void> {
     const changes = deviceChanges(body);
     if (!hasDeviceChanges(changes) || !this.#devices) return;
+    // A device asked to verify knows the asking user's devices first (crypto/verification.ts).
+    for (const e of changes.toDevice) {
+      const asked =
+        e['type'] === 'm.key.verification.request' && this.#devices.existing(String(e['to_user_id']));
+      if (asked) await knowAsking(await asked, [String(e['sender'])]);
+    }
     const devices = await this.#devices.receive(changes);
     // Answers to new keys, counts below target, devices to query: sent after, not awaited.
     for (const d of devices) {

@@ -5,8 +5,10 @@
  * or in the direct chat with the bot as Element's "Verify" on a profile does, comparing what their
  * client shows with what the bot posts in the management room, and their client then counts the
  * bot verified; emojis that differ end it, and the bot says so; a user the bridge does not serve is
- * refused; a ghost declines, and the request never reaches the contact; and the `encryption`
- * command shows the bot's session and keys as the user's client sees them.
+ * refused; a contact's ghost is verified the same way, in its portal or on its session (the bot
+ * posts its emojis in the management room), by the user whose portal it is only, and the request
+ * never reaches the contact; and the `encryption` command shows the bot's session and keys as the
+ * user's client sees them.
  */
 import {
   VerificationPhase,
@@ -185,9 +187,8 @@ describe('verifying the bridge bot', () => {
     expect(await command('encryption')).toMatch(/You have not verified the bot/);
   }, 60_000);
 
-  test('a ghost declines verification, in its portal and to its session; the request never reaches the contact', async () => {
-    await start();
-    await greeted();
+  /** A portal with Bob, who wrote first: his ghost has a device, which the user's client knows. */
+  async function portalWithBob() {
     expect(await command('login')).toMatch(/login confirm/);
     await command('login confirm');
     await alice.waitFor(management, (e) => e.sender === BOT && /You are now connected/.test(bodyOf(e)));
@@ -197,23 +198,60 @@ describe('verifying the bridge bot', () => {
     await alice.join(portal);
     await bob.sendText(await h!.jidOf(alice), 'hello from bob', { devices: [0] });
     await alice.waitFor(portal, (e) => e.sender === GHOST && /hello from bob/.test(bodyOf(e)));
-
-    const crypto = alice.client.getCrypto()!;
-    // "Verify" on the contact's profile: in the portal, their direct chat.
-    const inRoom = await crypto.requestVerificationDM(GHOST, portal);
-    await phaseOf(inRoom, VerificationPhase.Ready, 'the ghost to answer');
-    expect(inRoom.phase).toBe(VerificationPhase.Cancelled);
-    // "Verify" on the ghost's session.
     const made = h!.proxy.requests.find(
       (r) => r.viaAppservice && r.method === 'PUT' && r.userId === GHOST && r.path.includes('/devices/'),
     );
-    const toDevice = await crypto.requestDeviceVerification(
-      GHOST,
-      decodeURIComponent(made!.path.split('/').pop()!),
-    );
-    await phaseOf(toDevice, VerificationPhase.Ready, 'the ghost to answer');
-    expect(toDevice.phase).toBe(VerificationPhase.Cancelled);
-    // Its fallback text ("... is requesting to verify your key ...") is not bridged.
+    return { bob, portal, device: decodeURIComponent(made!.path.split('/').pop()!) };
+  }
+
+  test('a ghost is verified, in its portal and to its session; the request never reaches the contact', async () => {
+    await start();
+    await greeted();
+    const { bob, portal, device } = await portalWithBob();
+    const crypto = alice.client.getCrypto()!;
+    expect((await crypto.getUserVerificationStatus(GHOST)).isCrossSigningVerified()).toBe(false);
+
+    /** The ghost accepts, the bot posts the emojis in the management room, the user confirms. */
+    const verify = async (request: VerificationRequest, what: string) => {
+      await phaseOf(request, VerificationPhase.Ready, `the ghost to accept (${what})`);
+      expect(request.phase).toBe(VerificationPhase.Ready);
+      const verifier = await request.startVerification('m.sas.v1');
+      const shown = new Promise<ShowSasCallbacks>((resolve) => verifier.once(VerifierEvent.ShowSas, resolve));
+      const done = verifier.verify();
+      const sas = await shown;
+      const emoji = sas.sas.emoji!.map(([symbol, name]) => `${symbol} ${name}`).join(', ');
+      const notice = await alice.waitFor(
+        management,
+        (e) => e.sender === BOT && e.type === 'm.room.message' && bodyOf(e).includes(emoji),
+      );
+      expect(notice.content['msgtype']).toBe('m.notice');
+      expect(bodyOf(notice)).toContain(`Verifying ${BOB}'s session on this bridge`);
+      expect(bodyOf(notice)).toContain(`(as numbers: ${sas.sas.decimal!.join(' ')})`);
+      // What it verifies: the bridge's account for the contact, not the contact's phone.
+      expect(bodyOf(notice)).toContain(`not ${BOB}'s phone`);
+      expect(bodyOf(notice)).toContain(`\`safety ${BOB}\``);
+      await sas.confirm();
+      await done;
+      await phaseOf(request, VerificationPhase.Done, `the verification to be done (${what})`);
+      expect(request.phase).toBe(VerificationPhase.Done);
+    };
+
+    // "Verify" on the contact's profile: in the portal, their direct chat.
+    await verify(await crypto.requestVerificationDM(GHOST, portal), 'in-room');
+    // The user's client trusts the ghost's identity (signed with the user's own), and so its session.
+    let verified = false;
+    await alice.waitUntil(() => {
+      void crypto
+        .getUserVerificationStatus(GHOST)
+        .then((s) => (verified = s.isCrossSigningVerified()))
+        .catch(() => undefined);
+      return verified;
+    }, 'the ghost to be verified');
+    expect((await crypto.getDeviceVerificationStatus(GHOST, device))?.crossSigningVerified).toBe(true);
+    // "Verify" on the ghost's session: to-device, and it completes the same way.
+    await verify(await crypto.requestDeviceVerification(GHOST, device), 'to-device');
+
+    // The request's fallback text ("... is requesting to verify your key ...") is not bridged.
     await alice.sendText(portal, 'after the requests');
     await bob.waitForMessage(
       (m) => m.content.kind === 'text' && m.content.text === 'after the requests',
@@ -222,6 +260,41 @@ describe('verifying the bridge bot', () => {
     expect(
       bob.received.filter((m) => m.content.kind === 'text' && /verif/i.test(m.content.text ?? '')),
     ).toEqual([]);
+  }, 120_000);
+
+  test('a user whose portal it is not is refused: requests to the ghost are cancelled', async () => {
+    await start();
+    await greeted();
+    const { portal, device } = await portalWithBob();
+    // Carol, whom the bridge serves too, is invited into Alice's portal with Bob: she sees his ghost
+    // (her client tracks its session), but the portal is not hers.
+    const carol = await h!.user('carol', 'Carol', { crypto: true });
+    await alice.invite(portal, carol.userId);
+    await carol.join(portal);
+    const crypto = carol.client.getCrypto()!;
+    let known = false;
+    await carol.waitUntil(() => {
+      void crypto
+        .getUserDeviceInfo([GHOST])
+        .then((d) => (known = d.get(GHOST)?.has(device) ?? false))
+        .catch(() => undefined);
+      return known;
+    }, "the ghost's session to be known");
+    for (const ask of [
+      () => crypto.requestVerificationDM(GHOST, portal),
+      () => crypto.requestDeviceVerification(GHOST, device),
+    ]) {
+      const request = await ask();
+      await carol.waitUntil(
+        () => request.phase === VerificationPhase.Ready || request.phase === VerificationPhase.Cancelled,
+        'the ghost to answer',
+      );
+      expect([request.phase, request.cancellingUserId, request.cancellationCode]).toEqual([
+        VerificationPhase.Cancelled,
+        GHOST,
+        'm.user',
+      ]);
+    }
   }, 90_000);
 
   test('the `encryption` command shows the setting, and the bot’s session and keys as the user’s client sees them', async () => {

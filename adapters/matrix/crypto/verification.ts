@@ -1,16 +1,20 @@
 /**
- * Interactive verification of the bridge bot by a local user (SAS, emoji), so that their client
- * trusts the bot once. The user's client asks the bot's device, to-device (as "Verify" on the bot's
- * session does) or in the direct chat with the bot (as Element's "Verify" on a profile does; the
- * events come through the inbound queue, the answers go to the room unencrypted, as the SDKs send
- * them). The bot accepts with `m.sas.v1` only, accepts the SAS the client starts, and once the keys
- * are exchanged posts the emojis (and the numbers) in the user's management room and confirms its
- * side. The bot cannot see the user's screen: the user confirming in their client, after
- * comparing, is what proves the match; their client then trusts the bot's device and its
- * cross-signing identity (the bot's MAC covers its master key).
+ * Interactive verification of the bridge's devices by a local user (SAS, emoji), so that their
+ * client trusts them once: the bot's, and a contact's ghost's. The user's client asks the device,
+ * to-device (as "Verify" on a session does) or in a room (as Element's "Verify" on a profile does:
+ * in the direct chat with the bot, the management room, or with the ghost, its portal; the events
+ * come through the inbound queue, the answers go to the room unencrypted, as the SDKs send them).
+ * The device accepts with `m.sas.v1` only, accepts the SAS the client starts, and once the keys
+ * are exchanged the bot posts the emojis (and the numbers) in the user's management room, and the
+ * device confirms its side. The bridge cannot see the user's screen: the user confirming in their
+ * client, after comparing, is what proves the match; their client then trusts the device and its
+ * user's cross-signing identity (the MAC covers the user's master key). Bot and ghosts share the
+ * flow (`Verifications`, one per device); only who may ask and what the notices say differ.
  *
- * Requests from users the bridge does not serve (permission `none`) are cancelled, and so are
- * requests to a ghost's device (each ghost is cross-signed by its own identity; it answers none).
+ * Who may ask: for the bot, a user the bridge serves (permission other than `none`); for a ghost,
+ * such a user with a portal with its contact. Other requests are cancelled. Verifying a ghost
+ * proves that its session is the bridge's for that contact (the bridge holds its keys), not the
+ * contact's phone: that is the Signal safety number (`safety +number`).
  * Each verification message a device receives moves its flow one step (`arrived`), one step at a
  * time; the machine keeps the flow's state, so a repeated or late message changes nothing.
  */
@@ -18,13 +22,18 @@ import * as W from '@matrix-org/matrix-sdk-crypto-wasm';
 import type { Logger } from '../../../src/observability/logger.js';
 import type { Device, MachineAccess, VerificationEvent } from './devices.js';
 
-export interface BotVerificationContext {
+export interface VerificationContext {
   /** Whether the bridge serves the user (a permission other than `none`). */
   readonly allowed: (userId: string) => boolean;
+  /** Whether the user has a portal with the ghost's contact (the portal is theirs). */
+  readonly sharesPortal: (userId: string, ghostId: string) => Promise<boolean>;
   /** Posts a notice for the user in their management room. */
   readonly tell: (userId: string, text: string) => Promise<void>;
   readonly log: Logger;
 }
+
+/** Whose device is verified: the bot's, or a ghost's (its contact's phone number, `+4915...`). */
+export type Verified = { readonly bot: true } | { readonly bot?: false; readonly phone: string };
 
 /** What a step leaves to do outside the machine: a notice to post, then the bot's confirmation. */
 interface Outcome {
@@ -78,10 +87,27 @@ export const VERIFICATION_EVENT_TYPES = [
 export const isVerificationRequest = (content: Record<string, unknown>): boolean =>
   content['msgtype'] === 'm.key.verification.request';
 
+/**
+ * Makes the device know the devices of users asking it to verify: the machine looks at a request
+ * from a device it knows only (one whose user it never encrypted for would go unanswered, not even
+ * refused). Done before the machine is given the request.
+ */
+export async function knowAsking(device: Device, senders: readonly string[]): Promise<void> {
+  await device.withMachine(async ({ machine, sendQueued }) => {
+    // Only users the device does not follow yet: for the others (the bot and its users, always)
+    // there is nothing to ask, and nothing to send beside the device's own sending.
+    const tracked = new Set([...(await machine.trackedUsers())].map((u) => u.toString()));
+    const unknown = senders.filter((s) => !tracked.has(s));
+    if (unknown.length === 0) return;
+    await machine.updateTrackedUsers(unknown.map((s) => new W.UserId(s)));
+    await sendQueued();
+  });
+}
+
 /** A key as Element shows a session key: groups of four characters. */
 export const groupsOfFour = (key: string): string => key.replace(/(.{4})(?=.)/g, '$1 ');
 
-/** A flow the bot takes part in: the machine's objects, which follow it (the machine forgets it once over). */
+/** A flow the device takes part in: the machine's objects, which follow it (the machine forgets it once over). */
 interface Flow {
   readonly request: W.VerificationRequest;
   sas?: W.Sas;
@@ -89,17 +115,19 @@ interface Flow {
   shown: boolean;
 }
 
-export class BotVerifications {
+/** The verifications of one of the bridge's devices (the bot's, a ghost's). */
+export class Verifications {
   #queue: Promise<void> = Promise.resolve();
   /** The flows under way, by user and flow id. */
   readonly #flows = new Map<string, Flow>();
 
   constructor(
     private readonly device: Device,
-    private readonly c: BotVerificationContext,
+    private readonly verified: Verified,
+    private readonly c: VerificationContext,
   ) {}
 
-  /** Verification messages the bot's device received: each flow moves on, one step at a time. */
+  /** Verification messages the device received: each flow moves on, one step at a time. */
   arrived(events: readonly VerificationEvent[]): void {
     for (const e of events) {
       this.#queue = this.#queue
@@ -118,8 +146,15 @@ export class BotVerifications {
     return this.#queue;
   }
 
+  /** Whether the user may verify this device (asked at each step: permissions may change). */
+  async #allowed(userId: string): Promise<boolean> {
+    if (!this.c.allowed(userId)) return false;
+    return this.verified.bot === true || (await this.c.sharesPortal(userId, this.device.userId));
+  }
+
   async #step(sender: string, flowId: string): Promise<void> {
-    const outcome = await this.device.withMachine((access) => this.#advance(access, sender, flowId));
+    const allowed = await this.#allowed(sender);
+    const outcome = await this.device.withMachine((access) => this.#advance(access, sender, flowId, allowed));
     if (outcome.notice !== undefined) await this.c.tell(sender, outcome.notice);
     if (outcome.confirm === true) {
       await this.device.withMachine((access) => this.#confirm(access, sender, flowId));
@@ -148,21 +183,21 @@ export class BotVerifications {
     return flow;
   }
 
-  async #advance(access: MachineAccess, sender: string, flowId: string): Promise<Outcome> {
+  async #advance(access: MachineAccess, sender: string, flowId: string, allowed: boolean): Promise<Outcome> {
     const flow = this.#flow(access, sender, flowId);
     if (flow === undefined) return {};
     const { request } = flow;
     const phase = request.phase();
-    this.c.log.debug(
-      { user: sender, flow: flowId, phase: W.VerificationRequestPhase[phase] },
-      'verification step',
-    );
-    if (!this.c.allowed(sender)) {
+    const log = { user: sender, device: this.device.userId, flow: flowId };
+    this.c.log.debug({ ...log, phase: W.VerificationRequestPhase[phase] }, 'verification step');
+    if (!allowed) {
       this.#flows.delete(`${sender} ${flowId}`);
       if (!request.isCancelled()) {
         this.c.log.info(
-          { user: sender },
-          'verification request from a user the bridge does not serve: cancelled',
+          log,
+          this.verified.bot === true
+            ? 'verification request from a user the bridge does not serve: cancelled'
+            : 'verification request from a user without a portal with the contact: cancelled',
         );
         await sendMessage(access, request.cancel());
       }
@@ -175,7 +210,7 @@ export class BotVerifications {
         await access.machine.updateTrackedUsers([new W.UserId(sender)]);
         await access.sendQueued();
         await sendMessage(access, request.acceptWithMethods([W.VerificationMethod.SasV1]));
-        this.c.log.info({ user: sender, flow: flowId }, 'verification request accepted (SAS)');
+        this.c.log.info(log, 'verification request accepted (SAS)');
         return {};
       case W.VerificationRequestPhase.Transitioned: {
         const sas = flow.sas ?? request.getVerification();
@@ -187,14 +222,17 @@ export class BotVerifications {
         if (!sas.weStarted() && !sas.hasBeenAccepted()) await sendMessage(access, sas.accept());
         if (!sas.canBePresented() || flow.shown) return {};
         flow.shown = true;
-        return { notice: sasNotice(sas), confirm: true };
+        return { notice: sasNotice(sas, this.verified), confirm: true };
       }
       case W.VerificationRequestPhase.Done:
         this.#flows.delete(`${sender} ${flowId}`);
-        this.c.log.info({ user: sender, flow: flowId }, 'verification done');
+        this.c.log.info(log, 'verification done');
         if (!flow.shown) return {};
         return {
-          notice: 'Verification complete: your client now counts the bot as verified.',
+          notice:
+            this.verified.bot === true
+              ? 'Verification complete: your client now counts the bot as verified.'
+              : `Verification complete: your client now counts ${this.verified.phone}'s session on this bridge as verified (not their phone: \`safety ${this.verified.phone}\` is for that).`,
         };
       case W.VerificationRequestPhase.Cancelled: {
         this.#flows.delete(`${sender} ${flowId}`);
@@ -207,7 +245,7 @@ export class BotVerifications {
     }
   }
 
-  /** The bot's side of the comparison, once the emojis are posted (the user's proves the match). */
+  /** The device's side of the comparison, once the emojis are posted (the user's proves the match). */
   async #confirm(access: MachineAccess, sender: string, flowId: string): Promise<void> {
     const sas = this.#flows.get(`${sender} ${flowId}`)?.sas;
     if (sas === undefined || sas.isCancelled() || sas.haveWeConfirmed()) return;
@@ -216,33 +254,26 @@ export class BotVerifications {
 }
 
 /** The notice with the short authentication string: the emojis (and the numbers) to compare. */
-function sasNotice(sas: W.Sas): string {
+function sasNotice(sas: W.Sas, verified: Verified): string {
   const emoji = sas.emoji()?.map((e) => `${e.symbol} ${e.description}`);
   const decimals = sas.decimals();
-  const lines = [`Verification of the bridge bot, asked by your session ${sas.otherDeviceId.toString()}.`];
+  const asked = `asked by your session ${sas.otherDeviceId.toString()}`;
+  const lines = [
+    verified.bot === true
+      ? `Verification of the bridge bot, ${asked}.`
+      : `Verifying ${verified.phone}'s session on this bridge, ${asked}.`,
+  ];
   if (emoji !== undefined && sas.supportsEmoji())
     lines.push(`Compare these emojis with what your client shows: ${emoji.join(', ')}`);
   if (decimals !== undefined) lines.push(`(as numbers: ${[...decimals].join(' ')})`);
   lines.push(
     'If they match, confirm there; if not, cancel there. The bot cannot see your screen: your confirmation is what proves the match.',
   );
+  if (verified.bot !== true)
+    lines.push(
+      `This verifies that the session is the bridge's account for ${verified.phone} (the bridge holds its keys), not ${verified.phone}'s phone: their own identity is the Signal safety number, \`safety ${verified.phone}\`.`,
+    );
   return lines.join('\n');
-}
-
-/** Cancels the verification requests a ghost's device received (ghosts answer none). */
-export async function declineVerifications(
-  device: Device,
-  events: readonly VerificationEvent[],
-  log: Logger,
-): Promise<void> {
-  await device.withMachine(async (access) => {
-    for (const e of events) {
-      const request = access.machine.getVerificationRequest(new W.UserId(e.sender), e.flowId);
-      if (request === undefined || request.isCancelled() || request.isDone()) continue;
-      log.info({ user: e.sender, ghost: device.userId }, 'verification request to a ghost: cancelled');
-      await sendMessage(access, request.cancel());
-    }
-  });
 }
 
 /** What the bot's device says of itself and of a user, for the `encryption` command. */
