@@ -4,7 +4,7 @@
  * to log in, and streams what crosses the bridge until Ctrl-C, which stops everything.
  *
  * `npm run demo -- --matrix`: the same with a private Synapse instead of Prosody, for any Matrix
- * client (the user talks to the bridge bot to opt in and open chats).
+ * client (the user talks to the bridge bot to opt in and open chats), end-to-end encryption on.
  *
  * `npm run demo -- --web`: the XMPP demo, and converse.js served on loopback, logged in as the demo
  * user, for a first chat in a browser tab (demo/web.ts).
@@ -294,6 +294,11 @@ function printMatrixInstructions(stack: MatrixDemoStack): void {
     ...CONTACTS.map((c, i) => `  ${(ghosts[i] ?? '').padEnd(width)}  ${c.phone}: ${c.blurb}`),
     `Once you are connected, ${groupMaker()} makes a group, "${GROUP.subject}", with you and ${groupOthers()}:`,
     `the bot invites you to its room; accept, and write there (${groupMaker()} answers you there).`,
+    'End-to-end encryption is on, as in config.sample.yaml (matrix.encryption: allow, default): Element',
+    'makes your chat with the bot encrypted, and the chats the bridge opens (start-chat, the group) are',
+    'encrypted; the bot, and each contact in an encrypted chat, has a session of its own. To verify the',
+    'bot, choose Verify on its profile and compare the emojis with those the bot posts in your chat with',
+    'it; send it "encryption" to see its session, its key and whether you verified it.',
     `Synapse: pid ${String(synapse.pid)}, files in ${synapse.dir} (its log: ${synapse.logFile})`,
     `Bridge and emulator logs (warnings only): ${stack.logFile}`,
     `Everything is in ${stack.dir}, removed when the demo stops. Press Ctrl-C to stop.`,

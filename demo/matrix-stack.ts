@@ -5,6 +5,8 @@
  * tokens, Synapse loads the registration, the bridge starts; then a local account `alice` is made
  * through Synapse's shared registration secret. The user opts in from the client (a direct chat
  * with the bridge bot: `login`, `login confirm`), as every Matrix user of the bridge does.
+ * End-to-end encryption is on (`matrix.encryption`: `allow` and `default`, as in
+ * config.sample.yaml): the bot and the ghosts have devices, and portals are created encrypted.
  */
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
@@ -60,6 +62,11 @@ export async function startMatrixStack(o: StartMatrixStackOptions): Promise<Matr
             `  hs_token_file: ${JSON.stringify(path.join(matrixDir, 'hs_token'))}`,
           ]
         : []),
+      // End-to-end encryption as config.sample.yaml has it: Element creates direct chats
+      // encrypted, and the bridge creates its portals encrypted.
+      '  encryption:',
+      '    allow: true',
+      '    default: true',
       '  permissions:',
       `    ${SERVER_NAME}: user`,
     ]);

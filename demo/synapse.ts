@@ -2,7 +2,8 @@
  * The Matrix demo's own Synapse: the homeserver scripts/install-synapse.sh installs into `.synapse/`
  * in the checkout (or the Python that SYNAPSE_PYTHON names), started in its own process group on
  * loopback from a generated homeserver.yaml (server name `localhost`, SQLite, password login on,
- * registration closed, rate limits at Synapse's defaults, the bridge's registration loaded), and
+ * registration closed, rate limits at Synapse's defaults, the bridge's registration loaded, the
+ * appservice extensions end-to-end encryption needs on, as docs/MATRIX.md gives them), and
  * a local account made through the shared registration secret, as `register_new_matrix_user` does.
  *
  * Its own process group: a Ctrl-C in the terminal reaches the demo only, which stops the bridge
@@ -185,6 +186,13 @@ function homeserverConfig(o: StartSynapseOptions, port: number, secret: string):
     federation_domain_whitelist: [],
     presence: { enabled: true },
     app_service_config_files: [...o.appserviceFiles],
+    // For the bridge's encrypted rooms (docs/MATRIX.md's block for homeserver.yaml): to-device
+    // events, one-time key counts and device lists in appservice transactions (MSC2409, MSC3202).
+    // The bridge's devices without a login (MSC4190) need only its registration's flag.
+    experimental_features: {
+      msc2409_to_device_messages_enabled: true,
+      msc3202_transaction_extensions: true,
+    },
   };
 }
 

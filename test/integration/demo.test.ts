@@ -4,8 +4,8 @@
  * The check mode passes its round trip (the demo group included); the interactive mode prints
  * credentials an XMPP client can log in with, bridges a chat with the echo user, shows the demo
  * group being made, and on SIGINT stops everything it started. The same for `--matrix` (a private
- * Synapse; a Matrix client logging in with the printed password), and `--matrix` without Synapse
- * exits 2 saying how to install it.
+ * Synapse; a Matrix client with end-to-end encryption, as Element, logging in with the printed
+ * password), and `--matrix` without Synapse exits 2 saying how to install it.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
@@ -16,6 +16,8 @@ import { fileURLToPath } from 'node:url';
 import { client } from '@xmpp/client';
 import { xml, type Element } from '@xmpp/xml';
 import { pinCertificate } from '../../demo/tls.js';
+import type { ClientEvent } from '../support/homeserver/index.js';
+import { SdkUser } from '../support/synapse/sdk-user.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const MAIN = 'dist/demo/main.js';
@@ -293,31 +295,52 @@ describe('npm run demo', () => {
       expect(out).toContain('Once you are connected, +15550000002 makes a group, "Demo group"');
       expect(existsSync(demoDir) && processExists(synapsePid)).toBe(true);
 
-      // A Matrix client, by hand: password login, a direct chat with the bot, login, confirm, start-chat.
-      const client = await MatrixByHand.login(homeserver, 'alice', password);
-      const bot = '@interop:localhost';
-      const echo = '@wa_15550000001:localhost';
-      const management = await client.directChat(bot);
-      await client.waitFor(management, (e) => e.sender === bot);
-      await client.send(management, 'login');
-      await client.waitFor(management, (e) => e.sender === bot && /login confirm/.test(bodyOf(e)));
-      await client.send(management, 'login confirm');
-      await client.waitFor(management, (e) => e.sender === bot && /You are now connected/.test(bodyOf(e)));
-      // Connected: the answering contact makes the demo group with alice and the echo contact.
-      await run.waitForOutput(
-        /\[Demo group\] \+15550000002 made the group with @alice:localhost and \+15550000001/,
-      );
-      await client.send(management, 'start-chat +15550000001');
-      const started = await client.waitFor(management, (e) => /Started a chat/.test(bodyOf(e)));
-      const portal = /(![A-Za-z0-9_\-+/=]+)/.exec(bodyOf(started))?.[1] ?? '';
-      await client.join(portal);
-      await client.send(portal, 'Hi from the Matrix demo test');
-      await client.waitFor(
-        portal,
-        (e) => e.sender === echo && bodyOf(e) === 'echo: Hi from the Matrix demo test',
-      );
-      await run.waitForOutput(/@alice:localhost -> \+15550000001 +"Hi from the Matrix demo test"/);
-      await run.waitForOutput(/\+15550000001 -> @alice:localhost +"echo: Hi from the Matrix demo test"/);
+      // A Matrix client as Element is one (matrix-js-sdk, its Rust crypto): password login, an
+      // encrypted direct chat with the bot, login, confirm, start-chat, then the portal the bridge
+      // made encrypted.
+      const client = await SdkUser.start({
+        baseUrl: homeserver,
+        ...(await passwordLogin(homeserver, 'alice', password)),
+        crypto: true,
+      });
+      try {
+        const bot = '@interop:localhost';
+        const echo = '@wa_15550000001:localhost';
+        const fromBot = (text: RegExp) => (e: ClientEvent) =>
+          e.sender === bot && e.type === 'm.room.message' && text.test(bodyOf(e));
+        const management = await client.createDirectRoom(bot, ENCRYPTED);
+        await client.waitFor(management, fromBot(/./));
+        await client.sendText(management, 'login');
+        await client.waitFor(management, fromBot(/login confirm/));
+        await client.sendText(management, 'login confirm');
+        await client.waitFor(management, fromBot(/You are now connected/));
+        // Connected: the answering contact makes the demo group with alice and the echo contact.
+        await run.waitForOutput(
+          /\[Demo group\] \+15550000002 made the group with @alice:localhost and \+15550000001/,
+        );
+        await client.sendText(management, 'start-chat +15550000001');
+        const started = await client.waitFor(management, fromBot(/Started a chat/));
+        const portal = /(![A-Za-z0-9_\-+/=]+)/.exec(bodyOf(started))?.[1] ?? '';
+        await client.join(portal);
+        await client.waitUntil(() => client.client.isRoomEncrypted(portal), 'the portal to be encrypted');
+        await client.sendText(portal, 'Hi from the Matrix demo test');
+        await client.waitFor(
+          portal,
+          (e) =>
+            e.sender === echo &&
+            e.type === 'm.room.message' &&
+            bodyOf(e) === 'echo: Hi from the Matrix demo test',
+        );
+        await run.waitForOutput(/@alice:localhost -> \+15550000001 +"Hi from the Matrix demo test"/);
+        await run.waitForOutput(/\+15550000001 -> @alice:localhost +"echo: Hi from the Matrix demo test"/);
+        // Both rooms hold only what the client could decrypt: the bot's answers and the echo.
+        expect((await client.undecryptableAnywhere()).map((e) => e.getId())).toEqual([]);
+        expect(
+          (await client.messages(portal)).filter((e) => e.sender === echo && e.type === 'm.room.message'),
+        ).toEqual([]);
+      } finally {
+        client.stop();
+      }
 
       run.child.kill('SIGINT');
       expect(await run.exited).toBe(0);
@@ -338,75 +361,34 @@ describe('npm run demo', () => {
   });
 });
 
-interface RoomEvent {
-  type: string;
-  sender: string;
-  event_id: string;
-  content: Record<string, unknown>;
-}
+const bodyOf = (e: ClientEvent) => String(e.content['body'] ?? '');
 
-const bodyOf = (e: RoomEvent) => String(e.content['body'] ?? '');
+/** A direct chat created encrypted, as Element creates one with a user who has encryption keys. */
+const ENCRYPTED = {
+  initial_state: [
+    { type: 'm.room.encryption', state_key: '', content: { algorithm: 'm.megolm.v1.aes-sha2' } },
+  ],
+};
 
-/** What a Matrix client sends, as plain client-server API calls (the demo test needs no SDK). */
-class MatrixByHand {
-  private txn = 0;
-  private constructor(
-    private readonly homeserver: string,
-    private readonly token: string,
-  ) {}
-
-  static async login(homeserver: string, user: string, password: string): Promise<MatrixByHand> {
-    const res = await fetch(`${homeserver}/_matrix/client/v3/login`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ type: 'm.login.password', identifier: { type: 'm.id.user', user }, password }),
-    });
-    const body = (await res.json()) as { access_token?: string };
-    if (!res.ok || body.access_token === undefined)
-      throw new Error(`login: ${res.status} ${JSON.stringify(body)}`);
-    return new MatrixByHand(homeserver, body.access_token);
+/** `m.login.password`, as a client logs in with the printed password. */
+async function passwordLogin(
+  homeserver: string,
+  user: string,
+  password: string,
+): Promise<{ userId: string; accessToken: string; deviceId: string }> {
+  const res = await fetch(`${homeserver}/_matrix/client/v3/login`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ type: 'm.login.password', identifier: { type: 'm.id.user', user }, password }),
+  });
+  const body = (await res.json()) as { user_id?: string; access_token?: string; device_id?: string };
+  if (
+    !res.ok ||
+    body.user_id === undefined ||
+    body.access_token === undefined ||
+    body.device_id === undefined
+  ) {
+    throw new Error(`login: ${res.status} ${JSON.stringify(body)}`);
   }
-
-  private async call<T>(method: string, path: string, body?: unknown): Promise<T> {
-    const res = await fetch(`${this.homeserver}/_matrix/client/v3${path}`, {
-      method,
-      headers: { authorization: `Bearer ${this.token}`, 'content-type': 'application/json' },
-      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-    });
-    const parsed = (await res.json()) as T;
-    if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${JSON.stringify(parsed)}`);
-    return parsed;
-  }
-
-  async directChat(invitee: string): Promise<string> {
-    const body = { preset: 'trusted_private_chat', is_direct: true, invite: [invitee] };
-    return (await this.call<{ room_id: string }>('POST', '/createRoom', body)).room_id;
-  }
-
-  async join(roomId: string): Promise<void> {
-    await this.call('POST', `/join/${encodeURIComponent(roomId)}`, {});
-  }
-
-  async send(roomId: string, text: string): Promise<void> {
-    const txn = `demo-test-${Date.now()}-${++this.txn}`;
-    await this.call('PUT', `/rooms/${encodeURIComponent(roomId)}/send/m.room.message/${txn}`, {
-      msgtype: 'm.text',
-      body: text,
-    });
-  }
-
-  /** The first message of the room (latest 50, polled) that satisfies `match`. */
-  async waitFor(roomId: string, match: (e: RoomEvent) => boolean, timeoutMs = 30_000): Promise<RoomEvent> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const { chunk } = await this.call<{ chunk: RoomEvent[] }>(
-        'GET',
-        `/rooms/${encodeURIComponent(roomId)}/messages?dir=b&limit=50`,
-      );
-      const hit = chunk.reverse().find((e) => e.type === 'm.room.message' && match(e));
-      if (hit !== undefined) return hit;
-      if (Date.now() > deadline) throw new Error(`no such message in ${roomId} within ${timeoutMs} ms`);
-      await new Promise((r) => setTimeout(r, 200));
-    }
-  }
+  return { userId: body.user_id, accessToken: body.access_token, deviceId: body.device_id };
 }
