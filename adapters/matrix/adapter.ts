@@ -351,7 +351,12 @@ export class MatrixAdapter implements GroupAdapter, ProfileAdapter {
       log,
     );
     await checkWhoami(checker, this.botUserId, m.homeserver_url);
-    await this.#openEncryption();
+    // The crypto devices open while the listener starts: creating the bot's device and uploading
+    // its keys makes the homeserver push a transaction at once, which must find the bridge
+    // listening (else Synapse logs an appservice failure and backs off). A transaction waits for
+    // the devices before anything of it is handled.
+    const opening = this.#openEncryption();
+    opening.catch(() => undefined); // awaited below, after the listener started
     const encryption = this.#encryption;
     const listener = new AppserviceListener(
       this.#tokens.hs,
@@ -368,7 +373,14 @@ export class MatrixAdapter implements GroupAdapter, ProfileAdapter {
           }
           this.#queue.kick();
         },
-        ...(encryption ? { deviceChanges: (body: Record<string, unknown>) => encryption.receive(body) } : {}),
+        ...(encryption
+          ? {
+              deviceChanges: async (body: Record<string, unknown>) => {
+                await opening;
+                await encryption.receive(body);
+              },
+            }
+          : {}),
         queryUser: (userId) => this.#ghosts.queryUser(userId),
         bridgeState: async (userId) =>
           globalState(userId, userId === undefined ? undefined : await this.#core!.status(userId)),
@@ -389,10 +401,12 @@ export class MatrixAdapter implements GroupAdapter, ProfileAdapter {
     // The homeserver may recover from the bridge's absence as soon as it can reach it (catch-up.ts).
     this.#catchUp.openWindow();
     const address: AddressInfo = await listener.listen(m.listen_host, m.listen_port).catch(async (err) => {
+      await opening.catch(() => undefined);
       await this.#encryption?.close();
       throw err;
     });
     try {
+      await opening;
       if (this.#options.skipPing !== true) {
         await checkPing(checker, m.listen_host, address.port, (id) => listener.heardPing(id), log);
       }
