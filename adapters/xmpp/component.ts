@@ -422,15 +422,24 @@ export class ComponentLink extends EventEmitter<ComponentLinkEvents> {
     try {
       for (;;) {
         if (this.state !== 'online' || this.generation !== generation) return;
-        const entry = this.queue.find((e) => e.writtenSeq === undefined);
-        if (!entry) break;
-        entry.writtenSeq = ++this.seq;
-        entry.confirmBy =
-          entry.confirmWithinMs === undefined ? undefined : Date.now() + entry.confirmWithinMs;
+        const batch = this.queue.filter((e) => e.writtenSeq === undefined);
+        if (batch.length === 0) break;
+        // Everything waiting, written at once: the socket corked while the stanzas are handed to it,
+        // so they leave in one write (in order), not one system call each.
+        const socket = this.entity.socket;
+        socket?.cork();
+        const sent: Promise<void>[] = [];
+        const now = Date.now();
+        for (const entry of batch) {
+          entry.writtenSeq = ++this.seq;
+          entry.confirmBy = entry.confirmWithinMs === undefined ? undefined : now + entry.confirmWithinMs;
+          sent.push(this.entity.send(entry.element));
+        }
+        socket?.uncork();
         try {
-          await this.entity.send(entry.element);
+          await Promise.all(sent);
         } catch {
-          return; // the drop handler puts it back
+          return; // the drop handler puts them back
         }
       }
       this.confirmWrites();

@@ -126,13 +126,24 @@ export class FrameSocket implements AsyncIterable<Buffer> {
   sendFrame(payload: Uint8Array): boolean {
     if (this.#state !== 'open') throw this.#notOpenError('send');
     const header = encodeFrameHeader(payload.length, this.maxFrameSize);
-    // Corked so header and payload leave in one write without copying the payload.
-    this.#stream.cork();
+    // Corked until the current burst of work ends (the next tick: after the callbacks and promise
+    // reactions running now), so header and payload, and every other frame sent meanwhile (the
+    // acks and receipts of a read that carried many messages), leave in one write, without
+    // copying the payloads.
+    if (!this.#corked) {
+      this.#corked = true;
+      this.#stream.cork();
+      process.nextTick(this.#uncork);
+    }
     this.#stream.write(header);
-    const ok = this.#stream.write(payload);
-    this.#stream.uncork();
-    return ok;
+    return this.#stream.write(payload);
   }
+
+  #corked = false;
+  readonly #uncork = (): void => {
+    this.#corked = false;
+    this.#stream.uncork();
+  };
 
   /** Resolves when the write buffer has room again (at once if it has); rejects with
    * `transport_closed` if the connection closes first. */
