@@ -12,7 +12,6 @@
  * matrix-js-sdk is a devDependency: this module is loaded only for `--matrix --check` (the demo
  * runs from a dev checkout, `npm ci` installs it).
  */
-import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -32,6 +31,7 @@ import {
 import { logger as sdkLogger } from 'matrix-js-sdk/lib/logger.js';
 import loglevel from 'loglevel';
 import { CheckFailed, demoPng, waitForSentReceipt } from './check.js';
+import { decryptAttachment, encryptAttachment, type EncryptedFile } from './encrypted-file.js';
 import type { ReceivedMessage } from '../emulator/native-user.js';
 import type { DemoContact } from './contacts.js';
 import type { MatrixDemoStack } from './matrix-stack.js';
@@ -493,55 +493,6 @@ async function everythingDecrypted(client: MatrixClient): Promise<void> {
   ];
   if (problems.length > 0) throw new Error(problems.join('; '));
   if (!events().some((e) => e.isEncrypted())) throw new Error('no encrypted message at all');
-}
-
-/** An encrypted attachment's `file` (client-server API, "Sending encrypted attachments"). */
-interface EncryptedFile {
-  v: 'v2';
-  url: string;
-  key: { kty: 'oct'; key_ops: string[]; alg: 'A256CTR'; k: string; ext: true };
-  iv: string;
-  hashes: { sha256: string };
-}
-
-const unpadded = (b: Buffer): string => b.toString('base64').replace(/=+$/, '');
-
-/** As Element encrypts a file: AES-256-CTR, a fresh key and IV, the ciphertext's SHA-256. */
-function encryptAttachment(plain: Buffer): { ciphertext: Buffer; file: (url: string) => EncryptedFile } {
-  const key = randomBytes(32);
-  // 8 random bytes, then a zero counter.
-  const iv = Buffer.concat([randomBytes(8), Buffer.alloc(8)]);
-  const cipher = createCipheriv('aes-256-ctr', key, iv);
-  const ciphertext = Buffer.concat([cipher.update(plain), cipher.final()]);
-  return {
-    ciphertext,
-    file: (url) => ({
-      v: 'v2',
-      url,
-      key: {
-        kty: 'oct',
-        key_ops: ['encrypt', 'decrypt'],
-        alg: 'A256CTR',
-        k: key.toString('base64url'),
-        ext: true,
-      },
-      iv: unpadded(iv),
-      hashes: { sha256: unpadded(createHash('sha256').update(ciphertext).digest()) },
-    }),
-  };
-}
-
-/** As Element decrypts a file: the hash checked first, then AES-256-CTR with the event's key. */
-function decryptAttachment(ciphertext: Buffer, file: EncryptedFile): Buffer {
-  if (file.v !== 'v2') throw new Error(`an encrypted file of version ${String(file.v)}, not v2`);
-  const hash = unpadded(createHash('sha256').update(ciphertext).digest());
-  if (hash !== file.hashes.sha256.replace(/=+$/, '')) throw new Error('the file does not match its hash');
-  const decipher = createDecipheriv(
-    'aes-256-ctr',
-    Buffer.from(file.key.k, 'base64url'),
-    Buffer.from(file.iv, 'base64'),
-  );
-  return Buffer.concat([decipher.update(ciphertext), decipher.final()]);
 }
 
 async function until(check: () => boolean | Promise<boolean>, what: string): Promise<void> {

@@ -19,12 +19,12 @@ import {
   type MatrixClient,
   type Room,
 } from 'matrix-js-sdk';
-import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import loglevel from 'loglevel';
 import { logger as sdkLogger } from 'matrix-js-sdk/lib/logger.js';
 import type { ClientEvent } from '../homeserver/room.js';
+import { decryptAttachment, encryptAttachment, type EncryptedFile } from '../../../demo/encrypted-file.js';
 import { MatrixCallError, mediaMessage, textMessage, type MediaToSend } from '../homeserver/local-user.js';
 
 /** The SDK logs every sync step (SDK_LOG=debug to see them); the tests read what the user sees instead. */
@@ -333,26 +333,10 @@ export class SdkUser {
   ): Promise<string> {
     if (this.crypto && this.client.isRoomEncrypted(roomId)) {
       // As Element does in an encrypted room: the file is encrypted, its key goes in the event.
-      const key = randomBytes(32);
-      const iv = Buffer.concat([randomBytes(8), Buffer.alloc(8)]);
-      const cipher = createCipheriv('aes-256-ctr', key, iv);
-      const ciphertext = Buffer.concat([cipher.update(media.bytes), cipher.final()]);
+      const { ciphertext, file: fileAt } = encryptAttachment(media.bytes);
       const url = await this.upload(ciphertext, 'application/octet-stream');
       const { url: _url, ...content } = mediaMessage(msgtype, media, url);
-      const b64 = (b: Buffer) => b.toString('base64').replace(/=+$/, '');
-      const file = {
-        v: 'v2',
-        url,
-        key: {
-          kty: 'oct',
-          key_ops: ['encrypt', 'decrypt'],
-          alg: 'A256CTR',
-          k: key.toString('base64url'),
-          ext: true,
-        },
-        iv: b64(iv),
-        hashes: { sha256: b64(createHash('sha256').update(ciphertext).digest()) },
-      };
+      const file = fileAt(url);
       return this.sendEvent(roomId, 'm.room.message', { ...content, file });
     }
     const url = await this.upload(media.bytes, media.mimetype, media.filename);
@@ -363,12 +347,7 @@ export class SdkUser {
   /** The file of an encrypted attachment (`content.file`), downloaded, checked and decrypted as Element does. */
   async downloadEncrypted(file: Record<string, unknown>): Promise<Buffer> {
     const { bytes } = await this.download(String(file['url']));
-    const hash = createHash('sha256').update(bytes).digest('base64').replace(/=+$/, '');
-    if (hash !== (file['hashes'] as Record<string, string>)['sha256'])
-      throw new Error('the file does not match its hash');
-    const key = Buffer.from((file['key'] as Record<string, string>)['k']!, 'base64url');
-    const decipher = createDecipheriv('aes-256-ctr', key, Buffer.from(String(file['iv']), 'base64'));
-    return Buffer.concat([decipher.update(bytes), decipher.final()]);
+    return decryptAttachment(bytes, file as unknown as EncryptedFile);
   }
 
   /** Downloads as Element does since authenticated media: the client-server endpoint with the token. */
