@@ -4,6 +4,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { EXIT, runCli } from '../../app/cli.js';
 import { tempDir } from '../support/tmp.js';
+import { freePort } from '../support/wait.js';
 
 async function run(args: string[], env: NodeJS.ProcessEnv = {}) {
   let out = '';
@@ -162,9 +163,10 @@ describe('command line', () => {
   });
 
   it('start serves health and the JWKS, then shuts down cleanly when told to stop', async () => {
+    const port = await freePort();
     const config = tmp.file(
       'config.yaml',
-      'bridge:\n  data_dir: state\n  http:\n    port: 29399\nlogging:\n  level: silent\n',
+      `bridge:\n  data_dir: state\n  http:\n    port: ${port}\nlogging:\n  level: silent\n`,
     );
     let stop!: (signal: string) => void;
     const stopped = new Promise<string>((resolve) => (stop = resolve));
@@ -176,18 +178,18 @@ describe('command line', () => {
     });
     let health: Response | undefined;
     for (let i = 0; i < 100 && !health; i++) {
-      health = await fetch('http://127.0.0.1:29399/health').catch(() => undefined);
+      health = await fetch(`http://127.0.0.1:${port}/health`).catch(() => undefined);
       if (!health) await new Promise((r) => setTimeout(r, 50));
     }
     expect(await health!.json()).toMatchObject({ status: 'ok', puppets: 0, outbox_queued: 0 });
-    const jwks = (await (await fetch('http://127.0.0.1:29399/_interop/jwks.json')).json()) as {
+    const jwks = (await (await fetch(`http://127.0.0.1:${port}/_interop/jwks.json`)).json()) as {
       keys: Record<string, unknown>[];
     };
     expect(jwks.keys[0]).toMatchObject({ kty: 'OKP', alg: 'EdDSA' });
     expect(jwks.keys[0]!.d).toBeUndefined();
     stop('SIGTERM');
     expect(await running).toBe(EXIT.ok);
-    await expect(fetch('http://127.0.0.1:29399/health')).rejects.toThrow();
+    await expect(fetch(`http://127.0.0.1:${port}/health`)).rejects.toThrow();
   });
 
   describe('secret files open to group or others', () => {
@@ -219,7 +221,7 @@ describe('command line', () => {
     };
 
     it('start refuses them (exit 2), naming each file and the exact chmod to run', async () => {
-      const { asToken, hsToken, config } = exposedSetup(29397);
+      const { asToken, hsToken, config } = exposedSetup(await freePort());
       const { code, err } = await run(['start', '--config', config]);
       expect(code).toBe(EXIT.usage);
       for (const file of [asToken, hsToken, config]) expect(err).toContain(`run "chmod 600 ${file}"`);
@@ -243,7 +245,10 @@ describe('command line', () => {
     });
 
     it('start refuses an at-rest key open to others, with its chmod', async () => {
-      const config = tmp.file('config.yaml', 'bridge:\n  data_dir: state\n  http:\n    port: 29394\n');
+      const config = tmp.file(
+        'config.yaml',
+        `bridge:\n  data_dir: state\n  http:\n    port: ${await freePort()}\n`,
+      );
       expect((await run(['keys', 'generate', '--config', config])).code).toBe(EXIT.ok);
       const key = path.join(tmp.dir, 'state', 'at-rest.key');
       chmodSync(key, 0o644);
@@ -256,7 +261,7 @@ describe('command line', () => {
     });
 
     it('start --allow-insecure-secrets starts anyway with a loud warning per file', async () => {
-      const { asToken, config } = exposedSetup(29396);
+      const { asToken, config } = exposedSetup(await freePort());
       let log = '';
       const logDestination = new Writable({
         write(chunk, _enc, done) {
@@ -284,7 +289,7 @@ describe('command line', () => {
     });
 
     it('doctor lists each one as a failed check with its chmod, and the signing key too', async () => {
-      const { asToken, hsToken, config } = exposedSetup(29395);
+      const { asToken, hsToken, config } = exposedSetup(await freePort());
       expect((await run(['keys', 'generate', '--config', config])).code).toBe(EXIT.ok);
       const key = path.join(tmp.dir, 'state', 'provider-signing-key.jwk');
       chmodSync(key, 0o640);
