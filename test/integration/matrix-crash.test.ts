@@ -14,7 +14,7 @@ import type { SdkUser } from '../support/synapse/sdk-user.js';
 import { SynapseSuite } from '../support/synapse/suite.js';
 import { DaemonChild } from '../support/daemon-child.js';
 import { tempDir } from '../support/tmp.js';
-import { until } from '../support/wait.js';
+import { freePort, until } from '../support/wait.js';
 
 const PROVIDER = 'crashbridge';
 const SERVER = 'example.test';
@@ -63,6 +63,7 @@ describe('a bridge SIGKILL and a Synapse restart in the middle of a conversation
         'bridge:',
         `  provider_id: ${PROVIDER}`,
         `  data_dir: ${dataDir}`,
+        `  http: { port: ${await freePort()} }`,
         'gateway:',
         `  port: ${emulator.running.gateway.port}`,
         `  root_key: ${Buffer.from(emulator.root).toString('base64')}`,

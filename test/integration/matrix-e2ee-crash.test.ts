@@ -16,7 +16,7 @@ import { startEmulator, type StartedEmulator } from '../support/emulator-process
 import type { SdkUser } from '../support/synapse/sdk-user.js';
 import { SynapseSuite } from '../support/synapse/suite.js';
 import { tempDir } from '../support/tmp.js';
-import { until } from '../support/wait.js';
+import { freePort, until } from '../support/wait.js';
 
 const PROVIDER = 'e2eecrash';
 const SERVER = 'example.test';
@@ -99,6 +99,7 @@ describe('a SIGKILL of the bridge in the middle of an encrypted conversation', (
         'bridge:',
         `  provider_id: ${PROVIDER}`,
         `  data_dir: ${dataDir}`,
+        `  http: { port: ${await freePort()} }`,
         'gateway:',
         `  port: ${emulator.running.gateway.port}`,
         `  root_key: ${Buffer.from(emulator.root).toString('base64')}`,
