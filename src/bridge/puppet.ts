@@ -182,8 +182,11 @@ export class PuppetRuntime {
       queueMaxAgeMs: options.queueMaxAgeMs ?? DEFAULT_QUEUE_MAX_AGE_MS,
     };
     this.devices = new RemoteDevices(this.ctx);
-    this.groups = new PuppetGroups(this.ctx, this.devices, options.senderKeyBackend, () =>
-      this.incoming.pump(),
+    this.groups = new PuppetGroups(
+      this.ctx,
+      this.devices,
+      sessionGate.senderKeys(options.senderKeyBackend),
+      () => this.incoming.pump(),
     );
     this.profiles = new PuppetProfiles(this.ctx, async () => {
       const answer = await this.connection.request({ op: 'media_conn' });

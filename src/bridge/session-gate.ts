@@ -15,18 +15,32 @@
  */
 import type { RemoteIdentity, SignalBackend, StoredPreKey } from '../signal/index.js';
 import type { LiveSessionRecord } from '../signal/record.js';
+import type { SenderKeyAddress, SenderKeyBackend } from '../signal/sender-key-store.js';
 import type { Store, StoreWrites } from '../store/repositories.js';
 
 type Write =
   | { kind: 'session'; address: string; record: LiveSessionRecord | undefined }
   | { kind: 'prekey'; keyId: number }
-  | { kind: 'identity'; identity: RemoteIdentity };
+  | { kind: 'identity'; identity: RemoteIdentity }
+  | {
+      kind: 'senderKey';
+      to: SenderKeyBackend;
+      distributionId: string;
+      sender: SenderKeyAddress;
+      /** null: deleted. */
+      record: Uint8Array | null;
+    };
+
+const senderKeyOf = (distributionId: string, sender: SenderKeyAddress): string =>
+  `${distributionId} ${sender.name}.${sender.deviceId}`;
 
 export class SessionWriteGate implements SignalBackend {
   private held: Write[] | undefined;
   private readonly sessions = new Map<string, LiveSessionRecord | undefined>();
   private readonly removedPreKeys = new Set<number>();
   private readonly identities = new Map<string, RemoteIdentity>();
+  /** Sender keys a group decryption moved on while held (kept with the rest, committed with it). */
+  private readonly senderKeyRecords = new Map<string, Uint8Array | null>();
   private waiting: (() => void)[] = [];
 
   /**
@@ -65,7 +79,10 @@ export class SessionWriteGate implements SignalBackend {
             if (w.record === undefined) this.inner.deleteSession(w.address);
             else this.inner.saveSession(w.address, w.record);
           } else if (w.kind === 'prekey') this.inner.removePreKey(w.keyId);
-          else this.inner.putRemoteIdentity(w.identity);
+          else if (w.kind === 'senderKey') {
+            if (w.record === null) w.to.deleteSenderKey(w.distributionId, w.sender);
+            else w.to.putSenderKey(w.distributionId, w.sender, w.record);
+          } else this.inner.putRemoteIdentity(w.identity);
         }
         extra?.(unit);
       });
@@ -73,10 +90,41 @@ export class SessionWriteGate implements SignalBackend {
       this.sessions.clear();
       this.removedPreKeys.clear();
       this.identities.clear();
+      this.senderKeyRecords.clear();
       const waiting = this.waiting;
       this.waiting = [];
       for (const go of waiting) go();
     }
+  }
+
+  /**
+   * A puppet's sender keys behind the same gate: a group decryption moves its sender's chain on,
+   * and that must land with the inbox row too (else a crash between them leaves a redelivered
+   * message that can no longer be decrypted, and its retry arrives after the messages that
+   * followed it). While held, `putSenderKey` is kept, readable at once, and committed with the rest.
+   * The backend must be on the store's database, as the Signal backend is.
+   */
+  senderKeys(inner: SenderKeyBackend): SenderKeyBackend {
+    return {
+      prepare: (distributionId) => inner.prepare(distributionId),
+      // What is held is made durable by the commit, which whoever sends a ciphertext waits for
+      // (`flushed()`); waiting for it here would stall the decryption that holds it.
+      flush: () => inner.flush(),
+      getSenderKey: (distributionId, sender) => {
+        const kept = this.senderKeyRecords.get(senderKeyOf(distributionId, sender));
+        return kept === undefined ? inner.getSenderKey(distributionId, sender) : (kept ?? undefined);
+      },
+      putSenderKey: (distributionId, sender, record) => {
+        if (!this.held) return inner.putSenderKey(distributionId, sender, record);
+        this.senderKeyRecords.set(senderKeyOf(distributionId, sender), record);
+        this.held.push({ kind: 'senderKey', to: inner, distributionId, sender, record });
+      },
+      deleteSenderKey: (distributionId, sender) => {
+        if (!this.held) return inner.deleteSenderKey(distributionId, sender);
+        this.senderKeyRecords.set(senderKeyOf(distributionId, sender), null);
+        this.held.push({ kind: 'senderKey', to: inner, distributionId, sender, record: null });
+      },
+    };
   }
 
   /** Resolves once nothing is held and the backend has made every write durable. */
