@@ -361,8 +361,13 @@ export class MatrixAdapter implements GroupAdapter, ProfileAdapter {
     const listener = new AppserviceListener(
       this.#tokens.hs,
       {
-        recordTransaction: async (txnId, events) => {
-          const recorded = await this.store.recordTransaction(txnId, events);
+        recordTransaction: async (txnId, events, live) => {
+          const kept = events.filter((e) => this.#ids.actsOn(e));
+          // Only echoes of the bridge's own sends: nothing to record, and no typing to tell new from old.
+          const recorded =
+            kept.length === 0 && !live
+              ? { newTransaction: true, newEvents: 0 }
+              : await this.store.recordTransaction(txnId, kept);
           this.#catchUp.sawTransaction(events);
           return recorded;
         },

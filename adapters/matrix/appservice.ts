@@ -35,8 +35,15 @@ import type { NewInbound, RecordedTransaction } from './store.js';
 import { HeldBackTransactions } from './held-back.js';
 
 export interface AppserviceHandlers {
-  /** Durably records a transaction's events, each once. Must reject only if nothing was written. */
-  recordTransaction(txnId: string, events: readonly NewInbound[]): Promise<RecordedTransaction>;
+  /**
+   * Durably records a transaction's events, each once. Must reject only if nothing was written.
+   * `live`: the transaction carries typing or presence, which are taken only from a new one.
+   */
+  recordTransaction(
+    txnId: string,
+    events: readonly NewInbound[],
+    live: boolean,
+  ): Promise<RecordedTransaction>;
   /**
    * Called after a transaction is recorded and answered: typing and presence (live only, from a
    * transaction that is new) and a kick of the worker.
@@ -295,7 +302,11 @@ export class AppserviceListener {
     // Keys first: the events recorded below may need them, and a lost to-device event is lost for good.
     await this.handlers.deviceChanges?.(body);
     // Durable first: the answer says "recorded", never "received".
-    const recorded = await this.handlers.recordTransaction(txnId, records);
+    const recorded = await this.handlers.recordTransaction(
+      txnId,
+      records,
+      typing.length + presence.length > 0,
+    );
     json(res, 200, {});
     this.log?.debug({ txnId, events: records.length, ...recorded }, 'transaction recorded');
     // Typing and presence are live only: taken from a transaction that is new, not from a resend.

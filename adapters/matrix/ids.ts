@@ -42,6 +42,18 @@ export class MatrixIds {
   }
 
   /**
+   * Whether a pushed record can do anything: an event or a read receipt of the bridge's own users
+   * (the echo of what a ghost or the bot sent) is dropped when handled, so it is not journaled at
+   * all. Membership is kept: the invites act on the bridge's own joins and invites.
+   */
+  actsOn(record: { kind: string; payload: Record<string, unknown> }): boolean {
+    const p = record.payload;
+    if (record.kind === 'receipt') return typeof p['user_id'] !== 'string' || !this.isOurs(p['user_id']);
+    if (p['type'] === 'm.room.member') return true;
+    return typeof p['sender'] !== 'string' || !this.isOurs(p['sender']);
+  }
+
+  /**
    * The phone number digits of a ghost id; undefined for any other id. Only an E.164 number makes
    * a ghost: no account for any string of digits queried.
    */

@@ -122,21 +122,15 @@ export class InboundQueue {
     }
     for (const [roomId, list] of byRoom) {
       this.#rooms.add(roomId);
-      const run = this.#runRoom(list).finally(async () => {
+      const run = this.#runRoom(list).finally(() => {
         this.#rooms.delete(roomId);
-        if (!this.#stopped && (await this.#hasWork())) this.kick();
+        // A pass reads what is pending (and finds nothing when nothing is): asking first read it twice.
+        this.kick();
       });
       void this.c.inFlight
         .track(run)
         .catch((err: unknown) => this.c.log.warn({ err: (err as Error).message }, 'inbound room stopped'));
     }
-  }
-
-  /** Whether a pending event can be handled now (not in a room that waits to retry). */
-  async #hasWork(): Promise<boolean> {
-    const rooms = await this.c.store.pendingInboundRooms();
-    const now = Date.now();
-    return rooms.some((roomId) => !this.#rooms.has(roomId) && (this.#roomRetryAt.get(roomId) ?? 0) <= now);
   }
 
   async #runRoom(batch: readonly InboundRow[]): Promise<void> {
