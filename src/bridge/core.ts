@@ -403,7 +403,12 @@ export class Bridge {
     return {
       enlisted: puppet.state === 'enlisted',
       connection: (await this.connectionOf(puppet)).state,
-      queued: await this.options.store.outbox.countQueued(puppet.id),
+      // Less what this process knows is sent and writes down in a moment (outbox-marks.ts).
+      queued: Math.max(
+        0,
+        (await this.options.store.outbox.countQueued(puppet.id)) -
+          (this.runtimes.get(localUser)?.outbox.unwritten() ?? 0),
+      ),
     };
   }
 

@@ -9,9 +9,7 @@
  * queued is encrypted again and resent under the same id, which the gateway deduplicates.
  */
 import { showsDelivery } from './fallbacks.js';
-import { create } from '@bufbuild/protobuf';
 import { encodeContent } from '../protocol/content.js';
-import { DeviceSentMessageSchema, MessageSchema } from '../protocol/gen/interop/v1/message_pb.js';
 import { formatJid, parseJid, type Enc, type ReceiptStanza } from '../protocol/stanza/index.js';
 import { signalAddress } from '../signal/address.js';
 import { openPayload, outboxRowId, PayloadUnreadableError } from '../store/at-rest.js';
@@ -23,6 +21,8 @@ import type { DeliveryState, OutgoingEvent } from './events.js';
 import type { RemoteDevices } from './sessions.js';
 import { LOST_KEY_REASON, tooOldReason } from './outbox-reasons.js';
 import { isGroupJid, type PuppetGroups } from './groups.js';
+import { SentMarks } from './outbox-marks.js';
+import { receiptForOtherDevice, sendCopies } from './outbox-own-devices.js';
 
 /** Encoding failures no retry can fix: the stanza or its frame exceeds the wire's limits. */
 const TOO_LARGE = new Set(['stanza_too_large', 'stanza_text_too_long', 'transport_outgoing_frame_too_large']);
@@ -35,7 +35,7 @@ const CONTENT_CACHE_SIZE = 256;
 /** Entries read per pass of the outbox. */
 const PASS_BATCH = 500;
 /** Acknowledged entries remembered per puppet for the receipts that follow. */
-const RECENT_SIZE = 64;
+const RECENT_SIZE = 256;
 /** How soon a portal held back by a transient failure (a request timeout) is tried again. */
 const RETRY_HELD_MS = 5_000;
 
@@ -67,12 +67,18 @@ export class OutboxSender {
 
   /** Group messages written and not acked yet: the devices they carry the sender key to. */
   private readonly keySentWith = new Map<string, { group: string; devices: string[] }>();
+  /** Acknowledged entries whose `sent` state is not written yet (outbox-marks.ts). */
+  private readonly marks: SentMarks;
+  /** After a reconnect: the marks are written before the queue is read again. */
+  private marksFirst = false;
 
   constructor(
     private readonly ctx: PuppetContext,
     private readonly devices: RemoteDevices,
     private readonly groups: PuppetGroups,
-  ) {}
+  ) {
+    this.marks = new SentMarks(ctx.store.outbox, ctx.log);
+  }
 
   /** A new connection: nothing written on the old one counts as sent; send everything queued. */
   onConnected(): void {
@@ -87,12 +93,23 @@ export class OutboxSender {
     this.inFlight.clear();
     this.writtenUpTo.clear();
     this.receiptsInFlight.clear();
+    this.marksFirst = true;
     this.kick();
   }
 
   stop(): void {
     this.stopped = true;
     clearTimeout(this.retryTimer);
+  }
+
+  /** Entries known to be sent whose state is not written yet: still `queued` in the store. */
+  unwritten(): number {
+    return this.marks.size;
+  }
+
+  /** Writes what is known and not written yet (the `sent` states): before the puppet is let go. */
+  async settled(): Promise<void> {
+    await this.marks.flush();
   }
 
   /** Runs a pass now, or right after the running one. */
@@ -128,6 +145,11 @@ export class OutboxSender {
     const { store, connection, puppet } = this.ctx;
     /** Portals that hit a transient problem in this pass: nothing later of theirs goes out before it. */
     const held = new Set<number>();
+    if (this.marksFirst) {
+      // Else the entries acknowledged on the old connection would read `queued` and go out again.
+      this.marksFirst = false;
+      await this.marks.flush();
+    }
     for (;;) {
       if (!connection.isConnected || this.stopped) return;
       // What this connection already wrote is left out by the query itself: under load most
@@ -228,7 +250,8 @@ export class OutboxSender {
     const { store, puppet, queueMaxAgeMs } = this.ctx;
     const old = await store.outbox.queuedBefore(puppet.id, Date.now() - queueMaxAgeMs, 500);
     for (const entry of old) {
-      if (this.inFlight.has(entry.id)) continue; // written on this connection: its ack decides
+      // Written on this connection (its ack decides), or acknowledged with its state not yet written.
+      if (this.inFlight.has(entry.id) || this.marks.has(entry.id)) continue;
       await this.failEntry(entry, tooOldReason(queueMaxAgeMs));
     }
     return old.length;
@@ -311,7 +334,7 @@ export class OutboxSender {
       t: Math.floor(entry.createdAt / 1000),
       encs,
     });
-    await this.sendCopies(entry, remote, built);
+    await sendCopies(this.ctx, this.devices, entry, remote, built);
   }
 
   /**
@@ -336,54 +359,6 @@ export class OutboxSender {
       encs,
       ...(participants.length > 0 ? { participants } : {}),
     });
-  }
-
-  /**
-   * Copies for the account's other devices (multi-device sync, docs/PROTOCOL.md): the user's other
-   * device shows what they sent from here. Sent to the devices this puppet has a session with (the
-   * ones that wrote to it), never to itself. Best effort: a copy that cannot be made is logged, the
-   * message itself has gone.
-   */
-  private async sendCopies(entry: OutboxEntry, remote: string, built: BuiltContent): Promise<void> {
-    const own = this.ctx.accountJid;
-    try {
-      // The device list is cached (and told of a device that writes): no lookup per message.
-      const devices = (await this.devices.devicesOf(own)).filter((d) => d !== this.ctx.puppet.deviceId);
-      if (devices.length === 0) return;
-      const copy = encodeContent(
-        create(MessageSchema, {
-          deviceSentMessage: create(DeviceSentMessageSchema, {
-            destinationJid: remote,
-            message: built.content,
-            messageId: entry.id,
-          }),
-        }),
-      );
-      const encs: Enc[] = [];
-      for (const device of devices) {
-        const enc = await this.ctx.signal.encrypt(signalAddress(own, device), copy);
-        encs.push({
-          type: enc.type,
-          device,
-          ciphertext: enc.body,
-          ...(built.mediaType ? { mediaType: built.mediaType } : {}),
-        });
-      }
-      await this.ctx.sessionGate.flushed();
-      this.ctx.connection.send({
-        kind: 'message',
-        id: `${entry.id}.SYNC`,
-        to: own,
-        type: built.type,
-        t: Math.floor(entry.createdAt / 1000),
-        encs,
-      });
-    } catch (err) {
-      this.ctx.log?.info(
-        { id: entry.id, err: (err as Error).message },
-        "no copy for the account's other devices",
-      );
-    }
   }
 
   /**
@@ -462,10 +437,13 @@ export class OutboxSender {
       );
       return;
     }
-    if (await this.ctx.store.outbox.advance(id, 'sent')) {
-      this.remember(entry, 'sent');
-      await this.report(entry, 'sent');
-    }
+    if (known) {
+      // Written on this connection and not yet receipted (a receipt takes it out of `inFlight`):
+      // queued in the store, and this process its only writer. The state is written soon.
+      this.marks.add(id);
+    } else if (!(await this.ctx.store.outbox.advance(id, 'sent'))) return;
+    this.remember(entry, 'sent');
+    await this.report(entry, 'sent');
   }
 
   /** Keeps an acknowledged entry (no payload) with its new state for the receipts that follow. */
@@ -484,9 +462,10 @@ export class OutboxSender {
     const waiting = this.receiptsInFlight.get(messageId);
     if (!waiting) return;
     this.receiptsInFlight.delete(messageId);
+    // Nothing follows a receipt's ack: its state is only written with others, in one commit.
     for (const id of waiting) {
       this.inFlight.delete(id);
-      await this.ctx.store.outbox.advance(id, 'sent');
+      this.marks.add(id);
     }
   }
 
@@ -505,10 +484,11 @@ export class OutboxSender {
   ): Promise<{ shown?: Promise<void> }> {
     // This process is the only writer of its puppet's rows: what it remembers is what is stored.
     const entry = this.recent.get(id) ?? this.inFlight.get(id) ?? (await this.ctx.store.outbox.get(id));
-    if (!entry && from !== undefined) return this.onReceiptForOtherDevice(id, state, from, by);
+    if (!entry && from !== undefined) return receiptForOtherDevice(this.ctx, id, state, from, by);
     if (!entry || entry.puppetId !== this.ctx.puppet.id || entry.kind === RECEIPT_KIND) return {};
     // A receipt proves the gateway stored it, even if its ack was lost with a connection.
     this.inFlight.delete(id);
+    this.marks.settle(id); // the write below moves it past `sent`
     // The same state again is the gateway's redelivery of a receipt not acknowledged before a
     // crash: it may not have been shown, so it is shown again (a repeat is harmless).
     const advanced = await this.ctx.store.outbox.advance(id, state);
@@ -517,38 +497,9 @@ export class OutboxSender {
     return {};
   }
 
-  private async onReceiptForOtherDevice(
-    id: string,
-    state: 'delivered' | 'read',
-    from: string,
-    by: string | undefined,
-  ): Promise<{ shown?: Promise<void> }> {
-    const { store, puppet } = this.ctx;
-    const portal = await store.portals.byRemote(puppet.id, from);
-    if (!portal) return {};
-    const mapped = await store.messages.byRemote(portal.id, id);
-    if (!mapped || mapped.sender !== this.ctx.accountJid) return {};
-    const adapter = this.ctx.adapter();
-    if (!adapter || !showsDelivery(adapter.capabilities, state)) return {};
-    try {
-      const shown = adapter.updateDelivery({
-        localId: mapped.localId,
-        localUser: puppet.localId,
-        remote: portal.remoteJid,
-        state,
-        ...(by !== undefined ? { by } : {}),
-      });
-      if (!shown) return {};
-      shown.catch(() => undefined);
-      return { shown };
-    } catch (err) {
-      this.ctx.log?.warn({ err: (err as Error).message }, 'adapter.updateDelivery threw');
-      return {};
-    }
-  }
-
   private async failEntry(entry: OutboxEntry, reason: string): Promise<void> {
     this.inFlight.delete(entry.id);
+    this.marks.settle(entry.id);
     await this.ctx.store.outbox.fail(entry.id, reason);
     this.ctx.log?.info({ id: entry.id, reason }, 'outbox entry failed');
     await this.report(entry, 'failed', { reason });

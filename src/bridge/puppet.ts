@@ -262,6 +262,7 @@ export class PuppetRuntime {
     this.incoming.stop();
     await this.disconnect();
     await this.chain;
+    await this.outbox.settled();
     // The Signal state of what it sent last is durable before the caller lets the puppet go (with
     // several workers, before its lease goes to another, which would otherwise reuse its keys).
     await this.ctx.sessionGate.flushed().catch(() => undefined);

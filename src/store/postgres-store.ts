@@ -259,6 +259,17 @@ function outboxRepository(db: PgDatabase, now: () => number): OutboxRepository {
       );
       return (r.rowCount ?? 0) > 0;
     },
+    async advanceAllSent(ids) {
+      if (ids.length === 0) return;
+      await db.exec(
+        sql(
+          "UPDATE outbox SET state = 'sent', payload = $1, updated_at = $2 WHERE id = ANY($3) AND state = 'queued'",
+          EMPTY,
+          now(),
+          [...ids],
+        ),
+      );
+    },
     async fail(id, reason) {
       await db.exec(
         sql(

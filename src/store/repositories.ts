@@ -150,6 +150,8 @@ export interface OutboxRepository {
    * can overtake acks. The payload is cleared with the move. Returns whether the state changed.
    */
   advance(id: string, state: 'sent' | 'delivered' | 'read'): Promise<boolean>;
+  /** `advance` of many entries to `sent` in one transaction (one commit); an entry already past it is left. */
+  advanceAllSent(ids: readonly string[]): Promise<void>;
   /** A queued entry fails for good; its payload is cleared. */
   fail(id: string, reason: string): Promise<void>;
 }

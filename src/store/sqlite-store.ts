@@ -199,11 +199,22 @@ function insertOutbox(q: ReturnType<typeof statements>, now: () => number, e: Ne
   ).run(e.id, e.puppetId, e.portalId, e.portalId, e.kind, Buffer.from(e.payload), e.localId ?? null, t, t);
 }
 
-function outboxRepository(q: ReturnType<typeof statements>, now: () => number): Sync<OutboxRepository> {
+function outboxRepository(
+  db: Db,
+  q: ReturnType<typeof statements>,
+  now: () => number,
+): Sync<OutboxRepository> {
   const get = (id: string) => {
     const r = q('SELECT * FROM outbox WHERE id = ?').get(id) as Row | undefined;
     return r && toOutbox(r);
   };
+  const allSent = db.transaction((ids: readonly string[]) => {
+    const update = q(
+      "UPDATE outbox SET state = 'sent', payload = X'', updated_at = ? WHERE id = ? AND state = 'queued'",
+    );
+    const t = now();
+    for (const id of ids) update.run(t, id);
+  });
   return {
     enqueue(e: NewOutboxEntry) {
       insertOutbox(q, now, e);
@@ -260,6 +271,9 @@ function outboxRepository(q: ReturnType<typeof statements>, now: () => number): 
           id,
         ).changes > 0
       );
+    },
+    advanceAllSent(ids) {
+      allSent(ids);
     },
     fail(id, reason) {
       q(
@@ -361,7 +375,7 @@ export function openSqliteStore(
   const now = options.now ?? Date.now;
   const puppets = puppetRepository(q, now);
   const portals = portalRepository(q, now);
-  const outbox = outboxRepository(q, now);
+  const outbox = outboxRepository(db, q, now);
   const inbox = inboxRepository(q, now);
   const messages = messageMapRepository(q, now);
   const groups = groupRepository(db, q, now);

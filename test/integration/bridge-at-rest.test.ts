@@ -177,7 +177,9 @@ describe('plaintext only in flight', () => {
     expect(edit.content.kind === 'edit' && edit.content.target.id).toBe(got.id);
     await adapter.until(() => adapter.statesOf('$edit').includes('delivered'), 'the edit delivered');
 
-    // Every row is past its waiting state, and none keeps a byte of content.
+    // Every row is past its waiting state, and none keeps a byte of content (the receipts' `sent`
+    // states are written a moment after their acks: outbox-marks.ts).
+    await until(async () => rows().outbox.every((o) => o.state !== 'queued'), 'every outbox row past queued');
     const r = rows();
     expect(r.outbox.filter((o) => o.state === 'queued')).toEqual([]);
     expect(r.outbox.filter((o) => o.payload.length > 0).map((o) => o.id)).toEqual([]);

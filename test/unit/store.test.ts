@@ -276,6 +276,30 @@ describe.each(storeBackends())('the store contract on $name', (backend) => {
     expect(await store.outbox.countQueued()).toBe(0);
   });
 
+  it('writes many sent states in one call, clearing their payloads, and never moves an entry back', async () => {
+    const store = await backend.open();
+    const p = await store.puppets.create(puppet(1));
+    const portal = await store.portals.ensure(p.id, 'a@wa.interop');
+    for (const id of ['s1', 's2', 's3', 's4'])
+      await store.outbox.enqueue({
+        id,
+        puppetId: p.id,
+        portalId: portal.id,
+        kind: 'text',
+        payload: new Uint8Array([7]),
+      });
+    await store.outbox.advance('s2', 'delivered');
+    await store.outbox.advanceAllSent(['s1', 's2', 's3', 'unknown']);
+    await store.outbox.advanceAllSent([]);
+    const states = await Promise.all(['s1', 's2', 's3', 's4'].map((id) => store.outbox.get(id)));
+    expect(states.map((e) => [e!.state, e!.payload.length])).toEqual([
+      ['sent', 0],
+      ['delivered', 0],
+      ['sent', 0],
+      ['queued', 1],
+    ]);
+  });
+
   it('records an incoming message once, however often it is redelivered', async () => {
     const store = await backend.open();
     const p = await store.puppets.create(puppet(1));
