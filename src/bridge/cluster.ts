@@ -48,7 +48,7 @@ export interface ClusterHost {
   runtimeOf(localUser: string): PuppetRuntime;
   adopt(puppetId: number, lease: { name: string; fence: number }): Promise<boolean>;
   adapterOf(network: Network): Adapter | undefined;
-  kickOutbox(puppet: Puppet): void;
+  kickOutbox(puppet: Puppet, portalId?: number): void;
   setOnline(localUser: string, online: boolean): void;
   /** Runs a request from another process (`onOwner`'s `op`) on a runtime this process owns. */
   run(op: string, runtime: PuppetRuntime, args: readonly unknown[]): Promise<unknown>;
@@ -73,7 +73,7 @@ export class ClusterSide {
       relay: link.relay,
       providerId: host.providerId,
       adapterOf: (network) => host.adapterOf(network),
-      kickOutbox: (puppet) => host.kickOutbox(puppet),
+      kickOutbox: (puppet, portalId) => host.kickOutbox(puppet, portalId),
       media: host.media,
       vault: host.vault,
       log: host.log,

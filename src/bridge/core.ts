@@ -345,7 +345,7 @@ export class Bridge {
         vault: this.options.vault,
         metrics: this.options.metrics,
         providerId: this.options.gateway.providerId,
-        kickOutbox: (puppet) => this.kickOutbox(puppet),
+        kickOutbox: (puppet, portalId) => this.kickOutbox(puppet, portalId),
         live: (puppet, live) => {
           if (this.cluster) this.cluster.live(puppet, live);
           else {
@@ -359,14 +359,17 @@ export class Bridge {
     );
   }
 
-  /** New outbox rows of `puppet`: its sender sends them (here, or in the worker that owns it). */
-  private kickOutbox(puppet: Puppet): void {
+  /**
+   * New outbox rows of `puppet` (in `portalId`, when the writer says): its sender sends them (here,
+   * or in the worker that owns it, which reads all its portals).
+   */
+  private kickOutbox(puppet: Puppet, portalId?: number): void {
     if (!this.cluster) {
-      this.runtimeFor(puppet).outbox.kick();
+      this.runtimeFor(puppet).outbox.kick(portalId);
       return;
     }
     const owned = this.ownedRuntime(puppet);
-    if (owned) owned.outbox.kick();
+    if (owned) owned.outbox.kick(portalId);
     else this.cluster.relay.outboxWritten(puppet.id);
   }
 
@@ -505,7 +508,7 @@ export class Bridge {
       runtimeOf: (localUser) => this.runtimeOf(localUser),
       adopt: (puppetId, lease) => this.adopt(puppetId, lease),
       adapterOf: (network) => this.adapterOf(network),
-      kickOutbox: (puppet) => this.kickOutbox(puppet),
+      kickOutbox: (puppet, portalId) => this.kickOutbox(puppet, portalId),
       setOnline: (localUser, online) => this.setOnline(localUser, online),
       run: (op, runtime, args) => this.runRequest(op, runtime, args),
     });

@@ -28,7 +28,7 @@ export interface FrontOptions {
   readonly providerId: string;
   adapterOf(network: Network): Adapter | undefined;
   /** Delivery receipts were queued for the puppet: its owner sends them. */
-  kickOutbox(puppet: Puppet): void;
+  kickOutbox(puppet: Puppet, portalId?: number): void;
   readonly media: MediaHandler | undefined;
   readonly vault: PayloadVault | undefined;
   readonly log: Logger | undefined;
@@ -149,7 +149,7 @@ export class FrontServices {
       log: this.o.log?.child({ puppet: puppet.accountId }),
       metrics: this.o.metrics,
       vault: this.o.vault,
-      kickOutbox: () => this.o.kickOutbox(puppet),
+      kickOutbox: (portalId) => this.o.kickOutbox(puppet, portalId),
     });
     this.deliveries.set(puppetId, delivery);
     return delivery;

@@ -73,7 +73,7 @@ export class IncomingHandler {
     private readonly handoff?: { inboxRecorded(): void } | undefined,
     private readonly groups?: PuppetGroups | undefined,
   ) {
-    this.delivery = new InboxDelivery({ ...ctx, kickOutbox: () => outbox.kick() });
+    this.delivery = new InboxDelivery({ ...ctx, kickOutbox: (portalId) => outbox.kick(portalId) });
   }
 
   stop(): void {
@@ -244,8 +244,8 @@ export type DeliveryContext = Pick<
   PuppetContext,
   'puppet' | 'accountJid' | 'store' | 'adapter' | 'media' | 'log' | 'metrics' | 'vault'
 > & {
-  /** Delivery receipts were queued: the outbox sender (here or in the owning worker) sends them. */
-  kickOutbox(): void;
+  /** Delivery receipts were queued (in `portalId`): the outbox sender (here or in the owning worker) sends them. */
+  kickOutbox(portalId?: number): void;
 };
 
 /**
@@ -437,7 +437,7 @@ export class InboxDelivery {
     });
     this.attempted.delete(`${entry.sender}\n${entry.messageId}`);
     this.ctx.metrics?.incoming('delivered', entry.receivedAt);
-    this.ctx.kickOutbox();
+    if (receipt) this.ctx.kickOutbox(portal.id);
     return true;
   }
 

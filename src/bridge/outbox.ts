@@ -71,6 +71,14 @@ export class OutboxSender {
   private readonly marks: SentMarks;
   /** After a reconnect: the marks are written before the queue is read again. */
   private marksFirst = false;
+  /**
+   * Portals named by a kick since the last pass read them (`kick(portal)`: the submit or the inbox
+   * delivery that wrote an entry knows its portal): a pass reads only those, each a range of the
+   * queued index after what this connection wrote, instead of every queued entry of the puppet.
+   */
+  private readonly fresh = new Set<number>();
+  /** The next pass reads every portal: a (re)connect, a retry, a kick that names no portal. */
+  private everything = true;
 
   constructor(
     private readonly ctx: PuppetContext,
@@ -112,9 +120,11 @@ export class OutboxSender {
     await this.marks.flush();
   }
 
-  /** Runs a pass now, or right after the running one. */
-  kick(): void {
+  /** Runs a pass now, or right after the running one; `portalId`: only that portal has new entries. */
+  kick(portalId?: number): void {
     if (this.stopped) return;
+    if (portalId === undefined) this.everything = true;
+    else this.fresh.add(portalId);
     if (this.running) {
       this.again = true;
       return;
@@ -142,38 +152,70 @@ export class OutboxSender {
   private retryTimer: NodeJS.Timeout | undefined;
 
   private async pass(): Promise<void> {
-    const { store, connection, puppet } = this.ctx;
     /** Portals that hit a transient problem in this pass: nothing later of theirs goes out before it. */
     const held = new Set<number>();
+    // Disconnected: the reconnect reads everything (`onConnected`).
+    if (!this.ctx.connection.isConnected || this.stopped) return;
     if (this.marksFirst) {
       // Else the entries acknowledged on the old connection would read `queued` and go out again.
       this.marksFirst = false;
       await this.marks.flush();
     }
+    if (this.everything) {
+      this.everything = false;
+      this.fresh.clear();
+      await this.readAll(held);
+    } else {
+      const portals = [...this.fresh];
+      this.fresh.clear();
+      for (const portalId of portals) if (!(await this.readPortal(portalId, held))) break;
+    }
+    if (held.size > 0 && this.retryTimer === undefined) {
+      // Nothing else would wake us while connected: try the held portals again a bit later.
+      this.retryTimer = setTimeout(() => {
+        this.retryTimer = undefined;
+        this.kick();
+      }, RETRY_HELD_MS);
+      this.retryTimer.unref();
+    }
+  }
+
+  /** Every queued entry of the puppet not written on this connection, in batches. */
+  private async readAll(held: Set<number>): Promise<void> {
+    const { store, puppet } = this.ctx;
     for (;;) {
-      if (!connection.isConnected || this.stopped) return;
       // What this connection already wrote is left out by the query itself: under load most
       // queued entries are in flight, and reading them again on every pass was most of its cost.
       const read = await store.outbox.queued(puppet.id, PASS_BATCH, this.writtenUpTo);
       const batch = read.filter((e) => !this.inFlight.has(e.id) && !held.has(e.portalId));
-      for (const entry of batch) {
-        if (!connection.isConnected || this.stopped) return;
-        if (held.has(entry.portalId)) continue;
-        const ok = await this.sendEntry(entry);
-        if (ok) this.written(entry);
-        else held.add(entry.portalId);
-      }
-      if (held.size > 0 && this.retryTimer === undefined) {
-        // Nothing else would wake us while connected: try the held portals again a bit later.
-        this.retryTimer = setTimeout(() => {
-          this.retryTimer = undefined;
-          this.kick();
-        }, RETRY_HELD_MS);
-        this.retryTimer.unref();
-      }
+      if (!(await this.sendAll(batch, held))) return;
       // A short read was everything queued when it was made (what came since kicked a new pass).
       if (batch.length === 0 || read.length < PASS_BATCH) return;
     }
+  }
+
+  /** One portal's queued entries after what this connection wrote; false once disconnected. */
+  private async readPortal(portalId: number, held: Set<number>): Promise<boolean> {
+    const { store, puppet } = this.ctx;
+    for (;;) {
+      const after = this.writtenUpTo.get(portalId) ?? 0;
+      const read = await store.outbox.queuedIn(puppet.id, portalId, after, PASS_BATCH);
+      const batch = read.filter((e) => !this.inFlight.has(e.id));
+      if (!(await this.sendAll(batch, held))) return false;
+      if (batch.length === 0 || held.has(portalId) || read.length < PASS_BATCH) return true;
+    }
+  }
+
+  /** Sends entries in order, skipping the portals held; false once disconnected or stopped. */
+  private async sendAll(batch: readonly OutboxEntry[], held: Set<number>): Promise<boolean> {
+    for (const entry of batch) {
+      if (!this.ctx.connection.isConnected || this.stopped) return false;
+      if (held.has(entry.portalId)) continue;
+      const ok = await this.sendEntry(entry);
+      if (ok) this.written(entry);
+      else held.add(entry.portalId);
+    }
+    return this.ctx.connection.isConnected && !this.stopped;
   }
 
   /** An entry written (or failed for good): the passes of this connection do not read it again. */

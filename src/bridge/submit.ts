@@ -24,7 +24,7 @@ export interface SubmitDeps {
   readonly metrics: BridgeMetrics | undefined;
   readonly providerId: string;
   /** New outbox rows of the puppet: its sender (here, or in the worker that owns it) sends them. */
-  kickOutbox(puppet: Puppet): void;
+  kickOutbox(puppet: Puppet, portalId?: number): void;
   /** Typing or presence, sent at once over the puppet's connection (wherever it runs). */
   live(puppet: Puppet, event: Exclude<LiveEvent, { kind: 'online' }>): void;
 }
@@ -84,7 +84,7 @@ export async function submitEvent(d: SubmitDeps, network: Network, event: Outgoi
         });
       }
     });
-    d.kickOutbox(puppet);
+    d.kickOutbox(puppet, portal.id);
     return;
   }
   const textLength =
@@ -118,5 +118,5 @@ export async function submitEvent(d: SubmitDeps, network: Network, event: Outgoi
     w.putMessage({ portalId: portal.id, remoteId: id, localId: event.localId, sender: accountJid });
   });
   d.metrics?.outgoing('queued');
-  d.kickOutbox(puppet);
+  d.kickOutbox(puppet, portal.id);
 }

@@ -217,6 +217,13 @@ function outboxRepository(db: PgDatabase, now: () => number): OutboxRepository {
         )
       ).map(toOutbox);
     },
+    queuedIn: async (puppetId, portalId, afterSeq, limit = 1000) =>
+      (
+        await db.query(
+          "SELECT * FROM outbox WHERE puppet_id = $1 AND portal_id = $2 AND state = 'queued' AND seq > $3 ORDER BY seq LIMIT $4",
+          [puppetId, portalId, afterSeq, limit],
+        )
+      ).map(toOutbox),
     queuedBefore: async (puppetId, before, limit = 1000) =>
       (
         await db.query(

@@ -135,6 +135,8 @@ export interface OutboxRepository {
    * the entries up to that `seq` (the ones a sender has written already).
    */
   queued(puppetId: number, limit?: number, after?: ReadonlyMap<number, number>): Promise<OutboxEntry[]>;
+  /** Queued entries of one portal of a puppet after `afterSeq`, in order (a range of the queued index). */
+  queuedIn(puppetId: number, portalId: number, afterSeq: number, limit?: number): Promise<OutboxEntry[]>;
   /** Queued entries of a puppet written before `before` (ms), oldest first: too old to wait on. */
   queuedBefore(puppetId: number, before: number, limit?: number): Promise<OutboxEntry[]>;
   /** Queued entries, of one puppet when given. */

@@ -228,6 +228,12 @@ function outboxRepository(
       ).all(puppetId, ...skip.params, limit) as Row[];
       return rows.map(toOutbox);
     },
+    queuedIn(puppetId, portalId, afterSeq, limit = 1000) {
+      const rows = q(
+        "SELECT * FROM outbox WHERE puppet_id = ? AND portal_id = ? AND state = 'queued' AND seq > ? ORDER BY seq LIMIT ?",
+      ).all(puppetId, portalId, afterSeq, limit) as Row[];
+      return rows.map(toOutbox);
+    },
     queuedBefore(puppetId, before, limit = 1000) {
       const rows = q(
         "SELECT * FROM outbox WHERE puppet_id = ? AND state = 'queued' AND created_at < ? ORDER BY created_at LIMIT ?",

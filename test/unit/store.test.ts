@@ -276,6 +276,36 @@ describe.each(storeBackends())('the store contract on $name', (backend) => {
     expect(await store.outbox.countQueued()).toBe(0);
   });
 
+  it("reads one portal's queued entries after a seq, in order, leaving other portals and other states out", async () => {
+    const store = await backend.open();
+    const p = await store.puppets.create(puppet(1));
+    const a = await store.portals.ensure(p.id, 'a@wa.interop');
+    const b = await store.portals.ensure(p.id, 'b@wa.interop');
+    for (const [id, portal] of [
+      ['a1', a],
+      ['b1', b],
+      ['a2', a],
+      ['a3', a],
+      ['a4', a],
+    ] as const)
+      await store.outbox.enqueue({
+        id,
+        puppetId: p.id,
+        portalId: portal.id,
+        kind: 'text',
+        payload: new Uint8Array([1]),
+      });
+    await store.outbox.advance('a3', 'sent');
+    const after1 = await store.outbox.queuedIn(p.id, a.id, 1);
+    expect(after1.map((e) => [e.id, e.seq])).toEqual([
+      ['a2', 2],
+      ['a4', 4],
+    ]);
+    expect((await store.outbox.queuedIn(p.id, a.id, 0, 1)).map((e) => e.id)).toEqual(['a1']);
+    expect((await store.outbox.queuedIn(p.id, b.id, 0)).map((e) => e.id)).toEqual(['b1']);
+    expect(await store.outbox.queuedIn(p.id + 1, a.id, 0)).toEqual([]);
+  });
+
   it('writes many sent states in one call, clearing their payloads, and never moves an entry back', async () => {
     const store = await backend.open();
     const p = await store.puppets.create(puppet(1));
