@@ -218,9 +218,22 @@ const e2e: Benchmark = {
   samples: Number(process.env.BENCH_E2E_ROUNDS ?? 3),
   warmup: 1,
   cases,
+  // Issue 22's targets (the earlier ones, 1,000 msgs/s sustained and p99 under 20 ms, were
+  // replaced by these: the first measured the world's limit on this machine more than the bridge).
   goals: [
-    { case: /bridge/, atLeast: 1000, text: '1,000 msgs/s sustained' },
-    { case: /bridge/, metric: 'p99_ms', atMost: 20, text: 'p99 under 20 ms at 100 msgs/s' },
+    {
+      case: /bridge/,
+      metric: 'bridge_msgs_per_cpu_second',
+      atLeast: 4000,
+      text: '4,000 msgs per bridge CPU-second (flood)',
+    },
+    {
+      case: /bridge/,
+      metric: 'rate_vs_baseline',
+      atLeast: 0.95,
+      text: 'sustained rate at least 0.95x the no-bridge baseline',
+    },
+    { case: /bridge/, metric: 'p99_ms', atMost: 10, text: 'p99 at most 10 ms at 100 msgs/s' },
   ],
 };
 

@@ -167,7 +167,13 @@ describe('the daemon with both adapters', () => {
   });
 
   it('counts what crossed in its metrics', async () => {
-    const metrics = await (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text();
+    const scrape = async () => (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text();
+    // Nothing waits: the receipts' `sent` states are written a moment after their acks (outbox-marks.ts).
+    await until(
+      async () => metricSample(await scrape(), 'interop_bridge_outbox_oldest_age_seconds') === 0,
+      'no outbox entry left queued',
+    );
+    const metrics = await scrape();
     const sample = (name: string) => metricSample(metrics, name);
     expect(sample('interop_bridge_puppets')).toBe(2);
     expect(sample('interop_bridge_messages_total{direction="outgoing",outcome="queued"}')).toBe(2);
