@@ -118,8 +118,17 @@ export class SdkUser {
     if (options.displayname !== undefined) await user.client.setDisplayName(options.displayname);
     // In memory: the SDK's IndexedDB store needs a browser (or crashes Node without one).
     if (user.crypto) {
-      await user.client.initRustCrypto({ useIndexedDB: false });
-      await quietRustCrypto();
+      // The SDK turns its crypto's tracing on at debug level (console.debug and console.info) as
+      // it starts it: silent until quietRustCrypto has it say errors only (as the demo's check does).
+      const { debug, info } = console;
+      console.debug = console.info = () => undefined;
+      try {
+        await user.client.initRustCrypto({ useIndexedDB: false });
+        await quietRustCrypto();
+      } finally {
+        console.debug = debug;
+        console.info = info;
+      }
       quietSdk();
     }
     const ready = new Promise<void>((resolve, reject) => {
