@@ -3,11 +3,15 @@ import { chmodSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { mergeMigrations, openDatabase, readMigrations } from '../../src/store/database.js';
 import { bridgeMigrations } from '../../app/migrations.js';
-import type { NewPuppet } from '../../src/store/repositories.js';
+import type { NewPuppet, Store } from '../../src/store/repositories.js';
 import { LiveSessionRecord } from '../../src/signal/record.js';
 import { StoreError } from '../../src/errors.js';
 import { storeBackends } from '../support/store-backends.js';
 import { tempDir } from '../support/tmp.js';
+
+/** A queued text entry with a one-byte payload (its content does not matter here). */
+const textEntry = (store: Store, puppetId: number, portalId: number, id: string) =>
+  store.outbox.enqueue({ id, puppetId, portalId, kind: 'text', payload: new Uint8Array([1]) });
 
 const puppet = (n: number): NewPuppet => ({
   localId: `@user${n}:example.org`,
@@ -288,13 +292,7 @@ describe.each(storeBackends())('the store contract on $name', (backend) => {
       ['a3', a],
       ['a4', a],
     ] as const)
-      await store.outbox.enqueue({
-        id,
-        puppetId: p.id,
-        portalId: portal.id,
-        kind: 'text',
-        payload: new Uint8Array([1]),
-      });
+      await textEntry(store, p.id, portal.id, id);
     await store.outbox.advance('a3', 'sent');
     const after1 = await store.outbox.queuedIn(p.id, a.id, 1);
     expect(after1.map((e) => [e.id, e.seq])).toEqual([
@@ -310,14 +308,7 @@ describe.each(storeBackends())('the store contract on $name', (backend) => {
     const store = await backend.open();
     const p = await store.puppets.create(puppet(1));
     const portal = await store.portals.ensure(p.id, 'a@wa.interop');
-    for (const id of ['s1', 's2', 's3', 's4'])
-      await store.outbox.enqueue({
-        id,
-        puppetId: p.id,
-        portalId: portal.id,
-        kind: 'text',
-        payload: new Uint8Array([7]),
-      });
+    for (const id of ['s1', 's2', 's3', 's4']) await textEntry(store, p.id, portal.id, id);
     await store.outbox.advance('s2', 'delivered');
     await store.outbox.advanceAllSent(['s1', 's2', 's3', 'unknown']);
     await store.outbox.advanceAllSent([]);
