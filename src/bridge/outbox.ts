@@ -67,8 +67,11 @@ export class OutboxSender {
 
   /** Group messages written and not acked yet: the devices they carry the sender key to. */
   private readonly keySentWith = new Map<string, { group: string; devices: string[] }>();
-  /** Acknowledged entries whose `sent` state is not written yet (outbox-marks.ts). */
-  private readonly marks: SentMarks;
+  /**
+   * Acknowledged entries whose `sent` state is not written yet (outbox-marks.ts). Made at the
+   * first ack, as `fresh` at the first kick: an idle puppet (of thousands) holds neither.
+   */
+  private marksMade: SentMarks | undefined;
   /** After a reconnect: the marks are written before the queue is read again. */
   private marksFirst = false;
   /**
@@ -76,7 +79,7 @@ export class OutboxSender {
    * delivery that wrote an entry knows its portal): a pass reads only those, each a range of the
    * queued index after what this connection wrote, instead of every queued entry of the puppet.
    */
-  private readonly fresh = new Set<number>();
+  private fresh: Set<number> | undefined;
   /** The next pass reads every portal: a (re)connect, a retry, a kick that names no portal. */
   private everything = true;
 
@@ -84,9 +87,7 @@ export class OutboxSender {
     private readonly ctx: PuppetContext,
     private readonly devices: RemoteDevices,
     private readonly groups: PuppetGroups,
-  ) {
-    this.marks = new SentMarks(ctx.store.outbox, ctx.log);
-  }
+  ) {}
 
   /** A new connection: nothing written on the old one counts as sent; send everything queued. */
   onConnected(): void {
@@ -110,21 +111,25 @@ export class OutboxSender {
     clearTimeout(this.retryTimer);
   }
 
+  private marks(): SentMarks {
+    return (this.marksMade ??= new SentMarks(this.ctx.store.outbox, this.ctx.log));
+  }
+
   /** Entries known to be sent whose state is not written yet: still `queued` in the store. */
   unwritten(): number {
-    return this.marks.size;
+    return this.marksMade?.size ?? 0;
   }
 
   /** Writes what is known and not written yet (the `sent` states): before the puppet is let go. */
   async settled(): Promise<void> {
-    await this.marks.flush();
+    await this.marksMade?.flush();
   }
 
   /** Runs a pass now, or right after the running one; `portalId`: only that portal has new entries. */
   kick(portalId?: number): void {
     if (this.stopped) return;
     if (portalId === undefined) this.everything = true;
-    else this.fresh.add(portalId);
+    else (this.fresh ??= new Set()).add(portalId);
     if (this.running) {
       this.again = true;
       return;
@@ -159,15 +164,15 @@ export class OutboxSender {
     if (this.marksFirst) {
       // Else the entries acknowledged on the old connection would read `queued` and go out again.
       this.marksFirst = false;
-      await this.marks.flush();
+      await this.marksMade?.flush();
     }
     if (this.everything) {
       this.everything = false;
-      this.fresh.clear();
+      this.fresh?.clear();
       await this.readAll(held);
     } else {
-      const portals = [...this.fresh];
-      this.fresh.clear();
+      const portals = this.fresh ? [...this.fresh] : [];
+      this.fresh?.clear();
       for (const portalId of portals) if (!(await this.readPortal(portalId, held))) break;
     }
     if (held.size > 0 && this.retryTimer === undefined) {
@@ -293,7 +298,7 @@ export class OutboxSender {
     const old = await store.outbox.queuedBefore(puppet.id, Date.now() - queueMaxAgeMs, 500);
     for (const entry of old) {
       // Written on this connection (its ack decides), or acknowledged with its state not yet written.
-      if (this.inFlight.has(entry.id) || this.marks.has(entry.id)) continue;
+      if (this.inFlight.has(entry.id) || this.marksMade?.has(entry.id) === true) continue;
       await this.failEntry(entry, tooOldReason(queueMaxAgeMs));
     }
     return old.length;
@@ -482,7 +487,7 @@ export class OutboxSender {
     if (known) {
       // Written on this connection and not yet receipted (a receipt takes it out of `inFlight`):
       // queued in the store, and this process its only writer. The state is written soon.
-      this.marks.add(id);
+      this.marks().add(id);
     } else if (!(await this.ctx.store.outbox.advance(id, 'sent'))) return;
     this.remember(entry, 'sent');
     await this.report(entry, 'sent');
@@ -507,7 +512,7 @@ export class OutboxSender {
     // Nothing follows a receipt's ack: its state is only written with others, in one commit.
     for (const id of waiting) {
       this.inFlight.delete(id);
-      this.marks.add(id);
+      this.marks().add(id);
     }
   }
 
@@ -530,7 +535,7 @@ export class OutboxSender {
     if (!entry || entry.puppetId !== this.ctx.puppet.id || entry.kind === RECEIPT_KIND) return {};
     // A receipt proves the gateway stored it, even if its ack was lost with a connection.
     this.inFlight.delete(id);
-    this.marks.settle(id); // the write below moves it past `sent`
+    this.marksMade?.settle(id); // the write below moves it past `sent`
     // The same state again is the gateway's redelivery of a receipt not acknowledged before a
     // crash: it may not have been shown, so it is shown again (a repeat is harmless).
     const advanced = await this.ctx.store.outbox.advance(id, state);
@@ -541,7 +546,7 @@ export class OutboxSender {
 
   private async failEntry(entry: OutboxEntry, reason: string): Promise<void> {
     this.inFlight.delete(entry.id);
-    this.marks.settle(entry.id);
+    this.marksMade?.settle(entry.id);
     await this.ctx.store.outbox.fail(entry.id, reason);
     this.ctx.log?.info({ id: entry.id, reason }, 'outbox entry failed');
     await this.report(entry, 'failed', { reason });
