@@ -3,6 +3,7 @@
  * during the handshake, and as the two transport ciphers after Split().
  */
 import { type Aead, aeadOf, type CipherFunctions, KEYLEN, MAX_NONCE } from './cipher-functions.js';
+import { unpooledCopy } from '../../util/unpooled.js';
 import { NoiseError } from './errors.js';
 
 /**
@@ -38,7 +39,8 @@ export class CipherState {
     if (key !== null && key.length !== KEYLEN) {
       throw new NoiseError('noise_invalid_key', `a Noise cipher key is ${KEYLEN} bytes, got ${key.length}`);
     }
-    this.k = key === null ? null : Buffer.from(key);
+    // Kept for the session's life: out of Buffer's shared pool (src/util/unpooled.ts).
+    this.k = key === null ? null : unpooledCopy(key);
     this.high = 0;
     this.low = 0;
   }

@@ -5,6 +5,7 @@
  */
 import crypto, { type KeyObject } from 'node:crypto';
 
+import { unpooledCopy } from '../../util/unpooled.js';
 import { NoiseError } from './errors.js';
 
 /** The spec's DHLEN for 25519. */
@@ -73,8 +74,9 @@ export function keyPairFromPrivateKey(privateKey: Buffer): KeyPair {
   }
   let publicKeyObject: KeyObject | undefined;
   return {
-    publicKey: Buffer.from(x, 'base64url'),
-    privateKey: Buffer.from(privateKey),
+    // Kept as long as the key pair: out of Buffer's shared pool (src/util/unpooled.ts).
+    publicKey: unpooledCopy(Buffer.from(x, 'base64url')),
+    privateKey: unpooledCopy(privateKey),
     privateKeyObject,
     get publicKeyObject(): KeyObject {
       return (publicKeyObject ??= crypto.createPublicKey(privateKeyObject));
@@ -149,7 +151,7 @@ export function preSharedStaticDh(keyPair: KeyPair, publicKey: PublicKey): Buffe
     const oldest = byRemote.keys().next();
     if (oldest.done !== true) byRemote.delete(oldest.value);
   }
-  byRemote.set(id, Buffer.from(shared));
+  byRemote.set(id, unpooledCopy(shared));
   return shared;
 }
 
