@@ -12,13 +12,13 @@
  * Gajim do for messages with the same id from the same sender; the bridge core does for its own
  * ids). Dropping unconfirmed stanzas instead would lose messages, which is worse.
  *
- * By default the "ping" is a headline message to the component's own domain: the server routes it
- * back to us, and its arrival is the proof (the server handled it after everything written before
- * it). That needs no server module, no knowledge of the server's domain and no answer: one write
- * and one read per confirmation, where an iq ping to ourselves cost two of each (the server routed
- * the get to us, we answered, it routed the result back). With `pingTo`, an XEP-0199 ping goes
- * there and its answer is the proof. The same pings, on a timer, detect a dead TCP connection. The
- * ping is written in the same corked batch as the stanzas it confirms.
+ * The ping goes to the component's own domain by default: the server routes it back to us, we
+ * answer it, and the server routes the answer back. That needs no server module and no knowledge
+ * of the server's domain; the same pings, on a timer, detect a dead TCP connection. The ping is
+ * written in the same corked batch as the stanzas it confirms. (A headline message to ourselves,
+ * whose routed arrival would be the proof with one trip instead of two, was tried and dropped: on
+ * ejabberd the quicker confirmation let a message the server had routed but not yet stored count
+ * as delivered, and a server restart lost it: docs/BENCHMARKS.md.)
  */
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
@@ -493,12 +493,12 @@ export class ComponentLink extends EventEmitter<ComponentLinkEvents> {
       this.entity.socket?.destroy();
     }, timeoutMs);
     this.ping = { id, upTo, timer };
-    const { domain, pingTo } = this.options;
-    const ping =
-      pingTo === undefined
-        ? xml('message', { type: 'headline', id, from: domain, to: domain })
-        : xml('iq', { type: 'get', id, from: domain, to: pingTo }, xml('ping', { xmlns: NS_PING }));
-    this.entity.send(ping).catch(() => undefined); // a failed write is followed by the drop
+    const iq = xml(
+      'iq',
+      { type: 'get', id, from: this.options.domain, to: this.options.pingTo ?? this.options.domain },
+      xml('ping', { xmlns: NS_PING }),
+    );
+    this.entity.send(iq).catch(() => undefined); // a failed write is followed by the drop
   }
 
   private onPingAnswer(): void {
@@ -542,16 +542,6 @@ export class ComponentLink extends EventEmitter<ComponentLinkEvents> {
   // --- incoming --------------------------------------------------------------------------------
 
   private onStanza(el: Element): void {
-    if (
-      el.name === 'message' &&
-      el.attrs.from === this.options.domain &&
-      el.attrs.to === this.options.domain
-    ) {
-      // Our own ping, routed back (sendPing): the current one confirms; an older one, or anything
-      // else from our domain to itself, is nobody's message.
-      if (this.ping && el.attrs.id === this.ping.id) this.onPingAnswer();
-      return;
-    }
     if (el.name === 'iq') {
       const type = el.attrs.type;
       if ((type === 'result' || type === 'error') && this.ping && el.attrs.id === this.ping.id) {
