@@ -42,6 +42,7 @@ import { BridgeError, UndeliverableError } from './errors.js';
 import type { GroupRequest } from './adapter.js';
 import type { GroupChange, GroupSnapshot } from './events.js';
 import type { RemoteDevices } from './sessions.js';
+import { LazyMap } from '../util/lazy-map.js';
 
 /** Groups live on this server: `<id>@g.wa.interop`. */
 export const GROUP_SERVER = 'g.wa.interop';
@@ -171,8 +172,8 @@ export class PuppetGroups {
    * The puppet's groups as stored, parsed, and the devices holding its sender key, read once each:
    * this process is the only writer of its puppet's rows, so a message reads neither again.
    */
-  private readonly known = new Map<string, GroupInfo | undefined>();
-  private readonly holders = new Map<string, Set<string>>();
+  private readonly known = new LazyMap<string, GroupInfo | undefined>();
+  private readonly holders = new LazyMap<string, Set<string>>();
 
   constructor(
     private readonly ctx: PuppetContext,

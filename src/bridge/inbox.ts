@@ -33,6 +33,7 @@ import {
 } from './groups.js';
 import { isGroupAdapter } from './adapter.js';
 import type { GroupInfo } from '../protocol/stanza/index.js';
+import { LazyMap } from '../util/lazy-map.js';
 
 /**
  * What the inbox row holds (sealed with the at-rest key while pending, cleared once delivered): the
@@ -59,7 +60,7 @@ export const LOST_INCOMING_TEXT =
   '(sent a message that could not be shown: the bridge lost the key it was kept under while it waited for you)';
 
 export class IncomingHandler {
-  private readonly retries = new Map<string, number>();
+  private readonly retries = new LazyMap<string, number>();
   /**
    * Hands recorded entries to the adapter. With several workers the adapters run in another
    * process (the front, src/cluster/relay.ts): then `handoff` tells it instead, and it delivers.

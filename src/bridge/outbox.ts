@@ -29,6 +29,7 @@ const TOO_LARGE = new Set(['stanza_too_large', 'stanza_text_too_long', 'transpor
 
 export { RECEIPT_KIND, encodePayload, decodePayload, type ReceiptPayload } from './outbox-payload.js';
 import { decodePayload, RECEIPT_KIND, type ReceiptPayload } from './outbox-payload.js';
+import { LazyMap } from '../util/lazy-map.js';
 
 /** Built contents kept for retry receipts, so a resend does not rebuild (or re-upload media). */
 const CONTENT_CACHE_SIZE = 256;
@@ -48,25 +49,25 @@ export class OutboxSender {
    * Entries written on the current connection and not yet acknowledged, by wire id (without their
    * payload: what an ack or a receipt needs to report, so it reads nothing back).
    */
-  private readonly inFlight = new Map<string, OutboxEntry>();
+  private readonly inFlight = new LazyMap<string, OutboxEntry>();
   /**
    * Per portal, the highest `seq` written on the current connection: everything up to it is in
    * flight or settled (a portal's entries go out in order), so a pass does not read it again.
    */
-  private readonly writtenUpTo = new Map<number, number>();
+  private readonly writtenUpTo = new LazyMap<number, number>();
   /** Entries acknowledged lately, as in `inFlight`, for the receipts that follow (bounded). */
-  private readonly recent = new Map<string, OutboxEntry>();
+  private readonly recent = new LazyMap<string, OutboxEntry>();
   /** Receipt entries in flight, by the receipted message id (the gateway acks a receipt by it). */
-  private readonly receiptsInFlight = new Map<string, Set<string>>();
-  private readonly contents = new Map<string, BuiltContent>();
+  private readonly receiptsInFlight = new LazyMap<string, Set<string>>();
+  private readonly contents = new LazyMap<string, BuiltContent>();
   /** Portals by id; only their id and remote JID are read here, and those never change. */
-  private readonly portals = new Map<number, Portal>();
+  private readonly portals = new LazyMap<number, Portal>();
   private running = false;
   private again = false;
   private stopped = false;
 
   /** Group messages written and not acked yet: the devices they carry the sender key to. */
-  private readonly keySentWith = new Map<string, { group: string; devices: string[] }>();
+  private readonly keySentWith = new LazyMap<string, { group: string; devices: string[] }>();
   /**
    * Acknowledged entries whose `sent` state is not written yet (outbox-marks.ts). Made at the
    * first ack, as `fresh` at the first kick: an idle puppet (of thousands) holds neither.

@@ -16,6 +16,7 @@ import { isProfileAdapter } from './adapter.js';
 import type { PuppetContext } from './context.js';
 import type { ContactProfile } from './events.js';
 import { isGroupJid } from './groups.js';
+import { LazyMap } from '../util/lazy-map.js';
 
 /** The largest picture the gateway serves (PROTOCOL.md 5.8.2): 256 KiB. */
 const MAX_PICTURE_BYTES = 262_144;
@@ -28,9 +29,9 @@ interface Known {
 
 export class PuppetProfiles {
   /** What was shown of each contact in this run. */
-  private readonly known = new Map<string, Known>();
+  private readonly known = new LazyMap<string, Known>();
   /** Contacts whose profile is being read (one read at a time each). */
-  private readonly reading = new Map<string, Promise<void>>();
+  private readonly reading = new LazyMap<string, Promise<void>>();
 
   constructor(
     private readonly ctx: PuppetContext,

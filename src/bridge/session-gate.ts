@@ -17,6 +17,7 @@ import type { RemoteIdentity, SignalBackend, StoredPreKey } from '../signal/inde
 import type { LiveSessionRecord } from '../signal/record.js';
 import type { SenderKeyAddress, SenderKeyBackend } from '../signal/sender-key-store.js';
 import type { Store, StoreWrites } from '../store/repositories.js';
+import { LazyMap } from '../util/lazy-map.js';
 
 type Write =
   | { kind: 'session'; address: string; record: LiveSessionRecord | undefined }
@@ -36,11 +37,11 @@ const senderKeyOf = (distributionId: string, sender: SenderKeyAddress): string =
 
 export class SessionWriteGate implements SignalBackend {
   private held: Write[] | undefined;
-  private readonly sessions = new Map<string, LiveSessionRecord | undefined>();
+  private readonly sessions = new LazyMap<string, LiveSessionRecord | undefined>();
   private readonly removedPreKeys = new Set<number>();
-  private readonly identities = new Map<string, RemoteIdentity>();
+  private readonly identities = new LazyMap<string, RemoteIdentity>();
   /** Sender keys a group decryption moved on while held (kept with the rest, committed with it). */
-  private readonly senderKeyRecords = new Map<string, Uint8Array | null>();
+  private readonly senderKeyRecords = new LazyMap<string, Uint8Array | null>();
   private waiting: (() => void)[] = [];
 
   /**

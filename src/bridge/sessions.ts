@@ -7,6 +7,7 @@ import { formatJid, NATIVE_SERVER, parseJid, type PreKeyBundle } from '../protoc
 import { signalAddress, userJidOfAddress } from '../signal/address.js';
 import type { PuppetContext } from './context.js';
 import { UndeliverableError } from './errors.js';
+import { LazyMap } from '../util/lazy-map.js';
 
 /** How long a directory answer is trusted before asking again. */
 const DEVICE_LIST_TTL_MS = 5 * 60 * 1000;
@@ -18,7 +19,7 @@ export function addressUser(userJid: string): string {
 }
 
 export class RemoteDevices {
-  private readonly lists = new Map<string, { devices: number[]; at: number }>();
+  private readonly lists = new LazyMap<string, { devices: number[]; at: number }>();
 
   constructor(private readonly ctx: PuppetContext) {}
 

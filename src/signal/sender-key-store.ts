@@ -5,6 +5,7 @@
  * anything made from the state leaves. The operations of sender-keys.ts call both themselves.
  */
 import { SignalError } from './errors.js';
+import { LazyMap } from '../util/lazy-map.js';
 
 /** A sender device, as libsignal's ProtocolAddress: a name (a Signal address's user part) and a device id. */
 export interface SenderKeyAddress {
@@ -49,7 +50,7 @@ export const senderKeyId = (distributionId: string, sender: SenderKeyAddress): s
 
 /** Everything in memory (tests, benchmarks). */
 export class MemorySenderKeyBackend implements SenderKeyBackend {
-  private readonly records = new Map<string, Uint8Array>();
+  private readonly records = new LazyMap<string, Uint8Array>();
 
   prepare(): Promise<void> {
     return Promise.resolve();

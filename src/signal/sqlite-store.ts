@@ -17,6 +17,7 @@ import {
   type StoredPreKey,
   type StoredSignedPreKey,
 } from './store.js';
+import { LazyMap } from '../util/lazy-map.js';
 
 export interface SqliteSignalBackendOptions {
   /** Decoded session records kept per puppet (least recently used dropped first). Default 512. */
@@ -26,8 +27,8 @@ export interface SqliteSignalBackendOptions {
 
 export class SqliteSignalBackend implements SignalBackend {
   private readonly tables: SignalTables;
-  private readonly sessions = new Map<string, LiveSessionRecord>();
-  private readonly identities = new Map<string, RemoteIdentity | null>();
+  private readonly sessions = new LazyMap<string, LiveSessionRecord>();
+  private readonly identities = new LazyMap<string, RemoteIdentity | null>();
   private readonly cacheSize: number;
   private identity: LocalIdentity | undefined;
 

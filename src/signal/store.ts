@@ -16,6 +16,7 @@ import {
 import { DJB_TYPE, KEY_LENGTH, toArrayBuffer } from './curve.js';
 import { SignalError } from './errors.js';
 import { decodeRecord, encodeRecord, LIVE_RECORD, LiveSessionRecord } from './record.js';
+import { LazyMap } from '../util/lazy-map.js';
 
 /** The puppet's own identity: the 14-bit registration id and its Curve25519 identity key pair. */
 export interface LocalIdentity {
@@ -262,7 +263,7 @@ const keyIdOf = (keyId: number | string): number => (typeof keyId === 'number' ?
  * only refuses a key the user has blocked.
  */
 export class SignalProtocolStore implements StorageType {
-  private readonly working = new Map<string, LiveSessionRecord>();
+  private readonly working = new LazyMap<string, LiveSessionRecord>();
   private cachedIdentity: KeyPairType | undefined;
 
   constructor(readonly backend: SignalBackend) {}

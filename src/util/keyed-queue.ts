@@ -1,6 +1,8 @@
+import { LazyMap } from './lazy-map.js';
+
 /** Runs tasks one at a time per key, in call order; different keys run concurrently. */
 export class KeyedQueue {
-  private readonly tails = new Map<string, Promise<unknown>>();
+  private readonly tails = new LazyMap<string, Promise<unknown>>();
 
   /** Runs `task` after every task queued earlier under `key` has settled (resolved or rejected). */
   run<T>(key: string, task: () => Promise<T>): Promise<T> {
