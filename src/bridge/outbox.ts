@@ -23,13 +23,13 @@ import { LOST_KEY_REASON, tooOldReason } from './outbox-reasons.js';
 import { isGroupJid, type PuppetGroups } from './groups.js';
 import { SentMarks } from './outbox-marks.js';
 import { receiptForOtherDevice, sendCopies } from './outbox-own-devices.js';
+import { LazyMap } from '../util/lazy-map.js';
 
 /** Encoding failures no retry can fix: the stanza or its frame exceeds the wire's limits. */
 const TOO_LARGE = new Set(['stanza_too_large', 'stanza_text_too_long', 'transport_outgoing_frame_too_large']);
 
 export { RECEIPT_KIND, encodePayload, decodePayload, type ReceiptPayload } from './outbox-payload.js';
 import { decodePayload, RECEIPT_KIND, type ReceiptPayload } from './outbox-payload.js';
-import { LazyMap } from '../util/lazy-map.js';
 
 /** Built contents kept for retry receipts, so a resend does not rebuild (or re-upload media). */
 const CONTENT_CACHE_SIZE = 256;
