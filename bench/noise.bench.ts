@@ -11,6 +11,7 @@ import {
   IK_PROTOCOL,
   XX_PROTOCOL,
   generateKeyPair,
+  keyPairFromPrivateKey,
   importPublicKey,
   type KeyPair,
   type NoiseTransport,
@@ -48,7 +49,9 @@ let keys: Keys | undefined;
 function staticKeys(): Keys {
   if (keys === undefined) {
     const server = generateKeyPair();
-    keys = { client: generateKeyPair(), server, pinnedServer: importPublicKey(server.publicKey) };
+    // The client's as a puppet's: a static key pair, whose KeyObject is held weakly (dh.ts).
+    const client = keyPairFromPrivateKey(generateKeyPair().privateKey);
+    keys = { client, server, pinnedServer: importPublicKey(server.publicKey) };
   }
   return keys;
 }
@@ -76,14 +79,29 @@ function handshakeXX(k: Keys): [NoiseTransport, NoiseTransport] {
 /**
  * A fresh IK handshake with the pinned server key: two messages. The client's DH(s, rs) is the same
  * on every connection to the same server key, and the Noise layer remembers it per key pair
- * object; `cold` passes a copy of the client key pair each time, to measure a first connection.
+ * object; `cold` passes another object for the client key pair each time (the same keys and
+ * KeyObjects), to measure a first connection.
  */
+/** The same key pair under another identity (a spread would lose the class's getters). */
+function anotherObject(pair: KeyPair): KeyPair {
+  return {
+    publicKey: pair.publicKey,
+    privateKey: pair.privateKey,
+    get privateKeyObject() {
+      return pair.privateKeyObject;
+    },
+    get publicKeyObject() {
+      return pair.publicKeyObject;
+    },
+  };
+}
+
 function handshakeIK(k: Keys, cold = false): [NoiseTransport, NoiseTransport] {
   const client = HandshakeState.initialize({
     protocol: IK_PROTOCOL,
     initiator: true,
     prologue: PROLOGUE,
-    s: cold ? { ...k.client } : k.client,
+    s: cold ? anotherObject(k.client) : k.client,
     rs: k.pinnedServer,
   });
   const server = HandshakeState.initialize({

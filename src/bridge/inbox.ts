@@ -33,7 +33,7 @@ import {
 } from './groups.js';
 import { isGroupAdapter } from './adapter.js';
 import type { GroupInfo } from '../protocol/stanza/index.js';
-import { LazyMap } from '../util/lazy-map.js';
+import { LazyMap, LazySet } from '../util/lazy-map.js';
 
 /**
  * What the inbox row holds (sealed with the at-rest key while pending, cleared once delivered): the
@@ -262,7 +262,7 @@ export class InboxDelivery {
   /** Entries recorded before this handler existed may have been handed to the adapter by a previous run. */
   private readonly since = Date.now();
   /** Entries handed to the adapter in this run whose delivery was not recorded yet. */
-  private readonly attempted = new Set<string>();
+  private readonly attempted = new LazySet<string>();
 
   constructor(private readonly ctx: DeliveryContext) {}
 

@@ -23,7 +23,7 @@ import { LOST_KEY_REASON, tooOldReason } from './outbox-reasons.js';
 import { isGroupJid, type PuppetGroups } from './groups.js';
 import { SentMarks } from './outbox-marks.js';
 import { receiptForOtherDevice, sendCopies } from './outbox-own-devices.js';
-import { LazyMap } from '../util/lazy-map.js';
+import { LazyMap, LazySet } from '../util/lazy-map.js';
 
 /** Encoding failures no retry can fix: the stanza or its frame exceeds the wire's limits. */
 const TOO_LARGE = new Set(['stanza_too_large', 'stanza_text_too_long', 'transport_outgoing_frame_too_large']);
@@ -70,7 +70,7 @@ export class OutboxSender {
   private readonly keySentWith = new LazyMap<string, { group: string; devices: string[] }>();
   /**
    * Acknowledged entries whose `sent` state is not written yet (outbox-marks.ts). Made at the
-   * first ack, as `fresh` at the first kick: an idle puppet (of thousands) holds neither.
+   * first ack (and `fresh`'s table at the first kick): an idle puppet (of thousands) holds neither.
    */
   private marksMade: SentMarks | undefined;
   /** After a reconnect: the marks are written before the queue is read again. */
@@ -80,7 +80,7 @@ export class OutboxSender {
    * delivery that wrote an entry knows its portal): a pass reads only those, each a range of the
    * queued index after what this connection wrote, instead of every queued entry of the puppet.
    */
-  private fresh: Set<number> | undefined;
+  private readonly fresh = new LazySet<number>();
   /** The next pass reads every portal: a (re)connect, a retry, a kick that names no portal. */
   private everything = true;
 
@@ -130,7 +130,7 @@ export class OutboxSender {
   kick(portalId?: number): void {
     if (this.stopped) return;
     if (portalId === undefined) this.everything = true;
-    else (this.fresh ??= new Set()).add(portalId);
+    else this.fresh.add(portalId);
     if (this.running) {
       this.again = true;
       return;
@@ -169,11 +169,11 @@ export class OutboxSender {
     }
     if (this.everything) {
       this.everything = false;
-      this.fresh?.clear();
+      this.fresh.clear();
       await this.readAll(held);
     } else {
-      const portals = this.fresh ? [...this.fresh] : [];
-      this.fresh?.clear();
+      const portals = [...this.fresh];
+      this.fresh.clear();
       for (const portalId of portals) if (!(await this.readPortal(portalId, held))) break;
     }
     if (held.size > 0 && this.retryTimer === undefined) {

@@ -17,7 +17,7 @@ import type { RemoteIdentity, SignalBackend, StoredPreKey } from '../signal/inde
 import type { LiveSessionRecord } from '../signal/record.js';
 import type { SenderKeyAddress, SenderKeyBackend } from '../signal/sender-key-store.js';
 import type { Store, StoreWrites } from '../store/repositories.js';
-import { LazyMap } from '../util/lazy-map.js';
+import { LazyMap, LazySet } from '../util/lazy-map.js';
 
 type Write =
   | { kind: 'session'; address: string; record: LiveSessionRecord | undefined }
@@ -38,7 +38,7 @@ const senderKeyOf = (distributionId: string, sender: SenderKeyAddress): string =
 export class SessionWriteGate implements SignalBackend {
   private held: Write[] | undefined;
   private readonly sessions = new LazyMap<string, LiveSessionRecord | undefined>();
-  private readonly removedPreKeys = new Set<number>();
+  private readonly removedPreKeys = new LazySet<number>();
   private readonly identities = new LazyMap<string, RemoteIdentity>();
   /** Sender keys a group decryption moved on while held (kept with the rest, committed with it). */
   private readonly senderKeyRecords = new LazyMap<string, Uint8Array | null>();
@@ -106,26 +106,25 @@ export class SessionWriteGate implements SignalBackend {
    * The backend must be on the store's database, as the Signal backend is.
    */
   senderKeys(inner: SenderKeyBackend): SenderKeyBackend {
-    return {
-      prepare: (distributionId) => inner.prepare(distributionId),
-      // What is held is made durable by the commit, which whoever sends a ciphertext waits for
-      // (`flushed()`); waiting for it here would stall the decryption that holds it.
-      flush: () => inner.flush(),
-      getSenderKey: (distributionId, sender) => {
-        const kept = this.senderKeyRecords.get(senderKeyOf(distributionId, sender));
-        return kept === undefined ? inner.getSenderKey(distributionId, sender) : (kept ?? undefined);
-      },
-      putSenderKey: (distributionId, sender, record) => {
-        if (!this.held) return inner.putSenderKey(distributionId, sender, record);
-        this.senderKeyRecords.set(senderKeyOf(distributionId, sender), record);
-        this.held.push({ kind: 'senderKey', to: inner, distributionId, sender, record });
-      },
-      deleteSenderKey: (distributionId, sender) => {
-        if (!this.held) return inner.deleteSenderKey(distributionId, sender);
-        this.senderKeyRecords.set(senderKeyOf(distributionId, sender), null);
-        this.held.push({ kind: 'senderKey', to: inner, distributionId, sender, record: null });
-      },
-    };
+    return new GatedSenderKeys(this, inner);
+  }
+
+  /** A sender key write kept while held (null: a kept deletion); undefined when none is kept. */
+  keptSenderKey(distributionId: string, sender: SenderKeyAddress): Uint8Array | null | undefined {
+    return this.senderKeyRecords.get(senderKeyOf(distributionId, sender));
+  }
+
+  /** Keeps a sender key write (null: a deletion) for the commit, if held; false if not held. */
+  holdSenderKey(
+    to: SenderKeyBackend,
+    distributionId: string,
+    sender: SenderKeyAddress,
+    record: Uint8Array | null,
+  ): boolean {
+    if (!this.held) return false;
+    this.senderKeyRecords.set(senderKeyOf(distributionId, sender), record);
+    this.held.push({ kind: 'senderKey', to, distributionId, sender, record });
+    return true;
   }
 
   /** Resolves once nothing is held and the backend has made every write durable. */
@@ -203,16 +202,71 @@ export class SessionWriteGate implements SignalBackend {
     this.held.push({ kind: 'identity', identity });
   }
 
-  localIdentity = () => this.inner.localIdentity();
-  putPreKeys = (keys: readonly StoredPreKey[]) => this.inner.putPreKeys(keys);
-  markPreKeysUploaded = (keyIds: readonly number[]) => this.inner.markPreKeysUploaded(keyIds);
-  allocatePreKeyIds = (count: number) => this.inner.allocatePreKeyIds(count);
-  allocateSignedPreKeyId = () => this.inner.allocateSignedPreKeyId();
-  signedPreKey: SignalBackend['signedPreKey'] = (keyId) => this.inner.signedPreKey(keyId);
-  signedPreKeys: SignalBackend['signedPreKeys'] = () => this.inner.signedPreKeys();
-  putSignedPreKey: SignalBackend['putSignedPreKey'] = (key) => this.inner.putSignedPreKey(key);
-  removeSignedPreKey = (keyId: number) => this.inner.removeSignedPreKey(keyId);
+  // Plain delegation, as methods (fields of arrow functions were a closure each per puppet).
+  localIdentity(): ReturnType<SignalBackend['localIdentity']> {
+    return this.inner.localIdentity();
+  }
+  putPreKeys(keys: readonly StoredPreKey[]): void {
+    this.inner.putPreKeys(keys);
+  }
+  markPreKeysUploaded(keyIds: readonly number[]): void {
+    this.inner.markPreKeysUploaded(keyIds);
+  }
+  allocatePreKeyIds(count: number): ReturnType<SignalBackend['allocatePreKeyIds']> {
+    return this.inner.allocatePreKeyIds(count);
+  }
+  allocateSignedPreKeyId(): ReturnType<SignalBackend['allocateSignedPreKeyId']> {
+    return this.inner.allocateSignedPreKeyId();
+  }
+  signedPreKey(keyId: number): ReturnType<SignalBackend['signedPreKey']> {
+    return this.inner.signedPreKey(keyId);
+  }
+  signedPreKeys(): ReturnType<SignalBackend['signedPreKeys']> {
+    return this.inner.signedPreKeys();
+  }
+  putSignedPreKey(key: Parameters<SignalBackend['putSignedPreKey']>[0]): void {
+    this.inner.putSignedPreKey(key);
+  }
+  removeSignedPreKey(keyId: number): void {
+    this.inner.removeSignedPreKey(keyId);
+  }
   atomically<T>(work: () => T): T {
     return this.inner.atomically(work);
+  }
+}
+
+/**
+ * A puppet's sender keys behind its gate (`SessionWriteGate.senderKeys`). A class, not an object
+ * of closures: a puppet keeps one for its life.
+ */
+class GatedSenderKeys implements SenderKeyBackend {
+  constructor(
+    private readonly gate: SessionWriteGate,
+    private readonly inner: SenderKeyBackend,
+  ) {}
+
+  prepare(distributionId: string): Promise<void> {
+    return this.inner.prepare(distributionId);
+  }
+
+  // What is held is made durable by the commit, which whoever sends a ciphertext waits for
+  // (`flushed()`); waiting for it here would stall the decryption that holds it.
+  flush(): Promise<void> {
+    return this.inner.flush();
+  }
+
+  getSenderKey(distributionId: string, sender: SenderKeyAddress): Uint8Array | undefined {
+    const kept = this.gate.keptSenderKey(distributionId, sender);
+    return kept === undefined ? this.inner.getSenderKey(distributionId, sender) : (kept ?? undefined);
+  }
+
+  putSenderKey(distributionId: string, sender: SenderKeyAddress, record: Uint8Array): void {
+    if (!this.gate.holdSenderKey(this.inner, distributionId, sender, record))
+      this.inner.putSenderKey(distributionId, sender, record);
+  }
+
+  deleteSenderKey(distributionId: string, sender: SenderKeyAddress): void {
+    if (!this.gate.holdSenderKey(this.inner, distributionId, sender, null))
+      this.inner.deleteSenderKey(distributionId, sender);
   }
 }

@@ -22,6 +22,7 @@ import {
 } from '../protocol/stanza/index.js';
 import type { NoiseSocket } from '../protocol/transport/index.js';
 import { Backoff } from '../util/backoff.js';
+import { LazyMap } from '../util/lazy-map.js';
 import type { ConnectionGate } from './gate.js';
 
 export type ConnectionState = 'idle' | 'connecting' | 'connected' | 'waiting' | 'stopped' | 'refused';
@@ -76,13 +77,14 @@ export class GatewayConnection extends EventEmitter<GatewayConnectionEvents> {
   private stateValue: ConnectionState = 'idle';
   private socket: NoiseSocket | undefined;
   private readonly backoff: Backoff;
-  private readonly pending = new Map<string, Pending>();
+  private readonly pending = new LazyMap<string, Pending>();
   private nextId = 1;
   private serverKey: Uint8Array | undefined;
   private wake: (() => void) | undefined;
   private loop: Promise<void> | undefined;
   private reason: ConnectReason = ConnectReason.USER_ACTIVATED;
-  private abort = new AbortController();
+  /** Only while waiting at the connect gate: what `stop()` aborts that wait with. */
+  private abort: AbortController | undefined;
 
   constructor(private readonly options: GatewayConnectionOptions) {
     super();
@@ -106,14 +108,13 @@ export class GatewayConnection extends EventEmitter<GatewayConnectionEvents> {
   start(): void {
     if (this.loop) return;
     if (this.stateValue === 'stopped') this.stateValue = 'idle'; // started again after stop()
-    if (this.abort.signal.aborted) this.abort = new AbortController();
     this.loop = this.run();
   }
 
   /** Closes the connection and ends the loop; pending requests fail. */
   async stop(): Promise<void> {
     this.setState('stopped');
-    this.abort.abort();
+    this.abort?.abort();
     this.socket?.close();
     this.wake?.();
     await this.loop;
@@ -218,13 +219,29 @@ export class GatewayConnection extends EventEmitter<GatewayConnectionEvents> {
   }
 
   private async connectOnce(): Promise<NoiseSocket> {
-    const release = await this.options.gate?.acquire(this.abort.signal);
+    const release = await this.passGate();
     // 'connecting' means dialling: a connection waiting at the gate is still idle or waiting.
     this.setState('connecting');
     try {
       return await this.dialAndAuthenticate();
     } finally {
       release?.();
+    }
+  }
+
+  /**
+   * Waits for the connect gate, if any. The AbortController (and the listener the gate leaves on
+   * its signal) lives only for the wait: a connected puppet keeps neither.
+   */
+  private async passGate(): Promise<(() => void) | undefined> {
+    const gate = this.options.gate;
+    if (gate === undefined) return undefined;
+    const abort = new AbortController();
+    this.abort = abort;
+    try {
+      return await gate.acquire(abort.signal);
+    } finally {
+      if (this.abort === abort) this.abort = undefined;
     }
   }
 
@@ -300,7 +317,7 @@ export class GatewayConnection extends EventEmitter<GatewayConnectionEvents> {
     }, keepaliveMs);
     timer.unref();
     try {
-      for await (const frame of socket) {
+      for (let frame = await socket.next(); frame !== undefined; frame = await socket.next()) {
         lastHeard = Date.now();
         let stanza: Stanza;
         try {

@@ -127,7 +127,8 @@ export class SignalSessionManager {
   readonly store: SignalProtocolStore;
   readonly policy: IdentityPolicy;
   private readonly queue = new KeyedQueue();
-  private readonly listeners = new Set<IdentityListener>();
+  /** Replaced, not changed, on each add or removal: a puppet has one, and a Set's table is 148 bytes. */
+  private listeners: readonly IdentityListener[] = [];
   private readonly now: () => number;
   private readonly localUser: string;
   private readonly prekeys: PrekeyUpkeep;
@@ -160,8 +161,10 @@ export class SignalSessionManager {
 
   /** Called with every identity change, whatever operation found it. Returns an unsubscribe function. */
   onIdentityChange(listener: IdentityListener): () => void {
-    this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
+    this.listeners = [...this.listeners, listener];
+    return () => {
+      this.listeners = this.listeners.filter((l) => l !== listener);
+    };
   }
 
   // -------------------------------------------------------------------------------------------

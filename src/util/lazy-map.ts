@@ -1,6 +1,6 @@
 /**
- * A Map whose table is made at its first entry. An empty Map still costs its hash table (about
- * 180 bytes), and a puppet holds a couple of dozen maps that stay empty for most puppets (retries,
+ * A Map (and below, a Set) whose table is made at its first entry. An empty Map still costs its
+ * hash table (about 180 bytes), and a puppet holds a couple of dozen maps that stay empty for most puppets (retries,
  * groups, profile reads, held Signal writes...): at 10,000 puppets that is megabytes of nothing
  * (docs/BENCHMARKS.md, "Scale"). Behaves as a Map; once made, the table stays.
  */
@@ -56,5 +56,57 @@ export class LazyMap<K, V> implements Map<K, V> {
 
   get [Symbol.toStringTag](): string {
     return 'Map';
+  }
+}
+
+const EMPTY_SET = new Set<unknown>();
+
+/** A Set whose table is made at its first entry, for the same reason as LazyMap. Behaves as a Set. */
+export class LazySet<T> implements Set<T> {
+  #set: Set<T> | undefined;
+
+  get size(): number {
+    return this.#set?.size ?? 0;
+  }
+
+  has(value: T): boolean {
+    return this.#set?.has(value) ?? false;
+  }
+
+  add(value: T): this {
+    (this.#set ??= new Set()).add(value);
+    return this;
+  }
+
+  delete(value: T): boolean {
+    return this.#set?.delete(value) ?? false;
+  }
+
+  clear(): void {
+    this.#set?.clear();
+  }
+
+  forEach(fn: (value: T, again: T, set: Set<T>) => void, thisArg?: unknown): void {
+    this.#set?.forEach((value) => fn.call(thisArg, value, value, this));
+  }
+
+  entries(): SetIterator<[T, T]> {
+    return (this.#set ?? (EMPTY_SET as Set<T>)).entries();
+  }
+
+  keys(): SetIterator<T> {
+    return (this.#set ?? (EMPTY_SET as Set<T>)).keys();
+  }
+
+  values(): SetIterator<T> {
+    return (this.#set ?? (EMPTY_SET as Set<T>)).values();
+  }
+
+  [Symbol.iterator](): SetIterator<T> {
+    return this.values();
+  }
+
+  get [Symbol.toStringTag](): string {
+    return 'Set';
   }
 }

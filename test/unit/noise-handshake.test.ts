@@ -1,3 +1,6 @@
+import v8 from 'node:v8';
+import vm from 'node:vm';
+
 import {
   dh,
   generateKeyPair,
@@ -370,5 +373,21 @@ describe('keyPairFromPrivateKey', () => {
     expect(pair.publicKey.toString('hex')).toBe(
       '8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a',
     );
+  });
+
+  it('still does DH after its KeyObject was collected (held weakly, imported again)', async () => {
+    v8.setFlagsFromString('--expose-gc');
+    const gc = vm.runInNewContext('gc') as () => void;
+    const alice = keyPairFromPrivateKey(Buffer.alloc(32, 7));
+    const bob = generateKeyPair();
+    const bobPublic = importPublicKey(bob.publicKey);
+    const before = dh(alice, bobPublic);
+    const firstObject = new WeakRef(alice.privateKeyObject);
+    // A WeakRef's target lives at least until the current job ends.
+    await new Promise((resolve) => setImmediate(resolve));
+    gc();
+    expect(firstObject.deref()).toBeUndefined();
+    expect(dh(alice, bobPublic).equals(before)).toBe(true);
+    expect(dh(bob, importPublicKey(alice.publicKey)).equals(before)).toBe(true);
   });
 });

@@ -57,7 +57,7 @@ function randomPrivateKey(): Buffer {
  * one run in three of a handshake loop). The cost is the same, about 40 µs.
  */
 export function generateKeyPair(): KeyPair {
-  return keyPairFromPrivateKey(randomPrivateKey());
+  return makeKeyPair(randomPrivateKey(), 'ephemeral');
 }
 
 /**
@@ -66,22 +66,59 @@ export function generateKeyPair(): KeyPair {
  * KeyObject, which DH never needs, is only created if someone asks for it.
  */
 export function keyPairFromPrivateKey(privateKey: Buffer): KeyPair {
+  return makeKeyPair(privateKey, 'static');
+}
+
+function makeKeyPair(privateKey: Buffer, kind: 'ephemeral' | 'static'): KeyPair {
   checkLength(privateKey, 'private key');
   const privateKeyObject = importPrivateKey(privateKey);
   const x = privateKeyObject.export({ format: 'jwk' }).x;
   if (x === undefined) {
     throw new NoiseError('noise_invalid_key', 'node:crypto exported an X25519 key without its public part x');
   }
-  let publicKeyObject: KeyObject | undefined;
-  return {
-    // Kept as long as the key pair: out of Buffer's shared pool (src/util/unpooled.ts).
-    publicKey: unpooledCopy(Buffer.from(x, 'base64url')),
-    privateKey: unpooledCopy(privateKey),
-    privateKeyObject,
-    get publicKeyObject(): KeyObject {
-      return (publicKeyObject ??= crypto.createPublicKey(privateKeyObject));
-    },
-  };
+  const publicKey = Buffer.from(x, 'base64url');
+  if (kind === 'ephemeral') return new X25519KeyPair(publicKey, privateKey, privateKeyObject, true);
+  // Kept as long as the key pair: out of Buffer's shared pool (src/util/unpooled.ts).
+  return new X25519KeyPair(unpooledCopy(publicKey), unpooledCopy(privateKey), privateKeyObject, false);
+}
+
+/**
+ * A class rather than an object literal with a getter: a puppet keeps its key pair for its life,
+ * and the literal's accessor made every one a dictionary-mode object (about 0.4 KiB more each).
+ *
+ * A static key's KeyObject is held weakly: OpenSSL's copy of a key costs about 2 KiB of native
+ * memory, and a connected puppet needs it only for its next handshake. Once collected, it is
+ * imported again from the raw key when asked for (about 20 µs, once per handshake at most). An
+ * ephemeral key's is held for its short life.
+ */
+class X25519KeyPair implements KeyPair {
+  #held: KeyObject | undefined;
+  #kept: WeakRef<KeyObject> | undefined;
+  #publicKeyObject: KeyObject | undefined;
+
+  constructor(
+    readonly publicKey: Buffer,
+    readonly privateKey: Buffer,
+    privateKeyObject: KeyObject,
+    ephemeral: boolean,
+  ) {
+    if (ephemeral) this.#held = privateKeyObject;
+    else this.#kept = new WeakRef(privateKeyObject);
+  }
+
+  get privateKeyObject(): KeyObject {
+    if (this.#held !== undefined) return this.#held;
+    let key = this.#kept?.deref();
+    if (key === undefined) {
+      key = importPrivateKey(this.privateKey);
+      this.#kept = new WeakRef(key);
+    }
+    return key;
+  }
+
+  get publicKeyObject(): KeyObject {
+    return (this.#publicKeyObject ??= crypto.createPublicKey(this.privateKeyObject));
+  }
 }
 
 function importPrivateKey(privateKey: Buffer): KeyObject {
@@ -128,7 +165,11 @@ export function dh(keyPair: KeyPair, publicKey: PublicKey): Buffer {
 
 /** Remote static keys remembered per local key pair; a client pins one or two server keys. */
 const STATIC_DH_CACHE_SIZE = 64;
-const staticDhCache = new WeakMap<KeyPair, Map<string, Buffer>>();
+/**
+ * Oldest first. A short list, not a Map: most key pairs only ever meet one server key, and a Map
+ * would make a 148-byte hash table for it.
+ */
+const staticDhCache = new WeakMap<KeyPair, Array<{ readonly id: string; readonly shared: Buffer }>>();
 
 /**
  * DH(s, rs) for a remote static key this side was given before the handshake (IK's pinned server
@@ -140,18 +181,15 @@ const staticDhCache = new WeakMap<KeyPair, Map<string, Buffer>>();
 export function preSharedStaticDh(keyPair: KeyPair, publicKey: PublicKey): Buffer {
   let byRemote = staticDhCache.get(keyPair);
   if (byRemote === undefined) {
-    byRemote = new Map();
+    byRemote = [];
     staticDhCache.set(keyPair, byRemote);
   }
   const id = publicKey.bytes.toString('latin1');
-  const cached = byRemote.get(id);
-  if (cached !== undefined) return Buffer.from(cached);
+  const cached = byRemote.find((e) => e.id === id);
+  if (cached !== undefined) return Buffer.from(cached.shared);
   const shared = dh(keyPair, publicKey);
-  if (byRemote.size >= STATIC_DH_CACHE_SIZE) {
-    const oldest = byRemote.keys().next();
-    if (oldest.done !== true) byRemote.delete(oldest.value);
-  }
-  byRemote.set(id, unpooledCopy(shared));
+  if (byRemote.length >= STATIC_DH_CACHE_SIZE) byRemote.shift();
+  byRemote.push({ id, shared: unpooledCopy(shared) });
   return shared;
 }
 

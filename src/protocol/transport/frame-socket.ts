@@ -74,7 +74,13 @@ export class FrameSocket implements AsyncIterable<Buffer> {
   #queue: Buffer[] = [];
   #queueHead = 0;
   #queuedBytes = 0;
-  #readers: Reader[] = [];
+  /**
+   * Readers waiting for a frame, oldest first: the first in a field, any later ones in a list made
+   * when needed. An idle connection always has one reader waiting, and a list would keep a
+   * 17-slot backing store for it.
+   */
+  #reader: Reader | undefined;
+  #laterReaders: Reader[] | undefined;
   /** Set once no more frames will be queued; `error` is given after the queued frames. */
   #inboxEnd: { error: TransportError | undefined } | undefined;
   #paused = false;
@@ -164,6 +170,15 @@ export class FrameSocket implements AsyncIterable<Buffer> {
     return frame;
   }
 
+  /**
+   * The next frame in order, or undefined once the connection closed cleanly; rejects with the
+   * reason otherwise. What the iterator below does, without an async generator's objects and
+   * promise hops per frame (a connection's reading loop waits in it for its whole life).
+   */
+  next(): Promise<Buffer | undefined> {
+    return this.#next();
+  }
+
   /** Iterates frames in order; ends quietly on a clean close, throws the reason otherwise. Leaving
    * the loop early does not close the connection. */
   async *[Symbol.asyncIterator](): AsyncGenerator<Buffer, void, undefined> {
@@ -230,8 +245,9 @@ export class FrameSocket implements AsyncIterable<Buffer> {
   }
 
   #enqueue = (frame: Buffer): void => {
-    const reader = this.#readers.shift();
+    const reader = this.#reader;
     if (reader) {
+      this.#reader = this.#laterReaders?.shift();
       reader.resolve(frame);
       return;
     }
@@ -262,7 +278,10 @@ export class FrameSocket implements AsyncIterable<Buffer> {
       const { error } = this.#inboxEnd;
       return error ? Promise.reject(error) : Promise.resolve(undefined);
     }
-    return new Promise((resolve, reject) => this.#readers.push({ resolve, reject }));
+    return new Promise((resolve, reject) => {
+      if (this.#reader === undefined) this.#reader = { resolve, reject };
+      else (this.#laterReaders ??= []).push({ resolve, reject });
+    });
   }
 
   /** No more frames will be queued. Readers waiting now (the queue is then empty) learn it at once;
@@ -275,8 +294,9 @@ export class FrameSocket implements AsyncIterable<Buffer> {
       this.#queueHead = 0;
       this.#queuedBytes = 0;
     }
-    const readers = this.#readers;
-    this.#readers = [];
+    const readers = this.#reader ? [this.#reader, ...(this.#laterReaders ?? [])] : [];
+    this.#reader = undefined;
+    this.#laterReaders = undefined;
     for (const reader of readers) {
       if (error) reader.reject(error);
       else reader.resolve(undefined);

@@ -85,6 +85,16 @@ export class NoiseSocket implements AsyncIterable<Buffer> {
     return this.#decrypt(await this.#frames.receive());
   }
 
+  /**
+   * The next decrypted message, or undefined once the connection closed cleanly; rejects with the
+   * reason otherwise (as the iterator below, without its generator: see FrameSocket.next).
+   */
+  async next(): Promise<Buffer | undefined> {
+    if (this.#decryptFailure) throw this.#decryptFailure;
+    const frame = await this.#frames.next();
+    return frame === undefined ? undefined : this.#decrypt(frame);
+  }
+
   /** Iterates decrypted messages; ends on a clean close, throws the reason otherwise. */
   async *[Symbol.asyncIterator](): AsyncGenerator<Buffer, void, undefined> {
     if (this.#decryptFailure) throw this.#decryptFailure;
