@@ -10,6 +10,7 @@
 import { LogService, MatrixClient, MatrixError, type ILogger } from 'matrix-bot-sdk';
 import type { Logger } from '../../src/observability/logger.js';
 import { MatrixAdapterError } from './errors.js';
+import { jsonCall, plainQuery } from './http.js';
 
 export interface RetryPolicy {
   /** Attempts in all, the first included. */
@@ -91,8 +92,14 @@ export async function withRetry<T>(
   }
 }
 
-/** A MatrixClient whose every request goes through `withRetry`. */
+/**
+ * A MatrixClient whose every request goes through `withRetry`, and whose JSON calls go through
+ * http.ts rather than the SDK's request stack (raw answers, such as media, stay with the SDK).
+ */
 export class RetryingMatrixClient extends MatrixClient {
+  /** The user this client acts as (the appservice's `user_id`), as `impersonateUserId` set it. */
+  #actingAs: { userId: string; deviceId?: string | undefined } | undefined;
+
   constructor(
     homeserverUrl: string,
     accessToken: string,
@@ -100,6 +107,55 @@ export class RetryingMatrixClient extends MatrixClient {
     private readonly log?: Logger,
   ) {
     super(homeserverUrl, accessToken);
+  }
+
+  override impersonateUserId(userId: string | null, deviceId?: string): void {
+    super.impersonateUserId(userId, deviceId);
+    this.#actingAs = userId === null ? undefined : { userId, deviceId };
+  }
+
+  /** One attempt, as the SDK's doRequest makes it (the identity it acts as in the query). */
+  #once(
+    method: string,
+    endpoint: string,
+    qs: Record<string, unknown> | null | undefined,
+    body: unknown,
+    timeout: number,
+    raw: boolean,
+    contentType: string,
+    noEncoding: boolean,
+  ): Promise<unknown> {
+    // A fresh copy of the query each time: the SDK adds user_id to the object it is given.
+    const query = qs ? { ...qs } : null;
+    if (raw || noEncoding || !plainQuery(query)) {
+      return super.doRequest(
+        method,
+        endpoint,
+        query,
+        body,
+        timeout,
+        raw,
+        contentType,
+        noEncoding,
+      ) as Promise<unknown>;
+    }
+    const acting = this.#actingAs;
+    return jsonCall({
+      method,
+      baseUrl: this.homeserverUrl,
+      path: endpoint.startsWith('/') ? endpoint : `/${endpoint}`,
+      query: acting
+        ? {
+            ...query,
+            user_id: acting.userId,
+            ...(acting.deviceId !== undefined ? { 'org.matrix.msc3202.device_id': acting.deviceId } : {}),
+          }
+        : query,
+      body,
+      contentType,
+      accessToken: this.accessToken,
+      timeoutMs: timeout,
+    });
   }
 
   override doRequest(
@@ -115,18 +171,17 @@ export class RetryingMatrixClient extends MatrixClient {
     return withRetry(
       `${method} ${endpoint.split('?')[0] ?? endpoint}`,
       this.policy,
-      // A fresh copy of the query each time: the SDK adds user_id to the object it is given.
       () =>
-        super.doRequest(
+        this.#once(
           method,
           endpoint,
-          qs ? { ...qs } : null,
+          qs,
           body,
-          timeout,
-          raw,
-          contentType,
-          noEncoding,
-        ) as Promise<unknown>,
+          timeout ?? 60_000,
+          raw ?? false,
+          contentType ?? 'application/json',
+          noEncoding ?? false,
+        ),
       this.log,
     );
   }
@@ -161,7 +216,7 @@ export class RetryingMatrixClient extends MatrixClient {
           if (found !== undefined) return found;
         }
         look = true;
-        const res = (await super.doRequest('PUT', path, qs ? { ...qs } : null, marked)) as {
+        const res = (await this.#once('PUT', path, qs, marked, 60_000, false, 'application/json', false)) as {
           event_id: string;
         };
         return res.event_id;
@@ -172,10 +227,16 @@ export class RetryingMatrixClient extends MatrixClient {
 
   /** The id of a recent event of the room marked with `txnId`, if there is one. */
   async #findSent(room: string, txnId: string): Promise<string | undefined> {
-    const res = (await super.doRequest('GET', `/_matrix/client/v3/rooms/${room}/messages`, {
-      dir: 'b',
-      limit: 50,
-    })) as { chunk?: { event_id?: unknown; content?: Record<string, unknown> }[] };
+    const res = (await this.#once(
+      'GET',
+      `/_matrix/client/v3/rooms/${room}/messages`,
+      { dir: 'b', limit: 50 },
+      null,
+      60_000,
+      false,
+      'application/json',
+      false,
+    )) as { chunk?: { event_id?: unknown; content?: Record<string, unknown> }[] };
     const hit = (res.chunk ?? []).find((e) => e.content?.[TXN_MARKER] === txnId);
     return typeof hit?.event_id === 'string' ? hit.event_id : undefined;
   }
