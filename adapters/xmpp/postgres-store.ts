@@ -4,6 +4,7 @@
  * it); what must be atomic (a run's start, a journal write, forgetting a user) is one transaction.
  */
 import { sql, type PgDatabase, type Row, type Sql } from '../../src/store/sql.js';
+import { ContactCache } from './contact-cache.js';
 import { subscriptionSet, toContact, toJournaled, toJournalSummary, toRun } from './rows.js';
 import type {
   JournaledStanza,
@@ -16,6 +17,8 @@ import type {
 } from './store.js';
 
 export class PostgresXmppStore implements XmppStore {
+  private readonly cache = new ContactCache();
+
   constructor(
     private readonly db: PgDatabase,
     private readonly now: () => number = Date.now,
@@ -28,7 +31,15 @@ export class PostgresXmppStore implements XmppStore {
     ]);
   }
 
-  async setProfile(...[localUser, contact, p]: Parameters<XmppStore['setProfile']>): Promise<void> {
+  async setProfile(...args: Parameters<XmppStore['setProfile']>): Promise<void> {
+    try {
+      await this.writeProfile(...args);
+    } finally {
+      this.cache.changed();
+    }
+  }
+
+  private async writeProfile(...[localUser, contact, p]: Parameters<XmppStore['setProfile']>): Promise<void> {
     if (p.photo?.bytes !== undefined || p.photo === undefined) {
       await this.db.exec(
         sql(
@@ -69,11 +80,13 @@ export class PostgresXmppStore implements XmppStore {
     return row ? { bytes: row.photo, type: row.photo_type ?? 'image/jpeg' } : undefined;
   }
 
-  async contactByRemote(localUser: string, remote: string): Promise<XmppContact | undefined> {
-    return this.oneContact('SELECT * FROM xmpp_contacts WHERE local_user = $1 AND remote = $2', [
-      localUser,
-      remote,
-    ]);
+  contactByRemote(localUser: string, remote: string): Promise<XmppContact | undefined> {
+    return this.cache.byRemote(localUser, remote, () =>
+      this.oneContact('SELECT * FROM xmpp_contacts WHERE local_user = $1 AND remote = $2', [
+        localUser,
+        remote,
+      ]),
+    );
   }
 
   async contacts(localUser: string): Promise<XmppContact[]> {
@@ -103,6 +116,7 @@ export class PostgresXmppStore implements XmppStore {
         this.now(),
       ),
     );
+    this.cache.changed();
     return toContact(r.rows[0] as Row);
   }
 
@@ -118,6 +132,7 @@ export class PostgresXmppStore implements XmppStore {
         contact,
       ),
     );
+    this.cache.changed();
   }
 
   async deliveredStanza(localUser: string, remote: string, remoteId: string): Promise<string | undefined> {
@@ -237,12 +252,13 @@ export class PostgresXmppStore implements XmppStore {
     await this.db.exec(sql('DELETE FROM xmpp_journal WHERE run < $1 AND stanza IS NULL', beforeRun));
   }
 
-  forgetUser(localUser: string): Promise<void> {
-    return this.db.commit(
+  async forgetUser(localUser: string): Promise<void> {
+    await this.db.commit(
       ['xmpp_contacts', 'xmpp_delivered', 'xmpp_journal'].map((table) =>
         sql(`DELETE FROM ${table} WHERE local_user = $1`, localUser),
       ),
     );
+    this.cache.changed();
   }
 
   private async oneContact(text: string, values: unknown[]): Promise<XmppContact | undefined> {

@@ -3,6 +3,7 @@
  * better-sqlite3 is synchronous: each method does its work at once and resolves with the result.
  */
 import { preparedStatements, type Db, type Prepared, type Row } from '../../src/store/sql.js';
+import { ContactCache } from './contact-cache.js';
 import { subscriptionSet, toContact, toJournaled, toRun } from './rows.js';
 import type {
   JournalRow,
@@ -18,6 +19,7 @@ export { xmppMigrations } from './rows.js';
 
 export class SqliteXmppStore implements XmppStore {
   private readonly sql: Prepared;
+  private readonly cache = new ContactCache();
 
   constructor(
     private readonly db: Db,
@@ -30,12 +32,14 @@ export class SqliteXmppStore implements XmppStore {
     return this.contactNow(localUser, contact);
   }
 
-  async contactByRemote(localUser: string, remote: string): Promise<XmppContact | undefined> {
-    const row = this.sql('SELECT * FROM xmpp_contacts WHERE local_user = ? AND remote = ?').get(
-      localUser,
-      remote,
-    ) as Row | undefined;
-    return row ? toContact(row) : undefined;
+  contactByRemote(localUser: string, remote: string): Promise<XmppContact | undefined> {
+    return this.cache.byRemote(localUser, remote, () => {
+      const row = this.sql('SELECT * FROM xmpp_contacts WHERE local_user = ? AND remote = ?').get(
+        localUser,
+        remote,
+      ) as Row | undefined;
+      return row ? toContact(row) : undefined;
+    });
   }
 
   async contacts(localUser: string): Promise<XmppContact[]> {
@@ -56,10 +60,12 @@ export class SqliteXmppStore implements XmppStore {
        ON CONFLICT (local_user, contact) DO UPDATE SET remote = excluded.remote,
          name = COALESCE(excluded.name, xmpp_contacts.name)`,
     ).run(localUser, contact, remote, name ?? null, this.now());
+    this.cache.changed();
     return this.contactNow(localUser, contact)!;
   }
 
   async setProfile(...[localUser, contact, p]: Parameters<XmppStore['setProfile']>): Promise<void> {
+    this.cache.changed();
     if (p.photo?.bytes !== undefined || p.photo === undefined) {
       this.sql(
         `UPDATE xmpp_contacts SET name = ?, about = ?, photo_id = ?, photo_hash = ?, photo_type = ?, photo = ?
@@ -97,6 +103,7 @@ export class SqliteXmppStore implements XmppStore {
   async setSubscription(localUser: string, contact: string, change: SubscriptionChange): Promise<void> {
     const update = subscriptionSet(change, () => '?');
     if (update === undefined) return;
+    this.cache.changed();
     this.sql(`UPDATE xmpp_contacts SET ${update.set} WHERE local_user = ? AND contact = ?`).run(
       ...update.values,
       localUser,
@@ -208,6 +215,7 @@ export class SqliteXmppStore implements XmppStore {
       this.sql('DELETE FROM xmpp_delivered WHERE local_user = ?').run(localUser);
       this.sql('DELETE FROM xmpp_journal WHERE local_user = ?').run(localUser);
     })();
+    this.cache.changed();
   }
 
   private contactNow(localUser: string, contact: string): XmppContact | undefined {
