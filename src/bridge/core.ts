@@ -16,7 +16,7 @@ import {
   type SignalBackend,
 } from '../signal/index.js';
 import type { PayloadVault } from '../store/at-rest.js';
-import type { Network, Puppet, Store } from '../store/repositories.js';
+import type { Network, OutboxEntry, Puppet, Store } from '../store/repositories.js';
 import { Enlistment } from './enlistment.js';
 import type { Adapter, BridgeCore, PuppetReport, PuppetStatus } from './adapter.js';
 import { BridgeError } from './errors.js';
@@ -345,7 +345,7 @@ export class Bridge {
         vault: this.options.vault,
         metrics: this.options.metrics,
         providerId: this.options.gateway.providerId,
-        kickOutbox: (puppet, portalId) => this.kickOutbox(puppet, portalId),
+        kickOutbox: (puppet, portalId, written) => this.kickOutbox(puppet, portalId, written),
         live: (puppet, live) => {
           if (this.cluster) this.cluster.live(puppet, live);
           else {
@@ -363,13 +363,13 @@ export class Bridge {
    * New outbox rows of `puppet` (in `portalId`, when the writer says): its sender sends them (here,
    * or in the worker that owns it, which reads all its portals).
    */
-  private kickOutbox(puppet: Puppet, portalId?: number): void {
+  private kickOutbox(puppet: Puppet, portalId?: number, written?: readonly OutboxEntry[]): void {
     if (!this.cluster) {
-      this.runtimeFor(puppet).outbox.kick(portalId);
+      this.runtimeFor(puppet).outbox.kick(portalId, written);
       return;
     }
     const owned = this.ownedRuntime(puppet);
-    if (owned) owned.outbox.kick(portalId);
+    if (owned) owned.outbox.kick(portalId, written);
     else this.cluster.relay.outboxWritten(puppet.id);
   }
 

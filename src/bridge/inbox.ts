@@ -10,7 +10,7 @@ import type { Message } from '../protocol/gen/interop/v1/message_pb.js';
 import { formatJid, parseJid, type MessageStanza } from '../protocol/stanza/index.js';
 import { signalAddress } from '../signal/address.js';
 import { inboxRowId, openPayload, PayloadUnreadableError, sealPayload } from '../store/at-rest.js';
-import type { InboxEntry } from '../store/repositories.js';
+import type { InboxEntry, OutboxEntry } from '../store/repositories.js';
 import type { ConversationEvent } from './events.js';
 import { receiptOutboxId } from './account.js';
 import { incomingEvent } from './content.js';
@@ -74,7 +74,7 @@ export class IncomingHandler {
     private readonly handoff?: { inboxRecorded(): void } | undefined,
     private readonly groups?: PuppetGroups | undefined,
   ) {
-    this.delivery = new InboxDelivery({ ...ctx, kickOutbox: (portalId) => outbox.kick(portalId) });
+    this.delivery = new InboxDelivery({ ...ctx, kickOutbox: (portalId, written) => outbox.kick(portalId, written) });
   }
 
   stop(): void {
@@ -246,7 +246,7 @@ export type DeliveryContext = Pick<
   'puppet' | 'accountJid' | 'store' | 'adapter' | 'media' | 'log' | 'metrics' | 'vault'
 > & {
   /** Delivery receipts were queued (in `portalId`): the outbox sender (here or in the owning worker) sends them. */
-  kickOutbox(portalId?: number): void;
+  kickOutbox(portalId?: number, written?: readonly OutboxEntry[]): void;
 };
 
 /**
@@ -421,13 +421,14 @@ export class InboxDelivery {
           ? { receipt: 'delivery', messageId: entry.messageId, to: payload.group, participant: payload.from }
           : { receipt: 'delivery', messageId: entry.messageId, to: payload.from }
         : undefined;
+    let written: OutboxEntry | undefined;
     await store.atomically((w) => {
       if (localId !== undefined) {
         w.putMessage({ portalId: portal.id, remoteId, localId, sender: entry.sender });
       }
       w.markInboxDelivered(puppet.id, entry.sender, entry.messageId);
       if (receipt) {
-        w.enqueueOutbox({
+        written = w.enqueueOutbox({
           id: receiptOutboxId(puppet.accountId, 'delivery', entry.sender, entry.messageId),
           puppetId: puppet.id,
           portalId: portal.id,
@@ -438,7 +439,7 @@ export class InboxDelivery {
     });
     this.attempted.delete(`${entry.sender}\n${entry.messageId}`);
     this.ctx.metrics?.incoming('delivered', entry.receivedAt);
-    if (receipt) this.ctx.kickOutbox(portal.id);
+    if (receipt) this.ctx.kickOutbox(portal.id, written && [written]);
     return true;
   }
 

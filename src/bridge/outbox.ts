@@ -23,7 +23,8 @@ import { LOST_KEY_REASON, tooOldReason } from './outbox-reasons.js';
 import { isGroupJid, type PuppetGroups } from './groups.js';
 import { SentMarks } from './outbox-marks.js';
 import { receiptForOtherDevice, sendCopies } from './outbox-own-devices.js';
-import { LazyMap, LazySet } from '../util/lazy-map.js';
+import { LazyMap } from '../util/lazy-map.js';
+import { followingOn, OutboxKicks } from './outbox-kicks.js';
 
 /** Encoding failures no retry can fix: the stanza or its frame exceeds the wire's limits. */
 const TOO_LARGE = new Set(['stanza_too_large', 'stanza_text_too_long', 'transport_outgoing_frame_too_large']);
@@ -70,19 +71,13 @@ export class OutboxSender {
   private readonly keySentWith = new LazyMap<string, { group: string; devices: string[] }>();
   /**
    * Acknowledged entries whose `sent` state is not written yet (outbox-marks.ts). Made at the
-   * first ack (and `fresh`'s table at the first kick): an idle puppet (of thousands) holds neither.
+   * first ack (and the kicks' table at the first kick): an idle puppet (of thousands) holds neither.
    */
   private marksMade: SentMarks | undefined;
   /** After a reconnect: the marks are written before the queue is read again. */
   private marksFirst = false;
-  /**
-   * Portals named by a kick since the last pass read them (`kick(portal)`: the submit or the inbox
-   * delivery that wrote an entry knows its portal): a pass reads only those, each a range of the
-   * queued index after what this connection wrote, instead of every queued entry of the puppet.
-   */
-  private readonly fresh = new LazySet<number>();
-  /** The next pass reads every portal: a (re)connect, a retry, a kick that names no portal. */
-  private everything = true;
+  /** What the next pass sends: every portal, or the ones kicked (outbox-kicks.ts). */
+  private readonly kicks = new OutboxKicks();
 
   constructor(
     private readonly ctx: PuppetContext,
@@ -126,11 +121,13 @@ export class OutboxSender {
     await this.marksMade?.flush();
   }
 
-  /** Runs a pass now, or right after the running one; `portalId`: only that portal has new entries. */
-  kick(portalId?: number): void {
+  /**
+   * Runs a pass now, or right after the running one; `portalId`: only that portal has new entries;
+   * `written`: they are these, as committed (else the pass reads them).
+   */
+  kick(portalId?: number, written?: readonly OutboxEntry[]): void {
     if (this.stopped) return;
-    if (portalId === undefined) this.everything = true;
-    else this.fresh.add(portalId);
+    this.kicks.kick(portalId, written);
     if (this.running) {
       this.again = true;
       return;
@@ -167,14 +164,19 @@ export class OutboxSender {
       this.marksFirst = false;
       await this.marksMade?.flush();
     }
-    if (this.everything) {
-      this.everything = false;
-      this.fresh.clear();
-      await this.readAll(held);
-    } else {
-      const portals = [...this.fresh];
-      this.fresh.clear();
-      for (const portalId of portals) if (!(await this.readPortal(portalId, held))) break;
+    const next = this.kicks.take();
+    if (next === 'everything') await this.readAll(held);
+    else {
+      for (const [portalId, handed] of next) {
+        const ready = handed && followingOn(handed, this.writtenUpTo.get(portalId) ?? 0);
+        const going = ready
+          ? this.sendAll(
+              ready.filter((e) => !this.inFlight.has(e.id)),
+              held,
+            )
+          : this.readPortal(portalId, held);
+        if (!(await going)) break;
+      }
     }
     if (held.size > 0 && this.retryTimer === undefined) {
       // Nothing else would wake us while connected: try the held portals again a bit later.

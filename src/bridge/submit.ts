@@ -6,7 +6,7 @@
 import type { BridgeMetrics } from '../observability/metrics.js';
 import { parseJid, toUserJid } from '../protocol/stanza/index.js';
 import { outboxRowId, sealPayload, type PayloadVault } from '../store/at-rest.js';
-import type { Network, Puppet, Store } from '../store/repositories.js';
+import type { Network, OutboxEntry, Puppet, Store } from '../store/repositories.js';
 import { receiptOutboxId, wireIdFor } from './account.js';
 import type { LiveEvent } from './cluster.js';
 import { BridgeError } from './errors.js';
@@ -23,8 +23,11 @@ export interface SubmitDeps {
   readonly vault: PayloadVault | undefined;
   readonly metrics: BridgeMetrics | undefined;
   readonly providerId: string;
-  /** New outbox rows of the puppet: its sender (here, or in the worker that owns it) sends them. */
-  kickOutbox(puppet: Puppet, portalId?: number): void;
+  /**
+   * New outbox rows of the puppet: its sender (here, or in the worker that owns it) sends them;
+   * `written`: the rows as committed, when the store gave them back (OutboxSender.kick).
+   */
+  kickOutbox(puppet: Puppet, portalId?: number, written?: readonly OutboxEntry[]): void;
   /** Typing or presence, sent at once over the puppet's connection (wherever it runs). */
   live(puppet: Puppet, event: Exclude<LiveEvent, { kind: 'online' }>): void;
 }
@@ -66,6 +69,7 @@ export async function submitEvent(d: SubmitDeps, network: Network, event: Outgoi
         return { messageId: m?.remoteId ?? target, sender: m?.sender };
       }),
     );
+    const written: OutboxEntry[] = [];
     await store.atomically((w) => {
       for (const { messageId, sender } of targets) {
         const payload: ReceiptPayload = {
@@ -75,16 +79,17 @@ export async function submitEvent(d: SubmitDeps, network: Network, event: Outgoi
           // In a group, a receipt is for the message's sender (PROTOCOL.md 5.7).
           ...(isGroupJid(remote) && sender ? { participant: sender } : {}),
         };
-        w.enqueueOutbox({
+        const entry = w.enqueueOutbox({
           id: receiptOutboxId(puppet.accountId, payload.receipt, remote, messageId),
           puppetId: puppet.id,
           portalId: portal.id,
           kind: RECEIPT_KIND,
           payload: encodePayload(payload),
         });
+        if (entry) written.push(entry);
       }
     });
-    d.kickOutbox(puppet, portal.id);
+    d.kickOutbox(puppet, portal.id, written.length === targets.length ? written : undefined);
     return;
   }
   const textLength =
@@ -106,8 +111,9 @@ export async function submitEvent(d: SubmitDeps, network: Network, event: Outgoi
   const id = wireIdFor(puppet.accountId, event.localId);
   const accountJid = accountJidOf(puppet.accountId, d.providerId);
   const portal = await store.portals.ensure(puppet.id, remote);
+  let written: OutboxEntry | undefined;
   await store.atomically((w) => {
-    w.enqueueOutbox({
+    written = w.enqueueOutbox({
       id,
       puppetId: puppet.id,
       portalId: portal.id,
@@ -118,5 +124,5 @@ export async function submitEvent(d: SubmitDeps, network: Network, event: Outgoi
     w.putMessage({ portalId: portal.id, remoteId: id, localId: event.localId, sender: accountJid });
   });
   d.metrics?.outgoing('queued');
-  d.kickOutbox(puppet, portal.id);
+  d.kickOutbox(puppet, portal.id, written && [written]);
 }

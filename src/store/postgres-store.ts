@@ -387,7 +387,10 @@ export async function openPostgresStore(
   const db = await PgDatabase.open(options);
   const now = options.now ?? Date.now;
   const writes: StoreWrites = {
-    enqueueOutbox: (e) => db.write(insertOutbox(now, e)),
+    enqueueOutbox: (e) => {
+      db.write(insertOutbox(now, e));
+      return undefined;
+    },
     putMessage: (m) => db.write(putMessage(now, m)),
     recordInbox: (e) => db.write(recordInbox(now, e)),
     markInboxDelivered: (puppetId, sender, messageId) => db.write(markDelivered(puppetId, sender, messageId)),

@@ -200,8 +200,13 @@ export interface MessageMapRepository {
 
 /** The writes an atomic unit can make: recorded, committed together by `Store.atomically`. */
 export interface StoreWrites {
-  /** As `OutboxRepository.enqueue`: appended at the end of its portal's order; a known id is kept. */
-  enqueueOutbox(entry: NewOutboxEntry): void;
+  /**
+   * As `OutboxRepository.enqueue`: appended at the end of its portal's order; a known id is kept.
+   * Returns the row as it will be committed when the backend knows it at once (SQLite, whose unit
+   * runs now), for its writer to hand to the sender; undefined on PostgreSQL (the statement runs
+   * at the commit) and when the id was already there.
+   */
+  enqueueOutbox(entry: NewOutboxEntry): OutboxEntry | undefined;
   /** As `MessageMapRepository.put`. */
   putMessage(mapping: MessageMapping): void;
   /** As `InboxRepository.record`: a (puppet, sender, message id) already there is kept. */

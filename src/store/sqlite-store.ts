@@ -190,13 +190,20 @@ function groupRepository(db: Db, q: ReturnType<typeof statements>, now: () => nu
 }
 
 /** Appends an outbox row at the end of its portal's order; a known id is left as it is. */
-function insertOutbox(q: ReturnType<typeof statements>, now: () => number, e: NewOutboxEntry): void {
+function insertOutbox(
+  q: ReturnType<typeof statements>,
+  now: () => number,
+  e: NewOutboxEntry,
+): OutboxEntry | undefined {
   const t = now();
-  q(
+  const row = q(
     `INSERT INTO outbox (id, puppet_id, portal_id, seq, kind, payload, local_id, created_at, updated_at)
      VALUES (?, ?, ?, (SELECT coalesce(max(seq), 0) + 1 FROM outbox WHERE portal_id = ?), ?, ?, ?, ?, ?)
-     ON CONFLICT (id) DO NOTHING`,
-  ).run(e.id, e.puppetId, e.portalId, e.portalId, e.kind, Buffer.from(e.payload), e.localId ?? null, t, t);
+     ON CONFLICT (id) DO NOTHING RETURNING *`,
+  ).get(e.id, e.puppetId, e.portalId, e.portalId, e.kind, Buffer.from(e.payload), e.localId ?? null, t, t) as
+    | Row
+    | undefined;
+  return row && toOutbox(row);
 }
 
 function outboxRepository(
@@ -217,8 +224,7 @@ function outboxRepository(
   });
   return {
     enqueue(e: NewOutboxEntry) {
-      insertOutbox(q, now, e);
-      return get(e.id) as OutboxEntry;
+      return insertOutbox(q, now, e) ?? (get(e.id) as OutboxEntry);
     },
     get,
     queued(puppetId, limit = 1000, after) {
