@@ -24,11 +24,13 @@ export class PostgresXmppStore implements XmppStore {
     private readonly now: () => number = Date.now,
   ) {}
 
-  async contact(localUser: string, contact: string): Promise<XmppContact | undefined> {
-    return this.oneContact('SELECT * FROM xmpp_contacts WHERE local_user = $1 AND contact = $2', [
-      localUser,
-      contact,
-    ]);
+  contact(localUser: string, contact: string): Promise<XmppContact | undefined> {
+    return this.cache.byContact(localUser, contact, () =>
+      this.oneContact('SELECT * FROM xmpp_contacts WHERE local_user = $1 AND contact = $2', [
+        localUser,
+        contact,
+      ]),
+    );
   }
 
   async setProfile(...args: Parameters<XmppStore['setProfile']>): Promise<void> {

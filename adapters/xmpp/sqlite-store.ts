@@ -28,8 +28,8 @@ export class SqliteXmppStore implements XmppStore {
     this.sql = preparedStatements(db);
   }
 
-  async contact(localUser: string, contact: string): Promise<XmppContact | undefined> {
-    return this.contactNow(localUser, contact);
+  contact(localUser: string, contact: string): Promise<XmppContact | undefined> {
+    return this.cache.byContact(localUser, contact, () => this.contactNow(localUser, contact));
   }
 
   contactByRemote(localUser: string, remote: string): Promise<XmppContact | undefined> {

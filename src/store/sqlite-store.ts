@@ -196,14 +196,40 @@ function insertOutbox(
   e: NewOutboxEntry,
 ): OutboxEntry | undefined {
   const t = now();
-  const row = q(
+  const seq = q(
     `INSERT INTO outbox (id, puppet_id, portal_id, seq, kind, payload, local_id, created_at, updated_at)
      VALUES (?, ?, ?, (SELECT coalesce(max(seq), 0) + 1 FROM outbox WHERE portal_id = ?), ?, ?, ?, ?, ?)
-     ON CONFLICT (id) DO NOTHING RETURNING *`,
-  ).get(e.id, e.puppetId, e.portalId, e.portalId, e.kind, Buffer.from(e.payload), e.localId ?? null, t, t) as
-    | Row
-    | undefined;
-  return row && toOutbox(row);
+     ON CONFLICT (id) DO NOTHING RETURNING seq`,
+  )
+    .pluck()
+    .get(
+      e.id,
+      e.puppetId,
+      e.portalId,
+      e.portalId,
+      e.kind,
+      Buffer.from(e.payload),
+      e.localId ?? null,
+      t,
+      t,
+    ) as number | undefined;
+  // The row as written, made here rather than read back (`RETURNING *` copied the payload again).
+  return seq === undefined
+    ? undefined
+    : {
+        id: e.id,
+        puppetId: e.puppetId,
+        portalId: e.portalId,
+        seq,
+        kind: e.kind,
+        payload: e.payload,
+        localId: e.localId ?? null,
+        state: 'queued',
+        attempts: 0,
+        error: null,
+        createdAt: t,
+        updatedAt: t,
+      };
 }
 
 function outboxRepository(

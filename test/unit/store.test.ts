@@ -304,6 +304,39 @@ describe.each(storeBackends())('the store contract on $name', (backend) => {
     expect(await store.outbox.queuedIn(p.id + 1, a.id, 0)).toEqual([]);
   });
 
+  it("gives a unit's new outbox row back as committed where it can (SQLite), and nothing for a known id", async () => {
+    const store = await backend.open();
+    const p = await store.puppets.create(puppet(1));
+    const portal = await store.portals.ensure(p.id, 'a@wa.interop');
+    await textEntry(store, p.id, portal.id, 'r1');
+    const given: unknown[] = [];
+    const entry = {
+      id: 'r2',
+      puppetId: p.id,
+      portalId: portal.id,
+      kind: 'text',
+      payload: new Uint8Array([7, 8]),
+      localId: '$e2',
+    };
+    await store.atomically((w) => {
+      given.push(w.enqueueOutbox(entry), w.enqueueOutbox(entry));
+    });
+    const stored = await store.outbox.get('r2');
+    expect(stored).toMatchObject({ seq: 2, state: 'queued', localId: '$e2' });
+    if (given[0] === undefined) {
+      expect(given).toEqual([undefined, undefined]); // PostgreSQL: its statements run at the commit
+    } else {
+      expect({
+        ...(given[0] as object),
+        payload: [...(given[0] as { payload: Uint8Array }).payload],
+      }).toEqual({
+        ...stored,
+        payload: [7, 8],
+      });
+      expect(given[1]).toBeUndefined();
+    }
+  });
+
   it('writes many sent states in one call, clearing their payloads, and never moves an entry back', async () => {
     const store = await backend.open();
     const p = await store.puppets.create(puppet(1));

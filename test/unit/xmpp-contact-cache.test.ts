@@ -1,5 +1,5 @@
 /**
- * The XMPP store's contacts by remote (adapters/xmpp/contact-cache.ts), on SQLite: read once, then
+ * The XMPP store's contacts by remote and by JID (adapters/xmpp/contact-cache.ts), on SQLite: read once, then
  * answered from memory; every write to the contacts (made, renamed, subscribed, forgotten) is seen
  * by the next read, and a read that overlapped a write does not keep its answer.
  */
@@ -19,18 +19,23 @@ describe('contacts by remote, cached by the XMPP store', () => {
   let db: Db;
   let store: SqliteXmppStore;
   let reads: number;
+  let byJid: number;
 
   beforeEach(() => {
-    db = openDatabase(tmp.file(`bridge-${Date.now()}-${Math.random()}.db`), { migrations: bridgeMigrations() });
+    db = openDatabase(tmp.file(`bridge-${Date.now()}-${Math.random()}.db`), {
+      migrations: bridgeMigrations(),
+    });
     store = new SqliteXmppStore(db);
     reads = 0;
+    byJid = 0;
     const prepare = db.prepare.bind(db);
     db.prepare = ((sql: string) => {
       const stmt = prepare(sql);
-      if (!sql.includes('remote = ?')) return stmt;
+      if (!sql.startsWith('SELECT * FROM xmpp_contacts WHERE')) return stmt;
       const get = stmt.get.bind(stmt);
       stmt.get = ((...args: unknown[]) => {
-        reads++;
+        if (sql.includes('remote = ?')) reads++;
+        else byJid++;
         return get(...args);
       }) as typeof stmt.get;
       return stmt;
@@ -58,6 +63,19 @@ describe('contacts by remote, cached by the XMPP store', () => {
     await store.forgetUser(ALICE);
     expect(await store.contactByRemote(ALICE, BOB_REMOTE)).toBeUndefined();
     expect(reads).toBe(5);
+  });
+
+  it('keeps the contacts by JID the same way', async () => {
+    await store.ensureContact(ALICE, '+4915112345678', BOB_REMOTE, 'Bob');
+    const first = byJid;
+    expect((await store.contact(ALICE, '+4915112345678'))?.name).toBe('Bob');
+    expect((await store.contact(ALICE, '+4915112345678'))?.name).toBe('Bob');
+    expect(byJid - first).toBe(1);
+    await store.setProfile(ALICE, '+4915112345678', { name: 'Robert', about: null });
+    expect((await store.contact(ALICE, '+4915112345678'))?.name).toBe('Robert');
+    expect(await store.contact(ALICE, '+4915100000000')).toBeUndefined();
+    await store.ensureContact(ALICE, '+4915100000000', '4915100000000@wa.interop');
+    expect((await store.contact(ALICE, '+4915100000000'))?.remote).toBe('4915100000000@wa.interop');
   });
 
   it('does not keep the answer of a read that overlapped a write', async () => {
