@@ -129,7 +129,23 @@ interface Recipe {
   register: (user: string, password: string) => Promise<void>;
 }
 
+/**
+ * Starts the server on free ports, again on others when one was taken between choosing it and the
+ * server binding it (a port freed by `freePorts` can be handed out meanwhile as the source port of
+ * any outgoing connection on the machine: seen once in a CI run, ejabberd's c2s `eaddrinuse`).
+ */
 async function startServer(kind: XmppServerKind, opts: XmppServerOptions): Promise<XmppServer> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startServerOnce(kind, opts);
+    } catch (err) {
+      const taken = err instanceof XmppServerError && /eaddrinuse|address already in use/i.test(err.message);
+      if (!taken || opts.c2sPort !== undefined || attempt >= 3) throw err;
+    }
+  }
+}
+
+async function startServerOnce(kind: XmppServerKind, opts: XmppServerOptions): Promise<XmppServer> {
   const host = opts.host ?? 'localhost';
   const tmp = tempDir(`interop-bridge-${kind}-`);
   const ports = await freePorts();
