@@ -114,16 +114,16 @@ export class RetryingMatrixClient extends MatrixClient {
     this.#actingAs = userId === null ? undefined : { userId, deviceId };
   }
 
-  /** One attempt, as the SDK's doRequest makes it (the identity it acts as in the query). */
+  /** One attempt, as the SDK's doRequest makes it (its defaults; the identity acted as in the query). */
   #once(
     method: string,
     endpoint: string,
     qs: Record<string, unknown> | null | undefined,
-    body: unknown,
-    timeout: number,
-    raw: boolean,
-    contentType: string,
-    noEncoding: boolean,
+    body: unknown = null,
+    timeout = 60_000,
+    raw = false,
+    contentType = 'application/json',
+    noEncoding = false,
   ): Promise<unknown> {
     // A fresh copy of the query each time: the SDK adds user_id to the object it is given.
     const query = qs ? { ...qs } : null;
@@ -171,17 +171,7 @@ export class RetryingMatrixClient extends MatrixClient {
     return withRetry(
       `${method} ${endpoint.split('?')[0] ?? endpoint}`,
       this.policy,
-      () =>
-        this.#once(
-          method,
-          endpoint,
-          qs,
-          body,
-          timeout ?? 60_000,
-          raw ?? false,
-          contentType ?? 'application/json',
-          noEncoding ?? false,
-        ),
+      () => this.#once(method, endpoint, qs, body, timeout, raw, contentType, noEncoding),
       this.log,
     );
   }
@@ -216,7 +206,7 @@ export class RetryingMatrixClient extends MatrixClient {
           if (found !== undefined) return found;
         }
         look = true;
-        const res = (await this.#once('PUT', path, qs, marked, 60_000, false, 'application/json', false)) as {
+        const res = (await this.#once('PUT', path, qs, marked)) as {
           event_id: string;
         };
         return res.event_id;
@@ -227,16 +217,10 @@ export class RetryingMatrixClient extends MatrixClient {
 
   /** The id of a recent event of the room marked with `txnId`, if there is one. */
   async #findSent(room: string, txnId: string): Promise<string | undefined> {
-    const res = (await this.#once(
-      'GET',
-      `/_matrix/client/v3/rooms/${room}/messages`,
-      { dir: 'b', limit: 50 },
-      null,
-      60_000,
-      false,
-      'application/json',
-      false,
-    )) as { chunk?: { event_id?: unknown; content?: Record<string, unknown> }[] };
+    const res = (await this.#once('GET', `/_matrix/client/v3/rooms/${room}/messages`, {
+      dir: 'b',
+      limit: 50,
+    })) as { chunk?: { event_id?: unknown; content?: Record<string, unknown> }[] };
     const hit = (res.chunk ?? []).find((e) => e.content?.[TXN_MARKER] === txnId);
     return typeof hit?.event_id === 'string' ? hit.event_id : undefined;
   }
