@@ -17,10 +17,10 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
+import { freePort } from './ports.js';
 
 export interface PostgresServer {
   /** The server's root URL (database `postgres`). */
@@ -69,17 +69,6 @@ function serverAccount(): { uid: number; gid: number } | undefined {
   throw new Error(
     'the tests run as root and there is neither a postgres nor a nobody user to run PostgreSQL as',
   );
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 function run(

@@ -1,5 +1,5 @@
 /** Small helpers the integration tests share: polling for a condition, and a free loopback port. */
-import { createServer, type AddressInfo } from 'node:net';
+export { freePort } from './ports.js';
 
 /** Resolves once `check()` holds, polling every 20 ms; rejects naming `what` after `timeoutMs`. */
 export async function until(
@@ -12,15 +12,6 @@ export async function until(
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 20));
   }
-}
-
-/** A loopback port nobody listens on right now (a config names it before its server listens). */
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
 }
 
 /** The value of one sample (`name{labels}` exactly) in Prometheus text, or undefined. */

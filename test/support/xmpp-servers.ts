@@ -32,6 +32,7 @@ import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
 import { client, type Client } from '@xmpp/client';
 import { xml, type Element } from '@xmpp/xml';
+import { freePorts } from './ports.js';
 import { tempDir } from './tmp.js';
 
 export type XmppServerKind = 'prosody' | 'ejabberd';
@@ -131,8 +132,9 @@ interface Recipe {
 
 /**
  * Starts the server on free ports, again on others when one was taken between choosing it and the
- * server binding it (a port freed by `freePorts` can be handed out meanwhile as the source port of
- * any outgoing connection on the machine: seen once in a CI run, ejabberd's c2s `eaddrinuse`).
+ * server binding it. `ports.ts` chooses them below the kernel's ephemeral range, where no outgoing
+ * connection takes them (seen once in a CI run before that: ejabberd's c2s `eaddrinuse`); the retry
+ * stays for anything else on the machine that binds a fixed port.
  */
 async function startServer(kind: XmppServerKind, opts: XmppServerOptions): Promise<XmppServer> {
   for (let attempt = 1; ; attempt++) {
@@ -148,7 +150,7 @@ async function startServer(kind: XmppServerKind, opts: XmppServerOptions): Promi
 async function startServerOnce(kind: XmppServerKind, opts: XmppServerOptions): Promise<XmppServer> {
   const host = opts.host ?? 'localhost';
   const tmp = tempDir(`interop-bridge-${kind}-`);
-  const ports = await freePorts();
+  const ports = await freeServerPorts();
   if (opts.c2sPort !== undefined) ports.c2s = opts.c2sPort;
   const recipe =
     kind === 'prosody'
@@ -607,21 +609,8 @@ function signalGroup(pid: number, signal: NodeJS.Signals): void {
   }
 }
 
-/** Reserves distinct free loopback ports (bound together, so no two are the same). */
-async function freePorts(): Promise<Ports> {
-  const servers = await Promise.all(
-    [0, 1, 2, 3, 4].map(
-      () =>
-        new Promise<net.Server>((resolve, reject) => {
-          const s = net.createServer();
-          s.once('error', reject);
-          s.listen(0, '127.0.0.1', () => resolve(s));
-        }),
-    ),
-  );
-  const ports = servers.map((s) => (s.address() as net.AddressInfo).port);
-  await Promise.all(servers.map((s) => new Promise((resolve) => s.close(resolve))));
-  const [c2s, component, http, dist, directTls] = ports as [number, number, number, number, number];
+async function freeServerPorts(): Promise<Ports> {
+  const [c2s, component, http, dist, directTls] = (await freePorts(5)) as [number, number, number, number, number];
   return { c2s, component, http, dist, directTls };
 }
 
