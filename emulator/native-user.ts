@@ -369,17 +369,19 @@ export class NativeUser {
     return waitFor(this.received, this.messageWaiters, match, timeoutMs, 'message');
   }
 
+  /** The first receipt of `type` for message `id` (from `from` when given: a group has several). */
   waitForReceipt(
     id: string,
     type: ReceivedReceipt['type'] = 'delivery',
     timeoutMs = 10_000,
+    from?: string,
   ): Promise<ReceivedReceipt> {
     return waitFor(
       this.receipts,
       this.receiptWaiters,
-      (r) => r.id === id && r.type === type,
+      (r) => r.id === id && r.type === type && (from === undefined || r.from === from),
       timeoutMs,
-      `${type} receipt for ${id}`,
+      `${type} receipt for ${id}${from === undefined ? '' : ` from ${from}`}`,
     );
   }
 
