@@ -4,7 +4,7 @@
  * (a transaction's events with its id, a room replacing another, read receipts) runs in one SQLite
  * transaction.
  */
-import { joinTurns, preparedStatements, type Db, type Prepared, type Row } from '../../src/store/sql.js';
+import { preparedStatements, type Db, type Prepared, type Row } from '../../src/store/sql.js';
 import { SqliteCryptoJournal } from './crypto/crypto-store-sqlite.js';
 import type { CryptoJournal } from './crypto/crypto-journal.js';
 import { toGhost, toGhostAvatar, toInbound, toInboundState, toReaction, toRoom, toSent } from './rows.js';
@@ -31,23 +31,6 @@ export class SqliteMatrixStore implements MatrixStore {
     this.#db = db;
     this.#q = preparedStatements(db);
     this.#now = now;
-    // Group commit: a write resolves once the turn's transaction holding it has committed.
-    joinTurns(this, db, [
-      'pendingInboundRooms',
-      'pendingInboundOf',
-      'inboundState',
-      'room',
-      'portalOf',
-      'portalsOf',
-      'portalPage',
-      'managementRoomOf',
-      'ghost',
-      'ghostAvatar',
-      'sent',
-      'reaction',
-      'doublePuppet',
-      'cryptoJournal',
-    ]);
   }
 
   // ---- transactions and inbound events ----------------------------------------------------------

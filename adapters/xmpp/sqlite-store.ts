@@ -2,7 +2,7 @@
  * `XmppStore` on the bridge's SQLite database (tables of migrations/004_xmpp.sql, beside it).
  * better-sqlite3 is synchronous: each method does its work at once and resolves with the result.
  */
-import { joinTurns, preparedStatements, type Db, type Prepared, type Row } from '../../src/store/sql.js';
+import { preparedStatements, type Db, type Prepared, type Row } from '../../src/store/sql.js';
 import { ContactCache } from './contact-cache.js';
 import { subscriptionSet, toContact, toJournaled, toRun } from './rows.js';
 import type {
@@ -26,17 +26,6 @@ export class SqliteXmppStore implements XmppStore {
     private readonly now: () => number = Date.now,
   ) {
     this.sql = preparedStatements(db);
-    // Group commit: a write resolves once the turn's transaction holding it has committed.
-    joinTurns(this, db, [
-      'contact',
-      'contactByRemote',
-      'contacts',
-      'contactPhoto',
-      'deliveredStanza',
-      'journaled',
-      'journalSummary',
-      'contactNow',
-    ]);
   }
 
   contact(localUser: string, contact: string): Promise<XmppContact | undefined> {

@@ -6,7 +6,6 @@
 import type { Db } from '../store/database.js';
 import { SignalTables } from '../store/signal-store-sqlite.js';
 import { preparedStatements, type Prepared } from '../store/sql.js';
-import { TurnCommit } from '../store/turn-commit.js';
 import { SignalError } from './errors.js';
 import { decodeRecord, encodeRecord, type LiveSessionRecord } from './record.js';
 import type { SenderKeyAddress, SenderKeyBackend } from './sender-key-store.js';
@@ -42,9 +41,9 @@ export class SqliteSignalBackend implements SignalBackend {
     return Promise.resolve();
   }
 
-  /** Every write made so far is committed: at once, or with the turn's (group commit). */
+  /** Every write is durable when it returns (a SQLite transaction of its own, or the caller's). */
   flush(): Promise<void> {
-    return this.tables.durable();
+    return Promise.resolve();
   }
 
   localIdentity(): LocalIdentity | undefined {
@@ -172,7 +171,6 @@ export class SqliteSignalBackend implements SignalBackend {
  */
 export class SqliteSenderKeyBackend implements SenderKeyBackend {
   private readonly q: Prepared;
-  private readonly turn: TurnCommit | undefined;
 
   constructor(
     db: Db,
@@ -180,7 +178,6 @@ export class SqliteSenderKeyBackend implements SenderKeyBackend {
     private readonly now: () => number = Date.now,
   ) {
     this.q = preparedStatements(db);
-    this.turn = TurnCommit.of(db);
   }
 
   /** Everything is readable at once. */
@@ -188,9 +185,9 @@ export class SqliteSenderKeyBackend implements SenderKeyBackend {
     return Promise.resolve();
   }
 
-  /** Every write made so far is committed: at once, or with the turn's (group commit). */
+  /** Every write is durable when it returns. */
   flush(): Promise<void> {
-    return this.turn ? this.turn.durable() : Promise.resolve();
+    return Promise.resolve();
   }
 
   getSenderKey(distributionId: string, sender: SenderKeyAddress): Uint8Array | undefined {
@@ -202,7 +199,6 @@ export class SqliteSenderKeyBackend implements SenderKeyBackend {
   }
 
   putSenderKey(distributionId: string, sender: SenderKeyAddress, record: Uint8Array): void {
-    this.turn?.join();
     this.q(
       `INSERT INTO signal_sender_keys (puppet_id, distribution_id, sender, device, record, updated_at)
        VALUES (?, ?, ?, ?, ?, ?)
@@ -219,7 +215,6 @@ export class SqliteSenderKeyBackend implements SenderKeyBackend {
   }
 
   deleteSenderKey(distributionId: string, sender: SenderKeyAddress): void {
-    this.turn?.join();
     this.q(
       'DELETE FROM signal_sender_keys WHERE puppet_id = ? AND distribution_id = ? AND sender = ? AND device = ?',
     ).run(this.puppetId, distributionId, sender.name, sender.deviceId);

@@ -4,7 +4,6 @@
  * layer (src/signal/sqlite-store.ts) decides what they mean and caches decoded sessions in front.
  */
 import { preparedStatements, type Db, type Prepared, type Statement } from './sql.js';
-import { TurnCommit } from './turn-commit.js';
 
 type Row = Record<string, unknown>;
 const bytes = (v: unknown): Uint8Array => new Uint8Array(v as Buffer);
@@ -42,13 +41,9 @@ export interface IdentityRow {
   changedAt: number;
 }
 
-/**
- * The Signal tables of one puppet. Statements are prepared once per instance. With group commit
- * (turn-commit.ts) every write joins the turn's transaction: `durable()` is when it is committed.
- */
+/** The Signal tables of one puppet. Statements are prepared once per instance. */
 export class SignalTables {
   private readonly prepared: Prepared;
-  private readonly turn: TurnCommit | undefined;
 
   constructor(
     readonly db: Db,
@@ -56,26 +51,13 @@ export class SignalTables {
     private readonly now: () => number = Date.now,
   ) {
     this.prepared = preparedStatements(db);
-    this.turn = TurnCommit.of(db);
   }
 
   private q(sql: string): Statement {
     return this.prepared(sql);
   }
 
-  /** A write statement: the turn's transaction is opened first, so the write joins it. */
-  private w(sql: string): Statement {
-    this.turn?.join();
-    return this.prepared(sql);
-  }
-
-  /** Resolves once every write made so far is committed. */
-  durable(): Promise<void> {
-    return this.turn ? this.turn.durable() : Promise.resolve();
-  }
-
   atomically<T>(work: () => T): T {
-    this.turn?.join();
     return this.db.transaction(work)();
   }
 
@@ -125,14 +107,14 @@ export class SignalTables {
   }
 
   putSession(address: string, record: Uint8Array): void {
-    this.w(
+    this.q(
       `INSERT INTO signal_sessions (puppet_id, address, record, updated_at) VALUES (?, ?, ?, ?)
        ON CONFLICT (puppet_id, address) DO UPDATE SET record = excluded.record, updated_at = excluded.updated_at`,
     ).run(this.puppetId, address, blob(record), this.now());
   }
 
   deleteSession(address: string): void {
-    this.w('DELETE FROM signal_sessions WHERE puppet_id = ? AND address = ?').run(this.puppetId, address);
+    this.q('DELETE FROM signal_sessions WHERE puppet_id = ? AND address = ?').run(this.puppetId, address);
   }
 
   /** Addresses "user.<device>" of one remote user ('/' sorts right after '.'). */
@@ -168,7 +150,7 @@ export class SignalTables {
   }
 
   removePreKey(keyId: number): void {
-    this.w('DELETE FROM signal_prekeys WHERE puppet_id = ? AND key_id = ?').run(this.puppetId, keyId);
+    this.q('DELETE FROM signal_prekeys WHERE puppet_id = ? AND key_id = ?').run(this.puppetId, keyId);
   }
 
   preKeysNotUploaded(limit: number): PreKeyRow[] {
@@ -212,7 +194,7 @@ export class SignalTables {
   }
 
   putSignedPreKey(k: SignedPreKeyRow): void {
-    this.w(
+    this.q(
       `INSERT INTO signal_signed_prekeys (puppet_id, key_id, public_key, private_key, signature, created_at)
        VALUES (?, ?, ?, ?, ?, ?)
        ON CONFLICT (puppet_id, key_id) DO UPDATE SET public_key = excluded.public_key,
@@ -221,7 +203,7 @@ export class SignalTables {
   }
 
   removeSignedPreKey(keyId: number): void {
-    this.w('DELETE FROM signal_signed_prekeys WHERE puppet_id = ? AND key_id = ?').run(this.puppetId, keyId);
+    this.q('DELETE FROM signal_signed_prekeys WHERE puppet_id = ? AND key_id = ?').run(this.puppetId, keyId);
   }
 
   // -- remote identities
@@ -243,7 +225,7 @@ export class SignalTables {
   }
 
   putRemoteIdentity(i: IdentityRow): void {
-    this.w(
+    this.q(
       `INSERT INTO signal_identities (puppet_id, remote_user, identity_key, trust, first_seen, changed_at)
        VALUES (?, ?, ?, ?, ?, ?)
        ON CONFLICT (puppet_id, remote_user) DO UPDATE SET identity_key = excluded.identity_key,

@@ -3,7 +3,6 @@
  * tables and each adapter's own tables alike: on SQLite the database handle type and one cache of
  * prepared statements; on PostgreSQL the database (postgres-database.ts: pooled reads, one ordered
  * writer) and its `sql` statements; and `AdapterDatabase`, the one an adapter opens its store on.
- * On SQLite, a store takes part in group commit (turn-commit.ts) through `joinTurns`/`TurnCommit`.
  */
 import type { Statement } from 'better-sqlite3';
 import type { Db } from './database.js';
@@ -13,7 +12,6 @@ export type { Db, Migration } from './database.js';
 export { readMigrations } from './database.js';
 export type { Statement } from 'better-sqlite3';
 export { sql, type PgDatabase, type Row, type Sql } from './postgres-database.js';
-export { joinTurns, TurnCommit } from './turn-commit.js';
 
 /** The database an adapter keeps its own tables in: the bridge's, on either backend. */
 export type AdapterDatabase =

@@ -1,18 +1,12 @@
 /**
  * The core's repositories on SQLite (better-sqlite3). Each repository is written synchronously,
  * as better-sqlite3 is, and offered through the asynchronous contract of repositories.ts by
- * `promised`; an atomic unit runs synchronously inside one transaction (a savepoint of the turn's),
- * so nothing else can interleave with it.
- *
- * Group commit (turn-commit.ts): the writes of one turn of the event loop, units and single writes
- * alike, commit together, and each write's promise resolves after that commit. The reads the
- * senders start from (the outbox's queue, the inbox's pending rows) resolve after it too, so that
- * nothing read before its commit is sent.
+ * `promised`; an atomic unit runs synchronously inside one transaction, so nothing else can
+ * interleave with it.
  */
 import { checkpoint, openDatabase, schemaVersion, type Db, type OpenOptions } from './database.js';
 import { preparedStatements as statements } from './sql.js';
 import { fencedError } from './fencing.js';
-import { TurnCommit } from './turn-commit.js';
 import type {
   GroupRepository,
   InboxRepository,
@@ -35,27 +29,13 @@ type Sync<R> = {
   [K in keyof R]: R[K] extends (...args: infer A) => Promise<infer T> ? (...args: A) => T : never;
 };
 
-/**
- * Offers a synchronous repository through the asynchronous contract (a throw becomes a rejection).
- * With group commit, every method but the `reads` named joins the turn and resolves after its
- * commit (a method not named is taken for a writer); the `settle` reads do not join but resolve
- * after the commit of a turn open when they ran.
- */
-function promised<R>(
-  sync: Sync<R>,
-  turn?: TurnCommit,
-  reads: readonly (keyof R & string)[] = [],
-  settle: readonly (keyof R & string)[] = [],
-): R {
+/** Offers a synchronous repository through the asynchronous contract (a throw becomes a rejection). */
+function promised<R>(sync: Sync<R>): R {
   const out: Record<string, unknown> = {};
   for (const [name, fn] of Object.entries(sync as Record<string, (...args: unknown[]) => unknown>)) {
-    const read = (reads as readonly string[]).includes(name);
-    const settled = (settle as readonly string[]).includes(name);
     out[name] = (...args: unknown[]) => {
       try {
-        if (!turn || (read && !settled)) return Promise.resolve(fn(...args));
-        if (!read) turn.join();
-        return turn.after(fn(...args));
+        return Promise.resolve(fn(...args));
       } catch (err) {
         return Promise.reject(err);
       }
@@ -426,11 +406,7 @@ export interface SqliteStore extends Store {
 /** The SQLite-backed store: one file, one process. */
 export function openSqliteStore(
   file: string,
-  options: OpenOptions & {
-    now?: () => number;
-    /** One commit per turn of the event loop (turn-commit.ts). Default on. */
-    groupCommit?: boolean;
-  } = {},
+  options: OpenOptions & { now?: () => number } = {},
 ): SqliteStore {
   const db = openDatabase(file, options);
   const q = statements(db);
@@ -454,28 +430,20 @@ export function openSqliteStore(
     },
   };
   // Synchronous inside one transaction: the work runs before this returns, so Signal writes made
-  // in it (the same database) join the transaction, and nothing else can run in between. With
-  // group commit it is a savepoint of the turn's transaction, and resolves after the turn commits.
+  // in it (the same database) join the transaction, and nothing else can run in between.
   const unit = db.transaction((work: (w: StoreWrites) => void) => work(writes));
-  const turn = options.groupCommit === false ? undefined : TurnCommit.enable(db);
   return {
     db,
-    puppets: promised(puppets, turn, ['byId', 'byLocalId', 'byAccountId', 'list', 'count']),
-    portals: promised(portals, turn, ['byId', 'byRemote', 'byLocalChat', 'listForPuppet']),
-    outbox: promised(
-      outbox,
-      turn,
-      ['get', 'queued', 'queuedIn', 'queuedBefore', 'countQueued', 'puppetsWithQueued', 'oldestQueuedAt'],
-      ['queued', 'queuedIn', 'queuedBefore'],
-    ),
-    inbox: promised(inbox, turn, ['has', 'pending', 'countPending', 'puppetsWithPending'], ['pending']),
-    messages: promised(messages, turn, ['byRemote', 'byLocal']),
-    groups: promised(groups, turn, ['get', 'listForPuppet', 'keyHolders']),
+    puppets: promised(puppets),
+    portals: promised(portals),
+    outbox: promised(outbox),
+    inbox: promised(inbox),
+    messages: promised(messages),
+    groups: promised(groups),
     atomically: (work) => {
       try {
-        turn?.join();
         unit(work);
-        return turn ? turn.durable() : Promise.resolve();
+        return Promise.resolve();
       } catch (err) {
         return Promise.reject(err);
       }
@@ -483,7 +451,6 @@ export function openSqliteStore(
     schemaVersion: () => Promise.resolve(schemaVersion(db)),
     scrub: () => {
       try {
-        turn?.commitNow();
         checkpoint(db);
         return Promise.resolve();
       } catch (err) {
@@ -492,7 +459,6 @@ export function openSqliteStore(
     },
     close: () => {
       if (db.open) {
-        turn?.commitNow();
         // The last connection's close checkpoints and removes the WAL too; done first explicitly
         // so a close that cannot remove it (another reader) still leaves no old content in it.
         try {

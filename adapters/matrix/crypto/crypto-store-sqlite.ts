@@ -2,10 +2,9 @@
  * The crypto store's journal on the bridge's SQLite database (migration 012): each write is one
  * SQLite transaction, committed before `write` returns, so before the IndexedDB transaction's
  * `complete` reaches the crypto machine (WAL, synchronous=NORMAL: a committed transaction survives
- * a crash of the process). Under group commit (turn-commit.ts) it commits the turn's transaction
- * it joined at once, with whatever else the turn wrote.
+ * a crash of the process).
  */
-import { preparedStatements, TurnCommit, type Db, type Prepared } from '../../../src/store/sql.js';
+import { preparedStatements, type Db, type Prepared } from '../../../src/store/sql.js';
 import type { CryptoJournal, JournalChange, PersistedDatabase } from './crypto-journal.js';
 
 export class SqliteCryptoJournal implements CryptoJournal {
@@ -44,9 +43,7 @@ export class SqliteCryptoJournal implements CryptoJournal {
   }
 
   write(changes: readonly JournalChange[]): void {
-    if (changes.length === 0) return;
-    this.#apply(changes);
-    TurnCommit.of(this.#db)?.commitNow();
+    if (changes.length > 0) this.#apply(changes);
   }
 
   flush(): Promise<void> {
