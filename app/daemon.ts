@@ -63,7 +63,7 @@ export async function startDaemon(
   const vault = new PayloadVault(atRest.key);
   // The one-process lock is taken here: a second start on a database in use refuses.
   // (A worker, `--worker`, shares it with the other workers instead: leases keep them apart.)
-  const database = await openBridgeDatabase(loaded, { ...options, log });
+  const database = await openBridgeDatabase(loaded, options);
   const store = database.store;
   let http: HttpListener | undefined;
   let bridge: Bridge | undefined;

@@ -38,7 +38,6 @@ export interface ClusterDatabase {
   puppetIds(): Promise<number[]>;
 }
 import { openSqliteStore } from '../src/store/sqlite-store.js';
-import { WalCheckpointer } from '../src/store/checkpointer.js';
 import { bridgeMigrations } from './migrations.js';
 
 export interface BridgeDatabase {
@@ -87,7 +86,7 @@ export function postgresOptions(loaded: LoadedConfig): PgConnectOptions {
  */
 export async function openBridgeDatabase(
   loaded: LoadedConfig,
-  options: { worker?: boolean; log?: Logger } = {},
+  options: { worker?: boolean } = {},
 ): Promise<BridgeDatabase> {
   if (!isPostgresUrl(loaded.config.bridge.database)) {
     if (options.worker) {
@@ -102,15 +101,6 @@ export async function openBridgeDatabase(
     const lock = lockSqliteDatabase(file);
     try {
       const store = openSqliteStore(file, { migrations: bridgeMigrations() });
-      // The WAL is checkpointed by a thread of its own (checkpointer.ts): the event loop never
-      // waits for a checkpoint's copy and fsyncs. Without the thread SQLite does it as before.
-      const checkpointer = await WalCheckpointer.start(file, {
-        onFailure: (err) =>
-          options.log?.warn({ err: err.message }, 'the WAL checkpoint thread stopped: SQLite checkpoints in the commits again'),
-      }).catch((err: Error) => {
-        options.log?.warn({ err: err.message }, 'no WAL checkpoint thread: SQLite checkpoints in the commits');
-        return undefined;
-      });
       return {
         label: `sqlite:${file}`,
         store,
@@ -118,8 +108,6 @@ export async function openBridgeDatabase(
         senderKeyBackend: (puppetId) => new SqliteSenderKeyBackend(store.db, puppetId),
         adapterDb: { kind: 'sqlite', db: store.db },
         close: async () => {
-          const done = await checkpointer?.stop();
-          if (done) options.log?.info(done, 'the WAL checkpoint thread stopped');
           await store.close();
           lock.release();
         },
