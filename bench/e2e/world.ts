@@ -29,6 +29,7 @@ import { writeProviderKey } from '../../src/provider-keys.js';
 import { NativeUser, type ReceivedMessage } from '../../emulator/native-user.js';
 import { LocalUser, StandInHomeserver, type ClientEvent } from '../../test/support/homeserver/index.js';
 import { startEmulator, type StartedEmulator } from '../../test/support/emulator-process.js';
+import { freePort } from '../../test/support/ports.js';
 import { tempDir } from '../../test/support/tmp.js';
 import {
   connectUser,
@@ -69,15 +70,6 @@ export interface WorldOptions {
   cpuProfileDir?: string;
   /** The bridge's store (default SQLite). */
   database?: DatabaseId;
-}
-
-async function freePort(): Promise<number> {
-  const net = await import('node:net');
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as import('node:net').AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
 }
 
 async function until(

@@ -6,12 +6,12 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, openSync, closeSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { loadEmulatorConfig } from '../../emulator/config.js';
 import { rssOf } from '../proc.js';
+import { freePort } from '../../test/support/ports.js';
 import { initKeys } from '../../emulator/keys.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -25,14 +25,6 @@ export function builtFile(rel: string): string {
   const found = candidates.find((c) => existsSync(c));
   if (!found) throw new Error(`${rel} is not built (looked for ${candidates.join(', ')}): run npm run build`);
   return found;
-}
-
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as net.AddressInfo).port;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
 }
 
 export interface EmulatorChildOptions {

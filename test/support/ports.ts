@@ -26,7 +26,7 @@ function ephemeralLow(): number {
 
 interface Slice {
   readonly first: number;
-  readonly size: number;
+  /** Offset of the next port to try, 0 to SLICE - 1. */
   next: number;
 }
 
@@ -37,7 +37,7 @@ function ownSlice(): Slice | undefined {
   const worker = Number(process.env['JEST_WORKER_ID'] ?? '0');
   const index = (Number.isInteger(worker) && worker > 0 ? worker - 1 : process.pid) % slices;
   const first = LOWEST + index * SLICE;
-  return { first, size: SLICE, next: Math.floor(Math.random() * SLICE) };
+  return { first, next: Math.floor(Math.random() * SLICE) };
 }
 
 const slice = ownSlice();
@@ -61,15 +61,18 @@ function kernelPort(): Promise<number> {
   });
 }
 
+/** The first port of the kernel's ephemeral range, for tests. */
+export const ephemeralRangeStart = ephemeralLow;
+
 /** A loopback port nobody listens on now and that nothing on the machine will take meanwhile. */
 export async function freePort(): Promise<number> {
   if (slice === undefined) return kernelPort();
-  for (let tried = 0; tried < slice.size; tried++) {
+  for (let tried = 0; tried < SLICE; tried++) {
     const port = slice.first + slice.next;
-    slice.next = (slice.next + 1) % slice.size;
+    slice.next = (slice.next + 1) % SLICE;
     if (await tryBind(port)) return port;
   }
-  throw new Error(`no free loopback port in ${slice.first}-${slice.first + slice.size - 1}`);
+  throw new Error(`no free loopback port in ${slice.first}-${slice.first + SLICE - 1}`);
 }
 
 /** `n` distinct free ports (each taken in turn, so no two are the same). */
