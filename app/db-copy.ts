@@ -9,7 +9,7 @@
  *   outbox and pending inbox rows with their sealed payloads, the adapters' tables), in one
  *   transaction: parents before children (foreign keys), identity counters moved past the copied
  *   ids, and the row counts of both sides compared before the commit. Nothing is decrypted.
- * - A table of PostgreSQL's with an identity column SQLite does not have (`matrix_sent.seq`) takes
+ * - A table of PostgreSQL's with an identity column SQLite does not have (`message_map.seq`) takes
  *   SQLite's rowid, the order that column stands for.
  */
 import { existsSync, readFileSync } from 'node:fs';

@@ -31,7 +31,7 @@ export interface RoomEvent {
 
 export interface HandlersContext {
   readonly core: Pick<BridgeCore, 'submit' | 'setOnline'>;
-  readonly store: Pick<MatrixStore, 'room' | 'markReadUpTo' | 'putReaction' | 'reaction'>;
+  readonly store: Pick<MatrixStore, 'room' | 'putReaction' | 'reaction'>;
   readonly rooms: Pick<ManagementRooms, 'notice'>;
   readonly ids: Pick<MatrixIds, 'isOurs' | 'permissionOf' | 'ghostDigits'>;
   readonly spool: Pick<MediaSpool, 'download'>;
@@ -210,13 +210,13 @@ export class InboundHandlers {
     const eventId = String(p['event_id']);
     const room = await this.c.store.room(roomId);
     if (room?.kind !== 'portal' || room.remoteJid === null || userId !== room.localUser) return;
-    const targets = await this.c.store.markReadUpTo(roomId, eventId);
-    if (targets.length === 0) return;
+    // The core sends a read receipt for each of the contact's messages up to this event not read
+    // before (none when the event is not a bridged message).
     await this.c.core.submit({
       localId: `receipt:${eventId}`,
       localUser: room.localUser,
       remote: room.remoteJid,
-      event: { type: 'receipt', receipt: 'read', targets },
+      event: { type: 'receipt', receipt: 'read', targets: [eventId] },
     });
   }
 

@@ -7,7 +7,7 @@
 import { sql, type PgDatabase, type Row } from '../../src/store/sql.js';
 import { PostgresCryptoJournal } from './crypto/crypto-store-postgres.js';
 import type { CryptoJournal } from './crypto/crypto-journal.js';
-import { toGhost, toGhostAvatar, toInbound, toInboundState, toReaction, toRoom, toSent } from './rows.js';
+import { toGhost, toGhostAvatar, toInbound, toInboundState, toReaction, toRoom } from './rows.js';
 import type {
   Ghost,
   GhostAvatar,
@@ -17,7 +17,6 @@ import type {
   MatrixStore,
   NewInbound,
   RecordedTransaction,
-  SentEvent,
 } from './store.js';
 
 const first = async <T>(rows: Promise<Row[]>, map: (r: Row) => T): Promise<T | undefined> => {
@@ -236,48 +235,6 @@ export class PostgresMatrixStore implements MatrixStore {
       avatar?.url ?? null,
       userId,
     );
-  }
-
-  // ---- sent events --------------------------------------------------------------------------------
-
-  sent(localUser: string, remoteJid: string, remoteId: string): Promise<SentEvent | undefined> {
-    return first(
-      this.#db.query(
-        'SELECT room_id, event_id FROM matrix_sent WHERE local_user = $1 AND remote_jid = $2 AND remote_id = $3',
-        [localUser, remoteJid, remoteId],
-      ),
-      toSent,
-    );
-  }
-
-  async putSent(localUser: string, remoteJid: string, remoteId: string, sent: SentEvent): Promise<void> {
-    await this.#write(
-      `INSERT INTO matrix_sent (local_user, remote_jid, remote_id, room_id, event_id, created_at)
-       VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING`,
-      localUser,
-      remoteJid,
-      remoteId,
-      sent.roomId,
-      sent.eventId,
-      this.#now(),
-    );
-  }
-
-  async markReadUpTo(roomId: string, eventId: string): Promise<string[]> {
-    // One statement, so atomic: `seq` is the order sent (SQLite's rowid).
-    const r = await this.#db.exec(
-      sql(
-        `UPDATE matrix_sent SET read = 1
-         WHERE room_id = $1 AND read = 0
-           AND seq <= (SELECT min(seq) FROM matrix_sent WHERE room_id = $1 AND event_id = $2)
-         RETURNING seq, event_id`,
-        roomId,
-        eventId,
-      ),
-    );
-    return (r.rows as Row[])
-      .sort((a, b) => (a.seq as number) - (b.seq as number))
-      .map((row) => row.event_id as string);
   }
 
   // ---- the local users' reactions -------------------------------------------------------------------

@@ -5,7 +5,7 @@
  */
 import { fileURLToPath } from 'node:url';
 import { readMigrations, type Migration, type Row } from '../../src/store/sql.js';
-import type { Ghost, GhostAvatar, InboundRow, InboundState, MatrixRoom, SentEvent } from './store.js';
+import type { Ghost, GhostAvatar, InboundRow, InboundState, MatrixRoom } from './store.js';
 
 export const toRoom = (r: Row): MatrixRoom => ({
   roomId: r.room_id as string,
@@ -43,8 +43,6 @@ export const toInboundState = (r: Row): InboundState => ({
   attempts: r.attempts as number,
   error: (r.error as string | null) ?? null,
 });
-
-export const toSent = (r: Row): SentEvent => ({ roomId: r.room_id as string, eventId: r.event_id as string });
 
 export const toReaction = (r: Row): { target: string; emoji: string } => ({
   target: r.target as string,

@@ -1,8 +1,9 @@
 /**
  * What the core calls: incoming events shown in the portal as the contact's ghost (`deliver`), the
  * state of the local user's messages (`updateDelivery`), the contact's typing (`showEphemeral`) and
- * notices (`notify`). A delivery is sent with a transaction id derived from the core's remote id and
- * remembered: a second delivery of the same remote id returns the same event and sends nothing.
+ * notices (`notify`). A delivery is sent with a transaction id derived from the core's remote id: a
+ * delivery the core may have asked for before (`mayBeRepeat`) finds the event it made, and sends
+ * nothing again (`sendEventOnce`). The core maps the remote id to the event id it is given back.
  */
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
@@ -34,7 +35,7 @@ const TYPING_TIMEOUT_MS = 30_000;
 
 export interface SendingContext {
   readonly ids: Pick<MatrixIds, 'ghostIdOf' | 'phoneOf' | 'displaynameOf' | 'botUserId'>;
-  readonly store: Pick<MatrixStore, 'sent' | 'putSent' | 'room' | 'forgetRoom' | 'portalOf'>;
+  readonly store: Pick<MatrixStore, 'room' | 'forgetRoom' | 'portalOf'>;
   readonly ghosts: Pick<Ghosts, 'client'>;
   readonly portals: Pick<Portals, 'ensure' | 'close'>;
   readonly groups: Pick<GroupPortals, 'roomFor' | 'admit'>;
@@ -58,8 +59,6 @@ export class Sending {
   async deliver(event: IncomingEvent): Promise<string | undefined> {
     const { store } = this.c;
     const { localUser, remote, remoteId } = event;
-    const done = await store.sent(localUser, remote, remoteId);
-    if (done) return done.eventId;
     const e = event.event;
     if (e.type === 'receipt' || e.type === 'typing' || e.type === 'presence') return undefined;
     if (isGroupRemote(remote)) return this.#deliverToGroup(event);
@@ -73,9 +72,7 @@ export class Sending {
     let roomId = await this.c.portals.ensure(localUser, remote);
     const seed = `${localUser}\n${remote}\n${remoteId}`;
     if (event.fromSelf === true) {
-      const sent = await this.#deliverOwn(event, roomId, seed);
-      if (sent !== undefined) await store.putSent(localUser, remote, remoteId, { roomId, eventId: sent });
-      return sent;
+      return this.#deliverOwn(event, roomId, seed);
     }
     let sent: string | undefined;
     try {
@@ -110,8 +107,6 @@ export class Sending {
         `${seed}\nnew-portal`,
       );
     }
-    if (sent === undefined) return undefined;
-    await store.putSent(localUser, remote, remoteId, { roomId, eventId: sent });
     return sent;
   }
 
@@ -174,8 +169,6 @@ export class Sending {
         sent ??= await byBot();
       }
     }
-    if (sent !== undefined)
-      await this.c.store.putSent(localUser, remote, remoteId, { roomId, eventId: sent });
     return sent;
   }
 

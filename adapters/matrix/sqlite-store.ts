@@ -7,7 +7,7 @@
 import { preparedStatements, type Db, type Prepared, type Row } from '../../src/store/sql.js';
 import { SqliteCryptoJournal } from './crypto/crypto-store-sqlite.js';
 import type { CryptoJournal } from './crypto/crypto-journal.js';
-import { toGhost, toGhostAvatar, toInbound, toInboundState, toReaction, toRoom, toSent } from './rows.js';
+import { toGhost, toGhostAvatar, toInbound, toInboundState, toReaction, toRoom } from './rows.js';
 import type {
   RecordedTransaction,
   Ghost,
@@ -17,7 +17,6 @@ import type {
   MatrixRoom,
   MatrixStore,
   NewInbound,
-  SentEvent,
 } from './store.js';
 
 export { matrixMigrations } from './rows.js';
@@ -198,38 +197,6 @@ export class SqliteMatrixStore implements MatrixStore {
       avatar?.url ?? null,
       userId,
     );
-  }
-
-  // ---- sent events --------------------------------------------------------------------------------
-
-  async sent(localUser: string, remoteJid: string, remoteId: string): Promise<SentEvent | undefined> {
-    const r = this.#q(
-      'SELECT room_id, event_id FROM matrix_sent WHERE local_user = ? AND remote_jid = ? AND remote_id = ?',
-    ).get(localUser, remoteJid, remoteId) as Row | undefined;
-    return r === undefined ? undefined : toSent(r);
-  }
-
-  async putSent(localUser: string, remoteJid: string, remoteId: string, sent: SentEvent): Promise<void> {
-    this.#q(
-      `INSERT INTO matrix_sent (local_user, remote_jid, remote_id, room_id, event_id, created_at)
-       VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
-    ).run(localUser, remoteJid, remoteId, sent.roomId, sent.eventId, this.#now());
-  }
-
-  async markReadUpTo(roomId: string, eventId: string): Promise<string[]> {
-    return this.#db.transaction(() => {
-      const at = this.#q('SELECT rowid AS r FROM matrix_sent WHERE room_id = ? AND event_id = ?').get(
-        roomId,
-        eventId,
-      ) as Row | undefined;
-      if (at === undefined) return [];
-      const rows = this.#q(
-        'SELECT rowid AS r, event_id FROM matrix_sent WHERE room_id = ? AND read = 0 AND rowid <= ? ORDER BY rowid',
-      ).all(roomId, at.r) as Row[];
-      const mark = this.#q('UPDATE matrix_sent SET read = 1 WHERE rowid = ?');
-      for (const r of rows) mark.run(r.r);
-      return rows.map((r) => r.event_id as string);
-    })();
   }
 
   async putReaction(roomId: string, eventId: string, target: string, emoji: string): Promise<void> {

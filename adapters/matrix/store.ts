@@ -48,11 +48,6 @@ export interface GhostAvatar {
   url: string;
 }
 
-export interface SentEvent {
-  roomId: string;
-  eventId: string;
-}
-
 /** The state of one inbound event, for diagnostics and tests. */
 export interface InboundState {
   /** Its place in the queue (events are handled in this order per room). */
@@ -128,18 +123,6 @@ export interface MatrixStore {
   ghostAvatar(userId: string): Promise<GhostAvatar | undefined>;
   /** Records the ghost's avatar (undefined: it has none). */
   setGhostAvatar(userId: string, avatar: GhostAvatar | undefined): Promise<void>;
-
-  // ---- sent events --------------------------------------------------------------------------------
-
-  /** The Matrix event sent for an incoming event (by its remote id), if it was sent. */
-  sent(localUser: string, remoteJid: string, remoteId: string): Promise<SentEvent | undefined>;
-  /** Remembers the Matrix event sent for an incoming event; a second record is ignored. */
-  putSent(localUser: string, remoteJid: string, remoteId: string, sent: SentEvent): Promise<void>;
-  /**
-   * The contact's events in the room up to and including `eventId` that the local user had not
-   * read yet (a Matrix read receipt covers everything before it), atomically marked read.
-   */
-  markReadUpTo(roomId: string, eventId: string): Promise<string[]>;
 
   // ---- the local users' reactions -------------------------------------------------------------------
 

@@ -104,8 +104,6 @@ export interface XmppAdapterEvents {
 
 /** What a crash left in the download folder is removed after this, by default (the queue age limit's default, and a day). */
 const DOWNLOAD_RETENTION_MS = 8 * 24 * 3600 * 1000;
-/** Delivery records older than this are pruned. */
-const DELIVERED_RETENTION_MS = 30 * 24 * 3600 * 1000;
 const SWEEP_EVERY_MS = 3_600_000;
 /** A clean stop waits this long for the users' chains (what they sent) to reach the core. */
 const STOP_WAIT_MS = 10_000;
@@ -244,9 +242,8 @@ export class XmppAdapter extends EventEmitter<XmppAdapterEvents> implements Grou
    * fails; later drops reconnect.
    */
   async start(): Promise<void> {
-    const { store, ownFiles } = this.o;
+    const { ownFiles } = this.o;
     await this.downloads.prepare(this.o.downloadRetentionMs ?? DOWNLOAD_RETENTION_MS);
-    await store.pruneDelivered(DELIVERED_RETENTION_MS);
     const opening = await this.journal.open();
     this.opened = true;
     this.noticesPending = opening.unclean !== undefined && opening.senders.length > 0;

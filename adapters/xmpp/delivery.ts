@@ -76,12 +76,10 @@ export class Delivery {
 
   /** `Adapter.deliver`: resolves with the stanza id once the server has taken every stanza. */
   async deliver(event: IncomingEvent): Promise<string | undefined> {
-    const { store, out } = this.ctx;
+    const { out } = this.ctx;
     const { localUser, remote, remoteId } = event;
     const e = event.event;
     if (e.type === 'typing' || e.type === 'presence' || e.type === 'receipt') return undefined;
-    const done = await store.deliveredStanza(localUser, remote, remoteId);
-    if (done !== undefined) return done;
     if (event.author !== undefined) return this.deliverInRoom(event);
     const contact = await this.ctx.contacts.jidOf(localUser, remote);
     const id = derivedId('wa', localUser, remote, remoteId);
@@ -92,7 +90,6 @@ export class Delivery {
         : undefined;
     const stanzas = await this.stanzasOf({ id, from: contact, to: localUser, delay }, e);
     await Promise.all(stanzas.map((s) => out.send(s)));
-    await store.markDelivered(localUser, remote, remoteId, id);
     return id;
   }
 
@@ -106,9 +103,7 @@ export class Delivery {
         : undefined;
     const author = contactJidOfRemote(event.author ?? remote, this.ctx.domain);
     const stanzas = await this.stanzasOf({ id, from: author, to: localUser, delay }, event.event);
-    const shown = await this.ctx.rooms.deliver(event, stanzas);
-    await this.ctx.store.markDelivered(localUser, remote, remoteId, shown);
-    return shown;
+    return this.ctx.rooms.deliver(event, stanzas);
   }
 
   /** `Adapter.showEphemeral`: a contact's typing, or presence (shown if the user subscribed to it). */

@@ -137,35 +137,6 @@ export class PostgresXmppStore implements XmppStore {
     this.cache.changed();
   }
 
-  async deliveredStanza(localUser: string, remote: string, remoteId: string): Promise<string | undefined> {
-    const row = await this.db.queryOne(
-      'SELECT stanza_id FROM xmpp_delivered WHERE local_user = $1 AND remote = $2 AND remote_id = $3',
-      [localUser, remote, remoteId],
-    );
-    return row?.stanza_id as string | undefined;
-  }
-
-  async markDelivered(localUser: string, remote: string, remoteId: string, stanzaId: string): Promise<void> {
-    await this.db.exec(
-      sql(
-        `INSERT INTO xmpp_delivered (local_user, remote, remote_id, stanza_id, created_at)
-         VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING`,
-        localUser,
-        remote,
-        remoteId,
-        stanzaId,
-        this.now(),
-      ),
-    );
-  }
-
-  async pruneDelivered(maxAgeMs: number): Promise<number> {
-    const r = await this.db.exec(
-      sql('DELETE FROM xmpp_delivered WHERE created_at < $1', this.now() - maxAgeMs),
-    );
-    return r.rowCount ?? 0;
-  }
-
   beginRun(): Promise<{ run: XmppRun; previous: XmppRun | undefined }> {
     const startedAt = this.now();
     return this.db.transact(async (query) => {
@@ -256,7 +227,7 @@ export class PostgresXmppStore implements XmppStore {
 
   async forgetUser(localUser: string): Promise<void> {
     await this.db.commit(
-      ['xmpp_contacts', 'xmpp_delivered', 'xmpp_journal'].map((table) =>
+      ['xmpp_contacts', 'xmpp_journal'].map((table) =>
         sql(`DELETE FROM ${table} WHERE local_user = $1`, localUser),
       ),
     );

@@ -111,24 +111,6 @@ export class SqliteXmppStore implements XmppStore {
     );
   }
 
-  async deliveredStanza(localUser: string, remote: string, remoteId: string): Promise<string | undefined> {
-    const row = this.sql(
-      'SELECT stanza_id FROM xmpp_delivered WHERE local_user = ? AND remote = ? AND remote_id = ?',
-    ).get(localUser, remote, remoteId) as { stanza_id: string } | undefined;
-    return row?.stanza_id;
-  }
-
-  async markDelivered(localUser: string, remote: string, remoteId: string, stanzaId: string): Promise<void> {
-    this.sql(
-      `INSERT INTO xmpp_delivered (local_user, remote, remote_id, stanza_id, created_at) VALUES (?, ?, ?, ?, ?)
-       ON CONFLICT DO NOTHING`,
-    ).run(localUser, remote, remoteId, stanzaId, this.now());
-  }
-
-  async pruneDelivered(maxAgeMs: number): Promise<number> {
-    return this.sql('DELETE FROM xmpp_delivered WHERE created_at < ?').run(this.now() - maxAgeMs).changes;
-  }
-
   async beginRun(): Promise<{ run: XmppRun; previous: XmppRun | undefined }> {
     return this.db.transaction(() => {
       const last = this.sql('SELECT * FROM xmpp_runs ORDER BY run DESC LIMIT 1').get() as Row | undefined;
@@ -212,7 +194,6 @@ export class SqliteXmppStore implements XmppStore {
   async forgetUser(localUser: string): Promise<void> {
     this.db.transaction(() => {
       this.sql('DELETE FROM xmpp_contacts WHERE local_user = ?').run(localUser);
-      this.sql('DELETE FROM xmpp_delivered WHERE local_user = ?').run(localUser);
       this.sql('DELETE FROM xmpp_journal WHERE local_user = ?').run(localUser);
     })();
     this.cache.changed();

@@ -119,12 +119,6 @@ export interface XmppStore {
   contactPhoto(localUser: string, contact: string): Promise<{ bytes: Uint8Array; type: string } | undefined>;
   /** Sets the given subscription flags of an existing contact. */
   setSubscription(localUser: string, contact: string, change: SubscriptionChange): Promise<void>;
-  /** The stanza id under which an incoming event was shown, if it was. */
-  deliveredStanza(localUser: string, remote: string, remoteId: string): Promise<string | undefined>;
-  /** Records that an incoming event was shown under `stanzaId` (a second record of it is ignored). */
-  markDelivered(localUser: string, remote: string, remoteId: string, stanzaId: string): Promise<void>;
-  /** Forgets delivery records older than `maxAgeMs` and resolves with how many there were. */
-  pruneDelivered(maxAgeMs: number): Promise<number>;
   /**
    * Records a new run (a start of the adapter) and resolves with it and the one before, whose
    * `stoppedAt` is unset if the bridge did not stop cleanly.

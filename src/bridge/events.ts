@@ -106,7 +106,11 @@ export interface ReactionEvent {
 export interface ReceiptEvent {
   readonly type: 'receipt';
   readonly receipt: 'delivered' | 'read';
-  /** The ids (local when outgoing, remote when incoming) of the messages receipted. */
+  /**
+   * The ids (local when outgoing, remote when incoming) of the messages receipted. An outgoing
+   * read receipt covers the contact's earlier messages too, each once: naming the newest one read
+   * is enough (as a Matrix read receipt or an XEP-0333 displayed marker does).
+   */
   readonly targets: readonly string[];
 }
 

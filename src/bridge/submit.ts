@@ -63,12 +63,9 @@ export async function submitEvent(d: SubmitDeps, network: Network, event: Outgoi
   }
   if (e.type === 'receipt') {
     const portal = await store.portals.ensure(puppet.id, remote);
-    const targets = await Promise.all(
-      e.targets.map(async (target) => {
-        const m = await store.messages.byLocal(portal.id, target);
-        return { messageId: m?.remoteId ?? target, sender: m?.sender };
-      }),
-    );
+    const accountJid = accountJidOf(puppet.accountId, d.providerId);
+    const targets = await receiptTargets(store, portal.id, e.receipt, e.targets, accountJid);
+    if (targets.length === 0) return;
     const written: OutboxEntry[] = [];
     await store.atomically((w) => {
       for (const { messageId, sender } of targets) {
@@ -88,6 +85,7 @@ export async function submitEvent(d: SubmitDeps, network: Network, event: Outgoi
         });
         if (entry) written.push(entry);
       }
+      if (e.receipt === 'read') for (const target of e.targets) w.markRead(portal.id, target);
     });
     d.kickOutbox(puppet, portal.id, written.length === targets.length ? written : undefined);
     return;
@@ -125,4 +123,37 @@ export async function submitEvent(d: SubmitDeps, network: Network, event: Outgoi
   });
   d.metrics?.outgoing('queued');
   d.kickOutbox(puppet, portal.id, written && [written]);
+}
+
+/** The most messages one read receipt covers (the oldest first; a later receipt covers the rest). */
+const READ_UP_TO_LIMIT = 1_000;
+
+/**
+ * The wire messages a local receipt is for. A read one covers the contact's messages up to each
+ * target, not covered before (a reader who saw a message saw those before it): a Matrix read
+ * receipt or an XEP-0333 displayed marker names only the newest. A target the map does not know
+ * is the wire id itself for a delivery receipt, and nothing for a read one.
+ */
+async function receiptTargets(
+  store: Store,
+  portalId: number,
+  receipt: 'delivered' | 'read',
+  targets: readonly string[],
+  accountJid: string,
+): Promise<{ messageId: string; sender: string | undefined }[]> {
+  if (receipt !== 'read') {
+    return Promise.all(
+      targets.map(async (target) => {
+        const m = await store.messages.byLocal(portalId, target);
+        return { messageId: m?.remoteId ?? target, sender: m?.sender };
+      }),
+    );
+  }
+  const seen = new Map<string, string>();
+  for (const target of targets) {
+    for (const m of await store.messages.unreadUpTo(portalId, target, accountJid, READ_UP_TO_LIMIT)) {
+      seen.set(m.remoteId, m.sender);
+    }
+  }
+  return [...seen].map(([messageId, sender]) => ({ messageId, sender }));
 }

@@ -372,8 +372,29 @@ function messageMapRepository(db: PgDatabase, now: () => number): MessageMapRepo
         db.query('SELECT * FROM message_map WHERE portal_id = $1 AND local_id = $2', [portalId, localId]),
         toMapping,
       ),
+    unreadUpTo: async (portalId, localId, reader, limit) =>
+      // message_map_order: (portal_id, seq), read from the portal's mark to the message read.
+      (
+        await db.query(
+          `SELECT m.* FROM message_map m JOIN portals p ON p.id = m.portal_id
+            WHERE p.id = $1 AND m.seq > p.read_up_to
+              AND m.seq <= (SELECT seq FROM message_map WHERE portal_id = $1 AND local_id = $2)
+              AND m.sender <> $3
+            ORDER BY m.seq LIMIT $4`,
+          [portalId, localId, reader, limit],
+        )
+      ).map(toMapping),
   };
 }
+
+const markRead = (portalId: number, localId: string): Sql =>
+  sql(
+    `UPDATE portals SET read_up_to = greatest(read_up_to,
+       (SELECT seq FROM message_map WHERE portal_id = $1 AND local_id = $2))
+     WHERE id = $1`,
+    portalId,
+    localId,
+  );
 
 /** The PostgreSQL store, with its database for the Signal state (`PostgresSignalBackend`). */
 export interface PostgresStore extends Store {
@@ -392,6 +413,7 @@ export async function openPostgresStore(
       return undefined;
     },
     putMessage: (m) => db.write(putMessage(now, m)),
+    markRead: (portalId, localId) => db.write(markRead(portalId, localId)),
     recordInbox: (e) => db.write(recordInbox(now, e)),
     markInboxDelivered: (puppetId, sender, messageId) => db.write(markDelivered(puppetId, sender, messageId)),
     // One statement in the unit's transaction (migration 009): it raises unless the fence is current.

@@ -196,6 +196,12 @@ export interface MessageMapRepository {
   put(mapping: MessageMapping): Promise<void>;
   byRemote(portalId: number, remoteId: string): Promise<MessageMapping | undefined>;
   byLocal(portalId: number, localId: string): Promise<MessageMapping | undefined>;
+  /**
+   * What a read receipt for `localId` covers: the portal's messages not sent by `reader`, mapped
+   * after the last one a read receipt covered (`StoreWrites.markRead`) and up to `localId`'s, in
+   * the order they were mapped; none when `localId` is not mapped. At most `limit` of them.
+   */
+  unreadUpTo(portalId: number, localId: string, reader: string, limit: number): Promise<MessageMapping[]>;
 }
 
 /** The writes an atomic unit can make: recorded, committed together by `Store.atomically`. */
@@ -209,6 +215,11 @@ export interface StoreWrites {
   enqueueOutbox(entry: NewOutboxEntry): OutboxEntry | undefined;
   /** As `MessageMapRepository.put`. */
   putMessage(mapping: MessageMapping): void;
+  /**
+   * A read receipt covered the portal's messages up to `localId`'s: `unreadUpTo` returns none of
+   * them again. Never moves back; an unmapped `localId` changes nothing.
+   */
+  markRead(portalId: number, localId: string): void;
   /** As `InboxRepository.record`: a (puppet, sender, message id) already there is kept. */
   recordInbox(entry: NewInboxEntry): void;
   /** As `InboxRepository.markDelivered`. */

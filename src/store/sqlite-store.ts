@@ -392,7 +392,26 @@ function messageMapRepository(
         Row | undefined;
       return r && toMapping(r);
     },
+    unreadUpTo(portalId, localId, reader, limit) {
+      // message_map_order: (portal_id, rowid), read from the portal's mark to the message read.
+      const rows = q(
+        `SELECT m.* FROM message_map m, portals p
+          WHERE p.id = ? AND m.portal_id = p.id AND m.rowid > p.read_up_to
+            AND m.rowid <= (SELECT rowid FROM message_map WHERE portal_id = p.id AND local_id = ?)
+            AND m.sender <> ?
+          ORDER BY m.rowid LIMIT ?`,
+      ).all(portalId, localId, reader, limit) as Row[];
+      return rows.map(toMapping);
+    },
   };
+}
+
+function markRead(q: ReturnType<typeof statements>, portalId: number, localId: string): void {
+  q(
+    `UPDATE portals SET read_up_to = max(read_up_to,
+       coalesce((SELECT rowid FROM message_map WHERE portal_id = ? AND local_id = ?), 0))
+     WHERE id = ?`,
+  ).run(portalId, localId, portalId);
 }
 
 /**
@@ -420,6 +439,7 @@ export function openSqliteStore(
   const writes: StoreWrites = {
     enqueueOutbox: (e) => insertOutbox(q, now, e),
     putMessage: (m) => messages.put(m),
+    markRead: (portalId, localId) => markRead(q, portalId, localId),
     recordInbox: (e) => void inbox.record(e),
     markInboxDelivered: (puppetId, sender, messageId) => inbox.markDelivered(puppetId, sender, messageId),
     requireLease: (name, fence) => {

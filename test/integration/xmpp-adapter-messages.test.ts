@@ -82,21 +82,30 @@ describe.each(CASES)('XMPP adapter messages on %s, the bridge on %s', (kind, dat
     );
     expect(displayed.attrs.from).toBe(contactJid(bobPhone));
 
-    // native -> XMPP: delivered once the server took it; read when the user sends a marker.
+    // native -> XMPP: delivered once the server took it; read when the user sends a marker. A
+    // marker on the newest message reads the ones before it too (XEP-0333), each once.
     const id = await bob.sendText(got.from, 'yes', { devices: [0] });
+    const id2 = await bob.sendText(got.from, 'and this?', { devices: [0] });
     const m = await alice.waitForStanza(
-      (s) => s.name === 'message' && s.getChild('body')?.getText() === 'yes',
+      (s) => s.name === 'message' && s.getChild('body')?.getText() === 'and this?',
     );
     await bob.waitForReceipt(id, 'delivery');
-    await alice.client.send(
+    await bob.waitForReceipt(id2, 'delivery');
+    const marker = (markerId: string, of: string) =>
       xml(
         'message',
-        { type: 'chat', to: contactJid(bobPhone), id: 'mk-1' },
-        xml('displayed', { xmlns: 'urn:xmpp:chat-markers:0', id: m.attrs.id }),
-      ),
-    );
+        { type: 'chat', to: contactJid(bobPhone), id: markerId },
+        xml('displayed', { xmlns: 'urn:xmpp:chat-markers:0', id: of }),
+      );
+    await alice.client.send(marker('mk-1', String(m.attrs.id)));
     const read = await bob.waitForReceipt(id, 'read');
     expect(read.from).toBe(got.from);
+    await bob.waitForReceipt(id2, 'read');
+    // The same marker again: nothing more is read.
+    await alice.client.send(marker('mk-2', String(m.attrs.id)));
+    await alice.client.send(chat(contactJid(bobPhone), 'after the marker', 'ask-2'));
+    await bob.waitForMessage((x) => x.content.kind === 'text' && x.content.text === 'after the marker');
+    expect(bob.receipts.filter((r) => r.type === 'read' && r.id === id)).toHaveLength(1);
   });
 
   test('chat states become typing and typing becomes chat states', async () => {

@@ -183,21 +183,6 @@ describe.each(storeBackends())('the adapters’ stores on $name', (backend) => {
       });
     });
 
-    it('remembers sent events once, and a read receipt marks everything up to it once, in order', async () => {
-      expect(await store.sent(ALICE_MX, BOB_REMOTE, 'm1')).toBeUndefined();
-      for (const n of [1, 2, 3, 4]) {
-        await store.putSent(ALICE_MX, BOB_REMOTE, `m${n}`, { roomId: ROOM, eventId: `$s${n}` });
-      }
-      await store.putSent(ALICE_MX, BOB_REMOTE, 'm1', { roomId: ROOM, eventId: '$other' });
-      await store.putSent(ALICE_MX, DAVE_REMOTE, 'm1', { roomId: '!r2:example.org', eventId: '$d1' });
-      expect(await store.sent(ALICE_MX, BOB_REMOTE, 'm1')).toEqual({ roomId: ROOM, eventId: '$s1' });
-      expect(await store.markReadUpTo(ROOM, '$s2')).toEqual(['$s1', '$s2']);
-      expect(await store.markReadUpTo(ROOM, '$s2')).toEqual([]);
-      expect(await store.markReadUpTo(ROOM, '$s4')).toEqual(['$s3', '$s4']);
-      expect(await store.markReadUpTo(ROOM, '$unknown')).toEqual([]);
-      expect(await store.markReadUpTo('!r2:example.org', '$d1')).toEqual(['$d1']);
-    });
-
     it("remembers the local users' reactions and who turned double puppeting on", async () => {
       expect(await store.reaction('$re1')).toBeUndefined();
       await store.putReaction(ROOM, '$re1', '$s1', '👍');
@@ -282,19 +267,6 @@ describe.each(storeBackends())('the adapters’ stores on $name', (backend) => {
       expect(await store.contact(ALICE, BOB)).toMatchObject({ subTo: true, subFrom: false, asked: true });
     });
 
-    it('an event delivered twice keeps the stanza id of the first delivery, until the record is pruned', async () => {
-      expect(await store.deliveredStanza(ALICE, BOB_REMOTE, 'm1')).toBeUndefined();
-      await store.markDelivered(ALICE, BOB_REMOTE, 'm1', 'wa-1');
-      await store.markDelivered(ALICE, BOB_REMOTE, 'm1', 'wa-other');
-      expect(await store.deliveredStanza(ALICE, BOB_REMOTE, 'm1')).toBe('wa-1');
-      clock += 2 * DAY;
-      await store.markDelivered(ALICE, BOB_REMOTE, 'm2', 'wa-2');
-      expect(await store.pruneDelivered(DAY)).toBe(1);
-      expect(await store.pruneDelivered(DAY)).toBe(0);
-      expect(await store.deliveredStanza(ALICE, BOB_REMOTE, 'm1')).toBeUndefined();
-      expect(await store.deliveredStanza(ALICE, BOB_REMOTE, 'm2')).toBe('wa-2');
-    });
-
     it('runs: each start sees the one before, unset stoppedAt after an unclean stop', async () => {
       const first = await store.beginRun();
       expect(first.previous).toBeUndefined();
@@ -353,10 +325,9 @@ describe.each(storeBackends())('the adapters’ stores on $name', (backend) => {
       expect((await store.journaled()).map((j) => j.localId)).toEqual(['a4', 'b1']);
     });
 
-    it("unregistering forgets the user's contacts, delivery records and journal, and no one else's", async () => {
+    it("unregistering forgets the user's contacts and journal, and no one else's", async () => {
       const { run } = (await store.beginRun()).run;
       await store.ensureContact(ALICE, BOB, BOB_REMOTE);
-      await store.markDelivered(ALICE, BOB_REMOTE, 'm1', 'wa-1');
       await store.ensureContact(CAROL, BOB, BOB_REMOTE);
       const entry = (localUser: string) => ({
         localUser,
@@ -368,7 +339,6 @@ describe.each(storeBackends())('the adapters’ stores on $name', (backend) => {
       await store.writeJournal({ run, append: [entry(ALICE), entry(CAROL)], settle: [] });
       await store.forgetUser(ALICE);
       expect(await store.contacts(ALICE)).toEqual([]);
-      expect(await store.deliveredStanza(ALICE, BOB_REMOTE, 'm1')).toBeUndefined();
       expect((await store.journaled()).map((j) => j.localUser)).toEqual([CAROL]);
       expect(await store.contact(CAROL, BOB)).toBeDefined();
     });

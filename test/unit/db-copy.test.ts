@@ -82,6 +82,7 @@ async function filledSqlite(): Promise<string> {
     payload: randomBytes(60),
   });
   await store.inbox.markDelivered(a.id, 's', 'm1');
+  await store.messages.put({ portalId: portal.id, remoteId: 'r2', localId: 'l2', sender: 's' });
   await store.messages.put({ portalId: portal.id, remoteId: 'r1', localId: 'l1', sender: 's' });
   const db = store.db;
   db.prepare('INSERT INTO signal_prekeys VALUES (?, ?, ?, ?, ?)').run(
@@ -139,8 +140,6 @@ async function filledSqlite(): Promise<string> {
     remoteJid: '4915100000001@wa.interop',
   });
   await matrix.putGhost('@wa_1:x', '4915100000001@wa.interop');
-  await matrix.putSent('@u:x', 'j', 'r2', { roomId: '!r', eventId: '$s2' });
-  await matrix.putSent('@u:x', 'j', 'r1', { roomId: '!r', eventId: '$s1' });
   await matrix.putReaction('!r', '$re', '$s1', '👍');
   await matrix.setDoublePuppet('@u:x', true);
   // The Matrix crypto store's sealed rows (adapters/matrix/crypto/): copied as bytes, never opened.
@@ -157,7 +156,6 @@ async function filledSqlite(): Promise<string> {
   const xmpp = openXmppStore({ kind: 'sqlite', db });
   const { run } = (await xmpp.beginRun()).run;
   await xmpp.ensureContact('user1@example.org', '+4915100000001', '4915100000001@wa.interop', 'Bob');
-  await xmpp.markDelivered('user1@example.org', '4915100000001@wa.interop', 'r1', 'st1');
   await xmpp.writeJournal({
     run,
     append: [{ localUser: 'user1@example.org', contact: 'c', localId: 'x1', stanza: '<m/>', receivedAt: 9 }],
@@ -234,10 +232,10 @@ describe('db copy from SQLite to PostgreSQL', () => {
       expect({ table, rows: got }).toEqual({ table, rows });
       expect(rows.length).toBeGreaterThan(0); // every table had something to copy
     }
-    // matrix_sent's order (SQLite's rowid) is PostgreSQL's seq.
-    expect((await pg.query('SELECT event_id FROM matrix_sent ORDER BY seq')).map((r) => r.event_id)).toEqual([
-      '$s2',
-      '$s1',
+    // message_map's order (SQLite's rowid) is PostgreSQL's seq.
+    expect((await pg.query('SELECT local_id FROM message_map ORDER BY seq')).map((r) => r.local_id)).toEqual([
+      'l2',
+      'l1',
     ]);
     await pg.close();
 

@@ -386,6 +386,38 @@ describe.each(storeBackends())('the store contract on $name', (backend) => {
     expect((await store.messages.byRemote(portal.id, 'R1'))?.localId).toBe('$event1');
   });
 
+  it("reads up to a message: the contact's messages since the last read, in order, each once", async () => {
+    const store = await backend.open();
+    const p = await store.puppets.create(puppet(1));
+    const portal = await store.portals.ensure(p.id, 'a@wa.interop');
+    const other = await store.portals.ensure(p.id, 'b@wa.interop');
+    const me = 'me@s.wa.interop';
+    // Mapped in this order; remote ids sort the other way, so the order is the mapping's.
+    const mapped: [number, string, string][] = [
+      [portal.id, 'R9', 'a@wa.interop'],
+      [portal.id, 'R8', me], // the user's own message: never receipted
+      [other.id, 'R7', 'b@wa.interop'],
+      [portal.id, 'R6', 'a@wa.interop'],
+      [portal.id, 'R5', 'a@wa.interop'],
+    ];
+    for (const [portalId, remoteId, sender] of mapped) {
+      await store.messages.put({ portalId, remoteId, localId: `$${remoteId}`, sender });
+    }
+    const read = async (localId: string) => {
+      const got = await store.messages.unreadUpTo(portal.id, localId, me, 100);
+      await store.atomically((w) => w.markRead(portal.id, localId));
+      return got.map((m) => m.remoteId);
+    };
+    expect(await store.messages.unreadUpTo(portal.id, '$R6', me, 1)).toMatchObject([{ remoteId: 'R9' }]);
+    expect(await read('$R8')).toEqual(['R9']); // up to the user's own message
+    expect(await read('$R8')).toEqual([]);
+    expect(await read('$R9')).toEqual([]); // behind the mark: the mark does not move back
+    expect(await read('$unknown')).toEqual([]);
+    expect(await read('$R7')).toEqual([]); // another chat's message
+    expect(await read('$R5')).toEqual(['R6', 'R5']);
+    expect(await store.messages.unreadUpTo(other.id, '$R7', me, 100)).toMatchObject([{ remoteId: 'R7' }]);
+  });
+
   it('rolls back every write of a failed atomic unit', async () => {
     const store = await backend.open();
     const p = await store.puppets.create(puppet(1));
