@@ -34,6 +34,7 @@ import { RetryingMatrixClient, routeSdkLogs, type RetryPolicy } from './client.j
 import { CommandHandler } from './commands.js';
 import type { Content } from './content.js';
 import { MatrixAdapterError } from './errors.js';
+import { lateCore } from './late-core.js';
 import { Ghosts } from './ghosts.js';
 import { GroupAvatars } from './group-avatars.js';
 import { GroupPortals } from './group-portals.js';
@@ -524,29 +525,35 @@ export class MatrixAdapter implements GroupAdapter, ProfileAdapter {
     return this.#core;
   }
 
-  /** One recorded inbound event (or read receipt), handed to what it does. */
-  async #handle(row: InboundRow): Promise<void> {
+  /**
+   * One recorded inbound event (or read receipt), handed to what it does. True when handling it
+   * again would change nothing (InboundQueue: its done mark may wait): what it did went to the
+   * core under the event's id (a portal's message, reaction or redaction; a read receipt), or
+   * nothing was done.
+   */
+  async #handle(row: InboundRow): Promise<boolean> {
     if (row.kind === 'receipt') {
       await this.#handlers.receipt(row.payload);
-      return;
+      return true;
     }
     const e = row.payload;
     const type = e['type'];
     const sender = e['sender'];
-    if (typeof sender !== 'string' || typeof type !== 'string') return;
+    if (typeof sender !== 'string' || typeof type !== 'string') return true;
     const content = (
       typeof e['content'] === 'object' && e['content'] !== null ? e['content'] : {}
     ) as Content;
     if (type === 'm.room.member') {
       this.#encryption?.membersChanged(row.roomId);
       await this.#invites.member(row.roomId, sender, e['state_key'], content);
-      return;
+      return false;
     }
-    if (this.#ids.isOurs(sender)) return;
+    if (this.#ids.isOurs(sender)) return true;
     const room = await this.store.room(row.roomId);
-    if (!room) return;
+    if (!room) return true;
     this.#handlers.seenActive(sender);
     await this.#routes.get(type)?.({ room, type, sender, eventId: String(e['event_id']), content, raw: e });
+    return room.kind === 'portal' && REPLAYABLE.has(type) && !isVerificationRequest(content);
   }
 
   /** An in-room verification event: to the bridge's devices with encryption allowed, dropped without. */
@@ -562,38 +569,5 @@ export class MatrixAdapter implements GroupAdapter, ProfileAdapter {
   }
 }
 
-/** The core as the parts hold it from the start: each call goes to the core attached by then. */
-function lateCore(core: () => BridgeCore): BridgeCore {
-  return {
-    submit: (event) => core().submit(event),
-    setOnline: (localUser, online) => core().setOnline(localUser, online),
-    enlist: (localUser) => core().enlist(localUser),
-    optOut: (localUser) => core().optOut(localUser),
-    lookup: (localUser, phone) => core().lookup(localUser, phone),
-    safetyNumber: (localUser, remote) => core().safetyNumber(localUser, remote),
-    confirmIdentity: (localUser, remote) => core().confirmIdentity(localUser, remote),
-    status: (localUser) => core().status(localUser),
-    isEnlisted: (localUser) => core().isEnlisted(localUser),
-    enlistedUsers: () => core().enlistedUsers(),
-    puppets: (localUser) => core().puppets(localUser),
-    reconnect: (localUser) => core().reconnect(localUser),
-    broadcast: (text) => core().broadcast(text),
-    createGroup: async (localUser, subject, members) => {
-      const c = core();
-      if (c.createGroup === undefined) throw unsupported('groups');
-      return c.createGroup(localUser, subject, members);
-    },
-    changeGroup: async (localUser, group, request) => {
-      const c = core();
-      if (c.changeGroup === undefined) throw unsupported('groups');
-      return c.changeGroup(localUser, group, request);
-    },
-    group: (localUser, group) => core().group?.(localUser, group) ?? Promise.resolve(undefined),
-    groups: (localUser) => core().groups?.(localUser) ?? Promise.resolve([]),
-    retryDeliveries: (localUser) => core().retryDeliveries?.(localUser) ?? Promise.resolve(),
-  };
-}
-
-function unsupported(what: string): MatrixAdapterError {
-  return new MatrixAdapterError('matrix_core_unsupported', `the bridge core does not offer ${what}`);
-}
+/** A portal's events that go to the core under their own event id (submit keeps one of each). */
+const REPLAYABLE = new Set(['m.room.message', 'm.reaction', 'm.room.redaction']);

@@ -3,6 +3,11 @@
  * here in order per room and rooms in parallel, each event on its own. One that fails holds up only
  * its room: it is tried again after a backoff (the room's own timer wakes the pump), and after a
  * few attempts, or at once when no attempt can mend it, set aside with a notice.
+ *
+ * An event is marked done once handled. When handling it again would change nothing (`handle`
+ * says so: what it did went to the core under the event's id), its mark waits for the end of the
+ * room's run, and the run's marks are written in one commit before the room is read again. A
+ * crash in between hands those events over again at the next start, which the core keeps once.
  */
 import { InteropError } from '../../src/errors.js';
 import type { Logger } from '../../src/observability/logger.js';
@@ -28,8 +33,11 @@ export interface InboundQueueContext {
     MatrixStore,
     'pendingInboundRooms' | 'pendingInboundOf' | 'markInboundDone' | 'markInboundAttempt'
   >;
-  /** Handles one event; a rejection counts as a failed attempt. */
-  handle(row: InboundRow): Promise<void>;
+  /**
+   * Handles one event; a rejection counts as a failed attempt. Resolves true when handling it
+   * again would change nothing (its done mark may wait for others).
+   */
+  handle(row: InboundRow): Promise<boolean | void>;
   /** A room's batch with any event the homeserver never sent put in its place (catch-up.ts). */
   expand?(rows: readonly InboundRow[]): Promise<readonly InboundRow[]>;
   readonly rooms: Pick<ManagementRooms, 'notice'>;
@@ -49,6 +57,7 @@ export interface InboundQueueContext {
 /** An encrypted event the bridge has no key for yet (encrypted-rooms.ts): held, not counted. */
 const KEY_MISSING = 'matrix_room_key_missing';
 
+
 export class InboundQueue {
   /** Rooms whose events are being handled now. */
   readonly #rooms = new Set<string>();
@@ -61,6 +70,7 @@ export class InboundQueue {
   #pumpAgain = false;
   /** Until `start()`: events are recorded but not handled yet. */
   #stopped = true;
+
 
   constructor(private readonly c: InboundQueueContext) {}
 
@@ -134,12 +144,28 @@ export class InboundQueue {
   }
 
   async #runRoom(batch: readonly InboundRow[]): Promise<void> {
+    // Handled events whose done marks wait for the end of the run (one commit).
+    const done: number[] = [];
+    try {
+      await this.#runRows(batch, done);
+    } finally {
+      if (done.length > 0) {
+        await this.c.store.markInboundDone(done).catch((err: unknown) => {
+          // Not lost: handled again after a backoff (the core keeps one of each).
+          this.c.log.warn({ err: (err as Error).message, events: done.length }, 'done marks not written');
+          this.#retryLater(batch[0]!);
+        });
+      }
+    }
+  }
+
+  async #runRows(batch: readonly InboundRow[], done: number[]): Promise<void> {
     const rows = this.c.expand === undefined ? batch : await this.c.expand(batch);
     for (const row of rows) {
       if (this.#stopped) return;
       try {
-        await this.c.handle(row);
-        await this.c.store.markInboundDone(row.seq);
+        if ((await this.c.handle(row)) === true) done.push(row.seq);
+        else await this.c.store.markInboundDone([row.seq]);
         this.#roomRetryAt.delete(row.roomId);
       } catch (err) {
         const keyMissing = err instanceof InteropError && err.code === KEY_MISSING;

@@ -90,8 +90,8 @@ export class PostgresMatrixStore implements MatrixStore {
     ).map(toInbound);
   }
 
-  async markInboundDone(seq: number): Promise<void> {
-    await this.#write(`UPDATE matrix_inbound SET state = 'done', payload = '{}' WHERE seq = $1`, seq);
+  async markInboundDone(seqs: readonly number[]): Promise<void> {
+    await this.#write(`UPDATE matrix_inbound SET state = 'done', payload = '{}' WHERE seq = ANY($1)`, [...seqs]);
   }
 
   async markInboundAttempt(seq: number, error: string, giveUp: boolean): Promise<void> {

@@ -71,8 +71,10 @@ export class SqliteMatrixStore implements MatrixStore {
     ).map(toInbound);
   }
 
-  async markInboundDone(seq: number): Promise<void> {
-    this.#q(`UPDATE matrix_inbound SET state = 'done', payload = '{}' WHERE seq = ?`).run(seq);
+  async markInboundDone(seqs: readonly number[]): Promise<void> {
+    const done = this.#q(`UPDATE matrix_inbound SET state = 'done', payload = '{}' WHERE seq = ?`);
+    if (seqs.length === 1) done.run(seqs[0]);
+    else this.#db.transaction(() => seqs.forEach((seq) => done.run(seq)))();
   }
 
   async markInboundAttempt(seq: number, error: string, giveUp: boolean): Promise<void> {

@@ -78,8 +78,8 @@ export interface MatrixStore {
   pendingInboundRooms(): Promise<string[]>;
   /** One room's pending inbound events, oldest first. */
   pendingInboundOf(roomId: string, limit?: number): Promise<InboundRow[]>;
-  /** Marks an inbound event handled (its payload is dropped). */
-  markInboundDone(seq: number): Promise<void>;
+  /** Marks inbound events handled (their payloads are dropped), in one transaction. */
+  markInboundDone(seqs: readonly number[]): Promise<void>;
   /** Counts a failed attempt; with `giveUp`, the event is set aside as failed. */
   markInboundAttempt(seq: number, error: string, giveUp: boolean): Promise<void>;
   /** The state of the inbound event recorded under `key`, if any. */

@@ -45,6 +45,9 @@ const RETRY_HELD_MS = 5_000;
 const NO_PAYLOAD = new Uint8Array(0);
 const withoutPayload = (entry: OutboxEntry): OutboxEntry => ({ ...entry, payload: NO_PAYLOAD });
 
+/** How far along an entry is: a receipt moves it only forward (a failed entry stays failed). */
+const RANK: Record<OutboxEntry['state'], number> = { queued: 0, sent: 1, delivered: 2, read: 3, failed: 9 };
+
 export class OutboxSender {
   /**
    * Entries written on the current connection and not yet acknowledged, by wire id (without their
@@ -538,13 +541,18 @@ export class OutboxSender {
     if (!entry || entry.puppetId !== this.ctx.puppet.id || entry.kind === RECEIPT_KIND) return {};
     // A receipt proves the gateway stored it, even if its ack was lost with a connection.
     this.inFlight.delete(id);
-    this.marksMade?.settle(id); // the write below moves it past `sent`
+    // What this process remembers is what is stored, or about to be: the state is written with the
+    // other receipts of this turn (outbox-marks.ts), and the receipt acknowledged after that.
+    const advanced = RANK[state] > RANK[entry.state];
+    const written = advanced ? this.marks().advance(id, state) : undefined;
+    written?.catch(() => undefined); // the caller learns of a failure (no acknowledgement), later
+    if (advanced) this.remember(entry, state);
     // The same state again is the gateway's redelivery of a receipt not acknowledged before a
     // crash: it may not have been shown, so it is shown again (a repeat is harmless).
-    const advanced = await this.ctx.store.outbox.advance(id, state);
-    if (advanced) this.remember(entry, state);
-    if (advanced || entry.state === state || by !== undefined) return await this.report(entry, state, { by });
-    return {};
+    const { shown } =
+      advanced || entry.state === state || by !== undefined ? await this.report(entry, state, { by }) : {};
+    if (written === undefined) return shown ? { shown } : {};
+    return { shown: shown ? Promise.all([written, shown]).then(() => undefined) : written };
   }
 
   private async failEntry(entry: OutboxEntry, reason: string): Promise<void> {

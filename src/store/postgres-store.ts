@@ -266,6 +266,24 @@ function outboxRepository(db: PgDatabase, now: () => number): OutboxRepository {
       );
       return (r.rowCount ?? 0) > 0;
     },
+    async advanceAll(moves) {
+      const t = now();
+      await db.commit(
+        (['delivered', 'read'] as const)
+          .map((state) => [state, moves.filter(([, s]) => s === state).map(([id]) => id)] as const)
+          .filter(([, ids]) => ids.length > 0)
+          .map(([state, ids]) =>
+            sql(
+              'UPDATE outbox SET state = $1, payload = $2, updated_at = $3 WHERE id = ANY($4) AND state = ANY($5)',
+              state,
+              EMPTY,
+              t,
+              ids,
+              ADVANCE_FROM[state],
+            ),
+          ),
+      );
+    },
     async advanceAllSent(ids) {
       if (ids.length === 0) return;
       await db.exec(

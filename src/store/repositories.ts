@@ -154,6 +154,8 @@ export interface OutboxRepository {
   advance(id: string, state: 'sent' | 'delivered' | 'read'): Promise<boolean>;
   /** `advance` of many entries to `sent` in one transaction (one commit); an entry already past it is left. */
   advanceAllSent(ids: readonly string[]): Promise<void>;
+  /** `advance` of many entries, each to its state, in one transaction (one commit). */
+  advanceAll(moves: readonly (readonly [id: string, state: 'delivered' | 'read'])[]): Promise<void>;
   /** A queued entry fails for good; its payload is cleared. */
   fail(id: string, reason: string): Promise<void>;
 }

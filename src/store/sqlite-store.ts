@@ -241,12 +241,29 @@ function outboxRepository(
     const r = q('SELECT * FROM outbox WHERE id = ?').get(id) as Row | undefined;
     return r && toOutbox(r);
   };
+  const advance = (id: string, state: 'sent' | 'delivered' | 'read'): boolean => {
+    const from = {
+      sent: "('queued')",
+      delivered: "('queued', 'sent')",
+      read: "('queued', 'sent', 'delivered')",
+    }[state];
+    return (
+      q(`UPDATE outbox SET state = ?, payload = X'', updated_at = ? WHERE id = ? AND state IN ${from}`).run(
+        state,
+        now(),
+        id,
+      ).changes > 0
+    );
+  };
   const allSent = db.transaction((ids: readonly string[]) => {
     const update = q(
       "UPDATE outbox SET state = 'sent', payload = X'', updated_at = ? WHERE id = ? AND state = 'queued'",
     );
     const t = now();
     for (const id of ids) update.run(t, id);
+  });
+  const allMoved = db.transaction((moves: readonly (readonly [string, 'delivered' | 'read'])[]) => {
+    for (const [id, state] of moves) advance(id, state);
   });
   return {
     enqueue(e: NewOutboxEntry) {
@@ -296,22 +313,12 @@ function outboxRepository(
     recordAttempt(id) {
       q('UPDATE outbox SET attempts = attempts + 1, updated_at = ? WHERE id = ?').run(now(), id);
     },
-    advance(id, state) {
-      const from = {
-        sent: "('queued')",
-        delivered: "('queued', 'sent')",
-        read: "('queued', 'sent', 'delivered')",
-      }[state];
-      return (
-        q(`UPDATE outbox SET state = ?, payload = X'', updated_at = ? WHERE id = ? AND state IN ${from}`).run(
-          state,
-          now(),
-          id,
-        ).changes > 0
-      );
-    },
+    advance,
     advanceAllSent(ids) {
       allSent(ids);
+    },
+    advanceAll(moves) {
+      allMoved(moves);
     },
     fail(id, reason) {
       q(

@@ -76,7 +76,7 @@ describe.each(storeBackends())('the adapters’ stores on $name', (backend) => {
       await store.recordTransaction('t', events);
       expect((await store.pendingInboundRooms()).sort()).toEqual(['!other:example.org', ROOM]);
       const [a, b] = await store.pendingInboundOf(ROOM);
-      await store.markInboundDone(a!.seq);
+      await store.markInboundDone([a!.seq]);
       await store.markInboundAttempt(b!.seq, 'homeserver down', false);
       expect(await store.inboundState('$a')).toEqual({
         seq: a!.seq,

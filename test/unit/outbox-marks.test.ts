@@ -8,6 +8,7 @@ describe('the sent states written later, many at a time (outbox-marks)', () => {
   let tmp: ReturnType<typeof tempDir>;
   let store: SqliteStore;
   let writes: string[][];
+  let moved: (readonly [string, 'delivered' | 'read'])[][];
 
   beforeEach(async () => {
     tmp = tempDir();
@@ -34,6 +35,7 @@ describe('the sent states written later, many at a time (outbox-marks)', () => {
       });
     }
     writes = [];
+    moved = [];
   });
   afterEach(() => {
     store.close();
@@ -45,6 +47,10 @@ describe('the sent states written later, many at a time (outbox-marks)', () => {
     advanceAllSent: async (ids: readonly string[]) => {
       writes.push([...ids]);
       await store.outbox.advanceAllSent(ids);
+    },
+    advanceAll: async (moves: readonly (readonly [string, 'delivered' | 'read'])[]) => {
+      moved.push([...moves]);
+      await store.outbox.advanceAll(moves);
     },
   });
   const state = async (id: string) => (await store.outbox.get(id))!.state;
@@ -86,6 +92,7 @@ describe('the sent states written later, many at a time (outbox-marks)', () => {
     const marks = new SentMarks(
       {
         advanceAllSent: () => Promise.reject(new Error('disk full')),
+        advanceAll: () => Promise.reject(new Error('disk full')),
       },
       log,
       60_000,
@@ -99,5 +106,52 @@ describe('the sent states written later, many at a time (outbox-marks)', () => {
     ok.add('m1');
     await ok.flush();
     expect(await state('m1')).toBe('sent');
+  });
+
+  it("writes the receipts' states of a moment in one commit, and resolves each once written", async () => {
+    const marks = new SentMarks(counted(), undefined, 60_000);
+    marks.add('m1'); // acknowledged: its `sent` state waits
+    const written = [
+      marks.advance('m1', 'delivered'), // ... and a receipt came: only `delivered` is written
+      marks.advance('m2', 'read'),
+      marks.advance('m3', 'delivered'),
+      marks.advance('m3', 'read'),
+      marks.advance('m2', 'delivered'), // behind `read`: not a step back
+    ];
+    expect(marks.has('m3')).toBe(true);
+    expect(await state('m3')).toBe('queued'); // not at once
+    await Promise.all(written);
+    expect(moved).toEqual([
+      [
+        ['m1', 'delivered'],
+        ['m2', 'read'],
+        ['m3', 'read'],
+      ],
+    ]);
+    expect([await state('m1'), await state('m2'), await state('m3')]).toEqual(['delivered', 'read', 'read']);
+    expect(marks.has('m1') || marks.has('m3')).toBe(false);
+    await marks.flush();
+    expect(writes).toEqual([]); // m1's `sent` went with its receipt
+    // Later receipts: a commit of their own.
+    await marks.advance('m4', 'delivered');
+    expect(moved.length).toBe(2);
+  });
+
+  it("a failed write of receipts' states rejects (the receipts are not acknowledged) and keeps nothing back", async () => {
+    let fail = true;
+    const marks = new SentMarks(
+      {
+        advanceAllSent: async () => undefined,
+        advanceAll: (moves) => (fail ? Promise.reject(new Error('disk full')) : store.outbox.advanceAll(moves)),
+      },
+      undefined,
+      60_000,
+    );
+    await expect(marks.advance('m1', 'delivered')).rejects.toThrow('disk full');
+    expect(await state('m1')).toBe('queued');
+    expect(marks.has('m1')).toBe(false); // the gateway brings the receipt again
+    fail = false;
+    await marks.advance('m1', 'delivered');
+    expect(await state('m1')).toBe('delivered');
   });
 });

@@ -278,6 +278,26 @@ describe.each(storeBackends())('the store contract on $name', (backend) => {
     expect(await store.outbox.advance('m1', 'delivered')).toBe(false);
     expect((await store.outbox.get('m1'))!.state).toBe('read');
     expect(await store.outbox.countQueued()).toBe(0);
+    // Many at once (the receipts of one turn): each to its state, forward only.
+    for (const id of ['m2', 'm3', 'm4']) {
+      await store.outbox.enqueue({
+        id,
+        puppetId: p.id,
+        portalId: portal.id,
+        kind: 'text',
+        payload: new Uint8Array([7]),
+      });
+    }
+    await store.outbox.advance('m4', 'read');
+    await store.outbox.advanceAll([
+      ['m1', 'delivered'],
+      ['m2', 'delivered'],
+      ['m3', 'read'],
+      ['m4', 'delivered'],
+    ]);
+    const after = await Promise.all(['m1', 'm2', 'm3', 'm4'].map((id) => store.outbox.get(id)));
+    expect(after.map((e) => e!.state)).toEqual(['read', 'delivered', 'read', 'read']);
+    expect(after.map((e) => e!.payload.length)).toEqual([0, 0, 0, 0]);
   });
 
   it("reads one portal's queued entries after a seq, in order, leaving other portals and other states out", async () => {
