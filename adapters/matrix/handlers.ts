@@ -211,13 +211,17 @@ export class InboundHandlers {
     const room = await this.c.store.room(roomId);
     if (room?.kind !== 'portal' || room.remoteJid === null || userId !== room.localUser) return;
     // The core sends a read receipt for each of the contact's messages up to this event not read
-    // before (none when the event is not a bridged message).
-    await this.c.core.submit({
-      localId: `receipt:${eventId}`,
-      localUser: room.localUser,
-      remote: room.remoteJid,
-      event: { type: 'receipt', receipt: 'read', targets: [eventId] },
-    });
+    // before (none when the event is not a bridged message). A user who opted out sends none.
+    try {
+      await this.c.core.submit({
+        localId: `receipt:${eventId}`,
+        localUser: room.localUser,
+        remote: room.remoteJid,
+        event: { type: 'receipt', receipt: 'read', targets: [eventId] },
+      });
+    } catch (err) {
+      if (!(err instanceof InteropError && err.code === 'bridge_not_enlisted')) throw err;
+    }
   }
 
   /**

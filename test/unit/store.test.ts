@@ -278,7 +278,7 @@ describe.each(storeBackends())('the store contract on $name', (backend) => {
     expect(await store.outbox.advance('m1', 'delivered')).toBe(false);
     expect((await store.outbox.get('m1'))!.state).toBe('read');
     expect(await store.outbox.countQueued()).toBe(0);
-    // Many at once (the receipts of one turn): each to its state, forward only.
+    // Many at once (the receipts of a moment): each to its state, forward only.
     for (const id of ['m2', 'm3', 'm4']) {
       await store.outbox.enqueue({
         id,
