@@ -57,7 +57,6 @@ export interface InboundQueueContext {
 /** An encrypted event the bridge has no key for yet (encrypted-rooms.ts): held, not counted. */
 const KEY_MISSING = 'matrix_room_key_missing';
 
-
 export class InboundQueue {
   /** Rooms whose events are being handled now. */
   readonly #rooms = new Set<string>();
@@ -70,7 +69,6 @@ export class InboundQueue {
   #pumpAgain = false;
   /** Until `start()`: events are recorded but not handled yet. */
   #stopped = true;
-
 
   constructor(private readonly c: InboundQueueContext) {}
 

@@ -35,7 +35,7 @@ export class SentMarks {
   private readonly waiting = new Set<string>();
   /** Receipts' states not written yet (the write in progress included). */
   private readonly moves = new Map<string, Moved>();
-  /** The next write of `moves`, at the end of this turn. */
+  /** The next write of `moves`, `moveDelayMs` after the first of them. */
   private soon: Promise<void> | undefined;
   /** The last write of receipts' states: they are written in order. */
   private moving: Promise<void> = Promise.resolve();

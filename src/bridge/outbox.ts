@@ -542,7 +542,7 @@ export class OutboxSender {
     // A receipt proves the gateway stored it, even if its ack was lost with a connection.
     this.inFlight.delete(id);
     // What this process remembers is what is stored, or about to be: the state is written with the
-    // other receipts of this turn (outbox-marks.ts), and the receipt acknowledged after that.
+    // receipts of the next few milliseconds (outbox-marks.ts), and the receipt acknowledged after.
     const advanced = RANK[state] > RANK[entry.state];
     const written = advanced ? this.marks().advance(id, state) : undefined;
     written?.catch(() => undefined); // the caller learns of a failure (no acknowledgement), later

@@ -64,7 +64,7 @@ export async function submitEvent(d: SubmitDeps, network: Network, event: Outgoi
   if (e.type === 'receipt') {
     const portal = await store.portals.ensure(puppet.id, remote);
     const accountJid = accountJidOf(puppet.accountId, d.providerId);
-    const targets = await receiptTargets(store, portal.id, e.receipt, e.targets, accountJid);
+    const { targets, readUpTo } = await receiptTargets(store, portal.id, e.receipt, e.targets, accountJid);
     if (targets.length === 0) return;
     const written: OutboxEntry[] = [];
     await store.atomically((w) => {
@@ -85,7 +85,7 @@ export async function submitEvent(d: SubmitDeps, network: Network, event: Outgoi
         });
         if (entry) written.push(entry);
       }
-      if (e.receipt === 'read') for (const target of e.targets) w.markRead(portal.id, target);
+      for (const localId of readUpTo) w.markRead(portal.id, localId);
     });
     d.kickOutbox(puppet, portal.id, written.length === targets.length ? written : undefined);
     return;
@@ -125,14 +125,19 @@ export async function submitEvent(d: SubmitDeps, network: Network, event: Outgoi
   d.kickOutbox(puppet, portal.id, written && [written]);
 }
 
-/** The most messages one read receipt covers (the oldest first; a later receipt covers the rest). */
+/**
+ * The most messages one read receipt covers: the oldest first, and the read mark moves only past
+ * them, so the next receipt covers the rest.
+ */
 const READ_UP_TO_LIMIT = 1_000;
 
 /**
  * The wire messages a local receipt is for. A read one covers the contact's messages up to each
  * target, not covered before (a reader who saw a message saw those before it): a Matrix read
  * receipt or an XEP-0333 displayed marker names only the newest. A target the map does not know
- * is the wire id itself for a delivery receipt, and nothing for a read one.
+ * is the wire id itself for a delivery receipt, and nothing for a read one. `readUpTo`: the local
+ * ids the portal's read mark moves to (each target, or the last message covered when there were
+ * more than the limit).
  */
 async function receiptTargets(
   store: Store,
@@ -140,20 +145,22 @@ async function receiptTargets(
   receipt: 'delivered' | 'read',
   targets: readonly string[],
   accountJid: string,
-): Promise<{ messageId: string; sender: string | undefined }[]> {
+): Promise<{ targets: { messageId: string; sender: string | undefined }[]; readUpTo: string[] }> {
   if (receipt !== 'read') {
-    return Promise.all(
+    const resolved = await Promise.all(
       targets.map(async (target) => {
         const m = await store.messages.byLocal(portalId, target);
         return { messageId: m?.remoteId ?? target, sender: m?.sender };
       }),
     );
+    return { targets: resolved, readUpTo: [] };
   }
   const seen = new Map<string, string>();
+  const readUpTo: string[] = [];
   for (const target of targets) {
-    for (const m of await store.messages.unreadUpTo(portalId, target, accountJid, READ_UP_TO_LIMIT)) {
-      seen.set(m.remoteId, m.sender);
-    }
+    const unread = await store.messages.unreadUpTo(portalId, target, accountJid, READ_UP_TO_LIMIT);
+    for (const m of unread) seen.set(m.remoteId, m.sender);
+    readUpTo.push(unread.length === READ_UP_TO_LIMIT ? unread.at(-1)!.localId : target);
   }
-  return [...seen].map(([messageId, sender]) => ({ messageId, sender }));
+  return { targets: [...seen].map(([messageId, sender]) => ({ messageId, sender })), readUpTo };
 }

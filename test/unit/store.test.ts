@@ -436,6 +436,23 @@ describe.each(storeBackends())('the store contract on $name', (backend) => {
     expect(await read('$R7')).toEqual([]); // another chat's message
     expect(await read('$R5')).toEqual(['R6', 'R5']);
     expect(await store.messages.unreadUpTo(other.id, '$R7', me, 100)).toMatchObject([{ remoteId: 'R7' }]);
+    // More than a receipt takes (submit's limit): the mark moves past what it covered, and the
+    // next receipt covers the rest.
+    for (const n of [1, 2, 3]) {
+      await store.messages.put({
+        portalId: other.id,
+        remoteId: `C${n}`,
+        localId: `$C${n}`,
+        sender: 'b@wa.interop',
+      });
+    }
+    const first = await store.messages.unreadUpTo(other.id, '$C3', me, 2);
+    expect(first.map((m) => m.remoteId)).toEqual(['R7', 'C1']);
+    await store.atomically((w) => w.markRead(other.id, first.at(-1)!.localId));
+    expect((await store.messages.unreadUpTo(other.id, '$C3', me, 2)).map((m) => m.remoteId)).toEqual([
+      'C2',
+      'C3',
+    ]);
   });
 
   it('rolls back every write of a failed atomic unit', async () => {
