@@ -46,13 +46,23 @@ function promised<R>(sync: Sync<R>): R {
 
 import { queuedSkip, toGroup, toInbox, toMapping, toOutbox, toPortal, toPuppet, type Row } from './rows.js';
 
+/** At most this many puppets kept by local id (about 0.5 KiB each). */
+const KNOWN_PUPPETS_MAX = 20_000;
+
+/**
+ * Puppets by local id are asked for on every message a local user sends (is this user enlisted?),
+ * and change rarely: they are kept in memory, frozen, and forgotten on any change of the table
+ * (this process is its only writer: the store's process lock).
+ */
 function puppetRepository(q: ReturnType<typeof statements>, now: () => number): Sync<PuppetRepository> {
   const byId = (id: number) => {
     const r = q('SELECT * FROM puppets WHERE id = ?').get(id) as Row | undefined;
     return r && toPuppet(r);
   };
+  const known = new Map<string, Puppet>();
   return {
     create(p: NewPuppet) {
+      known.clear();
       const t = now();
       const info = q(
         `INSERT INTO puppets (local_id, network, account_id, device_id, registration_id, identity_public,
@@ -75,8 +85,14 @@ function puppetRepository(q: ReturnType<typeof statements>, now: () => number): 
     },
     byId,
     byLocalId(localId) {
+      const cached = known.get(localId);
+      if (cached) return cached;
       const r = q('SELECT * FROM puppets WHERE local_id = ?').get(localId) as Row | undefined;
-      return r && toPuppet(r);
+      if (!r) return undefined;
+      const puppet = Object.freeze(toPuppet(r));
+      if (known.size >= KNOWN_PUPPETS_MAX) known.clear();
+      known.set(localId, puppet);
+      return puppet;
     },
     byAccountId(accountId) {
       const r = q('SELECT * FROM puppets WHERE account_id = ?').get(accountId) as Row | undefined;
@@ -89,9 +105,11 @@ function puppetRepository(q: ReturnType<typeof statements>, now: () => number): 
       return (q('SELECT count(*) AS n FROM puppets').get() as { n: number }).n;
     },
     setState(id, state) {
+      known.clear();
       q('UPDATE puppets SET state = ?, updated_at = ? WHERE id = ?').run(state, now(), id);
     },
     setGatewayStatic(id, key) {
+      known.clear();
       q('UPDATE puppets SET gateway_static = ?, updated_at = ? WHERE id = ?').run(
         Buffer.from(key),
         now(),
@@ -99,6 +117,7 @@ function puppetRepository(q: ReturnType<typeof statements>, now: () => number): 
       );
     },
     delete(id) {
+      known.clear();
       q('DELETE FROM puppets WHERE id = ?').run(id);
     },
   };

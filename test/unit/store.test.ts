@@ -167,6 +167,23 @@ describe.each(storeBackends())('the store contract on $name', (backend) => {
     expect(await s.outbox.get('m1')).toBeUndefined();
   });
 
+  it('reads a puppet by its local user as it is now, after each change of its state or keys', async () => {
+    const s = await backend.open();
+    const p = await s.puppets.create(puppet(1));
+    expect((await s.puppets.byLocalId('@user1:example.org'))?.state).toBe('enlisting');
+    await s.puppets.setState(p.id, 'enlisted');
+    expect((await s.puppets.byLocalId('@user1:example.org'))?.state).toBe('enlisted');
+    expect((await s.puppets.byLocalId('@user1:example.org'))?.gatewayStatic).toBeNull();
+    await s.puppets.setGatewayStatic(p.id, new Uint8Array(32).fill(7));
+    expect((await s.puppets.byLocalId('@user1:example.org'))?.gatewayStatic).toEqual(
+      new Uint8Array(32).fill(7),
+    );
+    await s.puppets.delete(p.id);
+    expect(await s.puppets.byLocalId('@user1:example.org')).toBeUndefined();
+    const again = await s.puppets.create(puppet(1));
+    expect((await s.puppets.byLocalId('@user1:example.org'))?.id).toBe(again.id);
+  });
+
   it('orders the outbox per portal, deduplicates by message id and survives a reopen', async () => {
     let store = await backend.open();
     const p = await store.puppets.create(puppet(1));
