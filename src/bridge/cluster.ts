@@ -8,7 +8,7 @@ import { RelayError, type ClusterRelay, type RelayRequest } from '../cluster/rel
 import type { Logger } from '../observability/logger.js';
 import type { BridgeMetrics } from '../observability/metrics.js';
 import type { PayloadVault } from '../store/at-rest.js';
-import type { Network, Puppet, Store } from '../store/repositories.js';
+import type { Network, OwedReceipt, Puppet, Store } from '../store/repositories.js';
 import type { Adapter, PuppetReport } from './adapter.js';
 import { BridgeError, type BridgeErrorCode } from './errors.js';
 import { FrontServices } from './front.js';
@@ -48,7 +48,7 @@ export interface ClusterHost {
   runtimeOf(localUser: string): PuppetRuntime;
   adopt(puppetId: number, lease: { name: string; fence: number }): Promise<boolean>;
   adapterOf(network: Network): Adapter | undefined;
-  kickOutbox(puppet: Puppet, portalId?: number): void;
+  kickReceipts(puppet: Puppet, owed: OwedReceipt): void;
   setOnline(localUser: string, online: boolean): void;
   /** Runs a request from another process (`onOwner`'s `op`) on a runtime this process owns. */
   run(op: string, runtime: PuppetRuntime, args: readonly unknown[]): Promise<unknown>;
@@ -73,7 +73,7 @@ export class ClusterSide {
       relay: link.relay,
       providerId: host.providerId,
       adapterOf: (network) => host.adapterOf(network),
-      kickOutbox: (puppet, portalId) => host.kickOutbox(puppet, portalId),
+      kickReceipts: (puppet, owed) => host.kickReceipts(puppet, owed),
       media: host.media,
       vault: host.vault,
       log: host.log,
@@ -93,7 +93,7 @@ export class ClusterSide {
     const { host, front } = this;
     await this.link.relay.start({
       outbox: (ids) => {
-        for (const id of ids) host.owned(id)?.outbox.kick();
+        for (const id of ids) host.owned(id)?.sendWaiting();
       },
       inbox: (ids) => front.inbox(ids),
       events: () => front.events(),
@@ -220,7 +220,7 @@ export class ClusterSide {
   /** Queued rows of owned puppets that no notification announced (one was lost): sent now. */
   private async sweepOutbox(): Promise<void> {
     try {
-      for (const id of await this.host.store.outbox.puppetsWithQueued()) this.host.owned(id)?.outbox.kick();
+      for (const id of await this.host.store.outbox.puppetsWithQueued()) this.host.owned(id)?.sendWaiting();
     } catch (err) {
       this.host.log?.debug({ err: (err as Error).message }, 'outbox sweep failed');
     }

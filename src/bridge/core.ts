@@ -16,7 +16,7 @@ import {
   type SignalBackend,
 } from '../signal/index.js';
 import type { PayloadVault } from '../store/at-rest.js';
-import type { Network, OutboxEntry, Puppet, Store } from '../store/repositories.js';
+import type { Network, OutboxEntry, OwedReceipt, Puppet, Store } from '../store/repositories.js';
 import { Enlistment } from './enlistment.js';
 import type { Adapter, BridgeCore, PuppetReport, PuppetStatus } from './adapter.js';
 import { BridgeError } from './errors.js';
@@ -373,6 +373,13 @@ export class Bridge {
     else this.cluster.relay.outboxWritten(puppet.id);
   }
 
+  /** A delivery receipt owed by `puppet`'s inbox: its runtime sends it (here, or in the owning worker). */
+  private kickReceipts(puppet: Puppet, owed: OwedReceipt): void {
+    const owned = this.ownedRuntime(puppet);
+    if (owned) owned.kickReceipts(owed);
+    else if (this.cluster) this.cluster.relay.outboxWritten(puppet.id);
+  }
+
   /** The puppet's runtime if this process runs it (always, with one process; under its lease, with several). */
   private ownedRuntime(puppet: Pick<Puppet, 'localId'>): PuppetRuntime | undefined {
     if (this.cluster && !this.leases.has(puppet.localId)) return undefined;
@@ -508,7 +515,7 @@ export class Bridge {
       runtimeOf: (localUser) => this.runtimeOf(localUser),
       adopt: (puppetId, lease) => this.adopt(puppetId, lease),
       adapterOf: (network) => this.adapterOf(network),
-      kickOutbox: (puppet, portalId) => this.kickOutbox(puppet, portalId),
+      kickReceipts: (puppet, owed) => this.kickReceipts(puppet, owed),
       setOnline: (localUser, online) => this.setOnline(localUser, online),
       run: (op, runtime, args) => this.runRequest(op, runtime, args),
     });

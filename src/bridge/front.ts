@@ -9,7 +9,7 @@ import type { ClusterRelay, RelayEvent } from '../cluster/relay.js';
 import type { Logger } from '../observability/logger.js';
 import type { BridgeMetrics } from '../observability/metrics.js';
 import type { PayloadVault } from '../store/at-rest.js';
-import type { Network, OutboxEntry, Puppet, Store } from '../store/repositories.js';
+import type { Network, OwedReceipt, Puppet, Store } from '../store/repositories.js';
 import type { Adapter } from './adapter.js';
 import type { DeliveryUpdate, EphemeralEvent, Notice } from './events.js';
 import { showsEphemeral } from './fallbacks.js';
@@ -27,8 +27,8 @@ export interface FrontOptions {
   readonly relay: ClusterRelay;
   readonly providerId: string;
   adapterOf(network: Network): Adapter | undefined;
-  /** Delivery receipts were queued for the puppet: its owner sends them. */
-  kickOutbox(puppet: Puppet, portalId?: number, written?: readonly OutboxEntry[]): void;
+  /** A delivery receipt is owed by the puppet's inbox: its owner sends it. */
+  kickReceipts(puppet: Puppet, owed: OwedReceipt): void;
   readonly media: MediaHandler | undefined;
   readonly vault: PayloadVault | undefined;
   readonly log: Logger | undefined;
@@ -149,7 +149,7 @@ export class FrontServices {
       log: this.o.log?.child({ puppet: puppet.accountId }),
       metrics: this.o.metrics,
       vault: this.o.vault,
-      kickOutbox: (portalId, written) => this.o.kickOutbox(puppet, portalId, written),
+      kickReceipts: (owed) => this.o.kickReceipts(puppet, owed),
     });
     this.deliveries.set(puppetId, delivery);
     return delivery;

@@ -1,8 +1,8 @@
 /**
  * The incoming side of one puppet: decrypts each `<message>`, persists it in the inbox, and only
  * then acknowledges it to the gateway; hands pending inbox entries to the adapter in order per
- * conversation; marks them delivered and queues the delivery receipt (durably, in the outbox) once
- * the adapter has them. Undecryptable messages get a retry receipt.
+ * conversation; marks them delivered, owing the delivery receipt (durably, on the inbox row:
+ * inbox-receipts.ts), once the adapter has them. Undecryptable messages get a retry receipt.
  */
 import { MAX_RETRIES, retryReceipt } from '../protocol/retry-receipt.js';
 import { decodeContent, describeContent } from '../protocol/content.js';
@@ -10,19 +10,13 @@ import type { Message } from '../protocol/gen/interop/v1/message_pb.js';
 import { formatJid, parseJid, type MessageStanza } from '../protocol/stanza/index.js';
 import { signalAddress } from '../signal/address.js';
 import { inboxRowId, openPayload, PayloadUnreadableError, sealPayload } from '../store/at-rest.js';
-import type { InboxEntry, OutboxEntry } from '../store/repositories.js';
+import type { InboxEntry, OwedReceipt } from '../store/repositories.js';
+import { encodeTarget } from './inbox-receipts.js';
 import type { ConversationEvent } from './events.js';
-import { receiptOutboxId } from './account.js';
 import { incomingEvent } from './content.js';
 import { fitToCapabilities } from './fallbacks.js';
 import type { PuppetContext } from './context.js';
-import {
-  decodePayload,
-  encodePayload,
-  RECEIPT_KIND,
-  type OutboxSender,
-  type ReceiptPayload,
-} from './outbox.js';
+import { decodePayload, encodePayload } from './outbox.js';
 import type { RemoteDevices } from './sessions.js';
 import {
   isGroupJid,
@@ -70,11 +64,11 @@ export class IncomingHandler {
   constructor(
     private readonly ctx: PuppetContext,
     private readonly devices: RemoteDevices,
-    outbox: OutboxSender,
+    kickReceipts: (owed: OwedReceipt) => void,
     private readonly handoff?: { inboxRecorded(): void } | undefined,
     private readonly groups?: PuppetGroups | undefined,
   ) {
-    this.delivery = new InboxDelivery({ ...ctx, kickOutbox: (portalId, written) => outbox.kick(portalId, written) });
+    this.delivery = new InboxDelivery({ ...ctx, kickReceipts });
   }
 
   stop(): void {
@@ -245,13 +239,13 @@ export type DeliveryContext = Pick<
   PuppetContext,
   'puppet' | 'accountJid' | 'store' | 'adapter' | 'media' | 'log' | 'metrics' | 'vault'
 > & {
-  /** Delivery receipts were queued (in `portalId`): the outbox sender (here or in the owning worker) sends them. */
-  kickOutbox(portalId?: number, written?: readonly OutboxEntry[]): void;
+  /** A delivery receipt is owed: the puppet's runtime (here or in the owning worker) sends it. */
+  kickReceipts(owed: OwedReceipt): void;
 };
 
 /**
  * Hands a puppet's pending inbox entries to the adapter in order per conversation, marks them
- * delivered and queues the delivery receipt (durably, in the outbox) once the adapter has them.
+ * delivered, owing the delivery receipt (durably, on the inbox row), once the adapter has them.
  */
 export class InboxDelivery {
   private pumping = false;
@@ -415,31 +409,29 @@ export class InboxDelivery {
     // Without the payload the sender's device is unknown: no delivery receipt (the message was
     // not shown, only a notice about it).
     // Nor for the user's own message from another device: it was not sent to this one.
-    const receipt: ReceiptPayload | undefined =
+    // The receipt is owed by the inbox row (inbox-receipts.ts), written in the same commit.
+    const receipt: string | undefined =
       payload && !fromSelf && event !== undefined
-        ? payload.group
-          ? { receipt: 'delivery', messageId: entry.messageId, to: payload.group, participant: payload.from }
-          : { receipt: 'delivery', messageId: entry.messageId, to: payload.from }
+        ? encodeTarget(
+            payload.group ? { to: payload.group, participant: payload.from } : { to: payload.from },
+          )
         : undefined;
-    let written: OutboxEntry | undefined;
     await store.atomically((w) => {
       if (localId !== undefined) {
         w.putMessage({ portalId: portal.id, remoteId, localId, sender: entry.sender });
       }
-      w.markInboxDelivered(puppet.id, entry.sender, entry.messageId);
-      if (receipt) {
-        written = w.enqueueOutbox({
-          id: receiptOutboxId(puppet.accountId, 'delivery', entry.sender, entry.messageId),
-          puppetId: puppet.id,
-          portalId: portal.id,
-          kind: RECEIPT_KIND,
-          payload: encodePayload(receipt),
-        });
-      }
+      w.markInboxDelivered(puppet.id, entry.sender, entry.messageId, receipt);
     });
     this.attempted.delete(`${entry.sender}\n${entry.messageId}`);
     this.ctx.metrics?.incoming('delivered', entry.receivedAt);
-    if (receipt) this.ctx.kickOutbox(portal.id, written && [written]);
+    if (receipt !== undefined) {
+      this.ctx.kickReceipts({
+        seq: entry.seq,
+        messageId: entry.messageId,
+        receipt,
+        receivedAt: entry.receivedAt,
+      });
+    }
     return true;
   }
 

@@ -24,7 +24,8 @@ import {
   type SignalBackend,
 } from '../signal/index.js';
 import type { PayloadVault } from '../store/at-rest.js';
-import type { Puppet, Store } from '../store/repositories.js';
+import type { OwedReceipt, Puppet, Store } from '../store/repositories.js';
+import { InboxReceipts } from './inbox-receipts.js';
 import type { Adapter } from './adapter.js';
 import type { PuppetContext } from './context.js';
 import type { BridgeMetrics } from '../observability/metrics.js';
@@ -144,6 +145,8 @@ export class PuppetRuntime {
   readonly incoming: IncomingHandler;
   readonly groups: PuppetGroups;
   readonly profiles: PuppetProfiles;
+  /** The delivery receipts the inbox owes, made at the first: an idle puppet (of thousands) holds none. */
+  private receiptsMade: InboxReceipts | undefined;
   private chain: Promise<void> = Promise.resolve();
   private readonly preKeyTarget: number;
   private started = false;
@@ -194,7 +197,13 @@ export class PuppetRuntime {
       return { auth: answer.body.auth };
     });
     this.outbox = new OutboxSender(this.ctx, this.devices, this.groups);
-    this.incoming = new IncomingHandler(this.ctx, this.devices, this.outbox, options.handoff, this.groups);
+    this.incoming = new IncomingHandler(
+      this.ctx,
+      this.devices,
+      (owed) => this.kickReceipts(owed),
+      options.handoff,
+      this.groups,
+    );
 
     this.signal.onIdentityChange((change) => {
       const remote = userJidOfAddress(change.address);
@@ -257,12 +266,25 @@ export class PuppetRuntime {
     await this.connection.stop();
   }
 
+  /** Sends the delivery receipt `owed` (handed over by the delivery), or with none, all the inbox owes. */
+  kickReceipts(owed?: OwedReceipt): void {
+    (this.receiptsMade ??= new InboxReceipts(this.ctx)).kick(owed);
+  }
+
+  /** Everything waiting to be sent (another process wrote it, or a notice of it was lost). */
+  sendWaiting(): void {
+    this.outbox.kick();
+    this.kickReceipts();
+  }
+
   async stop(): Promise<void> {
+    this.receiptsMade?.stop();
     this.outbox.stop();
     this.incoming.stop();
     await this.disconnect();
     await this.chain;
     await this.outbox.settled();
+    await this.receiptsMade?.flush();
     // The Signal state of what it sent last is durable before the caller lets the puppet go (with
     // several workers, before its lease goes to another, which would otherwise reuse its keys).
     await this.ctx.sessionGate.flushed().catch(() => undefined);
@@ -308,6 +330,16 @@ export class PuppetRuntime {
 
   private onConnected(): void {
     this.outbox.onConnected();
+    if (this.receiptsMade) this.receiptsMade.onConnected();
+    else {
+      // A restart: receipts owed before it go out now (one indexed read; most puppets owe none).
+      void this.ctx.store.inbox
+        .receiptsOwed(this.puppet.id, 0, 1)
+        .then((owed) => owed.length > 0 && this.kickReceipts())
+        .catch((err: unknown) =>
+          this.options.log?.warn({ err: (err as Error).message }, 'owed receipts not read'),
+        );
+    }
     this.incoming.pump();
     void this.keepPreKeys().catch((err: unknown) =>
       this.options.log?.warn({ err: (err as Error).message }, 'prekey upkeep failed'),
@@ -325,7 +357,10 @@ export class PuppetRuntime {
         return this.incoming.onMessage(stanza);
       case 'ack':
         if (stanza.class === 'message') return this.outbox.onMessageAck(stanza.id, stanza.error);
-        if (stanza.class === 'receipt') return this.outbox.onReceiptAck(stanza.id);
+        if (stanza.class === 'receipt') {
+          this.receiptsMade?.onAck(stanza.id);
+          return this.outbox.onReceiptAck(stanza.id);
+        }
         return;
       case 'receipt': {
         // Acknowledged only once recorded and shown: the gateway keeps it (and delivers it again

@@ -6,7 +6,16 @@
  */
 import { PgDatabase, sql, type PgOpenOptions, type Row, type Sql } from './postgres-database.js';
 import { asFenced } from './fencing.js';
-import { queuedSkip, toGroup, toInbox, toMapping, toOutbox, toPortal, toPuppet } from './rows.js';
+import {
+  queuedSkip,
+  toGroup,
+  toInbox,
+  toMapping,
+  toOutbox,
+  toOwedReceipt,
+  toPortal,
+  toPuppet,
+} from './rows.js';
 import type {
   GroupRepository,
   InboxRepository,
@@ -241,9 +250,11 @@ function outboxRepository(db: PgDatabase, now: () => number): OutboxRepository {
       return r!.n as number;
     },
     puppetsWithQueued: async () =>
-      (await db.query("SELECT DISTINCT puppet_id FROM outbox WHERE state = 'queued'")).map(
-        (r) => r.puppet_id as number,
-      ),
+      (
+        await db.query(
+          "SELECT DISTINCT puppet_id FROM outbox WHERE state = 'queued' UNION SELECT DISTINCT puppet_id FROM inbox WHERE receipt IS NOT NULL",
+        )
+      ).map((r) => r.puppet_id as number),
     async oldestQueuedAt() {
       const r = await db.queryOne("SELECT min(created_at) AS t FROM outbox WHERE state = 'queued'");
       return r?.t === null || r?.t === undefined ? undefined : Number(r.t);
@@ -321,10 +332,11 @@ const recordInbox = (now: () => number, e: NewInboxEntry): Sql =>
     now(),
   );
 
-const markDelivered = (puppetId: number, sender: string, messageId: string): Sql =>
+const markDelivered = (puppetId: number, sender: string, messageId: string, receipt?: string): Sql =>
   sql(
-    "UPDATE inbox SET state = 'delivered', payload = $1 WHERE puppet_id = $2 AND sender = $3 AND message_id = $4",
+    "UPDATE inbox SET state = 'delivered', payload = $1, receipt = $2 WHERE puppet_id = $3 AND sender = $4 AND message_id = $5",
     EMPTY,
+    receipt ?? null,
     puppetId,
     sender,
     messageId,
@@ -348,8 +360,18 @@ function inboxRepository(db: PgDatabase, now: () => number): InboxRepository {
           [puppetId, limit],
         )
       ).map(toInbox),
-    async markDelivered(puppetId, sender, messageId) {
-      await db.exec(markDelivered(puppetId, sender, messageId));
+    async markDelivered(puppetId, sender, messageId, receipt) {
+      await db.exec(markDelivered(puppetId, sender, messageId, receipt));
+    },
+    receiptsOwed: async (puppetId, afterSeq, limit) =>
+      (
+        await db.query(
+          'SELECT seq, message_id, receipt, received_at FROM inbox WHERE puppet_id = $1 AND receipt IS NOT NULL AND seq > $2 ORDER BY seq LIMIT $3',
+          [puppetId, afterSeq, limit],
+        )
+      ).map(toOwedReceipt),
+    async receiptsSent(seqs) {
+      if (seqs.length > 0) await db.exec(sql('UPDATE inbox SET receipt = NULL WHERE seq = ANY($1)', seqs));
     },
     countPending: async (puppetId) =>
       (puppetId !== undefined
@@ -433,7 +455,8 @@ export async function openPostgresStore(
     putMessage: (m) => db.write(putMessage(now, m)),
     markRead: (portalId, localId) => db.write(markRead(portalId, localId)),
     recordInbox: (e) => db.write(recordInbox(now, e)),
-    markInboxDelivered: (puppetId, sender, messageId) => db.write(markDelivered(puppetId, sender, messageId)),
+    markInboxDelivered: (puppetId, sender, messageId, receipt) =>
+      db.write(markDelivered(puppetId, sender, messageId, receipt)),
     // One statement in the unit's transaction (migration 009): it raises unless the fence is current.
     requireLease: (name, fence) => db.write(sql('SELECT interop_require_lease($1, $2)', name, fence)),
   };

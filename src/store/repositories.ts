@@ -141,7 +141,10 @@ export interface OutboxRepository {
   queuedBefore(puppetId: number, before: number, limit?: number): Promise<OutboxEntry[]>;
   /** Queued entries, of one puppet when given. */
   countQueued(puppetId?: number): Promise<number>;
-  /** The puppets with queued entries (from the partial index: no payload is read). */
+  /**
+   * The puppets with something to send: queued entries, or delivery receipts their inbox owes
+   * (from the partial indexes: no payload is read).
+   */
   puppetsWithQueued(): Promise<number[]>;
   /** When the oldest queued entry (all puppets) was written (ms), or undefined when none waits. */
   oldestQueuedAt(): Promise<number | undefined>;
@@ -170,7 +173,19 @@ export interface NewInboxEntry {
 }
 
 export interface InboxEntry extends NewInboxEntry {
+  /** The row, in arrival order. */
+  seq: number;
   state: 'pending' | 'delivered';
+  receivedAt: number;
+}
+
+/** A delivery receipt owed for an incoming message, kept on its inbox row. */
+export interface OwedReceipt {
+  /** The inbox row. */
+  seq: number;
+  messageId: string;
+  /** Where the receipt goes, as `StoreWrites.markInboxDelivered` was given it. */
+  receipt: string;
   receivedAt: number;
 }
 
@@ -179,8 +194,18 @@ export interface InboxRepository {
   record(entry: NewInboxEntry): Promise<boolean>;
   has(puppetId: number, sender: string, messageId: string): Promise<boolean>;
   pending(puppetId: number, limit?: number): Promise<InboxEntry[]>;
-  /** The local network took it: delivered, and its payload cleared in the same statement. */
-  markDelivered(puppetId: number, sender: string, messageId: string): Promise<void>;
+  /**
+   * The local network took it: delivered, and its payload cleared in the same statement; with
+   * `receipt`, it owes that delivery receipt (`receiptsOwed`).
+   */
+  markDelivered(puppetId: number, sender: string, messageId: string, receipt?: string): Promise<void>;
+  /**
+   * Delivery receipts the puppet owes (`StoreWrites.markInboxDelivered` with a receipt), after the
+   * inbox row `afterSeq`, in arrival order; at most `limit`.
+   */
+  receiptsOwed(puppetId: number, afterSeq: number, limit: number): Promise<OwedReceipt[]>;
+  /** The gateway acknowledged these receipts (by inbox row): none is owed any more. */
+  receiptsSent(seqs: readonly number[]): Promise<void>;
   /** Entries received but not yet accepted by the local network, of one puppet when given. */
   countPending(puppetId?: number): Promise<number>;
   /** The puppets with pending entries (from the partial index: no payload is read). */
@@ -224,8 +249,11 @@ export interface StoreWrites {
   markRead(portalId: number, localId: string): void;
   /** As `InboxRepository.record`: a (puppet, sender, message id) already there is kept. */
   recordInbox(entry: NewInboxEntry): void;
-  /** As `InboxRepository.markDelivered`. */
-  markInboxDelivered(puppetId: number, sender: string, messageId: string): void;
+  /**
+   * As `InboxRepository.markDelivered`; with `receipt` (where the delivery receipt goes, opaque
+   * here), the row owes that receipt until `InboxRepository.receiptsSent`.
+   */
+  markInboxDelivered(puppetId: number, sender: string, messageId: string, receipt?: string): void;
   /**
    * Fencing (src/cluster/leases.ts): the unit commits only if the lease `name` is still at `fence`;
    * otherwise nothing of it lands and it rejects with `store_fenced`. A writer that lost its lease

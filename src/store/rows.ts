@@ -3,6 +3,7 @@
  * PostgreSQL answer rows with the same column names; BLOBs and BYTEAs both arrive as Buffers).
  */
 import type {
+  OwedReceipt,
   InboxEntry,
   MessageMapping,
   OutboxEntry,
@@ -57,6 +58,7 @@ export const toOutbox = (r: Row): OutboxEntry => ({
 });
 
 export const toInbox = (r: Row): InboxEntry => ({
+  seq: Number(r.seq),
   puppetId: r.puppet_id as number,
   sender: r.sender as string,
   messageId: r.message_id as string,
@@ -64,6 +66,13 @@ export const toInbox = (r: Row): InboxEntry => ({
   payload: bytes(r.payload),
   state: r.state as InboxEntry['state'],
   receivedAt: r.received_at as number,
+});
+
+export const toOwedReceipt = (r: Row): OwedReceipt => ({
+  seq: Number(r.seq),
+  messageId: r.message_id as string,
+  receipt: r.receipt as string,
+  receivedAt: Number(r.received_at),
 });
 
 export const toMapping = (r: Row): MessageMapping => ({

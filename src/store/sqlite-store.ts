@@ -44,7 +44,17 @@ function promised<R>(sync: Sync<R>): R {
   return out as R;
 }
 
-import { queuedSkip, toGroup, toInbox, toMapping, toOutbox, toPortal, toPuppet, type Row } from './rows.js';
+import {
+  queuedSkip,
+  toGroup,
+  toInbox,
+  toMapping,
+  toOutbox,
+  toOwedReceipt,
+  toPortal,
+  toPuppet,
+  type Row,
+} from './rows.js';
 
 /** At most this many puppets kept by local id (about 0.5 KiB each). */
 const KNOWN_PUPPETS_MAX = 20_000;
@@ -319,9 +329,11 @@ function outboxRepository(
       return (q("SELECT count(*) AS n FROM outbox WHERE state = 'queued'").get() as { n: number }).n;
     },
     puppetsWithQueued() {
-      return (q("SELECT DISTINCT puppet_id FROM outbox WHERE state = 'queued'").all() as Row[]).map(
-        (r) => r.puppet_id as number,
-      );
+      return (
+        q(
+          "SELECT DISTINCT puppet_id FROM outbox WHERE state = 'queued' UNION SELECT DISTINCT puppet_id FROM inbox WHERE receipt IS NOT NULL",
+        ).all() as Row[]
+      ).map((r) => r.puppet_id as number);
     },
     oldestQueuedAt() {
       const r = q("SELECT min(created_at) AS t FROM outbox WHERE state = 'queued'").get() as {
@@ -372,10 +384,21 @@ function inboxRepository(q: ReturnType<typeof statements>, now: () => number): S
       ).all(puppetId, limit) as Row[];
       return rows.map(toInbox);
     },
-    markDelivered(puppetId, sender, messageId) {
+    markDelivered(puppetId, sender, messageId, receipt) {
       q(
-        "UPDATE inbox SET state = 'delivered', payload = X'' WHERE puppet_id = ? AND sender = ? AND message_id = ?",
-      ).run(puppetId, sender, messageId);
+        "UPDATE inbox SET state = 'delivered', payload = X'', receipt = ? WHERE puppet_id = ? AND sender = ? AND message_id = ?",
+      ).run(receipt ?? null, puppetId, sender, messageId);
+    },
+    receiptsOwed(puppetId, afterSeq, limit) {
+      return (
+        q(
+          'SELECT seq, message_id, receipt, received_at FROM inbox WHERE puppet_id = ? AND receipt IS NOT NULL AND seq > ? ORDER BY seq LIMIT ?',
+        ).all(puppetId, afterSeq, limit) as Row[]
+      ).map(toOwedReceipt);
+    },
+    receiptsSent(seqs) {
+      const clear = q('UPDATE inbox SET receipt = NULL WHERE seq = ?');
+      for (const seq of seqs) clear.run(seq);
     },
     countPending(puppetId) {
       if (puppetId !== undefined) {
@@ -467,7 +490,8 @@ export function openSqliteStore(
     putMessage: (m) => messages.put(m),
     markRead: (portalId, localId) => markRead(q, portalId, localId),
     recordInbox: (e) => void inbox.record(e),
-    markInboxDelivered: (puppetId, sender, messageId) => inbox.markDelivered(puppetId, sender, messageId),
+    markInboxDelivered: (puppetId, sender, messageId, receipt) =>
+      inbox.markDelivered(puppetId, sender, messageId, receipt),
     requireLease: (name, fence) => {
       // One process per SQLite database (the lock file): the table stays empty in practice; the
       // check is the same as PostgreSQL's all the same.

@@ -101,7 +101,8 @@ describe('plaintext only in flight', () => {
       payload: Buffer;
       local_id: string | null;
     }[],
-    inbox: store.db.prepare('SELECT message_id, state, payload FROM inbox').all() as {
+    inbox: store.db.prepare('SELECT message_id, state, payload, receipt FROM inbox').all() as {
+      receipt: string | null;
       message_id: string;
       state: string;
       payload: Buffer;
@@ -180,6 +181,8 @@ describe('plaintext only in flight', () => {
     // Every row is past its waiting state, and none keeps a byte of content (the receipts' `sent`
     // states are written a moment after their acks: outbox-marks.ts).
     await until(async () => rows().outbox.every((o) => o.state !== 'queued'), 'every outbox row past queued');
+    // The delivery receipts the inbox owed are cleared once the gateway has them (inbox-receipts.ts).
+    await until(async () => rows().inbox.every((i) => i.receipt === null), 'no delivery receipt owed');
     const r = rows();
     expect(r.outbox.filter((o) => o.state === 'queued')).toEqual([]);
     expect(r.outbox.filter((o) => o.payload.length > 0).map((o) => o.id)).toEqual([]);

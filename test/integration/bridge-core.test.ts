@@ -394,6 +394,35 @@ describe.each([
     await until(async () => (await store.outbox.countQueued()) === 0, 'nothing left queued in the store');
   });
 
+  it('sends a delivery receipt owed when the connection went down, after a restart, once', async () => {
+    await core.enlist(ALICE);
+    const bob = await native('+4915112345678');
+    await connected();
+    // The local network takes the message just as the puppet's connection goes down: the receipt
+    // is owed (on the inbox row) with no connection to send it on; then the process stops.
+    adapter.beforeTaking = () => bridge.puppet(ALICE)!.disconnect();
+    const id = await bob.sendText(await aliceJid(), 'taken offline', { devices: [0] });
+    await adapter.until(() => adapter.textsFrom(bob.jid).length === 1, 'the message taken');
+    const alice = (await store.puppets.byLocalId(ALICE))!;
+    await until(async () => (await store.inbox.pending(alice.id)).length === 0, 'the delivery written');
+    await stopBridge();
+    expect(bob.receipts.filter((r) => r.id === id)).toEqual([]);
+
+    await startBridge();
+    await bob.waitForReceipt(id, 'delivery');
+    await until(
+      async () => (await store.inbox.receiptsOwed(alice.id, 0, 10)).length === 0,
+      'the receipt no longer owed once the gateway has it',
+    );
+    // Not shown again after the restart (the adapter is the new process's), and the receipt not
+    // sent again by the next connection.
+    expect(adapter.textsFrom(bob.jid)).toEqual([]);
+    await bridge.reconnect(ALICE); // the next message waits at the gateway until it is back
+    await bob.waitForReceipt(await bob.sendText(await aliceJid(), 'after', { devices: [0] }), 'delivery');
+    expect(adapter.textsFrom(bob.jid)).toEqual(['after']);
+    expect(bob.receipts.filter((r) => r.id === id && r.type === 'delivery')).toHaveLength(1);
+  });
+
   it('recovers a message the recipient could not decrypt through its retry receipt', async () => {
     await core.enlist(ALICE);
     const bob = await native('+4915112345678');

@@ -183,11 +183,13 @@ describe('3 workers, 300 puppets: a worker and then the front SIGKILLed while 2,
       new Set(users[c]!.messages.filter((m) => m.attrs.type === 'error').map((m) => m.attrs.id));
 
     // The load, both ways, paced; the kills fall in the middle of it.
+    /** The ids of the natives' messages, per conversation (their delivery receipts are counted). */
+    const nativeIds: string[][] = Array.from({ length: CONVERSATIONS }, () => []);
     const sending = Promise.all(
       Array.from({ length: CONVERSATIONS }, async (_, c) => {
         for (let i = 0; i < PER_CONVERSATION; i++) {
           await users[c]!.client.send(chat(contactJid(phones[c]!), textOf(c, i), idOf(c, i)));
-          await natives[c]!.sendText(puppetJid[c]!, nativeText(c, i));
+          nativeIds[c]!.push(await natives[c]!.sendText(puppetJid[c]!, nativeText(c, i)));
           await sleep(PACE_MS);
         }
       }),
@@ -325,6 +327,19 @@ describe('3 workers, 300 puppets: a worker and then the front SIGKILLed while 2,
       );
     }
     expect(repeats).toBeLessThanOrEqual(CONVERSATIONS); // at most the one in flight per conversation
+    // Each got its delivery receipt (owed by the inbox row the front delivered, sent by the worker
+    // running the puppet), through both kills.
+    const unreceipted = (c: number) => {
+      const got = new Set(natives[c]!.receipts.filter((r) => r.type === 'delivery').map((r) => r.id));
+      return nativeIds[c]!.filter((id) => !got.has(id));
+    };
+    await until(
+      () => natives.every((_, c) => unreceipted(c).length === 0),
+      'a delivery receipt for every native message',
+      30_000,
+    ).catch(() => {
+      throw new Error(`no delivery receipt for: ${JSON.stringify(natives.map((_, c) => unreceipted(c)))}`);
+    });
 
     // Within the lease time plus the reconnect gate, and never two connections for one account.
     expect(workerFailoverMs).toBeLessThan(LEASE_SECONDS * 1000 + RECONNECT_ALLOWANCE_MS);

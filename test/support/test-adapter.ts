@@ -75,9 +75,13 @@ export class TestAdapter implements GroupAdapter, ProfileAdapter {
     return Promise.resolve();
   }
 
-  deliver(event: IncomingEvent): Promise<string | undefined> {
+  /** Awaited on each delivery before it is taken (a test's moment between "taken" and what follows). */
+  beforeTaking: ((event: IncomingEvent) => Promise<void>) | undefined;
+
+  async deliver(event: IncomingEvent): Promise<string | undefined> {
     this.deliveryCalls.push(event);
-    if (this.refuse) return Promise.reject(new Error('local server unavailable'));
+    if (this.refuse) throw new Error('local server unavailable');
+    await this.beforeTaking?.(event);
     const e = event.event;
     if (e.type === 'message' && e.body.kind === 'media')
       this.files.set(event.remoteId, readFileSync(e.body.path));
@@ -85,7 +89,7 @@ export class TestAdapter implements GroupAdapter, ProfileAdapter {
     const seen = this.delivered.findIndex((e) => e.remoteId === event.remoteId && e.remote === event.remote);
     if (seen < 0) this.delivered.push(event);
     this.changed();
-    return Promise.resolve(`$local${seen < 0 ? this.nextLocal++ : seen + 1}`);
+    return `$local${seen < 0 ? this.nextLocal++ : seen + 1}`;
   }
 
   updateDelivery(update: DeliveryUpdate): void {

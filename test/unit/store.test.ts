@@ -409,6 +409,49 @@ describe.each(storeBackends())('the store contract on $name', (backend) => {
     expect(await store.inbox.has(p.id, 'a@wa.interop', 'X1')).toBe(true);
   });
 
+  it('keeps the delivery receipt a delivered message owes on its row until it is sent', async () => {
+    const store = await backend.open();
+    const p = await store.puppets.create(puppet(1));
+    const other = await store.puppets.create(puppet(2));
+    const record = (puppetId: number, messageId: string) =>
+      store.inbox.record({
+        puppetId,
+        sender: 'a@wa.interop',
+        messageId,
+        portalId: null,
+        payload: new Uint8Array([1]),
+      });
+    for (const id of ['X1', 'X2', 'X3']) await record(p.id, id);
+    await record(other.id, 'Y1');
+    const [x1, x2, x3] = await store.inbox.pending(p.id);
+    // Delivered out of arrival order; X2 owes nothing (the user's own message from another device).
+    await store.atomically((w) =>
+      w.markInboxDelivered(p.id, 'a@wa.interop', 'X3', '{"to":"a:1@wa.interop"}'),
+    );
+    await store.atomically((w) => w.markInboxDelivered(p.id, 'a@wa.interop', 'X2'));
+    await store.atomically((w) =>
+      w.markInboxDelivered(p.id, 'a@wa.interop', 'X1', '{"to":"a:2@wa.interop"}'),
+    );
+    await store.atomically((w) =>
+      w.markInboxDelivered(other.id, 'a@wa.interop', 'Y1', '{"to":"a:1@wa.interop"}'),
+    );
+    expect(await store.inbox.pending(p.id)).toEqual([]);
+    const owed = await store.inbox.receiptsOwed(p.id, 0, 10);
+    expect(owed.map((r) => [r.seq, r.messageId, r.receipt])).toEqual([
+      [x1!.seq, 'X1', '{"to":"a:2@wa.interop"}'],
+      [x3!.seq, 'X3', '{"to":"a:1@wa.interop"}'],
+    ]);
+    expect(x2!.seq).toBeGreaterThan(x1!.seq);
+    expect((await store.inbox.receiptsOwed(p.id, x1!.seq, 10)).map((r) => r.messageId)).toEqual(['X3']);
+    expect((await store.inbox.receiptsOwed(p.id, 0, 1)).map((r) => r.messageId)).toEqual(['X1']);
+    expect(await store.outbox.puppetsWithQueued()).toEqual(expect.arrayContaining([p.id, other.id]));
+
+    await store.inbox.receiptsSent([x1!.seq, x3!.seq]);
+    expect(await store.inbox.receiptsOwed(p.id, 0, 10)).toEqual([]);
+    expect((await store.inbox.receiptsOwed(other.id, 0, 10)).map((r) => r.messageId)).toEqual(['Y1']);
+    expect(await store.outbox.puppetsWithQueued()).toEqual([other.id]);
+  });
+
   it('maps message ids both ways', async () => {
     const store = await backend.open();
     const p = await store.puppets.create(puppet(1));
