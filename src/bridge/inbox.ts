@@ -10,7 +10,7 @@ import type { Message } from '../protocol/gen/interop/v1/message_pb.js';
 import { formatJid, parseJid, type MessageStanza } from '../protocol/stanza/index.js';
 import { signalAddress } from '../signal/address.js';
 import { inboxRowId, openPayload, PayloadUnreadableError, sealPayload } from '../store/at-rest.js';
-import type { InboxEntry, OwedReceipt } from '../store/repositories.js';
+import type { InboxEntry, OwedReceipt, Portal } from '../store/repositories.js';
 import { encodeTarget } from './inbox-receipts.js';
 import type { ConversationEvent } from './events.js';
 import { incomingEvent } from './content.js';
@@ -257,6 +257,8 @@ export class InboxDelivery {
   private readonly since = Date.now();
   /** Entries handed to the adapter in this run whose delivery was not recorded yet. */
   private readonly attempted = new LazySet<string>();
+  /** Portals by id, as read once (`portalOf`). */
+  private readonly portals = new LazyMap<number, Portal>();
 
   constructor(private readonly ctx: DeliveryContext) {}
 
@@ -330,11 +332,20 @@ export class InboxDelivery {
     this.redeliverDelay = Math.min(REDELIVER_MAX_MS, this.redeliverDelay * 2);
   }
 
+  /** A portal by id; only its id and remote JID are read here, and those never change. */
+  private async portalOf(id: number): Promise<Portal | undefined> {
+    const known = this.portals.get(id);
+    if (known) return known;
+    const portal = await this.ctx.store.portals.byId(id);
+    if (portal) this.portals.set(id, portal);
+    return portal;
+  }
+
   /** Hands one entry to the adapter; false when the adapter refused it (it stays pending). */
   private async deliver(entry: InboxEntry): Promise<boolean> {
     const { store, puppet } = this.ctx;
     const adapter = this.ctx.adapter();
-    const portal = entry.portalId === null ? undefined : await store.portals.byId(entry.portalId);
+    const portal = entry.portalId === null ? undefined : await this.portalOf(entry.portalId);
     if (!adapter || !portal) return false;
     let payload: InboxPayload | undefined;
     try {
