@@ -14,6 +14,10 @@ import { usePostgres } from '../support/postgres.js';
 
 const pg = usePostgres();
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const requireLease = (name: string, fence: number) => ({
+  text: 'SELECT interop_require_lease($1, $2)',
+  values: [name, fence],
+});
 
 describe('leases on PostgreSQL', () => {
   let store: PostgresStore;
@@ -100,6 +104,41 @@ describe('leases on PostgreSQL', () => {
     expect(await leases.countLive('worker:')).toBe(0);
     expect(await leases.acquire('w2', ['puppet:3'], 60_000)).toEqual([{ name: 'puppet:3', fence: 2 }]);
     expect(await leases.renew('w1', held, 60_000)).toEqual(new Set());
+  });
+
+  it("a fenced transaction in flight holds up neither its holder's renewal (no wait, no deadlock) nor is held up by it", async () => {
+    const names = Array.from({ length: 8 }, (_, i) => `puppet:${i + 1}`);
+    const held = await leases.acquire('w1', names, 60_000);
+    const started = Date.now();
+    // Checks on several leases in one transaction (as a group commit holds them), a pause between
+    // them, in another order than the renewal locks the rows in.
+    const tx = store.pg.transact(async (query) => {
+      for (const l of held.slice(4).reverse()) await query(requireLease(l.name, l.fence));
+      await query({ text: 'SELECT pg_sleep(0.4)', values: [] });
+      for (const l of held.slice(0, 4)) await query(requireLease(l.name, l.fence));
+    });
+    await sleep(150);
+    expect((await leases.renew('w1', held, 60_000)).size).toBe(8);
+    const renewedAfter = Date.now() - started;
+    await tx;
+    expect(renewedAfter).toBeLessThan(350); // it did not wait for the transaction's commit
+    expect(Date.now() - started).toBeLessThan(900); // nor deadlock (detected after 1 s)
+  });
+
+  it('a takeover (the fence moving on) waits for a fenced transaction in flight under the old fence', async () => {
+    const [mine] = await leases.acquire('w1', ['puppet:1'], 200);
+    const order: string[] = [];
+    const tx = store.pg
+      .transact(async (query) => {
+        await query(requireLease(mine!.name, mine!.fence));
+        await query({ text: 'SELECT pg_sleep(0.5)', values: [] });
+      })
+      .then(() => order.push('fenced write committed'));
+    await sleep(300); // expired at the database, the transaction still open
+    expect(await leases.acquire('w2', ['puppet:1'], 60_000)).toEqual([{ name: 'puppet:1', fence: 2 }]);
+    order.push('taken over');
+    await tx;
+    expect(order).toEqual(['fenced write committed', 'taken over']);
   });
 
   it("refuses a stale holder's fenced write (Signal session and inbox row), landing nothing of it", async () => {
