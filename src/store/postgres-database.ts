@@ -14,6 +14,14 @@
  *   next turn; `settled()` resolves once every write asked so far is durable, and rejects with a
  *   loose write's failure.
  * Reads go to the pool; a read made after an awaited write sees it.
+ *
+ * Group commit. The writes waiting in the queue when the writer gets to them (units, single
+ * statements, loose batches: up to `GROUP_MAX` of them) go in one transaction, so that they share
+ * one commit, which is PostgreSQL's flush of its log to disk. Each still resolves only once that
+ * commit is done. If anything in the group fails, the group is rolled back and its writes are run
+ * again one by one, each as it would have run alone: a failure (a fenced unit, a constraint) is
+ * the one write's, never its neighbours'. A group holds its fenced units' lease rows (FOR KEY SHARE,
+ * migration 019) until its commit: a change of holder waits for it, the holder's renewal does not.
  */
 import pg from 'pg';
 import { StoreError } from '../errors.js';
@@ -26,6 +34,16 @@ export interface Sql {
 export type Row = Record<string, unknown>;
 
 export const sql = (text: string, ...values: unknown[]): Sql => ({ text, values });
+
+/** A write in the queue: its statements, run as one transaction; resolved with their results. */
+interface Unit {
+  readonly statements: Sql[];
+  resolve(results: pg.QueryResult[]): void;
+  reject(err: unknown): void;
+}
+
+/** The most writes one commit takes (group commit). */
+const GROUP_MAX = 64;
 
 export interface PgConnectOptions {
   /** `postgres://user@host:port/db[?sslmode=...]`. */
@@ -94,6 +112,8 @@ const MIGRATION_LOCK_KEY = '7598814086052798510';
 export class PgDatabase {
   private tail: Promise<unknown> = Promise.resolve();
   private loose: Sql[] | undefined;
+  /** The writes waiting for the writer, taken together when it gets to them (group commit). */
+  private group: Unit[] | undefined;
   private collecting: Sql[] | undefined;
   private looseError: unknown;
   private lockClient: pg.Client | undefined;
@@ -274,14 +294,59 @@ export class PgDatabase {
   }
 
   /** One statement, after every write asked before it; resolves with its result. */
-  exec(s: Sql): Promise<pg.QueryResult> {
-    return this.enqueue(() => this.writer.query(s.text, s.values as unknown[]));
+  async exec(s: Sql): Promise<pg.QueryResult> {
+    return (await this.unit([s]))[0]!;
   }
 
   /** Statements as one transaction, after every write asked before them. */
-  commit(statements: readonly Sql[]): Promise<void> {
+  async commit(statements: readonly Sql[]): Promise<void> {
     if (statements.length === 0) return this.enqueue(() => Promise.resolve());
-    return this.enqueue(() => this.transaction(statements));
+    await this.unit([...statements]);
+  }
+
+  /** A write into the queue: it joins the group waiting for the writer, or starts the next one. */
+  private unit(statements: Sql[]): Promise<pg.QueryResult[]> {
+    return new Promise((resolve, reject) => {
+      const unit: Unit = { statements, resolve, reject };
+      if (this.group && this.group.length < GROUP_MAX && !this.closed) {
+        this.loose = undefined; // later loose writes go after this one
+        this.group.push(unit);
+        return;
+      }
+      const group = [unit];
+      this.enqueue(() => this.runGroup(group)).catch(reject);
+      this.group = group; // after enqueue, which closes the group before it
+    });
+  }
+
+  /** One commit for the group's writes; if any fails, each again on its own. */
+  private async runGroup(group: Unit[]): Promise<void> {
+    if (this.group === group) this.group = undefined;
+    if (this.loose !== undefined && group.some((u) => u.statements === this.loose)) this.loose = undefined;
+    if (group.length > 1) {
+      const c = this.writer;
+      const results: pg.QueryResult[][] = [];
+      try {
+        await c.query('BEGIN');
+        for (const u of group) {
+          const mine: pg.QueryResult[] = [];
+          for (const s of u.statements) mine.push(await c.query(s.text, s.values as unknown[]));
+          results.push(mine);
+        }
+        await c.query('COMMIT');
+        group.forEach((u, i) => u.resolve(results[i]!));
+        return;
+      } catch {
+        await c.query('ROLLBACK').catch(() => undefined);
+      }
+    }
+    for (const u of group) {
+      try {
+        u.resolve(await this.transaction(u.statements));
+      } catch (err) {
+        u.reject(err);
+      }
+    }
   }
 
   /**
@@ -307,7 +372,7 @@ export class PgDatabase {
   /** As `commit`, not awaited: a failure is reported by the next `settled()`. */
   commitLoose(statements: readonly Sql[]): void {
     if (statements.length === 0) return;
-    this.enqueue(() => this.transaction(statements)).catch((err: unknown) => {
+    this.unit([...statements]).catch((err: unknown) => {
       this.looseError ??= err;
     });
   }
@@ -351,13 +416,10 @@ export class PgDatabase {
     }
     if (!this.loose) {
       const batch: Sql[] = [];
-      this.enqueue(() => {
-        if (this.loose === batch) this.loose = undefined;
-        return this.transaction(batch);
-      }).catch((err: unknown) => {
+      this.unit(batch).catch((err: unknown) => {
         this.looseError ??= err;
       });
-      this.loose = batch; // after enqueue, which closes the batch before it
+      this.loose = batch; // after unit(), which closes the batch before it
     }
     this.loose.push(s);
   }
@@ -381,23 +443,27 @@ export class PgDatabase {
   private enqueue<T>(job: () => Promise<T>): Promise<T> {
     if (this.closed)
       return Promise.reject(new StoreError('store_closed', `the database ${this.label} is closed`));
-    // Later loose writes go in a batch after this job, never before it.
+    // Later loose writes go in a batch after this job, never before it; so do later units.
     this.loose = undefined;
+    this.group = undefined;
     const run = this.tail.then(job);
     this.tail = run.catch(() => undefined);
     return run;
   }
 
-  private async transaction(statements: readonly Sql[]): Promise<void> {
+  private async transaction(statements: readonly Sql[]): Promise<pg.QueryResult[]> {
     const c = this.writer;
-    if (statements.length === 1) {
-      await c.query(statements[0]!.text, statements[0]!.values as unknown[]);
-      return;
+    if (statements.length <= 1) {
+      return statements.length === 0
+        ? []
+        : [await c.query(statements[0]!.text, statements[0]!.values as unknown[])];
     }
     await c.query('BEGIN');
     try {
-      for (const s of statements) await c.query(s.text, s.values as unknown[]);
+      const results: pg.QueryResult[] = [];
+      for (const s of statements) results.push(await c.query(s.text, s.values as unknown[]));
       await c.query('COMMIT');
+      return results;
     } catch (err) {
       await c.query('ROLLBACK').catch(() => undefined);
       throw err;
