@@ -282,10 +282,13 @@ export class ClusterWorker {
 
   private async balance(): Promise<void> {
     const { leases, host } = this.options;
+    // Held before the candidates are read: a puppet claimed meanwhile (an enlistment here: its row
+    // is newer than the list read) is not one that is gone.
+    const heldBefore = new Set(this.puppets.keys());
     const [workers, candidates] = await Promise.all([leases.countLive('worker:'), host.candidates()]);
     const wanted = new Set(candidates.map(puppetLease));
     // Puppets gone (opted out) are let go.
-    const gone = [...this.puppets.keys()].filter((n) => !wanted.has(n));
+    const gone = [...this.puppets.keys()].filter((n) => heldBefore.has(n) && !wanted.has(n));
     const share = Math.ceil(candidates.length / Math.max(1, workers));
     const now = Date.now();
     for (const [name, until] of this.pinnedUntil) if (until <= now) this.pinnedUntil.delete(name);

@@ -78,6 +78,29 @@ describe('a cluster worker', () => {
     expect(expiries.map((e) => e.name)).toHaveLength(11); // its 10 puppets and worker:a
     for (const e of expiries) expect(e.expiresAt.getTime()).toBeGreaterThan(lastDrop);
   });
+
+  it('keeps a puppet it claimed while a round was reading the candidates (an enlistment here)', async () => {
+    const a = new RecordingHost();
+    const wa = worker('a', a);
+    await wa.start();
+    await until(() => a.running.size === 10, 'worker a running all 10', 10_000);
+    // The next round's candidates are read before puppet 11 exists, and come back after its claim.
+    let reads = 0;
+    let answer!: (ids: number[]) => void;
+    a.candidates = () => {
+      reads++;
+      if (reads > 1) return Promise.resolve([...PUPPETS, 11]);
+      return new Promise<number[]>((r) => (answer = r));
+    };
+    wa.kick();
+    await until(() => reads === 1, 'a round reading the candidates', 5_000);
+    expect(await wa.claim(11)).toEqual({ name: 'puppet:11', fence: 1 });
+    answer([...PUPPETS]);
+    await until(() => reads >= 2, 'the round done, and the next one begun', 5_000);
+    expect(a.drops.map((d) => d.puppet)).not.toContain(11);
+    expect(wa.owned()).toContain(11);
+    expect(await new Leases(db).holderOf('puppet:11')).toBe('a');
+  });
 });
 
 /**
