@@ -21,7 +21,7 @@
  * commit is done. If anything in the group fails, the group is rolled back and its writes are run
  * again one by one, each as it would have run alone: a failure (a fenced unit, a constraint) is
  * the one write's, never its neighbours'. A group holds its fenced units' lease rows (FOR KEY SHARE,
- * migration 019) until its commit: a change of holder waits for it, the holder's renewal does not.
+ * migration 020) until its commit: a change of holder waits for it, the holder's renewal does not.
  */
 import pg from 'pg';
 import { StoreError } from '../errors.js';

@@ -25,7 +25,7 @@ export type LeaseOf = () => { readonly name: string; readonly fence: number } | 
 /**
  * The condition of a fenced write, its lease name and fence the parameters `$n` and `$n+1`: the
  * lease is still at the writer's fence (its row key-share-locked until the write commits: a change
- * of holder, which moves the fence, waits for it; a renewal does not, migration 019).
+ * of holder, which moves the fence, waits for it; a renewal does not, migration 020).
  */
 export const fenced = (n: number): string =>
   `EXISTS (SELECT 1 FROM leases WHERE name = $${n} AND fence = $${n + 1} FOR KEY SHARE)`;
