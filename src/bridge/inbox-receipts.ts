@@ -79,11 +79,6 @@ export class InboxReceipts {
     void this.passes();
   }
 
-  /** Receipts known to be stored by the gateway whose clearing is not written yet. */
-  get unwritten(): number {
-    return this.acked.size;
-  }
-
   private async passes(): Promise<void> {
     try {
       do {

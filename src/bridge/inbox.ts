@@ -28,6 +28,7 @@ import {
 import { isGroupAdapter } from './adapter.js';
 import type { GroupInfo } from '../protocol/stanza/index.js';
 import { LazyMap, LazySet } from '../util/lazy-map.js';
+import { portalById } from './portals-by-id.js';
 
 /**
  * What the inbox row holds (sealed with the at-rest key while pending, cleared once delivered): the
@@ -332,20 +333,12 @@ export class InboxDelivery {
     this.redeliverDelay = Math.min(REDELIVER_MAX_MS, this.redeliverDelay * 2);
   }
 
-  /** A portal by id; only its id and remote JID are read here, and those never change. */
-  private async portalOf(id: number): Promise<Portal | undefined> {
-    const known = this.portals.get(id);
-    if (known) return known;
-    const portal = await this.ctx.store.portals.byId(id);
-    if (portal) this.portals.set(id, portal);
-    return portal;
-  }
-
   /** Hands one entry to the adapter; false when the adapter refused it (it stays pending). */
   private async deliver(entry: InboxEntry): Promise<boolean> {
     const { store, puppet } = this.ctx;
     const adapter = this.ctx.adapter();
-    const portal = entry.portalId === null ? undefined : await this.portalOf(entry.portalId);
+    const portal =
+      entry.portalId === null ? undefined : await portalById(this.portals, store, entry.portalId);
     if (!adapter || !portal) return false;
     let payload: InboxPayload | undefined;
     try {

@@ -25,6 +25,7 @@ import { SentMarks } from './outbox-marks.js';
 import { receiptForOtherDevice, sendCopies } from './outbox-own-devices.js';
 import { LazyMap } from '../util/lazy-map.js';
 import { followingOn, OutboxKicks } from './outbox-kicks.js';
+import { portalById } from './portals-by-id.js';
 
 /** Encoding failures no retry can fix: the stanza or its frame exceeds the wire's limits. */
 const TOO_LARGE = new Set(['stanza_too_large', 'stanza_text_too_long', 'transport_outgoing_frame_too_large']);
@@ -235,12 +236,8 @@ export class OutboxSender {
       this.writtenUpTo.set(entry.portalId, entry.seq);
   }
 
-  private async portalOf(id: number): Promise<Portal | undefined> {
-    const known = this.portals.get(id);
-    if (known) return known;
-    const portal = await this.ctx.store.portals.byId(id);
-    if (portal) this.portals.set(id, portal);
-    return portal;
+  private portalOf(id: number): Promise<Portal | undefined> {
+    return portalById(this.portals, this.ctx.store, id);
   }
 
   /** Sends one entry; false when it must wait (transient), true when written or failed for good. */
