@@ -41,7 +41,6 @@ export class InboxReceipts {
   private handed: OwedReceipt[] = [];
   /** Written on this connection and not acknowledged: inbox rows by receipted message id. */
   private readonly inFlight = new LazyMap<string, number[]>();
-  private readonly inFlightRows = new LazySet<number>();
   /** Acknowledged, the clearing not written yet (the write in progress included). */
   private readonly acked = new LazySet<number>();
   /** Of those, the ones being written now. */
@@ -57,7 +56,6 @@ export class InboxReceipts {
   onConnected(): void {
     this.epoch++;
     this.inFlight.clear();
-    this.inFlightRows.clear();
     this.handed = [];
     this.kick();
   }
@@ -120,7 +118,8 @@ export class InboxReceipts {
   }
 
   private send(r: OwedReceipt): void {
-    if (this.inFlightRows.has(r.seq) || this.acked.has(r.seq)) return;
+    const rows = this.inFlight.get(r.messageId);
+    if (rows?.includes(r.seq) === true || this.acked.has(r.seq)) return;
     let target: ReceiptTarget;
     try {
       target = JSON.parse(r.receipt) as ReceiptTarget;
@@ -136,8 +135,6 @@ export class InboxReceipts {
       t: this.ctx.nowSeconds(),
       ...(target.participant ? { participant: target.participant } : {}),
     };
-    this.inFlightRows.add(r.seq);
-    const rows = this.inFlight.get(r.messageId);
     if (rows) rows.push(r.seq);
     else this.inFlight.set(r.messageId, [r.seq]);
     this.ctx.connection.send(stanza);
@@ -148,10 +145,7 @@ export class InboxReceipts {
     const rows = this.inFlight.get(messageId);
     if (!rows) return;
     this.inFlight.delete(messageId);
-    for (const seq of rows) {
-      this.inFlightRows.delete(seq);
-      this.mark(seq);
-    }
+    for (const seq of rows) this.mark(seq);
   }
 
   private mark(seq: number): void {

@@ -258,7 +258,7 @@ export class InboxDelivery {
   private readonly since = Date.now();
   /** Entries handed to the adapter in this run whose delivery was not recorded yet. */
   private readonly attempted = new LazySet<string>();
-  /** Portals by id, as read once (`portalOf`). */
+  /** Portals by id, each read once (`portalById`). */
   private readonly portals = new LazyMap<number, Portal>();
 
   constructor(private readonly ctx: DeliveryContext) {}
@@ -429,12 +429,7 @@ export class InboxDelivery {
     this.attempted.delete(`${entry.sender}\n${entry.messageId}`);
     this.ctx.metrics?.incoming('delivered', entry.receivedAt);
     if (receipt !== undefined) {
-      this.ctx.kickReceipts({
-        seq: entry.seq,
-        messageId: entry.messageId,
-        receipt,
-        receivedAt: entry.receivedAt,
-      });
+      this.ctx.kickReceipts({ seq: entry.seq, messageId: entry.messageId, receipt });
     }
     return true;
   }

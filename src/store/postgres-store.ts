@@ -366,7 +366,7 @@ function inboxRepository(db: PgDatabase, now: () => number): InboxRepository {
     receiptsOwed: async (puppetId, afterSeq, limit) =>
       (
         await db.query(
-          'SELECT seq, message_id, receipt, received_at FROM inbox WHERE puppet_id = $1 AND receipt IS NOT NULL AND seq > $2 ORDER BY seq LIMIT $3',
+          'SELECT seq, message_id, receipt FROM inbox WHERE puppet_id = $1 AND receipt IS NOT NULL AND seq > $2 ORDER BY seq LIMIT $3',
           [puppetId, afterSeq, limit],
         )
       ).map(toOwedReceipt),

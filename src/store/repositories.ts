@@ -186,7 +186,6 @@ export interface OwedReceipt {
   messageId: string;
   /** Where the receipt goes, as `StoreWrites.markInboxDelivered` was given it. */
   receipt: string;
-  receivedAt: number;
 }
 
 export interface InboxRepository {

@@ -72,7 +72,6 @@ export const toOwedReceipt = (r: Row): OwedReceipt => ({
   seq: Number(r.seq),
   messageId: r.message_id as string,
   receipt: r.receipt as string,
-  receivedAt: Number(r.received_at),
 });
 
 export const toMapping = (r: Row): MessageMapping => ({

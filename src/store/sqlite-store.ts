@@ -359,7 +359,7 @@ function outboxRepository(
   };
 }
 
-function inboxRepository(q: ReturnType<typeof statements>, now: () => number): Sync<InboxRepository> {
+function inboxRepository(db: Db, q: ReturnType<typeof statements>, now: () => number): Sync<InboxRepository> {
   return {
     record(e: NewInboxEntry) {
       return (
@@ -392,13 +392,13 @@ function inboxRepository(q: ReturnType<typeof statements>, now: () => number): S
     receiptsOwed(puppetId, afterSeq, limit) {
       return (
         q(
-          'SELECT seq, message_id, receipt, received_at FROM inbox WHERE puppet_id = ? AND receipt IS NOT NULL AND seq > ? ORDER BY seq LIMIT ?',
+          'SELECT seq, message_id, receipt FROM inbox WHERE puppet_id = ? AND receipt IS NOT NULL AND seq > ? ORDER BY seq LIMIT ?',
         ).all(puppetId, afterSeq, limit) as Row[]
       ).map(toOwedReceipt);
     },
     receiptsSent(seqs) {
       const clear = q('UPDATE inbox SET receipt = NULL WHERE seq = ?');
-      for (const seq of seqs) clear.run(seq);
+      db.transaction(() => seqs.forEach((seq) => clear.run(seq)))();
     },
     countPending(puppetId) {
       if (puppetId !== undefined) {
@@ -482,7 +482,7 @@ export function openSqliteStore(
   const puppets = puppetRepository(q, now);
   const portals = portalRepository(q, now);
   const outbox = outboxRepository(db, q, now);
-  const inbox = inboxRepository(q, now);
+  const inbox = inboxRepository(db, q, now);
   const messages = messageMapRepository(q, now);
   const groups = groupRepository(db, q, now);
   const writes: StoreWrites = {
