@@ -57,7 +57,7 @@ export class ContactProfiles {
     const photoHash = photo?.hash || null;
     if (name === before.name && about === before.about && photoHash === before.photoHash) return;
     await store.setProfile(localUser, phone, { name, about, ...(photo ? { photo } : {}) });
-    if (name !== before.name) await this.ctx.rooms?.renamed(localUser, profile.remote);
+    if (name !== before.name) this.ctx.rooms?.renamed(localUser, profile.remote);
     if (!before.subTo || (name === before.name && photoHash === before.photoHash)) return;
     const available = this.ctx.contacts.lastPresence(localUser, profile.remote) ?? true;
     const jid = contactJidOfPhone(phone, domain);

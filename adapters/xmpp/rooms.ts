@@ -106,13 +106,17 @@ export class Rooms {
   /**
    * A contact's push name changed: in each room the user is in with them, their nick changes too
    * (XEP-0045 7.6: the old occupant leaves with status 303 naming the new nick, the new one comes).
+   * Queued on the user's chain, after a join in progress: a join that read the names before this
+   * one was kept has no nick table yet, and would otherwise keep the old name.
    */
-  async renamed(user: string, remote: string): Promise<void> {
-    for (const [room] of [...this.nicks.roomsWith(user, remote)]) {
-      const occupancy = this.joined.get(room)?.get(user);
-      const snapshot = await this.snapshot(user, room);
-      if (occupancy && snapshot) await this.renick(room, user, occupancy, snapshot);
-    }
+  renamed(user: string, remote: string): void {
+    this.ctx.chain.queue(user, async () => {
+      for (const [room] of [...this.nicks.roomsWith(user, remote)]) {
+        const occupancy = this.joined.get(room)?.get(user);
+        const snapshot = await this.snapshot(user, room);
+        if (occupancy && snapshot) await this.renick(room, user, occupancy, snapshot);
+      }
+    });
   }
 
   /**
