@@ -303,7 +303,8 @@ export class MatrixAdapter implements GroupAdapter, ProfileAdapter {
           : isGroupRemote(room.remoteJid)
             ? ids.botUserId
             : ids.ghostIdOf(room.remoteJid),
-      kick: () => this.#queue.kick(),
+      // What the catch-up records is not handed over: the queue asks the store where it is.
+      kick: () => this.#queue.unheard(),
       track: (work) => inFlight.track(work),
       log,
       windowMs: options.catchUpWindowMs,
@@ -368,16 +369,19 @@ export class MatrixAdapter implements GroupAdapter, ProfileAdapter {
           const recorded =
             kept.length === 0 && !live
               ? { newTransaction: true, newEvents: 0 }
-              : await this.store.recordTransaction(txnId, kept);
+              : await this.store.recordTransaction(txnId, kept, (rows) => this.#queue.recorded(rows));
+          // A backend that hands no rows over: the queue asks the store where they are.
+          if (recorded.newEvents > 0 && recorded.handedOver !== true) this.#queue.unheard();
           this.#catchUp.sawTransaction(events);
           return recorded;
         },
-        afterTransaction: (typing, presence) => {
+        afterTransaction: (typing, presence, newEvents) => {
           if (this.#queue.running) {
             this.#handlers.typing(typing);
             this.#handlers.presence(presence ?? []);
           }
-          this.#queue.kick();
+          // Nothing new (the echoes of the bridge's own sends, a resend): nothing to read.
+          if (newEvents !== 0) this.#queue.kick();
         },
         ...(encryption
           ? {

@@ -46,11 +46,13 @@ export interface AppserviceHandlers {
   ): Promise<RecordedTransaction>;
   /**
    * Called after a transaction is recorded and answered: typing and presence (live only, from a
-   * transaction that is new) and a kick of the worker.
+   * transaction that is new), and how many events were recorded that were not before (the worker
+   * has something new to handle).
    */
   afterTransaction(
     typing: readonly Record<string, unknown>[],
     presence?: readonly Record<string, unknown>[],
+    newEvents?: number,
   ): void;
   /**
    * End-to-end encryption: the transaction's to-device events, one-time key counts and device lists
@@ -311,7 +313,7 @@ export class AppserviceListener {
     this.log?.debug({ txnId, events: records.length, ...recorded }, 'transaction recorded');
     // Typing and presence are live only: taken from a transaction that is new, not from a resend.
     const fresh = recorded.newTransaction || recorded.newEvents > 0;
-    this.handlers.afterTransaction(fresh ? typing : [], fresh ? presence : []);
+    this.handlers.afterTransaction(fresh ? typing : [], fresh ? presence : [], recorded.newEvents);
   }
 }
 

@@ -4,10 +4,18 @@
  * its room: it is tried again after a backoff (the room's own timer wakes the pump), and after a
  * few attempts, or at once when no attempt can mend it, set aside with a notice.
  *
+ * Where the events come from: the rows a transaction recorded are handed over in memory, in the
+ * same synchronous step as their commit (`recorded`), and a room whose every pending event this
+ * queue holds is run from memory without reading the database. A room is read from the database
+ * ("from the store") instead when this process cannot know it has all of it: at the start, after a
+ * failed or held event, after a batch that hit the read limit, and when events were recorded without
+ * being handed over (the catch-up, a backend that hands none: `unheard`). Entering that state drops
+ * what memory held of the room (every handed row is committed, so the read finds it).
+ *
  * An event is marked done once handled. When handling it again would change nothing (`handle`
- * says so: what it did went to the core under the event's id), its mark waits for the end of the
- * room's run, and the run's marks are written in one commit before the room is read again. A
- * crash in between hands those events over again at the next start, which the core keeps once.
+ * says so: what it did went to the core under the event's id), its mark is written later, many in
+ * one commit (within MARK_DELAY_MS), and until then a read of its room leaves it out. A crash in
+ * between hands those events over again at the next start, which the core keeps once.
  */
 import { InteropError } from '../../src/errors.js';
 import type { Logger } from '../../src/observability/logger.js';
@@ -56,6 +64,11 @@ export interface InboundQueueContext {
 
 /** An encrypted event the bridge has no key for yet (encrypted-rooms.ts): held, not counted. */
 const KEY_MISSING = 'matrix_room_key_missing';
+/** Done marks wait at most this long to share a commit (or until MARKS_AT_ONCE are waiting). */
+const MARK_DELAY_MS = 20;
+const MARKS_AT_ONCE = 256;
+/** A room's events read from the store at once. */
+const READ_LIMIT = 500;
 
 export class InboundQueue {
   /** Rooms whose events are being handled now. */
@@ -69,6 +82,17 @@ export class InboundQueue {
   #pumpAgain = false;
   /** Until `start()`: events are recorded but not handled yet. */
   #stopped = true;
+  /** Rooms whose pending events only the store has in full: read from it when they run next. */
+  readonly #fromStore = new Set<string>();
+  /** Rooms with pending events may be in the store that no room above names: list them first. */
+  #discover = true;
+  /** Rows handed over in memory, by room (rooms not read from the store), in the order recorded. */
+  readonly #handed = new Map<string, InboundRow[]>();
+  /** Handled events whose done mark is not written yet (a read of the store leaves them out). */
+  readonly #unmarked = new Set<number>();
+  /** The marks waiting for their commit, and its timer. */
+  #marks: number[] = [];
+  #markTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly c: InboundQueueContext) {}
 
@@ -80,6 +104,8 @@ export class InboundQueue {
   /** Handles whatever was recorded but not handled before (a restart), then follows new events. */
   start(): void {
     this.#stopped = false;
+    this.#handed.clear();
+    this.#discover = true;
     this.kick();
   }
 
@@ -87,6 +113,28 @@ export class InboundQueue {
   stop(): void {
     this.#stopped = true;
     for (const t of this.#retryTimers) clearTimeout(t);
+    this.#flushMarks();
+  }
+
+  /**
+   * Rows just committed (called in the same synchronous step as the commit, before anything can
+   * read them back): kept for their rooms, unless the room is to be read from the store anyway, or
+   * the store is to be asked which rooms have events (it will name theirs, in order with the rest).
+   */
+  recorded(rows: readonly InboundRow[]): void {
+    if (this.#discover) return;
+    for (const row of rows) {
+      if (this.#fromStore.has(row.roomId)) continue;
+      const list = this.#handed.get(row.roomId);
+      if (list) list.push(row);
+      else this.#handed.set(row.roomId, [row]);
+    }
+  }
+
+  /** Events were recorded without being handed over: the store is asked which rooms have any. */
+  unheard(): void {
+    this.#discover = true;
+    this.kick();
   }
 
   /** Room keys arrived: rooms holding an encrypted event they could not read try it again now. */
@@ -118,22 +166,43 @@ export class InboundQueue {
   }
 
   async #pump(): Promise<void> {
-    // Only the rooms free to run now are read (with their payloads): under load most pending
-    // events belong to rooms already running, and reading them again on every pass was the
-    // adapter's largest cost (bench/e2e.bench.ts).
-    const now = Date.now();
-    const byRoom = new Map<string, InboundRow[]>();
-    for (const roomId of await this.c.store.pendingInboundRooms()) {
-      if (this.#rooms.has(roomId) || (this.#roomRetryAt.get(roomId) ?? 0) > now) continue;
-      const list = await this.c.store.pendingInboundOf(roomId);
-      if (list.length > 0) byRoom.set(roomId, list);
+    if (this.#discover) {
+      // Cleared in the step that asks: what is recorded after the answer is handed over.
+      this.#discover = false;
+      const rooms = await this.c.store.pendingInboundRooms().catch((err: unknown) => {
+        this.#discover = true;
+        throw err;
+      });
+      for (const roomId of rooms) this.#readFromStore(roomId);
     }
-    for (const [roomId, list] of byRoom) {
+    const now = Date.now();
+    for (const roomId of [...this.#fromStore, ...this.#handed.keys()]) {
+      if (this.#stopped) return;
+      if (this.#rooms.has(roomId) || (this.#roomRetryAt.get(roomId) ?? 0) > now) continue;
+      let batch: readonly InboundRow[];
+      // Marked as running and out of `#fromStore` in the same synchronous step as the read: a row
+      // committed after it is handed over (and kept for the next run), never read twice.
       this.#rooms.add(roomId);
-      const run = this.#runRoom(list).finally(() => {
+      if (this.#fromStore.delete(roomId)) {
+        const read = await this.c.store.pendingInboundOf(roomId, READ_LIMIT).catch((err: unknown) => {
+          this.#rooms.delete(roomId);
+          this.#readFromStore(roomId);
+          throw err;
+        });
+        if (read.length === READ_LIMIT) this.#readFromStore(roomId);
+        batch = read.filter((r) => !this.#unmarked.has(r.seq));
+      } else {
+        batch = this.#handed.get(roomId) ?? [];
+        this.#handed.delete(roomId);
+      }
+      if (batch.length === 0) {
         this.#rooms.delete(roomId);
-        // A pass reads what is pending (and finds nothing when nothing is): asking first read it twice.
-        this.kick();
+        continue;
+      }
+      const run = this.#runRows(batch).finally(() => {
+        this.#rooms.delete(roomId);
+        // What came for the room while it ran (handed over, or left in the store) runs next.
+        if (this.#handed.has(roomId) || this.#fromStore.has(roomId)) this.kick();
       });
       void this.c.inFlight
         .track(run)
@@ -141,28 +210,51 @@ export class InboundQueue {
     }
   }
 
-  async #runRoom(batch: readonly InboundRow[]): Promise<void> {
-    // Handled events whose done marks wait for the end of the run (one commit).
-    const done: number[] = [];
-    try {
-      await this.#runRows(batch, done);
-    } finally {
-      if (done.length > 0) {
-        await this.c.store.markInboundDone(done).catch((err: unknown) => {
-          // Not lost: handled again after a backoff (the core keeps one of each).
-          this.c.log.warn({ err: (err as Error).message, events: done.length }, 'done marks not written');
-          this.#retryLater(batch[0]!);
-        });
-      }
-    }
+  /** The room's pending events are to be read from the store: what memory held of them goes. */
+  #readFromStore(roomId: string): void {
+    this.#fromStore.add(roomId);
+    this.#handed.delete(roomId);
   }
 
-  async #runRows(batch: readonly InboundRow[], done: number[]): Promise<void> {
+  /** A handled event's done mark, written with others within MARK_DELAY_MS. */
+  #markLater(seq: number): void {
+    this.#unmarked.add(seq);
+    this.#marks.push(seq);
+    if (this.#marks.length >= MARKS_AT_ONCE) this.#flushMarks();
+    else this.#markTimer ??= setTimeout(() => this.#flushMarks(), MARK_DELAY_MS);
+  }
+
+  #flushMarks(): void {
+    clearTimeout(this.#markTimer);
+    this.#markTimer = undefined;
+    const seqs = this.#marks;
+    if (seqs.length === 0) return;
+    this.#marks = [];
+    const written = this.c.store.markInboundDone(seqs).then(
+      () => {
+        for (const seq of seqs) this.#unmarked.delete(seq);
+      },
+      (err: unknown) => {
+        // Not lost: still left out of reads here, written with the next marks (or, after a crash,
+        // handled again at the next start, which the core keeps once).
+        this.c.log.warn({ err: (err as Error).message, events: seqs.length }, 'done marks not written');
+        this.#marks.push(...seqs);
+        if (!this.#stopped) this.#markTimer ??= setTimeout(() => this.#flushMarks(), 1000);
+      },
+    );
+    void this.c.inFlight.track(written);
+  }
+
+  async #runRows(batch: readonly InboundRow[]): Promise<void> {
     const rows = this.c.expand === undefined ? batch : await this.c.expand(batch);
     for (const row of rows) {
-      if (this.#stopped) return;
+      if (this.#stopped) {
+        // The rest stays pending: read from the store at the next start.
+        this.#readFromStore(row.roomId);
+        return;
+      }
       try {
-        if ((await this.c.handle(row)) === true) done.push(row.seq);
+        if ((await this.c.handle(row)) === true) this.#markLater(row.seq);
         else await this.c.store.markInboundDone([row.seq]);
         this.#roomRetryAt.delete(row.roomId);
       } catch (err) {
@@ -213,6 +305,7 @@ export class InboundQueue {
 
   /** The room waits; the others go on. Its event is tried again after a backoff. */
   #retryLater(row: InboundRow, atMostMs = 60_000): void {
+    this.#readFromStore(row.roomId);
     const wait = Math.min((this.c.eventRetryMs ?? 1000) * 2 ** row.attempts, 60_000, atMostMs);
     const at = Date.now() + wait;
     this.#roomRetryAt.set(row.roomId, at);

@@ -91,7 +91,9 @@ export class PostgresMatrixStore implements MatrixStore {
   }
 
   async markInboundDone(seqs: readonly number[]): Promise<void> {
-    await this.#write(`UPDATE matrix_inbound SET state = 'done', payload = '{}' WHERE seq = ANY($1)`, [...seqs]);
+    await this.#write(`UPDATE matrix_inbound SET state = 'done', payload = '{}' WHERE seq = ANY($1)`, [
+      ...seqs,
+    ]);
   }
 
   async markInboundAttempt(seq: number, error: string, giveUp: boolean): Promise<void> {

@@ -21,10 +21,20 @@ import type {
 
 export { matrixMigrations } from './rows.js';
 
+/** Rooms kept in memory at most (then forgotten all at once and read again). */
+const KNOWN_ROOMS_MAX = 20_000;
+
 export class SqliteMatrixStore implements MatrixStore {
   readonly #db: Db;
   readonly #q: Prepared;
   readonly #now: () => number;
+  /**
+   * Rooms as read, by room id and by portal (`localUser\nremoteJid`), frozen: every event and every
+   * message asks for its room, and this process is the table's only writer (the store's process
+   * lock), so each write forgets them all.
+   */
+  readonly #rooms = new Map<string, MatrixRoom>();
+  readonly #portals = new Map<string, MatrixRoom>();
 
   constructor(db: Db, now: () => number = Date.now) {
     this.#db = db;
@@ -34,8 +44,13 @@ export class SqliteMatrixStore implements MatrixStore {
 
   // ---- transactions and inbound events ----------------------------------------------------------
 
-  async recordTransaction(txnId: string, events: readonly NewInbound[]): Promise<RecordedTransaction> {
-    return this.#db.transaction(() => {
+  async recordTransaction(
+    txnId: string,
+    events: readonly NewInbound[],
+    handOver?: (rows: InboundRow[]) => void,
+  ): Promise<RecordedTransaction> {
+    const fresh: InboundRow[] = [];
+    const recorded = this.#db.transaction(() => {
       // Each event once, by its key: that, not the transaction id, makes a resent transaction
       // harmless. Synapse numbers transactions from 1 again after a restart with nothing unsent,
       // so a known id can carry new events.
@@ -44,15 +59,22 @@ export class SqliteMatrixStore implements MatrixStore {
          ON CONFLICT (key) DO NOTHING`,
       );
       const t = this.#now();
-      let fresh = 0;
-      for (const e of events)
-        fresh += insert.run(e.key, e.roomId, e.kind, JSON.stringify(e.payload), t).changes;
+      for (const e of events) {
+        const info = insert.run(e.key, e.roomId, e.kind, JSON.stringify(e.payload), t);
+        if (info.changes > 0) {
+          const seq = Number(info.lastInsertRowid);
+          fresh.push({ seq, key: e.key, roomId: e.roomId, kind: e.kind, payload: e.payload, attempts: 0 });
+        }
+      }
       const newTransaction =
         this.#q(
           'INSERT INTO appservice_transactions (txn_id, completed_at) VALUES (?, ?) ON CONFLICT DO NOTHING',
         ).run(txnId, t).changes > 0;
-      return { newTransaction, newEvents: fresh };
+      return { newTransaction, newEvents: fresh.length, handedOver: handOver !== undefined };
     })();
+    // In the commit's synchronous step: nothing can read these rows back before they are handed.
+    if (fresh.length > 0) handOver?.(fresh);
+    return recorded;
   }
 
   async pendingInboundRooms(): Promise<string[]> {
@@ -93,15 +115,33 @@ export class SqliteMatrixStore implements MatrixStore {
   // ---- rooms --------------------------------------------------------------------------------------
 
   async room(roomId: string): Promise<MatrixRoom | undefined> {
+    const known = this.#rooms.get(roomId);
+    if (known) return known;
     const r = this.#q('SELECT * FROM matrix_rooms WHERE room_id = ?').get(roomId) as Row | undefined;
-    return r === undefined ? undefined : toRoom(r);
+    return r === undefined ? undefined : this.#keep(this.#rooms, roomId, toRoom(r));
   }
 
   async portalOf(localUser: string, remoteJid: string): Promise<MatrixRoom | undefined> {
+    const key = `${localUser}\n${remoteJid}`;
+    const known = this.#portals.get(key);
+    if (known) return known;
     const r = this.#q(
       `SELECT * FROM matrix_rooms WHERE kind = 'portal' AND local_user = ? AND remote_jid = ?`,
     ).get(localUser, remoteJid) as Row | undefined;
-    return r === undefined ? undefined : toRoom(r);
+    return r === undefined ? undefined : this.#keep(this.#portals, key, toRoom(r));
+  }
+
+  #keep(map: Map<string, MatrixRoom>, key: string, room: MatrixRoom): MatrixRoom {
+    if (map.size >= KNOWN_ROOMS_MAX) map.clear();
+    const frozen = Object.freeze(room);
+    map.set(key, frozen);
+    return frozen;
+  }
+
+  /** The table changed: what was read of it is forgotten. */
+  #roomsChanged(): void {
+    this.#rooms.clear();
+    this.#portals.clear();
   }
 
   async portalsOf(localUser: string): Promise<MatrixRoom[]> {
@@ -133,6 +173,7 @@ export class SqliteMatrixStore implements MatrixStore {
     localUser: string;
     remoteJid?: string;
   }): Promise<void> {
+    this.#roomsChanged();
     this.#db.transaction(() => {
       if (room.kind === 'portal') {
         this.#q(`DELETE FROM matrix_rooms WHERE kind = 'portal' AND local_user = ? AND remote_jid = ?`).run(
@@ -151,15 +192,17 @@ export class SqliteMatrixStore implements MatrixStore {
   }
 
   async forgetRoom(roomId: string): Promise<void> {
+    this.#roomsChanged();
     this.#q('DELETE FROM matrix_rooms WHERE room_id = ?').run(roomId);
   }
 
   async markEncryptionTold(roomId: string): Promise<boolean> {
-    return (
+    const told =
       this.#q('UPDATE matrix_rooms SET encryption_told = 1 WHERE room_id = ? AND encryption_told = 0').run(
         roomId,
-      ).changes === 1
-    );
+      ).changes === 1;
+    if (told) this.#roomsChanged();
+    return told;
   }
 
   // ---- ghosts -------------------------------------------------------------------------------------

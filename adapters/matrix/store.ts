@@ -63,6 +63,8 @@ export interface RecordedTransaction {
   readonly newTransaction: boolean;
   /** Events (and receipts) not recorded before. */
   readonly newEvents: number;
+  /** The new events were handed over as rows (`recordTransaction`'s `handOver`); else read them. */
+  readonly handedOver?: boolean;
 }
 
 export interface MatrixStore {
@@ -72,8 +74,14 @@ export interface MatrixStore {
    * Records a transaction's events, each once by its key, atomically. The transaction id decides
    * nothing about the events (homeservers number transactions from 1 again after a restart); it
    * only tells a resend apart (for live-only typing). Rejects only if nothing was written.
+   * `handOver`, where the backend can, receives the new rows (with their seq) in the same synchronous
+   * step as the commit (the inbound queue then need not read them back); `handedOver` says it did.
    */
-  recordTransaction(txnId: string, events: readonly NewInbound[]): Promise<RecordedTransaction>;
+  recordTransaction(
+    txnId: string,
+    events: readonly NewInbound[],
+    handOver?: (rows: InboundRow[]) => void,
+  ): Promise<RecordedTransaction>;
   /** Rooms with pending inbound events (without reading any payload). */
   pendingInboundRooms(): Promise<string[]>;
   /** One room's pending inbound events, oldest first. */

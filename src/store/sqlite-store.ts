@@ -64,7 +64,11 @@ const KNOWN_PUPPETS_MAX = 20_000;
  * and change rarely: they are kept in memory, frozen, and forgotten on any change of the table
  * (this process is its only writer: the store's process lock).
  */
-function puppetRepository(q: ReturnType<typeof statements>, now: () => number): Sync<PuppetRepository> {
+function puppetRepository(
+  q: ReturnType<typeof statements>,
+  now: () => number,
+  deleted: () => void,
+): Sync<PuppetRepository> {
   const byId = (id: number) => {
     const r = q('SELECT * FROM puppets WHERE id = ?').get(id) as Row | undefined;
     return r && toPuppet(r);
@@ -128,16 +132,32 @@ function puppetRepository(q: ReturnType<typeof statements>, now: () => number): 
     },
     delete(id) {
       known.clear();
+      deleted();
       q('DELETE FROM puppets WHERE id = ?').run(id);
     },
   };
 }
 
-function portalRepository(q: ReturnType<typeof statements>, now: () => number): Sync<PortalRepository> {
+/**
+ * Portals by puppet and contact are asked for on every message, both ways, and change rarely: kept
+ * in memory like the puppets, frozen, forgotten when one changes or a puppet (with its portals) goes.
+ */
+function portalRepository(
+  q: ReturnType<typeof statements>,
+  now: () => number,
+  known: Map<string, Portal>,
+): Sync<PortalRepository> {
   const byRemote = (puppetId: number, remoteJid: string) => {
+    const key = `${puppetId}\n${remoteJid}`;
+    const cached = known.get(key);
+    if (cached) return cached;
     const r = q('SELECT * FROM portals WHERE puppet_id = ? AND remote_jid = ?').get(puppetId, remoteJid) as
       Row | undefined;
-    return r && toPortal(r);
+    if (!r) return undefined;
+    if (known.size >= KNOWN_PUPPETS_MAX) known.clear();
+    const portal = Object.freeze(toPortal(r));
+    known.set(key, portal);
+    return portal;
   };
   return {
     ensure(puppetId, remoteJid) {
@@ -161,9 +181,11 @@ function portalRepository(q: ReturnType<typeof statements>, now: () => number): 
       return r && toPortal(r);
     },
     setLocalChat(id, localChat) {
+      known.clear();
       q('UPDATE portals SET local_chat = ? WHERE id = ?').run(localChat, id);
     },
     setName(id, name) {
+      known.clear();
       q('UPDATE portals SET name = ? WHERE id = ?').run(name, id);
     },
     listForPuppet(puppetId) {
@@ -479,8 +501,10 @@ export function openSqliteStore(
   const db = openDatabase(file, options);
   const q = statements(db);
   const now = options.now ?? Date.now;
-  const puppets = puppetRepository(q, now);
-  const portals = portalRepository(q, now);
+  // Portals kept in memory, forgotten with a puppet too (its portals go with it).
+  const knownPortals = new Map<string, Portal>();
+  const puppets = puppetRepository(q, now, () => knownPortals.clear());
+  const portals = portalRepository(q, now, knownPortals);
   const outbox = outboxRepository(db, q, now);
   const inbox = inboxRepository(db, q, now);
   const messages = messageMapRepository(q, now);

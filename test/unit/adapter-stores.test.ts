@@ -157,11 +157,14 @@ describe.each(storeBackends())('the adapters’ stores on $name', (backend) => {
         '!r2:example.org',
         '!r3:example.org',
       ]);
+      // Each change is seen by the next read (the SQLite store keeps what it read in memory).
+      expect((await store.room('!r3:example.org'))?.encryptionTold).toBe(false);
       expect(await store.markEncryptionTold('!r3:example.org')).toBe(true);
       expect(await store.markEncryptionTold('!r3:example.org')).toBe(false);
       expect((await store.room('!r3:example.org'))?.encryptionTold).toBe(true);
       await store.forgetRoom('!r3:example.org');
       expect(await store.portalOf(ALICE_MX, BOB_REMOTE)).toBeUndefined();
+      expect(await store.room('!r3:example.org')).toBeUndefined();
       expect(await store.portalsOf('@nobody:example.org')).toEqual([]);
       expect(await store.managementRoomOf('@nobody:example.org')).toBeUndefined();
     });

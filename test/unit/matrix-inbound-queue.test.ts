@@ -1,6 +1,8 @@
 /**
  * The Matrix adapter's inbound queue on a real SQLite store: events handled in order per room, and
- * the done marks of events whose handling may be repeated written together, at the end of the run.
+ * the done marks of events whose handling may be repeated written together, later; the rows a
+ * transaction recorded handed over in memory (no read of the store), and a room read from the store
+ * again once memory cannot know it holds all of it (a failed event), without handling any twice.
  */
 import path from 'node:path';
 import { InboundQueue } from '../../adapters/matrix/inbound-queue.js';
@@ -34,13 +36,19 @@ describe('the inbound queue (adapters/matrix/inbound-queue.ts)', () => {
     tmp.cleanup();
   });
 
-  const queue = (replayable: (row: InboundRow) => boolean, dead = false) => {
+  let reads: number;
+  const queue = (replayable: (row: InboundRow) => boolean, dead = false, failOnce?: string) => {
+    reads = 0;
+    const failed = new Set<string>();
     const log = createLogger({ level: 'silent' });
     const inFlight = new InFlight(log);
     const q = new InboundQueue({
       store: {
         pendingInboundRooms: () => store.pendingInboundRooms(),
-        pendingInboundOf: (roomId, limit) => store.pendingInboundOf(roomId, limit),
+        pendingInboundOf: (roomId, limit) => {
+          reads++;
+          return store.pendingInboundOf(roomId, limit);
+        },
         markInboundAttempt: (seq, error, giveUp) => store.markInboundAttempt(seq, error, giveUp),
         markInboundDone: async (seqs) => {
           if (dead) throw new Error('the process died before this write');
@@ -49,12 +57,17 @@ describe('the inbound queue (adapters/matrix/inbound-queue.ts)', () => {
         },
       },
       handle: async (row) => {
+        if (row.key === failOnce && !failed.has(row.key)) {
+          failed.add(row.key);
+          throw new Error('the homeserver is away');
+        }
         handled.push(row.key);
         return replayable(row);
       },
       rooms: { notice: async () => '$notice' },
       inFlight,
       log,
+      eventRetryMs: 50,
     });
     return { q, inFlight };
   };
@@ -75,13 +88,41 @@ describe('the inbound queue (adapters/matrix/inbound-queue.ts)', () => {
     expect(handled).toEqual(['$m1', '$m2', '$command', '$m3']);
     const seq = async (key: string) => (await store.inboundState(key))!.seq;
     expect(marked).toEqual([[await seq('$command')], [await seq('$m1'), await seq('$m2'), await seq('$m3')]]);
-    // Read again (a kick, a new transaction): nothing handled twice.
+    // Read again (a new transaction recorded without handing its rows over): nothing handled twice.
     await record(['$m4']);
-    q.kick();
+    q.unheard();
     await until(async () => (await state('$m4')) === 'done', '$m4 done');
     expect(handled).toEqual(['$m1', '$m2', '$command', '$m3', '$m4']);
     q.stop();
     await inFlight.settled();
+  });
+
+  it('handles the rows handed over in memory without reading the store, in order, each once', async () => {
+    const { q, inFlight } = queue(() => true, false, '$m3');
+    q.start();
+    await until(async () => reads === 0 && handled.length === 0, 'started');
+    const recordHanded = (keys: string[]) =>
+      store.recordTransaction(
+        keys.join(','),
+        keys.map((key) => ({ key, roomId: ROOM, kind: 'event' as const, payload: { key } })),
+        (rows) => q.recorded(rows),
+      );
+    await recordHanded(['$m1', '$m2']);
+    q.kick();
+    await until(async () => (await state('$m2')) === 'done', '$m2 done');
+    expect([handled, reads]).toEqual([['$m1', '$m2'], 0]);
+    // $m3 fails once: the room is read from the store when it is tried again, $m4 and $m5 after it
+    // (handed over meanwhile, left to that read), and nothing handled before comes again.
+    await recordHanded(['$m3', '$m4']);
+    q.kick();
+    await recordHanded(['$m5']);
+    q.kick();
+    await until(async () => (await state('$m5')) === 'done', '$m5 done');
+    expect(handled).toEqual(['$m1', '$m2', '$m3', '$m4', '$m5']);
+    expect(reads).toBeGreaterThan(0);
+    q.stop();
+    await inFlight.settled();
+    expect(await store.pendingInboundRooms()).toEqual([]);
   });
 
   it('what a crash left unmarked is handed over again, once', async () => {

@@ -161,10 +161,24 @@ describe.each(storeBackends())('the store contract on $name', (backend) => {
 
     await s.puppets.delete(p.id);
     expect(await s.portals.byId(portal.id)).toBeUndefined();
+    expect(await s.portals.byRemote(p.id, '4915112345678@wa.interop')).toBeUndefined();
     const after = backend.signal(s, p.id);
     await after.prepare('4915112345678');
     expect(after.loadSession('4915112345678.1')).toBeUndefined();
     expect(await s.outbox.get('m1')).toBeUndefined();
+  });
+
+  it('reads a portal by its contact as it is now, after each change of its chat or name', async () => {
+    const s = await backend.open();
+    const p = await s.puppets.create(puppet(1));
+    const portal = await s.portals.ensure(p.id, 'a@wa.interop');
+    expect(await s.portals.byRemote(p.id, 'a@wa.interop')).toMatchObject({ localChat: null, name: null });
+    await s.portals.setLocalChat(portal.id, '!room:example.org');
+    expect((await s.portals.ensure(p.id, 'a@wa.interop')).localChat).toBe('!room:example.org');
+    await s.portals.setName(portal.id, 'Anna');
+    expect((await s.portals.byRemote(p.id, 'a@wa.interop'))?.name).toBe('Anna');
+    expect(await s.portals.byRemote(p.id, 'b@wa.interop')).toBeUndefined();
+    expect((await s.portals.ensure(p.id, 'b@wa.interop')).id).not.toBe(portal.id);
   });
 
   it('reads a puppet by its local user as it is now, after each change of its state or keys', async () => {
