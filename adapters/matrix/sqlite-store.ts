@@ -70,7 +70,7 @@ export class SqliteMatrixStore implements MatrixStore {
         this.#q(
           'INSERT INTO appservice_transactions (txn_id, completed_at) VALUES (?, ?) ON CONFLICT DO NOTHING',
         ).run(txnId, t).changes > 0;
-      return { newTransaction, newEvents: fresh.length, handedOver: handOver !== undefined };
+      return { newTransaction, newEvents: fresh.length, ...(handOver ? { handedOver: true } : {}) };
     })();
     // In the commit's synchronous step: nothing can read these rows back before they are handed.
     if (fresh.length > 0) handOver?.(fresh);

@@ -45,6 +45,15 @@ interface InboxPayload {
   readonly plaintext: string;
 }
 
+/** An entry to deliver, with its content when it was handed over in memory (not read back). */
+interface Handed {
+  readonly entry: InboxEntry;
+  readonly payload?: InboxPayload | undefined;
+}
+
+/** A pass reads at most this many pending entries from the store. */
+const PASS_LIMIT = 1000;
+
 /** A receiver gives up asking for a message after this many retry receipts (the protocol's limit). */
 /** The adapter refused a delivery: try that conversation again after this long (doubling, capped). */
 const REDELIVER_MIN_MS = 1_000;
@@ -157,19 +166,25 @@ export class IncomingHandler {
     const { store, puppet } = this.ctx;
     // Awaited with the hold open: the commit that follows only writes.
     const portal = await store.portals.ensure(puppet.id, conversation);
-    await this.ctx.sessionGate.commit((w) =>
-      w.recordInbox({
-        puppetId: puppet.id,
-        sender,
-        messageId: m.id,
-        portalId: portal.id,
-        payload: sealPayload(this.ctx.vault, inboxRowId(puppet.id, sender, m.id), encodePayload(payload)),
-      }),
-    );
+    const entry = {
+      puppetId: puppet.id,
+      sender,
+      messageId: m.id,
+      portalId: portal.id,
+      payload: sealPayload(this.ctx.vault, inboxRowId(puppet.id, sender, m.id), encodePayload(payload)),
+    };
+    const receivedAt = Date.now();
+    let seq: number | undefined;
+    await this.ctx.sessionGate.commit((w) => {
+      seq = w.recordInbox(entry);
+    });
     this.retries.delete(retryKey);
     this.ctx.metrics?.incoming('received');
     this.ack(m);
-    this.pump();
+    // Delivered here, and the row's seq known (SQLite): handed over with its content, not read back.
+    if (seq !== undefined && !this.handoff) {
+      this.delivery.handOver({ ...entry, seq, state: 'pending', receivedAt }, payload);
+    } else this.pump();
   }
 
   /**
@@ -260,8 +275,31 @@ export class InboxDelivery {
   private readonly attempted = new LazySet<string>();
   /** Portals by id, each read once (`portalById`). */
   private readonly portals = new LazyMap<number, Portal>();
+  /**
+   * The next pass reads the store: at first, after a refusal, after a full read, and whenever
+   * something was recorded without being handed over (`pump()`). Else it takes `handed`.
+   */
+  private fromStore = true;
+  /** Entries handed over since the last read of the store, in the order recorded, with content. */
+  private handed: Handed[] | undefined;
+  /**
+   * The entries (sender, message id) the last read of the store returned: one committed before that
+   * read and handed over after it is not taken a second time.
+   */
+  private lastRead: Set<string> | undefined;
 
   constructor(private readonly ctx: DeliveryContext) {}
+
+  /**
+   * An entry just recorded, with its content: taken by the next pass from memory. Left to the store
+   * when the next pass reads it anyway.
+   */
+  handOver(entry: InboxEntry, payload: InboxPayload): void {
+    if (!this.fromStore && !this.lastRead?.has(`${entry.sender}\n${entry.messageId}`)) {
+      (this.handed ??= []).push({ entry, payload });
+    }
+    this.run();
+  }
 
   stop(): void {
     this.stopped = true;
@@ -278,8 +316,13 @@ export class InboxDelivery {
     this.pump();
   }
 
-  /** Delivers pending inbox entries to the adapter (now, or right after the running pass). */
+  /** Delivers pending inbox entries, read from the store (now, or right after the running pass). */
   pump(): void {
+    this.fromStore = true;
+    this.run();
+  }
+
+  private run(): void {
     if (this.stopped) return;
     if (this.pumping) {
       this.pumpAgain = true;
@@ -304,55 +347,74 @@ export class InboxDelivery {
   private async pass(): Promise<void> {
     const adapter = this.ctx.adapter();
     if (!adapter) return;
-    const pending = await this.ctx.store.inbox.pending(this.ctx.puppet.id, 1000);
+    let pending: Handed[];
+    if (this.fromStore) {
+      // Cleared in the step that reads (SQLite reads at once): what is recorded after it is handed.
+      this.fromStore = false;
+      this.handed = undefined;
+      const read = await this.ctx.store.inbox.pending(this.ctx.puppet.id, PASS_LIMIT);
+      this.lastRead = read.length === 0 ? undefined : new Set(read.map((e) => `${e.sender}\n${e.messageId}`));
+      if (read.length === PASS_LIMIT) this.fromStore = this.pumpAgain = true;
+      pending = read.map((entry) => ({ entry }));
+    } else {
+      pending = this.handed ?? [];
+      this.handed = undefined;
+    }
     if (pending.length === 0) return;
-    const byPortal = new Map<number, InboxEntry[]>();
+    const byPortal = new Map<number, Handed[]>();
     for (const e of pending) {
-      const list = byPortal.get(e.portalId ?? 0) ?? [];
+      const list = byPortal.get(e.entry.portalId ?? 0) ?? [];
       list.push(e);
-      byPortal.set(e.portalId ?? 0, list);
+      byPortal.set(e.entry.portalId ?? 0, list);
     }
     const results = await Promise.all(
       [...byPortal.values()].map(async (entries) => {
-        for (const entry of entries) {
+        for (const { entry, payload } of entries) {
           if (this.stopped) return true;
-          if (!(await this.deliver(entry))) return false;
+          if (!(await this.deliver(entry, payload))) return false;
         }
         return true;
       }),
     );
     if (results.every(Boolean)) {
       this.redeliverDelay = REDELIVER_MIN_MS;
-      if (pending.length === 1000) this.pumpAgain = true;
       return;
     }
-    // The adapter refused something: that conversation waits, then starts again where it stopped.
+    // The adapter refused something: that conversation waits, then starts again where it stopped
+    // (read from the store, with whatever came after it).
+    this.fromStore = true;
     clearTimeout(this.redeliverTimer);
     this.redeliverTimer = setTimeout(() => this.pump(), this.redeliverDelay);
     this.redeliverTimer.unref();
     this.redeliverDelay = Math.min(REDELIVER_MAX_MS, this.redeliverDelay * 2);
   }
 
-  /** Hands one entry to the adapter; false when the adapter refused it (it stays pending). */
-  private async deliver(entry: InboxEntry): Promise<boolean> {
+  /**
+   * Hands one entry to the adapter (its content as handed over, else opened from the row); false
+   * when the adapter refused it (it stays pending).
+   */
+  private async deliver(entry: InboxEntry, handed?: InboxPayload): Promise<boolean> {
     const { store, puppet } = this.ctx;
     const adapter = this.ctx.adapter();
     const portal =
       entry.portalId === null ? undefined : await portalById(this.portals, store, entry.portalId);
     if (!adapter || !portal) return false;
-    let payload: InboxPayload | undefined;
-    try {
-      const opened = decodePayload<InboxPayload | GroupUpdatePayload>(
-        openPayload(this.ctx.vault, inboxRowId(puppet.id, entry.sender, entry.messageId), entry.payload),
-      );
-      if (isGroupUpdatePayload(opened)) return await this.deliverGroupUpdate(entry, portal.remoteJid, opened);
-      payload = opened;
-    } catch (err) {
-      if (!(err instanceof PayloadUnreadableError)) throw err;
-      this.ctx.log?.warn(
-        { id: entry.messageId, err: err.message },
-        'incoming message unreadable: at-rest key lost; the user gets a notice in its place',
-      );
+    let payload: InboxPayload | undefined = handed;
+    if (payload === undefined) {
+      try {
+        const opened = decodePayload<InboxPayload | GroupUpdatePayload>(
+          openPayload(this.ctx.vault, inboxRowId(puppet.id, entry.sender, entry.messageId), entry.payload),
+        );
+        if (isGroupUpdatePayload(opened))
+          return await this.deliverGroupUpdate(entry, portal.remoteJid, opened);
+        payload = opened;
+      } catch (err) {
+        if (!(err instanceof PayloadUnreadableError)) throw err;
+        this.ctx.log?.warn(
+          { id: entry.messageId, err: err.message },
+          'incoming message unreadable: at-rest key lost; the user gets a notice in its place',
+        );
+      }
     }
     let localId: string | undefined;
     let event: ConversationEvent | undefined;

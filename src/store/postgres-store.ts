@@ -454,7 +454,10 @@ export async function openPostgresStore(
     },
     putMessage: (m) => db.write(putMessage(now, m)),
     markRead: (portalId, localId) => db.write(markRead(portalId, localId)),
-    recordInbox: (e) => db.write(recordInbox(now, e)),
+    recordInbox: (e) => {
+      db.write(recordInbox(now, e));
+      return undefined;
+    },
     markInboxDelivered: (puppetId, sender, messageId, receipt) =>
       db.write(markDelivered(puppetId, sender, messageId, receipt)),
     // One statement in the unit's transaction (migration 009): it raises unless the fence is current.

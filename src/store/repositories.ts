@@ -246,8 +246,12 @@ export interface StoreWrites {
    * them again. Never moves back; an unmapped `localId` changes nothing.
    */
   markRead(portalId: number, localId: string): void;
-  /** As `InboxRepository.record`: a (puppet, sender, message id) already there is kept. */
-  recordInbox(entry: NewInboxEntry): void;
+  /**
+   * As `InboxRepository.record`: a (puppet, sender, message id) already there is kept. Returns the
+   * new row's seq where the backend knows it at once (SQLite); undefined for a row already there,
+   * or on a backend that writes the unit later (PostgreSQL).
+   */
+  recordInbox(entry: NewInboxEntry): number | undefined;
   /**
    * As `InboxRepository.markDelivered`; with `receipt` (where the delivery receipt goes, opaque
    * here), the row owes that receipt until `InboxRepository.receiptsSent`.

@@ -381,15 +381,19 @@ function outboxRepository(
   };
 }
 
+/** Records an inbox row (a known one is kept): the new row's seq, or undefined when it was known. */
+function recordInboxRow(q: ReturnType<typeof statements>, now: () => number, e: NewInboxEntry) {
+  const info = q(
+    `INSERT INTO inbox (puppet_id, sender, message_id, portal_id, payload, received_at)
+     VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+  ).run(e.puppetId, e.sender, e.messageId, e.portalId, Buffer.from(e.payload), now());
+  return info.changes > 0 ? Number(info.lastInsertRowid) : undefined;
+}
+
 function inboxRepository(db: Db, q: ReturnType<typeof statements>, now: () => number): Sync<InboxRepository> {
   return {
     record(e: NewInboxEntry) {
-      return (
-        q(
-          `INSERT INTO inbox (puppet_id, sender, message_id, portal_id, payload, received_at)
-           VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
-        ).run(e.puppetId, e.sender, e.messageId, e.portalId, Buffer.from(e.payload), now()).changes > 0
-      );
+      return recordInboxRow(q, now, e) !== undefined;
     },
     has(puppetId, sender, messageId) {
       return (
@@ -513,7 +517,7 @@ export function openSqliteStore(
     enqueueOutbox: (e) => insertOutbox(q, now, e),
     putMessage: (m) => messages.put(m),
     markRead: (portalId, localId) => markRead(q, portalId, localId),
-    recordInbox: (e) => void inbox.record(e),
+    recordInbox: (e) => recordInboxRow(q, now, e),
     markInboxDelivered: (puppetId, sender, messageId, receipt) =>
       inbox.markDelivered(puppetId, sender, messageId, receipt),
     requireLease: (name, fence) => {
