@@ -88,6 +88,11 @@ export class InboundQueue {
   #discover = true;
   /** Rows handed over in memory, by room (rooms not read from the store), in the order recorded. */
   readonly #handed = new Map<string, InboundRow[]>();
+  /**
+   * The rows the last read of each room returned: on PostgreSQL a read can find rows committed and
+   * not yet handed over, which are then not taken a second time when they are.
+   */
+  readonly #lastRead = new Map<string, Set<number>>();
   /** Handled events whose done mark is not written yet (a read of the store leaves them out). */
   readonly #unmarked = new Set<number>();
   /** The marks waiting for their commit, and its timer. */
@@ -124,7 +129,7 @@ export class InboundQueue {
   recorded(rows: readonly InboundRow[]): void {
     if (this.#discover) return;
     for (const row of rows) {
-      if (this.#fromStore.has(row.roomId)) continue;
+      if (this.#fromStore.has(row.roomId) || this.#lastRead.get(row.roomId)?.has(row.seq)) continue;
       const list = this.#handed.get(row.roomId);
       if (list) list.push(row);
       else this.#handed.set(row.roomId, [row]);
@@ -190,10 +195,17 @@ export class InboundQueue {
           throw err;
         });
         if (read.length === READ_LIMIT) this.#readFromStore(roomId);
+        const seen = new Set(read.map((r) => r.seq));
+        this.#lastRead.set(roomId, seen);
+        const handed = this.#handed.get(roomId)?.filter((r) => !seen.has(r.seq));
+        if (handed?.length) this.#handed.set(roomId, handed);
+        else this.#handed.delete(roomId);
         batch = read.filter((r) => !this.#unmarked.has(r.seq));
       } else {
-        batch = this.#handed.get(roomId) ?? [];
+        // In the order recorded (two transactions committing at once may hand theirs over crosswise).
+        batch = (this.#handed.get(roomId) ?? []).sort((a, b) => a.seq - b.seq);
         this.#handed.delete(roomId);
+        this.#lastRead.delete(roomId);
       }
       if (batch.length === 0) {
         this.#rooms.delete(roomId);

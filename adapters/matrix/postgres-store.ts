@@ -39,30 +39,34 @@ export class PostgresMatrixStore implements MatrixStore {
 
   // ---- transactions and inbound events ----------------------------------------------------------
 
-  recordTransaction(txnId: string, events: readonly NewInbound[]): Promise<RecordedTransaction> {
+  async recordTransaction(
+    txnId: string,
+    events: readonly NewInbound[],
+    handOver?: (rows: InboundRow[]) => void,
+  ): Promise<RecordedTransaction> {
     const t = this.#now();
-    return this.#db.transact(async (query) => {
-      // Each event once, by its key (see sqlite-store.ts): the rows inserted are the new ones.
-      const inserted =
-        events.length === 0
-          ? 0
-          : ((
-              await query(
-                sql(
-                  `INSERT INTO matrix_inbound (key, room_id, kind, payload, received_at)
-                   SELECT e.key, e.room_id, e.kind, e.payload, $5
-                   FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) WITH ORDINALITY
-                     AS e(key, room_id, kind, payload, n)
-                   ORDER BY e.n
-                   ON CONFLICT (key) DO NOTHING`,
-                  events.map((e) => e.key),
-                  events.map((e) => e.roomId),
-                  events.map((e) => e.kind),
-                  events.map((e) => JSON.stringify(e.payload)),
-                  t,
-                ),
-              )
-            ).rowCount ?? 0);
+    const seqs = new Map<string, number>();
+    const recorded = await this.#db.transact(async (query) => {
+      // Each event once, by its key (see sqlite-store.ts): the rows inserted (returned) are the new ones.
+      if (events.length > 0) {
+        const inserted = await query(
+          sql(
+            `INSERT INTO matrix_inbound (key, room_id, kind, payload, received_at)
+             SELECT e.key, e.room_id, e.kind, e.payload, $5
+             FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) WITH ORDINALITY
+               AS e(key, room_id, kind, payload, n)
+             ORDER BY e.n
+             ON CONFLICT (key) DO NOTHING
+             RETURNING seq, key`,
+            events.map((e) => e.key),
+            events.map((e) => e.roomId),
+            events.map((e) => e.kind),
+            events.map((e) => JSON.stringify(e.payload)),
+            t,
+          ),
+        );
+        for (const r of inserted.rows) seqs.set(r.key as string, r.seq as number);
+      }
       const txn = await query(
         sql(
           'INSERT INTO appservice_transactions (txn_id, completed_at) VALUES ($1, $2) ON CONFLICT DO NOTHING',
@@ -70,8 +74,19 @@ export class PostgresMatrixStore implements MatrixStore {
           t,
         ),
       );
-      return { newTransaction: (txn.rowCount ?? 0) > 0, newEvents: inserted };
+      return { newTransaction: (txn.rowCount ?? 0) > 0, newEvents: seqs.size };
     });
+    if (!handOver) return recorded;
+    // Committed: handed over at once (a read of the store may find them first; the queue keeps one).
+    const fresh: InboundRow[] = [];
+    for (const e of events) {
+      const seq = seqs.get(e.key);
+      if (seq === undefined) continue;
+      seqs.delete(e.key); // the same key twice in one transaction is one row
+      fresh.push({ seq, key: e.key, roomId: e.roomId, kind: e.kind, payload: e.payload, attempts: 0 });
+    }
+    if (fresh.length > 0) handOver(fresh);
+    return { ...recorded, handedOver: true };
   }
 
   async pendingInboundRooms(): Promise<string[]> {

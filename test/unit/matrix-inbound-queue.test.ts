@@ -125,6 +125,27 @@ describe('the inbound queue (adapters/matrix/inbound-queue.ts)', () => {
     expect(await store.pendingInboundRooms()).toEqual([]);
   });
 
+  it('rows a read of the store found before they were handed over are handled once', async () => {
+    // PostgreSQL: the commit is visible to a read before the recorder's hand-over runs.
+    const { q, inFlight } = queue(() => true);
+    q.start();
+    const rows: InboundRow[] = [];
+    await store.recordTransaction('1', [{ key: '$m1', roomId: ROOM, kind: 'event', payload: {} }], (r) =>
+      rows.push(...r),
+    );
+    q.unheard();
+    await until(async () => handled.length === 1, '$m1 read and handled');
+    q.recorded(rows);
+    await store.recordTransaction('2', [{ key: '$m2', roomId: ROOM, kind: 'event', payload: {} }], (r) =>
+      q.recorded(r),
+    );
+    q.kick();
+    await until(async () => (await state('$m2')) === 'done', '$m2 done');
+    expect(handled).toEqual(['$m1', '$m2']);
+    q.stop();
+    await inFlight.settled();
+  });
+
   it('what a crash left unmarked is handed over again, once', async () => {
     const first = queue(() => true);
     await record(['$m1', '$m2']);
