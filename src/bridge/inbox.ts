@@ -93,15 +93,12 @@ export class IncomingHandler {
 
   /** Handles one delivered message. Called in arrival order, one at a time. */
   async onMessage(m: MessageStanza): Promise<void> {
-    const { store, puppet } = this.ctx;
+    const { puppet } = this.ctx;
     if (m.from === undefined) return;
     if (isGroupJid(m.from)) return this.onGroupMessage(m, m.from);
     const fromJid = parseJid(m.from);
     const sender = formatJid({ user: fromJid.user, server: fromJid.server });
     const device = fromJid.device ?? 0;
-    // Already persisted (a redelivery after a lost ack): acknowledge again, show nothing twice.
-    if (await store.inbox.has(puppet.id, sender, m.id)) return this.ack(m);
-
     const enc = m.encs.find((e) => e.device === undefined || e.device === puppet.deviceId);
     let plaintext: Uint8Array;
     let content: Message;
@@ -115,6 +112,7 @@ export class IncomingHandler {
       content = decodeContent(plaintext); // refuses bad padding or protobuf before anything is stored
     } catch (err) {
       await gate.commit();
+      if (await this.redelivered(m, sender)) return;
       this.ctx.log?.info(
         { id: m.id, from: m.from, code: (err as { code?: string }).code },
         'undecryptable message: asking for a retry',
@@ -192,7 +190,6 @@ export class IncomingHandler {
    * lacked it, and one SenderKeyMessage. Recorded in the group's conversation like any message.
    */
   private async onGroupMessage(m: MessageStanza, group: string): Promise<void> {
-    const { store, puppet } = this.ctx;
     const author = m.participant === undefined ? undefined : parseJid(m.participant);
     if (!this.groups || author?.user === undefined) {
       this.ctx.log?.info({ id: m.id, group }, 'a group message without its sender: dropped');
@@ -200,7 +197,6 @@ export class IncomingHandler {
     }
     const sender = formatJid({ user: author.user, server: author.server });
     const device = author.device ?? 0;
-    if (await store.inbox.has(puppet.id, sender, m.id)) return this.ack(m);
     const gate = this.ctx.sessionGate;
     gate.hold();
     let plaintext: Uint8Array;
@@ -209,6 +205,7 @@ export class IncomingHandler {
       decodeContent(plaintext);
     } catch (err) {
       await gate.commit();
+      if (await this.redelivered(m, sender)) return;
       this.ctx.log?.info(
         { id: m.id, group, from: m.participant, code: (err as { code?: string }).code },
         'undecryptable group message: asking for a retry',
@@ -227,6 +224,18 @@ export class IncomingHandler {
       plaintext: Buffer.from(plaintext).toString('base64'),
     };
     await this.record(m, sender, group, payload, `${m.participant}/${m.id}`);
+  }
+
+  /**
+   * A message that did not decrypt may be one already in the inbox: the gateway delivers it again
+   * when the ack was lost, and its message key was spent in the commit that recorded it (so it
+   * cannot decrypt twice, and is not looked up before decrypting: a read saved on every message).
+   * Then it is acknowledged again and nothing is shown twice.
+   */
+  private async redelivered(m: MessageStanza, sender: string): Promise<boolean> {
+    if (!(await this.ctx.store.inbox.has(this.ctx.puppet.id, sender, m.id))) return false;
+    this.ack(m);
+    return true;
   }
 
   private ack(m: MessageStanza): void {

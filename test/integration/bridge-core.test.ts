@@ -423,6 +423,38 @@ describe.each([
     expect(bob.receipts.filter((r) => r.id === id && r.type === 'delivery')).toHaveLength(1);
   });
 
+  it('acknowledges again a message the gateway delivers twice (its ack lost): shown once, no retry asked', async () => {
+    await core.enlist(ALICE);
+    const bob = await native('+4915112345678');
+    await connected();
+    // The puppet's ack of the first message never leaves: the gateway delivers it again when the
+    // puppet reconnects. It cannot decrypt twice (its key was spent with the inbox row).
+    const connection = bridge.puppet(ALICE)!.connection;
+    const send = connection.send.bind(connection);
+    const arrivals: string[] = [];
+    connection.on('stanza', (st: { kind?: string; id?: string }) => {
+      if (st.kind === 'message' && st.id !== undefined) arrivals.push(st.id);
+    });
+    let dropped = false;
+    connection.send = (st) => {
+      if (!dropped && st.kind === 'ack' && st.class === 'message') {
+        dropped = true;
+        return;
+      }
+      send(st);
+    };
+    const id = await bob.sendText(await aliceJid(), 'once only', { devices: [0] });
+    await adapter.until(() => adapter.textsFrom(bob.jid).length === 1, 'shown');
+    await bob.waitForReceipt(id, 'delivery');
+    connection.send = send;
+    await bridge.reconnect(ALICE);
+    const next = await bob.sendText(await aliceJid(), 'next', { devices: [0] });
+    await bob.waitForReceipt(next, 'delivery');
+    expect(arrivals.filter((a) => a === id)).toHaveLength(2);
+    expect(adapter.textsFrom(bob.jid)).toEqual(['once only', 'next']);
+    expect(bob.receipts.filter((r) => r.type === 'retry')).toEqual([]);
+  });
+
   it('recovers a message the recipient could not decrypt through its retry receipt', async () => {
     await core.enlist(ALICE);
     const bob = await native('+4915112345678');
