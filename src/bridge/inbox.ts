@@ -49,6 +49,8 @@ interface InboxPayload {
 interface Handed {
   readonly entry: InboxEntry;
   readonly payload?: InboxPayload | undefined;
+  /** The content as decoded when it was decrypted (not decoded again). */
+  readonly content?: Message | undefined;
 }
 
 /** A pass reads at most this many pending entries from the store. */
@@ -147,7 +149,7 @@ export class IncomingHandler {
       const d = parseJid(destination);
       conversation = formatJid({ user: d.user, server: d.server });
     }
-    await this.record(m, sender, conversation, payload, `${m.from}/${m.id}`);
+    await this.record(m, sender, conversation, payload, `${m.from}/${m.id}`, content);
   }
 
   /**
@@ -160,6 +162,7 @@ export class IncomingHandler {
     conversation: string,
     payload: InboxPayload,
     retryKey: string,
+    content: Message,
   ): Promise<void> {
     const { store, puppet } = this.ctx;
     // Awaited with the hold open: the commit that follows only writes.
@@ -181,7 +184,7 @@ export class IncomingHandler {
     this.ack(m);
     // Delivered here, and the row's seq known (SQLite): handed over with its content, not read back.
     if (seq !== undefined && !this.handoff) {
-      this.delivery.handOver({ ...entry, seq, state: 'pending', receivedAt }, payload);
+      this.delivery.handOver({ ...entry, seq, state: 'pending', receivedAt }, payload, content);
     } else this.pump();
   }
 
@@ -200,9 +203,10 @@ export class IncomingHandler {
     const gate = this.ctx.sessionGate;
     gate.hold();
     let plaintext: Uint8Array;
+    let content: Message;
     try {
       plaintext = await this.groups.decrypt(m, sender, device);
-      decodeContent(plaintext);
+      content = decodeContent(plaintext);
     } catch (err) {
       await gate.commit();
       if (await this.redelivered(m, sender)) return;
@@ -223,7 +227,7 @@ export class IncomingHandler {
       t: m.t,
       plaintext: Buffer.from(plaintext).toString('base64'),
     };
-    await this.record(m, sender, group, payload, `${m.participant}/${m.id}`);
+    await this.record(m, sender, group, payload, `${m.participant}/${m.id}`, content);
   }
 
   /**
@@ -303,9 +307,9 @@ export class InboxDelivery {
    * An entry just recorded, with its content: taken by the next pass from memory. Left to the store
    * when the next pass reads it anyway.
    */
-  handOver(entry: InboxEntry, payload: InboxPayload): void {
+  handOver(entry: InboxEntry, payload: InboxPayload, content?: Message): void {
     if (!this.fromStore && !this.lastRead?.has(`${entry.sender}\n${entry.messageId}`)) {
-      (this.handed ??= []).push({ entry, payload });
+      (this.handed ??= []).push({ entry, payload, content });
     }
     this.run();
   }
@@ -378,9 +382,9 @@ export class InboxDelivery {
     }
     const results = await Promise.all(
       [...byPortal.values()].map(async (entries) => {
-        for (const { entry, payload } of entries) {
+        for (const { entry, payload, content } of entries) {
           if (this.stopped) return true;
-          if (!(await this.deliver(entry, payload))) return false;
+          if (!(await this.deliver(entry, payload, content))) return false;
         }
         return true;
       }),
@@ -402,7 +406,7 @@ export class InboxDelivery {
    * Hands one entry to the adapter (its content as handed over, else opened from the row); false
    * when the adapter refused it (it stays pending).
    */
-  private async deliver(entry: InboxEntry, handed?: InboxPayload): Promise<boolean> {
+  private async deliver(entry: InboxEntry, handed?: InboxPayload, content?: Message): Promise<boolean> {
     const { store, puppet } = this.ctx;
     const adapter = this.ctx.adapter();
     const portal =
@@ -427,7 +431,8 @@ export class InboxDelivery {
     }
     let localId: string | undefined;
     let event: ConversationEvent | undefined;
-    const message = payload ? decodeContent(Buffer.from(payload.plaintext, 'base64')) : undefined;
+    const message =
+      content ?? (payload ? decodeContent(Buffer.from(payload.plaintext, 'base64')) : undefined);
     // The user's own message from another of their devices: shown as theirs, under the id the
     // destination got (so the contact's receipts and replies find it).
     const sent = entry.sender === this.ctx.accountJid ? message?.deviceSentMessage : undefined;
