@@ -370,8 +370,6 @@ export class MatrixAdapter implements GroupAdapter, ProfileAdapter {
             kept.length === 0 && !live
               ? { newTransaction: true, newEvents: 0 }
               : await this.store.recordTransaction(txnId, kept, (rows) => this.#queue.recorded(rows));
-          // A backend that hands no rows over: the queue asks the store where they are.
-          if (recorded.newEvents > 0 && recorded.handedOver !== true) this.#queue.unheard();
           this.#catchUp.sawTransaction(events);
           return recorded;
         },

@@ -9,7 +9,7 @@
  * queue holds is run from memory without reading the database. A room is read from the database
  * ("from the store") instead when this process cannot know it has all of it: at the start, after a
  * failed or held event, after a batch that hit the read limit, and when events were recorded without
- * being handed over (the catch-up, a backend that hands none: `unheard`). Entering that state drops
+ * being handed over (the catch-up: `unheard`). Entering that state drops
  * what memory held of the room (every handed row is committed, so the read finds it).
  *
  * An event is marked done once handled. When handling it again would change nothing (`handle`

@@ -86,7 +86,7 @@ export class PostgresMatrixStore implements MatrixStore {
       fresh.push({ seq, key: e.key, roomId: e.roomId, kind: e.kind, payload: e.payload, attempts: 0 });
     }
     if (fresh.length > 0) handOver(fresh);
-    return { ...recorded, handedOver: true };
+    return recorded;
   }
 
   async pendingInboundRooms(): Promise<string[]> {

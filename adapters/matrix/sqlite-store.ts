@@ -4,7 +4,7 @@
  * (a transaction's events with its id, a room replacing another, read receipts) runs in one SQLite
  * transaction.
  */
-import { preparedStatements, type Db, type Prepared, type Row } from '../../src/store/sql.js';
+import { keepRow, preparedStatements, type Db, type Prepared, type Row } from '../../src/store/sql.js';
 import { SqliteCryptoJournal } from './crypto/crypto-store-sqlite.js';
 import type { CryptoJournal } from './crypto/crypto-journal.js';
 import { toGhost, toGhostAvatar, toInbound, toInboundState, toReaction, toRoom } from './rows.js';
@@ -20,9 +20,6 @@ import type {
 } from './store.js';
 
 export { matrixMigrations } from './rows.js';
-
-/** Rooms kept in memory at most (then forgotten all at once and read again). */
-const KNOWN_ROOMS_MAX = 20_000;
 
 export class SqliteMatrixStore implements MatrixStore {
   readonly #db: Db;
@@ -70,7 +67,7 @@ export class SqliteMatrixStore implements MatrixStore {
         this.#q(
           'INSERT INTO appservice_transactions (txn_id, completed_at) VALUES (?, ?) ON CONFLICT DO NOTHING',
         ).run(txnId, t).changes > 0;
-      return { newTransaction, newEvents: fresh.length, ...(handOver ? { handedOver: true } : {}) };
+      return { newTransaction, newEvents: fresh.length };
     })();
     // In the commit's synchronous step: nothing can read these rows back before they are handed.
     if (fresh.length > 0) handOver?.(fresh);
@@ -118,7 +115,7 @@ export class SqliteMatrixStore implements MatrixStore {
     const known = this.#rooms.get(roomId);
     if (known) return known;
     const r = this.#q('SELECT * FROM matrix_rooms WHERE room_id = ?').get(roomId) as Row | undefined;
-    return r === undefined ? undefined : this.#keep(this.#rooms, roomId, toRoom(r));
+    return r === undefined ? undefined : keepRow(this.#rooms, roomId, toRoom(r));
   }
 
   async portalOf(localUser: string, remoteJid: string): Promise<MatrixRoom | undefined> {
@@ -128,14 +125,7 @@ export class SqliteMatrixStore implements MatrixStore {
     const r = this.#q(
       `SELECT * FROM matrix_rooms WHERE kind = 'portal' AND local_user = ? AND remote_jid = ?`,
     ).get(localUser, remoteJid) as Row | undefined;
-    return r === undefined ? undefined : this.#keep(this.#portals, key, toRoom(r));
-  }
-
-  #keep(map: Map<string, MatrixRoom>, key: string, room: MatrixRoom): MatrixRoom {
-    if (map.size >= KNOWN_ROOMS_MAX) map.clear();
-    const frozen = Object.freeze(room);
-    map.set(key, frozen);
-    return frozen;
+    return r === undefined ? undefined : keepRow(this.#portals, key, toRoom(r));
   }
 
   /** The table changed: what was read of it is forgotten. */

@@ -63,8 +63,6 @@ export interface RecordedTransaction {
   readonly newTransaction: boolean;
   /** Events (and receipts) not recorded before. */
   readonly newEvents: number;
-  /** The new events were handed over as rows (`recordTransaction`'s `handOver`); else read them. */
-  readonly handedOver?: boolean;
 }
 
 export interface MatrixStore {
@@ -74,8 +72,8 @@ export interface MatrixStore {
    * Records a transaction's events, each once by its key, atomically. The transaction id decides
    * nothing about the events (homeservers number transactions from 1 again after a restart); it
    * only tells a resend apart (for live-only typing). Rejects only if nothing was written.
-   * `handOver`, where the backend can, receives the new rows (with their seq) in the same synchronous
-   * step as the commit (the inbound queue then need not read them back); `handedOver` says it did.
+   * `handOver` receives the new rows (with their seq) once committed, before anything else runs on
+   * SQLite (the inbound queue then need not read them back).
    */
   recordTransaction(
     txnId: string,

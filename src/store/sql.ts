@@ -20,6 +20,20 @@ export type AdapterDatabase =
 /** A function that prepares each SQL text once, on first use, and returns the statement after. */
 export type Prepared = (sql: string) => Statement;
 
+/** Rows a store keeps in memory, by key, at most (then forgotten all at once and read again). */
+export const KNOWN_ROWS_MAX = 20_000;
+
+/**
+ * Keeps a row just read in a store's memory (`known`), frozen, and returns it: for a table this
+ * process alone writes (SQLite, the store's process lock), whose writes forget `known`.
+ */
+export function keepRow<T extends object>(known: Map<string, T>, key: string, row: T): T {
+  if (known.size >= KNOWN_ROWS_MAX) known.clear();
+  const frozen = Object.freeze(row);
+  known.set(key, frozen);
+  return frozen;
+}
+
 /** Prepares each statement once, on first use. */
 export function preparedStatements(db: Db): Prepared {
   const cache = new Map<string, Statement>();

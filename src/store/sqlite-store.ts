@@ -5,7 +5,7 @@
  * interleave with it.
  */
 import { checkpoint, openDatabase, schemaVersion, type Db, type OpenOptions } from './database.js';
-import { preparedStatements as statements } from './sql.js';
+import { keepRow, preparedStatements as statements } from './sql.js';
 import { fencedError } from './fencing.js';
 import type {
   GroupRepository,
@@ -56,9 +56,6 @@ import {
   type Row,
 } from './rows.js';
 
-/** At most this many puppets kept by local id (about 0.5 KiB each). */
-const KNOWN_PUPPETS_MAX = 20_000;
-
 /**
  * Puppets by local id are asked for on every message a local user sends (is this user enlisted?),
  * and change rarely: they are kept in memory, frozen, and forgotten on any change of the table
@@ -102,11 +99,7 @@ function puppetRepository(
       const cached = known.get(localId);
       if (cached) return cached;
       const r = q('SELECT * FROM puppets WHERE local_id = ?').get(localId) as Row | undefined;
-      if (!r) return undefined;
-      const puppet = Object.freeze(toPuppet(r));
-      if (known.size >= KNOWN_PUPPETS_MAX) known.clear();
-      known.set(localId, puppet);
-      return puppet;
+      return r && keepRow(known, localId, toPuppet(r));
     },
     byAccountId(accountId) {
       const r = q('SELECT * FROM puppets WHERE account_id = ?').get(accountId) as Row | undefined;
@@ -153,11 +146,7 @@ function portalRepository(
     if (cached) return cached;
     const r = q('SELECT * FROM portals WHERE puppet_id = ? AND remote_jid = ?').get(puppetId, remoteJid) as
       Row | undefined;
-    if (!r) return undefined;
-    if (known.size >= KNOWN_PUPPETS_MAX) known.clear();
-    const portal = Object.freeze(toPortal(r));
-    known.set(key, portal);
-    return portal;
+    return r && keepRow(known, key, toPortal(r));
   };
   return {
     ensure(puppetId, remoteJid) {
